@@ -1,0 +1,157 @@
+# strata — one non-recursive Makefile.
+#
+#   make            build everything under build/
+#   make test       build and run every test suite (unit + fuzz corpus replay)
+#   make run        build and run the format demo (1M rows into ./data/)
+#   make bench      run the benchmarks (bench-format)
+#   make asan       ASan+UBSan build in build/asan, then the whole test suite
+#   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
+#   make format     clang-format every source file
+#   make lint-deps  check the include direction of DESIGN.md §3
+#   make install / uninstall   (PREFIX, DESTDIR)
+#
+# Missing Debian packages are installed by .ci/deps (see README.md).
+
+B        ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+ROWS     ?= 10000000
+FUZZ_SECONDS ?= 60
+CC       ?= cc
+
+# Newer msgpack-c releases call the package msgpack-c; Debian 12's is msgpack.
+MSGPACK_PKG := $(shell pkg-config --exists msgpack-c 2>/dev/null && echo msgpack-c || echo msgpack)
+PKGS := lmdb nanomsg liblz4 $(MSGPACK_PKG) yaml-0.1
+
+OPT      ?= -O2
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-format-truncation
+CFLAGS   ?= $(OPT) -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -I. -MMD -MP $(PKG_CFLAGS)
+LDFLAGS  ?=
+ALL_LDFLAGS = $(LDFLAGS) $(EXTRA_CFLAGS)
+
+# Goals that need no libraries do not trigger the dependency step.
+NODEPS_GOALS := clean format lint-deps uninstall
+ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
+include $(B)/deps.mk
+endif
+
+$(B)/deps.mk: .ci/deps
+	@mkdir -p $(B)
+	@sh .ci/deps
+	@{ echo "PKG_CFLAGS := $$(pkg-config --cflags $(PKGS))"; \
+	   echo "LZ4_LIBS := $$(pkg-config --libs liblz4)"; \
+	   echo "MSGPACK_LIBS := $$(pkg-config --libs $(MSGPACK_PKG))"; \
+	   echo "LMDB_LIBS := $$(pkg-config --libs lmdb)"; } > $@
+
+# ---- sources ------------------------------------------------------------
+# Program entry points are named *_main.c and stay out of the libraries.
+FORMAT_SRC  := $(filter-out %_main.c,$(wildcard format/*.c))
+DAEMON_SRC  := $(filter-out %_main.c,$(wildcard daemon/*.c))
+LIB_OBJ     := $(FORMAT_SRC:%.c=$(B)/%.o) $(DAEMON_SRC:%.c=$(B)/%.o)
+# libstrata: the format and the store, for the daemon, the tools and appliances.
+STRATA_LIB  := $(B)/libstrata.a
+STRATA_LIBS  = $(STRATA_LIB) $(LMDB_LIBS) $(LZ4_LIBS) $(MSGPACK_LIBS) -lpthread -lm
+
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES  := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+REPLAY_BIN  := $(FUZZ_NAMES:%=$(B)/tests/replay_%)
+
+PROGS := $(B)/strata-inspect $(B)/bench-format $(B)/strata-demo
+
+.PHONY: all test run bench bench-format asan fuzz format lint-deps install uninstall clean
+all: $(STRATA_LIB) $(PROGS) $(UNIT_BIN) $(REPLAY_BIN)
+
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(STRATA_LIB): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/strata-inspect: $(B)/admin/inspect_main.o $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STRATA_LIBS)
+$(B)/strata-demo: $(B)/tests/bench/demo_main.o $(B)/tests/bench/table.o $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
+$(B)/bench-format: $(B)/tests/bench/bench_format.o $(B)/tests/bench/table.o $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
+
+$(B)/tests/test_%: $(B)/tests/unit/test_%.o $(B)/tests/bench/table.o $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
+
+# Fuzz targets built with the normal compiler replay their committed corpus.
+# Like the fuzzers, they link a copy of format/ built in fuzzing mode (CRC
+# mismatches ignored, FORMAT.md checks only), so the corpus exercises the
+# parsers and decoders on hostile bytes rather than stopping at a checksum.
+FUZZMODE_OBJ := $(FORMAT_SRC:%.c=$(B)/fuzzmode/%.o)
+$(B)/fuzzmode/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -c -o $@ $<
+$(B)/tests/replay_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay.o $(FUZZMODE_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LZ4_LIBS) $(MSGPACK_LIBS) -lm
+
+# ---- goals --------------------------------------------------------------
+TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)")
+
+test: all
+	@sh tests/run.sh $(TEST_CMDS)
+
+run: $(B)/strata-demo
+	@mkdir -p data
+	$(B)/strata-demo --rows 1000000 --out data/demo.seg
+
+bench: bench-format
+bench-format: $(B)/bench-format
+	$(B)/bench-format --rows $(ROWS)
+
+asan:
+	$(MAKE) B=build/asan OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+fuzz: $(B)/deps.mk
+	@sh .ci/deps --fuzz
+	@mkdir -p $(B)/fuzz
+	@set -e; for f in $(FUZZ_NAMES); do \
+	  echo "== fuzz $$f for $(FUZZ_SECONDS)s"; \
+	  clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $(B)/fuzz/$$f tests/fuzz/fuzz_$$f.c $(FORMAT_SRC) $(LZ4_LIBS) $(MSGPACK_LIBS) -lm; \
+	  mkdir -p $(B)/fuzz/corpus-$$f; \
+	  $(B)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(B)/fuzz/corpus-$$f tests/fuzz/corpus/$$f; \
+	done
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# DESIGN.md §3: format/ uses nothing of ours; daemon/ may use format/ and
+# replication/; replication/ only format/; admin/ only format/; nothing
+# outside tests/ includes admin/ or tests/.
+lint-deps:
+	@bad=0; \
+	chk() { hits=$$(grep -rnE "#include \"($$2)/" $$1 --include='*.[ch]' 2>/dev/null); \
+	  if [ -n "$$hits" ]; then echo "lint-deps: $$1 must not include $$2/:"; echo "$$hits"; bad=1; fi; }; \
+	chk format 'daemon|replication|admin|tests'; \
+	chk daemon 'admin|tests'; \
+	chk replication 'daemon|admin|tests'; \
+	chk admin 'daemon|replication|tests'; \
+	if [ $$bad = 0 ]; then echo "lint-deps: ok"; fi; exit $$bad
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+	  $(DESTDIR)$(PREFIX)/include/strata/format $(DESTDIR)$(PREFIX)/include/strata/daemon
+	install -m 755 $(B)/strata-inspect $(DESTDIR)$(PREFIX)/bin/strata-inspect
+	install -m 644 $(STRATA_LIB) $(DESTDIR)$(PREFIX)/lib/libstrata.a
+	install -m 644 $(filter-out %_int.h,$(wildcard format/*.h)) $(DESTDIR)$(PREFIX)/include/strata/format/
+	install -m 644 daemon/strata.h $(DESTDIR)$(PREFIX)/include/strata/daemon/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/strata-inspect $(DESTDIR)$(PREFIX)/lib/libstrata.a
+	rm -rf $(DESTDIR)$(PREFIX)/include/strata
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,1355 @@
+/*
+ * format/expr.c — the predicate language of expr.h: tokenizer, parser with
+ * type checking, statistics evaluator (may_match) and batch evaluator.
+ *
+ * The parser desugars BETWEEN into two comparisons joined by AND, IN into
+ * equalities joined by OR and LIKE without '%' into equality, so both
+ * evaluators only know comparisons, IS NULL, LIKE-prefix, constants, NOT,
+ * AND and OR. Literals are converted to the compared column's type at
+ * parse time (a decimal compared with an integer column becomes an exact
+ * integer bound), so evaluation never converts per row.
+ *
+ * Three-valued logic: the batch evaluator computes one byte per row,
+ * 0 = FALSE, 1 = TRUE, 2 = UNKNOWN (NULL). The statistics evaluator tracks
+ * for each node whether some row may be TRUE / FALSE and whether every
+ * row surely is, which makes NOT exact under NULLs.
+ *
+ * A parsed expression is immutable: evaluation is thread-safe.
+ */
+#include "format/expr.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define EXPR_DEPTH_MAX 256
+
+enum node_kind {
+	N_CONST,   /* TRUE, FALSE or NULL */
+	N_CMP,     /* column op literal */
+	N_CMPCOL,  /* column op column */
+	N_ISNULL,  /* column IS NULL */
+	N_LIKE,    /* column LIKE 'prefix%' */
+	N_NOT,
+	N_AND,
+	N_OR
+};
+
+/* Comparison operators; CMP_NEVER/CMP_ALWAYS: a decimal compared for
+ * (in)equality with an integer column: FALSE/TRUE for every non-null row. */
+enum cmp_op { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE, CMP_NEVER, CMP_ALWAYS };
+
+struct node {
+	enum node_kind kind;      /* what it is */
+	enum cmp_op op;           /* N_CMP, N_CMPCOL */
+	int col;                  /* column index (left column of N_CMPCOL) */
+	int col2;                 /* right column of N_CMPCOL */
+	uint8_t cval;             /* N_CONST: 0 FALSE, 1 TRUE, 2 NULL */
+	struct st_value lit;      /* N_CMP literal / N_LIKE prefix, in the column's type */
+	uint8_t *buf;             /* owned bytes of a string literal */
+	struct node *a, *b;       /* children of NOT (a), AND/OR (a, b) */
+};
+
+struct expr {
+	struct node *root;        /* the tree */
+	uint32_t ncols;           /* columns of the schema it was parsed against */
+};
+
+/* ---- tokens ------------------------------------------------------------ */
+
+enum tok_kind { T_END, T_IDENT, T_QIDENT, T_NUM, T_STR, T_OP, T_LP, T_RP, T_COMMA };
+
+struct tok {
+	enum tok_kind kind;   /* what it is */
+	size_t off;           /* byte offset in the text */
+	size_t len;           /* length of its text */
+};
+
+struct parser {
+	const char *text;             /* the predicate */
+	size_t pos;                   /* next byte to scan */
+	struct tok t;                 /* current token */
+	const struct st_schema *schema; /* columns */
+	struct st_err *err;           /* where errors go */
+	int depth;                    /* nesting, against EXPR_DEPTH_MAX */
+	int rc;                       /* first error, ST_OK while fine */
+};
+
+static int perr(struct parser *p, int code, const char *what)
+{
+	if (p->rc == ST_OK) {
+		if (p->t.kind == T_END)
+			st_seterr(p->err, code, "at offset %zu (end of predicate): %s", p->t.off, what);
+		else
+			st_seterr(p->err, code, "at offset %zu near '%.*s': %s", p->t.off,
+				  (int)(p->t.len > 40 ? 40 : p->t.len), p->text + p->t.off, what);
+		p->rc = code;
+	}
+	return p->rc;
+}
+
+static void next(struct parser *p)
+{
+	const char *s = p->text;
+	size_t i = p->pos;
+	while (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')
+		i++;
+	p->t.off = i;
+	p->t.kind = T_END;
+	char c = s[i];
+	if (!c) {
+		p->t.len = 0;
+		p->pos = i;
+		return;
+	}
+	size_t j = i + 1;
+	if (isalpha((unsigned char)c) || c == '_') {
+		while (isalnum((unsigned char)s[j]) || s[j] == '_')
+			j++;
+		p->t.kind = T_IDENT;
+	} else if (isdigit((unsigned char)c) || (c == '.' && isdigit((unsigned char)s[j]))) {
+		while (isdigit((unsigned char)s[j]) || s[j] == '.')
+			j++;
+		if ((s[j] == 'e' || s[j] == 'E') &&
+		    (isdigit((unsigned char)s[j + 1]) ||
+		     ((s[j + 1] == '+' || s[j + 1] == '-') && isdigit((unsigned char)s[j + 2])))) {
+			j += 2;
+			while (isdigit((unsigned char)s[j]))
+				j++;
+		}
+		p->t.kind = T_NUM;
+	} else if (c == '\'' || c == '"') {
+		for (;;) {
+			if (!s[j]) {
+				p->t.len = j - i;
+				p->t.kind = T_STR;
+				perr(p, ST_ESYNTAX, c == '\'' ? "unterminated string" : "unterminated quoted name");
+				p->t.kind = T_END;
+				p->pos = j;
+				return;
+			}
+			if (s[j] == c) {
+				if (s[j + 1] == c) {
+					j += 2;
+					continue;
+				}
+				j++;
+				break;
+			}
+			j++;
+		}
+		p->t.kind = c == '\'' ? T_STR : T_QIDENT;
+	} else if (c == '(') {
+		p->t.kind = T_LP;
+	} else if (c == ')') {
+		p->t.kind = T_RP;
+	} else if (c == ',') {
+		p->t.kind = T_COMMA;
+	} else if (c == '=' || c == '-') {
+		p->t.kind = T_OP;
+	} else if (c == '<' || c == '>' || c == '!') {
+		if (s[j] == '=' || (c == '<' && s[j] == '>'))
+			j++;
+		else if (c == '!') {
+			p->t.len = 1;
+			perr(p, ST_ESYNTAX, "unexpected character");
+			p->pos = j;
+			return;
+		}
+		p->t.kind = T_OP;
+	} else {
+		p->t.len = 1;
+		perr(p, ST_ESYNTAX, "unexpected character");
+		p->pos = j;
+		return;
+	}
+	p->t.len = j - i;
+	p->pos = j;
+}
+
+static bool is_kw(const struct parser *p, const char *kw)
+{
+	return p->t.kind == T_IDENT && strlen(kw) == p->t.len &&
+	       !strncasecmp(p->text + p->t.off, kw, p->t.len);
+}
+
+static bool is_op(const struct parser *p, const char *op)
+{
+	return p->t.kind == T_OP && strlen(op) == p->t.len && !strncmp(p->text + p->t.off, op, p->t.len);
+}
+
+/* ---- nodes ------------------------------------------------------------- */
+
+static void node_free(struct node *n)
+{
+	if (!n)
+		return;
+	node_free(n->a);
+	node_free(n->b);
+	free(n->buf);
+	free(n);
+}
+
+static struct node *node_new(struct parser *p, enum node_kind k)
+{
+	struct node *n = calloc(1, sizeof *n);
+	if (!n)
+		perr(p, ST_ENOMEM, "out of memory");
+	else
+		n->kind = k;
+	return n;
+}
+
+static struct node *node2(struct parser *p, enum node_kind k, struct node *a, struct node *b)
+{
+	struct node *n = (a && (b || k == N_NOT)) ? node_new(p, k) : NULL;
+	if (!n) {
+		node_free(a);
+		node_free(b);
+		return NULL;
+	}
+	n->a = a;
+	n->b = b;
+	return n;
+}
+
+static struct node *node_const(struct parser *p, uint8_t v)
+{
+	struct node *n = node_new(p, N_CONST);
+	if (n)
+		n->cval = v;
+	return n;
+}
+
+/* ---- literals ---------------------------------------------------------- */
+
+/* A parsed operand: a column or a literal of a "literal kind". */
+enum lit_kind { L_NONE, L_INT, L_DEC, L_STR, L_BOOL, L_NULL, L_TS, L_DATE };
+
+struct operand {
+	int col;            /* column index, or -1 for a literal */
+	enum lit_kind lk;   /* literal kind */
+	int64_t i;          /* L_INT, L_BOOL, L_TS (µs), L_DATE (days) */
+	double d;           /* L_DEC */
+	char *s;            /* L_STR bytes (unescaped, owned) */
+	size_t slen;        /* their length */
+	size_t off, len;    /* where it was in the text */
+};
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	const int64_t era = (y >= 0 ? y : y - 399) / 400;
+	const unsigned yoe = (unsigned)(y - era * 400);
+	const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+	z += 719468;
+	const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	const unsigned doe = (unsigned)(z - era * 146097);
+	const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	const unsigned mp = (5 * doy + 2) / 153;
+	*d = doy - (153 * mp + 2) / 5 + 1;
+	*m = mp < 10 ? mp + 3 : mp - 9;
+	*y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+/* Parse 'YYYY-MM-DD[( |T)HH:MM:SS[.ffffff]][Z]'; false when malformed. */
+static bool parse_datetime(const char *s, size_t n, bool date_only, int64_t *days, int64_t *us)
+{
+	int y, mo, d, h = 0, mi = 0, se = 0, used = 0;
+	long frac = 0;
+	char buf[64];
+	if (n >= sizeof buf)
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	if (sscanf(buf, "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3 || used != 10)
+		return false;
+	const char *r = buf + used;
+	if (*r && !date_only) {
+		int u2 = 0;
+		if ((*r != ' ' && *r != 'T') || sscanf(r + 1, "%2d:%2d:%2d%n", &h, &mi, &se, &u2) != 3 ||
+		    u2 != 8)
+			return false;
+		r += 1 + u2;
+		if (*r == '.') {
+			int digits = 0;
+			r++;
+			while (isdigit((unsigned char)*r) && digits < 6) {
+				frac = frac * 10 + (*r++ - '0');
+				digits++;
+			}
+			if (digits == 0 || isdigit((unsigned char)*r))
+				return false;
+			while (digits++ < 6)
+				frac *= 10;
+		}
+		if (*r == 'Z')
+			r++;
+	}
+	if (*r)
+		return false;
+	static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
+	    h > 23 || mi > 59 || se > 59)
+		return false;
+	*days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+	*us = ((*days * 86400 + h * 3600 + mi * 60 + se) * 1000000) + frac;
+	return true;
+}
+
+/* Unescape the current string token into o (owned copy). */
+static bool take_string(struct parser *p, struct operand *o)
+{
+	const char *s = p->text + p->t.off + 1;
+	size_t n = p->t.len - 2;
+	o->s = malloc(n + 1);
+	if (!o->s) {
+		perr(p, ST_ENOMEM, "out of memory");
+		return false;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		o->s[k++] = s[i];
+		if (s[i] == '\'')
+			i++; /* '' is one quote */
+	}
+	o->s[k] = '\0';
+	o->slen = k;
+	o->lk = L_STR;
+	return true;
+}
+
+/* A column named like the DATE/TIMESTAMP keyword, not followed by a string:
+ * the column. */
+static bool keyword_is_column(struct parser *p)
+{
+	if (st_schema_find(p->schema, p->text + p->t.off, p->t.len) < 0)
+		return false;
+	struct parser save = *p;
+	next(p);
+	bool string_follows = p->t.kind == T_STR;
+	*p = save;
+	return !string_follows;
+}
+
+/* operand := column | literal */
+static bool parse_operand(struct parser *p, struct operand *o)
+{
+	memset(o, 0, sizeof *o);
+	o->col = -1;
+	o->off = p->t.off;
+	bool neg = false;
+	if (is_op(p, "-")) {
+		neg = true;
+		next(p);
+		if (p->t.kind != T_NUM)
+			return perr(p, ST_ESYNTAX, "expected a number after '-'"), false;
+	}
+	if (p->t.kind == T_NUM) {
+		char buf[80];
+		size_t n = p->t.len;
+		if (n + 2 > sizeof buf)
+			return perr(p, ST_ERANGE, "number too long"), false;
+		buf[0] = '-';
+		memcpy(buf + 1, p->text + p->t.off, n);
+		buf[n + 1] = '\0';
+		const char *num = neg ? buf : buf + 1;
+		char *end;
+		errno = 0;
+		if (!memchr(buf, '.', n + 1) && !memchr(buf, 'e', n + 1) && !memchr(buf, 'E', n + 1)) {
+			long long v = strtoll(num, &end, 10);
+			if (errno == ERANGE)
+				return perr(p, ST_ERANGE, "integer out of the int64 range"), false;
+			o->lk = L_INT;
+			o->i = v;
+		} else {
+			double v = strtod(num, &end);
+			if (*end || (errno == ERANGE && isinf(v)))
+				return perr(p, *end ? ST_ESYNTAX : ST_ERANGE, *end ? "malformed number" : "number out of range"), false;
+			o->lk = L_DEC;
+			o->d = v;
+		}
+		if (*end)
+			return perr(p, ST_ESYNTAX, "malformed number"), false;
+	} else if (p->t.kind == T_STR) {
+		if (!take_string(p, o))
+			return false;
+	} else if (is_kw(p, "TRUE") || is_kw(p, "FALSE")) {
+		o->lk = L_BOOL;
+		o->i = is_kw(p, "TRUE");
+	} else if (is_kw(p, "NULL")) {
+		o->lk = L_NULL;
+	} else if ((is_kw(p, "TIMESTAMP") || is_kw(p, "DATE")) && !keyword_is_column(p)) {
+		bool date = is_kw(p, "DATE");
+		next(p);
+		if (p->t.kind != T_STR)
+			return perr(p, ST_ESYNTAX, date ? "expected 'YYYY-MM-DD' after DATE"
+						      : "expected 'YYYY-MM-DD HH:MM:SS[.ffffff]' after TIMESTAMP"), false;
+		int64_t days, us;
+		if (!parse_datetime(p->text + p->t.off + 1, p->t.len - 2, date, &days, &us))
+			return perr(p, ST_ESYNTAX, date ? "not a valid date 'YYYY-MM-DD'"
+						      : "not a valid timestamp 'YYYY-MM-DD HH:MM:SS[.ffffff]'"), false;
+		o->lk = date ? L_DATE : L_TS;
+		o->i = date ? days : us;
+	} else if (p->t.kind == T_IDENT || p->t.kind == T_QIDENT) {
+		static const char *const reserved[] = {"AND", "OR", "NOT", "BETWEEN", "IN", "IS", "LIKE"};
+		const char *name = p->text + p->t.off;
+		size_t n = p->t.len;
+		if (p->t.kind == T_QIDENT) {
+			name++;
+			n -= 2;
+		} else {
+			for (size_t k = 0; k < sizeof reserved / sizeof *reserved; k++)
+				if (is_kw(p, reserved[k]))
+					return perr(p, ST_ESYNTAX, "expected a column or a literal"), false;
+		}
+		int c = memchr(name, '"', n) ? -1 : st_schema_find(p->schema, name, n);
+		if (c < 0)
+			return perr(p, ST_ETYPE, "unknown column"), false;
+		o->col = c;
+	} else {
+		return perr(p, ST_ESYNTAX, "expected a column or a literal"), false;
+	}
+	o->len = p->t.off + p->t.len - o->off;
+	next(p);
+	return p->rc == ST_OK;
+}
+
+static const char *lit_name(enum lit_kind k)
+{
+	static const char *const n[] = {"?", "integer", "decimal", "string", "boolean", "NULL",
+					 "timestamp", "date"};
+	return n[k];
+}
+
+/* Convert literal o to column type `type` into v (for op, which a decimal
+ * bound against an integer column may change). Returns false with an error. */
+static bool coerce(struct parser *p, const struct operand *o, int type, enum cmp_op *op,
+		   struct st_value *v, uint8_t **buf)
+{
+	memset(v, 0, sizeof *v);
+	v->type = (uint8_t)type;
+	switch (type) {
+	case ST_TYPE_BOOL:
+		if (o->lk != L_BOOL)
+			break;
+		v->v.b = o->i != 0;
+		return true;
+	case ST_TYPE_FLOAT64:
+		if (o->lk == L_INT)
+			v->v.f64 = (double)o->i;
+		else if (o->lk == L_DEC)
+			v->v.f64 = o->d;
+		else
+			break;
+		return true;
+	case ST_TYPE_STRING:
+	case ST_TYPE_BINARY:
+		if (o->lk != L_STR)
+			break;
+		if (!(*buf = malloc(o->slen + 1)))
+			return perr(p, ST_ENOMEM, "out of memory"), false;
+		memcpy(*buf, o->s, o->slen);
+		v->v.s.ptr = *buf;
+		v->v.s.len = (uint32_t)o->slen;
+		return true;
+	default: { /* integer types */
+		int64_t x;
+		int64_t lo = type == ST_TYPE_INT32 || type == ST_TYPE_DATE ? INT32_MIN : INT64_MIN;
+		int64_t hi = type == ST_TYPE_INT32 || type == ST_TYPE_DATE ? INT32_MAX : INT64_MAX;
+		if (o->lk == L_INT) {
+			x = o->i;
+		} else if (o->lk == L_DEC) {
+			double d = o->d;
+			if (isnan(d))
+				break;
+			/* Exact integer bounds: x < 2.5 is x <= 2, x >= 2.5 is x >= 3. */
+			double f = floor(d);
+			bool integral = f == d;
+			if (!integral) {
+				if (*op == CMP_EQ)
+					*op = CMP_NEVER;
+				else if (*op == CMP_NE)
+					*op = CMP_ALWAYS;
+				else if (*op == CMP_LT || *op == CMP_LE)
+					*op = CMP_LE; /* x <= floor(d) */
+				else
+					*op = CMP_GE, f = ceil(d); /* x >= ceil(d) */
+			}
+			if (f < -9223372036854775808.0 || f >= 9223372036854775808.0)
+				return perr(p, ST_ERANGE, "number out of the column's range"), false;
+			x = (int64_t)f;
+		} else if (o->lk == L_TS && type == ST_TYPE_TIMESTAMP) {
+			x = o->i;
+		} else if (o->lk == L_DATE && (type == ST_TYPE_DATE || type == ST_TYPE_TIMESTAMP)) {
+			x = type == ST_TYPE_DATE ? o->i : o->i * 86400000000LL;
+		} else if (o->lk == L_STR && (type == ST_TYPE_DATE || type == ST_TYPE_TIMESTAMP)) {
+			int64_t days, us;
+			if (!parse_datetime(o->s, o->slen, type == ST_TYPE_DATE, &days, &us))
+				return perr(p, ST_ETYPE, type == ST_TYPE_DATE ? "string is not a date 'YYYY-MM-DD'"
+									  : "string is not a timestamp"), false;
+			x = type == ST_TYPE_DATE ? days : us;
+		} else {
+			break;
+		}
+		if (x < lo || x > hi)
+			return perr(p, ST_ERANGE, "literal out of the column's range"), false;
+		if (type == ST_TYPE_INT32 || type == ST_TYPE_DATE)
+			v->v.i32 = (int32_t)x;
+		else
+			v->v.i64 = x;
+		return true;
+	}
+	}
+	char m[160];
+	snprintf(m, sizeof m, "cannot compare a %s column with a %s literal", st_type_name(type),
+		 lit_name(o->lk));
+	return perr(p, ST_ETYPE, m), false;
+}
+
+static enum cmp_op flip(enum cmp_op op)
+{
+	switch (op) {
+	case CMP_LT: return CMP_GT;
+	case CMP_LE: return CMP_GE;
+	case CMP_GT: return CMP_LT;
+	case CMP_GE: return CMP_LE;
+	default: return op;
+	}
+}
+
+static bool numeric(int t)
+{
+	return st_type_is_integer(t) || t == ST_TYPE_FLOAT64;
+}
+
+/* Compare two literals at parse time: TRUE/FALSE/NULL constant. */
+static struct node *fold(struct parser *p, const struct operand *l, enum cmp_op op,
+			 const struct operand *r)
+{
+	if (l->lk == L_NULL || r->lk == L_NULL)
+		return node_const(p, 2);
+	int c;
+	if ((l->lk == L_INT || l->lk == L_DEC) && (r->lk == L_INT || r->lk == L_DEC)) {
+		double a = l->lk == L_INT ? (double)l->i : l->d, b = r->lk == L_INT ? (double)r->i : r->d;
+		if (l->lk == L_INT && r->lk == L_INT)
+			c = (l->i > r->i) - (l->i < r->i);
+		else
+			c = (a > b) - (a < b);
+	} else if (l->lk == r->lk && l->lk == L_STR) {
+		size_t m = l->slen < r->slen ? l->slen : r->slen;
+		c = memcmp(l->s, r->s, m);
+		c = c ? c : (l->slen > r->slen) - (l->slen < r->slen);
+	} else if (l->lk == r->lk) {
+		c = (l->i > r->i) - (l->i < r->i);
+	} else {
+		perr(p, ST_ETYPE, "cannot compare literals of different types");
+		return NULL;
+	}
+	bool t = op == CMP_EQ ? c == 0 : op == CMP_NE ? c != 0 : op == CMP_LT ? c < 0
+	       : op == CMP_LE ? c <= 0 : op == CMP_GT ? c > 0 : c >= 0;
+	return node_const(p, t);
+}
+
+/* Build the comparison l op r. */
+static struct node *make_cmp(struct parser *p, struct operand *l, enum cmp_op op, struct operand *r)
+{
+	const struct st_schema *s = p->schema;
+	if (l->col < 0 && r->col < 0)
+		return fold(p, l, op, r);
+	if (l->col >= 0 && r->col >= 0) {
+		int a = s->fields[l->col].type, b = s->fields[r->col].type;
+		bool ok = a == b || (numeric(a) && numeric(b) && a != ST_TYPE_DATE && b != ST_TYPE_DATE &&
+				     a != ST_TYPE_TIMESTAMP && b != ST_TYPE_TIMESTAMP) ||
+			  (st_type_is_varlen(a) && st_type_is_varlen(b));
+		if (!ok) {
+			char m[160];
+			snprintf(m, sizeof m, "cannot compare column '%s' (%s) with column '%s' (%s)",
+				 s->fields[l->col].name, st_type_name(a), s->fields[r->col].name,
+				 st_type_name(b));
+			perr(p, ST_ETYPE, m);
+			return NULL;
+		}
+		struct node *n = node_new(p, N_CMPCOL);
+		if (n) {
+			n->op = op;
+			n->col = l->col;
+			n->col2 = r->col;
+		}
+		return n;
+	}
+	if (l->col < 0) { /* literal op column: flip */
+		struct operand *t = l;
+		l = r;
+		r = t;
+		op = flip(op);
+	}
+	if (r->lk == L_NULL)
+		return node_const(p, 2);
+	struct node *n = node_new(p, N_CMP);
+	if (!n)
+		return NULL;
+	n->col = l->col;
+	n->op = op;
+	if (!coerce(p, r, s->fields[l->col].type, &n->op, &n->lit, &n->buf)) {
+		node_free(n);
+		return NULL;
+	}
+	return n;
+}
+
+static void operand_fini(struct operand *o)
+{
+	free(o->s);
+	o->s = NULL;
+}
+
+static struct node *parse_or(struct parser *p);
+
+/* cmp := operand [op operand | [NOT] BETWEEN .. | [NOT] IN (..) | IS [NOT] NULL | [NOT] LIKE ..]
+ *      | '(' expr ')' */
+static struct node *parse_cmp(struct parser *p)
+{
+	struct node *n = NULL;
+	struct operand l = {0}, r = {0}, r2 = {0};
+	if (p->t.kind == T_LP) {
+		next(p);
+		n = parse_or(p);
+		if (n && p->t.kind != T_RP) {
+			perr(p, ST_ESYNTAX, "expected ')'");
+			node_free(n);
+			return NULL;
+		}
+		next(p);
+		return n;
+	}
+	size_t start = p->t.off;
+	if (!parse_operand(p, &l))
+		goto out;
+	bool negated = false;
+	if (is_kw(p, "NOT")) {
+		negated = true;
+		next(p);
+		if (!is_kw(p, "BETWEEN") && !is_kw(p, "IN") && !is_kw(p, "LIKE")) {
+			perr(p, ST_ESYNTAX, "expected BETWEEN, IN or LIKE after NOT");
+			goto out;
+		}
+	}
+	static const struct { const char *op; enum cmp_op c; } ops[] = {
+		{"=", CMP_EQ}, {"!=", CMP_NE}, {"<>", CMP_NE}, {"<", CMP_LT},
+		{"<=", CMP_LE}, {">", CMP_GT}, {">=", CMP_GE}};
+	for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
+		if (!is_op(p, ops[k].op))
+			continue;
+		next(p);
+		if (parse_operand(p, &r))
+			n = make_cmp(p, &l, ops[k].c, &r);
+		goto out;
+	}
+	if (is_kw(p, "BETWEEN")) {
+		next(p);
+		if (!parse_operand(p, &r))
+			goto out;
+		if (!is_kw(p, "AND")) {
+			perr(p, ST_ESYNTAX, "expected AND in BETWEEN");
+			goto out;
+		}
+		next(p);
+		if (!parse_operand(p, &r2))
+			goto out;
+		struct operand l2 = l;
+		n = node2(p, N_AND, make_cmp(p, &l, CMP_GE, &r), make_cmp(p, &l2, CMP_LE, &r2));
+	} else if (is_kw(p, "IN")) {
+		next(p);
+		if (p->t.kind != T_LP) {
+			perr(p, ST_ESYNTAX, "expected '(' after IN");
+			goto out;
+		}
+		next(p);
+		for (;;) {
+			if (!parse_operand(p, &r))
+				goto out;
+			if (r.col >= 0) {
+				perr(p, ST_ESYNTAX, "IN takes a list of literals");
+				goto out;
+			}
+			struct node *eq = make_cmp(p, &l, CMP_EQ, &r);
+			operand_fini(&r);
+			n = n ? node2(p, N_OR, n, eq) : eq;
+			if (!n)
+				goto out;
+			if (p->t.kind == T_COMMA) {
+				next(p);
+				continue;
+			}
+			if (p->t.kind != T_RP) {
+				perr(p, ST_ESYNTAX, "expected ',' or ')' in the IN list");
+				node_free(n);
+				n = NULL;
+				goto out;
+			}
+			next(p);
+			break;
+		}
+	} else if (is_kw(p, "IS")) {
+		next(p);
+		bool isnot = false;
+		if (is_kw(p, "NOT")) {
+			isnot = true;
+			next(p);
+		}
+		if (!is_kw(p, "NULL")) {
+			perr(p, ST_ESYNTAX, "expected NULL after IS");
+			goto out;
+		}
+		next(p);
+		if (l.col < 0) {
+			n = node_const(p, (l.lk == L_NULL) != isnot);
+		} else if ((n = node_new(p, N_ISNULL))) {
+			n->col = l.col;
+			if (isnot)
+				n = node2(p, N_NOT, n, NULL);
+		}
+	} else if (is_kw(p, "LIKE")) {
+		next(p);
+		size_t at = p->t.off;
+		if (p->t.kind != T_STR) {
+			perr(p, ST_ESYNTAX, "LIKE takes a string pattern");
+			goto out;
+		}
+		if (!parse_operand(p, &r))
+			goto out;
+		if (l.col < 0 || !st_type_is_varlen(p->schema->fields[l.col].type)) {
+			p->t.off = start;
+			p->t.len = at - start;
+			perr(p, ST_ETYPE, "LIKE needs a string or binary column");
+			goto out;
+		}
+		char *pct = memchr(r.s, '%', r.slen);
+		if (memchr(r.s, '_', r.slen) || (pct && pct != r.s + r.slen - 1)) {
+			p->t.off = at;
+			p->t.len = r.len;
+			perr(p, ST_ESYNTAX, "only prefix patterns are supported: 'prefix%'");
+			goto out;
+		}
+		if (!pct) {
+			n = make_cmp(p, &l, CMP_EQ, &r);
+		} else if ((n = node_new(p, N_LIKE))) {
+			r.slen--;
+			n->col = l.col;
+			if (!coerce(p, &r, p->schema->fields[l.col].type, &n->op, &n->lit, &n->buf)) {
+				node_free(n);
+				n = NULL;
+			}
+		}
+	} else if (!negated && l.col >= 0 && p->schema->fields[l.col].type == ST_TYPE_BOOL) {
+		r = (struct operand){.col = -1, .lk = L_BOOL, .i = 1};
+		n = make_cmp(p, &l, CMP_EQ, &r);
+	} else if (!negated && l.col < 0 && (l.lk == L_BOOL || l.lk == L_NULL)) {
+		n = node_const(p, l.lk == L_NULL ? 2 : (uint8_t)l.i);
+	} else {
+		p->t.off = start;
+		p->t.len = l.len;
+		perr(p, ST_ETYPE, l.col >= 0 ? "a column that is not bool is not a predicate"
+					     : "a literal that is not TRUE, FALSE or NULL is not a predicate");
+		goto out;
+	}
+	if (n && negated)
+		n = node2(p, N_NOT, n, NULL);
+out:
+	operand_fini(&l);
+	operand_fini(&r);
+	operand_fini(&r2);
+	if (p->rc != ST_OK) {
+		node_free(n);
+		n = NULL;
+	}
+	return n;
+}
+
+static struct node *parse_not(struct parser *p)
+{
+	if (++p->depth > EXPR_DEPTH_MAX) {
+		perr(p, ST_ETOOBIG, "predicate nested too deeply");
+		return NULL;
+	}
+	struct node *n;
+	if (is_kw(p, "NOT")) {
+		next(p);
+		n = node2(p, N_NOT, parse_not(p), NULL);
+	} else {
+		n = parse_cmp(p);
+	}
+	p->depth--;
+	return n;
+}
+
+static struct node *parse_and(struct parser *p)
+{
+	struct node *n = parse_not(p);
+	while (n && is_kw(p, "AND")) {
+		next(p);
+		n = node2(p, N_AND, n, parse_not(p));
+	}
+	return n;
+}
+
+static struct node *parse_or(struct parser *p)
+{
+	if (++p->depth > EXPR_DEPTH_MAX) {
+		perr(p, ST_ETOOBIG, "predicate nested too deeply");
+		return NULL;
+	}
+	struct node *n = parse_and(p);
+	while (n && is_kw(p, "OR")) {
+		next(p);
+		n = node2(p, N_OR, n, parse_and(p));
+	}
+	p->depth--;
+	return n;
+}
+
+int expr_parse(const char *text, const struct st_schema *schema, struct expr **out,
+	       struct st_err *err)
+{
+	struct parser p = {.text = text, .schema = schema, .err = err};
+	*out = NULL;
+	if (strlen(text) > EXPR_TEXT_MAX)
+		return st_seterr(err, ST_ETOOBIG, "predicate longer than %d bytes", EXPR_TEXT_MAX);
+	next(&p);
+	if (p.rc != ST_OK)
+		return p.rc;
+	if (p.t.kind == T_END)
+		return perr(&p, ST_ESYNTAX, "empty predicate");
+	struct node *n = parse_or(&p);
+	if (n && p.t.kind != T_END)
+		perr(&p, ST_ESYNTAX, p.t.kind == T_RP ? "unbalanced ')'" : "unexpected token");
+	if (p.rc != ST_OK) {
+		node_free(n);
+		return p.rc;
+	}
+	struct expr *e = malloc(sizeof *e);
+	if (!e) {
+		node_free(n);
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	e->root = n;
+	e->ncols = schema->nfields;
+	*out = e;
+	return ST_OK;
+}
+
+void expr_free(struct expr *e)
+{
+	if (e) {
+		node_free(e->root);
+		free(e);
+	}
+}
+
+static void columns_of(const struct node *n, bool *used)
+{
+	if (!n)
+		return;
+	if (n->kind == N_CMP || n->kind == N_CMPCOL || n->kind == N_ISNULL || n->kind == N_LIKE)
+		used[n->col] = true;
+	if (n->kind == N_CMPCOL)
+		used[n->col2] = true;
+	columns_of(n->a, used);
+	columns_of(n->b, used);
+}
+
+void expr_columns(const struct expr *e, bool *used)
+{
+	columns_of(e->root, used);
+}
+
+/* ---- statistics -------------------------------------------------------- */
+
+/* What may hold over a set of rows: some row TRUE / FALSE, every row TRUE / FALSE. */
+struct tri {
+	bool may_t, may_f, all_t, all_f;
+};
+
+/* The prefix successor: the smallest string greater than every string
+ * starting with p; false when none exists (p is all 0xFF). */
+static bool prefix_succ(const struct st_value *p, uint8_t *buf, struct st_value *out)
+{
+	uint32_t n = p->v.s.len > 64 ? 64 : p->v.s.len;
+	if (n < p->v.s.len)
+		return false; /* long prefix: no bound kept; stay conservative */
+	memcpy(buf, p->v.s.ptr, n);
+	while (n > 0 && buf[n - 1] == 0xff)
+		n--;
+	if (n == 0)
+		return false;
+	buf[n - 1]++;
+	*out = *p;
+	out->v.s.ptr = buf;
+	out->v.s.len = n;
+	return true;
+}
+
+static struct tri stat_node(const struct node *n, const struct st_col_stats *stats)
+{
+	struct tri r = {true, true, false, false}, a, b;
+	switch (n->kind) {
+	case N_CONST:
+		r.may_t = r.all_t = n->cval == 1;
+		r.may_f = r.all_f = n->cval == 0;
+		return r;
+	case N_NOT:
+		a = stat_node(n->a, stats);
+		return (struct tri){a.may_f, a.may_t, a.all_f, a.all_t};
+	case N_AND:
+		a = stat_node(n->a, stats);
+		b = stat_node(n->b, stats);
+		return (struct tri){a.may_t && b.may_t, a.may_f || b.may_f, a.all_t && b.all_t,
+				    a.all_f || b.all_f};
+	case N_OR:
+		a = stat_node(n->a, stats);
+		b = stat_node(n->b, stats);
+		return (struct tri){a.may_t || b.may_t, a.may_f && b.may_f, a.all_t || b.all_t,
+				    a.all_f && b.all_f};
+	default:
+		break;
+	}
+	const struct st_col_stats *st = &stats[n->col];
+	bool no_nulls = st->null_count == 0;
+	if (st->null_count >= st->rows && st->rows > 0 && n->kind != N_ISNULL)
+		return (struct tri){false, false, false, false}; /* all NULL: UNKNOWN */
+	if (n->kind == N_ISNULL)
+		return (struct tri){st->null_count > 0, st->null_count < st->rows,
+				    st->rows > 0 && st->null_count == st->rows, no_nulls};
+	if (n->kind == N_CMPCOL || !st->has_minmax)
+		return r;
+	const struct st_value *lo = &st->min, *hi = &st->max, *v = &n->lit;
+	if (n->kind == N_LIKE) {
+		uint8_t buf[64];
+		struct st_value succ;
+		bool has_succ = prefix_succ(v, buf, &succ);
+		/* Some value may start with the prefix unless all are below it
+		 * or all at/above its successor. */
+		r.may_t = st_value_cmp(hi, v) >= 0 && (!has_succ || st_value_cmp(lo, &succ) < 0);
+		r.all_f = no_nulls && !r.may_t;
+		return r;
+	}
+	int clo = st_value_cmp(lo, v), chi = st_value_cmp(hi, v);
+	bool point = clo == 0 && chi == 0 && st->min_exact && st->max_exact;
+	switch (n->op) {
+	case CMP_EQ:
+		r.may_t = clo <= 0 && chi >= 0;
+		r.may_f = !point;
+		r.all_t = no_nulls && point;
+		r.all_f = no_nulls && !r.may_t;
+		break;
+	case CMP_NE:
+		r.may_t = !point;
+		r.may_f = clo <= 0 && chi >= 0;
+		r.all_t = no_nulls && !r.may_f;
+		r.all_f = no_nulls && point;
+		break;
+	case CMP_LT:
+		r.may_t = clo < 0;
+		r.may_f = chi >= 0;
+		break;
+	case CMP_LE:
+		r.may_t = clo <= 0;
+		r.may_f = chi > 0;
+		break;
+	case CMP_GT:
+		r.may_t = chi > 0;
+		r.may_f = clo <= 0;
+		break;
+	case CMP_GE:
+		r.may_t = chi >= 0;
+		r.may_f = clo < 0;
+		break;
+	case CMP_NEVER:
+		return (struct tri){false, true, false, no_nulls};
+	case CMP_ALWAYS:
+		return (struct tri){true, false, no_nulls, false};
+	}
+	if (n->op != CMP_EQ && n->op != CMP_NE) {
+		/* Range tests need only min <= v <= max, which truncated string
+		 * bounds keep: no exactness needed (equality needs it, above). */
+		r.all_t = no_nulls && !r.may_f;
+		r.all_f = no_nulls && !r.may_t;
+	}
+	return r;
+}
+
+enum expr_match expr_may_match(const struct expr *e, const struct st_col_stats *stats)
+{
+	struct tri r = stat_node(e->root, stats);
+	return !r.may_t ? EXPR_MATCH_NONE : r.all_t ? EXPR_MATCH_ALL : EXPR_MATCH_SOME;
+}
+
+/* ---- batch evaluation -------------------------------------------------- */
+
+static inline int cmp_bytes(const uint8_t *a, uint32_t la, const uint8_t *b, uint32_t lb)
+{
+	uint32_t m = la < lb ? la : lb;
+	int c = m ? memcmp(a, b, m) : 0;
+	return c ? c : (la > lb) - (la < lb);
+}
+
+static inline uint8_t apply(enum cmp_op op, int c)
+{
+	switch (op) {
+	case CMP_EQ: return c == 0;
+	case CMP_NE: return c != 0;
+	case CMP_LT: return c < 0;
+	case CMP_LE: return c <= 0;
+	case CMP_GT: return c > 0;
+	case CMP_GE: return c >= 0;
+	case CMP_NEVER: return 0;
+	default: return 1;
+	}
+}
+
+/* Typed comparison loops: one tight loop per operator. */
+#define CMP_LOOP(T, data, litv)                                                      \
+	do {                                                                         \
+		const T *d_ = (const T *)(data);                                     \
+		const T l_ = (litv);                                                 \
+		switch (op) {                                                        \
+		case CMP_EQ: for (uint32_t i = 0; i < n; i++) out[i] = d_[i] == l_; break; \
+		case CMP_NE: for (uint32_t i = 0; i < n; i++) out[i] = d_[i] != l_; break; \
+		case CMP_LT: for (uint32_t i = 0; i < n; i++) out[i] = d_[i] < l_; break; \
+		case CMP_LE: for (uint32_t i = 0; i < n; i++) out[i] = d_[i] <= l_; break; \
+		case CMP_GT: for (uint32_t i = 0; i < n; i++) out[i] = d_[i] > l_; break; \
+		case CMP_GE: for (uint32_t i = 0; i < n; i++) out[i] = d_[i] >= l_; break; \
+		case CMP_NEVER: memset(out, 0, n); break;                            \
+		default: memset(out, 1, n); break;                                   \
+		}                                                                    \
+	} while (0)
+
+/* Mark NULL rows UNKNOWN (2). */
+static void apply_nulls(const struct st_vec *v, uint32_t n, uint8_t *out)
+{
+	if (!v->validity)
+		return;
+	for (uint32_t i = 0; i < n; i++)
+		if (!((v->validity[i >> 3] >> (i & 7)) & 1))
+			out[i] = 2;
+}
+
+static double num_at(const struct st_vec *v, uint32_t i)
+{
+	switch (v->type) {
+	case ST_TYPE_INT32: return ((const int32_t *)v->data)[i];
+	case ST_TYPE_INT64: return (double)((const int64_t *)v->data)[i];
+	default: return ((const double *)v->data)[i];
+	}
+}
+
+static int64_t int_at(const struct st_vec *v, uint32_t i)
+{
+	return st_type_width(v->type) == 4 ? ((const int32_t *)v->data)[i]
+					   : ((const int64_t *)v->data)[i];
+}
+
+static int eval_leaf(const struct node *nd, const struct st_vec *cols, uint32_t n, uint8_t *out,
+		     struct st_err *err)
+{
+	const struct st_vec *v = &cols[nd->col];
+	enum cmp_op op = nd->op;
+	int want = nd->lit.type;
+	if (nd->kind == N_CMPCOL) {
+		const struct st_vec *w = &cols[nd->col2];
+		if (!v->type || !w->type || v->n < n || w->n < n)
+			return st_seterr(err, ST_EINVAL, "predicate needs columns %d and %d", nd->col,
+					 nd->col2);
+		for (uint32_t i = 0; i < n; i++) {
+			int c;
+			if (st_type_is_varlen(v->type)) {
+				const uint8_t *a, *b;
+				uint32_t la, lb;
+				st_vec_str(v, i, &a, &la);
+				st_vec_str(w, i, &b, &lb);
+				c = cmp_bytes(a, la, b, lb);
+			} else if (v->type == w->type && v->type != ST_TYPE_FLOAT64 && v->type != ST_TYPE_BOOL) {
+				int64_t a = int_at(v, i), b = int_at(w, i);
+				c = (a > b) - (a < b);
+			} else if (v->type == ST_TYPE_BOOL) {
+				c = (int)((const uint8_t *)v->data)[i] - (int)((const uint8_t *)w->data)[i];
+			} else {
+				double a = num_at(v, i), b = num_at(w, i);
+				c = a != a || b != b ? 2 : (a > b) - (a < b);
+				if (c == 2) {
+					out[i] = op == CMP_NE;
+					continue;
+				}
+			}
+			out[i] = apply(op, c);
+		}
+		apply_nulls(v, n, out);
+		apply_nulls(w, n, out);
+		return ST_OK;
+	}
+	if (!v->type || v->n < n || (nd->kind != N_ISNULL && v->type != want))
+		return st_seterr(err, ST_EINVAL, "predicate column %d is missing or of the wrong type",
+				 nd->col);
+	if (nd->kind == N_ISNULL) {
+		for (uint32_t i = 0; i < n; i++)
+			out[i] = !st_vec_is_valid(v, i);
+		return ST_OK;
+	}
+	if (st_type_is_varlen(v->type)) {
+		const uint8_t *lp = nd->lit.v.s.ptr;
+		uint32_t ll = nd->lit.v.s.len;
+		bool like = nd->kind == N_LIKE;
+		if (v->dict) {
+			/* Once per dictionary entry, then a lookup per row. */
+			uint8_t *res = malloc(v->dict->n + 1);
+			if (!res)
+				return st_seterr(err, ST_ENOMEM, "out of memory");
+			for (uint32_t k = 0; k < v->dict->n; k++) {
+				const uint8_t *p;
+				uint32_t len;
+				st_vec_str(v->dict, k, &p, &len);
+				res[k] = like ? len >= ll && !memcmp(p, lp, ll)
+					      : apply(op, cmp_bytes(p, len, lp, ll));
+			}
+			for (uint32_t i = 0; i < n; i++)
+				out[i] = res[v->codes[i]];
+			free(res);
+		} else {
+			for (uint32_t i = 0; i < n; i++) {
+				const uint8_t *p = v->bytes + v->offsets[i];
+				uint32_t len = v->offsets[i + 1] - v->offsets[i];
+				out[i] = like ? len >= ll && !memcmp(p, lp, ll)
+					      : apply(op, cmp_bytes(p, len, lp, ll));
+			}
+		}
+	} else {
+		switch (v->type) {
+		case ST_TYPE_BOOL: CMP_LOOP(uint8_t, v->data, (uint8_t)nd->lit.v.b); break;
+		case ST_TYPE_INT32: case ST_TYPE_DATE: CMP_LOOP(int32_t, v->data, nd->lit.v.i32); break;
+		case ST_TYPE_FLOAT64: CMP_LOOP(double, v->data, nd->lit.v.f64); break;
+		default: CMP_LOOP(int64_t, v->data, nd->lit.v.i64); break;
+		}
+	}
+	apply_nulls(v, n, out);
+	return ST_OK;
+}
+
+/* Three-valued NOT / AND / OR on 0 FALSE, 1 TRUE, 2 UNKNOWN. */
+static const uint8_t tv_not[3] = {1, 0, 2};
+static const uint8_t tv_and[9] = {0, 0, 0, 0, 1, 2, 0, 2, 2};
+static const uint8_t tv_or[9] = {0, 1, 2, 1, 1, 1, 2, 1, 2};
+
+static int eval_node(const struct node *nd, const struct st_vec *cols, uint32_t n, uint8_t *out,
+		     struct st_err *err)
+{
+	int rc = ST_OK;
+	switch (nd->kind) {
+	case N_CONST:
+		memset(out, nd->cval, n);
+		return ST_OK;
+	case N_NOT:
+		if ((rc = eval_node(nd->a, cols, n, out, err)) == ST_OK)
+			for (uint32_t i = 0; i < n; i++)
+				out[i] = tv_not[out[i]];
+		return rc;
+	case N_AND:
+	case N_OR: {
+		uint8_t *tmp = malloc(n + 1);
+		if (!tmp)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		const uint8_t *tab = nd->kind == N_AND ? tv_and : tv_or;
+		if ((rc = eval_node(nd->a, cols, n, out, err)) == ST_OK &&
+		    (rc = eval_node(nd->b, cols, n, tmp, err)) == ST_OK)
+			for (uint32_t i = 0; i < n; i++)
+				out[i] = tab[out[i] * 3 + tmp[i]];
+		free(tmp);
+		return rc;
+	}
+	default:
+		return eval_leaf(nd, cols, n, out, err);
+	}
+}
+
+int expr_eval(const struct expr *e, const struct st_vec *cols, uint32_t n, uint32_t *sel,
+	      uint32_t *nsel, struct st_err *err)
+{
+	uint8_t *res = malloc((size_t)n + 1);
+	int rc;
+	*nsel = 0;
+	if (!res)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	rc = eval_node(e->root, cols, n, res, err);
+	if (rc == ST_OK) {
+		uint32_t k = 0;
+		for (uint32_t i = 0; i < n; i++) {
+			sel[k] = i;
+			k += res[i] == 1; /* branch-free compaction */
+		}
+		*nsel = k;
+	}
+	free(res);
+	return rc;
+}
+
+/* ---- formatting -------------------------------------------------------- */
+
+struct out {
+	char *buf;   /* destination */
+	size_t len;  /* its size */
+	size_t need; /* bytes the full text needs */
+};
+
+static void emit(struct out *o, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++, o->need++)
+		if (o->need + 1 < o->len)
+			o->buf[o->need] = s[i];
+}
+
+static void emits(struct out *o, const char *s)
+{
+	emit(o, s, strlen(s));
+}
+
+/* A string literal: quotes doubled, then `tail` (closing quote, or %'). */
+static void emit_string(struct out *o, const struct st_value *v, const char *tail)
+{
+	emit(o, "'", 1);
+	for (uint32_t i = 0; i < v->v.s.len; i++) {
+		emit(o, (const char *)v->v.s.ptr + i, 1);
+		if (v->v.s.ptr[i] == '\'')
+			emit(o, "'", 1);
+	}
+	emits(o, tail);
+}
+
+static void emit_value(struct out *o, const struct st_value *v)
+{
+	char b[96];
+	switch (v->type) {
+	case ST_TYPE_BOOL:
+		emits(o, v->v.b ? "TRUE" : "FALSE");
+		return;
+	case ST_TYPE_INT32:
+		snprintf(b, sizeof b, "%" PRId32, v->v.i32);
+		break;
+	case ST_TYPE_INT64:
+		snprintf(b, sizeof b, "%" PRId64, v->v.i64);
+		break;
+	case ST_TYPE_FLOAT64:
+		snprintf(b, sizeof b, "%.17g", v->v.f64);
+		if (!strpbrk(b, ".eEn"))
+			strcat(b, ".0");
+		break;
+	case ST_TYPE_DATE:
+	case ST_TYPE_TIMESTAMP: {
+		int64_t days = v->v.i32, rem = 0;
+		if (v->type == ST_TYPE_TIMESTAMP) {
+			days = v->v.i64 / 86400000000LL;
+			rem = v->v.i64 % 86400000000LL;
+			if (rem < 0) {
+				rem += 86400000000LL;
+				days--;
+			}
+		}
+		int64_t y;
+		unsigned m, d;
+		civil_from_days(days, &y, &m, &d);
+		if (y < 0 || y > 9999) /* no calendar literal: the number itself */
+			snprintf(b, sizeof b, "%" PRId64,
+				 v->type == ST_TYPE_DATE ? (int64_t)v->v.i32 : v->v.i64);
+		else if (v->type == ST_TYPE_DATE)
+			snprintf(b, sizeof b, "DATE '%04" PRId64 "-%02u-%02u'", y, m, d);
+		else
+			snprintf(b, sizeof b, "TIMESTAMP '%04" PRId64 "-%02u-%02u %02d:%02d:%02d.%06d'", y,
+				 m, d, (int)(rem / 3600000000LL), (int)(rem / 60000000 % 60),
+				 (int)(rem / 1000000 % 60), (int)(rem % 1000000));
+		break;
+	}
+	default:
+		emit_string(o, v, "'");
+		return;
+	}
+	emits(o, b);
+}
+
+static void emit_col(struct out *o, const struct st_schema *s, int c)
+{
+	emit(o, "\"", 1);
+	emits(o, s->fields[c].name);
+	emit(o, "\"", 1);
+}
+
+static void format_node(struct out *o, const struct node *n, const struct st_schema *s)
+{
+	static const char *const ops[] = {"=", "!=", "<", "<=", ">", ">="};
+	emit(o, "(", 1);
+	switch (n->kind) {
+	case N_CONST:
+		emits(o, n->cval == 2 ? "NULL" : n->cval ? "TRUE" : "FALSE");
+		break;
+	case N_NOT:
+		emits(o, "NOT ");
+		format_node(o, n->a, s);
+		break;
+	case N_AND:
+	case N_OR:
+		format_node(o, n->a, s);
+		emits(o, n->kind == N_AND ? " AND " : " OR ");
+		format_node(o, n->b, s);
+		break;
+	case N_ISNULL:
+		emit_col(o, s, n->col);
+		emits(o, " IS NULL");
+		break;
+	case N_LIKE:
+		emit_col(o, s, n->col);
+		emits(o, " LIKE ");
+		emit_string(o, &n->lit, "%'"); /* the prefix with its '%' back */
+		break;
+	case N_CMPCOL:
+		emit_col(o, s, n->col);
+		emit(o, " ", 1);
+		emits(o, ops[n->op]);
+		emit(o, " ", 1);
+		emit_col(o, s, n->col2);
+		break;
+	case N_CMP:
+		if (n->op == CMP_NEVER || n->op == CMP_ALWAYS) {
+			/* (In)equality with a non-integral number parses back the same. */
+			emit_col(o, s, n->col);
+			emits(o, n->op == CMP_NEVER ? " = 0.5" : " != 0.5");
+			break;
+		}
+		emit_col(o, s, n->col);
+		emit(o, " ", 1);
+		emits(o, ops[n->op]);
+		emit(o, " ", 1);
+		emit_value(o, &n->lit);
+		break;
+	}
+	emit(o, ")", 1);
+}
+
+size_t expr_format(const struct expr *e, const struct st_schema *schema, char *buf, size_t len)
+{
+	struct out o = {buf, len, 0};
+	format_node(&o, e->root, schema);
+	if (len)
+		buf[o.need < len ? o.need : len - 1] = '\0';
+	return o.need;
+}

@@ -1,0 +1,640 @@
+/*
+ * format/segment_write.c — the segment writer (FORMAT.md §3–§7).
+ *
+ * Rows are buffered column by column until a row group is full; then each
+ * column is encoded (format/encode.c), LZ4-compressed when that saves
+ * space, CRC32C'd and written at the end of the temp file. Chunk metadata
+ * and statistics stay in memory for the footer. close writes footer and
+ * tail, then: fsync file → rename → fsync directory (DESIGN.md §4).
+ *
+ * Memory: one row group of buffered values, one encoded chunk, one LZ4
+ * output buffer and the encoder scratch; peak use is tracked for the
+ * benchmark's memory target. One thread per writer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <lz4.h>
+#include <lz4hc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "format/bytes.h"
+#include "format/chunk_int.h"
+#include "format/crc32c.h"
+#include "format/segment.h"
+#include "format/seg_int.h"
+
+/* Buffered values of one column for the current row group. */
+struct wcol {
+	uint8_t *data;         /* fixed-width values, rg_rows slots */
+	uint8_t *validity;     /* bitmap of rg_rows bits, 1 = valid */
+	uint32_t *offsets;     /* varlen: rg_rows + 1 offsets */
+	struct st_buf bytes;   /* varlen: value bytes */
+	uint32_t null_count;   /* nulls buffered */
+	struct st_col_stats fstats; /* file statistics so far */
+	bool fstats_unbounded; /* some chunk had values but no bounds */
+};
+
+struct seg_writer {
+	char *path;                 /* final path */
+	char *tmp;                  /* path.tmp, written first */
+	const struct st_io *io;     /* file operations */
+	int fd;                     /* open temp file, -1 once closed */
+	struct st_schema schema;    /* copy of the schema */
+	uint32_t rg_rows;           /* rows per row group */
+	int lz4_level;              /* see seg_writer_opts */
+	int force_enc;              /* encoding id to force, -1 = choose */
+	uint32_t nbuf;              /* rows buffered in cols */
+	struct wcol *cols;          /* one per field */
+	struct chunk_scratch scratch; /* encoder scratch */
+	struct st_buf enc;          /* encoded bytes of one chunk */
+	uint8_t *lz4;               /* LZ4 output buffer */
+	size_t lz4_cap;             /* its size */
+	uint64_t off;               /* end of the file so far */
+	uint32_t file_crc;          /* CRC32C of the bytes written so far */
+	uint64_t rows;              /* rows flushed */
+	struct seg_rg_meta *rgs;    /* metadata of flushed row groups */
+	uint32_t nrg, cap_rg;       /* count and capacity of rgs */
+	struct st_buf kv;           /* encoded kv entries */
+	uint32_t nkv;               /* kv entries */
+	int failed;                 /* sticky error code, ST_OK while healthy */
+	char failmsg[ST_ERR_MSG_MAX]; /* message of the sticky error */
+	uint64_t fixed_bytes;       /* bytes of the per-column buffers */
+	uint64_t peak;              /* peak heap bytes seen */
+	uint64_t rg_raw_max;        /* largest raw row group */
+};
+
+const char *seg_encoding_name(int enc)
+{
+	return chunk_encoding_name(enc);
+}
+
+const char *seg_compression_name(int comp)
+{
+	return comp == SEG_COMP_NONE ? "none" : comp == SEG_COMP_LZ4 ? "lz4" : "?";
+}
+
+void seg_file_info_fini(struct seg_file_info *info)
+{
+	free(info->stats);
+	info->stats = NULL;
+}
+
+/* Make the writer failed with code and message; returns code. */
+static int fail(struct seg_writer *w, struct st_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(struct seg_writer *w, struct st_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(w->failmsg, sizeof w->failmsg, fmt, ap);
+	va_end(ap);
+	w->failed = code;
+	return st_seterr(err, code, "%s", w->failmsg);
+}
+
+static void track_peak(struct seg_writer *w)
+{
+	uint64_t b = w->fixed_bytes + w->scratch.bytes + w->enc.cap + w->lz4_cap;
+	for (uint32_t i = 0; i < w->schema.nfields; i++)
+		b += w->cols[i].bytes.cap;
+	if (b > w->peak)
+		w->peak = b;
+}
+
+static void writer_free(struct seg_writer *w)
+{
+	for (uint32_t i = 0; w->cols && i < w->schema.nfields; i++) {
+		free(w->cols[i].data);
+		free(w->cols[i].validity);
+		free(w->cols[i].offsets);
+		st_buf_free(&w->cols[i].bytes);
+	}
+	for (uint32_t i = 0; i < w->nrg; i++)
+		free(w->rgs[i].chunks);
+	free(w->rgs);
+	free(w->cols);
+	free(w->schema.fields);
+	chunk_scratch_fini(&w->scratch);
+	st_buf_free(&w->enc);
+	st_buf_free(&w->kv);
+	free(w->lz4);
+	free(w->path);
+	free(w->tmp);
+	free(w);
+}
+
+int seg_writer_open(const char *path, const struct st_schema *schema,
+		    const struct seg_writer_opts *opts, struct seg_writer **out,
+		    struct st_err *err)
+{
+	static const struct seg_writer_opts defaults = {0};
+	int rc = ST_OK;
+	struct seg_writer *w = NULL;
+	if (!opts)
+		opts = &defaults;
+	*out = NULL;
+	if ((rc = seg_schema_check(schema, err)) != ST_OK)
+		goto out;
+	uint32_t rg_rows = opts->row_group_rows ? opts->row_group_rows : SEG_DEFAULT_ROW_GROUP_ROWS;
+	if (rg_rows > SEG_MAX_ROW_GROUP_ROWS || opts->lz4_level < -1 ||
+	    opts->lz4_level > LZ4HC_CLEVEL_MAX || opts->force_encoding < 0 ||
+	    opts->force_encoding > CHUNK_ENC_COUNT) {
+		rc = st_seterr(err, ST_EINVAL,
+			       "segment writer options out of range: row_group_rows 1..%u, "
+			       "lz4_level -1..%d, force_encoding 0..%d",
+			       SEG_MAX_ROW_GROUP_ROWS, LZ4HC_CLEVEL_MAX, CHUNK_ENC_COUNT);
+		goto out;
+	}
+	w = calloc(1, sizeof *w);
+	if (!w)
+		goto oom;
+	w->fd = -1;
+	w->io = opts->io ? opts->io : &st_io_posix;
+	w->rg_rows = rg_rows;
+	w->lz4_level = opts->lz4_level;
+	w->force_enc = opts->force_encoding - 1;
+	w->path = strdup(path);
+	w->tmp = malloc(strlen(path) + 5);
+	w->schema.nfields = schema->nfields;
+	w->schema.fields = malloc(schema->nfields * sizeof *schema->fields);
+	w->cols = calloc(schema->nfields, sizeof *w->cols);
+	if (!w->path || !w->tmp || !w->schema.fields || !w->cols)
+		goto oom;
+	sprintf(w->tmp, "%s.tmp", path);
+	memcpy(w->schema.fields, schema->fields, schema->nfields * sizeof *schema->fields);
+	for (uint32_t i = 0; i < schema->nfields; i++) {
+		struct wcol *c = &w->cols[i];
+		int type = schema->fields[i].type;
+		size_t width = st_type_width(type);
+		c->validity = calloc(rg_rows / 8 + 8, 1);
+		w->fixed_bytes += rg_rows / 8 + 8;
+		if (width) {
+			c->data = malloc((size_t)rg_rows * width + 64);
+			w->fixed_bytes += (size_t)rg_rows * width + 64;
+		} else {
+			c->offsets = malloc(((size_t)rg_rows + 1) * 4);
+			w->fixed_bytes += ((size_t)rg_rows + 1) * 4;
+		}
+		if (!c->validity || (width ? !c->data : !c->offsets))
+			goto oom;
+		c->fstats.min.type = c->fstats.max.type = (uint8_t)type;
+	}
+	w->fd = w->io->open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (w->fd < 0) {
+		rc = st_seterr(err, errno, "segment '%s': cannot create temp file: %s",
+			       w->tmp, strerror(errno));
+		goto out;
+	}
+	uint8_t hdr[SEG_HEADER_SIZE];
+	seg_put_header(hdr);
+	int e = st_io_write_all(w->io, w->fd, hdr, sizeof hdr, 0);
+	if (e) {
+		rc = st_seterr(err, e, "segment '%s': writing the header: %s", w->tmp, strerror(e));
+		goto out;
+	}
+	w->off = sizeof hdr;
+	w->file_crc = st_crc32c(0, hdr, sizeof hdr);
+	track_peak(w);
+	*out = w;
+	w = NULL;
+	goto out;
+oom:
+	rc = st_seterr(err, ST_ENOMEM, "segment '%s': out of memory opening the writer", path);
+out:
+	if (w) {
+		if (w->fd >= 0) {
+			w->io->close(w->fd);
+			w->io->unlink(w->tmp);
+		}
+		writer_free(w);
+	}
+	return rc;
+}
+
+int seg_writer_add_kv(struct seg_writer *w, const char *key, const void *val,
+		      uint32_t len, struct st_err *err)
+{
+	size_t klen = strlen(key);
+	if (klen > UINT16_MAX || len > (16u << 20))
+		return st_seterr(err, ST_EINVAL, "segment '%s': key-value entry too large", w->path);
+	st_buf_u16(&w->kv, (uint16_t)klen);
+	st_buf_append(&w->kv, key, klen);
+	st_buf_u32(&w->kv, len);
+	st_buf_append(&w->kv, val, len);
+	w->nkv++;
+	return w->kv.oom ? st_seterr(err, ST_ENOMEM, "out of memory") : ST_OK;
+}
+
+/* ---- row groups -------------------------------------------------------- */
+
+/* Fold a chunk's statistics into the file statistics of its column. */
+static void merge_stats(struct wcol *c, const struct st_col_stats *cs)
+{
+	struct st_col_stats *fs = &c->fstats;
+	bool first = fs->rows == fs->null_count; /* no values seen yet */
+	fs->rows += cs->rows;
+	fs->null_count += cs->null_count;
+	if (cs->dict_size > fs->dict_size)
+		fs->dict_size = cs->dict_size;
+	if (cs->null_count == cs->rows)
+		return;
+	if (!cs->has_minmax)
+		c->fstats_unbounded = true;
+	if (c->fstats_unbounded) {
+		fs->has_minmax = false;
+		return;
+	}
+	if (first || st_value_cmp(&cs->min, &fs->min) < 0) {
+		fs->min = cs->min;
+		memcpy(fs->min_buf, cs->min_buf, sizeof fs->min_buf);
+		if (st_type_is_varlen(fs->min.type))
+			fs->min.v.s.ptr = fs->min_buf;
+		fs->min_exact = cs->min_exact;
+	}
+	if (first || st_value_cmp(&cs->max, &fs->max) > 0) {
+		fs->max = cs->max;
+		memcpy(fs->max_buf, cs->max_buf, sizeof fs->max_buf);
+		if (st_type_is_varlen(fs->max.type))
+			fs->max.v.s.ptr = fs->max_buf;
+		fs->max_exact = cs->max_exact;
+	}
+	fs->has_minmax = true;
+}
+
+static int flush_row_group(struct seg_writer *w, struct st_err *err)
+{
+	int rc = ST_OK;
+	uint32_t n = w->nbuf, F = w->schema.nfields;
+	if (n == 0)
+		return ST_OK;
+	if (w->nrg == w->cap_rg) {
+		uint32_t cap = w->cap_rg ? w->cap_rg * 2 : 16;
+		struct seg_rg_meta *r = realloc(w->rgs, cap * sizeof *r);
+		if (!r)
+			return fail(w, err, ST_ENOMEM, "segment '%s': out of memory", w->path);
+		w->rgs = r;
+		w->cap_rg = cap;
+	}
+	struct seg_rg_meta *rg = &w->rgs[w->nrg];
+	rg->first_row = w->rows;
+	rg->rows = n;
+	rg->chunks = calloc(F, sizeof *rg->chunks);
+	if (!rg->chunks)
+		return fail(w, err, ST_ENOMEM, "segment '%s': out of memory", w->path);
+	w->nrg++;
+	uint64_t raw = 0;
+	for (uint32_t i = 0; i < F; i++) {
+		struct wcol *c = &w->cols[i];
+		struct seg_chunk_meta *cm = &rg->chunks[i];
+		struct chunk_col col = {
+			.type = w->schema.fields[i].type, .n = n,
+			.null_count = c->null_count, .validity = c->validity,
+			.data = c->data, .offsets = c->offsets, .bytes = c->bytes.data};
+		size_t width = st_type_width(col.type);
+		raw += width ? (size_t)n * width : c->offsets[n] + (size_t)n * 4;
+		w->enc.len = 0;
+		rc = chunk_encode(&col, w->force_enc, &w->scratch, &w->enc,
+				  &cm->encoding, &cm->validity, &cm->stats);
+		if (rc != ST_OK || w->enc.oom)
+			return fail(w, err, ST_ENOMEM, "segment '%s': out of memory encoding column '%s'",
+				    w->path, w->schema.fields[i].name);
+		if (w->enc.len > SEG_MAX_CHUNK_BYTES)
+			return fail(w, err, ST_ETOOBIG,
+				    "segment '%s': column '%s' encodes to %zu bytes in one row group, "
+				    "above the 1 GiB chunk limit: use smaller row groups",
+				    w->path, w->schema.fields[i].name, w->enc.len);
+		const uint8_t *stored = w->enc.data;
+		size_t slen = w->enc.len;
+		cm->compression = SEG_COMP_NONE;
+		if (w->lz4_level >= 0 && w->enc.len > 0) {
+			size_t bound = (size_t)LZ4_compressBound((int)w->enc.len);
+			if (bound > w->lz4_cap) {
+				free(w->lz4);
+				w->lz4 = malloc(bound);
+				w->lz4_cap = w->lz4 ? bound : 0;
+				if (!w->lz4)
+					return fail(w, err, ST_ENOMEM, "segment '%s': out of memory", w->path);
+			}
+			int z = w->lz4_level == 0
+				? LZ4_compress_default((const char *)w->enc.data, (char *)w->lz4,
+						       (int)w->enc.len, (int)bound)
+				: LZ4_compress_HC((const char *)w->enc.data, (char *)w->lz4,
+						  (int)w->enc.len, (int)bound, w->lz4_level);
+			if (z > 0 && (size_t)z < w->enc.len) {
+				stored = w->lz4;
+				slen = (size_t)z;
+				cm->compression = SEG_COMP_LZ4;
+			}
+		}
+		cm->offset = w->off;
+		cm->stored_size = (uint32_t)slen;
+		cm->encoded_size = (uint32_t)w->enc.len;
+		cm->crc = st_crc32c(0, stored, slen);
+		int e = st_io_write_all(w->io, w->fd, stored, slen, w->off);
+		if (e)
+			return fail(w, err, e, "segment '%s': writing row group %u column '%s' at offset %llu: %s",
+				    w->tmp, w->nrg - 1, w->schema.fields[i].name,
+				    (unsigned long long)w->off, strerror(e));
+		w->off += slen;
+		w->file_crc = st_crc32c(w->file_crc, stored, slen);
+		merge_stats(c, &cm->stats);
+	}
+	if (raw > w->rg_raw_max)
+		w->rg_raw_max = raw;
+	track_peak(w);
+	w->rows += n;
+	w->nbuf = 0;
+	for (uint32_t i = 0; i < F; i++) {
+		w->cols[i].null_count = 0;
+		w->cols[i].bytes.len = 0;
+	}
+	return ST_OK;
+}
+
+/* ---- append ------------------------------------------------------------ */
+
+/* Check a batch against the schema before buffering any of it. */
+static int check_batch(struct seg_writer *w, const struct st_vec *cols, uint32_t n,
+		       struct st_err *err)
+{
+	for (uint32_t i = 0; i < w->schema.nfields; i++) {
+		const struct st_field *f = &w->schema.fields[i];
+		const struct st_vec *v = &cols[i];
+		if (v->type != f->type)
+			return st_seterr(err, ST_ESCHEMA,
+					 "column '%s': expected type %s, found %s",
+					 f->name, st_type_name(f->type), st_type_name(v->type));
+		if (v->n != n)
+			return st_seterr(err, ST_EINVAL,
+					 "column '%s': vector has %u rows, the batch %u",
+					 f->name, v->n, n);
+		if (!f->nullable && v->validity) {
+			for (uint32_t r = 0; r < n; r++)
+				if (!st_vec_is_valid(v, r))
+					return st_seterr(err, ST_ESCHEMA,
+							 "column '%s' is NOT NULL (type %s) but row %u is null",
+							 f->name, st_type_name(f->type), r);
+		}
+		if (v->dict) {
+			for (uint32_t r = 0; r < n; r++)
+				if (st_vec_is_valid(v, r) && v->codes[r] >= v->dict->n)
+					return st_seterr(err, ST_EINVAL,
+							 "column '%s': row %u has dictionary code %u of %u",
+							 f->name, r, v->codes[r], v->dict->n);
+		}
+		if (f->type == ST_TYPE_STRING) {
+			for (uint32_t r = 0; r < n; r++) {
+				const uint8_t *p;
+				uint32_t len;
+				if (!st_vec_is_valid(v, r))
+					continue;
+				st_vec_str(v, r, &p, &len);
+				if (!chunk_utf8_is_valid(p, len))
+					return st_seterr(err, ST_ESCHEMA,
+							 "column '%s' (string): row %u is not valid UTF-8",
+							 f->name, r);
+			}
+		}
+	}
+	return ST_OK;
+}
+
+/* Copy k rows starting at row `from` of v into column buffer slots at `at`. */
+static int copy_rows(struct wcol *c, const struct st_vec *v, uint32_t from,
+		     uint32_t k, uint32_t at)
+{
+	for (uint32_t j = 0; j < k; j++) {
+		uint32_t d = at + j;
+		bool valid = st_vec_is_valid(v, from + j);
+		if (valid)
+			c->validity[d >> 3] |= (uint8_t)(1u << (d & 7));
+		else
+			c->validity[d >> 3] &= (uint8_t)~(1u << (d & 7));
+		c->null_count += !valid;
+	}
+	size_t width = st_type_width(v->type);
+	if (width) {
+		memcpy(c->data + (size_t)at * width, (const uint8_t *)v->data + (size_t)from * width,
+		       (size_t)k * width);
+		return ST_OK;
+	}
+	if (at == 0)
+		c->offsets[0] = 0;
+	for (uint32_t j = 0; j < k; j++) {
+		const uint8_t *p = NULL;
+		uint32_t len = 0;
+		if (st_vec_is_valid(v, from + j))
+			st_vec_str(v, from + j, &p, &len);
+		if (c->bytes.len + len > SEG_MAX_CHUNK_BYTES)
+			return ST_ETOOBIG;
+		st_buf_append(&c->bytes, p, len);
+		c->offsets[at + j + 1] = (uint32_t)c->bytes.len;
+	}
+	return c->bytes.oom ? ST_ENOMEM : ST_OK;
+}
+
+int seg_writer_append(struct seg_writer *w, const struct st_vec *cols,
+		      uint32_t n, struct st_err *err)
+{
+	int rc = ST_OK;
+	if (w->failed)
+		return st_seterr(err, w->failed, "%s", w->failmsg);
+	if ((rc = check_batch(w, cols, n, err)) != ST_OK)
+		return rc;
+	uint32_t done = 0;
+	while (done < n) {
+		uint32_t k = n - done;
+		if (k > w->rg_rows - w->nbuf)
+			k = w->rg_rows - w->nbuf;
+		for (uint32_t i = 0; i < w->schema.nfields; i++) {
+			rc = copy_rows(&w->cols[i], &cols[i], done, k, w->nbuf);
+			if (rc == ST_ETOOBIG)
+				return fail(w, err, rc,
+					    "segment '%s': column '%s' holds more than 1 GiB of bytes "
+					    "in one row group: use smaller row groups", w->path,
+					    w->schema.fields[i].name);
+			if (rc != ST_OK)
+				return fail(w, err, rc, "segment '%s': out of memory", w->path);
+		}
+		w->nbuf += k;
+		done += k;
+		if (w->nbuf == w->rg_rows && (rc = flush_row_group(w, err)) != ST_OK)
+			return rc;
+	}
+	return ST_OK;
+}
+
+/* ---- close ------------------------------------------------------------- */
+
+/* Reserve a length slot of `size` bytes; returns its position. */
+static size_t len_slot(struct st_buf *b, int size)
+{
+	size_t at = b->len;
+	if (size == 2)
+		st_buf_u16(b, 0);
+	else
+		st_buf_u32(b, 0);
+	return at;
+}
+
+static void len_patch(struct st_buf *b, size_t at, int size)
+{
+	if (b->oom)
+		return;
+	size_t len = b->len - at - (size_t)size;
+	if (size == 2)
+		st_put_le16(b->data + at, (uint16_t)len);
+	else
+		st_put_le32(b->data + at, (uint32_t)len);
+}
+
+static void build_footer(struct seg_writer *w, struct st_buf *f)
+{
+	uint32_t F = w->schema.nfields;
+	st_buf_u16(f, SEG_MAJOR);
+	st_buf_u16(f, SEG_MINOR);
+	st_buf_u64(f, w->rows);
+	st_buf_u32(f, F);
+	for (uint32_t i = 0; i < F; i++) {
+		const struct st_field *fd = &w->schema.fields[i];
+		size_t nl = strlen(fd->name);
+		size_t at = len_slot(f, 2);
+		st_buf_u32(f, fd->id);
+		st_buf_u8(f, fd->type);
+		st_buf_u8(f, fd->nullable ? 1 : 0);
+		st_buf_u16(f, (uint16_t)nl);
+		st_buf_append(f, fd->name, nl);
+		len_patch(f, at, 2);
+	}
+	st_buf_u32(f, w->nrg);
+	for (uint32_t g = 0; g < w->nrg; g++) {
+		const struct seg_rg_meta *rg = &w->rgs[g];
+		size_t at = len_slot(f, 4);
+		st_buf_u64(f, rg->first_row);
+		st_buf_u32(f, rg->rows);
+		for (uint32_t i = 0; i < F; i++) {
+			const struct seg_chunk_meta *cm = &rg->chunks[i];
+			size_t cat = len_slot(f, 2);
+			st_buf_u64(f, cm->offset);
+			st_buf_u32(f, cm->stored_size);
+			st_buf_u32(f, cm->encoded_size);
+			st_buf_u8(f, cm->encoding);
+			st_buf_u8(f, cm->compression);
+			st_buf_u8(f, cm->validity);
+			st_buf_u8(f, 0);
+			st_buf_u32(f, rg->rows);
+			st_buf_u32(f, (uint32_t)cm->stats.null_count);
+			st_buf_u32(f, cm->crc);
+			chunk_put_stats(f, &cm->stats, w->schema.fields[i].type);
+			len_patch(f, cat, 2);
+		}
+		len_patch(f, at, 4);
+	}
+	for (uint32_t i = 0; i < F; i++)
+		chunk_put_stats(f, &w->cols[i].fstats, w->schema.fields[i].type);
+	st_buf_u32(f, w->nkv);
+	st_buf_append(f, w->kv.data, w->kv.len);
+}
+
+int seg_writer_close(struct seg_writer *w, struct seg_file_info *info,
+		     struct st_err *err)
+{
+	int rc = ST_OK, e;
+	struct st_buf f = {0};
+	if (w->failed) {
+		rc = st_seterr(err, w->failed, "%s", w->failmsg);
+		goto out;
+	}
+	if ((rc = flush_row_group(w, err)) != ST_OK)
+		goto out;
+	build_footer(w, &f);
+	if (f.oom || f.len > SEG_MAX_FOOTER_BYTES) {
+		rc = st_seterr(err, f.oom ? ST_ENOMEM : ST_ETOOBIG,
+			       "segment '%s': footer of %zu bytes %s", w->path, f.len,
+			       f.oom ? "does not fit in memory" : "exceeds the 256 MiB limit");
+		goto out;
+	}
+	uint8_t tail[SEG_TAIL_SIZE];
+	uint32_t fcrc = st_crc32c(0, f.data, f.len);
+	seg_put_tail(tail, (uint32_t)f.len, fcrc);
+	st_buf_append(&f, tail, sizeof tail);
+	if (f.oom) {
+		rc = st_seterr(err, ST_ENOMEM, "segment '%s': out of memory", w->path);
+		goto out;
+	}
+	if ((e = st_io_write_all(w->io, w->fd, f.data, f.len, w->off)) != 0) {
+		rc = st_seterr(err, e, "segment '%s': writing the footer: %s", w->tmp, strerror(e));
+		goto out;
+	}
+	w->file_crc = st_crc32c(w->file_crc, f.data, f.len);
+	w->off += f.len;
+	if (w->io->fsync(w->fd) != 0) {
+		e = errno;
+		rc = st_seterr(err, e, "segment '%s': fsync failed: %s (the file is not durable)",
+			       w->tmp, strerror(e));
+		goto out;
+	}
+	e = w->io->close(w->fd);
+	w->fd = -1;
+	if (e != 0) {
+		e = errno;
+		rc = st_seterr(err, e, "segment '%s': close failed: %s", w->tmp, strerror(e));
+		goto out;
+	}
+	if (w->io->rename(w->tmp, w->path) != 0) {
+		e = errno;
+		rc = st_seterr(err, e, "segment '%s': rename from '%s' failed: %s", w->path, w->tmp,
+			       strerror(e));
+		goto out;
+	}
+	if ((e = st_io_fsync_dir(w->io, w->path)) != 0) {
+		/* The file is in place but its name may not survive a crash. */
+		rc = st_seterr(err, e, "segment '%s': fsync of its directory failed: %s",
+			       w->path, strerror(e));
+		w->io->unlink(w->path);
+		goto out;
+	}
+	if (info) {
+		memset(info, 0, sizeof *info);
+		info->size = w->off;
+		info->rows = w->rows;
+		info->crc = w->file_crc;
+		info->row_groups = w->nrg;
+		info->ncols = w->schema.nfields;
+		info->peak_bytes = w->peak;
+		info->row_group_raw_bytes = w->rg_raw_max;
+		info->stats = calloc(w->schema.nfields, sizeof *info->stats);
+		if (!info->stats) {
+			/* The segment is durable; only the report is short. */
+			rc = st_seterr(err, ST_ENOMEM, "segment '%s': out of memory for its statistics",
+				       w->path);
+			w->io->unlink(w->path);
+			goto out;
+		}
+		for (uint32_t i = 0; i < w->schema.nfields; i++)
+			st_stats_copy(&info->stats[i], &w->cols[i].fstats);
+	}
+out:
+	if (w->fd >= 0) {
+		w->io->close(w->fd);
+		w->fd = -1;
+	}
+	if (rc != ST_OK)
+		w->io->unlink(w->tmp);
+	st_buf_free(&f);
+	writer_free(w);
+	return rc;
+}
+
+void seg_writer_abort(struct seg_writer *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		w->io->close(w->fd);
+	w->io->unlink(w->tmp);
+	writer_free(w);
+}
