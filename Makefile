@@ -61,6 +61,7 @@ REPLAY_BIN  := $(FUZZ_NAMES:%=$(B)/tests/replay_%)
 
 PROGS := $(B)/strata-inspect $(B)/bench-format $(B)/strata-demo
 
+.SECONDARY:
 .PHONY: all test run bench bench-format asan fuzz format lint-deps install uninstall clean
 all: $(STRATA_LIB) $(PROGS) $(UNIT_BIN) $(REPLAY_BIN)
 
@@ -108,7 +109,7 @@ bench-format: $(B)/bench-format
 	$(B)/bench-format --rows $(ROWS)
 
 asan:
-	$(MAKE) B=build/asan OPT=-O1 \
+	$(MAKE) --no-print-directory B=build/asan OPT=-O1 \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
@@ -145,7 +146,7 @@ install: all
 	install -m 755 $(B)/strata-inspect $(DESTDIR)$(PREFIX)/bin/strata-inspect
 	install -m 644 $(STRATA_LIB) $(DESTDIR)$(PREFIX)/lib/libstrata.a
 	install -m 644 $(filter-out %_int.h,$(wildcard format/*.h)) $(DESTDIR)$(PREFIX)/include/strata/format/
-	install -m 644 daemon/strata.h $(DESTDIR)$(PREFIX)/include/strata/daemon/
+	$(if $(wildcard daemon/strata.h),install -m 644 daemon/strata.h $(DESTDIR)$(PREFIX)/include/strata/daemon/)
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/strata-inspect $(DESTDIR)$(PREFIX)/lib/libstrata.a

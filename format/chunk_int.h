@@ -27,6 +27,9 @@ enum {
 /* Validity encoding ids. */
 enum { CHUNK_VAL_NONE = 0, CHUNK_VAL_BITMAP = 1, CHUNK_VAL_RLE = 2 };
 
+/* 10^0 .. 10^18 as exact doubles (DECIMAL, FORMAT.md §6.6). */
+extern const double chunk_pow10[19];
+
 /* Name of an encoding id ("PLAIN", ...), "?" when unknown. */
 const char *chunk_encoding_name(int enc);
 /* True when encoding enc may be used for columns of type type. */

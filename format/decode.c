@@ -99,9 +99,6 @@ static const uint8_t *take_bp(struct st_cur *c, size_t n, unsigned maxw, unsigne
 	return st_cur_take(c, bp_bytes(n, *w));
 }
 
-static const double pow10_tab[19] = {
-	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
-	1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
 
 /* Integers (FOR, DELTA, PLAIN, DICT) into o->vals as int32 or int64. */
 static int decode_int(int type, int enc, uint32_t n, struct st_cur *c,
@@ -234,7 +231,7 @@ static int decode_f64(int enc, uint32_t n, struct st_cur *c, struct chunk_out *o
 		/* u < 2^52: OR-ing it into the mantissa of 2^52 and subtracting
 		 * 2^52 converts it exactly, in a loop the compiler vectorizes. */
 		const double two52 = 4503599627370496.0, fbase = (double)base;
-		const double p10 = pow10_tab[e];
+		const double p10 = chunk_pow10[e];
 		for (uint32_t i = 0; i < n; i++) {
 			uint64_t bits = u[i] | 0x4330000000000000ull;
 			double x;

@@ -566,7 +566,8 @@ static int encode_int(struct chunk_col *c, int force, struct chunk_scratch *s,
 
 /* ---- float64 ----------------------------------------------------------- */
 
-static const double pow10_tab[19] = {
+/* 10^e, exact as doubles for e <= 22; DECIMAL uses e <= 18. */
+const double chunk_pow10[19] = {
 	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
 	1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
 
@@ -581,11 +582,11 @@ static inline bool same_bits(double a, double b)
 /* The DECIMAL form of v at exponent e, when v round-trips exactly. */
 static inline bool decimal_of(double v, int e, int64_t *k)
 {
-	double s = v * pow10_tab[e];
+	double s = v * chunk_pow10[e];
 	if (!(fabs(s) < 9007199254740992.0)) /* 2^53; also false for NaN */
 		return false;
 	*k = llrint(s);
-	return same_bits((double)*k / pow10_tab[e], v);
+	return same_bits((double)*k / chunk_pow10[e], v);
 }
 
 static int encode_f64(struct chunk_col *c, int force, struct chunk_scratch *s,

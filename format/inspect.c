@@ -98,10 +98,8 @@ int seg_inspect(const char *path, FILE *out, bool chunks, struct st_err *err)
 {
 	struct seg_reader *r = NULL;
 	int rc = seg_reader_open(path, NULL, &r, err);
-	if (rc != ST_OK) {
-		fprintf(out, "error: %s\n", err ? err->msg : st_strerror(rc));
-		return rc;
-	}
+	if (rc != ST_OK)
+		return rc; /* nothing to report on: the caller prints err */
 	const struct st_schema *s = seg_reader_schema(r);
 	uint32_t G = seg_reader_row_groups(r);
 	uint64_t rows = seg_reader_rows(r);

@@ -15,7 +15,8 @@
 
 /* Write the report on path to out. With chunks false, the per-chunk lines
  * are left out (the summary per column stays). Returns ST_OK when the file
- * verified, else the error (also printed to out, and set in err). */
+ * verified, else the error (set in err; a failed verification is also
+ * reported in out, after everything the footer showed). */
 int seg_inspect(const char *path, FILE *out, bool chunks, struct st_err *err);
 
 /* Format a value for people: timestamps as ISO-8601 UTC with microseconds,
