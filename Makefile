@@ -97,8 +97,13 @@ $(B)/tests/replay_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay.o $(FUZZMOD
 # ---- goals --------------------------------------------------------------
 TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)")
 
-test: all
-	@sh tests/run.sh $(TEST_CMDS)
+# The README's libstrata example must compile and print what it says.
+$(B)/readme_example: README.md $(STRATA_LIB)
+	@awk '/^```c$$/{on=1;next} /^```$$/{on=0} on' README.md > $(B)/readme_example.c
+	$(CC) $(ALL_CFLAGS) -o $@ $(B)/readme_example.c $(STRATA_LIBS)
+
+test: all $(B)/readme_example
+	@sh tests/run.sh $(TEST_CMDS) "sh tests/readme_example.sh $(B)"
 
 run: $(B)/strata-demo
 	@mkdir -p data

@@ -1,0 +1,412 @@
+/*
+ * daemon/scan.c — snapshots and scans (issue 3 §7).
+ *
+ * A scan resolves its version (latest, a version number, or the newest
+ * commit at or before a time), takes the metadata in force then, and lists
+ * the files with added <= v < removed straight from the files index: no
+ * replay. Files and row groups whose statistics cannot match the predicate
+ * are skipped (format/expr.h may_match); the rest are decoded column by
+ * column, only the columns the projection and the predicate need, and
+ * columns a file predates come out as NULL. Columns are matched between
+ * table and file by field id, so renamed columns still read.
+ *
+ * One thread per scan. Memory: one row group of the needed columns.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/store_int.h"
+#include "format/expr.h"
+#include "format/segment.h"
+
+struct st_scan {
+	st_store *s;                 /* the store */
+	char table[STORE_NAME_MAX + 1]; /* for messages */
+	uint64_t tid;                /* table id */
+	uint64_t version;            /* version read */
+	struct act_metadata *meta;   /* metadata at that version */
+	struct expr *pred;           /* predicate, or NULL */
+	uint32_t nproj;              /* projected columns */
+	uint32_t *proj;              /* their schema field indexes */
+	bool *need;                  /* per schema field: decode it */
+	struct file_rec *files;      /* the snapshot's files */
+	uint32_t nfiles;             /* count */
+	uint32_t next_file;          /* next file to open */
+	struct seg_reader *rd;       /* the open file, or NULL */
+	uint32_t rg;                 /* next row group of rd */
+	int *seg_col;                /* schema field -> column of rd, -1 if absent */
+	bool *want;                  /* per column of rd: decode it */
+	uint32_t want_cap;           /* entries of want */
+	struct st_vec *vecs;         /* per schema field, for the predicate */
+	struct st_vec *out;          /* per projected column */
+	struct st_col_stats *stats;  /* per schema field, for pruning */
+	uint32_t *sel;               /* selection vector */
+	size_t sel_cap;              /* its entries */
+	uint8_t *zeros;              /* all-null column storage */
+	size_t zeros_cap;            /* its bytes */
+	struct st_scan_batch batch;  /* returned by st_scan_next */
+};
+
+uint64_t st_scan_version(const st_scan *sc)
+{
+	return sc->version;
+}
+
+void st_scan_close(st_scan *sc)
+{
+	if (!sc)
+		return;
+	seg_reader_close(sc->rd);
+	for (uint32_t i = 0; i < sc->nfiles; i++)
+		file_rec_fini(&sc->files[i]);
+	free(sc->files);
+	act_metadata_free(sc->meta);
+	expr_free(sc->pred);
+	free(sc->proj);
+	free(sc->need);
+	free(sc->seg_col);
+	free(sc->want);
+	free(sc->vecs);
+	free(sc->out);
+	free(sc->stats);
+	free(sc->sel);
+	free(sc->zeros);
+	free(sc);
+}
+
+/* The files of table tid live at version v. */
+static int snapshot_files(st_scan *sc, MDB_txn *txn, struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_cursor *cur;
+	uint8_t key[8];
+	uint32_t cap = 0;
+	if ((mrc = mdb_cursor_open(txn, sc->s->db[DB_FILES], &cur)) != 0)
+		return store_lmdb_err(err, mrc, "opening a snapshot");
+	be64(key, sc->tid);
+	MDB_val k = {8, key}, v;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == sc->tid;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		/* Peek at added/removed before decoding the statistics. */
+		if (v.mv_size < 16)
+			continue;
+		uint64_t added = st_get_le64(v.mv_data), removed = st_get_le64((uint8_t *)v.mv_data + 8);
+		if (added > sc->version || removed <= sc->version)
+			continue;
+		if (sc->nfiles == cap) {
+			struct file_rec *f = realloc(sc->files, (cap = cap ? cap * 2 : 16) * sizeof *f);
+			if (!f) {
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+				break;
+			}
+			sc->files = f;
+		}
+		rc = file_rec_decode(get_be64((uint8_t *)k.mv_data + 8), v.mv_data, v.mv_size,
+				     &sc->files[sc->nfiles]);
+		if (rc != ST_OK) {
+			rc = st_seterr(err, rc, "table '%s': the record of file %llu is damaged",
+				       sc->table, (unsigned long long)get_be64((uint8_t *)k.mv_data + 8));
+			break;
+		}
+		sc->nfiles++;
+	}
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+int st_scan_open(st_store *s, const char *table, struct st_at at, const char *const *columns,
+		 uint32_t ncolumns, const char *predicate, st_scan **out, struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_txn *txn = NULL;
+	struct table_head h = {0};
+	st_scan *sc = calloc(1, sizeof *sc);
+	*out = NULL;
+	if (!sc) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	sc->s = s;
+	snprintf(sc->table, sizeof sc->table, "%s", table);
+	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		rc = store_lmdb_err(err, mrc, "opening a scan");
+		goto out;
+	}
+	if ((rc = head_get(s, txn, table, &h, err)) != ST_OK)
+		goto out;
+	sc->tid = h.tid;
+	switch (at.kind) {
+	case ST_AT_LATEST:
+		sc->version = h.version;
+		break;
+	case ST_AT_VERSION:
+		if (at.value < 0 || (uint64_t)at.value > h.version || (uint64_t)at.value < h.oldest) {
+			rc = st_seterr(err, ST_ERANGE,
+				       "table '%s' has versions %llu to %llu; version %lld is not among them",
+				       table, (unsigned long long)h.oldest, (unsigned long long)h.version,
+				       (long long)at.value);
+			goto out;
+		}
+		sc->version = (uint64_t)at.value;
+		break;
+	case ST_AT_TIME:
+		if ((rc = store_version_at_time(s, txn, h.tid, at.value, &sc->version, err)) != ST_OK) {
+			char m[ST_ERR_MSG_MAX];
+			snprintf(m, sizeof m, "%s", err ? err->msg : "");
+			rc = st_seterr(err, rc, "table '%s': %s", table, m);
+			goto out;
+		}
+		break;
+	default:
+		rc = st_seterr(err, ST_EINVAL, "unknown version selector %d", (int)at.kind);
+		goto out;
+	}
+	if (sc->version == h.version) {
+		sc->meta = h.meta;
+		h.meta = NULL;
+	} else if ((rc = store_meta_at(s, txn, &h, sc->version, &sc->meta, err)) != ST_OK) {
+		goto out;
+	}
+	if ((rc = snapshot_files(sc, txn, err)) != ST_OK)
+		goto out;
+	mdb_txn_abort(txn);
+	txn = NULL;
+
+	const struct st_schema *sch = &sc->meta->schema;
+	uint32_t F = sch->nfields;
+	sc->nproj = columns ? ncolumns : F;
+	sc->proj = calloc(sc->nproj + 1, sizeof *sc->proj);
+	sc->need = calloc(F, sizeof *sc->need);
+	sc->seg_col = calloc(F, sizeof *sc->seg_col);
+	sc->vecs = calloc(F, sizeof *sc->vecs);
+	sc->out = calloc(sc->nproj + 1, sizeof *sc->out);
+	sc->stats = calloc(F, sizeof *sc->stats);
+	if (!sc->proj || !sc->need || !sc->seg_col || !sc->vecs || !sc->out || !sc->stats) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t j = 0; j < sc->nproj; j++) {
+		int f = columns ? st_schema_find(sch, columns[j], strlen(columns[j])) : (int)j;
+		if (f < 0) {
+			rc = st_seterr(err, ST_ENOTFOUND, "table '%s' (version %llu) has no column '%s'",
+				       table, (unsigned long long)sc->version, columns[j]);
+			goto out;
+		}
+		sc->proj[j] = (uint32_t)f;
+		sc->need[f] = true;
+	}
+	if (predicate && *predicate) {
+		if ((rc = expr_parse(predicate, sch, &sc->pred, err)) != ST_OK)
+			goto out;
+		expr_columns(sc->pred, sc->need);
+	}
+	*out = sc;
+	sc = NULL;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	head_fini(&h);
+	st_scan_close(sc);
+	return rc;
+}
+
+/* Statistics of schema field f for a set of rows where the column is
+ * absent (every value NULL). */
+static void null_stats(struct st_col_stats *st, int type, uint64_t rows)
+{
+	memset(st, 0, sizeof *st);
+	st->rows = rows;
+	st->null_count = rows;
+	st->min.type = st->max.type = (uint8_t)type;
+}
+
+/* File-level pruning: false when no row of file f can match. */
+static bool file_may_match(st_scan *sc, const struct file_rec *f)
+{
+	if (!sc->pred)
+		return true;
+	const struct st_schema *sch = &sc->meta->schema;
+	for (uint32_t i = 0; i < sch->nfields; i++) {
+		null_stats(&sc->stats[i], sch->fields[i].type, f->rows);
+		for (uint32_t k = 0; k < f->ncols; k++)
+			if (f->field_ids[k] == sch->fields[i].id && f->types[k] == sch->fields[i].type)
+				st_stats_copy(&sc->stats[i], &f->stats[k]);
+	}
+	return expr_may_match(sc->pred, sc->stats) != EXPR_MATCH_NONE;
+}
+
+/* Open the next file that may match; false at the end. */
+static int open_next_file(st_scan *sc, bool *opened, struct st_err *err)
+{
+	int rc = ST_OK;
+	*opened = false;
+	while (sc->next_file < sc->nfiles) {
+		const struct file_rec *f = &sc->files[sc->next_file++];
+		if (!file_may_match(sc, f))
+			continue;
+		char path[PATH_MAX];
+		store_seg_path(sc->s, sc->tid, f->fid, path, sizeof path);
+		if ((rc = seg_reader_open(path, NULL, &sc->rd, err)) != ST_OK)
+			return rc;
+		const struct st_schema *fs = seg_reader_schema(sc->rd);
+		const struct st_schema *sch = &sc->meta->schema;
+		if (fs->nfields > sc->want_cap) {
+			free(sc->want);
+			sc->want = calloc(fs->nfields, sizeof *sc->want);
+			if (!sc->want)
+				return st_seterr(err, ST_ENOMEM, "out of memory");
+			sc->want_cap = fs->nfields;
+		}
+		memset(sc->want, 0, fs->nfields * sizeof *sc->want);
+		for (uint32_t i = 0; i < sch->nfields; i++) {
+			sc->seg_col[i] = -1;
+			for (uint32_t k = 0; k < fs->nfields; k++)
+				if (fs->fields[k].id == sch->fields[i].id) {
+					if (fs->fields[k].type != sch->fields[i].type)
+						return st_seterr(err, ST_ECORRUPT,
+								 "table '%s': file %s stores column '%s' as %s, "
+								 "the table says %s", sc->table, path,
+								 sch->fields[i].name,
+								 st_type_name(fs->fields[k].type),
+								 st_type_name(sch->fields[i].type));
+					sc->seg_col[i] = (int)k;
+					sc->want[k] = sc->need[i];
+				}
+		}
+		sc->rg = 0;
+		*opened = true;
+		break;
+	}
+	return rc;
+}
+
+static int grow(void **p, size_t *cap, size_t n)
+{
+	if (n <= *cap)
+		return ST_OK;
+	free(*p);
+	*p = calloc(n, 1);
+	*cap = *p ? n : 0;
+	return *p ? ST_OK : ST_ENOMEM;
+}
+
+int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *err)
+{
+	int rc = ST_OK;
+	const struct st_schema *sch = &sc->meta->schema;
+	*out = NULL;
+	for (;;) {
+		if (!sc->rd) {
+			bool opened;
+			if ((rc = open_next_file(sc, &opened, err)) != ST_OK || !opened)
+				return rc;
+		}
+		if (sc->rg >= seg_reader_row_groups(sc->rd)) {
+			seg_reader_close(sc->rd);
+			sc->rd = NULL;
+			continue;
+		}
+		uint32_t g = sc->rg++;
+		const struct seg_rg_meta *m = seg_reader_row_group(sc->rd, g);
+		if (sc->pred) {
+			for (uint32_t i = 0; i < sch->nfields; i++) {
+				if (sc->seg_col[i] >= 0)
+					st_stats_copy(&sc->stats[i], &m->chunks[sc->seg_col[i]].stats);
+				else
+					null_stats(&sc->stats[i], sch->fields[i].type, m->rows);
+			}
+			if (expr_may_match(sc->pred, sc->stats) == EXPR_MATCH_NONE)
+				continue;
+		}
+		struct seg_batch *b;
+		if ((rc = seg_reader_read(sc->rd, g, sc->want, &b, err)) != ST_OK)
+			return rc;
+		if (grow((void **)&sc->zeros, &sc->zeros_cap, ((size_t)b->rows + 1) * 8) != ST_OK)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		for (uint32_t i = 0; i < sch->nfields; i++) {
+			if (!sc->need[i])
+				memset(&sc->vecs[i], 0, sizeof sc->vecs[i]);
+			else if (sc->seg_col[i] >= 0)
+				sc->vecs[i] = b->cols[sc->seg_col[i]];
+			else /* the file predates the column: all NULL */
+				sc->vecs[i] = (struct st_vec){.type = sch->fields[i].type, .n = b->rows,
+							      .validity = sc->zeros, .data = sc->zeros,
+							      .offsets = (const uint32_t *)sc->zeros,
+							      .bytes = sc->zeros};
+		}
+		sc->batch.sel = NULL;
+		sc->batch.nsel = b->rows;
+		if (sc->pred) {
+			if (grow((void **)&sc->sel, &sc->sel_cap, (size_t)b->rows * 4) != ST_OK)
+				return st_seterr(err, ST_ENOMEM, "out of memory");
+			uint32_t n;
+			if ((rc = expr_eval(sc->pred, sc->vecs, b->rows, sc->sel, &n, err)) != ST_OK)
+				return rc;
+			if (n == 0)
+				continue;
+			sc->batch.sel = n == b->rows ? NULL : sc->sel;
+			sc->batch.nsel = n;
+		}
+		for (uint32_t j = 0; j < sc->nproj; j++)
+			sc->out[j] = sc->vecs[sc->proj[j]];
+		sc->batch.ncols = sc->nproj;
+		sc->batch.cols = sc->out;
+		sc->batch.rows = b->rows;
+		*out = &sc->batch;
+		return ST_OK;
+	}
+}
+
+int st_history(st_store *s, const char *table, uint32_t limit, struct act_commit ***commits,
+	       uint32_t *n, struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	struct table_head h = {0};
+	struct act_commit **arr = NULL;
+	uint32_t cnt = 0;
+	*commits = NULL;
+	*n = 0;
+	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0 ||
+	    (mrc = mdb_cursor_open(txn, s->db[DB_COMMITS], &cur)) != 0) {
+		rc = store_lmdb_err(err, mrc, "reading history");
+		goto out;
+	}
+	if ((rc = head_get(s, txn, table, &h, err)) != ST_OK)
+		goto out;
+	uint64_t total = h.version - h.oldest + 1;
+	if (limit == 0 || limit > total)
+		limit = (uint32_t)(total > UINT32_MAX ? UINT32_MAX : total);
+	if (!(arr = calloc(limit + 1, sizeof *arr))) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	uint8_t key[16];
+	be64(key, h.tid);
+	be64(key + 8, h.version);
+	MDB_val k = {16, key}, d;
+	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
+	     mrc == 0 && cnt < limit && k.mv_size == 16 && get_be64(k.mv_data) == h.tid;
+	     mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV)) {
+		if ((rc = act_decode(d.mv_data, d.mv_size, &arr[cnt], err)) != ST_OK)
+			goto out;
+		cnt++;
+	}
+	*commits = arr;
+	*n = cnt;
+	arr = NULL;
+out:
+	for (uint32_t i = 0; arr && i < cnt; i++)
+		act_commit_free(arr[i]);
+	free(arr);
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		mdb_txn_abort(txn);
+	head_fini(&h);
+	return rc;
+}

@@ -1,0 +1,560 @@
+/*
+ * daemon/store.c — opening and closing a data directory, and the LMDB
+ * records every other part of the store uses: table heads, file records,
+ * commits with their lsn/ts index entries (daemon/STORE.md).
+ *
+ * Threading: the LMDB environment is opened with MDB_NOTLS so read
+ * transactions may move between threads (scans); writes are serialized by
+ * write_lock and LMDB's own writer lock. The failed state is sticky: once
+ * an fsync or an LMDB commit fails, writes are refused until reopen
+ * (DESIGN.md §10).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/store_int.h"
+#include "format/segment.h"
+
+static const char *const db_names[DB_COUNT] = {
+	"meta", "names", "tables", "commits", "lsn", "files", "live", "ts", "txns", "inline"};
+
+int64_t store_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int store_lmdb_err(struct st_err *err, int rc, const char *what)
+{
+	if (rc == MDB_MAP_FULL)
+		return st_seterr(err, ST_ETOOBIG,
+				 "%s: the store's LMDB map is full: reopen it with a larger map_size",
+				 what);
+	if (rc > 0)
+		return st_seterr(err, rc, "%s: %s", what, strerror(rc));
+	return st_seterr(err, ST_ECORRUPT, "%s: LMDB: %s", what, mdb_strerror(rc));
+}
+
+int store_fail(st_store *s, struct st_err *err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->failmsg, sizeof s->failmsg, fmt, ap);
+	va_end(ap);
+	s->failed = ST_EFAILED;
+	return st_seterr(err, ST_EFAILED, "%s; the store refuses writes until it is reopened",
+			 s->failmsg);
+}
+
+void store_seg_path(const st_store *s, uint64_t tid, uint64_t fid, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/tables/%016llx/%016llx.seg", s->dir, (unsigned long long)tid,
+		 (unsigned long long)fid);
+}
+
+/* Remove *.seg.tmp files left by interrupted writes (STORE.md §1). */
+static void remove_temp_files(const char *dir)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/tables", dir);
+	DIR *d = opendir(path);
+	struct dirent *t;
+	while (d && (t = readdir(d))) {
+		if (t->d_name[0] == '.')
+			continue;
+		char sub[PATH_MAX];
+		snprintf(sub, sizeof sub, "%s/%s", path, t->d_name);
+		DIR *sd = opendir(sub);
+		struct dirent *f;
+		while (sd && (f = readdir(sd))) {
+			size_t n = strlen(f->d_name);
+			if (n > 8 && !strcmp(f->d_name + n - 8, ".seg.tmp")) {
+				char p[PATH_MAX];
+				snprintf(p, sizeof p, "%s/%s", sub, f->d_name);
+				unlink(p);
+			}
+		}
+		if (sd)
+			closedir(sd);
+	}
+	if (d)
+		closedir(d);
+}
+
+static int mkdir_p(const char *path, struct st_err *err)
+{
+	if (mkdir(path, 0755) != 0 && errno != EEXIST)
+		return st_seterr(err, errno, "cannot create directory '%s': %s", path,
+				 strerror(errno));
+	return ST_OK;
+}
+
+int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **out,
+		  struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_txn *txn = NULL;
+	char path[PATH_MAX];
+	st_store *s = calloc(1, sizeof *s);
+	*out = NULL;
+	if (!s || !(s->dir = strdup(dir))) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	s->lock_fd = -1;
+	pthread_mutex_init(&s->write_lock, NULL);
+	if (opts)
+		s->opts = *opts;
+	if (!s->opts.map_size)
+		s->opts.map_size = 1ull << 30;
+	if ((rc = mkdir_p(dir, err)) != ST_OK)
+		goto out;
+	snprintf(path, sizeof path, "%s/store", dir);
+	if ((rc = mkdir_p(path, err)) != ST_OK)
+		goto out;
+	snprintf(path, sizeof path, "%s/tables", dir);
+	if ((rc = mkdir_p(path, err)) != ST_OK)
+		goto out;
+	snprintf(path, sizeof path, "%s/strata.lock", dir);
+	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (s->lock_fd < 0) {
+		rc = st_seterr(err, errno, "cannot open '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		rc = st_seterr(err, ST_EEXIST,
+			       "data directory '%s' is in use by another process (lock on %s)", dir,
+			       path);
+		goto out;
+	}
+	if ((mrc = mdb_env_create(&s->env)) != 0 ||
+	    (mrc = mdb_env_set_maxdbs(s->env, DB_COUNT)) != 0 ||
+	    (mrc = mdb_env_set_mapsize(s->env, (size_t)s->opts.map_size)) != 0) {
+		rc = store_lmdb_err(err, mrc, "creating the LMDB environment");
+		goto out;
+	}
+	snprintf(path, sizeof path, "%s/store", dir);
+	if ((mrc = mdb_env_open(s->env, path, MDB_NOTLS, 0644)) != 0) {
+		rc = store_lmdb_err(err, mrc, path);
+		goto out;
+	}
+	int dead = 0;
+	mdb_reader_check(s->env, &dead);
+	if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+		rc = store_lmdb_err(err, mrc, "opening the store");
+		goto out;
+	}
+	for (int i = 0; i < DB_COUNT; i++)
+		if ((mrc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->db[i])) != 0) {
+			rc = store_lmdb_err(err, mrc, db_names[i]);
+			goto out;
+		}
+	MDB_val k = {6, "format"}, v;
+	if ((mrc = mdb_get(txn, s->db[DB_META], &k, &v)) == MDB_NOTFOUND) {
+		uint8_t f[4];
+		st_put_le32(f, STORE_FORMAT);
+		v = (MDB_val){4, f};
+		mrc = mdb_put(txn, s->db[DB_META], &k, &v, 0);
+	} else if (mrc == 0 && (v.mv_size != 4 || st_get_le32(v.mv_data) != STORE_FORMAT)) {
+		uint32_t f = v.mv_size == 4 ? st_get_le32(v.mv_data) : 0;
+		rc = st_seterr(err, f > STORE_FORMAT ? ST_EVERSION : ST_ECORRUPT,
+			       "store '%s' has format %u; this strata reads format %d", dir, f,
+			       STORE_FORMAT);
+		goto out;
+	}
+	if (mrc == 0)
+		mrc = mdb_txn_commit(txn);
+	else
+		mdb_txn_abort(txn);
+	txn = NULL;
+	if (mrc != 0) {
+		rc = store_lmdb_err(err, mrc, "initializing the store");
+		goto out;
+	}
+	remove_temp_files(dir);
+	*out = s;
+	s = NULL;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	st_store_close(s);
+	return rc;
+}
+
+void st_store_close(st_store *s)
+{
+	if (!s)
+		return;
+	if (s->env)
+		mdb_env_close(s->env);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* releases the flock */
+	pthread_mutex_destroy(&s->write_lock);
+	free(s->dir);
+	free(s);
+}
+
+/* ---- table heads ------------------------------------------------------- */
+
+void head_fini(struct table_head *h)
+{
+	act_metadata_free(h->meta);
+	h->meta = NULL;
+}
+
+int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
+		 struct st_err *err)
+{
+	uint8_t key[8];
+	be64(key, tid);
+	MDB_val k = {8, key}, v;
+	memset(h, 0, sizeof *h);
+	int mrc = mdb_get(txn, s->db[DB_TABLES], &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		return st_seterr(err, ST_ENOTFOUND, "table id %llu does not exist",
+				 (unsigned long long)tid);
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "reading a table head");
+	if (v.mv_size < STORE_HEAD_FIXED)
+		return st_seterr(err, ST_ECORRUPT, "table id %llu: head record is %zu bytes",
+				 (unsigned long long)tid, v.mv_size);
+	const uint8_t *p = v.mv_data;
+	h->tid = tid;
+	h->version = st_get_le64(p);
+	h->time_us = (int64_t)st_get_le64(p + 8);
+	h->checksum = st_get_le32(p + 16);
+	h->flags = st_get_le32(p + 20);
+	h->next_fid = st_get_le64(p + 24);
+	h->oldest = st_get_le64(p + 32);
+	return act_metadata_decode(p + STORE_HEAD_FIXED, v.mv_size - STORE_HEAD_FIXED, &h->meta,
+				   err);
+}
+
+int head_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
+	     struct st_err *err)
+{
+	MDB_val k = {strlen(name), (void *)name}, v;
+	memset(h, 0, sizeof *h);
+	int mrc = mdb_get(txn, s->db[DB_NAMES], &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		return st_seterr(err, ST_ENOTFOUND, "table '%s' does not exist", name);
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, name);
+	if (v.mv_size != 8)
+		return st_seterr(err, ST_ECORRUPT, "table '%s': name record is %zu bytes", name,
+				 v.mv_size);
+	return head_get_tid(s, txn, get_be64(v.mv_data), h, err);
+}
+
+int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_err *err)
+{
+	struct st_buf b = {0};
+	int rc = ST_OK;
+	uint8_t *p = st_buf_reserve(&b, STORE_HEAD_FIXED);
+	if (p) {
+		st_put_le64(p, h->version);
+		st_put_le64(p + 8, (uint64_t)h->time_us);
+		st_put_le32(p + 16, h->checksum);
+		st_put_le32(p + 20, h->flags);
+		st_put_le64(p + 24, h->next_fid);
+		st_put_le64(p + 32, h->oldest);
+		b.len = STORE_HEAD_FIXED;
+	}
+	if ((rc = act_metadata_encode(h->meta, &b, err)) != ST_OK)
+		goto out;
+	if (b.oom) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	uint8_t key[8];
+	be64(key, h->tid);
+	MDB_val k = {8, key}, v = {b.len, b.data};
+	int mrc = mdb_put(txn, s->db[DB_TABLES], &k, &v, 0);
+	if (mrc != 0)
+		rc = store_lmdb_err(err, mrc, "writing a table head");
+out:
+	st_buf_free(&b);
+	return rc;
+}
+
+/* ---- file records ------------------------------------------------------ */
+
+int file_rec_encode(const struct file_rec *f, struct st_buf *out)
+{
+	uint8_t *p = st_buf_reserve(out, 52);
+	if (!p)
+		return ST_ENOMEM;
+	st_put_le64(p, f->added);
+	st_put_le64(p + 8, f->removed);
+	st_put_le64(p + 16, (uint64_t)f->removed_us);
+	st_put_le64(p + 24, f->size);
+	st_put_le64(p + 32, f->rows);
+	st_put_le32(p + 40, f->crc);
+	st_put_le32(p + 44, f->flags);
+	st_put_le32(p + 48, f->ncols);
+	out->len += 52;
+	for (uint32_t i = 0; i < f->ncols; i++) {
+		st_buf_u32(out, f->field_ids[i]);
+		st_buf_u8(out, f->types[i]);
+		seg_stats_put(out, &f->stats[i], f->types[i]);
+	}
+	return out->oom ? ST_ENOMEM : ST_OK;
+}
+
+int file_rec_decode(uint64_t fid, const uint8_t *p, size_t n, struct file_rec *f)
+{
+	struct st_cur c;
+	memset(f, 0, sizeof *f);
+	st_cur_init(&c, p, n);
+	f->fid = fid;
+	f->added = st_cur_u64(&c);
+	f->removed = st_cur_u64(&c);
+	f->removed_us = (int64_t)st_cur_u64(&c);
+	f->size = st_cur_u64(&c);
+	f->rows = st_cur_u64(&c);
+	f->crc = st_cur_u32(&c);
+	f->flags = st_cur_u32(&c);
+	f->ncols = st_cur_u32(&c);
+	if (c.bad || f->ncols > ST_MAX_COLUMNS)
+		return ST_ECORRUPT;
+	f->field_ids = calloc(f->ncols + 1, sizeof *f->field_ids);
+	f->types = calloc(f->ncols + 1, 1);
+	f->stats = calloc(f->ncols + 1, sizeof *f->stats);
+	if (!f->field_ids || !f->types || !f->stats) {
+		file_rec_fini(f);
+		return ST_ENOMEM;
+	}
+	for (uint32_t i = 0; i < f->ncols; i++) {
+		f->field_ids[i] = st_cur_u32(&c);
+		f->types[i] = st_cur_u8(&c);
+		if (c.bad || !st_type_is_supported(f->types[i]) ||
+		    !seg_stats_get(&c, f->types[i], &f->stats[i])) {
+			file_rec_fini(f);
+			return ST_ECORRUPT;
+		}
+		f->stats[i].rows = f->rows;
+	}
+	if (st_cur_left(&c)) {
+		file_rec_fini(f);
+		return ST_ECORRUPT;
+	}
+	return ST_OK;
+}
+
+void file_rec_fini(struct file_rec *f)
+{
+	free(f->field_ids);
+	free(f->types);
+	free(f->stats);
+	f->field_ids = NULL;
+	f->types = NULL;
+	f->stats = NULL;
+}
+
+/* ---- commits ----------------------------------------------------------- */
+
+static int meta_u64(st_store *s, MDB_txn *txn, const char *key, uint64_t *v)
+{
+	MDB_val k = {strlen(key), (void *)key}, d;
+	int mrc = mdb_get(txn, s->db[DB_META], &k, &d);
+	if (mrc == MDB_NOTFOUND) {
+		*v = 0;
+		return 0;
+	}
+	if (mrc == 0)
+		*v = d.mv_size == 8 ? st_get_le64(d.mv_data) : 0;
+	return mrc;
+}
+
+static int meta_put_u64(st_store *s, MDB_txn *txn, const char *key, uint64_t v)
+{
+	uint8_t b[8];
+	st_put_le64(b, v);
+	MDB_val k = {strlen(key), (void *)key}, d = {8, b};
+	return mdb_put(txn, s->db[DB_META], &k, &d, 0);
+}
+
+int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act_commit *c,
+		     struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	struct st_buf b = {0};
+	uint64_t lsn;
+	if ((mrc = meta_u64(s, txn, "lsn", &lsn)) != 0)
+		return store_lmdb_err(err, mrc, "reading the LSN");
+	/* A new table's head has version UINT64_MAX, time 0 and checksum 0,
+	 * so its first commit is version 0 with prev_checksum 0. */
+	c->table_id = h->tid;
+	c->version = h->version + 1;
+	c->lsn = lsn + 1;
+	int64_t now = store_now_us();
+	c->time_us = now > h->time_us ? now : h->time_us + 1;
+	c->prev_checksum = h->checksum;
+	if ((rc = act_encode(c, &b, err)) != ST_OK)
+		goto out;
+	uint8_t key[16], lsnk[8], tsk[16], val[16];
+	be64(key, h->tid);
+	be64(key + 8, c->version);
+	MDB_val k = {16, key}, v = {b.len, b.data};
+	if ((mrc = mdb_put(txn, s->db[DB_COMMITS], &k, &v, MDB_NOOVERWRITE)) != 0)
+		goto lmdb;
+	be64(lsnk, c->lsn);
+	k = (MDB_val){8, lsnk};
+	v = (MDB_val){16, key};
+	if ((mrc = mdb_put(txn, s->db[DB_LSN], &k, &v, MDB_NOOVERWRITE)) != 0)
+		goto lmdb;
+	be64(tsk, h->tid);
+	be64(tsk + 8, (uint64_t)c->time_us ^ (1ull << 63));
+	be64(val, c->version);
+	k = (MDB_val){16, tsk};
+	v = (MDB_val){8, val};
+	if ((mrc = mdb_put(txn, s->db[DB_TS], &k, &v, 0)) != 0)
+		goto lmdb;
+	if ((mrc = meta_put_u64(s, txn, "lsn", c->lsn)) != 0)
+		goto lmdb;
+	h->version = c->version;
+	h->time_us = c->time_us;
+	h->checksum = act_checksum(c->prev_checksum, b.data, b.len);
+	goto out;
+lmdb:
+	rc = store_lmdb_err(err, mrc, "writing a commit");
+out:
+	st_buf_free(&b);
+	return rc;
+}
+
+int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, uint64_t *v,
+			  struct st_err *err)
+{
+	MDB_cursor *cur;
+	uint8_t key[16];
+	int rc = ST_OK, mrc;
+	if ((mrc = mdb_cursor_open(txn, s->db[DB_TS], &cur)) != 0)
+		return store_lmdb_err(err, mrc, "time travel");
+	/* The first entry after (tid, t), then one back: the last at or before t. */
+	be64(key, tid);
+	be64(key + 8, ((uint64_t)t ^ (1ull << 63)) + 1);
+	MDB_val k = {16, key}, d;
+	mrc = t == INT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+	if (mrc == 0)
+		mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV);
+	else if (mrc == MDB_NOTFOUND)
+		mrc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
+	if (mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == tid && d.mv_size == 8)
+		*v = get_be64(d.mv_data);
+	else if (mrc == 0 || mrc == MDB_NOTFOUND)
+		rc = st_seterr(err, ST_ERANGE,
+			       "no version at or before that time: it is before the table's first "
+			       "retained commit");
+	else
+		rc = store_lmdb_err(err, mrc, "time travel");
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, uint32_t *n,
+		     struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_cursor *cur;
+	uint8_t key[8];
+	uint32_t cap = 0;
+	*fids = NULL;
+	*n = 0;
+	if ((mrc = mdb_cursor_open(txn, s->db[DB_LIVE], &cur)) != 0)
+		return store_lmdb_err(err, mrc, "listing live files");
+	be64(key, tid);
+	MDB_val k = {8, key}, v;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == tid;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (*n == cap) {
+			uint64_t *f = realloc(*fids, (cap = cap ? cap * 2 : 16) * sizeof *f);
+			if (!f) {
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+				break;
+			}
+			*fids = f;
+		}
+		(*fids)[(*n)++] = get_be64((uint8_t *)k.mv_data + 8);
+	}
+	if (rc == ST_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = store_lmdb_err(err, mrc, "listing live files");
+	mdb_cursor_close(cur);
+	if (rc != ST_OK) {
+		free(*fids);
+		*fids = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, uint64_t version,
+		       int64_t time_us, struct st_err *err)
+{
+	uint8_t key[16];
+	be64(key, tid);
+	be64(key + 8, fid);
+	MDB_val k = {16, key}, v;
+	int mrc = mdb_get(txn, s->db[DB_FILES], &k, &v);
+	if (mrc == 0 && v.mv_size < 52)
+		return st_seterr(err, ST_ECORRUPT, "file record %llu of table id %llu is damaged",
+				 (unsigned long long)fid, (unsigned long long)tid);
+	if (mrc == 0) {
+		/* Copy first: LMDB's pointer is invalid once the txn writes. */
+		uint8_t *old = malloc(v.mv_size);
+		if (!old)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		memcpy(old, v.mv_data, v.mv_size);
+		st_put_le64(old + 8, version);
+		st_put_le64(old + 16, (uint64_t)time_us);
+		MDB_val nv = {v.mv_size, old};
+		mrc = mdb_put(txn, s->db[DB_FILES], &k, &nv, 0);
+		free(old);
+	}
+	if (mrc == 0)
+		mrc = mdb_del(txn, s->db[DB_LIVE], &k, NULL);
+	return mrc ? store_lmdb_err(err, mrc, "removing a file") : ST_OK;
+}
+
+int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err *err)
+{
+	int mrc = mdb_txn_commit(txn);
+	if (mrc == MDB_MAP_FULL)
+		return store_lmdb_err(err, mrc, what);
+	if (mrc != 0)
+		return store_fail(s, err, "%s: LMDB commit failed: %s", what, mdb_strerror(mrc));
+	return ST_OK;
+}
+
+int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_err *err)
+{
+	int mrc;
+	*txn = NULL;
+	pthread_mutex_lock(&s->write_lock);
+	if (s->failed)
+		return st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
+	if ((mrc = mdb_txn_begin(s->env, NULL, 0, txn)) != 0) {
+		*txn = NULL;
+		return store_lmdb_err(err, mrc, what);
+	}
+	return ST_OK;
+}
+
+void store_write_end(st_store *s, MDB_txn *txn)
+{
+	if (txn)
+		mdb_txn_abort(txn);
+	pthread_mutex_unlock(&s->write_lock);
+}

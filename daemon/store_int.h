@@ -1,0 +1,136 @@
+/*
+ * daemon/store_int.h — private to the store (daemon/store*.c) and its
+ * tests: the handle, the LMDB databases, key helpers and table heads of
+ * daemon/STORE.md.
+ */
+#ifndef STRATA_DAEMON_STORE_INT_H
+#define STRATA_DAEMON_STORE_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+
+#include "daemon/strata.h"
+#include "format/bytes.h"
+
+#define STORE_FORMAT 1
+#define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
+#define STORE_HEAD_FIXED 40    /* fixed bytes of a table head (STORE.md §2.2) */
+#define STORE_NAME_MAX 128     /* longest table name */
+
+/* The named databases of STORE.md §2. */
+enum {
+	DB_META, DB_NAMES, DB_TABLES, DB_COMMITS, DB_LSN, DB_FILES, DB_LIVE, DB_TS, DB_TXNS,
+	DB_INLINE, DB_COUNT
+};
+
+struct st_store {
+	char *dir;                   /* data directory */
+	int lock_fd;                 /* flock()ed strata.lock */
+	MDB_env *env;                /* the LMDB environment */
+	MDB_dbi db[DB_COUNT];        /* named databases */
+	pthread_mutex_t write_lock;  /* one writer at a time (group commit: later) */
+	int failed;                  /* sticky: a failed fsync or LMDB commit */
+	char failmsg[ST_ERR_MSG_MAX]; /* what failed */
+	struct st_store_opts opts;   /* options, defaults filled in */
+};
+
+/* A table head (STORE.md §2.2) with its metadata decoded. */
+struct table_head {
+	uint64_t tid;                /* table id */
+	uint64_t version;            /* head version */
+	int64_t time_us;             /* head commit time */
+	uint32_t checksum;           /* head commit checksum */
+	uint32_t flags;              /* bit 0: dropped */
+	uint64_t next_fid;           /* next file id */
+	uint64_t oldest;             /* oldest retained version */
+	struct act_metadata *meta;   /* current metadata (owned) */
+};
+
+/* A file record (STORE.md §2.3), stats decoded. */
+struct file_rec {
+	uint64_t fid;                /* file id */
+	uint64_t added;              /* added in version */
+	uint64_t removed;            /* removed in version, STORE_LIVE while live */
+	int64_t removed_us;          /* removal time */
+	uint64_t size;               /* bytes */
+	uint64_t rows;               /* rows */
+	uint32_t crc;                /* CRC32C of the file */
+	uint32_t flags;              /* bit 0 inline, bit 1 data_change */
+	uint32_t ncols;              /* stats entries */
+	uint32_t *field_ids;         /* field id per stats entry */
+	uint8_t *types;              /* column type in the file, per stats entry */
+	struct st_col_stats *stats;  /* file statistics per column */
+};
+
+static inline void be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Map an LMDB error to a store error with a message; returns the code. */
+int store_lmdb_err(struct st_err *err, int rc, const char *what);
+/* Enter the failed state (sticky until reopen) and return ST_EFAILED. */
+int store_fail(st_store *s, struct st_err *err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Look up a live table by name in txn; fills h (release with head_fini).
+ * Errors: ST_ENOTFOUND, ST_ECORRUPT, ST_ENOMEM. */
+int head_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
+	     struct st_err *err);
+int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
+		 struct st_err *err);
+/* Store h (with its metadata) under its tid. */
+int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_err *err);
+void head_fini(struct table_head *h);
+
+/* Encode / decode a file record. */
+int file_rec_encode(const struct file_rec *f, struct st_buf *out);
+int file_rec_decode(uint64_t fid, const uint8_t *p, size_t n, struct file_rec *f);
+void file_rec_fini(struct file_rec *f);
+
+/* Path of a table's segment: DIR/tables/<tid>/<fid>.seg (buf of PATH_MAX). */
+void store_seg_path(const st_store *s, uint64_t tid, uint64_t fid, char *buf, size_t len);
+
+/* Append commit c (version, lsn, time and checksums filled in here; a new
+ * table's head has version UINT64_MAX) for
+ * table h inside txn, and advance h's version/time/checksum. */
+int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act_commit *c,
+		     struct st_err *err);
+
+/* The version of table tid at or before time t (µs): ST_ERANGE if none. */
+int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, uint64_t *v,
+			  struct st_err *err);
+
+/* The metadata in force at version v of table h (owned by the caller).
+ * Errors: ST_ERANGE (not retained), ST_ECORRUPT, ST_ENOMEM. */
+int store_meta_at(st_store *s, MDB_txn *txn, const struct table_head *h, uint64_t v,
+		  struct act_metadata **out, struct st_err *err);
+
+/* The live files of table tid (heap array, free()). */
+int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, uint32_t *n,
+		     struct st_err *err);
+/* Mark file fid of table tid removed in version at time_us, drop it from live. */
+int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, uint64_t version,
+		       int64_t time_us, struct st_err *err);
+/* Commit txn; a failed LMDB commit puts the store in the failed state. */
+int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err *err);
+
+/* Start a write: take the write lock, refuse in the failed state, begin an
+ * LMDB write transaction. Whatever it returns, call store_write_end (with
+ * the txn, or NULL once committed) to release the lock. */
+int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_err *err);
+void store_write_end(st_store *s, MDB_txn *txn);
+
+/* Current time in µs since the epoch. */
+int64_t store_now_us(void);
+
+#endif

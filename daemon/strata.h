@@ -1,0 +1,200 @@
+/*
+ * daemon/strata.h — libstrata: the strata store as an embeddable library.
+ *
+ * A store is one data directory (daemon/STORE.md): an LMDB commit log plus
+ * segment files. Every change to a table is one atomic, durable commit that
+ * creates the table's next version; every retained version stays readable.
+ *
+ * Conventions (LMDB's lmdb.h is the model):
+ *  - Every function that can fail returns ST_OK or an error code of
+ *    format/error.h and, when err is not NULL, fills a message that names
+ *    the table, column, row or file concerned.
+ *  - Strings passed in are borrowed for the duration of the call only.
+ *  - Objects returned through out-parameters belong to the caller and are
+ *    released with the matching _free/_close function.
+ *  - A store handle may be used from several threads at once; scans and
+ *    other handles derived from it are used by one thread at a time.
+ *  - One process opens a data directory at a time (an flock guards it);
+ *    never open the same directory twice in one process.
+ *
+ * Status (issue 3): tables, append/overwrite writes with schema
+ * enforcement, snapshots by version and timestamp, scans with projection
+ * and predicate, history. Transactions with conflict checks, group commit,
+ * replace-where, ALTER, restore, vacuum and retention are not built yet.
+ */
+#ifndef STRATA_DAEMON_STRATA_H
+#define STRATA_DAEMON_STRATA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "format/actions.h"
+#include "format/error.h"
+#include "format/types.h"
+
+typedef struct st_store st_store; /* an open data directory */
+typedef struct st_scan st_scan;   /* a scan over one table snapshot */
+
+/* Options of st_store_open. Zero-initialized options give the defaults. */
+struct st_store_opts {
+	uint64_t map_size;       /* LMDB map size in bytes; 0 = 1 GiB. May grow later. */
+	uint32_t row_group_rows; /* rows per segment row group; 0 = the format default */
+};
+
+/*
+ * Open (creating if needed) the data directory dir. Takes the directory's
+ * lock, opens LMDB, removes temp files of interrupted writes, checks
+ * stale LMDB readers (mdb_reader_check).
+ * Errors: ST_EEXIST (another process holds the lock), ST_EVERSION (store
+ * written by a newer strata), ST_ECORRUPT, errno (mkdir, open, LMDB's
+ * environment errors are reported as ST_ECORRUPT or errno with LMDB's text).
+ */
+int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **out,
+		  struct st_err *err);
+
+/* Close the store; NULL is a no-op. Every scan must be closed first. */
+void st_store_close(st_store *s);
+
+/* ---- tables --------------------------------------------------------- */
+
+/* One column of a new table. */
+struct st_column_def {
+	const char *name;  /* 1..255 bytes of UTF-8, unique case-insensitively */
+	int type;          /* enum st_type */
+	bool nullable;     /* false = NOT NULL */
+};
+
+enum st_create_mode {
+	ST_CREATE_ERROR = 0,         /* fail with ST_EEXIST if the table exists */
+	ST_CREATE_IF_NOT_EXISTS = 1, /* succeed without change if it exists */
+	ST_CREATE_REPLACE = 2        /* drop the existing table, create anew */
+};
+
+/* What a table is created with. */
+struct st_table_spec {
+	const char *name;                   /* STORE.md §3 */
+	const struct st_column_def *cols;   /* columns, in order */
+	uint32_t ncols;                     /* 1..4096 */
+	const char *const *partition_by;    /* partition column names, may be NULL */
+	uint32_t npartition;                /* count of partition_by */
+	const struct act_kv *props;         /* table properties, may be NULL */
+	uint32_t nprops;                    /* count of props */
+};
+
+/*
+ * Create a table: its version 0. *version (may be NULL) gets 0, or the
+ * existing table's head version with ST_CREATE_IF_NOT_EXISTS.
+ * Errors: ST_EINVAL (bad name, column, type or property), ST_EEXIST,
+ * ST_ENOMEM, ST_EFAILED, LMDB errors (ST_ETOOBIG for a full map: grow
+ * map_size), errno.
+ */
+int st_table_create(st_store *s, const struct st_table_spec *spec, enum st_create_mode mode,
+		    uint64_t *version, struct st_err *err);
+
+/* Names of the live tables, sorted. *names is one heap block (free with
+ * free()); (*names)[i] are NUL-terminated strings inside it. */
+int st_table_list(st_store *s, char ***names, uint32_t *n, struct st_err *err);
+
+/* The metadata of a table at version (or the head when version < 0).
+ * Free with act_metadata_free. Errors: ST_ENOTFOUND, ST_ERANGE (version
+ * not retained or not yet written), ST_ENOMEM, ST_ECORRUPT. */
+int st_table_describe(st_store *s, const char *table, int64_t version,
+		      struct act_metadata **out, struct st_err *err);
+
+/* Drop a table: a final commit; its data files stay until vacuum.
+ * Errors: ST_ENOTFOUND, LMDB errors. */
+int st_table_drop(st_store *s, const char *table, struct st_err *err);
+
+/* ---- writes --------------------------------------------------------- */
+
+/* Rows to write: ncols named column vectors of nrows rows each. Columns
+ * are matched to the table by name (case-insensitively); table columns
+ * missing from the batch are written as NULL. */
+struct st_batch {
+	uint32_t ncols;              /* columns in the batch */
+	const char *const *names;    /* their names */
+	const struct st_vec *cols;   /* their vectors (any st_vec form) */
+	uint32_t nrows;              /* rows */
+};
+
+enum st_write_mode {
+	ST_WRITE_APPEND = 0,   /* add the rows */
+	ST_WRITE_OVERWRITE = 1 /* replace every row of the table with these */
+};
+
+/* Options of st_write. Zero-initialized options mean: append, no schema
+ * evolution, no idempotency key. */
+struct st_write_opts {
+	enum st_write_mode mode;  /* append or overwrite */
+	bool merge_schema;        /* add new columns, widen types (DESIGN.md §7) */
+	const char *app_id;       /* idempotent writer id, or NULL */
+	uint64_t app_version;     /* with app_id: skipped if <= the recorded one */
+};
+
+/* What a commit produced. */
+struct st_commit_result {
+	uint64_t version;  /* table version created (or already there, if noop) */
+	uint64_t lsn;      /* global commit sequence number (0 if noop) */
+	int64_t time_us;   /* commit time */
+	bool noop;         /* an idempotent write that was already committed */
+	uint64_t rows;     /* rows written */
+};
+
+/*
+ * Write nbatches batches to table as one commit (all or nothing). The
+ * rows are checked against the table's schema before anything is written
+ * (DESIGN.md §7): unknown column, incompatible type, NULL in a NOT NULL
+ * column or duplicate column name fail with ST_ESCHEMA naming the column,
+ * the expected and found type and the first bad row; nothing is written.
+ * Errors: ST_ENOTFOUND, ST_ESCHEMA, ST_EINVAL, ST_ENOMEM, ST_EFAILED
+ * (a previous fsync or LMDB commit failed: reopen the store), errno.
+ */
+int st_write(st_store *s, const char *table, const struct st_batch *batches, uint32_t nbatches,
+	     const struct st_write_opts *opts, struct st_commit_result *res, struct st_err *err);
+
+/* ---- reads ---------------------------------------------------------- */
+
+/* Which version to read. */
+struct st_at {
+	enum { ST_AT_LATEST = 0, ST_AT_VERSION = 1, ST_AT_TIME = 2 } kind; /* how */
+	int64_t value; /* the version, or the time in µs since epoch */
+};
+
+/* One batch of scan output: the projected columns of one row group and
+ * the rows of it that satisfy the predicate. */
+struct st_scan_batch {
+	uint32_t ncols;              /* projected columns, in request order */
+	const struct st_vec *cols;   /* their vectors, all of `rows` rows */
+	uint32_t rows;               /* rows in the vectors */
+	const uint32_t *sel;         /* selected row indices, ascending; NULL = all */
+	uint32_t nsel;               /* count of selected rows */
+};
+
+/*
+ * Open a scan of table at `at`, reading the named columns (NULL = all, in
+ * table order) of the rows matching predicate (format/expr.h text, or
+ * NULL). Files and row groups whose statistics cannot match are skipped.
+ * The snapshot's files stay readable until the scan is closed.
+ * Errors: ST_ENOTFOUND (table or column), ST_ERANGE (a version not
+ * retained; a time before the first commit), ST_ESYNTAX/ST_ETYPE (the
+ * predicate), ST_ENOMEM.
+ */
+int st_scan_open(st_store *s, const char *table, struct st_at at, const char *const *columns,
+		 uint32_t ncolumns, const char *predicate, st_scan **out, struct st_err *err);
+
+/* The version the scan reads. */
+uint64_t st_scan_version(const st_scan *sc);
+
+/* Next batch, or *out = NULL at the end. The batch is valid until the next
+ * call or close. Errors: ST_ECORRUPT (a damaged segment: named), errno. */
+int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *err);
+
+void st_scan_close(st_scan *sc);
+
+/* History of a table, newest first, at most limit commits (0 = all).
+ * *commits is an array of decoded commits; free each with act_commit_free
+ * and the array with free(). */
+int st_history(st_store *s, const char *table, uint32_t limit, struct act_commit ***commits,
+	       uint32_t *n, struct st_err *err);
+
+#endif

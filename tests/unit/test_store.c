@@ -1,0 +1,321 @@
+/*
+ * tests/unit/test_store.c — libstrata's store: tables, writes with schema
+ * enforcement, snapshots by version and by time, projections and
+ * predicates, idempotent writes, merge_schema, history, drop, reopen.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/strata.h"
+#include "tests/test.h"
+
+static char base[64];
+static int ndirs;
+
+/* A fresh data directory for one test. */
+static const char *new_dir(void)
+{
+	static char d[128];
+	if (!base[0]) {
+		strcpy(base, "/tmp/strata-store-XXXXXX");
+		if (!mkdtemp(base))
+			abort();
+	}
+	snprintf(d, sizeof d, "%s/d%d", base, ndirs++);
+	return d;
+}
+
+static const struct st_column_def sensor_cols[] = {
+	{"id", ST_TYPE_INT64, false},
+	{"sensor", ST_TYPE_STRING, true},
+	{"value", ST_TYPE_FLOAT64, true},
+};
+
+static st_store *open_with_table(const char *dir)
+{
+	st_store *s;
+	struct st_err err;
+	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
+	struct st_table_spec spec = {.name = "readings", .cols = sensor_cols, .ncols = 3};
+	uint64_t v = 99;
+	REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, &v, &err) == ST_OK);
+	CHECK_EQ(v, 0);
+	return s;
+}
+
+/* Append n rows with ids from..from+n-1, sensor "s<id%3>", value id/4. */
+static int append(st_store *s, int64_t from, uint32_t n, struct st_commit_result *res,
+		  struct st_err *err, const struct st_write_opts *o)
+{
+	int64_t *id = malloc(n * 8 + 8);
+	double *val = malloc(n * 8 + 8);
+	uint32_t *offs = malloc((n + 1) * 4);
+	uint8_t *bytes = malloc(n * 2 + 2);
+	offs[0] = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		id[i] = from + i;
+		val[i] = (double)(from + i) / 4;
+		bytes[2 * i] = 's';
+		bytes[2 * i + 1] = (uint8_t)('0' + (from + i) % 3);
+		offs[i + 1] = 2 * (i + 1);
+	}
+	const char *names[3] = {"id", "sensor", "value"};
+	struct st_vec cols[3] = {
+		{.type = ST_TYPE_INT64, .n = n, .data = id},
+		{.type = ST_TYPE_STRING, .n = n, .offsets = offs, .bytes = bytes},
+		{.type = ST_TYPE_FLOAT64, .n = n, .data = val},
+	};
+	struct st_batch b = {3, names, cols, n};
+	int rc = st_write(s, "readings", &b, 1, o, res, err);
+	free(id);
+	free(val);
+	free(offs);
+	free(bytes);
+	return rc;
+}
+
+/* Rows (and sum of ids) a scan returns. */
+static int64_t scan_count(st_store *s, struct st_at at, const char *pred, int64_t *sum)
+{
+	st_scan *sc;
+	struct st_err err;
+	int64_t rows = 0;
+	*sum = 0;
+	const char *cols[1] = {"id"};
+	if (st_scan_open(s, "readings", at, cols, 1, pred, &sc, &err) != ST_OK) {
+		fprintf(stderr, "  scan: %s\n", err.msg);
+		return -1;
+	}
+	const struct st_scan_batch *b;
+	while (st_scan_next(sc, &b, &err) == ST_OK && b) {
+		const int64_t *id = b->cols[0].data;
+		for (uint32_t i = 0; i < b->nsel; i++)
+			*sum += id[b->sel ? b->sel[i] : i];
+		rows += b->nsel;
+	}
+	st_scan_close(sc);
+	return rows;
+}
+
+static void t_create_append_time_travel(void)
+{
+	const char *dir = new_dir();
+	st_store *s = open_with_table(dir);
+	struct st_err err;
+	struct st_commit_result r1, r2;
+	REQUIRE(append(s, 0, 1000, &r1, &err, NULL) == ST_OK);
+	REQUIRE(append(s, 1000, 500, &r2, &err, NULL) == ST_OK);
+	CHECK_EQ(r1.version, 1);
+	CHECK_EQ(r2.version, 2);
+	CHECK(r2.time_us > r1.time_us);
+	CHECK(r2.lsn > r1.lsn);
+	int64_t sum;
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 0}, NULL, &sum), 0);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 1}, NULL, &sum), 1000);
+	CHECK_EQ(sum, 999 * 1000 / 2);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_LATEST, 0}, NULL, &sum), 1500);
+	/* By time: exactly at the first write's commit time, and just before. */
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_TIME, r1.time_us}, NULL, &sum), 1000);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_TIME, r2.time_us - 1}, NULL, &sum), 1000);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_TIME, r2.time_us + 1000000}, NULL, &sum), 1500);
+	st_scan *sc;
+	CHECK_EQ(st_scan_open(s, "readings", (struct st_at){ST_AT_TIME, 1}, NULL, 0, NULL, &sc, &err),
+		 ST_ERANGE);
+	CHECK_CONTAINS(err.msg, "before the table's first");
+	CHECK_EQ(st_scan_open(s, "readings", (struct st_at){ST_AT_VERSION, 3}, NULL, 0, NULL, &sc, &err),
+		 ST_ERANGE);
+	CHECK_CONTAINS(err.msg, "versions 0 to 2; version 3");
+	/* Predicates, with pruning by statistics. */
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_LATEST, 0}, "id >= 1200 AND id < 1300", &sum), 100);
+	CHECK_EQ(sum, (1200 + 1299) * 100 / 2);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_LATEST, 0}, "sensor = 's1'", &sum), 500);
+	CHECK_EQ(st_scan_open(s, "readings", (struct st_at){0, 0}, NULL, 0, "idd > 3", &sc, &err),
+		 ST_ETYPE);
+	/* History, newest first. */
+	struct act_commit **h;
+	uint32_t n;
+	REQUIRE(st_history(s, "readings", 0, &h, &n, &err) == ST_OK);
+	CHECK_EQ(n, 3);
+	CHECK_EQ(h[0]->version, 2);
+	CHECK_EQ(h[0]->info.rows_added, 500);
+	CHECK(!strcmp(h[2]->info.operation, "CREATE TABLE"));
+	for (uint32_t i = 0; i < n; i++)
+		act_commit_free(h[i]);
+	free(h);
+	st_store_close(s);
+	/* Everything survives a reopen. */
+	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_LATEST, 0}, NULL, &sum), 1500);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 1}, NULL, &sum), 1000);
+	st_store_close(s);
+}
+
+static void t_overwrite_keeps_old_versions(void)
+{
+	st_store *s = open_with_table(new_dir());
+	struct st_err err;
+	struct st_commit_result r;
+	REQUIRE(append(s, 0, 100, &r, &err, NULL) == ST_OK);
+	REQUIRE(append(s, 100, 100, &r, &err, NULL) == ST_OK);
+	struct st_write_opts ow = {.mode = ST_WRITE_OVERWRITE};
+	REQUIRE(append(s, 5000, 10, &r, &err, &ow) == ST_OK);
+	CHECK_EQ(r.version, 3);
+	int64_t sum;
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 10);
+	CHECK_EQ(sum, 5000 * 10 + 45);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 2}, NULL, &sum), 200);
+	st_store_close(s);
+}
+
+static void t_schema_enforcement_writes_nothing(void)
+{
+	const char *dir = new_dir();
+	st_store *s = open_with_table(dir);
+	struct st_err err;
+	struct st_commit_result r;
+	uint8_t valid[1] = {0xfd}; /* row 1 null */
+	int64_t id[4] = {1, 2, 3, 4};
+	int32_t wrong[4] = {1, 2, 3, 4};
+	const char *n1[1] = {"id"};
+	struct st_vec v1 = {.type = ST_TYPE_INT64, .n = 4, .data = id, .validity = valid};
+	struct st_batch b = {1, n1, &v1, 4};
+	CHECK_EQ(st_write(s, "readings", &b, 1, NULL, &r, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "column 'id' is NOT NULL (type int64) but row 1 of the write is null");
+	v1.validity = NULL;
+	const char *n2[2] = {"id", "humidity"};
+	struct st_vec v2[2] = {{.type = ST_TYPE_INT64, .n = 4, .data = id},
+			       {.type = ST_TYPE_INT32, .n = 4, .data = wrong}};
+	struct st_batch b2 = {2, n2, v2, 4};
+	CHECK_EQ(st_write(s, "readings", &b2, 1, NULL, &r, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "has no column 'humidity' (found type int32");
+	const char *n3[2] = {"id", "value"};
+	struct st_batch b3 = {2, n3, v2, 4};
+	CHECK_EQ(st_write(s, "readings", &b3, 1, NULL, &r, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "column 'value' expects type float64, the write has int32");
+	const char *n4[2] = {"id", "ID"};
+	struct st_vec v4[2] = {v1, v1};
+	struct st_batch b4 = {2, n4, v4, 4};
+	CHECK_EQ(st_write(s, "readings", &b4, 1, NULL, &r, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "appears twice");
+	const char *n5[1] = {"sensor"};
+	struct st_batch b5 = {1, n5, &v1, 4};
+	v1.type = ST_TYPE_STRING; /* type checked before NOT NULL: id is missing */
+	CHECK_EQ(st_write(s, "readings", &b5, 1, NULL, &r, &err), ST_ESCHEMA);
+	v1.type = ST_TYPE_INT64;
+	CHECK_EQ(st_write(s, "nosuch", &b, 1, NULL, &r, &err), ST_ENOTFOUND);
+	/* Nothing was committed and no file was left behind. */
+	struct act_commit **h;
+	uint32_t n;
+	REQUIRE(st_history(s, "readings", 0, &h, &n, &err) == ST_OK);
+	CHECK_EQ(n, 1);
+	for (uint32_t i = 0; i < n; i++)
+		act_commit_free(h[i]);
+	free(h);
+	char tdir[256];
+	snprintf(tdir, sizeof tdir, "%s/tables/0000000000000001", dir);
+	DIR *d = opendir(tdir);
+	int files = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		files += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	CHECK_EQ(files, 0);
+	/* merge_schema adds the column; old files read it as NULL. */
+	REQUIRE(append(s, 0, 10, &r, &err, NULL) == ST_OK);
+	struct st_write_opts merge = {.merge_schema = true};
+	REQUIRE(st_write(s, "readings", &b2, 1, &merge, &r, &err) == ST_OK);
+	struct act_metadata *m;
+	REQUIRE(st_table_describe(s, "readings", -1, &m, &err) == ST_OK);
+	CHECK_EQ(m->schema.nfields, 4);
+	CHECK(!strcmp(m->schema.fields[3].name, "humidity"));
+	CHECK_EQ(m->schema.fields[3].id, 4);
+	act_metadata_free(m);
+	REQUIRE(st_table_describe(s, "readings", 1, &m, &err) == ST_OK);
+	CHECK_EQ(m->schema.nfields, 3);
+	act_metadata_free(m);
+	int64_t sum;
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, "humidity IS NULL", &sum), 10);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, "humidity >= 2", &sum), 3);
+	st_store_close(s);
+}
+
+static void t_idempotent_writes(void)
+{
+	st_store *s = open_with_table(new_dir());
+	struct st_err err;
+	struct st_commit_result r;
+	struct st_write_opts o = {.app_id = "loader-7", .app_version = 5};
+	REQUIRE(append(s, 0, 10, &r, &err, &o) == ST_OK);
+	CHECK(!r.noop);
+	CHECK_EQ(r.version, 1);
+	REQUIRE(append(s, 0, 10, &r, &err, &o) == ST_OK); /* a retry */
+	CHECK(r.noop);
+	CHECK_EQ(r.version, 1);
+	o.app_version = 4; /* older still: a no-op */
+	REQUIRE(append(s, 0, 10, &r, &err, &o) == ST_OK);
+	CHECK(r.noop);
+	o.app_version = 6;
+	REQUIRE(append(s, 10, 10, &r, &err, &o) == ST_OK);
+	CHECK(!r.noop);
+	CHECK_EQ(r.version, 2);
+	int64_t sum;
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 20);
+	st_store_close(s);
+}
+
+static void t_tables_create_modes_drop_list(void)
+{
+	const char *dir = new_dir();
+	st_store *s = open_with_table(dir);
+	struct st_err err;
+	struct st_table_spec spec = {.name = "readings", .cols = sensor_cols, .ncols = 3};
+	uint64_t v;
+	CHECK_EQ(st_table_create(s, &spec, ST_CREATE_ERROR, &v, &err), ST_EEXIST);
+	struct st_commit_result r;
+	REQUIRE(append(s, 0, 10, &r, &err, NULL) == ST_OK);
+	REQUIRE(st_table_create(s, &spec, ST_CREATE_IF_NOT_EXISTS, &v, &err) == ST_OK);
+	CHECK_EQ(v, 1);
+	REQUIRE(st_table_create(s, &spec, ST_CREATE_REPLACE, &v, &err) == ST_OK);
+	CHECK_EQ(v, 0);
+	int64_t sum;
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 0);
+	struct st_table_spec bad = {.name = "../etc", .cols = sensor_cols, .ncols = 3};
+	CHECK_EQ(st_table_create(s, &bad, ST_CREATE_ERROR, &v, &err), ST_EINVAL);
+	CHECK_CONTAINS(err.msg, "invalid table name '../etc'");
+	struct st_column_def dup[2] = {{"a", ST_TYPE_INT64, true}, {"A", ST_TYPE_INT64, true}};
+	struct st_table_spec bad2 = {.name = "t2", .cols = dup, .ncols = 2};
+	CHECK_EQ(st_table_create(s, &bad2, ST_CREATE_ERROR, &v, &err), ST_EINVAL);
+	CHECK_CONTAINS(err.msg, "appears twice");
+	struct st_table_spec other = {.name = "alpha", .cols = sensor_cols, .ncols = 3};
+	REQUIRE(st_table_create(s, &other, ST_CREATE_ERROR, &v, &err) == ST_OK);
+	char **names;
+	uint32_t n;
+	REQUIRE(st_table_list(s, &names, &n, &err) == ST_OK);
+	CHECK_EQ(n, 2);
+	CHECK(n == 2 && !strcmp(names[0], "alpha") && !strcmp(names[1], "readings"));
+	free(names);
+	REQUIRE(st_table_drop(s, "alpha", &err) == ST_OK);
+	CHECK_EQ(st_table_drop(s, "alpha", &err), ST_ENOTFOUND);
+	REQUIRE(st_table_list(s, &names, &n, &err) == ST_OK);
+	CHECK_EQ(n, 1);
+	free(names);
+	/* A second open of the same directory is refused while the first holds it. */
+	st_store *s2;
+	CHECK_EQ(st_store_open(dir, NULL, &s2, &err), ST_EEXIST);
+	CHECK_CONTAINS(err.msg, "in use by another process");
+	st_store_close(s);
+	REQUIRE(st_store_open(dir, NULL, &s2, &err) == ST_OK);
+	st_store_close(s2);
+}
+
+static const struct test_case tests[] = {
+	{"create_append_time_travel", t_create_append_time_travel},
+	{"overwrite_keeps_old_versions", t_overwrite_keeps_old_versions},
+	{"schema_enforcement_writes_nothing", t_schema_enforcement_writes_nothing},
+	{"idempotent_writes", t_idempotent_writes},
+	{"tables_create_modes_drop_list", t_tables_create_modes_drop_list},
+};
+TEST_MAIN(tests)
