@@ -63,15 +63,24 @@ void store_seg_path(const st_store *s, uint64_t tid, uint64_t fid, char *buf, si
 		 (unsigned long long)fid);
 }
 
-/* Remove *.seg.tmp files left by interrupted writes (STORE.md §1). */
-static void remove_temp_files(const char *dir)
+/*
+ * Recovery (STORE.md §5): remove what interrupted writes left behind —
+ * *.seg.tmp files, and *.seg files that no file record references (written
+ * and renamed, but their LMDB commit never happened). We hold the
+ * directory's exclusive lock, so no writer can be between its rename and
+ * its commit: no grace period is needed. Returns the files removed.
+ */
+static uint64_t remove_leftovers(st_store *s, MDB_txn *txn)
 {
 	char path[PATH_MAX];
-	snprintf(path, sizeof path, "%s/tables", dir);
+	uint64_t removed = 0;
+	snprintf(path, sizeof path, "%s/tables", s->dir);
 	DIR *d = opendir(path);
 	struct dirent *t;
 	while (d && (t = readdir(d))) {
-		if (t->d_name[0] == '.')
+		char *end;
+		unsigned long long tid = strtoull(t->d_name, &end, 16);
+		if (t->d_name[0] == '.' || *end || strlen(t->d_name) != 16)
 			continue;
 		char sub[PATH_MAX];
 		snprintf(sub, sizeof sub, "%s/%s", path, t->d_name);
@@ -79,17 +88,88 @@ static void remove_temp_files(const char *dir)
 		struct dirent *f;
 		while (sd && (f = readdir(sd))) {
 			size_t n = strlen(f->d_name);
-			if (n > 8 && !strcmp(f->d_name + n - 8, ".seg.tmp")) {
-				char p[PATH_MAX];
-				snprintf(p, sizeof p, "%s/%s", sub, f->d_name);
-				unlink(p);
+			bool tmp = n > 8 && !strcmp(f->d_name + n - 8, ".seg.tmp");
+			bool seg = n == 20 && !strcmp(f->d_name + 16, ".seg");
+			if (!tmp && !seg)
+				continue;
+			if (seg) {
+				unsigned long long fid = strtoull(f->d_name, &end, 16);
+				uint8_t key[16];
+				be64(key, tid);
+				be64(key + 8, fid);
+				MDB_val k = {16, key}, v;
+				if (end != f->d_name + 16 || mdb_get(txn, s->db[DB_FILES], &k, &v) != MDB_NOTFOUND)
+					continue;
 			}
+			char p[PATH_MAX];
+			snprintf(p, sizeof p, "%s/%s", sub, f->d_name);
+			removed += unlink(p) == 0;
 		}
 		if (sd)
 			closedir(sd);
 	}
 	if (d)
 		closedir(d);
+	return removed;
+}
+
+/* Verify the checksum chain of the newest `depth` commits of every table
+ * (STORE.md §4): each commit's prev_checksum must be the chained checksum
+ * of the one before, and the head must hold the newest. */
+static int verify_chains(st_store *s, MDB_txn *txn, uint32_t depth, struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_cursor *tc = NULL, *cc = NULL;
+	if ((mrc = mdb_cursor_open(txn, s->db[DB_TABLES], &tc)) != 0 ||
+	    (mrc = mdb_cursor_open(txn, s->db[DB_COMMITS], &cc)) != 0) {
+		rc = store_lmdb_err(err, mrc, "verifying commits");
+		goto out;
+	}
+	MDB_val k, v;
+	for (mrc = mdb_cursor_get(tc, &k, &v, MDB_FIRST); mrc == 0 && rc == ST_OK;
+	     mrc = mdb_cursor_get(tc, &k, &v, MDB_NEXT)) {
+		struct table_head h;
+		if (k.mv_size != 8 || (rc = head_get_tid(s, txn, get_be64(k.mv_data), &h, err)) != ST_OK)
+			break;
+		uint64_t first = h.version >= depth ? h.version - depth + 1 : 0;
+		if (first < h.oldest)
+			first = h.oldest;
+		uint32_t expect = 0;
+		bool have_expect = false;
+		for (uint64_t ver = first; ver <= h.version && rc == ST_OK; ver++) {
+			uint8_t key[16];
+			be64(key, h.tid);
+			be64(key + 8, ver);
+			MDB_val ck = {16, key}, cv;
+			struct act_commit *c = NULL;
+			if ((mrc = mdb_get(txn, s->db[DB_COMMITS], &ck, &cv)) != 0)
+				rc = st_seterr(err, ST_ECORRUPT, "table '%s': commit %llu is missing",
+					       h.meta->name, (unsigned long long)ver);
+			else if ((rc = act_decode(cv.mv_data, cv.mv_size, &c, err)) == ST_OK &&
+				 ((have_expect && c->prev_checksum != expect) || c->version != ver))
+				rc = st_seterr(err, ST_ECORRUPT,
+					       "table '%s': commit %llu does not chain to commit %llu "
+					       "(checksum mismatch): the log was changed",
+					       h.meta->name, (unsigned long long)ver,
+					       (unsigned long long)ver - 1);
+			if (rc == ST_OK) {
+				expect = act_checksum(c->prev_checksum, cv.mv_data, cv.mv_size);
+				have_expect = true;
+			}
+			act_commit_free(c);
+		}
+		if (rc == ST_OK && have_expect && expect != h.checksum)
+			rc = st_seterr(err, ST_ECORRUPT,
+				       "table '%s': head checksum does not match commit %llu",
+				       h.meta->name, (unsigned long long)h.version);
+		head_fini(&h);
+	}
+out:
+	if (cc)
+		mdb_cursor_close(cc);
+	if (tc)
+		mdb_cursor_close(tc);
+	return rc;
 }
 
 static int mkdir_p(const char *path, struct st_err *err)
@@ -173,6 +253,10 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 			       STORE_FORMAT);
 		goto out;
 	}
+	if (mrc == 0 && (rc = verify_chains(s, txn, STORE_VERIFY_DEPTH, err)) != ST_OK)
+		goto out;
+	if (mrc == 0)
+		remove_leftovers(s, txn);
 	if (mrc == 0)
 		mrc = mdb_txn_commit(txn);
 	else
@@ -182,7 +266,6 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		rc = store_lmdb_err(err, mrc, "initializing the store");
 		goto out;
 	}
-	remove_temp_files(dir);
 	*out = s;
 	s = NULL;
 out:

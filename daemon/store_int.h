@@ -16,6 +16,7 @@
 #define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
 #define STORE_HEAD_FIXED 40    /* fixed bytes of a table head (STORE.md §2.2) */
 #define STORE_NAME_MAX 128     /* longest table name */
+#define STORE_VERIFY_DEPTH 64  /* newest commits per table whose chain open verifies */
 
 /* The named databases of STORE.md §2. */
 enum {
