@@ -59,10 +59,10 @@ FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_NAMES  := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 REPLAY_BIN  := $(FUZZ_NAMES:%=$(B)/tests/replay_%)
 
-PROGS := $(B)/strata-inspect $(B)/bench-format $(B)/strata-demo
+PROGS := $(B)/strata-inspect $(B)/bench-format $(B)/bench-store $(B)/strata-demo
 
 .SECONDARY:
-.PHONY: all test run bench bench-format asan fuzz format lint-deps install uninstall clean
+.PHONY: all test run bench bench-format bench-store asan fuzz format lint-deps install uninstall clean
 all: $(STRATA_LIB) $(PROGS) $(UNIT_BIN) $(REPLAY_BIN)
 
 $(B)/%.o: %.c
@@ -78,6 +78,9 @@ $(B)/strata-inspect: $(B)/admin/inspect_main.o $(STRATA_LIB)
 $(B)/strata-demo: $(B)/tests/bench/demo_main.o $(B)/tests/bench/table.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
 $(B)/bench-format: $(B)/tests/bench/bench_format.o $(B)/tests/bench/table.o $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
+
+$(B)/bench-store: $(B)/tests/bench/bench_store.o $(B)/tests/bench/table.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
 
 $(B)/tests/test_%: $(B)/tests/unit/test_%.o $(B)/tests/bench/table.o $(STRATA_LIB)
@@ -109,9 +112,11 @@ run: $(B)/strata-demo
 	@mkdir -p data
 	$(B)/strata-demo --rows 1000000 --out data/demo.seg
 
-bench: bench-format
+bench: bench-format bench-store
 bench-format: $(B)/bench-format
 	$(B)/bench-format --rows $(ROWS)
+bench-store: $(B)/bench-store
+	$(B)/bench-store --rows $(ROWS)
 
 asan:
 	$(MAKE) --no-print-directory B=build/asan OPT=-O1 \

@@ -35,6 +35,7 @@ struct st_scan {
 	uint32_t nfiles;             /* count */
 	uint32_t next_file;          /* next file to open */
 	struct seg_reader *rd;       /* the open file, or NULL */
+	uint8_t *inline_buf;         /* bytes of an inline segment rd reads */
 	uint32_t rg;                 /* next row group of rd */
 	int *seg_col;                /* schema field -> column of rd, -1 if absent */
 	bool *want;                  /* per column of rd: decode it */
@@ -59,6 +60,7 @@ void st_scan_close(st_scan *sc)
 	if (!sc)
 		return;
 	seg_reader_close(sc->rd);
+	free(sc->inline_buf);
 	for (uint32_t i = 0; i < sc->nfiles; i++)
 		file_rec_fini(&sc->files[i]);
 	free(sc->files);
@@ -238,6 +240,31 @@ static bool file_may_match(st_scan *sc, const struct file_rec *f)
 	return expr_may_match(sc->pred, sc->stats) != EXPR_MATCH_NONE;
 }
 
+/* Open an inline segment: copy its bytes out of LMDB (a short read txn). */
+static int open_inline(st_scan *sc, uint64_t fid, const char *name, struct st_err *err)
+{
+	MDB_txn *txn;
+	uint8_t key[16];
+	int mrc = mdb_txn_begin(sc->s->env, NULL, MDB_RDONLY, &txn);
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "reading an inline segment");
+	be64(key, sc->tid);
+	be64(key + 8, fid);
+	MDB_val k = {16, key}, v;
+	mrc = mdb_get(txn, sc->s->db[DB_INLINE], &k, &v);
+	free(sc->inline_buf);
+	sc->inline_buf = mrc == 0 ? malloc(v.mv_size + 1) : NULL;
+	if (sc->inline_buf)
+		memcpy(sc->inline_buf, v.mv_data, v.mv_size);
+	mdb_txn_abort(txn);
+	if (mrc != 0)
+		return st_seterr(err, ST_ECORRUPT, "table '%s': inline segment %llu is missing",
+				 sc->table, (unsigned long long)fid);
+	if (!sc->inline_buf)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	return seg_reader_open_mem(name, sc->inline_buf, v.mv_size, &sc->rd, err);
+}
+
 /* Open the next file that may match; false at the end. */
 static int open_next_file(st_scan *sc, bool *opened, struct st_err *err)
 {
@@ -249,7 +276,8 @@ static int open_next_file(st_scan *sc, bool *opened, struct st_err *err)
 			continue;
 		char path[PATH_MAX];
 		store_seg_path(sc->s, sc->tid, f->fid, path, sizeof path);
-		if ((rc = seg_reader_open(path, NULL, &sc->rd, err)) != ST_OK)
+		if ((rc = (f->flags & 1) ? open_inline(sc, f->fid, path, err)
+					 : seg_reader_open(path, NULL, &sc->rd, err)) != ST_OK)
 			return rc;
 		const struct st_schema *fs = seg_reader_schema(sc->rd);
 		const struct st_schema *sch = &sc->meta->schema;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "daemon/store_int.h"
+#include "format/io.h"
 #include "format/segment.h"
 
 static const char *const db_names[DB_COUNT] = {
@@ -198,6 +199,8 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		s->opts = *opts;
 	if (!s->opts.map_size)
 		s->opts.map_size = 1ull << 30;
+	if (!s->opts.inline_max)
+		s->opts.inline_max = STORE_INLINE_MAX;
 	if ((rc = mkdir_p(dir, err)) != ST_OK)
 		goto out;
 	snprintf(path, sizeof path, "%s/store", dir);
@@ -640,4 +643,29 @@ void store_write_end(st_store *s, MDB_txn *txn)
 	if (txn)
 		mdb_txn_abort(txn);
 	pthread_mutex_unlock(&s->write_lock);
+}
+
+int store_write_file(const char *path, const uint8_t *bytes, size_t len, struct st_err *err)
+{
+	char tmp[PATH_MAX];
+	int rc = ST_OK, e;
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return st_seterr(err, errno, "cannot create '%s': %s", tmp, strerror(errno));
+	if ((e = st_io_write_all(&st_io_posix, fd, bytes, len, 0)) != 0 || (fsync(fd) != 0 && (e = errno))) {
+		rc = st_seterr(err, e, "writing '%s': %s", tmp, strerror(e));
+		close(fd);
+		unlink(tmp);
+		return rc;
+	}
+	close(fd);
+	if (rename(tmp, path) != 0) {
+		rc = st_seterr(err, errno, "renaming '%s': %s", tmp, strerror(errno));
+		unlink(tmp);
+	} else if ((e = st_io_fsync_dir(&st_io_posix, path)) != 0) {
+		rc = st_seterr(err, e, "fsync of the directory of '%s': %s", path, strerror(e));
+		unlink(path);
+	}
+	return rc;
 }

@@ -17,6 +17,8 @@
 #define STORE_HEAD_FIXED 40    /* fixed bytes of a table head (STORE.md §2.2) */
 #define STORE_NAME_MAX 128     /* longest table name */
 #define STORE_VERIFY_DEPTH 64  /* newest commits per table whose chain open verifies */
+#define STORE_INLINE_MAX 16384 /* default largest segment kept inline in LMDB */
+#define STORE_INLINE_ROWS 4096 /* writes up to this many rows are encoded in memory */
 
 /* The named databases of STORE.md §2. */
 enum {
@@ -130,6 +132,9 @@ int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err 
  * the txn, or NULL once committed) to release the lock. */
 int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_err *err);
 void store_write_end(st_store *s, MDB_txn *txn);
+
+/* Write bytes to path durably: path.tmp, fsync, rename, fsync the directory. */
+int store_write_file(const char *path, const uint8_t *bytes, size_t len, struct st_err *err);
 
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);

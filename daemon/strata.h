@@ -39,6 +39,8 @@ typedef struct st_scan st_scan;   /* a scan over one table snapshot */
 struct st_store_opts {
 	uint64_t map_size;       /* LMDB map size in bytes; 0 = 1 GiB. May grow later. */
 	uint32_t row_group_rows; /* rows per segment row group; 0 = the format default */
+	uint32_t inline_max;     /* segments up to this many bytes live in LMDB instead of a
+				  * file (one fsync per small write); 0 = 16 KiB */
 };
 
 /*

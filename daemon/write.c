@@ -172,8 +172,16 @@ out:
 }
 
 /* Write the batches as one segment at path; fills info. */
+/*
+ * Write the batches as one segment. A small write (at most
+ * STORE_INLINE_ROWS rows) is encoded in memory; when it comes out at most
+ * inline_max bytes, *inl receives the bytes (the caller stores them in
+ * LMDB: no fsync besides LMDB's own commit), else they are written to path
+ * durably. Larger writes stream to path. Fills info.
+ */
 static int write_segment(st_store *s, const char *path, const struct colmap *m,
-			 const struct st_batch *b, uint32_t nb, struct seg_file_info *info,
+			 const struct st_batch *b, uint32_t nb, uint64_t rows,
+			 struct seg_file_info *info, uint8_t **inl, size_t *inl_len,
 			 struct st_err *err)
 {
 	int rc = ST_OK;
@@ -187,7 +195,9 @@ static int write_segment(st_store *s, const char *path, const struct colmap *m,
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = seg_writer_open(path, sc, &o, &w, err)) != ST_OK)
+	bool mem = rows <= STORE_INLINE_ROWS;
+	*inl = NULL;
+	if ((rc = mem ? seg_writer_open_mem(sc, &o, &w, err) : seg_writer_open(path, sc, &o, &w, err)) != ST_OK)
 		goto out;
 	for (uint32_t k = 0; k < nb; k++) {
 		/* A zeroed buffer serves as an all-null column: validity 0, values 0. */
@@ -214,8 +224,24 @@ static int write_segment(st_store *s, const char *path, const struct colmap *m,
 		if ((rc = seg_writer_append(w, vecs, b[k].nrows, err)) != ST_OK)
 			goto out;
 	}
-	rc = seg_writer_close(w, info, err);
+	if (!mem) {
+		rc = seg_writer_close(w, info, err);
+		w = NULL;
+		goto out;
+	}
+	uint8_t *bytes;
+	size_t len;
+	rc = seg_writer_close_mem(w, info, &bytes, &len, err);
 	w = NULL;
+	if (rc != ST_OK)
+		goto out;
+	if (len <= s->opts.inline_max) {
+		*inl = bytes;
+		*inl_len = len;
+	} else {
+		rc = store_write_file(path, bytes, len, err);
+		free(bytes);
+	}
 out:
 	seg_writer_abort(w);
 	free(vecs);
@@ -238,6 +264,8 @@ int st_write(st_store *s, const char *table, const struct st_batch *batches, uin
 	uint32_t nlive = 0;
 	struct st_buf rec = {0};
 	char path[PATH_MAX] = "";
+	uint8_t *inl = NULL;  /* an inline segment's bytes */
+	size_t inl_len = 0;
 	bool written = false;
 	int64_t t0 = store_now_us();
 	uint64_t rows = 0;
@@ -276,9 +304,11 @@ int st_write(st_store *s, const char *table, const struct st_batch *batches, uin
 	if (rows > 0) {
 		add.file_id = h.next_fid++;
 		store_seg_path(s, h.tid, add.file_id, path, sizeof path);
-		if ((rc = write_segment(s, path, &m, batches, nb, &info, err)) != ST_OK)
+		if ((rc = write_segment(s, path, &m, batches, nb, rows, &info, &inl, &inl_len,
+					err)) != ST_OK)
 			goto out;
-		written = true;
+		written = inl == NULL;
+		add.is_inline = inl != NULL;
 		add.size = info.size;
 		add.rows = info.rows;
 		add.crc = info.crc;
@@ -331,7 +361,8 @@ int st_write(st_store *s, const char *table, const struct st_batch *batches, uin
 		goto out;
 	if (rows > 0) {
 		struct file_rec f = {.fid = add.file_id, .added = h.version, .removed = STORE_LIVE,
-				     .size = add.size, .rows = add.rows, .crc = add.crc, .flags = 2,
+				     .size = add.size, .rows = add.rows, .crc = add.crc,
+				     .flags = 2u | (inl ? 1u : 0u),
 				     .ncols = add.ncols, .field_ids = add.field_ids, .stats = add.stats};
 		uint8_t types[ST_MAX_COLUMNS];
 		for (uint32_t i = 0; i < add.ncols; i++)
@@ -344,8 +375,10 @@ int st_write(st_store *s, const char *table, const struct st_batch *batches, uin
 		be64(key, h.tid);
 		be64(key + 8, add.file_id);
 		MDB_val k = {16, key}, v = {rec.len, rec.data}, empty = {0, ""};
+		MDB_val iv = {inl_len, inl};
 		if ((mrc = mdb_put(txn, s->db[DB_FILES], &k, &v, MDB_NOOVERWRITE)) != 0 ||
-		    (mrc = mdb_put(txn, s->db[DB_LIVE], &k, &empty, 0)) != 0) {
+		    (mrc = mdb_put(txn, s->db[DB_LIVE], &k, &empty, 0)) != 0 ||
+		    (inl && (mrc = mdb_put(txn, s->db[DB_INLINE], &k, &iv, MDB_NOOVERWRITE)) != 0)) {
 			rc = store_lmdb_err(err, mrc, "recording a file");
 			goto out;
 		}
@@ -389,6 +422,7 @@ out:
 	colmap_fini(&m);
 	seg_file_info_fini(&info);
 	free(add.field_ids);
+	free(inl);
 	free(rm);
 	free(live);
 	st_buf_free(&rec);

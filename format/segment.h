@@ -120,6 +120,15 @@ int seg_writer_append(struct seg_writer *w, const struct st_vec *cols,
 int seg_writer_close(struct seg_writer *w, struct seg_file_info *info,
 		     struct st_err *err);
 
+/* In-memory mode, for small segments a store keeps inline: the same
+ * writer, but the bytes go to memory and nothing is fsynced or renamed.
+ * seg_writer_close_mem hands the bytes over (*bytes: free() them).
+ * Errors: as seg_writer_open / seg_writer_close. */
+int seg_writer_open_mem(const struct st_schema *schema, const struct seg_writer_opts *opts,
+			struct seg_writer **out, struct st_err *err);
+int seg_writer_close_mem(struct seg_writer *w, struct seg_file_info *info, uint8_t **bytes,
+			 size_t *len, struct st_err *err);
+
 /* Abandon: remove the temp file and free w. NULL is a no-op. */
 void seg_writer_abort(struct seg_writer *w);
 
@@ -133,6 +142,11 @@ struct seg_reader;
  */
 int seg_reader_open(const char *path, const struct st_io *io,
 		    struct seg_reader **out, struct st_err *err);
+
+/* Open a segment held in memory: buf[0..len) is borrowed and must stay
+ * valid until close; name is used in messages. Errors: as seg_reader_open. */
+int seg_reader_open_mem(const char *name, const uint8_t *buf, size_t len,
+			struct seg_reader **out, struct st_err *err);
 
 /* Close and free; NULL is a no-op. Invalidates everything the reader returned. */
 void seg_reader_close(struct seg_reader *r);

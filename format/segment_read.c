@@ -35,7 +35,8 @@ struct rcol {
 struct seg_reader {
 	char *path;                 /* for messages */
 	const struct st_io *io;     /* file operations */
-	int fd;                     /* open file */
+	int fd;                     /* open file, -1 in memory mode */
+	const uint8_t *mem;         /* in-memory mode: the segment's bytes */
 	uint64_t size;              /* file size */
 	uint16_t minor;             /* minor version of the file */
 	uint64_t rows;              /* total rows */
@@ -238,8 +239,21 @@ out:
 	return rc;
 }
 
-int seg_reader_open(const char *path, const struct st_io *io,
-		    struct seg_reader **out, struct st_err *err)
+/* Read exactly n bytes at off: from the file or from memory. Returns 0, an
+ * errno value, or -1 when the segment ends first. */
+static int r_read(const struct seg_reader *r, void *buf, size_t n, uint64_t off)
+{
+	if (r->mem) {
+		if (off > r->size || n > r->size - off)
+			return -1;
+		memcpy(buf, r->mem + off, n);
+		return 0;
+	}
+	return st_io_read_all(r->io, r->fd, buf, n, off);
+}
+
+static int reader_open(const char *path, const struct st_io *io, const uint8_t *mem,
+		       size_t mem_len, struct seg_reader **out, struct st_err *err)
 {
 	int rc = ST_OK, e;
 	struct seg_reader *r = calloc(1, sizeof *r);
@@ -251,12 +265,13 @@ int seg_reader_open(const char *path, const struct st_io *io,
 	r->io = io ? io : &st_io_posix;
 	if (!(r->path = strdup(path)))
 		RERR(ST_ENOMEM, "out of memory");
-	r->fd = r->io->open(path, O_RDONLY, 0);
-	if (r->fd < 0) {
+	r->mem = mem;
+	r->size = mem_len;
+	if (!mem && (r->fd = r->io->open(path, O_RDONLY, 0)) < 0) {
 		e = errno;
 		RERR(e, "cannot open: %s", strerror(e));
 	}
-	if (r->io->fsize(r->fd, &r->size) != 0) {
+	if (!mem && r->io->fsize(r->fd, &r->size) != 0) {
 		e = errno;
 		RERR(e, "cannot stat: %s", strerror(e));
 	}
@@ -264,8 +279,8 @@ int seg_reader_open(const char *path, const struct st_io *io,
 		RERR(ST_ECORRUPT, "file is %llu bytes, shorter than a header and a tail (%d): "
 		     "truncated or not a segment", (unsigned long long)r->size,
 		     SEG_HEADER_SIZE + SEG_TAIL_SIZE);
-	if ((e = st_io_read_all(r->io, r->fd, hdr, sizeof hdr, 0)) != 0 ||
-	    (e = st_io_read_all(r->io, r->fd, tail, sizeof tail, r->size - SEG_TAIL_SIZE)) != 0)
+	if ((e = r_read(r, hdr, sizeof hdr, 0)) != 0 ||
+	    (e = r_read(r, tail, sizeof tail, r->size - SEG_TAIL_SIZE)) != 0)
 		RERR(e > 0 ? e : ST_ECORRUPT, "reading header or tail: %s",
 		     e > 0 ? strerror(e) : "file shrank while being read");
 	if (memcmp(hdr, seg_magic, 8) != 0)
@@ -292,7 +307,7 @@ int seg_reader_open(const char *path, const struct st_io *io,
 	uint64_t foff = r->size - SEG_TAIL_SIZE - flen;
 	if (!(r->footer = malloc(flen ? flen : 1)))
 		RERR(ST_ENOMEM, "out of memory for a footer of %u bytes", flen);
-	if ((e = st_io_read_all(r->io, r->fd, r->footer, flen, foff)) != 0)
+	if ((e = r_read(r, r->footer, flen, foff)) != 0)
 		RERR(e > 0 ? e : ST_ECORRUPT, "reading the footer: %s",
 		     e > 0 ? strerror(e) : "file shrank while being read");
 	uint32_t crc = st_crc32c(0, r->footer, flen);
@@ -307,6 +322,18 @@ int seg_reader_open(const char *path, const struct st_io *io,
 out:
 	seg_reader_close(r);
 	return rc;
+}
+
+int seg_reader_open(const char *path, const struct st_io *io, struct seg_reader **out,
+		    struct st_err *err)
+{
+	return reader_open(path, io, NULL, 0, out, err);
+}
+
+int seg_reader_open_mem(const char *name, const uint8_t *buf, size_t len,
+			struct seg_reader **out, struct st_err *err)
+{
+	return reader_open(name, NULL, buf ? buf : (const uint8_t *)"", buf ? len : 0, out, err);
 }
 
 void seg_reader_close(struct seg_reader *r)
@@ -376,7 +403,7 @@ static int read_chunk(struct seg_reader *r, uint32_t g, uint32_t i, struct st_er
 	struct rcol *c = &r->cols[i];
 	if (grow_buf(&c->raw, &c->raw_cap, cm->stored_size) != ST_OK)
 		RERR(ST_ENOMEM, "out of memory reading row group %u column '%s'", g, fd->name);
-	if ((e = st_io_read_all(r->io, r->fd, c->raw, cm->stored_size, cm->offset)) != 0)
+	if ((e = r_read(r, c->raw, cm->stored_size, cm->offset)) != 0)
 		RERR(e > 0 ? e : ST_ECORRUPT, "row group %u column '%s' at offset %llu: %s", g,
 		     fd->name, (unsigned long long)cm->offset,
 		     e > 0 ? strerror(e) : "file shrank while being read");

@@ -41,7 +41,8 @@ struct seg_writer {
 	char *path;                 /* final path */
 	char *tmp;                  /* path.tmp, written first */
 	const struct st_io *io;     /* file operations */
-	int fd;                     /* open temp file, -1 once closed */
+	int fd;                     /* open temp file, -1 once closed or in memory */
+	struct st_buf *mem;         /* in-memory mode: the segment's bytes, else NULL */
 	struct st_schema schema;    /* copy of the schema */
 	uint32_t rg_rows;           /* rows per row group */
 	int lz4_level;              /* see seg_writer_opts */
@@ -80,6 +81,18 @@ void seg_file_info_fini(struct seg_file_info *info)
 {
 	free(info->stats);
 	info->stats = NULL;
+}
+
+/* Write n bytes at off: to the temp file, or to memory. Returns 0 or errno. */
+static int w_write(struct seg_writer *w, const void *p, size_t n, uint64_t off)
+{
+	if (w->mem) {
+		if (off != w->mem->len)
+			return EINVAL;
+		st_buf_append(w->mem, p, n);
+		return w->mem->oom ? ENOMEM : 0;
+	}
+	return st_io_write_all(w->io, w->fd, p, n, off);
 }
 
 /* Make the writer failed with code and message; returns code. */
@@ -121,14 +134,18 @@ static void writer_free(struct seg_writer *w)
 	st_buf_free(&w->enc);
 	st_buf_free(&w->kv);
 	free(w->lz4);
+	if (w->mem) {
+		st_buf_free(w->mem);
+		free(w->mem);
+	}
 	free(w->path);
 	free(w->tmp);
 	free(w);
 }
 
-int seg_writer_open(const char *path, const struct st_schema *schema,
-		    const struct seg_writer_opts *opts, struct seg_writer **out,
-		    struct st_err *err)
+static int writer_open(const char *path, struct st_buf *mem, const struct st_schema *schema,
+		       const struct seg_writer_opts *opts, struct seg_writer **out,
+		       struct st_err *err)
 {
 	static const struct seg_writer_opts defaults = {0};
 	int rc = ST_OK;
@@ -182,15 +199,17 @@ int seg_writer_open(const char *path, const struct st_schema *schema,
 			goto oom;
 		c->fstats.min.type = c->fstats.max.type = (uint8_t)type;
 	}
-	w->fd = w->io->open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (w->fd < 0) {
+	w->mem = mem;
+	if (!mem)
+		w->fd = w->io->open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (!mem && w->fd < 0) {
 		rc = st_seterr(err, errno, "segment '%s': cannot create temp file: %s",
 			       w->tmp, strerror(errno));
 		goto out;
 	}
 	uint8_t hdr[SEG_HEADER_SIZE];
 	seg_put_header(hdr);
-	int e = st_io_write_all(w->io, w->fd, hdr, sizeof hdr, 0);
+	int e = w_write(w, hdr, sizeof hdr, 0);
 	if (e) {
 		rc = st_seterr(err, e, "segment '%s': writing the header: %s", w->tmp, strerror(e));
 		goto out;
@@ -211,6 +230,25 @@ out:
 		}
 		writer_free(w);
 	}
+	return rc;
+}
+
+int seg_writer_open(const char *path, const struct st_schema *schema,
+		    const struct seg_writer_opts *opts, struct seg_writer **out,
+		    struct st_err *err)
+{
+	return writer_open(path, NULL, schema, opts, out, err);
+}
+
+int seg_writer_open_mem(const struct st_schema *schema, const struct seg_writer_opts *opts,
+			struct seg_writer **out, struct st_err *err)
+{
+	int rc = ST_OK;
+	struct st_buf *mem = calloc(1, sizeof *mem);
+	if (!mem)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	if ((rc = writer_open("(memory)", mem, schema, opts, out, err)) != ST_OK)
+		free(mem);
 	return rc;
 }
 
@@ -333,7 +371,7 @@ static int flush_row_group(struct seg_writer *w, struct st_err *err)
 		cm->stored_size = (uint32_t)slen;
 		cm->encoded_size = (uint32_t)w->enc.len;
 		cm->crc = st_crc32c(0, stored, slen);
-		int e = st_io_write_all(w->io, w->fd, stored, slen, w->off);
+		int e = w_write(w, stored, slen, w->off);
 		if (e)
 			return fail(w, err, e, "segment '%s': writing row group %u column '%s' at offset %llu: %s",
 				    w->tmp, w->nrg - 1, w->schema.fields[i].name,
@@ -539,8 +577,9 @@ static void build_footer(struct seg_writer *w, struct st_buf *f)
 	st_buf_append(f, w->kv.data, w->kv.len);
 }
 
-int seg_writer_close(struct seg_writer *w, struct seg_file_info *info,
-		     struct st_err *err)
+/* Finish (seg_writer_close); in memory mode, *keep receives the buffer. */
+static int writer_close(struct seg_writer *w, struct seg_file_info *info, struct st_buf **keep,
+			struct st_err *err)
 {
 	int rc = ST_OK, e;
 	struct st_buf f = {0};
@@ -565,12 +604,14 @@ int seg_writer_close(struct seg_writer *w, struct seg_file_info *info,
 		rc = st_seterr(err, ST_ENOMEM, "segment '%s': out of memory", w->path);
 		goto out;
 	}
-	if ((e = st_io_write_all(w->io, w->fd, f.data, f.len, w->off)) != 0) {
+	if ((e = w_write(w, f.data, f.len, w->off)) != 0) {
 		rc = st_seterr(err, e, "segment '%s': writing the footer: %s", w->tmp, strerror(e));
 		goto out;
 	}
 	w->file_crc = st_crc32c(w->file_crc, f.data, f.len);
 	w->off += f.len;
+	if (w->mem)
+		goto report; /* the caller makes the bytes durable */
 	if (w->io->fsync(w->fd) != 0) {
 		e = errno;
 		rc = st_seterr(err, e, "segment '%s': fsync failed: %s (the file is not durable)",
@@ -597,6 +638,7 @@ int seg_writer_close(struct seg_writer *w, struct seg_file_info *info,
 		w->io->unlink(w->path);
 		goto out;
 	}
+report:
 	if (info) {
 		memset(info, 0, sizeof *info);
 		info->size = w->off;
@@ -611,7 +653,8 @@ int seg_writer_close(struct seg_writer *w, struct seg_file_info *info,
 			/* The segment is durable; only the report is short. */
 			rc = st_seterr(err, ST_ENOMEM, "segment '%s': out of memory for its statistics",
 				       w->path);
-			w->io->unlink(w->path);
+			if (!w->mem)
+				w->io->unlink(w->path);
 			goto out;
 		}
 		for (uint32_t i = 0; i < w->schema.nfields; i++)
@@ -622,10 +665,30 @@ out:
 		w->io->close(w->fd);
 		w->fd = -1;
 	}
-	if (rc != ST_OK)
+	if (rc != ST_OK && !w->mem)
 		w->io->unlink(w->tmp);
+	if (keep && rc == ST_OK) {
+		*keep = w->mem;
+		w->mem = NULL;
+	}
 	st_buf_free(&f);
 	writer_free(w);
+	return rc;
+}
+
+int seg_writer_close(struct seg_writer *w, struct seg_file_info *info, struct st_err *err)
+{
+	return writer_close(w, info, NULL, err);
+}
+
+int seg_writer_close_mem(struct seg_writer *w, struct seg_file_info *info, uint8_t **bytes,
+			 size_t *len, struct st_err *err)
+{
+	struct st_buf *mem = NULL;
+	int rc = writer_close(w, info, &mem, err);
+	*bytes = mem ? mem->data : NULL;
+	*len = mem ? mem->len : 0;
+	free(mem);
 	return rc;
 }
 
@@ -635,6 +698,7 @@ void seg_writer_abort(struct seg_writer *w)
 		return;
 	if (w->fd >= 0)
 		w->io->close(w->fd);
-	w->io->unlink(w->tmp);
+	if (!w->mem)
+		w->io->unlink(w->tmp);
 	writer_free(w);
 }

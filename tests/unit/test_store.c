@@ -33,11 +33,15 @@ static const struct st_column_def sensor_cols[] = {
 	{"value", ST_TYPE_FLOAT64, true},
 };
 
+/* Options of every open: the default keeps these small writes inline in
+ * LMDB; the *_files tests set inline_max 1 to put them in segment files. */
+static struct st_store_opts store_opts;
+
 static st_store *open_with_table(const char *dir)
 {
 	st_store *s;
 	struct st_err err;
-	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
+	REQUIRE(st_store_open(dir, &store_opts, &s, &err) == ST_OK);
 	struct st_table_spec spec = {.name = "readings", .cols = sensor_cols, .ncols = 3};
 	uint64_t v = 99;
 	REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, &v, &err) == ST_OK);
@@ -146,7 +150,7 @@ static void t_create_append_time_travel(void)
 	free(h);
 	st_store_close(s);
 	/* Everything survives a reopen. */
-	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
+	REQUIRE(st_store_open(dir, &store_opts, &s, &err) == ST_OK);
 	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_LATEST, 0}, NULL, &sum), 1500);
 	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 1}, NULL, &sum), 1000);
 	st_store_close(s);
@@ -311,7 +315,18 @@ static void t_tables_create_modes_drop_list(void)
 	st_store_close(s2);
 }
 
+/* The same checks with every segment in a file instead of inline. */
+static void t_segment_files(void)
+{
+	store_opts.inline_max = 1;
+	t_create_append_time_travel();
+	t_overwrite_keeps_old_versions();
+	t_schema_enforcement_writes_nothing();
+	store_opts.inline_max = 0;
+}
+
 static const struct test_case tests[] = {
+	{"segment_files", t_segment_files},
 	{"create_append_time_travel", t_create_append_time_travel},
 	{"overwrite_keeps_old_versions", t_overwrite_keeps_old_versions},
 	{"schema_enforcement_writes_nothing", t_schema_enforcement_writes_nothing},

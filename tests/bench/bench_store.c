@@ -1,0 +1,237 @@
+/*
+ * tests/bench/bench_store.c — the store benchmark (issue 3 §12), as far as
+ * the store is built. JSON lines {"bench":"store","metric":..,"value":..,
+ * "unit":..}; ratios from one run.
+ *
+ *   bench-store [--rows N] [--commits N] [--dir PATH]
+ *
+ * commit_vs_lmdb     durable 1-row appends/s ÷ raw LMDB durable txns/s
+ *                    (8-byte key, 200-byte value, default flags), same disk
+ * ingest_rows_per_s  the benchmark table in 1M-row durable commits
+ * open_ms            opening the store after --commits commits
+ * snapshot_open_ratio  opening a scan at version 1 ÷ at head
+ * group_commit_gain  32 writer threads ÷ 1 (writers are serialized today)
+ */
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/strata.h"
+#include "tests/bench/table.h"
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void metric(const char *name, double value, const char *unit)
+{
+	printf("{\"bench\":\"store\",\"metric\":\"%s\",\"value\":%.6g,\"unit\":\"%s\"}\n", name,
+	       value, unit);
+	fflush(stdout);
+}
+
+static void die(const char *what, const struct st_err *err)
+{
+	fprintf(stderr, "bench-store: %s: %s\n", what, err ? err->msg : "failed");
+	exit(1);
+}
+
+static const struct st_column_def one_cols[] = {{"id", ST_TYPE_INT64, false}};
+
+static int append_one(st_store *s, const char *table, int64_t id, struct st_err *err)
+{
+	const char *names[1] = {"id"};
+	struct st_vec v = {.type = ST_TYPE_INT64, .n = 1, .data = &id};
+	struct st_batch b = {1, names, &v, 1};
+	struct st_commit_result r;
+	return st_write(s, table, &b, 1, NULL, &r, err);
+}
+
+/* Raw LMDB: durable transactions per second, one put each. */
+static double lmdb_txn_rate(const char *dir, int n)
+{
+	MDB_env *env;
+	MDB_dbi dbi;
+	MDB_txn *txn;
+	mkdir(dir, 0755);
+	if (mdb_env_create(&env) || mdb_env_set_mapsize(env, 1ull << 30) || mdb_env_open(env, dir, 0, 0644))
+		return 0;
+	uint8_t val[200];
+	memset(val, 7, sizeof val);
+	double t0 = now();
+	for (int i = 0; i < n; i++) {
+		uint64_t k = (uint64_t)i;
+		MDB_val key = {8, &k}, v = {200, val};
+		if (mdb_txn_begin(env, NULL, 0, &txn) || mdb_dbi_open(txn, NULL, 0, &dbi) ||
+		    mdb_put(txn, dbi, &key, &v, 0) || mdb_txn_commit(txn))
+			return 0;
+	}
+	double rate = n / (now() - t0);
+	mdb_env_close(env);
+	return rate;
+}
+
+struct worker {
+	st_store *s;     /* the store */
+	int n;           /* appends to do */
+	int64_t base;    /* first id */
+	int failed;      /* an append failed */
+};
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct st_err err;
+	for (int i = 0; i < w->n; i++)
+		if (append_one(w->s, "g", w->base + i, &err) != ST_OK)
+			w->failed = 1;
+	return NULL;
+}
+
+static double appends_rate(st_store *s, int threads, int total)
+{
+	struct worker w[32];
+	pthread_t th[32];
+	double t0 = now();
+	for (int i = 0; i < threads; i++) {
+		w[i] = (struct worker){s, total / threads, (int64_t)i * 1000000, 0};
+		pthread_create(&th[i], NULL, worker_run, &w[i]);
+	}
+	for (int i = 0; i < threads; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < threads; i++)
+		if (w[i].failed)
+			die("concurrent append", NULL);
+	return (total / threads * threads) / (now() - t0);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t rows = 10000000;
+	int commits = 2000;
+	char dir[256] = "";
+	for (int a = 1; a < argc; a++) {
+		if (!strcmp(argv[a], "--rows") && a + 1 < argc)
+			rows = strtoull(argv[++a], NULL, 10);
+		else if (!strcmp(argv[a], "--commits") && a + 1 < argc)
+			commits = atoi(argv[++a]);
+		else if (!strcmp(argv[a], "--dir") && a + 1 < argc)
+			snprintf(dir, sizeof dir, "%s", argv[++a]);
+		else {
+			fprintf(stderr, "usage: bench-store [--rows N] [--commits N] [--dir PATH]\n"
+					"  --rows N     rows ingested in 1M-row commits (default 10000000)\n"
+					"  --commits N  1-row commits for the open and snapshot figures (default 2000)\n"
+					"  --dir PATH   where to work (default: a new directory under build/)\n");
+			return strcmp(argv[a], "--help") ? 2 : 0;
+		}
+	}
+	if (!dir[0]) {
+		snprintf(dir, sizeof dir, "build/bench-store-%d", (int)getpid());
+	}
+	if (rows < 1 || commits < 2) {
+		fprintf(stderr, "bench-store: --rows >= 1, --commits >= 2\n");
+		return 2;
+	}
+	char path[512];
+	struct st_err err;
+	st_store *s;
+	mkdir(dir, 0755);
+	snprintf(path, sizeof path, "%s/store", dir);
+	if (st_store_open(path, NULL, &s, &err) != ST_OK)
+		die("open", &err);
+
+	/* 1-row durable appends vs raw LMDB durable transactions, same disk. */
+	struct st_table_spec one = {.name = "one", .cols = one_cols, .ncols = 1};
+	if (st_table_create(s, &one, ST_CREATE_ERROR, NULL, &err) != ST_OK)
+		die("create", &err);
+	double t0 = now();
+	for (int i = 0; i < commits; i++)
+		if (append_one(s, "one", i, &err) != ST_OK)
+			die("append", &err);
+	double commit_rate = commits / (now() - t0);
+	snprintf(path, sizeof path, "%s/raw-lmdb", dir);
+	double lmdb_rate = lmdb_txn_rate(path, commits);
+	metric("commits_per_s", commit_rate, "commits/s");
+	metric("lmdb_txns_per_s", lmdb_rate, "txns/s");
+	metric("commit_vs_lmdb", commit_rate / lmdb_rate, "ratio");
+
+	/* Snapshot open at version 1 vs head, on the table just written. */
+	double t1[9], th[9];
+	for (int k = 0; k < 9; k++) {
+		st_scan *sc;
+		double a0 = now();
+		if (st_scan_open(s, "one", (struct st_at){ST_AT_VERSION, 1}, NULL, 0, NULL, &sc, &err))
+			die("snapshot", &err);
+		t1[k] = now() - a0;
+		st_scan_close(sc);
+		a0 = now();
+		if (st_scan_open(s, "one", (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc, &err))
+			die("snapshot", &err);
+		th[k] = now() - a0;
+		st_scan_close(sc);
+	}
+	double m1 = t1[0], mh = th[0];
+	for (int k = 1; k < 9; k++) {
+		m1 = t1[k] < m1 ? t1[k] : m1;
+		mh = th[k] < mh ? th[k] : mh;
+	}
+	metric("snapshot_open_v1_ms", m1 * 1e3, "ms");
+	metric("snapshot_open_head_ms", mh * 1e3, "ms");
+	metric("snapshot_open_ratio", m1 / mh, "ratio");
+	metric("snapshot_live_files", commits, "files");
+
+	/* Group commit: 32 writers vs 1. */
+	struct st_table_spec g = {.name = "g", .cols = one_cols, .ncols = 1};
+	if (st_table_create(s, &g, ST_CREATE_ERROR, NULL, &err) != ST_OK)
+		die("create", &err);
+	int gn = commits < 320 ? 320 : commits / 2;
+	double r1 = appends_rate(s, 1, gn), r32 = appends_rate(s, 32, gn);
+	metric("group_commit_gain", r32 / r1, "ratio");
+
+	/* Ingest: the benchmark table in 1M-row durable commits. */
+	struct bench_table t;
+	if (bench_table_init(&t, rows) != 0)
+		die("out of memory", NULL);
+	struct st_column_def bcols[4];
+	for (int i = 0; i < 4; i++)
+		bcols[i] = (struct st_column_def){t.fields[i].name, t.fields[i].type, t.fields[i].nullable};
+	struct st_table_spec bt = {.name = "bench", .cols = bcols, .ncols = 4};
+	if (st_table_create(s, &bt, ST_CREATE_ERROR, NULL, &err) != ST_OK)
+		die("create", &err);
+	const char *names[4] = {"id", "ts", "sensor", "value"};
+	t0 = now();
+	for (uint64_t at = 0; at < rows; at += 1000000) {
+		struct st_vec v[4];
+		uint32_t n = (uint32_t)(rows - at < 1000000 ? rows - at : 1000000);
+		bench_table_vecs(&t, at, n, v);
+		struct st_batch b = {4, names, v, n};
+		struct st_commit_result r;
+		if (st_write(s, "bench", &b, 1, NULL, &r, &err) != ST_OK)
+			die("ingest", &err);
+	}
+	metric("ingest_rows_per_s", rows / (now() - t0), "rows/s");
+	bench_table_fini(&t);
+	st_store_close(s);
+
+	/* Reopen: recovery and chain verification included. */
+	snprintf(path, sizeof path, "%s/store", dir);
+	t0 = now();
+	if (st_store_open(path, NULL, &s, &err) != ST_OK)
+		die("reopen", &err);
+	metric("open_ms", (now() - t0) * 1e3, "ms");
+	metric("open_commits", commits + gn * 2 + rows / 1000000 + 3, "commits");
+	st_store_close(s);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench-store: could not remove %s\n", dir);
+	return 0;
+}
