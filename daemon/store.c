@@ -173,6 +173,29 @@ out:
 	return rc;
 }
 
+/* The largest next file id of any table (file ids are allocated from one
+ * store-wide counter so that concurrent writers never need the write lock
+ * to name their segments). */
+static uint64_t max_next_fid(st_store *s, MDB_txn *txn)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t m = 1;
+	if (mdb_cursor_open(txn, s->db[DB_TABLES], &cur) != 0)
+		return m;
+	for (int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		if (v.mv_size >= STORE_HEAD_FIXED && st_get_le64((uint8_t *)v.mv_data + 24) > m)
+			m = st_get_le64((uint8_t *)v.mv_data + 24);
+	mdb_cursor_close(cur);
+	return m;
+}
+
+uint64_t store_next_fid(st_store *s)
+{
+	return __atomic_fetch_add(&s->next_fid, 1, __ATOMIC_RELAXED);
+}
+
 static int mkdir_p(const char *path, struct st_err *err)
 {
 	if (mkdir(path, 0755) != 0 && errno != EEXIST)
@@ -260,6 +283,8 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		goto out;
 	if (mrc == 0)
 		remove_leftovers(s, txn);
+	if (mrc == 0)
+		s->next_fid = max_next_fid(s, txn);
 	if (mrc == 0)
 		mrc = mdb_txn_commit(txn);
 	else

@@ -35,6 +35,7 @@ struct st_store {
 	int failed;                  /* sticky: a failed fsync or LMDB commit */
 	char failmsg[ST_ERR_MSG_MAX]; /* what failed */
 	struct st_store_opts opts;   /* options, defaults filled in */
+	uint64_t next_fid;           /* next file id, unique across tables (atomic) */
 };
 
 /* A table head (STORE.md §2.2) with its metadata decoded. */
@@ -135,6 +136,9 @@ void store_write_end(st_store *s, MDB_txn *txn);
 
 /* Write bytes to path durably: path.tmp, fsync, rename, fsync the directory. */
 int store_write_file(const char *path, const uint8_t *bytes, size_t len, struct st_err *err);
+
+/* A new file id, never handed out before in this data directory. */
+uint64_t store_next_fid(st_store *s);
 
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);

@@ -18,9 +18,10 @@
  *    never open the same directory twice in one process.
  *
  * Status (issue 3): tables, append/overwrite writes with schema
- * enforcement, snapshots by version and timestamp, scans with projection
- * and predicate, history. Transactions with conflict checks, group commit,
- * replace-where, ALTER, restore, vacuum and retention are not built yet.
+ * enforcement, optimistic multi-table transactions with conflict checks,
+ * snapshots by version and timestamp, scans with projection and predicate,
+ * history. Group commit, replace-where, ALTER, restore, vacuum and
+ * retention are not built yet.
  */
 #ifndef STRATA_DAEMON_STRATA_H
 #define STRATA_DAEMON_STRATA_H
@@ -153,6 +154,38 @@ struct st_commit_result {
  */
 int st_write(st_store *s, const char *table, const struct st_batch *batches, uint32_t nbatches,
 	     const struct st_write_opts *opts, struct st_commit_result *res, struct st_err *err);
+
+/* ---- transactions ----------------------------------------------------- */
+
+typedef struct st_txn st_txn; /* staged writes to one or more tables */
+
+/*
+ * Optimistic transactions (DESIGN.md §6). st_txn_write checks and writes
+ * the data of one table right away (segments are durable before commit)
+ * and records the version it read; st_txn_commit then decides, in one
+ * LMDB write transaction, against every commit that landed since:
+ * a winner that changed metadata, committed for the same app id, added
+ * rows an overwrite read (Serializable; under the table property
+ * isolation=WriteSerializable blind appends never conflict) or removed a
+ * file this transaction read makes it fail with ST_ECONFLICT naming the
+ * winning version and the rule. Appends never conflict with appends.
+ * All tables commit together or none does (multi-table commits).
+ */
+int st_txn_begin(st_store *s, st_txn **out, struct st_err *err);
+
+/* Stage a write to table (at most one per table per transaction). Errors:
+ * as st_write, plus ST_EINVAL for a second write to the same table. */
+int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, uint32_t nb,
+		 const struct st_write_opts *opts, struct st_err *err);
+
+/* Commit every staged write atomically; res gets one result per st_txn_write,
+ * in order. Always frees t. Errors: ST_ECONFLICT (nothing committed; the
+ * staged segments are removed), ST_ENOTFOUND (a table was dropped),
+ * ST_EFAILED, LMDB errors. */
+int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err);
+
+/* Discard a transaction and its staged segments. NULL is a no-op. */
+void st_txn_abort(st_txn *t);
 
 /* ---- reads ---------------------------------------------------------- */
 

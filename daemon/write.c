@@ -7,8 +7,11 @@
  * new head → return. A refused batch writes nothing; a failed LMDB commit
  * removes the new segment and makes the store refuse writes until reopen.
  *
- * Writers are serialized by the store's write_lock (group commit and
- * optimistic conflict checks are the next step, issue 3 §5).
+ * Transactions: st_txn_write maps and writes the data outside any lock,
+ * remembering the version it read; st_txn_commit takes the store's write
+ * lock, checks the conflict rules against every commit since (DESIGN.md
+ * §6) and applies all staged tables in one LMDB transaction. Group commit
+ * (batching several committers into one LMDB transaction) is not built.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,182 +252,385 @@ out:
 	return rc;
 }
 
-int st_write(st_store *s, const char *table, const struct st_batch *batches, uint32_t nb,
-	     const struct st_write_opts *opts, struct st_commit_result *res, struct st_err *err)
+/* ---- transactions ------------------------------------------------------ */
+
+/* One table's staged write inside a transaction. */
+struct staged {
+	char table[STORE_NAME_MAX + 1]; /* table name */
+	uint64_t tid;               /* table id at read time */
+	uint64_t read_version;      /* head version when the write was staged */
+	uint8_t isolation;          /* ACT_ISO_* from the table's properties */
+	bool overwrite;             /* reads (and removes) every live file */
+	struct colmap m;            /* column map and the metadata after the write */
+	uint64_t rows;              /* rows written */
+	struct seg_file_info info;  /* the new segment, when rows > 0 */
+	struct act_add add;         /* its add action */
+	uint8_t *inl;               /* inline segment bytes, or NULL */
+	size_t inl_len;             /* their size */
+	char path[PATH_MAX];        /* segment file, when not inline */
+	bool written;               /* path exists and no commit references it yet */
+	uint64_t *read_files;       /* files read at read_version (overwrite) */
+	uint32_t nread;             /* their count */
+	char *app_id;               /* idempotent writer id, or NULL */
+	uint64_t app_version;       /* its version */
+	bool noop;                  /* already committed under app_id */
+	int64_t t0;                 /* when the write was staged (metrics) */
+};
+
+struct st_txn {
+	st_store *s;                /* the store */
+	struct staged *w;           /* staged writes, one per table */
+	uint32_t n;                 /* their count */
+};
+
+static void staged_fini(struct staged *w)
+{
+	if (w->written)
+		unlink(w->path); /* no commit references it */
+	act_metadata_free(w->m.meta);
+	colmap_fini(&w->m);
+	seg_file_info_fini(&w->info);
+	free(w->add.field_ids);
+	free(w->inl);
+	free(w->read_files);
+	free(w->app_id);
+}
+
+int st_txn_begin(st_store *s, st_txn **out, struct st_err *err)
+{
+	*out = calloc(1, sizeof **out);
+	if (!*out)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	(*out)->s = s;
+	return ST_OK;
+}
+
+void st_txn_abort(st_txn *t)
+{
+	if (!t)
+		return;
+	for (uint32_t i = 0; i < t->n; i++)
+		staged_fini(&t->w[i]);
+	free(t->w);
+	free(t);
+}
+
+static uint8_t isolation_of(const struct act_metadata *m)
+{
+	for (uint32_t i = 0; i < m->nprops; i++)
+		if (!strcasecmp(m->props[i].key, "isolation") &&
+		    !strcasecmp(m->props[i].val, "WriteSerializable"))
+			return ACT_ISO_WRITE_SERIALIZABLE;
+	return ACT_ISO_SERIALIZABLE;
+}
+
+/* The recorded app version of app_id on table tid, or 0. */
+static uint64_t app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const char *app_id)
+{
+	uint8_t key[8 + 256];
+	size_t alen = strlen(app_id);
+	be64(key, tid);
+	memcpy(key + 8, app_id, alen);
+	MDB_val k = {8 + alen, key}, v;
+	if (mdb_get(txn, s->db[DB_TXNS], &k, &v) == 0 && v.mv_size == 8)
+		return st_get_le64(v.mv_data);
+	return 0;
+}
+
+int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, uint32_t nb,
+		 const struct st_write_opts *opts, struct st_err *err)
 {
 	static const struct st_write_opts defaults = {0};
+	st_store *s = t->s;
 	int rc = ST_OK, mrc;
 	MDB_txn *txn = NULL;
 	struct table_head h = {0};
-	struct colmap m = {0};
-	struct seg_file_info info = {0};
-	struct act_add add = {0};
-	struct act_remove *rm = NULL;
-	uint64_t *live = NULL;
-	uint32_t nlive = 0;
-	struct st_buf rec = {0};
-	char path[PATH_MAX] = "";
-	uint8_t *inl = NULL;  /* an inline segment's bytes */
-	size_t inl_len = 0;
-	bool written = false;
-	int64_t t0 = store_now_us();
-	uint64_t rows = 0;
 	if (!opts)
 		opts = &defaults;
-	memset(res, 0, sizeof *res);
-	if (nb == 0 || !batches) {
+	if (nb == 0 || !batches)
 		return st_seterr(err, ST_EINVAL, "table '%s': a write needs at least one batch", table);
-	}
+	if (opts->app_id && (!opts->app_id[0] || strlen(opts->app_id) > 255))
+		return st_seterr(err, ST_EINVAL, "app id must be 1 to 255 bytes");
+	for (uint32_t i = 0; i < t->n; i++)
+		if (!strcmp(t->w[i].table, table))
+			return st_seterr(err, ST_EINVAL,
+					 "table '%s' is already written in this transaction", table);
+	struct staged *grown = realloc(t->w, (t->n + 1) * sizeof *grown);
+	if (!grown)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	t->w = grown;
+	struct staged *w = &t->w[t->n];
+	memset(w, 0, sizeof *w);
+	snprintf(w->table, sizeof w->table, "%s", table);
+	w->t0 = store_now_us();
+	w->overwrite = opts->mode == ST_WRITE_OVERWRITE;
 	for (uint32_t k = 0; k < nb; k++)
-		rows += batches[k].nrows;
-	if ((rc = store_write_begin(s, &txn, "writing", err)) != ST_OK)
+		w->rows += batches[k].nrows;
+	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		rc = store_lmdb_err(err, mrc, "writing");
 		goto out;
+	}
 	if ((rc = head_get(s, txn, table, &h, err)) != ST_OK)
 		goto out;
-	uint8_t key[16 + 256];
+	w->tid = h.tid;
+	w->read_version = h.version;
+	w->isolation = isolation_of(h.meta);
 	if (opts->app_id) {
-		size_t alen = strlen(opts->app_id);
-		if (alen == 0 || alen > 255) {
-			rc = st_seterr(err, ST_EINVAL, "app id must be 1 to 255 bytes");
-			goto out;
-		}
-		be64(key, h.tid);
-		memcpy(key + 8, opts->app_id, alen);
-		MDB_val k = {8 + alen, key}, v;
-		if (mdb_get(txn, s->db[DB_TXNS], &k, &v) == 0 && v.mv_size == 8 &&
-		    st_get_le64(v.mv_data) >= opts->app_version) {
-			res->noop = true;
-			res->version = h.version;
-			res->time_us = h.time_us;
-			goto out; /* already committed: nothing to do */
-		}
-	}
-	if ((rc = map_columns(table, h.meta, batches, nb, opts->merge_schema, &m, err)) != ST_OK)
-		goto out;
-	if (rows > 0) {
-		add.file_id = h.next_fid++;
-		store_seg_path(s, h.tid, add.file_id, path, sizeof path);
-		if ((rc = write_segment(s, path, &m, batches, nb, rows, &info, &inl, &inl_len,
-					err)) != ST_OK)
-			goto out;
-		written = inl == NULL;
-		add.is_inline = inl != NULL;
-		add.size = info.size;
-		add.rows = info.rows;
-		add.crc = info.crc;
-		add.data_change = true;
-		add.ncols = info.ncols;
-		add.stats = info.stats;
-		add.field_ids = calloc(info.ncols + 1, sizeof *add.field_ids);
-		if (!add.field_ids) {
+		if (!(w->app_id = strdup(opts->app_id))) {
 			rc = st_seterr(err, ST_ENOMEM, "out of memory");
 			goto out;
 		}
-		for (uint32_t i = 0; i < info.ncols; i++)
-			add.field_ids[i] = m.meta->schema.fields[i].id;
+		w->app_version = opts->app_version;
+		w->noop = app_version_of(s, txn, h.tid, opts->app_id) >= opts->app_version;
+		if (w->noop)
+			goto out; /* already committed: nothing to write */
 	}
-	if (opts->mode == ST_WRITE_OVERWRITE &&
-	    (rc = store_live_files(s, txn, h.tid, &live, &nlive, err)) != ST_OK)
+	if ((rc = map_columns(table, h.meta, batches, nb, opts->merge_schema, &w->m, err)) != ST_OK)
 		goto out;
-	if (!(rm = calloc(nlive + 1, sizeof *rm))) {
-		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	if (w->overwrite && (rc = store_live_files(s, txn, h.tid, &w->read_files, &w->nread, err)) != ST_OK)
 		goto out;
+	mdb_txn_abort(txn);
+	txn = NULL;
+	if (w->rows > 0) {
+		struct act_add *a = &w->add;
+		a->file_id = store_next_fid(s);
+		store_seg_path(s, h.tid, a->file_id, w->path, sizeof w->path);
+		if ((rc = write_segment(s, w->path, &w->m, batches, nb, w->rows, &w->info, &w->inl,
+					&w->inl_len, err)) != ST_OK)
+			goto out;
+		w->written = w->inl == NULL;
+		a->is_inline = w->inl != NULL;
+		a->size = w->info.size;
+		a->rows = w->info.rows;
+		a->crc = w->info.crc;
+		a->data_change = true;
+		a->ncols = w->info.ncols;
+		a->stats = w->info.stats;
+		a->field_ids = calloc(w->info.ncols + 1, sizeof *a->field_ids);
+		if (!a->field_ids) {
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (uint32_t i = 0; i < w->info.ncols; i++)
+			a->field_ids[i] = w->m.meta->schema.fields[i].id;
 	}
-	for (uint32_t i = 0; i < nlive; i++)
-		rm[i] = (struct act_remove){live[i], true};
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	head_fini(&h);
+	if (rc == ST_OK)
+		t->n++;
+	else
+		staged_fini(w);
+	return rc;
+}
 
-	struct act_kv params[1] = {{"mode", opts->mode == ST_WRITE_OVERWRITE ? "overwrite" : "append"}};
-	struct act_txn tx = {(char *)opts->app_id, opts->app_version};
+static bool has_file(const uint64_t *f, uint32_t n, uint64_t fid)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (f[i] == fid)
+			return true;
+	return false;
+}
+
+/*
+ * The conflict rules of DESIGN.md §6, in order, against every commit that
+ * landed on the table after w's read version. Returns ST_ECONFLICT naming
+ * the winning version and the rule.
+ */
+static int check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
+			   const struct table_head *h, struct st_err *err)
+{
+	int rc = ST_OK;
+	for (uint64_t v = w->read_version + 1; v <= h->version && rc == ST_OK; v++) {
+		uint8_t key[16];
+		be64(key, h->tid);
+		be64(key + 8, v);
+		MDB_val k = {16, key}, d;
+		struct act_commit *c = NULL;
+		int mrc = mdb_get(txn, s->db[DB_COMMITS], &k, &d);
+		if (mrc != 0)
+			return store_lmdb_err(err, mrc, "checking conflicts");
+		if ((rc = act_decode(d.mv_data, d.mv_size, &c, err)) != ST_OK)
+			return rc;
+		const char *rule = NULL;
+		bool blind_append = c->nremove == 0 && !c->metadata;
+		if (c->metadata) {
+			rule = "it changed the table's metadata";
+		} else {
+			for (uint32_t i = 0; !rule && w->app_id && i < c->ntxn; i++)
+				if (!strcmp(c->txns[i].app_id, w->app_id))
+					rule = "it committed for the same app id";
+			bool adds_data = false;
+			for (uint32_t i = 0; i < c->nadd; i++)
+				adds_data |= c->adds[i].data_change;
+			/* Overwrite reads the whole table: new data is something it read,
+			 * except blind appends under WriteSerializable. */
+			if (!rule && w->overwrite && adds_data &&
+			    (w->isolation == ACT_ISO_SERIALIZABLE || !blind_append))
+				rule = "it added rows this write read (Serializable)";
+			for (uint32_t i = 0; !rule && i < c->nremove; i++)
+				if (has_file(w->read_files, w->nread, c->removes[i].file_id))
+					rule = "it removed a file this write read";
+		}
+		if (rule)
+			rc = st_seterr(err, ST_ECONFLICT,
+				       "table '%s': conflict with version %llu, committed after this "
+				       "write read version %llu: %s; retry the write",
+				       w->table, (unsigned long long)v,
+				       (unsigned long long)w->read_version, rule);
+		act_commit_free(c);
+	}
+	return rc;
+}
+
+/* Apply w to table h inside txn. */
+static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head *h,
+		 struct st_commit_result *res, struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	struct act_remove *rm = calloc(w->nread + 1, sizeof *rm);
+	struct st_buf rec = {0};
+	uint8_t key[8 + 256];
+	if (!rm)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < w->nread; i++)
+		rm[i] = (struct act_remove){w->read_files[i], true};
+	struct act_kv params[1] = {{"mode", w->overwrite ? "overwrite" : "append"}};
+	struct act_txn tx = {w->app_id, w->app_version};
 	struct act_commit c = {0};
-	c.metadata = m.meta_changed ? m.meta : NULL;
-	c.adds = &add;
-	c.nadd = rows > 0;
+	c.metadata = w->m.meta_changed ? w->m.meta : NULL;
+	c.adds = &w->add;
+	c.nadd = w->rows > 0;
 	c.removes = rm;
-	c.nremove = nlive;
+	c.nremove = w->nread;
 	c.txns = &tx;
-	c.ntxn = opts->app_id != NULL;
+	c.ntxn = w->app_id != NULL;
 	c.info.operation = "WRITE";
 	c.info.params = params;
 	c.info.nparams = 1;
-	c.info.read_version = (int64_t)h.version;
-	c.info.isolation = ACT_ISO_SERIALIZABLE;
-	c.info.rows_added = rows;
-	c.info.files_added = rows > 0;
-	c.info.bytes_added = info.size;
-	c.info.files_removed = nlive;
-	c.info.duration_us = (uint64_t)(store_now_us() - t0);
-	if ((rc = store_put_commit(s, txn, &h, &c, err)) != ST_OK)
+	c.info.read_version = (int64_t)w->read_version;
+	c.info.isolation = w->isolation;
+	c.info.rows_added = w->rows;
+	c.info.files_added = w->rows > 0;
+	c.info.bytes_added = w->info.size;
+	c.info.files_removed = w->nread;
+	c.info.duration_us = (uint64_t)(store_now_us() - w->t0);
+	if ((rc = store_put_commit(s, txn, h, &c, err)) != ST_OK)
 		goto out;
-	for (uint32_t i = 0; i < nlive && rc == ST_OK; i++)
-		rc = store_mark_removed(s, txn, h.tid, live[i], h.version, h.time_us, err);
+	for (uint32_t i = 0; i < w->nread && rc == ST_OK; i++)
+		rc = store_mark_removed(s, txn, h->tid, w->read_files[i], h->version, h->time_us, err);
 	if (rc != ST_OK)
 		goto out;
-	if (rows > 0) {
-		struct file_rec f = {.fid = add.file_id, .added = h.version, .removed = STORE_LIVE,
-				     .size = add.size, .rows = add.rows, .crc = add.crc,
-				     .flags = 2u | (inl ? 1u : 0u),
-				     .ncols = add.ncols, .field_ids = add.field_ids, .stats = add.stats};
+	if (w->rows > 0) {
+		const struct act_add *a = &w->add;
+		struct file_rec f = {.fid = a->file_id, .added = h->version, .removed = STORE_LIVE,
+				     .size = a->size, .rows = a->rows, .crc = a->crc,
+				     .flags = 2u | (w->inl ? 1u : 0u), .ncols = a->ncols,
+				     .field_ids = a->field_ids, .stats = a->stats};
 		uint8_t types[ST_MAX_COLUMNS];
-		for (uint32_t i = 0; i < add.ncols; i++)
-			types[i] = m.meta->schema.fields[i].type;
+		for (uint32_t i = 0; i < a->ncols; i++)
+			types[i] = w->m.meta->schema.fields[i].type;
 		f.types = types;
 		if (file_rec_encode(&f, &rec) != ST_OK) {
 			rc = st_seterr(err, ST_ENOMEM, "out of memory");
 			goto out;
 		}
-		be64(key, h.tid);
-		be64(key + 8, add.file_id);
+		be64(key, h->tid);
+		be64(key + 8, a->file_id);
 		MDB_val k = {16, key}, v = {rec.len, rec.data}, empty = {0, ""};
-		MDB_val iv = {inl_len, inl};
+		MDB_val iv = {w->inl_len, w->inl};
 		if ((mrc = mdb_put(txn, s->db[DB_FILES], &k, &v, MDB_NOOVERWRITE)) != 0 ||
 		    (mrc = mdb_put(txn, s->db[DB_LIVE], &k, &empty, 0)) != 0 ||
-		    (inl && (mrc = mdb_put(txn, s->db[DB_INLINE], &k, &iv, MDB_NOOVERWRITE)) != 0)) {
+		    (w->inl && (mrc = mdb_put(txn, s->db[DB_INLINE], &k, &iv, MDB_NOOVERWRITE)) != 0)) {
 			rc = store_lmdb_err(err, mrc, "recording a file");
 			goto out;
 		}
+		if (a->file_id >= h->next_fid)
+			h->next_fid = a->file_id + 1;
 	}
-	if (opts->app_id) {
-		size_t alen = strlen(opts->app_id);
+	if (w->app_id) {
+		size_t alen = strlen(w->app_id);
 		uint8_t ver[8];
-		be64(key, h.tid);
-		memcpy(key + 8, opts->app_id, alen);
-		st_put_le64(ver, opts->app_version);
+		be64(key, h->tid);
+		memcpy(key + 8, w->app_id, alen);
+		st_put_le64(ver, w->app_version);
 		MDB_val k = {8 + alen, key}, v = {8, ver};
 		if ((mrc = mdb_put(txn, s->db[DB_TXNS], &k, &v, 0)) != 0) {
 			rc = store_lmdb_err(err, mrc, "recording an app version");
 			goto out;
 		}
 	}
-	if (m.meta_changed) {
-		act_metadata_free(h.meta);
-		h.meta = m.meta;
-		m.meta = NULL;
+	if (w->m.meta_changed) {
+		act_metadata_free(h->meta);
+		h->meta = w->m.meta;
+		w->m.meta = NULL;
 	}
-	if ((rc = head_put(s, txn, &h, err)) != ST_OK)
+	if ((rc = head_put(s, txn, h, err)) != ST_OK)
 		goto out;
-	/* From here the file is never unlinked by us: if the LMDB commit failed
-	 * after all, recovery removes it as an orphan (it may still be durable). */
-	written = false;
-	rc = store_commit_txn(s, txn, "committing a write", err);
-	txn = NULL;
+	res->version = h->version;
+	res->time_us = h->time_us;
+	res->rows = w->rows;
+	res->lsn = c.lsn;
+out:
+	free(rm);
+	st_buf_free(&rec);
+	return rc;
+}
+
+int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
+{
+	st_store *s = t->s;
+	MDB_txn *txn = NULL;
+	int rc = ST_OK;
+	memset(res, 0, t->n * sizeof *res);
+	if ((rc = store_write_begin(s, &txn, "committing", err)) != ST_OK)
+		goto out;
+	for (uint32_t i = 0; i < t->n && rc == ST_OK; i++) {
+		struct staged *w = &t->w[i];
+		struct table_head h = {0};
+		if ((rc = head_get(s, txn, w->table, &h, err)) == ST_OK && h.tid != w->tid)
+			rc = st_seterr(err, ST_ECONFLICT,
+				       "table '%s' was dropped or replaced after this write read it",
+				       w->table);
+		if (rc == ST_OK && w->app_id && !w->noop &&
+		    app_version_of(s, txn, h.tid, w->app_id) >= w->app_version)
+			w->noop = true; /* a concurrent retry won: same outcome */
+		if (rc == ST_OK && w->noop) {
+			res[i] = (struct st_commit_result){.version = h.version, .time_us = h.time_us,
+							   .noop = true};
+		} else if (rc == ST_OK && (rc = check_conflicts(s, txn, w, &h, err)) == ST_OK) {
+			rc = apply(s, txn, w, &h, &res[i], err);
+		}
+		head_fini(&h);
+	}
 	if (rc == ST_OK) {
-		res->version = h.version;
-		res->time_us = h.time_us;
-		res->rows = rows;
-		res->lsn = c.lsn;
+		/* Past this point our files are never unlinked by us: if the LMDB
+		 * commit fails after all, recovery removes them as orphans. */
+		for (uint32_t i = 0; i < t->n; i++)
+			t->w[i].written = false;
+		rc = store_commit_txn(s, txn, "committing", err);
+		txn = NULL;
 	}
 out:
 	store_write_end(s, txn);
-	if (written)
-		unlink(path); /* no commit references it */
-	head_fini(&h);
-	act_metadata_free(m.meta);
-	colmap_fini(&m);
-	seg_file_info_fini(&info);
-	free(add.field_ids);
-	free(inl);
-	free(rm);
-	free(live);
-	st_buf_free(&rec);
+	if (rc != ST_OK)
+		memset(res, 0, t->n * sizeof *res);
+	st_txn_abort(t);
 	return rc;
+}
+
+int st_write(st_store *s, const char *table, const struct st_batch *batches, uint32_t nb,
+	     const struct st_write_opts *opts, struct st_commit_result *res, struct st_err *err)
+{
+	st_txn *t;
+	int rc;
+	memset(res, 0, sizeof *res);
+	if ((rc = st_txn_begin(s, &t, err)) != ST_OK)
+		return rc;
+	if ((rc = st_txn_write(t, table, batches, nb, opts, err)) != ST_OK) {
+		st_txn_abort(t);
+		return rc;
+	}
+	return st_txn_commit(t, res, err);
 }

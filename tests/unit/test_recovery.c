@@ -166,6 +166,13 @@ static void crash_cycles(int cycles, bool files)
 			failures++;
 			break;
 		}
+		struct act_metadata *md;
+		if (st_table_describe(s, "t", -1, &md, &err) == ST_ENOTFOUND && acked == 0) {
+			st_store_close(s); /* killed before it created the table */
+			continue;
+		}
+		if (md)
+			act_metadata_free(md);
 		int64_t sum, head_rows = rows_at(s, -1, &sum);
 		struct act_commit **h;
 		uint32_t n = 0;

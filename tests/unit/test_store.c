@@ -315,6 +315,163 @@ static void t_tables_create_modes_drop_list(void)
 	st_store_close(s2);
 }
 
+/* Stage a write of n rows (ids from..) to table in t. */
+static int stage(st_txn *t, const char *table, int64_t from, uint32_t n,
+		 const struct st_write_opts *o, struct st_err *err)
+{
+	static int64_t id[64];
+	for (uint32_t i = 0; i < n; i++)
+		id[i] = from + i;
+	const char *names[1] = {"id"};
+	struct st_vec v = {.type = ST_TYPE_INT64, .n = n, .data = id};
+	struct st_batch b = {1, names, &v, n};
+	return st_txn_write(t, table, &b, 1, o, err);
+}
+
+static int count_segments(const char *dir)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "ls %s/tables/*/ 2>/dev/null | grep -c '\\.seg' > %s/count", dir, dir);
+	if (system(cmd) < 0)
+		return -1;
+	snprintf(cmd, sizeof cmd, "%s/count", dir);
+	FILE *f = fopen(cmd, "r");
+	int n = -1;
+	if (f) {
+		if (fscanf(f, "%d", &n) != 1)
+			n = -1;
+		fclose(f);
+	}
+	return n;
+}
+
+static void t_conflict_matrix(void)
+{
+	const char *dir = new_dir();
+	struct st_store_opts files = {.inline_max = 1};
+	st_store *s;
+	struct st_err err;
+	REQUIRE(st_store_open(dir, &files, &s, &err) == ST_OK);
+	struct st_table_spec spec = {.name = "readings", .cols = sensor_cols, .ncols = 3};
+	REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	struct act_kv ws[1] = {{"isolation", "WriteSerializable"}};
+	struct st_table_spec spec2 = {.name = "ws", .cols = sensor_cols, .ncols = 3, .props = ws,
+				      .nprops = 1};
+	REQUIRE(st_table_create(s, &spec2, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	struct st_commit_result r[2];
+	struct st_write_opts ow = {.mode = ST_WRITE_OVERWRITE};
+	st_txn *t;
+
+	/* append x append: both commit. */
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(stage(t, "readings", 0, 10, NULL, &err) == ST_OK);
+	REQUIRE(append(s, 100, 10, r, &err, NULL) == ST_OK);
+	CHECK_EQ(st_txn_commit(t, r, &err), ST_OK);
+	CHECK_EQ(r[0].version, 2);
+
+	/* overwrite x append under Serializable: the overwrite loses. */
+	int segs = count_segments(dir);
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(stage(t, "readings", 1000, 5, &ow, &err) == ST_OK);
+	CHECK_EQ(count_segments(dir), segs + 1);
+	REQUIRE(append(s, 200, 10, r, &err, NULL) == ST_OK);
+	CHECK_EQ(st_txn_commit(t, r, &err), ST_ECONFLICT);
+	CHECK_CONTAINS(err.msg, "conflict with version 3");
+	CHECK_CONTAINS(err.msg, "added rows this write read");
+	CHECK_EQ(count_segments(dir), segs + 1); /* the loser's segment is gone */
+	int64_t sum;
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 30);
+
+	/* ... and under WriteSerializable a blind append does not conflict. */
+	REQUIRE(append(s, 0, 10, r, &err, NULL) == ST_OK); /* goes to readings */
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(stage(t, "ws", 1000, 5, &ow, &err) == ST_OK);
+	{
+		const char *names[1] = {"id"};
+		int64_t id[2] = {1, 2};
+		struct st_vec v = {.type = ST_TYPE_INT64, .n = 2, .data = id};
+		struct st_batch b = {1, names, &v, 2};
+		REQUIRE(st_write(s, "ws", &b, 1, NULL, r, &err) == ST_OK);
+	}
+	CHECK_EQ(st_txn_commit(t, r, &err), ST_OK);
+
+	/* overwrite x overwrite: the loser read what the winner replaced
+	 * (rule 3 comes first); a winner that only deletes (an overwrite with
+	 * no rows) hits rule 4: it removed a file the loser read. */
+	st_txn *t2;
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(st_txn_begin(s, &t2, &err) == ST_OK);
+	REQUIRE(stage(t, "readings", 0, 3, &ow, &err) == ST_OK);
+	REQUIRE(stage(t2, "readings", 0, 4, &ow, &err) == ST_OK);
+	CHECK_EQ(st_txn_commit(t, r, &err), ST_OK);
+	CHECK_EQ(st_txn_commit(t2, r, &err), ST_ECONFLICT);
+	CHECK_CONTAINS(err.msg, "added rows this write read");
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(st_txn_begin(s, &t2, &err) == ST_OK);
+	REQUIRE(stage(t, "readings", 0, 0, &ow, &err) == ST_OK);
+	REQUIRE(stage(t2, "readings", 0, 4, &ow, &err) == ST_OK);
+	CHECK_EQ(st_txn_commit(t, r, &err), ST_OK);
+	CHECK_EQ(st_txn_commit(t2, r, &err), ST_ECONFLICT);
+	CHECK_CONTAINS(err.msg, "removed a file this write read");
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 0);
+
+	/* metadata change x append: the append loses. */
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(stage(t, "readings", 50, 3, NULL, &err) == ST_OK);
+	{
+		const char *names[2] = {"id", "extra"};
+		int64_t id[1] = {9};
+		int32_t ex[1] = {1};
+		struct st_vec v[2] = {{.type = ST_TYPE_INT64, .n = 1, .data = id},
+				      {.type = ST_TYPE_INT32, .n = 1, .data = ex}};
+		struct st_batch b = {2, names, v, 1};
+		struct st_write_opts merge = {.merge_schema = true};
+		REQUIRE(st_write(s, "readings", &b, 1, &merge, r, &err) == ST_OK);
+	}
+	CHECK_EQ(st_txn_commit(t, r, &err), ST_ECONFLICT);
+	CHECK_CONTAINS(err.msg, "changed the table's metadata");
+
+	/* The same app id: a concurrent retry of the same version is a no-op,
+	 * a newer version after a concurrent older one conflicts. */
+	struct st_write_opts a1 = {.app_id = "etl", .app_version = 1};
+	struct st_write_opts a2 = {.app_id = "etl", .app_version = 2};
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(st_txn_begin(s, &t2, &err) == ST_OK);
+	REQUIRE(stage(t, "readings", 60, 2, &a1, &err) == ST_OK);
+	REQUIRE(stage(t2, "readings", 60, 2, &a2, &err) == ST_OK);
+	REQUIRE(append(s, 60, 2, r, &err, &a1) == ST_OK);
+	CHECK_EQ(st_txn_commit(t, r, &err), ST_OK);
+	CHECK(r[0].noop);
+	CHECK_EQ(st_txn_commit(t2, r, &err), ST_ECONFLICT);
+	CHECK_CONTAINS(err.msg, "same app id");
+
+	/* Multi-table: all or nothing. */
+	uint64_t before_ws = 0;
+	struct act_commit **h;
+	uint32_t n;
+	REQUIRE(st_history(s, "ws", 1, &h, &n, &err) == ST_OK);
+	before_ws = h[0]->version;
+	act_commit_free(h[0]);
+	free(h);
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(stage(t, "ws", 70, 2, NULL, &err) == ST_OK);
+	REQUIRE(stage(t, "readings", 70, 2, &ow, &err) == ST_OK);
+	CHECK_EQ(stage(t, "ws", 1, 1, NULL, &err), ST_EINVAL);
+	REQUIRE(append(s, 80, 1, r, &err, NULL) == ST_OK); /* readings moves on */
+	CHECK_EQ(st_txn_commit(t, r, &err), ST_ECONFLICT);
+	REQUIRE(st_history(s, "ws", 1, &h, &n, &err) == ST_OK);
+	CHECK_EQ(h[0]->version, before_ws); /* ws unchanged too */
+	act_commit_free(h[0]);
+	free(h);
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(stage(t, "ws", 70, 2, NULL, &err) == ST_OK);
+	REQUIRE(stage(t, "readings", 70, 2, NULL, &err) == ST_OK);
+	REQUIRE(st_txn_commit(t, r, &err) == ST_OK);
+	CHECK_EQ(r[0].version, before_ws + 1);
+	CHECK(r[1].lsn == r[0].lsn + 1);
+	st_store_close(s);
+}
+
 /* The same checks with every segment in a file instead of inline. */
 static void t_segment_files(void)
 {
@@ -327,6 +484,7 @@ static void t_segment_files(void)
 
 static const struct test_case tests[] = {
 	{"segment_files", t_segment_files},
+	{"conflict_matrix", t_conflict_matrix},
 	{"create_append_time_travel", t_create_append_time_travel},
 	{"overwrite_keeps_old_versions", t_overwrite_keeps_old_versions},
 	{"schema_enforcement_writes_nothing", t_schema_enforcement_writes_nothing},
