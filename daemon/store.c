@@ -218,6 +218,8 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	}
 	s->lock_fd = -1;
 	pthread_mutex_init(&s->write_lock, NULL);
+	pthread_mutex_init(&s->gc_lock, NULL);
+	pthread_cond_init(&s->gc_cond, NULL);
 	if (opts)
 		s->opts = *opts;
 	if (!s->opts.map_size)
@@ -312,6 +314,8 @@ void st_store_close(st_store *s)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the flock */
 	pthread_mutex_destroy(&s->write_lock);
+	pthread_mutex_destroy(&s->gc_lock);
+	pthread_cond_destroy(&s->gc_cond);
 	free(s->dir);
 	free(s);
 }
@@ -348,6 +352,7 @@ int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
 	h->flags = st_get_le32(p + 20);
 	h->next_fid = st_get_le64(p + 24);
 	h->oldest = st_get_le64(p + 32);
+	h->meta_version = st_get_le64(p + 40);
 	return act_metadata_decode(p + STORE_HEAD_FIXED, v.mv_size - STORE_HEAD_FIXED, &h->meta,
 				   err);
 }
@@ -380,6 +385,7 @@ int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_er
 		st_put_le32(p + 20, h->flags);
 		st_put_le64(p + 24, h->next_fid);
 		st_put_le64(p + 32, h->oldest);
+		st_put_le64(p + 40, h->meta_version);
 		b.len = STORE_HEAD_FIXED;
 	}
 	if ((rc = act_metadata_encode(h->meta, &b, err)) != ST_OK)
@@ -536,6 +542,8 @@ int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act
 		goto lmdb;
 	h->version = c->version;
 	h->time_us = c->time_us;
+	if (c->metadata)
+		h->meta_version = c->version;
 	h->checksum = act_checksum(c->prev_checksum, b.data, b.len);
 	goto out;
 lmdb:

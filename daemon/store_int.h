@@ -14,7 +14,7 @@
 
 #define STORE_FORMAT 1
 #define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
-#define STORE_HEAD_FIXED 40    /* fixed bytes of a table head (STORE.md §2.2) */
+#define STORE_HEAD_FIXED 48    /* fixed bytes of a table head (STORE.md §2.2) */
 #define STORE_NAME_MAX 128     /* longest table name */
 #define STORE_VERIFY_DEPTH 64  /* newest commits per table whose chain open verifies */
 #define STORE_INLINE_MAX 16384 /* default largest segment kept inline in LMDB */
@@ -36,6 +36,11 @@ struct st_store {
 	char failmsg[ST_ERR_MSG_MAX]; /* what failed */
 	struct st_store_opts opts;   /* options, defaults filled in */
 	uint64_t next_fid;           /* next file id, unique across tables (atomic) */
+	pthread_mutex_t gc_lock;     /* guards the group-commit queue */
+	pthread_cond_t gc_cond;      /* a group was decided */
+	struct gc_entry *gc_head;    /* committers waiting for the next group */
+	struct gc_entry *gc_tail;    /* last of them */
+	bool gc_leader;              /* a committer is deciding a group now */
 };
 
 /* A table head (STORE.md §2.2) with its metadata decoded. */
@@ -47,6 +52,7 @@ struct table_head {
 	uint32_t flags;              /* bit 0: dropped */
 	uint64_t next_fid;           /* next file id */
 	uint64_t oldest;             /* oldest retained version */
+	uint64_t meta_version;       /* version whose commit last changed the metadata */
 	struct act_metadata *meta;   /* current metadata (owned) */
 };
 

@@ -21,7 +21,8 @@
  * enforcement, optimistic multi-table transactions with conflict checks,
  * snapshots by version and timestamp, scans with projection and predicate,
  * history. Group commit, replace-where, ALTER, restore, vacuum and
- * retention are not built yet.
+ * retention are not built yet. Concurrent commits are grouped into one
+ * durable LMDB commit (group commit).
  */
 #ifndef STRATA_DAEMON_STRATA_H
 #define STRATA_DAEMON_STRATA_H

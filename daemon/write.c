@@ -10,8 +10,9 @@
  * Transactions: st_txn_write maps and writes the data outside any lock,
  * remembering the version it read; st_txn_commit takes the store's write
  * lock, checks the conflict rules against every commit since (DESIGN.md
- * §6) and applies all staged tables in one LMDB transaction. Group commit
- * (batching several committers into one LMDB transaction) is not built.
+ * §6) and applies all staged tables in one LMDB transaction. Concurrent
+ * committers are batched (group commit): one LMDB transaction and one
+ * durable commit for all, a nested transaction per committer.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -442,6 +443,10 @@ static int check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 			   const struct table_head *h, struct st_err *err)
 {
 	int rc = ST_OK;
+	/* A blind append (reads nothing, removes nothing, no app id) can only
+	 * lose to a metadata change, which the head records: no decoding. */
+	if (!w->overwrite && !w->app_id && h->meta_version <= w->read_version)
+		return ST_OK;
 	for (uint64_t v = w->read_version + 1; v <= h->version && rc == ST_OK; v++) {
 		uint8_t key[16];
 		be64(key, h->tid);
@@ -578,46 +583,125 @@ out:
 	return rc;
 }
 
-int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
+/* Apply every staged write of t inside child (a nested LMDB transaction of
+ * the group's transaction, so that a conflict undoes only this one). */
+static int commit_one(st_store *s, MDB_txn *child, st_txn *t, struct st_commit_result *res,
+		      struct st_err *err)
 {
-	st_store *s = t->s;
-	MDB_txn *txn = NULL;
 	int rc = ST_OK;
-	memset(res, 0, t->n * sizeof *res);
-	if ((rc = store_write_begin(s, &txn, "committing", err)) != ST_OK)
-		goto out;
 	for (uint32_t i = 0; i < t->n && rc == ST_OK; i++) {
 		struct staged *w = &t->w[i];
 		struct table_head h = {0};
-		if ((rc = head_get(s, txn, w->table, &h, err)) == ST_OK && h.tid != w->tid)
+		if ((rc = head_get(s, child, w->table, &h, err)) == ST_OK && h.tid != w->tid)
 			rc = st_seterr(err, ST_ECONFLICT,
 				       "table '%s' was dropped or replaced after this write read it",
 				       w->table);
 		if (rc == ST_OK && w->app_id && !w->noop &&
-		    app_version_of(s, txn, h.tid, w->app_id) >= w->app_version)
+		    app_version_of(s, child, h.tid, w->app_id) >= w->app_version)
 			w->noop = true; /* a concurrent retry won: same outcome */
 		if (rc == ST_OK && w->noop) {
 			res[i] = (struct st_commit_result){.version = h.version, .time_us = h.time_us,
 							   .noop = true};
-		} else if (rc == ST_OK && (rc = check_conflicts(s, txn, w, &h, err)) == ST_OK) {
-			rc = apply(s, txn, w, &h, &res[i], err);
+		} else if (rc == ST_OK && (rc = check_conflicts(s, child, w, &h, err)) == ST_OK) {
+			rc = apply(s, child, w, &h, &res[i], err);
 		}
 		head_fini(&h);
 	}
-	if (rc == ST_OK) {
-		/* Past this point our files are never unlinked by us: if the LMDB
-		 * commit fails after all, recovery removes them as orphans. */
-		for (uint32_t i = 0; i < t->n; i++)
-			t->w[i].written = false;
-		rc = store_commit_txn(s, txn, "committing", err);
-		txn = NULL;
-	}
-out:
-	store_write_end(s, txn);
-	if (rc != ST_OK)
-		memset(res, 0, t->n * sizeof *res);
-	st_txn_abort(t);
 	return rc;
+}
+
+/* A committer waiting in the group-commit queue. */
+struct gc_entry {
+	st_txn *t;                  /* its transaction */
+	struct st_commit_result *res; /* where its results go */
+	struct st_err *err;         /* where its error goes */
+	int rc;                     /* its outcome */
+	bool done;                  /* decided */
+	struct gc_entry *next;      /* next in the queue */
+};
+
+/*
+ * Group commit: committers queue up; whoever finds no leader becomes one,
+ * takes the whole queue and decides it in one LMDB write transaction, each
+ * committer in a nested transaction of its own (its own versions, its own
+ * conflict check, its own result), then one durable LMDB commit for all.
+ */
+static void lead_group(st_store *s, struct gc_entry *batch)
+{
+	MDB_txn *txn = NULL;
+	struct st_err gerr;
+	int grc = store_write_begin(s, &txn, "committing", &gerr);
+	bool any = false;
+	for (struct gc_entry *e = batch; e; e = e->next) {
+		MDB_txn *child = NULL;
+		int mrc;
+		memset(e->res, 0, e->t->n * sizeof *e->res);
+		if (grc != ST_OK) {
+			e->rc = st_seterr(e->err, grc, "%s", gerr.msg);
+			continue;
+		}
+		if ((mrc = mdb_txn_begin(s->env, txn, 0, &child)) != 0) {
+			e->rc = store_lmdb_err(e->err, mrc, "committing");
+			continue;
+		}
+		e->rc = commit_one(s, child, e->t, e->res, e->err);
+		if (e->rc == ST_OK && (mrc = mdb_txn_commit(child)) != 0)
+			e->rc = store_lmdb_err(e->err, mrc, "committing");
+		else if (e->rc != ST_OK)
+			mdb_txn_abort(child);
+		if (e->rc == ST_OK) {
+			any = true;
+			/* From here its files are never unlinked by us: if the LMDB
+			 * commit fails after all, recovery removes them as orphans. */
+			for (uint32_t i = 0; i < e->t->n; i++)
+				e->t->w[i].written = false;
+		} else {
+			memset(e->res, 0, e->t->n * sizeof *e->res);
+		}
+	}
+	if (grc == ST_OK && any) {
+		grc = store_commit_txn(s, txn, "committing", &gerr);
+		txn = NULL;
+		for (struct gc_entry *e = batch; grc != ST_OK && e; e = e->next)
+			if (e->rc == ST_OK) {
+				e->rc = st_seterr(e->err, grc, "%s", gerr.msg);
+				memset(e->res, 0, e->t->n * sizeof *e->res);
+			}
+	}
+	store_write_end(s, txn);
+}
+
+int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
+{
+	st_store *s = t->s;
+	struct gc_entry me = {.t = t, .res = res, .err = err};
+	pthread_mutex_lock(&s->gc_lock);
+	if (s->gc_tail)
+		s->gc_tail->next = &me;
+	else
+		s->gc_head = &me;
+	s->gc_tail = &me;
+	while (!me.done) {
+		if (s->gc_leader) {
+			pthread_cond_wait(&s->gc_cond, &s->gc_lock);
+			continue;
+		}
+		struct gc_entry *batch = s->gc_head;
+		s->gc_head = s->gc_tail = NULL;
+		s->gc_leader = true;
+		pthread_mutex_unlock(&s->gc_lock);
+		lead_group(s, batch);
+		pthread_mutex_lock(&s->gc_lock);
+		for (struct gc_entry *e = batch, *nx; e; e = nx) {
+			nx = e->next;
+			e->done = true;
+		}
+		s->gc_leader = false;
+		pthread_cond_broadcast(&s->gc_cond);
+	}
+	pthread_mutex_unlock(&s->gc_lock);
+	st_txn_abort(t);
+	return me.rc;
 }
 
 int st_write(st_store *s, const char *table, const struct st_batch *batches, uint32_t nb,
