@@ -227,6 +227,13 @@ int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *e
 
 void st_scan_close(st_scan *sc);
 
+/* Restore table to the version selected by at (ST_AT_VERSION or
+ * ST_AT_TIME): a new commit whose rows and schema are those of that
+ * version; the versions in between stay readable. Errors: ST_ENOTFOUND,
+ * ST_ERANGE (version not retained), ST_EFAILED, errno, LMDB errors. */
+int st_table_restore(st_store *s, const char *table, struct st_at at,
+		     struct st_commit_result *res, struct st_err *err);
+
 /* History of a table, newest first, at most limit commits (0 = all).
  * *commits is an array of decoded commits; free each with act_commit_free
  * and the array with free(). */

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include "daemon/strata.h"
 #include "tests/test.h"
 
@@ -472,6 +474,89 @@ static void t_conflict_matrix(void)
 	st_store_close(s);
 }
 
+enum { GC_THREADS = 8, GC_COMMITS = 25 };
+
+struct gc_arg {
+	st_store *s;                         /* the store */
+	int k;                               /* thread number */
+	uint64_t versions[GC_COMMITS];       /* versions its commits got */
+	int failed;                          /* a commit failed */
+};
+
+static void *gc_writer(void *p)
+{
+	struct gc_arg *a = p;
+	struct st_err err;
+	for (int i = 0; i < GC_COMMITS; i++) {
+		struct st_commit_result r;
+		if (append(a->s, (a->k * GC_COMMITS + i) * 4, 4, &r, &err, NULL) != ST_OK)
+			a->failed++;
+		a->versions[i] = r.version;
+	}
+	return NULL;
+}
+
+static void t_group_commit_concurrent_writers(void)
+{
+	st_store *s = open_with_table(new_dir());
+	struct gc_arg a[GC_THREADS];
+	pthread_t th[GC_THREADS];
+	for (int k = 0; k < GC_THREADS; k++) {
+		a[k] = (struct gc_arg){.s = s, .k = k};
+		pthread_create(&th[k], NULL, gc_writer, &a[k]);
+	}
+	static bool seen[GC_THREADS * GC_COMMITS + 1];
+	int dup = 0, failed = 0;
+	for (int k = 0; k < GC_THREADS; k++) {
+		pthread_join(th[k], NULL);
+		failed += a[k].failed;
+		for (int i = 0; i < GC_COMMITS; i++) {
+			uint64_t v = a[k].versions[i];
+			dup += v == 0 || v > GC_THREADS * GC_COMMITS || seen[v];
+			if (v <= GC_THREADS * GC_COMMITS)
+				seen[v] = true;
+		}
+	}
+	CHECK_EQ(failed, 0);
+	CHECK_EQ(dup, 0); /* every commit got its own version */
+	int64_t sum, n = GC_THREADS * GC_COMMITS * 4;
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), n);
+	CHECK_EQ(sum, n * (n - 1) / 2);
+	st_store_close(s);
+}
+
+static void t_restore(void)
+{
+	st_store *s = open_with_table(new_dir());
+	struct st_err err;
+	struct st_commit_result r, r2;
+	int64_t sum;
+	REQUIRE(append(s, 0, 10, &r, &err, NULL) == ST_OK);   /* v1: 10 rows */
+	REQUIRE(append(s, 10, 10, &r2, &err, NULL) == ST_OK); /* v2: 20 rows */
+	struct st_write_opts ow = {.mode = ST_WRITE_OVERWRITE};
+	REQUIRE(append(s, 500, 3, &r, &err, &ow) == ST_OK);   /* v3: 3 rows */
+	struct st_commit_result rr;
+	REQUIRE(st_table_restore(s, "readings", (struct st_at){ST_AT_VERSION, 2}, &rr, &err) == ST_OK);
+	CHECK_EQ(rr.version, 4);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 20);
+	CHECK_EQ(sum, 19 * 20 / 2);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 3}, NULL, &sum), 3);
+	/* Writes go on after a restore; restore by time goes back again. */
+	REQUIRE(append(s, 20, 5, &r, &err, NULL) == ST_OK);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 25);
+	REQUIRE(st_table_restore(s, "readings", (struct st_at){ST_AT_TIME, r2.time_us}, &rr, &err) == ST_OK);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 20);
+	struct act_commit **h;
+	uint32_t n;
+	REQUIRE(st_history(s, "readings", 1, &h, &n, &err) == ST_OK);
+	CHECK(n == 1 && !strcmp(h[0]->info.operation, "RESTORE"));
+	act_commit_free(h[0]);
+	free(h);
+	CHECK_EQ(st_table_restore(s, "readings", (struct st_at){ST_AT_VERSION, 99}, &rr, &err), ST_ERANGE);
+	CHECK_EQ(st_table_restore(s, "nosuch", (struct st_at){ST_AT_VERSION, 0}, &rr, &err), ST_ENOTFOUND);
+	st_store_close(s);
+}
+
 /* The same checks with every segment in a file instead of inline. */
 static void t_segment_files(void)
 {
@@ -479,12 +564,15 @@ static void t_segment_files(void)
 	t_create_append_time_travel();
 	t_overwrite_keeps_old_versions();
 	t_schema_enforcement_writes_nothing();
+	t_restore();
 	store_opts.inline_max = 0;
 }
 
 static const struct test_case tests[] = {
 	{"segment_files", t_segment_files},
 	{"conflict_matrix", t_conflict_matrix},
+	{"restore", t_restore},
+	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
 	{"create_append_time_travel", t_create_append_time_travel},
 	{"overwrite_keeps_old_versions", t_overwrite_keeps_old_versions},
 	{"schema_enforcement_writes_nothing", t_schema_enforcement_writes_nothing},

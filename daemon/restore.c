@@ -1,0 +1,234 @@
+/*
+ * daemon/restore.c — restoring a table to an earlier version (issue 3 §7).
+ *
+ * A restore is a new commit: files live now but not at the target version
+ * are removed; files live then but removed since come back under new file
+ * ids (a hard link to the same segment, or a copy of the inline bytes), so
+ * every file id keeps one [added, removed) interval; the target version's
+ * metadata comes back (field ids keep counting up). History is untouched:
+ * the versions in between stay readable.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/store_int.h"
+#include "format/io.h"
+
+/* Files of table tid live at version v (added <= v < removed). */
+static int files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct file_rec **out,
+		    uint32_t *n, struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_cursor *cur;
+	uint8_t key[8];
+	uint32_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	if ((mrc = mdb_cursor_open(txn, s->db[DB_FILES], &cur)) != 0)
+		return store_lmdb_err(err, mrc, "restoring");
+	be64(key, tid);
+	MDB_val k = {8, key}, d;
+	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+	     mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == tid && rc == ST_OK;
+	     mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+		if (d.mv_size < 16 || st_get_le64(d.mv_data) > v ||
+		    st_get_le64((uint8_t *)d.mv_data + 8) <= v)
+			continue;
+		if (*n == cap) {
+			struct file_rec *f = realloc(*out, (cap = cap ? cap * 2 : 16) * sizeof *f);
+			if (!f) {
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+				break;
+			}
+			*out = f;
+		}
+		if (file_rec_decode(get_be64((uint8_t *)k.mv_data + 8), d.mv_data, d.mv_size,
+				    &(*out)[*n]) != ST_OK)
+			rc = st_seterr(err, ST_ECORRUPT, "a file record of the table is damaged");
+		else
+			(*n)++;
+	}
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+/* Bring file f back as new file id fid: hard link or inline copy. */
+static int revive(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
+		  uint64_t fid, struct st_err *err)
+{
+	uint8_t key[16];
+	be64(key, tid);
+	if (f->flags & 1) {
+		be64(key + 8, f->fid);
+		MDB_val k = {16, key}, v;
+		int mrc = mdb_get(txn, s->db[DB_INLINE], &k, &v);
+		if (mrc != 0)
+			return store_lmdb_err(err, mrc, "restoring an inline segment");
+		uint8_t *copy = malloc(v.mv_size + 1);
+		if (!copy)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		memcpy(copy, v.mv_data, v.mv_size);
+		be64(key + 8, fid);
+		MDB_val nk = {16, key}, nv = {v.mv_size, copy};
+		mrc = mdb_put(txn, s->db[DB_INLINE], &nk, &nv, MDB_NOOVERWRITE);
+		free(copy);
+		return mrc ? store_lmdb_err(err, mrc, "restoring an inline segment") : ST_OK;
+	}
+	char from[PATH_MAX], to[PATH_MAX];
+	store_seg_path(s, tid, f->fid, from, sizeof from);
+	store_seg_path(s, tid, fid, to, sizeof to);
+	if (link(from, to) != 0)
+		return st_seterr(err, errno, "restoring '%s' as '%s': %s", from, to, strerror(errno));
+	int e = st_io_fsync_dir(&st_io_posix, to);
+	return e ? st_seterr(err, e, "fsync of the directory of '%s': %s", to, strerror(e)) : ST_OK;
+}
+
+int st_table_restore(st_store *s, const char *table, struct st_at at,
+		     struct st_commit_result *res, struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_txn *txn = NULL;
+	struct table_head h = {0};
+	struct act_metadata *then = NULL;
+	struct file_rec *old = NULL;
+	uint32_t nold = 0, nadd = 0, nrm = 0;
+	uint64_t *live = NULL, *linked = NULL;
+	uint32_t nlive = 0, nlinked = 0;
+	struct act_add *adds = NULL;
+	struct act_remove *rms = NULL;
+	struct st_buf rec = {0};
+	uint64_t target;
+	memset(res, 0, sizeof *res);
+	if ((rc = store_write_begin(s, &txn, "restoring", err)) != ST_OK ||
+	    (rc = head_get(s, txn, table, &h, err)) != ST_OK)
+		goto out;
+	if (at.kind == ST_AT_TIME) {
+		if ((rc = store_version_at_time(s, txn, h.tid, at.value, &target, err)) != ST_OK)
+			goto out;
+	} else if (at.kind == ST_AT_VERSION && at.value >= 0 && (uint64_t)at.value <= h.version &&
+		   (uint64_t)at.value >= h.oldest) {
+		target = (uint64_t)at.value;
+	} else {
+		rc = st_seterr(err, ST_ERANGE, "table '%s' has versions %llu to %llu; restore needs one of them",
+			       table, (unsigned long long)h.oldest, (unsigned long long)h.version);
+		goto out;
+	}
+	if ((rc = store_meta_at(s, txn, &h, target, &then, err)) != ST_OK ||
+	    (rc = files_at(s, txn, h.tid, target, &old, &nold, err)) != ST_OK ||
+	    (rc = store_live_files(s, txn, h.tid, &live, &nlive, err)) != ST_OK)
+		goto out;
+	adds = calloc(nold + 1, sizeof *adds);
+	rms = calloc(nlive + 1, sizeof *rms);
+	linked = calloc(nold + 1, sizeof *linked);
+	if (!adds || !rms || !linked) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Live now, not then: remove. Live then, not now: revive. */
+	for (uint32_t i = 0; i < nlive; i++) {
+		bool keep = false;
+		for (uint32_t j = 0; j < nold && !keep; j++)
+			keep = old[j].fid == live[i];
+		if (!keep)
+			rms[nrm++] = (struct act_remove){live[i], true};
+	}
+	uint64_t rows_added = 0, rows_removed = 0;
+	for (uint32_t j = 0; j < nold; j++) {
+		if (old[j].removed == STORE_LIVE)
+			continue;
+		uint64_t fid = store_next_fid(s);
+		if ((rc = revive(s, txn, h.tid, &old[j], fid, err)) != ST_OK)
+			goto out;
+		if (!(old[j].flags & 1))
+			linked[nlinked++] = fid;
+		adds[nadd++] = (struct act_add){.file_id = fid, .size = old[j].size,
+						.rows = old[j].rows, .crc = old[j].crc,
+						.data_change = true, .is_inline = old[j].flags & 1,
+						.ncols = old[j].ncols, .field_ids = old[j].field_ids,
+						.stats = old[j].stats};
+		rows_added += old[j].rows;
+	}
+	/* The target's schema, with field ids that keep counting up. */
+	if (then->next_field_id < h.meta->next_field_id)
+		then->next_field_id = h.meta->next_field_id;
+	char vbuf[32];
+	snprintf(vbuf, sizeof vbuf, "%llu", (unsigned long long)target);
+	struct act_kv params[1] = {{"version", vbuf}};
+	struct act_commit c = {.metadata = then, .adds = adds, .nadd = nadd, .removes = rms,
+			       .nremove = nrm};
+	c.info.operation = "RESTORE";
+	c.info.params = params;
+	c.info.nparams = 1;
+	c.info.read_version = (int64_t)h.version;
+	c.info.isolation = ACT_ISO_SERIALIZABLE;
+	c.info.rows_added = rows_added;
+	c.info.rows_removed = rows_removed;
+	c.info.files_added = nadd;
+	c.info.files_removed = nrm;
+	if ((rc = store_put_commit(s, txn, &h, &c, err)) != ST_OK)
+		goto out;
+	for (uint32_t i = 0; i < nrm && rc == ST_OK; i++)
+		rc = store_mark_removed(s, txn, h.tid, rms[i].file_id, h.version, h.time_us, err);
+	for (uint32_t j = 0, k = 0; j < nold && rc == ST_OK; j++) {
+		if (old[j].removed == STORE_LIVE)
+			continue;
+		struct file_rec f = old[j];
+		f.fid = adds[k].file_id;
+		f.added = h.version;
+		f.removed = STORE_LIVE;
+		f.removed_us = 0;
+		rec.len = 0;
+		uint8_t key[16];
+		be64(key, h.tid);
+		be64(key + 8, adds[k++].file_id);
+		MDB_val kk = {16, key}, v, empty = {0, ""};
+		if (file_rec_encode(&f, &rec) != ST_OK) {
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			break;
+		}
+		v = (MDB_val){rec.len, rec.data};
+		if ((mrc = mdb_put(txn, s->db[DB_FILES], &kk, &v, MDB_NOOVERWRITE)) != 0 ||
+		    (mrc = mdb_put(txn, s->db[DB_LIVE], &kk, &empty, 0)) != 0)
+			rc = store_lmdb_err(err, mrc, "restoring");
+		if (f.fid >= h.next_fid)
+			h.next_fid = f.fid + 1;
+	}
+	if (rc != ST_OK)
+		goto out;
+	act_metadata_free(h.meta);
+	h.meta = then;
+	then = NULL;
+	if ((rc = head_put(s, txn, &h, err)) != ST_OK)
+		goto out;
+	nlinked = 0; /* committed from here on: the links belong to the table */
+	rc = store_commit_txn(s, txn, "restoring", err);
+	txn = NULL;
+	if (rc == ST_OK) {
+		res->version = h.version;
+		res->time_us = h.time_us;
+		res->lsn = c.lsn;
+		res->rows = rows_added;
+	}
+out:
+	store_write_end(s, txn);
+	for (uint32_t i = 0; i < nlinked; i++) {
+		char p[PATH_MAX];
+		store_seg_path(s, h.tid, linked[i], p, sizeof p);
+		unlink(p);
+	}
+	for (uint32_t j = 0; j < nold; j++)
+		file_rec_fini(&old[j]);
+	free(old);
+	free(adds);
+	free(rms);
+	free(live);
+	free(linked);
+	st_buf_free(&rec);
+	act_metadata_free(then);
+	head_fini(&h);
+	return rc;
+}
