@@ -48,6 +48,7 @@ struct st_scan {
 	uint8_t *zeros;              /* all-null column storage */
 	size_t zeros_cap;            /* its bytes */
 	struct st_scan_batch batch;  /* returned by st_scan_next */
+	bool pinned;                 /* (tid, version) registered against vacuum */
 };
 
 uint64_t st_scan_version(const st_scan *sc)
@@ -60,6 +61,8 @@ void st_scan_close(st_scan *sc)
 	if (!sc)
 		return;
 	seg_reader_close(sc->rd);
+	if (sc->pinned)
+		store_unpin(sc->s, sc->tid, sc->version);
 	free(sc->inline_buf);
 	for (uint32_t i = 0; i < sc->nfiles; i++)
 		file_rec_fini(&sc->files[i]);
@@ -172,7 +175,29 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 	} else if ((rc = store_meta_at(s, txn, &h, sc->version, &sc->meta, err)) != ST_OK) {
 		goto out;
 	}
+	/* Pin before listing: vacuum (which takes the write lock and a newer
+	 * LMDB snapshot) then keeps every file listed here. */
+	if (store_pin(s, sc->tid, sc->version) != ST_OK) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	sc->pinned = true;
 	if ((rc = snapshot_files(sc, txn, err)) != ST_OK)
+		goto out;
+	mdb_txn_abort(txn);
+	txn = NULL;
+	/* A vacuum between our read and the pin moved the oldest readable
+	 * version past ours (it deleted a file we listed): say so. */
+	struct table_head now = {0};
+	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		rc = store_lmdb_err(err, mrc, "opening a scan");
+		goto out;
+	}
+	if ((rc = head_get_tid(s, txn, sc->tid, &now, err)) == ST_OK && now.oldest > sc->version)
+		rc = st_seterr(err, ST_ERANGE, "table '%s': version %llu was vacuumed while the scan opened",
+			       table, (unsigned long long)sc->version);
+	head_fini(&now);
+	if (rc != ST_OK)
 		goto out;
 	mdb_txn_abort(txn);
 	txn = NULL;

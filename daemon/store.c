@@ -219,6 +219,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	s->lock_fd = -1;
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->gc_lock, NULL);
+	pthread_mutex_init(&s->pin_lock, NULL);
 	pthread_cond_init(&s->gc_cond, NULL);
 	if (opts)
 		s->opts = *opts;
@@ -315,6 +316,8 @@ void st_store_close(st_store *s)
 		close(s->lock_fd); /* releases the flock */
 	pthread_mutex_destroy(&s->write_lock);
 	pthread_mutex_destroy(&s->gc_lock);
+	pthread_mutex_destroy(&s->pin_lock);
+	free(s->pins);
 	pthread_cond_destroy(&s->gc_cond);
 	free(s->dir);
 	free(s);

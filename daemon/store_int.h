@@ -26,6 +26,12 @@ enum {
 	DB_INLINE, DB_COUNT
 };
 
+/* An open scan's snapshot: vacuum keeps its files. */
+struct store_pin {
+	uint64_t tid;                /* table */
+	uint64_t version;            /* version read */
+};
+
 struct st_store {
 	char *dir;                   /* data directory */
 	int lock_fd;                 /* flock()ed strata.lock */
@@ -41,6 +47,9 @@ struct st_store {
 	struct gc_entry *gc_head;    /* committers waiting for the next group */
 	struct gc_entry *gc_tail;    /* last of them */
 	bool gc_leader;              /* a committer is deciding a group now */
+	pthread_mutex_t pin_lock;    /* guards pins */
+	struct store_pin *pins;      /* snapshots of open scans */
+	uint32_t npins, cap_pins;    /* count and capacity */
 };
 
 /* A table head (STORE.md §2.2) with its metadata decoded. */
@@ -145,6 +154,10 @@ int store_write_file(const char *path, const uint8_t *bytes, size_t len, struct 
 
 /* A new file id, never handed out before in this data directory. */
 uint64_t store_next_fid(st_store *s);
+
+/* Register / release an open snapshot (table tid at version). */
+int store_pin(st_store *s, uint64_t tid, uint64_t version);
+void store_unpin(st_store *s, uint64_t tid, uint64_t version);
 
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);

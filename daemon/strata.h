@@ -234,6 +234,40 @@ void st_scan_close(st_scan *sc);
 int st_table_restore(st_store *s, const char *table, struct st_at at,
 		     struct st_commit_result *res, struct st_err *err);
 
+/* ---- maintenance ---------------------------------------------------- */
+
+/* Options of st_vacuum. Zero-initialized: the table's file_retention
+ * (default 7 days), for real. */
+struct st_vacuum_opts {
+	int64_t retain_us;  /* keep removed files this long (µs); 0 = the table's file_retention */
+	bool dry_run;       /* list what would go, delete nothing */
+	bool force;         /* allow retain_us below file_retention */
+};
+
+/* What st_vacuum did (or, with dry_run, would do). */
+struct st_vacuum_result {
+	uint64_t files;          /* data files deleted */
+	uint64_t bytes;          /* their size */
+	uint64_t pinned;         /* old enough, but held by an open scan: kept */
+	uint64_t oldest_version; /* oldest version still fully readable afterwards */
+	char **paths;            /* dry_run: the files, "(inline)" for inline ones */
+	uint32_t npaths;         /* count of paths */
+};
+
+/*
+ * Delete the data files of table that were removed longer ago than the
+ * retention and that no open scan reads. Versions that needed them become
+ * unreadable (time travel reports ST_ERANGE). A retain_us below the table's
+ * file_retention is refused (ST_EINVAL) unless force.
+ * Errors: ST_ENOTFOUND, ST_EINVAL, ST_EFAILED, LMDB errors.
+ */
+int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
+	      struct st_vacuum_result *res, struct st_err *err);
+void st_vacuum_result_fini(struct st_vacuum_result *r);
+
+/* Parse a duration: N (seconds), Ns, Nm, Nh, Nd. ST_EINVAL when malformed. */
+int st_parse_duration(const char *text, int64_t *us);
+
 /* History of a table, newest first, at most limit commits (0 = all).
  * *commits is an array of decoded commits; free each with act_commit_free
  * and the array with free(). */

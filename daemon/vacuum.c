@@ -1,0 +1,217 @@
+/*
+ * daemon/vacuum.c — deleting data files no version needs any more
+ * (issue 3 §8), and the reader pins that protect open snapshots.
+ *
+ * A file removed in version R at time T is deleted by vacuum once
+ * T < now - file_retention and no open scan reads a version in
+ * [added, R). Versions before R then lose a file, so the table's oldest
+ * readable version moves up to R: time travel further back is a clear
+ * ST_ERANGE, never a silently incomplete answer.
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "daemon/store_int.h"
+
+#define DAY_US (86400LL * 1000000)
+
+int store_pin(st_store *s, uint64_t tid, uint64_t version)
+{
+	int rc = ST_OK;
+	pthread_mutex_lock(&s->pin_lock);
+	if (s->npins == s->cap_pins) {
+		uint32_t cap = s->cap_pins ? s->cap_pins * 2 : 16;
+		struct store_pin *p = realloc(s->pins, cap * sizeof *p);
+		if (!p)
+			rc = ST_ENOMEM;
+		else {
+			s->pins = p;
+			s->cap_pins = cap;
+		}
+	}
+	if (rc == ST_OK)
+		s->pins[s->npins++] = (struct store_pin){tid, version};
+	pthread_mutex_unlock(&s->pin_lock);
+	return rc;
+}
+
+void store_unpin(st_store *s, uint64_t tid, uint64_t version)
+{
+	pthread_mutex_lock(&s->pin_lock);
+	for (uint32_t i = 0; i < s->npins; i++)
+		if (s->pins[i].tid == tid && s->pins[i].version == version) {
+			s->pins[i] = s->pins[--s->npins];
+			break;
+		}
+	pthread_mutex_unlock(&s->pin_lock);
+}
+
+/* True when an open scan reads table tid at a version in [added, removed). */
+static bool is_pinned(st_store *s, uint64_t tid, uint64_t added, uint64_t removed)
+{
+	bool pinned = false;
+	pthread_mutex_lock(&s->pin_lock);
+	for (uint32_t i = 0; i < s->npins && !pinned; i++)
+		pinned = s->pins[i].tid == tid && s->pins[i].version >= added &&
+			 s->pins[i].version < removed;
+	pthread_mutex_unlock(&s->pin_lock);
+	return pinned;
+}
+
+int st_parse_duration(const char *text, int64_t *us)
+{
+	char *end;
+	if (!text || !isdigit((unsigned char)text[0]))
+		return ST_EINVAL;
+	unsigned long long n = strtoull(text, &end, 10);
+	int64_t unit = !*end || !strcmp(end, "s") ? 1000000
+		     : !strcmp(end, "m") ? 60000000LL
+		     : !strcmp(end, "h") ? 3600000000LL
+		     : !strcmp(end, "d") ? DAY_US : 0;
+	if (!unit || n > (unsigned long long)(INT64_MAX / unit))
+		return ST_EINVAL;
+	*us = (int64_t)n * unit;
+	return ST_OK;
+}
+
+/* A duration property of the table, or its default. */
+static int retention(const struct act_metadata *m, const char *key, int64_t def, int64_t *us,
+		     struct st_err *err)
+{
+	*us = def;
+	for (uint32_t i = 0; i < m->nprops; i++)
+		if (!strcasecmp(m->props[i].key, key) &&
+		    st_parse_duration(m->props[i].val, us) != ST_OK)
+			return st_seterr(err, ST_EINVAL,
+					 "table '%s': property %s='%s' is not a duration like 7d, 12h, 30m",
+					 m->name, key, m->props[i].val);
+	return ST_OK;
+}
+
+int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
+	      struct st_vacuum_result *res, struct st_err *err)
+{
+	static const struct st_vacuum_opts defaults = {0};
+	int rc = ST_OK, mrc;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	struct table_head h = {0};
+	char **paths = NULL;
+	uint32_t npaths = 0;
+	if (!opts)
+		opts = &defaults;
+	memset(res, 0, sizeof *res);
+	if ((rc = store_write_begin(s, &txn, "vacuuming", err)) != ST_OK ||
+	    (rc = head_get(s, txn, table, &h, err)) != ST_OK)
+		goto out;
+	int64_t keep;
+	if ((rc = retention(h.meta, "file_retention", 7 * DAY_US, &keep, err)) != ST_OK)
+		goto out;
+	if (opts->retain_us > 0) {
+		if (opts->retain_us < keep && !opts->force) {
+			rc = st_seterr(err, ST_EINVAL,
+				       "table '%s': retaining removed files for less than the table's "
+				       "file_retention (%lld s) can break readers and time travel; "
+				       "use force to do it anyway", table, (long long)(keep / 1000000));
+			goto out;
+		}
+		keep = opts->retain_us;
+	}
+	int64_t cutoff = store_now_us() - keep;
+	uint8_t key[16];
+	be64(key, h.tid);
+	MDB_val k = {8, key}, v;
+	if ((mrc = mdb_cursor_open(txn, s->db[DB_FILES], &cur)) != 0) {
+		rc = store_lmdb_err(err, mrc, "vacuuming");
+		goto out;
+	}
+	uint64_t new_oldest = h.oldest;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == h.tid;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (v.mv_size < 52)
+			continue;
+		const uint8_t *p = v.mv_data;
+		uint64_t fid = get_be64((uint8_t *)k.mv_data + 8);
+		uint64_t added = st_get_le64(p), removed = st_get_le64(p + 8);
+		int64_t removed_us = (int64_t)st_get_le64(p + 16);
+		uint32_t flags = st_get_le32(p + 44);
+		if (removed == STORE_LIVE || removed_us >= cutoff)
+			continue;
+		if (is_pinned(s, h.tid, added, removed)) {
+			res->pinned++;
+			continue;
+		}
+		char path[PATH_MAX];
+		store_seg_path(s, h.tid, fid, path, sizeof path);
+		char **np = realloc(paths, (npaths + 1) * sizeof *np);
+		if (!np || !(np[npaths] = strdup(flags & 1 ? "(inline)" : path))) {
+			paths = np ? np : paths;
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			goto out;
+		}
+		paths = np;
+		npaths++;
+		res->files++;
+		res->bytes += st_get_le64(p + 24);
+		if (removed > new_oldest)
+			new_oldest = removed;
+		if (opts->dry_run)
+			continue;
+		if (flags & 1) {
+			MDB_val ik = {16, k.mv_data};
+			if ((mrc = mdb_del(txn, s->db[DB_INLINE], &ik, NULL)) != 0 && mrc != MDB_NOTFOUND)
+				break;
+			free(paths[npaths - 1]);
+			paths[npaths - 1] = strdup("");
+		}
+		if ((mrc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	}
+	if (mrc != 0 && mrc != MDB_NOTFOUND) {
+		rc = store_lmdb_err(err, mrc, "vacuuming");
+		goto out;
+	}
+	res->oldest_version = new_oldest;
+	if (opts->dry_run || res->files == 0)
+		goto out;
+	h.oldest = new_oldest;
+	if ((rc = head_put(s, txn, &h, err)) != ST_OK)
+		goto out;
+	mdb_cursor_close(cur);
+	cur = NULL;
+	rc = store_commit_txn(s, txn, "vacuuming", err);
+	txn = NULL;
+	/* The records are gone durably: now the files can go. */
+	for (uint32_t i = 0; rc == ST_OK && i < npaths; i++)
+		if (paths[i][0] && paths[i][0] != '(')
+			unlink(paths[i]);
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	store_write_end(s, txn);
+	head_fini(&h);
+	if (rc == ST_OK && opts->dry_run) {
+		res->paths = paths;
+		res->npaths = npaths;
+	} else {
+		for (uint32_t i = 0; i < npaths; i++)
+			free(paths[i]);
+		free(paths);
+	}
+	return rc;
+}
+
+void st_vacuum_result_fini(struct st_vacuum_result *r)
+{
+	for (uint32_t i = 0; i < r->npaths; i++)
+		free(r->paths[i]);
+	free(r->paths);
+	r->paths = NULL;
+	r->npaths = 0;
+}
