@@ -159,6 +159,12 @@ uint64_t store_next_fid(st_store *s);
 int store_pin(st_store *s, uint64_t tid, uint64_t version);
 void store_unpin(st_store *s, uint64_t tid, uint64_t version);
 
+/* Refuse rows of a write that violate a CHECK constraint of m: cols in
+ * schema order, n rows, row0 the write's row number of the first. */
+int store_check_constraints(const char *table, const struct act_metadata *m,
+			    const struct st_vec *cols, uint32_t n, uint64_t row0,
+			    struct st_err *err);
+
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);
 

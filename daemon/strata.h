@@ -234,6 +234,39 @@ void st_scan_close(st_scan *sc);
 int st_table_restore(st_store *s, const char *table, struct st_at at,
 		     struct st_commit_result *res, struct st_err *err);
 
+/* ALTER TABLE operations. */
+enum st_alter_op {
+	ST_ALTER_ADD_COLUMN,      /* column (nullable), type */
+	ST_ALTER_RENAME_COLUMN,   /* column -> arg */
+	ST_ALTER_DROP_COLUMN,     /* column (metadata only; not a partition column) */
+	ST_ALTER_SET_PROPERTY,    /* column = property name, arg = value */
+	ST_ALTER_UNSET_PROPERTY,  /* column = property name */
+	ST_ALTER_SET_NOT_NULL,    /* column; refused while it holds NULLs */
+	ST_ALTER_DROP_NOT_NULL,   /* column */
+	ST_ALTER_ADD_CONSTRAINT,  /* column = constraint name, arg = predicate (format/expr.h) */
+	ST_ALTER_DROP_CONSTRAINT  /* column = constraint name */
+};
+
+/* One ALTER operation. */
+struct st_alter {
+	enum st_alter_op op;  /* what */
+	const char *column;   /* column, property or constraint name */
+	const char *arg;      /* new name, property value or predicate */
+	int type;             /* ST_ALTER_ADD_COLUMN: the type */
+};
+
+/*
+ * Change a table's metadata as one commit. Rename and drop are
+ * metadata-only (columns are tracked by field id). SET NOT NULL and ADD
+ * CONSTRAINT check the existing rows first and fail with ST_ESCHEMA naming
+ * a violating row. From then on st_write refuses rows that violate a
+ * constraint (the predicate is FALSE; NULL passes, as in SQL).
+ * Errors: ST_ENOTFOUND, ST_EEXIST, ST_EINVAL, ST_ESCHEMA, ST_ESYNTAX,
+ * ST_ETYPE, ST_EFAILED, LMDB errors.
+ */
+int st_table_alter(st_store *s, const char *table, const struct st_alter *a,
+		   struct st_commit_result *res, struct st_err *err);
+
 /* ---- maintenance ---------------------------------------------------- */
 
 /* Options of st_vacuum. Zero-initialized: the table's file_retention

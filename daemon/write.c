@@ -194,6 +194,7 @@ static int write_segment(st_store *s, const char *path, const struct colmap *m,
 	struct st_vec *vecs = calloc(sc->nfields, sizeof *vecs);
 	uint8_t *zeros = NULL;
 	size_t zlen = 0;
+	uint64_t row0 = 0;
 	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows};
 	if (!vecs) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
@@ -225,8 +226,11 @@ static int write_segment(st_store *s, const char *path, const struct colmap *m,
 							  .bytes = zeros};
 			}
 		}
-		if ((rc = seg_writer_append(w, vecs, b[k].nrows, err)) != ST_OK)
+		if ((rc = store_check_constraints(m->meta->name, m->meta, vecs, b[k].nrows, row0,
+						   err)) != ST_OK ||
+		    (rc = seg_writer_append(w, vecs, b[k].nrows, err)) != ST_OK)
 			goto out;
+		row0 += b[k].nrows;
 	}
 	if (!mem) {
 		rc = seg_writer_close(w, info, err);

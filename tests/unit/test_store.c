@@ -614,6 +614,74 @@ static void t_vacuum(void)
 	st_store_close(s);
 }
 
+static void t_alter(void)
+{
+	st_store *s = open_with_table(new_dir());
+	struct st_err err;
+	struct st_commit_result r;
+	int64_t sum;
+	REQUIRE(append(s, 0, 10, &r, &err, NULL) == ST_OK); /* v1, ids 0..9 */
+	struct st_alter add = {ST_ALTER_ADD_COLUMN, "site", NULL, ST_TYPE_STRING};
+	REQUIRE(st_table_alter(s, "readings", &add, &r, &err) == ST_OK);
+	CHECK_EQ(r.version, 2);
+	CHECK_EQ(st_table_alter(s, "readings", &add, &r, &err), ST_EEXIST);
+	/* Rename: old files still read under the new name (same field id). */
+	struct st_alter ren = {ST_ALTER_RENAME_COLUMN, "value", "reading", 0};
+	REQUIRE(st_table_alter(s, "readings", &ren, &r, &err) == ST_OK);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, "reading >= 1.0", &sum), 6);
+	st_scan *sc;
+	CHECK_EQ(st_scan_open(s, "readings", (struct st_at){0, 0}, NULL, 0, "value > 1", &sc, &err), ST_ETYPE);
+	/* Version 1 still has the old name. */
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 1}, "value >= 1.0", &sum), 6);
+	/* Drop: metadata only. */
+	struct st_alter drop = {ST_ALTER_DROP_COLUMN, "sensor", NULL, 0};
+	REQUIRE(st_table_alter(s, "readings", &drop, &r, &err) == ST_OK);
+	struct act_metadata *m;
+	REQUIRE(st_table_describe(s, "readings", -1, &m, &err) == ST_OK);
+	CHECK_EQ(m->schema.nfields, 3);
+	CHECK(!strcmp(m->schema.fields[1].name, "reading") && !strcmp(m->schema.fields[2].name, "site"));
+	act_metadata_free(m);
+	/* NOT NULL: refused while NULLs exist (site is NULL everywhere). */
+	struct st_alter nn = {ST_ALTER_SET_NOT_NULL, "site", NULL, 0};
+	CHECK_EQ(st_table_alter(s, "readings", &nn, &r, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "holds NULLs");
+	struct st_alter nn2 = {ST_ALTER_SET_NOT_NULL, "reading", NULL, 0};
+	REQUIRE(st_table_alter(s, "readings", &nn2, &r, &err) == ST_OK);
+	/* CHECK constraints: existing rows first, then every write. */
+	struct st_alter bad = {ST_ALTER_ADD_CONSTRAINT, "small", "id < 5", 0};
+	CHECK_EQ(st_table_alter(s, "readings", &bad, &r, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "existing rows violate constraint 'small'");
+	struct st_alter ok = {ST_ALTER_ADD_CONSTRAINT, "nonneg", "id >= 0", 0};
+	REQUIRE(st_table_alter(s, "readings", &ok, &r, &err) == ST_OK);
+	struct st_alter syn = {ST_ALTER_ADD_CONSTRAINT, "broken", "id >>= 0", 0};
+	CHECK_EQ(st_table_alter(s, "readings", &syn, &r, &err), ST_ESYNTAX);
+	{
+		const char *names[2] = {"id", "reading"};
+		int64_t id[3] = {1, -7, 2};
+		double v[3] = {1, 2, 3};
+		struct st_vec vv[2] = {{.type = ST_TYPE_INT64, .n = 3, .data = id},
+				       {.type = ST_TYPE_FLOAT64, .n = 3, .data = v}};
+		struct st_batch b = {2, names, vv, 3};
+		CHECK_EQ(st_write(s, "readings", &b, 1, NULL, &r, &err), ST_ESCHEMA);
+		CHECK_CONTAINS(err.msg, "row 1 of the write violates constraint 'nonneg'");
+		id[1] = 7;
+		REQUIRE(st_write(s, "readings", &b, 1, NULL, &r, &err) == ST_OK);
+	}
+	struct st_alter dc = {ST_ALTER_DROP_CONSTRAINT, "nonneg", NULL, 0};
+	REQUIRE(st_table_alter(s, "readings", &dc, &r, &err) == ST_OK);
+	CHECK_EQ(st_table_alter(s, "readings", &dc, &r, &err), ST_ENOTFOUND);
+	/* Properties: validated; isolation takes effect. */
+	struct st_alter p1 = {ST_ALTER_SET_PROPERTY, "file_retention", "2d", 0};
+	REQUIRE(st_table_alter(s, "readings", &p1, &r, &err) == ST_OK);
+	struct st_alter p2 = {ST_ALTER_SET_PROPERTY, "file_retention", "two days", 0};
+	CHECK_EQ(st_table_alter(s, "readings", &p2, &r, &err), ST_EINVAL);
+	struct st_alter p3 = {ST_ALTER_UNSET_PROPERTY, "file_retention", NULL, 0};
+	REQUIRE(st_table_alter(s, "readings", &p3, &r, &err) == ST_OK);
+	CHECK_EQ(st_table_alter(s, "readings", &p3, &r, &err), ST_ENOTFOUND);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 13);
+	st_store_close(s);
+}
+
 /* The same checks with every segment in a file instead of inline. */
 static void t_segment_files(void)
 {
@@ -631,6 +699,7 @@ static const struct test_case tests[] = {
 	{"conflict_matrix", t_conflict_matrix},
 	{"restore", t_restore},
 	{"vacuum", t_vacuum},
+	{"alter", t_alter},
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
 	{"create_append_time_travel", t_create_append_time_travel},
 	{"overwrite_keeps_old_versions", t_overwrite_keeps_old_versions},
