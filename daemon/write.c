@@ -14,6 +14,7 @@
  * committers are batched (group commit): one LMDB transaction and one
  * durable commit for all, a nested transaction per committer.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,8 +402,17 @@ int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, u
 		a->file_id = store_next_fid(s);
 		store_seg_path(s, h.tid, a->file_id, w->path, sizeof w->path);
 		if ((rc = write_segment(s, w->path, &w->m, batches, nb, w->rows, &w->info, &w->inl,
-					&w->inl_len, err)) != ST_OK)
+					&w->inl_len, err)) != ST_OK) {
+			/* An I/O error (EIO from write or fsync) is sticky, as a failed
+			 * LMDB commit is (DESIGN.md §10); a full disk is not. */
+			if (rc > 0 && rc != ENOSPC && rc != EDQUOT && rc != ENOMEM) {
+				char m[ST_ERR_MSG_MAX];
+				snprintf(m, sizeof m, "%s", err ? err->msg : strerror(rc));
+				store_fail(s, err, "%s", m);
+				rc = ST_EFAILED;
+			}
 			goto out;
+		}
 		w->written = w->inl == NULL;
 		a->is_inline = w->inl != NULL;
 		a->size = w->info.size;

@@ -682,6 +682,33 @@ static void t_alter(void)
 	st_store_close(s);
 }
 
+static void t_map_full_is_clean(void)
+{
+	const char *dir = new_dir();
+	struct st_store_opts small = {.map_size = 1 << 20};
+	st_store *s;
+	struct st_err err;
+	REQUIRE(st_store_open(dir, &small, &s, &err) == ST_OK);
+	struct st_table_spec spec = {.name = "readings", .cols = sensor_cols, .ncols = 3};
+	REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	struct st_commit_result r;
+	int rc = ST_OK, commits = 0;
+	while (commits < 10000 && (rc = append(s, commits * 100, 100, &r, &err, NULL)) == ST_OK)
+		commits++;
+	CHECK_EQ(rc, ST_ETOOBIG);
+	CHECK_CONTAINS(err.msg, "larger map_size");
+	int64_t sum;
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), commits * 100);
+	st_store_close(s);
+	/* Reopened with a larger map, the store goes on where it was. */
+	struct st_store_opts big = {.map_size = 64 << 20};
+	REQUIRE(st_store_open(dir, &big, &s, &err) == ST_OK);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), commits * 100);
+	REQUIRE(append(s, 10000000, 100, &r, &err, NULL) == ST_OK);
+	CHECK_EQ(r.version, (uint64_t)commits + 1);
+	st_store_close(s);
+}
+
 /* The same checks with every segment in a file instead of inline. */
 static void t_segment_files(void)
 {
@@ -700,6 +727,7 @@ static const struct test_case tests[] = {
 	{"restore", t_restore},
 	{"vacuum", t_vacuum},
 	{"alter", t_alter},
+	{"map_full_is_clean", t_map_full_is_clean},
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
 	{"create_append_time_travel", t_create_append_time_travel},
 	{"overwrite_keeps_old_versions", t_overwrite_keeps_old_versions},
