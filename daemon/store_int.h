@@ -6,11 +6,13 @@
 #ifndef STRATA_DAEMON_STORE_INT_H
 #define STRATA_DAEMON_STORE_INT_H
 
+#include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
 
 #include "daemon/strata.h"
 #include "format/bytes.h"
+#include "format/segment.h"
 
 #define STORE_FORMAT 1
 #define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
@@ -164,6 +166,28 @@ void store_unpin(st_store *s, uint64_t tid, uint64_t version);
 int store_check_constraints(const char *table, const struct act_metadata *m,
 			    const struct st_vec *cols, uint32_t n, uint64_t row0,
 			    struct st_err *err);
+
+/* A file rewritten by replace-where without its matching rows. */
+struct store_rewrite {
+	struct act_add add;          /* the new file's add action (file_id 0: none) */
+	struct seg_file_info info;   /* what the writer reported */
+	uint8_t *types;              /* column types of the new file */
+	uint8_t *inl;                /* always NULL today: rewrites go to files */
+	char path[PATH_MAX];         /* the new segment */
+	bool written;                /* path exists and no commit references it yet */
+};
+void store_rewrite_fini(struct store_rewrite *r);
+
+struct expr;
+/* Rewrite file f of table tid without the rows where pred (parsed against
+ * sch, the table schema) is TRUE. out->add.rows == 0 when nothing is left.
+ * *removed_rows gets the count of rows dropped. */
+int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
+			  const struct st_schema *sch, const struct expr *pred,
+			  struct store_rewrite *out, uint64_t *removed_rows, struct st_err *err);
+/* File statistics of f in the order of table schema sch. */
+void store_file_stats(const struct st_schema *sch, const struct file_rec *f,
+		      struct st_col_stats *out);
 
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);

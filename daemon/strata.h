@@ -131,6 +131,8 @@ enum st_write_mode {
 struct st_write_opts {
 	enum st_write_mode mode;  /* append or overwrite */
 	bool merge_schema;        /* add new columns, widen types (DESIGN.md §7) */
+	const char *replace_where; /* append mode: first remove the rows matching this
+				    * predicate (format/expr.h); every new row must match it */
 	const char *app_id;       /* idempotent writer id, or NULL */
 	uint64_t app_version;     /* with app_id: skipped if <= the recorded one */
 };

@@ -23,6 +23,7 @@
 #include <limits.h>
 
 #include "daemon/store_int.h"
+#include "format/expr.h"
 #include "format/segment.h"
 
 /* How the columns of the write map onto the (possibly evolved) schema. */
@@ -275,7 +276,11 @@ struct staged {
 	size_t inl_len;             /* their size */
 	char path[PATH_MAX];        /* segment file, when not inline */
 	bool written;               /* path exists and no commit references it yet */
-	uint64_t *read_files;       /* files read at read_version (overwrite) */
+	struct expr *pred;          /* replace-where predicate, or NULL */
+	struct store_rewrite *rw;   /* files rewritten without the replaced rows */
+	uint32_t nrw;               /* their count */
+	uint64_t rows_removed;      /* rows replaced */
+	uint64_t *read_files;       /* files read at read_version (overwrite, replace-where) */
 	uint32_t nread;             /* their count */
 	char *app_id;               /* idempotent writer id, or NULL */
 	uint64_t app_version;       /* its version */
@@ -300,6 +305,10 @@ static void staged_fini(struct staged *w)
 	free(w->inl);
 	free(w->read_files);
 	free(w->app_id);
+	expr_free(w->pred);
+	for (uint32_t i = 0; i < w->nrw; i++)
+		store_rewrite_fini(&w->rw[i]);
+	free(w->rw);
 }
 
 int st_txn_begin(st_store *s, st_txn **out, struct st_err *err)
@@ -343,6 +352,113 @@ static uint64_t app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const ch
 	return 0;
 }
 
+/* Every new row must match the predicate it replaces. */
+static int rows_match(const struct staged *w, const struct st_batch *b, uint32_t nb,
+		      struct st_err *err)
+{
+	const struct st_schema *sc = &w->m.meta->schema;
+	int rc = ST_OK;
+	uint64_t row0 = 0;
+	struct st_vec *vecs = calloc(sc->nfields, sizeof *vecs);
+	uint32_t *sel = NULL;
+	uint8_t *zeros = NULL;
+	for (uint32_t k = 0; k < nb && rc == ST_OK; k++) {
+		free(sel);
+		free(zeros);
+		sel = malloc(((size_t)b[k].nrows + 1) * 4);
+		zeros = calloc(((size_t)b[k].nrows + 1) * 8, 1);
+		if (!vecs || !sel || !zeros) {
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			break;
+		}
+		for (uint32_t f = 0; f < sc->nfields; f++)
+			vecs[f] = w->m.batch_of[f] >= 0 ? b[k].cols[w->m.batch_of[f]]
+				  : (struct st_vec){.type = sc->fields[f].type, .n = b[k].nrows,
+						    .validity = zeros, .data = zeros,
+						    .offsets = (const uint32_t *)zeros, .bytes = zeros};
+		uint32_t n;
+		if ((rc = expr_eval(w->pred, vecs, b[k].nrows, sel, &n, err)) != ST_OK)
+			break;
+		if (n < b[k].nrows) {
+			uint32_t bad = 0;
+			while (bad < n && sel[bad] == bad)
+				bad++;
+			rc = st_seterr(err, ST_ESCHEMA,
+				       "table '%s': row %llu of the write does not match the replace-where "
+				       "predicate, so it would not be replaced by this write", w->table,
+				       (unsigned long long)(row0 + bad));
+		}
+		row0 += b[k].nrows;
+	}
+	free(vecs);
+	free(sel);
+	free(zeros);
+	return rc;
+}
+
+/* Replace-where: parse the predicate, check the new rows, and for each
+ * live file that may hold matching rows, remove it (all rows match) or
+ * rewrite it without them. */
+static int stage_replace(st_store *s, MDB_txn *txn, struct staged *w, const char *pred,
+			 const struct st_batch *b, uint32_t nb, struct st_err *err)
+{
+	int rc;
+	uint64_t *live = NULL;
+	uint32_t nlive = 0;
+	struct st_col_stats *st = NULL;
+	const struct st_schema *sc = &w->m.meta->schema;
+	if ((rc = expr_parse(pred, sc, &w->pred, err)) != ST_OK ||
+	    (rc = rows_match(w, b, nb, err)) != ST_OK ||
+	    (rc = store_live_files(s, txn, w->tid, &live, &nlive, err)) != ST_OK)
+		goto out;
+	st = calloc(sc->nfields, sizeof *st);
+	w->read_files = calloc(nlive + 1, sizeof *w->read_files);
+	w->rw = calloc(nlive + 1, sizeof *w->rw);
+	if (!st || !w->read_files || !w->rw) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < nlive && rc == ST_OK; i++) {
+		uint8_t key[16];
+		be64(key, w->tid);
+		be64(key + 8, live[i]);
+		MDB_val k = {16, key}, v;
+		struct file_rec f;
+		int mrc = mdb_get(txn, s->db[DB_FILES], &k, &v);
+		if (mrc != 0) {
+			rc = store_lmdb_err(err, mrc, "replace-where");
+			break;
+		}
+		if (file_rec_decode(live[i], v.mv_data, v.mv_size, &f) != ST_OK) {
+			rc = st_seterr(err, ST_ECORRUPT, "table '%s': a file record is damaged", w->table);
+			break;
+		}
+		store_file_stats(sc, &f, st);
+		enum expr_match m = expr_may_match(w->pred, st);
+		if (m == EXPR_MATCH_ALL) {
+			w->read_files[w->nread++] = f.fid;
+			w->rows_removed += f.rows;
+		} else if (m == EXPR_MATCH_SOME) {
+			uint64_t gone = 0;
+			struct store_rewrite *r = &w->rw[w->nrw];
+			rc = store_rewrite_without(s, w->tid, &f, sc, w->pred, r, &gone, err);
+			if (rc == ST_OK && gone > 0) {
+				w->read_files[w->nread++] = f.fid;
+				w->rows_removed += gone;
+				if (r->add.rows > 0)
+					w->nrw++;
+			} else if (rc == ST_OK) {
+				store_rewrite_fini(r); /* nothing matched after all: keep the file */
+			}
+		}
+		file_rec_fini(&f);
+	}
+out:
+	free(live);
+	free(st);
+	return rc;
+}
+
 int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, uint32_t nb,
 		 const struct st_write_opts *opts, struct st_err *err)
 {
@@ -355,6 +471,8 @@ int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, u
 		opts = &defaults;
 	if (nb == 0 || !batches)
 		return st_seterr(err, ST_EINVAL, "table '%s': a write needs at least one batch", table);
+	if (opts->replace_where && opts->mode != ST_WRITE_APPEND)
+		return st_seterr(err, ST_EINVAL, "table '%s': replace-where goes with append mode", table);
 	if (opts->app_id && (!opts->app_id[0] || strlen(opts->app_id) > 255))
 		return st_seterr(err, ST_EINVAL, "app id must be 1 to 255 bytes");
 	for (uint32_t i = 0; i < t->n; i++)
@@ -394,6 +512,9 @@ int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, u
 	if ((rc = map_columns(table, h.meta, batches, nb, opts->merge_schema, &w->m, err)) != ST_OK)
 		goto out;
 	if (w->overwrite && (rc = store_live_files(s, txn, h.tid, &w->read_files, &w->nread, err)) != ST_OK)
+		goto out;
+	if (opts->replace_where &&
+	    (rc = stage_replace(s, txn, w, opts->replace_where, batches, nb, err)) != ST_OK)
 		goto out;
 	mdb_txn_abort(txn);
 	txn = NULL;
@@ -459,7 +580,7 @@ static int check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 	int rc = ST_OK;
 	/* A blind append (reads nothing, removes nothing, no app id) can only
 	 * lose to a metadata change, which the head records: no decoding. */
-	if (!w->overwrite && !w->app_id && h->meta_version <= w->read_version)
+	if (!w->overwrite && !w->pred && !w->app_id && h->meta_version <= w->read_version)
 		return ST_OK;
 	for (uint64_t v = w->read_version + 1; v <= h->version && rc == ST_OK; v++) {
 		uint8_t key[16];
@@ -483,11 +604,34 @@ static int check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 			bool adds_data = false;
 			for (uint32_t i = 0; i < c->nadd; i++)
 				adds_data |= c->adds[i].data_change;
-			/* Overwrite reads the whole table: new data is something it read,
-			 * except blind appends under WriteSerializable. */
-			if (!rule && w->overwrite && adds_data &&
-			    (w->isolation == ACT_ISO_SERIALIZABLE || !blind_append))
+			/* Overwrite reads the whole table, replace-where the rows of its
+			 * predicate: new data there is something it read, except blind
+			 * appends under WriteSerializable. */
+			bool counts = w->isolation == ACT_ISO_SERIALIZABLE || !blind_append;
+			if (!rule && w->overwrite && adds_data && counts)
 				rule = "it added rows this write read (Serializable)";
+			for (uint32_t i = 0; !rule && w->pred && counts && i < c->nadd; i++) {
+				struct file_rec f = {.rows = c->adds[i].rows, .ncols = c->adds[i].ncols,
+						     .field_ids = c->adds[i].field_ids,
+						     .stats = c->adds[i].stats};
+				const struct st_schema *sc = &w->m.meta->schema;
+				struct st_col_stats *st = calloc(sc->nfields + 1, sizeof *st);
+				uint8_t *types = calloc(f.ncols + 1, 1);
+				if (!st || !types) {
+					free(st);
+					free(types);
+					act_commit_free(c);
+					return st_seterr(err, ST_ENOMEM, "out of memory");
+				}
+				for (uint32_t col = 0; col < f.ncols; col++)
+					types[col] = c->adds[i].stats[col].min.type;
+				f.types = types;
+				store_file_stats(sc, &f, st);
+				if (c->adds[i].data_change && expr_may_match(w->pred, st) != EXPR_MATCH_NONE)
+					rule = "it added rows that match this write's replace-where predicate";
+				free(st);
+				free(types);
+			}
 			for (uint32_t i = 0; !rule && i < c->nremove; i++)
 				if (has_file(w->read_files, w->nread, c->removes[i].file_id))
 					rule = "it removed a file this write read";
@@ -515,23 +659,40 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 		return st_seterr(err, ST_ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < w->nread; i++)
 		rm[i] = (struct act_remove){w->read_files[i], true};
-	struct act_kv params[1] = {{"mode", w->overwrite ? "overwrite" : "append"}};
+	struct act_add *adds = calloc(w->nrw + 2, sizeof *adds);
+	if (!adds) {
+		free(rm);
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	uint32_t nadd = 0;
+	if (w->rows > 0)
+		adds[nadd++] = w->add;
+	for (uint32_t i = 0; i < w->nrw; i++)
+		adds[nadd++] = w->rw[i].add;
+	struct act_kv params[2] = {{"mode", w->overwrite ? "overwrite" : w->pred ? "replace-where" : "append"},
+				   {"predicate", ""}};
+	char ptext[1024] = "";
+	if (w->pred) {
+		expr_format(w->pred, &w->m.meta->schema, ptext, sizeof ptext);
+		params[1].val = ptext;
+	}
 	struct act_txn tx = {w->app_id, w->app_version};
 	struct act_commit c = {0};
 	c.metadata = w->m.meta_changed ? w->m.meta : NULL;
-	c.adds = &w->add;
-	c.nadd = w->rows > 0;
+	c.adds = adds;
+	c.nadd = nadd;
 	c.removes = rm;
 	c.nremove = w->nread;
 	c.txns = &tx;
 	c.ntxn = w->app_id != NULL;
 	c.info.operation = "WRITE";
 	c.info.params = params;
-	c.info.nparams = 1;
+	c.info.nparams = w->pred ? 2 : 1;
 	c.info.read_version = (int64_t)w->read_version;
 	c.info.isolation = w->isolation;
 	c.info.rows_added = w->rows;
-	c.info.files_added = w->rows > 0;
+	c.info.rows_removed = w->rows_removed;
+	c.info.files_added = nadd;
 	c.info.bytes_added = w->info.size;
 	c.info.files_removed = w->nread;
 	c.info.duration_us = (uint64_t)(store_now_us() - w->t0);
@@ -541,16 +702,20 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 		rc = store_mark_removed(s, txn, h->tid, w->read_files[i], h->version, h->time_us, err);
 	if (rc != ST_OK)
 		goto out;
-	if (w->rows > 0) {
-		const struct act_add *a = &w->add;
+	for (uint32_t j = 0; j < nadd; j++) {
+		const struct act_add *a = &adds[j];
+		bool mine = w->rows > 0 && j == 0; /* the new rows; the rest are rewrites */
+		const uint8_t *inl = mine ? w->inl : NULL;
+		size_t inl_len = mine ? w->inl_len : 0;
 		struct file_rec f = {.fid = a->file_id, .added = h->version, .removed = STORE_LIVE,
 				     .size = a->size, .rows = a->rows, .crc = a->crc,
-				     .flags = 2u | (w->inl ? 1u : 0u), .ncols = a->ncols,
+				     .flags = 2u | (inl ? 1u : 0u), .ncols = a->ncols,
 				     .field_ids = a->field_ids, .stats = a->stats};
 		uint8_t types[ST_MAX_COLUMNS];
-		for (uint32_t i = 0; i < a->ncols; i++)
+		for (uint32_t i = 0; mine && i < a->ncols; i++)
 			types[i] = w->m.meta->schema.fields[i].type;
-		f.types = types;
+		f.types = mine ? types : w->rw[w->rows > 0 ? j - 1 : j].types;
+		rec.len = 0;
 		if (file_rec_encode(&f, &rec) != ST_OK) {
 			rc = st_seterr(err, ST_ENOMEM, "out of memory");
 			goto out;
@@ -558,10 +723,10 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 		be64(key, h->tid);
 		be64(key + 8, a->file_id);
 		MDB_val k = {16, key}, v = {rec.len, rec.data}, empty = {0, ""};
-		MDB_val iv = {w->inl_len, w->inl};
+		MDB_val iv = {inl_len, (void *)inl};
 		if ((mrc = mdb_put(txn, s->db[DB_FILES], &k, &v, MDB_NOOVERWRITE)) != 0 ||
 		    (mrc = mdb_put(txn, s->db[DB_LIVE], &k, &empty, 0)) != 0 ||
-		    (w->inl && (mrc = mdb_put(txn, s->db[DB_INLINE], &k, &iv, MDB_NOOVERWRITE)) != 0)) {
+		    (inl && (mrc = mdb_put(txn, s->db[DB_INLINE], &k, &iv, MDB_NOOVERWRITE)) != 0)) {
 			rc = store_lmdb_err(err, mrc, "recording a file");
 			goto out;
 		}
@@ -593,6 +758,7 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 	res->lsn = c.lsn;
 out:
 	free(rm);
+	free(adds);
 	st_buf_free(&rec);
 	return rc;
 }
@@ -667,8 +833,11 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 			any = true;
 			/* From here its files are never unlinked by us: if the LMDB
 			 * commit fails after all, recovery removes them as orphans. */
-			for (uint32_t i = 0; i < e->t->n; i++)
+			for (uint32_t i = 0; i < e->t->n; i++) {
 				e->t->w[i].written = false;
+				for (uint32_t j = 0; j < e->t->w[i].nrw; j++)
+					e->t->w[i].rw[j].written = false;
+			}
 		} else {
 			memset(e->res, 0, e->t->n * sizeof *e->res);
 		}

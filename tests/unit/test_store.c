@@ -709,6 +709,61 @@ static void t_map_full_is_clean(void)
 	st_store_close(s);
 }
 
+static void t_replace_where(void)
+{
+	st_store *s = open_with_table(new_dir());
+	struct st_err err;
+	struct st_commit_result r;
+	int64_t sum;
+	REQUIRE(append(s, 0, 50, &r, &err, NULL) == ST_OK);  /* v1: ids 0..49 */
+	REQUIRE(append(s, 50, 50, &r, &err, NULL) == ST_OK); /* v2: ids 50..99 */
+	REQUIRE(append(s, 200, 10, &r, &err, NULL) == ST_OK); /* v3: ids 200..209 */
+	/* Replace ids 40..59 (spread over two files) with 5 new rows. */
+	struct st_write_opts rw = {.replace_where = "id >= 40 AND id < 60"};
+	REQUIRE(append(s, 40, 5, &r, &err, &rw) == ST_OK);
+	CHECK_EQ(r.version, 4);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 110 - 20 + 5);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, "id >= 40 AND id < 60", &sum), 5);
+	CHECK_EQ(sum, 40 + 41 + 42 + 43 + 44);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 3}, NULL, &sum), 110);
+	struct act_commit **h;
+	uint32_t n;
+	REQUIRE(st_history(s, "readings", 1, &h, &n, &err) == ST_OK);
+	CHECK_EQ(h[0]->info.rows_removed, 20);
+	CHECK_EQ(h[0]->nremove, 2); /* the two files that held ids 40..59 */
+	CHECK_EQ(h[0]->nadd, 3);    /* their rewrites and the new rows */
+	act_commit_free(h[0]);
+	free(h);
+	/* New rows outside the predicate are refused: nothing changes. */
+	CHECK_EQ(append(s, 70, 5, &r, &err, &rw), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "row 0 of the write does not match the replace-where predicate");
+	struct st_write_opts bad = {.replace_where = "idd > 1"};
+	CHECK_EQ(append(s, 0, 1, &r, &err, &bad), ST_ETYPE);
+	struct st_write_opts ow = {.mode = ST_WRITE_OVERWRITE, .replace_where = "id > 1"};
+	CHECK_EQ(append(s, 2, 1, &r, &err, &ow), ST_EINVAL);
+	/* A whole file inside the predicate is removed without a rewrite. */
+	struct st_write_opts all = {.replace_where = "id >= 200"};
+	REQUIRE(append(s, 300, 2, &r, &err, &all) == ST_OK);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, "id >= 200", &sum), 2);
+	REQUIRE(st_history(s, "readings", 1, &h, &n, &err) == ST_OK);
+	CHECK_EQ(h[0]->nadd, 1);
+	act_commit_free(h[0]);
+	free(h);
+	/* Concurrency: an append inside the predicate conflicts, outside not. */
+	st_txn *t;
+	struct st_write_opts rw2 = {.replace_where = "id >= 1000 AND id < 2000"};
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(stage(t, "readings", 1000, 3, &rw2, &err) == ST_OK);
+	REQUIRE(append(s, 5000, 3, &r, &err, NULL) == ST_OK);
+	CHECK_EQ(st_txn_commit(t, &r, &err), ST_OK);
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	REQUIRE(stage(t, "readings", 1000, 3, &rw2, &err) == ST_OK);
+	REQUIRE(append(s, 1500, 3, &r, &err, NULL) == ST_OK);
+	CHECK_EQ(st_txn_commit(t, &r, &err), ST_ECONFLICT);
+	CHECK_CONTAINS(err.msg, "match this write's replace-where predicate");
+	st_store_close(s);
+}
+
 /* The same checks with every segment in a file instead of inline. */
 static void t_segment_files(void)
 {
@@ -718,6 +773,7 @@ static void t_segment_files(void)
 	t_schema_enforcement_writes_nothing();
 	t_restore();
 	t_vacuum();
+	t_replace_where();
 	store_opts.inline_max = 0;
 }
 
@@ -727,6 +783,7 @@ static const struct test_case tests[] = {
 	{"restore", t_restore},
 	{"vacuum", t_vacuum},
 	{"alter", t_alter},
+	{"replace_where", t_replace_where},
 	{"map_full_is_clean", t_map_full_is_clean},
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
 	{"create_append_time_travel", t_create_append_time_travel},

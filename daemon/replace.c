@@ -1,0 +1,244 @@
+/*
+ * daemon/replace.c — replace-where (issue 3 §4): atomically replace the
+ * rows that match a predicate. Files whose statistics say every row
+ * matches are removed; files where some rows may match are rewritten
+ * without the matching rows (a new segment with the file's own schema, so
+ * field ids are kept) and removed; files that cannot match stay. The new
+ * rows, which must themselves match the predicate, are added by the
+ * caller in the same commit.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/store_int.h"
+#include "format/expr.h"
+#include "format/segment.h"
+
+void store_rewrite_fini(struct store_rewrite *r)
+{
+	if (r->written)
+		unlink(r->path); /* no commit references it */
+	seg_file_info_fini(&r->info);
+	free(r->add.field_ids);
+	free(r->types);
+	free(r->inl);
+	memset(r, 0, sizeof *r);
+}
+
+/* Statistics of a file record in table-schema order (absent: all NULL). */
+void store_file_stats(const struct st_schema *sch, const struct file_rec *f,
+		      struct st_col_stats *out)
+{
+	for (uint32_t i = 0; i < sch->nfields; i++) {
+		memset(&out[i], 0, sizeof out[i]);
+		out[i].rows = out[i].null_count = f->rows;
+		out[i].min.type = out[i].max.type = sch->fields[i].type;
+		for (uint32_t k = 0; k < f->ncols; k++)
+			if (f->field_ids[k] == sch->fields[i].id && f->types[k] == sch->fields[i].type)
+				st_stats_copy(&out[i], &f->stats[k]);
+	}
+}
+
+/* Copy the rows of v listed in keep (n of them) into plain vector out,
+ * with its buffers in *bufs (freed by the caller). */
+static int gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struct st_vec *out,
+		  void *bufs[3])
+{
+	size_t width = st_type_width(v->type);
+	uint8_t *valid = calloc(n / 8 + 1, 1);
+	bufs[0] = valid;
+	*out = (struct st_vec){.type = v->type, .n = n, .validity = valid};
+	if (!valid)
+		return ST_ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		if (st_vec_is_valid(v, keep[i]))
+			valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+	if (width) {
+		uint8_t *d = malloc((size_t)n * width + 1);
+		bufs[1] = d;
+		if (!d)
+			return ST_ENOMEM;
+		for (uint32_t i = 0; i < n; i++)
+			memcpy(d + (size_t)i * width, (const uint8_t *)v->data + (size_t)keep[i] * width,
+			       width);
+		out->data = d;
+		return ST_OK;
+	}
+	size_t total = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *p;
+		uint32_t len;
+		st_vec_str(v, keep[i], &p, &len);
+		total += len;
+	}
+	uint32_t *offs = malloc(((size_t)n + 1) * 4);
+	uint8_t *bytes = malloc(total + 1);
+	bufs[1] = offs;
+	bufs[2] = bytes;
+	if (!offs || !bytes || total > UINT32_MAX)
+		return ST_ENOMEM;
+	offs[0] = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *p;
+		uint32_t len;
+		st_vec_str(v, keep[i], &p, &len);
+		memcpy(bytes + offs[i], p, len);
+		offs[i + 1] = offs[i] + len;
+	}
+	out->offsets = offs;
+	out->bytes = bytes;
+	return ST_OK;
+}
+
+int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
+			  const struct st_schema *sch, const struct expr *pred,
+			  struct store_rewrite *out, uint64_t *removed_rows, struct st_err *err)
+{
+	int rc = ST_OK;
+	struct seg_reader *rd = NULL;
+	struct seg_writer *w = NULL;
+	uint8_t *inl_src = NULL;
+	struct st_vec *tv = calloc(sch->nfields, sizeof *tv);
+	int *col = calloc(sch->nfields, sizeof *col);
+	uint32_t *sel = NULL, *keep = NULL;
+	uint8_t *zeros = NULL;
+	char src[PATH_MAX];
+	memset(out, 0, sizeof *out);
+	*removed_rows = 0;
+	if (!tv || !col) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	store_seg_path(s, tid, f->fid, src, sizeof src);
+	if (f->flags & 1) {
+		MDB_txn *txn;
+		int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+		uint8_t key[16];
+		be64(key, tid);
+		be64(key + 8, f->fid);
+		MDB_val k = {16, key}, v = {0, NULL};
+		if (mrc == 0 && (mrc = mdb_get(txn, s->db[DB_INLINE], &k, &v)) == 0 &&
+		    (inl_src = malloc(v.mv_size + 1)))
+			memcpy(inl_src, v.mv_data, v.mv_size);
+		if (mrc == 0)
+			mdb_txn_abort(txn);
+		if (mrc != 0 || !inl_src) {
+			rc = mrc ? store_lmdb_err(err, mrc, "reading an inline segment")
+				 : st_seterr(err, ST_ENOMEM, "out of memory");
+			goto out;
+		}
+		rc = seg_reader_open_mem(src, inl_src, v.mv_size, &rd, err);
+	} else {
+		rc = seg_reader_open(src, NULL, &rd, err);
+	}
+	if (rc != ST_OK)
+		goto out;
+	const struct st_schema *fs = seg_reader_schema(rd);
+	for (uint32_t i = 0; i < sch->nfields; i++) {
+		col[i] = -1;
+		for (uint32_t k = 0; k < fs->nfields; k++)
+			if (fs->fields[k].id == sch->fields[i].id && fs->fields[k].type == sch->fields[i].type)
+				col[i] = (int)k;
+	}
+	out->add.file_id = store_next_fid(s);
+	store_seg_path(s, tid, out->add.file_id, out->path, sizeof out->path);
+	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows};
+	if ((rc = seg_writer_open(out->path, fs, &o, &w, err)) != ST_OK)
+		goto out;
+	struct st_vec *kept = calloc(fs->nfields, sizeof *kept);
+	void **bufs = calloc((size_t)fs->nfields * 3, sizeof *bufs);
+	if (!kept || !bufs) {
+		free(kept);
+		free(bufs);
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t g = 0; g < seg_reader_row_groups(rd) && rc == ST_OK; g++) {
+		struct seg_batch *b;
+		if ((rc = seg_reader_read(rd, g, NULL, &b, err)) != ST_OK)
+			break;
+		free(sel);
+		free(keep);
+		free(zeros);
+		sel = malloc(((size_t)b->rows + 1) * 4);
+		keep = malloc(((size_t)b->rows + 1) * 4);
+		zeros = calloc(((size_t)b->rows + 1) * 8, 1);
+		if (!sel || !keep || !zeros) {
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			break;
+		}
+		for (uint32_t i = 0; i < sch->nfields; i++)
+			tv[i] = col[i] >= 0 ? b->cols[col[i]]
+					    : (struct st_vec){.type = sch->fields[i].type, .n = b->rows,
+							      .validity = zeros, .data = zeros,
+							      .offsets = (const uint32_t *)zeros,
+							      .bytes = zeros};
+		uint32_t nsel, nkeep = 0;
+		if ((rc = expr_eval(pred, tv, b->rows, sel, &nsel, err)) != ST_OK)
+			break;
+		for (uint32_t i = 0, j = 0; i < b->rows; i++) {
+			if (j < nsel && sel[j] == i)
+				j++;
+			else
+				keep[nkeep++] = i;
+		}
+		*removed_rows += nsel;
+		if (nkeep == 0)
+			continue;
+		for (uint32_t k = 0; k < fs->nfields && rc == ST_OK; k++)
+			if (gather(&b->cols[k], keep, nkeep, &kept[k], &bufs[3 * k]) != ST_OK)
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		if (rc == ST_OK)
+			rc = seg_writer_append(w, kept, nkeep, err);
+		for (uint32_t k = 0; k < (size_t)fs->nfields * 3; k++) {
+			free(bufs[k]);
+			bufs[k] = NULL;
+		}
+	}
+	free(kept);
+	free(bufs);
+	if (rc != ST_OK)
+		goto out;
+	if ((rc = seg_writer_close(w, &out->info, err)) != ST_OK) {
+		w = NULL;
+		goto out;
+	}
+	w = NULL;
+	out->written = true;
+	if (out->info.rows == 0) { /* every row matched: no new file */
+		store_rewrite_fini(out);
+		goto out;
+	}
+	struct act_add *a = &out->add;
+	a->size = out->info.size;
+	a->rows = out->info.rows;
+	a->crc = out->info.crc;
+	a->data_change = true;
+	a->ncols = out->info.ncols;
+	a->stats = out->info.stats;
+	a->field_ids = calloc(fs->nfields + 1, sizeof *a->field_ids);
+	out->types = calloc(fs->nfields + 1, 1);
+	if (!a->field_ids || !out->types) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t k = 0; k < fs->nfields; k++) {
+		a->field_ids[k] = fs->fields[k].id;
+		out->types[k] = fs->fields[k].type;
+	}
+out:
+	seg_writer_abort(w);
+	seg_reader_close(rd);
+	if (rc != ST_OK)
+		store_rewrite_fini(out);
+	free(inl_src);
+	free(tv);
+	free(col);
+	free(sel);
+	free(keep);
+	free(zeros);
+	return rc;
+}
