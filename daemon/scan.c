@@ -122,6 +122,57 @@ static int snapshot_files(st_scan *sc, MDB_txn *txn, struct st_err *err)
 	return rc;
 }
 
+/* LSN of commit (tid, v), or UINT64_MAX when unreadable. */
+static uint64_t commit_lsn(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v)
+{
+	uint8_t key[16];
+	be64(key, tid);
+	be64(key + 8, v);
+	MDB_val k = {16, key}, d;
+	struct act_commit *c;
+	uint64_t lsn = UINT64_MAX;
+	if (mdb_get(txn, s->db[DB_COMMITS], &k, &d) == 0 &&
+	    act_decode(d.mv_data, d.mv_size, &c, NULL) == ST_OK) {
+		lsn = c->lsn;
+		act_commit_free(c);
+	}
+	return lsn;
+}
+
+/* The newest version of table h whose commit LSN is <= lsn (binary search:
+ * LSNs grow with versions). */
+static int version_at_lsn(st_store *s, MDB_txn *txn, const struct table_head *h, int64_t lsn,
+			  uint64_t *v, struct st_err *err)
+{
+	uint64_t lo = h->oldest, hi = h->version;
+	if (lsn < 0 || commit_lsn(s, txn, h->tid, lo) > (uint64_t)lsn)
+		return st_seterr(err, ST_ERANGE,
+				 "table '%s' has no retained version at LSN %lld (it was created or "
+				 "vacuumed later)", h->meta->name, (long long)lsn);
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+		if (commit_lsn(s, txn, h->tid, mid) <= (uint64_t)lsn)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	*v = lo;
+	return ST_OK;
+}
+
+uint64_t st_store_lsn(st_store *s)
+{
+	MDB_txn *txn;
+	uint64_t lsn = 0;
+	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
+		MDB_val k = {3, "lsn"}, v;
+		if (mdb_get(txn, s->db[DB_META], &k, &v) == 0 && v.mv_size == 8)
+			lsn = st_get_le64(v.mv_data);
+		mdb_txn_abort(txn);
+	}
+	return lsn;
+}
+
 int st_scan_open(st_store *s, const char *table, struct st_at at, const char *const *columns,
 		 uint32_t ncolumns, const char *predicate, st_scan **out, struct st_err *err)
 {
@@ -164,6 +215,10 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 			rc = st_seterr(err, rc, "table '%s': %s", table, m);
 			goto out;
 		}
+		break;
+	case ST_AT_LSN:
+		if ((rc = version_at_lsn(s, txn, &h, at.value, &sc->version, err)) != ST_OK)
+			goto out;
 		break;
 	default:
 		rc = st_seterr(err, ST_EINVAL, "unknown version selector %d", (int)at.kind);

@@ -194,8 +194,8 @@ void st_txn_abort(st_txn *t);
 
 /* Which version to read. */
 struct st_at {
-	enum { ST_AT_LATEST = 0, ST_AT_VERSION = 1, ST_AT_TIME = 2 } kind; /* how */
-	int64_t value; /* the version, or the time in µs since epoch */
+	enum { ST_AT_LATEST = 0, ST_AT_VERSION = 1, ST_AT_TIME = 2, ST_AT_LSN = 3 } kind; /* how */
+	int64_t value; /* the version, the time in µs since epoch, or an LSN */
 };
 
 /* One batch of scan output: the projected columns of one row group and
@@ -219,6 +219,13 @@ struct st_scan_batch {
  */
 int st_scan_open(st_store *s, const char *table, struct st_at at, const char *const *columns,
 		 uint32_t ncolumns, const char *predicate, st_scan **out, struct st_err *err);
+
+/*
+ * The store's last LSN. Scans opened with {ST_AT_LSN, lsn} read every
+ * table as it was after that commit: a consistent snapshot across tables
+ * (take the LSN once, then scan several tables at it).
+ */
+uint64_t st_store_lsn(st_store *s);
 
 /* The version the scan reads. */
 uint64_t st_scan_version(const st_scan *sc);
