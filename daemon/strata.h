@@ -292,14 +292,17 @@ struct st_vacuum_result {
 	uint64_t bytes;          /* their size */
 	uint64_t pinned;         /* old enough, but held by an open scan: kept */
 	uint64_t oldest_version; /* oldest version still fully readable afterwards */
+	uint64_t commits_pruned; /* commits older than log_retention removed from history */
 	char **paths;            /* dry_run: the files, "(inline)" for inline ones */
 	uint32_t npaths;         /* count of paths */
 };
 
 /*
  * Delete the data files of table that were removed longer ago than the
- * retention and that no open scan reads. Versions that needed them become
- * unreadable (time travel reports ST_ERANGE). A retain_us below the table's
+ * retention and that no open scan reads, and prune history older than the
+ * table's log_retention (default 30 days; kept down to a commit that
+ * carries metadata). Versions that lost files or commits become
+ * unreadable (time travel reports ST_ERANGE); version numbers never change. A retain_us below the table's
  * file_retention is refused (ST_EINVAL) unless force.
  * Errors: ST_ENOTFOUND, ST_EINVAL, ST_EFAILED, LMDB errors.
  */

@@ -93,6 +93,72 @@ static int retention(const struct act_metadata *m, const char *key, int64_t def,
 	return ST_OK;
 }
 
+/* Commit (tid, v) decoded, or NULL. */
+static struct act_commit *commit_get(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v,
+				     MDB_val *raw)
+{
+	uint8_t key[16];
+	be64(key, tid);
+	be64(key + 8, v);
+	MDB_val k = {16, key};
+	struct act_commit *c = NULL;
+	if (mdb_get(txn, s->db[DB_COMMITS], &k, raw) == 0)
+		act_decode(raw->mv_data, raw->mv_size, &c, NULL);
+	return c;
+}
+
+/* The oldest version to keep for a log cutoff time: the newest commit with
+ * metadata at or before the newest commit older than cutoff. */
+static int prune_point(st_store *s, MDB_txn *txn, const struct table_head *h, int64_t cutoff,
+		       uint64_t *keep_from, struct st_err *err)
+{
+	uint64_t v;
+	*keep_from = h->oldest;
+	if (store_version_at_time(s, txn, h->tid, cutoff, &v, NULL) != ST_OK || v <= h->oldest)
+		return ST_OK; /* nothing old enough */
+	for (;; v--) {
+		MDB_val raw;
+		struct act_commit *c = commit_get(s, txn, h->tid, v, &raw);
+		if (!c)
+			return st_seterr(err, ST_ECORRUPT, "table '%s': commit %llu is unreadable",
+					 h->meta->name, (unsigned long long)v);
+		bool meta = c->metadata != NULL;
+		act_commit_free(c);
+		if (meta || v == h->oldest) {
+			*keep_from = v;
+			return ST_OK;
+		}
+	}
+}
+
+/* Delete commits oldest .. keep_from-1 of table h with their lsn and ts entries. */
+static int prune_commits(st_store *s, MDB_txn *txn, const struct table_head *h,
+			 uint64_t keep_from, struct st_err *err)
+{
+	for (uint64_t v = h->oldest; v < keep_from; v++) {
+		MDB_val raw;
+		struct act_commit *c = commit_get(s, txn, h->tid, v, &raw);
+		if (!c)
+			continue;
+		uint8_t key[16], lk[8], tk[16];
+		be64(key, h->tid);
+		be64(key + 8, v);
+		be64(lk, c->lsn);
+		be64(tk, h->tid);
+		be64(tk + 8, (uint64_t)c->time_us ^ (1ull << 63));
+		act_commit_free(c);
+		MDB_val k = {16, key}, l = {8, lk}, t = {16, tk};
+		int mrc = mdb_del(txn, s->db[DB_COMMITS], &k, NULL);
+		if (mrc == 0 && (mrc = mdb_del(txn, s->db[DB_LSN], &l, NULL)) == MDB_NOTFOUND)
+			mrc = 0;
+		if (mrc == 0 && (mrc = mdb_del(txn, s->db[DB_TS], &t, NULL)) == MDB_NOTFOUND)
+			mrc = 0;
+		if (mrc != 0)
+			return store_lmdb_err(err, mrc, "pruning history");
+	}
+	return ST_OK;
+}
+
 int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 	      struct st_vacuum_result *res, struct st_err *err)
 {
@@ -177,14 +243,26 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 		rc = store_lmdb_err(err, mrc, "vacuuming");
 		goto out;
 	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	/* History older than log_retention goes too, down to a commit that
+	 * carries metadata, so every retained version can still be described. */
+	int64_t log_keep;
+	uint64_t log_oldest = h.oldest;
+	if ((rc = retention(h.meta, "log_retention", 30 * DAY_US, &log_keep, err)) != ST_OK ||
+	    (rc = prune_point(s, txn, &h, store_now_us() - log_keep, &log_oldest, err)) != ST_OK)
+		goto out;
+	if (log_oldest > new_oldest)
+		new_oldest = log_oldest;
 	res->oldest_version = new_oldest;
-	if (opts->dry_run || res->files == 0)
+	res->commits_pruned = log_oldest - h.oldest;
+	if (opts->dry_run || (res->files == 0 && res->commits_pruned == 0))
+		goto out;
+	if ((rc = prune_commits(s, txn, &h, log_oldest, err)) != ST_OK)
 		goto out;
 	h.oldest = new_oldest;
 	if ((rc = head_put(s, txn, &h, err)) != ST_OK)
 		goto out;
-	mdb_cursor_close(cur);
-	cur = NULL;
 	rc = store_commit_txn(s, txn, "vacuuming", err);
 	txn = NULL;
 	/* The records are gone durably: now the files can go. */
