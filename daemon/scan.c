@@ -82,19 +82,30 @@ void st_scan_close(st_scan *sc)
 }
 
 /* The files of table tid live at version v. */
-static int snapshot_files(st_scan *sc, MDB_txn *txn, struct st_err *err)
+static int snapshot_files(st_scan *sc, MDB_txn *txn, bool head, struct st_err *err)
 {
 	int rc = ST_OK, mrc;
 	MDB_cursor *cur;
 	uint8_t key[8];
 	uint32_t cap = 0;
-	if ((mrc = mdb_cursor_open(txn, sc->s->db[DB_FILES], &cur)) != 0)
+	/* At the head the live index lists exactly the files: removed files,
+	 * however many history kept, are never touched. Older versions walk
+	 * every retained file record of the table. */
+	if ((mrc = mdb_cursor_open(txn, sc->s->db[head ? DB_LIVE : DB_FILES], &cur)) != 0)
 		return store_lmdb_err(err, mrc, "opening a snapshot");
 	be64(key, sc->tid);
 	MDB_val k = {8, key}, v;
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == sc->tid;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (head) {
+			MDB_val fk = k;
+			if ((mrc = mdb_get(txn, sc->s->db[DB_FILES], &fk, &v)) != 0) {
+				rc = st_seterr(err, ST_ECORRUPT, "table '%s': a live file has no record",
+					       sc->table);
+				break;
+			}
+		}
 		/* Peek at added/removed before decoding the statistics. */
 		if (v.mv_size < 16)
 			continue;
@@ -237,7 +248,7 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 		goto out;
 	}
 	sc->pinned = true;
-	if ((rc = snapshot_files(sc, txn, err)) != ST_OK)
+	if ((rc = snapshot_files(sc, txn, sc->version == h.version, err)) != ST_OK)
 		goto out;
 	mdb_txn_abort(txn);
 	txn = NULL;

@@ -8,8 +8,9 @@
  * commit_vs_lmdb     durable 1-row appends/s ÷ raw LMDB durable txns/s
  *                    (8-byte key, 200-byte value, default flags), same disk
  * ingest_rows_per_s  the benchmark table in 1M-row durable commits
- * open_ms            opening the store after --commits commits
- * snapshot_open_ratio  opening a scan at version 1 ÷ at head
+ * open_ms            reopening the store afterwards (all tables, ~100k+ commits)
+ * snapshot_open_ratio  opening a scan at version 1 ÷ at head, on a table of
+ *                    --history commits and 1000 live files
  * group_commit_gain  32 writer threads ÷ 1 (writers are serialized today)
  */
 #include <lmdb.h>
@@ -116,19 +117,22 @@ static double appends_rate(st_store *s, int threads, int total)
 int main(int argc, char **argv)
 {
 	uint64_t rows = 10000000;
-	int commits = 2000;
+	int commits = 2000, history = 100000;
 	char dir[256] = "";
 	for (int a = 1; a < argc; a++) {
 		if (!strcmp(argv[a], "--rows") && a + 1 < argc)
 			rows = strtoull(argv[++a], NULL, 10);
 		else if (!strcmp(argv[a], "--commits") && a + 1 < argc)
 			commits = atoi(argv[++a]);
+		else if (!strcmp(argv[a], "--history") && a + 1 < argc)
+			history = atoi(argv[++a]);
 		else if (!strcmp(argv[a], "--dir") && a + 1 < argc)
 			snprintf(dir, sizeof dir, "%s", argv[++a]);
 		else {
 			fprintf(stderr, "usage: bench-store [--rows N] [--commits N] [--dir PATH]\n"
 					"  --rows N     rows ingested in 1M-row commits (default 10000000)\n"
-					"  --commits N  1-row commits for the open and snapshot figures (default 2000)\n"
+					"  --commits N  1-row commits for commit_vs_lmdb (default 2000)\n"
+					"  --history N  commits of the snapshot table, >= 1001 (default 100000)\n"
 					"  --dir PATH   where to work (default: a new directory under build/)\n");
 			return strcmp(argv[a], "--help") ? 2 : 0;
 		}
@@ -136,8 +140,8 @@ int main(int argc, char **argv)
 	if (!dir[0]) {
 		snprintf(dir, sizeof dir, "build/bench-store-%d", (int)getpid());
 	}
-	if (rows < 1 || commits < 2) {
-		fprintf(stderr, "bench-store: --rows >= 1, --commits >= 2\n");
+	if (rows < 1 || commits < 2 || history < 1001) {
+		fprintf(stderr, "bench-store: --rows >= 1, --commits >= 2, --history >= 1001\n");
 		return 2;
 	}
 	char path[512];
@@ -163,17 +167,34 @@ int main(int argc, char **argv)
 	metric("lmdb_txns_per_s", lmdb_rate, "txns/s");
 	metric("commit_vs_lmdb", commit_rate / lmdb_rate, "ratio");
 
-	/* Snapshot open at version 1 vs head, on the table just written. */
+	/* A table with `history` commits and ~1k live files: 1000 one-row
+	 * appends, then metadata-only commits (property changes) until the
+	 * log holds `history` commits (no compaction exists yet to churn
+	 * files). Snapshot open at version 1 vs head. */
+	struct st_table_spec hs = {.name = "hist", .cols = one_cols, .ncols = 1};
+	if (st_table_create(s, &hs, ST_CREATE_ERROR, NULL, &err) != ST_OK)
+		die("create", &err);
+	for (int i = 0; i < 1000; i++)
+		if (append_one(s, "hist", i, &err) != ST_OK)
+			die("append", &err);
+	for (int i = 1001; i < history; i++) {
+		char val[24];
+		snprintf(val, sizeof val, "%d", i);
+		struct st_alter a = {ST_ALTER_SET_PROPERTY, "note", val, 0};
+		struct st_commit_result ar;
+		if (st_table_alter(s, "hist", &a, &ar, &err) != ST_OK)
+			die("alter", &err);
+	}
 	double t1[9], th[9];
 	for (int k = 0; k < 9; k++) {
 		st_scan *sc;
 		double a0 = now();
-		if (st_scan_open(s, "one", (struct st_at){ST_AT_VERSION, 1}, NULL, 0, NULL, &sc, &err))
+		if (st_scan_open(s, "hist", (struct st_at){ST_AT_VERSION, 1}, NULL, 0, NULL, &sc, &err))
 			die("snapshot", &err);
 		t1[k] = now() - a0;
 		st_scan_close(sc);
 		a0 = now();
-		if (st_scan_open(s, "one", (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc, &err))
+		if (st_scan_open(s, "hist", (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc, &err))
 			die("snapshot", &err);
 		th[k] = now() - a0;
 		st_scan_close(sc);
@@ -186,7 +207,8 @@ int main(int argc, char **argv)
 	metric("snapshot_open_v1_ms", m1 * 1e3, "ms");
 	metric("snapshot_open_head_ms", mh * 1e3, "ms");
 	metric("snapshot_open_ratio", m1 / mh, "ratio");
-	metric("snapshot_live_files", commits, "files");
+	metric("snapshot_live_files", 1000, "files");
+	metric("snapshot_table_commits", history, "commits");
 
 	/* Group commit: 32 writers vs 1. */
 	struct st_table_spec g = {.name = "g", .cols = one_cols, .ncols = 1};
@@ -227,7 +249,7 @@ int main(int argc, char **argv)
 	if (st_store_open(path, NULL, &s, &err) != ST_OK)
 		die("reopen", &err);
 	metric("open_ms", (now() - t0) * 1e3, "ms");
-	metric("open_commits", commits + gn * 2 + rows / 1000000 + 3, "commits");
+	metric("open_commits", commits + gn * 2 + history + rows / 1000000 + 3, "commits");
 	st_store_close(s);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
