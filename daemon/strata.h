@@ -36,6 +36,7 @@
 
 typedef struct st_store st_store; /* an open data directory */
 typedef struct st_scan st_scan;   /* a scan over one table snapshot */
+struct st_commit_result;          /* below, with the writes */
 
 /* Options of st_store_open. Zero-initialized options give the defaults. */
 struct st_store_opts {
@@ -104,6 +105,11 @@ int st_table_list(st_store *s, char ***names, uint32_t *n, struct st_err *err);
  * not retained or not yet written), ST_ENOMEM, ST_ECORRUPT. */
 int st_table_describe(st_store *s, const char *table, int64_t version,
 		      struct act_metadata **out, struct st_err *err);
+
+/* Rename a table: a commit (the table id, its files and history stay).
+ * Errors: ST_ENOTFOUND, ST_EEXIST, ST_EINVAL (bad new name), LMDB errors. */
+int st_table_rename(st_store *s, const char *table, const char *new_name,
+		    struct st_commit_result *res, struct st_err *err);
 
 /* Drop a table: a final commit; its data files stay until vacuum.
  * Errors: ST_ENOTFOUND, LMDB errors. */

@@ -356,3 +356,58 @@ out:
 	head_fini(&h);
 	return rc;
 }
+
+int st_table_rename(st_store *s, const char *table, const char *new_name,
+		    struct st_commit_result *res, struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_txn *txn = NULL;
+	struct table_head h = {0}, other = {0};
+	char *copy = NULL;
+	memset(res, 0, sizeof *res);
+	if ((rc = check_name(new_name, err)) != ST_OK)
+		return rc;
+	if ((rc = store_write_begin(s, &txn, "renaming a table", err)) != ST_OK ||
+	    (rc = head_get(s, txn, table, &h, err)) != ST_OK)
+		goto out;
+	if (head_get(s, txn, new_name, &other, NULL) == ST_OK) {
+		rc = st_seterr(err, ST_EEXIST, "table '%s' already exists", new_name);
+		goto out;
+	}
+	if (!(copy = strdup(new_name))) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	free(h.meta->name);
+	h.meta->name = copy;
+	struct act_kv params[2] = {{"from", (char *)table}, {"to", (char *)new_name}};
+	struct act_commit c = {.metadata = h.meta};
+	c.info.operation = "RENAME TABLE";
+	c.info.params = params;
+	c.info.nparams = 2;
+	c.info.read_version = (int64_t)h.version;
+	c.info.isolation = ACT_ISO_SERIALIZABLE;
+	if ((rc = store_put_commit(s, txn, &h, &c, err)) != ST_OK ||
+	    (rc = head_put(s, txn, &h, err)) != ST_OK)
+		goto out;
+	uint8_t tk[8];
+	be64(tk, h.tid);
+	MDB_val ok = {strlen(table), (void *)table}, nk = {strlen(new_name), (void *)new_name},
+		v = {8, tk};
+	if ((mrc = mdb_del(txn, s->db[DB_NAMES], &ok, NULL)) != 0 ||
+	    (mrc = mdb_put(txn, s->db[DB_NAMES], &nk, &v, MDB_NOOVERWRITE)) != 0) {
+		rc = store_lmdb_err(err, mrc, "renaming a table");
+		goto out;
+	}
+	rc = store_commit_txn(s, txn, "renaming a table", err);
+	txn = NULL;
+	if (rc == ST_OK) {
+		res->version = h.version;
+		res->time_us = h.time_us;
+	}
+out:
+	store_write_end(s, txn);
+	head_fini(&h);
+	head_fini(&other);
+	return rc;
+}

@@ -306,6 +306,17 @@ static void t_tables_create_modes_drop_list(void)
 	CHECK_EQ(n, 2);
 	CHECK(n == 2 && !strcmp(names[0], "alpha") && !strcmp(names[1], "readings"));
 	free(names);
+	struct st_commit_result rr;
+	CHECK_EQ(st_table_rename(s, "alpha", "readings", &rr, &err), ST_EEXIST);
+	CHECK_EQ(st_table_rename(s, "alpha", "bad/name", &rr, &err), ST_EINVAL);
+	REQUIRE(st_table_rename(s, "alpha", "beta", &rr, &err) == ST_OK);
+	CHECK_EQ(rr.version, 1);
+	CHECK_EQ(st_table_rename(s, "alpha", "gamma", &rr, &err), ST_ENOTFOUND);
+	struct act_metadata *bm;
+	REQUIRE(st_table_describe(s, "beta", -1, &bm, &err) == ST_OK);
+	CHECK(!strcmp(bm->name, "beta"));
+	act_metadata_free(bm);
+	REQUIRE(st_table_rename(s, "beta", "alpha", &rr, &err) == ST_OK);
 	REQUIRE(st_table_drop(s, "alpha", &err) == ST_OK);
 	CHECK_EQ(st_table_drop(s, "alpha", &err), ST_ENOTFOUND);
 	REQUIRE(st_table_list(s, &names, &n, &err) == ST_OK);
