@@ -36,9 +36,16 @@ void store_file_stats(const struct st_schema *sch, const struct file_rec *f,
 		memset(&out[i], 0, sizeof out[i]);
 		out[i].rows = out[i].null_count = f->rows;
 		out[i].min.type = out[i].max.type = sch->fields[i].type;
-		for (uint32_t k = 0; k < f->ncols; k++)
-			if (f->field_ids[k] == sch->fields[i].id && f->types[k] == sch->fields[i].type)
+		for (uint32_t k = 0; k < f->ncols; k++) {
+			if (f->field_ids[k] != sch->fields[i].id)
+				continue;
+			if (f->types[k] == sch->fields[i].type) {
 				st_stats_copy(&out[i], &f->stats[k]);
+			} else if (store_widens(f->types[k], sch->fields[i].type)) {
+				st_stats_copy(&out[i], &f->stats[k]);
+				store_stats_widen(&out[i], sch->fields[i].type);
+			}
+		}
 	}
 }
 
@@ -103,12 +110,14 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 	uint8_t *inl_src = NULL;
 	struct st_vec *tv = calloc(sch->nfields, sizeof *tv);
 	int *col = calloc(sch->nfields, sizeof *col);
+	void **wbuf = calloc(sch->nfields + 1, sizeof *wbuf); /* widened columns */
+	size_t *wcap = calloc(sch->nfields + 1, sizeof *wcap);
 	uint32_t *sel = NULL, *keep = NULL;
 	uint8_t *zeros = NULL;
 	char src[PATH_MAX];
 	memset(out, 0, sizeof *out);
 	*removed_rows = 0;
-	if (!tv || !col) {
+	if (!tv || !col || !wbuf || !wcap) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -140,7 +149,9 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 	for (uint32_t i = 0; i < sch->nfields; i++) {
 		col[i] = -1;
 		for (uint32_t k = 0; k < fs->nfields; k++)
-			if (fs->fields[k].id == sch->fields[i].id && fs->fields[k].type == sch->fields[i].type)
+			if (fs->fields[k].id == sch->fields[i].id &&
+			    (fs->fields[k].type == sch->fields[i].type ||
+			     store_widens(fs->fields[k].type, sch->fields[i].type)))
 				col[i] = (int)k;
 	}
 	out->add.file_id = store_next_fid(s);
@@ -170,12 +181,19 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 			rc = st_seterr(err, ST_ENOMEM, "out of memory");
 			break;
 		}
-		for (uint32_t i = 0; i < sch->nfields; i++)
+		for (uint32_t i = 0; i < sch->nfields && rc == ST_OK; i++) {
 			tv[i] = col[i] >= 0 ? b->cols[col[i]]
 					    : (struct st_vec){.type = sch->fields[i].type, .n = b->rows,
 							      .validity = zeros, .data = zeros,
 							      .offsets = (const uint32_t *)zeros,
 							      .bytes = zeros};
+			if (col[i] >= 0 && tv[i].type != sch->fields[i].type &&
+			    store_vec_widen(&b->cols[col[i]], sch->fields[i].type, &tv[i], &wbuf[i],
+					    &wcap[i]) != ST_OK)
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		}
+		if (rc != ST_OK)
+			break;
 		uint32_t nsel, nkeep = 0;
 		if ((rc = expr_eval(pred, tv, b->rows, sel, &nsel, err)) != ST_OK)
 			break;
@@ -237,6 +255,10 @@ out:
 	free(inl_src);
 	free(tv);
 	free(col);
+	for (uint32_t i = 0; wbuf && i < sch->nfields; i++)
+		free(wbuf[i]);
+	free(wbuf);
+	free(wcap);
 	free(sel);
 	free(keep);
 	free(zeros);

@@ -49,6 +49,8 @@ struct st_scan {
 	size_t zeros_cap;            /* its bytes */
 	struct st_scan_batch batch;  /* returned by st_scan_next */
 	bool pinned;                 /* (tid, version) registered against vacuum */
+	void **wbuf;                 /* per schema field: widened values */
+	size_t *wcap;                /* their sizes */
 };
 
 uint64_t st_scan_version(const st_scan *sc)
@@ -67,6 +69,8 @@ void st_scan_close(st_scan *sc)
 	for (uint32_t i = 0; i < sc->nfiles; i++)
 		file_rec_fini(&sc->files[i]);
 	free(sc->files);
+	for (uint32_t i = 0; sc->wbuf && sc->meta && i < sc->meta->schema.nfields; i++)
+		free(sc->wbuf[i]);
 	act_metadata_free(sc->meta);
 	expr_free(sc->pred);
 	free(sc->proj);
@@ -78,6 +82,8 @@ void st_scan_close(st_scan *sc)
 	free(sc->stats);
 	free(sc->sel);
 	free(sc->zeros);
+	free(sc->wbuf);
+	free(sc->wcap);
 	free(sc);
 }
 
@@ -277,7 +283,9 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 	sc->vecs = calloc(F, sizeof *sc->vecs);
 	sc->out = calloc(sc->nproj + 1, sizeof *sc->out);
 	sc->stats = calloc(F, sizeof *sc->stats);
-	if (!sc->proj || !sc->need || !sc->seg_col || !sc->vecs || !sc->out || !sc->stats) {
+	sc->wbuf = calloc(F, sizeof *sc->wbuf);
+	sc->wcap = calloc(F, sizeof *sc->wcap);
+	if (!sc->wbuf || !sc->wcap || !sc->proj || !sc->need || !sc->seg_col || !sc->vecs || !sc->out || !sc->stats) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -321,13 +329,7 @@ static bool file_may_match(st_scan *sc, const struct file_rec *f)
 {
 	if (!sc->pred)
 		return true;
-	const struct st_schema *sch = &sc->meta->schema;
-	for (uint32_t i = 0; i < sch->nfields; i++) {
-		null_stats(&sc->stats[i], sch->fields[i].type, f->rows);
-		for (uint32_t k = 0; k < f->ncols; k++)
-			if (f->field_ids[k] == sch->fields[i].id && f->types[k] == sch->fields[i].type)
-				st_stats_copy(&sc->stats[i], &f->stats[k]);
-	}
+	store_file_stats(&sc->meta->schema, f, sc->stats);
 	return expr_may_match(sc->pred, sc->stats) != EXPR_MATCH_NONE;
 }
 
@@ -384,7 +386,8 @@ static int open_next_file(st_scan *sc, bool *opened, struct st_err *err)
 			sc->seg_col[i] = -1;
 			for (uint32_t k = 0; k < fs->nfields; k++)
 				if (fs->fields[k].id == sch->fields[i].id) {
-					if (fs->fields[k].type != sch->fields[i].type)
+					if (fs->fields[k].type != sch->fields[i].type &&
+					    !store_widens(fs->fields[k].type, sch->fields[i].type))
 						return st_seterr(err, ST_ECORRUPT,
 								 "table '%s': file %s stores column '%s' as %s, "
 								 "the table says %s", sc->table, path,
@@ -433,7 +436,11 @@ int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *e
 		if (sc->pred) {
 			for (uint32_t i = 0; i < sch->nfields; i++) {
 				if (sc->seg_col[i] >= 0)
+				{
 					st_stats_copy(&sc->stats[i], &m->chunks[sc->seg_col[i]].stats);
+					if (sc->stats[i].min.type != sch->fields[i].type)
+						store_stats_widen(&sc->stats[i], sch->fields[i].type);
+				}
 				else
 					null_stats(&sc->stats[i], sch->fields[i].type, m->rows);
 			}
@@ -448,7 +455,11 @@ int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *e
 		for (uint32_t i = 0; i < sch->nfields; i++) {
 			if (!sc->need[i])
 				memset(&sc->vecs[i], 0, sizeof sc->vecs[i]);
-			else if (sc->seg_col[i] >= 0)
+			else if (sc->seg_col[i] >= 0 && b->cols[sc->seg_col[i]].type != sch->fields[i].type) {
+				if (store_vec_widen(&b->cols[sc->seg_col[i]], sch->fields[i].type, &sc->vecs[i],
+						    &sc->wbuf[i], &sc->wcap[i]) != ST_OK)
+					return st_seterr(err, ST_ENOMEM, "out of memory");
+			} else if (sc->seg_col[i] >= 0)
 				sc->vecs[i] = b->cols[sc->seg_col[i]];
 			else /* the file predates the column: all NULL */
 				sc->vecs[i] = (struct st_vec){.type = sch->fields[i].type, .n = b->rows,

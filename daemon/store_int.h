@@ -189,6 +189,13 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 void store_file_stats(const struct st_schema *sch, const struct file_rec *f,
 		      struct st_col_stats *out);
 
+/* Type widening on read (daemon/widen.c): whether from widens to to;
+ * statistics and vectors of the older type converted to the table's. A
+ * converted vector's values live in *buf (grown to *cap bytes). */
+bool store_widens(int from, int to);
+void store_stats_widen(struct st_col_stats *st, int to);
+int store_vec_widen(const struct st_vec *in, int to, struct st_vec *out, void **buf, size_t *cap);
+
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);
 

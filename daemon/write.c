@@ -111,12 +111,18 @@ static int map_columns(const char *table, const struct act_metadata *meta,
 			f = (int)sc->nfields++;
 			m->meta_changed = true;
 		} else if (sc->fields[f].type != type) {
-			rc = st_seterr(err, ST_ESCHEMA,
-				       "table '%s': column '%s' expects type %s, the write has %s%s",
-				       table, sc->fields[f].name, st_type_name(sc->fields[f].type),
-				       st_type_name(type),
-				       merge ? " (type widening is not supported yet)" : "");
-			goto out;
+			if (!merge || !store_widens(sc->fields[f].type, type)) {
+				rc = st_seterr(err, ST_ESCHEMA,
+					       "table '%s': column '%s' expects type %s, the write has %s%s",
+					       table, sc->fields[f].name, st_type_name(sc->fields[f].type),
+					       st_type_name(type),
+					       merge ? " (merge_schema widens only int32 to int64, int32/int64 "
+						       "to float64 and date to timestamp)"
+						     : "; write with merge_schema to widen the column");
+				goto out;
+			}
+			sc->fields[f].type = (uint8_t)type; /* older segments are widened on read */
+			m->meta_changed = true;
 		}
 		m->field_of[i] = f;
 	}

@@ -838,6 +838,92 @@ static void t_log_retention(void)
 	st_store_close(s);
 }
 
+static void t_merge_schema_widening(void)
+{
+	st_store *s;
+	struct st_err err;
+	REQUIRE(st_store_open(new_dir(), &store_opts, &s, &err) == ST_OK);
+	struct st_column_def cols[3] = {{"n", ST_TYPE_INT32, true}, {"d", ST_TYPE_DATE, true},
+					{"x", ST_TYPE_INT64, true}};
+	struct st_table_spec spec = {.name = "w", .cols = cols, .ncols = 3};
+	REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	int32_t n32[3] = {-5, 7, 2000000000};
+	int32_t d32[3] = {0, 1, 20000};
+	int64_t x64[3] = {1, 3, 5};
+	const char *names[3] = {"n", "d", "x"};
+	struct st_vec v1[3] = {{.type = ST_TYPE_INT32, .n = 3, .data = n32},
+			       {.type = ST_TYPE_DATE, .n = 3, .data = d32},
+			       {.type = ST_TYPE_INT64, .n = 3, .data = x64}};
+	struct st_batch b1 = {3, names, v1, 3};
+	struct st_commit_result r;
+	REQUIRE(st_write(s, "w", &b1, 1, NULL, &r, &err) == ST_OK);
+	/* Without merge_schema a wider type is refused, with it the column widens. */
+	int64_t n64[2] = {5000000000LL, -1};
+	int64_t ts[2] = {86400000000LL * 20000 + 1, 0};
+	double xf[2] = {2.5, 4.5};
+	struct st_vec v2[3] = {{.type = ST_TYPE_INT64, .n = 2, .data = n64},
+			       {.type = ST_TYPE_TIMESTAMP, .n = 2, .data = ts},
+			       {.type = ST_TYPE_FLOAT64, .n = 2, .data = xf}};
+	struct st_batch b2 = {3, names, v2, 2};
+	CHECK_EQ(st_write(s, "w", &b2, 1, NULL, &r, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "write with merge_schema to widen");
+	struct st_write_opts merge = {.merge_schema = true};
+	REQUIRE(st_write(s, "w", &b2, 1, &merge, &r, &err) == ST_OK);
+	struct act_metadata *m;
+	REQUIRE(st_table_describe(s, "w", -1, &m, &err) == ST_OK);
+	CHECK_EQ(m->schema.fields[0].type, ST_TYPE_INT64);
+	CHECK_EQ(m->schema.fields[1].type, ST_TYPE_TIMESTAMP);
+	CHECK_EQ(m->schema.fields[2].type, ST_TYPE_FLOAT64);
+	act_metadata_free(m);
+	/* Narrowing is never allowed. */
+	struct st_batch b3 = {3, names, v1, 3};
+	CHECK_EQ(st_write(s, "w", &b3, 1, &merge, &r, &err), ST_ESCHEMA);
+	/* Old segments read in the new types, and their statistics prune right. */
+	st_scan *sc;
+	const char *cn[3] = {"n", "d", "x"};
+	REQUIRE(st_scan_open(s, "w", (struct st_at){0, 0}, cn, 3, "n >= 7 AND x > 2", &sc, &err) == ST_OK);
+	const struct st_scan_batch *bb;
+	int64_t rows = 0, nsum = 0, dsum = 0;
+	double xsum = 0;
+	while (st_scan_next(sc, &bb, &err) == ST_OK && bb) {
+		CHECK_EQ(bb->cols[0].type, ST_TYPE_INT64);
+		for (uint32_t i = 0; i < bb->nsel; i++) {
+			uint32_t k = bb->sel ? bb->sel[i] : i;
+			nsum += ((const int64_t *)bb->cols[0].data)[k];
+			dsum += ((const int64_t *)bb->cols[1].data)[k];
+			xsum += ((const double *)bb->cols[2].data)[k];
+			rows++;
+		}
+	}
+	st_scan_close(sc);
+	CHECK_EQ(rows, 3); /* 7 (x 3), 2000000000 (x 5), 5000000000 (x 2.5) */
+	CHECK_EQ(nsum, 7 + 2000000000LL + 5000000000LL);
+	CHECK_EQ(dsum, 86400000000LL * 1 + 86400000000LL * 20000 + 86400000000LL * 20000 + 1);
+	CHECK(xsum == 3 + 5 + 2.5);
+	/* Replace-where over a widened column rewrites the old file correctly. */
+	int64_t nn[1] = {2000000000};
+	int64_t tt[1] = {0};
+	double xx[1] = {9};
+	struct st_vec v4[3] = {{.type = ST_TYPE_INT64, .n = 1, .data = nn},
+			       {.type = ST_TYPE_TIMESTAMP, .n = 1, .data = tt},
+			       {.type = ST_TYPE_FLOAT64, .n = 1, .data = xx}};
+	struct st_batch b4 = {3, names, v4, 1};
+	struct st_write_opts rw = {.replace_where = "n = 2000000000"};
+	REQUIRE(st_write(s, "w", &b4, 1, &rw, &r, &err) == ST_OK);
+	REQUIRE(st_scan_open(s, "w", (struct st_at){0, 0}, cn, 3, "n = 2000000000", &sc, &err) == ST_OK);
+	rows = 0;
+	xsum = 0;
+	while (st_scan_next(sc, &bb, &err) == ST_OK && bb)
+		for (uint32_t i = 0; i < bb->nsel; i++) {
+			xsum += ((const double *)bb->cols[2].data)[bb->sel ? bb->sel[i] : i];
+			rows++;
+		}
+	st_scan_close(sc);
+	CHECK_EQ(rows, 1);
+	CHECK(xsum == 9);
+	st_store_close(s);
+}
+
 static int stage_and_commit_helper(st_store *s)
 {
 	st_txn *t;
@@ -890,6 +976,7 @@ static void t_segment_files(void)
 	t_restore();
 	t_vacuum();
 	t_replace_where();
+	t_merge_schema_widening();
 	store_opts.inline_max = 0;
 }
 
@@ -901,6 +988,7 @@ static const struct test_case tests[] = {
 	{"alter", t_alter},
 	{"replace_where", t_replace_where},
 	{"log_retention", t_log_retention},
+	{"merge_schema_widening", t_merge_schema_widening},
 	{"snapshot_across_tables_at_lsn", t_snapshot_across_tables_at_lsn},
 	{"map_full_is_clean", t_map_full_is_clean},
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
