@@ -540,3 +540,27 @@ out:
 	head_fini(&h);
 	return rc;
 }
+
+int store_scan_files(const st_scan *sc, uint64_t **fids, uint32_t *n, uint64_t *rows)
+{
+	*fids = calloc(sc->nfiles + 1, sizeof **fids);
+	*n = 0;
+	*rows = 0;
+	if (!*fids)
+		return ST_ENOMEM;
+	for (uint32_t i = 0; i < sc->nfiles; i++) {
+		(*fids)[(*n)++] = sc->files[i].fid;
+		*rows += sc->files[i].rows;
+	}
+	return ST_OK;
+}
+
+uint32_t store_scan_nfiles(const st_scan *sc)
+{
+	return sc->nfiles;
+}
+
+bool store_scan_file_inline(const st_scan *sc, uint32_t i)
+{
+	return sc->files[i].flags & 1;
+}

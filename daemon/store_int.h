@@ -196,6 +196,11 @@ bool store_widens(int from, int to);
 void store_stats_widen(struct st_col_stats *st, int to);
 int store_vec_widen(const struct st_vec *in, int to, struct st_vec *out, void **buf, size_t *cap);
 
+/* A head scan's files, for compaction (daemon/scan.c). */
+int store_scan_files(const st_scan *sc, uint64_t **fids, uint32_t *n, uint64_t *rows);
+uint32_t store_scan_nfiles(const st_scan *sc);
+bool store_scan_file_inline(const st_scan *sc, uint32_t i);
+
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);
 

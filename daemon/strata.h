@@ -284,6 +284,17 @@ int st_table_alter(st_store *s, const char *table, const struct st_alter *a,
 
 /* ---- maintenance ---------------------------------------------------- */
 
+/*
+ * Compact: rewrite the table's live files (and inline segments) into one
+ * segment file, as a commit whose actions are marked data_change = false:
+ * the rows do not change, so it never conflicts with concurrent appends,
+ * and a concurrent overwrite or replace-where that removed a file it read
+ * makes it fail with ST_ECONFLICT (retry). res->noop when there is
+ * nothing to do. Errors: ST_ENOTFOUND, ST_ECONFLICT, ST_EFAILED, errno.
+ */
+int st_table_compact(st_store *s, const char *table, struct st_commit_result *res,
+		     struct st_err *err);
+
 /* Options of st_vacuum. Zero-initialized: the table's file_retention
  * (default 7 days), for real. */
 struct st_vacuum_opts {

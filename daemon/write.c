@@ -274,6 +274,7 @@ struct staged {
 	uint64_t read_version;      /* head version when the write was staged */
 	uint8_t isolation;          /* ACT_ISO_* from the table's properties */
 	bool overwrite;             /* reads (and removes) every live file */
+	bool compaction;            /* rewrites the live files, data unchanged */
 	struct colmap m;            /* column map and the metadata after the write */
 	uint64_t rows;              /* rows written */
 	struct seg_file_info info;  /* the new segment, when rows > 0 */
@@ -465,6 +466,113 @@ out:
 	return rc;
 }
 
+int st_table_compact(st_store *s, const char *table, struct st_commit_result *res,
+		     struct st_err *err)
+{
+	int rc = ST_OK;
+	st_scan *sc = NULL;
+	st_txn *t = NULL;
+	struct seg_writer *w = NULL;
+	memset(res, 0, sizeof *res);
+	if ((rc = st_txn_begin(s, &t, err)) != ST_OK)
+		return rc;
+	struct staged *g = calloc(1, sizeof *g);
+	if (!g) {
+		st_txn_abort(t);
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	t->w = g;
+	t->n = 1;
+	snprintf(g->table, sizeof g->table, "%s", table);
+	g->compaction = true;
+	g->t0 = store_now_us();
+	if ((rc = st_scan_open(s, table, (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc, err)) != ST_OK)
+		goto out;
+	uint64_t rows = 0;
+	if ((rc = store_scan_files(sc, &g->read_files, &g->nread, &rows)) != ST_OK) {
+		rc = st_seterr(err, rc, "out of memory");
+		goto out;
+	}
+	/* The metadata the scan read is the head's: compaction changes none. */
+	MDB_txn *rt;
+	struct table_head h = {0};
+	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rt) == 0) {
+		rc = head_get(s, rt, table, &h, err);
+		mdb_txn_abort(rt);
+	}
+	if (rc != ST_OK || h.version != st_scan_version(sc)) {
+		head_fini(&h);
+		if (rc == ST_OK)
+			rc = st_seterr(err, ST_ECONFLICT, "table '%s' moved while compaction started; retry",
+				       table);
+		goto out;
+	}
+	g->tid = h.tid;
+	g->read_version = h.version;
+	g->isolation = isolation_of(h.meta);
+	g->m.meta = h.meta;
+	h.meta = NULL;
+	head_fini(&h);
+	if (g->nread < 2 && rows > 0) {
+		/* One file (or none) is already compact: nothing to commit. */
+		bool inline_left = false;
+		for (uint32_t i = 0; i < store_scan_nfiles(sc); i++)
+			inline_left |= store_scan_file_inline(sc, i);
+		if (!inline_left) {
+			res->noop = true;
+			res->version = g->read_version;
+			goto out;
+		}
+	}
+	if (g->nread == 0) {
+		res->noop = true;
+		res->version = g->read_version;
+		goto out;
+	}
+	struct act_add *a = &g->add;
+	a->file_id = store_next_fid(s);
+	store_seg_path(s, g->tid, a->file_id, g->path, sizeof g->path);
+	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows};
+	if ((rc = seg_writer_open(g->path, &g->m.meta->schema, &o, &w, err)) != ST_OK)
+		goto out;
+	const struct st_scan_batch *b;
+	while ((rc = st_scan_next(sc, &b, err)) == ST_OK && b)
+		if ((rc = seg_writer_append(w, b->cols, b->rows, err)) != ST_OK)
+			break;
+	if (rc != ST_OK)
+		goto out;
+	rc = seg_writer_close(w, &g->info, err);
+	w = NULL;
+	if (rc != ST_OK)
+		goto out;
+	g->written = true;
+	g->rows = g->info.rows;
+	a->size = g->info.size;
+	a->rows = g->info.rows;
+	a->crc = g->info.crc;
+	a->data_change = false;
+	a->ncols = g->info.ncols;
+	a->stats = g->info.stats;
+	a->field_ids = calloc(g->info.ncols + 1, sizeof *a->field_ids);
+	if (!a->field_ids) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < g->info.ncols; i++)
+		a->field_ids[i] = g->m.meta->schema.fields[i].id;
+	st_scan_close(sc);
+	sc = NULL;
+	rc = st_txn_commit(t, res, err);
+	t = NULL;
+	if (rc == ST_OK)
+		res->rows = 0; /* no rows were added: the same rows, rearranged */
+out:
+	seg_writer_abort(w);
+	st_scan_close(sc);
+	st_txn_abort(t);
+	return rc;
+}
+
 int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, uint32_t nb,
 		 const struct st_write_opts *opts, struct st_err *err)
 {
@@ -586,7 +694,8 @@ static int check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 	int rc = ST_OK;
 	/* A blind append (reads nothing, removes nothing, no app id) can only
 	 * lose to a metadata change, which the head records: no decoding. */
-	if (!w->overwrite && !w->pred && !w->app_id && h->meta_version <= w->read_version)
+	if (!w->overwrite && !w->pred && !w->app_id && !w->compaction &&
+	    h->meta_version <= w->read_version)
 		return ST_OK;
 	for (uint64_t v = w->read_version + 1; v <= h->version && rc == ST_OK; v++) {
 		uint8_t key[16];
@@ -664,7 +773,7 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 	if (!rm)
 		return st_seterr(err, ST_ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < w->nread; i++)
-		rm[i] = (struct act_remove){w->read_files[i], true};
+		rm[i] = (struct act_remove){w->read_files[i], !w->compaction};
 	struct act_add *adds = calloc(w->nrw + 2, sizeof *adds);
 	if (!adds) {
 		free(rm);
@@ -691,12 +800,12 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 	c.nremove = w->nread;
 	c.txns = &tx;
 	c.ntxn = w->app_id != NULL;
-	c.info.operation = "WRITE";
+	c.info.operation = w->compaction ? "COMPACT" : "WRITE";
 	c.info.params = params;
 	c.info.nparams = w->pred ? 2 : 1;
 	c.info.read_version = (int64_t)w->read_version;
 	c.info.isolation = w->isolation;
-	c.info.rows_added = w->rows;
+	c.info.rows_added = w->compaction ? 0 : w->rows;
 	c.info.rows_removed = w->rows_removed;
 	c.info.files_added = nadd;
 	c.info.bytes_added = w->info.size;

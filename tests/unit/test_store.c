@@ -924,6 +924,54 @@ static void t_merge_schema_widening(void)
 	st_store_close(s);
 }
 
+static void t_compaction(void)
+{
+	const char *dir = new_dir();
+	st_store *s = open_with_table(dir);
+	struct st_err err;
+	struct st_commit_result r;
+	int64_t sum, before;
+	for (int i = 0; i < 5; i++)
+		REQUIRE(append(s, i * 10, 10, &r, &err, NULL) == ST_OK); /* v1..v5 */
+	before = scan_count(s, (struct st_at){0, 0}, NULL, &sum);
+	/* Staged before the compaction: an append and an overwrite. */
+	st_txn *ta, *to;
+	struct st_write_opts ow = {.mode = ST_WRITE_OVERWRITE};
+	REQUIRE(st_txn_begin(s, &ta, &err) == ST_OK);
+	REQUIRE(stage(ta, "readings", 100, 2, NULL, &err) == ST_OK);
+	REQUIRE(st_txn_begin(s, &to, &err) == ST_OK);
+	REQUIRE(stage(to, "readings", 200, 2, &ow, &err) == ST_OK);
+	REQUIRE(st_table_compact(s, "readings", &r, &err) == ST_OK);
+	CHECK(!r.noop);
+	CHECK_EQ(r.version, 6);
+	int64_t sum2;
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum2), before);
+	CHECK_EQ(sum2, sum);
+	CHECK_EQ(count_segments(dir), 1); /* inline segments moved into one file */
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 3}, NULL, &sum2), 30);
+	struct act_commit **h;
+	uint32_t n;
+	REQUIRE(st_history(s, "readings", 1, &h, &n, &err) == ST_OK);
+	CHECK(!strcmp(h[0]->info.operation, "COMPACT"));
+	CHECK(h[0]->nadd == 1 && !h[0]->adds[0].data_change && !h[0]->removes[0].data_change);
+	CHECK_EQ(h[0]->info.rows_added, 0);
+	act_commit_free(h[0]);
+	free(h);
+	/* Compaction never conflicts with an append; an overwrite that read
+	 * the compacted files must retry. */
+	CHECK_EQ(st_txn_commit(ta, &r, &err), ST_OK);
+	CHECK_EQ(st_txn_commit(to, &r, &err), ST_ECONFLICT);
+	CHECK_CONTAINS(err.msg, "removed a file this write read");
+	/* Two files now (the compacted one and the append): compact again; then
+	 * one file is already compact. */
+	REQUIRE(st_table_compact(s, "readings", &r, &err) == ST_OK);
+	CHECK(!r.noop);
+	REQUIRE(st_table_compact(s, "readings", &r, &err) == ST_OK);
+	CHECK(r.noop);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum2), before + 2);
+	st_store_close(s);
+}
+
 static int stage_and_commit_helper(st_store *s)
 {
 	st_txn *t;
@@ -989,6 +1037,7 @@ static const struct test_case tests[] = {
 	{"replace_where", t_replace_where},
 	{"log_retention", t_log_retention},
 	{"merge_schema_widening", t_merge_schema_widening},
+	{"compaction", t_compaction},
 	{"snapshot_across_tables_at_lsn", t_snapshot_across_tables_at_lsn},
 	{"map_full_is_clean", t_map_full_is_clean},
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
