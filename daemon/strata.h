@@ -137,6 +137,8 @@ enum st_write_mode {
 struct st_write_opts {
 	enum st_write_mode mode;  /* append or overwrite */
 	bool merge_schema;        /* add new columns, widen types (DESIGN.md §7) */
+	bool overwrite_schema;    /* with ST_WRITE_OVERWRITE: the write's columns become the
+				   * table's (same name and type keep their field id) */
 	const char *replace_where; /* append mode: first remove the rows matching this
 				    * predicate (format/expr.h); every new row must match it */
 	const char *app_id;       /* idempotent writer id, or NULL */

@@ -64,8 +64,8 @@ static int meta_dup(const struct act_metadata *src, uint32_t extra, struct act_m
 
 /* Check the batches against the table (DESIGN.md §7) and build the map. */
 static int map_columns(const char *table, const struct act_metadata *meta,
-		       const struct st_batch *b, uint32_t nb, bool merge, struct colmap *m,
-		       struct st_err *err)
+		       const struct st_batch *b, uint32_t nb, bool merge, bool replace_schema,
+		       struct colmap *m, struct st_err *err)
 {
 	int rc = ST_OK;
 	const struct st_batch *b0 = &b[0];
@@ -76,6 +76,62 @@ static int map_columns(const char *table, const struct act_metadata *meta,
 		goto out;
 	}
 	struct st_schema *sc = &m->meta->schema;
+	if (replace_schema) {
+		/* overwrite_schema: the write's columns become the table's. A column
+		 * of the same name and type keeps its field id and nullability. */
+		struct st_field *old = sc->fields;
+		uint32_t nold = sc->nfields;
+		sc->fields = calloc(b0->ncols + 1, sizeof *sc->fields);
+		sc->nfields = 0;
+		if (!sc->fields) {
+			sc->fields = old;
+			sc->nfields = nold;
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (uint32_t i = 0; i < b0->ncols && rc == ST_OK; i++) {
+			const char *name = b0->names[i];
+			size_t len = strlen(name);
+			struct st_field *nf = &sc->fields[i];
+			if (len == 0 || len > ST_NAME_MAX || !st_type_is_supported(b0->cols[i].type))
+				rc = st_seterr(err, ST_ESCHEMA, "table '%s': cannot make column '%s' of type %s",
+					       table, name, st_type_name(b0->cols[i].type));
+			nf->type = b0->cols[i].type;
+			nf->nullable = true;
+			nf->id = 0;
+			memcpy(nf->name, name, len < ST_NAME_MAX ? len + 1 : ST_NAME_MAX);
+			for (uint32_t k = 0; k < nold; k++)
+				if (!strcasecmp(old[k].name, name) && old[k].type == nf->type) {
+					nf->id = old[k].id;
+					nf->nullable = old[k].nullable;
+				}
+			if (!nf->id)
+				nf->id = m->meta->next_field_id++;
+			sc->nfields++;
+		}
+		free(old);
+		for (uint32_t p = 0; rc == ST_OK && p < m->meta->npartition; p++) {
+			bool found = false;
+			for (uint32_t i = 0; i < sc->nfields; i++)
+				found |= sc->fields[i].id == m->meta->partition[p];
+			if (!found)
+				rc = st_seterr(err, ST_ESCHEMA, "table '%s': overwrite_schema would drop a "
+					       "partition column", table);
+		}
+		for (uint32_t k = 0; rc == ST_OK && k < m->meta->nconstraints; k++) {
+			struct expr *e;
+			struct st_err perr;
+			if (expr_parse(m->meta->constraints[k].expr, sc, &e, &perr) != ST_OK)
+				rc = st_seterr(err, ST_ESCHEMA, "table '%s': constraint '%s' (%s) does not fit "
+					       "the new schema: drop it first", table,
+					       m->meta->constraints[k].name, m->meta->constraints[k].expr);
+			else
+				expr_free(e);
+		}
+		if (rc != ST_OK)
+			goto out;
+		m->meta_changed = true;
+	}
 	for (uint32_t i = 0; i < b0->ncols; i++) {
 		const char *name = b0->names[i];
 		size_t len = strlen(name);
@@ -585,6 +641,9 @@ int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, u
 		opts = &defaults;
 	if (nb == 0 || !batches)
 		return st_seterr(err, ST_EINVAL, "table '%s': a write needs at least one batch", table);
+	if (opts->overwrite_schema && opts->mode != ST_WRITE_OVERWRITE)
+		return st_seterr(err, ST_EINVAL,
+				 "table '%s': overwrite_schema goes only with a full overwrite", table);
 	if (opts->replace_where && opts->mode != ST_WRITE_APPEND)
 		return st_seterr(err, ST_EINVAL, "table '%s': replace-where goes with append mode", table);
 	if (opts->app_id && (!opts->app_id[0] || strlen(opts->app_id) > 255))
@@ -623,7 +682,8 @@ int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, u
 		if (w->noop)
 			goto out; /* already committed: nothing to write */
 	}
-	if ((rc = map_columns(table, h.meta, batches, nb, opts->merge_schema, &w->m, err)) != ST_OK)
+	if ((rc = map_columns(table, h.meta, batches, nb, opts->merge_schema, opts->overwrite_schema,
+			      &w->m, err)) != ST_OK)
 		goto out;
 	if (w->overwrite && (rc = store_live_files(s, txn, h.tid, &w->read_files, &w->nread, err)) != ST_OK)
 		goto out;

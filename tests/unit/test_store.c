@@ -972,6 +972,39 @@ static void t_compaction(void)
 	st_store_close(s);
 }
 
+static void t_overwrite_schema(void)
+{
+	st_store *s = open_with_table(new_dir());
+	struct st_err err;
+	struct st_commit_result r;
+	int64_t sum;
+	REQUIRE(append(s, 0, 10, &r, &err, NULL) == ST_OK);
+	const char *names[2] = {"id", "temp"};
+	int64_t id[2] = {7, 8};
+	int32_t temp[2] = {20, 21};
+	struct st_vec v[2] = {{.type = ST_TYPE_INT64, .n = 2, .data = id},
+			      {.type = ST_TYPE_INT32, .n = 2, .data = temp}};
+	struct st_batch b = {2, names, v, 2};
+	struct st_write_opts bad = {.overwrite_schema = true};
+	CHECK_EQ(st_write(s, "readings", &b, 1, &bad, &r, &err), ST_EINVAL);
+	CHECK_CONTAINS(err.msg, "only with a full overwrite");
+	struct st_write_opts ow = {.mode = ST_WRITE_OVERWRITE, .overwrite_schema = true};
+	REQUIRE(st_write(s, "readings", &b, 1, &ow, &r, &err) == ST_OK);
+	struct act_metadata *m;
+	REQUIRE(st_table_describe(s, "readings", -1, &m, &err) == ST_OK);
+	CHECK_EQ(m->schema.nfields, 2);
+	CHECK(m->schema.fields[0].id == 1 && !m->schema.fields[0].nullable); /* kept */
+	CHECK(m->schema.fields[1].id == 4 && m->schema.fields[1].type == ST_TYPE_INT32);
+	act_metadata_free(m);
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, "temp > 20", &sum), 1);
+	CHECK_EQ(sum, 8);
+	REQUIRE(st_table_describe(s, "readings", 1, &m, &err) == ST_OK);
+	CHECK_EQ(m->schema.nfields, 3); /* history keeps the old schema */
+	act_metadata_free(m);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 1}, "sensor = 's1'", &sum), 3);
+	st_store_close(s);
+}
+
 static int stage_and_commit_helper(st_store *s)
 {
 	st_txn *t;
@@ -1038,6 +1071,7 @@ static const struct test_case tests[] = {
 	{"log_retention", t_log_retention},
 	{"merge_schema_widening", t_merge_schema_widening},
 	{"compaction", t_compaction},
+	{"overwrite_schema", t_overwrite_schema},
 	{"snapshot_across_tables_at_lsn", t_snapshot_across_tables_at_lsn},
 	{"map_full_is_clean", t_map_full_is_clean},
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
