@@ -230,23 +230,14 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 		store_rewrite_fini(out);
 		goto out;
 	}
-	struct act_add *a = &out->add;
-	a->size = out->info.size;
-	a->rows = out->info.rows;
-	a->crc = out->info.crc;
-	a->data_change = true;
-	a->ncols = out->info.ncols;
-	a->stats = out->info.stats;
-	a->field_ids = calloc(fs->nfields + 1, sizeof *a->field_ids);
-	out->types = calloc(fs->nfields + 1, 1);
-	if (!a->field_ids || !out->types) {
+	if ((rc = store_add_from_info(&out->add, &out->info, fs, true, err)) != ST_OK)
+		goto out;
+	if (!(out->types = calloc(fs->nfields + 1, 1))) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (uint32_t k = 0; k < fs->nfields; k++) {
-		a->field_ids[k] = fs->fields[k].id;
+	for (uint32_t k = 0; k < fs->nfields; k++)
 		out->types[k] = fs->fields[k].type;
-	}
 out:
 	seg_writer_abort(w);
 	seg_reader_close(rd);

@@ -705,3 +705,20 @@ int store_write_file(const char *path, const uint8_t *bytes, size_t len, struct 
 	}
 	return rc;
 }
+
+int store_add_from_info(struct act_add *a, const struct seg_file_info *info,
+			const struct st_schema *sc, bool data_change, struct st_err *err)
+{
+	a->size = info->size;
+	a->rows = info->rows;
+	a->crc = info->crc;
+	a->data_change = data_change;
+	a->ncols = info->ncols;
+	a->stats = info->stats; /* borrowed: info owns them */
+	a->field_ids = calloc(info->ncols + 1, sizeof *a->field_ids);
+	if (!a->field_ids)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < info->ncols; i++)
+		a->field_ids[i] = sc->fields[i].id;
+	return ST_OK;
+}

@@ -201,6 +201,11 @@ int store_scan_files(const st_scan *sc, uint64_t **fids, uint32_t *n, uint64_t *
 uint32_t store_scan_nfiles(const st_scan *sc);
 bool store_scan_file_inline(const st_scan *sc, uint32_t i);
 
+/* Fill an add action from what the segment writer reported for a file
+ * written with schema sc (field_ids allocated; stats borrowed from info). */
+int store_add_from_info(struct act_add *a, const struct seg_file_info *info,
+			const struct st_schema *sc, bool data_change, struct st_err *err);
+
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);
 

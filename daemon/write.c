@@ -603,19 +603,8 @@ int st_table_compact(st_store *s, const char *table, struct st_commit_result *re
 		goto out;
 	g->written = true;
 	g->rows = g->info.rows;
-	a->size = g->info.size;
-	a->rows = g->info.rows;
-	a->crc = g->info.crc;
-	a->data_change = false;
-	a->ncols = g->info.ncols;
-	a->stats = g->info.stats;
-	a->field_ids = calloc(g->info.ncols + 1, sizeof *a->field_ids);
-	if (!a->field_ids) {
-		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	if ((rc = store_add_from_info(a, &g->info, &g->m.meta->schema, false, err)) != ST_OK)
 		goto out;
-	}
-	for (uint32_t i = 0; i < g->info.ncols; i++)
-		a->field_ids[i] = g->m.meta->schema.fields[i].id;
 	st_scan_close(sc);
 	sc = NULL;
 	rc = st_txn_commit(t, res, err);
@@ -710,19 +699,7 @@ int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, u
 		}
 		w->written = w->inl == NULL;
 		a->is_inline = w->inl != NULL;
-		a->size = w->info.size;
-		a->rows = w->info.rows;
-		a->crc = w->info.crc;
-		a->data_change = true;
-		a->ncols = w->info.ncols;
-		a->stats = w->info.stats;
-		a->field_ids = calloc(w->info.ncols + 1, sizeof *a->field_ids);
-		if (!a->field_ids) {
-			rc = st_seterr(err, ST_ENOMEM, "out of memory");
-			goto out;
-		}
-		for (uint32_t i = 0; i < w->info.ncols; i++)
-			a->field_ids[i] = w->m.meta->schema.fields[i].id;
+		rc = store_add_from_info(a, &w->info, &w->m.meta->schema, true, err);
 	}
 out:
 	if (txn)
