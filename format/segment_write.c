@@ -29,10 +29,11 @@
 /* Buffered values of one column for the current row group. */
 struct wcol {
 	uint8_t *data;         /* fixed-width values, rg_rows slots */
-	uint8_t *validity;     /* bitmap of rg_rows bits, 1 = valid */
+	uint8_t *validity;     /* bitmap of cap rows, 1 = valid */
 	uint32_t *offsets;     /* varlen: rg_rows + 1 offsets */
 	struct st_buf bytes;   /* varlen: value bytes */
 	uint32_t null_count;   /* nulls buffered */
+	uint32_t cap;          /* rows the buffers hold (grows up to rg_rows) */
 	struct st_col_stats fstats; /* file statistics so far */
 	bool fstats_unbounded; /* some chunk had values but no bounds */
 };
@@ -184,20 +185,7 @@ static int writer_open(const char *path, struct st_buf *mem, const struct st_sch
 	memcpy(w->schema.fields, schema->fields, schema->nfields * sizeof *schema->fields);
 	for (uint32_t i = 0; i < schema->nfields; i++) {
 		struct wcol *c = &w->cols[i];
-		int type = schema->fields[i].type;
-		size_t width = st_type_width(type);
-		c->validity = calloc(rg_rows / 8 + 8, 1);
-		w->fixed_bytes += rg_rows / 8 + 8;
-		if (width) {
-			c->data = malloc((size_t)rg_rows * width + 64);
-			w->fixed_bytes += (size_t)rg_rows * width + 64;
-		} else {
-			c->offsets = malloc(((size_t)rg_rows + 1) * 4);
-			w->fixed_bytes += ((size_t)rg_rows + 1) * 4;
-		}
-		if (!c->validity || (width ? !c->data : !c->offsets))
-			goto oom;
-		c->fstats.min.type = c->fstats.max.type = (uint8_t)type;
+		c->fstats.min.type = c->fstats.max.type = (uint8_t)schema->fields[i].type;
 	}
 	w->mem = mem;
 	if (!mem)
@@ -440,6 +428,38 @@ static int check_batch(struct seg_writer *w, const struct st_vec *cols, uint32_t
 	return ST_OK;
 }
 
+/* Grow column c's buffers to hold `rows` rows (a small write never pays
+ * for a whole row group). Doubling, capped at rg_rows. */
+static int wcol_reserve(struct seg_writer *w, struct wcol *c, int type, uint32_t rows)
+{
+	if (rows <= c->cap)
+		return ST_OK;
+	uint32_t cap = c->cap ? c->cap : 1024;
+	while (cap < rows)
+		cap = cap > w->rg_rows / 2 ? w->rg_rows : cap * 2;
+	if (cap > w->rg_rows)
+		cap = w->rg_rows;
+	size_t width = st_type_width(type);
+	uint8_t *v = realloc(c->validity, cap / 8 + 8);
+	if (!v)
+		return ST_ENOMEM;
+	c->validity = v;
+	if (width) {
+		uint8_t *d = realloc(c->data, (size_t)cap * width + 64);
+		if (!d)
+			return ST_ENOMEM;
+		c->data = d;
+	} else {
+		uint32_t *o = realloc(c->offsets, ((size_t)cap + 1) * 4);
+		if (!o)
+			return ST_ENOMEM;
+		c->offsets = o;
+	}
+	w->fixed_bytes += (uint64_t)(cap - c->cap) * (width ? width : 4) + (cap - c->cap) / 8;
+	c->cap = cap;
+	return ST_OK;
+}
+
 /* Copy k rows starting at row `from` of v into column buffer slots at `at`. */
 static int copy_rows(struct wcol *c, const struct st_vec *v, uint32_t from,
 		     uint32_t k, uint32_t at)
@@ -488,7 +508,9 @@ int seg_writer_append(struct seg_writer *w, const struct st_vec *cols,
 		if (k > w->rg_rows - w->nbuf)
 			k = w->rg_rows - w->nbuf;
 		for (uint32_t i = 0; i < w->schema.nfields; i++) {
-			rc = copy_rows(&w->cols[i], &cols[i], done, k, w->nbuf);
+			rc = wcol_reserve(w, &w->cols[i], w->schema.fields[i].type, w->nbuf + k);
+			if (rc == ST_OK)
+				rc = copy_rows(&w->cols[i], &cols[i], done, k, w->nbuf);
 			if (rc == ST_ETOOBIG)
 				return fail(w, err, rc,
 					    "segment '%s': column '%s' holds more than 1 GiB of bytes "
