@@ -182,9 +182,7 @@ uint64_t st_store_lsn(st_store *s)
 	MDB_txn *txn;
 	uint64_t lsn = 0;
 	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
-		MDB_val k = {3, "lsn"}, v;
-		if (mdb_get(txn, s->db[DB_META], &k, &v) == 0 && v.mv_size == 8)
-			lsn = st_get_le64(v.mv_data);
+		store_last_lsn(s, txn, &lsn);
 		mdb_txn_abort(txn);
 	}
 	return lsn;

@@ -484,25 +484,21 @@ void file_rec_fini(struct file_rec *f)
 
 /* ---- commits ----------------------------------------------------------- */
 
-static int meta_u64(st_store *s, MDB_txn *txn, const char *key, uint64_t *v)
+int store_last_lsn(st_store *s, MDB_txn *txn, uint64_t *lsn)
 {
-	MDB_val k = {strlen(key), (void *)key}, d;
-	int mrc = mdb_get(txn, s->db[DB_META], &k, &d);
-	if (mrc == MDB_NOTFOUND) {
-		*v = 0;
-		return 0;
-	}
-	if (mrc == 0)
-		*v = d.mv_size == 8 ? st_get_le64(d.mv_data) : 0;
-	return mrc;
-}
-
-static int meta_put_u64(st_store *s, MDB_txn *txn, const char *key, uint64_t v)
-{
-	uint8_t b[8];
-	st_put_le64(b, v);
-	MDB_val k = {strlen(key), (void *)key}, d = {8, b};
-	return mdb_put(txn, s->db[DB_META], &k, &d, 0);
+	/* The lsn index's last key: no counter to rewrite on every commit (one
+	 * page less per commit). Pruning never removes the newest commit. */
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int mrc = mdb_cursor_open(txn, s->db[DB_LSN], &cur);
+	*lsn = 0;
+	if (mrc != 0)
+		return mrc;
+	mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	if (mrc == 0 && k.mv_size == 8)
+		*lsn = get_be64(k.mv_data);
+	mdb_cursor_close(cur);
+	return mrc == MDB_NOTFOUND ? 0 : mrc;
 }
 
 int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act_commit *c,
@@ -511,7 +507,7 @@ int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act
 	int rc = ST_OK, mrc;
 	struct st_buf b = {0};
 	uint64_t lsn;
-	if ((mrc = meta_u64(s, txn, "lsn", &lsn)) != 0)
+	if ((mrc = store_last_lsn(s, txn, &lsn)) != 0)
 		return store_lmdb_err(err, mrc, "reading the LSN");
 	/* A new table's head has version UINT64_MAX, time 0 and checksum 0,
 	 * so its first commit is version 0 with prev_checksum 0. */
@@ -540,8 +536,6 @@ int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act
 	k = (MDB_val){16, tsk};
 	v = (MDB_val){8, val};
 	if ((mrc = mdb_put(txn, s->db[DB_TS], &k, &v, 0)) != 0)
-		goto lmdb;
-	if ((mrc = meta_put_u64(s, txn, "lsn", c->lsn)) != 0)
 		goto lmdb;
 	h->version = c->version;
 	h->time_us = c->time_us;

@@ -206,6 +206,9 @@ bool store_scan_file_inline(const st_scan *sc, uint32_t i);
 int store_add_from_info(struct act_add *a, const struct seg_file_info *info,
 			const struct st_schema *sc, bool data_change, struct st_err *err);
 
+/* The last assigned LSN (0 before the first commit); an LMDB code. */
+int store_last_lsn(st_store *s, MDB_txn *txn, uint64_t *lsn);
+
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);
 
