@@ -227,6 +227,8 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		s->opts.map_size = 1ull << 30;
 	if (!s->opts.inline_max)
 		s->opts.inline_max = STORE_INLINE_MAX;
+	if (!s->opts.io)
+		s->opts.io = &st_io_posix;
 	if ((rc = mkdir_p(dir, err)) != ST_OK)
 		goto out;
 	snprintf(path, sizeof path, "%s/store", dir);
@@ -675,27 +677,29 @@ void store_write_end(st_store *s, MDB_txn *txn)
 	pthread_mutex_unlock(&s->write_lock);
 }
 
-int store_write_file(const char *path, const uint8_t *bytes, size_t len, struct st_err *err)
+int store_write_file(st_store *s, const char *path, const uint8_t *bytes, size_t len,
+		     struct st_err *err)
 {
+	const struct st_io *io = s->opts.io;
 	char tmp[PATH_MAX];
 	int rc = ST_OK, e;
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = io->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
 		return st_seterr(err, errno, "cannot create '%s': %s", tmp, strerror(errno));
-	if ((e = st_io_write_all(&st_io_posix, fd, bytes, len, 0)) != 0 || (fsync(fd) != 0 && (e = errno))) {
+	if ((e = st_io_write_all(io, fd, bytes, len, 0)) != 0 || (io->fsync(fd) != 0 && (e = errno))) {
 		rc = st_seterr(err, e, "writing '%s': %s", tmp, strerror(e));
-		close(fd);
-		unlink(tmp);
+		io->close(fd);
+		io->unlink(tmp);
 		return rc;
 	}
-	close(fd);
-	if (rename(tmp, path) != 0) {
+	io->close(fd);
+	if (io->rename(tmp, path) != 0) {
 		rc = st_seterr(err, errno, "renaming '%s': %s", tmp, strerror(errno));
-		unlink(tmp);
-	} else if ((e = st_io_fsync_dir(&st_io_posix, path)) != 0) {
+		io->unlink(tmp);
+	} else if ((e = st_io_fsync_dir(io, path)) != 0) {
 		rc = st_seterr(err, e, "fsync of the directory of '%s': %s", path, strerror(e));
-		unlink(path);
+		io->unlink(path);
 	}
 	return rc;
 }

@@ -152,7 +152,8 @@ int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_er
 void store_write_end(st_store *s, MDB_txn *txn);
 
 /* Write bytes to path durably: path.tmp, fsync, rename, fsync the directory. */
-int store_write_file(const char *path, const uint8_t *bytes, size_t len, struct st_err *err);
+int store_write_file(st_store *s, const char *path, const uint8_t *bytes, size_t len,
+		     struct st_err *err);
 
 /* A new file id, never handed out before in this data directory. */
 uint64_t store_next_fid(st_store *s);

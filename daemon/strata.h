@@ -32,6 +32,7 @@
 
 #include "format/actions.h"
 #include "format/error.h"
+#include "format/io.h"
 #include "format/types.h"
 
 typedef struct st_store st_store; /* an open data directory */
@@ -44,6 +45,8 @@ struct st_store_opts {
 	uint32_t row_group_rows; /* rows per segment row group; 0 = the format default */
 	uint32_t inline_max;     /* segments up to this many bytes live in LMDB instead of a
 				  * file (one fsync per small write); 0 = 16 KiB */
+	const struct st_io *io;  /* segment file operations; NULL = POSIX (tests inject
+				  * failures here, format/io.h) */
 };
 
 /*

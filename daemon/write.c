@@ -259,7 +259,7 @@ static int write_segment(st_store *s, const char *path, const struct colmap *m,
 	uint8_t *zeros = NULL;
 	size_t zlen = 0;
 	uint64_t row0 = 0;
-	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows};
+	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io};
 	if (!vecs) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
@@ -311,7 +311,7 @@ static int write_segment(st_store *s, const char *path, const struct colmap *m,
 		*inl = bytes;
 		*inl_len = len;
 	} else {
-		rc = store_write_file(path, bytes, len, err);
+		rc = store_write_file(s, path, bytes, len, err);
 		free(bytes);
 	}
 out:
@@ -588,7 +588,7 @@ int st_table_compact(st_store *s, const char *table, struct st_commit_result *re
 	struct act_add *a = &g->add;
 	a->file_id = store_next_fid(s);
 	store_seg_path(s, g->tid, a->file_id, g->path, sizeof g->path);
-	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows};
+	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io};
 	if ((rc = seg_writer_open(g->path, &g->m.meta->schema, &o, &w, err)) != ST_OK)
 		goto out;
 	const struct st_scan_batch *b;

@@ -10,6 +10,8 @@
 
 #include <pthread.h>
 
+#include <errno.h>
+
 #include "daemon/strata.h"
 #include "tests/test.h"
 
@@ -1005,6 +1007,64 @@ static void t_overwrite_schema(void)
 	st_store_close(s);
 }
 
+static int inject; /* 0 none, EIO: fsync fails, ENOSPC: pwrite fails */
+
+static int failing_fsync(int fd)
+{
+	if (inject == EIO) {
+		errno = EIO;
+		return -1;
+	}
+	return fsync(fd);
+}
+
+static ssize_t failing_pwrite(int fd, const void *b, size_t n, off_t off)
+{
+	if (inject == ENOSPC) {
+		errno = ENOSPC;
+		return -1;
+	}
+	return pwrite(fd, b, n, off);
+}
+
+static void t_io_failures(void)
+{
+	const char *dir = new_dir();
+	struct st_io io = st_io_posix;
+	io.fsync = failing_fsync;
+	io.pwrite = failing_pwrite;
+	struct st_store_opts o = {.inline_max = 1, .io = &io};
+	st_store *s;
+	struct st_err err;
+	REQUIRE(st_store_open(dir, &o, &s, &err) == ST_OK);
+	struct st_table_spec spec = {.name = "readings", .cols = sensor_cols, .ncols = 3};
+	REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	struct st_commit_result r;
+	REQUIRE(append(s, 0, 10, &r, &err, NULL) == ST_OK);
+	/* A full disk: a clear error, nothing written, the store goes on. */
+	inject = ENOSPC;
+	CHECK_EQ(append(s, 10, 10, &r, &err, NULL), ENOSPC);
+	inject = 0;
+	REQUIRE(append(s, 10, 10, &r, &err, NULL) == ST_OK);
+	CHECK_EQ(r.version, 2);
+	/* A failed fsync: the store refuses writes until reopened. */
+	inject = EIO;
+	CHECK_EQ(append(s, 20, 10, &r, &err, NULL), ST_EFAILED);
+	CHECK_CONTAINS(err.msg, "refuses writes until it is reopened");
+	inject = 0;
+	CHECK_EQ(append(s, 20, 10, &r, &err, NULL), ST_EFAILED);
+	struct st_alter a = {ST_ALTER_SET_PROPERTY, "k", "v", 0};
+	CHECK_EQ(st_table_alter(s, "readings", &a, &r, &err), ST_EFAILED);
+	int64_t sum;
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 20); /* reads still work */
+	st_store_close(s);
+	CHECK_EQ(count_segments(dir), 2); /* no leftover of the failed writes */
+	REQUIRE(st_store_open(dir, &o, &s, &err) == ST_OK);
+	REQUIRE(append(s, 20, 10, &r, &err, NULL) == ST_OK);
+	CHECK_EQ(r.version, 3);
+	st_store_close(s);
+}
+
 static int stage_and_commit_helper(st_store *s)
 {
 	st_txn *t;
@@ -1072,6 +1132,7 @@ static const struct test_case tests[] = {
 	{"merge_schema_widening", t_merge_schema_widening},
 	{"compaction", t_compaction},
 	{"overwrite_schema", t_overwrite_schema},
+	{"io_failures", t_io_failures},
 	{"snapshot_across_tables_at_lsn", t_snapshot_across_tables_at_lsn},
 	{"map_full_is_clean", t_map_full_is_clean},
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
