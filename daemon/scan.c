@@ -142,18 +142,9 @@ static int snapshot_files(st_scan *sc, MDB_txn *txn, bool head, struct st_err *e
 /* LSN of commit (tid, v), or UINT64_MAX when unreadable. */
 static uint64_t commit_lsn(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v)
 {
-	uint8_t key[16];
-	be64(key, tid);
-	be64(key + 8, v);
-	MDB_val k = {16, key}, d;
-	struct act_commit *c;
-	uint64_t lsn = UINT64_MAX;
-	if (mdb_get(txn, s->db[DB_COMMITS], &k, &d) == 0 &&
-	    act_decode(d.mv_data, d.mv_size, &c, NULL) == ST_OK) {
-		lsn = c->lsn;
-		act_commit_free(c);
-	}
-	return lsn;
+	uint64_t lsn;
+	int64_t t;
+	return store_commit_stamp(s, txn, tid, v, &lsn, &t) ? lsn : UINT64_MAX;
 }
 
 /* The newest version of table h whose commit LSN is <= lsn (binary search:

@@ -27,7 +27,7 @@
 #include "format/segment.h"
 
 static const char *const db_names[DB_COUNT] = {
-	"meta", "names", "tables", "commits", "lsn", "files", "live", "ts", "txns", "inline"};
+	"meta", "names", "tables", "commits", "lsn", "files", "live", "txns", "inline"};
 
 int64_t store_now_us(void)
 {
@@ -521,7 +521,7 @@ int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act
 	c->prev_checksum = h->checksum;
 	if ((rc = act_encode(c, &b, err)) != ST_OK)
 		goto out;
-	uint8_t key[16], lsnk[8], tsk[16], val[16];
+	uint8_t key[16], lsnk[8];
 	be64(key, h->tid);
 	be64(key + 8, c->version);
 	MDB_val k = {16, key}, v = {b.len, b.data};
@@ -531,13 +531,6 @@ int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act
 	k = (MDB_val){8, lsnk};
 	v = (MDB_val){16, key};
 	if ((mrc = mdb_put(txn, s->db[DB_LSN], &k, &v, MDB_NOOVERWRITE)) != 0)
-		goto lmdb;
-	be64(tsk, h->tid);
-	be64(tsk + 8, (uint64_t)c->time_us ^ (1ull << 63));
-	be64(val, c->version);
-	k = (MDB_val){16, tsk};
-	v = (MDB_val){8, val};
-	if ((mrc = mdb_put(txn, s->db[DB_TS], &k, &v, 0)) != 0)
 		goto lmdb;
 	h->version = c->version;
 	h->time_us = c->time_us;
@@ -552,33 +545,54 @@ out:
 	return rc;
 }
 
+bool store_commit_stamp(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, uint64_t *lsn,
+			int64_t *time_us)
+{
+	uint8_t key[16];
+	be64(key, tid);
+	be64(key + 8, v);
+	MDB_val k = {16, key}, d;
+	struct act_commit *c;
+	if (mdb_get(txn, s->db[DB_COMMITS], &k, &d) != 0 ||
+	    act_decode(d.mv_data, d.mv_size, &c, NULL) != ST_OK)
+		return false;
+	*lsn = c->lsn;
+	*time_us = c->time_us;
+	act_commit_free(c);
+	return true;
+}
+
 int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, uint64_t *v,
 			  struct st_err *err)
 {
-	MDB_cursor *cur;
-	uint8_t key[16];
-	int rc = ST_OK, mrc;
-	if ((mrc = mdb_cursor_open(txn, s->db[DB_TS], &cur)) != 0)
-		return store_lmdb_err(err, mrc, "time travel");
-	/* The first entry after (tid, t), then one back: the last at or before t. */
+	/* Commit times strictly increase with versions (STORE.md §4): a binary
+	 * search over the retained commits, no time index to keep per commit. */
+	uint8_t key[8];
 	be64(key, tid);
-	be64(key + 8, ((uint64_t)t ^ (1ull << 63)) + 1);
-	MDB_val k = {16, key}, d;
-	mrc = t == INT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
-	if (mrc == 0)
-		mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV);
-	else if (mrc == MDB_NOTFOUND)
-		mrc = mdb_cursor_get(cur, &k, &d, MDB_LAST);
-	if (mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == tid && d.mv_size == 8)
-		*v = get_be64(d.mv_data);
-	else if (mrc == 0 || mrc == MDB_NOTFOUND)
-		rc = st_seterr(err, ST_ERANGE,
-			       "no version at or before that time: it is before the table's first "
-			       "retained commit");
-	else
-		rc = store_lmdb_err(err, mrc, "time travel");
-	mdb_cursor_close(cur);
-	return rc;
+	MDB_val k = {8, key}, d;
+	uint64_t lsn;
+	int64_t when;
+	int mrc = mdb_get(txn, s->db[DB_TABLES], &k, &d);
+	if (mrc != 0 || d.mv_size < STORE_HEAD_FIXED)
+		return mrc ? store_lmdb_err(err, mrc, "time travel")
+			   : st_seterr(err, ST_ECORRUPT, "a table head is damaged");
+	uint64_t lo = st_get_le64((uint8_t *)d.mv_data + 32), hi = st_get_le64(d.mv_data);
+	if (!store_commit_stamp(s, txn, tid, lo, &lsn, &when) || when > t)
+		return st_seterr(err, ST_ERANGE,
+				 "no version at or before that time: it is before the table's first "
+				 "retained commit");
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+		if (!store_commit_stamp(s, txn, tid, mid, &lsn, &when))
+			return st_seterr(err, ST_ECORRUPT, "commit %llu is unreadable",
+					 (unsigned long long)mid);
+		if (when <= t)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	*v = lo;
+	return ST_OK;
 }
 
 int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, uint32_t *n,

@@ -24,7 +24,7 @@
 
 /* The named databases of STORE.md §2. */
 enum {
-	DB_META, DB_NAMES, DB_TABLES, DB_COMMITS, DB_LSN, DB_FILES, DB_LIVE, DB_TS, DB_TXNS,
+	DB_META, DB_NAMES, DB_TABLES, DB_COMMITS, DB_LSN, DB_FILES, DB_LIVE, DB_TXNS,
 	DB_INLINE, DB_COUNT
 };
 
@@ -209,6 +209,10 @@ int store_add_from_info(struct act_add *a, const struct seg_file_info *info,
 
 /* The last assigned LSN (0 before the first commit); an LMDB code. */
 int store_last_lsn(st_store *s, MDB_txn *txn, uint64_t *lsn);
+
+/* LSN and time of commit (tid, v); false when it is not retained. */
+bool store_commit_stamp(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, uint64_t *lsn,
+			int64_t *time_us);
 
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);

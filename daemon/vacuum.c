@@ -131,7 +131,7 @@ static int prune_point(st_store *s, MDB_txn *txn, const struct table_head *h, in
 	}
 }
 
-/* Delete commits oldest .. keep_from-1 of table h with their lsn and ts entries. */
+/* Delete commits oldest .. keep_from-1 of table h with their lsn entries. */
 static int prune_commits(st_store *s, MDB_txn *txn, const struct table_head *h,
 			 uint64_t keep_from, struct st_err *err)
 {
@@ -140,18 +140,14 @@ static int prune_commits(st_store *s, MDB_txn *txn, const struct table_head *h,
 		struct act_commit *c = commit_get(s, txn, h->tid, v, &raw);
 		if (!c)
 			continue;
-		uint8_t key[16], lk[8], tk[16];
+		uint8_t key[16], lk[8];
 		be64(key, h->tid);
 		be64(key + 8, v);
 		be64(lk, c->lsn);
-		be64(tk, h->tid);
-		be64(tk + 8, (uint64_t)c->time_us ^ (1ull << 63));
 		act_commit_free(c);
-		MDB_val k = {16, key}, l = {8, lk}, t = {16, tk};
+		MDB_val k = {16, key}, l = {8, lk};
 		int mrc = mdb_del(txn, s->db[DB_COMMITS], &k, NULL);
 		if (mrc == 0 && (mrc = mdb_del(txn, s->db[DB_LSN], &l, NULL)) == MDB_NOTFOUND)
-			mrc = 0;
-		if (mrc == 0 && (mrc = mdb_del(txn, s->db[DB_TS], &t, NULL)) == MDB_NOTFOUND)
 			mrc = 0;
 		if (mrc != 0)
 			return store_lmdb_err(err, mrc, "pruning history");
