@@ -12,6 +12,7 @@
 #
 # Missing Debian packages are installed by .ci/deps (see README.md).
 
+.DEFAULT_GOAL := all
 B        ?= build
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -36,13 +37,15 @@ ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 include $(B)/deps.mk
 endif
 
-$(B)/deps.mk: .ci/deps
+$(B)/deps.mk: .ci/deps Makefile
 	@mkdir -p $(B)
 	@sh .ci/deps
 	@{ echo "PKG_CFLAGS := $$(pkg-config --cflags $(PKGS))"; \
 	   echo "LZ4_LIBS := $$(pkg-config --libs liblz4)"; \
 	   echo "MSGPACK_LIBS := $$(pkg-config --libs $(MSGPACK_PKG))"; \
-	   echo "LMDB_LIBS := $$(pkg-config --libs lmdb)"; } > $@
+	   echo "LMDB_LIBS := $$(pkg-config --libs lmdb)"; \
+	   echo "NN_LIBS := $$(pkg-config --libs nanomsg)"; \
+	   echo "YAML_LIBS := $$(pkg-config --libs yaml-0.1)"; } > $@
 
 # ---- sources ------------------------------------------------------------
 # Program entry points are named *_main.c and stay out of the libraries.
@@ -51,7 +54,12 @@ DAEMON_SRC  := $(filter-out %_main.c,$(wildcard daemon/*.c))
 LIB_OBJ     := $(FORMAT_SRC:%.c=$(B)/%.o) $(DAEMON_SRC:%.c=$(B)/%.o)
 # libstrata: the format and the store, for the daemon, the tools and appliances.
 STRATA_LIB  := $(B)/libstrata.a
-STRATA_LIBS  = $(STRATA_LIB) $(LMDB_LIBS) $(LZ4_LIBS) $(MSGPACK_LIBS) -lpthread -lm
+STRATA_LIBS  = $(STRATA_LIB) $(LMDB_LIBS) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) $(YAML_LIBS) -lpthread -lm
+# libstrata-client: admin/ minus program entry points (wire client, CSV/JSONL
+# readers); it speaks the wire protocol and uses only format/.
+ADMIN_SRC   := $(filter-out %_main.c,$(wildcard admin/*.c))
+CLIENT_LIB  := $(B)/libstrata-client.a
+CLIENT_LIBS  = $(CLIENT_LIB) $(STRATA_LIBS)
 
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
@@ -63,13 +71,17 @@ PROGS := $(B)/strata-inspect $(B)/bench-format $(B)/bench-store $(B)/strata-demo
 
 .SECONDARY:
 .PHONY: all test run bench bench-format bench-store asan fuzz format lint-deps install uninstall clean
-all: $(STRATA_LIB) $(PROGS) $(UNIT_BIN) $(REPLAY_BIN)
+all: $(STRATA_LIB) $(CLIENT_LIB) $(PROGS) $(UNIT_BIN) $(REPLAY_BIN)
 
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(STRATA_LIB): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(CLIENT_LIB): $(ADMIN_SRC:%.c=$(B)/%.o)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
@@ -83,8 +95,8 @@ $(B)/bench-format: $(B)/tests/bench/bench_format.o $(B)/tests/bench/table.o $(ST
 $(B)/bench-store: $(B)/tests/bench/bench_store.o $(B)/tests/bench/table.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
 
-$(B)/tests/test_%: $(B)/tests/unit/test_%.o $(B)/tests/bench/table.o $(STRATA_LIB)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
+$(B)/tests/test_%: $(B)/tests/unit/test_%.o $(B)/tests/bench/table.o $(CLIENT_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LIBS)
 
 # Fuzz targets built with the normal compiler replay their committed corpus.
 # Like the fuzzers, they link a copy of format/ built in fuzzing mode (CRC

@@ -241,75 +241,6 @@ struct operand {
 	size_t off, len;    /* where it was in the text */
 };
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	const int64_t era = (y >= 0 ? y : y - 399) / 400;
-	const unsigned yoe = (unsigned)(y - era * 400);
-	const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-	z += 719468;
-	const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	const unsigned doe = (unsigned)(z - era * 146097);
-	const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	const unsigned mp = (5 * doy + 2) / 153;
-	*d = doy - (153 * mp + 2) / 5 + 1;
-	*m = mp < 10 ? mp + 3 : mp - 9;
-	*y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
-/* Parse 'YYYY-MM-DD[( |T)HH:MM:SS[.ffffff]][Z]'; false when malformed. */
-static bool parse_datetime(const char *s, size_t n, bool date_only, int64_t *days, int64_t *us)
-{
-	int y, mo, d, h = 0, mi = 0, se = 0, used = 0;
-	long frac = 0;
-	char buf[64];
-	if (n >= sizeof buf)
-		return false;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	if (sscanf(buf, "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3 || used != 10)
-		return false;
-	const char *r = buf + used;
-	if (*r && !date_only) {
-		int u2 = 0;
-		if ((*r != ' ' && *r != 'T') || sscanf(r + 1, "%2d:%2d:%2d%n", &h, &mi, &se, &u2) != 3 ||
-		    u2 != 8)
-			return false;
-		r += 1 + u2;
-		if (*r == '.') {
-			int digits = 0;
-			r++;
-			while (isdigit((unsigned char)*r) && digits < 6) {
-				frac = frac * 10 + (*r++ - '0');
-				digits++;
-			}
-			if (digits == 0 || isdigit((unsigned char)*r))
-				return false;
-			while (digits++ < 6)
-				frac *= 10;
-		}
-		if (*r == 'Z')
-			r++;
-	}
-	if (*r)
-		return false;
-	static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
-	    h > 23 || mi > 59 || se > 59)
-		return false;
-	*days = days_from_civil(y, (unsigned)mo, (unsigned)d);
-	*us = ((*days * 86400 + h * 3600 + mi * 60 + se) * 1000000) + frac;
-	return true;
-}
-
 /* Unescape the current string token into o (owned copy). */
 static bool take_string(struct parser *p, struct operand *o)
 {
@@ -399,7 +330,7 @@ static bool parse_operand(struct parser *p, struct operand *o)
 			return perr(p, ST_ESYNTAX, date ? "expected 'YYYY-MM-DD' after DATE"
 						      : "expected 'YYYY-MM-DD HH:MM:SS[.ffffff]' after TIMESTAMP"), false;
 		int64_t days, us;
-		if (!parse_datetime(p->text + p->t.off + 1, p->t.len - 2, date, &days, &us))
+		if (!st_parse_datetime(p->text + p->t.off + 1, p->t.len - 2, date, &days, &us))
 			return perr(p, ST_ESYNTAX, date ? "not a valid date 'YYYY-MM-DD'"
 						      : "not a valid timestamp 'YYYY-MM-DD HH:MM:SS[.ffffff]'"), false;
 		o->lk = date ? L_DATE : L_TS;
@@ -498,7 +429,7 @@ static bool coerce(struct parser *p, const struct operand *o, int type, enum cmp
 			x = type == ST_TYPE_DATE ? o->i : o->i * 86400000000LL;
 		} else if (o->lk == L_STR && (type == ST_TYPE_DATE || type == ST_TYPE_TIMESTAMP)) {
 			int64_t days, us;
-			if (!parse_datetime(o->s, o->slen, type == ST_TYPE_DATE, &days, &us))
+			if (!st_parse_datetime(o->s, o->slen, type == ST_TYPE_DATE, &days, &us))
 				return perr(p, ST_ETYPE, type == ST_TYPE_DATE ? "string is not a date 'YYYY-MM-DD'"
 									  : "string is not a timestamp"), false;
 			x = type == ST_TYPE_DATE ? days : us;
@@ -1268,7 +1199,7 @@ static void emit_value(struct out *o, const struct st_value *v)
 		}
 		int64_t y;
 		unsigned m, d;
-		civil_from_days(days, &y, &m, &d);
+		st_civil_from_days(days, &y, &m, &d);
 		if (y < 0 || y > 9999) /* no calendar literal: the number itself */
 			snprintf(b, sizeof b, "%" PRId64,
 				 v->type == ST_TYPE_DATE ? (int64_t)v->v.i32 : v->v.i64);

@@ -4,6 +4,8 @@
  */
 #include "format/types.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <strings.h>
 #include <string.h>
 
@@ -119,4 +121,74 @@ int st_value_cmp(const struct st_value *a, const struct st_value *b)
 	default:
 		return 0;
 	}
+}
+
+/* ---- calendar (proleptic Gregorian, UTC) ---- */
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	const int64_t era = (y >= 0 ? y : y - 399) / 400;
+	const unsigned yoe = (unsigned)(y - era * 400);
+	const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+void st_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+	z += 719468;
+	const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	const unsigned doe = (unsigned)(z - era * 146097);
+	const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	const unsigned mp = (5 * doy + 2) / 153;
+	*d = doy - (153 * mp + 2) / 5 + 1;
+	*m = mp < 10 ? mp + 3 : mp - 9;
+	*y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+bool st_parse_datetime(const char *s, size_t n, bool date_only, int64_t *days, int64_t *us)
+{
+	int y, mo, d, h = 0, mi = 0, se = 0, used = 0;
+	long frac = 0;
+	char buf[64];
+	if (n >= sizeof buf)
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	if (sscanf(buf, "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3 || used != 10)
+		return false;
+	const char *r = buf + used;
+	if (*r && !date_only) {
+		int u2 = 0;
+		if ((*r != ' ' && *r != 'T') || sscanf(r + 1, "%2d:%2d:%2d%n", &h, &mi, &se, &u2) != 3 ||
+		    u2 != 8)
+			return false;
+		r += 1 + u2;
+		if (*r == '.') {
+			int digits = 0;
+			r++;
+			while (isdigit((unsigned char)*r) && digits < 6) {
+				frac = frac * 10 + (*r++ - '0');
+				digits++;
+			}
+			if (digits == 0 || isdigit((unsigned char)*r))
+				return false;
+			while (digits++ < 6)
+				frac *= 10;
+		}
+		if (*r == 'Z')
+			r++;
+	}
+	if (*r)
+		return false;
+	static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
+	    h > 23 || mi > 59 || se > 59)
+		return false;
+	*days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+	*us = ((*days * 86400 + h * 3600 + mi * 60 + se) * 1000000) + frac;
+	return true;
 }

@@ -163,4 +163,14 @@ void st_stats_copy(struct st_col_stats *dst, const struct st_col_stats *src);
  * numeric order (callers keep NaN out). */
 int st_value_cmp(const struct st_value *a, const struct st_value *b);
 
+/*
+ * Text form of dates and timestamps: 'YYYY-MM-DD[( |T)HH:MM:SS[.ffffff]][Z]'
+ * (UTC). With date_only, only 'YYYY-MM-DD'. On success *days is the day
+ * number and *us the microseconds since the epoch; false when malformed or
+ * not a calendar date. s need not be NUL-terminated.
+ */
+bool st_parse_datetime(const char *s, size_t n, bool date_only, int64_t *days, int64_t *us);
+/* Year, month (1-12) and day (1-31) of a day number (days since 1970-01-01). */
+void st_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
+
 #endif
