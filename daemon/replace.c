@@ -123,23 +123,9 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 	}
 	store_seg_path(s, tid, f->fid, src, sizeof src);
 	if (f->flags & 1) {
-		MDB_txn *txn;
-		int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-		uint8_t key[16];
-		be64(key, tid);
-		be64(key + 8, f->fid);
-		MDB_val k = {16, key}, v = {0, NULL};
-		if (mrc == 0 && (mrc = mdb_get(txn, s->db[DB_INLINE], &k, &v)) == 0 &&
-		    (inl_src = malloc(v.mv_size + 1)))
-			memcpy(inl_src, v.mv_data, v.mv_size);
-		if (mrc == 0)
-			mdb_txn_abort(txn);
-		if (mrc != 0 || !inl_src) {
-			rc = mrc ? store_lmdb_err(err, mrc, "reading an inline segment")
-				 : st_seterr(err, ST_ENOMEM, "out of memory");
-			goto out;
-		}
-		rc = seg_reader_open_mem(src, inl_src, v.mv_size, &rd, err);
+		size_t len;
+		if ((rc = store_inline_copy(s, NULL, tid, f, &inl_src, &len, err)) == ST_OK)
+			rc = seg_reader_open_mem(src, inl_src, len, &rd, err);
 	} else {
 		rc = seg_reader_open(src, NULL, &rd, err);
 	}

@@ -18,66 +18,11 @@
 #include "daemon/store_int.h"
 #include "format/io.h"
 
-/* Files of table tid live at version v (added <= v < removed). */
-static int files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct file_rec **out,
-		    uint32_t *n, struct st_err *err)
+/* Bring segment file f back as new file id fid: a hard link (inline
+ * files are copied with their record). */
+static int revive(st_store *s, uint64_t tid, const struct file_rec *f, uint64_t fid,
+		  struct st_err *err)
 {
-	int rc = ST_OK, mrc;
-	MDB_cursor *cur;
-	uint8_t key[8];
-	uint32_t cap = 0;
-	*out = NULL;
-	*n = 0;
-	if ((mrc = mdb_cursor_open(txn, s->db[DB_FILES], &cur)) != 0)
-		return store_lmdb_err(err, mrc, "restoring");
-	be64(key, tid);
-	MDB_val k = {8, key}, d;
-	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
-	     mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == tid && rc == ST_OK;
-	     mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
-		if (d.mv_size < 16 || st_get_le64(d.mv_data) > v ||
-		    st_get_le64((uint8_t *)d.mv_data + 8) <= v)
-			continue;
-		if (*n == cap) {
-			struct file_rec *f = realloc(*out, (cap = cap ? cap * 2 : 16) * sizeof *f);
-			if (!f) {
-				rc = st_seterr(err, ST_ENOMEM, "out of memory");
-				break;
-			}
-			*out = f;
-		}
-		if (file_rec_decode(get_be64((uint8_t *)k.mv_data + 8), d.mv_data, d.mv_size,
-				    &(*out)[*n]) != ST_OK)
-			rc = st_seterr(err, ST_ECORRUPT, "a file record of the table is damaged");
-		else
-			(*n)++;
-	}
-	mdb_cursor_close(cur);
-	return rc;
-}
-
-/* Bring file f back as new file id fid: hard link or inline copy. */
-static int revive(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
-		  uint64_t fid, struct st_err *err)
-{
-	uint8_t key[16];
-	be64(key, tid);
-	if (f->flags & 1) {
-		be64(key + 8, f->fid);
-		MDB_val k = {16, key}, v;
-		int mrc = mdb_get(txn, s->db[DB_INLINE], &k, &v);
-		if (mrc != 0)
-			return store_lmdb_err(err, mrc, "restoring an inline segment");
-		uint8_t *copy = malloc(v.mv_size + 1);
-		if (!copy)
-			return st_seterr(err, ST_ENOMEM, "out of memory");
-		memcpy(copy, v.mv_data, v.mv_size);
-		be64(key + 8, fid);
-		MDB_val nk = {16, key}, nv = {v.mv_size, copy};
-		mrc = mdb_put(txn, s->db[DB_INLINE], &nk, &nv, MDB_NOOVERWRITE);
-		free(copy);
-		return mrc ? store_lmdb_err(err, mrc, "restoring an inline segment") : ST_OK;
-	}
 	char from[PATH_MAX], to[PATH_MAX];
 	store_seg_path(s, tid, f->fid, from, sizeof from);
 	store_seg_path(s, tid, fid, to, sizeof to);
@@ -90,7 +35,7 @@ static int revive(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec
 int st_table_restore(st_store *s, const char *table, struct st_at at,
 		     struct st_commit_result *res, struct st_err *err)
 {
-	int rc = ST_OK, mrc;
+	int rc = ST_OK;
 	MDB_txn *txn = NULL;
 	struct table_head h = {0};
 	struct act_metadata *then = NULL;
@@ -100,7 +45,6 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 	uint32_t nlive = 0, nlinked = 0;
 	struct act_add *adds = NULL;
 	struct act_remove *rms = NULL;
-	struct st_buf rec = {0};
 	uint64_t target;
 	memset(res, 0, sizeof *res);
 	if ((rc = store_write_begin(s, &txn, "restoring", err)) != ST_OK ||
@@ -118,7 +62,7 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 		goto out;
 	}
 	if ((rc = store_meta_at(s, txn, &h, target, &then, err)) != ST_OK ||
-	    (rc = files_at(s, txn, h.tid, target, &old, &nold, err)) != ST_OK ||
+	    (rc = store_files_at(s, txn, h.tid, target, &old, &nold, err)) != ST_OK ||
 	    (rc = store_live_files(s, txn, h.tid, &live, &nlive, err)) != ST_OK)
 		goto out;
 	adds = calloc(nold + 1, sizeof *adds);
@@ -141,10 +85,11 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 		if (old[j].removed == STORE_LIVE)
 			continue;
 		uint64_t fid = store_next_fid(s);
-		if ((rc = revive(s, txn, h.tid, &old[j], fid, err)) != ST_OK)
-			goto out;
-		if (!(old[j].flags & 1))
+		if (!(old[j].flags & 1)) {
+			if ((rc = revive(s, h.tid, &old[j], fid, err)) != ST_OK)
+				goto out;
 			linked[nlinked++] = fid;
+		}
 		adds[nadd++] = (struct act_add){.file_id = fid, .size = old[j].size,
 						.rows = old[j].rows, .crc = old[j].crc,
 						.data_change = true, .is_inline = old[j].flags & 1,
@@ -177,23 +122,16 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 		if (old[j].removed == STORE_LIVE)
 			continue;
 		struct file_rec f = old[j];
-		f.fid = adds[k].file_id;
+		f.fid = adds[k++].file_id;
 		f.added = h.version;
 		f.removed = STORE_LIVE;
 		f.removed_us = 0;
-		rec.len = 0;
-		uint8_t key[16];
-		be64(key, h.tid);
-		be64(key + 8, adds[k++].file_id);
-		MDB_val kk = {16, key}, v, empty = {0, ""};
-		if (file_rec_encode(&f, &rec) != ST_OK) {
-			rc = st_seterr(err, ST_ENOMEM, "out of memory");
-			break;
-		}
-		v = (MDB_val){rec.len, rec.data};
-		if ((mrc = mdb_put(txn, s->db[DB_FILES], &kk, &v, MDB_NOOVERWRITE)) != 0 ||
-		    (mrc = mdb_put(txn, s->db[DB_LIVE], &kk, &empty, 0)) != 0)
-			rc = store_lmdb_err(err, mrc, "restoring");
+		uint8_t *inl = NULL;
+		size_t inl_len = 0;
+		if (!(f.flags & 1) ||
+		    (rc = store_inline_copy(s, txn, h.tid, &old[j], &inl, &inl_len, err)) == ST_OK)
+			rc = store_file_put(s, txn, h.tid, &f, inl, inl_len, err);
+		free(inl);
 		if (f.fid >= h.next_fid)
 			h.next_fid = f.fid + 1;
 	}
@@ -220,14 +158,11 @@ out:
 		store_seg_path(s, h.tid, linked[i], p, sizeof p);
 		unlink(p);
 	}
-	for (uint32_t j = 0; j < nold; j++)
-		file_rec_fini(&old[j]);
-	free(old);
+	file_recs_free(old, nold);
 	free(adds);
 	free(rms);
 	free(live);
 	free(linked);
-	st_buf_free(&rec);
 	act_metadata_free(then);
 	head_fini(&h);
 	return rc;

@@ -87,58 +87,6 @@ void st_scan_close(st_scan *sc)
 	free(sc);
 }
 
-/* The files of table tid live at version v. */
-static int snapshot_files(st_scan *sc, MDB_txn *txn, bool head, struct st_err *err)
-{
-	int rc = ST_OK, mrc;
-	MDB_cursor *cur;
-	uint8_t key[8];
-	uint32_t cap = 0;
-	/* At the head the live index lists exactly the files: removed files,
-	 * however many history kept, are never touched. Older versions walk
-	 * every retained file record of the table. */
-	if ((mrc = mdb_cursor_open(txn, sc->s->db[head ? DB_LIVE : DB_FILES], &cur)) != 0)
-		return store_lmdb_err(err, mrc, "opening a snapshot");
-	be64(key, sc->tid);
-	MDB_val k = {8, key}, v;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == sc->tid;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (head) {
-			MDB_val fk = k;
-			if ((mrc = mdb_get(txn, sc->s->db[DB_FILES], &fk, &v)) != 0) {
-				rc = st_seterr(err, ST_ECORRUPT, "table '%s': a live file has no record",
-					       sc->table);
-				break;
-			}
-		}
-		/* Peek at added/removed before decoding the statistics. */
-		if (v.mv_size < 16)
-			continue;
-		uint64_t added = st_get_le64(v.mv_data), removed = st_get_le64((uint8_t *)v.mv_data + 8);
-		if (added > sc->version || removed <= sc->version)
-			continue;
-		if (sc->nfiles == cap) {
-			struct file_rec *f = realloc(sc->files, (cap = cap ? cap * 2 : 16) * sizeof *f);
-			if (!f) {
-				rc = st_seterr(err, ST_ENOMEM, "out of memory");
-				break;
-			}
-			sc->files = f;
-		}
-		rc = file_rec_decode(get_be64((uint8_t *)k.mv_data + 8), v.mv_data, v.mv_size,
-				     &sc->files[sc->nfiles]);
-		if (rc != ST_OK) {
-			rc = st_seterr(err, rc, "table '%s': the record of file %llu is damaged",
-				       sc->table, (unsigned long long)get_be64((uint8_t *)k.mv_data + 8));
-			break;
-		}
-		sc->nfiles++;
-	}
-	mdb_cursor_close(cur);
-	return rc;
-}
-
 /* LSN of commit (tid, v), or UINT64_MAX when unreadable. */
 static uint64_t commit_lsn(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v)
 {
@@ -243,7 +191,8 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 		goto out;
 	}
 	sc->pinned = true;
-	if ((rc = snapshot_files(sc, txn, sc->version == h.version, err)) != ST_OK)
+	if ((rc = store_files_at(sc->s, txn, sc->tid, sc->version, &sc->files, &sc->nfiles, err)) !=
+	    ST_OK)
 		goto out;
 	mdb_txn_abort(txn);
 	txn = NULL;
@@ -323,28 +272,12 @@ static bool file_may_match(st_scan *sc, const struct file_rec *f)
 }
 
 /* Open an inline segment: copy its bytes out of LMDB (a short read txn). */
-static int open_inline(st_scan *sc, uint64_t fid, const char *name, struct st_err *err)
+static int open_inline(st_scan *sc, const struct file_rec *f, const char *name, struct st_err *err)
 {
-	MDB_txn *txn;
-	uint8_t key[16];
-	int mrc = mdb_txn_begin(sc->s->env, NULL, MDB_RDONLY, &txn);
-	if (mrc != 0)
-		return store_lmdb_err(err, mrc, "reading an inline segment");
-	be64(key, sc->tid);
-	be64(key + 8, fid);
-	MDB_val k = {16, key}, v;
-	mrc = mdb_get(txn, sc->s->db[DB_INLINE], &k, &v);
+	size_t len;
 	free(sc->inline_buf);
-	sc->inline_buf = mrc == 0 ? malloc(v.mv_size + 1) : NULL;
-	if (sc->inline_buf)
-		memcpy(sc->inline_buf, v.mv_data, v.mv_size);
-	mdb_txn_abort(txn);
-	if (mrc != 0)
-		return st_seterr(err, ST_ECORRUPT, "table '%s': inline segment %llu is missing",
-				 sc->table, (unsigned long long)fid);
-	if (!sc->inline_buf)
-		return st_seterr(err, ST_ENOMEM, "out of memory");
-	return seg_reader_open_mem(name, sc->inline_buf, v.mv_size, &sc->rd, err);
+	int rc = store_inline_copy(sc->s, NULL, sc->tid, f, &sc->inline_buf, &len, err);
+	return rc ? rc : seg_reader_open_mem(name, sc->inline_buf, len, &sc->rd, err);
 }
 
 /* Open the next file that may match; false at the end. */
@@ -358,7 +291,7 @@ static int open_next_file(st_scan *sc, bool *opened, struct st_err *err)
 			continue;
 		char path[PATH_MAX];
 		store_seg_path(sc->s, sc->tid, f->fid, path, sizeof path);
-		if ((rc = (f->flags & 1) ? open_inline(sc, f->fid, path, err)
+		if ((rc = (f->flags & 1) ? open_inline(sc, f, path, err)
 					 : seg_reader_open(path, NULL, &sc->rd, err)) != ST_OK)
 			return rc;
 		const struct st_schema *fs = seg_reader_schema(sc->rd);

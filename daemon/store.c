@@ -27,7 +27,7 @@
 #include "format/segment.h"
 
 static const char *const db_names[DB_COUNT] = {
-	"meta", "names", "tables", "commits", "lsn", "files", "live", "txns", "inline"};
+	"meta", "names", "tables", "commits", "lsn", "files", "txns"};
 
 int64_t store_now_us(void)
 {
@@ -58,10 +58,28 @@ int store_fail(st_store *s, struct st_err *err, const char *fmt, ...)
 			 s->failmsg);
 }
 
+static char *hex16(char *p, uint64_t v)
+{
+	for (int i = 15; i >= 0; i--, v >>= 4)
+		p[i] = "0123456789abcdef"[v & 15];
+	return p + 16;
+}
+
 void store_seg_path(const st_store *s, uint64_t tid, uint64_t fid, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/tables/%016llx/%016llx.seg", s->dir, (unsigned long long)tid,
-		 (unsigned long long)fid);
+	/* DIR/tables/<tid %016x>/<fid %016x>.seg, formatted by hand: this
+	 * runs once per write. */
+	size_t dl = strlen(s->dir);
+	if (len < dl + 8 + 17 + 21) {
+		snprintf(buf, len, "%s", s->dir);
+		return;
+	}
+	char *p = memcpy(buf, s->dir, dl);
+	p = (char *)memcpy(p + dl, "/tables/", 8) + 8;
+	p = hex16(p, tid);
+	*p++ = '/';
+	p = hex16(p, fid);
+	memcpy(p, ".seg", 5);
 }
 
 /*
@@ -71,6 +89,47 @@ void store_seg_path(const st_store *s, uint64_t tid, uint64_t fid, char *buf, si
  * directory's exclusive lock, so no writer can be between its rename and
  * its commit: no grace period is needed. Returns the files removed.
  */
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Every file id of table tid that has a record, live or removed, sorted
+ * into *out (freed by the caller). False when they could not be listed. */
+static bool recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **out, size_t *n)
+{
+	MDB_cursor *cur;
+	uint8_t key[FILE_KEY_LEN];
+	uint64_t *ids = NULL;
+	size_t cap = 0;
+	bool ok = true;
+	*n = 0;
+	*out = NULL;
+	if (mdb_cursor_open(txn, s->db[DB_FILES], &cur) != 0)
+		return false;
+	file_key(key, tid, 0, 0);
+	MDB_val k = {sizeof key, key}, v;
+	for (int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && get_be64(k.mv_data) == tid;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (*n == cap) {
+			uint64_t *g = realloc(ids, (cap = cap ? 2 * cap : 64) * sizeof *g);
+			if (!g) {
+				ok = false;
+				break;
+			}
+			ids = g;
+		}
+		ids[(*n)++] = get_be64((uint8_t *)k.mv_data + 16);
+	}
+	mdb_cursor_close(cur);
+	if (*n)
+		qsort(ids, *n, sizeof *ids, cmp_u64);
+	*out = ids;
+	return ok;
+}
+
 static uint64_t remove_leftovers(st_store *s, MDB_txn *txn)
 {
 	char path[PATH_MAX];
@@ -87,6 +146,9 @@ static uint64_t remove_leftovers(st_store *s, MDB_txn *txn)
 		snprintf(sub, sizeof sub, "%s/%s", path, t->d_name);
 		DIR *sd = opendir(sub);
 		struct dirent *f;
+		size_t nids = 0;
+		uint64_t *ids = NULL;
+		bool listed = false;
 		while (sd && (f = readdir(sd))) {
 			size_t n = strlen(f->d_name);
 			bool tmp = n > 8 && !strcmp(f->d_name + n - 8, ".seg.tmp");
@@ -94,18 +156,19 @@ static uint64_t remove_leftovers(st_store *s, MDB_txn *txn)
 			if (!tmp && !seg)
 				continue;
 			if (seg) {
-				unsigned long long fid = strtoull(f->d_name, &end, 16);
-				uint8_t key[16];
-				be64(key, tid);
-				be64(key + 8, fid);
-				MDB_val k = {16, key}, v;
-				if (end != f->d_name + 16 || mdb_get(txn, s->db[DB_FILES], &k, &v) != MDB_NOTFOUND)
+				uint64_t fid = strtoull(f->d_name, &end, 16);
+				if (!listed && !recorded_fids(s, txn, tid, &ids, &nids))
+					break; /* unsure what is referenced: remove nothing */
+				listed = true;
+				if (end != f->d_name + 16 ||
+				    bsearch(&fid, ids, nids, sizeof *ids, cmp_u64))
 					continue;
 			}
 			char p[PATH_MAX];
 			snprintf(p, sizeof p, "%s/%s", sub, f->d_name);
 			removed += unlink(p) == 0;
 		}
+		free(ids);
 		if (sd)
 			closedir(sd);
 	}
@@ -279,9 +342,10 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		mrc = mdb_put(txn, s->db[DB_META], &k, &v, 0);
 	} else if (mrc == 0 && (v.mv_size != 4 || st_get_le32(v.mv_data) != STORE_FORMAT)) {
 		uint32_t f = v.mv_size == 4 ? st_get_le32(v.mv_data) : 0;
-		rc = st_seterr(err, f > STORE_FORMAT ? ST_EVERSION : ST_ECORRUPT,
-			       "store '%s' has format %u; this strata reads format %d", dir, f,
-			       STORE_FORMAT);
+		rc = st_seterr(err, f ? ST_EVERSION : ST_ECORRUPT,
+			       "store '%s' has format %u; this strata reads format %d%s", dir, f,
+			       STORE_FORMAT, f && f < STORE_FORMAT ?
+			       " (format 1 was a development format: no upgrade path)" : "");
 		goto out;
 	}
 	if (mrc == 0 && (rc = verify_chains(s, txn, STORE_VERIFY_DEPTH, err)) != ST_OK)
@@ -333,8 +397,10 @@ void head_fini(struct table_head *h)
 	h->meta = NULL;
 }
 
-int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
-		 struct st_err *err)
+/* Fill h from table tid's head record; the metadata is decoded only when
+ * with_meta (otherwise h->meta stays NULL and head_put keeps the stored one). */
+static int head_read(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
+		     bool with_meta, struct st_err *err)
 {
 	uint8_t key[8];
 	be64(key, tid);
@@ -358,12 +424,20 @@ int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
 	h->next_fid = st_get_le64(p + 24);
 	h->oldest = st_get_le64(p + 32);
 	h->meta_version = st_get_le64(p + 40);
+	if (!with_meta)
+		return ST_OK;
 	return act_metadata_decode(p + STORE_HEAD_FIXED, v.mv_size - STORE_HEAD_FIXED, &h->meta,
 				   err);
 }
 
-int head_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
-	     struct st_err *err)
+int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
+		 struct st_err *err)
+{
+	return head_read(s, txn, tid, h, true, err);
+}
+
+static int head_lookup(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
+		       bool with_meta, struct st_err *err)
 {
 	MDB_val k = {strlen(name), (void *)name}, v;
 	memset(h, 0, sizeof *h);
@@ -375,7 +449,19 @@ int head_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 	if (v.mv_size != 8)
 		return st_seterr(err, ST_ECORRUPT, "table '%s': name record is %zu bytes", name,
 				 v.mv_size);
-	return head_get_tid(s, txn, get_be64(v.mv_data), h, err);
+	return head_read(s, txn, get_be64(v.mv_data), h, with_meta, err);
+}
+
+int head_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
+	     struct st_err *err)
+{
+	return head_lookup(s, txn, name, h, true, err);
+}
+
+int head_get_fixed(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
+		   struct st_err *err)
+{
+	return head_lookup(s, txn, name, h, false, err);
 }
 
 int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_err *err)
@@ -393,15 +479,29 @@ int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_er
 		st_put_le64(p + 40, h->meta_version);
 		b.len = STORE_HEAD_FIXED;
 	}
-	if ((rc = act_metadata_encode(h->meta, &b, err)) != ST_OK)
-		goto out;
+	uint8_t key[8];
+	be64(key, h->tid);
+	MDB_val k = {8, key}, v;
+	if (h->meta) {
+		if ((rc = act_metadata_encode(h->meta, &b, err)) != ST_OK)
+			goto out;
+	} else {
+		/* Metadata unchanged and not decoded: keep the stored bytes. */
+		int grc = mdb_get(txn, s->db[DB_TABLES], &k, &v);
+		if (grc != 0 || v.mv_size < STORE_HEAD_FIXED) {
+			rc = grc ? store_lmdb_err(err, grc, "updating a table head")
+				 : st_seterr(err, ST_ECORRUPT, "table id %llu: damaged head",
+					     (unsigned long long)h->tid);
+			goto out;
+		}
+		st_buf_append(&b, (uint8_t *)v.mv_data + STORE_HEAD_FIXED,
+			      v.mv_size - STORE_HEAD_FIXED);
+	}
 	if (b.oom) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
-	uint8_t key[8];
-	be64(key, h->tid);
-	MDB_val k = {8, key}, v = {b.len, b.data};
+	v = (MDB_val){b.len, b.data};
 	int mrc = mdb_put(txn, s->db[DB_TABLES], &k, &v, 0);
 	if (mrc != 0)
 		rc = store_lmdb_err(err, mrc, "writing a table head");
@@ -467,7 +567,8 @@ int file_rec_decode(uint64_t fid, const uint8_t *p, size_t n, struct file_rec *f
 		}
 		f->stats[i].rows = f->rows;
 	}
-	if (st_cur_left(&c)) {
+	/* An inline file's segment follows the record: exactly `size` bytes. */
+	if (st_cur_left(&c) != ((f->flags & 1) ? f->size : 0)) {
 		file_rec_fini(f);
 		return ST_ECORRUPT;
 	}
@@ -595,21 +696,75 @@ int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, ui
 	return ST_OK;
 }
 
+int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct file_rec **out,
+		   uint32_t *n, struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_cursor *cur;
+	uint8_t key[FILE_KEY_LEN];
+	uint32_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	if ((mrc = mdb_cursor_open(txn, s->db[DB_FILES], &cur)) != 0)
+		return store_lmdb_err(err, mrc, "opening a snapshot");
+	/* Every file live at v was removed after v (or is live): the range
+	 * starts at removed = v + 1 and runs to the table's end. */
+	file_key(key, tid, v == STORE_LIVE ? v : v + 1, 0);
+	MDB_val k = {sizeof key, key}, d;
+	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && get_be64(k.mv_data) == tid;
+	     mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+		if (d.mv_size >= 8 && st_get_le64(d.mv_data) > v)
+			continue; /* added after v */
+		if (*n == cap) {
+			struct file_rec *f = realloc(*out, (cap = cap ? cap * 2 : 16) * sizeof *f);
+			if (!f) {
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+				break;
+			}
+			*out = f;
+		}
+		uint64_t fid = get_be64((uint8_t *)k.mv_data + 16);
+		if (file_rec_decode(fid, d.mv_data, d.mv_size, &(*out)[*n]) != ST_OK) {
+			rc = st_seterr(err, ST_ECORRUPT, "table id %llu: the record of file %llu is damaged",
+				       (unsigned long long)tid, (unsigned long long)fid);
+			break;
+		}
+		(*n)++;
+	}
+	if (rc == ST_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = store_lmdb_err(err, mrc, "opening a snapshot");
+	mdb_cursor_close(cur);
+	if (rc != ST_OK) {
+		file_recs_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+void file_recs_free(struct file_rec *f, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		file_rec_fini(&f[i]);
+	free(f);
+}
+
 int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, uint32_t *n,
 		     struct st_err *err)
 {
 	int rc = ST_OK, mrc;
 	MDB_cursor *cur;
-	uint8_t key[8];
+	uint8_t key[FILE_KEY_LEN];
 	uint32_t cap = 0;
 	*fids = NULL;
 	*n = 0;
-	if ((mrc = mdb_cursor_open(txn, s->db[DB_LIVE], &cur)) != 0)
+	if ((mrc = mdb_cursor_open(txn, s->db[DB_FILES], &cur)) != 0)
 		return store_lmdb_err(err, mrc, "listing live files");
-	be64(key, tid);
-	MDB_val k = {8, key}, v;
+	file_key(key, tid, STORE_LIVE, 0);
+	MDB_val k = {sizeof key, key}, v;
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == tid;
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && get_be64(k.mv_data) == tid;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (*n == cap) {
 			uint64_t *f = realloc(*fids, (cap = cap ? cap * 2 : 16) * sizeof *f);
@@ -619,7 +774,7 @@ int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, u
 			}
 			*fids = f;
 		}
-		(*fids)[(*n)++] = get_be64((uint8_t *)k.mv_data + 8);
+		(*fids)[(*n)++] = get_be64((uint8_t *)k.mv_data + 16);
 	}
 	if (rc == ST_OK && mrc != 0 && mrc != MDB_NOTFOUND)
 		rc = store_lmdb_err(err, mrc, "listing live files");
@@ -632,19 +787,84 @@ int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, u
 	return rc;
 }
 
+int store_file_put(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
+		   const uint8_t *inl, size_t inl_len, struct st_err *err)
+{
+	struct st_buf rec = {0};
+	uint8_t key[FILE_KEY_LEN];
+	int rc = file_rec_encode(f, &rec);
+	if (rc == ST_OK && inl)
+		st_buf_append(&rec, inl, inl_len);
+	if (rc != ST_OK || rec.oom) {
+		st_buf_free(&rec);
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	file_key(key, tid, f->removed, f->fid);
+	MDB_val k = {sizeof key, key}, v = {rec.len, rec.data};
+	int mrc = mdb_put(txn, s->db[DB_FILES], &k, &v, MDB_NOOVERWRITE);
+	st_buf_free(&rec);
+	return mrc ? store_lmdb_err(err, mrc, "recording a file") : ST_OK;
+}
+
+int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
+		      uint8_t **out, size_t *len, struct st_err *err)
+{
+	MDB_txn *own = NULL;
+	uint8_t key[FILE_KEY_LEN];
+	int mrc = 0;
+	*out = NULL;
+	*len = 0;
+	if (!txn && (mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &own)) != 0)
+		return store_lmdb_err(err, mrc, "reading an inline segment");
+	file_key(key, tid, f->removed, f->fid);
+	MDB_val k = {sizeof key, key}, v;
+	int rc = ST_OK;
+	mrc = mdb_get(txn ? txn : own, s->db[DB_FILES], &k, &v);
+	if (mrc == MDB_NOTFOUND && f->removed == STORE_LIVE) {
+		/* Removed since f was read (a reader's pin keeps it from vacuum):
+		 * its record moved to the removed range, after its added version. */
+		MDB_cursor *cur;
+		if ((mrc = mdb_cursor_open(txn ? txn : own, s->db[DB_FILES], &cur)) == 0) {
+			file_key(key, tid, f->added + 1, 0);
+			k = (MDB_val){sizeof key, key};
+			for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+			     mrc == 0 && k.mv_size == FILE_KEY_LEN && get_be64(k.mv_data) == tid;
+			     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+				if (get_be64((uint8_t *)k.mv_data + 16) == f->fid)
+					break;
+			if (mrc == 0 && get_be64(k.mv_data) != tid)
+				mrc = MDB_NOTFOUND;
+			mdb_cursor_close(cur);
+		}
+	}
+	if (mrc != 0 || v.mv_size < f->size)
+		rc = st_seterr(err, ST_ECORRUPT, "table id %llu: inline segment %llu is missing",
+			       (unsigned long long)tid, (unsigned long long)f->fid);
+	else if (!(*out = malloc(f->size + 1)))
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	else {
+		/* The segment is the record's last `size` bytes (STORE.md §2.3). */
+		memcpy(*out, (uint8_t *)v.mv_data + v.mv_size - f->size, f->size);
+		*len = f->size;
+	}
+	if (own)
+		mdb_txn_abort(own);
+	return rc;
+}
+
 int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, uint64_t version,
 		       int64_t time_us, struct st_err *err)
 {
-	uint8_t key[16];
-	be64(key, tid);
-	be64(key + 8, fid);
-	MDB_val k = {16, key}, v;
+	uint8_t key[FILE_KEY_LEN];
+	file_key(key, tid, STORE_LIVE, fid);
+	MDB_val k = {sizeof key, key}, v;
 	int mrc = mdb_get(txn, s->db[DB_FILES], &k, &v);
 	if (mrc == 0 && v.mv_size < 52)
 		return st_seterr(err, ST_ECORRUPT, "file record %llu of table id %llu is damaged",
 				 (unsigned long long)fid, (unsigned long long)tid);
 	if (mrc == 0) {
-		/* Copy first: LMDB's pointer is invalid once the txn writes. */
+		/* Copy first: LMDB's pointer is invalid once the txn writes.
+		 * The record moves to its removal version's place in the index. */
 		uint8_t *old = malloc(v.mv_size);
 		if (!old)
 			return st_seterr(err, ST_ENOMEM, "out of memory");
@@ -652,11 +872,12 @@ int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, ui
 		st_put_le64(old + 8, version);
 		st_put_le64(old + 16, (uint64_t)time_us);
 		MDB_val nv = {v.mv_size, old};
-		mrc = mdb_put(txn, s->db[DB_FILES], &k, &nv, 0);
+		if ((mrc = mdb_del(txn, s->db[DB_FILES], &k, NULL)) == 0) {
+			file_key(key, tid, version, fid);
+			mrc = mdb_put(txn, s->db[DB_FILES], &k, &nv, MDB_NOOVERWRITE);
+		}
 		free(old);
 	}
-	if (mrc == 0)
-		mrc = mdb_del(txn, s->db[DB_LIVE], &k, NULL);
 	return mrc ? store_lmdb_err(err, mrc, "removing a file") : ST_OK;
 }
 

@@ -14,7 +14,7 @@
 #include "format/bytes.h"
 #include "format/segment.h"
 
-#define STORE_FORMAT 1
+#define STORE_FORMAT 2
 #define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
 #define STORE_HEAD_FIXED 48    /* fixed bytes of a table head (STORE.md §2.2) */
 #define STORE_NAME_MAX 128     /* longest table name */
@@ -24,8 +24,7 @@
 
 /* The named databases of STORE.md §2. */
 enum {
-	DB_META, DB_NAMES, DB_TABLES, DB_COMMITS, DB_LSN, DB_FILES, DB_LIVE, DB_TXNS,
-	DB_INLINE, DB_COUNT
+	DB_META, DB_NAMES, DB_TABLES, DB_COMMITS, DB_LSN, DB_FILES, DB_TXNS, DB_COUNT
 };
 
 /* An open scan's snapshot: vacuum keeps its files. */
@@ -109,9 +108,38 @@ int head_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 	     struct st_err *err);
 int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
 		 struct st_err *err);
-/* Store h (with its metadata) under its tid. */
+/* As head_get, without decoding the metadata (h->meta NULL). */
+int head_get_fixed(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
+		   struct st_err *err);
+/* Store h under its tid, with h->meta, or with the metadata already
+ * stored when h->meta is NULL. */
 int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_err *err);
 void head_fini(struct table_head *h);
+
+/* Key of the files database: tid, removed version (STORE_LIVE while
+ * live), fid, each u64be (STORE.md §2). */
+#define FILE_KEY_LEN 24
+static inline void file_key(uint8_t *k, uint64_t tid, uint64_t removed, uint64_t fid)
+{
+	be64(k, tid);
+	be64(k + 8, removed);
+	be64(k + 16, fid);
+}
+
+/* The files of table tid live at version v (added <= v < removed), read
+ * from the range removed > v of the index; *out is freed with
+ * file_recs_free. v = the head version gives the live files. */
+int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct file_rec **out,
+		   uint32_t *n, struct st_err *err);
+void file_recs_free(struct file_rec *f, uint32_t n);
+/* Record file f of table tid (its key from f->removed and f->fid); an
+ * inline file's segment bytes follow the record in the same value. */
+int store_file_put(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
+		   const uint8_t *inl, size_t inl_len, struct st_err *err);
+/* Copy the segment bytes of inline file f (malloc'ed into *out) in txn,
+ * or in a read transaction of its own when txn is NULL. */
+int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
+		      uint8_t **out, size_t *len, struct st_err *err);
 
 /* Encode / decode a file record. */
 int file_rec_encode(const struct file_rec *f, struct st_buf *out);

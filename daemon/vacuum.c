@@ -185,26 +185,28 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 		keep = opts->retain_us;
 	}
 	int64_t cutoff = store_now_us() - keep;
-	uint8_t key[16];
-	be64(key, h.tid);
-	MDB_val k = {8, key}, v;
+	/* The index runs in removal order: removed files first, oldest removal
+	 * first, live files last (STORE.md §2). */
+	uint8_t key[FILE_KEY_LEN];
+	file_key(key, h.tid, 0, 0);
+	MDB_val k = {sizeof key, key}, v;
 	if ((mrc = mdb_cursor_open(txn, s->db[DB_FILES], &cur)) != 0) {
 		rc = store_lmdb_err(err, mrc, "vacuuming");
 		goto out;
 	}
 	uint64_t new_oldest = h.oldest;
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == h.tid;
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && get_be64(k.mv_data) == h.tid;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (v.mv_size < 52)
 			continue;
 		const uint8_t *p = v.mv_data;
-		uint64_t fid = get_be64((uint8_t *)k.mv_data + 8);
+		uint64_t fid = get_be64((uint8_t *)k.mv_data + 16);
 		uint64_t added = st_get_le64(p), removed = st_get_le64(p + 8);
 		int64_t removed_us = (int64_t)st_get_le64(p + 16);
 		uint32_t flags = st_get_le32(p + 44);
 		if (removed == STORE_LIVE || removed_us >= cutoff)
-			continue;
+			break; /* removal times grow with removal versions */
 		if (is_pinned(s, h.tid, added, removed)) {
 			res->pinned++;
 			continue;
@@ -225,10 +227,7 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 			new_oldest = removed;
 		if (opts->dry_run)
 			continue;
-		if (flags & 1) {
-			MDB_val ik = {16, k.mv_data};
-			if ((mrc = mdb_del(txn, s->db[DB_INLINE], &ik, NULL)) != 0 && mrc != MDB_NOTFOUND)
-				break;
+		if (flags & 1) { /* its bytes go with the record */
 			free(paths[npaths - 1]);
 			paths[npaths - 1] = strdup("");
 		}

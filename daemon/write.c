@@ -41,37 +41,30 @@ static void colmap_fini(struct colmap *m)
 	m->field_of = m->batch_of = NULL;
 }
 
-/* Deep copy of metadata with room for `extra` more fields. */
-static int meta_dup(const struct act_metadata *src, uint32_t extra, struct act_metadata **out)
+/* Make room in meta's schema for `extra` more fields. */
+static int meta_grow(struct act_metadata *meta, uint32_t extra)
 {
-	struct st_buf b = {0};
-	int rc = act_metadata_encode(src, &b, NULL);
-	if (rc == ST_OK)
-		rc = act_metadata_decode(b.data, b.len, out, NULL);
-	st_buf_free(&b);
-	if (rc != ST_OK)
-		return rc;
-	struct st_field *f = realloc((*out)->schema.fields,
-				     ((*out)->schema.nfields + extra) * sizeof *f);
-	if (!f) {
-		act_metadata_free(*out);
-		*out = NULL;
+	struct st_field *f = realloc(meta->schema.fields,
+				     (meta->schema.nfields + extra) * sizeof *f);
+	if (!f)
 		return ST_ENOMEM;
-	}
-	(*out)->schema.fields = f;
+	meta->schema.fields = f;
 	return ST_OK;
 }
 
-/* Check the batches against the table (DESIGN.md §7) and build the map. */
-static int map_columns(const char *table, const struct act_metadata *meta,
+/* Check the batches against the table (DESIGN.md §7) and build the map.
+ * Takes over *meta (the table's metadata as read; m->meta owns it). */
+static int map_columns(const char *table, struct act_metadata **meta,
 		       const struct st_batch *b, uint32_t nb, bool merge, bool replace_schema,
 		       struct colmap *m, struct st_err *err)
 {
 	int rc = ST_OK;
 	const struct st_batch *b0 = &b[0];
 	memset(m, 0, sizeof *m);
+	m->meta = *meta;
+	*meta = NULL;
 	m->field_of = calloc(b0->ncols + 1, sizeof *m->field_of);
-	if (!m->field_of || (rc = meta_dup(meta, b0->ncols, &m->meta)) != ST_OK) {
+	if (!m->field_of || (rc = meta_grow(m->meta, b0->ncols)) != ST_OK) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -466,13 +459,13 @@ static int stage_replace(st_store *s, MDB_txn *txn, struct staged *w, const char
 			 const struct st_batch *b, uint32_t nb, struct st_err *err)
 {
 	int rc;
-	uint64_t *live = NULL;
+	struct file_rec *live = NULL;
 	uint32_t nlive = 0;
 	struct st_col_stats *st = NULL;
 	const struct st_schema *sc = &w->m.meta->schema;
 	if ((rc = expr_parse(pred, sc, &w->pred, err)) != ST_OK ||
 	    (rc = rows_match(w, b, nb, err)) != ST_OK ||
-	    (rc = store_live_files(s, txn, w->tid, &live, &nlive, err)) != ST_OK)
+	    (rc = store_files_at(s, txn, w->tid, STORE_LIVE, &live, &nlive, err)) != ST_OK)
 		goto out;
 	st = calloc(sc->nfields, sizeof *st);
 	w->read_files = calloc(nlive + 1, sizeof *w->read_files);
@@ -482,20 +475,7 @@ static int stage_replace(st_store *s, MDB_txn *txn, struct staged *w, const char
 		goto out;
 	}
 	for (uint32_t i = 0; i < nlive && rc == ST_OK; i++) {
-		uint8_t key[16];
-		be64(key, w->tid);
-		be64(key + 8, live[i]);
-		MDB_val k = {16, key}, v;
-		struct file_rec f;
-		int mrc = mdb_get(txn, s->db[DB_FILES], &k, &v);
-		if (mrc != 0) {
-			rc = store_lmdb_err(err, mrc, "replace-where");
-			break;
-		}
-		if (file_rec_decode(live[i], v.mv_data, v.mv_size, &f) != ST_OK) {
-			rc = st_seterr(err, ST_ECORRUPT, "table '%s': a file record is damaged", w->table);
-			break;
-		}
+		const struct file_rec f = live[i];
 		store_file_stats(sc, &f, st);
 		enum expr_match m = expr_may_match(w->pred, st);
 		if (m == EXPR_MATCH_ALL) {
@@ -514,10 +494,9 @@ static int stage_replace(st_store *s, MDB_txn *txn, struct staged *w, const char
 				store_rewrite_fini(r); /* nothing matched after all: keep the file */
 			}
 		}
-		file_rec_fini(&f);
 	}
 out:
-	free(live);
+	file_recs_free(live, nlive);
 	free(st);
 	return rc;
 }
@@ -671,7 +650,7 @@ int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, u
 		if (w->noop)
 			goto out; /* already committed: nothing to write */
 	}
-	if ((rc = map_columns(table, h.meta, batches, nb, opts->merge_schema, opts->overwrite_schema,
+	if ((rc = map_columns(table, &h.meta, batches, nb, opts->merge_schema, opts->overwrite_schema,
 			      &w->m, err)) != ST_OK)
 		goto out;
 	if (w->overwrite && (rc = store_live_files(s, txn, h.tid, &w->read_files, &w->nread, err)) != ST_OK)
@@ -867,21 +846,8 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 		for (uint32_t i = 0; mine && i < a->ncols; i++)
 			types[i] = w->m.meta->schema.fields[i].type;
 		f.types = mine ? types : w->rw[w->rows > 0 ? j - 1 : j].types;
-		rec.len = 0;
-		if (file_rec_encode(&f, &rec) != ST_OK) {
-			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		if ((rc = store_file_put(s, txn, h->tid, &f, inl, inl_len, err)) != ST_OK)
 			goto out;
-		}
-		be64(key, h->tid);
-		be64(key + 8, a->file_id);
-		MDB_val k = {16, key}, v = {rec.len, rec.data}, empty = {0, ""};
-		MDB_val iv = {inl_len, (void *)inl};
-		if ((mrc = mdb_put(txn, s->db[DB_FILES], &k, &v, MDB_NOOVERWRITE)) != 0 ||
-		    (mrc = mdb_put(txn, s->db[DB_LIVE], &k, &empty, 0)) != 0 ||
-		    (inl && (mrc = mdb_put(txn, s->db[DB_INLINE], &k, &iv, MDB_NOOVERWRITE)) != 0)) {
-			rc = store_lmdb_err(err, mrc, "recording a file");
-			goto out;
-		}
 		if (a->file_id >= h->next_fid)
 			h->next_fid = a->file_id + 1;
 	}
@@ -915,30 +881,51 @@ out:
 	return rc;
 }
 
-/* Apply every staged write of t inside child (a nested LMDB transaction of
- * the group's transaction, so that a conflict undoes only this one). */
-static int commit_one(st_store *s, MDB_txn *child, st_txn *t, struct st_commit_result *res,
-		      struct st_err *err)
+/*
+ * Decide t inside the group's transaction txn: first every conflict check
+ * (read-only, so a conflict leaves txn untouched), then every apply.
+ * Returns ST_OK, an error before anything was written (*dirty false), or
+ * an error after txn was modified (*dirty true: txn must be aborted).
+ */
+static int commit_one(st_store *s, MDB_txn *txn, st_txn *t, struct st_commit_result *res,
+		      bool *dirty, struct st_err *err)
 {
 	int rc = ST_OK;
+	struct table_head *h = calloc(t->n, sizeof *h);
+	bool *noop = calloc(t->n, sizeof *noop);
+	*dirty = false;
+	if (!h || !noop) {
+		free(h);
+		free(noop);
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
 	for (uint32_t i = 0; i < t->n && rc == ST_OK; i++) {
 		struct staged *w = &t->w[i];
-		struct table_head h = {0};
-		if ((rc = head_get(s, child, w->table, &h, err)) == ST_OK && h.tid != w->tid)
+		if ((rc = head_get_fixed(s, txn, w->table, &h[i], err)) == ST_OK &&
+		    h[i].tid != w->tid)
 			rc = st_seterr(err, ST_ECONFLICT,
 				       "table '%s' was dropped or replaced after this write read it",
 				       w->table);
-		if (rc == ST_OK && w->app_id && !w->noop &&
-		    app_version_of(s, child, h.tid, w->app_id) >= w->app_version)
-			w->noop = true; /* a concurrent retry won: same outcome */
-		if (rc == ST_OK && w->noop) {
-			res[i] = (struct st_commit_result){.version = h.version, .time_us = h.time_us,
-							   .noop = true};
-		} else if (rc == ST_OK && (rc = check_conflicts(s, child, w, &h, err)) == ST_OK) {
-			rc = apply(s, child, w, &h, &res[i], err);
-		}
-		head_fini(&h);
+		/* A concurrent retry that won is the same outcome: a no-op. */
+		noop[i] = w->noop || (rc == ST_OK && w->app_id &&
+				      app_version_of(s, txn, h[i].tid, w->app_id) >= w->app_version);
+		if (rc == ST_OK && !noop[i])
+			rc = check_conflicts(s, txn, w, &h[i], err);
 	}
+	for (uint32_t i = 0; i < t->n && rc == ST_OK; i++) {
+		struct staged *w = &t->w[i];
+		if (noop[i]) {
+			res[i] = (struct st_commit_result){.version = h[i].version,
+							   .time_us = h[i].time_us, .noop = true};
+			continue;
+		}
+		*dirty = true;
+		rc = apply(s, txn, w, &h[i], &res[i], err);
+	}
+	for (uint32_t i = 0; i < t->n; i++)
+		head_fini(&h[i]);
+	free(h);
+	free(noop);
 	return rc;
 }
 
@@ -948,62 +935,81 @@ struct gc_entry {
 	struct st_commit_result *res; /* where its results go */
 	struct st_err *err;         /* where its error goes */
 	int rc;                     /* its outcome */
-	bool done;                  /* decided */
+	bool decided;               /* rc is final (within lead_group) */
+	bool done;                  /* decided and published */
 	struct gc_entry *next;      /* next in the queue */
 };
 
 /*
  * Group commit: committers queue up; whoever finds no leader becomes one,
  * takes the whole queue and decides it in one LMDB write transaction, each
- * committer in a nested transaction of its own (its own versions, its own
- * conflict check, its own result), then one durable LMDB commit for all.
+ * committer with its own versions, its own conflict check and its own
+ * result, then one durable LMDB commit for all. Conflict checks write
+ * nothing, so a conflict costs no undo; an error after a committer began
+ * writing (map full, out of memory) aborts the group's transaction and the
+ * group is redone without that committer (each round decides at least one,
+ * so this ends).
  */
 static void lead_group(st_store *s, struct gc_entry *batch)
 {
-	MDB_txn *txn = NULL;
-	struct st_err gerr;
-	int grc = store_write_begin(s, &txn, "committing", &gerr);
-	bool any = false;
-	for (struct gc_entry *e = batch; e; e = e->next) {
-		MDB_txn *child = NULL;
-		int mrc;
-		memset(e->res, 0, e->t->n * sizeof *e->res);
-		if (grc != ST_OK) {
-			e->rc = st_seterr(e->err, grc, "%s", gerr.msg);
+	for (;;) {
+		MDB_txn *txn = NULL;
+		struct st_err gerr;
+		struct gc_entry *failed = NULL;
+		int grc = store_write_begin(s, &txn, "committing", &gerr);
+		bool any = false;
+		for (struct gc_entry *e = batch; e && !failed; e = e->next) {
+			if (e->decided)
+				continue;
+			memset(e->res, 0, e->t->n * sizeof *e->res);
+			if (grc != ST_OK) {
+				e->rc = st_seterr(e->err, grc, "%s", gerr.msg);
+				e->decided = true;
+				continue;
+			}
+			bool dirty;
+			e->rc = commit_one(s, txn, e->t, e->res, &dirty, e->err);
+			if (e->rc == ST_OK)
+				any = true;
+			else if (dirty)
+				failed = e;
+			else
+				e->decided = true;
+		}
+		if (failed) {
+			/* txn is unusable: decide the one that broke it, redo the rest. */
+			store_write_end(s, txn);
+			failed->decided = true;
+			memset(failed->res, 0, failed->t->n * sizeof *failed->res);
+			for (struct gc_entry *e = batch; e; e = e->next)
+				if (!e->decided) /* applied in the aborted txn, or not reached */
+					e->rc = ST_OK;
 			continue;
 		}
-		if ((mrc = mdb_txn_begin(s->env, txn, 0, &child)) != 0) {
-			e->rc = store_lmdb_err(e->err, mrc, "committing");
-			continue;
+		if (grc == ST_OK && any) {
+			grc = store_commit_txn(s, txn, "committing", &gerr);
+			txn = NULL;
 		}
-		e->rc = commit_one(s, child, e->t, e->res, e->err);
-		if (e->rc == ST_OK && (mrc = mdb_txn_commit(child)) != 0)
-			e->rc = store_lmdb_err(e->err, mrc, "committing");
-		else if (e->rc != ST_OK)
-			mdb_txn_abort(child);
-		if (e->rc == ST_OK) {
-			any = true;
+		for (struct gc_entry *e = batch; e; e = e->next) {
+			if (e->decided)
+				continue;
+			e->decided = true;
+			if (grc != ST_OK) {
+				e->rc = st_seterr(e->err, grc, "%s", gerr.msg);
+				memset(e->res, 0, e->t->n * sizeof *e->res);
+				continue;
+			}
 			/* From here its files are never unlinked by us: if the LMDB
-			 * commit fails after all, recovery removes them as orphans. */
+			 * commit failed after all, recovery removes them as orphans. */
 			for (uint32_t i = 0; i < e->t->n; i++) {
 				e->t->w[i].written = false;
 				for (uint32_t j = 0; j < e->t->w[i].nrw; j++)
 					e->t->w[i].rw[j].written = false;
 			}
-		} else {
-			memset(e->res, 0, e->t->n * sizeof *e->res);
 		}
+		store_write_end(s, txn);
+		return;
 	}
-	if (grc == ST_OK && any) {
-		grc = store_commit_txn(s, txn, "committing", &gerr);
-		txn = NULL;
-		for (struct gc_entry *e = batch; grc != ST_OK && e; e = e->next)
-			if (e->rc == ST_OK) {
-				e->rc = st_seterr(e->err, grc, "%s", gerr.msg);
-				memset(e->res, 0, e->t->n * sizeof *e->res);
-			}
-	}
-	store_write_end(s, txn);
 }
 
 int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)

@@ -32,6 +32,11 @@ uint8_t *st_buf_reserve(struct st_buf *b, size_t n)
 
 void st_buf_append(struct st_buf *b, const void *p, size_t n)
 {
+	if (b->cap - b->len >= n && !b->oom && n) { /* the common case: room */
+		memcpy(b->data + b->len, p, n);
+		b->len += n;
+		return;
+	}
 	uint8_t *d = st_buf_reserve(b, n);
 	if (d) {
 		if (n)

@@ -26,6 +26,9 @@
 #include "format/segment.h"
 #include "format/seg_int.h"
 
+/* Chunks smaller than this are never LZ4-compressed. */
+#define LZ4_MIN_INPUT 64
+
 /* Buffered values of one column for the current row group. */
 struct wcol {
 	uint8_t *data;         /* fixed-width values, rg_rows slots */
@@ -335,7 +338,9 @@ static int flush_row_group(struct seg_writer *w, struct st_err *err)
 		const uint8_t *stored = w->enc.data;
 		size_t slen = w->enc.len;
 		cm->compression = SEG_COMP_NONE;
-		if (w->lz4_level >= 0 && w->enc.len > 0) {
+		/* Below LZ4_MIN_INPUT bytes LZ4 saves next to nothing and its
+		 * per-call state reset costs more than the chunk. */
+		if (w->lz4_level >= 0 && w->enc.len >= LZ4_MIN_INPUT) {
 			size_t bound = (size_t)LZ4_compressBound((int)w->enc.len);
 			if (bound > w->lz4_cap) {
 				free(w->lz4);

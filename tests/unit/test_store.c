@@ -1121,7 +1121,48 @@ static void t_segment_files(void)
 	store_opts.inline_max = 0;
 }
 
+/* An open scan reads its inline files even after a later commit removed
+ * them (their records moved to the removed range of the files index), and
+ * old versions see exactly their files after many removals. */
+static void t_scan_survives_removal(void)
+{
+	st_store *s = open_with_table(new_dir());
+	struct st_err err;
+	struct st_commit_result r;
+	int64_t sum;
+	REQUIRE(append(s, 0, 5, &r, &err, NULL) == ST_OK);  /* v1 */
+	REQUIRE(append(s, 5, 5, &r, &err, NULL) == ST_OK);  /* v2 */
+	st_scan *sc;
+	const char *cols[1] = {"id"};
+	REQUIRE(st_scan_open(s, "readings", (struct st_at){0, 0}, cols, 1, NULL, &sc, &err) == ST_OK);
+	struct st_write_opts ow = {.mode = ST_WRITE_OVERWRITE};
+	for (int i = 0; i < 20; i++) /* v3..v22: each removes the previous files */
+		REQUIRE(append(s, 100 * (i + 1), 3, &r, &err, &ow) == ST_OK);
+	const struct st_scan_batch *b;
+	int64_t rows = 0, got = 0;
+	int rc;
+	while ((rc = st_scan_next(sc, &b, &err)) == ST_OK && b) {
+		const int64_t *id = b->cols[0].data;
+		for (uint32_t i = 0; i < b->nsel; i++)
+			got += id[b->sel ? b->sel[i] : i];
+		rows += b->nsel;
+	}
+	CHECK_EQ(rc, ST_OK);
+	CHECK_EQ(rows, 10);
+	CHECK_EQ(got, 45);
+	st_scan_close(sc);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 1}, NULL, &sum), 5);
+	CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, 2}, NULL, &sum), 10);
+	CHECK_EQ(sum, 45);
+	for (int v = 3; v <= 22; v++) {
+		CHECK_EQ(scan_count(s, (struct st_at){ST_AT_VERSION, v}, NULL, &sum), 3);
+		CHECK_EQ(sum, 3 * 100 * (v - 2) + 3);
+	}
+	st_store_close(s);
+}
+
 static const struct test_case tests[] = {
+	{"scan_survives_removal", t_scan_survives_removal},
 	{"segment_files", t_segment_files},
 	{"conflict_matrix", t_conflict_matrix},
 	{"restore", t_restore},
