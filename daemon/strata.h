@@ -201,6 +201,32 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err);
 /* Discard a transaction and its staged segments. NULL is a no-op. */
 void st_txn_abort(st_txn *t);
 
+/* ---- streaming loads --------------------------------------------------- */
+
+typedef struct st_load st_load; /* one write, fed batch by batch */
+
+/*
+ * A write too large to hold in memory: st_load_begin, any number of
+ * st_load_write, then st_load_commit (one commit, all or nothing) or
+ * st_load_abort. The columns are those of `header` (names and types; its
+ * rows, if any, are not written). Rows stream into one segment file
+ * (memory stays at one row group); each st_load_write checks its rows as
+ * st_write does, numbering rows from the start of the load in messages.
+ * Options and conflict rules are those of st_write; the read version is
+ * taken at st_load_begin. A load never goes inline in LMDB: small writes
+ * should use st_write. After a failed st_load_write only st_load_abort is
+ * left. Errors: as st_write.
+ */
+int st_load_begin(st_store *s, const char *table, const struct st_batch *header,
+		  const struct st_write_opts *opts, st_load **out, struct st_err *err);
+int st_load_write(st_load *l, const struct st_batch *batches, uint32_t nb, struct st_err *err);
+/* Rows written so far. */
+uint64_t st_load_rows(const st_load *l);
+/* Commit the load; always frees l. */
+int st_load_commit(st_load *l, struct st_commit_result *res, struct st_err *err);
+/* Discard the load and its segment. NULL is a no-op. */
+void st_load_abort(st_load *l);
+
 /* ---- reads ---------------------------------------------------------- */
 
 /* Which version to read. */

@@ -32,6 +32,7 @@ struct colmap {
 	bool meta_changed;         /* merge_schema added columns */
 	int *field_of;             /* batch column -> schema field index */
 	int *batch_of;             /* schema field -> batch column, -1 if missing */
+	uint32_t ncols;            /* columns of every batch */
 };
 
 static void colmap_fini(struct colmap *m)
@@ -52,14 +53,58 @@ static int meta_grow(struct act_metadata *meta, uint32_t extra)
 	return ST_OK;
 }
 
-/* Check the batches against the table (DESIGN.md §7) and build the map.
+/* Every batch has the header's columns (names and types); NOT NULL holds
+ * in every row. Rows are numbered from row_base in messages. */
+static int check_batches(const char *table, const struct colmap *m, const struct st_batch *b,
+			 uint32_t nb, uint64_t row_base, struct st_err *err)
+{
+	const struct st_schema *sc = &m->meta->schema;
+	uint64_t row0 = row_base;
+	for (uint32_t k = 0; k < nb; k++) {
+		if (b[k].ncols != m->ncols)
+			return st_seterr(err, ST_EINVAL, "table '%s': batch %u has %u columns, the write "
+					 "has %u", table, k, b[k].ncols, m->ncols);
+		for (uint32_t i = 0; i < m->ncols; i++) {
+			const struct st_field *f = &sc->fields[m->field_of[i]];
+			if (strcasecmp(b[k].names[i], f->name) || b[k].cols[i].type != f->type ||
+			    b[k].cols[i].n != b[k].nrows)
+				return st_seterr(err, ST_EINVAL,
+						 "table '%s': batch %u column %u ('%s') differs from the "
+						 "write's first batch or has the wrong row count", table, k,
+						 i, b[k].names[i]);
+		}
+		for (uint32_t f = 0; f < sc->nfields; f++) {
+			if (sc->fields[f].nullable)
+				continue;
+			int i = m->batch_of[f];
+			if (i < 0)
+				return st_seterr(err, ST_ESCHEMA,
+						 "table '%s': column '%s' is NOT NULL (type %s) and missing "
+						 "from the write", table, sc->fields[f].name,
+						 st_type_name(sc->fields[f].type));
+			if (!b[k].cols[i].validity)
+				continue;
+			for (uint32_t r = 0; r < b[k].nrows; r++)
+				if (!st_vec_is_valid(&b[k].cols[i], r))
+					return st_seterr(err, ST_ESCHEMA,
+							 "table '%s': column '%s' is NOT NULL (type %s) but "
+							 "row %llu of the write is null", table,
+							 sc->fields[f].name, st_type_name(sc->fields[f].type),
+							 (unsigned long long)(row0 + r));
+		}
+		row0 += b[k].nrows;
+	}
+	return ST_OK;
+}
+
+/* Check the write's columns (those of its first batch, b0) against the
+ * table (DESIGN.md §7) and build the map; check_batches checks the rows.
  * Takes over *meta (the table's metadata as read; m->meta owns it). */
 static int map_columns(const char *table, struct act_metadata **meta,
-		       const struct st_batch *b, uint32_t nb, bool merge, bool replace_schema,
+		       const struct st_batch *b0, bool merge, bool replace_schema,
 		       struct colmap *m, struct st_err *err)
 {
 	int rc = ST_OK;
-	const struct st_batch *b0 = &b[0];
 	memset(m, 0, sizeof *m);
 	m->meta = *meta;
 	*meta = NULL;
@@ -184,45 +229,7 @@ static int map_columns(const char *table, struct act_metadata **meta,
 		m->batch_of[f] = -1;
 	for (uint32_t i = 0; i < b0->ncols; i++)
 		m->batch_of[m->field_of[i]] = (int)i;
-	/* Every batch has the same columns; NOT NULL holds in every row. */
-	uint64_t row0 = 0;
-	for (uint32_t k = 0; k < nb; k++) {
-		if (b[k].ncols != b0->ncols) {
-			rc = st_seterr(err, ST_EINVAL, "table '%s': batch %u has %u columns, batch 0 has %u",
-				       table, k, b[k].ncols, b0->ncols);
-			goto out;
-		}
-		for (uint32_t i = 0; i < b0->ncols; i++)
-			if (strcasecmp(b[k].names[i], b0->names[i]) || b[k].cols[i].type != b0->cols[i].type ||
-			    b[k].cols[i].n != b[k].nrows) {
-				rc = st_seterr(err, ST_EINVAL,
-					       "table '%s': batch %u column %u ('%s') differs from batch 0 "
-					       "or has the wrong row count", table, k, i, b[k].names[i]);
-				goto out;
-			}
-		for (uint32_t f = 0; f < sc->nfields; f++) {
-			if (sc->fields[f].nullable)
-				continue;
-			int i = m->batch_of[f];
-			if (i < 0) {
-				rc = st_seterr(err, ST_ESCHEMA,
-					       "table '%s': column '%s' is NOT NULL (type %s) and missing "
-					       "from the write", table, sc->fields[f].name,
-					       st_type_name(sc->fields[f].type));
-				goto out;
-			}
-			for (uint32_t r = 0; r < b[k].nrows; r++)
-				if (!st_vec_is_valid(&b[k].cols[i], r)) {
-					rc = st_seterr(err, ST_ESCHEMA,
-						       "table '%s': column '%s' is NOT NULL (type %s) but "
-						       "row %llu of the write is null", table,
-						       sc->fields[f].name, st_type_name(sc->fields[f].type),
-						       (unsigned long long)(row0 + r));
-					goto out;
-				}
-		}
-		row0 += b[k].nrows;
-	}
+	m->ncols = b0->ncols;
 out:
 	if (rc != ST_OK) {
 		act_metadata_free(m->meta);
@@ -232,85 +239,115 @@ out:
 	return rc;
 }
 
-/* Write the batches as one segment at path; fills info. */
 /*
- * Write the batches as one segment. A small write (at most
- * STORE_INLINE_ROWS rows) is encoded in memory; when it comes out at most
- * inline_max bytes, *inl receives the bytes (the caller stores them in
- * LMDB: no fsync besides LMDB's own commit), else they are written to path
- * durably. Larger writes stream to path. Fills info.
+ * The segment a write produces, filled batch by batch. In memory
+ * (`mem`: a small write, which may end up inline in LMDB) or streamed to
+ * its path, one row group buffered at a time.
  */
-static int write_segment(st_store *s, const char *path, const struct colmap *m,
-			 const struct st_batch *b, uint32_t nb, uint64_t rows,
-			 struct seg_file_info *info, uint8_t **inl, size_t *inl_len,
-			 struct st_err *err)
+struct appender {
+	struct seg_writer *w;       /* the open writer */
+	bool mem;                   /* in memory */
+	struct st_vec *vecs;        /* per schema field, for one batch */
+	uint8_t *zeros;             /* all-null column storage */
+	size_t zlen;                /* its bytes */
+	uint64_t rows;              /* rows appended */
+};
+
+static int app_open(st_store *s, const char *path, const struct colmap *m, bool mem,
+		    struct appender *a, struct st_err *err)
 {
-	int rc = ST_OK;
 	const struct st_schema *sc = &m->meta->schema;
-	struct seg_writer *w = NULL;
-	struct st_vec *vecs = calloc(sc->nfields, sizeof *vecs);
-	uint8_t *zeros = NULL;
-	size_t zlen = 0;
-	uint64_t row0 = 0;
 	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io};
-	if (!vecs) {
-		rc = st_seterr(err, ST_ENOMEM, "out of memory");
-		goto out;
-	}
-	bool mem = rows <= STORE_INLINE_ROWS;
-	*inl = NULL;
-	if ((rc = mem ? seg_writer_open_mem(sc, &o, &w, err) : seg_writer_open(path, sc, &o, &w, err)) != ST_OK)
-		goto out;
-	for (uint32_t k = 0; k < nb; k++) {
+	memset(a, 0, sizeof *a);
+	a->mem = mem;
+	if (!(a->vecs = calloc(sc->nfields + 1, sizeof *a->vecs)))
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	return mem ? seg_writer_open_mem(sc, &o, &a->w, err) : seg_writer_open(path, sc, &o, &a->w, err);
+}
+
+/* Append batches (already checked by check_batches) after the table's
+ * CHECK constraints pass on them. */
+static int app_add(struct appender *a, const struct colmap *m, const struct st_batch *b,
+		   uint32_t nb, struct st_err *err)
+{
+	const struct st_schema *sc = &m->meta->schema;
+	int rc = ST_OK;
+	for (uint32_t k = 0; k < nb && rc == ST_OK; k++) {
 		/* A zeroed buffer serves as an all-null column: validity 0, values 0. */
 		size_t need = ((size_t)b[k].nrows + 1) * 8;
-		if (need > zlen) {
-			free(zeros);
-			zlen = need;
-			if (!(zeros = calloc(zlen, 1))) {
-				rc = st_seterr(err, ST_ENOMEM, "out of memory");
-				goto out;
+		if (need > a->zlen) {
+			free(a->zeros);
+			a->zlen = need;
+			if (!(a->zeros = calloc(a->zlen, 1))) {
+				a->zlen = 0;
+				return st_seterr(err, ST_ENOMEM, "out of memory");
 			}
 		}
 		for (uint32_t f = 0; f < sc->nfields; f++) {
 			int i = m->batch_of[f];
-			if (i >= 0) {
-				vecs[f] = b[k].cols[i];
-			} else {
-				vecs[f] = (struct st_vec){.type = sc->fields[f].type, .n = b[k].nrows,
-							  .validity = zeros, .data = zeros,
-							  .offsets = (const uint32_t *)zeros,
-							  .bytes = zeros};
-			}
+			a->vecs[f] = i >= 0 ? b[k].cols[i]
+				: (struct st_vec){.type = sc->fields[f].type, .n = b[k].nrows,
+						  .validity = a->zeros, .data = a->zeros,
+						  .offsets = (const uint32_t *)a->zeros, .bytes = a->zeros};
 		}
-		if ((rc = store_check_constraints(m->meta->name, m->meta, vecs, b[k].nrows, row0,
-						   err)) != ST_OK ||
-		    (rc = seg_writer_append(w, vecs, b[k].nrows, err)) != ST_OK)
-			goto out;
-		row0 += b[k].nrows;
+		if ((rc = store_check_constraints(m->meta->name, m->meta, a->vecs, b[k].nrows, a->rows,
+						   err)) == ST_OK &&
+		    (rc = seg_writer_append(a->w, a->vecs, b[k].nrows, err)) == ST_OK)
+			a->rows += b[k].nrows;
 	}
-	if (!mem) {
-		rc = seg_writer_close(w, info, err);
-		w = NULL;
-		goto out;
-	}
+	return rc;
+}
+
+/*
+ * Finish the segment: fills info. A streamed one is durable at path. An
+ * in-memory one of at most inline_max bytes goes to *inl (the caller
+ * stores it in LMDB: no fsync besides LMDB's own commit); a larger one is
+ * written to path durably.
+ */
+static int app_close(st_store *s, const char *path, struct appender *a,
+		     struct seg_file_info *info, uint8_t **inl, size_t *inl_len, struct st_err *err)
+{
+	int rc;
 	uint8_t *bytes;
 	size_t len;
-	rc = seg_writer_close_mem(w, info, &bytes, &len, err);
-	w = NULL;
+	*inl = NULL;
+	if (!a->mem) {
+		rc = seg_writer_close(a->w, info, err);
+		a->w = NULL;
+		return rc;
+	}
+	rc = seg_writer_close_mem(a->w, info, &bytes, &len, err);
+	a->w = NULL;
 	if (rc != ST_OK)
-		goto out;
+		return rc;
 	if (len <= s->opts.inline_max) {
 		*inl = bytes;
 		*inl_len = len;
-	} else {
-		rc = store_write_file(s, path, bytes, len, err);
-		free(bytes);
+		return ST_OK;
 	}
-out:
-	seg_writer_abort(w);
-	free(vecs);
-	free(zeros);
+	rc = store_write_file(s, path, bytes, len, err);
+	free(bytes);
+	return rc;
+}
+
+static void app_fini(struct appender *a)
+{
+	seg_writer_abort(a->w);
+	free(a->vecs);
+	free(a->zeros);
+	memset(a, 0, sizeof *a);
+}
+
+/* An I/O error (EIO from write or fsync) is sticky, as a failed LMDB
+ * commit is (DESIGN.md §10); a full disk is not. */
+static int segment_failed(st_store *s, int rc, struct st_err *err)
+{
+	if (rc > 0 && rc != ENOSPC && rc != EDQUOT && rc != ENOMEM) {
+		char m[ST_ERR_MSG_MAX];
+		snprintf(m, sizeof m, "%s", err ? err->msg : strerror(rc));
+		store_fail(s, err, "%s", m);
+		rc = ST_EFAILED;
+	}
 	return rc;
 }
 
@@ -410,11 +447,11 @@ static uint64_t app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const ch
 
 /* Every new row must match the predicate it replaces. */
 static int rows_match(const struct staged *w, const struct st_batch *b, uint32_t nb,
-		      struct st_err *err)
+		      uint64_t row_base, struct st_err *err)
 {
 	const struct st_schema *sc = &w->m.meta->schema;
 	int rc = ST_OK;
-	uint64_t row0 = 0;
+	uint64_t row0 = row_base;
 	struct st_vec *vecs = calloc(sc->nfields, sizeof *vecs);
 	uint32_t *sel = NULL;
 	uint8_t *zeros = NULL;
@@ -452,11 +489,11 @@ static int rows_match(const struct staged *w, const struct st_batch *b, uint32_t
 	return rc;
 }
 
-/* Replace-where: parse the predicate, check the new rows, and for each
- * live file that may hold matching rows, remove it (all rows match) or
- * rewrite it without them. */
+/* Replace-where: parse the predicate, and for each live file that may hold
+ * matching rows, remove it (all rows match) or rewrite it without them.
+ * The new rows are checked against the predicate as they come (stage_add). */
 static int stage_replace(st_store *s, MDB_txn *txn, struct staged *w, const char *pred,
-			 const struct st_batch *b, uint32_t nb, struct st_err *err)
+			 struct st_err *err)
 {
 	int rc;
 	struct file_rec *live = NULL;
@@ -464,7 +501,6 @@ static int stage_replace(st_store *s, MDB_txn *txn, struct staged *w, const char
 	struct st_col_stats *st = NULL;
 	const struct st_schema *sc = &w->m.meta->schema;
 	if ((rc = expr_parse(pred, sc, &w->pred, err)) != ST_OK ||
-	    (rc = rows_match(w, b, nb, err)) != ST_OK ||
 	    (rc = store_files_at(s, txn, w->tid, STORE_LIVE, &live, &nlive, err)) != ST_OK)
 		goto out;
 	st = calloc(sc->nfields, sizeof *st);
@@ -597,18 +633,33 @@ out:
 	return rc;
 }
 
-int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, uint32_t nb,
-		 const struct st_write_opts *opts, struct st_err *err)
+/*
+ * A staged write is built in three steps, so that a load can stream:
+ * stage_begin (read the head, map the columns from the first batch, stage
+ * what an overwrite or replace-where removes, open the segment),
+ * stage_add (check and append rows, any number of times), stage_finish
+ * (close the segment; the write then counts in t). The entry being built
+ * is t->w[t->n]; stage_fail discards it.
+ */
+static int stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
+		       const struct st_write_opts *opts, bool mem, struct appender *app,
+		       struct st_err *err)
 {
 	static const struct st_write_opts defaults = {0};
 	st_store *s = t->s;
 	int rc = ST_OK, mrc;
 	MDB_txn *txn = NULL;
 	struct table_head h = {0};
+	memset(app, 0, sizeof *app);
+	/* The entry exists (zeroed) from here, so stage_fail always has one. */
+	struct staged *grown = realloc(t->w, (t->n + 1) * sizeof *grown);
+	if (!grown)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	t->w = grown;
+	struct staged *w = &t->w[t->n];
+	memset(w, 0, sizeof *w);
 	if (!opts)
 		opts = &defaults;
-	if (nb == 0 || !batches)
-		return st_seterr(err, ST_EINVAL, "table '%s': a write needs at least one batch", table);
 	if (opts->overwrite_schema && opts->mode != ST_WRITE_OVERWRITE)
 		return st_seterr(err, ST_EINVAL,
 				 "table '%s': overwrite_schema goes only with a full overwrite", table);
@@ -620,17 +671,9 @@ int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, u
 		if (!strcmp(t->w[i].table, table))
 			return st_seterr(err, ST_EINVAL,
 					 "table '%s' is already written in this transaction", table);
-	struct staged *grown = realloc(t->w, (t->n + 1) * sizeof *grown);
-	if (!grown)
-		return st_seterr(err, ST_ENOMEM, "out of memory");
-	t->w = grown;
-	struct staged *w = &t->w[t->n];
-	memset(w, 0, sizeof *w);
 	snprintf(w->table, sizeof w->table, "%s", table);
 	w->t0 = store_now_us();
 	w->overwrite = opts->mode == ST_WRITE_OVERWRITE;
-	for (uint32_t k = 0; k < nb; k++)
-		w->rows += batches[k].nrows;
 	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		rc = store_lmdb_err(err, mrc, "writing");
 		goto out;
@@ -650,45 +693,155 @@ int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, u
 		if (w->noop)
 			goto out; /* already committed: nothing to write */
 	}
-	if ((rc = map_columns(table, &h.meta, batches, nb, opts->merge_schema, opts->overwrite_schema,
+	if ((rc = map_columns(table, &h.meta, hdr, opts->merge_schema, opts->overwrite_schema,
 			      &w->m, err)) != ST_OK)
 		goto out;
 	if (w->overwrite && (rc = store_live_files(s, txn, h.tid, &w->read_files, &w->nread, err)) != ST_OK)
 		goto out;
 	if (opts->replace_where &&
-	    (rc = stage_replace(s, txn, w, opts->replace_where, batches, nb, err)) != ST_OK)
+	    (rc = stage_replace(s, txn, w, opts->replace_where, err)) != ST_OK)
 		goto out;
 	mdb_txn_abort(txn);
 	txn = NULL;
-	if (w->rows > 0) {
-		struct act_add *a = &w->add;
-		a->file_id = store_next_fid(s);
-		store_seg_path(s, h.tid, a->file_id, w->path, sizeof w->path);
-		if ((rc = write_segment(s, w->path, &w->m, batches, nb, w->rows, &w->info, &w->inl,
-					&w->inl_len, err)) != ST_OK) {
-			/* An I/O error (EIO from write or fsync) is sticky, as a failed
-			 * LMDB commit is (DESIGN.md §10); a full disk is not. */
-			if (rc > 0 && rc != ENOSPC && rc != EDQUOT && rc != ENOMEM) {
-				char m[ST_ERR_MSG_MAX];
-				snprintf(m, sizeof m, "%s", err ? err->msg : strerror(rc));
-				store_fail(s, err, "%s", m);
-				rc = ST_EFAILED;
-			}
-			goto out;
-		}
-		w->written = w->inl == NULL;
-		a->is_inline = w->inl != NULL;
-		rc = store_add_from_info(a, &w->info, &w->m.meta->schema, true, err);
-	}
+	w->add.file_id = store_next_fid(s);
+	store_seg_path(s, h.tid, w->add.file_id, w->path, sizeof w->path);
+	if ((rc = app_open(s, w->path, &w->m, mem, app, err)) != ST_OK)
+		rc = segment_failed(s, rc, err);
 out:
 	if (txn)
 		mdb_txn_abort(txn);
 	head_fini(&h);
+	return rc;
+}
+
+static int stage_add(st_txn *t, struct appender *app, const struct st_batch *b, uint32_t nb,
+		     struct st_err *err)
+{
+	struct staged *w = &t->w[t->n];
+	int rc;
+	if (w->noop)
+		return ST_OK;
+	if ((rc = check_batches(w->table, &w->m, b, nb, app->rows, err)) != ST_OK ||
+	    (w->pred && (rc = rows_match(w, b, nb, app->rows, err)) != ST_OK))
+		return rc;
+	rc = app_add(app, &w->m, b, nb, err);
+	return rc < 0 ? rc : segment_failed(t->s, rc, err);
+}
+
+static int stage_finish(st_txn *t, struct appender *app, struct st_err *err)
+{
+	struct staged *w = &t->w[t->n];
+	int rc = ST_OK;
+	if (!w->noop) {
+		w->rows = app->rows;
+		if ((rc = app_close(t->s, w->path, app, &w->info, &w->inl, &w->inl_len, err)) != ST_OK)
+			return segment_failed(t->s, rc, err);
+		w->written = !app->mem || !w->inl;
+		if (w->rows == 0) { /* nothing to add (an overwrite with no rows empties the table) */
+			if (w->written)
+				unlink(w->path);
+			w->written = false;
+		} else {
+			w->add.is_inline = w->inl != NULL;
+			rc = store_add_from_info(&w->add, &w->info, &w->m.meta->schema, true, err);
+		}
+	}
+	app_fini(app);
 	if (rc == ST_OK)
 		t->n++;
-	else
-		staged_fini(w);
 	return rc;
+}
+
+static void stage_fail(st_txn *t, struct appender *app)
+{
+	app_fini(app);
+	staged_fini(&t->w[t->n]);
+}
+
+int st_txn_write(st_txn *t, const char *table, const struct st_batch *batches, uint32_t nb,
+		 const struct st_write_opts *opts, struct st_err *err)
+{
+	struct appender app;
+	uint64_t rows = 0;
+	if (nb == 0 || !batches)
+		return st_seterr(err, ST_EINVAL, "table '%s': a write needs at least one batch", table);
+	for (uint32_t k = 0; k < nb; k++)
+		rows += batches[k].nrows;
+	int rc = stage_begin(t, table, &batches[0], opts, rows <= STORE_INLINE_ROWS, &app, err);
+	if (rc == ST_OK)
+		rc = stage_add(t, &app, batches, nb, err);
+	if (rc == ST_OK)
+		rc = stage_finish(t, &app, err);
+	if (rc != ST_OK)
+		stage_fail(t, &app);
+	return rc;
+}
+
+/* ---- streaming loads ---------------------------------------------------- */
+
+struct st_load {
+	st_txn *t;                  /* its transaction (one staged write) */
+	struct appender app;        /* the segment being streamed */
+	bool failed;                /* a step failed: only abort is left */
+};
+
+int st_load_begin(st_store *s, const char *table, const struct st_batch *header,
+		  const struct st_write_opts *opts, st_load **out, struct st_err *err)
+{
+	st_load *l = calloc(1, sizeof *l);
+	int rc;
+	*out = NULL;
+	if (!l)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	if ((rc = st_txn_begin(s, &l->t, err)) != ST_OK) {
+		free(l);
+		return rc;
+	}
+	if ((rc = stage_begin(l->t, table, header, opts, false, &l->app, err)) != ST_OK) {
+		stage_fail(l->t, &l->app);
+		st_txn_abort(l->t);
+		free(l);
+		return rc;
+	}
+	*out = l;
+	return ST_OK;
+}
+
+int st_load_write(st_load *l, const struct st_batch *b, uint32_t nb, struct st_err *err)
+{
+	if (l->failed)
+		return st_seterr(err, ST_EINVAL, "this load already failed; abort it");
+	int rc = stage_add(l->t, &l->app, b, nb, err);
+	l->failed = rc != ST_OK;
+	return rc;
+}
+
+uint64_t st_load_rows(const st_load *l)
+{
+	return l->app.rows;
+}
+
+int st_load_commit(st_load *l, struct st_commit_result *res, struct st_err *err)
+{
+	int rc = l->failed ? st_seterr(err, ST_EINVAL, "this load already failed; abort it")
+			   : stage_finish(l->t, &l->app, err);
+	if (rc != ST_OK) {
+		st_load_abort(l);
+		return rc;
+	}
+	rc = st_txn_commit(l->t, res, err); /* frees the transaction */
+	free(l);
+	return rc;
+}
+
+void st_load_abort(st_load *l)
+{
+	if (!l)
+		return;
+	if (l->t && l->t->n == 0)
+		stage_fail(l->t, &l->app); /* still being built */
+	st_txn_abort(l->t);
+	free(l);
 }
 
 static bool has_file(const uint64_t *f, uint32_t n, uint64_t fid)
