@@ -107,7 +107,7 @@ $(B)/fuzzmode/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -c -o $@ $<
 $(B)/tests/replay_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay.o $(FUZZMODE_OBJ)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LZ4_LIBS) $(MSGPACK_LIBS) -lm
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm
 
 # ---- goals --------------------------------------------------------------
 TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)")
@@ -140,7 +140,7 @@ fuzz: $(B)/deps.mk
 	@mkdir -p $(B)/fuzz
 	@set -e; for f in $(FUZZ_NAMES); do \
 	  echo "== fuzz $$f for $(FUZZ_SECONDS)s"; \
-	  clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $(B)/fuzz/$$f tests/fuzz/fuzz_$$f.c $(FORMAT_SRC) $(LZ4_LIBS) $(MSGPACK_LIBS) -lm; \
+	  clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $(B)/fuzz/$$f tests/fuzz/fuzz_$$f.c $(FORMAT_SRC) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm; \
 	  mkdir -p $(B)/fuzz/corpus-$$f; \
 	  $(B)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    $(B)/fuzz/corpus-$$f tests/fuzz/corpus/$$f; \

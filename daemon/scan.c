@@ -486,3 +486,34 @@ bool store_scan_file_inline(const st_scan *sc, uint32_t i)
 {
 	return sc->files[i].flags & 1;
 }
+
+const char *st_scan_column_name(const st_scan *sc, uint32_t i)
+{
+	return sc->meta->schema.fields[sc->proj[i]].name;
+}
+
+int st_scan_column_type(const st_scan *sc, uint32_t i)
+{
+	return sc->meta->schema.fields[sc->proj[i]].type;
+}
+
+uint32_t st_scan_ncolumns(const st_scan *sc)
+{
+	return sc->nproj;
+}
+
+void st_scan_info(const st_scan *sc, struct st_scan_info *out)
+{
+	memset(out, 0, sizeof *out);
+	out->version = sc->version;
+	out->files = sc->nfiles;
+	for (uint32_t i = 0; i < sc->nfiles; i++) {
+		out->rows += sc->files[i].rows;
+		out->bytes += sc->files[i].size;
+	}
+}
+
+const struct act_metadata *st_scan_metadata(const st_scan *sc)
+{
+	return sc->meta;
+}

@@ -141,6 +141,13 @@ int store_file_put(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_re
 int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
 		      uint8_t **out, size_t *len, struct st_err *err);
 
+/* Verify the checksum chain of the newest `depth` commits of every table
+ * (STORE.md §4): each commit's prev_checksum must be the chained checksum
+ * of the one before, and the head must hold the newest. *checked (may be
+ * NULL) counts the commits verified. */
+int store_verify_chains(st_store *s, MDB_txn *txn, uint32_t depth, uint64_t *checked,
+			struct st_err *err);
+
 /* Encode / decode a file record. */
 int file_rec_encode(const struct file_rec *f, struct st_buf *out);
 int file_rec_decode(uint64_t fid, const uint8_t *p, size_t n, struct file_rec *f);

@@ -267,6 +267,23 @@ uint64_t st_store_lsn(st_store *s);
 /* The version the scan reads. */
 uint64_t st_scan_version(const st_scan *sc);
 
+/* Name and type of projected column i of a scan (i < the projection's
+ * count; NULL columns = the table's columns at the scanned version). */
+const char *st_scan_column_name(const st_scan *sc, uint32_t i);
+int st_scan_column_type(const st_scan *sc, uint32_t i);
+uint32_t st_scan_ncolumns(const st_scan *sc);
+
+/* What a scan reads: its files, their rows and bytes (before pruning). */
+struct st_scan_info {
+	uint64_t version;  /* version read */
+	uint64_t files;    /* files of the snapshot */
+	uint64_t rows;     /* their rows */
+	uint64_t bytes;    /* their bytes */
+};
+void st_scan_info(const st_scan *sc, struct st_scan_info *out);
+/* The table's metadata at the scanned version (valid until st_scan_close). */
+const struct act_metadata *st_scan_metadata(const st_scan *sc);
+
 /* Next batch, or *out = NULL at the end. The batch is valid until the next
  * call or close. Errors: ST_ECORRUPT (a damaged segment: named), errno. */
 int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *err);
@@ -360,6 +377,23 @@ void st_vacuum_result_fini(struct st_vacuum_result *r);
 
 /* Parse a duration: N (seconds), Ns, Nm, Nh, Nd. ST_EINVAL when malformed. */
 int st_parse_duration(const char *text, int64_t *us);
+
+/* What st_verify found. */
+struct st_verify_result {
+	uint64_t segments;   /* live segments (files and inline) verified */
+	uint64_t commits;    /* commits whose checksum chain was verified */
+	char **problems;     /* one line per damaged segment or broken chain */
+	uint32_t nproblems;  /* 0 = everything verified */
+};
+
+/*
+ * Verify the whole store: the checksum chain of every retained commit of
+ * every table, and every checksum of every live segment (files and inline
+ * ones). Damage is reported in res->problems, not as an error; errors are
+ * for what stops the check itself (ST_ENOMEM, LMDB errors).
+ */
+int st_verify(st_store *s, struct st_verify_result *res, struct st_err *err);
+void st_verify_result_fini(struct st_verify_result *r);
 
 /* History of a table, newest first, at most limit commits (0 = all).
  * *commits is an array of decoded commits; free each with act_commit_free

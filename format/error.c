@@ -21,6 +21,7 @@ static const char *const st_names[] = {
 	[ST_ENOTFOUND - ST_ERR_BASE] = "ST_ENOTFOUND: not found",
 	[ST_EEXIST - ST_ERR_BASE] = "ST_EEXIST: already exists",
 	[ST_EFAILED - ST_ERR_BASE] = "ST_EFAILED: store failed; reopen it",
+	[ST_EPROTO - ST_ERR_BASE] = "ST_EPROTO: protocol error",
 };
 
 const char *st_strerror(int code)

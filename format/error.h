@@ -31,7 +31,8 @@ enum {
 	ST_ENOTFOUND,              /* named object does not exist */
 	ST_EEXIST,                 /* named object already exists */
 	ST_EFAILED,                /* store is in the failed state */
-	ST_ERR_LAST = ST_EFAILED,
+	ST_EPROTO,                 /* a wire message breaks PROTOCOL.md */
+	ST_ERR_LAST = ST_EPROTO,
 };
 
 #define ST_ERR_MSG_MAX 512

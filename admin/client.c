@@ -1,0 +1,191 @@
+/*
+ * admin/client.c — the client side of the wire protocol (client.h).
+ */
+#include "admin/client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "format/transport.h"
+
+/* Replies are never larger than the server's limit, at most 1 GiB. */
+#define SC_RECV_MAX (1u << 30)
+
+struct sc_client {
+	int sock;                       /* REQ socket */
+	char host[512];                 /* address */
+	uint8_t id[WIRE_CLIENT_ID_LEN]; /* client id for deduplication */
+	uint64_t seq;                   /* last sequence number used */
+	uint64_t next_id;               /* next request id */
+	int type;                       /* type of the request being built */
+	struct wire_out out;            /* the request being built */
+	void *rep;                      /* last reply (nanomsg-owned) */
+	struct wire_msg msg;            /* it, parsed */
+	bool have_msg;                  /* msg needs wire_msg_fini */
+	struct sc_server_info info;     /* from HELLO */
+};
+
+static void client_id(uint8_t *id)
+{
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, id, WIRE_CLIENT_ID_LEN) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n != WIRE_CLIENT_ID_LEN) { /* no urandom: time and pid still differ per process */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t a = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		uint64_t b = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uintptr_t)id;
+		memcpy(id, &a, 8);
+		memcpy(id + 8, &b, 8);
+	}
+}
+
+static void drop_reply(sc_client *c)
+{
+	if (c->have_msg)
+		wire_msg_fini(&c->msg);
+	c->have_msg = false;
+	tp_free(c->rep);
+	c->rep = NULL;
+}
+
+static int local_error(struct wire_error *e, int code, const char *msg)
+{
+	wire_error_set(e, code, msg);
+	return code;
+}
+
+int sc_connect(const char *host, int timeout_ms, sc_client **out, struct wire_error *e)
+{
+	struct st_err err;
+	*out = NULL;
+	if (!host || !*host)
+		host = getenv("STRATA_HOST");
+	if (!host || !*host)
+		host = SC_DEFAULT_HOST;
+	if (timeout_ms <= 0)
+		timeout_ms = SC_DEFAULT_TIMEOUT_MS;
+	sc_client *c = calloc(1, sizeof *c);
+	if (!c)
+		return local_error(e, ST_ENOMEM, "out of memory");
+	snprintf(c->host, sizeof c->host, "%s", host);
+	client_id(c->id);
+	c->next_id = 1;
+	wire_out_init(&c->out);
+	int rc = tp_connect(host, timeout_ms, SC_RECV_MAX, &c->sock, &err);
+	if (rc != ST_OK) {
+		free(c);
+		return local_error(e, rc, err.msg);
+	}
+	c->info.max_message_size = 1u << 20; /* nanomsg's default until HELLO says more */
+	c->info.max_batch_rows = 65536;
+	msgpack_packer *pk = sc_begin(c, WIRE_HELLO, 2);
+	wire_key_str(pk, 0, "strata-client");
+	wire_key_u64(pk, 1, WIRE_VERSION);
+	const msgpack_object *b;
+	if ((rc = sc_call(c, &b, e)) != 0) {
+		if (rc == ETIMEDOUT)
+			snprintf(e->msg, sizeof e->msg,
+				 "no answer from %s within %d ms: is stratad running there? (set "
+				 "--host or STRATA_HOST)", host, timeout_ms);
+		sc_close(c);
+		return rc;
+	}
+	uint64_t v;
+	wire_get_strbuf(b, 0, c->info.version, sizeof c->info.version);
+	if (wire_get_u64(b, 1, &v))
+		c->info.protocol = (uint32_t)v;
+	if (wire_get_u64(b, 2, &v) && v >= 4096)
+		c->info.max_message_size = v;
+	if (wire_get_u64(b, 3, &v) && v > 0 && v <= UINT32_MAX)
+		c->info.max_batch_rows = (uint32_t)v;
+	*out = c;
+	return 0;
+}
+
+void sc_close(sc_client *c)
+{
+	if (!c)
+		return;
+	drop_reply(c);
+	wire_out_fini(&c->out);
+	tp_close(c->sock);
+	free(c);
+}
+
+const char *sc_host(const sc_client *c)
+{
+	return c->host;
+}
+
+const struct sc_server_info *sc_server(const sc_client *c)
+{
+	return &c->info;
+}
+
+msgpack_packer *sc_begin(sc_client *c, int type, uint32_t nbody)
+{
+	drop_reply(c);
+	wire_out_reset(&c->out);
+	c->type = type;
+	bool dedupe = wire_changes_state(type);
+	wire_begin(&c->out, c->next_id++, type, dedupe ? c->id : NULL, dedupe ? ++c->seq : 0,
+		   nbody);
+	return &c->out.pk;
+}
+
+struct wire_out *sc_out(sc_client *c)
+{
+	return &c->out;
+}
+
+size_t sc_pending(const sc_client *c)
+{
+	return c->out.buf.len;
+}
+
+int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
+{
+	struct st_err err;
+	size_t rlen;
+	*body = NULL;
+	if (c->out.buf.oom)
+		return local_error(e, ST_ENOMEM, "out of memory building a request");
+	if (c->out.buf.len > c->info.max_message_size) {
+		char m[256];
+		snprintf(m, sizeof m, "a %s request of %zu bytes is above the server's %llu-byte "
+			 "message limit", wire_type_name(c->type), c->out.buf.len,
+			 (unsigned long long)c->info.max_message_size);
+		return local_error(e, ST_ETOOBIG, m);
+	}
+	int rc = tp_call(c->sock, c->out.buf.data, c->out.buf.len, c->info.max_message_size, &c->rep, &rlen,
+			 &err);
+	if (rc != ST_OK)
+		return local_error(e, rc, err.msg);
+	c->have_msg = true;
+	if ((rc = wire_parse(c->rep, rlen, &c->msg, &err)) != ST_OK)
+		return local_error(e, rc, err.msg);
+	if (c->msg.error) {
+		wire_error_decode(c->msg.error, e);
+		return e->code ? e->code : ST_EPROTO;
+	}
+	if (c->msg.type != c->type)
+		return local_error(e, ST_EPROTO, "the reply answers another request type");
+	*body = c->msg.body;
+	return 0;
+}
+
+void sc_error_format(const struct wire_error *e, char *buf, size_t len)
+{
+	size_t n = (size_t)snprintf(buf, len, "%s", e->msg);
+	if (n < len && e->offset >= 0 && !strstr(e->msg, "offset"))
+		n += (size_t)snprintf(buf + n, len - n, " (at offset %lld%s%s%s)",
+				      (long long)e->offset, e->token[0] ? ", near '" : "", e->token,
+				      e->token[0] ? "'" : "");
+}

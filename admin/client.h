@@ -1,0 +1,62 @@
+/*
+ * admin/client.h — the strata client library: talks to stratad over the
+ * wire protocol (format/PROTOCOL.md). Used by the `strata` CLI, the
+ * integration tests and the end-to-end benchmark.
+ *
+ * A client is one connection (one nanomsg REQ socket) and is not
+ * thread-safe: use one per thread. Every call waits at most the timeout
+ * given to sc_connect.
+ *
+ * Making a request: sc_begin packs the envelope and opens a body map of
+ * nbody pairs; the caller packs exactly those pairs on the returned
+ * packer (format/wire.h helpers, or wire_pack_batch on sc_out(c)), then
+ * sc_call sends it and waits. The reply body it returns points into the
+ * reply and stays valid until the next sc_begin or sc_close.
+ *
+ * Errors come back as a struct wire_error: the daemon's (stable code,
+ * message, table/column/row/token) or the client's own (errno codes such
+ * as ETIMEDOUT when no reply came; ST_EPROTO for a reply that breaks the
+ * protocol). Functions return 0 or that code.
+ */
+#ifndef STRATA_ADMIN_CLIENT_H
+#define STRATA_ADMIN_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "format/wire.h"
+
+#define SC_DEFAULT_HOST "tcp://127.0.0.1:7420"
+#define SC_DEFAULT_TIMEOUT_MS 30000
+
+typedef struct sc_client sc_client;
+
+/* What HELLO told about the server. */
+struct sc_server_info {
+	char version[64];          /* server version */
+	uint32_t protocol;         /* protocol version it speaks */
+	uint64_t max_message_size; /* largest message it accepts */
+	uint32_t max_batch_rows;   /* largest batch it accepts */
+};
+
+/* Connect to host (NULL: $STRATA_HOST, else SC_DEFAULT_HOST) and say
+ * HELLO. timeout_ms <= 0 means SC_DEFAULT_TIMEOUT_MS. */
+int sc_connect(const char *host, int timeout_ms, sc_client **out, struct wire_error *e);
+void sc_close(sc_client *c);
+/* The address connected to, and the server's limits. */
+const char *sc_host(const sc_client *c);
+const struct sc_server_info *sc_server(const sc_client *c);
+
+/* Start a request of `type` with a body of nbody pairs. */
+msgpack_packer *sc_begin(sc_client *c, int type, uint32_t nbody);
+/* The message being built (for wire_pack_batch). */
+struct wire_out *sc_out(sc_client *c);
+/* Bytes of the message so far (to keep batches under the limit). */
+size_t sc_pending(const sc_client *c);
+/* Send it and wait; *body = the reply body (NULL when it had none). */
+int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e);
+
+/* Format an error for people: "message" plus where it happened. */
+void sc_error_format(const struct wire_error *e, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * daemon/server.h — stratad's request server: the wire protocol
+ * (format/PROTOCOL.md) over format/transport.h, served from a pool of
+ * worker threads on top of an open store.
+ *
+ * Workers share one raw REP socket; each takes a request, decodes it,
+ * runs it against the store and replies. Loads and scan cursors are
+ * sessions that live between requests and expire when idle. Replies of
+ * state-changing requests are remembered per client for deduplication.
+ */
+#ifndef STRATA_DAEMON_SERVER_H
+#define STRATA_DAEMON_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/strata.h"
+
+struct sd_server_opts {
+	const char *const *listen;   /* nanomsg addresses */
+	unsigned nlisten;            /* their count */
+	uint32_t workers;            /* worker threads, >= 1 */
+	size_t max_message_size;     /* NN_RCVMAXSIZE and the reply limit */
+	uint32_t max_batch_rows;     /* largest batch accepted */
+	int64_t cursor_timeout_us;   /* idle loads and cursors expire after this */
+	const char *data_dir;        /* for STATUS */
+	const char *version;         /* for HELLO and STATUS */
+};
+
+typedef struct sd_server sd_server;
+
+/* Bind the addresses and start the workers. The store must stay open
+ * until sd_server_stop returns. */
+int sd_server_start(st_store *s, const struct sd_server_opts *o, sd_server **out,
+		    struct st_err *err);
+/* Stop accepting requests, let every worker finish the request it is
+ * running (its reply is sent), abort open loads, close cursors, free. */
+void sd_server_stop(sd_server *srv);
+
+#endif

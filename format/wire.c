@@ -1,0 +1,544 @@
+/*
+ * format/wire.c — the wire protocol's msgpack encoding (PROTOCOL.md).
+ */
+#include "format/wire.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Batches carry vectors as little-endian bytes and are used in place. */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "format/wire.c assumes a little-endian host"
+#endif
+
+static const struct {
+	int type;
+	const char *name;
+	bool changes;
+} types[] = {
+	{WIRE_HELLO, "HELLO", false},       {WIRE_PING, "PING", false},
+	{WIRE_STATUS, "STATUS", false},     {WIRE_CREATE, "CREATE", true},
+	{WIRE_TABLES, "TABLES", false},     {WIRE_DESCRIBE, "DESCRIBE", false},
+	{WIRE_DROP, "DROP", true},          {WIRE_ALTER, "ALTER", true},
+	{WIRE_WRITE, "WRITE", true},        {WIRE_LOAD_BEGIN, "LOAD_BEGIN", true},
+	{WIRE_LOAD_DATA, "LOAD_DATA", true}, {WIRE_LOAD_COMMIT, "LOAD_COMMIT", true},
+	{WIRE_LOAD_ABORT, "LOAD_ABORT", false}, {WIRE_SCAN, "SCAN", false},
+	{WIRE_SCAN_NEXT, "SCAN_NEXT", false}, {WIRE_SCAN_CLOSE, "SCAN_CLOSE", false},
+	{WIRE_QUERY, "QUERY", false},       {WIRE_HISTORY, "HISTORY", false},
+	{WIRE_RESTORE, "RESTORE", true},    {WIRE_VACUUM, "VACUUM", true},
+	{WIRE_VERIFY, "VERIFY", false},     {WIRE_COMPACT, "COMPACT", true},
+};
+
+const char *wire_type_name(int type)
+{
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+		if (types[i].type == type)
+			return types[i].name;
+	return "?";
+}
+
+bool wire_changes_state(int type)
+{
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+		if (types[i].type == type)
+			return types[i].changes;
+	return false;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static int buf_write(void *data, const char *p, size_t n)
+{
+	st_buf_append(data, p, n);
+	return 0;
+}
+
+void wire_out_init(struct wire_out *o)
+{
+	memset(o, 0, sizeof *o);
+	msgpack_packer_init(&o->pk, &o->buf, buf_write);
+}
+
+void wire_out_reset(struct wire_out *o)
+{
+	o->buf.len = 0;
+	o->buf.oom = false;
+}
+
+void wire_out_fini(struct wire_out *o)
+{
+	st_buf_free(&o->buf);
+}
+
+void wire_pack_strn(msgpack_packer *pk, const char *s, size_t n)
+{
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+void wire_pack_str(msgpack_packer *pk, const char *s)
+{
+	wire_pack_strn(pk, s ? s : "", s ? strlen(s) : 0);
+}
+
+void wire_key_u64(msgpack_packer *pk, uint32_t key, uint64_t v)
+{
+	msgpack_pack_uint32(pk, key);
+	msgpack_pack_uint64(pk, v);
+}
+
+void wire_key_i64(msgpack_packer *pk, uint32_t key, int64_t v)
+{
+	msgpack_pack_uint32(pk, key);
+	msgpack_pack_int64(pk, v);
+}
+
+void wire_key_str(msgpack_packer *pk, uint32_t key, const char *s)
+{
+	msgpack_pack_uint32(pk, key);
+	wire_pack_str(pk, s);
+}
+
+void wire_key_bool(msgpack_packer *pk, uint32_t key, bool v)
+{
+	msgpack_pack_uint32(pk, key);
+	v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+}
+
+void wire_begin(struct wire_out *o, uint64_t id, int type, const uint8_t *client, uint64_t seq,
+		uint32_t nbody)
+{
+	msgpack_packer *pk = &o->pk;
+	msgpack_pack_map(pk, 4 + (client ? 2 : 0));
+	wire_key_u64(pk, 0, WIRE_VERSION);
+	wire_key_u64(pk, 1, id);
+	wire_key_u64(pk, 2, (uint64_t)type);
+	if (client) {
+		msgpack_pack_uint32(pk, 5);
+		msgpack_pack_bin(pk, WIRE_CLIENT_ID_LEN);
+		msgpack_pack_bin_body(pk, client, WIRE_CLIENT_ID_LEN);
+		wire_key_u64(pk, 6, seq);
+	}
+	msgpack_pack_uint32(pk, 3);
+	msgpack_pack_map(pk, nbody);
+}
+
+void wire_error_reply(struct wire_out *o, uint64_t id, int type, const struct wire_error *e)
+{
+	msgpack_packer *pk = &o->pk;
+	uint32_t n = 2 + !!e->table[0] + !!e->column[0] + (e->row >= 0) + (e->offset >= 0) +
+		     !!e->token[0];
+	msgpack_pack_map(pk, 4);
+	wire_key_u64(pk, 0, WIRE_VERSION);
+	wire_key_u64(pk, 1, id);
+	wire_key_u64(pk, 2, (uint64_t)type);
+	msgpack_pack_uint32(pk, 4);
+	msgpack_pack_map(pk, n);
+	wire_key_i64(pk, 0, e->code);
+	wire_key_str(pk, 1, e->msg);
+	if (e->table[0])
+		wire_key_str(pk, 2, e->table);
+	if (e->column[0])
+		wire_key_str(pk, 3, e->column);
+	if (e->row >= 0)
+		wire_key_u64(pk, 4, (uint64_t)e->row);
+	if (e->offset >= 0)
+		wire_key_u64(pk, 5, (uint64_t)e->offset);
+	if (e->token[0])
+		wire_key_str(pk, 6, e->token);
+}
+
+static bool has_nulls(const struct st_vec *v, const uint32_t *sel, uint32_t nsel)
+{
+	if (!v->validity)
+		return false;
+	for (uint32_t i = 0; i < nsel; i++)
+		if (!st_vec_is_valid(v, sel ? sel[i] : i))
+			return true;
+	return false;
+}
+
+static uint64_t varlen_bytes(const struct st_vec *v, const uint32_t *sel, uint32_t nsel)
+{
+	uint64_t n = 0;
+	if (!sel && !v->dict)
+		return v->offsets[nsel] - v->offsets[0];
+	for (uint32_t i = 0; i < nsel; i++) {
+		const uint8_t *p;
+		uint32_t len;
+		st_vec_str(v, sel ? sel[i] : i, &p, &len);
+		n += len;
+	}
+	return n;
+}
+
+size_t wire_batch_bytes(uint32_t ncols, const char *const *names, const struct st_vec *cols,
+			const uint32_t *sel, uint32_t nsel)
+{
+	size_t n = 16;
+	for (uint32_t c = 0; c < ncols; c++) {
+		const struct st_vec *v = &cols[c];
+		n += 32 + strlen(names[c]) + (nsel + 7) / 8;
+		if (st_type_is_varlen(v->type))
+			n += 4 * ((size_t)nsel + 1) + varlen_bytes(v, sel, nsel);
+		else
+			n += st_type_width(v->type) * (size_t)nsel;
+	}
+	return n;
+}
+
+/* Pack a bin header of n bytes and return room for them in the buffer. */
+static uint8_t *bin_room(struct wire_out *o, size_t n)
+{
+	msgpack_pack_bin(&o->pk, n);
+	uint8_t *p = st_buf_reserve(&o->buf, n);
+	if (p)
+		o->buf.len += n;
+	return p;
+}
+
+void wire_pack_batch(struct wire_out *o, uint32_t ncols, const char *const *names,
+		     const struct st_vec *cols, const uint32_t *sel, uint32_t nsel)
+{
+	msgpack_packer *pk = &o->pk;
+	msgpack_pack_map(pk, 2);
+	wire_key_u64(pk, 0, nsel);
+	msgpack_pack_uint32(pk, 1);
+	msgpack_pack_array(pk, ncols);
+	for (uint32_t c = 0; c < ncols; c++) {
+		const struct st_vec *v = &cols[c];
+		bool nulls = has_nulls(v, sel, nsel), varlen = st_type_is_varlen(v->type);
+		msgpack_pack_map(pk, 3 + nulls + varlen);
+		wire_key_str(pk, 0, names[c]);
+		wire_key_u64(pk, 1, v->type);
+		if (nulls) {
+			msgpack_pack_uint32(pk, 2);
+			uint8_t *p = bin_room(o, (nsel + 7) / 8);
+			if (p) {
+				memset(p, 0, (nsel + 7) / 8);
+				for (uint32_t i = 0; i < nsel; i++)
+					if (st_vec_is_valid(v, sel ? sel[i] : i))
+						p[i >> 3] |= (uint8_t)(1u << (i & 7));
+			}
+		}
+		if (!varlen) {
+			size_t w = st_type_width(v->type);
+			msgpack_pack_uint32(pk, 3);
+			uint8_t *p = bin_room(o, w * nsel);
+			if (p && !sel) {
+				memcpy(p, v->data, w * nsel);
+			} else if (p) {
+				const uint8_t *d = v->data;
+				if (w == 8)
+					for (uint32_t i = 0; i < nsel; i++)
+						memcpy(p + 8 * (size_t)i, d + 8 * (size_t)sel[i], 8);
+				else
+					for (uint32_t i = 0; i < nsel; i++)
+						memcpy(p + w * i, d + w * sel[i], w);
+			}
+			continue;
+		}
+		uint64_t total = varlen_bytes(v, sel, nsel);
+		msgpack_pack_uint32(pk, 4);
+		uint8_t *off = bin_room(o, 4 * ((size_t)nsel + 1));
+		if (off) {
+			uint32_t at = 0;
+			st_put_le32(off, 0);
+			for (uint32_t i = 0; i < nsel; i++) {
+				const uint8_t *s;
+				uint32_t len;
+				st_vec_str(v, sel ? sel[i] : i, &s, &len);
+				at += len;
+				st_put_le32(off + 4 * ((size_t)i + 1), at);
+			}
+		}
+		msgpack_pack_uint32(pk, 5);
+		uint8_t *p = bin_room(o, total);
+		for (uint32_t i = 0; p && i < nsel; i++) {
+			const uint8_t *s;
+			uint32_t len;
+			st_vec_str(v, sel ? sel[i] : i, &s, &len);
+			memcpy(p, s, len);
+			p += len;
+		}
+	}
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+const msgpack_object *wire_get(const msgpack_object *map, uint32_t key)
+{
+	if (!map || map->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object_kv *kv = &map->via.map.ptr[i];
+		if (kv->key.type == MSGPACK_OBJECT_POSITIVE_INTEGER && kv->key.via.u64 == key)
+			return &kv->val;
+	}
+	return NULL;
+}
+
+bool wire_get_u64(const msgpack_object *map, uint32_t key, uint64_t *v)
+{
+	const msgpack_object *o = wire_get(map, key);
+	if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return false;
+	*v = o->via.u64;
+	return true;
+}
+
+bool wire_get_i64(const msgpack_object *map, uint32_t key, int64_t *v)
+{
+	const msgpack_object *o = wire_get(map, key);
+	if (o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
+		*v = (int64_t)o->via.u64;
+		return true;
+	}
+	if (o && o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+		*v = o->via.i64;
+		return true;
+	}
+	return false;
+}
+
+bool wire_get_bool(const msgpack_object *map, uint32_t key, bool *v)
+{
+	const msgpack_object *o = wire_get(map, key);
+	if (!o || o->type != MSGPACK_OBJECT_BOOLEAN)
+		return false;
+	*v = o->via.boolean;
+	return true;
+}
+
+bool wire_get_str(const msgpack_object *map, uint32_t key, const char **s, uint32_t *len)
+{
+	const msgpack_object *o = wire_get(map, key);
+	if (!o || o->type != MSGPACK_OBJECT_STR)
+		return false;
+	*s = o->via.str.ptr;
+	*len = o->via.str.size;
+	return true;
+}
+
+bool wire_obj_strbuf(const msgpack_object *o, char *buf, size_t len)
+{
+	if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size >= len ||
+	    memchr(o->via.str.ptr, 0, o->via.str.size))
+		return false;
+	memcpy(buf, o->via.str.ptr, o->via.str.size);
+	buf[o->via.str.size] = '\0';
+	return true;
+}
+
+bool wire_get_strbuf(const msgpack_object *map, uint32_t key, char *buf, size_t len)
+{
+	return wire_obj_strbuf(wire_get(map, key), buf, len);
+}
+
+char *wire_get_strdup(const msgpack_object *map, uint32_t key)
+{
+	const msgpack_object *o = wire_get(map, key);
+	if (!o || o->type != MSGPACK_OBJECT_STR || memchr(o->via.str.ptr, 0, o->via.str.size))
+		return NULL;
+	char *s = malloc(o->via.str.size + 1);
+	if (s) {
+		memcpy(s, o->via.str.ptr, o->via.str.size);
+		s[o->via.str.size] = '\0';
+	}
+	return s;
+}
+
+int wire_parse(const void *buf, size_t len, struct wire_msg *m, struct st_err *err)
+{
+	size_t off = 0;
+	uint64_t v;
+	memset(m, 0, sizeof *m);
+	msgpack_unpacked_init(&m->up);
+	if (msgpack_unpack_next(&m->up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS)
+		return st_seterr(err, ST_EPROTO, "message of %zu bytes is not msgpack", len);
+	if (off != len)
+		return st_seterr(err, ST_EPROTO, "message has %zu bytes after its msgpack value",
+				 len - off);
+	const msgpack_object *root = &m->up.data;
+	if (root->type != MSGPACK_OBJECT_MAP)
+		return st_seterr(err, ST_EPROTO, "message is not a msgpack map");
+	if (!wire_get_u64(root, 0, &v) || v > UINT32_MAX)
+		return st_seterr(err, ST_EPROTO, "message has no protocol version (key 0)");
+	m->version = (uint32_t)v;
+	if (!wire_get_u64(root, 1, &m->id))
+		return st_seterr(err, ST_EPROTO, "message has no request id (key 1)");
+	if (!wire_get_u64(root, 2, &v) || v > 0xffff)
+		return st_seterr(err, ST_EPROTO, "message has no request type (key 2)");
+	m->type = (int)v;
+	m->body = wire_get(root, 3);
+	if (m->body && m->body->type != MSGPACK_OBJECT_MAP)
+		return st_seterr(err, ST_EPROTO, "message body (key 3) is not a map");
+	m->error = wire_get(root, 4);
+	if (m->error && m->error->type != MSGPACK_OBJECT_MAP)
+		return st_seterr(err, ST_EPROTO, "message error (key 4) is not a map");
+	const msgpack_object *c = wire_get(root, 5);
+	if (c) {
+		if (c->type != MSGPACK_OBJECT_BIN || c->via.bin.size != WIRE_CLIENT_ID_LEN ||
+		    !wire_get_u64(root, 6, &m->seq))
+			return st_seterr(err, ST_EPROTO,
+					 "message client id (key 5) must be 16 bytes with a sequence "
+					 "number (key 6)");
+		memcpy(m->client, c->via.bin.ptr, WIRE_CLIENT_ID_LEN);
+		m->has_client = true;
+	}
+	return ST_OK;
+}
+
+void wire_msg_fini(struct wire_msg *m)
+{
+	msgpack_unpacked_destroy(&m->up);
+}
+
+void wire_error_set(struct wire_error *e, int code, const char *msg)
+{
+	memset(e, 0, sizeof *e);
+	e->code = code;
+	e->row = e->offset = -1;
+	snprintf(e->msg, sizeof e->msg, "%s", msg ? msg : st_strerror(code));
+}
+
+void wire_error_decode(const msgpack_object *m, struct wire_error *e)
+{
+	int64_t code = ST_EPROTO, v;
+	wire_get_i64(m, 0, &code);
+	wire_error_set(e, (int)code, NULL);
+	if (!wire_get_strbuf(m, 1, e->msg, sizeof e->msg)) {
+		const char *s;
+		uint32_t n;
+		if (wire_get_str(m, 1, &s, &n)) /* too long: keep what fits */
+			snprintf(e->msg, sizeof e->msg, "%.*s", (int)n, s);
+	}
+	wire_get_strbuf(m, 2, e->table, sizeof e->table);
+	wire_get_strbuf(m, 3, e->column, sizeof e->column);
+	if (wire_get_i64(m, 4, &v) && v >= 0)
+		e->row = v;
+	if (wire_get_i64(m, 5, &v) && v >= 0)
+		e->offset = v;
+	wire_get_strbuf(m, 6, e->token, sizeof e->token);
+}
+
+/* The bytes of bin key `key` of map, or NULL with *n = 0 when absent. */
+static const uint8_t *get_bin(const msgpack_object *map, uint32_t key, uint32_t *n, bool *bad)
+{
+	const msgpack_object *o = wire_get(map, key);
+	*n = 0;
+	if (!o)
+		return NULL;
+	if (o->type != MSGPACK_OBJECT_BIN) {
+		*bad = true;
+		return NULL;
+	}
+	*n = o->via.bin.size;
+	return (const uint8_t *)o->via.bin.ptr;
+}
+
+/* p itself when aligned to `align`, else a copy owned by b. */
+static const void *aligned(struct wire_batch *b, const uint8_t *p, size_t n, size_t align)
+{
+	if (((uintptr_t)p % align) == 0)
+		return p;
+	void *c = malloc(n ? n : 1);
+	if (!c)
+		return NULL;
+	memcpy(c, p, n);
+	b->owned[b->nowned++] = c;
+	return c;
+}
+
+int wire_batch_decode(const msgpack_object *o, uint32_t max_rows, struct wire_batch *b,
+		      struct st_err *err)
+{
+	uint64_t rows;
+	memset(b, 0, sizeof *b);
+	const msgpack_object *cols = wire_get(o, 1);
+	if (!o || o->type != MSGPACK_OBJECT_MAP || !wire_get_u64(o, 0, &rows) || !cols ||
+	    cols->type != MSGPACK_OBJECT_ARRAY)
+		return st_seterr(err, ST_EPROTO, "a batch must be a map of rows (key 0) and columns "
+				 "(key 1)");
+	if (rows > max_rows)
+		return st_seterr(err, ST_ETOOBIG, "a batch has %llu rows; the limit is %u",
+				 (unsigned long long)rows, max_rows);
+	if (cols->via.array.size == 0 || cols->via.array.size > ST_MAX_COLUMNS)
+		return st_seterr(err, ST_EPROTO, "a batch has %u columns (1 to %u)",
+				 cols->via.array.size, ST_MAX_COLUMNS);
+	uint32_t nc = cols->via.array.size;
+	b->nrows = (uint32_t)rows;
+	b->names = calloc(nc, sizeof *b->names);
+	b->cols = calloc(nc, sizeof *b->cols);
+	b->owned = calloc(2 * (size_t)nc, sizeof *b->owned);
+	if (!b->names || !b->cols || !b->owned)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t c = 0; c < nc; c++) {
+		const msgpack_object *m = &cols->via.array.ptr[c];
+		struct st_vec *v = &b->cols[c];
+		uint64_t type;
+		bool bad = false;
+		b->ncols = c + 1;
+		if (!(b->names[c] = wire_get_strdup(m, 0)) || !b->names[c][0] ||
+		    strlen(b->names[c]) > ST_NAME_MAX)
+			return st_seterr(err, ST_EPROTO, "batch column %u has no valid name", c);
+		if (!wire_get_u64(m, 1, &type) || !st_type_is_supported((int)type) || type > 255)
+			return st_seterr(err, ST_EPROTO, "batch column '%s' has an unknown type",
+					 b->names[c]);
+		v->type = (uint8_t)type;
+		v->n = b->nrows;
+		uint32_t nvalid, ndata, noff, nbytes;
+		const uint8_t *valid = get_bin(m, 2, &nvalid, &bad);
+		const uint8_t *data = get_bin(m, 3, &ndata, &bad);
+		const uint8_t *off = get_bin(m, 4, &noff, &bad);
+		const uint8_t *bytes = get_bin(m, 5, &nbytes, &bad);
+		if (bad || (valid && nvalid != (rows + 7) / 8))
+			return st_seterr(err, ST_EPROTO, "batch column '%s': bad validity bitmap",
+					 b->names[c]);
+		v->validity = valid;
+		if (!st_type_is_varlen(v->type)) {
+			size_t w = st_type_width(v->type);
+			if (!data || ndata != w * rows)
+				return st_seterr(err, ST_EPROTO, "batch column '%s': %u data bytes for "
+						 "%llu rows of %s", b->names[c], ndata,
+						 (unsigned long long)rows, st_type_name(v->type));
+			if (v->type == ST_TYPE_BOOL)
+				for (uint32_t i = 0; i < rows; i++)
+					if (data[i] > 1)
+						return st_seterr(err, ST_EPROTO, "batch column '%s': a "
+								 "bool is not 0 or 1", b->names[c]);
+			if (!(v->data = aligned(b, data, ndata, w)))
+				return st_seterr(err, ST_ENOMEM, "out of memory");
+			continue;
+		}
+		if (!off || noff != 4 * (rows + 1) || (!bytes && nbytes))
+			return st_seterr(err, ST_EPROTO, "batch column '%s': %u offset bytes for %llu "
+					 "rows", b->names[c], noff, (unsigned long long)rows);
+		const uint32_t *o32 = aligned(b, off, noff, 4);
+		if (!o32)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		if (o32[0] != 0 || o32[rows] != nbytes)
+			return st_seterr(err, ST_EPROTO, "batch column '%s': offsets do not span the "
+					 "%u value bytes", b->names[c], nbytes);
+		for (uint32_t i = 0; i < rows; i++)
+			if (o32[i] > o32[i + 1])
+				return st_seterr(err, ST_EPROTO, "batch column '%s': offsets decrease at "
+						 "row %u", b->names[c], i);
+		v->offsets = o32;
+		v->bytes = bytes ? bytes : (const uint8_t *)"";
+	}
+	return ST_OK;
+}
+
+void wire_batch_fini(struct wire_batch *b)
+{
+	for (uint32_t i = 0; b->names && i < b->ncols; i++)
+		free(b->names[i]);
+	for (uint32_t i = 0; i < b->nowned; i++)
+		free(b->owned[i]);
+	free(b->names);
+	free(b->cols);
+	free(b->owned);
+	memset(b, 0, sizeof *b);
+}
