@@ -2,8 +2,8 @@
 #
 #   make            build everything under build/
 #   make test       build and run every test suite (unit + fuzz corpus replay)
-#   make run        build and run the format demo (1M rows into ./data/)
-#   make bench      run the benchmarks (bench-format)
+#   make run        build and start stratad on configs/strata.yaml (data in ./data)
+#   make bench      run the benchmarks (format, store, end-to-end against DuckDB)
 #   make asan       ASan+UBSan build in build/asan, then the whole test suite
 #   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make format     clang-format every source file
@@ -67,7 +67,8 @@ FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_NAMES  := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 REPLAY_BIN  := $(FUZZ_NAMES:%=$(B)/tests/replay_%)
 
-PROGS := $(B)/strata-inspect $(B)/bench-format $(B)/bench-store $(B)/strata-demo
+PROGS := $(B)/stratad $(B)/strata $(B)/strata-inspect $(B)/bench-format $(B)/bench-store \
+	 $(B)/strata-demo $(B)/bench-gencsv
 
 .SECONDARY:
 .PHONY: all test run bench bench-format bench-store asan fuzz format lint-deps install uninstall clean
@@ -85,6 +86,12 @@ $(CLIENT_LIB): $(ADMIN_SRC:%.c=$(B)/%.o)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+$(B)/stratad: $(B)/daemon/stratad_main.o $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STRATA_LIBS)
+$(B)/strata: $(B)/admin/strata_main.o $(CLIENT_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
+$(B)/bench-gencsv: $(B)/tests/bench/gencsv_main.o $(B)/tests/bench/table.o $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
 $(B)/strata-inspect: $(B)/admin/inspect_main.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STRATA_LIBS)
 $(B)/strata-demo: $(B)/tests/bench/demo_main.o $(B)/tests/bench/table.o $(STRATA_LIB)
@@ -120,9 +127,8 @@ $(B)/readme_example: README.md $(STRATA_LIB)
 test: all $(B)/readme_example
 	@sh tests/run.sh $(TEST_CMDS) "sh tests/readme_example.sh $(B)"
 
-run: $(B)/strata-demo
-	@mkdir -p data
-	$(B)/strata-demo --rows 1000000 --out data/demo.seg
+run: all
+	$(B)/stratad -c configs/strata.yaml
 
 bench: bench-format bench-store
 bench-format: $(B)/bench-format
@@ -165,13 +171,14 @@ lint-deps:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
 	  $(DESTDIR)$(PREFIX)/include/strata/format $(DESTDIR)$(PREFIX)/include/strata/daemon
-	install -m 755 $(B)/strata-inspect $(DESTDIR)$(PREFIX)/bin/strata-inspect
+	install -m 755 $(B)/strata-inspect $(B)/stratad $(B)/strata $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(STRATA_LIB) $(DESTDIR)$(PREFIX)/lib/libstrata.a
 	install -m 644 $(filter-out %_int.h,$(wildcard format/*.h)) $(DESTDIR)$(PREFIX)/include/strata/format/
 	$(if $(wildcard daemon/strata.h),install -m 644 daemon/strata.h $(DESTDIR)$(PREFIX)/include/strata/daemon/)
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/strata-inspect $(DESTDIR)$(PREFIX)/lib/libstrata.a
+	rm -f $(DESTDIR)$(PREFIX)/bin/strata-inspect $(DESTDIR)$(PREFIX)/bin/stratad \
+	  $(DESTDIR)$(PREFIX)/bin/strata $(DESTDIR)$(PREFIX)/lib/libstrata.a
 	rm -rf $(DESTDIR)$(PREFIX)/include/strata
 
 clean:

@@ -319,7 +319,9 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		goto out;
 	}
 	snprintf(path, sizeof path, "%s/store", dir);
-	if ((mrc = mdb_env_open(s->env, path, MDB_NOTLS, 0644)) != 0) {
+	if ((mrc = mdb_env_open(s->env, path,
+				MDB_NOTLS | (s->opts.nosync ? MDB_NOSYNC | MDB_NOMETASYNC : 0),
+				0644)) != 0) {
 		rc = store_lmdb_err(err, mrc, path);
 		goto out;
 	}
@@ -954,4 +956,11 @@ int store_add_from_info(struct act_add *a, const struct seg_file_info *info,
 	for (uint32_t i = 0; i < info->ncols; i++)
 		a->field_ids[i] = sc->fields[i].id;
 	return ST_OK;
+}
+
+int st_store_check_readers(st_store *s)
+{
+	int dead = 0;
+	mdb_reader_check(s->env, &dead);
+	return dead;
 }

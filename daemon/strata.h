@@ -47,6 +47,11 @@ struct st_store_opts {
 				  * file (one fsync per small write); 0 = 16 KiB */
 	const struct st_io *io;  /* segment file operations; NULL = POSIX (tests inject
 				  * failures here, format/io.h) */
+	int64_t log_retention_us;  /* default of the log_retention property; 0 = 30 days */
+	int64_t file_retention_us; /* default of the file_retention property; 0 = 7 days */
+	bool nosync;             /* LMDB commits without fsync (MDB_NOSYNC): faster, but
+				  * acknowledged commits can be lost on power loss or a kernel
+				  * crash (never on a process crash). Default false. */
 };
 
 /*
@@ -62,6 +67,10 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 
 /* Close the store; NULL is a no-op. Every scan must be closed first. */
 void st_store_close(st_store *s);
+
+/* Clear reader slots left by processes that died (mdb_reader_check);
+ * returns how many. Long-running owners call it periodically. */
+int st_store_check_readers(st_store *s);
 
 /* ---- tables --------------------------------------------------------- */
 
@@ -374,9 +383,6 @@ struct st_vacuum_result {
 int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 	      struct st_vacuum_result *res, struct st_err *err);
 void st_vacuum_result_fini(struct st_vacuum_result *r);
-
-/* Parse a duration: N (seconds), Ns, Nm, Nh, Nd. ST_EINVAL when malformed. */
-int st_parse_duration(const char *text, int64_t *us);
 
 /* What st_verify found. */
 struct st_verify_result {

@@ -8,7 +8,6 @@
  * readable version moves up to R: time travel further back is a clear
  * ST_ERANGE, never a silently incomplete answer.
  */
-#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,22 +60,6 @@ static bool is_pinned(st_store *s, uint64_t tid, uint64_t added, uint64_t remove
 			 s->pins[i].version < removed;
 	pthread_mutex_unlock(&s->pin_lock);
 	return pinned;
-}
-
-int st_parse_duration(const char *text, int64_t *us)
-{
-	char *end;
-	if (!text || !isdigit((unsigned char)text[0]))
-		return ST_EINVAL;
-	unsigned long long n = strtoull(text, &end, 10);
-	int64_t unit = !*end || !strcmp(end, "s") ? 1000000
-		     : !strcmp(end, "m") ? 60000000LL
-		     : !strcmp(end, "h") ? 3600000000LL
-		     : !strcmp(end, "d") ? DAY_US : 0;
-	if (!unit || n > (unsigned long long)(INT64_MAX / unit))
-		return ST_EINVAL;
-	*us = (int64_t)n * unit;
-	return ST_OK;
 }
 
 /* A duration property of the table, or its default. */
@@ -172,7 +155,8 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 	    (rc = head_get(s, txn, table, &h, err)) != ST_OK)
 		goto out;
 	int64_t keep;
-	if ((rc = retention(h.meta, "file_retention", 7 * DAY_US, &keep, err)) != ST_OK)
+	if ((rc = retention(h.meta, "file_retention",
+			    s->opts.file_retention_us ? s->opts.file_retention_us : 7 * DAY_US, &keep, err)) != ST_OK)
 		goto out;
 	if (opts->retain_us > 0) {
 		if (opts->retain_us < keep && !opts->force) {
@@ -244,7 +228,8 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 	 * carries metadata, so every retained version can still be described. */
 	int64_t log_keep;
 	uint64_t log_oldest = h.oldest;
-	if ((rc = retention(h.meta, "log_retention", 30 * DAY_US, &log_keep, err)) != ST_OK ||
+	if ((rc = retention(h.meta, "log_retention",
+			    s->opts.log_retention_us ? s->opts.log_retention_us : 30 * DAY_US, &log_keep, err)) != ST_OK ||
 	    (rc = prune_point(s, txn, &h, store_now_us() - log_keep, &log_oldest, err)) != ST_OK)
 		goto out;
 	if (log_oldest > new_oldest)

@@ -3,9 +3,12 @@
  * Pure functions; thread-safe.
  */
 #include "format/types.h"
+#include "format/error.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <strings.h>
 #include <string.h>
 
@@ -148,40 +151,49 @@ void st_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 	*y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
+/* n decimal digits at s, or -1. */
+static int digits(const char *s, int n)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
 bool st_parse_datetime(const char *s, size_t n, bool date_only, int64_t *days, int64_t *us)
 {
-	int y, mo, d, h = 0, mi = 0, se = 0, used = 0;
+	/* Fixed positions: hand-parsed, since CSV loads call this per value. */
+	int y, mo, d, h = 0, mi = 0, se = 0;
 	long frac = 0;
-	char buf[64];
-	if (n >= sizeof buf)
+	if (n < 10 || (y = digits(s, 4)) < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 0 ||
+	    s[7] != '-' || (d = digits(s + 8, 2)) < 0)
 		return false;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	if (sscanf(buf, "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3 || used != 10)
-		return false;
-	const char *r = buf + used;
-	if (*r && !date_only) {
-		int u2 = 0;
-		if ((*r != ' ' && *r != 'T') || sscanf(r + 1, "%2d:%2d:%2d%n", &h, &mi, &se, &u2) != 3 ||
-		    u2 != 8)
+	size_t r = 10;
+	if (r < n && !date_only) {
+		if (n < 19 || (s[10] != ' ' && s[10] != 'T') || (h = digits(s + 11, 2)) < 0 ||
+		    s[13] != ':' || (mi = digits(s + 14, 2)) < 0 || s[16] != ':' ||
+		    (se = digits(s + 17, 2)) < 0)
 			return false;
-		r += 1 + u2;
-		if (*r == '.') {
-			int digits = 0;
+		r = 19;
+		if (r < n && s[r] == '.') {
+			int nd = 0;
 			r++;
-			while (isdigit((unsigned char)*r) && digits < 6) {
-				frac = frac * 10 + (*r++ - '0');
-				digits++;
+			while (r < n && s[r] >= '0' && s[r] <= '9' && nd < 6) {
+				frac = frac * 10 + (s[r++] - '0');
+				nd++;
 			}
-			if (digits == 0 || isdigit((unsigned char)*r))
+			if (nd == 0 || (r < n && s[r] >= '0' && s[r] <= '9'))
 				return false;
-			while (digits++ < 6)
+			while (nd++ < 6)
 				frac *= 10;
 		}
-		if (*r == 'Z')
+		if (r < n && s[r] == 'Z')
 			r++;
 	}
-	if (*r)
+	if (r != n)
 		return false;
 	static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -191,4 +203,21 @@ bool st_parse_datetime(const char *s, size_t n, bool date_only, int64_t *days, i
 	*days = days_from_civil(y, (unsigned)mo, (unsigned)d);
 	*us = ((*days * 86400 + h * 3600 + mi * 60 + se) * 1000000) + frac;
 	return true;
+}
+
+int st_parse_duration(const char *text, int64_t *us)
+{
+	char *end;
+	if (!text || !isdigit((unsigned char)text[0]))
+		return ST_EINVAL;
+	errno = 0;
+	unsigned long long n = strtoull(text, &end, 10);
+	int64_t unit = !*end || !strcmp(end, "s") ? 1000000LL
+		     : !strcmp(end, "m") ? 60 * 1000000LL
+		     : !strcmp(end, "h") ? 3600 * 1000000LL
+		     : !strcmp(end, "d") ? 86400 * 1000000LL : 0;
+	if (!unit || errno == ERANGE || n > (unsigned long long)(INT64_MAX / unit))
+		return ST_EINVAL;
+	*us = (int64_t)n * unit;
+	return ST_OK;
 }

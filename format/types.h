@@ -172,5 +172,8 @@ int st_value_cmp(const struct st_value *a, const struct st_value *b);
 bool st_parse_datetime(const char *s, size_t n, bool date_only, int64_t *days, int64_t *us);
 /* Year, month (1-12) and day (1-31) of a day number (days since 1970-01-01). */
 void st_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
+/* Parse a duration: N (seconds), Ns, Nm, Nh, Nd into microseconds.
+ * ST_EINVAL when malformed or out of range. */
+int st_parse_duration(const char *text, int64_t *us);
 
 #endif

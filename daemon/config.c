@@ -1,0 +1,550 @@
+/*
+ * daemon/config.c — stratad's YAML configuration (see config.h).
+ *
+ * One table, keys[], describes every key: its name, type, where it lives
+ * in struct sd_config, its default (as the text a user would write), its
+ * range and its meaning. Defaults are applied by parsing that text with the
+ * same code that parses the file, so a default can never be a value the
+ * file would refuse. The file is read with libyaml's event parser; only a
+ * flat mapping of scalars (and one list, `listen`) is accepted.
+ *
+ * Pure functions over caller storage; thread-safe.
+ */
+#include "daemon/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "format/types.h"
+
+enum key_type {
+	K_STRING,   /* one non-empty string */
+	K_LIST,     /* a YAML sequence of strings (or one string) */
+	K_UINT,     /* a decimal integer in [min, max] */
+	K_SIZE,     /* bytes: N, NKiB, NMiB, NGiB, NTiB (also K, M, G, T) */
+	K_DURATION, /* N, Ns, Nm, Nh, Nd */
+	K_ENUM,     /* one of choices[], stored as its index */
+};
+
+struct key {
+	const char *name;            /* the YAML key */
+	enum key_type type;          /* how its value is parsed */
+	size_t off;                  /* offset of the field in struct sd_config */
+	const char *def;             /* default, as written in a file (lists: space-separated) */
+	uint64_t min, max;           /* range of K_UINT, K_SIZE (bytes), K_DURATION (µs) */
+	const char *const *choices;  /* K_ENUM values, NULL-terminated */
+	const char *doc;             /* one-line meaning */
+};
+
+#define KB 1024ULL
+#define MB (1024 * KB)
+#define GB (1024 * MB)
+#define TB (1024 * GB)
+#define SEC 1000000ULL
+#define DAY (86400 * SEC)
+#define F(f) offsetof(struct sd_config, f)
+
+static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const targets[] = {"stderr", "syslog", NULL};
+static const char *const durabilities[] = {"sync", "nosync", NULL};
+
+static const struct key keys[] = {
+	{"listen", K_LIST, F(listen), "tcp://127.0.0.1:7420 ipc://data/stratad.sock", 1,
+	 SD_CONFIG_MAX_LISTEN, NULL,
+	 "nanomsg addresses the daemon serves (tcp://HOST:PORT, ipc://PATH)"},
+	{"data_dir", K_STRING, F(data_dir), "./data", 0, 0, NULL,
+	 "directory of the tables and the LMDB environment (created if missing)"},
+	{"map_size", K_SIZE, F(map_size), "1GiB", 1 * MB, 64 * TB, NULL,
+	 "LMDB map size: the most the commit log and inline segments can hold"},
+	{"workers", K_UINT, F(workers), "4", 1, 256, NULL,
+	 "request worker threads: a long scan holds one, commits use the others"},
+	{"log_level", K_ENUM, F(log_level), "info", 0, 0, levels,
+	 "least important log lines written (SIGHUP re-reads it)"},
+	{"log_target", K_ENUM, F(log_target), "stderr", 0, 0, targets,
+	 "where log lines go"},
+	{"max_message_size", K_SIZE, F(max_message_size), "16MiB", 64 * KB, 1 * GB, NULL,
+	 "largest wire message accepted or sent (NN_RCVMAXSIZE)"},
+	{"max_batch_rows", K_UINT, F(max_batch_rows), "65536", 1, 1048576, NULL,
+	 "most rows in one batch of a load or scan message"},
+	{"cursor_timeout", K_DURATION, F(cursor_timeout_us), "60s", 1 * SEC, 1 * DAY, NULL,
+	 "an idle scan cursor or unfinished load is dropped after this"},
+	{"log_retention", K_DURATION, F(log_retention_us), "30d", 1 * SEC, 36500 * DAY, NULL,
+	 "default history kept per table (table property log_retention overrides)"},
+	{"file_retention", K_DURATION, F(file_retention_us), "7d", 1 * SEC, 36500 * DAY, NULL,
+	 "default age before vacuum deletes removed files (property file_retention overrides)"},
+	{"durability", K_ENUM, F(durability), "sync", 0, 0, durabilities,
+	 "sync: a commit is on disk when acknowledged; nosync: faster, the last commits "
+	 "can be lost on power failure (never corrupted)"},
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static const char *type_name(enum key_type t)
+{
+	static const char *const n[] = {"string", "list of strings", "integer", "size",
+					"duration", "one of"};
+	return n[t];
+}
+
+/* ---- values ---- */
+
+static bool parse_u64(const char *s, uint64_t *v, char **end)
+{
+	if (!(*s >= '0' && *s <= '9'))
+		return false;
+	errno = 0;
+	*v = strtoull(s, end, 10);
+	return errno != ERANGE;
+}
+
+static bool parse_size(const char *s, uint64_t *v)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t mult;
+	} units[] = {{"", 1},       {"B", 1},        {"K", KB},  {"KiB", KB}, {"KB", KB},
+		     {"M", MB},     {"MiB", MB},     {"MB", MB}, {"G", GB},   {"GiB", GB},
+		     {"GB", GB},    {"T", TB},       {"TiB", TB}, {"TB", TB}};
+	char *end;
+	uint64_t n;
+	if (!parse_u64(s, &n, &end))
+		return false;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+		if (!strcmp(end, units[i].suffix)) {
+			if (n > UINT64_MAX / units[i].mult)
+				return false;
+			*v = n * units[i].mult;
+			return true;
+		}
+	return false;
+}
+
+static void *field(struct sd_config *c, const struct key *k)
+{
+	return (char *)c + k->off;
+}
+
+static const void *cfield(const struct sd_config *c, const struct key *k)
+{
+	return (const char *)c + k->off;
+}
+
+static void clear_list(struct sd_config *c)
+{
+	for (uint32_t i = 0; i < c->nlisten; i++)
+		free(c->listen[i]);
+	c->nlisten = 0;
+}
+
+/* Set key k from text. Returns NULL, or the reason it is refused (reason
+ * may be written into buf). */
+static const char *set_value(struct sd_config *c, const struct key *k, const char *text,
+			     char *buf, size_t buflen)
+{
+	uint64_t v = 0;
+	char *end;
+	int64_t us;
+	switch (k->type) {
+	case K_STRING:
+	case K_LIST: {
+		if (!*text)
+			return "the value is empty";
+		char *dup = strdup(text);
+		if (!dup)
+			return "out of memory";
+		if (k->type == K_STRING) {
+			char **p = field(c, k);
+			free(*p);
+			*p = dup;
+			return NULL;
+		}
+		if (c->nlisten >= k->max) {
+			free(dup);
+			snprintf(buf, buflen, "at most %" PRIu64 " entries", k->max);
+			return buf;
+		}
+		c->listen[c->nlisten++] = dup;
+		return NULL;
+	}
+	case K_UINT:
+		if (!parse_u64(text, &v, &end) || *end)
+			return "not a whole number";
+		break;
+	case K_SIZE:
+		if (!parse_size(text, &v))
+			return "not a size (examples: 1048576, 64KiB, 16MiB, 1GiB)";
+		break;
+	case K_DURATION:
+		if (st_parse_duration(text, &us) != ST_OK)
+			return "not a duration (examples: 90s, 30m, 12h, 7d)";
+		v = (uint64_t)us;
+		break;
+	case K_ENUM:
+		for (uint32_t i = 0; k->choices[i]; i++)
+			if (!strcasecmp(text, k->choices[i])) {
+				*(uint32_t *)field(c, k) = i;
+				return NULL;
+			}
+		snprintf(buf, buflen, "not one of:");
+		for (uint32_t i = 0; k->choices[i]; i++)
+			snprintf(buf + strlen(buf), buflen - strlen(buf), " %s", k->choices[i]);
+		return buf;
+	}
+	if (v < k->min || v > k->max) {
+		snprintf(buf, buflen, "out of range [%" PRIu64 ", %" PRIu64 "]%s", k->min, k->max,
+			 k->type == K_DURATION ? " microseconds" : k->type == K_SIZE ? " bytes" : "");
+		return buf;
+	}
+	void *p = field(c, k);
+	if (k->type == K_UINT)
+		*(uint32_t *)p = (uint32_t)v;
+	else if (k->type == K_SIZE)
+		*(uint64_t *)p = v;
+	else
+		*(int64_t *)p = (int64_t)v;
+	return NULL;
+}
+
+void sd_config_fini(struct sd_config *c)
+{
+	clear_list(c);
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].type == K_STRING) {
+			char **p = field(c, &keys[i]);
+			free(*p);
+			*p = NULL;
+		}
+}
+
+int sd_config_defaults(struct sd_config *c)
+{
+	char buf[256];
+	memset(c, 0, sizeof *c);
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		if (k->type != K_LIST) {
+			if (set_value(c, k, k->def, buf, sizeof buf))
+				goto fail;
+			continue;
+		}
+		for (const char *p = k->def; *p;) {
+			size_t n = strcspn(p, " ");
+			char item[256];
+			snprintf(item, sizeof item, "%.*s", (int)n, p);
+			if (set_value(c, k, item, buf, sizeof buf))
+				goto fail;
+			p += n + (p[n] == ' ');
+		}
+	}
+	return ST_OK;
+fail:
+	sd_config_fini(c);
+	return ST_ENOMEM;
+}
+
+/* ---- the YAML file ---- */
+
+static const struct key *find_key(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!strcmp(keys[i].name, name))
+			return &keys[i];
+	return NULL;
+}
+
+static int at(struct st_err *err, const char *name, yaml_mark_t m, const char *key,
+	      const char *reason)
+{
+	if (key)
+		return st_seterr(err, ST_EINVAL, "%s:%zu:%zu: key '%s': %s", name, m.line + 1,
+				 m.column + 1, key, reason);
+	return st_seterr(err, ST_EINVAL, "%s:%zu:%zu: %s", name, m.line + 1, m.column + 1, reason);
+}
+
+/* The next event; a YAML syntax error becomes a positioned message. */
+static int next(yaml_parser_t *p, yaml_event_t *ev, const char *name, struct st_err *err)
+{
+	if (yaml_parser_parse(p, ev))
+		return ST_OK;
+	char reason[300];
+	snprintf(reason, sizeof reason, "YAML syntax: %s%s%s", p->problem ? p->problem : "error",
+		 p->context ? " " : "", p->context ? p->context : "");
+	return at(err, name, p->problem_mark, NULL, reason);
+}
+
+int sd_config_parse(const char *text, size_t len, const char *name, struct sd_config *c,
+		    struct st_err *err)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	bool have_ev = false, seen[NKEYS] = {0};
+	char key[128], buf[256];
+	int rc = sd_config_defaults(c);
+	if (rc != ST_OK)
+		return st_seterr(err, rc, "out of memory");
+	if (!yaml_parser_initialize(&p)) {
+		sd_config_fini(c);
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+
+	/* stream-start, then either stream-end (empty file: all defaults) or
+	 * document-start mapping-start. */
+	enum { TOP, IN_MAP, DONE } state = TOP;
+	while (state != DONE) {
+		if (have_ev)
+			yaml_event_delete(&ev);
+		if ((rc = next(&p, &ev, name, err)) != ST_OK)
+			goto out;
+		have_ev = true;
+		yaml_mark_t m = ev.start_mark;
+		switch (ev.type) {
+		case YAML_STREAM_START_EVENT:
+		case YAML_DOCUMENT_START_EVENT:
+		case YAML_DOCUMENT_END_EVENT:
+			break;
+		case YAML_STREAM_END_EVENT:
+			state = DONE;
+			break;
+		case YAML_MAPPING_START_EVENT:
+			if (state != TOP) {
+				rc = at(err, name, m, NULL, "nested mappings are not used by any key");
+				goto out;
+			}
+			state = IN_MAP;
+			break;
+		case YAML_MAPPING_END_EVENT:
+			state = TOP;
+			break;
+		case YAML_SCALAR_EVENT: {
+			if (state != IN_MAP) {
+				rc = at(err, name, m, NULL,
+					"the config must be a mapping of keys to values (key: value)");
+				goto out;
+			}
+			snprintf(key, sizeof key, "%s", (const char *)ev.data.scalar.value);
+			const struct key *k = find_key(key);
+			if (!k) {
+				rc = at(err, name, m, key,
+					"unknown key (configs/README.md lists every key)");
+				goto out;
+			}
+			if (seen[k - keys]) {
+				rc = at(err, name, m, key, "given twice");
+				goto out;
+			}
+			seen[k - keys] = true;
+			yaml_event_delete(&ev);
+			have_ev = false;
+			if ((rc = next(&p, &ev, name, err)) != ST_OK)
+				goto out;
+			have_ev = true;
+			m = ev.start_mark;
+			if (k->type == K_LIST)
+				clear_list(c);
+			if (ev.type == YAML_SCALAR_EVENT) {
+				const char *why = set_value(c, k, (const char *)ev.data.scalar.value, buf,
+							    sizeof buf);
+				if (why) {
+					rc = at(err, name, m, key, why);
+					goto out;
+				}
+				break;
+			}
+			if (ev.type != YAML_SEQUENCE_START_EVENT || k->type != K_LIST) {
+				rc = at(err, name, m, key,
+					k->type == K_LIST ? "expected a list of strings"
+							  : "expected a single value");
+				goto out;
+			}
+			for (;;) {
+				yaml_event_delete(&ev);
+				have_ev = false;
+				if ((rc = next(&p, &ev, name, err)) != ST_OK)
+					goto out;
+				have_ev = true;
+				m = ev.start_mark;
+				if (ev.type == YAML_SEQUENCE_END_EVENT)
+					break;
+				const char *why = ev.type != YAML_SCALAR_EVENT
+							  ? "expected a list of strings"
+							  : set_value(c, k, (const char *)ev.data.scalar.value,
+								      buf, sizeof buf);
+				if (why) {
+					rc = at(err, name, m, key, why);
+					goto out;
+				}
+			}
+			if (c->nlisten == 0) {
+				rc = at(err, name, m, key, "needs at least one address");
+				goto out;
+			}
+			break;
+		}
+		case YAML_ALIAS_EVENT:
+			rc = at(err, name, m, NULL, "YAML aliases are not supported in the config");
+			goto out;
+		default:
+			rc = at(err, name, m, NULL,
+				"the config must be a mapping of keys to values (key: value)");
+			goto out;
+		}
+	}
+out:
+	if (have_ev)
+		yaml_event_delete(&ev);
+	yaml_parser_delete(&p);
+	if (rc != ST_OK)
+		sd_config_fini(c);
+	return rc;
+}
+
+int sd_config_load(const char *path, struct sd_config *c, struct st_err *err)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return st_seterr(err, errno, "cannot open config '%s': %s", path, strerror(errno));
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	int rc = ST_OK;
+	for (;;) {
+		if (len + 4096 > cap) {
+			char *n = realloc(text, cap = cap ? cap * 2 : 8192);
+			if (!n) {
+				rc = st_seterr(err, ST_ENOMEM, "out of memory reading '%s'", path);
+				goto out;
+			}
+			text = n;
+		}
+		size_t got = fread(text + len, 1, cap - len, f);
+		len += got;
+		if (got == 0)
+			break;
+		if (len > 1 << 20) {
+			rc = st_seterr(err, ST_ETOOBIG, "config '%s' is larger than 1 MiB", path);
+			goto out;
+		}
+	}
+	if (ferror(f)) {
+		rc = st_seterr(err, EIO, "cannot read config '%s'", path);
+		goto out;
+	}
+	rc = sd_config_parse(text, len, path, c, err);
+out:
+	free(text);
+	fclose(f);
+	return rc;
+}
+
+/* ---- printing ---- */
+
+static void print_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', out);
+		fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
+static void print_size(FILE *out, uint64_t v)
+{
+	static const char *const u[] = {"TiB", "GiB", "MiB", "KiB"};
+	static const uint64_t m[] = {TB, GB, MB, KB};
+	for (int i = 0; i < 4; i++)
+		if (v >= m[i] && v % m[i] == 0) {
+			fprintf(out, "%" PRIu64 "%s", v / m[i], u[i]);
+			return;
+		}
+	fprintf(out, "%" PRIu64, v);
+}
+
+static void print_duration(FILE *out, int64_t us)
+{
+	static const char u[] = {'d', 'h', 'm'};
+	static const int64_t m[] = {(int64_t)DAY, 3600 * (int64_t)SEC, 60 * (int64_t)SEC};
+	for (int i = 0; i < 3; i++)
+		if (us >= m[i] && us % m[i] == 0) {
+			fprintf(out, "%" PRId64 "%c", us / m[i], u[i]);
+			return;
+		}
+	fprintf(out, "%" PRId64 "s", us / (int64_t)SEC);
+}
+
+static void print_value(FILE *out, const struct sd_config *c, const struct key *k)
+{
+	const void *p = cfield(c, k);
+	switch (k->type) {
+	case K_STRING: print_string(out, *(char *const *)p); break;
+	case K_LIST:
+		for (uint32_t i = 0; i < c->nlisten; i++) {
+			fputs("\n  - ", out);
+			print_string(out, c->listen[i]);
+		}
+		break;
+	case K_UINT: fprintf(out, "%" PRIu32, *(const uint32_t *)p); break;
+	case K_SIZE: print_size(out, *(const uint64_t *)p); break;
+	case K_DURATION: print_duration(out, *(const int64_t *)p); break;
+	case K_ENUM: fputs(k->choices[*(const uint32_t *)p], out); break;
+	}
+}
+
+void sd_config_print(FILE *out, const struct sd_config *c)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		fprintf(out, "%s:%s", keys[i].name, keys[i].type == K_LIST ? "" : " ");
+		print_value(out, c, &keys[i]);
+		fputc('\n', out);
+	}
+}
+
+void sd_config_reference(FILE *out)
+{
+	char buf[64];
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		fprintf(out, "| `%s` | %s", k->name, type_name(k->type));
+		if (k->type == K_ENUM)
+			for (uint32_t j = 0; k->choices[j]; j++)
+				fprintf(out, "%s%s", j ? ", " : " ", k->choices[j]);
+		fprintf(out, " | `%s` | ", k->def);
+		if (k->type == K_UINT)
+			fprintf(out, "%" PRIu64 "–%" PRIu64, k->min, k->max);
+		else if (k->type == K_LIST)
+			fprintf(out, "1–%" PRIu64 " entries", k->max);
+		else if (k->type == K_SIZE || k->type == K_DURATION) {
+			FILE *m = fmemopen(buf, sizeof buf, "w");
+			if (m) {
+				if (k->type == K_SIZE) {
+					print_size(m, k->min);
+					fputs("–", m);
+					print_size(m, k->max);
+				} else {
+					print_duration(m, (int64_t)k->min);
+					fputs("–", m);
+					print_duration(m, (int64_t)k->max);
+				}
+				fclose(m);
+				fputs(buf, out);
+			}
+		}
+		fprintf(out, " | %s |\n", k->doc);
+	}
+}
+
+unsigned sd_config_nkeys(void)
+{
+	return (unsigned)NKEYS;
+}
+
+const char *sd_config_key(unsigned i)
+{
+	return i < NKEYS ? keys[i].name : NULL;
+}
