@@ -68,10 +68,10 @@ FUZZ_NAMES  := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 REPLAY_BIN  := $(FUZZ_NAMES:%=$(B)/tests/replay_%)
 
 PROGS := $(B)/stratad $(B)/strata $(B)/strata-inspect $(B)/bench-format $(B)/bench-store \
-	 $(B)/strata-demo $(B)/bench-gencsv
+	 $(B)/strata-demo $(B)/bench-gencsv $(B)/bench-e2e
 
 .SECONDARY:
-.PHONY: all test run bench bench-format bench-store asan fuzz format lint-deps install uninstall clean
+.PHONY: all test run bench bench-format bench-store bench-e2e asan fuzz format lint-deps install uninstall clean
 all: $(STRATA_LIB) $(CLIENT_LIB) $(PROGS) $(UNIT_BIN) $(REPLAY_BIN)
 
 $(B)/%.o: %.c
@@ -92,6 +92,8 @@ $(B)/strata: $(B)/admin/strata_main.o $(CLIENT_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
 $(B)/bench-gencsv: $(B)/tests/bench/gencsv_main.o $(B)/tests/bench/table.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
+$(B)/bench-e2e: $(B)/tests/bench/e2e_main.o $(CLIENT_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
 $(B)/strata-inspect: $(B)/admin/inspect_main.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STRATA_LIBS)
 $(B)/strata-demo: $(B)/tests/bench/demo_main.o $(B)/tests/bench/table.o $(STRATA_LIB)
@@ -130,11 +132,24 @@ test: all $(B)/readme_example
 run: all
 	$(B)/stratad -c configs/strata.yaml
 
-bench: bench-format bench-store
+bench: bench-format bench-store bench-e2e
 bench-format: $(B)/bench-format
 	$(B)/bench-format --rows $(ROWS)
 bench-store: $(B)/bench-store
 	$(B)/bench-store --rows $(ROWS)
+# DuckDB for the comparison: the pinned @duckdb/node-api of
+# tests/bench/e2e/package-lock.json, installed into build/e2e (ignored).
+# Without npm access bench-e2e prints strata's figures alone.
+E2E_DIR := $(B)/e2e
+$(E2E_DIR)/.installed: tests/bench/e2e/package.json tests/bench/e2e/package-lock.json
+	@mkdir -p $(E2E_DIR)
+	@cp tests/bench/e2e/package.json tests/bench/e2e/package-lock.json $(E2E_DIR)/
+	@if (cd $(E2E_DIR) && npm ci --no-audit --no-fund --loglevel=error); then touch $@; \
+	 else echo "bench-e2e: npm could not install @duckdb/node-api; DuckDB is left out"; fi
+bench-e2e: $(B)/bench-e2e $(B)/bench-gencsv $(B)/stratad $(B)/strata
+	@-$(MAKE) --no-print-directory $(E2E_DIR)/.installed
+	@cp tests/bench/e2e/duckdb_bench.mjs $(E2E_DIR)/
+	$(B)/bench-e2e --rows $(ROWS) --bin $(B) --node-dir $(E2E_DIR) --dir $(E2E_DIR)/run
 
 asan:
 	$(MAKE) --no-print-directory B=build/asan OPT=-O1 \
