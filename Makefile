@@ -72,7 +72,8 @@ PROGS := $(B)/stratad $(B)/strata $(B)/strata-inspect $(B)/bench-format $(B)/ben
 
 .SECONDARY:
 .PHONY: all test run bench bench-format bench-store bench-e2e asan fuzz format lint-deps install uninstall clean
-all: $(STRATA_LIB) $(CLIENT_LIB) $(PROGS) $(UNIT_BIN) $(REPLAY_BIN)
+INTEG_BIN   := $(B)/tests/wire_abuse
+all: $(STRATA_LIB) $(CLIENT_LIB) $(PROGS) $(UNIT_BIN) $(REPLAY_BIN) $(INTEG_BIN)
 
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
@@ -107,6 +108,9 @@ $(B)/bench-store: $(B)/tests/bench/bench_store.o $(B)/tests/bench/table.o $(STRA
 $(B)/tests/test_%: $(B)/tests/unit/test_%.o $(B)/tests/bench/table.o $(CLIENT_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LIBS)
 
+$(B)/tests/wire_abuse: $(B)/tests/integration/wire_abuse.o $(CLIENT_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
+
 # Fuzz targets built with the normal compiler replay their committed corpus.
 # Like the fuzzers, they link a copy of format/ built in fuzzing mode (CRC
 # mismatches ignored, FORMAT.md checks only), so the corpus exercises the
@@ -119,7 +123,8 @@ $(B)/tests/replay_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay.o $(FUZZMOD
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm
 
 # ---- goals --------------------------------------------------------------
-TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)")
+TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)") \
+	    "sh tests/integration/cli.sh $(B)"
 
 # The README's libstrata example must compile and print what it says.
 $(B)/readme_example: README.md $(STRATA_LIB)

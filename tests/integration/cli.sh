@@ -1,0 +1,260 @@
+#!/bin/sh
+# tests/integration/cli.sh — real stratad processes driven by the strata CLI.
+#
+#   sh tests/integration/cli.sh BUILD_DIR
+#
+# Each daemon runs in its own temp directory, on an ipc:// path there (and
+# one loopback tcp port), and is waited for by polling `strata ping` with a
+# deadline. Covers every CLI command, time travel, schema enforcement and
+# evolution errors, concurrent and idempotent loads, kill -9 during a load,
+# a client that vanishes mid-load and hostile bytes on the socket
+# (build/tests/wire_abuse). Closes with "N passed, N failed".
+set -u
+B=${1:-build}
+B=$(cd "$B" && pwd)
+STRATA="$B/strata"
+STRATAD="$B/stratad"
+T=$(mktemp -d /tmp/strata-it.XXXXXX)
+PASS=0
+FAIL=0
+DPID=
+
+cleanup() {
+	[ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; [ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | head -20; }
+
+# run NAME WANT_STATUS WANT_TEXT CMD...: CMD's status and combined output.
+run() {
+	name=$1 want=$2 text=$3
+	shift 3
+	"$@" >"$T/out" 2>&1
+	st=$?
+	if [ "$st" != "$want" ]; then
+		echo "     (exit $st, wanted $want)" >>"$T/out"
+		bad "$name"
+	elif [ -n "$text" ] && ! grep -qF -- "$text" "$T/out"; then
+		echo "     (no \"$text\" in the output)" >>"$T/out"
+		bad "$name"
+	else
+		ok "$name"
+	fi
+}
+
+# The one number in the output of a count(*) query.
+count() {
+	"$STRATA" query "$@" --agg "count(*)" --format csv 2>/dev/null | tail -n 1
+}
+
+# Start stratad on $T/$1 with extra config lines $2; wait for ping.
+start() {
+	D=$T/$1
+	mkdir -p "$D"
+	HOST="ipc://$D/s.sock"
+	export STRATA_HOST="$HOST"
+	printf 'listen: ["%s"%s]\ndata_dir: "%s/data"\nlog_level: debug\ncursor_timeout: 2s\n%s\n' \
+		"$HOST" "${TCP:+, \"$TCP\"}" "$D" "${2:-}" >"$D/c.yaml"
+	"$STRATAD" -c "$D/c.yaml" >>"$D/log" 2>&1 &
+	DPID=$!
+	i=0
+	while ! "$STRATA" ping --timeout 1 >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -gt 200 ] || ! kill -0 "$DPID" 2>/dev/null; then
+			echo "stratad did not become ready:"; cat "$D/log"
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+stop() {
+	kill -TERM "$DPID"
+	wait "$DPID"
+	st=$?
+	DPID=
+	return $st
+}
+
+wait_gone() {
+	i=0
+	while kill -0 "$1" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+}
+
+"$B/bench-gencsv" --rows 200000 --out "$T/big.csv" >/dev/null || exit 1
+cat >"$T/small.csv" <<'EOF'
+id,ts,sensor,value
+1,2024-01-01 00:00:00,a,1.5
+2,2024-01-01 00:00:01,b,2.5
+3,2024-01-01 00:00:02,a,
+EOF
+SCHEMA="id int64 not null, ts timestamp, sensor string, value float64"
+
+# ---- config and startup -------------------------------------------------------
+run "check-config ok" 0 "valid" "$STRATAD" --check-config -c configs/strata.yaml
+printf 'workers: 0\n' >"$T/bad.yaml"
+run "check-config refuses a bad value" 1 "bad.yaml:1:10: key 'workers': out of range" \
+	"$STRATAD" --check-config -c "$T/bad.yaml"
+printf 'wrkers: 2\n' >"$T/bad.yaml"
+run "check-config refuses an unknown key" 1 "bad.yaml:1:1: key 'wrkers': unknown key" \
+	"$STRATAD" --check-config -c "$T/bad.yaml"
+run "stratad without -c is a usage error" 2 "config file is needed" "$STRATAD"
+run "stratad --help" 0 "usage: stratad" "$STRATAD" --help
+
+PORT=$((20000 + $$ % 20000))
+TCP="tcp://127.0.0.1:$PORT"
+start main || exit 1
+run "ping" 0 "pong" "$STRATA" ping
+run "ping over tcp" 0 "pong from $TCP" "$STRATA" --host "$TCP" ping
+run "status" 0 "data directory: $T/main/data" "$STRATA" status
+run "unknown command is a usage error" 2 "unknown command" "$STRATA" frobnicate
+for c in create tables describe drop alter load scan query history restore vacuum status ping inspect verify; do
+	run "$c --help" 0 "usage: strata $c" "$STRATA" "$c" --help
+done
+run "no daemon: clear error" 1 "" "$STRATA" --host "ipc://$T/nobody.sock" --timeout 1 ping
+
+# ---- tables -----------------------------------------------------------------------
+run "create" 0 "created table 't'" "$STRATA" create t --schema "$SCHEMA" --property a=b
+run "create twice fails" 1 "already exists" "$STRATA" create t --schema "$SCHEMA"
+run "create --if-not-exists" 0 "" "$STRATA" create t --schema "$SCHEMA" --if-not-exists
+run "create with a bad schema" 2 "" "$STRATA" create u --schema "id int64 not null, x nosuchtype"
+run "create needs --schema" 2 "" "$STRATA" create u
+run "create a bad table name" 1 "" "$STRATA" create "../evil" --schema "$SCHEMA"
+run "create partitioned" 0 "created" "$STRATA" create p --schema "$SCHEMA" --partition-by sensor
+run "tables" 0 "t" "$STRATA" tables
+run "describe" 0 "sensor" "$STRATA" describe t
+run "describe unknown table" 1 "does not exist" "$STRATA" describe nope
+
+# ---- loads ------------------------------------------------------------------------------
+run "load small csv" 0 "3 rows" "$STRATA" load t "$T/small.csv"
+sleep 0.01
+AFTER1=$(date -u '+%Y-%m-%d %H:%M:%S.%6N')
+sleep 0.01
+run "load 200k rows" 0 "200000 rows" "$STRATA" load t "$T/big.csv"
+[ "$(count t)" = 200003 ] && ok "count after loads" || bad "count after loads"
+run "load --batch-rows splits commits" 0 "" "$STRATA" load p "$T/big.csv" --batch-rows 50000
+N=$("$STRATA" history p | grep -c WRITE)
+[ "$N" = 4 ] && ok "four commits of 50000 rows" || bad "four commits of 50000 rows ($N)"
+printf '{"id": 10, "sensor": "j", "value": 1.25}\n{"id": 11, "ts": "2024-02-01 00:00:00"}\n' >"$T/x.jsonl"
+run "load jsonl" 0 "2 rows" "$STRATA" load t "$T/x.jsonl"
+run "load from stdin" 0 "3 rows" sh -c "'$STRATA' load t - < '$T/small.csv'"
+[ "$(count t)" = 200008 ] && ok "count after jsonl and stdin" || bad "count after jsonl and stdin"
+V=$("$STRATA" history t --limit 1 | awk 'NR==2 {print $1}')
+
+# ---- bad input: clear error, nothing written -----------------------------------------------
+printf 'id,value\n1,2\n2,x\n' >"$T/badnum.csv"
+run "malformed number: file:line:column" 1 "badnum.csv:3:3: column 'value' (float64): 'x' is not a float64" \
+	"$STRATA" load t "$T/badnum.csv"
+printf 'id,sensor\n1,"open\n' >"$T/badq.csv"
+run "unclosed quote: file:line:column" 1 "badq.csv:2:3: a quoted field is not closed" \
+	"$STRATA" load t "$T/badq.csv"
+printf 'id,sensor\n1,a\n,b\n' >"$T/nulls.csv"
+run "NULL in a NOT NULL column" 1 "id" "$STRATA" load t "$T/nulls.csv"
+printf 'id,color\n1,red\n' >"$T/newcol.csv"
+run "unknown column refused" 1 "column 'color' is not in the table" "$STRATA" load t "$T/newcol.csv"
+run "load into an unknown table" 1 "does not exist" "$STRATA" load nope "$T/small.csv"
+run "load a missing file" 1 "cannot open" "$STRATA" load t "$T/none.csv"
+[ "$(count t)" = 200008 ] && ok "failed loads wrote nothing" || bad "failed loads wrote nothing"
+VB=$("$STRATA" history t --limit 1 | awk 'NR==2 {print $1}')
+[ "$V" = "$VB" ] && ok "failed loads made no commit" || bad "failed loads made no commit"
+run "merge-schema adds a column" 0 "1 rows" "$STRATA" load t "$T/newcol.csv" --merge-schema
+run "describe shows the new column" 0 "color" "$STRATA" describe t
+printf 'id,value\n5,1.0\n' >"$T/ovr.csv"
+
+# ---- scan and query ------------------------------------------------------------------------------
+run "scan --columns --where --limit" 0 "(2 rows)" "$STRATA" scan t --columns id,sensor --where "id < 5" --limit 2
+"$STRATA" scan t --where "id >= 10 and id <= 11" --format jsonl >"$T/out" 2>/dev/null
+if [ "$(wc -l <"$T/out")" = 4 ] && ! grep -qv '^{.*}$' "$T/out"; then ok "scan jsonl: objects only"; else bad "scan jsonl: objects only"; fi
+run "scan csv" 0 "id,ts,sensor,value" "$STRATA" scan t --format csv --limit 1
+run "scan predicate syntax error" 1 "" "$STRATA" scan t --where "id <<< 3"
+run "scan unknown column" 1 "nope" "$STRATA" scan t --columns nope
+run "query group-by" 0 "sum(value)" "$STRATA" query t --group-by sensor --agg "sum(value),count(*),min(ts),max(ts),avg(value)"
+run "query bad aggregate" 1 "" "$STRATA" query t --agg "median(value)"
+
+# ---- time travel, history, restore -------------------------------------------------------------------
+[ "$(count t --version 1)" = 3 ] && ok "scan --version 1" || bad "scan --version 1"
+[ "$(count t --as-of "$AFTER1")" = 3 ] && ok "query --as-of a time between commits" || bad "query --as-of"
+run "--as-of before the table existed" 1 "" "$STRATA" scan t --as-of "2000-01-01 00:00:00"
+run "--version beyond head" 1 "" "$STRATA" scan t --version 999
+run "history --limit" 0 "WRITE" "$STRATA" history t --limit 2
+run "restore --version 1" 0 "restored" "$STRATA" restore t --version 1
+[ "$(count t)" = 3 ] && ok "count after restore" || bad "count after restore"
+run "load --mode overwrite" 0 "1 rows" "$STRATA" load t "$T/ovr.csv" --mode overwrite
+[ "$(count t)" = 1 ] && ok "count after overwrite" || bad "count after overwrite"
+run "load --replace-where" 0 "" "$STRATA" load t "$T/small.csv" --replace-where "id >= 1"
+[ "$(count t)" = 3 ] && ok "count after replace-where" || bad "count after replace-where"
+
+# ---- idempotent loads --------------------------------------------------------------------------------------
+run "load with app id" 0 "3 rows" "$STRATA" load t "$T/small.csv" --app-id etl --app-version 7
+run "same app version again: no-op" 0 "" "$STRATA" load t "$T/small.csv" --app-id etl --app-version 7
+[ "$(count t)" = 6 ] && ok "idempotent retry added nothing" || bad "idempotent retry added nothing"
+
+# ---- alter ---------------------------------------------------------------------------------------------------
+run "alter add-column" 0 "" "$STRATA" alter t add-column note string
+run "alter rename-column" 0 "" "$STRATA" alter t rename-column note remark
+run "alter drop-column" 0 "" "$STRATA" alter t drop-column remark
+run "alter set-property" 0 "" "$STRATA" alter t set-property file_retention=1d
+run "alter add-constraint" 0 "" "$STRATA" alter t add-constraint pos "id > 0"
+printf 'id\n-1\n' >"$T/neg.csv"
+run "constraint enforced on load" 1 "pos" "$STRATA" load t "$T/neg.csv"
+run "alter drop-constraint" 0 "" "$STRATA" alter t drop-constraint pos
+run "alter unknown operation" 2 "unknown operation" "$STRATA" alter t explode x
+
+# ---- concurrent loads from several clients -------------------------------------------------------------------
+"$STRATA" create c --schema "$SCHEMA" >/dev/null
+PIDS=
+for i in 1 2 3 4; do "$STRATA" load c "$T/big.csv" --quiet >"$T/c$i.out" 2>&1 & PIDS="$PIDS $!"; done
+for p in $PIDS; do wait "$p"; done
+[ "$(count c)" = 800000 ] && ok "four concurrent loads all committed" || { cat "$T"/c?.out >"$T/out"; bad "four concurrent loads"; }
+
+# ---- vacuum, verify, inspect, drop ------------------------------------------------------------------------------
+run "vacuum --dry-run" 0 "" "$STRATA" vacuum t --dry-run
+run "vacuum --retain 0 needs --force" 2 "add --force" "$STRATA" vacuum t --retain 0s
+run "vacuum below file_retention refused" 1 "" "$STRATA" vacuum t --retain 1h
+run "vacuum --force" 0 "" "$STRATA" vacuum t --retain 0s --force
+run "verify through the daemon" 0 "ok" "$STRATA" verify
+SEG=$(find "$T/main/data" -name '*.seg' | head -n 1)
+run "inspect a segment" 0 "" "$STRATA" inspect "$SEG"
+run "drop" 0 "" "$STRATA" drop p
+"$STRATA" tables >"$T/out" 2>&1
+grep -qx p "$T/out" && bad "dropped table gone" || ok "dropped table gone"
+
+# ---- hostile clients ---------------------------------------------------------------------------------------------
+run "garbage, non-msgpack, oversized, vanished mid-load" 0 "0 failed" "$B/tests/wire_abuse" "$HOST" c
+[ "$(count c)" = 800000 ] && ok "nothing of the vanished load" || bad "nothing of the vanished load"
+run "daemon still serves" 0 "pong" "$STRATA" ping
+
+# ---- clean stop, offline verify ------------------------------------------------------------------------------------
+stop && ok "SIGTERM: clean exit" || bad "SIGTERM: clean exit"
+grep -q "stopped cleanly" "$T/main/log" && ok "log says stopped cleanly" || bad "log says stopped cleanly"
+run "offline verify" 0 "ok" "$STRATA" verify --data-dir "$T/main/data"
+
+# ---- kill -9 during a load -------------------------------------------------------------------------------------------
+TCP=
+start k || exit 1
+"$STRATA" create k --schema "$SCHEMA" >/dev/null
+"$STRATA" load k "$T/small.csv" >/dev/null
+cat "$T/big.csv" "$T/big.csv" "$T/big.csv" "$T/big.csv" "$T/big.csv" "$T/big.csv" "$T/big.csv" "$T/big.csv" | sed '200001,$ {/^id,/d}' >"$T/huge.csv"
+"$STRATA" load k "$T/huge.csv" --quiet >"$T/kload.out" 2>&1 &
+LPID=$!
+i=0
+until "$STRATA" status 2>/dev/null | grep -q "open loads:     1"; do
+	i=$((i + 1)); [ $i -gt 400 ] && break; sleep 0.01
+done
+kill -9 "$DPID"
+wait "$DPID" 2>/dev/null
+wait "$LPID"
+LST=$?
+DPID=
+[ "$LST" != 0 ] && ok "the interrupted load reports failure" || bad "the interrupted load reports failure (it finished first)"
+start k || exit 1
+[ "$(count k)" = 3 ] && ok "after kill -9: acknowledged commit kept, interrupted load absent" || bad "after kill -9 ($(count k) rows)"
+run "after kill -9: verify" 0 "ok" "$STRATA" verify
+run "after kill -9: load works" 0 "3 rows" "$STRATA" load k "$T/small.csv"
+stop
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
