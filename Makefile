@@ -24,7 +24,7 @@ CC       ?= cc
 MSGPACK_PKG := $(shell pkg-config --exists msgpack-c 2>/dev/null && echo msgpack-c || echo msgpack)
 PKGS := lmdb nanomsg liblz4 $(MSGPACK_PKG) yaml-0.1
 
-OPT      ?= -O2
+OPT      ?= -O3
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-format-truncation
 CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -I. -MMD -MP $(PKG_CFLAGS)

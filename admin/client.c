@@ -89,11 +89,17 @@ int sc_connect(const char *host, int timeout_ms, sc_client **out, struct wire_er
 	wire_key_str(pk, 0, "strata-client");
 	wire_key_u64(pk, 1, WIRE_VERSION);
 	const msgpack_object *b;
-	if ((rc = sc_call(c, &b, e)) != 0) {
+	/* HELLO is cheap for a live daemon: a missing one is reported within
+	 * SC_HELLO_TIMEOUT_MS, not after a long request timeout. */
+	int hello_ms = timeout_ms < SC_HELLO_TIMEOUT_MS ? timeout_ms : SC_HELLO_TIMEOUT_MS;
+	tp_set_timeout(c->sock, hello_ms);
+	rc = sc_call(c, &b, e);
+	tp_set_timeout(c->sock, timeout_ms);
+	if (rc != 0) {
 		if (rc == ETIMEDOUT)
 			snprintf(e->msg, sizeof e->msg,
 				 "no answer from %s within %d ms: is stratad running there? (set "
-				 "--host or STRATA_HOST)", host, timeout_ms);
+				 "--host or STRATA_HOST)", host, hello_ms);
 		sc_close(c);
 		return rc;
 	}

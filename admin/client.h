@@ -28,6 +28,7 @@
 
 #define SC_DEFAULT_HOST "tcp://127.0.0.1:7420"
 #define SC_DEFAULT_TIMEOUT_MS 30000
+#define SC_HELLO_TIMEOUT_MS 5000 /* the handshake waits at most this long */
 
 typedef struct sc_client sc_client;
 

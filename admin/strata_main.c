@@ -1207,7 +1207,7 @@ static int cmd_status(int argc, char **argv, struct global *g)
 	PARSE_OPTS("", longs, default: break;);
 	if (optind != argc)
 		return usage_error("takes no arguments");
-	sc_client *c;
+	sc_client *c = NULL;
 	const msgpack_object *b;
 	int status = simple_call(g, WIRE_STATUS, NULL, &c, &b);
 	if (status)
@@ -1397,9 +1397,16 @@ static void main_usage(FILE *out)
 		     "The strata command line: tables, loads, scans, queries, time travel and\n"
 		     "maintenance on a running stratad.\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-		const char *nl = strchr(commands[i].help, '\n');
-		int n = nl ? (int)(nl - commands[i].help) : (int)strlen(commands[i].help);
-		fprintf(out, "  %-10s %.*s\n", commands[i].name, n, commands[i].help);
+		/* The first sentence of the command's help, on one line. */
+		const char *h = commands[i].help, *end = h;
+		while (*end && !(end[0] == '.' && (end[1] == ' ' || end[1] == '\n' || !end[1]) &&
+				 !(end - h >= 3 && !strncmp(end - 3, "e.g", 3))) &&
+		       !(end[0] == ':' && (end[1] == ' ' || end[1] == '\n')))
+			end++;
+		fprintf(out, "  %-10s ", commands[i].name);
+		for (const char *p = h; p < end; p++)
+			fputc(*p == '\n' ? ' ' : *p, out);
+		fputc('\n', out);
 	}
 	fprintf(out, "\n'strata COMMAND --help' tells more. Exit status: 0 ok, 1 error, 2 usage.\n"
 		     "The daemon address is --host, else $STRATA_HOST, else %s.\n", SC_DEFAULT_HOST);

@@ -248,6 +248,18 @@ static bool acc_add(struct acc *a, const struct st_vec *v, const uint32_t *sel, 
 static void acc_add_f64(struct acc *a, const double *d, const uint32_t *sel, uint32_t nsel,
 			const uint32_t *gid)
 {
+	if (!gid) { /* no group-by: one accumulator */
+		double sum = a->f[0];
+		if (sel)
+			for (uint32_t k = 0; k < nsel; k++)
+				sum += d[sel[k]];
+		else
+			for (uint32_t k = 0; k < nsel; k++)
+				sum += d[k];
+		a->f[0] = sum;
+		a->cnt[0] += nsel;
+		return;
+	}
 	if (sel)
 		for (uint32_t k = 0; k < nsel; k++) {
 			a->f[gid[k]] += d[sel[k]];
@@ -389,6 +401,7 @@ int sd_query(st_store *s, const char *table, struct st_at at, const char *const 
 			}
 		}
 		int64_t id;
+		bool gid_zeroed = true;
 		if (ngroup == 0) {
 			if (g.n == 0) {
 				g.tmp.len = 0;
@@ -397,7 +410,7 @@ int sd_query(st_store *s, const char *table, struct st_at at, const char *const 
 					goto out;
 				}
 			}
-			memset(gid, 0, nsel * sizeof *gid);
+			gid_zeroed = false; /* zeroed only if a slow path needs it */
 		} else if (ngroup == 1 && b->cols[0].dict) {
 			/* One dictionary column: find each dictionary entry's group
 			 * once, then map codes to groups. */
@@ -413,6 +426,21 @@ int sd_query(st_store *s, const char *table, struct st_at at, const char *const 
 			}
 			for (uint32_t d = 0; d <= nd; d++)
 				dmap[d] = -3; /* not looked up yet */
+			if (!b->sel && !v->validity) {
+				/* Every row, no NULLs: one load per row once an
+				 * entry is known. */
+				for (uint32_t k = 0; k < nsel; k++) {
+					uint32_t code = v->codes[k];
+					if (__builtin_expect(dmap[code] == -3, 0)) {
+						g.tmp.len = 0;
+						key_put(&g, v, k);
+						dmap[code] = groups_find(&g, max_groups);
+					}
+					if ((id = dmap[code]) < 0)
+						goto toomany;
+					gid[k] = (uint32_t)id;
+				}
+			} else
 			for (uint32_t k = 0; k < nsel; k++) {
 				uint32_t r = b->sel ? b->sel[k] : k;
 				uint32_t code = st_vec_is_valid(v, r) ? v->codes[r] : nd;
@@ -447,10 +475,21 @@ int sd_query(st_store *s, const char *table, struct st_at at, const char *const 
 		}
 		for (uint32_t a = 0; a < naggs; a++) {
 			const struct st_vec *v = acc[a].col >= 0 ? &b->cols[acc[a].col] : NULL;
+			bool one = ngroup == 0;
+			if (one && !v) {
+				acc[a].cnt[0] += nsel; /* count(*) */
+				continue;
+			}
 			if (v && v->type == ST_TYPE_FLOAT64 && !v->validity &&
-			    (acc[a].fn == SD_AGG_SUM || acc[a].fn == SD_AGG_AVG))
-				acc_add_f64(&acc[a], v->data, b->sel, nsel, gid);
-			else if (!acc_add(&acc[a], v, b->sel, nsel, gid)) {
+			    (acc[a].fn == SD_AGG_SUM || acc[a].fn == SD_AGG_AVG)) {
+				acc_add_f64(&acc[a], v->data, b->sel, nsel, one ? NULL : gid);
+				continue;
+			}
+			if (one && !gid_zeroed) {
+				memset(gid, 0, nsel * sizeof *gid);
+				gid_zeroed = true;
+			}
+			if (!acc_add(&acc[a], v, b->sel, nsel, gid)) {
 				rc = st_seterr(err, ST_ENOMEM, "out of memory");
 				goto out;
 			}

@@ -1084,10 +1084,74 @@ static const uint8_t tv_not[3] = {1, 0, 2};
 static const uint8_t tv_and[9] = {0, 0, 0, 0, 1, 2, 0, 2, 2};
 static const uint8_t tv_or[9] = {0, 1, 2, 1, 1, 1, 2, 1, 2};
 
+/* Whether nd can yield UNKNOWN (2) on these columns: only through NULLs.
+ * When neither side of AND/OR can, plain bitwise AND/OR is exact. */
+static bool may_be_unknown(const struct node *nd, const struct st_vec *cols)
+{
+	switch (nd->kind) {
+	case N_CONST: return nd->cval == 2;
+	case N_ISNULL: return false;
+	case N_NOT: return may_be_unknown(nd->a, cols);
+	case N_AND:
+	case N_OR: return may_be_unknown(nd->a, cols) || may_be_unknown(nd->b, cols);
+	case N_CMPCOL: return cols[nd->col].validity || cols[nd->col2].validity;
+	default: return cols[nd->col].validity != NULL;
+	}
+}
+
+/* An integer-like column's value as int64 bounds of `col op lit`:
+ * GE/GT give a lower bound, LE/LT an upper one. */
+static bool int_bound(const struct node *nd, bool *lower, int64_t *v)
+{
+	int64_t x = nd->lit.type == ST_TYPE_INT32 || nd->lit.type == ST_TYPE_DATE ? nd->lit.v.i32
+										    : nd->lit.v.i64;
+	switch (nd->op) {
+	case CMP_GE: *lower = true; *v = x; return true;
+	case CMP_GT: *lower = true; *v = x; return x != INT64_MAX && (++*v, true);
+	case CMP_LE: *lower = false; *v = x; return true;
+	case CMP_LT: *lower = false; *v = x; return x != INT64_MIN && (--*v, true);
+	default: return false;
+	}
+}
+
+/* `c >= lo AND c < hi` (any mix of bounds) on one integer column without
+ * NULLs: one pass with one unsigned comparison per row, instead of two
+ * comparison passes and an AND pass. False when nd is not of that form. */
+static bool eval_range(const struct node *nd, const struct st_vec *cols, uint32_t n, uint8_t *out)
+{
+	const struct node *a = nd->a, *b = nd->b;
+	if (nd->kind != N_AND || a->kind != N_CMP || b->kind != N_CMP || a->col != b->col)
+		return false;
+	const struct st_vec *v = &cols[a->col];
+	bool la, lb;
+	int64_t xa, xb;
+	if (v->validity || v->n < n || v->type != a->lit.type || !st_type_is_integer(v->type) ||
+	    !int_bound(a, &la, &xa) || !int_bound(b, &lb, &xb) || la == lb)
+		return false;
+	int64_t lo = la ? xa : xb, hi = la ? xb : xa;
+	if (lo > hi) {
+		memset(out, 0, n);
+		return true;
+	}
+	uint64_t span = (uint64_t)hi - (uint64_t)lo;
+	if (st_type_width(v->type) == 8) {
+		const int64_t *restrict d = v->data;
+		for (uint32_t i = 0; i < n; i++)
+			out[i] = (uint64_t)d[i] - (uint64_t)lo <= span;
+	} else {
+		const int32_t *restrict d = v->data;
+		for (uint32_t i = 0; i < n; i++)
+			out[i] = (uint64_t)(int64_t)d[i] - (uint64_t)lo <= span;
+	}
+	return true;
+}
+
 static int eval_node(const struct node *nd, const struct st_vec *cols, uint32_t n, uint8_t *out,
 		     struct st_err *err)
 {
 	int rc = ST_OK;
+	if (eval_range(nd, cols, n, out))
+		return ST_OK;
 	switch (nd->kind) {
 	case N_CONST:
 		memset(out, nd->cval, n);
@@ -1102,11 +1166,23 @@ static int eval_node(const struct node *nd, const struct st_vec *cols, uint32_t 
 		uint8_t *tmp = malloc(n + 1);
 		if (!tmp)
 			return st_seterr(err, ST_ENOMEM, "out of memory");
-		const uint8_t *tab = nd->kind == N_AND ? tv_and : tv_or;
 		if ((rc = eval_node(nd->a, cols, n, out, err)) == ST_OK &&
-		    (rc = eval_node(nd->b, cols, n, tmp, err)) == ST_OK)
-			for (uint32_t i = 0; i < n; i++)
-				out[i] = tab[out[i] * 3 + tmp[i]];
+		    (rc = eval_node(nd->b, cols, n, tmp, err)) == ST_OK) {
+			if (!may_be_unknown(nd, cols)) { /* 0/1 only: vectorizable */
+				uint8_t *restrict o = out;
+				const uint8_t *restrict t = tmp;
+				if (nd->kind == N_AND)
+					for (uint32_t i = 0; i < n; i++)
+						o[i] &= t[i];
+				else
+					for (uint32_t i = 0; i < n; i++)
+						o[i] |= t[i];
+			} else {
+				const uint8_t *tab = nd->kind == N_AND ? tv_and : tv_or;
+				for (uint32_t i = 0; i < n; i++)
+					out[i] = tab[out[i] * 3 + tmp[i]];
+			}
+		}
 		free(tmp);
 		return rc;
 	}
@@ -1118,17 +1194,35 @@ static int eval_node(const struct node *nd, const struct st_vec *cols, uint32_t 
 int expr_eval(const struct expr *e, const struct st_vec *cols, uint32_t n, uint32_t *sel,
 	      uint32_t *nsel, struct st_err *err)
 {
-	uint8_t *res = malloc((size_t)n + 1);
+	uint8_t *res = malloc((size_t)n + 8);
 	int rc;
 	*nsel = 0;
 	if (!res)
 		return st_seterr(err, ST_ENOMEM, "out of memory");
 	rc = eval_node(e->root, cols, n, res, err);
 	if (rc == ST_OK) {
-		uint32_t k = 0;
-		for (uint32_t i = 0; i < n; i++) {
+		/* Compaction, 8 rows at a time: runs of all-false and all-true
+		 * rows (range predicates on sorted-ish columns) cost one test. */
+		uint32_t k = 0, i = 0;
+		for (; i + 8 <= n; i += 8) {
+			uint64_t w;
+			memcpy(&w, res + i, 8);
+			if (w == 0)
+				continue;
+			if (w == 0x0101010101010101ULL) {
+				for (uint32_t j = 0; j < 8; j++)
+					sel[k + j] = i + j;
+				k += 8;
+				continue;
+			}
+			for (uint32_t j = i; j < i + 8; j++) {
+				sel[k] = j;
+				k += res[j] == 1; /* branch-free */
+			}
+		}
+		for (; i < n; i++) {
 			sel[k] = i;
-			k += res[i] == 1; /* branch-free compaction */
+			k += res[i] == 1;
 		}
 		*nsel = k;
 	}

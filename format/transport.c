@@ -124,6 +124,14 @@ int tp_connect(const char *addr, int timeout_ms, size_t max_msg, int *sock, stru
 	return ST_OK;
 }
 
+int tp_set_timeout(int sock, int timeout_ms)
+{
+	return set_int(sock, NN_SOL_SOCKET, NN_SNDTIMEO, timeout_ms) < 0 ||
+			       set_int(sock, NN_SOL_SOCKET, NN_RCVTIMEO, timeout_ms) < 0
+		       ? errno
+		       : ST_OK;
+}
+
 int tp_call(int sock, const void *req, size_t len, size_t max_msg, void **rep, size_t *rlen,
 	    struct st_err *err)
 {

@@ -44,6 +44,8 @@ void tp_req_free(struct tp_req *r);
 
 /* Open a REQ socket to addr with a send/receive timeout. */
 int tp_connect(const char *addr, int timeout_ms, size_t max_msg, int *sock, struct st_err *err);
+/* Change how long tp_call waits on a connected socket. ST_OK or errno. */
+int tp_set_timeout(int sock, int timeout_ms);
 /* Send a request and wait for its reply (*rep freed with tp_free). */
 int tp_call(int sock, const void *req, size_t len, size_t max_msg, void **rep, size_t *rlen,
 	    struct st_err *err);
