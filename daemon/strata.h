@@ -17,12 +17,13 @@
  *  - One process opens a data directory at a time (an flock guards it);
  *    never open the same directory twice in one process.
  *
- * Status (issue 3): tables, append/overwrite writes with schema
- * enforcement, optimistic multi-table transactions with conflict checks,
- * snapshots by version and timestamp, scans with projection and predicate,
- * history. Group commit, replace-where, ALTER, restore, vacuum and
- * retention are not built yet. Concurrent commits are grouped into one
- * durable LMDB commit (group commit).
+ * Built: tables; append, overwrite and replace-where writes with schema
+ * enforcement and evolution; streaming loads (st_load_*); optimistic
+ * multi-table transactions with conflict checks and group commit;
+ * idempotent writers; snapshots by version, timestamp or LSN; scans with
+ * projection and predicate; history, restore, ALTER, CHECK constraints,
+ * compaction, vacuum, retention; st_verify. stratad (daemon/server.h)
+ * serves all of it over the wire protocol.
  */
 #ifndef STRATA_DAEMON_STRATA_H
 #define STRATA_DAEMON_STRATA_H

@@ -232,6 +232,28 @@ stop && ok "SIGTERM: clean exit" || bad "SIGTERM: clean exit"
 grep -q "stopped cleanly" "$T/main/log" && ok "log says stopped cleanly" || bad "log says stopped cleanly"
 run "offline verify" 0 "ok" "$STRATA" verify --data-dir "$T/main/data"
 
+# ---- SIGHUP, --daemonize, closed standard fds ----------------------------------------------------
+TCP=
+start h || exit 1
+sed -i 's/^log_level: debug/log_level: warn/' "$T/h/c.yaml"
+kill -HUP "$DPID"
+i=0
+until grep -q "SIGHUP: log level reloaded" "$T/h/log" || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
+grep -q "SIGHUP: log level reloaded" "$T/h/log" && ok "SIGHUP reloads the log level" || bad "SIGHUP reloads the log level"
+stop
+"$STRATAD" -c "$T/h/c.yaml" --daemonize --pidfile "$T/h/pid" <&- >&- 2>&-
+i=0
+until "$STRATA" ping --timeout 1 >/dev/null 2>&1 || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
+DPID=$(cat "$T/h/pid" 2>/dev/null)
+[ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null && ok "--daemonize writes the pid file" || bad "--daemonize writes the pid file"
+"$STRATA" create d --schema "$SCHEMA" >/dev/null 2>&1
+run "daemonized with fds 0-2 closed: loads" 0 "3 rows" "$STRATA" load d "$T/small.csv"
+run "daemonized: verify" 0 "ok" "$STRATA" verify
+kill -TERM "$DPID"
+wait_gone "$DPID"
+DPID=
+[ ! -e "$T/h/pid" ] && ok "pid file removed at exit" || bad "pid file removed at exit"
+
 # ---- kill -9 during a load -------------------------------------------------------------------------------------------
 TCP=
 start k || exit 1
