@@ -370,7 +370,7 @@ static const char *word(const char *s, char *w, size_t wlen)
 int tx_parse_schema(const char *text, char ***names, int **types, bool **nullable, char *err,
 		    size_t errlen)
 {
-	int cap = 1;
+	int cap = 1, n = 0;
 	for (const char *p = text; *p; p++)
 		cap += *p == ',';
 	*names = calloc((size_t)cap + 1, sizeof **names);
@@ -378,9 +378,8 @@ int tx_parse_schema(const char *text, char ***names, int **types, bool **nullabl
 	*nullable = calloc((size_t)cap + 1, sizeof **nullable);
 	if (!*names || !*types || !*nullable) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		goto fail;
 	}
-	int n = 0;
 	const char *s = text;
 	for (;;) {
 		char name[ST_NAME_MAX + 1], type[64], w1[16], w2[16];
@@ -390,25 +389,25 @@ int tx_parse_schema(const char *text, char ***names, int **types, bool **nullabl
 		const char *t = word(s, name, sizeof name);
 		if (!t) {
 			snprintf(err, errlen, "column %d: a name is missing", n + 1);
-			return -1;
+			goto fail;
 		}
 		if (!(s = word(t, type, sizeof type))) {
 			snprintf(err, errlen, "column '%s': its type is missing (e.g. '%s int64')", name,
 				 name);
-			return -1;
+			goto fail;
 		}
 		int ty = st_type_from_name(type, strlen(type));
 		if (!ty) {
 			snprintf(err, errlen, "column '%s': unknown type '%s' (bool, int32, int64, "
 				 "float64, string, binary, date, timestamp)", name, type);
-			return -1;
+			goto fail;
 		}
 		bool nul = true;
 		const char *after = word(s, w1, sizeof w1);
 		if (after && !strcasecmp(w1, "not")) {
 			if (!(after = word(after, w2, sizeof w2)) || strcasecmp(w2, "null")) {
 				snprintf(err, errlen, "column '%s': 'not' must be followed by 'null'", name);
-				return -1;
+				goto fail;
 			}
 			nul = false;
 			s = after;
@@ -419,22 +418,32 @@ int tx_parse_schema(const char *text, char ***names, int **types, bool **nullabl
 		if (*s && *s != ',') {
 			snprintf(err, errlen, "column '%s': unexpected '%s' (columns are separated by "
 				 "commas)", name, s);
-			return -1;
+			goto fail;
 		}
 		if (*s == ',')
 			s++;
 		if (n == cap) {
 			snprintf(err, errlen, "too many columns");
-			return -1;
+			goto fail;
 		}
 		(*names)[n] = strdup(name);
 		(*types)[n] = ty;
 		(*nullable)[n] = nul;
 		n++;
 	}
-	if (n == 0)
-		snprintf(err, errlen, "the schema has no columns");
-	return n ? n : -1;
+	if (n > 0)
+		return n;
+	snprintf(err, errlen, "the schema has no columns");
+fail: /* nothing allocated here survives an error */
+	for (int k = 0; *names && k < n; k++)
+		free((*names)[k]);
+	free(*names);
+	free(*types);
+	free(*nullable);
+	*names = NULL;
+	*types = NULL;
+	*nullable = NULL;
+	return -1;
 }
 
 bool tx_parse_time(const char *s, int64_t *us)

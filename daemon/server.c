@@ -72,7 +72,8 @@ struct sd_server {
 	uint64_t next_sid;
 	uint32_t nloads, ncursors;
 	int64_t last_expire_us;
-	struct dedupe_client *clients;
+	struct dedupe_client **clients; /* each allocated alone: workers hold entry
+					  * pointers across unlocks, so they never move */
 	uint32_t nclients;
 };
 
@@ -1094,22 +1095,26 @@ static struct dedupe_entry *dedupe_find(sd_server *srv, const uint8_t *id, uint6
 	struct dedupe_client *cl = NULL;
 	*fresh = false;
 	for (uint32_t i = 0; i < srv->nclients && !cl; i++)
-		if (!memcmp(srv->clients[i].id, id, WIRE_CLIENT_ID_LEN))
-			cl = &srv->clients[i];
+		if (!memcmp(srv->clients[i]->id, id, WIRE_CLIENT_ID_LEN))
+			cl = srv->clients[i];
 	if (!cl) {
 		if (srv->nclients < DEDUPE_CLIENTS) {
-			struct dedupe_client *g = realloc(srv->clients, (srv->nclients + 1) * sizeof *g);
+			struct dedupe_client **g =
+				realloc(srv->clients, (srv->nclients + 1) * sizeof *g);
 			if (!g)
 				return NULL;
 			srv->clients = g;
-			cl = &g[srv->nclients++];
+			if (!(cl = calloc(1, sizeof *cl)))
+				return NULL;
+			g[srv->nclients++] = cl;
 		} else { /* forget the client idle the longest (nothing in progress) */
 			for (uint32_t i = 0; i < srv->nclients; i++) {
+				struct dedupe_client *x = srv->clients[i];
 				bool busy = false;
 				for (int k = 0; k < DEDUPE_PER_CLIENT; k++)
-					busy |= srv->clients[i].e[k].seq && !srv->clients[i].e[k].done;
-				if (!busy && (!cl || srv->clients[i].last_us < cl->last_us))
-					cl = &srv->clients[i];
+					busy |= x->e[k].seq && !x->e[k].done;
+				if (!busy && (!cl || x->last_us < cl->last_us))
+					cl = x;
 			}
 			if (!cl)
 				return NULL;
@@ -1269,9 +1274,11 @@ void sd_server_stop(sd_server *srv)
 		pthread_join(srv->th[i], NULL);
 	sess_expire(srv, true);
 	tp_close(srv->sock);
-	for (uint32_t i = 0; i < srv->nclients; i++)
+	for (uint32_t i = 0; i < srv->nclients; i++) {
 		for (int k = 0; k < DEDUPE_PER_CLIENT; k++)
-			free(srv->clients[i].e[k].reply);
+			free(srv->clients[i]->e[k].reply);
+		free(srv->clients[i]);
+	}
 	free(srv->clients);
 	free(srv->th);
 	pthread_mutex_destroy(&srv->lock);
