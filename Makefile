@@ -157,6 +157,7 @@ bench-e2e: $(B)/bench-e2e $(B)/bench-gencsv $(B)/stratad $(B)/strata
 	$(B)/bench-e2e --rows $(ROWS) --bin $(B) --node-dir $(E2E_DIR) --dir $(E2E_DIR)/run
 
 asan:
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	$(MAKE) --no-print-directory B=build/asan OPT=-O1 \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 

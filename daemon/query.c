@@ -260,15 +260,18 @@ static void acc_add_f64(struct acc *a, const double *d, const uint32_t *sel, uin
 		a->cnt[0] += nsel;
 		return;
 	}
+	/* Local restrict copies: the compiler may keep them in registers. */
+	double *restrict f = a->f;
+	uint64_t *restrict cnt = a->cnt;
 	if (sel)
 		for (uint32_t k = 0; k < nsel; k++) {
-			a->f[gid[k]] += d[sel[k]];
-			a->cnt[gid[k]]++;
+			f[gid[k]] += d[sel[k]];
+			cnt[gid[k]]++;
 		}
 	else
 		for (uint32_t k = 0; k < nsel; k++) {
-			a->f[gid[k]] += d[k];
-			a->cnt[gid[k]]++;
+			f[gid[k]] += d[k];
+			cnt[gid[k]]++;
 		}
 }
 
@@ -281,6 +284,77 @@ static void acc_fini(struct acc *a, uint32_t ngroups)
 	free(a->cnt);
 	free(a->i);
 	free(a->f);
+}
+
+/*
+ * One dictionary group column, aggregates that are count(*) or sum/avg of
+ * float64 columns without NULLs (Q1's shape): fold each batch into
+ * per-dictionary-code partials (a direct index, no group lookup per row),
+ * then add each code's partials to its group once. Returns false when the
+ * batch does not have that shape (the general path runs instead).
+ */
+struct code_partials {
+	double *sum;     /* naggs x (dict size + 1) partial sums */
+	uint64_t *cnt;   /* dict size + 1 row counts (last: NULL key) */
+	uint32_t cap;    /* codes room */
+};
+
+static bool partials_fit(const struct acc *acc, uint32_t naggs, const struct st_scan_batch *b)
+{
+	for (uint32_t a = 0; a < naggs; a++) {
+		if (acc[a].col < 0 && acc[a].fn == SD_AGG_COUNT)
+			continue;
+		const struct st_vec *v = acc[a].col >= 0 ? &b->cols[acc[a].col] : NULL;
+		if (!v || v->type != ST_TYPE_FLOAT64 || v->validity ||
+		    (acc[a].fn != SD_AGG_SUM && acc[a].fn != SD_AGG_AVG))
+			return false;
+	}
+	return true;
+}
+
+static bool partials_fold(struct code_partials *pc, const struct acc *acc, uint32_t naggs,
+			  const struct st_scan_batch *b, uint32_t nsel)
+{
+	const struct st_vec *v = &b->cols[0];
+	uint32_t nd = v->dict->n, ncode = nd + 1;
+	if (ncode > pc->cap) {
+		free(pc->sum);
+		free(pc->cnt);
+		pc->cap = ncode;
+		pc->sum = malloc((size_t)(naggs + 1) * ncode * sizeof *pc->sum);
+		pc->cnt = malloc(ncode * sizeof *pc->cnt);
+		if (!pc->sum || !pc->cnt) {
+			pc->cap = 0;
+			return false;
+		}
+	}
+	memset(pc->cnt, 0, ncode * sizeof *pc->cnt);
+	memset(pc->sum, 0, (size_t)naggs * ncode * sizeof *pc->sum);
+	const uint32_t *codes = v->codes, *sel = b->sel;
+	uint64_t *restrict cnt = pc->cnt;
+	if (!sel && !v->validity)
+		for (uint32_t k = 0; k < nsel; k++)
+			cnt[codes[k]]++;
+	else
+		for (uint32_t k = 0; k < nsel; k++) {
+			uint32_t r = sel ? sel[k] : k;
+			cnt[st_vec_is_valid(v, r) ? codes[r] : nd]++;
+		}
+	for (uint32_t a = 0; a < naggs; a++) {
+		if (acc[a].col < 0)
+			continue;
+		const double *d = b->cols[acc[a].col].data;
+		double *restrict sum = pc->sum + (size_t)a * ncode;
+		if (!sel && !v->validity)
+			for (uint32_t k = 0; k < nsel; k++)
+				sum[codes[k]] += d[k];
+		else
+			for (uint32_t k = 0; k < nsel; k++) {
+				uint32_t r = sel ? sel[k] : k;
+				sum[st_vec_is_valid(v, r) ? codes[r] : nd] += d[r];
+			}
+	}
+	return true;
 }
 
 /* ---- the query ---------------------------------------------------------- */
@@ -340,6 +414,7 @@ int sd_query(st_store *s, const char *table, struct st_at at, const char *const 
 	const char **cols = calloc(ngroup + naggs + 1, sizeof *cols);
 	uint32_t ncols = 0, *gid = NULL, gcap = 0, dmap_cap = 0, acap = 0;
 	int64_t *dmap = NULL;
+	struct code_partials pc = {0};
 	memset(out, 0, sizeof *out);
 	if (!acc || !cols) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
@@ -411,6 +486,40 @@ int sd_query(st_store *s, const char *table, struct st_at at, const char *const 
 				}
 			}
 			gid_zeroed = false; /* zeroed only if a slow path needs it */
+		} else if (ngroup == 1 && b->cols[0].dict && partials_fit(acc, naggs, b)) {
+			/* Per-code partials, then one group lookup per code. */
+			if (!partials_fold(&pc, acc, naggs, b, nsel)) {
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+				goto out;
+			}
+			const struct st_vec *v = &b->cols[0];
+			uint32_t nd = v->dict->n;
+			for (uint32_t code = 0; code <= nd; code++) {
+				if (!pc.cnt[code])
+					continue;
+				g.tmp.len = 0;
+				if (code < nd) /* the same key as a row with this code */
+					key_put(&g, v->dict, code);
+				else /* the NULL key */
+					st_buf_u8(&g.tmp, 0);
+				if ((id = groups_find(&g, max_groups)) < 0)
+					goto toomany;
+				if (g.n > acap) {
+					uint32_t cap = g.cap / 2 + 1 > g.n ? g.cap / 2 + 1 : g.n;
+					for (uint32_t a = 0; a < naggs; a++)
+						if (!acc_grow(&acc[a], acap, cap)) {
+							rc = st_seterr(err, ST_ENOMEM, "out of memory");
+							goto out;
+						}
+					acap = cap;
+				}
+				for (uint32_t a = 0; a < naggs; a++) {
+					acc[a].cnt[id] += pc.cnt[code];
+					if (acc[a].col >= 0)
+						acc[a].f[id] += pc.sum[(size_t)a * (nd + 1) + code];
+				}
+			}
+			continue;
 		} else if (ngroup == 1 && b->cols[0].dict) {
 			/* One dictionary column: find each dictionary entry's group
 			 * once, then map codes to groups. */
@@ -654,6 +763,8 @@ toomany:
 	}
 	free(gtype);
 out:
+	free(pc.sum);
+	free(pc.cnt);
 	for (uint32_t a = 0; acc && a < naggs; a++)
 		acc_fini(&acc[a], acap < g.n ? acap : g.n);
 	free(acc);

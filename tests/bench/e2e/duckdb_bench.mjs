@@ -1,5 +1,5 @@
 // tests/bench/e2e/duckdb_bench.mjs — DuckDB side of strata's end-to-end
-// benchmark (tests/bench/e2e_main.c runs it; see tests/bench/BENCH.md).
+// benchmark (tests/bench/e2e_main.c runs it; `make bench-e2e`).
 //
 //   node duckdb_bench.mjs --csv FILE --db FILE --threads N --q2-lo TS --q2-hi TS
 //
