@@ -363,7 +363,7 @@ static int add_column(rd_reader *r, const char *name, size_t n, const struct st_
 }
 
 /* The end of the first batch: CSV columns kept as text get their type. */
-static int settle_types(rd_reader *r, struct st_err *err)
+static void settle_types(rd_reader *r)
 {
 	for (uint32_t ci = 0; ci < r->schema.nfields; ci++) {
 		struct col *c = &r->cols[ci];
@@ -398,9 +398,7 @@ static int settle_types(rd_reader *r, struct st_err *err)
 		/* The values now sit in data (put_value wrote them there); the
 		 * null rows' slots are don't-care. */
 		c->bytes.len = 0;
-		(void)err;
 	}
-	return ST_OK;
 }
 
 /* ---- CSV ---- */
@@ -939,7 +937,7 @@ static int fill(rd_reader *r, struct st_err *err)
 	batch_reset(r);
 	int rc = r->o.format == RD_JSONL ? json_fill(r, err) : csv_fill(r, err);
 	if (rc == ST_OK && r->first_batch) {
-		rc = settle_types(r, err);
+		settle_types(r);
 		r->first_batch = false;
 	}
 	return rc;

@@ -83,7 +83,9 @@ struct ctx {
 	struct wire_msg m;          /* the request */
 	struct wire_out out;        /* the reply */
 	struct wire_error e;        /* the error, when rc != 0 */
-	char table[ST_NAME_MAX + 1];
+	char table[ST_NAME_MAX + 1]; /* the request's table, for errors */
+	uint32_t *idx;              /* scan paging: row indices of a batch */
+	uint32_t idx_cap;           /* their room */
 };
 
 static int64_t now_us(void)
@@ -723,20 +725,18 @@ static int scan_page(struct ctx *c, struct session *x, bool *more)
 		if (x->limited && n > x->left)
 			n = (uint32_t)x->left;
 		/* The selection of these rows, as indices. */
-		static __thread uint32_t *idx;
-		static __thread uint32_t idx_cap;
-		if (!b->sel && n > idx_cap) {
-			free(idx);
-			idx_cap = b->rows;
-			if (!(idx = malloc(idx_cap * sizeof *idx))) {
-				idx_cap = 0;
+		if (!b->sel && n > c->idx_cap) {
+			free(c->idx);
+			c->idx_cap = b->rows;
+			if (!(c->idx = malloc(c->idx_cap * sizeof *c->idx))) {
+				c->idx_cap = 0;
 				return fail(c, ST_ENOMEM, "out of memory");
 			}
 		}
-		const uint32_t *sel = b->sel ? b->sel + x->off : idx;
+		const uint32_t *sel = b->sel ? b->sel + x->off : c->idx;
 		if (!b->sel)
 			for (uint32_t i = 0; i < n; i++)
-				idx[i] = x->off + i;
+				c->idx[i] = x->off + i;
 		while (n > 1 && wire_batch_bytes(nc, names, b->cols, sel, n) > budget)
 			n /= 2;
 		if (wire_batch_bytes(nc, names, b->cols, sel, n) > budget)
@@ -1227,6 +1227,7 @@ static void *worker(void *arg)
 		sess_expire(srv, false);
 	}
 	wire_out_fini(&c.out);
+	free(c.idx);
 	return NULL;
 }
 

@@ -228,7 +228,7 @@ run "garbage, non-msgpack, oversized, vanished mid-load" 0 "0 failed" "$B/tests/
 run "daemon still serves" 0 "pong" "$STRATA" ping
 
 # ---- clean stop, offline verify ------------------------------------------------------------------------------------
-stop && ok "SIGTERM: clean exit" || bad "SIGTERM: clean exit"
+if stop; then ok "SIGTERM: clean exit"; else sed -n '/ERROR: LeakSanitizer/,$p' "$T/main/log" | head -n 40 >"$T/out"; bad "SIGTERM: clean exit"; fi
 grep -q "stopped cleanly" "$T/main/log" && ok "log says stopped cleanly" || bad "log says stopped cleanly"
 run "offline verify" 0 "ok" "$STRATA" verify --data-dir "$T/main/data"
 
