@@ -297,7 +297,39 @@ struct code_partials {
 	double *sum;     /* naggs x (dict size + 1) partial sums */
 	uint64_t *cnt;   /* dict size + 1 row counts (last: NULL key) */
 	uint32_t cap;    /* codes room */
+	/* Row groups of one file usually share a dictionary: the last one
+	 * seen, and the group of each of its codes (-1 not looked up yet). */
+	uint8_t *dict;   /* its offsets then its bytes */
+	size_t dict_len; /* their length */
+	uint32_t dict_n; /* its entries */
+	int64_t *gid;    /* dict_n + 1 groups (last: NULL key) */
 };
+
+/* Point pc's code -> group map at dictionary d: kept when d is the
+ * dictionary seen last, else reset. False when out of memory. */
+static bool partials_dict(struct code_partials *pc, const struct st_vec *d)
+{
+	size_t olen = ((size_t)d->n + 1) * sizeof *d->offsets;
+	size_t blen = d->offsets[d->n] - d->offsets[0];
+	if (pc->dict && pc->dict_n == d->n && pc->dict_len == olen + blen &&
+	    !memcmp(pc->dict, d->offsets, olen) &&
+	    !memcmp(pc->dict + olen, d->bytes + d->offsets[0], blen))
+		return true;
+	uint8_t *copy = realloc(pc->dict, olen + blen + 1);
+	int64_t *gid = copy ? realloc(pc->gid, ((size_t)d->n + 1) * sizeof *gid) : NULL;
+	if (copy)
+		pc->dict = copy;
+	if (!gid)
+		return false;
+	pc->gid = gid;
+	memcpy(copy, d->offsets, olen);
+	memcpy(copy + olen, d->bytes + d->offsets[0], blen);
+	pc->dict_len = olen + blen;
+	pc->dict_n = d->n;
+	for (uint32_t i = 0; i <= d->n; i++)
+		gid[i] = -1;
+	return true;
+}
 
 static bool partials_fit(const struct acc *acc, uint32_t naggs, const struct st_scan_batch *b)
 {
@@ -332,16 +364,32 @@ static bool partials_fold(struct code_partials *pc, const struct acc *acc, uint3
 	memset(pc->sum, 0, (size_t)naggs * ncode * sizeof *pc->sum);
 	const uint32_t *codes = v->codes, *sel = b->sel;
 	uint64_t *restrict cnt = pc->cnt;
-	if (!sel && !v->validity)
+	int fused = -1; /* the aggregate summed in the counting pass */
+	for (uint32_t a = 0; a < naggs && fused < 0; a++)
+		if (acc[a].col >= 0)
+			fused = (int)a;
+	if (!sel && !v->validity && fused >= 0) {
+		/* The common case in one pass: count and first sum together. */
+		const double *d = b->cols[acc[fused].col].data;
+		double *restrict sum = pc->sum + (size_t)fused * ncode;
+		for (uint32_t k = 0; k < nsel; k++) {
+			uint32_t c = codes[k];
+			cnt[c]++;
+			sum[c] += d[k];
+		}
+	} else if (!sel && !v->validity) {
+		fused = -1;
 		for (uint32_t k = 0; k < nsel; k++)
 			cnt[codes[k]]++;
-	else
+	} else {
+		fused = -1;
 		for (uint32_t k = 0; k < nsel; k++) {
 			uint32_t r = sel ? sel[k] : k;
 			cnt[st_vec_is_valid(v, r) ? codes[r] : nd]++;
 		}
+	}
 	for (uint32_t a = 0; a < naggs; a++) {
-		if (acc[a].col < 0)
+		if (acc[a].col < 0 || (int)a == fused)
 			continue;
 		const double *d = b->cols[acc[a].col].data;
 		double *restrict sum = pc->sum + (size_t)a * ncode;
@@ -494,16 +542,23 @@ int sd_query(st_store *s, const char *table, struct st_at at, const char *const 
 			}
 			const struct st_vec *v = &b->cols[0];
 			uint32_t nd = v->dict->n;
+			if (!partials_dict(&pc, v->dict)) {
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+				goto out;
+			}
 			for (uint32_t code = 0; code <= nd; code++) {
 				if (!pc.cnt[code])
 					continue;
-				g.tmp.len = 0;
-				if (code < nd) /* the same key as a row with this code */
-					key_put(&g, v->dict, code);
-				else /* the NULL key */
-					st_buf_u8(&g.tmp, 0);
-				if ((id = groups_find(&g, max_groups)) < 0)
-					goto toomany;
+				if ((id = pc.gid[code]) < 0) {
+					g.tmp.len = 0;
+					if (code < nd) /* the same key as a row with this code */
+						key_put(&g, v->dict, code);
+					else /* the NULL key */
+						st_buf_u8(&g.tmp, 0);
+					if ((id = groups_find(&g, max_groups)) < 0)
+						goto toomany;
+					pc.gid[code] = id;
+				}
 				if (g.n > acap) {
 					uint32_t cap = g.cap / 2 + 1 > g.n ? g.cap / 2 + 1 : g.n;
 					for (uint32_t a = 0; a < naggs; a++)
@@ -765,6 +820,8 @@ toomany:
 out:
 	free(pc.sum);
 	free(pc.cnt);
+	free(pc.dict);
+	free(pc.gid);
 	for (uint32_t a = 0; acc && a < naggs; a++)
 		acc_fini(&acc[a], acap < g.n ? acap : g.n);
 	free(acc);

@@ -288,6 +288,8 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		s->opts = *opts;
 	if (!s->opts.map_size)
 		s->opts.map_size = 1ull << 30;
+	if (!s->opts.row_group_rows)
+		s->opts.row_group_rows = ST_DEFAULT_ROW_GROUP_ROWS;
 	if (!s->opts.inline_max)
 		s->opts.inline_max = STORE_INLINE_MAX;
 	if (!s->opts.io)

@@ -41,9 +41,15 @@ typedef struct st_scan st_scan;   /* a scan over one table snapshot */
 struct st_commit_result;          /* below, with the writes */
 
 /* Options of st_store_open. Zero-initialized options give the defaults. */
+/* Rows per row group of the segments the store writes: small enough that
+ * statistics prune a narrow range predicate to little more than its rows
+ * (about 100 KB of encoded data per row group for typical rows), large
+ * enough that per-row-group costs stay under a few percent. */
+#define ST_DEFAULT_ROW_GROUP_ROWS 16384u
+
 struct st_store_opts {
 	uint64_t map_size;       /* LMDB map size in bytes; 0 = 1 GiB. May grow later. */
-	uint32_t row_group_rows; /* rows per segment row group; 0 = the format default */
+	uint32_t row_group_rows; /* rows per segment row group; 0 = ST_DEFAULT_ROW_GROUP_ROWS */
 	uint32_t inline_max;     /* segments up to this many bytes live in LMDB instead of a
 				  * file (one fsync per small write); 0 = 16 KiB */
 	const struct st_io *io;  /* segment file operations; NULL = POSIX (tests inject
