@@ -323,10 +323,12 @@ bool wire_get_str(const msgpack_object *map, uint32_t key, const char **s, uint3
 
 bool wire_obj_strbuf(const msgpack_object *o, char *buf, size_t len)
 {
+	/* msgpack-c leaves ptr NULL for an empty string: no memchr/memcpy then. */
 	if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size >= len ||
-	    memchr(o->via.str.ptr, 0, o->via.str.size))
+	    (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size)))
 		return false;
-	memcpy(buf, o->via.str.ptr, o->via.str.size);
+	if (o->via.str.size)
+		memcpy(buf, o->via.str.ptr, o->via.str.size);
 	buf[o->via.str.size] = '\0';
 	return true;
 }
@@ -339,14 +341,89 @@ bool wire_get_strbuf(const msgpack_object *map, uint32_t key, char *buf, size_t 
 char *wire_get_strdup(const msgpack_object *map, uint32_t key)
 {
 	const msgpack_object *o = wire_get(map, key);
-	if (!o || o->type != MSGPACK_OBJECT_STR || memchr(o->via.str.ptr, 0, o->via.str.size))
+	if (!o || o->type != MSGPACK_OBJECT_STR ||
+	    (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size)))
 		return NULL;
 	char *s = malloc(o->via.str.size + 1);
 	if (s) {
-		memcpy(s, o->via.str.ptr, o->via.str.size);
+		if (o->via.str.size)
+			memcpy(s, o->via.str.ptr, o->via.str.size);
 		s[o->via.str.size] = '\0';
 	}
 	return s;
+}
+
+/*
+ * Walk the msgpack value in buf without building it: every declared
+ * length and element count must fit in the bytes that remain (each element
+ * takes at least one byte), and the value may hold at most
+ * WIRE_MAX_OBJECTS objects. msgpack-c allocates a container's elements
+ * from its declared count before reading them, so without this a 6-byte
+ * message declaring 2^32 elements makes it ask for 100 GB. After the walk,
+ * what msgpack-c allocates is bounded by the message's size.
+ */
+static bool precheck(const uint8_t *p, size_t len)
+{
+	size_t off = 0, pending = 1, objects = 0;
+	while (pending > 0) {
+		if (off >= len || ++objects > WIRE_MAX_OBJECTS)
+			return false;
+		uint8_t b = p[off++];
+		pending--;
+		uint64_t n = 0, skip = 0; /* elements to add, bytes to skip */
+		size_t lenb = 0;          /* bytes of a big-endian length that follows */
+		if (b <= 0x7f || b >= 0xe0 || (b >= 0xc0 && b <= 0xc3 && b != 0xc1)) {
+			continue; /* fixint, nil, bool */
+		} else if (b <= 0x8f) {
+			n = 2u * (b & 0x0f);
+		} else if (b <= 0x9f) {
+			n = b & 0x0f;
+		} else if (b <= 0xbf) {
+			skip = b & 0x1f;
+		} else {
+			switch (b) {
+			case 0xc4: case 0xd9: lenb = 1; break;            /* bin8, str8 */
+			case 0xc5: case 0xda: lenb = 2; break;            /* bin16, str16 */
+			case 0xc6: case 0xdb: lenb = 4; break;            /* bin32, str32 */
+			case 0xc7: lenb = 1; skip = 1; break;             /* ext8 (+type) */
+			case 0xc8: lenb = 2; skip = 1; break;             /* ext16 */
+			case 0xc9: lenb = 4; skip = 1; break;             /* ext32 */
+			case 0xca: skip = 4; break;                       /* float32 */
+			case 0xcb: skip = 8; break;                       /* float64 */
+			case 0xcc: case 0xd0: skip = 1; break;
+			case 0xcd: case 0xd1: skip = 2; break;
+			case 0xce: case 0xd2: skip = 4; break;
+			case 0xcf: case 0xd3: skip = 8; break;
+			case 0xd4: skip = 2; break;                       /* fixext1 */
+			case 0xd5: skip = 3; break;
+			case 0xd6: skip = 5; break;
+			case 0xd7: skip = 9; break;
+			case 0xd8: skip = 17; break;
+			case 0xdc: case 0xde: lenb = 2; break;            /* array16, map16 */
+			case 0xdd: case 0xdf: lenb = 4; break;            /* array32, map32 */
+			default: return false;                            /* 0xc1: never used */
+			}
+		}
+		if (lenb) {
+			if (len - off < lenb)
+				return false;
+			uint64_t x = 0;
+			for (size_t i = 0; i < lenb; i++)
+				x = x << 8 | p[off + i];
+			off += lenb;
+			if (b >= 0xdc && b <= 0xdf)
+				n = b == 0xde || b == 0xdf ? 2 * x : x;
+			else
+				skip += x;
+		}
+		if (skip > len - off || n > len - off)
+			return false;
+		off += skip;
+		pending += n;
+		if (pending > len - off + 1)
+			return false;
+	}
+	return true;
 }
 
 int wire_parse(const void *buf, size_t len, struct wire_msg *m, struct st_err *err)
@@ -355,6 +432,9 @@ int wire_parse(const void *buf, size_t len, struct wire_msg *m, struct st_err *e
 	uint64_t v;
 	memset(m, 0, sizeof *m);
 	msgpack_unpacked_init(&m->up);
+	if (!precheck(buf, len))
+		return st_seterr(err, ST_EPROTO, "message of %zu bytes is not msgpack (or declares "
+			       "more elements than it holds)", len);
 	if (msgpack_unpack_next(&m->up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS)
 		return st_seterr(err, ST_EPROTO, "message of %zu bytes is not msgpack", len);
 	if (off != len)

@@ -112,6 +112,11 @@ size_t wire_batch_bytes(uint32_t ncols, const char *const *names, const struct s
 
 /* ---- reading ---------------------------------------------------------- */
 
+/* Most msgpack objects one message may hold (bounds the memory of decoding
+ * it; batches are a few objects per column, so real messages stay far
+ * below). */
+#define WIRE_MAX_OBJECTS (1u << 22)
+
 struct wire_msg {
 	msgpack_unpacked up;           /* the object tree (references the bytes) */
 	uint32_t version;              /* key 0 */
