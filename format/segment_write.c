@@ -416,7 +416,18 @@ static int check_batch(struct seg_writer *w, const struct st_vec *cols, uint32_t
 							 "column '%s': row %u has dictionary code %u of %u",
 							 f->name, r, v->codes[r], v->dict->n);
 		}
-		if (f->type == ST_TYPE_STRING) {
+		if (f->type == ST_TYPE_STRING && v->dict) {
+			/* Codes were checked above: validating the entries suffices. */
+			for (uint32_t d = 0; d < v->dict->n; d++) {
+				const uint8_t *p;
+				uint32_t len;
+				st_vec_str(v->dict, d, &p, &len);
+				if (!chunk_utf8_is_valid(p, len))
+					return st_seterr(err, ST_ESCHEMA,
+							 "column '%s' (string): dictionary entry %u is "
+							 "not valid UTF-8", f->name, d);
+			}
+		} else if (f->type == ST_TYPE_STRING) {
 			for (uint32_t r = 0; r < n; r++) {
 				const uint8_t *p;
 				uint32_t len;
@@ -466,17 +477,35 @@ static int wcol_reserve(struct seg_writer *w, struct wcol *c, int type, uint32_t
 }
 
 /* Copy k rows starting at row `from` of v into column buffer slots at `at`. */
+/* Set bits [at, at + k) of a bitmap: whole bytes at once in the middle. */
+static void bits_set(uint8_t *bm, uint32_t at, uint32_t k)
+{
+	uint32_t end = at + k;
+	for (; at < end && (at & 7); at++)
+		bm[at >> 3] |= (uint8_t)(1u << (at & 7));
+	if (end - at >= 8) {
+		memset(bm + (at >> 3), 0xff, (end - at) >> 3);
+		at += (end - at) & ~7u;
+	}
+	for (; at < end; at++)
+		bm[at >> 3] |= (uint8_t)(1u << (at & 7));
+}
+
 static int copy_rows(struct wcol *c, const struct st_vec *v, uint32_t from,
 		     uint32_t k, uint32_t at)
 {
-	for (uint32_t j = 0; j < k; j++) {
-		uint32_t d = at + j;
-		bool valid = st_vec_is_valid(v, from + j);
-		if (valid)
-			c->validity[d >> 3] |= (uint8_t)(1u << (d & 7));
-		else
-			c->validity[d >> 3] &= (uint8_t)~(1u << (d & 7));
-		c->null_count += !valid;
+	if (!v->validity) {
+		bits_set(c->validity, at, k);
+	} else {
+		for (uint32_t j = 0; j < k; j++) {
+			uint32_t d = at + j;
+			bool valid = st_vec_is_valid(v, from + j);
+			if (valid)
+				c->validity[d >> 3] |= (uint8_t)(1u << (d & 7));
+			else
+				c->validity[d >> 3] &= (uint8_t)~(1u << (d & 7));
+			c->null_count += !valid;
+		}
 	}
 	size_t width = st_type_width(v->type);
 	if (width) {
@@ -486,17 +515,33 @@ static int copy_rows(struct wcol *c, const struct st_vec *v, uint32_t from,
 	}
 	if (at == 0)
 		c->offsets[0] = 0;
+	/* Sum the lengths, make room once, then copy without per-value checks. */
+	uint64_t total = 0;
+	for (uint32_t j = 0; j < k; j++) {
+		const uint8_t *p;
+		uint32_t len = 0;
+		if (st_vec_is_valid(v, from + j))
+			st_vec_str(v, from + j, &p, &len);
+		total += len;
+	}
+	if (c->bytes.len + total > SEG_MAX_CHUNK_BYTES)
+		return ST_ETOOBIG;
+	uint8_t *dst = total ? st_buf_reserve(&c->bytes, (size_t)total) : NULL;
+	if (total && !dst)
+		return ST_ENOMEM;
+	uint32_t off = (uint32_t)c->bytes.len;
 	for (uint32_t j = 0; j < k; j++) {
 		const uint8_t *p = NULL;
 		uint32_t len = 0;
 		if (st_vec_is_valid(v, from + j))
 			st_vec_str(v, from + j, &p, &len);
-		if (c->bytes.len + len > SEG_MAX_CHUNK_BYTES)
-			return ST_ETOOBIG;
-		st_buf_append(&c->bytes, p, len);
-		c->offsets[at + j + 1] = (uint32_t)c->bytes.len;
+		if (len)
+			memcpy(c->bytes.data + off, p, len);
+		off += len;
+		c->offsets[at + j + 1] = off;
 	}
-	return c->bytes.oom ? ST_ENOMEM : ST_OK;
+	c->bytes.len = off;
+	return ST_OK;
 }
 
 int seg_writer_append(struct seg_writer *w, const struct st_vec *cols,
