@@ -259,18 +259,20 @@ static struct session *sess_get(struct ctx *c, uint64_t id, int kind)
 	pthread_mutex_lock(&srv->lock);
 	for (x = srv->sessions; x && x->id != id; x = x->next)
 		;
-	bool busy = x && x->busy;
-	if (x && !busy && x->kind == kind)
+	/* Decide under the lock: once it is released, a session held by
+	 * another worker may be ended and freed at any moment. */
+	bool busy = x && x->busy, match = x && x->kind == kind;
+	if (match && !busy)
 		x->busy = true;
 	pthread_mutex_unlock(&srv->lock);
-	if (!x || x->kind != kind)
+	if (!match)
 		fail(c, ST_ENOTFOUND, "no open %s %" PRIu64 " (it finished, failed or expired after "
 		     "%" PRId64 " s idle)", kind == SESS_LOAD ? "load" : "cursor", id,
 		     srv->o.cursor_timeout_us / 1000000);
 	else if (busy)
 		fail(c, ST_EINVAL, "%s %" PRIu64 " is in use by another request",
 		     kind == SESS_LOAD ? "load" : "cursor", id);
-	return x && !busy && x->kind == kind ? x : NULL;
+	return match && !busy ? x : NULL;
 }
 
 static void sess_release(sd_server *srv, struct session *x)
