@@ -29,9 +29,15 @@ enum sd_log_level sd_log_level(void)
 	return (enum sd_log_level)__atomic_load_n(&cur_level, __ATOMIC_RELAXED);
 }
 
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+const char *sd_log_level_name(enum sd_log_level level)
+{
+	return level_names[(unsigned)level & 3];
+}
+
 void sd_log(enum sd_log_level level, const char *fmt, ...)
 {
-	static const char *const names[] = {"error", "warn", "info", "debug"};
 	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	if ((int)level > __atomic_load_n(&cur_level, __ATOMIC_RELAXED))
 		return;
@@ -50,5 +56,5 @@ void sd_log(enum sd_log_level level, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03ldZ stratad %s: %s\n", when, ts.tv_nsec / 1000000, names[level], msg);
+	fprintf(stderr, "%s.%03ldZ stratad %s: %s\n", when, ts.tv_nsec / 1000000, level_names[level], msg);
 }

@@ -12,6 +12,8 @@ enum sd_log_target { SD_LOG_STDERR = 0, SD_LOG_SYSLOG = 1 };
 void sd_log_setup(enum sd_log_target target, enum sd_log_level level);
 void sd_log_set_level(enum sd_log_level level);
 enum sd_log_level sd_log_level(void);
+/* "error", "warn", "info" or "debug". */
+const char *sd_log_level_name(enum sd_log_level level);
 /* Log a line at level (no trailing newline needed). */
 void sd_log(enum sd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -275,6 +275,19 @@ static void acc_add_f64(struct acc *a, const double *d, const uint32_t *sel, uin
 		}
 }
 
+/* Room in every accumulator for all g->n groups (plus headroom). */
+static bool accs_fit(struct acc *acc, uint32_t naggs, uint32_t *acap, const struct groups *g)
+{
+	if (g->n <= *acap)
+		return true;
+	uint32_t cap = g->cap / 2 + 1 > g->n ? g->cap / 2 + 1 : g->n;
+	for (uint32_t a = 0; a < naggs; a++)
+		if (!acc_grow(&acc[a], *acap, cap))
+			return false;
+	*acap = cap;
+	return true;
+}
+
 static void acc_fini(struct acc *a, uint32_t ngroups)
 {
 	for (uint32_t g = 0; a->s && g < ngroups; g++)
@@ -559,14 +572,9 @@ int sd_query(st_store *s, const char *table, struct st_at at, const char *const 
 						goto toomany;
 					pc.gid[code] = id;
 				}
-				if (g.n > acap) {
-					uint32_t cap = g.cap / 2 + 1 > g.n ? g.cap / 2 + 1 : g.n;
-					for (uint32_t a = 0; a < naggs; a++)
-						if (!acc_grow(&acc[a], acap, cap)) {
-							rc = st_seterr(err, ST_ENOMEM, "out of memory");
-							goto out;
-						}
-					acap = cap;
+				if (!accs_fit(acc, naggs, &acap, &g)) {
+					rc = st_seterr(err, ST_ENOMEM, "out of memory");
+					goto out;
 				}
 				for (uint32_t a = 0; a < naggs; a++) {
 					acc[a].cnt[id] += pc.cnt[code];
@@ -628,14 +636,9 @@ int sd_query(st_store *s, const char *table, struct st_at at, const char *const 
 				gid[k] = (uint32_t)id;
 			}
 		}
-		if (g.n > acap) { /* room for every group's accumulators */
-			uint32_t cap = g.cap / 2 + 1 > g.n ? g.cap / 2 + 1 : g.n;
-			for (uint32_t a = 0; a < naggs; a++)
-				if (!acc_grow(&acc[a], acap, cap)) {
-					rc = st_seterr(err, ST_ENOMEM, "out of memory");
-					goto out;
-				}
-			acap = cap;
+		if (!accs_fit(acc, naggs, &acap, &g)) {
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			goto out;
 		}
 		for (uint32_t a = 0; a < naggs; a++) {
 			const struct st_vec *v = acc[a].col >= 0 ? &b->cols[acc[a].col] : NULL;

@@ -270,11 +270,10 @@ int main(int argc, char **argv)
 			if (sd_config_load(cfg_path, &again, &err) != ST_OK) {
 				sd_log(SD_LOG_ERROR, "SIGHUP: config not reloaded: %s", err.msg);
 			} else {
-				static const char *const names[] = {"error", "warn", "info", "debug"};
 				sd_log_set_level((enum sd_log_level)again.log_level);
 				/* At warn, so the change shows at any level but error. */
 				sd_log(SD_LOG_WARN, "SIGHUP: log level reloaded: %s",
-				       names[again.log_level & 3]);
+				       sd_log_level_name((enum sd_log_level)again.log_level));
 				sd_config_fini(&again);
 			}
 		}
