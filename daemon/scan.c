@@ -118,13 +118,7 @@ static int version_at_lsn(st_store *s, MDB_txn *txn, const struct table_head *h,
 
 uint64_t st_store_lsn(st_store *s)
 {
-	MDB_txn *txn;
-	uint64_t lsn = 0;
-	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
-		store_last_lsn(s, txn, &lsn);
-		mdb_txn_abort(txn);
-	}
-	return lsn;
+	return __atomic_load_n(&s->last_lsn, __ATOMIC_ACQUIRE);
 }
 
 int st_scan_open(st_store *s, const char *table, struct st_at at, const char *const *columns,
@@ -424,7 +418,7 @@ int st_history(st_store *s, const char *table, uint32_t limit, struct act_commit
 	*commits = NULL;
 	*n = 0;
 	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0 ||
-	    (mrc = mdb_cursor_open(txn, s->db[DB_COMMITS], &cur)) != 0) {
+	    (mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0) {
 		rc = store_lmdb_err(err, mrc, "reading history");
 		goto out;
 	}
@@ -437,12 +431,11 @@ int st_history(st_store *s, const char *table, uint32_t limit, struct act_commit
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
-	uint8_t key[16];
-	be64(key, h.tid);
-	be64(key + 8, h.version);
-	MDB_val k = {16, key}, d;
+	uint8_t key[COMMIT_KEY_LEN];
+	commit_key(key, h.tid, h.version);
+	MDB_val k = {sizeof key, key}, d;
 	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
-	     mrc == 0 && cnt < limit && k.mv_size == 16 && get_be64(k.mv_data) == h.tid;
+	     mrc == 0 && cnt < limit && k.mv_size == COMMIT_KEY_LEN && table_range(&k, key);
 	     mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV)) {
 		if ((rc = act_decode(d.mv_data, d.mv_size, &arr[cnt], err)) != ST_OK)
 			goto out;

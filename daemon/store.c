@@ -1,7 +1,7 @@
 /*
  * daemon/store.c — opening and closing a data directory, and the LMDB
- * records every other part of the store uses: table heads, file records,
- * commits with their lsn/ts index entries (daemon/STORE.md).
+ * records every other part of the store uses: table heads, file records and
+ * commits, all in LMDB's main database (daemon/STORE.md).
  *
  * Threading: the LMDB environment is opened with MDB_NOTLS so read
  * transactions may move between threads (scans); writes are serialized by
@@ -25,9 +25,6 @@
 #include "daemon/store_int.h"
 #include "format/io.h"
 #include "format/segment.h"
-
-static const char *const db_names[DB_COUNT] = {
-	"meta", "names", "tables", "commits", "lsn", "files", "txns"};
 
 int64_t store_now_us(void)
 {
@@ -106,12 +103,12 @@ static bool recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **ou
 	bool ok = true;
 	*n = 0;
 	*out = NULL;
-	if (mdb_cursor_open(txn, s->db[DB_FILES], &cur) != 0)
+	if (mdb_cursor_open(txn, s->dbi, &cur) != 0)
 		return false;
 	file_key(key, tid, 0, 0);
 	MDB_val k = {sizeof key, key}, v;
 	for (int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     mrc == 0 && k.mv_size == FILE_KEY_LEN && get_be64(k.mv_data) == tid;
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (*n == cap) {
 			uint64_t *g = realloc(ids, (cap = cap ? 2 * cap : 64) * sizeof *g);
@@ -121,7 +118,7 @@ static bool recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **ou
 			}
 			ids = g;
 		}
-		ids[(*n)++] = get_be64((uint8_t *)k.mv_data + 16);
+		ids[(*n)++] = file_key_fid(&k);
 	}
 	mdb_cursor_close(cur);
 	if (*n)
@@ -177,81 +174,116 @@ static uint64_t remove_leftovers(st_store *s, MDB_txn *txn)
 	return removed;
 }
 
-int store_verify_chains(st_store *s, MDB_txn *txn, uint32_t depth, uint64_t *checked,
-			struct st_err *err)
+int store_each_head(st_store *s, MDB_txn *txn, int (*fn)(void *arg, uint64_t tid, MDB_val *v),
+		    void *arg, int *mrc)
 {
-	int rc = ST_OK, mrc;
-	MDB_cursor *tc = NULL, *cc = NULL;
-	if ((mrc = mdb_cursor_open(txn, s->db[DB_TABLES], &tc)) != 0 ||
-	    (mrc = mdb_cursor_open(txn, s->db[DB_COMMITS], &cc)) != 0) {
-		rc = store_lmdb_err(err, mrc, "verifying commits");
-		goto out;
-	}
-	MDB_val k, v;
-	for (mrc = mdb_cursor_get(tc, &k, &v, MDB_FIRST); mrc == 0 && rc == ST_OK;
-	     mrc = mdb_cursor_get(tc, &k, &v, MDB_NEXT)) {
-		struct table_head h;
-		if (k.mv_size != 8 || (rc = head_get_tid(s, txn, get_be64(k.mv_data), &h, err)) != ST_OK)
+	MDB_cursor *cur;
+	uint8_t key[HEAD_KEY_LEN];
+	int r = 0;
+	if ((*mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0)
+		return 0;
+	/* Heads are one per table: seek each table's head, then past it. */
+	uint64_t tid = 0;
+	for (;;) {
+		table_key(key, tid, REC_HEAD);
+		MDB_val k = {sizeof key, key}, v;
+		if ((*mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)) != 0)
 			break;
-		uint64_t first = h.version >= depth ? h.version - depth + 1 : 0;
-		if (first < h.oldest)
-			first = h.oldest;
-		uint32_t expect = 0;
-		bool have_expect = false;
-		for (uint64_t ver = first; ver <= h.version && rc == ST_OK; ver++) {
-			uint8_t key[16];
-			be64(key, h.tid);
-			be64(key + 8, ver);
-			MDB_val ck = {16, key}, cv;
-			struct act_commit *c = NULL;
-			if ((mrc = mdb_get(txn, s->db[DB_COMMITS], &ck, &cv)) != 0)
-				rc = st_seterr(err, ST_ECORRUPT, "table '%s': commit %llu is missing",
-					       h.meta->name, (unsigned long long)ver);
-			else if ((rc = act_decode(cv.mv_data, cv.mv_size, &c, err)) == ST_OK &&
-				 ((have_expect && c->prev_checksum != expect) || c->version != ver))
-				rc = st_seterr(err, ST_ECORRUPT,
-					       "table '%s': commit %llu does not chain to commit %llu "
-					       "(checksum mismatch): the log was changed",
-					       h.meta->name, (unsigned long long)ver,
-					       (unsigned long long)ver - 1);
-			if (rc == ST_OK) {
-				expect = act_checksum(c->prev_checksum, cv.mv_data, cv.mv_size);
-				have_expect = true;
-				if (checked)
-					(*checked)++;
-			}
-			act_commit_free(c);
-		}
-		if (rc == ST_OK && have_expect && expect != h.checksum)
-			rc = st_seterr(err, ST_ECORRUPT,
-				       "table '%s': head checksum does not match commit %llu",
-				       h.meta->name, (unsigned long long)h.version);
-		head_fini(&h);
+		const uint8_t *p = k.mv_data;
+		if (k.mv_size < TABLE_PREFIX_LEN || p[0] != KEY_TABLE)
+			break;
+		uint64_t at = key_tid(&k);
+		if (at == tid && p[9] == REC_HEAD && k.mv_size == HEAD_KEY_LEN &&
+		    (r = fn(arg, tid, &v)) != 0)
+			break;
+		if (at == tid && (tid = at + 1) == 0)
+			break;
+		if (at > tid)
+			tid = at; /* a table's first record: seek its head */
 	}
-out:
-	if (cc)
-		mdb_cursor_close(cc);
-	if (tc)
-		mdb_cursor_close(tc);
+	if (*mrc == MDB_NOTFOUND)
+		*mrc = 0;
+	mdb_cursor_close(cur);
+	return r;
+}
+
+struct verify_walk {
+	st_store *s;
+	MDB_txn *txn;
+	uint32_t depth;
+	uint64_t *checked;
+	struct st_err *err;
+};
+
+static int verify_chain(void *arg, uint64_t tid, MDB_val *hv)
+{
+	struct verify_walk *w = arg;
+	struct table_head h;
+	int rc, mrc;
+	(void)hv;
+	if ((rc = head_get_tid(w->s, w->txn, tid, &h, w->err)) != ST_OK)
+		return rc;
+	uint64_t first = h.version >= w->depth ? h.version - w->depth + 1 : 0;
+	if (first < h.oldest)
+		first = h.oldest;
+	uint32_t expect = 0;
+	bool have_expect = false;
+	for (uint64_t ver = first; ver <= h.version && rc == ST_OK; ver++) {
+		uint8_t key[COMMIT_KEY_LEN];
+		commit_key(key, h.tid, ver);
+		MDB_val ck = {sizeof key, key}, cv;
+		struct act_commit *c = NULL;
+		if ((mrc = mdb_get(w->txn, w->s->dbi, &ck, &cv)) != 0)
+			rc = st_seterr(w->err, ST_ECORRUPT, "table '%s': commit %llu is missing",
+				       h.meta->name, (unsigned long long)ver);
+		else if ((rc = act_decode(cv.mv_data, cv.mv_size, &c, w->err)) == ST_OK &&
+			 ((have_expect && c->prev_checksum != expect) || c->version != ver))
+			rc = st_seterr(w->err, ST_ECORRUPT,
+				       "table '%s': commit %llu does not chain to commit %llu "
+				       "(checksum mismatch): the log was changed",
+				       h.meta->name, (unsigned long long)ver,
+				       (unsigned long long)ver - 1);
+		if (rc == ST_OK) {
+			expect = act_checksum(c->prev_checksum, cv.mv_data, cv.mv_size);
+			have_expect = true;
+			if (w->checked)
+				(*w->checked)++;
+		}
+		act_commit_free(c);
+	}
+	if (rc == ST_OK && have_expect && expect != h.checksum)
+		rc = st_seterr(w->err, ST_ECORRUPT,
+			       "table '%s': head checksum does not match commit %llu",
+			       h.meta->name, (unsigned long long)h.version);
+	head_fini(&h);
 	return rc;
 }
 
-/* The largest next file id of any table (file ids are allocated from one
- * store-wide counter so that concurrent writers never need the write lock
- * to name their segments). */
-static uint64_t max_next_fid(st_store *s, MDB_txn *txn)
+int store_verify_chains(st_store *s, MDB_txn *txn, uint32_t depth, uint64_t *checked,
+			struct st_err *err)
 {
-	MDB_cursor *cur;
-	MDB_val k, v;
-	uint64_t m = 1;
-	if (mdb_cursor_open(txn, s->db[DB_TABLES], &cur) != 0)
-		return m;
-	for (int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-		if (v.mv_size >= STORE_HEAD_FIXED && st_get_le64((uint8_t *)v.mv_data + 24) > m)
-			m = st_get_le64((uint8_t *)v.mv_data + 24);
-	mdb_cursor_close(cur);
-	return m;
+	struct verify_walk w = {s, txn, depth, checked, err};
+	int mrc, rc = store_each_head(s, txn, verify_chain, &w, &mrc);
+	if (rc == ST_OK && mrc != 0)
+		rc = store_lmdb_err(err, mrc, "verifying commits");
+	return rc;
+}
+
+/* Open: the next file id is the largest of any table's (file ids come
+ * from one store-wide counter so that concurrent writers never need the
+ * write lock to name their segments), the last LSN the largest head's. */
+static int scan_head(void *arg, uint64_t tid, MDB_val *v)
+{
+	st_store *s = arg;
+	(void)tid;
+	if (v->mv_size >= STORE_HEAD_FIXED) {
+		const uint8_t *p = v->mv_data;
+		if (st_get_le64(p + 24) > s->next_fid)
+			s->next_fid = st_get_le64(p + 24);
+		if (st_get_le64(p + 48) > s->last_lsn)
+			s->last_lsn = st_get_le64(p + 48);
+	}
+	return 0;
 }
 
 uint64_t store_next_fid(st_store *s)
@@ -283,7 +315,6 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->gc_lock, NULL);
 	pthread_mutex_init(&s->pin_lock, NULL);
-	pthread_cond_init(&s->gc_cond, NULL);
 	if (opts)
 		s->opts = *opts;
 	if (!s->opts.map_size)
@@ -315,7 +346,6 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		goto out;
 	}
 	if ((mrc = mdb_env_create(&s->env)) != 0 ||
-	    (mrc = mdb_env_set_maxdbs(s->env, DB_COUNT)) != 0 ||
 	    (mrc = mdb_env_set_mapsize(s->env, (size_t)s->opts.map_size)) != 0) {
 		rc = store_lmdb_err(err, mrc, "creating the LMDB environment");
 		goto out;
@@ -333,31 +363,37 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		rc = store_lmdb_err(err, mrc, "opening the store");
 		goto out;
 	}
-	for (int i = 0; i < DB_COUNT; i++)
-		if ((mrc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->db[i])) != 0) {
-			rc = store_lmdb_err(err, mrc, db_names[i]);
-			goto out;
-		}
-	MDB_val k = {6, "format"}, v;
-	if ((mrc = mdb_get(txn, s->db[DB_META], &k, &v)) == MDB_NOTFOUND) {
+	MDB_stat st;
+	if ((mrc = mdb_dbi_open(txn, NULL, 0, &s->dbi)) != 0 ||
+	    (mrc = mdb_stat(txn, s->dbi, &st)) != 0) {
+		rc = store_lmdb_err(err, mrc, "opening the store");
+		goto out;
+	}
+	uint8_t kb[16];
+	MDB_val k = kind_key(kb, KEY_META, "format", 6), v;
+	if ((mrc = mdb_get(txn, s->dbi, &k, &v)) == MDB_NOTFOUND && st.ms_entries == 0) {
 		uint8_t f[4];
 		st_put_le32(f, STORE_FORMAT);
 		v = (MDB_val){4, f};
-		mrc = mdb_put(txn, s->db[DB_META], &k, &v, 0);
-	} else if (mrc == 0 && (v.mv_size != 4 || st_get_le32(v.mv_data) != STORE_FORMAT)) {
-		uint32_t f = v.mv_size == 4 ? st_get_le32(v.mv_data) : 0;
+		mrc = mdb_put(txn, s->dbi, &k, &v, 0);
+	} else if (mrc == MDB_NOTFOUND ||
+		   (mrc == 0 && (v.mv_size != 4 || st_get_le32(v.mv_data) != STORE_FORMAT))) {
+		/* Formats 1 and 2 kept named databases: no format record here. */
+		uint32_t f = mrc ? 2 : v.mv_size == 4 ? st_get_le32(v.mv_data) : 0;
 		rc = st_seterr(err, f ? ST_EVERSION : ST_ECORRUPT,
-			       "store '%s' has format %u; this strata reads format %d%s", dir, f,
-			       STORE_FORMAT, f && f < STORE_FORMAT ?
-			       " (format 1 was a development format: no upgrade path)" : "");
+			       "store '%s' has format %s%u; this strata reads format %d%s", dir,
+			       mrc ? "<= " : "", f, STORE_FORMAT, f && f < STORE_FORMAT ?
+			       " (formats 1 and 2 were development formats: no upgrade path)" : "");
 		goto out;
 	}
 	if (mrc == 0 && (rc = store_verify_chains(s, txn, STORE_VERIFY_DEPTH, NULL, err)) != ST_OK)
 		goto out;
 	if (mrc == 0)
 		remove_leftovers(s, txn);
-	if (mrc == 0)
-		s->next_fid = max_next_fid(s, txn);
+	if (mrc == 0) {
+		s->next_fid = 1;
+		store_each_head(s, txn, scan_head, s, &mrc);
+	}
 	if (mrc == 0)
 		mrc = mdb_txn_commit(txn);
 	else
@@ -388,7 +424,6 @@ void st_store_close(st_store *s)
 	pthread_mutex_destroy(&s->gc_lock);
 	pthread_mutex_destroy(&s->pin_lock);
 	free(s->pins);
-	pthread_cond_destroy(&s->gc_cond);
 	free(s->dir);
 	free(s);
 }
@@ -406,11 +441,11 @@ void head_fini(struct table_head *h)
 static int head_read(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
 		     bool with_meta, struct st_err *err)
 {
-	uint8_t key[8];
-	be64(key, tid);
-	MDB_val k = {8, key}, v;
+	uint8_t key[HEAD_KEY_LEN];
+	table_key(key, tid, REC_HEAD);
+	MDB_val k = {sizeof key, key}, v;
 	memset(h, 0, sizeof *h);
-	int mrc = mdb_get(txn, s->db[DB_TABLES], &k, &v);
+	int mrc = mdb_get(txn, s->dbi, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		return st_seterr(err, ST_ENOTFOUND, "table id %llu does not exist",
 				 (unsigned long long)tid);
@@ -428,6 +463,7 @@ static int head_read(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head 
 	h->next_fid = st_get_le64(p + 24);
 	h->oldest = st_get_le64(p + 32);
 	h->meta_version = st_get_le64(p + 40);
+	h->lsn = st_get_le64(p + 48);
 	if (!with_meta)
 		return ST_OK;
 	return act_metadata_decode(p + STORE_HEAD_FIXED, v.mv_size - STORE_HEAD_FIXED, &h->meta,
@@ -443,9 +479,13 @@ int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
 static int head_lookup(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 		       bool with_meta, struct st_err *err)
 {
-	MDB_val k = {strlen(name), (void *)name}, v;
+	uint8_t kb[1 + STORE_NAME_MAX];
+	size_t len = strlen(name);
 	memset(h, 0, sizeof *h);
-	int mrc = mdb_get(txn, s->db[DB_NAMES], &k, &v);
+	if (len > STORE_NAME_MAX)
+		return st_seterr(err, ST_ENOTFOUND, "table '%s' does not exist", name);
+	MDB_val k = kind_key(kb, KEY_NAME, name, len), v;
+	int mrc = mdb_get(txn, s->dbi, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		return st_seterr(err, ST_ENOTFOUND, "table '%s' does not exist", name);
 	if (mrc != 0)
@@ -481,17 +521,18 @@ int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_er
 		st_put_le64(p + 24, h->next_fid);
 		st_put_le64(p + 32, h->oldest);
 		st_put_le64(p + 40, h->meta_version);
+		st_put_le64(p + 48, h->lsn);
 		b.len = STORE_HEAD_FIXED;
 	}
-	uint8_t key[8];
-	be64(key, h->tid);
-	MDB_val k = {8, key}, v;
+	uint8_t key[HEAD_KEY_LEN];
+	table_key(key, h->tid, REC_HEAD);
+	MDB_val k = {sizeof key, key}, v;
 	if (h->meta) {
 		if ((rc = act_metadata_encode(h->meta, &b, err)) != ST_OK)
 			goto out;
 	} else {
 		/* Metadata unchanged and not decoded: keep the stored bytes. */
-		int grc = mdb_get(txn, s->db[DB_TABLES], &k, &v);
+		int grc = mdb_get(txn, s->dbi, &k, &v);
 		if (grc != 0 || v.mv_size < STORE_HEAD_FIXED) {
 			rc = grc ? store_lmdb_err(err, grc, "updating a table head")
 				 : st_seterr(err, ST_ECORRUPT, "table id %llu: damaged head",
@@ -506,7 +547,7 @@ int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_er
 		goto out;
 	}
 	v = (MDB_val){b.len, b.data};
-	int mrc = mdb_put(txn, s->db[DB_TABLES], &k, &v, 0);
+	int mrc = mdb_put(txn, s->dbi, &k, &v, 0);
 	if (mrc != 0)
 		rc = store_lmdb_err(err, mrc, "writing a table head");
 out:
@@ -591,52 +632,28 @@ void file_rec_fini(struct file_rec *f)
 
 /* ---- commits ----------------------------------------------------------- */
 
-int store_last_lsn(st_store *s, MDB_txn *txn, uint64_t *lsn)
-{
-	/* The lsn index's last key: no counter to rewrite on every commit (one
-	 * page less per commit). Pruning never removes the newest commit. */
-	MDB_cursor *cur;
-	MDB_val k, v;
-	int mrc = mdb_cursor_open(txn, s->db[DB_LSN], &cur);
-	*lsn = 0;
-	if (mrc != 0)
-		return mrc;
-	mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-	if (mrc == 0 && k.mv_size == 8)
-		*lsn = get_be64(k.mv_data);
-	mdb_cursor_close(cur);
-	return mrc == MDB_NOTFOUND ? 0 : mrc;
-}
-
 int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act_commit *c,
 		     struct st_err *err)
 {
 	int rc = ST_OK, mrc;
 	struct st_buf b = {0};
-	uint64_t lsn;
-	if ((mrc = store_last_lsn(s, txn, &lsn)) != 0)
-		return store_lmdb_err(err, mrc, "reading the LSN");
 	/* A new table's head has version UINT64_MAX, time 0 and checksum 0,
 	 * so its first commit is version 0 with prev_checksum 0. */
 	c->table_id = h->tid;
 	c->version = h->version + 1;
-	c->lsn = lsn + 1;
+	c->lsn = s->txn_lsn + 1;
 	int64_t now = store_now_us();
 	c->time_us = now > h->time_us ? now : h->time_us + 1;
 	c->prev_checksum = h->checksum;
 	if ((rc = act_encode(c, &b, err)) != ST_OK)
 		goto out;
-	uint8_t key[16], lsnk[8];
-	be64(key, h->tid);
-	be64(key + 8, c->version);
-	MDB_val k = {16, key}, v = {b.len, b.data};
-	if ((mrc = mdb_put(txn, s->db[DB_COMMITS], &k, &v, MDB_NOOVERWRITE)) != 0)
+	uint8_t key[COMMIT_KEY_LEN];
+	commit_key(key, h->tid, c->version);
+	MDB_val k = {sizeof key, key}, v = {b.len, b.data};
+	if ((mrc = mdb_put(txn, s->dbi, &k, &v, MDB_NOOVERWRITE)) != 0)
 		goto lmdb;
-	be64(lsnk, c->lsn);
-	k = (MDB_val){8, lsnk};
-	v = (MDB_val){16, key};
-	if ((mrc = mdb_put(txn, s->db[DB_LSN], &k, &v, MDB_NOOVERWRITE)) != 0)
-		goto lmdb;
+	s->txn_lsn = c->lsn;
+	h->lsn = c->lsn;
 	h->version = c->version;
 	h->time_us = c->time_us;
 	if (c->metadata)
@@ -653,12 +670,11 @@ out:
 bool store_commit_stamp(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, uint64_t *lsn,
 			int64_t *time_us)
 {
-	uint8_t key[16];
-	be64(key, tid);
-	be64(key + 8, v);
-	MDB_val k = {16, key}, d;
+	uint8_t key[COMMIT_KEY_LEN];
+	commit_key(key, tid, v);
+	MDB_val k = {sizeof key, key}, d;
 	struct act_commit *c;
-	if (mdb_get(txn, s->db[DB_COMMITS], &k, &d) != 0 ||
+	if (mdb_get(txn, s->dbi, &k, &d) != 0 ||
 	    act_decode(d.mv_data, d.mv_size, &c, NULL) != ST_OK)
 		return false;
 	*lsn = c->lsn;
@@ -672,12 +688,12 @@ int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, ui
 {
 	/* Commit times strictly increase with versions (STORE.md §4): a binary
 	 * search over the retained commits, no time index to keep per commit. */
-	uint8_t key[8];
-	be64(key, tid);
-	MDB_val k = {8, key}, d;
+	uint8_t key[HEAD_KEY_LEN];
+	table_key(key, tid, REC_HEAD);
+	MDB_val k = {sizeof key, key}, d;
 	uint64_t lsn;
 	int64_t when;
-	int mrc = mdb_get(txn, s->db[DB_TABLES], &k, &d);
+	int mrc = mdb_get(txn, s->dbi, &k, &d);
 	if (mrc != 0 || d.mv_size < STORE_HEAD_FIXED)
 		return mrc ? store_lmdb_err(err, mrc, "time travel")
 			   : st_seterr(err, ST_ECORRUPT, "a table head is damaged");
@@ -709,14 +725,14 @@ int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct f
 	uint32_t cap = 0;
 	*out = NULL;
 	*n = 0;
-	if ((mrc = mdb_cursor_open(txn, s->db[DB_FILES], &cur)) != 0)
+	if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0)
 		return store_lmdb_err(err, mrc, "opening a snapshot");
 	/* Every file live at v was removed after v (or is live): the range
 	 * starts at removed = v + 1 and runs to the table's end. */
 	file_key(key, tid, v == STORE_LIVE ? v : v + 1, 0);
 	MDB_val k = {sizeof key, key}, d;
 	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
-	     mrc == 0 && k.mv_size == FILE_KEY_LEN && get_be64(k.mv_data) == tid;
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
 	     mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
 		if (d.mv_size >= 8 && st_get_le64(d.mv_data) > v)
 			continue; /* added after v */
@@ -728,7 +744,7 @@ int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct f
 			}
 			*out = f;
 		}
-		uint64_t fid = get_be64((uint8_t *)k.mv_data + 16);
+		uint64_t fid = file_key_fid(&k);
 		if (file_rec_decode(fid, d.mv_data, d.mv_size, &(*out)[*n]) != ST_OK) {
 			rc = st_seterr(err, ST_ECORRUPT, "table id %llu: the record of file %llu is damaged",
 				       (unsigned long long)tid, (unsigned long long)fid);
@@ -763,12 +779,12 @@ int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, u
 	uint32_t cap = 0;
 	*fids = NULL;
 	*n = 0;
-	if ((mrc = mdb_cursor_open(txn, s->db[DB_FILES], &cur)) != 0)
+	if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0)
 		return store_lmdb_err(err, mrc, "listing live files");
 	file_key(key, tid, STORE_LIVE, 0);
 	MDB_val k = {sizeof key, key}, v;
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     mrc == 0 && k.mv_size == FILE_KEY_LEN && get_be64(k.mv_data) == tid;
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (*n == cap) {
 			uint64_t *f = realloc(*fids, (cap = cap ? cap * 2 : 16) * sizeof *f);
@@ -778,7 +794,7 @@ int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, u
 			}
 			*fids = f;
 		}
-		(*fids)[(*n)++] = get_be64((uint8_t *)k.mv_data + 16);
+		(*fids)[(*n)++] = file_key_fid(&k);
 	}
 	if (rc == ST_OK && mrc != 0 && mrc != MDB_NOTFOUND)
 		rc = store_lmdb_err(err, mrc, "listing live files");
@@ -805,7 +821,7 @@ int store_file_put(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_re
 	}
 	file_key(key, tid, f->removed, f->fid);
 	MDB_val k = {sizeof key, key}, v = {rec.len, rec.data};
-	int mrc = mdb_put(txn, s->db[DB_FILES], &k, &v, MDB_NOOVERWRITE);
+	int mrc = mdb_put(txn, s->dbi, &k, &v, MDB_NOOVERWRITE);
 	st_buf_free(&rec);
 	return mrc ? store_lmdb_err(err, mrc, "recording a file") : ST_OK;
 }
@@ -823,20 +839,20 @@ int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file
 	file_key(key, tid, f->removed, f->fid);
 	MDB_val k = {sizeof key, key}, v;
 	int rc = ST_OK;
-	mrc = mdb_get(txn ? txn : own, s->db[DB_FILES], &k, &v);
+	mrc = mdb_get(txn ? txn : own, s->dbi, &k, &v);
 	if (mrc == MDB_NOTFOUND && f->removed == STORE_LIVE) {
 		/* Removed since f was read (a reader's pin keeps it from vacuum):
 		 * its record moved to the removed range, after its added version. */
 		MDB_cursor *cur;
-		if ((mrc = mdb_cursor_open(txn ? txn : own, s->db[DB_FILES], &cur)) == 0) {
+		if ((mrc = mdb_cursor_open(txn ? txn : own, s->dbi, &cur)) == 0) {
 			file_key(key, tid, f->added + 1, 0);
 			k = (MDB_val){sizeof key, key};
 			for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-			     mrc == 0 && k.mv_size == FILE_KEY_LEN && get_be64(k.mv_data) == tid;
+			     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
 			     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-				if (get_be64((uint8_t *)k.mv_data + 16) == f->fid)
+				if (file_key_fid(&k) == f->fid)
 					break;
-			if (mrc == 0 && get_be64(k.mv_data) != tid)
+			if (mrc == 0 && !(k.mv_size == FILE_KEY_LEN && table_range(&k, key)))
 				mrc = MDB_NOTFOUND;
 			mdb_cursor_close(cur);
 		}
@@ -862,7 +878,7 @@ int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, ui
 	uint8_t key[FILE_KEY_LEN];
 	file_key(key, tid, STORE_LIVE, fid);
 	MDB_val k = {sizeof key, key}, v;
-	int mrc = mdb_get(txn, s->db[DB_FILES], &k, &v);
+	int mrc = mdb_get(txn, s->dbi, &k, &v);
 	if (mrc == 0 && v.mv_size < 52)
 		return st_seterr(err, ST_ECORRUPT, "file record %llu of table id %llu is damaged",
 				 (unsigned long long)fid, (unsigned long long)tid);
@@ -876,9 +892,9 @@ int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, ui
 		st_put_le64(old + 8, version);
 		st_put_le64(old + 16, (uint64_t)time_us);
 		MDB_val nv = {v.mv_size, old};
-		if ((mrc = mdb_del(txn, s->db[DB_FILES], &k, NULL)) == 0) {
+		if ((mrc = mdb_del(txn, s->dbi, &k, NULL)) == 0) {
 			file_key(key, tid, version, fid);
-			mrc = mdb_put(txn, s->db[DB_FILES], &k, &nv, MDB_NOOVERWRITE);
+			mrc = mdb_put(txn, s->dbi, &k, &nv, MDB_NOOVERWRITE);
 		}
 		free(old);
 	}
@@ -892,6 +908,7 @@ int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err 
 		return store_lmdb_err(err, mrc, what);
 	if (mrc != 0)
 		return store_fail(s, err, "%s: LMDB commit failed: %s", what, mdb_strerror(mrc));
+	__atomic_store_n(&s->last_lsn, s->txn_lsn, __ATOMIC_RELEASE);
 	return ST_OK;
 }
 
@@ -906,6 +923,7 @@ int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_er
 		*txn = NULL;
 		return store_lmdb_err(err, mrc, what);
 	}
+	s->txn_lsn = s->last_lsn;
 	return ST_OK;
 }
 

@@ -9,23 +9,24 @@
 #include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
 
 #include "daemon/strata.h"
 #include "format/bytes.h"
 #include "format/segment.h"
 
-#define STORE_FORMAT 2
+#define STORE_FORMAT 3
 #define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
-#define STORE_HEAD_FIXED 48    /* fixed bytes of a table head (STORE.md §2.2) */
+#define STORE_HEAD_FIXED 56    /* fixed bytes of a table head (STORE.md §2.2) */
 #define STORE_NAME_MAX 128     /* longest table name */
 #define STORE_VERIFY_DEPTH 64  /* newest commits per table whose chain open verifies */
 #define STORE_INLINE_MAX 16384 /* default largest segment kept inline in LMDB */
 #define STORE_INLINE_ROWS 4096 /* writes up to this many rows are encoded in memory */
 
-/* The named databases of STORE.md §2. */
-enum {
-	DB_META, DB_NAMES, DB_TABLES, DB_COMMITS, DB_LSN, DB_FILES, DB_TXNS, DB_COUNT
-};
+/* Key kinds (first byte) and a table's record kinds (byte 9) of STORE.md §2. */
+enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3 };
+enum { REC_FILE = 1, REC_COMMIT = 2, REC_HEAD = 3, REC_APP = 4 };
 
 /* An open scan's snapshot: vacuum keeps its files. */
 struct store_pin {
@@ -37,14 +38,15 @@ struct st_store {
 	char *dir;                   /* data directory */
 	int lock_fd;                 /* flock()ed strata.lock */
 	MDB_env *env;                /* the LMDB environment */
-	MDB_dbi db[DB_COUNT];        /* named databases */
-	pthread_mutex_t write_lock;  /* one writer at a time (group commit: later) */
+	MDB_dbi dbi;                 /* the main database: every record (STORE.md §2) */
+	pthread_mutex_t write_lock;  /* one writer at a time */
+	uint64_t last_lsn;           /* LSN of the newest committed commit (atomic) */
+	uint64_t txn_lsn;            /* the same inside the open write txn (write_lock) */
 	int failed;                  /* sticky: a failed fsync or LMDB commit */
 	char failmsg[ST_ERR_MSG_MAX]; /* what failed */
 	struct st_store_opts opts;   /* options, defaults filled in */
 	uint64_t next_fid;           /* next file id, unique across tables (atomic) */
 	pthread_mutex_t gc_lock;     /* guards the group-commit queue */
-	pthread_cond_t gc_cond;      /* a group was decided */
 	struct gc_entry *gc_head;    /* committers waiting for the next group */
 	struct gc_entry *gc_tail;    /* last of them */
 	bool gc_leader;              /* a committer is deciding a group now */
@@ -63,6 +65,7 @@ struct table_head {
 	uint64_t next_fid;           /* next file id */
 	uint64_t oldest;             /* oldest retained version */
 	uint64_t meta_version;       /* version whose commit last changed the metadata */
+	uint64_t lsn;                /* LSN of the head commit */
 	struct act_metadata *meta;   /* current metadata (owned) */
 };
 
@@ -116,15 +119,73 @@ int head_get_fixed(st_store *s, MDB_txn *txn, const char *name, struct table_hea
 int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_err *err);
 void head_fini(struct table_head *h);
 
-/* Key of the files database: tid, removed version (STORE_LIVE while
- * live), fid, each u64be (STORE.md §2). */
-#define FILE_KEY_LEN 24
+/* Keys (STORE.md §2). A table record's key starts with the 10-byte prefix
+ * KEY_TABLE, tid, record kind; table_range tells whether k has it. */
+#define TABLE_PREFIX_LEN 10
+#define HEAD_KEY_LEN 10
+#define COMMIT_KEY_LEN 18
+#define FILE_KEY_LEN 26
+#define APP_KEY_MAX (TABLE_PREFIX_LEN + 255)
+static inline void table_key(uint8_t *k, uint64_t tid, uint8_t rec)
+{
+	k[0] = KEY_TABLE;
+	be64(k + 1, tid);
+	k[9] = rec;
+}
+
+static inline bool table_range(const MDB_val *k, const uint8_t *prefix)
+{
+	return k->mv_size >= TABLE_PREFIX_LEN && !memcmp(k->mv_data, prefix, TABLE_PREFIX_LEN);
+}
+
+/* tid of a table record's key. */
+static inline uint64_t key_tid(const MDB_val *k)
+{
+	return get_be64((const uint8_t *)k->mv_data + 1);
+}
+
+static inline void commit_key(uint8_t *k, uint64_t tid, uint64_t version)
+{
+	table_key(k, tid, REC_COMMIT);
+	be64(k + TABLE_PREFIX_LEN, version);
+}
+
+/* File key: removed version (STORE_LIVE while live) at byte 10, fid at 18. */
 static inline void file_key(uint8_t *k, uint64_t tid, uint64_t removed, uint64_t fid)
 {
-	be64(k, tid);
-	be64(k + 8, removed);
-	be64(k + 16, fid);
+	table_key(k, tid, REC_FILE);
+	be64(k + TABLE_PREFIX_LEN, removed);
+	be64(k + TABLE_PREFIX_LEN + 8, fid);
 }
+
+static inline uint64_t file_key_fid(const MDB_val *k)
+{
+	return get_be64((const uint8_t *)k->mv_data + TABLE_PREFIX_LEN + 8);
+}
+
+/* Key of table tid's app version record for app_id (<= 255 bytes) into
+ * k (APP_KEY_MAX bytes); its MDB_val. */
+static inline MDB_val app_key(uint8_t *k, uint64_t tid, const char *app_id)
+{
+	size_t len = strlen(app_id);
+	table_key(k, tid, REC_APP);
+	memcpy(k + TABLE_PREFIX_LEN, app_id, len);
+	return (MDB_val){TABLE_PREFIX_LEN + len, k};
+}
+
+/* Key of a name or meta record into buf (1 + len bytes); its MDB_val. */
+static inline MDB_val kind_key(uint8_t *buf, uint8_t kind, const char *name, size_t len)
+{
+	buf[0] = kind;
+	memcpy(buf + 1, name, len);
+	return (MDB_val){1 + len, buf};
+}
+
+/* Call fn with the head record of every table ever created (dropped ones
+ * too), in tid order, until fn returns non-zero; returns that value, or 0.
+ * *mrc gets an LMDB error that stopped the walk (0 if none). */
+int store_each_head(st_store *s, MDB_txn *txn, int (*fn)(void *arg, uint64_t tid, MDB_val *v),
+		    void *arg, int *mrc);
 
 /* The files of table tid live at version v (added <= v < removed), read
  * from the range removed > v of the index; *out is freed with
@@ -177,7 +238,8 @@ int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, u
 /* Mark file fid of table tid removed in version at time_us, drop it from live. */
 int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, uint64_t version,
 		       int64_t time_us, struct st_err *err);
-/* Commit txn; a failed LMDB commit puts the store in the failed state. */
+/* Commit txn (durably: default LMDB flags); a failed LMDB commit puts the
+ * store in the failed state. */
 int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err *err);
 
 /* Start a write: take the write lock, refuse in the failed state, begin an
@@ -242,8 +304,6 @@ bool store_scan_file_inline(const st_scan *sc, uint32_t i);
 int store_add_from_info(struct act_add *a, const struct seg_file_info *info,
 			const struct st_schema *sc, bool data_change, struct st_err *err);
 
-/* The last assigned LSN (0 before the first commit); an LMDB code. */
-int store_last_lsn(st_store *s, MDB_txn *txn, uint64_t *lsn);
 
 /* LSN and time of commit (tid, v); false when it is not retained. */
 bool store_commit_stamp(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, uint64_t *lsn,

@@ -142,8 +142,9 @@ static int drop_in_txn(st_store *s, MDB_txn *txn, struct table_head *h, struct s
 	h->flags |= 1;
 	if ((rc = head_put(s, txn, h, err)) != ST_OK)
 		goto out;
-	MDB_val nk = {strlen(h->meta->name), h->meta->name};
-	if ((mrc = mdb_del(txn, s->db[DB_NAMES], &nk, NULL)) != 0)
+	uint8_t kb[1 + STORE_NAME_MAX];
+	MDB_val nk = kind_key(kb, KEY_NAME, h->meta->name, strlen(h->meta->name));
+	if ((mrc = mdb_del(txn, s->dbi, &nk, NULL)) != 0)
 		rc = store_lmdb_err(err, mrc, "dropping a table");
 out:
 	free(rm);
@@ -182,15 +183,16 @@ int st_table_create(st_store *s, const struct st_table_spec *spec, enum st_creat
 	}
 	st_clearerr(err);
 	uint64_t tid = 0;
-	MDB_val k = {8, "next_tid"}, v;
-	mrc = mdb_get(txn, s->db[DB_META], &k, &v);
+	uint8_t kb[1 + STORE_NAME_MAX];
+	MDB_val k = kind_key(kb, KEY_META, "next_tid", 8), v;
+	mrc = mdb_get(txn, s->dbi, &k, &v);
 	if (mrc == 0 && v.mv_size == 8)
 		tid = st_get_le64(v.mv_data);
 	tid = tid ? tid : 1;
 	uint8_t nb[8], tk[8];
 	st_put_le64(nb, tid + 1);
 	v = (MDB_val){8, nb};
-	if ((mrc = mdb_put(txn, s->db[DB_META], &k, &v, 0)) != 0)
+	if ((mrc = mdb_put(txn, s->dbi, &k, &v, 0)) != 0)
 		goto lmdb;
 	h.tid = tid;
 	h.version = UINT64_MAX;
@@ -206,9 +208,9 @@ int st_table_create(st_store *s, const struct st_table_spec *spec, enum st_creat
 	if ((rc = head_put(s, txn, &h, err)) != ST_OK)
 		goto out;
 	be64(tk, tid);
-	k = (MDB_val){strlen(spec->name), (void *)spec->name};
+	k = kind_key(kb, KEY_NAME, spec->name, strlen(spec->name));
 	v = (MDB_val){8, tk};
-	if ((mrc = mdb_put(txn, s->db[DB_NAMES], &k, &v, 0)) != 0)
+	if ((mrc = mdb_put(txn, s->dbi, &k, &v, 0)) != 0)
 		goto lmdb;
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof dir, "%s/tables/%016llx", s->dir, (unsigned long long)tid);
@@ -253,29 +255,36 @@ int st_table_list(st_store *s, char ***names, uint32_t *n, struct st_err *err)
 	int rc = ST_OK, mrc;
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
-	MDB_stat st;
+	uint8_t first = KEY_NAME;
+	MDB_val k, v;
 	*names = NULL;
 	*n = 0;
 	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0 ||
-	    (mrc = mdb_stat(txn, s->db[DB_NAMES], &st)) != 0 ||
-	    (mrc = mdb_cursor_open(txn, s->db[DB_NAMES], &cur)) != 0) {
+	    (mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0) {
 		rc = store_lmdb_err(err, mrc, "listing tables");
 		goto out;
 	}
+	/* Name records are the keys starting with KEY_NAME: count, then copy. */
+	size_t count = 0;
+	k = (MDB_val){1, &first};
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     mrc == 0 && *(uint8_t *)k.mv_data == KEY_NAME;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		count++;
 	/* One block: the pointer array, then the NUL-terminated names. */
-	size_t cap = (st.ms_entries + 1) * sizeof(char *) + st.ms_entries * (STORE_NAME_MAX + 1);
-	char **arr = malloc(cap);
+	char **arr = malloc((count + 1) * sizeof(char *) + count * (STORE_NAME_MAX + 1));
 	if (!arr) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
-	char *p = (char *)(arr + st.ms_entries + 1);
-	MDB_val k, v;
+	char *p = (char *)(arr + count + 1);
 	uint32_t i = 0;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && i < st.ms_entries;
+	k = (MDB_val){1, &first};
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     mrc == 0 && i < count && *(uint8_t *)k.mv_data == KEY_NAME;
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		size_t len = k.mv_size > STORE_NAME_MAX ? STORE_NAME_MAX : k.mv_size;
-		memcpy(p, k.mv_data, len);
+		size_t len = k.mv_size - 1 > STORE_NAME_MAX ? STORE_NAME_MAX : k.mv_size - 1;
+		memcpy(p, (uint8_t *)k.mv_data + 1, len);
 		p[len] = '\0';
 		arr[i++] = p;
 		p += len + 1;
@@ -298,15 +307,14 @@ int store_meta_at(st_store *s, MDB_txn *txn, const struct table_head *h, uint64_
 {
 	int rc = ST_OK, mrc;
 	MDB_cursor *cur;
-	uint8_t key[16];
+	uint8_t key[COMMIT_KEY_LEN];
 	*out = NULL;
-	if ((mrc = mdb_cursor_open(txn, s->db[DB_COMMITS], &cur)) != 0)
+	if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0)
 		return store_lmdb_err(err, mrc, "reading history");
-	be64(key, h->tid);
-	be64(key + 8, v);
-	MDB_val k = {16, key}, d;
+	commit_key(key, h->tid, v);
+	MDB_val k = {sizeof key, key}, d;
 	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
-	     mrc == 0 && k.mv_size == 16 && get_be64(k.mv_data) == h->tid;
+	     mrc == 0 && k.mv_size == COMMIT_KEY_LEN && table_range(&k, key);
 	     mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV)) {
 		struct act_commit *c;
 		if ((rc = act_decode(d.mv_data, d.mv_size, &c, err)) != ST_OK)
@@ -390,12 +398,12 @@ int st_table_rename(st_store *s, const char *table, const char *new_name,
 	if ((rc = store_put_commit(s, txn, &h, &c, err)) != ST_OK ||
 	    (rc = head_put(s, txn, &h, err)) != ST_OK)
 		goto out;
-	uint8_t tk[8];
+	uint8_t tk[8], ob[1 + STORE_NAME_MAX], nb[1 + STORE_NAME_MAX];
 	be64(tk, h.tid);
-	MDB_val ok = {strlen(table), (void *)table}, nk = {strlen(new_name), (void *)new_name},
-		v = {8, tk};
-	if ((mrc = mdb_del(txn, s->db[DB_NAMES], &ok, NULL)) != 0 ||
-	    (mrc = mdb_put(txn, s->db[DB_NAMES], &nk, &v, MDB_NOOVERWRITE)) != 0) {
+	MDB_val ok = kind_key(ob, KEY_NAME, table, strlen(table)),
+		nk = kind_key(nb, KEY_NAME, new_name, strlen(new_name)), v = {8, tk};
+	if ((mrc = mdb_del(txn, s->dbi, &ok, NULL)) != 0 ||
+	    (mrc = mdb_put(txn, s->dbi, &nk, &v, MDB_NOOVERWRITE)) != 0) {
 		rc = store_lmdb_err(err, mrc, "renaming a table");
 		goto out;
 	}

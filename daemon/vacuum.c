@@ -80,12 +80,11 @@ static int retention(const struct act_metadata *m, const char *key, int64_t def,
 static struct act_commit *commit_get(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v,
 				     MDB_val *raw)
 {
-	uint8_t key[16];
-	be64(key, tid);
-	be64(key + 8, v);
-	MDB_val k = {16, key};
+	uint8_t key[COMMIT_KEY_LEN];
+	commit_key(key, tid, v);
+	MDB_val k = {sizeof key, key};
 	struct act_commit *c = NULL;
-	if (mdb_get(txn, s->db[DB_COMMITS], &k, raw) == 0)
+	if (mdb_get(txn, s->dbi, &k, raw) == 0)
 		act_decode(raw->mv_data, raw->mv_size, &c, NULL);
 	return c;
 }
@@ -114,25 +113,16 @@ static int prune_point(st_store *s, MDB_txn *txn, const struct table_head *h, in
 	}
 }
 
-/* Delete commits oldest .. keep_from-1 of table h with their lsn entries. */
+/* Delete commits oldest .. keep_from-1 of table h. */
 static int prune_commits(st_store *s, MDB_txn *txn, const struct table_head *h,
 			 uint64_t keep_from, struct st_err *err)
 {
 	for (uint64_t v = h->oldest; v < keep_from; v++) {
-		MDB_val raw;
-		struct act_commit *c = commit_get(s, txn, h->tid, v, &raw);
-		if (!c)
-			continue;
-		uint8_t key[16], lk[8];
-		be64(key, h->tid);
-		be64(key + 8, v);
-		be64(lk, c->lsn);
-		act_commit_free(c);
-		MDB_val k = {16, key}, l = {8, lk};
-		int mrc = mdb_del(txn, s->db[DB_COMMITS], &k, NULL);
-		if (mrc == 0 && (mrc = mdb_del(txn, s->db[DB_LSN], &l, NULL)) == MDB_NOTFOUND)
-			mrc = 0;
-		if (mrc != 0)
+		uint8_t key[COMMIT_KEY_LEN];
+		commit_key(key, h->tid, v);
+		MDB_val k = {sizeof key, key};
+		int mrc = mdb_del(txn, s->dbi, &k, NULL);
+		if (mrc != 0 && mrc != MDB_NOTFOUND)
 			return store_lmdb_err(err, mrc, "pruning history");
 	}
 	return ST_OK;
@@ -174,18 +164,18 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 	uint8_t key[FILE_KEY_LEN];
 	file_key(key, h.tid, 0, 0);
 	MDB_val k = {sizeof key, key}, v;
-	if ((mrc = mdb_cursor_open(txn, s->db[DB_FILES], &cur)) != 0) {
+	if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0) {
 		rc = store_lmdb_err(err, mrc, "vacuuming");
 		goto out;
 	}
 	uint64_t new_oldest = h.oldest;
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     mrc == 0 && k.mv_size == FILE_KEY_LEN && get_be64(k.mv_data) == h.tid;
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (v.mv_size < 52)
 			continue;
 		const uint8_t *p = v.mv_data;
-		uint64_t fid = get_be64((uint8_t *)k.mv_data + 16);
+		uint64_t fid = file_key_fid(&k);
 		uint64_t added = st_get_le64(p), removed = st_get_le64(p + 8);
 		int64_t removed_us = (int64_t)st_get_le64(p + 16);
 		uint32_t flags = st_get_le32(p + 44);

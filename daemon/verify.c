@@ -64,10 +64,33 @@ static int verify_table(st_store *s, MDB_txn *txn, const struct table_head *h,
 	return ST_OK;
 }
 
+struct verify_walk {
+	st_store *s;
+	MDB_txn *txn;
+	struct st_verify_result *res;
+	struct st_err *err;
+};
+
+static int verify_one(void *arg, uint64_t tid, MDB_val *v)
+{
+	struct verify_walk *w = arg;
+	struct table_head h;
+	struct st_err e;
+	int rc = ST_OK;
+	(void)v;
+	if (head_get_tid(w->s, w->txn, tid, &h, &e) != ST_OK) {
+		problem(w->res, "table id %llu: %s", (unsigned long long)tid, e.msg);
+		return ST_OK;
+	}
+	if (!(h.flags & 1)) /* dropped tables have nothing live */
+		rc = verify_table(w->s, w->txn, &h, w->res, w->err);
+	head_fini(&h);
+	return rc;
+}
+
 int st_verify(st_store *s, struct st_verify_result *res, struct st_err *err)
 {
 	MDB_txn *txn;
-	MDB_cursor *cur = NULL;
 	struct st_err e;
 	memset(res, 0, sizeof *res);
 	int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn), rc = ST_OK;
@@ -75,27 +98,10 @@ int st_verify(st_store *s, struct st_verify_result *res, struct st_err *err)
 		return store_lmdb_err(err, mrc, "verifying");
 	if (store_verify_chains(s, txn, UINT32_MAX, &res->commits, &e) != ST_OK)
 		problem(res, "%s", e.msg);
-	if ((mrc = mdb_cursor_open(txn, s->db[DB_TABLES], &cur)) != 0) {
+	struct verify_walk w = {s, txn, res, err};
+	rc = store_each_head(s, txn, verify_one, &w, &mrc);
+	if (rc == ST_OK && mrc != 0)
 		rc = store_lmdb_err(err, mrc, "verifying");
-		goto out;
-	}
-	MDB_val k, v;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == ST_OK;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		struct table_head h;
-		if (k.mv_size != 8)
-			continue;
-		if (head_get_tid(s, txn, get_be64(k.mv_data), &h, &e) != ST_OK) {
-			problem(res, "table id %llu: %s", (unsigned long long)get_be64(k.mv_data), e.msg);
-			continue;
-		}
-		if (!(h.flags & 1)) /* dropped tables have nothing live */
-			rc = verify_table(s, txn, &h, res, err);
-		head_fini(&h);
-	}
-out:
-	if (cur)
-		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	if (rc != ST_OK)
 		st_verify_result_fini(res);

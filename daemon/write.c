@@ -435,12 +435,9 @@ static uint8_t isolation_of(const struct act_metadata *m)
 /* The recorded app version of app_id on table tid, or 0. */
 static uint64_t app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const char *app_id)
 {
-	uint8_t key[8 + 256];
-	size_t alen = strlen(app_id);
-	be64(key, tid);
-	memcpy(key + 8, app_id, alen);
-	MDB_val k = {8 + alen, key}, v;
-	if (mdb_get(txn, s->db[DB_TXNS], &k, &v) == 0 && v.mv_size == 8)
+	uint8_t key[APP_KEY_MAX];
+	MDB_val k = app_key(key, tid, app_id), v;
+	if (mdb_get(txn, s->dbi, &k, &v) == 0 && v.mv_size == 8)
 		return st_get_le64(v.mv_data);
 	return 0;
 }
@@ -867,12 +864,11 @@ static int check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 	    h->meta_version <= w->read_version)
 		return ST_OK;
 	for (uint64_t v = w->read_version + 1; v <= h->version && rc == ST_OK; v++) {
-		uint8_t key[16];
-		be64(key, h->tid);
-		be64(key + 8, v);
-		MDB_val k = {16, key}, d;
+		uint8_t key[COMMIT_KEY_LEN];
+		commit_key(key, h->tid, v);
+		MDB_val k = {sizeof key, key}, d;
 		struct act_commit *c = NULL;
-		int mrc = mdb_get(txn, s->db[DB_COMMITS], &k, &d);
+		int mrc = mdb_get(txn, s->dbi, &k, &d);
 		if (mrc != 0)
 			return store_lmdb_err(err, mrc, "checking conflicts");
 		if ((rc = act_decode(d.mv_data, d.mv_size, &c, err)) != ST_OK)
@@ -931,14 +927,14 @@ static int check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 	return rc;
 }
 
-/* Apply w to table h inside txn. */
+/* Apply w to table h inside txn; the caller stores the advanced head. */
 static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head *h,
 		 struct st_commit_result *res, struct st_err *err)
 {
 	int rc = ST_OK, mrc;
 	struct act_remove *rm = calloc(w->nread + 1, sizeof *rm);
 	struct st_buf rec = {0};
-	uint8_t key[8 + 256];
+	uint8_t key[APP_KEY_MAX];
 	if (!rm)
 		return st_seterr(err, ST_ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < w->nread; i++)
@@ -1005,13 +1001,10 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 			h->next_fid = a->file_id + 1;
 	}
 	if (w->app_id) {
-		size_t alen = strlen(w->app_id);
 		uint8_t ver[8];
-		be64(key, h->tid);
-		memcpy(key + 8, w->app_id, alen);
 		st_put_le64(ver, w->app_version);
-		MDB_val k = {8 + alen, key}, v = {8, ver};
-		if ((mrc = mdb_put(txn, s->db[DB_TXNS], &k, &v, 0)) != 0) {
+		MDB_val k = app_key(key, h->tid, w->app_id), v = {8, ver};
+		if ((mrc = mdb_put(txn, s->dbi, &k, &v, 0)) != 0) {
 			rc = store_lmdb_err(err, mrc, "recording an app version");
 			goto out;
 		}
@@ -1021,8 +1014,6 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 		h->meta = w->m.meta;
 		w->m.meta = NULL;
 	}
-	if ((rc = head_put(s, txn, h, err)) != ST_OK)
-		goto out;
 	res->version = h->version;
 	res->time_us = h->time_us;
 	res->rows = w->rows;
@@ -1035,50 +1026,112 @@ out:
 }
 
 /*
+ * The heads of the tables a group writes, read once per group and stored
+ * once at its end (a group of appends to one table reads and writes its
+ * head once, not once per committer).
+ */
+struct head_cache {
+	struct table_head *h;        /* heads as advanced by this group */
+	bool *dirty;                 /* head i changed: store it at the end */
+	uint32_t n, cap;
+};
+
+static void head_cache_reset(struct head_cache *hc)
+{
+	for (uint32_t i = 0; i < hc->n; i++)
+		head_fini(&hc->h[i]);
+	hc->n = 0;
+}
+
+/* The head of the table w writes, as this group left it. ST_ECONFLICT
+ * when the name now belongs to another table than the one w read. */
+static int head_cached(st_store *s, MDB_txn *txn, struct head_cache *hc, const struct staged *w,
+		       uint32_t *at, struct st_err *err)
+{
+	for (uint32_t i = 0; i < hc->n; i++)
+		if (hc->h[i].tid == w->tid) {
+			*at = i;
+			return ST_OK;
+		}
+	if (hc->n == hc->cap) {
+		uint32_t cap = hc->cap ? 2 * hc->cap : 4;
+		struct table_head *h = realloc(hc->h, cap * sizeof *h);
+		if (h)
+			hc->h = h;
+		bool *d = realloc(hc->dirty, cap * sizeof *d);
+		if (d)
+			hc->dirty = d;
+		if (!h || !d)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		hc->cap = cap;
+	}
+	struct table_head *h = &hc->h[hc->n];
+	int rc = head_get_fixed(s, txn, w->table, h, err);
+	if (rc == ST_OK && h->tid != w->tid) {
+		head_fini(h);
+		return st_seterr(err, ST_ECONFLICT,
+				 "table '%s' was dropped or replaced after this write read it", w->table);
+	}
+	if (rc == ST_OK) {
+		hc->dirty[hc->n] = false;
+		*at = hc->n++;
+	}
+	return rc;
+}
+
+/*
  * Decide t inside the group's transaction txn: first every conflict check
  * (read-only, so a conflict leaves txn untouched), then every apply.
  * Returns ST_OK, an error before anything was written (*dirty false), or
  * an error after txn was modified (*dirty true: txn must be aborted).
  */
-static int commit_one(st_store *s, MDB_txn *txn, st_txn *t, struct st_commit_result *res,
-		      bool *dirty, struct st_err *err)
+static int commit_one(st_store *s, MDB_txn *txn, struct head_cache *hc, st_txn *t,
+		      struct st_commit_result *res, bool *dirty, struct st_err *err)
 {
 	int rc = ST_OK;
-	struct table_head *h = calloc(t->n, sizeof *h);
+	uint32_t *at = calloc(t->n, sizeof *at);
 	bool *noop = calloc(t->n, sizeof *noop);
 	*dirty = false;
-	if (!h || !noop) {
-		free(h);
+	if (!at || !noop) {
+		free(at);
 		free(noop);
 		return st_seterr(err, ST_ENOMEM, "out of memory");
 	}
 	for (uint32_t i = 0; i < t->n && rc == ST_OK; i++) {
 		struct staged *w = &t->w[i];
-		if ((rc = head_get_fixed(s, txn, w->table, &h[i], err)) == ST_OK &&
-		    h[i].tid != w->tid)
-			rc = st_seterr(err, ST_ECONFLICT,
-				       "table '%s' was dropped or replaced after this write read it",
-				       w->table);
+		if ((rc = head_cached(s, txn, hc, w, &at[i], err)) != ST_OK)
+			break;
+		struct table_head *h = &hc->h[at[i]];
 		/* A concurrent retry that won is the same outcome: a no-op. */
-		noop[i] = w->noop || (rc == ST_OK && w->app_id &&
-				      app_version_of(s, txn, h[i].tid, w->app_id) >= w->app_version);
-		if (rc == ST_OK && !noop[i])
-			rc = check_conflicts(s, txn, w, &h[i], err);
+		noop[i] = w->noop || (w->app_id && app_version_of(s, txn, h->tid, w->app_id) >=
+							w->app_version);
+		if (!noop[i])
+			rc = check_conflicts(s, txn, w, h, err);
 	}
 	for (uint32_t i = 0; i < t->n && rc == ST_OK; i++) {
 		struct staged *w = &t->w[i];
+		struct table_head *h = &hc->h[at[i]];
 		if (noop[i]) {
-			res[i] = (struct st_commit_result){.version = h[i].version,
-							   .time_us = h[i].time_us, .noop = true};
+			res[i] = (struct st_commit_result){.version = h->version,
+							   .time_us = h->time_us, .noop = true};
 			continue;
 		}
 		*dirty = true;
-		rc = apply(s, txn, w, &h[i], &res[i], err);
+		hc->dirty[at[i]] = true;
+		rc = apply(s, txn, w, h, &res[i], err);
 	}
-	for (uint32_t i = 0; i < t->n; i++)
-		head_fini(&h[i]);
-	free(h);
+	free(at);
 	free(noop);
+	return rc;
+}
+
+/* Store the heads a group changed. */
+static int head_cache_flush(st_store *s, MDB_txn *txn, struct head_cache *hc, struct st_err *err)
+{
+	int rc = ST_OK;
+	for (uint32_t i = 0; i < hc->n && rc == ST_OK; i++)
+		if (hc->dirty[i])
+			rc = head_put(s, txn, &hc->h[i], err);
 	return rc;
 }
 
@@ -1090,44 +1143,76 @@ struct gc_entry {
 	int rc;                     /* its outcome */
 	bool decided;               /* rc is final (within lead_group) */
 	bool done;                  /* decided and published */
+	bool lead;                  /* woken to lead the next group */
+	pthread_cond_t wake;        /* signalled when done or lead is set */
 	struct gc_entry *next;      /* next in the queue */
 };
 
+/* Largest group: a bound on one LMDB transaction's size. */
+#define GC_MAX_GROUP 256
+
 /*
- * Group commit: committers queue up; whoever finds no leader becomes one,
- * takes the whole queue and decides it in one LMDB write transaction, each
- * committer with its own versions, its own conflict check and its own
- * result, then one durable LMDB commit for all. Conflict checks write
- * nothing, so a conflict costs no undo; an error after a committer began
- * writing (map full, out of memory) aborts the group's transaction and the
- * group is redone without that committer (each round decides at least one,
- * so this ends).
+ * Decide one group in one LMDB write transaction, each committer with its
+ * own versions, its own conflict check and its own result, then one
+ * durable LMDB commit for all. Committers that queue up while the group is
+ * being decided join it (up to GC_MAX_GROUP): they would otherwise wait a
+ * whole commit for the next group. Conflict checks write nothing, so a
+ * conflict costs no undo; an error after a committer began writing (map
+ * full, out of memory) aborts the group's transaction and the group is
+ * redone without that committer (each round decides at least one, so this
+ * ends).
  */
 static void lead_group(st_store *s, struct gc_entry *batch)
 {
+	struct head_cache hc = {0};
+	uint32_t size = 0;
+	struct gc_entry *tail = batch;
+	for (struct gc_entry *e = batch; e; e = e->next, size++)
+		tail = e;
 	for (;;) {
 		MDB_txn *txn = NULL;
 		struct st_err gerr;
 		struct gc_entry *failed = NULL;
 		int grc = store_write_begin(s, &txn, "committing", &gerr);
 		bool any = false;
+		head_cache_reset(&hc);
 		for (struct gc_entry *e = batch; e && !failed; e = e->next) {
-			if (e->decided)
-				continue;
-			memset(e->res, 0, e->t->n * sizeof *e->res);
-			if (grc != ST_OK) {
-				e->rc = st_seterr(e->err, grc, "%s", gerr.msg);
-				e->decided = true;
-				continue;
+			if (!e->decided) {
+				memset(e->res, 0, e->t->n * sizeof *e->res);
+				if (grc != ST_OK) {
+					e->rc = st_seterr(e->err, grc, "%s", gerr.msg);
+					e->decided = true;
+				} else {
+					bool dirty;
+					e->rc = commit_one(s, txn, &hc, e->t, e->res, &dirty, e->err);
+					if (e->rc == ST_OK)
+						any = true;
+					else if (dirty)
+						failed = e;
+					else
+						e->decided = true;
+				}
 			}
-			bool dirty;
-			e->rc = commit_one(s, txn, e->t, e->res, &dirty, e->err);
-			if (e->rc == ST_OK)
-				any = true;
-			else if (dirty)
-				failed = e;
-			else
-				e->decided = true;
+			if (!e->next && !failed && grc == ST_OK && size < GC_MAX_GROUP) {
+				/* Take in whoever queued up meanwhile. */
+				pthread_mutex_lock(&s->gc_lock);
+				for (struct gc_entry *q = s->gc_head; q && size < GC_MAX_GROUP;
+				     q = s->gc_head) {
+					s->gc_head = q->next;
+					q->next = NULL;
+					tail = tail->next = q;
+					size++;
+				}
+				if (!s->gc_head)
+					s->gc_tail = NULL;
+				pthread_mutex_unlock(&s->gc_lock);
+			}
+		}
+		if (!failed && grc == ST_OK && any &&
+		    (grc = head_cache_flush(s, txn, &hc, &gerr)) != ST_OK) {
+			/* Nothing of this group can commit. */
+			mdb_txn_abort(txn);
+			txn = NULL;
 		}
 		if (failed) {
 			/* txn is unusable: decide the one that broke it, redo the rest. */
@@ -1161,39 +1246,56 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 			}
 		}
 		store_write_end(s, txn);
+		head_cache_reset(&hc);
+		free(hc.h);
+		free(hc.dirty);
 		return;
 	}
 }
 
+/*
+ * Group commit: committers queue up; whoever finds no leader becomes one
+ * and takes the whole queue as its group (lead_group). When the group is
+ * committed the leader hands leadership straight to the head of the queue
+ * and wakes its own group's members, each with one targeted wake-up.
+ */
 int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 {
 	st_store *s = t->s;
 	struct gc_entry me = {.t = t, .res = res, .err = err};
+	pthread_cond_init(&me.wake, NULL);
 	pthread_mutex_lock(&s->gc_lock);
 	if (s->gc_tail)
 		s->gc_tail->next = &me;
 	else
 		s->gc_head = &me;
 	s->gc_tail = &me;
-	while (!me.done) {
-		if (s->gc_leader) {
-			pthread_cond_wait(&s->gc_cond, &s->gc_lock);
-			continue;
-		}
+	/* No leader means an empty queue: then I lead at once. */
+	while (s->gc_leader && !me.lead && !me.done)
+		pthread_cond_wait(&me.wake, &s->gc_lock);
+	if (!me.done) {
+		/* Lead: take the queue (me first in it) as the group. */
 		struct gc_entry *batch = s->gc_head;
 		s->gc_head = s->gc_tail = NULL;
 		s->gc_leader = true;
 		pthread_mutex_unlock(&s->gc_lock);
 		lead_group(s, batch);
 		pthread_mutex_lock(&s->gc_lock);
+		if (s->gc_head) { /* leadership passes straight on */
+			s->gc_head->lead = true;
+			pthread_cond_signal(&s->gc_head->wake);
+		} else {
+			s->gc_leader = false;
+		}
 		for (struct gc_entry *e = batch, *nx; e; e = nx) {
 			nx = e->next;
 			e->done = true;
+			if (e != &me)
+				pthread_cond_signal(&e->wake);
 		}
-		s->gc_leader = false;
-		pthread_cond_broadcast(&s->gc_cond);
 	}
 	pthread_mutex_unlock(&s->gc_lock);
+	pthread_cond_destroy(&me.wake);
 	st_txn_abort(t);
 	return me.rc;
 }

@@ -249,12 +249,12 @@ static void t_orphans_removed_and_chain_verified(void)
 	MDB_dbi dbi;
 	snprintf(p, sizeof p, "%s/store", dir);
 	REQUIRE(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 16);
 	REQUIRE(mdb_env_open(env, p, 0, 0644) == 0);
 	REQUIRE(mdb_txn_begin(env, NULL, 0, &txn) == 0);
-	REQUIRE(mdb_dbi_open(txn, "commits", 0, &dbi) == 0);
-	uint8_t key[16] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1};
-	MDB_val k = {16, key}, v;
+	REQUIRE(mdb_dbi_open(txn, NULL, 0, &dbi) == 0);
+	/* STORE.md §2: commit key = 03, tid 1, 02, version 1. */
+	uint8_t key[18] = {3, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 1};
+	MDB_val k = {18, key}, v;
 	REQUIRE(mdb_get(txn, dbi, &k, &v) == 0);
 	uint8_t *copy = malloc(v.mv_size);
 	memcpy(copy, v.mv_data, v.mv_size);

@@ -541,6 +541,116 @@ static void t_group_commit_concurrent_writers(void)
 	st_store_close(s);
 }
 
+/* Groups mixing tables, multi-table commits and idempotent retries: each
+ * committer's result is its own, and the heads a group advances together
+ * stay consistent (the store reopens with its checksum chains intact). */
+enum { MIX_THREADS = 6, MIX_ROUNDS = 20 };
+static int64_t count_table(st_store *s, const char *table, struct st_at at);
+
+struct mix_arg {
+	st_store *s;                         /* the store */
+	int k;                               /* thread number */
+	int failed, noops;                   /* outcomes */
+	uint64_t lsn_max;                    /* largest LSN it got */
+};
+
+static void *mix_writer(void *p)
+{
+	struct mix_arg *a = p;
+	struct st_err err;
+	for (int i = 0; i < MIX_ROUNDS; i++) {
+		int64_t id[2] = {a->k * 1000 + 2 * i, a->k * 1000 + 2 * i + 1};
+		const char *names[1] = {"id"};
+		struct st_vec v = {.type = ST_TYPE_INT64, .n = 2, .data = id};
+		struct st_batch b = {1, names, &v, 2};
+		struct st_commit_result r[2];
+		if (a->k % 2 == 0) { /* plain appends to one table */
+			if (st_write(a->s, "readings", &b, 1, NULL, r, &err) != ST_OK)
+				a->failed++;
+			else if (r[0].lsn > a->lsn_max)
+				a->lsn_max = r[0].lsn;
+			continue;
+		}
+		/* Both tables at once, idempotent; then the same again: a no-op. */
+		char app[16];
+		snprintf(app, sizeof app, "w%d", a->k);
+		struct st_write_opts o = {.app_id = app, .app_version = (uint64_t)i + 1};
+		for (int again = 0; again < 2; again++) {
+			st_txn *t = NULL;
+			if (st_txn_begin(a->s, &t, &err) != ST_OK ||
+			    st_txn_write(t, "readings", &b, 1, &o, &err) != ST_OK ||
+			    st_txn_write(t, "other", &b, 1, &o, &err) != ST_OK) {
+				st_txn_abort(t);
+				a->failed++;
+			} else if (st_txn_commit(t, r, &err) != ST_OK) {
+				a->failed++;
+			} else {
+				a->noops += r[0].noop && r[1].noop;
+				a->failed += r[0].noop != r[1].noop || r[0].noop != (again == 1);
+				if (!r[0].noop && r[1].lsn != r[0].lsn + 1)
+					a->failed++;
+				if (r[1].lsn > a->lsn_max)
+					a->lsn_max = r[1].lsn;
+			}
+		}
+	}
+	return NULL;
+}
+
+static void t_group_commit_mixed(void)
+{
+	const char *dir = new_dir();
+	char path[128];
+	memcpy(path, dir, sizeof path);
+	st_store *s = open_with_table(path);
+	struct st_err err;
+	struct st_table_spec spec = {.name = "other", .cols = sensor_cols, .ncols = 3};
+	REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	struct mix_arg a[MIX_THREADS];
+	pthread_t th[MIX_THREADS];
+	for (int k = 0; k < MIX_THREADS; k++) {
+		a[k] = (struct mix_arg){.s = s, .k = k};
+		pthread_create(&th[k], NULL, mix_writer, &a[k]);
+	}
+	int failed = 0, noops = 0;
+	uint64_t lsn_max = 0;
+	for (int k = 0; k < MIX_THREADS; k++) {
+		pthread_join(th[k], NULL);
+		failed += a[k].failed;
+		noops += a[k].noops;
+		lsn_max = a[k].lsn_max > lsn_max ? a[k].lsn_max : lsn_max;
+	}
+	CHECK_EQ(failed, 0);
+	CHECK_EQ(noops, MIX_THREADS / 2 * MIX_ROUNDS);
+	CHECK_EQ(st_store_lsn(s), lsn_max);
+	st_store_close(s);
+	/* Reopening verifies every table's checksum chain against its head. */
+	REQUIRE(st_store_open(path, &store_opts, &s, &err) == ST_OK);
+	CHECK_EQ(st_store_lsn(s), lsn_max);
+	CHECK_EQ(count_table(s, "readings", (struct st_at){0, 0}), MIX_THREADS * MIX_ROUNDS * 2);
+	CHECK_EQ(count_table(s, "other", (struct st_at){0, 0}), MIX_THREADS / 2 * MIX_ROUNDS * 2);
+	struct act_commit **h;
+	uint32_t n;
+	REQUIRE(st_history(s, "readings", 0, &h, &n, &err) == ST_OK);
+	CHECK_EQ(n, MIX_THREADS * MIX_ROUNDS + 1); /* the create, then one per commit */
+	int gaps = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		gaps += h[i]->version != n - 1 - i || (i > 0 && h[i]->lsn >= h[i - 1]->lsn);
+		act_commit_free(h[i]);
+	}
+	free(h);
+	CHECK_EQ(gaps, 0);
+	struct st_verify_result vr;
+	REQUIRE(st_verify(s, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.nproblems, 0);
+	st_verify_result_fini(&vr);
+	/* The next commit continues the LSN sequence. */
+	struct st_commit_result r;
+	REQUIRE(append(s, 50000, 1, &r, &err, NULL) == ST_OK);
+	CHECK_EQ(r.lsn, lsn_max + 1);
+	st_store_close(s);
+}
+
 static void t_restore(void)
 {
 	st_store *s = open_with_table(new_dir());
@@ -1235,6 +1345,7 @@ static const struct test_case tests[] = {
 	{"snapshot_across_tables_at_lsn", t_snapshot_across_tables_at_lsn},
 	{"map_full_is_clean", t_map_full_is_clean},
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
+	{"group_commit_mixed", t_group_commit_mixed},
 	{"create_append_time_travel", t_create_append_time_travel},
 	{"overwrite_keeps_old_versions", t_overwrite_keeps_old_versions},
 	{"schema_enforcement_writes_nothing", t_schema_enforcement_writes_nothing},
