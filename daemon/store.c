@@ -312,6 +312,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		goto out;
 	}
 	s->lock_fd = -1;
+	s->prealloc_fd = -1;
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->gc_lock, NULL);
 	pthread_mutex_init(&s->pin_lock, NULL);
@@ -359,6 +360,13 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	}
 	int dead = 0;
 	mdb_reader_check(s->env, &dead);
+	MDB_stat est;
+	if ((mrc = mdb_env_stat(s->env, &est)) != 0 ||
+	    (mrc = mdb_env_get_fd(s->env, &s->prealloc_fd)) != 0) {
+		rc = store_lmdb_err(err, mrc, path);
+		goto out;
+	}
+	s->psize = est.ms_psize;
 	if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
 		rc = store_lmdb_err(err, mrc, "opening the store");
 		goto out;
@@ -912,6 +920,42 @@ int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err 
 	return ST_OK;
 }
 
+/*
+ * Zero-fill the LMDB data file ahead of the pages LMDB will use next
+ * (STORE.md §4): a commit whose pages land in already-written blocks is
+ * synced without an ext4 journal commit for the new blocks and file size
+ * (the reason databases zero-fill their logs). Called under the write
+ * lock, when LMDB writes nothing: every page it has written is at or
+ * below its last page, and the file ends at or beyond that. Failures are
+ * harmless (LMDB extends the file itself) and leave the rest for later.
+ */
+static void prealloc(st_store *s)
+{
+	MDB_envinfo info;
+	if (s->opts.nosync || s->prealloc_fd < 0 || mdb_env_info(s->env, &info) != 0)
+		return;
+	uint64_t used = ((uint64_t)info.me_last_pgno + 1) * s->psize;
+	if (used + STORE_PREALLOC / 2 <= s->prealloc_end)
+		return;
+	struct stat st;
+	if (fstat(s->prealloc_fd, &st) != 0)
+		return;
+	uint64_t from = (uint64_t)st.st_size, to = used + STORE_PREALLOC;
+	if (to > s->opts.map_size)
+		to = s->opts.map_size;
+	static const uint8_t zeros[65536];
+	for (uint64_t at = from; at < to;) {
+		size_t n = to - at < sizeof zeros ? (size_t)(to - at) : sizeof zeros;
+		ssize_t w = pwrite(s->prealloc_fd, zeros, n, (off_t)at);
+		if (w <= 0)
+			return;
+		at += (uint64_t)w;
+	}
+	if (to > from && fdatasync(s->prealloc_fd) != 0)
+		return;
+	s->prealloc_end = to > from ? to : from;
+}
+
 int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_err *err)
 {
 	int mrc;
@@ -919,6 +963,7 @@ int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_er
 	pthread_mutex_lock(&s->write_lock);
 	if (s->failed)
 		return st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
+	prealloc(s);
 	if ((mrc = mdb_txn_begin(s->env, NULL, 0, txn)) != 0) {
 		*txn = NULL;
 		return store_lmdb_err(err, mrc, what);

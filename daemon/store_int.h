@@ -23,6 +23,7 @@
 #define STORE_VERIFY_DEPTH 64  /* newest commits per table whose chain open verifies */
 #define STORE_INLINE_MAX 16384 /* default largest segment kept inline in LMDB */
 #define STORE_INLINE_ROWS 4096 /* writes up to this many rows are encoded in memory */
+#define STORE_PREALLOC (4u << 20) /* LMDB's data file is zero-filled this far ahead */
 
 /* Key kinds (first byte) and a table's record kinds (byte 9) of STORE.md §2. */
 enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3 };
@@ -42,6 +43,9 @@ struct st_store {
 	pthread_mutex_t write_lock;  /* one writer at a time */
 	uint64_t last_lsn;           /* LSN of the newest committed commit (atomic) */
 	uint64_t txn_lsn;            /* the same inside the open write txn (write_lock) */
+	int prealloc_fd;             /* LMDB's data file (its own fd; not ours to close) */
+	uint32_t psize;              /* LMDB page size */
+	uint64_t prealloc_end;       /* data file zero-filled up to here (write_lock) */
 	int failed;                  /* sticky: a failed fsync or LMDB commit */
 	char failmsg[ST_ERR_MSG_MAX]; /* what failed */
 	struct st_store_opts opts;   /* options, defaults filled in */

@@ -1148,6 +1148,10 @@ struct gc_entry {
 	struct gc_entry *next;      /* next in the queue */
 };
 
+/* A leader leads the groups that queue up behind its own, at most this
+ * many in all, before it passes leadership on (its own caller waits). */
+#define GC_LEAD_ROUNDS 8
+
 /* Largest group: a bound on one LMDB transaction's size. */
 #define GC_MAX_GROUP 256
 
@@ -1273,25 +1277,40 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 	/* No leader means an empty queue: then I lead at once. */
 	while (s->gc_leader && !me.lead && !me.done)
 		pthread_cond_wait(&me.wake, &s->gc_lock);
-	if (!me.done) {
-		/* Lead: take the queue (me first in it) as the group. */
-		struct gc_entry *batch = s->gc_head;
-		s->gc_head = s->gc_tail = NULL;
+	if (me.done) {
+		/* Woken in a chain: wake the next member of my group. */
+		if (me.next)
+			pthread_cond_signal(&me.next->wake);
+	} else {
 		s->gc_leader = true;
-		pthread_mutex_unlock(&s->gc_lock);
-		lead_group(s, batch);
-		pthread_mutex_lock(&s->gc_lock);
-		if (s->gc_head) { /* leadership passes straight on */
-			s->gc_head->lead = true;
-			pthread_cond_signal(&s->gc_head->wake);
-		} else {
-			s->gc_leader = false;
-		}
-		for (struct gc_entry *e = batch, *nx; e; e = nx) {
-			nx = e->next;
-			e->done = true;
-			if (e != &me)
-				pthread_cond_signal(&e->wake);
+		for (int round = 1;; round++) {
+			/* Lead: take the queue as the group. */
+			struct gc_entry *batch = s->gc_head, *chain = NULL, **link = &chain;
+			s->gc_head = s->gc_tail = NULL;
+			pthread_mutex_unlock(&s->gc_lock);
+			lead_group(s, batch);
+			pthread_mutex_lock(&s->gc_lock);
+			/* Publish: each member, once woken, wakes the next. */
+			for (struct gc_entry *e = batch, *nx; e; e = nx) {
+				nx = e->next;
+				e->done = true;
+				if (e != &me) {
+					*link = e;
+					link = &e->next;
+				}
+			}
+			*link = NULL;
+			if (chain)
+				pthread_cond_signal(&chain->wake);
+			if (!s->gc_head) {
+				s->gc_leader = false;
+				break;
+			}
+			if (round == GC_LEAD_ROUNDS) { /* pass leadership on */
+				s->gc_head->lead = true;
+				pthread_cond_signal(&s->gc_head->wake);
+				break;
+			}
 		}
 	}
 	pthread_mutex_unlock(&s->gc_lock);
