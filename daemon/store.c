@@ -640,37 +640,48 @@ void file_rec_fini(struct file_rec *f)
 
 /* ---- commits ----------------------------------------------------------- */
 
+int store_put_encoded(st_store *s, MDB_txn *txn, struct table_head *h, uint8_t *enc,
+		      size_t len, const struct act_stamps *at, bool metadata, uint64_t duration_us,
+		      struct st_err *err)
+{
+	/* A new table's head has version UINT64_MAX, time 0 and checksum 0,
+	 * so its first commit is version 0 with prev_checksum 0. */
+	uint64_t version = h->version + 1, lsn = s->txn_lsn + 1;
+	int64_t now = store_now_us(), t = now > h->time_us ? now : h->time_us + 1;
+	act_stamp(enc, at, version, lsn, t, h->checksum, duration_us);
+	uint8_t key[COMMIT_KEY_LEN];
+	commit_key(key, h->tid, version);
+	MDB_val k = {sizeof key, key}, v = {len, enc};
+	int mrc = mdb_put(txn, s->dbi, &k, &v, MDB_NOOVERWRITE);
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "writing a commit");
+	s->txn_lsn = lsn;
+	h->lsn = lsn;
+	h->version = version;
+	h->time_us = t;
+	if (metadata)
+		h->meta_version = version;
+	h->checksum = act_checksum(h->checksum, enc, len);
+	return ST_OK;
+}
+
 int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act_commit *c,
 		     struct st_err *err)
 {
-	int rc = ST_OK, mrc;
 	struct st_buf b = {0};
-	/* A new table's head has version UINT64_MAX, time 0 and checksum 0,
-	 * so its first commit is version 0 with prev_checksum 0. */
+	struct act_stamps at;
+	uint32_t prev = h->checksum;
 	c->table_id = h->tid;
-	c->version = h->version + 1;
-	c->lsn = s->txn_lsn + 1;
-	int64_t now = store_now_us();
-	c->time_us = now > h->time_us ? now : h->time_us + 1;
-	c->prev_checksum = h->checksum;
-	if ((rc = act_encode(c, &b, err)) != ST_OK)
-		goto out;
-	uint8_t key[COMMIT_KEY_LEN];
-	commit_key(key, h->tid, c->version);
-	MDB_val k = {sizeof key, key}, v = {b.len, b.data};
-	if ((mrc = mdb_put(txn, s->dbi, &k, &v, MDB_NOOVERWRITE)) != 0)
-		goto lmdb;
-	s->txn_lsn = c->lsn;
-	h->lsn = c->lsn;
-	h->version = c->version;
-	h->time_us = c->time_us;
-	if (c->metadata)
-		h->meta_version = c->version;
-	h->checksum = act_checksum(c->prev_checksum, b.data, b.len);
-	goto out;
-lmdb:
-	rc = store_lmdb_err(err, mrc, "writing a commit");
-out:
+	int rc = act_encode(c, &b, &at, err);
+	if (rc == ST_OK)
+		rc = store_put_encoded(s, txn, h, b.data, b.len, &at, c->metadata != NULL,
+				       c->info.duration_us, err);
+	if (rc == ST_OK) {
+		c->version = h->version;
+		c->lsn = h->lsn;
+		c->time_us = h->time_us;
+		c->prev_checksum = prev;
+	}
 	st_buf_free(&b);
 	return rc;
 }
@@ -815,23 +826,30 @@ int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, u
 	return rc;
 }
 
+int store_file_put_encoded(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid,
+			   uint8_t *rec, size_t len, uint64_t added, struct st_err *err)
+{
+	uint8_t key[FILE_KEY_LEN];
+	st_put_le64(rec, added);
+	file_key(key, tid, STORE_LIVE, fid);
+	MDB_val k = {sizeof key, key}, v = {len, rec};
+	int mrc = mdb_put(txn, s->dbi, &k, &v, MDB_NOOVERWRITE);
+	return mrc ? store_lmdb_err(err, mrc, "recording a file") : ST_OK;
+}
+
 int store_file_put(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
 		   const uint8_t *inl, size_t inl_len, struct st_err *err)
 {
 	struct st_buf rec = {0};
-	uint8_t key[FILE_KEY_LEN];
 	int rc = file_rec_encode(f, &rec);
 	if (rc == ST_OK && inl)
 		st_buf_append(&rec, inl, inl_len);
-	if (rc != ST_OK || rec.oom) {
-		st_buf_free(&rec);
-		return st_seterr(err, ST_ENOMEM, "out of memory");
-	}
-	file_key(key, tid, f->removed, f->fid);
-	MDB_val k = {sizeof key, key}, v = {rec.len, rec.data};
-	int mrc = mdb_put(txn, s->dbi, &k, &v, MDB_NOOVERWRITE);
+	if (rc != ST_OK || rec.oom)
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	else
+		rc = store_file_put_encoded(s, txn, tid, f->fid, rec.data, rec.len, f->added, err);
 	st_buf_free(&rec);
-	return mrc ? store_lmdb_err(err, mrc, "recording a file") : ST_OK;
+	return rc;
 }
 
 int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,

@@ -197,10 +197,14 @@ int store_each_head(st_store *s, MDB_txn *txn, int (*fn)(void *arg, uint64_t tid
 int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct file_rec **out,
 		   uint32_t *n, struct st_err *err);
 void file_recs_free(struct file_rec *f, uint32_t n);
-/* Record file f of table tid (its key from f->removed and f->fid); an
- * inline file's segment bytes follow the record in the same value. */
+/* Record live file f of table tid (its key from f->fid); an inline file's
+ * segment bytes follow the record in the same value. */
 int store_file_put(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
 		   const uint8_t *inl, size_t inl_len, struct st_err *err);
+/* The same with the record already encoded (file_rec_encode, then any
+ * inline bytes): its added version is filled in here. */
+int store_file_put_encoded(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid,
+			   uint8_t *rec, size_t len, uint64_t added, struct st_err *err);
 /* Copy the segment bytes of inline file f (malloc'ed into *out) in txn,
  * or in a read transaction of its own when txn is NULL. */
 int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
@@ -226,6 +230,13 @@ void store_seg_path(const st_store *s, uint64_t tid, uint64_t fid, char *buf, si
  * table h inside txn, and advance h's version/time/checksum. */
 int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act_commit *c,
 		     struct st_err *err);
+
+/* The same for a commit encoded in advance (act_encode with stamps at):
+ * stamps it with h's next version, the next LSN, the commit time and h's
+ * checksum, stores it and advances h. */
+int store_put_encoded(st_store *s, MDB_txn *txn, struct table_head *h, uint8_t *enc,
+		      size_t len, const struct act_stamps *at, bool metadata, uint64_t duration_us,
+		      struct st_err *err);
 
 /* The version of table tid at or before time t (µs): ST_ERANGE if none. */
 int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, uint64_t *v,

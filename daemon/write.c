@@ -379,6 +379,9 @@ struct staged {
 	uint64_t app_version;       /* its version */
 	bool noop;                  /* already committed under app_id */
 	int64_t t0;                 /* when the write was staged (metrics) */
+	struct st_buf crec;         /* its commit, encoded before it queues (prepare) */
+	struct act_stamps cat;      /* where crec's version, LSN, time... are stamped */
+	struct st_buf frec;         /* the new file's record and inline bytes (rows > 0) */
 };
 
 struct st_txn {
@@ -402,6 +405,8 @@ static void staged_fini(struct staged *w)
 	for (uint32_t i = 0; i < w->nrw; i++)
 		store_rewrite_fini(&w->rw[i]);
 	free(w->rw);
+	st_buf_free(&w->crec);
+	st_buf_free(&w->frec);
 }
 
 int st_txn_begin(st_store *s, st_txn **out, struct st_err *err)
@@ -927,23 +932,22 @@ static int check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 	return rc;
 }
 
-/* Apply w to table h inside txn; the caller stores the advanced head. */
-static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head *h,
-		 struct st_commit_result *res, struct st_err *err)
+/*
+ * Encode w's commit and its new file's record before w queues for a group
+ * (outside the write lock): everything in them is known by now except the
+ * version, LSN and times, which apply stamps in.
+ */
+static int prepare(struct staged *w, struct st_err *err)
 {
-	int rc = ST_OK, mrc;
+	int rc = ST_OK;
 	struct act_remove *rm = calloc(w->nread + 1, sizeof *rm);
-	struct st_buf rec = {0};
-	uint8_t key[APP_KEY_MAX];
-	if (!rm)
-		return st_seterr(err, ST_ENOMEM, "out of memory");
+	struct act_add *adds = calloc(w->nrw + 2, sizeof *adds);
+	if (!rm || !adds) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
 	for (uint32_t i = 0; i < w->nread; i++)
 		rm[i] = (struct act_remove){w->read_files[i], !w->compaction};
-	struct act_add *adds = calloc(w->nrw + 2, sizeof *adds);
-	if (!adds) {
-		free(rm);
-		return st_seterr(err, ST_ENOMEM, "out of memory");
-	}
 	uint32_t nadd = 0;
 	if (w->rows > 0)
 		adds[nadd++] = w->add;
@@ -957,7 +961,7 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 		params[1].val = ptext;
 	}
 	struct act_txn tx = {w->app_id, w->app_version};
-	struct act_commit c = {0};
+	struct act_commit c = {.table_id = w->tid};
 	c.metadata = w->m.meta_changed ? w->m.meta : NULL;
 	c.adds = adds;
 	c.nadd = nadd;
@@ -975,54 +979,69 @@ static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head 
 	c.info.files_added = nadd;
 	c.info.bytes_added = w->info.size;
 	c.info.files_removed = w->nread;
-	c.info.duration_us = (uint64_t)(store_now_us() - w->t0);
-	if ((rc = store_put_commit(s, txn, h, &c, err)) != ST_OK)
+	w->crec.len = 0;
+	if ((rc = act_encode(&c, &w->crec, &w->cat, err)) != ST_OK || w->rows == 0)
 		goto out;
+	const struct act_add *a = &w->add;
+	uint8_t types[ST_MAX_COLUMNS];
+	for (uint32_t i = 0; i < a->ncols; i++)
+		types[i] = w->m.meta->schema.fields[i].type;
+	struct file_rec f = {.fid = a->file_id, .removed = STORE_LIVE, .size = a->size,
+			     .rows = a->rows, .crc = a->crc, .flags = 2u | (w->inl ? 1u : 0u),
+			     .ncols = a->ncols, .field_ids = a->field_ids, .types = types,
+			     .stats = a->stats};
+	w->frec.len = 0;
+	if (file_rec_encode(&f, &w->frec) == ST_OK && w->inl)
+		st_buf_append(&w->frec, w->inl, w->inl_len);
+	if (w->frec.oom || w->frec.len == 0)
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+out:
+	free(rm);
+	free(adds);
+	return rc;
+}
+
+/* Apply w (prepared) to table h inside txn; the caller stores the advanced
+ * head and its metadata. */
+static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head *h,
+		 struct st_commit_result *res, struct st_err *err)
+{
+	int rc, mrc;
+	uint8_t key[APP_KEY_MAX];
+	if ((rc = store_put_encoded(s, txn, h, w->crec.data, w->crec.len, &w->cat,
+				    w->m.meta_changed, (uint64_t)(store_now_us() - w->t0), err)) != ST_OK)
+		return rc;
 	for (uint32_t i = 0; i < w->nread && rc == ST_OK; i++)
 		rc = store_mark_removed(s, txn, h->tid, w->read_files[i], h->version, h->time_us, err);
-	if (rc != ST_OK)
-		goto out;
-	for (uint32_t j = 0; j < nadd; j++) {
-		const struct act_add *a = &adds[j];
-		bool mine = w->rows > 0 && j == 0; /* the new rows; the rest are rewrites */
-		const uint8_t *inl = mine ? w->inl : NULL;
-		size_t inl_len = mine ? w->inl_len : 0;
+	if (rc == ST_OK && w->rows > 0)
+		rc = store_file_put_encoded(s, txn, h->tid, w->add.file_id, w->frec.data, w->frec.len,
+					    h->version, err);
+	for (uint32_t j = 0; j < w->nrw && rc == ST_OK; j++) { /* files rewritten */
+		const struct act_add *a = &w->rw[j].add;
 		struct file_rec f = {.fid = a->file_id, .added = h->version, .removed = STORE_LIVE,
-				     .size = a->size, .rows = a->rows, .crc = a->crc,
-				     .flags = 2u | (inl ? 1u : 0u), .ncols = a->ncols,
-				     .field_ids = a->field_ids, .stats = a->stats};
-		uint8_t types[ST_MAX_COLUMNS];
-		for (uint32_t i = 0; mine && i < a->ncols; i++)
-			types[i] = w->m.meta->schema.fields[i].type;
-		f.types = mine ? types : w->rw[w->rows > 0 ? j - 1 : j].types;
-		if ((rc = store_file_put(s, txn, h->tid, &f, inl, inl_len, err)) != ST_OK)
-			goto out;
+				     .size = a->size, .rows = a->rows, .crc = a->crc, .flags = 2u,
+				     .ncols = a->ncols, .field_ids = a->field_ids,
+				     .types = w->rw[j].types, .stats = a->stats};
+		rc = store_file_put(s, txn, h->tid, &f, NULL, 0, err);
 		if (a->file_id >= h->next_fid)
 			h->next_fid = a->file_id + 1;
 	}
+	if (rc != ST_OK)
+		return rc;
+	if (w->rows > 0 && w->add.file_id >= h->next_fid)
+		h->next_fid = w->add.file_id + 1;
 	if (w->app_id) {
 		uint8_t ver[8];
 		st_put_le64(ver, w->app_version);
 		MDB_val k = app_key(key, h->tid, w->app_id), v = {8, ver};
-		if ((mrc = mdb_put(txn, s->dbi, &k, &v, 0)) != 0) {
-			rc = store_lmdb_err(err, mrc, "recording an app version");
-			goto out;
-		}
-	}
-	if (w->m.meta_changed) {
-		act_metadata_free(h->meta);
-		h->meta = w->m.meta;
-		w->m.meta = NULL;
+		if ((mrc = mdb_put(txn, s->dbi, &k, &v, 0)) != 0)
+			return store_lmdb_err(err, mrc, "recording an app version");
 	}
 	res->version = h->version;
 	res->time_us = h->time_us;
 	res->rows = w->rows;
-	res->lsn = c.lsn;
-out:
-	free(rm);
-	free(adds);
-	st_buf_free(&rec);
-	return rc;
+	res->lsn = h->lsn;
+	return ST_OK;
 }
 
 /*
@@ -1038,8 +1057,10 @@ struct head_cache {
 
 static void head_cache_reset(struct head_cache *hc)
 {
+	/* A changed head's metadata is borrowed from the staged write that
+	 * changed it (it lives until the group is done): not freed here. */
 	for (uint32_t i = 0; i < hc->n; i++)
-		head_fini(&hc->h[i]);
+		hc->h[i].meta = NULL;
 	hc->n = 0;
 }
 
@@ -1119,6 +1140,8 @@ static int commit_one(st_store *s, MDB_txn *txn, struct head_cache *hc, st_txn *
 		*dirty = true;
 		hc->dirty[at[i]] = true;
 		rc = apply(s, txn, w, h, &res[i], err);
+		if (rc == ST_OK && w->m.meta_changed)
+			h->meta = w->m.meta; /* borrowed, see head_cache_reset */
 	}
 	free(at);
 	free(noop);
@@ -1267,6 +1290,14 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 {
 	st_store *s = t->s;
 	struct gc_entry me = {.t = t, .res = res, .err = err};
+	for (uint32_t i = 0; i < t->n; i++) {
+		int rc = t->w[i].noop ? ST_OK : prepare(&t->w[i], err);
+		if (rc != ST_OK) {
+			memset(res, 0, t->n * sizeof *res);
+			st_txn_abort(t);
+			return rc;
+		}
+	}
 	pthread_cond_init(&me.wake, NULL);
 	pthread_mutex_lock(&s->gc_lock);
 	if (s->gc_tail)

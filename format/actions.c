@@ -148,19 +148,55 @@ static void pk_add(msgpack_packer *pk, const struct act_add *a)
 	}
 }
 
-int act_encode(const struct act_commit *c, struct st_buf *out, struct st_err *err)
+/* Key, then a fixed-width integer (tag, then `width` big-endian bytes of
+ * v) whose offset from `start` goes to *at: it can be stamped in place. */
+static void pk_key_fixed(msgpack_packer *pk, struct st_buf *out, size_t start, unsigned key,
+			 uint8_t tag, int width, uint64_t v, uint32_t *at)
+{
+	uint8_t b[9];
+	msgpack_pack_uint32(pk, key);
+	b[0] = tag;
+	for (int i = 0; i < width; i++)
+		b[1 + i] = (uint8_t)(v >> (8 * (width - 1 - i)));
+	if (at)
+		*at = (uint32_t)(out->len - start + 1);
+	st_buf_append(out, b, 1 + (size_t)width);
+}
+
+static void put_be(uint8_t *p, int width, uint64_t v)
+{
+	for (int i = 0; i < width; i++)
+		p[i] = (uint8_t)(v >> (8 * (width - 1 - i)));
+}
+
+void act_stamp(uint8_t *enc, const struct act_stamps *at, uint64_t version, uint64_t lsn,
+	       int64_t time_us, uint32_t prev_checksum, uint64_t duration_us)
+{
+	put_be(enc + at->version, 8, version);
+	put_be(enc + at->lsn, 8, lsn);
+	put_be(enc + at->time_us, 8, (uint64_t)time_us);
+	put_be(enc + at->prev_checksum, 4, prev_checksum);
+	put_be(enc + at->duration_us, 8, duration_us);
+}
+
+int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps *at,
+	       struct st_err *err)
 {
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, out, buf_write);
 	size_t start = out->len;
+	struct act_stamps none;
+	if (!at)
+		at = &none;
 	msgpack_pack_map(&pk, 11 + (c->metadata != NULL));
 	pk_key_u64(&pk, 0, ACT_FORMAT_VERSION);
 	pk_key_u64(&pk, 1, c->table_id);
-	pk_key_u64(&pk, 2, c->version);
-	pk_key_u64(&pk, 3, c->lsn);
+	/* Fixed width (uint 64, int 64, uint 32): stampable in place. */
+	pk_key_fixed(&pk, out, start, 2, 0xcf, 8, c->version, &at->version);
+	pk_key_fixed(&pk, out, start, 3, 0xcf, 8, c->lsn, &at->lsn);
 	pk_key_u64(&pk, 4, c->epoch);
-	pk_key_i64(&pk, 5, c->time_us);
-	pk_key_u64(&pk, 6, c->prev_checksum);
+	pk_key_fixed(&pk, out, start, 5, 0xd3, 8, (uint64_t)c->time_us, &at->time_us);
+	pk_key_fixed(&pk, out, start, 6, 0xce, 4, c->prev_checksum, &at->prev_checksum);
 	if (c->metadata) {
 		msgpack_pack_uint32(&pk, 7);
 		pk_metadata(&pk, c->metadata, false);
@@ -200,7 +236,7 @@ int act_encode(const struct act_commit *c, struct st_buf *out, struct st_err *er
 	pk_key_u64(&pk, 8, in->files_removed);
 	pk_key_u64(&pk, 9, in->bytes_added);
 	pk_key_u64(&pk, 10, in->bytes_removed);
-	pk_key_u64(&pk, 11, in->duration_us);
+	pk_key_fixed(&pk, out, start, 11, 0xcf, 8, in->duration_us, &at->duration_us);
 	if (out->oom)
 		return st_seterr(err, ST_ENOMEM, "out of memory encoding a commit");
 	if (out->len - start > ACT_MAX_BYTES)

@@ -114,9 +114,22 @@ struct act_commit {
 	struct act_commit_info info; /* always present */
 };
 
-/* Append the msgpack encoding of c to out. Errors: ST_ENOMEM, ST_EINVAL
- * (a string or array above the spec's limits). */
-int act_encode(const struct act_commit *c, struct st_buf *out, struct st_err *err);
+/* Where, in bytes from the start of an encoded commit, the values of the
+ * fields a committer fills in last begin (ACTIONS.md: always fixed width). */
+struct act_stamps {
+	uint32_t version, lsn, time_us, prev_checksum, duration_us;
+};
+
+/* Append the msgpack encoding of c to out; *at (may be NULL) gets the
+ * offsets of its stampable fields. Errors: ST_ENOMEM, ST_EINVAL (a string
+ * or array above the spec's limits), ST_ETOOBIG. */
+int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps *at,
+	       struct st_err *err);
+
+/* Overwrite the stampable fields of an encoded commit in place: a commit
+ * prepared before its version, LSN and time were known. */
+void act_stamp(uint8_t *enc, const struct act_stamps *at, uint64_t version, uint64_t lsn,
+	       int64_t time_us, uint32_t prev_checksum, uint64_t duration_us);
 
 /* Decode n bytes into a new commit (*out, free with act_commit_free).
  * Unknown map keys are skipped. Errors: ST_ECORRUPT (not a valid commit:

@@ -13,8 +13,8 @@ static void same_after_reencode(const struct act_commit *c)
 {
 	struct st_buf a = {0}, b = {0};
 	struct act_commit *d = NULL;
-	if (act_encode(c, &a, NULL) != ST_OK || act_decode(a.data, a.len, &d, NULL) != ST_OK ||
-	    act_encode(d, &b, NULL) != ST_OK || a.len != b.len || memcmp(a.data, b.data, a.len))
+	if (act_encode(c, &a, NULL, NULL) != ST_OK || act_decode(a.data, a.len, &d, NULL) != ST_OK ||
+	    act_encode(d, &b, NULL, NULL) != ST_OK || a.len != b.len || memcmp(a.data, b.data, a.len))
 		abort();
 	act_commit_free(d);
 	st_buf_free(&a);

@@ -68,7 +68,7 @@ static void t_roundtrip(void)
 	struct st_err err;
 	sample(&c, &m, &a, st, fid);
 	struct st_buf b = {0}, b2 = {0};
-	REQUIRE(act_encode(&c, &b, &err) == ST_OK);
+	REQUIRE(act_encode(&c, &b, NULL, &err) == ST_OK);
 	struct act_commit *d;
 	REQUIRE(act_decode(b.data, b.len, &d, &err) == ST_OK);
 	CHECK_EQ(d->table_id, 3);
@@ -93,7 +93,7 @@ static void t_roundtrip(void)
 	CHECK(!strcmp(d->info.params[0].val, "append"));
 	CHECK_EQ(d->info.read_version, 11);
 	/* Re-encoding the decoded commit gives the same bytes. */
-	REQUIRE(act_encode(d, &b2, &err) == ST_OK);
+	REQUIRE(act_encode(d, &b2, NULL, &err) == ST_OK);
 	CHECK(b.len == b2.len && !memcmp(b.data, b2.data, b.len));
 	act_commit_free(d);
 	/* Standalone metadata. */
@@ -159,7 +159,7 @@ static void t_damage_is_refused(void)
 	struct st_err err;
 	sample(&c, &m, &a, st, fid);
 	struct st_buf b = {0};
-	REQUIRE(act_encode(&c, &b, &err) == ST_OK);
+	REQUIRE(act_encode(&c, &b, NULL, &err) == ST_OK);
 	struct act_commit *d;
 	int accepted = 0;
 	for (size_t len = 0; len < b.len; len++)

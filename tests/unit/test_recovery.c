@@ -262,7 +262,7 @@ static void t_orphans_removed_and_chain_verified(void)
 	REQUIRE(act_decode(copy, v.mv_size, &c, &err) == ST_OK);
 	c->info.rows_added = 99; /* a plausible lie, still valid msgpack */
 	struct st_buf nb = {0};
-	REQUIRE(act_encode(c, &nb, &err) == ST_OK);
+	REQUIRE(act_encode(c, &nb, NULL, &err) == ST_OK);
 	act_commit_free(c);
 	MDB_val nv = {nb.len, nb.data};
 	REQUIRE(mdb_put(txn, dbi, &k, &nv, 0) == 0);
