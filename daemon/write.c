@@ -1168,7 +1168,8 @@ struct gc_entry {
 	bool done;                  /* decided and published */
 	bool lead;                  /* woken to lead the next group */
 	pthread_cond_t wake;        /* signalled when done or lead is set */
-	struct gc_entry *next;      /* next in the queue */
+	struct gc_entry *next;      /* next in the queue; once done, a child to wake */
+	struct gc_entry *next2;     /* once done, the other child to wake */
 };
 
 /* A leader leads the groups that queue up behind its own, at most this
@@ -1309,30 +1310,40 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 	while (s->gc_leader && !me.lead && !me.done)
 		pthread_cond_wait(&me.wake, &s->gc_lock);
 	if (me.done) {
-		/* Woken in a chain: wake the next member of my group. */
+		/* Woken in a tree: wake my two children in it. */
 		if (me.next)
 			pthread_cond_signal(&me.next->wake);
+		if (me.next2)
+			pthread_cond_signal(&me.next2->wake);
 	} else {
 		s->gc_leader = true;
 		for (int round = 1;; round++) {
-			/* Lead: take the queue as the group. */
-			struct gc_entry *batch = s->gc_head, *chain = NULL, **link = &chain;
-			s->gc_head = s->gc_tail = NULL;
+			/* Lead: take the queue (at most GC_MAX_GROUP) as the group. */
+			struct gc_entry *batch = s->gc_head, *last = batch, *wake[GC_MAX_GROUP];
+			for (uint32_t n = 1; n < GC_MAX_GROUP && last->next; n++)
+				last = last->next;
+			s->gc_head = last->next;
+			if (!s->gc_head)
+				s->gc_tail = NULL;
+			last->next = NULL;
 			pthread_mutex_unlock(&s->gc_lock);
 			lead_group(s, batch);
 			pthread_mutex_lock(&s->gc_lock);
-			/* Publish: each member, once woken, wakes the next. */
-			for (struct gc_entry *e = batch, *nx; e; e = nx) {
-				nx = e->next;
+			/* Publish: the members form a binary tree in which each one,
+			 * once woken, wakes its two children (log-depth wake-up, one
+			 * signal from here). */
+			uint32_t n = 0;
+			for (struct gc_entry *e = batch; e; e = e->next) {
 				e->done = true;
-				if (e != &me) {
-					*link = e;
-					link = &e->next;
-				}
+				if (e != &me)
+					wake[n++] = e;
 			}
-			*link = NULL;
-			if (chain)
-				pthread_cond_signal(&chain->wake);
+			for (uint32_t i = 0; i < n; i++) {
+				wake[i]->next = 2 * i + 1 < n ? wake[2 * i + 1] : NULL;
+				wake[i]->next2 = 2 * i + 2 < n ? wake[2 * i + 2] : NULL;
+			}
+			if (n)
+				pthread_cond_signal(&wake[0]->wake);
 			if (!s->gc_head) {
 				s->gc_leader = false;
 				break;

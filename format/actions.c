@@ -1,7 +1,7 @@
 /*
  * format/actions.c — the msgpack encoding of commits (format/ACTIONS.md).
  *
- * Encoding goes through libmsgpack-c's packer into an st_buf. Decoding is a
+ * Encoding is a small writer of our own into an st_buf. Decoding is a
  * small bounded reader of our own: every length and count is checked
  * against the bytes that remain before anything is allocated, unknown keys
  * are skipped with a depth limit, and every error names the field and the
@@ -9,7 +9,6 @@
  */
 #include "format/actions.h"
 
-#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -20,119 +19,225 @@
 
 /* ---- encoding ---------------------------------------------------------- */
 
-static int buf_write(void *data, const char *p, size_t n)
+/* A small msgpack writer straight into an st_buf (smallest encodings, as
+ * the spec's rules allow any). On out of memory the buffer's oom flag is
+ * set and the rest is dropped. */
+struct pk {
+	struct st_buf *b;
+};
+
+static uint8_t *room(struct pk *pk, size_t n)
 {
-	struct st_buf *b = data;
-	st_buf_append(b, p, n);
-	return b->oom ? -1 : 0;
+	uint8_t *p = st_buf_reserve(pk->b, n);
+	if (p)
+		pk->b->len += n;
+	return p;
 }
 
-static void pk_str(msgpack_packer *pk, const char *s)
+static void put_be(uint8_t *p, int width, uint64_t v)
+{
+	for (int i = 0; i < width; i++)
+		p[i] = (uint8_t)(v >> (8 * (width - 1 - i)));
+}
+
+/* A tag byte and `width` big-endian bytes of v. */
+static void pk_tagged(struct pk *pk, uint8_t tag, int width, uint64_t v)
+{
+	uint8_t *p = room(pk, 1 + (size_t)width);
+	if (p) {
+		p[0] = tag;
+		put_be(p + 1, width, v);
+	}
+}
+
+static void pk_uint(struct pk *pk, uint64_t v)
+{
+	if (v < 128) {
+		uint8_t *p = room(pk, 1);
+		if (p)
+			*p = (uint8_t)v;
+	} else if (v <= UINT8_MAX) {
+		pk_tagged(pk, 0xcc, 1, v);
+	} else if (v <= UINT16_MAX) {
+		pk_tagged(pk, 0xcd, 2, v);
+	} else if (v <= UINT32_MAX) {
+		pk_tagged(pk, 0xce, 4, v);
+	} else {
+		pk_tagged(pk, 0xcf, 8, v);
+	}
+}
+
+static void pk_int(struct pk *pk, int64_t v)
+{
+	if (v >= 0) {
+		pk_uint(pk, (uint64_t)v);
+	} else if (v >= -32) {
+		uint8_t *p = room(pk, 1);
+		if (p)
+			*p = (uint8_t)(0xe0 | (v + 32));
+	} else if (v >= INT8_MIN) {
+		pk_tagged(pk, 0xd0, 1, (uint64_t)v);
+	} else if (v >= INT16_MIN) {
+		pk_tagged(pk, 0xd1, 2, (uint64_t)v);
+	} else if (v >= INT32_MIN) {
+		pk_tagged(pk, 0xd2, 4, (uint64_t)v);
+	} else {
+		pk_tagged(pk, 0xd3, 8, (uint64_t)v);
+	}
+}
+
+/* A map, array, str or bin header: the fix form (mask, limit) when it fits. */
+static void pk_head(struct pk *pk, uint32_t n, uint8_t fix, uint32_t fixmax, uint8_t t8,
+		    uint8_t t16, uint8_t t32)
+{
+	if (fix && n <= fixmax) {
+		uint8_t *p = room(pk, 1);
+		if (p)
+			*p = (uint8_t)(fix | n);
+	} else if (t8 && n <= UINT8_MAX) {
+		pk_tagged(pk, t8, 1, n);
+	} else if (n <= UINT16_MAX) {
+		pk_tagged(pk, t16, 2, n);
+	} else {
+		pk_tagged(pk, t32, 4, n);
+	}
+}
+
+static void pk_map(struct pk *pk, uint32_t n)
+{
+	pk_head(pk, n, 0x80, 15, 0, 0xde, 0xdf);
+}
+
+static void pk_array(struct pk *pk, uint32_t n)
+{
+	pk_head(pk, n, 0x90, 15, 0, 0xdc, 0xdd);
+}
+
+static void pk_bool(struct pk *pk, bool v)
+{
+	uint8_t *p = room(pk, 1);
+	if (p)
+		*p = v ? 0xc3 : 0xc2;
+}
+
+static void pk_bin(struct pk *pk, const void *d, uint32_t n)
+{
+	/* bin has no fix form: the 0xc4 tag with an 8-bit length at least. */
+	pk_head(pk, n, 0, 0, 0xc4, 0xc5, 0xc6);
+	if (n)
+		st_buf_append(pk->b, d, n);
+}
+
+static void pk_str(struct pk *pk, const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s ? s : "", n);
+	pk_head(pk, (uint32_t)n, 0xa0, 31, 0xd9, 0xda, 0xdb);
+	if (n)
+		st_buf_append(pk->b, s, n);
 }
 
-static void pk_key_u64(msgpack_packer *pk, unsigned key, uint64_t v)
+static void pk_key_u64(struct pk *pk, unsigned key, uint64_t v)
 {
-	msgpack_pack_uint32(pk, key);
-	msgpack_pack_uint64(pk, v);
+	pk_uint(pk, key);
+	pk_uint(pk, v);
 }
 
-static void pk_key_i64(msgpack_packer *pk, unsigned key, int64_t v)
+static void pk_key_i64(struct pk *pk, unsigned key, int64_t v)
 {
-	msgpack_pack_uint32(pk, key);
-	msgpack_pack_int64(pk, v);
+	pk_uint(pk, key);
+	pk_int(pk, v);
 }
 
-static void pk_kvs(msgpack_packer *pk, const struct act_kv *kv, uint32_t n)
+static void pk_kvs(struct pk *pk, const struct act_kv *kv, uint32_t n)
 {
-	msgpack_pack_map(pk, n);
+	pk_map(pk, n);
 	for (uint32_t i = 0; i < n; i++) {
 		pk_str(pk, kv[i].key);
 		pk_str(pk, kv[i].val);
 	}
 }
 
-static void pk_stat_value(msgpack_packer *pk, int type, const struct st_value *v)
+static void pk_stat_value(struct pk *pk, int type, const struct st_value *v)
 {
 	switch (type) {
 	case ST_TYPE_BOOL:
-		v->v.b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+		v->v.b ? pk_bool(pk, true) : pk_bool(pk, false);
 		break;
 	case ST_TYPE_INT32:
 	case ST_TYPE_DATE:
-		msgpack_pack_int64(pk, v->v.i32);
+		pk_int(pk, v->v.i32);
 		break;
 	case ST_TYPE_FLOAT64:
-		msgpack_pack_double(pk, v->v.f64);
+		{
+			uint64_t bits;
+			memcpy(&bits, &v->v.f64, 8);
+			pk_tagged(pk, 0xcb, 8, bits);
+		}
 		break;
 	case ST_TYPE_STRING:
 	case ST_TYPE_BINARY:
-		msgpack_pack_bin(pk, v->v.s.len);
-		msgpack_pack_bin_body(pk, v->v.s.ptr, v->v.s.len);
+		pk_bin(pk, v->v.s.ptr, v->v.s.len);
 		break;
 	default:
-		msgpack_pack_int64(pk, v->v.i64);
+		pk_int(pk, v->v.i64);
 	}
 }
 
-static void pk_metadata(msgpack_packer *pk, const struct act_metadata *m, bool standalone)
+static void pk_metadata(struct pk *pk, const struct act_metadata *m, bool standalone)
 {
-	msgpack_pack_map(pk, 7 + standalone);
+	pk_map(pk, 7 + standalone);
 	if (standalone)
 		pk_key_u64(pk, 0, ACT_FORMAT_VERSION);
-	msgpack_pack_uint32(pk, 1);
+	pk_uint(pk, 1);
 	pk_str(pk, m->name);
-	msgpack_pack_uint32(pk, 2);
-	msgpack_pack_array(pk, m->schema.nfields);
+	pk_uint(pk, 2);
+	pk_array(pk, m->schema.nfields);
 	for (uint32_t i = 0; i < m->schema.nfields; i++) {
 		const struct st_field *f = &m->schema.fields[i];
-		msgpack_pack_map(pk, 4);
+		pk_map(pk, 4);
 		pk_key_u64(pk, 1, f->id);
-		msgpack_pack_uint32(pk, 2);
+		pk_uint(pk, 2);
 		pk_str(pk, f->name);
 		pk_key_u64(pk, 3, f->type);
-		msgpack_pack_uint32(pk, 4);
-		f->nullable ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+		pk_uint(pk, 4);
+		f->nullable ? pk_bool(pk, true) : pk_bool(pk, false);
 	}
 	pk_key_u64(pk, 3, m->next_field_id);
-	msgpack_pack_uint32(pk, 4);
-	msgpack_pack_array(pk, m->npartition);
+	pk_uint(pk, 4);
+	pk_array(pk, m->npartition);
 	for (uint32_t i = 0; i < m->npartition; i++)
-		msgpack_pack_uint32(pk, m->partition[i]);
-	msgpack_pack_uint32(pk, 5);
+		pk_uint(pk, m->partition[i]);
+	pk_uint(pk, 5);
 	pk_kvs(pk, m->props, m->nprops);
-	msgpack_pack_uint32(pk, 6);
-	msgpack_pack_array(pk, m->nconstraints);
+	pk_uint(pk, 6);
+	pk_array(pk, m->nconstraints);
 	for (uint32_t i = 0; i < m->nconstraints; i++) {
-		msgpack_pack_map(pk, 2);
-		msgpack_pack_uint32(pk, 1);
+		pk_map(pk, 2);
+		pk_uint(pk, 1);
 		pk_str(pk, m->constraints[i].name);
-		msgpack_pack_uint32(pk, 2);
+		pk_uint(pk, 2);
 		pk_str(pk, m->constraints[i].expr);
 	}
 	pk_key_i64(pk, 7, m->created_us);
 }
 
-static void pk_add(msgpack_packer *pk, const struct act_add *a)
+static void pk_add(struct pk *pk, const struct act_add *a)
 {
-	msgpack_pack_map(pk, 7);
+	pk_map(pk, 7);
 	pk_key_u64(pk, 1, a->file_id);
 	pk_key_u64(pk, 2, a->size);
 	pk_key_u64(pk, 3, a->rows);
 	pk_key_u64(pk, 4, a->crc);
-	msgpack_pack_uint32(pk, 5);
-	a->data_change ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-	msgpack_pack_uint32(pk, 6);
-	a->is_inline ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-	msgpack_pack_uint32(pk, 7);
-	msgpack_pack_array(pk, a->ncols);
+	pk_uint(pk, 5);
+	a->data_change ? pk_bool(pk, true) : pk_bool(pk, false);
+	pk_uint(pk, 6);
+	a->is_inline ? pk_bool(pk, true) : pk_bool(pk, false);
+	pk_uint(pk, 7);
+	pk_array(pk, a->ncols);
 	for (uint32_t i = 0; i < a->ncols; i++) {
 		const struct st_col_stats *st = &a->stats[i];
 		int type = st->min.type;
-		msgpack_pack_map(pk, st->has_minmax ? 7 : 5);
+		pk_map(pk, st->has_minmax ? 7 : 5);
 		pk_key_u64(pk, 1, a->field_ids[i]);
 		pk_key_u64(pk, 2, (uint64_t)type);
 		pk_key_u64(pk, 3, st->null_count);
@@ -140,9 +245,9 @@ static void pk_add(msgpack_packer *pk, const struct act_add *a)
 		pk_key_u64(pk, 5, (st->has_minmax ? 1u : 0u) | (st->min_exact ? 2u : 0u) |
 					  (st->max_exact ? 4u : 0u));
 		if (st->has_minmax) {
-			msgpack_pack_uint32(pk, 6);
+			pk_uint(pk, 6);
 			pk_stat_value(pk, type, &st->min);
-			msgpack_pack_uint32(pk, 7);
+			pk_uint(pk, 7);
 			pk_stat_value(pk, type, &st->max);
 		}
 	}
@@ -150,23 +255,12 @@ static void pk_add(msgpack_packer *pk, const struct act_add *a)
 
 /* Key, then a fixed-width integer (tag, then `width` big-endian bytes of
  * v) whose offset from `start` goes to *at: it can be stamped in place. */
-static void pk_key_fixed(msgpack_packer *pk, struct st_buf *out, size_t start, unsigned key,
-			 uint8_t tag, int width, uint64_t v, uint32_t *at)
+static void pk_key_fixed(struct pk *pk, size_t start, unsigned key, uint8_t tag, int width,
+			 uint64_t v, uint32_t *at)
 {
-	uint8_t b[9];
-	msgpack_pack_uint32(pk, key);
-	b[0] = tag;
-	for (int i = 0; i < width; i++)
-		b[1 + i] = (uint8_t)(v >> (8 * (width - 1 - i)));
-	if (at)
-		*at = (uint32_t)(out->len - start + 1);
-	st_buf_append(out, b, 1 + (size_t)width);
-}
-
-static void put_be(uint8_t *p, int width, uint64_t v)
-{
-	for (int i = 0; i < width; i++)
-		p[i] = (uint8_t)(v >> (8 * (width - 1 - i)));
+	pk_uint(pk, key);
+	*at = (uint32_t)(pk->b->len - start + 1);
+	pk_tagged(pk, tag, width, v);
 }
 
 void act_stamp(uint8_t *enc, const struct act_stamps *at, uint64_t version, uint64_t lsn,
@@ -182,51 +276,50 @@ void act_stamp(uint8_t *enc, const struct act_stamps *at, uint64_t version, uint
 int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps *at,
 	       struct st_err *err)
 {
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, out, buf_write);
+	struct pk pk = {out};
 	size_t start = out->len;
 	struct act_stamps none;
 	if (!at)
 		at = &none;
-	msgpack_pack_map(&pk, 11 + (c->metadata != NULL));
+	pk_map(&pk, 11 + (c->metadata != NULL));
 	pk_key_u64(&pk, 0, ACT_FORMAT_VERSION);
 	pk_key_u64(&pk, 1, c->table_id);
 	/* Fixed width (uint 64, int 64, uint 32): stampable in place. */
-	pk_key_fixed(&pk, out, start, 2, 0xcf, 8, c->version, &at->version);
-	pk_key_fixed(&pk, out, start, 3, 0xcf, 8, c->lsn, &at->lsn);
+	pk_key_fixed(&pk, start, 2, 0xcf, 8, c->version, &at->version);
+	pk_key_fixed(&pk, start, 3, 0xcf, 8, c->lsn, &at->lsn);
 	pk_key_u64(&pk, 4, c->epoch);
-	pk_key_fixed(&pk, out, start, 5, 0xd3, 8, (uint64_t)c->time_us, &at->time_us);
-	pk_key_fixed(&pk, out, start, 6, 0xce, 4, c->prev_checksum, &at->prev_checksum);
+	pk_key_fixed(&pk, start, 5, 0xd3, 8, (uint64_t)c->time_us, &at->time_us);
+	pk_key_fixed(&pk, start, 6, 0xce, 4, c->prev_checksum, &at->prev_checksum);
 	if (c->metadata) {
-		msgpack_pack_uint32(&pk, 7);
+		pk_uint(&pk, 7);
 		pk_metadata(&pk, c->metadata, false);
 	}
-	msgpack_pack_uint32(&pk, 8);
-	msgpack_pack_array(&pk, c->nadd);
+	pk_uint(&pk, 8);
+	pk_array(&pk, c->nadd);
 	for (uint32_t i = 0; i < c->nadd; i++)
 		pk_add(&pk, &c->adds[i]);
-	msgpack_pack_uint32(&pk, 9);
-	msgpack_pack_array(&pk, c->nremove);
+	pk_uint(&pk, 9);
+	pk_array(&pk, c->nremove);
 	for (uint32_t i = 0; i < c->nremove; i++) {
-		msgpack_pack_map(&pk, 2);
+		pk_map(&pk, 2);
 		pk_key_u64(&pk, 1, c->removes[i].file_id);
-		msgpack_pack_uint32(&pk, 2);
-		c->removes[i].data_change ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+		pk_uint(&pk, 2);
+		c->removes[i].data_change ? pk_bool(&pk, true) : pk_bool(&pk, false);
 	}
-	msgpack_pack_uint32(&pk, 10);
-	msgpack_pack_array(&pk, c->ntxn);
+	pk_uint(&pk, 10);
+	pk_array(&pk, c->ntxn);
 	for (uint32_t i = 0; i < c->ntxn; i++) {
-		msgpack_pack_map(&pk, 2);
-		msgpack_pack_uint32(&pk, 1);
+		pk_map(&pk, 2);
+		pk_uint(&pk, 1);
 		pk_str(&pk, c->txns[i].app_id);
 		pk_key_u64(&pk, 2, c->txns[i].app_version);
 	}
 	const struct act_commit_info *in = &c->info;
-	msgpack_pack_uint32(&pk, 11);
-	msgpack_pack_map(&pk, 11);
-	msgpack_pack_uint32(&pk, 1);
+	pk_uint(&pk, 11);
+	pk_map(&pk, 11);
+	pk_uint(&pk, 1);
 	pk_str(&pk, in->operation);
-	msgpack_pack_uint32(&pk, 2);
+	pk_uint(&pk, 2);
 	pk_kvs(&pk, in->params, in->nparams);
 	pk_key_i64(&pk, 3, in->read_version);
 	pk_key_u64(&pk, 4, in->isolation);
@@ -236,7 +329,7 @@ int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps
 	pk_key_u64(&pk, 8, in->files_removed);
 	pk_key_u64(&pk, 9, in->bytes_added);
 	pk_key_u64(&pk, 10, in->bytes_removed);
-	pk_key_fixed(&pk, out, start, 11, 0xcf, 8, in->duration_us, &at->duration_us);
+	pk_key_fixed(&pk, start, 11, 0xcf, 8, in->duration_us, &at->duration_us);
 	if (out->oom)
 		return st_seterr(err, ST_ENOMEM, "out of memory encoding a commit");
 	if (out->len - start > ACT_MAX_BYTES)
@@ -247,8 +340,7 @@ int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps
 
 int act_metadata_encode(const struct act_metadata *m, struct st_buf *out, struct st_err *err)
 {
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, out, buf_write);
+	struct pk pk = {out};
 	pk_metadata(&pk, m, true);
 	return out->oom ? st_seterr(err, ST_ENOMEM, "out of memory encoding metadata") : ST_OK;
 }

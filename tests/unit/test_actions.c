@@ -196,10 +196,130 @@ static void t_checksum_chain(void)
 	CHECK(act_checksum(7, a, 3) != act_checksum(8, a, 3));
 }
 
+/* The value under integer key `key` of msgpack map o, or NULL. */
+static const msgpack_object *map_get(const msgpack_object *o, uint64_t key)
+{
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < o->via.map.size; i++)
+		if (o->via.map.ptr[i].key.type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+		    o->via.map.ptr[i].key.via.u64 == key)
+			return &o->via.map.ptr[i].val;
+	return NULL;
+}
+
+/* Our encoder's bytes, read back by msgpack-c: every integer, string and
+ * count width at its boundaries, and the whole value consumed exactly. */
+static void t_msgpack_c_reads_it(void)
+{
+	struct act_commit c;
+	struct act_metadata m;
+	struct act_add a;
+	struct st_col_stats st[3];
+	uint32_t fid[3];
+	struct st_err err;
+	static const int64_t ints[] = {0, 1, 127, 128, 255, 256, 65535, 65536, -1, -32, -33,
+				       -128, -129, -32768, -32769, INT32_MIN, (int64_t)INT32_MIN - 1,
+				       INT64_MIN, INT64_MAX, 4294967295, 4294967296};
+	static const uint32_t lens[] = {0, 31, 32, 255, 256, 65535, 65536};
+	static const uint32_t counts[] = {0, 15, 16, 65535, 65536};
+	char *text = malloc(65537);
+	struct act_remove *rm = calloc(65536, sizeof *rm);
+	REQUIRE(text && rm);
+	memset(text, 'x', 65536);
+	int bad = 0, cases = 0;
+	for (size_t k = 0; k < sizeof ints / sizeof *ints + sizeof lens / sizeof *lens +
+				   sizeof counts / sizeof *counts; k++) {
+		sample(&c, &m, &a, st, fid);
+		size_t ni = sizeof ints / sizeof *ints, nl = sizeof lens / sizeof *lens;
+		if (k < ni) {
+			m.created_us = ints[k];
+			c.info.rows_added = (uint64_t)ints[k];
+		} else if (k < ni + nl) {
+			text[lens[k - ni]] = '\0';
+			c.info.operation = text;
+		} else {
+			c.nremove = counts[k - ni - nl];
+			c.removes = rm;
+		}
+		struct st_buf b = {0};
+		REQUIRE(act_encode(&c, &b, NULL, &err) == ST_OK);
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		size_t off = 0;
+		cases++;
+		if (msgpack_unpack_next(&u, (const char *)b.data, b.len, &off) != MSGPACK_UNPACK_SUCCESS ||
+		    off != b.len) {
+			bad++;
+		} else {
+			const msgpack_object *meta = map_get(&u.data, 7), *info = map_get(&u.data, 11);
+			const msgpack_object *cr = meta ? map_get(meta, 7) : NULL,
+					     *ra = info ? map_get(info, 5) : NULL,
+					     *op = info ? map_get(info, 1) : NULL,
+					     *rs = map_get(&u.data, 9), *tm = map_get(&u.data, 5);
+			if (k < ni)
+				bad += !cr || !ra || cr->via.i64 != ints[k] ||
+				       ra->via.u64 != (uint64_t)ints[k] ||
+				       (ints[k] < 0) != (cr->type == MSGPACK_OBJECT_NEGATIVE_INTEGER);
+			else if (k < ni + nl)
+				bad += !op || op->type != MSGPACK_OBJECT_STR ||
+				       op->via.str.size != lens[k - ni];
+			else
+				bad += !rs || rs->type != MSGPACK_OBJECT_ARRAY ||
+				       rs->via.array.size != counts[k - ni - nl];
+			bad += !tm || tm->via.i64 != c.time_us;
+		}
+		if (k >= ni && k < ni + nl)
+			text[lens[k - ni]] = 'x';
+		msgpack_unpacked_destroy(&u);
+		st_buf_free(&b);
+	}
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(cases, 33);
+	free(text);
+	free(rm);
+}
+
+/* A commit encoded with stamps can be filled in later: the same bytes as
+ * encoding it with those values. */
+static void t_stamps(void)
+{
+	struct act_commit c;
+	struct act_metadata m;
+	struct act_add a;
+	struct st_col_stats st[3];
+	uint32_t fid[3];
+	struct st_err err;
+	struct act_stamps at;
+	sample(&c, &m, &a, st, fid);
+	struct st_buf b = {0}, b2 = {0};
+	REQUIRE(act_encode(&c, &b, &at, &err) == ST_OK);
+	c.version = 1ull << 40;
+	c.lsn = 7;
+	c.time_us = -3;
+	c.prev_checksum = 0xfffffffe;
+	c.info.duration_us = 123456789;
+	REQUIRE(act_encode(&c, &b2, NULL, &err) == ST_OK);
+	CHECK_EQ(b.len, b2.len);
+	act_stamp(b.data, &at, c.version, c.lsn, c.time_us, c.prev_checksum, c.info.duration_us);
+	CHECK(!memcmp(b.data, b2.data, b.len));
+	struct act_commit *d;
+	REQUIRE(act_decode(b.data, b.len, &d, &err) == ST_OK);
+	CHECK_EQ(d->version, 1ull << 40);
+	CHECK_EQ(d->time_us, -3);
+	CHECK_EQ(d->prev_checksum, 0xfffffffe);
+	CHECK_EQ(d->info.duration_us, 123456789);
+	act_commit_free(d);
+	st_buf_free(&b);
+	st_buf_free(&b2);
+}
+
 static const struct test_case tests[] = {
 	{"roundtrip", t_roundtrip},
 	{"unknown_keys_and_versions", t_unknown_keys_and_versions},
 	{"damage_is_refused", t_damage_is_refused},
 	{"checksum_chain", t_checksum_chain},
+	{"msgpack_c_reads_it", t_msgpack_c_reads_it},
+	{"stamps", t_stamps},
 };
 TEST_MAIN(tests)
