@@ -316,6 +316,11 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->gc_lock, NULL);
 	pthread_mutex_init(&s->pin_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->gc_arrive, &ca);
+	pthread_condattr_destroy(&ca);
 	if (opts)
 		s->opts = *opts;
 	if (!s->opts.map_size)
@@ -431,6 +436,7 @@ void st_store_close(st_store *s)
 	pthread_mutex_destroy(&s->write_lock);
 	pthread_mutex_destroy(&s->gc_lock);
 	pthread_mutex_destroy(&s->pin_lock);
+	pthread_cond_destroy(&s->gc_arrive);
 	free(s->pins);
 	free(s->dir);
 	free(s);

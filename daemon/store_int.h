@@ -24,6 +24,7 @@
 #define STORE_INLINE_MAX 16384 /* default largest segment kept inline in LMDB */
 #define STORE_INLINE_ROWS 4096 /* writes up to this many rows are encoded in memory */
 #define STORE_PREALLOC (4u << 20) /* LMDB's data file is zero-filled this far ahead */
+#define GC_MAX_GROUP 256       /* largest commit group: a bound on one LMDB txn's size */
 
 /* Key kinds (first byte) and a table's record kinds (byte 9) of STORE.md §2. */
 enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3 };
@@ -54,6 +55,13 @@ struct st_store {
 	struct gc_entry *gc_head;    /* committers waiting for the next group */
 	struct gc_entry *gc_tail;    /* last of them */
 	bool gc_leader;              /* a committer is deciding a group now */
+	bool gc_gathering;           /* the leader waits on gc_arrive for committers */
+	pthread_cond_t gc_arrive;    /* gc_want committers queued (CLOCK_MONOTONIC) */
+	uint32_t gc_want;            /* how many the gathering leader waits for */
+	uint32_t gc_queued;          /* how many queued since it began waiting */
+	pthread_t gc_prev[GC_MAX_GROUP]; /* threads of the last group (write_lock) */
+	uint32_t gc_nprev;           /* their count */
+	uint64_t gc_commit_ns;       /* how long the last group's LMDB commit took */
 	pthread_mutex_t pin_lock;    /* guards pins */
 	struct store_pin *pins;      /* snapshots of open scans */
 	uint32_t npins, cap_pins;    /* count and capacity */
