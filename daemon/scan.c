@@ -436,7 +436,7 @@ int st_history(st_store *s, const char *table, uint32_t limit, struct act_commit
 	MDB_val k = {sizeof key, key}, d;
 	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
 	     mrc == 0 && cnt < limit && k.mv_size == COMMIT_KEY_LEN && table_range(&k, key);
-	     mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV)) {
+	     mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
 		if ((rc = act_decode(d.mv_data, d.mv_size, &arr[cnt], err)) != ST_OK)
 			goto out;
 		cnt++;

@@ -396,7 +396,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		rc = st_seterr(err, f ? ST_EVERSION : ST_ECORRUPT,
 			       "store '%s' has format %s%u; this strata reads format %d%s", dir,
 			       mrc ? "<= " : "", f, STORE_FORMAT, f && f < STORE_FORMAT ?
-			       " (formats 1 and 2 were development formats: no upgrade path)" : "");
+			       " (formats 1 to 3 were development formats: no upgrade path)" : "");
 		goto out;
 	}
 	if (mrc == 0 && (rc = store_verify_chains(s, txn, STORE_VERIFY_DEPTH, NULL, err)) != ST_OK)

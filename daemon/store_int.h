@@ -16,7 +16,7 @@
 #include "format/bytes.h"
 #include "format/segment.h"
 
-#define STORE_FORMAT 3
+#define STORE_FORMAT 4
 #define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
 #define STORE_HEAD_FIXED 56    /* fixed bytes of a table head (STORE.md §2.2) */
 #define STORE_NAME_MAX 128     /* longest table name */
@@ -28,7 +28,7 @@
 
 /* Key kinds (first byte) and a table's record kinds (byte 9) of STORE.md §2. */
 enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3 };
-enum { REC_FILE = 1, REC_COMMIT = 2, REC_HEAD = 3, REC_APP = 4 };
+enum { REC_FILE = 1, REC_HEAD = 2, REC_COMMIT = 3, REC_APP = 4 };
 
 /* An open scan's snapshot: vacuum keeps its files. */
 struct store_pin {
@@ -156,10 +156,12 @@ static inline uint64_t key_tid(const MDB_val *k)
 	return get_be64((const uint8_t *)k->mv_data + 1);
 }
 
+/* Commit keys run newest first (version complemented): the newest commit
+ * sits right after the head, which sits right after the live files. */
 static inline void commit_key(uint8_t *k, uint64_t tid, uint64_t version)
 {
 	table_key(k, tid, REC_COMMIT);
-	be64(k + TABLE_PREFIX_LEN, version);
+	be64(k + TABLE_PREFIX_LEN, ~version);
 }
 
 /* File key: removed version (STORE_LIVE while live) at byte 10, fid at 18. */

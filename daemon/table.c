@@ -315,7 +315,7 @@ int store_meta_at(st_store *s, MDB_txn *txn, const struct table_head *h, uint64_
 	MDB_val k = {sizeof key, key}, d;
 	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
 	     mrc == 0 && k.mv_size == COMMIT_KEY_LEN && table_range(&k, key);
-	     mrc = mdb_cursor_get(cur, &k, &d, MDB_PREV)) {
+	     mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
 		struct act_commit *c;
 		if ((rc = act_decode(d.mv_data, d.mv_size, &c, err)) != ST_OK)
 			break;

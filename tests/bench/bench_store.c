@@ -75,8 +75,10 @@ static double lmdb_txns(MDB_env *env, int n, uint64_t *next)
 	return now() - t0;
 }
 
-/* The paired measurements alternate in this many rounds. */
+/* The paired measurements alternate in this many rounds (commit_vs_lmdb
+ * in COMMIT_ROUNDS short ones: the disk's weather changes within seconds). */
 #define ROUNDS 5
+#define COMMIT_ROUNDS 20
 
 struct worker {
 	st_store *s;     /* the store */
@@ -116,7 +118,7 @@ static double appends_time(st_store *s, int threads, int total)
 int main(int argc, char **argv)
 {
 	uint64_t rows = 10000000;
-	int commits = 2000, history = 100000;
+	int commits = 4000, history = 100000;
 	char dir[256] = "";
 	for (int a = 1; a < argc; a++) {
 		if (!strcmp(argv[a], "--rows") && a + 1 < argc)
@@ -130,7 +132,7 @@ int main(int argc, char **argv)
 		else {
 			fprintf(stderr, "usage: bench-store [--rows N] [--commits N] [--dir PATH]\n"
 					"  --rows N     rows ingested in 1M-row commits (default 10000000)\n"
-					"  --commits N  1-row commits for commit_vs_lmdb (default 2000)\n"
+					"  --commits N  1-row commits for commit_vs_lmdb (default 4000)\n"
 					"  --history N  commits of the snapshot table, >= 1001 (default 100000)\n"
 					"  --dir PATH   where to work (default: a new directory under build/)\n");
 			return strcmp(argv[a], "--help") ? 2 : 0;
@@ -139,8 +141,8 @@ int main(int argc, char **argv)
 	if (!dir[0]) {
 		snprintf(dir, sizeof dir, "build/bench-store-%d", (int)getpid());
 	}
-	if (rows < 1 || commits < 2 || history < 1001) {
-		fprintf(stderr, "bench-store: --rows >= 1, --commits >= 2, --history >= 1001\n");
+	if (rows < 1 || commits < COMMIT_ROUNDS || history < 1001) {
+		fprintf(stderr, "bench-store: --rows >= 1, --commits >= 20, --history >= 1001\n");
 		return 2;
 	}
 	char path[512];
@@ -164,8 +166,8 @@ int main(int argc, char **argv)
 		die("raw LMDB open", NULL);
 	double ts = 0, tl = 0;
 	uint64_t next = 0;
-	int per = commits / ROUNDS, id = 0;
-	for (int r = 0; r < ROUNDS; r++) {
+	int per = commits / COMMIT_ROUNDS, id = 0;
+	for (int r = 0; r < COMMIT_ROUNDS; r++) {
 		double t0 = now();
 		for (int i = 0; i < per; i++)
 			if (append_one(s, "one", id++, &err) != ST_OK)
@@ -174,7 +176,7 @@ int main(int argc, char **argv)
 		tl += lmdb_txns(env, per, &next);
 	}
 	mdb_env_close(env);
-	double commit_rate = per * ROUNDS / ts, lmdb_rate = per * ROUNDS / tl;
+	double commit_rate = per * COMMIT_ROUNDS / ts, lmdb_rate = per * COMMIT_ROUNDS / tl;
 	metric("commits_per_s", commit_rate, "commits/s");
 	metric("lmdb_txns_per_s", lmdb_rate, "txns/s");
 	metric("commit_vs_lmdb", commit_rate / lmdb_rate, "ratio");
@@ -226,9 +228,9 @@ int main(int argc, char **argv)
 	struct st_table_spec g = {.name = "g", .cols = one_cols, .ncols = 1};
 	if (st_table_create(s, &g, ST_CREATE_ERROR, NULL, &err) != ST_OK)
 		die("create", &err);
-	/* 200 appends per writer and round: thread start-up and the last
+	/* 500 appends per writer and round: thread start-up and the last
 	 * stragglers' small groups stay a small part of each round. */
-	int gn = commits < 2000 ? 3200 : 6400, g1 = gn / 16; /* one writer is ~10x slower */
+	int gn = commits < 4000 ? 3200 : 16000, g1 = gn / 16; /* one writer is ~10x slower */
 	double t1s = 0, t32s = 0;
 	for (int r = 0; r < ROUNDS; r++) {
 		t1s += appends_time(s, 1, g1);

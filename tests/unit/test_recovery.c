@@ -252,8 +252,8 @@ static void t_orphans_removed_and_chain_verified(void)
 	REQUIRE(mdb_env_open(env, p, 0, 0644) == 0);
 	REQUIRE(mdb_txn_begin(env, NULL, 0, &txn) == 0);
 	REQUIRE(mdb_dbi_open(txn, NULL, 0, &dbi) == 0);
-	/* STORE.md §2: commit key = 03, tid 1, 02, version 1. */
-	uint8_t key[18] = {3, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 1};
+	/* STORE.md §2: commit key = 03, tid 1, 03, ~version (version 1). */
+	uint8_t key[18] = {3, 0, 0, 0, 0, 0, 0, 0, 1, 3, 255, 255, 255, 255, 255, 255, 255, 254};
 	MDB_val k = {18, key}, v;
 	REQUIRE(mdb_get(txn, dbi, &k, &v) == 0);
 	uint8_t *copy = malloc(v.mv_size);
