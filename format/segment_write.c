@@ -46,6 +46,7 @@ struct seg_writer {
 	char *tmp;                  /* path.tmp, written first */
 	const struct st_io *io;     /* file operations */
 	int fd;                     /* open temp file, -1 once closed or in memory */
+	uint64_t flushed;           /* writeback of the file started up to here */
 	struct st_buf *mem;         /* in-memory mode: the segment's bytes, else NULL */
 	struct st_schema schema;    /* copy of the schema */
 	uint32_t rg_rows;           /* rows per row group */
@@ -87,6 +88,9 @@ void seg_file_info_fini(struct seg_file_info *info)
 	info->stats = NULL;
 }
 
+/* A file's writeback is started every this many bytes. */
+#define WRITEBACK_STEP (1u << 20)
+
 /* Write n bytes at off: to the temp file, or to memory. Returns 0 or errno. */
 static int w_write(struct seg_writer *w, const void *p, size_t n, uint64_t off)
 {
@@ -96,7 +100,15 @@ static int w_write(struct seg_writer *w, const void *p, size_t n, uint64_t off)
 		st_buf_append(w->mem, p, n);
 		return w->mem->oom ? ENOMEM : 0;
 	}
-	return st_io_write_all(w->io, w->fd, p, n, off);
+	int e = st_io_write_all(w->io, w->fd, p, n, off);
+	if (e == 0 && off + n >= w->flushed + WRITEBACK_STEP) {
+		/* Start the disk writing what we have (a hint, errors ignored):
+		 * the fsync at the end then waits for little more than the tail. */
+		sync_file_range(w->fd, (off_t)w->flushed, (off_t)(off + n - w->flushed),
+				SYNC_FILE_RANGE_WRITE);
+		w->flushed = off + n;
+	}
+	return e;
 }
 
 /* Make the writer failed with code and message; returns code. */
