@@ -5,7 +5,9 @@
  * column is encoded (format/encode.c), LZ4-compressed when that saves
  * space, CRC32C'd and written at the end of the temp file. Chunk metadata
  * and statistics stay in memory for the footer. close writes footer and
- * tail, then: fsync file → rename → fsync directory (DESIGN.md §4).
+ * tail, then: fsync file → rename → fsync directory (DESIGN.md §4). The
+ * file's writeback is started every MiB along the way (sync_file_range),
+ * so that fsync waits for little more than the tail.
  *
  * Memory: one row group of buffered values, one encoded chunk, one LZ4
  * output buffer and the encoder scratch; peak use is tracked for the

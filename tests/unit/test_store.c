@@ -12,6 +12,7 @@
 
 #include <errno.h>
 
+#include "daemon/store_int.h"
 #include "daemon/strata.h"
 #include "tests/test.h"
 
@@ -648,6 +649,39 @@ static void t_group_commit_mixed(void)
 	struct st_commit_result r;
 	REQUIRE(append(s, 50000, 1, &r, &err, NULL) == ST_OK);
 	CHECK_EQ(r.lsn, lsn_max + 1);
+	st_store_close(s);
+}
+
+/* LMDB's data file is zero-filled ahead of LMDB's last page (STORE.md §4):
+ * never more than 4 MiB beyond it, never behind it, and the store reads
+ * back everything after a reopen. */
+static void t_data_file_zero_filled_ahead(void)
+{
+	const char *dir = new_dir();
+	char path[128], data[160];
+	memcpy(path, dir, sizeof path);
+	snprintf(data, sizeof data, "%s/store/data.mdb", path);
+	st_store *s = open_with_table(path);
+	struct st_err err;
+	struct st_commit_result r;
+	int bad = 0;
+	for (int i = 0; i < 300; i++) {
+		REQUIRE(append(s, i * 10, 10, &r, &err, NULL) == ST_OK);
+		struct stat st;
+		MDB_envinfo info;
+		REQUIRE(stat(data, &st) == 0);
+		REQUIRE(mdb_env_info(s->env, &info) == 0);
+		uint64_t used = ((uint64_t)info.me_last_pgno + 1) * s->psize;
+		bad += (uint64_t)st.st_size < used || (uint64_t)st.st_size > used + STORE_PREALLOC;
+		if (i == 0)
+			CHECK((uint64_t)st.st_size >= used + STORE_PREALLOC / 2);
+	}
+	CHECK_EQ(bad, 0);
+	st_store_close(s);
+	REQUIRE(st_store_open(path, &store_opts, &s, &err) == ST_OK);
+	int64_t sum;
+	CHECK_EQ(scan_count(s, (struct st_at){0, 0}, NULL, &sum), 3000);
+	CHECK_EQ(sum, 2999 * 3000 / 2);
 	st_store_close(s);
 }
 
@@ -1346,6 +1380,7 @@ static const struct test_case tests[] = {
 	{"map_full_is_clean", t_map_full_is_clean},
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
 	{"group_commit_mixed", t_group_commit_mixed},
+	{"data_file_zero_filled_ahead", t_data_file_zero_filled_ahead},
 	{"create_append_time_travel", t_create_append_time_travel},
 	{"overwrite_keeps_old_versions", t_overwrite_keeps_old_versions},
 	{"schema_enforcement_writes_nothing", t_schema_enforcement_writes_nothing},
