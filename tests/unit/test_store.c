@@ -635,10 +635,10 @@ static void t_group_commit_mixed(void)
 	REQUIRE(st_history(s, "readings", 0, &h, &n, &err) == ST_OK);
 	CHECK_EQ(n, MIX_THREADS * MIX_ROUNDS + 1); /* the create, then one per commit */
 	int gaps = 0;
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t i = 0; i < n; i++)
 		gaps += h[i]->version != n - 1 - i || (i > 0 && h[i]->lsn >= h[i - 1]->lsn);
+	for (uint32_t i = 0; i < n; i++)
 		act_commit_free(h[i]);
-	}
 	free(h);
 	CHECK_EQ(gaps, 0);
 	struct st_verify_result vr;
