@@ -135,7 +135,7 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 	}
 	sc->s = s;
 	snprintf(sc->table, sizeof sc->table, "%s", table);
-	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+	if ((mrc = store_read_begin(s, &txn)) != 0) {
 		rc = store_lmdb_err(err, mrc, "opening a scan");
 		goto out;
 	}
@@ -188,12 +188,12 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 	if ((rc = store_files_at(sc->s, txn, sc->tid, sc->version, &sc->files, &sc->nfiles, err)) !=
 	    ST_OK)
 		goto out;
-	mdb_txn_abort(txn);
+	store_read_end(s, txn);
 	txn = NULL;
 	/* A vacuum between our read and the pin moved the oldest readable
 	 * version past ours (it deleted a file we listed): say so. */
 	struct table_head now = {0};
-	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+	if ((mrc = store_read_begin(s, &txn)) != 0) {
 		rc = store_lmdb_err(err, mrc, "opening a scan");
 		goto out;
 	}
@@ -203,7 +203,7 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 	head_fini(&now);
 	if (rc != ST_OK)
 		goto out;
-	mdb_txn_abort(txn);
+	store_read_end(s, txn);
 	txn = NULL;
 
 	const struct st_schema *sch = &sc->meta->schema;
@@ -239,8 +239,7 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 	*out = sc;
 	sc = NULL;
 out:
-	if (txn)
-		mdb_txn_abort(txn);
+	store_read_end(s, txn);
 	head_fini(&h);
 	st_scan_close(sc);
 	return rc;

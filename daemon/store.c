@@ -316,6 +316,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->gc_lock, NULL);
 	pthread_mutex_init(&s->pin_lock, NULL);
+	pthread_mutex_init(&s->pool_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -429,6 +430,8 @@ void st_store_close(st_store *s)
 {
 	if (!s)
 		return;
+	for (uint32_t i = 0; i < s->npool; i++)
+		mdb_txn_abort(s->pool[i]);
 	if (s->env)
 		mdb_env_close(s->env);
 	if (s->lock_fd >= 0)
@@ -436,6 +439,7 @@ void st_store_close(st_store *s)
 	pthread_mutex_destroy(&s->write_lock);
 	pthread_mutex_destroy(&s->gc_lock);
 	pthread_mutex_destroy(&s->pin_lock);
+	pthread_mutex_destroy(&s->pool_lock);
 	pthread_cond_destroy(&s->gc_arrive);
 	free(s->pins);
 	free(s->dir);
@@ -866,7 +870,7 @@ int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file
 	int mrc = 0;
 	*out = NULL;
 	*len = 0;
-	if (!txn && (mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &own)) != 0)
+	if (!txn && (mrc = store_read_begin(s, &own)) != 0)
 		return store_lmdb_err(err, mrc, "reading an inline segment");
 	file_key(key, tid, f->removed, f->fid);
 	MDB_val k = {sizeof key, key}, v;
@@ -899,8 +903,7 @@ int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file
 		memcpy(*out, (uint8_t *)v.mv_data + v.mv_size - f->size, f->size);
 		*len = f->size;
 	}
-	if (own)
-		mdb_txn_abort(own);
+	store_read_end(s, own);
 	return rc;
 }
 
@@ -978,6 +981,38 @@ static void prealloc(st_store *s)
 	if (to > from && fdatasync(s->prealloc_fd) != 0)
 		return;
 	s->prealloc_end = to > from ? to : from;
+}
+
+int store_read_begin(st_store *s, MDB_txn **txn)
+{
+	MDB_txn *t = NULL;
+	pthread_mutex_lock(&s->pool_lock);
+	if (s->npool)
+		t = s->pool[--s->npool];
+	pthread_mutex_unlock(&s->pool_lock);
+	if (t) {
+		int mrc = mdb_txn_renew(t);
+		if (mrc != 0)
+			mdb_txn_abort(t);
+		*txn = mrc ? NULL : t;
+		return mrc;
+	}
+	return mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+}
+
+void store_read_end(st_store *s, MDB_txn *txn)
+{
+	if (!txn)
+		return;
+	mdb_txn_reset(txn);
+	pthread_mutex_lock(&s->pool_lock);
+	if (s->npool < STORE_READ_POOL) {
+		s->pool[s->npool++] = txn;
+		txn = NULL;
+	}
+	pthread_mutex_unlock(&s->pool_lock);
+	if (txn)
+		mdb_txn_abort(txn);
 }
 
 int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_err *err)

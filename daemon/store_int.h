@@ -25,6 +25,7 @@
 #define STORE_INLINE_ROWS 4096 /* writes up to this many rows are encoded in memory */
 #define STORE_PREALLOC (4u << 20) /* LMDB's data file is zero-filled this far ahead */
 #define GC_MAX_GROUP 256       /* largest commit group: a bound on one LMDB txn's size */
+#define STORE_READ_POOL 64     /* reset read transactions kept for reuse */
 
 /* Key kinds (first byte) and a table's record kinds (byte 9) of STORE.md §2. */
 enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3 };
@@ -62,6 +63,9 @@ struct st_store {
 	pthread_t gc_prev[GC_MAX_GROUP]; /* threads of the last group (write_lock) */
 	uint32_t gc_nprev;           /* their count */
 	uint64_t gc_commit_ns;       /* how long the last group's LMDB commit took */
+	pthread_mutex_t pool_lock;   /* guards pool */
+	MDB_txn *pool[STORE_READ_POOL]; /* reset read transactions to renew */
+	uint32_t npool;              /* their count */
 	pthread_mutex_t pin_lock;    /* guards pins */
 	struct store_pin *pins;      /* snapshots of open scans */
 	uint32_t npins, cap_pins;    /* count and capacity */
@@ -266,6 +270,12 @@ int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, ui
 /* Commit txn (durably: default LMDB flags); a failed LMDB commit puts the
  * store in the failed state. */
 int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err *err);
+
+/* A read transaction from the store's pool of reset ones (renewing one
+ * keeps its reader slot: no reader-table lock, no allocation), or a new
+ * one; an LMDB code. store_read_end resets it back into the pool. */
+int store_read_begin(st_store *s, MDB_txn **txn);
+void store_read_end(st_store *s, MDB_txn *txn);
 
 /* Start a write: take the write lock, refuse in the failed state, begin an
  * LMDB write transaction. Whatever it returns, call store_write_end (with

@@ -368,7 +368,7 @@ struct staged {
 	struct act_add add;         /* its add action */
 	uint8_t *inl;               /* inline segment bytes, or NULL */
 	size_t inl_len;             /* their size */
-	char path[PATH_MAX];        /* segment file, when not inline */
+	char *path;                 /* segment file, when not inline (staged_fini frees) */
 	bool written;               /* path exists and no commit references it yet */
 	struct expr *pred;          /* replace-where predicate, or NULL */
 	struct store_rewrite *rw;   /* files rewritten without the replaced rows */
@@ -391,10 +391,21 @@ struct st_txn {
 	uint32_t n;                 /* their count */
 };
 
+/* The segment path of w's new file (w->tid, w->add.file_id). */
+static int staged_path(st_store *s, struct staged *w, struct st_err *err)
+{
+	size_t len = strlen(s->dir) + 48; /* what store_seg_path needs */
+	if (!(w->path = malloc(len)))
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	store_seg_path(s, w->tid, w->add.file_id, w->path, len);
+	return ST_OK;
+}
+
 static void staged_fini(struct staged *w)
 {
 	if (w->written)
 		unlink(w->path); /* no commit references it */
+	free(w->path);
 	act_metadata_free(w->m.meta);
 	colmap_fini(&w->m);
 	seg_file_info_fini(&w->info);
@@ -605,7 +616,8 @@ int st_table_compact(st_store *s, const char *table, struct st_commit_result *re
 	}
 	struct act_add *a = &g->add;
 	a->file_id = store_next_fid(s);
-	store_seg_path(s, g->tid, a->file_id, g->path, sizeof g->path);
+	if ((rc = staged_path(s, g, err)) != ST_OK)
+		goto out;
 	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io};
 	if ((rc = seg_writer_open(g->path, &g->m.meta->schema, &o, &w, err)) != ST_OK)
 		goto out;
@@ -677,7 +689,7 @@ static int stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 	snprintf(w->table, sizeof w->table, "%s", table);
 	w->t0 = store_now_us();
 	w->overwrite = opts->mode == ST_WRITE_OVERWRITE;
-	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+	if ((mrc = store_read_begin(s, &txn)) != 0) {
 		rc = store_lmdb_err(err, mrc, "writing");
 		goto out;
 	}
@@ -704,15 +716,15 @@ static int stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 	if (opts->replace_where &&
 	    (rc = stage_replace(s, txn, w, opts->replace_where, err)) != ST_OK)
 		goto out;
-	mdb_txn_abort(txn);
+	store_read_end(s, txn);
 	txn = NULL;
 	w->add.file_id = store_next_fid(s);
-	store_seg_path(s, h.tid, w->add.file_id, w->path, sizeof w->path);
+	if ((rc = staged_path(s, w, err)) != ST_OK)
+		goto out;
 	if ((rc = app_open(s, w->path, &w->m, mem, app, err)) != ST_OK)
 		rc = segment_failed(s, rc, err);
 out:
-	if (txn)
-		mdb_txn_abort(txn);
+	store_read_end(s, txn);
 	head_fini(&h);
 	return rc;
 }

@@ -217,35 +217,38 @@ static void stats_strings(const struct chunk_col *c, int64_t imin, int64_t imax,
 
 void chunk_put_stats(struct st_buf *b, const struct st_col_stats *st, int type)
 {
-	struct st_buf r = {0};
-	uint8_t flags = (uint8_t)((st->has_minmax ? 1 : 0) |
-				  (st->has_minmax && st->min_exact ? 2 : 0) |
-				  (st->has_minmax && st->max_exact ? 4 : 0));
-	st_buf_u8(&r, flags);
-	st_buf_u64(&r, st->null_count);
-	st_buf_u32(&r, st->dict_size);
+	/* Built on the stack (this runs several times per segment and file
+	 * record): u16 length, flags, null count, dict size, min, max. */
+	uint8_t r[2 + 1 + 8 + 4 + 2 * (1 + ST_STAT_PREFIX_MAX)], *p = r + 2;
+	*p++ = (uint8_t)((st->has_minmax ? 1 : 0) | (st->has_minmax && st->min_exact ? 2 : 0) |
+			 (st->has_minmax && st->max_exact ? 4 : 0));
+	st_put_le64(p, st->null_count);
+	st_put_le32(p + 8, st->dict_size);
+	p += 12;
 	for (int k = 0; st->has_minmax && k < 2; k++) {
 		const struct st_value *v = k ? &st->max : &st->min;
 		switch (type) {
-		case ST_TYPE_BOOL: st_buf_u8(&r, v->v.b); break;
-		case ST_TYPE_INT32: case ST_TYPE_DATE: st_buf_u32(&r, (uint32_t)v->v.i32); break;
-		case ST_TYPE_INT64: case ST_TYPE_TIMESTAMP: st_buf_u64(&r, (uint64_t)v->v.i64); break;
+		case ST_TYPE_BOOL: *p++ = v->v.b; break;
+		case ST_TYPE_INT32: case ST_TYPE_DATE: st_put_le32(p, (uint32_t)v->v.i32); p += 4; break;
+		case ST_TYPE_INT64: case ST_TYPE_TIMESTAMP: st_put_le64(p, (uint64_t)v->v.i64); p += 8; break;
 		case ST_TYPE_FLOAT64: {
 			uint64_t bits;
 			memcpy(&bits, &v->v.f64, 8);
-			st_buf_u64(&r, bits);
+			st_put_le64(p, bits);
+			p += 8;
 			break;
 		}
-		default:
-			st_buf_u8(&r, (uint8_t)v->v.s.len);
-			st_buf_append(&r, v->v.s.ptr, v->v.s.len);
+		default: {
+			size_t n = v->v.s.len < ST_STAT_PREFIX_MAX ? v->v.s.len : ST_STAT_PREFIX_MAX;
+			*p++ = (uint8_t)n;
+			if (n)
+				memcpy(p, v->v.s.ptr, n);
+			p += n;
+		}
 		}
 	}
-	st_buf_u16(b, (uint16_t)r.len);
-	st_buf_append(b, r.data, r.len);
-	if (r.oom)
-		b->oom = true;
-	st_buf_free(&r);
+	st_put_le16(r, (uint16_t)(p - r - 2));
+	st_buf_append(b, r, (size_t)(p - r));
 }
 
 bool chunk_get_stats(struct st_cur *c, int type, struct st_col_stats *st)
