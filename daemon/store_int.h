@@ -25,7 +25,8 @@
 #define STORE_INLINE_ROWS 4096 /* writes up to this many rows are encoded in memory */
 #define STORE_PREALLOC (4u << 20) /* LMDB's data file is zero-filled this far ahead */
 #define GC_MAX_GROUP 256       /* largest commit group: a bound on one LMDB txn's size */
-#define STORE_READ_POOL 64     /* reset read transactions kept for reuse */
+#define STORE_READ_POOL 32     /* reset read transactions kept for reuse */
+#define STORE_MAX_READERS 512  /* LMDB reader slots (mdb_env_set_maxreaders) */
 
 /* Key kinds (first byte) and a table's record kinds (byte 9) of STORE.md §2. */
 enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3 };
