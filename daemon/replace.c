@@ -142,7 +142,8 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 	}
 	out->add.file_id = store_next_fid(s);
 	store_seg_path(s, tid, out->add.file_id, out->path, sizeof out->path);
-	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io};
+	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
+				    .threads = s->enc_threads};
 	if ((rc = seg_writer_open(out->path, fs, &o, &w, err)) != ST_OK)
 		goto out;
 	struct st_vec *kept = calloc(fs->nfields, sizeof *kept);

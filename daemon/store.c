@@ -313,6 +313,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	}
 	s->lock_fd = -1;
 	s->prealloc_fd = -1;
+	s->enc_threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1;
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->gc_lock, NULL);
 	pthread_mutex_init(&s->pin_lock, NULL);

@@ -47,6 +47,7 @@ struct st_store {
 	uint64_t last_lsn;           /* LSN of the newest committed commit (atomic) */
 	uint64_t txn_lsn;            /* the same inside the open write txn (write_lock) */
 	int prealloc_fd;             /* LMDB's data file (its own fd; not ours to close) */
+	int enc_threads;             /* segment writers' threads: 2 with more than one CPU */
 	uint32_t psize;              /* LMDB page size */
 	uint64_t prealloc_end;       /* data file zero-filled up to here (write_lock) */
 	int failed;                  /* sticky: a failed fsync or LMDB commit */

@@ -258,7 +258,9 @@ static int app_open(st_store *s, const char *path, const struct colmap *m, bool 
 		    struct appender *a, struct st_err *err)
 {
 	const struct st_schema *sc = &m->meta->schema;
-	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io};
+	/* Small writes (in memory) encode on the caller's thread alone. */
+	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
+				    .threads = mem ? 1 : s->enc_threads};
 	memset(a, 0, sizeof *a);
 	a->mem = mem;
 	if (!(a->vecs = calloc(sc->nfields + 1, sizeof *a->vecs)))
@@ -618,7 +620,8 @@ int st_table_compact(st_store *s, const char *table, struct st_commit_result *re
 	a->file_id = store_next_fid(s);
 	if ((rc = staged_path(s, g, err)) != ST_OK)
 		goto out;
-	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io};
+	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
+				    .threads = s->enc_threads};
 	if ((rc = seg_writer_open(g->path, &g->m.meta->schema, &o, &w, err)) != ST_OK)
 		goto out;
 	const struct st_scan_batch *b;

@@ -46,6 +46,9 @@ struct seg_writer_opts {
 	int lz4_level;           /* 0 = LZ4 fast; 1..12 = LZ4 HC level; -1 = never compress */
 	int force_encoding;      /* 0 = choose per chunk; k+1 = use encoding id k where the type allows it */
 	const struct st_io *io;  /* NULL = st_io_posix */
+	int threads;             /* 0, 1 = encode on the caller's thread; 2 = a helper thread
+				  * encodes every other column of a row group meanwhile
+				  * (same bytes either way) */
 };
 
 /* One column chunk as described by the footer. */

@@ -11,12 +11,17 @@
  *
  * Memory: one row group of buffered values, one encoded chunk, one LZ4
  * output buffer and the encoder scratch; peak use is tracked for the
- * benchmark's memory target. One thread per writer.
+ * benchmark's memory target. One caller thread per writer; with
+ * threads = 2 a helper thread and the caller encode a row group's columns
+ * together (each chunk then has its own output buffers until it is
+ * written, in column order: the same bytes as one thread writes).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <lz4.h>
 #include <lz4hc.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +48,30 @@ struct wcol {
 	bool fstats_unbounded; /* some chunk had values but no bounds */
 };
 
+/* One encoded chunk: its buffers and outcome. */
+struct enc_out {
+	struct st_buf enc;          /* encoded bytes */
+	uint8_t *lz4;               /* LZ4 output buffer */
+	size_t lz4_cap;             /* its size */
+	const uint8_t *stored;      /* the bytes as stored (enc or lz4) */
+	size_t slen;                /* their count */
+	int rc;                     /* ST_OK, ST_ENOMEM or ST_ETOOBIG */
+};
+
+/* The helper thread of a writer with threads = 2: for each row group it
+ * and the caller take columns to encode from a shared counter, each chunk
+ * into its own output, and the caller writes them in column order. */
+struct helper {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool has_job, done, stop;
+	uint32_t n;                 /* the job: rows of the row group */
+	struct seg_chunk_meta *chunks; /* its chunks' metadata */
+	uint32_t next;              /* next column to take (atomic) */
+	struct enc_out *outs;     /* one per column */
+};
+
 struct seg_writer {
 	char *path;                 /* final path */
 	char *tmp;                  /* path.tmp, written first */
@@ -56,10 +85,9 @@ struct seg_writer {
 	int force_enc;              /* encoding id to force, -1 = choose */
 	uint32_t nbuf;              /* rows buffered in cols */
 	struct wcol *cols;          /* one per field */
-	struct chunk_scratch scratch; /* encoder scratch */
-	struct st_buf enc;          /* encoded bytes of one chunk */
-	uint8_t *lz4;               /* LZ4 output buffer */
-	size_t lz4_cap;             /* its size */
+	struct chunk_scratch scratch[2]; /* encoder scratch: the caller's, the helper's */
+	struct enc_out out;       /* the chunk being written (no helper) */
+	struct helper *helper;      /* a second encoding thread, or NULL */
 	uint64_t off;               /* end of the file so far */
 	uint32_t file_crc;          /* CRC32C of the bytes written so far */
 	uint64_t rows;              /* rows flushed */
@@ -128,15 +156,42 @@ static int fail(struct seg_writer *w, struct st_err *err, int code, const char *
 
 static void track_peak(struct seg_writer *w)
 {
-	uint64_t b = w->fixed_bytes + w->scratch.bytes + w->enc.cap + w->lz4_cap;
+	uint64_t b = w->fixed_bytes + w->scratch[0].bytes + w->scratch[1].bytes + w->out.enc.cap +
+		     w->out.lz4_cap;
+	for (uint32_t i = 0; w->helper && i < w->schema.nfields; i++)
+		b += w->helper->outs[i].enc.cap + w->helper->outs[i].lz4_cap;
 	for (uint32_t i = 0; i < w->schema.nfields; i++)
 		b += w->cols[i].bytes.cap;
 	if (b > w->peak)
 		w->peak = b;
 }
 
+static void *helper_run(void *arg);
+
+static void helper_stop(struct seg_writer *w)
+{
+	struct helper *h = w->helper;
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->mu);
+	h->stop = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->th, NULL);
+	pthread_mutex_destroy(&h->mu);
+	pthread_cond_destroy(&h->cv);
+	for (uint32_t i = 0; i < w->schema.nfields; i++) {
+		st_buf_free(&h->outs[i].enc);
+		free(h->outs[i].lz4);
+	}
+	free(h->outs);
+	free(h);
+	w->helper = NULL;
+}
+
 static void writer_free(struct seg_writer *w)
 {
+	helper_stop(w);
 	for (uint32_t i = 0; w->cols && i < w->schema.nfields; i++) {
 		free(w->cols[i].data);
 		free(w->cols[i].validity);
@@ -148,10 +203,11 @@ static void writer_free(struct seg_writer *w)
 	free(w->rgs);
 	free(w->cols);
 	free(w->schema.fields);
-	chunk_scratch_fini(&w->scratch);
-	st_buf_free(&w->enc);
+	chunk_scratch_fini(&w->scratch[0]);
+	chunk_scratch_fini(&w->scratch[1]);
+	st_buf_free(&w->out.enc);
+	free(w->out.lz4);
 	st_buf_free(&w->kv);
-	free(w->lz4);
 	if (w->mem) {
 		st_buf_free(w->mem);
 		free(w->mem);
@@ -221,6 +277,26 @@ static int writer_open(const char *path, struct st_buf *mem, const struct st_sch
 	}
 	w->off = sizeof hdr;
 	w->file_crc = st_crc32c(0, hdr, sizeof hdr);
+	if (opts->threads > 1 && schema->nfields > 1) {
+		/* Without a helper (out of memory, no thread) it encodes alone. */
+		struct helper *h = calloc(1, sizeof *h);
+		if (h && !(h->outs = calloc(schema->nfields, sizeof *h->outs))) {
+			free(h);
+			h = NULL;
+		}
+		if (h) {
+			pthread_mutex_init(&h->mu, NULL);
+			pthread_cond_init(&h->cv, NULL);
+			w->helper = h;
+			if (pthread_create(&h->th, NULL, helper_run, w) != 0) {
+				pthread_mutex_destroy(&h->mu);
+				pthread_cond_destroy(&h->cv);
+				free(h->outs);
+				free(h);
+				w->helper = NULL;
+			}
+		}
+	}
 	track_peak(w);
 	*out = w;
 	w = NULL;
@@ -307,6 +383,145 @@ static void merge_stats(struct wcol *c, const struct st_col_stats *cs)
 	fs->has_minmax = true;
 }
 
+/*
+ * Encode column i of the buffered row group (n rows) with scratch sc into
+ * L: chunk encoding, then LZ4 when it saves space. Fills cm's encoding,
+ * validity, stats, compression and encoded size, and L. Touches only
+ * column i's buffers, sc and L: two threads may encode different columns
+ * at once. Returns ST_OK, ST_ENOMEM or ST_ETOOBIG (encode_column puts it
+ * in L->rc).
+ */
+static int encode_chunk(struct seg_writer *w, struct chunk_scratch *sc, struct enc_out *L,
+			uint32_t i, uint32_t n, struct seg_chunk_meta *cm)
+{
+	struct wcol *c = &w->cols[i];
+	struct chunk_col col = {
+		.type = w->schema.fields[i].type, .n = n,
+		.null_count = c->null_count, .validity = c->validity,
+		.data = c->data, .offsets = c->offsets, .bytes = c->bytes.data};
+	L->enc.len = 0;
+	int rc = chunk_encode(&col, w->force_enc, sc, &L->enc, &cm->encoding,
+			      &cm->validity, &cm->stats);
+	if (rc != ST_OK || L->enc.oom)
+		return ST_ENOMEM;
+	if (L->enc.len > SEG_MAX_CHUNK_BYTES)
+		return ST_ETOOBIG;
+	L->stored = L->enc.data;
+	L->slen = L->enc.len;
+	cm->compression = SEG_COMP_NONE;
+	/* Below LZ4_MIN_INPUT bytes LZ4 saves next to nothing and its per-call
+	 * state reset costs more than the chunk. */
+	if (w->lz4_level >= 0 && L->enc.len >= LZ4_MIN_INPUT) {
+		size_t bound = (size_t)LZ4_compressBound((int)L->enc.len);
+		if (bound > L->lz4_cap) {
+			free(L->lz4);
+			L->lz4 = malloc(bound);
+			L->lz4_cap = L->lz4 ? bound : 0;
+			if (!L->lz4)
+				return ST_ENOMEM;
+		}
+		int z = w->lz4_level == 0
+			? LZ4_compress_default((const char *)L->enc.data, (char *)L->lz4,
+					       (int)L->enc.len, (int)bound)
+			: LZ4_compress_HC((const char *)L->enc.data, (char *)L->lz4,
+					  (int)L->enc.len, (int)bound, w->lz4_level);
+		if (z > 0 && (size_t)z < L->enc.len) {
+			L->stored = L->lz4;
+			L->slen = (size_t)z;
+			cm->compression = SEG_COMP_LZ4;
+		}
+	}
+	cm->encoded_size = (uint32_t)L->enc.len;
+	return ST_OK;
+}
+
+static void encode_column(struct seg_writer *w, struct chunk_scratch *sc, struct enc_out *L,
+			  uint32_t i, uint32_t n, struct seg_chunk_meta *cm)
+{
+	L->rc = encode_chunk(w, sc, L, i, n, cm);
+}
+
+
+/* Take columns from the shared counter and encode them until none is left. */
+static void encode_some(struct seg_writer *w, struct chunk_scratch *sc)
+{
+	struct helper *h = w->helper;
+	for (;;) {
+		uint32_t i = __atomic_fetch_add(&h->next, 1, __ATOMIC_RELAXED);
+		if (i >= w->schema.nfields)
+			return;
+		encode_column(w, sc, &h->outs[i], i, h->n, &h->chunks[i]);
+	}
+}
+
+/* The helper thread: for each row group it is given, encode_some. */
+static void *helper_run(void *arg)
+{
+	struct seg_writer *w = arg;
+	struct helper *h = w->helper;
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->has_job && !h->stop)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->stop)
+			break;
+		h->has_job = false;
+		pthread_mutex_unlock(&h->mu);
+		encode_some(w, &w->scratch[1]);
+		pthread_mutex_lock(&h->mu);
+		h->done = true;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+/* Encode every column of the row group (n rows) on both threads. */
+static void encode_all(struct seg_writer *w, uint32_t n, struct seg_chunk_meta *chunks)
+{
+	struct helper *h = w->helper;
+	pthread_mutex_lock(&h->mu);
+	h->n = n;
+	h->chunks = chunks;
+	h->next = 0;
+	h->done = false;
+	h->has_job = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	encode_some(w, &w->scratch[0]);
+	pthread_mutex_lock(&h->mu);
+	while (!h->done)
+		pthread_cond_wait(&h->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Append column i's encoded chunk L to the file. */
+static int write_column(struct seg_writer *w, const struct enc_out *L, uint32_t i,
+			struct seg_chunk_meta *cm, struct st_err *err)
+{
+	int rc = L->rc;
+	if (rc == ST_ENOMEM)
+		return fail(w, err, ST_ENOMEM, "segment '%s': out of memory encoding column '%s'",
+			    w->path, w->schema.fields[i].name);
+	if (rc == ST_ETOOBIG)
+		return fail(w, err, ST_ETOOBIG,
+			    "segment '%s': column '%s' encodes to more than the 1 GiB chunk limit "
+			    "in one row group: use smaller row groups",
+			    w->path, w->schema.fields[i].name);
+	cm->offset = w->off;
+	cm->stored_size = (uint32_t)L->slen;
+	cm->crc = st_crc32c(0, L->stored, L->slen);
+	int e = w_write(w, L->stored, L->slen, w->off);
+	if (e)
+		return fail(w, err, e, "segment '%s': writing row group %u column '%s' at offset %llu: %s",
+			    w->tmp, w->nrg - 1, w->schema.fields[i].name,
+			    (unsigned long long)w->off, strerror(e));
+	w->off += L->slen;
+	w->file_crc = st_crc32c(w->file_crc, L->stored, L->slen);
+	merge_stats(&w->cols[i], &cm->stats);
+	return ST_OK;
+}
+
 static int flush_row_group(struct seg_writer *w, struct st_err *err)
 {
 	int rc = ST_OK;
@@ -330,63 +545,22 @@ static int flush_row_group(struct seg_writer *w, struct st_err *err)
 	w->nrg++;
 	uint64_t raw = 0;
 	for (uint32_t i = 0; i < F; i++) {
-		struct wcol *c = &w->cols[i];
-		struct seg_chunk_meta *cm = &rg->chunks[i];
-		struct chunk_col col = {
-			.type = w->schema.fields[i].type, .n = n,
-			.null_count = c->null_count, .validity = c->validity,
-			.data = c->data, .offsets = c->offsets, .bytes = c->bytes.data};
-		size_t width = st_type_width(col.type);
-		raw += width ? (size_t)n * width : c->offsets[n] + (size_t)n * 4;
-		w->enc.len = 0;
-		rc = chunk_encode(&col, w->force_enc, &w->scratch, &w->enc,
-				  &cm->encoding, &cm->validity, &cm->stats);
-		if (rc != ST_OK || w->enc.oom)
-			return fail(w, err, ST_ENOMEM, "segment '%s': out of memory encoding column '%s'",
-				    w->path, w->schema.fields[i].name);
-		if (w->enc.len > SEG_MAX_CHUNK_BYTES)
-			return fail(w, err, ST_ETOOBIG,
-				    "segment '%s': column '%s' encodes to %zu bytes in one row group, "
-				    "above the 1 GiB chunk limit: use smaller row groups",
-				    w->path, w->schema.fields[i].name, w->enc.len);
-		const uint8_t *stored = w->enc.data;
-		size_t slen = w->enc.len;
-		cm->compression = SEG_COMP_NONE;
-		/* Below LZ4_MIN_INPUT bytes LZ4 saves next to nothing and its
-		 * per-call state reset costs more than the chunk. */
-		if (w->lz4_level >= 0 && w->enc.len >= LZ4_MIN_INPUT) {
-			size_t bound = (size_t)LZ4_compressBound((int)w->enc.len);
-			if (bound > w->lz4_cap) {
-				free(w->lz4);
-				w->lz4 = malloc(bound);
-				w->lz4_cap = w->lz4 ? bound : 0;
-				if (!w->lz4)
-					return fail(w, err, ST_ENOMEM, "segment '%s': out of memory", w->path);
-			}
-			int z = w->lz4_level == 0
-				? LZ4_compress_default((const char *)w->enc.data, (char *)w->lz4,
-						       (int)w->enc.len, (int)bound)
-				: LZ4_compress_HC((const char *)w->enc.data, (char *)w->lz4,
-						  (int)w->enc.len, (int)bound, w->lz4_level);
-			if (z > 0 && (size_t)z < w->enc.len) {
-				stored = w->lz4;
-				slen = (size_t)z;
-				cm->compression = SEG_COMP_LZ4;
-			}
-		}
-		cm->offset = w->off;
-		cm->stored_size = (uint32_t)slen;
-		cm->encoded_size = (uint32_t)w->enc.len;
-		cm->crc = st_crc32c(0, stored, slen);
-		int e = w_write(w, stored, slen, w->off);
-		if (e)
-			return fail(w, err, e, "segment '%s': writing row group %u column '%s' at offset %llu: %s",
-				    w->tmp, w->nrg - 1, w->schema.fields[i].name,
-				    (unsigned long long)w->off, strerror(e));
-		w->off += slen;
-		w->file_crc = st_crc32c(w->file_crc, stored, slen);
-		merge_stats(c, &cm->stats);
+		size_t width = st_type_width(w->schema.fields[i].type);
+		raw += width ? (size_t)n * width : w->cols[i].offsets[n] + (size_t)n * 4;
 	}
+	/* With a helper both threads encode columns, each into its own
+	 * output; chunks are written in column order either way, so the
+	 * file's bytes are the same. */
+	if (w->helper)
+		encode_all(w, n, rg->chunks);
+	for (uint32_t i = 0; i < F && rc == ST_OK; i++) {
+		struct enc_out *L = w->helper ? &w->helper->outs[i] : &w->out;
+		if (!w->helper)
+			encode_column(w, &w->scratch[0], L, i, n, &rg->chunks[i]);
+		rc = write_column(w, L, i, &rg->chunks[i], err);
+	}
+	if (rc != ST_OK)
+		return rc;
 	if (raw > w->rg_raw_max)
 		w->rg_raw_max = raw;
 	track_peak(w);

@@ -330,6 +330,66 @@ static void t_bench_table_encodings(void)
 	bench_table_fini(&t);
 }
 
+static int file_bytes(const char *path, uint8_t **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	*out = malloc(*len + 1);
+	size_t got = fread(*out, 1, *len, f);
+	fclose(f);
+	return got == *len ? 0 : -1;
+}
+
+/* A helper thread encoding every other column writes the very same bytes
+ * (8 columns; 3, an odd count; with LZ4 HC too), and reads back. */
+static void t_helper_thread_same_bytes(void)
+{
+	struct rows r;
+	struct st_err err;
+	struct seg_file_info info;
+	rows_make(&r, 5000);
+	int diff = 0;
+	for (int hc = 0; hc < 2; hc++) {
+		struct seg_writer_opts one = {.row_group_rows = 1024, .lz4_level = hc ? 3 : 0},
+				       two = one;
+		two.threads = 2;
+		REQUIRE(write_rows(tpath("t1.seg"), &r, &one, &info, &err) == ST_OK);
+		seg_file_info_fini(&info);
+		REQUIRE(write_rows(tpath("t2.seg"), &r, &two, &info, &err) == ST_OK);
+		seg_file_info_fini(&info);
+		CHECK_EQ(compare_file(tpath("t2.seg"), &r), 0);
+		uint8_t *a, *b;
+		size_t na, nb;
+		REQUIRE(file_bytes(tpath("t1.seg"), &a, &na) == 0);
+		REQUIRE(file_bytes(tpath("t2.seg"), &b, &nb) == 0);
+		diff += na != nb || memcmp(a, b, na);
+		free(a);
+		free(b);
+	}
+	const struct st_schema three = {3, all_fields};
+	for (int th = 1; th <= 2; th++) {
+		struct seg_writer *w;
+		struct seg_writer_opts o = {.row_group_rows = 700, .threads = th};
+		REQUIRE(seg_writer_open(tpath(th == 1 ? "o1.seg" : "o2.seg"), &three, &o, &w, &err) == ST_OK);
+		REQUIRE(seg_writer_append(w, r.cols, r.n, &err) == ST_OK);
+		REQUIRE(seg_writer_close(w, &info, &err) == ST_OK);
+		seg_file_info_fini(&info);
+	}
+	uint8_t *a, *b;
+	size_t na, nb;
+	REQUIRE(file_bytes(tpath("o1.seg"), &a, &na) == 0);
+	REQUIRE(file_bytes(tpath("o2.seg"), &b, &nb) == 0);
+	diff += na != nb || memcmp(a, b, na);
+	free(a);
+	free(b);
+	CHECK_EQ(diff, 0);
+	rows_free(&r);
+}
+
 static void t_empty_segment(void)
 {
 	struct seg_writer *w;
@@ -642,6 +702,7 @@ static const struct test_case tests[] = {
 	{"forced_encodings_and_hc", t_forced_encodings_and_hc},
 	{"projection_reads_only_requested", t_projection_reads_only_requested},
 	{"bench_table_encodings", t_bench_table_encodings},
+	{"helper_thread_same_bytes", t_helper_thread_same_bytes},
 	{"empty_segment", t_empty_segment},
 	{"schema_errors_change_nothing", t_schema_errors_change_nothing},
 	{"every_byte_flip_is_detected", t_every_byte_flip_is_detected},
