@@ -8,11 +8,12 @@
  * removes the new segment and makes the store refuse writes until reopen.
  *
  * Transactions: st_txn_write maps and writes the data outside any lock,
- * remembering the version it read; st_txn_commit takes the store's write
+ * remembering the version it read; st_txn_commit encodes the commit, then
+ * queues for a group (STORE.md §4): its leader takes the store's write
  * lock, checks the conflict rules against every commit since (DESIGN.md
- * §6) and applies all staged tables in one LMDB transaction. Concurrent
- * committers are batched (group commit): one LMDB transaction and one
- * durable commit for all, a nested transaction per committer.
+ * §6) and applies each member's staged tables in one LMDB transaction
+ * for the whole group: one durable commit for all, each member with its
+ * own versions and result.
  */
 #include <errno.h>
 #include <semaphore.h>
