@@ -39,7 +39,24 @@ bool chunk_encoding_allowed(int enc, int type);
  * One column of a row group as the writer buffered it. The encoder may
  * overwrite the data slots of null rows with filler.
  */
+/* The sorted dictionary of a string column's previous chunk: when all the
+ * distinct values of a chunk are in it, their order comes from it instead
+ * of a sort (a column of categories repeats its dictionary chunk after
+ * chunk). Zero-initialize; dict_memo_fini frees it. */
+struct dict_memo {
+	uint32_t d;            /* values, in sorted order */
+	uint32_t *off;         /* d + 1 offsets into bytes */
+	uint8_t *bytes;        /* the values back to back */
+	uint32_t *slots;       /* hash table: value index + 1, 0 = empty */
+	uint32_t *mark;        /* d slots, all 0 between uses */
+	uint32_t nslots;       /* power of two, at least 2d */
+	uint32_t cap;          /* values off and mark hold */
+	size_t cap_bytes;      /* bytes `bytes` holds */
+};
+void dict_memo_fini(struct dict_memo *m);
+
 struct chunk_col {
+	struct dict_memo *memo; /* strings: the previous chunk's dictionary, or NULL */
 	uint8_t type;          /* enum st_type */
 	uint32_t n;            /* rows */
 	uint32_t null_count;   /* null rows */

@@ -93,17 +93,20 @@ static inline uint64_t hash64(uint64_t x)
 	return x ^ (x >> 33);
 }
 
-static uint64_t hash_bytes(const uint8_t *p, uint32_t len)
+static inline uint64_t hash_bytes(const uint8_t *p, uint32_t len)
 {
-	uint64_t h = 0x9E3779B97F4A7C15ull ^ len;
-	while (len >= 8) {
-		h = hash64(h ^ st_get_le64(p));
-		p += 8;
-		len -= 8;
+	uint64_t h = 0x9E3779B97F4A7C15ull ^ len, t = 0;
+	if (len >= 8) {
+		/* Whole words, the last one overlapping its predecessor: no
+		 * byte loop for the tail (an in-memory hash, never stored). */
+		const uint8_t *last = p + len - 8;
+		for (; p < last; p += 8)
+			h = hash64(h ^ st_get_le64(p));
+		t = st_get_le64(last);
+	} else {
+		for (uint32_t i = 0; i < len; i++)
+			t |= (uint64_t)p[i] << (8 * i);
 	}
-	uint64_t t = 0;
-	for (uint32_t i = 0; i < len; i++)
-		t |= (uint64_t)p[i] << (8 * i);
 	return hash64(h ^ t ^ 0x5bd1e995);
 }
 
@@ -715,12 +718,119 @@ static inline int str_cmp_rows(const struct chunk_col *c, uint32_t a, uint32_t b
 	return r ? r : (la > lb) - (la < lb);
 }
 
+/* Whether n bytes at p and q are equal: two overlapping words for 8..16
+ * bytes (short categories: no call), memcmp otherwise. */
+static inline bool bytes_eq(const uint8_t *p, const uint8_t *q, uint32_t n)
+{
+	if (n >= 8 && n <= 16)
+		return st_get_le64(p) == st_get_le64(q) &&
+		       st_get_le64(p + n - 8) == st_get_le64(q + n - 8);
+	return !n || !memcmp(p, q, n);
+}
+
+static inline bool str_eq_rows(const struct chunk_col *c, uint32_t a, uint32_t b)
+{
+	uint32_t la = c->offsets[a + 1] - c->offsets[a];
+	return la == c->offsets[b + 1] - c->offsets[b] &&
+	       bytes_eq(c->bytes + c->offsets[a], c->bytes + c->offsets[b], la);
+}
+
 /* qsort has no context argument in C11: the column being sorted. */
 static _Thread_local const struct chunk_col *sort_col;
 
 static int cmp_rows(const void *a, const void *b)
 {
 	return str_cmp_rows(sort_col, *(const uint32_t *)a, *(const uint32_t *)b);
+}
+
+void dict_memo_fini(struct dict_memo *m)
+{
+	free(m->off);
+	free(m->bytes);
+	free(m->slots);
+	free(m->mark);
+	memset(m, 0, sizeof *m);
+}
+
+/* Index of the value of row i in memo m, or UINT32_MAX. */
+static uint32_t memo_find(const struct dict_memo *m, const struct chunk_col *c, uint32_t i)
+{
+	const uint8_t *p = c->bytes + c->offsets[i];
+	uint32_t len = c->offsets[i + 1] - c->offsets[i];
+	for (size_t h = hash_bytes(p, len) & (m->nslots - 1);; h = (h + 1) & (m->nslots - 1)) {
+		uint32_t e = m->slots[h];
+		if (!e)
+			return UINT32_MAX;
+		uint32_t k = e - 1;
+		if (m->off[k + 1] - m->off[k] == len && bytes_eq(m->bytes + m->off[k], p, len))
+			return k;
+	}
+}
+
+/* Put the d entries of s in value order (s->order) from memo m; false,
+ * leaving m as it was, when some value is not in m. */
+static bool memo_order(struct dict_memo *m, const struct chunk_col *c, struct chunk_scratch *s,
+		       uint32_t d)
+{
+	if (m->d < d || !m->nslots)
+		return false;
+	for (uint32_t k = 0; k < d; k++) {
+		uint32_t at = memo_find(m, c, s->entries[k]);
+		if (at == UINT32_MAX) {
+			while (k--)
+				m->mark[s->order[k]] = 0;
+			return false;
+		}
+		s->order[k] = at;
+		m->mark[at] = k + 1;
+	}
+	uint32_t j = 0;
+	for (uint32_t at = 0; j < d && at < m->d; at++)
+		if (m->mark[at]) {
+			s->order[j++] = s->entries[m->mark[at] - 1];
+			m->mark[at] = 0;
+		}
+	return true;
+}
+
+/* Remember the sorted dictionary (s->order, d values of c) in m. Out of
+ * memory leaves m empty: the next chunk sorts. */
+static void memo_store(struct dict_memo *m, const struct chunk_col *c,
+		       const struct chunk_scratch *s, uint32_t d)
+{
+	size_t total = 0;
+	for (uint32_t k = 0; k < d; k++)
+		total += c->offsets[s->order[k] + 1] - c->offsets[s->order[k]];
+	uint32_t nslots = 16;
+	while (nslots < 2 * d)
+		nslots *= 2;
+	if (d + 1 > m->cap || total > m->cap_bytes || nslots > m->nslots) {
+		dict_memo_fini(m);
+		m->off = malloc((d + 1) * sizeof *m->off);
+		m->mark = calloc(d + 1, sizeof *m->mark);
+		m->bytes = malloc(total + 1);
+		m->slots = malloc(nslots * sizeof *m->slots);
+		if (!m->off || !m->mark || !m->bytes || !m->slots) {
+			dict_memo_fini(m);
+			return;
+		}
+		m->cap = d + 1;
+		m->cap_bytes = total + 1;
+		m->nslots = nslots;
+	}
+	memset(m->slots, 0, m->nslots * sizeof *m->slots);
+	m->off[0] = 0;
+	for (uint32_t k = 0; k < d; k++) {
+		uint32_t r = s->order[k], len = c->offsets[r + 1] - c->offsets[r];
+		if (len)
+			memcpy(m->bytes + m->off[k], c->bytes + c->offsets[r], len);
+		m->off[k + 1] = m->off[k] + len;
+		size_t h = hash_bytes(m->bytes + m->off[k], len) & (m->nslots - 1);
+		while (m->slots[h])
+			h = (h + 1) & (m->nslots - 1);
+		m->slots[h] = k + 1;
+	}
+	m->d = d;
 }
 
 /* Build the dictionary of a string column: entries (first row of each
@@ -765,7 +875,7 @@ static uint32_t str_dict_build(const struct chunk_col *c, uint32_t limit,
 					s->u32[i] = d - 1;
 					break;
 				}
-				if (!str_cmp_rows(c, s->entries[e - 1], i)) {
+				if (str_eq_rows(c, s->entries[e - 1], i)) {
 					s->u32[i] = e - 1;
 					break;
 				}
@@ -776,10 +886,15 @@ static uint32_t str_dict_build(const struct chunk_col *c, uint32_t limit,
 			break;
 		nslots *= 2;
 	}
-	/* Sort entries by value; renumber codes so code order is value order. */
-	memcpy(s->order, s->entries, d * sizeof *s->order);
-	sort_col = c;
-	qsort(s->order, d, sizeof *s->order, cmp_rows);
+	/* Sort entries by value (or take the order of the last chunk's
+	 * dictionary); renumber codes so code order is value order. */
+	if (!c->memo || !memo_order(c->memo, c, s, d)) {
+		memcpy(s->order, s->entries, d * sizeof *s->order);
+		sort_col = c;
+		qsort(s->order, d, sizeof *s->order, cmp_rows);
+		if (c->memo)
+			memo_store(c->memo, c, s, d);
+	}
 	/* entries (no longer needed: order holds the rows) becomes the map
 	 * old code -> new code; the old code of order[k] is u32[order[k]]. */
 	for (uint32_t k = 0; k < d; k++)

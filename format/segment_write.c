@@ -44,6 +44,7 @@ struct wcol {
 	struct st_buf bytes;   /* varlen: value bytes */
 	uint32_t null_count;   /* nulls buffered */
 	uint32_t cap;          /* rows the buffers hold (grows up to rg_rows) */
+	struct dict_memo memo; /* strings: the last chunk's dictionary (encode.c) */
 	struct st_col_stats fstats; /* file statistics so far */
 	bool fstats_unbounded; /* some chunk had values but no bounds */
 };
@@ -160,8 +161,10 @@ static void track_peak(struct seg_writer *w)
 		     w->out.lz4_cap;
 	for (uint32_t i = 0; w->helper && i < w->schema.nfields; i++)
 		b += w->helper->outs[i].enc.cap + w->helper->outs[i].lz4_cap;
-	for (uint32_t i = 0; i < w->schema.nfields; i++)
-		b += w->cols[i].bytes.cap;
+	for (uint32_t i = 0; i < w->schema.nfields; i++) {
+		const struct dict_memo *m = &w->cols[i].memo;
+		b += w->cols[i].bytes.cap + m->cap_bytes + (uint64_t)m->cap * 8 + (uint64_t)m->nslots * 4;
+	}
 	if (b > w->peak)
 		w->peak = b;
 }
@@ -197,6 +200,7 @@ static void writer_free(struct seg_writer *w)
 		free(w->cols[i].validity);
 		free(w->cols[i].offsets);
 		st_buf_free(&w->cols[i].bytes);
+		dict_memo_fini(&w->cols[i].memo);
 	}
 	for (uint32_t i = 0; i < w->nrg; i++)
 		free(w->rgs[i].chunks);
@@ -396,7 +400,7 @@ static int encode_chunk(struct seg_writer *w, struct chunk_scratch *sc, struct e
 {
 	struct wcol *c = &w->cols[i];
 	struct chunk_col col = {
-		.type = w->schema.fields[i].type, .n = n,
+		.memo = &c->memo, .type = w->schema.fields[i].type, .n = n,
 		.null_count = c->null_count, .validity = c->validity,
 		.data = c->data, .offsets = c->offsets, .bytes = c->bytes.data};
 	L->enc.len = 0;

@@ -308,8 +308,60 @@ static void t_decode_rejects_bad_sections(void)
 	chunk_out_fini(&o);
 }
 
+/* A string column of values "v<k>" for k in ks (n rows); bytes/offsets
+ * point into the given buffers. */
+static void str_col(struct chunk_col *c, const uint32_t *ks, uint32_t n, uint8_t *bytes,
+		    uint32_t *offs)
+{
+	offs[0] = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		int len = sprintf((char *)bytes + offs[i], "v%u", ks[i]);
+		offs[i + 1] = offs[i] + (uint32_t)len;
+	}
+	*c = (struct chunk_col){.type = ST_TYPE_STRING, .n = n, .offsets = offs, .bytes = bytes};
+}
+
+/* Dictionary order taken from the previous chunk's dictionary (a subset,
+ * the same set, then a new value) gives exactly the bytes of a sort. */
+static void t_dict_memo_same_bytes(void)
+{
+	static uint32_t ks[3][400];
+	static uint8_t bytes[400 * 8];
+	static uint32_t offs[401];
+	for (uint32_t i = 0; i < 400; i++) {
+		ks[0][i] = (i * 7919u) % 50;       /* 50 values */
+		ks[1][i] = (i * 104729u) % 30;     /* a subset, another order */
+		ks[2][i] = i == 17 ? 77 : (i * 31u) % 50; /* one value never seen */
+	}
+	struct dict_memo memo = {0};
+	struct chunk_scratch s1 = {0}, s2 = {0};
+	int diff = 0;
+	for (int round = 0; round < 2; round++)
+		for (int k = 0; k < 3; k++) {
+			struct chunk_col a, b;
+			str_col(&a, ks[k], 400, bytes, offs);
+			b = a;
+			a.memo = &memo;
+			struct st_buf oa = {0}, ob = {0};
+			struct st_col_stats sa, sb;
+			uint8_t ea, eb, va, vb;
+			REQUIRE(chunk_encode(&a, -1, &s1, &oa, &ea, &va, &sa) == ST_OK);
+			REQUIRE(chunk_encode(&b, -1, &s2, &ob, &eb, &vb, &sb) == ST_OK);
+			diff += ea != CHUNK_ENC_DICT || ea != eb || oa.len != ob.len ||
+				memcmp(oa.data, ob.data, oa.len);
+			st_buf_free(&oa);
+			st_buf_free(&ob);
+		}
+	CHECK_EQ(diff, 0);
+	CHECK(memo.d > 0);
+	dict_memo_fini(&memo);
+	chunk_scratch_fini(&s1);
+	chunk_scratch_fini(&s2);
+}
+
 static const struct test_case tests[] = {
 	{"bitpack_every_width", t_bitpack_every_width},
+	{"dict_memo_same_bytes", t_dict_memo_same_bytes},
 	{"crc32c_known_values", t_crc32c_known_values},
 	{"utf8_validation", t_utf8_validation},
 	{"cursor_bounds", t_cursor_bounds},
