@@ -1211,7 +1211,8 @@ static void gc_gather(st_store *s, const struct gc_entry *batch, const struct ti
 	for (;;) {
 		uint32_t missing = 0;
 		for (uint32_t i = 0; i < s->gc_nprev; i++) {
-			bool here = false;
+			/* The leader's own thread cannot queue while it leads. */
+			bool here = pthread_equal(pthread_self(), s->gc_prev[i]);
 			for (const struct gc_entry *e = batch; e && !here; e = e->next)
 				here = pthread_equal(e->self, s->gc_prev[i]);
 			for (const struct gc_entry *e = s->gc_head; e && !here; e = e->next)
