@@ -685,6 +685,43 @@ static void t_data_file_zero_filled_ahead(void)
 	st_store_close(s);
 }
 
+/* Stores of other formats are refused with ST_EVERSION and a message
+ * that says so: formats 1-2 (named databases), 3 (development), newer. */
+static void t_other_formats_refused(void)
+{
+	static const uint32_t formats[] = {2, 3, 99};
+	for (int k = 0; k < 3; k++) {
+		const char *dir = new_dir();
+		char path[160];
+		snprintf(path, sizeof path, "%s", dir);
+		mkdir(path, 0755);
+		snprintf(path, sizeof path, "%s/store", dir);
+		mkdir(path, 0755);
+		MDB_env *env;
+		MDB_txn *txn;
+		MDB_dbi dbi;
+		REQUIRE(mdb_env_create(&env) == 0);
+		mdb_env_set_maxdbs(env, 4);
+		REQUIRE(mdb_env_open(env, path, 0, 0644) == 0);
+		REQUIRE(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+		if (formats[k] == 2) { /* format 2 kept a named database "meta" */
+			REQUIRE(mdb_dbi_open(txn, "meta", MDB_CREATE, &dbi) == 0);
+		} else {
+			REQUIRE(mdb_dbi_open(txn, NULL, 0, &dbi) == 0);
+			uint8_t kb[7] = {KEY_META, 'f', 'o', 'r', 'm', 'a', 't'}, v[4];
+			st_put_le32(v, formats[k]);
+			MDB_val key = {7, kb}, val = {4, v};
+			REQUIRE(mdb_put(txn, dbi, &key, &val, 0) == 0);
+		}
+		REQUIRE(mdb_txn_commit(txn) == 0);
+		mdb_env_close(env);
+		st_store *s;
+		struct st_err err;
+		CHECK_EQ(st_store_open(dir, &store_opts, &s, &err), ST_EVERSION);
+		CHECK_CONTAINS(err.msg, formats[k] == 99 ? "format 99" : "development formats");
+	}
+}
+
 static void t_restore(void)
 {
 	st_store *s = open_with_table(new_dir());
@@ -1381,6 +1418,7 @@ static const struct test_case tests[] = {
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
 	{"group_commit_mixed", t_group_commit_mixed},
 	{"data_file_zero_filled_ahead", t_data_file_zero_filled_ahead},
+	{"other_formats_refused", t_other_formats_refused},
 	{"create_append_time_travel", t_create_append_time_travel},
 	{"overwrite_keeps_old_versions", t_overwrite_keeps_old_versions},
 	{"schema_enforcement_writes_nothing", t_schema_enforcement_writes_nothing},
