@@ -222,7 +222,7 @@ void chunk_put_stats(struct st_buf *b, const struct st_col_stats *st, int type)
 {
 	/* Built on the stack (this runs several times per segment and file
 	 * record): u16 length, flags, null count, dict size, min, max. */
-	uint8_t r[2 + 1 + 8 + 4 + 2 * (1 + ST_STAT_PREFIX_MAX)], *p = r + 2;
+	uint8_t r[2 + 1 + 8 + 4 + 2 * (1 + UINT8_MAX)], *p = r + 2;
 	*p++ = (uint8_t)((st->has_minmax ? 1 : 0) | (st->has_minmax && st->min_exact ? 2 : 0) |
 			 (st->has_minmax && st->max_exact ? 4 : 0));
 	st_put_le64(p, st->null_count);
@@ -242,7 +242,7 @@ void chunk_put_stats(struct st_buf *b, const struct st_col_stats *st, int type)
 			break;
 		}
 		default: {
-			size_t n = v->v.s.len < ST_STAT_PREFIX_MAX ? v->v.s.len : ST_STAT_PREFIX_MAX;
+			size_t n = v->v.s.len < UINT8_MAX ? v->v.s.len : UINT8_MAX; /* u8 length */
 			*p++ = (uint8_t)n;
 			if (n)
 				memcpy(p, v->v.s.ptr, n);

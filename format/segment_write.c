@@ -70,7 +70,7 @@ struct helper {
 	uint32_t n;                 /* the job: rows of the row group */
 	struct seg_chunk_meta *chunks; /* its chunks' metadata */
 	uint32_t next;              /* next column to take (atomic) */
-	struct enc_out *outs;     /* one per column */
+	struct enc_out *outs;       /* one per column */
 };
 
 struct seg_writer {
@@ -87,7 +87,7 @@ struct seg_writer {
 	uint32_t nbuf;              /* rows buffered in cols */
 	struct wcol *cols;          /* one per field */
 	struct chunk_scratch scratch[2]; /* encoder scratch: the caller's, the helper's */
-	struct enc_out out;       /* the chunk being written (no helper) */
+	struct enc_out out;         /* the chunk being written (no helper) */
 	struct helper *helper;      /* a second encoding thread, or NULL */
 	uint64_t off;               /* end of the file so far */
 	uint32_t file_crc;          /* CRC32C of the bytes written so far */
