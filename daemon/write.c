@@ -1183,8 +1183,7 @@ struct gc_entry {
 	int rc;                     /* its outcome */
 	bool decided;               /* rc is final (within lead_group) */
 	bool done;                  /* decided and published */
-	bool lead;                  /* woken to lead the next group */
-	sem_t wake;                 /* posted when done or lead is set */
+	sem_t wake;                 /* posted when done, or (not done) to lead */
 	pthread_t self;             /* the committing thread */
 	struct gc_entry *next;      /* next in the queue; once done, a child to wake */
 	struct gc_entry *next2;     /* once done, the other child to wake */
@@ -1428,8 +1427,7 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 			s->gc_leader = false;
 			break;
 		}
-		if (round == GC_LEAD_ROUNDS) { /* pass leadership on */
-			s->gc_head->lead = true;
+		if (round == GC_LEAD_ROUNDS) { /* pass leadership on: woken, not done */
 			sem_post(&s->gc_head->wake);
 			break;
 		}
