@@ -317,6 +317,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	pthread_mutex_init(&s->write_lock, NULL);
 	pthread_mutex_init(&s->gc_lock, NULL);
 	pthread_mutex_init(&s->pin_lock, NULL);
+	pthread_mutex_init(&s->meta_lock, NULL);
 	pthread_mutex_init(&s->pool_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -443,6 +444,9 @@ void st_store_close(st_store *s)
 	pthread_mutex_destroy(&s->write_lock);
 	pthread_mutex_destroy(&s->gc_lock);
 	pthread_mutex_destroy(&s->pin_lock);
+	pthread_mutex_destroy(&s->meta_lock);
+	for (uint32_t i = 0; i < META_CACHE_SLOTS; i++)
+		store_meta_put(s->meta_cache[i]);
 	pthread_mutex_destroy(&s->pool_lock);
 	pthread_cond_destroy(&s->gc_arrive);
 	free(s->pins);
@@ -459,9 +463,10 @@ void head_fini(struct table_head *h)
 }
 
 /* Fill h from table tid's head record; the metadata is decoded only when
- * with_meta (otherwise h->meta stays NULL and head_put keeps the stored one). */
+ * with_meta (otherwise h->meta stays NULL and head_put keeps the stored one).
+ * *raw, when given, receives the record (valid while txn is). */
 static int head_read(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
-		     bool with_meta, struct st_err *err)
+		     bool with_meta, MDB_val *raw, struct st_err *err)
 {
 	uint8_t key[HEAD_KEY_LEN];
 	table_key(key, tid, REC_HEAD);
@@ -486,6 +491,8 @@ static int head_read(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head 
 	h->oldest = st_get_le64(p + 32);
 	h->meta_version = st_get_le64(p + 40);
 	h->lsn = st_get_le64(p + 48);
+	if (raw)
+		*raw = v;
 	if (!with_meta)
 		return ST_OK;
 	return act_metadata_decode(p + STORE_HEAD_FIXED, v.mv_size - STORE_HEAD_FIXED, &h->meta,
@@ -495,11 +502,11 @@ static int head_read(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head 
 int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
 		 struct st_err *err)
 {
-	return head_read(s, txn, tid, h, true, err);
+	return head_read(s, txn, tid, h, true, NULL, err);
 }
 
 static int head_lookup(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
-		       bool with_meta, struct st_err *err)
+		       bool with_meta, MDB_val *raw, struct st_err *err)
 {
 	uint8_t kb[1 + STORE_NAME_MAX];
 	size_t len = strlen(name);
@@ -515,19 +522,82 @@ static int head_lookup(st_store *s, MDB_txn *txn, const char *name, struct table
 	if (v.mv_size != 8)
 		return st_seterr(err, ST_ECORRUPT, "table '%s': name record is %zu bytes", name,
 				 v.mv_size);
-	return head_read(s, txn, get_be64(v.mv_data), h, with_meta, err);
+	return head_read(s, txn, get_be64(v.mv_data), h, with_meta, raw, err);
 }
 
 int head_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 	     struct st_err *err)
 {
-	return head_lookup(s, txn, name, h, true, err);
+	return head_lookup(s, txn, name, h, true, NULL, err);
 }
 
 int head_get_fixed(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 		   struct st_err *err)
 {
-	return head_lookup(s, txn, name, h, false, err);
+	return head_lookup(s, txn, name, h, false, NULL, err);
+}
+
+/* The cached metadata of table tid at meta_version mv, with one more
+ * holder, or NULL. meta_lock held. */
+static struct meta_ref *meta_cached(st_store *s, uint64_t tid, uint64_t mv)
+{
+	for (uint32_t i = 0; i < META_CACHE_SLOTS; i++) {
+		struct meta_ref *r = s->meta_cache[i];
+		if (r && r->tid == tid && r->meta_version == mv) {
+			__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+			return r;
+		}
+	}
+	return NULL;
+}
+
+int store_meta_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
+		   struct meta_ref **ref, struct st_err *err)
+{
+	MDB_val raw;
+	*ref = NULL;
+	int rc = head_lookup(s, txn, name, h, false, &raw, err);
+	if (rc != ST_OK)
+		return rc;
+	/* (tid, meta_version) names one metadata for good: every change of it
+	 * is a commit, and committed versions are never reused. */
+	pthread_mutex_lock(&s->meta_lock);
+	*ref = meta_cached(s, h->tid, h->meta_version);
+	pthread_mutex_unlock(&s->meta_lock);
+	if (*ref)
+		return ST_OK;
+	struct meta_ref *r = calloc(1, sizeof *r), *drop;
+	if (!r)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	if ((rc = act_metadata_decode((const uint8_t *)raw.mv_data + STORE_HEAD_FIXED,
+				      raw.mv_size - STORE_HEAD_FIXED, &r->meta, err)) != ST_OK) {
+		free(r);
+		return rc;
+	}
+	r->tid = h->tid;
+	r->meta_version = h->meta_version;
+	pthread_mutex_lock(&s->meta_lock);
+	if ((*ref = meta_cached(s, h->tid, h->meta_version)) != NULL) {
+		r->refs = 1; /* another write decoded it meanwhile: use that one */
+		drop = r;
+	} else {
+		r->refs = 2; /* the caller's and the cache's */
+		*ref = r;
+		drop = s->meta_cache[s->meta_next];
+		s->meta_cache[s->meta_next] = r;
+		s->meta_next = (s->meta_next + 1) % META_CACHE_SLOTS;
+	}
+	pthread_mutex_unlock(&s->meta_lock);
+	store_meta_put(drop);
+	return ST_OK;
+}
+
+void store_meta_put(struct meta_ref *ref)
+{
+	if (ref && __atomic_sub_fetch(&ref->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		act_metadata_free(ref->meta);
+		free(ref);
+	}
 }
 
 int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_err *err)

@@ -38,6 +38,18 @@ struct store_pin {
 	uint64_t version;            /* version read */
 };
 
+/* A table's decoded metadata shared by concurrent writes: read-only while
+ * shared, freed when the last holder (the cache among them) lets go. */
+struct meta_ref {
+	uint64_t tid;                /* table */
+	uint64_t meta_version;       /* the version whose commit set this metadata */
+	struct act_metadata *meta;   /* decoded */
+	uint32_t refs;               /* holders (atomic) */
+};
+
+/* Metadata of this many tables stays decoded (store_meta_get). */
+#define META_CACHE_SLOTS 16
+
 struct st_store {
 	char *dir;                   /* data directory */
 	int lock_fd;                 /* flock()ed strata.lock */
@@ -62,12 +74,16 @@ struct st_store {
 	pthread_cond_t gc_arrive;    /* gc_want committers queued (CLOCK_MONOTONIC) */
 	uint32_t gc_want;            /* how many the gathering leader waits for */
 	uint32_t gc_queued;          /* how many queued since it began waiting */
-	pthread_t gc_prev[GC_MAX_GROUP]; /* threads of the last group (write_lock) */
-	uint32_t gc_nprev;           /* their count */
+	uint64_t gc_groups;          /* groups committed so far */
+	uint32_t gc_nprev;           /* committers of the last group, its leader's thread aside */
+	uint32_t gc_nback;           /* how many of them have queued again since */
 	uint64_t gc_commit_ns;       /* how long the last group's LMDB commit took */
 	pthread_mutex_t pool_lock;   /* guards pool */
 	MDB_txn *pool[STORE_READ_POOL]; /* reset read transactions to renew */
 	uint32_t npool;              /* their count */
+	pthread_mutex_t meta_lock;   /* guards meta_cache, meta_next */
+	struct meta_ref *meta_cache[META_CACHE_SLOTS]; /* recently used metadata */
+	uint32_t meta_next;          /* the slot to replace next */
 	pthread_mutex_t pin_lock;    /* guards pins */
 	struct store_pin *pins;      /* snapshots of open scans */
 	uint32_t npins, cap_pins;    /* count and capacity */
@@ -132,6 +148,12 @@ int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
 /* As head_get, without decoding the metadata (h->meta NULL). */
 int head_get_fixed(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 		   struct st_err *err);
+/* As head_get_fixed, with the table's metadata shared (*ref, read-only;
+ * release with store_meta_put): decoded once per table and metadata
+ * version, not once per write. Errors as head_get. */
+int store_meta_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
+		   struct meta_ref **ref, struct st_err *err);
+void store_meta_put(struct meta_ref *ref);
 /* Store h under its tid, with h->meta, or with the metadata already
  * stored when h->meta is NULL. */
 int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_err *err);

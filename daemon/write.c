@@ -30,12 +30,25 @@
 
 /* How the columns of the write map onto the (possibly evolved) schema. */
 struct colmap {
-	struct act_metadata *meta; /* metadata after this write (owned, may be new) */
+	struct act_metadata *meta; /* metadata after this write (owned, may be new,
+				    * or shared->meta, read-only) */
+	struct meta_ref *shared;   /* the store's shared metadata, when unchanged */
 	bool meta_changed;         /* merge_schema added columns */
 	int *field_of;             /* batch column -> schema field index */
 	int *batch_of;             /* schema field -> batch column, -1 if missing */
 	uint32_t ncols;            /* columns of every batch */
 };
+
+/* Let go of m->meta (owned or shared). */
+static void colmap_meta_fini(struct colmap *m)
+{
+	if (m->shared)
+		store_meta_put(m->shared);
+	else
+		act_metadata_free(m->meta);
+	m->meta = NULL;
+	m->shared = NULL;
+}
 
 static void colmap_fini(struct colmap *m)
 {
@@ -99,19 +112,55 @@ static int check_batches(const char *table, const struct colmap *m, const struct
 	return ST_OK;
 }
 
+/* Whether mapping b0 changes the schema (columns to add or widen). */
+static bool changes_schema(const struct st_schema *sc, const struct st_batch *b0)
+{
+	for (uint32_t i = 0; i < b0->ncols; i++) {
+		int f = st_schema_find(sc, b0->names[i], strlen(b0->names[i]));
+		if (f < 0 || sc->fields[f].type != b0->cols[i].type)
+			return true;
+	}
+	return false;
+}
+
+/* A private copy of m (encoded and decoded again). */
+static int meta_copy(const struct act_metadata *m, struct act_metadata **out,
+		     struct st_err *err)
+{
+	struct st_buf b = {0};
+	int rc = act_metadata_encode(m, &b, err);
+	if (rc == ST_OK)
+		rc = act_metadata_decode(b.data, b.len, out, err);
+	st_buf_free(&b);
+	return rc;
+}
+
 /* Check the write's columns (those of its first batch, b0) against the
  * table (DESIGN.md §7) and build the map; check_batches checks the rows.
- * Takes over *meta (the table's metadata as read; m->meta owns it). */
-static int map_columns(const char *table, struct act_metadata **meta,
+ * Takes over ref (the table's metadata as read): m shares it while the
+ * write leaves the schema as it is, else m->meta is a private copy. */
+static int map_columns(const char *table, struct meta_ref *ref,
 		       const struct st_batch *b0, bool merge, bool replace_schema,
 		       struct colmap *m, struct st_err *err)
 {
 	int rc = ST_OK;
 	memset(m, 0, sizeof *m);
-	m->meta = *meta;
-	*meta = NULL;
+	m->shared = ref;
+	m->meta = ref->meta;
+	if (replace_schema || changes_schema(&ref->meta->schema, b0)) {
+		m->shared = NULL;
+		m->meta = NULL;
+		rc = meta_copy(ref->meta, &m->meta, err);
+		store_meta_put(ref);
+		if (rc != ST_OK)
+			return rc;
+		if (meta_grow(m->meta, b0->ncols) != ST_OK) {
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
 	m->field_of = calloc(b0->ncols + 1, sizeof *m->field_of);
-	if (!m->field_of || (rc = meta_grow(m->meta, b0->ncols)) != ST_OK) {
+	if (!m->field_of) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -234,8 +283,7 @@ static int map_columns(const char *table, struct act_metadata **meta,
 	m->ncols = b0->ncols;
 out:
 	if (rc != ST_OK) {
-		act_metadata_free(m->meta);
-		m->meta = NULL;
+		colmap_meta_fini(m);
 		colmap_fini(m);
 	}
 	return rc;
@@ -303,34 +351,21 @@ static int app_add(struct appender *a, const struct colmap *m, const struct st_b
 }
 
 /*
- * Finish the segment: fills info. A streamed one is durable at path. An
- * in-memory one of at most inline_max bytes goes to *inl (the caller
- * stores it in LMDB: no fsync besides LMDB's own commit); a larger one is
- * written to path durably.
+ * Finish the segment: fills info. A streamed one is durable at its path;
+ * an in-memory one goes to *bytes (malloc'd; stage_finish decides where
+ * it lives).
  */
-static int app_close(st_store *s, const char *path, struct appender *a,
-		     struct seg_file_info *info, uint8_t **inl, size_t *inl_len, struct st_err *err)
+static int app_close(struct appender *a, struct seg_file_info *info, uint8_t **bytes,
+		     size_t *len, struct st_err *err)
 {
 	int rc;
-	uint8_t *bytes;
-	size_t len;
-	*inl = NULL;
-	if (!a->mem) {
+	*bytes = NULL;
+	*len = 0;
+	if (!a->mem)
 		rc = seg_writer_close(a->w, info, err);
-		a->w = NULL;
-		return rc;
-	}
-	rc = seg_writer_close_mem(a->w, info, &bytes, &len, err);
+	else
+		rc = seg_writer_close_mem(a->w, info, bytes, len, err);
 	a->w = NULL;
-	if (rc != ST_OK)
-		return rc;
-	if (len <= s->opts.inline_max) {
-		*inl = bytes;
-		*inl_len = len;
-		return ST_OK;
-	}
-	rc = store_write_file(s, path, bytes, len, err);
-	free(bytes);
 	return rc;
 }
 
@@ -409,7 +444,7 @@ static void staged_fini(struct staged *w)
 	if (w->written)
 		unlink(w->path); /* no commit references it */
 	free(w->path);
-	act_metadata_free(w->m.meta);
+	colmap_meta_fini(&w->m);
 	colmap_fini(&w->m);
 	seg_file_info_fini(&w->info);
 	free(w->add.field_ids);
@@ -669,6 +704,7 @@ static int stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 	int rc = ST_OK, mrc;
 	MDB_txn *txn = NULL;
 	struct table_head h = {0};
+	struct meta_ref *ref = NULL;
 	memset(app, 0, sizeof *app);
 	/* The entry exists (zeroed) from here, so stage_fail always has one. */
 	struct staged *grown = realloc(t->w, (t->n + 1) * sizeof *grown);
@@ -690,18 +726,20 @@ static int stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 		if (!strcmp(t->w[i].table, table))
 			return st_seterr(err, ST_EINVAL,
 					 "table '%s' is already written in this transaction", table);
-	snprintf(w->table, sizeof w->table, "%s", table);
+	size_t tlen = strnlen(table, sizeof w->table - 1); /* longer: head_get refuses it */
+	memcpy(w->table, table, tlen);
+	w->table[tlen] = '\0';
 	w->t0 = store_now_us();
 	w->overwrite = opts->mode == ST_WRITE_OVERWRITE;
 	if ((mrc = store_read_begin(s, &txn)) != 0) {
 		rc = store_lmdb_err(err, mrc, "writing");
 		goto out;
 	}
-	if ((rc = head_get(s, txn, table, &h, err)) != ST_OK)
+	if ((rc = store_meta_get(s, txn, table, &h, &ref, err)) != ST_OK)
 		goto out;
 	w->tid = h.tid;
 	w->read_version = h.version;
-	w->isolation = isolation_of(h.meta);
+	w->isolation = isolation_of(ref->meta);
 	if (opts->app_id) {
 		if (!(w->app_id = strdup(opts->app_id))) {
 			rc = st_seterr(err, ST_ENOMEM, "out of memory");
@@ -712,8 +750,9 @@ static int stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 		if (w->noop)
 			goto out; /* already committed: nothing to write */
 	}
-	if ((rc = map_columns(table, &h.meta, hdr, opts->merge_schema, opts->overwrite_schema,
-			      &w->m, err)) != ST_OK)
+	rc = map_columns(table, ref, hdr, opts->merge_schema, opts->overwrite_schema, &w->m, err);
+	ref = NULL; /* w->m has it now */
+	if (rc != ST_OK)
 		goto out;
 	if (w->overwrite && (rc = store_live_files(s, txn, h.tid, &w->read_files, &w->nread, err)) != ST_OK)
 		goto out;
@@ -723,13 +762,15 @@ static int stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 	store_read_end(s, txn);
 	txn = NULL;
 	w->add.file_id = store_next_fid(s);
-	if ((rc = staged_path(s, w, err)) != ST_OK)
+	/* An in-memory segment gets a path only if it turns out too big to
+	 * live inline (stage_finish). */
+	if (!mem && (rc = staged_path(s, w, err)) != ST_OK)
 		goto out;
 	if ((rc = app_open(s, w->path, &w->m, mem, app, err)) != ST_OK)
 		rc = segment_failed(s, rc, err);
 out:
 	store_read_end(s, txn);
-	head_fini(&h);
+	store_meta_put(ref);
 	return rc;
 }
 
@@ -753,9 +794,20 @@ static int stage_finish(st_txn *t, struct appender *app, struct st_err *err)
 	int rc = ST_OK;
 	if (!w->noop) {
 		w->rows = app->rows;
-		if ((rc = app_close(t->s, w->path, app, &w->info, &w->inl, &w->inl_len, err)) != ST_OK)
+		if ((rc = app_close(app, &w->info, &w->inl, &w->inl_len, err)) != ST_OK)
 			return segment_failed(t->s, rc, err);
-		w->written = !app->mem || !w->inl;
+		if (w->inl && w->inl_len > t->s->opts.inline_max) {
+			/* Too big to live inline in LMDB: a file, made durable now. */
+			if ((rc = staged_path(t->s, w, err)) == ST_OK)
+				rc = store_write_file(t->s, w->path, w->inl, w->inl_len, err);
+			free(w->inl);
+			w->inl = NULL;
+			if (rc != ST_OK)
+				return segment_failed(t->s, rc, err);
+		}
+		/* A small segment lives inline in LMDB: no fsync besides LMDB's
+		 * own commit. */
+		w->written = !w->inl;
 		if (w->rows == 0) { /* nothing to add (an overwrite with no rows empties the table) */
 			if (w->written)
 				unlink(w->path);
@@ -957,8 +1009,9 @@ static int check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 static int prepare(struct staged *w, struct st_err *err)
 {
 	int rc = ST_OK;
-	struct act_remove *rm = calloc(w->nread + 1, sizeof *rm);
-	struct act_add *adds = calloc(w->nrw + 2, sizeof *adds);
+	/* On the stack for the common case (an append: no removes, one add). */
+	struct act_remove rm1[1], *rm = w->nread ? calloc(w->nread, sizeof *rm) : rm1;
+	struct act_add adds1[1], *adds = w->nrw ? calloc(w->nrw + 1, sizeof *adds) : adds1;
 	if (!rm || !adds) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
@@ -1013,8 +1066,10 @@ static int prepare(struct staged *w, struct st_err *err)
 	if (w->frec.oom || w->frec.len == 0)
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 out:
-	free(rm);
-	free(adds);
+	if (rm != rm1)
+		free(rm);
+	if (adds != adds1)
+		free(adds);
 	return rc;
 }
 
@@ -1127,12 +1182,15 @@ static int commit_one(st_store *s, MDB_txn *txn, struct head_cache *hc, st_txn *
 		      struct st_commit_result *res, bool *dirty, struct st_err *err)
 {
 	int rc = ST_OK;
-	uint32_t *at = calloc(t->n, sizeof *at);
-	bool *noop = calloc(t->n, sizeof *noop);
+	/* On the stack for transactions of up to 8 tables. */
+	uint32_t at8[8], *at = t->n <= 8 ? at8 : calloc(t->n, sizeof *at);
+	bool noop8[8], *noop = t->n <= 8 ? noop8 : calloc(t->n, sizeof *noop);
 	*dirty = false;
 	if (!at || !noop) {
-		free(at);
-		free(noop);
+		if (at != at8)
+			free(at);
+		if (noop != noop8)
+			free(noop);
 		return st_seterr(err, ST_ENOMEM, "out of memory");
 	}
 	for (uint32_t i = 0; i < t->n && rc == ST_OK; i++) {
@@ -1160,8 +1218,10 @@ static int commit_one(st_store *s, MDB_txn *txn, struct head_cache *hc, st_txn *
 		if (rc == ST_OK && w->m.meta_changed)
 			h->meta = w->m.meta; /* borrowed, see head_cache_reset */
 	}
-	free(at);
-	free(noop);
+	if (at != at8)
+		free(at);
+	if (noop != noop8)
+		free(noop);
 	return rc;
 }
 
@@ -1184,7 +1244,7 @@ struct gc_entry {
 	bool decided;               /* rc is final (within lead_group) */
 	bool done;                  /* decided and published */
 	sem_t wake;                 /* posted when done, or (not done) to lead */
-	pthread_t self;             /* the committing thread */
+	uint64_t group;             /* once done, the number of its group (gc_groups) */
 	struct gc_entry *next;      /* next in the queue; once done, a child to wake */
 	struct gc_entry *next2;     /* once done, the other child to wake */
 };
@@ -1196,39 +1256,41 @@ struct gc_entry {
 /* The longest a leader waits for the last group's committers (gc_gather). */
 #define GC_GATHER_MAX_NS 1000000u
 
+/* The leader is woken to decide arrivals once this many have queued
+ * (deciding them while the others still prepare), or all it waits for. */
+#define GC_GATHER_STEP 4
+
 /*
- * Wait (gc_lock held) until every committer of the last group has queued
- * again, or until *deadline: a quarter of the last commit's time after
- * this group began (a bound on what waiting adds to a commit's latency).
+ * The group a thread's last commit went into (gc_gather tells from it who
+ * of the last group has queued again).
+ */
+static _Thread_local const st_store *gc_my_store;
+static _Thread_local uint64_t gc_my_group;
+
+/*
+ * Wait (gc_lock held) until the committers of the last group have queued
+ * again (some of them, GC_GATHER_STEP at most: the caller decides those
+ * and comes back), or until *deadline: a quarter of the last commit's
+ * time after this group began (a bound on what waiting adds to a
+ * commit's latency). Returns false once the deadline has passed.
  * Committers that write in a loop come back after a short preparation;
  * without the wait each group would hold only those that came back during
  * the previous commit (about half of them), twice the commits for the same
  * work. A committer that does not come back costs one wait, once.
  */
-static void gc_gather(st_store *s, const struct gc_entry *batch, const struct timespec *deadline)
+static bool gc_gather(st_store *s, const struct timespec *deadline)
 {
-	for (;;) {
-		uint32_t missing = 0;
-		for (uint32_t i = 0; i < s->gc_nprev; i++) {
-			/* The leader's own thread cannot queue while it leads. */
-			bool here = pthread_equal(pthread_self(), s->gc_prev[i]);
-			for (const struct gc_entry *e = batch; e && !here; e = e->next)
-				here = pthread_equal(e->self, s->gc_prev[i]);
-			for (const struct gc_entry *e = s->gc_head; e && !here; e = e->next)
-				here = pthread_equal(e->self, s->gc_prev[i]);
-			missing += !here;
-		}
-		if (!missing)
-			return;
-		/* Woken once that many have queued, not once per arrival. */
-		s->gc_want = missing;
-		s->gc_queued = 0;
-		s->gc_gathering = true;
-		int r = pthread_cond_timedwait(&s->gc_arrive, &s->gc_lock, deadline);
-		s->gc_gathering = false;
-		if (r == ETIMEDOUT)
-			return;
-	}
+	uint32_t missing = s->gc_nprev > s->gc_nback ? s->gc_nprev - s->gc_nback : 0;
+	if (!missing)
+		return true;
+	s->gc_want = missing < GC_GATHER_STEP ? missing : GC_GATHER_STEP;
+	s->gc_queued = 0;
+	s->gc_gathering = true;
+	int r = 0;
+	while (r == 0 && s->gc_queued < s->gc_want)
+		r = pthread_cond_timedwait(&s->gc_arrive, &s->gc_lock, deadline);
+	s->gc_gathering = false;
+	return r != ETIMEDOUT;
 }
 
 /*
@@ -1251,6 +1313,7 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 	deadline.tv_sec += (time_t)(ns / 1000000000);
 	deadline.tv_nsec = (long)(ns % 1000000000);
 	uint32_t size = 0;
+	bool gather = true; /* until the deadline */
 	struct gc_entry *tail = batch;
 	for (struct gc_entry *e = batch; e; e = e->next, size++)
 		tail = e;
@@ -1282,8 +1345,8 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 				/* Take in whoever queued up meanwhile, after waiting a
 				 * little for the last group's committers (gc_gather). */
 				pthread_mutex_lock(&s->gc_lock);
-				if (!s->gc_head)
-					gc_gather(s, batch, &deadline);
+				if (!s->gc_head && gather)
+					gather = gc_gather(s, &deadline);
 				for (struct gc_entry *q = s->gc_head; q && size < GC_MAX_GROUP;
 				     q = s->gc_head) {
 					s->gc_head = q->next;
@@ -1322,9 +1385,6 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 					(uint64_t)c1.tv_nsec - (uint64_t)c0.tv_nsec;
 			s->gc_commit_ns = took < GC_GATHER_MAX_NS ? took : GC_GATHER_MAX_NS;
 		}
-		s->gc_nprev = 0;
-		for (struct gc_entry *e = batch; e; e = e->next)
-			s->gc_prev[s->gc_nprev++] = e->self;
 		for (struct gc_entry *e = batch; e; e = e->next) {
 			if (e->decided)
 				continue;
@@ -1359,7 +1419,7 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 {
 	st_store *s = t->s;
-	struct gc_entry me = {.t = t, .res = res, .err = err, .self = pthread_self()};
+	struct gc_entry me = {.t = t, .res = res, .err = err};
 	for (uint32_t i = 0; i < t->n; i++) {
 		int rc = t->w[i].noop ? ST_OK : prepare(&t->w[i], err);
 		if (rc != ST_OK) {
@@ -1375,6 +1435,8 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 	else
 		s->gc_head = &me;
 	s->gc_tail = &me;
+	if (gc_my_store == s && gc_my_group == s->gc_groups)
+		s->gc_nback++; /* one of the last group, back */
 	if (s->gc_gathering && ++s->gc_queued >= s->gc_want)
 		pthread_cond_signal(&s->gc_arrive);
 	/* No leader means an empty queue: then I lead at once. Otherwise I
@@ -1387,6 +1449,8 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 		while (sem_wait(&me.wake) != 0)
 			;
 		if (me.done) {
+			gc_my_store = s;
+			gc_my_group = me.group;
 			/* Woken in a tree: wake my two children in it. */
 			if (me.next)
 				sem_post(&me.next->wake);
@@ -1411,8 +1475,11 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 		 * woken, wakes its two children (log-depth wake-up, one post from
 		 * here); everything they read is written before that post. */
 		uint32_t n = 0;
+		pthread_mutex_lock(&s->gc_lock);
+		uint64_t group = ++s->gc_groups;
 		for (struct gc_entry *e = batch; e; e = e->next) {
 			e->done = true;
+			e->group = group;
 			if (e != &me)
 				wake[n++] = e;
 		}
@@ -1420,9 +1487,11 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 			wake[i]->next = 2 * i + 1 < n ? wake[2 * i + 1] : NULL;
 			wake[i]->next2 = 2 * i + 2 < n ? wake[2 * i + 2] : NULL;
 		}
+		/* The next group's leader waits for these n (gc_gather). */
+		s->gc_nprev = n;
+		s->gc_nback = 0;
 		if (n)
 			sem_post(&wake[0]->wake);
-		pthread_mutex_lock(&s->gc_lock);
 		if (!s->gc_head) {
 			s->gc_leader = false;
 			break;

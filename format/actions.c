@@ -26,9 +26,10 @@ struct pk {
 	struct st_buf *b;
 };
 
-static uint8_t *room(struct pk *pk, size_t n)
+static inline uint8_t *room(struct pk *pk, size_t n)
 {
-	uint8_t *p = st_buf_reserve(pk->b, n);
+	struct st_buf *b = pk->b;
+	uint8_t *p = !b->oom && b->cap - b->len >= n ? b->data + b->len : st_buf_reserve(b, n);
 	if (p)
 		pk->b->len += n;
 	return p;

@@ -30,45 +30,14 @@ uint8_t *st_buf_reserve(struct st_buf *b, size_t n)
 	return b->data + b->len;
 }
 
-void st_buf_append(struct st_buf *b, const void *p, size_t n)
+void st_buf_append_slow(struct st_buf *b, const void *p, size_t n)
 {
-	if (b->cap - b->len >= n && !b->oom && n) { /* the common case: room */
-		memcpy(b->data + b->len, p, n);
-		b->len += n;
-		return;
-	}
 	uint8_t *d = st_buf_reserve(b, n);
 	if (d) {
 		if (n)
 			memcpy(d, p, n);
 		b->len += n;
 	}
-}
-
-void st_buf_u8(struct st_buf *b, uint8_t v)
-{
-	st_buf_append(b, &v, 1);
-}
-
-void st_buf_u16(struct st_buf *b, uint16_t v)
-{
-	uint8_t t[2];
-	st_put_le16(t, v);
-	st_buf_append(b, t, 2);
-}
-
-void st_buf_u32(struct st_buf *b, uint32_t v)
-{
-	uint8_t t[4];
-	st_put_le32(t, v);
-	st_buf_append(b, t, 4);
-}
-
-void st_buf_u64(struct st_buf *b, uint64_t v)
-{
-	uint8_t t[8];
-	st_put_le64(t, v);
-	st_buf_append(b, t, 8);
 }
 
 void st_buf_free(struct st_buf *b)

@@ -71,12 +71,47 @@ struct st_buf {
 
 /* Make room for n more bytes; returns a pointer to them or NULL (sets oom). */
 uint8_t *st_buf_reserve(struct st_buf *b, size_t n);
-void st_buf_append(struct st_buf *b, const void *p, size_t n);
-void st_buf_u8(struct st_buf *b, uint8_t v);
-void st_buf_u16(struct st_buf *b, uint16_t v);
-void st_buf_u32(struct st_buf *b, uint32_t v);
-void st_buf_u64(struct st_buf *b, uint64_t v);
+/* st_buf_append when the buffer must grow (bytes.c). */
+void st_buf_append_slow(struct st_buf *b, const void *p, size_t n);
 void st_buf_free(struct st_buf *b);
+
+/* Appends: inline while there is room (the common case), so that encoders
+ * writing field by field pay no call per field. */
+static inline void st_buf_append(struct st_buf *b, const void *p, size_t n)
+{
+	if (b->cap - b->len >= n && !b->oom && n) {
+		memcpy(b->data + b->len, p, n);
+		b->len += n;
+	} else {
+		st_buf_append_slow(b, p, n);
+	}
+}
+
+static inline void st_buf_u8(struct st_buf *b, uint8_t v)
+{
+	st_buf_append(b, &v, 1);
+}
+
+static inline void st_buf_u16(struct st_buf *b, uint16_t v)
+{
+	uint8_t t[2];
+	st_put_le16(t, v);
+	st_buf_append(b, t, 2);
+}
+
+static inline void st_buf_u32(struct st_buf *b, uint32_t v)
+{
+	uint8_t t[4];
+	st_put_le32(t, v);
+	st_buf_append(b, t, 4);
+}
+
+static inline void st_buf_u64(struct st_buf *b, uint64_t v)
+{
+	uint8_t t[8];
+	st_put_le64(t, v);
+	st_buf_append(b, t, 8);
+}
 
 /*
  * A bounded reader over [p, end). Every getter checks the remaining length;

@@ -45,33 +45,29 @@ bool chunk_encoding_allowed(int enc, int type)
 
 void chunk_scratch_fini(struct chunk_scratch *s)
 {
-	free(s->u64);
-	free(s->u32);
+	free(s->u64); /* and u32, entries, order */
 	free(s->slots);
-	free(s->entries);
-	free(s->order);
 	memset(s, 0, sizeof *s);
 }
 
+/* Room for n rows: u64, u32, entries and order share one allocation (their
+ * contents do not survive a call). */
 static int scratch_reserve(struct chunk_scratch *s, size_t n)
 {
 	if (n <= s->cap_n)
 		return ST_OK;
 	size_t cap = bp_padded(n) + 64;
-	uint64_t *u64 = realloc(s->u64, cap * sizeof *u64);
-	if (u64)
-		s->u64 = u64;
-	uint32_t *u32 = realloc(s->u32, cap * sizeof *u32);
-	if (u32)
-		s->u32 = u32;
-	uint32_t *ent = realloc(s->entries, cap * sizeof *ent);
-	if (ent)
-		s->entries = ent;
-	uint32_t *ord = realloc(s->order, cap * sizeof *ord);
-	if (ord)
-		s->order = ord;
-	if (!u64 || !u32 || !ent || !ord)
+	free(s->u64);
+	s->u64 = malloc(cap * (8 + 3 * 4));
+	if (!s->u64) {
+		s->u32 = s->entries = s->order = NULL;
+		s->bytes -= s->cap_n * (8 + 3 * 4);
+		s->cap_n = 0;
 		return ST_ENOMEM;
+	}
+	s->u32 = (uint32_t *)(void *)(s->u64 + cap);
+	s->entries = s->u32 + cap;
+	s->order = s->entries + cap;
 	s->bytes += (cap - s->cap_n) * (8 + 3 * 4);
 	s->cap_n = cap;
 	return ST_OK;

@@ -79,7 +79,8 @@ struct seg_writer {
 	const struct st_io *io;     /* file operations */
 	int fd;                     /* open temp file, -1 once closed or in memory */
 	uint64_t flushed;           /* writeback of the file started up to here */
-	struct st_buf *mem;         /* in-memory mode: the segment's bytes, else NULL */
+	struct st_buf *mem;         /* in-memory mode: &membuf, else NULL */
+	struct st_buf membuf;       /* in-memory mode: the segment's bytes */
 	struct st_schema schema;    /* copy of the schema */
 	uint32_t rg_rows;           /* rows per row group */
 	int lz4_level;              /* see seg_writer_opts */
@@ -205,23 +206,18 @@ static void writer_free(struct seg_writer *w)
 	for (uint32_t i = 0; i < w->nrg; i++)
 		free(w->rgs[i].chunks);
 	free(w->rgs);
-	free(w->cols);
-	free(w->schema.fields);
+	free(w->cols); /* and the schema copy after them */
 	chunk_scratch_fini(&w->scratch[0]);
 	chunk_scratch_fini(&w->scratch[1]);
 	st_buf_free(&w->out.enc);
 	free(w->out.lz4);
 	st_buf_free(&w->kv);
-	if (w->mem) {
-		st_buf_free(w->mem);
-		free(w->mem);
-	}
-	free(w->path);
-	free(w->tmp);
+	st_buf_free(&w->membuf);
+	free(w->path); /* and tmp */
 	free(w);
 }
 
-static int writer_open(const char *path, struct st_buf *mem, const struct st_schema *schema,
+static int writer_open(const char *path, bool mem, const struct st_schema *schema,
 		       const struct seg_writer_opts *opts, struct seg_writer **out,
 		       struct st_err *err)
 {
@@ -251,20 +247,25 @@ static int writer_open(const char *path, struct st_buf *mem, const struct st_sch
 	w->rg_rows = rg_rows;
 	w->lz4_level = opts->lz4_level;
 	w->force_enc = opts->force_encoding - 1;
-	w->path = strdup(path);
-	w->tmp = malloc(strlen(path) + 5);
+	/* path and path.tmp in one allocation, the columns and the schema
+	 * copy in another: a small write pays for few allocations. */
+	size_t plen = strlen(path);
+	w->path = malloc(2 * plen + 6);
 	w->schema.nfields = schema->nfields;
-	w->schema.fields = malloc(schema->nfields * sizeof *schema->fields);
-	w->cols = calloc(schema->nfields, sizeof *w->cols);
-	if (!w->path || !w->tmp || !w->schema.fields || !w->cols)
+	w->cols = calloc(1, schema->nfields * (sizeof *w->cols + sizeof *schema->fields));
+	if (!w->path || !w->cols)
 		goto oom;
-	sprintf(w->tmp, "%s.tmp", path);
+	w->tmp = w->path + plen + 1;
+	memcpy(w->path, path, plen + 1);
+	memcpy(w->tmp, path, plen);
+	memcpy(w->tmp + plen, ".tmp", 5);
+	w->schema.fields = (struct st_field *)(void *)(w->cols + schema->nfields);
 	memcpy(w->schema.fields, schema->fields, schema->nfields * sizeof *schema->fields);
 	for (uint32_t i = 0; i < schema->nfields; i++) {
 		struct wcol *c = &w->cols[i];
 		c->fstats.min.type = c->fstats.max.type = (uint8_t)schema->fields[i].type;
 	}
-	w->mem = mem;
+	w->mem = mem ? &w->membuf : NULL;
 	if (!mem)
 		w->fd = w->io->open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (!mem && w->fd < 0) {
@@ -322,19 +323,13 @@ int seg_writer_open(const char *path, const struct st_schema *schema,
 		    const struct seg_writer_opts *opts, struct seg_writer **out,
 		    struct st_err *err)
 {
-	return writer_open(path, NULL, schema, opts, out, err);
+	return writer_open(path, false, schema, opts, out, err);
 }
 
 int seg_writer_open_mem(const struct st_schema *schema, const struct seg_writer_opts *opts,
 			struct seg_writer **out, struct st_err *err)
 {
-	int rc = ST_OK;
-	struct st_buf *mem = calloc(1, sizeof *mem);
-	if (!mem)
-		return st_seterr(err, ST_ENOMEM, "out of memory");
-	if ((rc = writer_open("(memory)", mem, schema, opts, out, err)) != ST_OK)
-		free(mem);
-	return rc;
+	return writer_open("(memory)", true, schema, opts, out, err);
 }
 
 int seg_writer_add_kv(struct seg_writer *w, const char *key, const void *val,
@@ -642,7 +637,7 @@ static int wcol_reserve(struct seg_writer *w, struct wcol *c, int type, uint32_t
 {
 	if (rows <= c->cap)
 		return ST_OK;
-	uint32_t cap = c->cap ? c->cap : 1024;
+	uint32_t cap = c->cap ? c->cap : 64;
 	while (cap < rows)
 		cap = cap > w->rg_rows / 2 ? w->rg_rows : cap * 2;
 	if (cap > w->rg_rows)
@@ -841,8 +836,8 @@ static void build_footer(struct seg_writer *w, struct st_buf *f)
 	st_buf_append(f, w->kv.data, w->kv.len);
 }
 
-/* Finish (seg_writer_close); in memory mode, *keep receives the buffer. */
-static int writer_close(struct seg_writer *w, struct seg_file_info *info, struct st_buf **keep,
+/* Finish (seg_writer_close); in memory mode, *keep receives the bytes. */
+static int writer_close(struct seg_writer *w, struct seg_file_info *info, struct st_buf *keep,
 			struct st_err *err)
 {
 	int rc = ST_OK, e;
@@ -932,8 +927,8 @@ out:
 	if (rc != ST_OK && !w->mem)
 		w->io->unlink(w->tmp);
 	if (keep && rc == ST_OK) {
-		*keep = w->mem;
-		w->mem = NULL;
+		*keep = w->membuf;
+		memset(&w->membuf, 0, sizeof w->membuf);
 	}
 	st_buf_free(&f);
 	writer_free(w);
@@ -948,11 +943,10 @@ int seg_writer_close(struct seg_writer *w, struct seg_file_info *info, struct st
 int seg_writer_close_mem(struct seg_writer *w, struct seg_file_info *info, uint8_t **bytes,
 			 size_t *len, struct st_err *err)
 {
-	struct st_buf *mem = NULL;
+	struct st_buf mem = {0};
 	int rc = writer_close(w, info, &mem, err);
-	*bytes = mem ? mem->data : NULL;
-	*len = mem ? mem->len : 0;
-	free(mem);
+	*bytes = mem.data;
+	*len = mem.len;
 	return rc;
 }
 
