@@ -1399,6 +1399,117 @@ static void t_streaming_load(void)
 	st_store_close(s);
 }
 
+/* Rows and column count of table t at its head (columns: every one). */
+static int64_t table_rows(st_store *s, const char *t, uint32_t *ncols)
+{
+	st_scan *sc;
+	struct st_err err;
+	int64_t rows = 0;
+	if (st_scan_open(s, t, (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc, &err) != ST_OK)
+		return -1;
+	const struct st_scan_batch *b;
+	while (st_scan_next(sc, &b, &err) == ST_OK && b) {
+		rows += b->nsel;
+		*ncols = b->ncols;
+	}
+	st_scan_close(sc);
+	return rows;
+}
+
+/* Writes share the table's decoded metadata (store_meta_get): every
+ * metadata change must be seen by the next write, a write that changes
+ * the schema must not touch the shared copy, and more tables than the
+ * cache holds must all work. */
+static void t_shared_metadata(void)
+{
+	st_store *s;
+	struct st_err err;
+	struct st_commit_result r;
+	REQUIRE(st_store_open(new_dir(), &store_opts, &s, &err) == ST_OK);
+	/* More tables than cache slots, written round-robin, each its own type. */
+	enum { NT = META_CACHE_SLOTS + 4 };
+	static const int types[3] = {ST_TYPE_INT64, ST_TYPE_FLOAT64, ST_TYPE_INT32};
+	for (int k = 0; k < NT; k++) {
+		char name[16];
+		snprintf(name, sizeof name, "t%d", k);
+		struct st_column_def c[1] = {{"v", types[k % 3], false}};
+		struct st_table_spec spec = {.name = name, .cols = c, .ncols = 1};
+		REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	}
+	uint64_t raw[2] = {0, 0};
+	const char *vn[1] = {"v"};
+	for (int round = 0; round < 3; round++)
+		for (int k = 0; k < NT; k++) {
+			char name[16];
+			snprintf(name, sizeof name, "t%d", k);
+			struct st_vec v = {.type = types[k % 3], .n = 2, .data = raw};
+			struct st_batch b = {1, vn, &v, 2};
+			CHECK_EQ(st_write(s, name, &b, 1, NULL, &r, &err), ST_OK);
+			/* The wrong type is refused from the shared metadata too. */
+			v.type = types[(k + 1) % 3];
+			CHECK_EQ(st_write(s, name, &b, 1, NULL, &r, &err), ST_ESCHEMA);
+		}
+	uint32_t nc = 0;
+	for (int k = 0; k < NT; k++) {
+		char name[16];
+		snprintf(name, sizeof name, "t%d", k);
+		CHECK_EQ(table_rows(s, name, &nc), 6);
+	}
+
+	/* A merge_schema write that fails leaves the table's schema alone. */
+	int64_t one[1] = {1}, two[2] = {1, 2};
+	uint8_t null0[1] = {0};
+	const char *vx[2] = {"v", "x"};
+	struct st_vec bad[2] = {{.type = ST_TYPE_INT64, .n = 1, .validity = null0, .data = one},
+				{.type = ST_TYPE_INT64, .n = 1, .data = one}};
+	struct st_batch bb = {2, vx, bad, 1};
+	struct st_write_opts merge = {.merge_schema = true};
+	CHECK_EQ(st_write(s, "t0", &bb, 1, &merge, &r, &err), ST_ESCHEMA); /* NULL in NOT NULL v */
+	struct act_metadata *m;
+	REQUIRE(st_table_describe(s, "t0", -1, &m, &err) == ST_OK);
+	CHECK_EQ(m->schema.nfields, 1);
+	act_metadata_free(m);
+	struct st_vec plain = {.type = ST_TYPE_INT64, .n = 1, .data = one};
+	struct st_batch pb = {1, vn, &plain, 1};
+	CHECK_EQ(st_write(s, "t0", &pb, 1, NULL, &r, &err), ST_OK);
+	/* One that succeeds: the next plain write sees the new column (NULL). */
+	bad[0].validity = NULL;
+	CHECK_EQ(st_write(s, "t0", &bb, 1, &merge, &r, &err), ST_OK);
+	CHECK_EQ(st_write(s, "t0", &pb, 1, NULL, &r, &err), ST_OK);
+	CHECK_EQ(table_rows(s, "t0", &nc), 9);
+	CHECK_EQ(nc, 2);
+
+	/* ALTER: a column added by ALTER is writable without merge_schema. */
+	struct st_alter add = {ST_ALTER_ADD_COLUMN, "y", NULL, ST_TYPE_INT64};
+	REQUIRE(st_table_alter(s, "t3", &add, &r, &err) == ST_OK);
+	const char *vy[2] = {"v", "y"};
+	struct st_vec vyv[2] = {{.type = ST_TYPE_INT64, .n = 2, .data = two},
+				{.type = ST_TYPE_INT64, .n = 2, .data = two}};
+	struct st_batch yb = {2, vy, vyv, 2};
+	CHECK_EQ(st_write(s, "t3", &yb, 1, NULL, &r, &err), ST_OK);
+	/* Dropping it makes the same write fail again. */
+	struct st_alter drop = {ST_ALTER_DROP_COLUMN, "y", NULL, 0};
+	REQUIRE(st_table_alter(s, "t3", &drop, &r, &err) == ST_OK);
+	CHECK_EQ(st_write(s, "t3", &yb, 1, NULL, &r, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "'y'");
+
+	/* Rename, then drop and create again under the old name with another type. */
+	REQUIRE(st_table_rename(s, "t6", "renamed", &r, &err) == ST_OK);
+	struct st_vec v6 = {.type = ST_TYPE_INT64, .n = 2, .data = raw};
+	struct st_batch b6 = {1, vn, &v6, 2};
+	CHECK_EQ(st_write(s, "renamed", &b6, 1, NULL, &r, &err), ST_OK);
+	CHECK_EQ(st_write(s, "t6", &b6, 1, NULL, &r, &err), ST_ENOTFOUND);
+	REQUIRE(st_table_drop(s, "renamed", &err) == ST_OK);
+	struct st_column_def c6[1] = {{"v", ST_TYPE_FLOAT64, false}};
+	struct st_table_spec s6 = {.name = "renamed", .cols = c6, .ncols = 1};
+	REQUIRE(st_table_create(s, &s6, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	CHECK_EQ(st_write(s, "renamed", &b6, 1, NULL, &r, &err), ST_ESCHEMA);
+	v6.type = ST_TYPE_FLOAT64;
+	CHECK_EQ(st_write(s, "renamed", &b6, 1, NULL, &r, &err), ST_OK);
+	CHECK_EQ(table_rows(s, "renamed", &nc), 2);
+	st_store_close(s);
+}
+
 static const struct test_case tests[] = {
 	{"streaming_load", t_streaming_load},
 	{"scan_survives_removal", t_scan_survives_removal},
@@ -1417,6 +1528,7 @@ static const struct test_case tests[] = {
 	{"map_full_is_clean", t_map_full_is_clean},
 	{"group_commit_concurrent_writers", t_group_commit_concurrent_writers},
 	{"group_commit_mixed", t_group_commit_mixed},
+	{"shared_metadata", t_shared_metadata},
 	{"data_file_zero_filled_ahead", t_data_file_zero_filled_ahead},
 	{"other_formats_refused", t_other_formats_refused},
 	{"create_append_time_travel", t_create_append_time_travel},
