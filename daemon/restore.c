@@ -97,9 +97,18 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 						.stats = old[j].stats};
 		rows_added += old[j].rows;
 	}
-	/* The target's schema, with field ids that keep counting up. */
+	/* The target's schema, with field ids that keep counting up, under
+	 * the table's current name (a rename since is not undone: the name
+	 * record stays). */
 	if (then->next_field_id < h.meta->next_field_id)
 		then->next_field_id = h.meta->next_field_id;
+	char *name = strdup(h.meta->name);
+	if (!name) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	free(then->name);
+	then->name = name;
 	char vbuf[32];
 	snprintf(vbuf, sizeof vbuf, "%llu", (unsigned long long)target);
 	struct act_kv params[1] = {{"version", vbuf}};

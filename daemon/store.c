@@ -537,13 +537,18 @@ int head_get_fixed(st_store *s, MDB_txn *txn, const char *name, struct table_hea
 	return head_lookup(s, txn, name, h, false, NULL, err);
 }
 
-/* The cached metadata of table tid at meta_version mv, with one more
- * holder, or NULL. meta_lock held. */
-static struct meta_ref *meta_cached(st_store *s, uint64_t tid, uint64_t mv)
+static bool meta_named(const struct meta_ref *r, const char *name)
+{
+	return r->meta->name && !strcmp(r->meta->name, name);
+}
+
+/* The cached metadata of table tid at meta_version mv (or, tid 0, of the
+ * table named name), with one more holder, or NULL. meta_lock held. */
+static struct meta_ref *meta_cached(st_store *s, uint64_t tid, uint64_t mv, const char *name)
 {
 	for (uint32_t i = 0; i < META_CACHE_SLOTS; i++) {
 		struct meta_ref *r = s->meta_cache[i];
-		if (r && r->tid == tid && r->meta_version == mv) {
+		if (r && (tid ? r->tid == tid && r->meta_version == mv : meta_named(r, name))) {
 			__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
 			return r;
 		}
@@ -555,19 +560,32 @@ int store_meta_get(st_store *s, MDB_txn *txn, const char *name, struct table_hea
 		   struct meta_ref **ref, struct st_err *err)
 {
 	MDB_val raw;
-	*ref = NULL;
-	int rc = head_lookup(s, txn, name, h, false, &raw, err);
-	if (rc != ST_OK)
-		return rc;
+	int rc;
 	/* (tid, meta_version) names one metadata for good: every change of it
-	 * is a commit, and committed versions are never reused. */
+	 * is a commit, and committed versions are never reused. So when the
+	 * cache holds a metadata with this name, and its table's head in txn
+	 * is live at the same metadata version, the name is that table's now
+	 * (live names are unique): no lookup of the name record. */
 	pthread_mutex_lock(&s->meta_lock);
-	*ref = meta_cached(s, h->tid, h->meta_version);
+	struct meta_ref *r = meta_cached(s, 0, 0, name);
+	pthread_mutex_unlock(&s->meta_lock);
+	if (r) {
+		rc = head_read(s, txn, r->tid, h, false, NULL, NULL);
+		if (rc == ST_OK && !(h->flags & 1) && h->meta_version == r->meta_version) {
+			*ref = r;
+			return ST_OK;
+		}
+		store_meta_put(r);
+	}
+	*ref = NULL;
+	if ((rc = head_lookup(s, txn, name, h, false, &raw, err)) != ST_OK)
+		return rc;
+	pthread_mutex_lock(&s->meta_lock);
+	*ref = meta_cached(s, h->tid, h->meta_version, "");
 	pthread_mutex_unlock(&s->meta_lock);
 	if (*ref)
 		return ST_OK;
-	struct meta_ref *r = calloc(1, sizeof *r), *drop;
-	if (!r)
+	if (!(r = calloc(1, sizeof *r)))
 		return st_seterr(err, ST_ENOMEM, "out of memory");
 	if ((rc = act_metadata_decode((const uint8_t *)raw.mv_data + STORE_HEAD_FIXED,
 				      raw.mv_size - STORE_HEAD_FIXED, &r->meta, err)) != ST_OK) {
@@ -576,19 +594,35 @@ int store_meta_get(st_store *s, MDB_txn *txn, const char *name, struct table_hea
 	}
 	r->tid = h->tid;
 	r->meta_version = h->meta_version;
+	struct meta_ref *drop[META_CACHE_SLOTS + 1];
+	uint32_t ndrop = 0;
 	pthread_mutex_lock(&s->meta_lock);
-	if ((*ref = meta_cached(s, h->tid, h->meta_version)) != NULL) {
+	if ((*ref = meta_cached(s, h->tid, h->meta_version, "")) != NULL) {
 		r->refs = 1; /* another write decoded it meanwhile: use that one */
-		drop = r;
+		drop[ndrop++] = r;
 	} else {
+		/* One entry per table and per name: older ones go. */
+		uint32_t slot = s->meta_next;
+		for (uint32_t i = 0; i < META_CACHE_SLOTS; i++) {
+			struct meta_ref *o = s->meta_cache[i];
+			if (o && (o->tid == r->tid || (r->meta->name && meta_named(o, r->meta->name)))) {
+				drop[ndrop++] = o;
+				s->meta_cache[i] = NULL;
+				slot = i;
+			}
+		}
+		if (slot == s->meta_next) {
+			if (s->meta_cache[slot])
+				drop[ndrop++] = s->meta_cache[slot];
+			s->meta_next = (s->meta_next + 1) % META_CACHE_SLOTS;
+		}
 		r->refs = 2; /* the caller's and the cache's */
+		s->meta_cache[slot] = r;
 		*ref = r;
-		drop = s->meta_cache[s->meta_next];
-		s->meta_cache[s->meta_next] = r;
-		s->meta_next = (s->meta_next + 1) % META_CACHE_SLOTS;
 	}
 	pthread_mutex_unlock(&s->meta_lock);
-	store_meta_put(drop);
+	for (uint32_t i = 0; i < ndrop; i++)
+		store_meta_put(drop[i]);
 	return ST_OK;
 }
 

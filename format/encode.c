@@ -45,30 +45,36 @@ bool chunk_encoding_allowed(int enc, int type)
 
 void chunk_scratch_fini(struct chunk_scratch *s)
 {
-	free(s->u64); /* and u32, entries, order */
+	free(s->u64);
+	free(s->u32); /* and entries, order */
 	free(s->slots);
 	memset(s, 0, sizeof *s);
 }
 
-/* Room for n rows: u64, u32, entries and order share one allocation (their
- * contents do not survive a call). */
+/* Room for n rows. u32, entries and order share one allocation, u64 has
+ * its own: for a small chunk both stay small enough for malloc's fast
+ * path. Their contents do not survive a call. */
 static int scratch_reserve(struct chunk_scratch *s, size_t n)
 {
 	if (n <= s->cap_n)
 		return ST_OK;
-	size_t cap = bp_padded(n) + 64;
+	size_t cap = bp_padded(n);
 	free(s->u64);
-	s->u64 = malloc(cap * (8 + 3 * 4));
-	if (!s->u64) {
+	free(s->u32);
+	s->u64 = malloc(cap * sizeof *s->u64);
+	s->u32 = malloc(cap * 3 * sizeof *s->u32);
+	s->bytes -= s->cap_n * (8 + 3 * 4);
+	s->cap_n = 0;
+	if (!s->u64 || !s->u32) {
+		free(s->u64);
+		free(s->u32);
+		s->u64 = NULL;
 		s->u32 = s->entries = s->order = NULL;
-		s->bytes -= s->cap_n * (8 + 3 * 4);
-		s->cap_n = 0;
 		return ST_ENOMEM;
 	}
-	s->u32 = (uint32_t *)(void *)(s->u64 + cap);
 	s->entries = s->u32 + cap;
 	s->order = s->entries + cap;
-	s->bytes += (cap - s->cap_n) * (8 + 3 * 4);
+	s->bytes += cap * (8 + 3 * 4);
 	s->cap_n = cap;
 	return ST_OK;
 }

@@ -1507,6 +1507,20 @@ static void t_shared_metadata(void)
 	v6.type = ST_TYPE_FLOAT64;
 	CHECK_EQ(st_write(s, "renamed", &b6, 1, NULL, &r, &err), ST_OK);
 	CHECK_EQ(table_rows(s, "renamed", &nc), 2);
+
+	/* Restore after a rename keeps the current name: a write under the
+	 * old name is refused, under the new one it lands. */
+	REQUIRE(st_table_rename(s, "t7", "t7b", &r, &err) == ST_OK);
+	struct st_vec v7 = {.type = types[7 % 3], .n = 2, .data = raw};
+	struct st_batch b7 = {1, vn, &v7, 2};
+	CHECK_EQ(st_write(s, "t7b", &b7, 1, NULL, &r, &err), ST_OK);
+	REQUIRE(st_table_restore(s, "t7b", (struct st_at){ST_AT_VERSION, 1}, &r, &err) == ST_OK);
+	REQUIRE(st_table_describe(s, "t7b", -1, &m, &err) == ST_OK);
+	CHECK_EQ(strcmp(m->name, "t7b"), 0);
+	act_metadata_free(m);
+	CHECK_EQ(st_write(s, "t7", &b7, 1, NULL, &r, &err), ST_ENOTFOUND);
+	CHECK_EQ(st_write(s, "t7b", &b7, 1, NULL, &r, &err), ST_OK);
+	CHECK_EQ(table_rows(s, "t7b", &nc), 4);
 	st_store_close(s);
 }
 
