@@ -758,9 +758,16 @@ void file_rec_fini(struct file_rec *f)
 
 /* ---- commits ----------------------------------------------------------- */
 
-int store_put_encoded(st_store *s, MDB_txn *txn, struct table_head *h, uint8_t *enc,
-		      size_t len, const struct act_stamps *at, bool metadata, uint64_t duration_us,
-		      struct st_err *err)
+/* Put a new key: through cur when given, else with mdb_put. */
+static int put_new(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *cur, MDB_val *k, MDB_val *v)
+{
+	return cur ? mdb_cursor_put(cur, k, v, MDB_NOOVERWRITE)
+		   : mdb_put(txn, dbi, k, v, MDB_NOOVERWRITE);
+}
+
+int store_put_encoded(st_store *s, MDB_txn *txn, MDB_cursor *cur, struct table_head *h,
+		      uint8_t *enc, size_t len, const struct act_stamps *at, bool metadata,
+		      uint64_t duration_us, struct st_err *err)
 {
 	/* A new table's head has version UINT64_MAX, time 0 and checksum 0,
 	 * so its first commit is version 0 with prev_checksum 0. */
@@ -770,7 +777,7 @@ int store_put_encoded(st_store *s, MDB_txn *txn, struct table_head *h, uint8_t *
 	uint8_t key[COMMIT_KEY_LEN];
 	commit_key(key, h->tid, version);
 	MDB_val k = {sizeof key, key}, v = {len, enc};
-	int mrc = mdb_put(txn, s->dbi, &k, &v, MDB_NOOVERWRITE);
+	int mrc = put_new(txn, s->dbi, cur, &k, &v);
 	if (mrc != 0)
 		return store_lmdb_err(err, mrc, "writing a commit");
 	s->txn_lsn = lsn;
@@ -792,7 +799,7 @@ int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act
 	c->table_id = h->tid;
 	int rc = act_encode(c, &b, &at, err);
 	if (rc == ST_OK)
-		rc = store_put_encoded(s, txn, h, b.data, b.len, &at, c->metadata != NULL,
+		rc = store_put_encoded(s, txn, NULL, h, b.data, b.len, &at, c->metadata != NULL,
 				       c->info.duration_us, err);
 	if (rc == ST_OK) {
 		c->version = h->version;
@@ -944,14 +951,15 @@ int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, u
 	return rc;
 }
 
-int store_file_put_encoded(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid,
-			   uint8_t *rec, size_t len, uint64_t added, struct st_err *err)
+int store_file_put_encoded(st_store *s, MDB_txn *txn, MDB_cursor *cur, uint64_t tid,
+			   uint64_t fid, uint8_t *rec, size_t len, uint64_t added,
+			   struct st_err *err)
 {
 	uint8_t key[FILE_KEY_LEN];
 	st_put_le64(rec, added);
 	file_key(key, tid, STORE_LIVE, fid);
 	MDB_val k = {sizeof key, key}, v = {len, rec};
-	int mrc = mdb_put(txn, s->dbi, &k, &v, MDB_NOOVERWRITE);
+	int mrc = put_new(txn, s->dbi, cur, &k, &v);
 	return mrc ? store_lmdb_err(err, mrc, "recording a file") : ST_OK;
 }
 
@@ -965,7 +973,7 @@ int store_file_put(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_re
 	if (rc != ST_OK || rec.oom)
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 	else
-		rc = store_file_put_encoded(s, txn, tid, f->fid, rec.data, rec.len, f->added, err);
+		rc = store_file_put_encoded(s, txn, NULL, tid, f->fid, rec.data, rec.len, f->added, err);
 	st_buf_free(&rec);
 	return rc;
 }

@@ -240,9 +240,12 @@ void file_recs_free(struct file_rec *f, uint32_t n);
 int store_file_put(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
 		   const uint8_t *inl, size_t inl_len, struct st_err *err);
 /* The same with the record already encoded (file_rec_encode, then any
- * inline bytes): its added version is filled in here. */
-int store_file_put_encoded(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid,
-			   uint8_t *rec, size_t len, uint64_t added, struct st_err *err);
+ * inline bytes): its added version is filled in here. cur, when not NULL,
+ * is a cursor of txn to put through (a group's puts land near each other:
+ * a positioned cursor skips the search from the root). */
+int store_file_put_encoded(st_store *s, MDB_txn *txn, MDB_cursor *cur, uint64_t tid,
+			   uint64_t fid, uint8_t *rec, size_t len, uint64_t added,
+			   struct st_err *err);
 /* Copy the segment bytes of inline file f (malloc'ed into *out) in txn,
  * or in a read transaction of its own when txn is NULL. */
 int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
@@ -271,10 +274,11 @@ int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act
 
 /* The same for a commit encoded in advance (act_encode with stamps at):
  * stamps it with h's next version, the next LSN, the commit time and h's
- * checksum, stores it and advances h. */
-int store_put_encoded(st_store *s, MDB_txn *txn, struct table_head *h, uint8_t *enc,
-		      size_t len, const struct act_stamps *at, bool metadata, uint64_t duration_us,
-		      struct st_err *err);
+ * checksum, stores it (through cur when not NULL, as store_file_put_encoded)
+ * and advances h. */
+int store_put_encoded(st_store *s, MDB_txn *txn, MDB_cursor *cur, struct table_head *h,
+		      uint8_t *enc, size_t len, const struct act_stamps *at, bool metadata,
+		      uint64_t duration_us, struct st_err *err);
 
 /* The version of table tid at or before time t (µs): ST_ERANGE if none. */
 int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, uint64_t *v,

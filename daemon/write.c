@@ -1073,21 +1073,33 @@ out:
 	return rc;
 }
 
+/*
+ * Cursors of a group's transaction, one for commit records and one for new
+ * files' records: each stays on the leaf where its kind of record lands
+ * (a table's commits, newest first, after its head; its live files, newest
+ * last, before it), so a put there skips the search from the root. NULL
+ * members: plain mdb_put. LMDB closes them when the transaction ends.
+ */
+struct group_cursors {
+	MDB_cursor *commits;
+	MDB_cursor *files;
+};
+
 /* Apply w (prepared) to table h inside txn; the caller stores the advanced
  * head and its metadata. */
-static int apply(st_store *s, MDB_txn *txn, struct staged *w, struct table_head *h,
-		 struct st_commit_result *res, struct st_err *err)
+static int apply(st_store *s, MDB_txn *txn, struct group_cursors *gcur, struct staged *w,
+		 struct table_head *h, struct st_commit_result *res, struct st_err *err)
 {
 	int rc, mrc;
 	uint8_t key[APP_KEY_MAX];
-	if ((rc = store_put_encoded(s, txn, h, w->crec.data, w->crec.len, &w->cat,
+	if ((rc = store_put_encoded(s, txn, gcur->commits, h, w->crec.data, w->crec.len, &w->cat,
 				    w->m.meta_changed, (uint64_t)(store_now_us() - w->t0), err)) != ST_OK)
 		return rc;
 	for (uint32_t i = 0; i < w->nread && rc == ST_OK; i++)
 		rc = store_mark_removed(s, txn, h->tid, w->read_files[i], h->version, h->time_us, err);
 	if (rc == ST_OK && w->rows > 0)
-		rc = store_file_put_encoded(s, txn, h->tid, w->add.file_id, w->frec.data, w->frec.len,
-					    h->version, err);
+		rc = store_file_put_encoded(s, txn, gcur->files, h->tid, w->add.file_id, w->frec.data,
+					    w->frec.len, h->version, err);
 	for (uint32_t j = 0; j < w->nrw && rc == ST_OK; j++) { /* files rewritten */
 		const struct act_add *a = &w->rw[j].add;
 		struct file_rec f = {.fid = a->file_id, .added = h->version, .removed = STORE_LIVE,
@@ -1178,8 +1190,9 @@ static int head_cached(st_store *s, MDB_txn *txn, struct head_cache *hc, const s
  * Returns ST_OK, an error before anything was written (*dirty false), or
  * an error after txn was modified (*dirty true: txn must be aborted).
  */
-static int commit_one(st_store *s, MDB_txn *txn, struct head_cache *hc, st_txn *t,
-		      struct st_commit_result *res, bool *dirty, struct st_err *err)
+static int commit_one(st_store *s, MDB_txn *txn, struct group_cursors *gcur,
+		      struct head_cache *hc, st_txn *t, struct st_commit_result *res, bool *dirty,
+		      struct st_err *err)
 {
 	int rc = ST_OK;
 	/* On the stack for transactions of up to 8 tables. */
@@ -1214,7 +1227,7 @@ static int commit_one(st_store *s, MDB_txn *txn, struct head_cache *hc, st_txn *
 		}
 		*dirty = true;
 		hc->dirty[at[i]] = true;
-		rc = apply(s, txn, w, h, &res[i], err);
+		rc = apply(s, txn, gcur, w, h, &res[i], err);
 		if (rc == ST_OK && w->m.meta_changed)
 			h->meta = w->m.meta; /* borrowed, see head_cache_reset */
 	}
@@ -1322,6 +1335,10 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 		struct st_err gerr;
 		struct gc_entry *failed = NULL;
 		int grc = store_write_begin(s, &txn, "committing", &gerr);
+		struct group_cursors gcur = {NULL, NULL};
+		if (grc == ST_OK && (mdb_cursor_open(txn, s->dbi, &gcur.commits) != 0 ||
+				     mdb_cursor_open(txn, s->dbi, &gcur.files) != 0))
+			gcur.commits = gcur.files = NULL; /* plain puts (LMDB frees either) */
 		bool any = false;
 		head_cache_reset(&hc);
 		for (struct gc_entry *e = batch; e && !failed; e = e->next) {
@@ -1332,7 +1349,8 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 					e->decided = true;
 				} else {
 					bool dirty;
-					e->rc = commit_one(s, txn, &hc, e->t, e->res, &dirty, e->err);
+					e->rc = commit_one(s, txn, &gcur, &hc, e->t, e->res, &dirty,
+							   e->err);
 					if (e->rc == ST_OK)
 						any = true;
 					else if (dirty)

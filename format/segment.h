@@ -126,11 +126,17 @@ int seg_writer_close(struct seg_writer *w, struct seg_file_info *info,
 /* In-memory mode, for small segments a store keeps inline: the same
  * writer, but the bytes go to memory and nothing is fsynced or renamed.
  * seg_writer_close_mem hands the bytes over (*bytes: free() them).
+ * A closed or abandoned in-memory writer is kept as its thread's spare
+ * (its buffers, up to 256 KiB, nothing of its segment) and taken again by
+ * the thread's next seg_writer_open_mem without a helper thread: a small
+ * write then allocates next to nothing for its segment. The thread's exit
+ * frees it; seg_writer_release_spare frees the calling thread's now.
  * Errors: as seg_writer_open / seg_writer_close. */
 int seg_writer_open_mem(const struct st_schema *schema, const struct seg_writer_opts *opts,
 			struct seg_writer **out, struct st_err *err);
 int seg_writer_close_mem(struct seg_writer *w, struct seg_file_info *info, uint8_t **bytes,
 			 size_t *len, struct st_err *err);
+void seg_writer_release_spare(void);
 
 /* Abandon: remove the temp file and free w. NULL is a no-op. */
 void seg_writer_abort(struct seg_writer *w);

@@ -47,6 +47,7 @@ struct wcol {
 	struct dict_memo memo; /* strings: the last chunk's dictionary (encode.c) */
 	struct st_col_stats fstats; /* file statistics so far */
 	bool fstats_unbounded; /* some chunk had values but no bounds */
+	uint8_t buf_type;      /* the type data/offsets were sized for (reuse) */
 };
 
 /* One encoded chunk: its buffers and outcome. */
@@ -86,7 +87,8 @@ struct seg_writer {
 	int lz4_level;              /* see seg_writer_opts */
 	int force_enc;              /* encoding id to force, -1 = choose */
 	uint32_t nbuf;              /* rows buffered in cols */
-	struct wcol *cols;          /* one per field */
+	struct wcol *cols;          /* one per field (cap_fields, the schema copy after them) */
+	uint32_t cap_fields;        /* columns the cols block holds */
 	struct chunk_scratch scratch[2]; /* encoder scratch: the caller's, the helper's */
 	struct enc_out out;         /* the chunk being written (no helper) */
 	struct helper *helper;      /* a second encoding thread, or NULL */
@@ -195,8 +197,10 @@ static void helper_stop(struct seg_writer *w)
 
 static void writer_free(struct seg_writer *w)
 {
+	if (!w)
+		return;
 	helper_stop(w);
-	for (uint32_t i = 0; w->cols && i < w->schema.nfields; i++) {
+	for (uint32_t i = 0; w->cols && i < w->cap_fields; i++) {
 		free(w->cols[i].data);
 		free(w->cols[i].validity);
 		free(w->cols[i].offsets);
@@ -217,13 +221,71 @@ static void writer_free(struct seg_writer *w)
 	free(w);
 }
 
-static int writer_open(const char *path, bool mem, const struct st_schema *schema,
-		       const struct seg_writer_opts *opts, struct seg_writer **out,
-		       struct st_err *err)
+/* Free column c's value buffers. */
+static void wcol_bufs_free(struct wcol *c)
+{
+	free(c->data);
+	free(c->validity);
+	free(c->offsets);
+	st_buf_free(&c->bytes);
+	c->data = c->validity = NULL;
+	c->offsets = NULL;
+	c->cap = 0;
+}
+
+/*
+ * Give w the columns of schema, each in its initial state. The cols block
+ * (cap_fields columns, the schema copy after them) is kept when it is big
+ * enough, and so are the value buffers of a column whose type is the one
+ * they were sized for (a recycled writer: seg_writer_open_mem). Returns
+ * false when out of memory.
+ */
+static bool writer_columns(struct seg_writer *w, const struct st_schema *schema)
+{
+	uint32_t F = schema->nfields;
+	if (!w->cols || F > w->cap_fields) {
+		for (uint32_t i = 0; w->cols && i < w->cap_fields; i++) {
+			wcol_bufs_free(&w->cols[i]);
+			dict_memo_fini(&w->cols[i].memo);
+		}
+		free(w->cols);
+		w->cap_fields = 0;
+		if (!(w->cols = calloc(1, F * (sizeof *w->cols + sizeof *schema->fields))))
+			return false;
+		w->cap_fields = F;
+	}
+	w->schema.nfields = F;
+	w->schema.fields = (struct st_field *)(void *)(w->cols + w->cap_fields);
+	memcpy(w->schema.fields, schema->fields, F * sizeof *schema->fields);
+	w->fixed_bytes = 0;
+	for (uint32_t i = 0; i < F; i++) {
+		struct wcol *c = &w->cols[i];
+		uint8_t type = schema->fields[i].type;
+		if (c->buf_type != type)
+			wcol_bufs_free(c);
+		c->buf_type = type;
+		dict_memo_fini(&c->memo); /* the last chunk's dictionary: not this segment's */
+		memset(&c->fstats, 0, sizeof c->fstats);
+		c->fstats.min.type = c->fstats.max.type = type;
+		c->fstats_unbounded = false;
+		c->null_count = 0;
+		c->bytes.len = 0;
+		size_t width = st_type_width(type);
+		w->fixed_bytes += (uint64_t)c->cap * (width ? width : 4) + c->cap / 8;
+	}
+	return true;
+}
+
+/*
+ * Open a writer: w is NULL for a new one, or a recycled in-memory writer
+ * (writer_recycle) whose buffers are reused.
+ */
+static int writer_open(const char *path, bool mem, struct seg_writer *w,
+		       const struct st_schema *schema, const struct seg_writer_opts *opts,
+		       struct seg_writer **out, struct st_err *err)
 {
 	static const struct seg_writer_opts defaults = {0};
 	int rc = ST_OK;
-	struct seg_writer *w = NULL;
 	if (!opts)
 		opts = &defaults;
 	*out = NULL;
@@ -239,32 +301,26 @@ static int writer_open(const char *path, bool mem, const struct st_schema *schem
 			       SEG_MAX_ROW_GROUP_ROWS, LZ4HC_CLEVEL_MAX, CHUNK_ENC_COUNT);
 		goto out;
 	}
-	w = calloc(1, sizeof *w);
-	if (!w)
+	if (!w && !(w = calloc(1, sizeof *w)))
 		goto oom;
 	w->fd = -1;
 	w->io = opts->io ? opts->io : &st_io_posix;
 	w->rg_rows = rg_rows;
 	w->lz4_level = opts->lz4_level;
 	w->force_enc = opts->force_encoding - 1;
-	/* path and path.tmp in one allocation, the columns and the schema
-	 * copy in another: a small write pays for few allocations. */
-	size_t plen = strlen(path);
-	w->path = malloc(2 * plen + 6);
-	w->schema.nfields = schema->nfields;
-	w->cols = calloc(1, schema->nfields * (sizeof *w->cols + sizeof *schema->fields));
-	if (!w->path || !w->cols)
-		goto oom;
-	w->tmp = w->path + plen + 1;
-	memcpy(w->path, path, plen + 1);
-	memcpy(w->tmp, path, plen);
-	memcpy(w->tmp + plen, ".tmp", 5);
-	w->schema.fields = (struct st_field *)(void *)(w->cols + schema->nfields);
-	memcpy(w->schema.fields, schema->fields, schema->nfields * sizeof *schema->fields);
-	for (uint32_t i = 0; i < schema->nfields; i++) {
-		struct wcol *c = &w->cols[i];
-		c->fstats.min.type = c->fstats.max.type = (uint8_t)schema->fields[i].type;
+	if (!w->path) {
+		/* path and path.tmp in one allocation, the columns and the
+		 * schema copy in another: a small write pays for few. */
+		size_t plen = strlen(path);
+		if (!(w->path = malloc(2 * plen + 6)))
+			goto oom;
+		w->tmp = w->path + plen + 1;
+		memcpy(w->path, path, plen + 1);
+		memcpy(w->tmp, path, plen);
+		memcpy(w->tmp + plen, ".tmp", 5);
 	}
+	if (!writer_columns(w, schema))
+		goto oom;
 	w->mem = mem ? &w->membuf : NULL;
 	if (!mem)
 		w->fd = w->io->open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -323,13 +379,90 @@ int seg_writer_open(const char *path, const struct st_schema *schema,
 		    const struct seg_writer_opts *opts, struct seg_writer **out,
 		    struct st_err *err)
 {
-	return writer_open(path, false, schema, opts, out, err);
+	return writer_open(path, false, NULL, schema, opts, out, err);
+}
+
+/*
+ * Each thread keeps its last finished in-memory writer (a small write's:
+ * at most SPARE_MAX_BYTES of buffers) for its next one: a small write then
+ * allocates next to nothing for its segment. The thread's exit frees it.
+ */
+#define SPARE_MAX_BYTES (256u << 10)
+
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static bool spare_ok;
+
+static void spare_destroy(void *w)
+{
+	writer_free(w);
+}
+
+static void spare_init(void)
+{
+	spare_ok = pthread_key_create(&spare_key, spare_destroy) == 0;
+}
+
+/* The calling thread's spare writer (now the caller's), or NULL. */
+static struct seg_writer *spare_take(void)
+{
+	pthread_once(&spare_once, spare_init);
+	if (!spare_ok)
+		return NULL;
+	struct seg_writer *w = pthread_getspecific(spare_key);
+	if (w)
+		pthread_setspecific(spare_key, NULL);
+	return w;
+}
+
+void seg_writer_release_spare(void)
+{
+	writer_free(spare_take());
+}
+
+/*
+ * Done with in-memory writer w (its bytes handed over or dropped): keep it
+ * as the thread's spare with its buffers and nothing of its segment, or
+ * free it.
+ */
+static void writer_recycle(struct seg_writer *w)
+{
+	uint64_t held = w->fixed_bytes + w->scratch[0].bytes + w->scratch[1].bytes +
+			w->out.enc.cap + w->out.lz4_cap + w->kv.cap;
+	for (uint32_t i = 0; i < w->schema.nfields; i++)
+		held += w->cols[i].bytes.cap;
+	pthread_once(&spare_once, spare_init);
+	if (w->helper || w->out.enc.oom || w->kv.oom || held > SPARE_MAX_BYTES || !spare_ok ||
+	    pthread_getspecific(spare_key)) {
+		writer_free(w);
+		return;
+	}
+	for (uint32_t g = 0; g < w->nrg; g++)
+		free(w->rgs[g].chunks);
+	w->nrg = 0;
+	st_buf_free(&w->membuf);
+	w->mem = NULL;
+	w->kv.len = 0;
+	w->nkv = 0;
+	w->nbuf = 0;
+	w->rows = 0;
+	w->off = 0;
+	w->flushed = 0;
+	w->failed = ST_OK;
+	w->failmsg[0] = '\0';
+	w->peak = 0;
+	w->rg_raw_max = 0;
+	if (pthread_setspecific(spare_key, w) != 0)
+		writer_free(w);
 }
 
 int seg_writer_open_mem(const struct st_schema *schema, const struct seg_writer_opts *opts,
 			struct seg_writer **out, struct st_err *err)
 {
-	return writer_open("(memory)", true, schema, opts, out, err);
+	struct seg_writer *w = NULL;
+	if (!opts || opts->threads <= 1 || schema->nfields <= 1)
+		w = spare_take(); /* a helper thread is never recycled */
+	return writer_open("(memory)", true, w, schema, opts, out, err);
 }
 
 int seg_writer_add_kv(struct seg_writer *w, const char *key, const void *val,
@@ -848,27 +981,31 @@ static int writer_close(struct seg_writer *w, struct seg_file_info *info, struct
 	}
 	if ((rc = flush_row_group(w, err)) != ST_OK)
 		goto out;
-	build_footer(w, &f);
-	if (f.oom || f.len > SEG_MAX_FOOTER_BYTES) {
-		rc = st_seterr(err, f.oom ? ST_ENOMEM : ST_ETOOBIG,
-			       "segment '%s': footer of %zu bytes %s", w->path, f.len,
-			       f.oom ? "does not fit in memory" : "exceeds the 256 MiB limit");
+	/* In memory the footer is built in place, after the chunks. */
+	struct st_buf *fb = w->mem ? w->mem : &f;
+	size_t at = fb->len, flen;
+	build_footer(w, fb);
+	flen = fb->len - at;
+	if (fb->oom || flen > SEG_MAX_FOOTER_BYTES) {
+		rc = st_seterr(err, fb->oom ? ST_ENOMEM : ST_ETOOBIG,
+			       "segment '%s': footer of %zu bytes %s", w->path, flen,
+			       fb->oom ? "does not fit in memory" : "exceeds the 256 MiB limit");
 		goto out;
 	}
 	uint8_t tail[SEG_TAIL_SIZE];
-	uint32_t fcrc = st_crc32c(0, f.data, f.len);
-	seg_put_tail(tail, (uint32_t)f.len, fcrc);
-	st_buf_append(&f, tail, sizeof tail);
-	if (f.oom) {
+	uint32_t fcrc = st_crc32c(0, fb->data + at, flen);
+	seg_put_tail(tail, (uint32_t)flen, fcrc);
+	st_buf_append(fb, tail, sizeof tail);
+	if (fb->oom) {
 		rc = st_seterr(err, ST_ENOMEM, "segment '%s': out of memory", w->path);
 		goto out;
 	}
-	if ((e = w_write(w, f.data, f.len, w->off)) != 0) {
+	if (!w->mem && (e = w_write(w, f.data, f.len, w->off)) != 0) {
 		rc = st_seterr(err, e, "segment '%s': writing the footer: %s", w->tmp, strerror(e));
 		goto out;
 	}
-	w->file_crc = st_crc32c(w->file_crc, f.data, f.len);
-	w->off += f.len;
+	w->file_crc = st_crc32c(w->file_crc, fb->data + at, fb->len - at);
+	w->off += fb->len - at;
 	if (w->mem)
 		goto report; /* the caller makes the bytes durable */
 	if (w->io->fsync(w->fd) != 0) {
@@ -931,7 +1068,10 @@ out:
 		memset(&w->membuf, 0, sizeof w->membuf);
 	}
 	st_buf_free(&f);
-	writer_free(w);
+	if (w->mem)
+		writer_recycle(w);
+	else
+		writer_free(w);
 	return rc;
 }
 
@@ -956,7 +1096,10 @@ void seg_writer_abort(struct seg_writer *w)
 		return;
 	if (w->fd >= 0)
 		w->io->close(w->fd);
-	if (!w->mem)
-		w->io->unlink(w->tmp);
+	if (w->mem) {
+		writer_recycle(w);
+		return;
+	}
+	w->io->unlink(w->tmp);
 	writer_free(w);
 }

@@ -697,12 +697,98 @@ static void t_inspect_reports_and_verifies(void)
 	free(b);
 }
 
+/* Bytes of an in-memory segment of the first n rows of r's columns idx. */
+static int mem_segment(const struct rows *r, const int *idx, uint32_t ncols, uint32_t n,
+		       uint32_t rg_rows, bool kv, bool abort_instead, uint8_t **out, size_t *len)
+{
+	struct st_field f[NCOL];
+	struct st_vec v[NCOL];
+	for (uint32_t k = 0; k < ncols; k++) {
+		f[k] = all_fields[idx[k]];
+		v[k] = r->cols[idx[k]];
+		v[k].n = n;
+	}
+	struct st_schema sc = {ncols, f};
+	struct seg_writer_opts o = {.row_group_rows = rg_rows};
+	struct seg_writer *w;
+	struct st_err err;
+	struct seg_file_info info;
+	*out = NULL;
+	if (seg_writer_open_mem(&sc, &o, &w, &err) != ST_OK)
+		return -1;
+	if (kv && seg_writer_add_kv(w, "k", "value", 5, &err) != ST_OK)
+		return -1;
+	if (n && seg_writer_append(w, v, n, &err) != ST_OK)
+		return -1;
+	if (abort_instead) {
+		seg_writer_abort(w);
+		return 0;
+	}
+	if (seg_writer_close_mem(w, &info, out, len, &err) != ST_OK)
+		return -1;
+	seg_file_info_fini(&info);
+	return 0;
+}
+
+/* A thread's in-memory writers are recycled (seg_writer_open_mem): a
+ * recycled one writes the same bytes as a new one, whatever the segment
+ * before it was (other columns, types in other places, strings with their
+ * remembered dictionary, several row groups, key-value entries, an
+ * abandoned segment). */
+static void t_recycled_writer_same_bytes(void)
+{
+	struct rows r;
+	rows_make(&r, 300);
+	static const int c1[] = {0, 4, 3}, c2[] = {4, 0}, c3[] = {0, 1, 2, 3, 4, 5, 6, 7},
+			 c4[] = {3}, c5[] = {5, 4, 1}, c6[] = {0};
+	static const struct {
+		const int *idx;
+		uint32_t ncols, n, rg;
+		bool kv, abort;
+	} seq[] = {
+		{c1, 3, 1, 0, false, false},  {c2, 2, 37, 16, false, false},
+		{c3, 8, 300, 128, true, false}, {c4, 1, 5, 0, false, false},
+		{c3, 8, 200, 64, false, true}, {c5, 3, 64, 0, true, false},
+		{c6, 1, 0, 0, false, false},  {c2, 2, 300, 0, false, false},
+		{c1, 3, 2, 0, false, false},
+	};
+	int diff = 0;
+	seg_writer_release_spare();
+	for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+		uint8_t *a = NULL, *b = NULL;
+		size_t na = 0, nb = 0;
+		/* First with the spare the last segment left, then a new writer. */
+		REQUIRE(mem_segment(&r, seq[i].idx, seq[i].ncols, seq[i].n, seq[i].rg, seq[i].kv,
+				    seq[i].abort, &a, &na) == 0);
+		seg_writer_release_spare();
+		REQUIRE(mem_segment(&r, seq[i].idx, seq[i].ncols, seq[i].n, seq[i].rg, seq[i].kv,
+				    seq[i].abort, &b, &nb) == 0);
+		if (!seq[i].abort) {
+			REQUIRE(a && b);
+			if (na != nb || memcmp(a, b, na)) {
+				fprintf(stderr, "  segment %zu differs (%zu vs %zu bytes)\n", i, na, nb);
+				diff++;
+			}
+			struct seg_reader *rd;
+			struct st_err err;
+			CHECK_EQ(seg_reader_open_mem("recycled", a, na, &rd, &err), ST_OK);
+			seg_reader_close(rd);
+		}
+		free(a);
+		free(b);
+	}
+	CHECK_EQ(diff, 0);
+	seg_writer_release_spare();
+	rows_free(&r);
+}
+
 static const struct test_case tests[] = {
 	{"roundtrip_every_type", t_roundtrip_every_type},
 	{"forced_encodings_and_hc", t_forced_encodings_and_hc},
 	{"projection_reads_only_requested", t_projection_reads_only_requested},
 	{"bench_table_encodings", t_bench_table_encodings},
 	{"helper_thread_same_bytes", t_helper_thread_same_bytes},
+	{"recycled_writer_same_bytes", t_recycled_writer_same_bytes},
 	{"empty_segment", t_empty_segment},
 	{"schema_errors_change_nothing", t_schema_errors_change_nothing},
 	{"every_byte_flip_is_detected", t_every_byte_flip_is_detected},
