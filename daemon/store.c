@@ -1190,7 +1190,7 @@ int store_add_from_info(struct act_add *a, const struct seg_file_info *info,
 	a->data_change = data_change;
 	a->ncols = info->ncols;
 	a->stats = info->stats; /* borrowed: info owns them */
-	a->field_ids = calloc(info->ncols + 1, sizeof *a->field_ids);
+	a->field_ids = malloc((info->ncols + 1) * sizeof *a->field_ids);
 	if (!a->field_ids)
 		return st_seterr(err, ST_ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < info->ncols; i++)

@@ -159,7 +159,7 @@ static int map_columns(const char *table, struct meta_ref *ref,
 			goto out;
 		}
 	}
-	m->field_of = calloc(b0->ncols + 1, sizeof *m->field_of);
+	m->field_of = malloc((b0->ncols + 1) * sizeof *m->field_of); /* each one set below */
 	if (!m->field_of) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
@@ -312,7 +312,7 @@ static int app_open(st_store *s, const char *path, const struct colmap *m, bool 
 				    .threads = mem ? 1 : s->enc_threads};
 	memset(a, 0, sizeof *a);
 	a->mem = mem;
-	if (!(a->vecs = calloc(sc->nfields + 1, sizeof *a->vecs)))
+	if (!(a->vecs = malloc((sc->nfields + 1) * sizeof *a->vecs))) /* app_add sets them */
 		return st_seterr(err, ST_ENOMEM, "out of memory");
 	return mem ? seg_writer_open_mem(sc, &o, &a->w, err) : seg_writer_open(path, sc, &o, &a->w, err);
 }
@@ -325,9 +325,10 @@ static int app_add(struct appender *a, const struct colmap *m, const struct st_b
 	const struct st_schema *sc = &m->meta->schema;
 	int rc = ST_OK;
 	for (uint32_t k = 0; k < nb && rc == ST_OK; k++) {
-		/* A zeroed buffer serves as an all-null column: validity 0, values 0. */
+		/* A zeroed buffer serves as an all-null column: validity 0, values 0
+		 * (needed when the write leaves out some of the table's columns). */
 		size_t need = ((size_t)b[k].nrows + 1) * 8;
-		if (need > a->zlen) {
+		if (m->ncols < sc->nfields && need > a->zlen) {
 			free(a->zeros);
 			a->zlen = need;
 			if (!(a->zeros = calloc(a->zlen, 1))) {
@@ -461,10 +462,9 @@ static void staged_fini(struct staged *w)
 
 int st_txn_begin(st_store *s, st_txn **out, struct st_err *err)
 {
-	*out = calloc(1, sizeof **out);
-	if (!*out)
+	if (!(*out = malloc(sizeof **out)))
 		return st_seterr(err, ST_ENOMEM, "out of memory");
-	(*out)->s = s;
+	**out = (st_txn){.s = s};
 	return ST_OK;
 }
 

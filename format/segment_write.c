@@ -96,6 +96,8 @@ struct seg_writer {
 	uint32_t file_crc;          /* CRC32C of the bytes written so far */
 	uint64_t rows;              /* rows flushed */
 	struct seg_rg_meta *rgs;    /* metadata of flushed row groups */
+	uint32_t chunks0_cap;       /* rgs[0].chunks holds this many (0: not allocated);
+				     * a recycled writer keeps them when nrg is 0 */
 	uint32_t nrg, cap_rg;       /* count and capacity of rgs */
 	struct st_buf kv;           /* encoded kv entries */
 	uint32_t nkv;               /* kv entries */
@@ -209,6 +211,8 @@ static void writer_free(struct seg_writer *w)
 	}
 	for (uint32_t i = 0; i < w->nrg; i++)
 		free(w->rgs[i].chunks);
+	if (w->nrg == 0 && w->chunks0_cap)
+		free(w->rgs[0].chunks);
 	free(w->rgs);
 	free(w->cols); /* and the schema copy after them */
 	chunk_scratch_fini(&w->scratch[0]);
@@ -437,9 +441,9 @@ static void writer_recycle(struct seg_writer *w)
 		writer_free(w);
 		return;
 	}
-	for (uint32_t g = 0; g < w->nrg; g++)
+	for (uint32_t g = 1; g < w->nrg; g++)
 		free(w->rgs[g].chunks);
-	w->nrg = 0;
+	w->nrg = 0; /* rgs[0].chunks stay (chunks0_cap) */
 	st_buf_free(&w->membuf);
 	w->mem = NULL;
 	w->kv.len = 0;
@@ -671,9 +675,18 @@ static int flush_row_group(struct seg_writer *w, struct st_err *err)
 	struct seg_rg_meta *rg = &w->rgs[w->nrg];
 	rg->first_row = w->rows;
 	rg->rows = n;
-	rg->chunks = calloc(F, sizeof *rg->chunks);
-	if (!rg->chunks)
-		return fail(w, err, ST_ENOMEM, "segment '%s': out of memory", w->path);
+	if (w->nrg == 0 && w->chunks0_cap >= F) {
+		memset(rg->chunks, 0, F * sizeof *rg->chunks); /* a recycled writer's */
+	} else {
+		if (w->nrg == 0) {
+			free(w->chunks0_cap ? rg->chunks : NULL);
+			w->chunks0_cap = 0;
+		}
+		if (!(rg->chunks = calloc(F, sizeof *rg->chunks)))
+			return fail(w, err, ST_ENOMEM, "segment '%s': out of memory", w->path);
+		if (w->nrg == 0)
+			w->chunks0_cap = F;
+	}
 	w->nrg++;
 	uint64_t raw = 0;
 	for (uint32_t i = 0; i < F; i++) {
