@@ -1415,9 +1415,11 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 			/* From here its files are never unlinked by us: if the LMDB
 			 * commit failed after all, recovery removes them as orphans. */
 			for (uint32_t i = 0; i < e->t->n; i++) {
-				e->t->w[i].written = false;
-				for (uint32_t j = 0; j < e->t->w[i].nrw; j++)
-					e->t->w[i].rw[j].written = false;
+				struct staged *w = &e->t->w[i];
+				if (w->written) /* (no store otherwise: the line stays the committer's) */
+					w->written = false;
+				for (uint32_t j = 0; j < w->nrw; j++)
+					w->rw[j].written = false;
 			}
 		}
 		store_write_end(s, txn);
