@@ -71,7 +71,7 @@ PROGS := $(B)/stratad $(B)/strata $(B)/strata-inspect $(B)/bench-format $(B)/ben
 	 $(B)/strata-demo $(B)/bench-gencsv $(B)/bench-e2e
 
 .SECONDARY:
-.PHONY: all test run bench bench-format bench-store bench-e2e asan fuzz format lint-deps install uninstall clean
+.PHONY: all test run bench bench-format bench-store bench-e2e asan tsan fuzz format lint-deps install uninstall clean
 INTEG_BIN   := $(B)/tests/wire_abuse
 all: $(STRATA_LIB) $(CLIENT_LIB) $(PROGS) $(UNIT_BIN) $(REPLAY_BIN) $(INTEG_BIN)
 
@@ -160,6 +160,15 @@ asan:
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	$(MAKE) --no-print-directory B=build/asan OPT=-O1 \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+
+# ThreadSanitizer over the runners whose code runs on several threads
+# (group commit, shared metadata, the segment writer's helper thread and
+# per-thread spare writers).
+TSAN_TESTS = test_store test_segment
+tsan:
+	@$(MAKE) --no-print-directory B=build/tsan OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" $(TSAN_TESTS:%=build/tsan/tests/%)
+	@TSAN_OPTIONS=halt_on_error=1 sh tests/run.sh $(TSAN_TESTS:%=build/tsan/tests/%)
 
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 fuzz: $(B)/deps.mk
