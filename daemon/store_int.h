@@ -74,7 +74,7 @@ struct st_store {
 	pthread_cond_t gc_arrive;    /* gc_want committers queued (CLOCK_MONOTONIC) */
 	uint32_t gc_want;            /* how many the gathering leader waits for */
 	uint32_t gc_queued;          /* how many queued since it began waiting */
-	uint64_t gc_groups;          /* groups committed so far */
+	uint64_t gc_groups;          /* groups committed so far (written by the leader, under gc_lock) */
 	uint32_t gc_nprev;           /* committers of the last group, its leader's thread aside */
 	uint32_t gc_nback;           /* how many of them have queued again since */
 	uint64_t gc_commit_ns;       /* how long the last group's LMDB commit took */

@@ -1495,8 +1495,7 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 		 * woken, wakes its two children (log-depth wake-up, one post from
 		 * here); everything they read is written before that post. */
 		uint32_t n = 0;
-		pthread_mutex_lock(&s->gc_lock);
-		uint64_t group = ++s->gc_groups;
+		uint64_t group = s->gc_groups + 1; /* only the leader changes it */
 		for (struct gc_entry *e = batch; e; e = e->next) {
 			e->done = true;
 			e->group = group;
@@ -1507,7 +1506,10 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 			wake[i]->next = 2 * i + 1 < n ? wake[2 * i + 1] : NULL;
 			wake[i]->next2 = 2 * i + 2 < n ? wake[2 * i + 2] : NULL;
 		}
-		/* The next group's leader waits for these n (gc_gather). */
+		pthread_mutex_lock(&s->gc_lock);
+		/* The next group's leader waits for these n (gc_gather); they
+		 * count as back when they queue again (group numbers). */
+		s->gc_groups = group;
 		s->gc_nprev = n;
 		s->gc_nback = 0;
 		if (n)

@@ -197,16 +197,25 @@ static void helper_stop(struct seg_writer *w)
 	w->helper = NULL;
 }
 
+/* Free column c's value buffers. */
+static void wcol_bufs_free(struct wcol *c)
+{
+	free(c->data);
+	free(c->validity);
+	free(c->offsets);
+	st_buf_free(&c->bytes);
+	c->data = c->validity = NULL;
+	c->offsets = NULL;
+	c->cap = 0;
+}
+
 static void writer_free(struct seg_writer *w)
 {
 	if (!w)
 		return;
 	helper_stop(w);
 	for (uint32_t i = 0; w->cols && i < w->cap_fields; i++) {
-		free(w->cols[i].data);
-		free(w->cols[i].validity);
-		free(w->cols[i].offsets);
-		st_buf_free(&w->cols[i].bytes);
+		wcol_bufs_free(&w->cols[i]);
 		dict_memo_fini(&w->cols[i].memo);
 	}
 	for (uint32_t i = 0; i < w->nrg; i++)
@@ -223,18 +232,6 @@ static void writer_free(struct seg_writer *w)
 	st_buf_free(&w->membuf);
 	free(w->path); /* and tmp */
 	free(w);
-}
-
-/* Free column c's value buffers. */
-static void wcol_bufs_free(struct wcol *c)
-{
-	free(c->data);
-	free(c->validity);
-	free(c->offsets);
-	st_buf_free(&c->bytes);
-	c->data = c->validity = NULL;
-	c->offsets = NULL;
-	c->cap = 0;
 }
 
 /*
@@ -313,8 +310,8 @@ static int writer_open(const char *path, bool mem, struct seg_writer *w,
 	w->lz4_level = opts->lz4_level;
 	w->force_enc = opts->force_encoding - 1;
 	if (!w->path) {
-		/* path and path.tmp in one allocation, the columns and the
-		 * schema copy in another: a small write pays for few. */
+		/* path and path.tmp in one allocation (writer_columns: the
+		 * columns and the schema copy in another). */
 		size_t plen = strlen(path);
 		if (!(w->path = malloc(2 * plen + 6)))
 			goto oom;
