@@ -77,6 +77,7 @@ struct st_store {
 	uint64_t gc_groups;          /* groups committed so far (written by the leader, under gc_lock) */
 	uint32_t gc_nprev;           /* committers of the last group, its leader's thread aside */
 	uint32_t gc_nback;           /* how many of them have queued again since */
+	struct timespec gc_back_at;  /* when the last of those queued (or the group ended) */
 	uint64_t gc_commit_ns;       /* how long the last group's LMDB commit took */
 	pthread_mutex_t pool_lock;   /* guards pool */
 	MDB_txn *pool[STORE_READ_POOL]; /* reset read transactions to renew */

@@ -1280,30 +1280,58 @@ struct gc_entry {
 static _Thread_local const st_store *gc_my_store;
 static _Thread_local uint64_t gc_my_group;
 
+/* t + ns. */
+static struct timespec ts_add(struct timespec t, uint64_t ns)
+{
+	ns += (uint64_t)t.tv_nsec;
+	t.tv_sec += (time_t)(ns / 1000000000);
+	t.tv_nsec = (long)(ns % 1000000000);
+	return t;
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 /*
- * Wait (gc_lock held) until the committers of the last group have queued
- * again (some of them, GC_GATHER_STEP at most: the caller decides those
- * and comes back), or until *deadline: a quarter of the last commit's
- * time after this group began (a bound on what waiting adds to a
- * commit's latency). Returns false once the deadline has passed.
- * Committers that write in a loop come back after a short preparation;
- * without the wait each group would hold only those that came back during
- * the previous commit (about half of them), twice the commits for the same
- * work. A committer that does not come back costs one wait, once.
+ * Wait (gc_lock held) while the committers of the last group are coming
+ * back: until GC_GATHER_STEP of them have queued again (the caller decides
+ * those while the rest still prepare, then comes back), or all that are
+ * missing. Returns false when waiting stops paying: none of them came
+ * back for a quarter of the last commit's time (the rest are not writing
+ * in a loop: a committer that does not return costs that much, once), or
+ * the group has waited until *deadline (one commit's time after it began:
+ * a bound on what waiting adds to a commit's latency). Committers that
+ * write in a loop come back after a short preparation; without the wait
+ * each group would hold only those that came back during the previous
+ * commit, more commits for the same work.
  */
 static bool gc_gather(st_store *s, const struct timespec *deadline)
 {
 	uint32_t missing = s->gc_nprev > s->gc_nback ? s->gc_nprev - s->gc_nback : 0;
 	if (!missing)
 		return true;
+	uint64_t gap = s->gc_commit_ns / 4;
+	struct timespec now, until = ts_add(s->gc_back_at, gap);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (ts_before(deadline, &until))
+		until = *deadline;
+	if (!ts_before(&now, &until))
+		return false;
 	s->gc_want = missing < GC_GATHER_STEP ? missing : GC_GATHER_STEP;
 	s->gc_queued = 0;
 	s->gc_gathering = true;
 	int r = 0;
 	while (r == 0 && s->gc_queued < s->gc_want)
-		r = pthread_cond_timedwait(&s->gc_arrive, &s->gc_lock, deadline);
+		r = pthread_cond_timedwait(&s->gc_arrive, &s->gc_lock, &until);
 	s->gc_gathering = false;
-	return r != ETIMEDOUT;
+	if (r != ETIMEDOUT)
+		return true;
+	/* Timed out: go on only if one of them came back meanwhile. */
+	until = ts_add(s->gc_back_at, gap);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return ts_before(&now, &until) && ts_before(&now, deadline);
 }
 
 /*
@@ -1322,11 +1350,9 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 	struct head_cache hc = {0};
 	struct timespec deadline;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	uint64_t ns = (uint64_t)deadline.tv_nsec + s->gc_commit_ns / 4;
-	deadline.tv_sec += (time_t)(ns / 1000000000);
-	deadline.tv_nsec = (long)(ns % 1000000000);
+	deadline = ts_add(deadline, s->gc_commit_ns);
 	uint32_t size = 0;
-	bool gather = true; /* until the deadline */
+	bool gather = true; /* until waiting stops paying (gc_gather) */
 	struct gc_entry *tail = batch;
 	for (struct gc_entry *e = batch; e; e = e->next, size++)
 		tail = e;
@@ -1455,8 +1481,10 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 	else
 		s->gc_head = &me;
 	s->gc_tail = &me;
-	if (gc_my_store == s && gc_my_group == s->gc_groups)
+	if (gc_my_store == s && gc_my_group == s->gc_groups) {
 		s->gc_nback++; /* one of the last group, back */
+		clock_gettime(CLOCK_MONOTONIC, &s->gc_back_at);
+	}
 	if (s->gc_gathering && ++s->gc_queued >= s->gc_want)
 		pthread_cond_signal(&s->gc_arrive);
 	/* No leader means an empty queue: then I lead at once. Otherwise I
@@ -1512,6 +1540,7 @@ int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 		s->gc_groups = group;
 		s->gc_nprev = n;
 		s->gc_nback = 0;
+		clock_gettime(CLOCK_MONOTONIC, &s->gc_back_at);
 		if (n)
 			sem_post(&wake[0]->wake);
 		if (!s->gc_head) {
