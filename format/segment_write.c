@@ -265,7 +265,6 @@ static bool writer_columns(struct seg_writer *w, const struct st_schema *schema)
 		if (c->buf_type != type)
 			wcol_bufs_free(c);
 		c->buf_type = type;
-		dict_memo_fini(&c->memo); /* the last chunk's dictionary: not this segment's */
 		memset(&c->fstats, 0, sizeof c->fstats);
 		c->fstats.min.type = c->fstats.max.type = type;
 		c->fstats_unbounded = false;
@@ -428,16 +427,21 @@ void seg_writer_release_spare(void)
  */
 static void writer_recycle(struct seg_writer *w)
 {
-	uint64_t held = w->fixed_bytes + w->scratch[0].bytes + w->scratch[1].bytes +
-			w->out.enc.cap + w->out.lz4_cap + w->kv.cap;
-	for (uint32_t i = 0; i < w->schema.nfields; i++)
-		held += w->cols[i].bytes.cap;
+	uint64_t held = w->scratch[0].bytes + w->scratch[1].bytes + w->out.enc.cap +
+			w->out.lz4_cap + w->kv.cap;
+	for (uint32_t i = 0; i < w->cap_fields; i++) { /* columns of earlier segments too */
+		const struct wcol *c = &w->cols[i];
+		size_t width = st_type_width(c->buf_type);
+		held += (uint64_t)c->cap * (width ? width : 4) + c->cap / 8 + c->bytes.cap;
+	}
 	pthread_once(&spare_once, spare_init);
 	if (w->helper || w->out.enc.oom || w->kv.oom || held > SPARE_MAX_BYTES || !spare_ok ||
 	    pthread_getspecific(spare_key)) {
 		writer_free(w);
 		return;
 	}
+	for (uint32_t i = 0; i < w->cap_fields; i++)
+		dict_memo_fini(&w->cols[i].memo); /* the last chunk's dictionary: not the next's */
 	for (uint32_t g = 1; g < w->nrg; g++)
 		free(w->rgs[g].chunks);
 	w->nrg = 0; /* rgs[0].chunks stay (chunks0_cap) */
