@@ -122,16 +122,12 @@ struct file_rec {
 
 static inline void be64(uint8_t *p, uint64_t v)
 {
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i));
+	st_put_be(p, 8, v);
 }
 
 static inline uint64_t get_be64(const uint8_t *p)
 {
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
+	return st_get_be(p, 8);
 }
 
 /* Map an LMDB error to a store error with a message; returns the code. */

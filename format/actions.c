@@ -35,19 +35,13 @@ static inline uint8_t *room(struct pk *pk, size_t n)
 	return p;
 }
 
-static void put_be(uint8_t *p, int width, uint64_t v)
-{
-	for (int i = 0; i < width; i++)
-		p[i] = (uint8_t)(v >> (8 * (width - 1 - i)));
-}
-
 /* A tag byte and `width` big-endian bytes of v. */
 static void pk_tagged(struct pk *pk, uint8_t tag, int width, uint64_t v)
 {
 	uint8_t *p = room(pk, 1 + (size_t)width);
 	if (p) {
 		p[0] = tag;
-		put_be(p + 1, width, v);
+		st_put_be(p + 1, (size_t)width, v);
 	}
 }
 
@@ -267,11 +261,11 @@ static void pk_key_fixed(struct pk *pk, size_t start, unsigned key, uint8_t tag,
 void act_stamp(uint8_t *enc, const struct act_stamps *at, uint64_t version, uint64_t lsn,
 	       int64_t time_us, uint32_t prev_checksum, uint64_t duration_us)
 {
-	put_be(enc + at->version, 8, version);
-	put_be(enc + at->lsn, 8, lsn);
-	put_be(enc + at->time_us, 8, (uint64_t)time_us);
-	put_be(enc + at->prev_checksum, 4, prev_checksum);
-	put_be(enc + at->duration_us, 8, duration_us);
+	st_put_be(enc + at->version, 8, version);
+	st_put_be(enc + at->lsn, 8, lsn);
+	st_put_be(enc + at->time_us, 8, (uint64_t)time_us);
+	st_put_be(enc + at->prev_checksum, 4, prev_checksum);
+	st_put_be(enc + at->duration_us, 8, duration_us);
 }
 
 int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps *at,
@@ -377,10 +371,7 @@ static bool mp_fail(struct mp *m, const char *what)
 static uint64_t be_n(struct mp *m, size_t n)
 {
 	const uint8_t *p = st_cur_take(&m->c, n);
-	uint64_t v = 0;
-	for (size_t i = 0; p && i < n; i++)
-		v = v << 8 | p[i];
-	return v;
+	return p ? st_get_be(p, n) : 0;
 }
 
 /* Read an integer; *neg set when it was negative (value in *v as int64). */

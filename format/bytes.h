@@ -61,6 +61,21 @@ static inline uint64_t st_get_le64(const uint8_t *p)
 	return v;
 }
 
+/* Big-endian (keys that sort as numbers, msgpack): width bytes of v. */
+static inline void st_put_be(uint8_t *p, size_t width, uint64_t v)
+{
+	for (size_t i = 0; i < width; i++)
+		p[i] = (uint8_t)(v >> (8 * (width - 1 - i)));
+}
+
+static inline uint64_t st_get_be(const uint8_t *p, size_t width)
+{
+	uint64_t v = 0;
+	for (size_t i = 0; i < width; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 /* A growable byte buffer. Zero-initialize, append, st_buf_free. */
 struct st_buf {
 	uint8_t *data; /* heap storage, NULL until first append */
