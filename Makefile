@@ -17,12 +17,13 @@ B        ?= build
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 ROWS     ?= 10000000
+VERSION  := $(shell sed -n 's/.*ST_VERSION_STRING "\(.*\)".*/\1/p' daemon/store/strata.h)
 FUZZ_SECONDS ?= 60
 CC       ?= cc
 
 # Newer msgpack-c releases call the package msgpack-c; Debian 12's is msgpack.
 MSGPACK_PKG := $(shell pkg-config --exists msgpack-c 2>/dev/null && echo msgpack-c || echo msgpack)
-PKGS := lmdb nanomsg liblz4 $(MSGPACK_PKG) yaml-0.1
+PKGS := lmdb nanomsg liblz4 $(MSGPACK_PKG) yaml-0.1 libsodium
 
 OPT      ?= -O3
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-format-truncation
@@ -45,21 +46,37 @@ $(B)/deps.mk: .ci/deps Makefile
 	   echo "MSGPACK_LIBS := $$(pkg-config --libs $(MSGPACK_PKG))"; \
 	   echo "LMDB_LIBS := $$(pkg-config --libs lmdb)"; \
 	   echo "NN_LIBS := $$(pkg-config --libs nanomsg)"; \
-	   echo "YAML_LIBS := $$(pkg-config --libs yaml-0.1)"; } > $@
+	   echo "YAML_LIBS := $$(pkg-config --libs yaml-0.1)"; \
+	   echo "SODIUM_LIBS := $$(pkg-config --libs libsodium)"; } > $@
 
 # ---- sources ------------------------------------------------------------
 # Program entry points are named *_main.c and stay out of the libraries.
-FORMAT_SRC  := $(filter-out %_main.c,$(wildcard format/*.c))
-DAEMON_SRC  := $(filter-out %_main.c,$(wildcard daemon/*.c))
-LIB_OBJ     := $(FORMAT_SRC:%.c=$(B)/%.o) $(DAEMON_SRC:%.c=$(B)/%.o)
-# libstrata: the format and the store, for the daemon, the tools and appliances.
+# libstrata (DESIGN.md §3): format/ without the wire codec and the transport,
+# and daemon/store/. It links LMDB, LZ4 and libsodium only, so an appliance
+# that embeds the store links no nanomsg, msgpack-c or libyaml.
+WIRE_SRC    := format/wire.c format/transport.c
+FORMAT_SRC  := $(filter-out %_main.c $(WIRE_SRC),$(wildcard format/*.c))
+STORE_SRC   := $(filter-out %_main.c,$(wildcard daemon/store/*.c))
+SERVER_SRC  := $(filter-out %_main.c,$(wildcard daemon/server/*.c))
+# Installed headers of libstrata.
+STORE_HDRS := daemon/store/strata.h daemon/store/query.h
+FORMAT_HDRS := $(filter-out %_int.h format/wire.h format/transport.h,$(wildcard format/*.h))
+LIB_OBJ     := $(FORMAT_SRC:%.c=$(B)/%.o) $(STORE_SRC:%.c=$(B)/%.o)
 STRATA_LIB  := $(B)/libstrata.a
-STRATA_LIBS  = $(STRATA_LIB) $(LMDB_LIBS) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) $(YAML_LIBS) -lpthread -lm
+STORE_LIBS   = $(LMDB_LIBS) $(LZ4_LIBS) $(SODIUM_LIBS) -lpthread -lm
+STRATA_LIBS  = $(STRATA_LIB) $(STORE_LIBS)
+# The wire protocol: msgpack codec and nanomsg transport, for the client and
+# the server.
+WIRE_LIB    := $(B)/libstrata-wire.a
+WIRE_LIBS    = $(WIRE_LIB) $(MSGPACK_LIBS) $(NN_LIBS)
+# stratad's modules (config, log, server) minus main, for stratad and tests.
+SERVER_LIB  := $(B)/libstratad.a
+SERVER_LIBS  = $(SERVER_LIB) $(WIRE_LIBS) $(STRATA_LIBS) $(YAML_LIBS)
 # libstrata-client: admin/ minus program entry points (wire client, CSV/JSONL
 # readers); it speaks the wire protocol and uses only format/.
-ADMIN_SRC   := $(filter-out %_main.c,$(wildcard admin/*.c))
+ADMIN_SRC   := $(filter-out %_main.c,$(wildcard admin/*.c admin/cli/*.c))
 CLIENT_LIB  := $(B)/libstrata-client.a
-CLIENT_LIBS  = $(CLIENT_LIB) $(STRATA_LIBS)
+CLIENT_LIBS  = $(CLIENT_LIB) $(WIRE_LIBS) $(STRATA_LIBS)
 
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
@@ -71,9 +88,9 @@ PROGS := $(B)/stratad $(B)/strata $(B)/strata-inspect $(B)/bench-format $(B)/ben
 	 $(B)/strata-demo $(B)/bench-gencsv $(B)/bench-e2e
 
 .SECONDARY:
-.PHONY: all test run bench bench-format bench-store bench-e2e asan tsan fuzz format lint-deps install uninstall clean
+.PHONY: all install-lib test run bench bench-format bench-store bench-e2e asan tsan fuzz format lint-deps install uninstall clean
 INTEG_BIN   := $(B)/tests/wire_abuse
-all: $(STRATA_LIB) $(CLIENT_LIB) $(PROGS) $(UNIT_BIN) $(REPLAY_BIN) $(INTEG_BIN)
+all: $(STRATA_LIB) $(WIRE_LIB) $(SERVER_LIB) $(CLIENT_LIB) $(PROGS) $(B)/strata.pc $(UNIT_BIN) $(REPLAY_BIN) $(INTEG_BIN)
 
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
@@ -83,17 +100,25 @@ $(STRATA_LIB): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+$(WIRE_LIB): $(WIRE_SRC:%.c=$(B)/%.o)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SERVER_LIB): $(SERVER_SRC:%.c=$(B)/%.o)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
 $(CLIENT_LIB): $(ADMIN_SRC:%.c=$(B)/%.o)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(B)/stratad: $(B)/daemon/stratad_main.o $(STRATA_LIB)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STRATA_LIBS)
-$(B)/strata: $(B)/admin/strata_main.o $(CLIENT_LIB) $(STRATA_LIB)
+$(B)/stratad: $(B)/daemon/server/stratad_main.o $(SERVER_LIB) $(WIRE_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SERVER_LIBS)
+$(B)/strata: $(B)/admin/strata_main.o $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
 $(B)/bench-gencsv: $(B)/tests/bench/gencsv_main.o $(B)/tests/bench/table.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
-$(B)/bench-e2e: $(B)/tests/bench/e2e_main.o $(CLIENT_LIB) $(STRATA_LIB)
+$(B)/bench-e2e: $(B)/tests/bench/e2e_main.o $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
 $(B)/strata-inspect: $(B)/admin/inspect_main.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STRATA_LIBS)
@@ -105,31 +130,39 @@ $(B)/bench-format: $(B)/tests/bench/bench_format.o $(B)/tests/bench/table.o $(ST
 $(B)/bench-store: $(B)/tests/bench/bench_store.o $(B)/tests/bench/table.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
 
-$(B)/tests/test_%: $(B)/tests/unit/test_%.o $(B)/tests/bench/table.o $(CLIENT_LIB) $(STRATA_LIB)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LIBS)
+$(B)/tests/test_%: $(B)/tests/unit/test_%.o $(B)/tests/bench/table.o $(SERVER_LIB) $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(SERVER_LIB) $(CLIENT_LIBS) $(YAML_LIBS)
 
-$(B)/tests/wire_abuse: $(B)/tests/integration/wire_abuse.o $(CLIENT_LIB) $(STRATA_LIB)
+$(B)/tests/wire_abuse: $(B)/tests/integration/wire_abuse.o $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
 
 # Fuzz targets built with the normal compiler replay their committed corpus.
 # Like the fuzzers, they link a copy of format/ built in fuzzing mode (CRC
 # mismatches ignored, FORMAT.md checks only), so the corpus exercises the
 # parsers and decoders on hostile bytes rather than stopping at a checksum.
-FUZZMODE_OBJ := $(FORMAT_SRC:%.c=$(B)/fuzzmode/%.o)
+FUZZMODE_OBJ := $(FORMAT_SRC:%.c=$(B)/fuzzmode/%.o) $(WIRE_SRC:%.c=$(B)/fuzzmode/%.o)
 $(B)/fuzzmode/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -c -o $@ $<
 $(B)/tests/replay_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay.o $(FUZZMODE_OBJ)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) $(SODIUM_LIBS) -lm
 
 # ---- goals --------------------------------------------------------------
 TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)") \
 	    "sh tests/integration/cli.sh $(B)"
 
-# The README's libstrata example must compile and print what it says.
-$(B)/readme_example: README.md $(STRATA_LIB)
+# The README's libstrata example must compile against an installed libstrata
+# with `cc app.c $(pkg-config --cflags --libs strata)` (installed under
+# $(B)/pkgtest), and the pkg-config file must name no wire library.
+$(B)/readme_example: README.md $(STRATA_LIB) $(B)/strata.pc $(STORE_HDRS) $(FORMAT_HDRS)
 	@awk '/^```c$$/{on=1;next} /^```$$/{on=0} on' README.md > $(B)/readme_example.c
-	$(CC) $(ALL_CFLAGS) -o $@ $(B)/readme_example.c $(STRATA_LIBS)
+	@rm -rf $(B)/pkgtest
+	@$(MAKE) --no-print-directory install-lib DESTDIR=$(CURDIR)/$(B)/pkgtest >/dev/null
+	@export PKG_CONFIG_PATH=$(CURDIR)/$(B)/pkgtest$(PREFIX)/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$(CURDIR)/$(B)/pkgtest; \
+	 libs=$$(pkg-config --libs strata) || exit 1; \
+	 case "$$libs" in *nanomsg*|*msgpack*|*yaml*) echo "strata.pc names a wire library: $$libs"; exit 1;; esac; \
+	 echo "cc readme_example.c $$(pkg-config --cflags --libs strata)"; \
+	 $(CC) $(EXTRA_CFLAGS) -o $@ $(B)/readme_example.c $$(pkg-config --cflags --libs strata)
 
 test: all $(B)/readme_example
 	@sh tests/run.sh $(TEST_CMDS) "sh tests/readme_example.sh $(B)"
@@ -176,7 +209,7 @@ fuzz: $(B)/deps.mk
 	@mkdir -p $(B)/fuzz
 	@set -e; for f in $(FUZZ_NAMES); do \
 	  echo "== fuzz $$f for $(FUZZ_SECONDS)s"; \
-	  clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $(B)/fuzz/$$f tests/fuzz/fuzz_$$f.c $(FORMAT_SRC) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm; \
+	  clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $(B)/fuzz/$$f tests/fuzz/fuzz_$$f.c $(FORMAT_SRC) $(WIRE_SRC) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm; \
 	  mkdir -p $(B)/fuzz/corpus-$$f; \
 	  $(B)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    $(B)/fuzz/corpus-$$f tests/fuzz/corpus/$$f; \
@@ -185,30 +218,46 @@ fuzz: $(B)/deps.mk
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
-# DESIGN.md §3: format/ uses nothing of ours; daemon/ may use format/ and
-# replication/; replication/ only format/; admin/ only format/; nothing
-# outside tests/ includes admin/ or tests/.
+# DESIGN.md §3: format/ uses nothing of ours; daemon/store/ only format/
+# (and never the wire codec, the transport or their libraries);
+# daemon/server/ the store, format/ and replication/; replication/ only
+# format/; admin/ only format/; nothing outside tests/ includes admin/ or tests/.
 lint-deps:
 	@bad=0; \
-	chk() { hits=$$(grep -rnE "#include \"($$2)/" $$1 --include='*.[ch]' 2>/dev/null); \
-	  if [ -n "$$hits" ]; then echo "lint-deps: $$1 must not include $$2/:"; echo "$$hits"; bad=1; fi; }; \
-	chk format 'daemon|replication|admin|tests'; \
-	chk daemon 'admin|tests'; \
-	chk replication 'daemon|admin|tests'; \
-	chk admin 'daemon|replication|tests'; \
+	chk() { hits=$$(grep -rnE "#include [\"<]($$2)" $$1 --include='*.[ch]' 2>/dev/null); \
+	  if [ -n "$$hits" ]; then echo "lint-deps: $$1 must not include $$2:"; echo "$$hits"; bad=1; fi; }; \
+	chk format 'daemon/|replication/|admin/|tests/'; \
+	chk daemon/store 'daemon/server/|replication/|admin/|tests/|format/wire\.h|format/transport\.h|msgpack|nanomsg/|yaml\.h'; \
+	chk daemon/server 'admin/|tests/'; \
+	chk replication 'daemon/|admin/|tests/'; \
+	chk admin 'daemon/|replication/|tests/'; \
+	for f in $(FORMAT_SRC) $(FORMAT_SRC:.c=.h); do [ -f $$f ] && chk $$f 'format/wire\.h|format/transport\.h|msgpack|nanomsg/|yaml\.h'; done; \
 	if [ $$bad = 0 ]; then echo "lint-deps: ok"; fi; exit $$bad
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
-	  $(DESTDIR)$(PREFIX)/include/strata/format $(DESTDIR)$(PREFIX)/include/strata/daemon
+# pkg-config file for appliances that link the store: its Libs name only
+# what libstrata needs.
+$(B)/strata.pc: Makefile
+	@mkdir -p $(@D)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include/strata' '' \
+	  'Name: strata' 'Description: strata embedded table store (libstrata)' 'Version: $(VERSION)' \
+	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lstrata $(strip $(STORE_LIBS))' > $@
+
+install: all install-lib
+	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(B)/strata-inspect $(B)/stratad $(B)/strata $(DESTDIR)$(PREFIX)/bin/
+# libstrata alone: the library, its headers and strata.pc.
+install-lib: $(STRATA_LIB) $(B)/strata.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/include/strata/format $(DESTDIR)$(PREFIX)/include/strata/daemon/store
 	install -m 644 $(STRATA_LIB) $(DESTDIR)$(PREFIX)/lib/libstrata.a
-	install -m 644 $(filter-out %_int.h,$(wildcard format/*.h)) $(DESTDIR)$(PREFIX)/include/strata/format/
-	$(if $(wildcard daemon/strata.h),install -m 644 daemon/strata.h $(DESTDIR)$(PREFIX)/include/strata/daemon/)
+	install -m 644 $(B)/strata.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/strata.pc
+	install -m 644 $(FORMAT_HDRS) $(DESTDIR)$(PREFIX)/include/strata/format/
+	install -m 644 $(STORE_HDRS) $(DESTDIR)$(PREFIX)/include/strata/daemon/store/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/strata-inspect $(DESTDIR)$(PREFIX)/bin/stratad \
-	  $(DESTDIR)$(PREFIX)/bin/strata $(DESTDIR)$(PREFIX)/lib/libstrata.a
+	  $(DESTDIR)$(PREFIX)/bin/strata $(DESTDIR)$(PREFIX)/lib/libstrata.a \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/strata.pc
 	rm -rf $(DESTDIR)$(PREFIX)/include/strata
 
 clean:

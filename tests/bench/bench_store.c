@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/strata.h"
+#include "daemon/store/strata.h"
 #include "tests/bench/table.h"
 
 static double now(void)

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/config.h"
+#include "daemon/server/config.h"
 #include "tests/test.h"
 
 static char *slurp(const char *path)

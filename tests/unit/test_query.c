@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/query.h"
+#include "daemon/store/query.h"
 #include "tests/test.h"
 
 #define N 20000

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/strata.h"
+#include "daemon/store/strata.h"
 #include "tests/test.h"
 
 enum { ROWS_PER_COMMIT = 100 };

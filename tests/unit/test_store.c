@@ -12,8 +12,8 @@
 
 #include <errno.h>
 
-#include "daemon/store_int.h"
-#include "daemon/strata.h"
+#include "daemon/store/store_int.h"
+#include "daemon/store/strata.h"
 #include "tests/test.h"
 
 static char base[64];

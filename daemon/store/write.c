@@ -24,7 +24,7 @@
 #include <unistd.h>
 #include <limits.h>
 
-#include "daemon/store_int.h"
+#include "daemon/store/store_int.h"
 #include "format/expr.h"
 #include "format/segment.h"
 

@@ -12,7 +12,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "daemon/store_int.h"
+#include "daemon/store/store_int.h"
 
 /* STORE.md §3. */
 static int check_name(const char *name, struct st_err *err)

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "daemon/store_int.h"
+#include "daemon/store/store_int.h"
 #include "format/expr.h"
 
 /* Deep copy through the msgpack encoding (metadata owns all its strings). */

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/store_int.h"
+#include "daemon/store/store_int.h"
 #include "format/io.h"
 #include "format/segment.h"
 

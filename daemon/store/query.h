@@ -17,7 +17,7 @@
 #ifndef STRATA_DAEMON_QUERY_H
 #define STRATA_DAEMON_QUERY_H
 
-#include "daemon/strata.h"
+#include "daemon/store/strata.h"
 
 enum sd_agg_fn { SD_AGG_COUNT, SD_AGG_SUM, SD_AGG_MIN, SD_AGG_MAX, SD_AGG_AVG };
 

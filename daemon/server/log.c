@@ -1,7 +1,7 @@
 /*
  * daemon/log.c — see log.h.
  */
-#include "daemon/log.h"
+#include "daemon/server/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

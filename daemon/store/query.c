@@ -1,7 +1,7 @@
 /*
  * daemon/query.c — grouped aggregation (query.h).
  */
-#include "daemon/query.h"
+#include "daemon/store/query.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/store_int.h"
+#include "daemon/store/store_int.h"
 
 #define US_PER_DAY 86400000000LL
 

@@ -1,7 +1,7 @@
 /*
  * daemon/server.c — the request server (server.h, format/PROTOCOL.md).
  */
-#include "daemon/server.h"
+#include "daemon/server/server.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -14,8 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/log.h"
-#include "daemon/query.h"
+#include "daemon/server/log.h"
+#include "daemon/store/query.h"
 #include "format/transport.h"
 #include "format/wire.h"
 

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "daemon/strata.h"
+#include "daemon/store/strata.h"
 #include "format/bytes.h"
 #include "format/segment.h"
 

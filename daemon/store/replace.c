@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/store_int.h"
+#include "daemon/store/store_int.h"
 #include "format/expr.h"
 #include "format/segment.h"
 

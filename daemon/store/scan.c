@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/store_int.h"
+#include "daemon/store/store_int.h"
 #include "format/expr.h"
 #include "format/segment.h"
 

@@ -10,7 +10,7 @@
  *
  * Pure functions over caller storage; thread-safe.
  */
-#include "daemon/config.h"
+#include "daemon/server/config.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -15,7 +15,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "daemon/store_int.h"
+#include "daemon/store/store_int.h"
 
 #define DAY_US (86400LL * 1000000)
 

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "daemon/strata.h"
+#include "daemon/store/strata.h"
 
 struct sd_server_opts {
 	const char *const *listen;   /* nanomsg addresses */

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/store_int.h"
+#include "daemon/store/store_int.h"
 #include "format/io.h"
 
 /* Bring segment file f back as new file id fid: a hard link (inline

@@ -19,12 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/config.h"
-#include "daemon/log.h"
-#include "daemon/server.h"
-#include "daemon/strata.h"
+#include "daemon/server/config.h"
+#include "daemon/server/log.h"
+#include "daemon/server/server.h"
+#include "daemon/store/strata.h"
 
-#define STRATA_VERSION "0.4.0"
+
 #define READER_CHECK_S 60
 
 static volatile sig_atomic_t got_stop, got_hup;
@@ -174,7 +174,7 @@ int main(int argc, char **argv)
 		case 'd': detach = true; break;
 		case 'p': pidfile = optarg; break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("stratad %s\n", STRATA_VERSION); return 0;
+		case 'V': printf("stratad %s\n", ST_VERSION_STRING); return 0;
 		case 'v': return verify_offline(optarg);
 		case 'R':
 			printf("| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
@@ -249,7 +249,7 @@ int main(int argc, char **argv)
 		.max_batch_rows = cfg.max_batch_rows,
 		.cursor_timeout_us = cfg.cursor_timeout_us,
 		.data_dir = cfg.data_dir,
-		.version = STRATA_VERSION,
+		.version = ST_VERSION_STRING,
 	};
 	if (sd_server_start(s, &opts, &srv, &err) != ST_OK) {
 		sd_log(SD_LOG_ERROR, "cannot start serving: %s", err.msg);
@@ -258,7 +258,7 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < cfg.nlisten; i++)
 		sd_log(SD_LOG_INFO, "listening on %s", cfg.listen[i]);
 	sd_log(SD_LOG_INFO, "stratad %s ready: data directory %s, %u workers, durability %s",
-	       STRATA_VERSION, cfg.data_dir, cfg.workers,
+	       ST_VERSION_STRING, cfg.data_dir, cfg.workers,
 	       cfg.durability == SD_DURABILITY_NOSYNC ? "nosync" : "sync");
 	time_t last_check = time(NULL);
 	while (!got_stop) {

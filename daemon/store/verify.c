@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/store_int.h"
+#include "daemon/store/store_int.h"
 #include "format/segment.h"
 
 static void problem(struct st_verify_result *r, const char *fmt, ...)

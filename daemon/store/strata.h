@@ -45,6 +45,9 @@ struct st_commit_result;          /* below, with the writes */
  * statistics prune a narrow range predicate to little more than its rows
  * (about 100 KB of encoded data per row group for typical rows), large
  * enough that per-row-group costs stay under a few percent. */
+/* The release of this library and of the programs built with it. */
+#define ST_VERSION_STRING "0.5.0"
+
 #define ST_DEFAULT_ROW_GROUP_ROWS 16384u
 
 struct st_store_opts {
