@@ -22,6 +22,7 @@ static const char *const st_names[] = {
 	[ST_EEXIST - ST_ERR_BASE] = "ST_EEXIST: already exists",
 	[ST_EFAILED - ST_ERR_BASE] = "ST_EFAILED: store failed; reopen it",
 	[ST_EPROTO - ST_ERR_BASE] = "ST_EPROTO: protocol error",
+	[ST_EBUSY - ST_ERR_BASE] = "ST_EBUSY: resource busy; retry",
 };
 
 const char *st_strerror(int code)

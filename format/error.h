@@ -32,7 +32,9 @@ enum {
 	ST_EEXIST,                 /* named object already exists */
 	ST_EFAILED,                /* store is in the failed state */
 	ST_EPROTO,                 /* a wire message breaks PROTOCOL.md */
-	ST_ERR_LAST = ST_EPROTO,
+	ST_EBUSY,                  /* a resource is exhausted for now (LMDB reader
+				    * slots): retry later */
+	ST_ERR_LAST = ST_EBUSY,
 };
 
 #define ST_ERR_MSG_MAX 512

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 
 #include "daemon/store/store_int.h"
 #include "format/io.h"
@@ -33,15 +34,55 @@ int64_t store_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/*
+ * LMDB's codes by what the caller can do about them: a full map or
+ * transaction is a size limit (retryable after map_size grows or the write
+ * is split), full reader slots are a passing shortage, a version mismatch
+ * is a format question, a panic leaves the environment unusable, a damaged
+ * page is corruption; the rest are strata's own misuse of LMDB (bugs),
+ * reported as such instead of as corruption.
+ */
 int store_lmdb_err(struct st_err *err, int rc, const char *what)
 {
-	if (rc == MDB_MAP_FULL)
+	switch (rc) {
+	case MDB_MAP_FULL:
 		return st_seterr(err, ST_ETOOBIG,
 				 "%s: the store's LMDB map is full: reopen it with a larger map_size",
 				 what);
-	if (rc > 0)
-		return st_seterr(err, rc, "%s: %s", what, strerror(rc));
-	return st_seterr(err, ST_ECORRUPT, "%s: LMDB: %s", what, mdb_strerror(rc));
+	case MDB_TXN_FULL:
+		return st_seterr(err, ST_ETOOBIG,
+				 "%s: the commit changes more pages than one LMDB transaction holds: "
+				 "split it into smaller ones", what);
+	case MDB_READERS_FULL:
+		return st_seterr(err, ST_EBUSY,
+				 "%s: all %d LMDB reader slots are in use (open scans, or slots left "
+				 "by dead processes): retry; stale slots are cleared periodically",
+				 what, STORE_MAX_READERS);
+	case MDB_MAP_RESIZED:
+		return st_seterr(err, ST_EBUSY,
+				 "%s: the LMDB map was resized by another process: retry", what);
+	case MDB_VERSION_MISMATCH:
+		return st_seterr(err, ST_EVERSION,
+				 "%s: LMDB: %s (the store was written by another LMDB version)", what,
+				 mdb_strerror(rc));
+	case MDB_PANIC:
+		return st_seterr(err, ST_EFAILED,
+				 "%s: LMDB: %s: reopen the store", what, mdb_strerror(rc));
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_INVALID:
+	case MDB_PAGE_FULL:
+	case MDB_KEYEXIST:
+	case MDB_NOTFOUND:
+		/* A damaged page, or a record that is (or is not) there when the
+		 * store's own invariants say otherwise. */
+		return st_seterr(err, ST_ECORRUPT, "%s: LMDB: %s", what, mdb_strerror(rc));
+	default:
+		if (rc > 0)
+			return st_seterr(err, rc, "%s: %s", what, strerror(rc));
+		return st_seterr(err, ST_EINVAL, "%s: LMDB: %s (a strata bug: please report it)",
+				 what, mdb_strerror(rc));
+	}
 }
 
 int store_fail(st_store *s, struct st_err *err, const char *fmt, ...)
@@ -215,6 +256,27 @@ struct verify_walk {
 	struct st_err *err;
 };
 
+/* Commit c of table tid must have its LSN record, naming it. */
+static int check_lsn_record(st_store *s, MDB_txn *txn, const char *name, uint64_t tid,
+			    const struct act_commit *c, struct st_err *err)
+{
+	uint8_t key[LSN_KEY_LEN];
+	lsn_key(key, c->lsn);
+	MDB_val k = {sizeof key, key}, v;
+	int mrc = mdb_get(txn, s->dbi, &k, &v);
+	if (mrc != 0 && mrc != MDB_NOTFOUND)
+		return store_lmdb_err(err, mrc, "verifying commits");
+	if (mrc == MDB_NOTFOUND || v.mv_size < LSN_REC_LEN ||
+	    st_get_le64((uint8_t *)v.mv_data + 64) != tid ||
+	    st_get_le64((uint8_t *)v.mv_data + 72) != c->version)
+		return st_seterr(err, ST_ECORRUPT,
+				 "table '%s': commit %llu (LSN %llu) is %s the commit log: the log "
+				 "was changed", name, (unsigned long long)c->version,
+				 (unsigned long long)c->lsn,
+				 mrc == MDB_NOTFOUND ? "missing from" : "not the one named by");
+	return ST_OK;
+}
+
 static int verify_chain(void *arg, uint64_t tid, MDB_val *hv)
 {
 	struct verify_walk *w = arg;
@@ -243,6 +305,8 @@ static int verify_chain(void *arg, uint64_t tid, MDB_val *hv)
 				       "(checksum mismatch): the log was changed",
 				       h.meta->name, (unsigned long long)ver,
 				       (unsigned long long)ver - 1);
+		if (rc == ST_OK)
+			rc = check_lsn_record(w->s, w->txn, h.meta->name, h.tid, c, w->err);
 		if (rc == ST_OK) {
 			expect = act_checksum(c->prev_checksum, cv.mv_data, cv.mv_size);
 			have_expect = true;
@@ -291,6 +355,24 @@ uint64_t store_next_fid(st_store *s)
 	return __atomic_fetch_add(&s->next_fid, 1, __ATOMIC_RELAXED);
 }
 
+/* Open: the commit log's newest record is the chain's head; its LSN must
+ * be the newest head's (a dropped or added LSN record shows here), and the
+ * newest STORE_VERIFY_DEPTH records must chain. */
+static int open_log(st_store *s, MDB_txn *txn, const char *dir, struct st_err *err)
+{
+	uint64_t lsn;
+	int rc = store_chain_last(s, txn, &lsn, s->last_hash, err);
+	if (rc != ST_OK)
+		return rc;
+	if (lsn != s->last_lsn)
+		return st_seterr(err, ST_ECORRUPT,
+				 "store '%s': the commit log ends at LSN %llu but the tables' newest "
+				 "commit is LSN %llu: the log was changed; run stratad --verify %s",
+				 dir, (unsigned long long)lsn, (unsigned long long)s->last_lsn, dir);
+	return store_verify_log(s, txn, lsn > STORE_VERIFY_DEPTH ? lsn - STORE_VERIFY_DEPTH + 1 : 0,
+				NULL, NULL, NULL, NULL, NULL, err);
+}
+
 static int mkdir_p(const char *path, struct st_err *err)
 {
 	if (mkdir(path, 0755) != 0 && errno != EEXIST)
@@ -307,6 +389,10 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	char path[PATH_MAX];
 	st_store *s = calloc(1, sizeof *s);
 	*out = NULL;
+	if (sodium_init() < 0) {
+		free(s);
+		return st_seterr(err, ST_EFAILED, "libsodium could not be initialized");
+	}
 	if (!s || !(s->dir = strdup(dir))) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
@@ -401,8 +487,14 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		uint32_t f = mrc ? 2 : v.mv_size == 4 ? st_get_le32(v.mv_data) : 0;
 		rc = st_seterr(err, f ? ST_EVERSION : ST_ECORRUPT,
 			       "store '%s' has format %s%u; this strata reads format %d%s", dir,
-			       mrc ? "<= " : "", f, STORE_FORMAT, f && f < STORE_FORMAT ?
-			       " (formats 1 to 3 were development formats: no upgrade path)" : "");
+			       mrc ? "<= " : "", f, STORE_FORMAT,
+			       f == 4 ? " (format 4, strata 0.4, has no LSN-ordered log and no hash "
+					"chain: no in-place upgrade; export its tables with strata 0.4 "
+					"`strata scan --format csv` and load them into a new data "
+					"directory)"
+			       : f && f < 4 ? " (formats 1 to 3 were development formats: no upgrade "
+					      "path)"
+			       : "");
 		goto out;
 	}
 	if (mrc == 0 && (rc = store_verify_chains(s, txn, STORE_VERIFY_DEPTH, NULL, err)) != ST_OK)
@@ -413,6 +505,8 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		s->next_fid = 1;
 		store_each_head(s, txn, scan_head, s, &mrc);
 	}
+	if (mrc == 0 && (rc = open_log(s, txn, dir, err)) != ST_OK)
+		goto out;
 	if (mrc == 0)
 		mrc = mdb_txn_commit(txn);
 	else
@@ -777,9 +871,11 @@ int store_put_encoded(st_store *s, MDB_txn *txn, MDB_cursor *cur, struct table_h
 	uint8_t key[COMMIT_KEY_LEN];
 	commit_key(key, h->tid, version);
 	MDB_val k = {sizeof key, key}, v = {len, enc};
-	int mrc = put_new(txn, s->dbi, cur, &k, &v);
+	int mrc = put_new(txn, s->dbi, cur, &k, &v), rc;
 	if (mrc != 0)
 		return store_lmdb_err(err, mrc, "writing a commit");
+	if ((rc = store_log_append(s, txn, lsn, h->tid, version, enc, len, err)) != ST_OK)
+		return rc;
 	s->txn_lsn = lsn;
 	h->lsn = lsn;
 	h->version = version;
@@ -1059,6 +1155,7 @@ int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err 
 		return store_lmdb_err(err, mrc, what);
 	if (mrc != 0)
 		return store_fail(s, err, "%s: LMDB commit failed: %s", what, mdb_strerror(mrc));
+	memcpy(s->last_hash, s->txn_hash, ST_HASH_LEN);
 	__atomic_store_n(&s->last_lsn, s->txn_lsn, __ATOMIC_RELEASE);
 	return ST_OK;
 }
@@ -1078,12 +1175,13 @@ static void prealloc(st_store *s)
 	if (s->opts.nosync || s->prealloc_fd < 0 || mdb_env_info(s->env, &info) != 0)
 		return;
 	uint64_t used = ((uint64_t)info.me_last_pgno + 1) * s->psize;
-	if (used + STORE_PREALLOC / 2 <= s->prealloc_end)
+	uint64_t ahead = store_prealloc_ahead(used);
+	if (used + ahead / 2 <= s->prealloc_end)
 		return;
 	struct stat st;
 	if (fstat(s->prealloc_fd, &st) != 0)
 		return;
-	uint64_t from = (uint64_t)st.st_size, to = used + STORE_PREALLOC;
+	uint64_t from = (uint64_t)st.st_size, to = used + ahead;
 	if (to > s->opts.map_size)
 		to = s->opts.map_size;
 	static const uint8_t zeros[65536];
@@ -1144,6 +1242,7 @@ int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_er
 		return store_lmdb_err(err, mrc, what);
 	}
 	s->txn_lsn = s->last_lsn;
+	memcpy(s->txn_hash, s->last_hash, ST_HASH_LEN);
 	return ST_OK;
 }
 
@@ -1200,7 +1299,9 @@ int store_add_from_info(struct act_add *a, const struct seg_file_info *info,
 
 int st_store_check_readers(st_store *s)
 {
-	int dead = 0;
-	mdb_reader_check(s->env, &dead);
-	return dead;
+	int dead = 0, mrc = mdb_reader_check(s->env, &dead);
+	if (mrc == 0)
+		return dead;
+	int rc = store_lmdb_err(NULL, mrc, "checking readers");
+	return rc < 0 ? rc : ST_EBUSY; /* an errno: the reader table's lock failed */
 }

@@ -16,20 +16,30 @@
 #include "format/bytes.h"
 #include "format/segment.h"
 
-#define STORE_FORMAT 4
+#define STORE_FORMAT 5
 #define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
 #define STORE_HEAD_FIXED 56    /* fixed bytes of a table head (STORE.md §2.2) */
 #define STORE_NAME_MAX 128     /* longest table name */
 #define STORE_VERIFY_DEPTH 64  /* newest commits per table whose chain open verifies */
 #define STORE_INLINE_MAX 16384 /* default largest segment kept inline in LMDB */
 #define STORE_INLINE_ROWS 4096 /* writes up to this many rows are encoded in memory */
-#define STORE_PREALLOC (4u << 20) /* LMDB's data file is zero-filled this far ahead */
+#define STORE_PREALLOC_MIN (256u << 10) /* LMDB's data file is zero-filled at least */
+#define STORE_PREALLOC_MAX (64u << 20)  /* and at most this far ahead of its last page */
 #define GC_MAX_GROUP 256       /* largest commit group: a bound on one LMDB txn's size */
 #define STORE_READ_POOL 32     /* reset read transactions kept for reuse */
 #define STORE_MAX_READERS 512  /* LMDB reader slots (mdb_env_set_maxreaders) */
 
+/* How far ahead of its last used page LMDB's data file is zero-filled
+ * (STORE.md §4): a quarter of what it uses, within [MIN, MAX], so that a
+ * small store stays small and a large one refills rarely. */
+static inline uint64_t store_prealloc_ahead(uint64_t used)
+{
+	uint64_t a = used / 4;
+	return a < STORE_PREALLOC_MIN ? STORE_PREALLOC_MIN : a > STORE_PREALLOC_MAX ? STORE_PREALLOC_MAX : a;
+}
+
 /* Key kinds (first byte) and a table's record kinds (byte 9) of STORE.md §2. */
-enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3 };
+enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3, KEY_LSN = 4 };
 enum { REC_FILE = 1, REC_HEAD = 2, REC_COMMIT = 3, REC_APP = 4 };
 
 /* An open scan's snapshot: vacuum keeps its files. */
@@ -58,6 +68,8 @@ struct st_store {
 	pthread_mutex_t write_lock;  /* one writer at a time */
 	uint64_t last_lsn;           /* LSN of the newest committed commit (atomic) */
 	uint64_t txn_lsn;            /* the same inside the open write txn (write_lock) */
+	uint8_t last_hash[ST_HASH_LEN]; /* chain hash after last_lsn (write_lock) */
+	uint8_t txn_hash[ST_HASH_LEN];  /* the same inside the open write txn (write_lock) */
 	int prealloc_fd;             /* LMDB's data file (its own fd; not ours to close) */
 	int enc_threads;             /* segment writers' threads: 2 with more than one CPU */
 	uint32_t psize;              /* LMDB page size */
@@ -180,6 +192,53 @@ static inline uint64_t key_tid(const MDB_val *k)
 {
 	return get_be64((const uint8_t *)k->mv_data + 1);
 }
+
+/* LSN records (STORE.md §2.4): key KEY_LSN, LSN u64be; they sort after
+ * every other record, so a new one is an MDB_APPEND. */
+#define LSN_KEY_LEN 9
+#define LSN_REC_LEN 80 /* chain hash, commit digest, tid, version */
+static inline void lsn_key(uint8_t *k, uint64_t lsn)
+{
+	k[0] = KEY_LSN;
+	be64(k + 1, lsn);
+}
+
+/* The chain hash after a commit (STORE.md §4): BLAKE2b-256 over the hash
+ * before it, its LSN (u64le) and bytes 32..79 of its LSN record (the
+ * commit's digest, tid and version), into out. */
+void store_chain_step(const uint8_t prev[ST_HASH_LEN], uint64_t lsn, const uint8_t *rec,
+		      uint8_t out[ST_HASH_LEN]);
+
+/* The chain's base (meta record chain_base): the first LSN whose record
+ * is kept and the chain hash before it; (1, zeros) until vacuum drops a
+ * prefix of the log. */
+int store_chain_base(st_store *s, MDB_txn *txn, uint64_t *first, uint8_t hash[ST_HASH_LEN],
+		     struct st_err *err);
+
+/* The newest LSN record in txn: its LSN and chain hash, or the base's
+ * (first - 1, its hash) when the log is empty. */
+int store_chain_last(st_store *s, MDB_txn *txn, uint64_t *lsn, uint8_t hash[ST_HASH_LEN],
+		     struct st_err *err);
+
+/* Check the chain from the LSN record at `from` (or the base when from is
+ * 0 or below it) to the end: every LSN present once, in order, each hash
+ * recomputed, each retained commit's digest, LSN, table and version
+ * matching its record. Each damage found goes to problem(arg, line); with
+ * problem NULL the first one is returned as ST_ECORRUPT. *checked counts
+ * the records verified; *found (when head is given) gets the LSN whose
+ * hash is head, or 0. */
+int store_verify_log(st_store *s, MDB_txn *txn, uint64_t from, const uint8_t *head,
+		     uint64_t *found, uint64_t *checked,
+		     void (*problem)(void *arg, const char *line), void *arg, struct st_err *err);
+
+/* Append the LSN record of commit (tid, version) at lsn, whose encoded
+ * bytes are enc: advances s->txn_hash (write lock held). */
+int store_log_append(st_store *s, MDB_txn *txn, uint64_t lsn, uint64_t tid, uint64_t version,
+		     const uint8_t *enc, size_t len, struct st_err *err);
+
+/* Drop LSN records from the front of the log while their commits are
+ * pruned (vacuum), moving the chain base past them. */
+int store_log_trim(st_store *s, MDB_txn *txn, struct st_err *err);
 
 /* Commit keys run newest first (version complemented): the newest commit
  * sits right after the head, which sits right after the live files. */

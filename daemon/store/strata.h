@@ -45,6 +45,9 @@ struct st_commit_result;          /* below, with the writes */
  * statistics prune a narrow range predicate to little more than its rows
  * (about 100 KB of encoded data per row group for typical rows), large
  * enough that per-row-group costs stay under a few percent. */
+/* Length of a chain hash (BLAKE2b-256, STORE.md §4). */
+#define ST_HASH_LEN 32
+
 /* The release of this library and of the programs built with it. */
 #define ST_VERSION_STRING "0.5.0"
 
@@ -79,7 +82,9 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 void st_store_close(st_store *s);
 
 /* Clear reader slots left by processes that died (mdb_reader_check);
- * returns how many. Long-running owners call it periodically. */
+ * returns how many (>= 0), or a negative ST_E* code when the check itself
+ * failed (ST_EBUSY: the reader table could not be locked; ST_ECORRUPT).
+ * Long-running owners call it periodically and log a negative result. */
 int st_store_check_readers(st_store *s);
 
 /* ---- tables --------------------------------------------------------- */
@@ -400,6 +405,10 @@ struct st_verify_result {
 	uint64_t commits;    /* commits whose checksum chain was verified */
 	char **problems;     /* one line per damaged segment or broken chain */
 	uint32_t nproblems;  /* 0 = everything verified */
+	uint64_t last_lsn;   /* LSN of the store's newest commit (0: none) */
+	uint8_t last_hash[ST_HASH_LEN]; /* the chain hash after it */
+	uint64_t head_lsn;   /* st_verify_head: the LSN whose chain hash is the
+			      * given head (0: not given or not in the chain) */
 };
 
 /*
@@ -409,7 +418,52 @@ struct st_verify_result {
  * for what stops the check itself (ST_ENOMEM, LMDB errors).
  */
 int st_verify(st_store *s, struct st_verify_result *res, struct st_err *err);
+/* st_verify, and also find head, a chain hash recorded elsewhere (from
+ * st_chain_head or `strata status` earlier), in the chain: res->head_lsn
+ * gets its LSN, or a problem says it is not there (the log was changed or
+ * rewritten since, or the hash belongs to another store). An unkeyed hash
+ * chain proves nothing against an anchor kept on the same node: keep the
+ * head somewhere else. */
+int st_verify_head(st_store *s, const uint8_t head[ST_HASH_LEN], struct st_verify_result *res,
+		   struct st_err *err);
 void st_verify_result_fini(struct st_verify_result *r);
+
+/* ---- the commit log in LSN order (STORE.md §2.4) ---------------------- */
+
+/* The newest commit of the store: its LSN and the chain hash after it
+ * (lsn 0 and the chain's base hash, all zeros, when nothing is committed). */
+struct st_chain_head {
+	uint64_t lsn;                 /* LSN of the newest commit, 0 = none */
+	uint8_t hash[ST_HASH_LEN];    /* BLAKE2b-256 chain hash after it */
+};
+int st_chain_head(st_store *s, struct st_chain_head *out, struct st_err *err);
+
+/* The chain hash after the commit at lsn. Errors: ST_ENOTFOUND (no such
+ * LSN retained), ST_ECORRUPT, LMDB errors. */
+int st_chain_hash(st_store *s, uint64_t lsn, uint8_t out[ST_HASH_LEN], struct st_err *err);
+
+/* One commit of the log, as replication ships it. */
+struct st_log_entry {
+	uint64_t lsn;                 /* its LSN */
+	uint64_t table_id;            /* the table it changed */
+	uint64_t version;             /* the table version it made */
+	uint8_t hash[ST_HASH_LEN];    /* chain hash after it */
+	uint8_t digest[ST_HASH_LEN];  /* BLAKE2b-256 of the encoded commit */
+	uint8_t *commit;              /* the encoded commit (format/ACTIONS.md), heap;
+				       * NULL once history pruned it (vacuum) */
+	size_t len;                   /* its length */
+};
+
+/*
+ * Read commits in LSN order: those with LSN >= from, at most max (0 = no
+ * limit), one cursor walk over the LSN records. *out (free with
+ * st_log_entries_free) gets *n entries; fewer than max means the end of
+ * the log. Errors: ST_ERANGE (from is below the oldest retained LSN: the
+ * log was pruned there), ST_ECORRUPT, ST_ENOMEM, LMDB errors.
+ */
+int st_log_read(st_store *s, uint64_t from, uint32_t max, struct st_log_entry **out, uint32_t *n,
+		struct st_err *err);
+void st_log_entries_free(struct st_log_entry *e, uint32_t n);
 
 /* History of a table, newest first, at most limit commits (0 = all).
  * *commits is an array of decoded commits; free each with act_commit_free

@@ -231,7 +231,8 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 	if ((rc = prune_commits(s, txn, &h, log_oldest, err)) != ST_OK)
 		goto out;
 	h.oldest = new_oldest;
-	if ((rc = head_put(s, txn, &h, err)) != ST_OK)
+	if ((rc = head_put(s, txn, &h, err)) != ST_OK ||
+	    (res->commits_pruned && (rc = store_log_trim(s, txn, err)) != ST_OK))
 		goto out;
 	rc = store_commit_txn(s, txn, "vacuuming", err);
 	txn = NULL;

@@ -1,6 +1,7 @@
 /*
- * daemon/verify.c — st_verify: every retained commit's chain and every
- * live segment's checksums.
+ * daemon/store/verify.c — st_verify: every retained commit's CRC chain,
+ * the whole commit log's hash chain in LSN order (chain.c), and every live
+ * segment's checksums.
  */
 #include <lmdb.h>
 #include <limits.h>
@@ -88,24 +89,52 @@ static int verify_one(void *arg, uint64_t tid, MDB_val *v)
 	return rc;
 }
 
-int st_verify(st_store *s, struct st_verify_result *res, struct st_err *err)
+static void log_problem(void *arg, const char *line)
 {
-	MDB_txn *txn;
+	problem(arg, "commit log: %s", line);
+}
+
+int st_verify_head(st_store *s, const uint8_t head[ST_HASH_LEN], struct st_verify_result *res,
+		   struct st_err *err)
+{
+	MDB_txn *txn = NULL;
 	struct st_err e;
+	uint64_t records = 0;
 	memset(res, 0, sizeof *res);
-	int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn), rc = ST_OK;
+	int mrc = store_read_begin(s, &txn), rc = ST_OK;
 	if (mrc != 0)
 		return store_lmdb_err(err, mrc, "verifying");
+	/* Each table's CRC chain and its commits' LSN records, then the whole
+	 * log's hash chain in LSN order, then every live segment. */
 	if (store_verify_chains(s, txn, UINT32_MAX, &res->commits, &e) != ST_OK)
 		problem(res, "%s", e.msg);
+	if ((rc = store_verify_log(s, txn, 0, head, &res->head_lsn, &records, log_problem, res,
+				   err)) != ST_OK)
+		goto out;
+	if ((rc = store_chain_last(s, txn, &res->last_lsn, res->last_hash, err)) != ST_OK)
+		goto out;
+	if (head && !res->head_lsn && memcmp(head, res->last_hash, ST_HASH_LEN)) {
+		char hex[2 * ST_HASH_LEN + 1];
+		for (int i = 0; i < ST_HASH_LEN; i++)
+			snprintf(hex + 2 * i, 3, "%02x", head[i]);
+		problem(res, "commit log: head %s is not in the chain (LSN 1 to %llu): the log was "
+			"changed or rewritten since it was recorded, or it belongs to another store",
+			hex, (unsigned long long)res->last_lsn);
+	}
 	struct verify_walk w = {s, txn, res, err};
 	rc = store_each_head(s, txn, verify_one, &w, &mrc);
 	if (rc == ST_OK && mrc != 0)
 		rc = store_lmdb_err(err, mrc, "verifying");
-	mdb_txn_abort(txn);
+out:
+	store_read_end(s, txn);
 	if (rc != ST_OK)
 		st_verify_result_fini(res);
 	return rc;
+}
+
+int st_verify(st_store *s, struct st_verify_result *res, struct st_err *err)
+{
+	return st_verify_head(s, NULL, res, err);
 }
 
 void st_verify_result_fini(struct st_verify_result *r)

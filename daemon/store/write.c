@@ -487,14 +487,26 @@ static uint8_t isolation_of(const struct act_metadata *m)
 	return ACT_ISO_SERIALIZABLE;
 }
 
-/* The recorded app version of app_id on table tid, or 0. */
-static uint64_t app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const char *app_id)
+/* The recorded app version of app_id on table tid into *v (0 when the app
+ * never committed). A failed lookup is an error, never "absent": taking it
+ * for 0 would apply an idempotent write twice. */
+static int app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const char *app_id,
+			  uint64_t *v, struct st_err *err)
 {
 	uint8_t key[APP_KEY_MAX];
-	MDB_val k = app_key(key, tid, app_id), v;
-	if (mdb_get(txn, s->dbi, &k, &v) == 0 && v.mv_size == 8)
-		return st_get_le64(v.mv_data);
-	return 0;
+	MDB_val k = app_key(key, tid, app_id), d;
+	int mrc = mdb_get(txn, s->dbi, &k, &d);
+	*v = 0;
+	if (mrc == MDB_NOTFOUND)
+		return ST_OK;
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "reading the app version of an idempotent write");
+	if (d.mv_size != 8)
+		return st_seterr(err, ST_ECORRUPT,
+				 "table id %llu: the app version record of '%s' is damaged (%zu bytes, "
+				 "expected 8)", (unsigned long long)tid, app_id, d.mv_size);
+	*v = st_get_le64(d.mv_data);
+	return ST_OK;
 }
 
 /* Every new row must match the predicate it replaces. */
@@ -617,12 +629,14 @@ int st_table_compact(st_store *s, const char *table, struct st_commit_result *re
 		goto out;
 	}
 	/* The metadata the scan read is the head's: compaction changes none. */
-	MDB_txn *rt;
+	MDB_txn *rt = NULL;
 	struct table_head h = {0};
-	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rt) == 0) {
+	int mrc = store_read_begin(s, &rt);
+	if (mrc != 0)
+		rc = store_lmdb_err(err, mrc, "compacting: reading the table head");
+	else
 		rc = head_get(s, rt, table, &h, err);
-		mdb_txn_abort(rt);
-	}
+	store_read_end(s, rt);
 	if (rc != ST_OK || h.version != st_scan_version(sc)) {
 		head_fini(&h);
 		if (rc == ST_OK)
@@ -746,7 +760,10 @@ static int stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 			goto out;
 		}
 		w->app_version = opts->app_version;
-		w->noop = app_version_of(s, txn, h.tid, opts->app_id) >= opts->app_version;
+		uint64_t have;
+		if ((rc = app_version_of(s, txn, h.tid, opts->app_id, &have, err)) != ST_OK)
+			goto out;
+		w->noop = have >= opts->app_version;
 		if (w->noop)
 			goto out; /* already committed: nothing to write */
 	}
@@ -1212,8 +1229,11 @@ static int commit_one(st_store *s, MDB_txn *txn, struct group_cursors *gcur,
 			break;
 		struct table_head *h = &hc->h[at[i]];
 		/* A concurrent retry that won is the same outcome: a no-op. */
-		noop[i] = w->noop || (w->app_id && app_version_of(s, txn, h->tid, w->app_id) >=
-							w->app_version);
+		uint64_t have = 0;
+		if (!w->noop && w->app_id &&
+		    (rc = app_version_of(s, txn, h->tid, w->app_id, &have, err)) != ST_OK)
+			break;
+		noop[i] = w->noop || (w->app_id && have >= w->app_version);
 		if (!noop[i])
 			rc = check_conflicts(s, txn, w, h, err);
 	}

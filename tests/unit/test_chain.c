@@ -1,0 +1,402 @@
+/*
+ * tests/unit/test_chain.c — the store's LSN-ordered commit log and its
+ * BLAKE2b-256 hash chain (STORE.md §2.4, §4): every state change lands in
+ * the log once, in LSN order; a changed, dropped or reordered commit of
+ * any table is found by st_verify and at open; a head hash recorded
+ * elsewhere is found in the chain; vacuum trims the log's front. Also the
+ * LMDB error classes and the idempotent writer's failed lookup.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "daemon/store/store_int.h"
+#include "daemon/store/strata.h"
+#include "tests/test.h"
+
+static char base[64];
+static int ndirs;
+
+static const char *fresh_dir(void)
+{
+	static char d[128];
+	if (!base[0]) {
+		strcpy(base, "/tmp/strata-chain-XXXXXX");
+		if (!mkdtemp(base))
+			abort();
+	}
+	snprintf(d, sizeof d, "%s/d%d", base, ndirs++);
+	return d;
+}
+
+/* A store with tables a and b (one int64 column n). */
+static st_store *two_tables(char *dir, size_t len)
+{
+	st_store *s;
+	struct st_err err;
+	snprintf(dir, len, "%s", fresh_dir());
+	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
+	struct st_column_def c[1] = {{"n", ST_TYPE_INT64, false}};
+	struct st_table_spec a = {.name = "a", .cols = c, .ncols = 1};
+	struct st_table_spec b = {.name = "b", .cols = c, .ncols = 1};
+	REQUIRE(st_table_create(s, &a, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	REQUIRE(st_table_create(s, &b, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	return s;
+}
+
+static int put(st_store *s, const char *table, int64_t n, const struct st_write_opts *o,
+	       struct st_commit_result *r, struct st_err *err)
+{
+	const char *names[1] = {"n"};
+	struct st_vec v = {.type = ST_TYPE_INT64, .n = 1, .data = &n};
+	struct st_batch b = {1, names, &v, 1};
+	return st_write(s, table, &b, 1, o, r, err);
+}
+
+/* Every kind of commit, on two tables, interleaved: 2 creates, then
+ * writes, an alter, a rename, a restore, a compaction, a drop. */
+static uint64_t mixed_history(st_store *s)
+{
+	struct st_commit_result r;
+	struct st_err err;
+	for (int i = 0; i < 6; i++)
+		REQUIRE(put(s, i % 2 ? "a" : "b", i, NULL, &r, &err) == ST_OK);
+	struct st_alter al = {ST_ALTER_SET_PROPERTY, "owner", "x", 0};
+	REQUIRE(st_table_alter(s, "a", &al, &r, &err) == ST_OK);
+	REQUIRE(st_table_rename(s, "b", "b2", &r, &err) == ST_OK);
+	REQUIRE(st_table_restore(s, "a", (struct st_at){ST_AT_VERSION, 1}, &r, &err) == ST_OK);
+	REQUIRE(st_table_compact(s, "b2", &r, &err) == ST_OK);
+	REQUIRE(st_table_drop(s, "b2", &err) == ST_OK);
+	return st_store_lsn(s);
+}
+
+/* The log holds every commit once, in LSN order 1..N, each entry's hash
+ * following from the one before it, and its bytes are the commit. */
+static void t_log_in_lsn_order(void)
+{
+	char dir[128];
+	st_store *s = two_tables(dir, sizeof dir);
+	uint64_t last = mixed_history(s);
+	CHECK_EQ(last, 13); /* 2 creates, 6 writes, alter, rename, restore, compact, drop */
+	struct st_log_entry *e;
+	uint32_t n;
+	struct st_err err;
+	REQUIRE(st_log_read(s, 1, 0, &e, &n, &err) == ST_OK);
+	CHECK_EQ(n, last);
+	uint8_t prev[ST_HASH_LEN] = {0}, h[ST_HASH_LEN], rec[LSN_REC_LEN];
+	for (uint32_t i = 0; i < n; i++) {
+		CHECK_EQ(e[i].lsn, i + 1);
+		REQUIRE(e[i].commit);
+		struct act_commit *c;
+		REQUIRE(act_decode(e[i].commit, e[i].len, &c, &err) == ST_OK);
+		CHECK_EQ(c->lsn, e[i].lsn);
+		CHECK_EQ(c->version, e[i].version);
+		act_commit_free(c);
+		uint8_t dig[ST_HASH_LEN];
+		crypto_generichash(dig, sizeof dig, e[i].commit, e[i].len, NULL, 0);
+		CHECK(!memcmp(dig, e[i].digest, ST_HASH_LEN));
+		memcpy(rec + 32, e[i].digest, 32);
+		st_put_le64(rec + 64, e[i].table_id);
+		st_put_le64(rec + 72, e[i].version);
+		store_chain_step(prev, e[i].lsn, rec, h);
+		CHECK(!memcmp(h, e[i].hash, ST_HASH_LEN));
+		memcpy(prev, e[i].hash, ST_HASH_LEN);
+	}
+	struct st_chain_head head;
+	REQUIRE(st_chain_head(s, &head, &err) == ST_OK);
+	CHECK_EQ(head.lsn, last);
+	CHECK(n > 0 && !memcmp(head.hash, e[n - 1].hash, ST_HASH_LEN));
+	uint8_t at5[ST_HASH_LEN];
+	REQUIRE(st_chain_hash(s, 5, at5, &err) == ST_OK);
+	CHECK(!memcmp(at5, e[4].hash, ST_HASH_LEN));
+	CHECK_EQ(st_chain_hash(s, last + 1, at5, &err), ST_ENOTFOUND);
+	st_log_entries_free(e, n);
+	/* A page of the log: from 4, at most 3. */
+	REQUIRE(st_log_read(s, 4, 3, &e, &n, &err) == ST_OK);
+	CHECK_EQ(n, 3);
+	CHECK(n == 3 && e[0].lsn == 4 && e[2].lsn == 6);
+	st_log_entries_free(e, n);
+	REQUIRE(st_log_read(s, last + 1, 10, &e, &n, &err) == ST_OK);
+	CHECK_EQ(n, 0);
+	st_log_entries_free(e, n);
+	struct st_verify_result vr;
+	REQUIRE(st_verify(s, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.nproblems, 0);
+	CHECK_EQ(vr.last_lsn, last);
+	CHECK(!memcmp(vr.last_hash, head.hash, ST_HASH_LEN));
+	st_verify_result_fini(&vr);
+	/* The chain survives a reopen and goes on from where it was. */
+	st_store_close(s);
+	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
+	struct st_commit_result r;
+	REQUIRE(put(s, "a", 99, NULL, &r, &err) == ST_OK);
+	CHECK_EQ(r.lsn, last + 1);
+	REQUIRE(st_verify(s, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.nproblems, 0);
+	st_verify_result_fini(&vr);
+	st_store_close(s);
+}
+
+/* Raw LMDB surgery on a store's records, as an attacker or a bad disk. */
+enum surgery { FLIP_COMMIT, DROP_LSN, SWAP_LSN, DROP_LAST_LSN };
+
+static void operate(st_store *s, enum surgery what, uint64_t lsn)
+{
+	MDB_txn *txn;
+	uint8_t key[LSN_KEY_LEN], key2[LSN_KEY_LEN];
+	REQUIRE(mdb_txn_begin(s->env, NULL, 0, &txn) == 0);
+	lsn_key(key, lsn);
+	MDB_val k = {sizeof key, key}, v;
+	REQUIRE(mdb_get(txn, s->dbi, &k, &v) == 0 && v.mv_size == LSN_REC_LEN);
+	uint8_t rec[LSN_REC_LEN];
+	memcpy(rec, v.mv_data, sizeof rec);
+	if (what == FLIP_COMMIT) {
+		/* One bit of the commit's operation text, nothing else. */
+		uint8_t ck[COMMIT_KEY_LEN];
+		commit_key(ck, st_get_le64(rec + 64), st_get_le64(rec + 72));
+		MDB_val cv = {sizeof ck, ck}, cd;
+		REQUIRE(mdb_get(txn, s->dbi, &cv, &cd) == 0);
+		uint8_t *copy = malloc(cd.mv_size);
+		memcpy(copy, cd.mv_data, cd.mv_size);
+		copy[cd.mv_size - 1] ^= 1;
+		MDB_val nd = {cd.mv_size, copy};
+		REQUIRE(mdb_put(txn, s->dbi, &cv, &nd, 0) == 0);
+		free(copy);
+	} else if (what == DROP_LSN || what == DROP_LAST_LSN) {
+		REQUIRE(mdb_del(txn, s->dbi, &k, NULL) == 0);
+	} else {
+		lsn_key(key2, lsn + 1);
+		MDB_val k2 = {sizeof key2, key2}, v2;
+		REQUIRE(mdb_get(txn, s->dbi, &k2, &v2) == 0);
+		uint8_t rec2[LSN_REC_LEN];
+		memcpy(rec2, v2.mv_data, sizeof rec2);
+		MDB_val a = {sizeof rec2, rec2}, b = {sizeof rec, rec};
+		REQUIRE(mdb_put(txn, s->dbi, &k, &a, 0) == 0);
+		REQUIRE(mdb_put(txn, s->dbi, &k2, &b, 0) == 0);
+	}
+	REQUIRE(mdb_txn_commit(txn) == 0);
+}
+
+static uint32_t problems_of(st_store *s, const char *needle)
+{
+	struct st_verify_result vr;
+	struct st_err err;
+	uint32_t hits = 0;
+	REQUIRE(st_verify(s, &vr, &err) == ST_OK);
+	for (uint32_t i = 0; i < vr.nproblems; i++) {
+		fprintf(stderr, "    problem: %s\n", vr.problems[i]);
+		hits += strstr(vr.problems[i], needle) != NULL;
+	}
+	CHECK(vr.nproblems > 0);
+	st_verify_result_fini(&vr);
+	return hits;
+}
+
+/* A changed commit, a dropped LSN record and two swapped ones are each
+ * found by st_verify; a store whose log lost its newest record is refused
+ * at open. */
+static void t_tampering_detected(void)
+{
+	static const struct {
+		enum surgery what;
+		const char *needle;
+	} cases[] = {
+		{FLIP_COMMIT, "does not match its digest"},
+		{DROP_LSN, "missing"},
+		{SWAP_LSN, "chain hash does not follow"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char dir[128];
+		st_store *s = two_tables(dir, sizeof dir);
+		mixed_history(s);
+		operate(s, cases[i].what, 5);
+		CHECK(problems_of(s, cases[i].needle) > 0);
+		st_store_close(s);
+	}
+	char dir[128];
+	struct st_err err;
+	st_store *s = two_tables(dir, sizeof dir);
+	uint64_t last = mixed_history(s);
+	operate(s, DROP_LAST_LSN, last);
+	st_store_close(s);
+	CHECK_EQ(st_store_open(dir, NULL, &s, &err), ST_ECORRUPT);
+	CHECK_CONTAINS(err.msg, "(LSN 13) is missing from the commit log");
+	/* A changed recent commit is refused at open too (the newest 64). */
+	s = two_tables(dir, sizeof dir);
+	last = mixed_history(s);
+	operate(s, FLIP_COMMIT, last - 1);
+	st_store_close(s);
+	CHECK_EQ(st_store_open(dir, NULL, &s, &err), ST_ECORRUPT);
+	CHECK_CONTAINS(err.msg, "was changed");
+}
+
+/* A head recorded earlier is found in the chain; an unknown one is a
+ * problem naming it. */
+static void t_verify_head(void)
+{
+	char dir[128];
+	struct st_err err;
+	struct st_commit_result r;
+	st_store *s = two_tables(dir, sizeof dir);
+	struct st_chain_head h0, h1;
+	REQUIRE(st_chain_head(s, &h0, &err) == ST_OK);
+	CHECK_EQ(h0.lsn, 2);
+	for (int i = 0; i < 5; i++)
+		REQUIRE(put(s, "a", i, NULL, &r, &err) == ST_OK);
+	REQUIRE(st_chain_head(s, &h1, &err) == ST_OK);
+	struct st_verify_result vr;
+	REQUIRE(st_verify_head(s, h0.hash, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.nproblems, 0);
+	CHECK_EQ(vr.head_lsn, 2);
+	CHECK_EQ(vr.last_lsn, 7);
+	CHECK(!memcmp(vr.last_hash, h1.hash, ST_HASH_LEN));
+	st_verify_result_fini(&vr);
+	uint8_t other[ST_HASH_LEN];
+	memcpy(other, h0.hash, sizeof other);
+	other[0] ^= 0x80;
+	REQUIRE(st_verify_head(s, other, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.head_lsn, 0);
+	CHECK_EQ(vr.nproblems, 1);
+	if (vr.nproblems)
+		CHECK_CONTAINS(vr.problems[0], "is not in the chain");
+	st_verify_result_fini(&vr);
+	/* An empty store's head is the base: all zeros at LSN 0. */
+	st_store *e;
+	REQUIRE(st_store_open(fresh_dir(), NULL, &e, &err) == ST_OK);
+	struct st_chain_head he;
+	REQUIRE(st_chain_head(e, &he, &err) == ST_OK);
+	CHECK_EQ(he.lsn, 0);
+	st_store_close(e);
+	st_store_close(s);
+}
+
+/* Vacuum's history pruning trims the log's front; what is left still
+ * chains, and reading below the new start is ST_ERANGE. */
+static void t_vacuum_trims_log(void)
+{
+	char dir[128];
+	struct st_err err;
+	struct st_commit_result r;
+	snprintf(dir, sizeof dir, "%s", fresh_dir());
+	st_store *s;
+	struct st_store_opts o = {.log_retention_us = 1};
+	REQUIRE(st_store_open(dir, &o, &s, &err) == ST_OK);
+	struct st_column_def c[1] = {{"n", ST_TYPE_INT64, false}};
+	struct st_table_spec a = {.name = "a", .cols = c, .ncols = 1};
+	REQUIRE(st_table_create(s, &a, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	for (int i = 0; i < 5; i++)
+		REQUIRE(put(s, "a", i, NULL, &r, &err) == ST_OK);
+	struct st_alter al = {ST_ALTER_SET_PROPERTY, "owner", "x", 0};
+	REQUIRE(st_table_alter(s, "a", &al, &r, &err) == ST_OK); /* LSN 7, carries metadata */
+	REQUIRE(put(s, "a", 9, NULL, &r, &err) == ST_OK);
+	struct st_vacuum_opts vo = {.retain_us = 1, .force = true};
+	struct st_vacuum_result vr;
+	REQUIRE(st_vacuum(s, "a", &vo, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.commits_pruned, 6);
+	st_vacuum_result_fini(&vr);
+	struct st_log_entry *e;
+	uint32_t n;
+	CHECK_EQ(st_log_read(s, 1, 0, &e, &n, &err), ST_ERANGE);
+	CHECK_CONTAINS(err.msg, "starts at LSN 7");
+	REQUIRE(st_log_read(s, 7, 0, &e, &n, &err) == ST_OK);
+	CHECK_EQ(n, 2);
+	st_log_entries_free(e, n);
+	struct st_verify_result v;
+	REQUIRE(st_verify(s, &v, &err) == ST_OK);
+	CHECK_EQ(v.nproblems, 0);
+	st_verify_result_fini(&v);
+	st_store_close(s);
+	REQUIRE(st_store_open(dir, &o, &s, &err) == ST_OK);
+	REQUIRE(put(s, "a", 10, NULL, &r, &err) == ST_OK);
+	CHECK_EQ(r.lsn, 9);
+	st_store_close(s);
+}
+
+/* Each LMDB failure keeps its own class (it was all ST_ECORRUPT). */
+static void t_lmdb_error_classes(void)
+{
+	struct st_err err;
+	CHECK_EQ(store_lmdb_err(&err, MDB_MAP_FULL, "x"), ST_ETOOBIG);
+	CHECK_CONTAINS(err.msg, "map_size");
+	CHECK_EQ(store_lmdb_err(&err, MDB_TXN_FULL, "x"), ST_ETOOBIG);
+	CHECK_EQ(store_lmdb_err(&err, MDB_READERS_FULL, "x"), ST_EBUSY);
+	CHECK_CONTAINS(err.msg, "reader slots");
+	CHECK_EQ(store_lmdb_err(&err, MDB_PANIC, "x"), ST_EFAILED);
+	CHECK_EQ(store_lmdb_err(&err, MDB_CORRUPTED, "x"), ST_ECORRUPT);
+	CHECK_EQ(store_lmdb_err(&err, MDB_PAGE_NOTFOUND, "x"), ST_ECORRUPT);
+	CHECK_EQ(store_lmdb_err(&err, MDB_VERSION_MISMATCH, "x"), ST_EVERSION);
+	CHECK_EQ(store_lmdb_err(&err, MDB_BAD_TXN, "x"), ST_EINVAL);
+	CHECK_CONTAINS(err.msg, "a strata bug");
+	CHECK_EQ(store_lmdb_err(&err, EIO, "x"), EIO);
+}
+
+/* With every reader slot taken, a compaction says so (ST_EBUSY) instead
+ * of reporting a conflict; once they are free it works. */
+static void t_readers_full_is_busy(void)
+{
+	char dir[128];
+	struct st_err err;
+	struct st_commit_result r;
+	st_store *s = two_tables(dir, sizeof dir);
+	REQUIRE(put(s, "a", 1, NULL, &r, &err) == ST_OK);
+	REQUIRE(put(s, "a", 2, NULL, &r, &err) == ST_OK);
+	MDB_envinfo info;
+	REQUIRE(mdb_env_info(s->env, &info) == 0); /* LMDB rounds the slots up */
+	MDB_txn **held = calloc(info.me_maxreaders + 1, sizeof *held);
+	uint32_t nheld = 0;
+	/* Empty the read pool first, so every read needs a new slot. */
+	pthread_mutex_lock(&s->pool_lock);
+	for (uint32_t i = 0; i < s->npool; i++)
+		mdb_txn_abort(s->pool[i]);
+	s->npool = 0;
+	pthread_mutex_unlock(&s->pool_lock);
+	while (nheld <= info.me_maxreaders &&
+	       mdb_txn_begin(s->env, NULL, MDB_RDONLY, &held[nheld]) == 0)
+		nheld++;
+	CHECK(nheld >= STORE_MAX_READERS && nheld < info.me_maxreaders + 1);
+	int rc = st_table_compact(s, "a", &r, &err);
+	CHECK_EQ(rc, ST_EBUSY);
+	CHECK_CONTAINS(err.msg, "reader slots");
+	for (uint32_t i = 0; i < nheld; i++)
+		mdb_txn_abort(held[i]);
+	free(held);
+	CHECK_EQ(st_table_compact(s, "a", &r, &err), ST_OK);
+	st_store_close(s);
+}
+
+/* An app version record that cannot be read is an error, never "this app
+ * never wrote" (that would apply a retried write twice). */
+static void t_app_version_lookup_fails_closed(void)
+{
+	char dir[128];
+	struct st_err err;
+	struct st_commit_result r;
+	st_store *s = two_tables(dir, sizeof dir);
+	struct st_write_opts o = {.app_id = "loader", .app_version = 1};
+	REQUIRE(put(s, "a", 1, &o, &r, &err) == ST_OK);
+	CHECK(!r.noop);
+	REQUIRE(put(s, "a", 1, &o, &r, &err) == ST_OK);
+	CHECK(r.noop);
+	/* Damage the record: 7 bytes instead of 8. */
+	MDB_txn *txn;
+	uint8_t key[APP_KEY_MAX], seven[7] = {1};
+	REQUIRE(mdb_txn_begin(s->env, NULL, 0, &txn) == 0);
+	MDB_val k = app_key(key, 1, "loader"), v = {sizeof seven, seven};
+	REQUIRE(mdb_put(txn, s->dbi, &k, &v, 0) == 0);
+	REQUIRE(mdb_txn_commit(txn) == 0);
+	CHECK_EQ(put(s, "a", 1, &o, &r, &err), ST_ECORRUPT);
+	CHECK_CONTAINS(err.msg, "app version record of 'loader'");
+	st_store_close(s);
+}
+
+static const struct test_case tests[] = {
+	{"log_in_lsn_order", t_log_in_lsn_order},
+	{"tampering_detected", t_tampering_detected},
+	{"verify_head", t_verify_head},
+	{"vacuum_trims_log", t_vacuum_trims_log},
+	{"lmdb_error_classes", t_lmdb_error_classes},
+	{"readers_full_is_busy", t_readers_full_is_busy},
+	{"app_version_lookup_fails_closed", t_app_version_lookup_fails_closed},
+};
+TEST_MAIN(tests)
