@@ -244,12 +244,7 @@ int st_table_alter(st_store *s, const char *table, const struct st_alter *a,
 	c.info.nparams = 2;
 	c.info.read_version = (int64_t)h.version;
 	c.info.isolation = ACT_ISO_SERIALIZABLE;
-	if ((rc = store_put_commit(s, txn, &h, &c, err)) != ST_OK)
-		goto out;
-	act_metadata_free(h.meta);
-	h.meta = m;
-	m = NULL;
-	if ((rc = head_put(s, txn, &h, err)) != ST_OK)
+	if ((rc = store_commit_table(s, txn, &h, &c, NULL, 0, &m, err)) != ST_OK)
 		goto out;
 	rc = store_commit_txn(s, txn, "altering", err);
 	txn = NULL;

@@ -3,7 +3,7 @@
  * BLAKE2b-256 hash chain (STORE.md §2.4, §4).
  *
  * Every commit of every table gets one LSN record, keyed by LSN, in the
- * same LMDB write transaction as the commit itself (store_put_encoded is
+ * same LMDB write transaction as the commit itself (store_commit_apply is
  * the one place that does it). The record holds the chain hash after the
  * commit, the commit's digest, its table and version, so that
  *  - the commits of the whole data directory are read in LSN order by one

@@ -45,6 +45,8 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 	uint32_t nlive = 0, nlinked = 0;
 	struct act_add *adds = NULL;
 	struct act_remove *rms = NULL;
+	struct store_add *recs = NULL;
+	uint8_t **inls = NULL;
 	uint64_t target;
 	memset(res, 0, sizeof *res);
 	if ((rc = store_write_begin(s, &txn, "restoring", err)) != ST_OK ||
@@ -68,7 +70,9 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 	adds = calloc(nold + 1, sizeof *adds);
 	rms = calloc(nlive + 1, sizeof *rms);
 	linked = calloc(nold + 1, sizeof *linked);
-	if (!adds || !rms || !linked) {
+	recs = calloc(nold + 1, sizeof *recs);
+	inls = calloc(nold + 1, sizeof *inls);
+	if (!adds || !rms || !linked || !recs || !inls) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -123,33 +127,19 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 	c.info.rows_removed = rows_removed;
 	c.info.files_added = nadd;
 	c.info.files_removed = nrm;
-	if ((rc = store_put_commit(s, txn, &h, &c, err)) != ST_OK)
-		goto out;
-	for (uint32_t i = 0; i < nrm && rc == ST_OK; i++)
-		rc = store_mark_removed(s, txn, h.tid, rms[i].file_id, h.version, h.time_us, err);
+	/* Revived files get new records (new ids); inline ones carry their
+	 * segment bytes along. */
 	for (uint32_t j = 0, k = 0; j < nold && rc == ST_OK; j++) {
 		if (old[j].removed == STORE_LIVE)
 			continue;
-		struct file_rec f = old[j];
-		f.fid = adds[k++].file_id;
-		f.added = h.version;
-		f.removed = STORE_LIVE;
-		f.removed_us = 0;
-		uint8_t *inl = NULL;
-		size_t inl_len = 0;
-		if (!(f.flags & 1) ||
-		    (rc = store_inline_copy(s, txn, h.tid, &old[j], &inl, &inl_len, err)) == ST_OK)
-			rc = store_file_put(s, txn, h.tid, &f, inl, inl_len, err);
-		free(inl);
-		if (f.fid >= h.next_fid)
-			h.next_fid = f.fid + 1;
+		recs[k] = (struct store_add){.fid = adds[k].file_id, .rec = &old[j]};
+		if (old[j].flags & 1)
+			rc = store_inline_copy(s, txn, h.tid, &old[j], &inls[k], &recs[k].inl_len, err);
+		recs[k].inl = inls[k];
+		k++;
 	}
-	if (rc != ST_OK)
-		goto out;
-	act_metadata_free(h.meta);
-	h.meta = then;
-	then = NULL;
-	if ((rc = head_put(s, txn, &h, err)) != ST_OK)
+	if (rc != ST_OK ||
+	    (rc = store_commit_table(s, txn, &h, &c, recs, nadd, &then, err)) != ST_OK)
 		goto out;
 	nlinked = 0; /* committed from here on: the links belong to the table */
 	rc = store_commit_txn(s, txn, "restoring", err);
@@ -168,6 +158,10 @@ out:
 		unlink(p);
 	}
 	file_recs_free(old, nold);
+	for (uint32_t i = 0; inls && i < nadd; i++)
+		free(inls[i]);
+	free(inls);
+	free(recs);
 	free(adds);
 	free(rms);
 	free(live);

@@ -314,6 +314,10 @@ int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file
 int store_verify_chains(st_store *s, MDB_txn *txn, uint32_t depth, uint64_t *checked,
 			struct st_err *err);
 
+/* Put a new key (MDB_NOOVERWRITE): through cur when given, else with
+ * mdb_put; an LMDB code. */
+int store_put_new(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *cur, MDB_val *k, MDB_val *v);
+
 /* Encode / decode a file record. */
 int file_rec_encode(const struct file_rec *f, struct st_buf *out);
 int file_rec_decode(uint64_t fid, const uint8_t *p, size_t n, struct file_rec *f);
@@ -322,19 +326,57 @@ void file_rec_fini(struct file_rec *f);
 /* Path of a table's segment: DIR/tables/<tid>/<fid>.seg (buf of PATH_MAX). */
 void store_seg_path(const st_store *s, uint64_t tid, uint64_t fid, char *buf, size_t len);
 
-/* Append commit c (version, lsn, time and checksums filled in here; a new
- * table's head has version UINT64_MAX) for
- * table h inside txn, and advance h's version/time/checksum. */
-int store_put_commit(st_store *s, MDB_txn *txn, struct table_head *h, struct act_commit *c,
-		     struct st_err *err);
+/* ---- the commit funnel (commits.c, STORE.md §4) ---------------------- */
 
-/* The same for a commit encoded in advance (act_encode with stamps at):
- * stamps it with h's next version, the next LSN, the commit time and h's
- * checksum, stores it (through cur when not NULL, as store_file_put_encoded)
- * and advances h. */
-int store_put_encoded(st_store *s, MDB_txn *txn, MDB_cursor *cur, struct table_head *h,
-		      uint8_t *enc, size_t len, const struct act_stamps *at, bool metadata,
-		      uint64_t duration_us, struct st_err *err);
+/* A file a commit adds: its record encoded in advance (file_rec_encode,
+ * then any inline bytes; the added version is stamped in place), or a
+ * record to encode (its fid, added and removed fields are set here) with
+ * an inline file's bytes. */
+struct store_add {
+	uint64_t fid;                /* the file's id */
+	uint8_t *enc;                /* encoded record, or NULL */
+	size_t len;                  /* its length */
+	const struct file_rec *rec;  /* with enc NULL: the record */
+	const uint8_t *inl;          /* with rec: an inline file's segment, or NULL */
+	size_t inl_len;              /* its length */
+};
+
+/* Everything one commit changes besides the head. */
+struct store_change {
+	uint8_t *enc;                /* the commit encoded (act_encode), stamped here */
+	size_t len;                  /* its length */
+	const struct act_stamps *at; /* where act_encode left the stamps */
+	bool metadata;               /* it sets the table's metadata */
+	uint64_t duration_us;        /* how long the operation took */
+	const uint64_t *removes;     /* files it removes */
+	uint32_t nremove;            /* their count */
+	const struct store_add *adds; /* files it adds */
+	uint32_t nadd;               /* their count */
+	MDB_cursor *commit_cur;      /* positioned cursors of txn to put through, or NULL */
+	MDB_cursor *file_cur;
+};
+
+/*
+ * The funnel: every commit of every table passes here. Stamps the commit
+ * with h's next version, the next LSN, its commit time (max(now, head + 1
+ * µs)) and h's CRC; puts its commit record and its LSN record (the hash
+ * chain, chain.c); marks its removed files and puts its added ones; and
+ * advances h (version, LSN, time, CRC, metadata version, next file id).
+ * The caller stores h (head_put): store_commit_table does it at once, a
+ * commit group once per table at its end.
+ */
+int store_commit_apply(st_store *s, MDB_txn *txn, struct table_head *h,
+		       const struct store_change *ch, struct st_err *err);
+
+/*
+ * A commit of one table outside the group commit (create, drop, rename,
+ * alter, restore): encodes c (its removes are the files removed), applies
+ * it with adds, fills c's version, LSN, time and prev checksum, makes
+ * *meta (when given and not NULL; taken) h's metadata and stores h.
+ */
+int store_commit_table(st_store *s, MDB_txn *txn, struct table_head *h, struct act_commit *c,
+		       const struct store_add *adds, uint32_t nadd, struct act_metadata **meta,
+		       struct st_err *err);
 
 /* The version of table tid at or before time t (µs): ST_ERANGE if none. */
 int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, uint64_t *v,

@@ -133,14 +133,8 @@ static int drop_in_txn(st_store *s, MDB_txn *txn, struct table_head *h, struct s
 	c.info.read_version = (int64_t)h->version;
 	c.info.isolation = ACT_ISO_SERIALIZABLE;
 	c.info.files_removed = n;
-	if ((rc = store_put_commit(s, txn, h, &c, err)) != ST_OK)
-		goto out;
-	for (uint32_t i = 0; i < n && rc == ST_OK; i++)
-		rc = store_mark_removed(s, txn, h->tid, fids[i], h->version, h->time_us, err);
-	if (rc != ST_OK)
-		goto out;
-	h->flags |= 1;
-	if ((rc = head_put(s, txn, h, err)) != ST_OK)
+	h->flags |= 1; /* dropped: stored with the commit's head */
+	if ((rc = store_commit_table(s, txn, h, &c, NULL, 0, NULL, err)) != ST_OK)
 		goto out;
 	uint8_t kb[1 + STORE_NAME_MAX];
 	MDB_val nk = kind_key(kb, KEY_NAME, h->meta->name, strlen(h->meta->name));
@@ -202,10 +196,7 @@ int st_table_create(st_store *s, const struct st_table_spec *spec, enum st_creat
 	c.info.operation = old.meta ? "CREATE OR REPLACE TABLE" : "CREATE TABLE";
 	c.info.read_version = -1;
 	c.info.isolation = ACT_ISO_SERIALIZABLE;
-	if ((rc = store_put_commit(s, txn, &h, &c, err)) != ST_OK)
-		goto out;
-	h.oldest = 0;
-	if ((rc = head_put(s, txn, &h, err)) != ST_OK)
+	if ((rc = store_commit_table(s, txn, &h, &c, NULL, 0, NULL, err)) != ST_OK)
 		goto out;
 	be64(tk, tid);
 	k = kind_key(kb, KEY_NAME, spec->name, strlen(spec->name));
@@ -395,8 +386,7 @@ int st_table_rename(st_store *s, const char *table, const char *new_name,
 	c.info.nparams = 2;
 	c.info.read_version = (int64_t)h.version;
 	c.info.isolation = ACT_ISO_SERIALIZABLE;
-	if ((rc = store_put_commit(s, txn, &h, &c, err)) != ST_OK ||
-	    (rc = head_put(s, txn, &h, err)) != ST_OK)
+	if ((rc = store_commit_table(s, txn, &h, &c, NULL, 0, NULL, err)) != ST_OK)
 		goto out;
 	uint8_t tk[8], ob[1 + STORE_NAME_MAX], nb[1 + STORE_NAME_MAX];
 	be64(tk, h.tid);

@@ -1107,42 +1107,52 @@ struct group_cursors {
 static int apply(st_store *s, MDB_txn *txn, struct group_cursors *gcur, struct staged *w,
 		 struct table_head *h, struct st_commit_result *res, struct st_err *err)
 {
-	int rc, mrc;
+	int rc = ST_OK, mrc;
 	uint8_t key[APP_KEY_MAX];
-	if ((rc = store_put_encoded(s, txn, gcur->commits, h, w->crec.data, w->crec.len, &w->cat,
-				    w->m.meta_changed, (uint64_t)(store_now_us() - w->t0), err)) != ST_OK)
-		return rc;
-	for (uint32_t i = 0; i < w->nread && rc == ST_OK; i++)
-		rc = store_mark_removed(s, txn, h->tid, w->read_files[i], h->version, h->time_us, err);
-	if (rc == ST_OK && w->rows > 0)
-		rc = store_file_put_encoded(s, txn, gcur->files, h->tid, w->add.file_id, w->frec.data,
-					    w->frec.len, h->version, err);
-	for (uint32_t j = 0; j < w->nrw && rc == ST_OK; j++) { /* files rewritten */
-		const struct act_add *a = &w->rw[j].add;
-		struct file_rec f = {.fid = a->file_id, .added = h->version, .removed = STORE_LIVE,
-				     .size = a->size, .rows = a->rows, .crc = a->crc, .flags = 2u,
-				     .ncols = a->ncols, .field_ids = a->field_ids,
-				     .types = w->rw[j].types, .stats = a->stats};
-		rc = store_file_put(s, txn, h->tid, &f, NULL, 0, err);
-		if (a->file_id >= h->next_fid)
-			h->next_fid = a->file_id + 1;
+	/* The new file (its record encoded in advance), then the files
+	 * replace-where rewrote. */
+	struct store_add add1, *adds = w->nrw ? calloc(w->nrw + 1, sizeof *adds) : &add1;
+	struct file_rec *rw = w->nrw ? calloc(w->nrw, sizeof *rw) : NULL;
+	uint32_t nadd = 0;
+	if (!adds || (w->nrw && !rw)) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
 	}
-	if (rc != ST_OK)
-		return rc;
-	if (w->rows > 0 && w->add.file_id >= h->next_fid)
-		h->next_fid = w->add.file_id + 1;
+	if (w->rows > 0)
+		adds[nadd++] = (struct store_add){.fid = w->add.file_id, .enc = w->frec.data,
+						  .len = w->frec.len};
+	for (uint32_t j = 0; j < w->nrw; j++) {
+		const struct act_add *a = &w->rw[j].add;
+		rw[j] = (struct file_rec){.size = a->size, .rows = a->rows, .crc = a->crc,
+					  .flags = 2u, .ncols = a->ncols, .field_ids = a->field_ids,
+					  .types = w->rw[j].types, .stats = a->stats};
+		adds[nadd++] = (struct store_add){.fid = a->file_id, .rec = &rw[j]};
+	}
+	struct store_change ch = {.enc = w->crec.data, .len = w->crec.len, .at = &w->cat,
+				  .metadata = w->m.meta_changed,
+				  .duration_us = (uint64_t)(store_now_us() - w->t0),
+				  .removes = w->read_files, .nremove = w->nread, .adds = adds,
+				  .nadd = nadd, .commit_cur = gcur->commits, .file_cur = gcur->files};
+	if ((rc = store_commit_apply(s, txn, h, &ch, err)) != ST_OK)
+		goto out;
 	if (w->app_id) {
 		uint8_t ver[8];
 		st_put_le64(ver, w->app_version);
 		MDB_val k = app_key(key, h->tid, w->app_id), v = {8, ver};
-		if ((mrc = mdb_put(txn, s->dbi, &k, &v, 0)) != 0)
-			return store_lmdb_err(err, mrc, "recording an app version");
+		if ((mrc = mdb_put(txn, s->dbi, &k, &v, 0)) != 0) {
+			rc = store_lmdb_err(err, mrc, "recording an app version");
+			goto out;
+		}
 	}
 	res->version = h->version;
 	res->time_us = h->time_us;
 	res->rows = w->rows;
 	res->lsn = h->lsn;
-	return ST_OK;
+out:
+	if (adds != &add1)
+		free(adds);
+	free(rw);
+	return rc;
 }
 
 /*
