@@ -401,14 +401,14 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	s->prealloc_fd = -1;
 	s->enc_threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1;
 	pthread_mutex_init(&s->write_lock, NULL);
-	pthread_mutex_init(&s->gc_lock, NULL);
+	pthread_mutex_init(&s->gc.lock, NULL);
 	pthread_mutex_init(&s->pin_lock, NULL);
 	pthread_mutex_init(&s->meta_lock, NULL);
 	pthread_mutex_init(&s->pool_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->gc_arrive, &ca);
+	pthread_cond_init(&s->gc.arrive, &ca);
 	pthread_condattr_destroy(&ca);
 	if (opts)
 		s->opts = *opts;
@@ -536,13 +536,13 @@ void st_store_close(st_store *s)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the flock */
 	pthread_mutex_destroy(&s->write_lock);
-	pthread_mutex_destroy(&s->gc_lock);
+	pthread_mutex_destroy(&s->gc.lock);
 	pthread_mutex_destroy(&s->pin_lock);
 	pthread_mutex_destroy(&s->meta_lock);
 	for (uint32_t i = 0; i < META_CACHE_SLOTS; i++)
 		store_meta_put(s->meta_cache[i]);
 	pthread_mutex_destroy(&s->pool_lock);
-	pthread_cond_destroy(&s->gc_arrive);
+	pthread_cond_destroy(&s->gc.arrive);
 	free(s->pins);
 	free(s->dir);
 	free(s);

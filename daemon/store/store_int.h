@@ -60,6 +60,23 @@ struct meta_ref {
 /* Metadata of this many tables stays decoded (store_meta_get). */
 #define META_CACHE_SLOTS 16
 
+/* Group commit's state (group_commit.c, STORE.md §4). */
+struct group_commit {
+	pthread_mutex_t lock;     /* guards the group-commit queue */
+	struct gc_entry *head;    /* committers waiting for the next group */
+	struct gc_entry *tail;    /* last of them */
+	bool leader;              /* a committer is deciding a group now */
+	bool gathering;           /* the leader waits on arrive for committers */
+	pthread_cond_t arrive;    /* want committers queued (CLOCK_MONOTONIC) */
+	uint32_t want;            /* how many the gathering leader waits for */
+	uint32_t queued;          /* how many queued since it began waiting */
+	uint64_t groups;          /* groups committed so far (written by the leader, under lock) */
+	uint32_t nprev;           /* committers of the last group, its leader's thread aside */
+	uint32_t nback;           /* how many of them have queued again since */
+	struct timespec back_at;  /* when the last of those queued (or the group ended) */
+	uint64_t commit_ns;       /* how long the last group's LMDB commit took */
+};
+
 struct st_store {
 	char *dir;                   /* data directory */
 	int lock_fd;                 /* flock()ed strata.lock */
@@ -78,19 +95,7 @@ struct st_store {
 	char failmsg[ST_ERR_MSG_MAX]; /* what failed */
 	struct st_store_opts opts;   /* options, defaults filled in */
 	uint64_t next_fid;           /* next file id, unique across tables (atomic) */
-	pthread_mutex_t gc_lock;     /* guards the group-commit queue */
-	struct gc_entry *gc_head;    /* committers waiting for the next group */
-	struct gc_entry *gc_tail;    /* last of them */
-	bool gc_leader;              /* a committer is deciding a group now */
-	bool gc_gathering;           /* the leader waits on gc_arrive for committers */
-	pthread_cond_t gc_arrive;    /* gc_want committers queued (CLOCK_MONOTONIC) */
-	uint32_t gc_want;            /* how many the gathering leader waits for */
-	uint32_t gc_queued;          /* how many queued since it began waiting */
-	uint64_t gc_groups;          /* groups committed so far (written by the leader, under gc_lock) */
-	uint32_t gc_nprev;           /* committers of the last group, its leader's thread aside */
-	uint32_t gc_nback;           /* how many of them have queued again since */
-	struct timespec gc_back_at;  /* when the last of those queued (or the group ended) */
-	uint64_t gc_commit_ns;       /* how long the last group's LMDB commit took */
+	struct group_commit gc;      /* the commit queue and its leader (group_commit.c) */
 	pthread_mutex_t pool_lock;   /* guards pool */
 	MDB_txn *pool[STORE_READ_POOL]; /* reset read transactions to renew */
 	uint32_t npool;              /* their count */

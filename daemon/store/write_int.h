@@ -1,0 +1,129 @@
+/*
+ * daemon/store/write_int.h — private to the write path of the store
+ * (write.c, schema.c, load.c, conflict.c, group_commit.c, compact.c): a
+ * staged write, its column map and segment appender, and a transaction.
+ */
+#ifndef STRATA_DAEMON_STORE_WRITE_INT_H
+#define STRATA_DAEMON_STORE_WRITE_INT_H
+
+#include "daemon/store/store_int.h"
+
+/* How the columns of the write map onto the (possibly evolved) schema. */
+struct colmap {
+	struct act_metadata *meta; /* metadata after this write (owned, may be new,
+				    * or shared->meta, read-only) */
+	struct meta_ref *shared;   /* the store's shared metadata, when unchanged */
+	bool meta_changed;         /* merge_schema added columns */
+	int *field_of;             /* batch column -> schema field index */
+	int *batch_of;             /* schema field -> batch column, -1 if missing */
+	uint32_t ncols;            /* columns of every batch */
+};
+
+/*
+ * The segment a write produces, filled batch by batch. In memory
+ * (`mem`: a small write, which may end up inline in LMDB) or streamed to
+ * its path, one row group buffered at a time.
+ */
+struct appender {
+	struct seg_writer *w;       /* the open writer */
+	bool mem;                   /* in memory */
+	struct st_vec *vecs;        /* per schema field, for one batch */
+	uint8_t *zeros;             /* all-null column storage */
+	size_t zlen;                /* its bytes */
+	uint64_t rows;              /* rows appended */
+};
+
+/* One table's staged write inside a transaction. */
+struct staged {
+	char table[STORE_NAME_MAX + 1]; /* table name */
+	uint64_t tid;               /* table id at read time */
+	uint64_t read_version;      /* head version when the write was staged */
+	uint8_t isolation;          /* ACT_ISO_* from the table's properties */
+	bool overwrite;             /* reads (and removes) every live file */
+	bool compaction;            /* rewrites the live files, data unchanged */
+	struct colmap m;            /* column map and the metadata after the write */
+	uint64_t rows;              /* rows written */
+	struct seg_file_info info;  /* the new segment, when rows > 0 */
+	struct act_add add;         /* its add action */
+	uint8_t *inl;               /* inline segment bytes, or NULL */
+	size_t inl_len;             /* their size */
+	char *path;                 /* segment file, when not inline (staged_fini frees) */
+	bool written;               /* path exists and no commit references it yet */
+	struct expr *pred;          /* replace-where predicate, or NULL */
+	struct store_rewrite *rw;   /* files rewritten without the replaced rows */
+	uint32_t nrw;               /* their count */
+	uint64_t rows_removed;      /* rows replaced */
+	uint64_t *read_files;       /* files read at read_version (overwrite, replace-where) */
+	uint32_t nread;             /* their count */
+	char *app_id;               /* idempotent writer id, or NULL */
+	uint64_t app_version;       /* its version */
+	bool noop;                  /* already committed under app_id */
+	int64_t t0;                 /* when the write was staged (metrics) */
+	struct st_buf crec;         /* its commit, encoded before it queues (prepare) */
+	struct act_stamps cat;      /* where crec's version, LSN, time... are stamped */
+	struct st_buf frec;         /* the new file's record and inline bytes (rows > 0) */
+};
+
+struct st_txn {
+	st_store *s;                /* the store */
+	struct staged *w;           /* staged writes, one per table */
+	uint32_t n;                 /* their count */
+};
+
+/* The segment path of w's new file (w->tid, w->add.file_id). */
+int store_staged_path(st_store *s, struct staged *w, struct st_err *err);
+
+uint8_t store_isolation_of(const struct act_metadata *m);
+
+/* The recorded app version of app_id on table tid into *v (0 when the app
+ * never committed). A failed lookup is an error, never "absent": taking it
+ * for 0 would apply an idempotent write twice. */
+int store_app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const char *app_id,
+			  uint64_t *v, struct st_err *err);
+
+/*
+ * A staged write is built in three steps, so that a load can stream:
+ * stage_begin (read the head, map the columns from the first batch, stage
+ * what an overwrite or replace-where removes, open the segment),
+ * stage_add (check and append rows, any number of times), stage_finish
+ * (close the segment; the write then counts in t). The entry being built
+ * is t->w[t->n]; stage_fail discards it.
+ */
+int store_stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
+		       const struct st_write_opts *opts, bool mem, struct appender *app,
+		       struct st_err *err);
+
+int store_stage_add(st_txn *t, struct appender *app, const struct st_batch *b, uint32_t nb,
+		     struct st_err *err);
+
+int store_stage_finish(st_txn *t, struct appender *app, struct st_err *err);
+
+void store_stage_fail(st_txn *t, struct appender *app);
+
+/* Let go of m->meta (owned or shared). */
+void store_colmap_meta_fini(struct colmap *m);
+
+void store_colmap_fini(struct colmap *m);
+
+/* Every batch has the header's columns (names and types); NOT NULL holds
+ * in every row. Rows are numbered from row_base in messages. */
+int store_check_batches(const char *table, const struct colmap *m, const struct st_batch *b,
+			 uint32_t nb, uint64_t row_base, struct st_err *err);
+
+/* Check the write's columns (those of its first batch, b0) against the
+ * table (DESIGN.md §7) and build the map; check_batches checks the rows.
+ * Takes over ref (the table's metadata as read): m shares it while the
+ * write leaves the schema as it is, else m->meta is a private copy. */
+int store_map_columns(const char *table, struct meta_ref *ref,
+		       const struct st_batch *b0, bool merge, bool replace_schema,
+		       struct colmap *m, struct st_err *err);
+
+/*
+ * The conflict rules of DESIGN.md §6, in order, against every commit that
+ * landed on the table after w's read version. Returns ST_ECONFLICT naming
+ * the winning version and the rule.
+ */
+int store_check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
+			   const struct table_head *h, struct st_err *err);
+
+#endif
