@@ -1,7 +1,12 @@
 /*
- * daemon/store/group_commit.c — group commit (STORE.md §4): committers queue, one leads;
- * each member decided in the group's one LMDB write transaction through
- * the commit funnel (commits.c), one durable commit for all.
+ * daemon/store/group_commit.c — st_txn_commit and group commit (STORE.md
+ * §4). A committer encodes its commit and file record before it queues
+ * (prepare); one committer leads: it takes the store's write lock, checks
+ * each member against the commits since its read version (conflict.c) and
+ * applies it through the commit funnel (commits.c) in the group's one LMDB
+ * write transaction: one durable commit for all, each member with its own
+ * versions, LSNs and result. The queue's state is struct group_commit
+ * (store_int.h), guarded by its lock.
  */
 #include <errno.h>
 #include <limits.h>

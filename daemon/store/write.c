@@ -1,19 +1,11 @@
 /*
- * daemon/write.c — st_write: append and overwrite (issue 3 §4, §6).
- *
- * Order (DESIGN.md §4): check every batch against the schema → write the
- * segment (temp file, fsync, rename, directory fsync: format/segment.h) →
- * one LMDB write transaction appends the commit, the file records and the
- * new head → return. A refused batch writes nothing; a failed LMDB commit
- * removes the new segment and makes the store refuse writes until reopen.
- *
- * Transactions: st_txn_write maps and writes the data outside any lock,
- * remembering the version it read; st_txn_commit encodes the commit, then
- * queues for a group (STORE.md §4): its leader takes the store's write
- * lock, checks the conflict rules against every commit since (DESIGN.md
- * §6) and applies each member's staged tables in one LMDB transaction
- * for the whole group: one durable commit for all, each member with its
- * own versions and result.
+ * daemon/store/write.c — staging a write (st_write, st_txn_write; the
+ * streaming load in load.c uses the same steps): check every batch against
+ * the schema (schema.c), write the segment (in memory for small writes,
+ * else temp file, fsync, rename, directory fsync: format/segment.h),
+ * remember the version read; then st_txn_commit (group_commit.c) decides
+ * it. A refused batch writes nothing; an I/O error writing a segment makes
+ * the store refuse writes until reopen (DESIGN.md §10).
  */
 #include <errno.h>
 #include <semaphore.h>
