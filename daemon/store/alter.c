@@ -15,17 +15,6 @@
 #include "daemon/store/store_int.h"
 #include "format/expr.h"
 
-/* Deep copy through the msgpack encoding (metadata owns all its strings). */
-static int meta_copy(const struct act_metadata *m, struct act_metadata **out, struct st_err *err)
-{
-	struct st_buf b = {0};
-	int rc = act_metadata_encode(m, &b, err);
-	if (rc == ST_OK)
-		rc = act_metadata_decode(b.data, b.len, out, err);
-	st_buf_free(&b);
-	return rc;
-}
-
 /* First row of table (at head) matching pred, as its position in scan
  * order; -1 when none. The store's write lock is held by the caller, so
  * the head cannot move. */
@@ -230,7 +219,7 @@ int st_table_alter(st_store *s, const char *table, const struct st_alter *a,
 		return st_seterr(err, ST_EINVAL, "unknown ALTER operation %d", (int)a->op);
 	if ((rc = store_write_begin(s, &txn, "altering", err)) != ST_OK ||
 	    (rc = head_get(s, txn, table, &h, err)) != ST_OK ||
-	    (rc = meta_copy(h.meta, &m, err)) != ST_OK)
+	    (rc = store_meta_copy(h.meta, &m, err)) != ST_OK)
 		goto out;
 	/* The checks that scan (NOT NULL, CHECK) read through their own LMDB
 	 * read transactions; our write lock keeps the head where it is. */
@@ -248,11 +237,8 @@ int st_table_alter(st_store *s, const char *table, const struct st_alter *a,
 		goto out;
 	rc = store_commit_txn(s, txn, "altering", err);
 	txn = NULL;
-	if (rc == ST_OK) {
-		res->version = h.version;
-		res->time_us = h.time_us;
-		res->lsn = c.lsn;
-	}
+	if (rc == ST_OK)
+		store_result(res, &h);
 out:
 	store_write_end(s, txn);
 	act_metadata_free(m);

@@ -146,10 +146,8 @@ static int apply(st_store *s, MDB_txn *txn, struct group_cursors *gcur, struct s
 			goto out;
 		}
 	}
-	res->version = h->version;
-	res->time_us = h->time_us;
+	store_result(res, h);
 	res->rows = w->rows;
-	res->lsn = h->lsn;
 out:
 	if (adds != &add1)
 		free(adds);

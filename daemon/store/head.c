@@ -241,3 +241,13 @@ out:
 	st_buf_free(&b);
 	return rc;
 }
+
+int store_meta_copy(const struct act_metadata *m, struct act_metadata **out, struct st_err *err)
+{
+	struct st_buf b = {0};
+	int rc = act_metadata_encode(m, &b, err);
+	if (rc == ST_OK)
+		rc = act_metadata_decode(b.data, b.len, out, err);
+	st_buf_free(&b);
+	return rc;
+}

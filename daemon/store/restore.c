@@ -145,9 +145,7 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 	rc = store_commit_txn(s, txn, "restoring", err);
 	txn = NULL;
 	if (rc == ST_OK) {
-		res->version = h.version;
-		res->time_us = h.time_us;
-		res->lsn = c.lsn;
+		store_result(res, &h);
 		res->rows = rows_added;
 	}
 out:

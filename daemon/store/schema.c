@@ -100,18 +100,6 @@ static bool changes_schema(const struct st_schema *sc, const struct st_batch *b0
 	return false;
 }
 
-/* A private copy of m (encoded and decoded again). */
-static int meta_copy(const struct act_metadata *m, struct act_metadata **out,
-		     struct st_err *err)
-{
-	struct st_buf b = {0};
-	int rc = act_metadata_encode(m, &b, err);
-	if (rc == ST_OK)
-		rc = act_metadata_decode(b.data, b.len, out, err);
-	st_buf_free(&b);
-	return rc;
-}
-
 /* Check the write's columns (those of its first batch, b0) against the
  * table (DESIGN.md §7) and build the map; check_batches checks the rows.
  * Takes over ref (the table's metadata as read): m shares it while the
@@ -127,7 +115,7 @@ int store_map_columns(const char *table, struct meta_ref *ref,
 	if (replace_schema || changes_schema(&ref->meta->schema, b0)) {
 		m->shared = NULL;
 		m->meta = NULL;
-		rc = meta_copy(ref->meta, &m->meta, err);
+		rc = store_meta_copy(ref->meta, &m->meta, err);
 		store_meta_put(ref);
 		if (rc != ST_OK)
 			return rc;

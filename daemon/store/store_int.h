@@ -168,6 +168,9 @@ int head_get_fixed(st_store *s, MDB_txn *txn, const char *name, struct table_hea
 int store_meta_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 		   struct meta_ref **ref, struct st_err *err);
 void store_meta_put(struct meta_ref *ref);
+/* A private deep copy of m (through its encoding: metadata owns all its
+ * strings). */
+int store_meta_copy(const struct act_metadata *m, struct act_metadata **out, struct st_err *err);
 /* Store h under its tid, with h->meta, or with the metadata already
  * stored when h->meta is NULL. */
 int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_err *err);
@@ -382,6 +385,14 @@ int store_commit_apply(st_store *s, MDB_txn *txn, struct table_head *h,
 int store_commit_table(st_store *s, MDB_txn *txn, struct table_head *h, struct act_commit *c,
 		       const struct store_add *adds, uint32_t nadd, struct act_metadata **meta,
 		       struct st_err *err);
+
+/* The result of the commit that just advanced h. */
+static inline void store_result(struct st_commit_result *r, const struct table_head *h)
+{
+	r->version = h->version;
+	r->lsn = h->lsn;
+	r->time_us = h->time_us;
+}
 
 /* The version of table tid at or before time t (µs): ST_ERANGE if none. */
 int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, uint64_t *v,

@@ -399,10 +399,8 @@ int st_table_rename(st_store *s, const char *table, const char *new_name,
 	}
 	rc = store_commit_txn(s, txn, "renaming a table", err);
 	txn = NULL;
-	if (rc == ST_OK) {
-		res->version = h.version;
-		res->time_us = h.time_us;
-	}
+	if (rc == ST_OK)
+		store_result(res, &h);
 out:
 	store_write_end(s, txn);
 	head_fini(&h);
