@@ -357,7 +357,7 @@ int st_log_read(st_store *s, uint64_t from, uint32_t max, struct st_log_entry **
 		return store_lmdb_err(err, mrc, "reading the commit log");
 	if ((rc = store_chain_base(s, txn, &first, hash, err)) != ST_OK)
 		goto out;
-	if (from < first) {
+	if ((from ? from : 1) < first) {
 		rc = st_seterr(err, ST_ERANGE,
 			       "LSN %llu is no longer in the commit log: it starts at LSN %llu "
 			       "(older commits were pruned by vacuum)",

@@ -39,7 +39,8 @@ static inline uint64_t store_prealloc_ahead(uint64_t used)
 }
 
 /* Key kinds (first byte) and a table's record kinds (byte 9) of STORE.md §2. */
-enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3, KEY_LSN = 4 };
+enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3,
+       KEY_LSN = 4 /* must stay the largest kind: LSN records are MDB_APPENDed */ };
 enum { REC_FILE = 1, REC_HEAD = 2, REC_COMMIT = 3, REC_APP = 4 };
 
 /* An open scan's snapshot: vacuum keeps its files. */

@@ -455,8 +455,8 @@ struct st_log_entry {
 };
 
 /*
- * Read commits in LSN order: those with LSN >= from, at most max (0 = no
- * limit), one cursor walk over the LSN records. *out (free with
+ * Read commits in LSN order: those with LSN >= from (0: from the first),
+ * at most max (0 = no limit), one cursor walk over the LSN records. *out (free with
  * st_log_entries_free) gets *n entries; fewer than max means the end of
  * the log. Errors: ST_ERANGE (from is below the oldest retained LSN: the
  * log was pruned there), ST_ECORRUPT, ST_ENOMEM, LMDB errors.
