@@ -426,7 +426,10 @@ int tx_parse_schema(const char *text, char ***names, int **types, bool **nullabl
 			snprintf(err, errlen, "too many columns");
 			goto fail;
 		}
-		(*names)[n] = strdup(name);
+		if (!((*names)[n] = strdup(name))) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 		(*types)[n] = ty;
 		(*nullable)[n] = nul;
 		n++;
