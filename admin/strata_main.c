@@ -71,21 +71,36 @@ static const struct cli_command commands[] = {
 	 "  --group-by a,b        group columns (optional)\n"
 	 "  --agg LIST            count(*), count(col), sum(col), min(col), max(col), avg(col)\n"
 	 "  --where PRED, --version N | --as-of TIMESTAMP, --format table|csv|jsonl"},
-	{"history", cli_cmd_history, "TABLE [--limit N]", "Show a table's commits, newest first."},
+	{"history", cli_cmd_history, "TABLE [--limit N] [--full-hash]",
+	 "Show a table's commits, newest first: version, LSN, time, operation, rows and files\n"
+	 "added and removed, duration, the store's chain hash at that commit, parameters.\n"
+	 "  --limit N             the newest N commits only\n"
+	 "  --full-hash           all 64 hex digits of each chain hash (default: the first 16;\n"
+	 "                        '-' when the daemon sends none)"},
 	{"restore", cli_cmd_restore, "TABLE (--version N | --as-of TIMESTAMP)",
 	 "Make an old version the latest again (a new commit; history stays)."},
 	{"vacuum", cli_cmd_vacuum, "TABLE [--retain DURATION] [--dry-run] [--force]",
 	 "Delete data files removed longer ago than the table's file_retention (or --retain,\n"
 	 "e.g. 7d, 12h) and not read by any open scan; prune history older than log_retention.\n"
 	 "A retention below the table's needs --force; --dry-run lists the files only."},
-	{"status", cli_cmd_status, "", "Show the daemon's version, uptime, data directory, tables, LSN and disk use."},
+	{"status", cli_cmd_status, "",
+	 "Show the daemon's version, uptime, data directory, tables, LSN and disk use. Also\n"
+	 "the chain head (the hash of the store's commit chain at the last LSN) when the\n"
+	 "daemon sends it."},
 	{"ping", cli_cmd_ping, "", "Check that the daemon answers."},
 	{"inspect", cli_cmd_inspect, "FILE [--chunks]",
 	 "Describe a segment file (schema, row groups, encodings, statistics) and verify its\n"
 	 "checksums. Works on the file directly; no daemon needed."},
-	{"verify", cli_cmd_verify, "[--data-dir DIR]",
+	{"verify", cli_cmd_verify, "[--head HEX] [--data-dir DIR]",
 	 "Verify every live segment's checksums and every table's commit chain: through the\n"
-	 "daemon, or with --data-dir on a stopped data directory (runs stratad --verify)."},
+	 "daemon, or with --data-dir on a stopped data directory (runs stratad --verify).\n"
+	 "Through the daemon it also prints the chain's last LSN and hash. Exit status 1 when\n"
+	 "anything is damaged.\n"
+	 "  --head HEX            a chain hash (64 hex digits, from `strata status` or\n"
+	 "                        `strata history --full-hash`, e.g. kept elsewhere): check that\n"
+	 "                        it is in this store's chain and print the LSN it is at\n"
+	 "                        (through the daemon only)\n"
+	 "  --data-dir DIR        check a stopped data directory offline"},
 };
 
 static void main_usage(FILE *out)

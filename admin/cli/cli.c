@@ -161,6 +161,30 @@ int cli_parse_at(const char *version, const char *asof, int *kind, int64_t *valu
 	return 0;
 }
 
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool cli_parse_hash(const char *hex, uint8_t out[CLI_HASH_LEN])
+{
+	if (strlen(hex) != 2 * CLI_HASH_LEN)
+		return false;
+	for (int i = 0; i < CLI_HASH_LEN; i++) {
+		int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
 /* ---- the daemon ------------------------------------------------------------- */
 
 sc_client *cli_connect(const struct cli_global *g, int *status)
@@ -212,6 +236,24 @@ bool cli_str(const msgpack_object *o, const char **s, int *len)
 	*s = o->via.str.size ? o->via.str.ptr : "";
 	*len = (int)o->via.str.size;
 	return true;
+}
+
+const uint8_t *cli_get_hash(const msgpack_object *map, uint32_t key)
+{
+	const msgpack_object *o = wire_get(map, key);
+	if (!o || o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != CLI_HASH_LEN)
+		return NULL;
+	return (const uint8_t *)o->via.bin.ptr;
+}
+
+void cli_hex(const uint8_t *hash, int ndigits, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < ndigits / 2 && i < CLI_HASH_LEN; i++) {
+		out[2 * i] = digits[hash[i] >> 4];
+		out[2 * i + 1] = digits[hash[i] & 15];
+	}
+	out[ndigits] = '\0';
 }
 
 bool cli_column(const msgpack_object *o, struct st_field *f)

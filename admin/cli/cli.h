@@ -26,6 +26,8 @@
 #include "admin/client.h"
 
 #define CLI_EXIT_USAGE 2
+/* Chain hashes (BLAKE2b-256 of a store's commit chain) are 32 bytes. */
+#define CLI_HASH_LEN 32
 
 /* Options given before or with the command. */
 struct cli_global {
@@ -77,6 +79,8 @@ bool cli_parse_u64(const char *s, uint64_t *v);
 /* --version N / --as-of TS into an `at` (PROTOCOL.md §3): kind 0 latest (neither
  * given), 1 version, 2 timestamp. Returns 0 or a usage error's status. */
 int cli_parse_at(const char *version, const char *asof, int *kind, int64_t *value);
+/* Exactly 2 * CLI_HASH_LEN hex digits (either case) into out. */
+bool cli_parse_hash(const char *hex, uint8_t out[CLI_HASH_LEN]);
 
 /* ---- messages ------------------------------------------------------------- */
 
@@ -111,6 +115,11 @@ void cli_pack_at(msgpack_packer *pk, uint32_t key, int kind, int64_t value);
 /* A string object: *s (never NULL; "" when empty) and *len. False if o is
  * NULL or not a string. */
 bool cli_str(const msgpack_object *o, const char **s, int *len);
+/* A 32-byte chain hash at key of map, pointing into the reply; NULL when
+ * absent or not a bin of CLI_HASH_LEN bytes (an older daemon sends none). */
+const uint8_t *cli_get_hash(const msgpack_object *map, uint32_t key);
+/* The first ndigits (even, <= 64) hex digits of a hash into out (ndigits + 1 bytes). */
+void cli_hex(const uint8_t *hash, int ndigits, char *out);
 /* One column of a DESCRIBE reply, [name, type id, nullable, field id], into
  * f. False when it is not of that form, or its name or type is not valid. */
 bool cli_column(const msgpack_object *o, struct st_field *f);

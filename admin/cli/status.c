@@ -2,6 +2,10 @@
  * admin/cli/status.c — the commands of `strata` about the daemon and its
  * files: status (PROTOCOL.md §3 STATUS), ping (PING, timed) and inspect (a
  * segment file read directly with format/inspect.h; no daemon needed).
+ *
+ * status prints the chain head (STATUS key 9, the BLAKE2b-256 hash of the
+ * store's commit chain at its last LSN) when the daemon sends it; an older
+ * daemon does not, and the line is left out.
  */
 #include <inttypes.h>
 #include <time.h>
@@ -34,6 +38,7 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 	wire_get_u64(b, 6, &pid);
 	wire_get_u64(b, 7, &loads);
 	wire_get_u64(b, 8, &cursors);
+	const uint8_t *head = cli_get_hash(b, 9);
 	printf("address:        %s\nversion:        stratad %s (pid %" PRIu64 ")\n", sc_host(c), ver,
 	       pid);
 	printf("uptime:         %" PRIu64 "d %02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 "\n",
@@ -41,6 +46,11 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 	       up / UINT64_C(60000000) % 60, up / UINT64_C(1000000) % 60);
 	printf("data directory: %s\ntables:         %" PRIu64 "\nlast LSN:       %" PRIu64 "\n", dir,
 	       tables, lsn);
+	if (head) {
+		char hex[2 * CLI_HASH_LEN + 1];
+		cli_hex(head, 2 * CLI_HASH_LEN, hex);
+		printf("chain head: LSN %" PRIu64 " %s\n", lsn, hex);
+	}
 	printf("disk use:       %.1f MB\nopen loads:     %" PRIu64 "\nopen cursors:   %" PRIu64 "\n",
 	       disk / 1e6, loads, cursors);
 	sc_close(c);
