@@ -422,9 +422,16 @@ out:
 
 /* ---- scan / query ------------------------------------------------------------ */
 
+/* A printer and the columns of the first batch it printed. */
+struct page_printer {
+	struct tx_printer *p; /* NULL until the first batch */
+	uint32_t ncols;       /* that batch's columns */
+};
+
 /* Print a reply's batch, starting the printer on the first one. Returns 0
  * or 1 (printed). */
-static int print_batch(struct tx_printer **p, FILE *out, enum tx_format f, const msgpack_object *o)
+static int print_batch(struct page_printer *pp, FILE *out, enum tx_format f,
+		       const msgpack_object *o)
 {
 	struct wire_batch wb;
 	struct st_err err;
@@ -433,11 +440,19 @@ static int print_batch(struct tx_printer **p, FILE *out, enum tx_format f, const
 		status = cli_fail_msg("the daemon sent a batch this client cannot read: %s", err.msg);
 		goto out;
 	}
-	if (!*p && !(*p = tx_printer_new(out, f, wb.ncols, (const char *const *)wb.names))) {
-		status = cli_fail_msg("out of memory for printing %u columns", wb.ncols);
+	if (pp->p && wb.ncols != pp->ncols) { /* the printer reads ncols vectors */
+		status = cli_fail_msg("the daemon sent a page of %u columns after one of %u",
+				      wb.ncols, pp->ncols);
 		goto out;
 	}
-	tx_printer_rows(*p, wb.cols, wb.nrows);
+	if (!pp->p) {
+		if (!(pp->p = tx_printer_new(out, f, wb.ncols, (const char *const *)wb.names))) {
+			status = cli_fail_msg("out of memory for printing %u columns", wb.ncols);
+			goto out;
+		}
+		pp->ncols = wb.ncols;
+	}
+	tx_printer_rows(pp->p, wb.cols, wb.nrows);
 out:
 	wire_batch_fini(&wb); /* also after a failed decode: it frees what it had */
 	return status;
@@ -552,7 +567,7 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 		wire_key_u64(pk, 4, limit);
 	const msgpack_object *b;
 	struct wire_error e;
-	struct tx_printer *p = NULL;
+	struct page_printer pp = {NULL, 0};
 	uint64_t cursor = 0;
 	if (sc_call(c, &b, &e) != 0) {
 		status = cli_fail_wire(c, &e);
@@ -563,7 +578,7 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 		 * cursor to close. */
 		cursor = 0;
 		wire_get_u64(b, 0, &cursor);
-		if ((status = print_batch(&p, stdout, f, wire_get(b, 1))) || !cursor)
+		if ((status = print_batch(&pp, stdout, f, wire_get(b, 1))) || !cursor)
 			break;
 		pk = sc_begin(c, WIRE_SCAN_NEXT, 1);
 		wire_key_u64(pk, 0, cursor);
@@ -579,8 +594,8 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 		sc_call(c, &b, &e);
 	}
 out:
-	if (p)
-		tx_printer_end(p);
+	if (pp.p)
+		tx_printer_end(pp.p);
 	sc_close(c);
 	return status;
 }
@@ -687,13 +702,13 @@ int cli_cmd_query(int argc, char **argv, struct cli_global *g)
 	cli_pack_at(pk, 4, kind, value);
 	const msgpack_object *b;
 	struct wire_error e;
-	struct tx_printer *p = NULL;
+	struct page_printer pp = {NULL, 0};
 	if (sc_call(c, &b, &e) != 0)
 		status = cli_fail_wire(c, &e);
 	else
-		status = print_batch(&p, stdout, f, wire_get(b, 0));
-	if (p)
-		tx_printer_end(p);
+		status = print_batch(&pp, stdout, f, wire_get(b, 0));
+	if (pp.p)
+		tx_printer_end(pp.p);
 	sc_close(c);
 	return status;
 }
