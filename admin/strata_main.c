@@ -11,6 +11,7 @@
  * usage error.
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -139,19 +140,21 @@ int main(int argc, char **argv)
 			printf("strata (protocol %d)\n", WIRE_VERSION);
 			return 0;
 		}
-		if (strcmp(opt, "--host") && strcmp(opt, "--timeout")) {
+		/* --host ADDR or --host=ADDR, as the commands take them */
+		size_t n = strcspn(opt, "=");
+		bool host = n == 6 && !strncmp(opt, "--host", n);
+		if (!host && !(n == 9 && !strncmp(opt, "--timeout", n))) {
 			fprintf(stderr, "strata: unknown option '%s'\n", opt);
 			main_usage(stderr);
 			return CLI_EXIT_USAGE;
 		}
-		if (i + 1 == argc) {
+		if (!opt[n] && i + 1 == argc) {
 			fprintf(stderr, "strata: %s needs a value (%s)\n", opt,
-				opt[2] == 'h' ? "an address such as tcp://HOST:7420 or ipc://PATH"
-					      : "seconds");
+				host ? "an address such as tcp://HOST:7420 or ipc://PATH" : "seconds");
 			return CLI_EXIT_USAGE;
 		}
-		const char *val = argv[++i];
-		if (opt[2] == 'h') {
+		const char *val = opt[n] ? opt + n + 1 : argv[++i];
+		if (host) {
 			g.host = val;
 		} else if (!cli_parse_timeout(val, &g.timeout_ms)) {
 			fprintf(stderr, "strata: --timeout takes seconds (0 < N <= 86400), not '%s'\n",
