@@ -317,7 +317,8 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 		cli_hex(last, 2 * CLI_HASH_LEN, hex);
 		printf("chain: LSN %" PRIu64 " %s\n", last_lsn, hex);
 	}
-	bool head_found = head_hex && wire_get_u64(b, 5, &head_lsn);
+	/* LSNs start at 1: the store's head_lsn 0 means "not found". */
+	bool head_found = head_hex && wire_get_u64(b, 5, &head_lsn) && head_lsn > 0;
 	if (head_found) {
 		cli_hex(head, SHORT_HASH_DIGITS, hex);
 		printf("head %s found at LSN %" PRIu64 "\n", hex, head_lsn);
