@@ -339,7 +339,7 @@ static int add_column(rd_reader *r, const char *name, size_t n, const struct st_
 	if (nv)
 		r->vecs = nv;
 	if (!nv)
-		return st_seterr(err, ST_ENOMEM, "out of memory");
+		return fail(r, err, ST_ENOMEM, r->line, 1, "out of memory adding column %u", k + 1);
 	struct st_field *f = &r->schema.fields[k];
 	memset(f, 0, sizeof *f);
 	if (tf) {
@@ -355,7 +355,7 @@ static int add_column(rd_reader *r, const char *name, size_t n, const struct st_
 	c->type = f->type;
 	r->schema.nfields = k + 1;
 	if (col_alloc(c, r->o.batch_rows) != ST_OK)
-		return st_seterr(err, ST_ENOMEM, "out of memory");
+		return fail(r, err, ST_ENOMEM, r->line, 1, "out of memory adding column %u", k + 1);
 	memset(c->validity, 0xff, r->o.batch_rows / 8 + 1);
 	c->offsets[0] = 0;
 	for (uint32_t row = 0; row < r->nrows; row++)
@@ -551,7 +551,8 @@ static int csv_header(rd_reader *r, struct st_err *err)
 		size_t n;
 		const char *name = span_text(r, &r->spans[i], &n);
 		if (!name)
-			return st_seterr(err, ST_ENOMEM, "out of memory");
+			return fail(r, err, ST_ENOMEM, r->spans[i].line, r->spans[i].column,
+				    "out of memory");
 		if (n == 0)
 			return fail(r, err, ST_EINVAL, r->spans[i].line, r->spans[i].column,
 				    "header field %u is empty (every column needs a name)", i + 1);
@@ -600,11 +601,11 @@ static int csv_fill(rd_reader *r, struct st_err *err)
 			size_t n;
 			const char *p = span_text(r, s, &n);
 			if (!p)
-				return st_seterr(err, ST_ENOMEM, "out of memory");
+				return fail(r, err, ST_ENOMEM, s->line, s->column, "out of memory");
 			if ((rc = put_value(r, c, row, p, n)) == ST_ESCHEMA)
 				return bad_value(r, err, i, s->line, s->column, p, n);
 			if (rc != ST_OK)
-				return st_seterr(err, rc, "out of memory");
+				return fail(r, err, rc, s->line, s->column, "out of memory");
 		}
 		csv_advance(r);
 		r->nrows++;
@@ -870,7 +871,8 @@ static int json_row(rd_reader *r, struct jcur *j, struct st_err *err)
 					rc = bad_value(r, err, (uint32_t)ci, r->line,
 						       (uint64_t)(vp - j->ls) + 1, v, vn);
 				else
-					rc = st_seterr(err, rc, "out of memory");
+					rc = fail(r, err, rc, r->line, (uint64_t)(vp - j->ls) + 1,
+						  "out of memory");
 				goto out;
 			}
 		}
@@ -979,7 +981,8 @@ int rd_open(FILE *in, const struct st_schema *table, const struct rd_opts *opts,
 	rd_reader *r = calloc(1, sizeof *r);
 	*out = NULL;
 	if (!r)
-		return st_seterr(err, ST_ENOMEM, "out of memory");
+		return st_seterr(err, ST_ENOMEM, "out of memory opening %s",
+				 opts->name ? opts->name : "<input>");
 	r->in = in;
 	r->o = *opts;
 	if (!r->o.delim)
@@ -1005,7 +1008,7 @@ int rd_open(FILE *in, const struct st_schema *table, const struct rd_opts *opts,
 	r->buf = malloc(r->cap + 1);
 	r->spans = malloc((ST_MAX_COLUMNS + 1) * sizeof *r->spans);
 	if (!r->buf || !r->spans) {
-		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		rc = st_seterr(err, ST_ENOMEM, "out of memory opening %s", r->o.name);
 		goto out;
 	}
 	r->line_start = r->buf;

@@ -173,17 +173,20 @@ struct tx_printer *tx_printer_new(FILE *out, enum tx_format f, uint32_t ncols,
 	p->numeric = calloc(ncols + 1, sizeof *p->numeric);
 	if (f == TX_TABLE)
 		p->held = calloc((size_t)TABLE_SAMPLE * ncols + 1, sizeof *p->held);
-	if (!p->names || !p->width || !p->numeric || (f == TX_TABLE && !p->held)) {
+	bool ok = p->names && p->width && p->numeric && (f != TX_TABLE || p->held);
+	for (uint32_t c = 0; ok && c < ncols; c++) {
+		ok = (p->names[c] = strdup(names[c])) != NULL;
+		p->width[c] = strlen(names[c]);
+	}
+	if (!ok) {
+		for (uint32_t c = 0; p->names && c < ncols; c++)
+			free(p->names[c]);
 		free(p->names);
 		free(p->width);
 		free(p->numeric);
 		free(p->held);
 		free(p);
 		return NULL;
-	}
-	for (uint32_t c = 0; c < ncols; c++) {
-		p->names[c] = strdup(names[c]);
-		p->width[c] = strlen(names[c]);
 	}
 	if (f == TX_CSV) {
 		for (uint32_t c = 0; c < ncols; c++) {
@@ -426,7 +429,10 @@ int tx_parse_schema(const char *text, char ***names, int **types, bool **nullabl
 			snprintf(err, errlen, "too many columns");
 			goto fail;
 		}
-		(*names)[n] = strdup(name);
+		if (!((*names)[n] = strdup(name))) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 		(*types)[n] = ty;
 		(*nullable)[n] = nul;
 		n++;

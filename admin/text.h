@@ -36,8 +36,10 @@ uint64_t tx_printer_end(struct tx_printer *p);
 
 /*
  * Parse a schema "id int64 not null, ts timestamp, sensor string" into
- * names (NUL-terminated, in *buf), types and nullability. Returns the
- * column count, or -1 with a message in err (naming the column).
+ * names, types and nullability: three malloc'ed arrays of the column count,
+ * each name malloc'ed and NUL-terminated; the caller frees every name and
+ * the three arrays. Returns the column count (> 0), or -1 with a message in
+ * err (naming the column) and nothing left to free (the three are NULL).
  */
 int tx_parse_schema(const char *text, char ***names, int **types, bool **nullable, char *err,
 		    size_t errlen);

@@ -1,0 +1,300 @@
+/*
+ * admin/cli/cli.c — what every `strata` command uses (cli.h): option
+ * parsing with the common options, usage and error messages prefixed with
+ * the command's name, connecting, and checked readers of reply fields.
+ *
+ * Replies follow format/PROTOCOL.md; every field is type-checked before it
+ * is read (a newer or broken daemon may send something else), and an
+ * optional field that is absent or malformed is left out of the output.
+ * One command per process, one thread.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/cli/cli.h"
+#include "admin/text.h"
+
+const struct cli_command *cli_current;
+
+/* ---- messages ------------------------------------------------------------- */
+
+void cli_cmd_usage(FILE *out)
+{
+	fprintf(out, "usage: strata %s %s\n\n%s\n", cli_current->name, cli_current->usage,
+		cli_current->help);
+	fprintf(out, "\ncommon options:\n"
+		     "  --host ADDR      daemon address (default $STRATA_HOST, else %s)\n"
+		     "  --timeout SECS   wait at most this long for each reply (default %d)\n"
+		     "  -h, --help       this help\n",
+		SC_DEFAULT_HOST, SC_DEFAULT_TIMEOUT_MS / 1000);
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "strata %s: ", cli_current->name);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(see strata %s --help)\n", cli_current->name);
+	return CLI_EXIT_USAGE;
+}
+
+int cli_fail_msg(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "strata %s: ", cli_current->name);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+int cli_fail_wire(const sc_client *c, const struct wire_error *e)
+{
+	char msg[ST_ERR_MSG_MAX + 256];
+	sc_error_format(e, msg, sizeof msg);
+	/* The transport's timeout message does not say where it waited. */
+	if (e->code == ETIMEDOUT && c && !strstr(msg, sc_host(c)))
+		return cli_fail_msg("%s (waiting on %s; --timeout sets how long)", msg, sc_host(c));
+	return cli_fail_msg("%s", msg);
+}
+
+/* ---- options -------------------------------------------------------------- */
+
+bool cli_parse_timeout(const char *s, int *ms)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (!*s || *end || !(v > 0 && v <= 86400)) /* also refuses nan */
+		return false;
+	*ms = (int)(v * 1000);
+	if (*ms < 1) /* 0 would mean the default */
+		*ms = 1;
+	return true;
+}
+
+/* getopt_long's '?': an unknown option, or a value given to a flag. */
+static int bad_option(const char *arg, const struct option *longs)
+{
+	if (strncmp(arg, "--", 2) != 0)
+		return optopt ? cli_usage_error("unknown option '-%c'", optopt)
+			      : cli_usage_error("unknown option '%s'", arg);
+	size_t n = strcspn(arg + 2, "=");
+	for (const struct option *l = longs; l->name; l++)
+		if (strlen(l->name) == n && !strncmp(l->name, arg + 2, n) && arg[2 + n] == '=')
+			return cli_usage_error("option '--%s' takes no value", l->name);
+	return cli_usage_error("unknown option '%.*s'", (int)n + 2, arg);
+}
+
+int cli_getopt(int argc, char **argv, const struct option *longs, struct cli_global *g,
+	       int *status)
+{
+	/* A leading ':' makes getopt report a missing value as ':' and print
+	 * nothing itself: the messages below name the option. */
+	for (;;) {
+		int o = getopt_long(argc, argv, ":h", longs, NULL);
+		const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+		switch (o) {
+		case -1:
+			return CLI_OPT_END;
+		case CLI_OPT_HOST:
+			g->host = optarg;
+			continue;
+		case CLI_OPT_TIMEOUT:
+			if (!cli_parse_timeout(optarg, &g->timeout_ms)) {
+				*status = cli_usage_error("--timeout takes seconds (0 < N <= 86400), "
+							  "not '%s'", optarg);
+				return CLI_OPT_STOP;
+			}
+			continue;
+		case 'h':
+			cli_cmd_usage(stdout);
+			*status = 0;
+			return CLI_OPT_STOP;
+		case ':':
+			*status = cli_usage_error("option '%s' needs a value", arg);
+			return CLI_OPT_STOP;
+		case '?':
+			*status = bad_option(arg, longs);
+			return CLI_OPT_STOP;
+		default:
+			return o;
+		}
+	}
+}
+
+bool cli_parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+	errno = 0;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (!*s || *end || errno || *s == '-')
+		return false;
+	*v = x;
+	return true;
+}
+
+int cli_parse_at(const char *version, const char *asof, int *kind, int64_t *value)
+{
+	uint64_t v;
+	*kind = 0;
+	*value = 0;
+	if (version && asof)
+		return cli_usage_error("--version and --as-of exclude each other");
+	if (version) {
+		if (!cli_parse_u64(version, &v) || v > INT64_MAX)
+			return cli_usage_error("--version takes a version number, not '%s'", version);
+		*kind = 1;
+		*value = (int64_t)v;
+	} else if (asof) {
+		if (!tx_parse_time(asof, value))
+			return cli_usage_error("--as-of takes 'YYYY-MM-DD HH:MM:SS[.ffffff]' (UTC) or "
+					       "microseconds since the epoch, not '%s'", asof);
+		*kind = 2;
+	}
+	return 0;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool cli_parse_hash(const char *hex, uint8_t out[CLI_HASH_LEN])
+{
+	if (strlen(hex) != 2 * CLI_HASH_LEN)
+		return false;
+	for (int i = 0; i < CLI_HASH_LEN; i++) {
+		int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
+/* ---- the daemon ------------------------------------------------------------- */
+
+sc_client *cli_connect(const struct cli_global *g, int *status)
+{
+	sc_client *c;
+	struct wire_error e;
+	if (sc_connect(g->host, g->timeout_ms, &c, &e) != 0) {
+		*status = cli_fail_wire(NULL, &e);
+		return NULL;
+	}
+	return c;
+}
+
+int cli_simple_call(const struct cli_global *g, int type, const char *table, sc_client **cp,
+		    const msgpack_object **body)
+{
+	int status = 0;
+	struct wire_error e;
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	msgpack_packer *pk = sc_begin(c, type, table ? 1 : 0);
+	if (table)
+		wire_key_str(pk, 0, table);
+	if (sc_call(c, body, &e) != 0) {
+		status = cli_fail_wire(c, &e);
+		sc_close(c);
+		return status;
+	}
+	*cp = c;
+	return 0;
+}
+
+void cli_pack_at(msgpack_packer *pk, uint32_t key, int kind, int64_t value)
+{
+	msgpack_pack_uint32(pk, key);
+	msgpack_pack_map(pk, 2);
+	wire_key_u64(pk, 0, (uint64_t)kind);
+	wire_key_i64(pk, 1, value);
+}
+
+/* ---- reading replies --------------------------------------------------------- */
+
+bool cli_str(const msgpack_object *o, const char **s, int *len)
+{
+	if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size > INT_MAX)
+		return false;
+	/* msgpack-c leaves ptr NULL for an empty string. */
+	*s = o->via.str.size ? o->via.str.ptr : "";
+	*len = (int)o->via.str.size;
+	return true;
+}
+
+const uint8_t *cli_get_hash(const msgpack_object *map, uint32_t key)
+{
+	const msgpack_object *o = wire_get(map, key);
+	if (!o || o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != CLI_HASH_LEN)
+		return NULL;
+	return (const uint8_t *)o->via.bin.ptr;
+}
+
+void cli_hex(const uint8_t *hash, int ndigits, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < ndigits / 2 && i < CLI_HASH_LEN; i++) {
+		out[2 * i] = digits[hash[i] >> 4];
+		out[2 * i + 1] = digits[hash[i] & 15];
+	}
+	out[ndigits] = '\0';
+}
+
+bool cli_column(const msgpack_object *o, struct st_field *f)
+{
+	if (!o || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 4)
+		return false;
+	const msgpack_object *a = o->via.array.ptr;
+	if (!wire_obj_strbuf(&a[0], f->name, sizeof f->name) || !f->name[0] ||
+	    a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[1].via.u64 > 255 ||
+	    !st_type_is_supported((int)a[1].via.u64) || a[2].type != MSGPACK_OBJECT_BOOLEAN ||
+	    a[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[3].via.u64 > UINT32_MAX)
+		return false;
+	f->type = (uint8_t)a[1].via.u64;
+	f->nullable = a[2].via.boolean;
+	f->id = (uint32_t)a[3].via.u64;
+	return true;
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+void cli_print_time(FILE *out, int64_t us)
+{
+	struct st_buf b = {0};
+	struct st_vec v = {.type = ST_TYPE_TIMESTAMP, .n = 1, .data = &us};
+	tx_value(&b, &v, 0);
+	fprintf(out, "%.*s", (int)b.len, b.len ? (const char *)b.data : "");
+	st_buf_free(&b);
+}
+
+void cli_print_result(const char *what, const char *table, const msgpack_object *b)
+{
+	uint64_t version = 0, lsn = 0, rows = 0;
+	bool noop = false;
+	wire_get_u64(b, 0, &version);
+	wire_get_u64(b, 1, &lsn);
+	wire_get_u64(b, 3, &rows);
+	wire_get_bool(b, 4, &noop);
+	if (noop)
+		printf("table '%s': already done earlier with this app id and version: nothing "
+		       "written (table at version %" PRIu64 ")\n", table, version);
+	else
+		printf("table '%s' version %" PRIu64 " (lsn %" PRIu64 "): %s%s%" PRIu64 " rows\n",
+		       table, version, lsn, what, *what ? ", " : "", rows);
+}

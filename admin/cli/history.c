@@ -1,0 +1,335 @@
+/*
+ * admin/cli/history.c — the commands of `strata` about a table's past and
+ * its upkeep: history, restore, vacuum and verify (PROTOCOL.md §3, types
+ * 50-53).
+ *
+ * Chain hashes. A store chains its commits with BLAKE2b-256; a newer daemon
+ * sends the hash at each commit (HISTORY key 12 LSN, 13 hash), its chain's
+ * last LSN and hash (VERIFY keys 3 and 4) and, when VERIFY was given a head
+ * hash (request key 0), the LSN it was found at (reply key 5). An older
+ * daemon sends none of them: history then prints '-' in those columns and
+ * verify leaves its chain line out. Only `verify --head` insists: a reply
+ * that neither places the head nor reports a problem did not check it, and
+ * verify fails rather than claim a check that did not happen.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin/cli/cli.h"
+
+/* Hex digits of a chain hash that history shows without --full-hash, and
+ * verify shows of the head it was given. */
+#define SHORT_HASH_DIGITS 16
+
+/* The parameters of a commit ("k=v k2=v2", empty values left out) into buf. */
+static void commit_params(const msgpack_object *pm, char *buf, size_t cap)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	for (uint32_t j = 0; pm && pm->type == MSGPACK_OBJECT_MAP && j < pm->via.map.size; j++) {
+		const msgpack_object_kv *kv = &pm->via.map.ptr[j];
+		const char *k, *v;
+		int klen, vlen;
+		if (!cli_str(&kv->key, &k, &klen) || !cli_str(&kv->val, &v, &vlen) || vlen == 0 ||
+		    n >= cap)
+			continue;
+		n += (size_t)snprintf(buf + n, cap - n, "%s%.*s=%.*s", n ? " " : "", klen, k, vlen, v);
+	}
+}
+
+int cli_cmd_history(int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {{"limit", required_argument, NULL, 'l'},
+					      {"full-hash", no_argument, NULL, 'H'},
+					      CLI_COMMON_OPTS};
+	uint64_t limit = 0;
+	bool full = false;
+	int status = 0, o;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
+		switch (o) {
+		case 'l':
+			if (!cli_parse_u64(optarg, &limit))
+				return cli_usage_error("--limit takes a number of commits, not '%s'",
+						       optarg);
+			break;
+		case 'H':
+			full = true;
+			break;
+		}
+	}
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (optind + 1 != argc)
+		return cli_usage_error("give exactly one table name");
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	msgpack_packer *pk = sc_begin(c, WIRE_HISTORY, 2);
+	wire_key_str(pk, 0, argv[optind]);
+	wire_key_u64(pk, 1, limit);
+	const msgpack_object *b;
+	struct wire_error e;
+	if (sc_call(c, &b, &e) != 0) {
+		status = cli_fail_wire(c, &e);
+		sc_close(c);
+		return status;
+	}
+	int hw = full ? 2 * CLI_HASH_LEN : SHORT_HASH_DIGITS; /* hash column width */
+	const msgpack_object *a = wire_get(b, 0);
+	printf("%7s  %8s  %-26s  %-14s  %10s  %10s  %6s  %6s  %8s  %-*s  %s\n", "version", "lsn",
+	       "time (UTC)", "operation", "+rows", "-rows", "+files", "-files", "ms", hw, "hash",
+	       "parameters");
+	for (uint32_t i = 0; a && a->type == MSGPACK_OBJECT_ARRAY && i < a->via.array.size; i++) {
+		const msgpack_object *h = &a->via.array.ptr[i];
+		uint64_t v = 0, lsn = 0, ra = 0, rr = 0, fa = 0, fr = 0, dur = 0;
+		int64_t t = 0;
+		char op[64] = "", params[1024], lsns[24] = "-", hex[2 * CLI_HASH_LEN + 1] = "-";
+		wire_get_u64(h, 0, &v);
+		wire_get_i64(h, 1, &t);
+		wire_get_strbuf(h, 2, op, sizeof op);
+		wire_get_u64(h, 6, &ra);
+		wire_get_u64(h, 7, &rr);
+		wire_get_u64(h, 8, &fa);
+		wire_get_u64(h, 9, &fr);
+		wire_get_u64(h, 11, &dur);
+		if (wire_get_u64(h, 12, &lsn))
+			snprintf(lsns, sizeof lsns, "%" PRIu64, lsn);
+		const uint8_t *hash = cli_get_hash(h, 13);
+		if (hash)
+			cli_hex(hash, hw, hex);
+		commit_params(wire_get(h, 3), params, sizeof params);
+		printf("%7" PRIu64 "  %8s  ", v, lsns);
+		cli_print_time(stdout, t);
+		printf("%*s  %-14s  %10" PRIu64 "  %10" PRIu64 "  %6" PRIu64 "  %6" PRIu64
+		       "  %8.1f  %-*s  %s\n",
+		       t % 1000000 ? 0 : 7, "", op, ra, rr, fa, fr, dur / 1000.0, hw, hex, params);
+	}
+	sc_close(c);
+	return 0;
+}
+
+int cli_cmd_restore(int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {{"version", required_argument, NULL, 'v'},
+					      {"as-of", required_argument, NULL, 'a'},
+					      CLI_COMMON_OPTS};
+	const char *ver = NULL, *asof = NULL;
+	int status = 0, kind, o;
+	int64_t value;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
+		switch (o) {
+		case 'v':
+			ver = optarg;
+			break;
+		case 'a':
+			asof = optarg;
+			break;
+		}
+	}
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (optind + 1 != argc)
+		return cli_usage_error("give exactly one table name");
+	if (!ver && !asof)
+		return cli_usage_error("give --version N or --as-of TIMESTAMP");
+	if ((status = cli_parse_at(ver, asof, &kind, &value)))
+		return status;
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	msgpack_packer *pk = sc_begin(c, WIRE_RESTORE, 2);
+	wire_key_str(pk, 0, argv[optind]);
+	cli_pack_at(pk, 1, kind, value);
+	const msgpack_object *b;
+	struct wire_error e;
+	if (sc_call(c, &b, &e) != 0)
+		status = cli_fail_wire(c, &e);
+	else
+		cli_print_result("restored", argv[optind], b);
+	sc_close(c);
+	return status;
+}
+
+int cli_cmd_vacuum(int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {{"retain", required_argument, NULL, 'r'},
+					      {"dry-run", no_argument, NULL, 'n'},
+					      {"force", no_argument, NULL, 'F'},
+					      CLI_COMMON_OPTS};
+	int64_t retain = -1;
+	bool dry = false, force = false;
+	int status = 0, o;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
+		switch (o) {
+		case 'r':
+			if (st_parse_duration(optarg, &retain) != ST_OK)
+				return cli_usage_error("--retain takes a duration such as 7d, 12h, 30m "
+						       "or 90s, not '%s'", optarg);
+			break;
+		case 'n':
+			dry = true;
+			break;
+		case 'F':
+			force = true;
+			break;
+		}
+	}
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (optind + 1 != argc)
+		return cli_usage_error("give exactly one table name");
+	if (retain == 0 && !force)
+		return cli_usage_error("--retain 0 deletes every removed file at once: add --force");
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	msgpack_packer *pk = sc_begin(c, WIRE_VACUUM, 3 + (retain >= 0));
+	wire_key_str(pk, 0, argv[optind]);
+	if (retain >= 0)
+		wire_key_i64(pk, 1, retain ? retain : 1);
+	wire_key_bool(pk, 2, dry);
+	wire_key_bool(pk, 3, force);
+	const msgpack_object *b;
+	struct wire_error e;
+	if (sc_call(c, &b, &e) != 0) {
+		status = cli_fail_wire(c, &e);
+		sc_close(c);
+		return status;
+	}
+	uint64_t files = 0, bytes = 0, pinned = 0, oldest = 0, pruned = 0;
+	wire_get_u64(b, 0, &files);
+	wire_get_u64(b, 1, &bytes);
+	wire_get_u64(b, 3, &pinned);
+	wire_get_u64(b, 4, &oldest);
+	wire_get_u64(b, 5, &pruned);
+	const msgpack_object *paths = wire_get(b, 2);
+	for (uint32_t i = 0;
+	     dry && paths && paths->type == MSGPACK_OBJECT_ARRAY && i < paths->via.array.size; i++) {
+		const char *s;
+		int len;
+		if (cli_str(&paths->via.array.ptr[i], &s, &len))
+			printf("would delete %.*s\n", len, s);
+	}
+	printf("%s %" PRIu64 " files (%" PRIu64 " bytes); %" PRIu64 " kept for open readers; %"
+	       PRIu64 " old commits pruned; oldest readable version %" PRIu64 "\n",
+	       dry ? "would delete" : "deleted", files, bytes, pinned, pruned, oldest);
+	sc_close(c);
+	return 0;
+}
+
+/* Offline verification is stratad's (the store library is the daemon's
+ * side of DESIGN.md §3; admin/ may not link it): run `stratad --verify DIR`,
+ * found next to this program or on PATH. Returns only on failure. */
+static int verify_offline(const char *dir)
+{
+	char self[PATH_MAX], path[PATH_MAX + 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	const char *prog = "stratad";
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(path, sizeof path, "%s/stratad", self);
+			if (access(path, X_OK) == 0)
+				prog = path;
+		}
+	}
+	fflush(stdout);
+	execlp(prog, "stratad", "--verify", dir, (char *)NULL);
+	return cli_fail_msg("cannot run %s%s for the offline check of %s: %s", prog,
+			    prog == path ? "" : " (looked for it next to strata and on PATH)", dir,
+			    strerror(errno));
+}
+
+int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {{"data-dir", required_argument, NULL, 'D'},
+					      {"head", required_argument, NULL, 'H'},
+					      CLI_COMMON_OPTS};
+	const char *dir = NULL, *head_hex = NULL;
+	uint8_t head[CLI_HASH_LEN];
+	int status = 0, o;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
+		switch (o) {
+		case 'D':
+			dir = optarg;
+			break;
+		case 'H':
+			head_hex = optarg;
+			if (!cli_parse_hash(optarg, head))
+				return cli_usage_error("--head takes a chain hash of exactly %d hex "
+						       "digits (as `strata status` or `strata history "
+						       "--full-hash` prints it), not '%s' (%s)",
+						       2 * CLI_HASH_LEN, optarg,
+						       strlen(optarg) == 2 * CLI_HASH_LEN
+							       ? "a character is not a hex digit"
+							       : "not 64 characters");
+			break;
+		}
+	}
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (optind != argc)
+		return cli_usage_error("takes no arguments");
+	if (dir && head_hex)
+		return cli_usage_error("--head works through the daemon only: the offline check "
+				       "(--data-dir, stratad --verify) takes no head hash yet");
+	if (dir)
+		return verify_offline(dir);
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	msgpack_packer *pk = sc_begin(c, WIRE_VERIFY, head_hex ? 1 : 0);
+	if (head_hex) {
+		msgpack_pack_uint32(pk, 0);
+		msgpack_pack_bin(pk, CLI_HASH_LEN);
+		msgpack_pack_bin_body(pk, head, CLI_HASH_LEN);
+	}
+	const msgpack_object *b;
+	struct wire_error e;
+	if (sc_call(c, &b, &e) != 0) {
+		status = cli_fail_wire(c, &e);
+		sc_close(c);
+		return status;
+	}
+	uint64_t segs = 0, commits = 0, last_lsn = 0, head_lsn = 0;
+	wire_get_u64(b, 0, &segs);
+	wire_get_u64(b, 1, &commits);
+	const msgpack_object *p = wire_get(b, 2);
+	uint32_t np = p && p->type == MSGPACK_OBJECT_ARRAY ? p->via.array.size : 0;
+	for (uint32_t i = 0; i < np; i++) {
+		const char *s;
+		int len;
+		if (cli_str(&p->via.array.ptr[i], &s, &len))
+			printf("DAMAGED: %.*s\n", len, s);
+		else
+			printf("DAMAGED: (problem %u is not text)\n", i + 1);
+	}
+	char hex[2 * CLI_HASH_LEN + 1];
+	const uint8_t *last = cli_get_hash(b, 4);
+	if (last) {
+		wire_get_u64(b, 3, &last_lsn);
+		cli_hex(last, 2 * CLI_HASH_LEN, hex);
+		printf("chain: LSN %" PRIu64 " %s\n", last_lsn, hex);
+	}
+	/* LSNs start at 1: the store's head_lsn 0 means "not found". */
+	bool head_found = head_hex && wire_get_u64(b, 5, &head_lsn) && head_lsn > 0;
+	if (head_found) {
+		cli_hex(head, SHORT_HASH_DIGITS, hex);
+		printf("head %s found at LSN %" PRIu64 "\n", hex, head_lsn);
+	}
+	printf("%s: %" PRIu64 " segments and %" PRIu64 " commits checked, %u problem%s\n",
+	       np ? "FAILED" : "ok", segs, commits, np, np == 1 ? "" : "s");
+	if (np)
+		status = 1;
+	else if (head_hex && !head_found) /* not found is a problem: this daemon did not look */
+		status = cli_fail_msg("--head was not checked: the reply of %s has no head LSN and "
+				      "no problem (a stratad from before chain hashes?)", sc_host(c));
+	sc_close(c);
+	return status;
+}

@@ -1,0 +1,99 @@
+/*
+ * admin/cli/status.c — the commands of `strata` about the daemon and its
+ * files: status (PROTOCOL.md §3 STATUS), ping (PING, timed) and inspect (a
+ * segment file read directly with format/inspect.h; no daemon needed).
+ *
+ * status prints the chain head (STATUS key 9, the BLAKE2b-256 hash of the
+ * store's commit chain at its last LSN) when the daemon sends it; an older
+ * daemon does not, and the line is left out.
+ */
+#include <inttypes.h>
+#include <time.h>
+
+#include "admin/cli/cli.h"
+#include "format/inspect.h"
+
+int cli_cmd_status(int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {CLI_COMMON_OPTS};
+	int status = 0, o;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0)
+		; /* only the common options */
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (optind != argc)
+		return cli_usage_error("takes no arguments");
+	sc_client *c = NULL;
+	const msgpack_object *b;
+	if ((status = cli_simple_call(g, WIRE_STATUS, NULL, &c, &b)))
+		return status;
+	char ver[64] = "?", dir[4096] = "?";
+	uint64_t up = 0, tables = 0, lsn = 0, disk = 0, pid = 0, loads = 0, cursors = 0;
+	wire_get_strbuf(b, 0, ver, sizeof ver);
+	wire_get_u64(b, 1, &up);
+	wire_get_strbuf(b, 2, dir, sizeof dir);
+	wire_get_u64(b, 3, &tables);
+	wire_get_u64(b, 4, &lsn);
+	wire_get_u64(b, 5, &disk);
+	wire_get_u64(b, 6, &pid);
+	wire_get_u64(b, 7, &loads);
+	wire_get_u64(b, 8, &cursors);
+	const uint8_t *head = cli_get_hash(b, 9);
+	printf("address:        %s\nversion:        stratad %s (pid %" PRIu64 ")\n", sc_host(c), ver,
+	       pid);
+	printf("uptime:         %" PRIu64 "d %02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 "\n",
+	       up / UINT64_C(86400000000), up / UINT64_C(3600000000) % 24,
+	       up / UINT64_C(60000000) % 60, up / UINT64_C(1000000) % 60);
+	printf("data directory: %s\ntables:         %" PRIu64 "\nlast LSN:       %" PRIu64 "\n", dir,
+	       tables, lsn);
+	if (head) {
+		char hex[2 * CLI_HASH_LEN + 1];
+		cli_hex(head, 2 * CLI_HASH_LEN, hex);
+		printf("chain head: LSN %" PRIu64 " %s\n", lsn, hex);
+	}
+	printf("disk use:       %.1f MB\nopen loads:     %" PRIu64 "\nopen cursors:   %" PRIu64 "\n",
+	       disk / 1e6, loads, cursors);
+	sc_close(c);
+	return 0;
+}
+
+int cli_cmd_ping(int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {CLI_COMMON_OPTS};
+	int status = 0, o;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0)
+		; /* only the common options */
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (optind != argc)
+		return cli_usage_error("takes no arguments");
+	struct timespec a, z;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	sc_client *c;
+	const msgpack_object *b;
+	if ((status = cli_simple_call(g, WIRE_PING, NULL, &c, &b)))
+		return status;
+	clock_gettime(CLOCK_MONOTONIC, &z);
+	printf("pong from %s (stratad %s) in %.3f ms\n", sc_host(c), sc_server(c)->version,
+	       (z.tv_sec - a.tv_sec) * 1e3 + (z.tv_nsec - a.tv_nsec) / 1e6);
+	sc_close(c);
+	return 0;
+}
+
+int cli_cmd_inspect(int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {{"chunks", no_argument, NULL, 'C'}, CLI_COMMON_OPTS};
+	bool chunks = false;
+	int status = 0, o;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0)
+		if (o == 'C')
+			chunks = true;
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (optind + 1 != argc)
+		return cli_usage_error("give exactly one segment file");
+	struct st_err err;
+	if (seg_inspect(argv[optind], stdout, chunks, &err) != ST_OK)
+		return cli_fail_msg("%s", err.msg);
+	return 0;
+}
