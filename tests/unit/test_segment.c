@@ -578,7 +578,7 @@ static void t_newer_major_version_refused(void)
 
 static int fail_at;   /* fail the fail_at-th call of the chosen op (1-based) */
 static int calls;
-static int which;     /* 0 pwrite, 1 fsync, 2 rename */
+static int which;     /* 0 pwrite, 1 fsync, 2 rename fail; 3 short writes */
 
 static ssize_t inj_pwrite(int fd, const void *b, size_t n, off_t off)
 {
@@ -617,6 +617,10 @@ static void t_io_errors_leave_no_file(void)
 	io.rename = inj_rename;
 	struct rows r;
 	struct st_err err;
+	/* No injection after this test, however it ends. */
+	TEST_SAVE(which);
+	TEST_SAVE(fail_at);
+	TEST_SAVE(calls);
 	rows_make(&r, 3000);
 	const char *p = tpath("eio.seg");
 	for (which = 0; which <= 3; which++) {
