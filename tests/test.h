@@ -26,10 +26,13 @@
  *
  * Threads: checks are counted without locks; run them from the test's own
  * thread (a helper thread reports back, the test thread checks).
+ *
+ * Needs POSIX 2008 (nftw, strdup): the Makefile's -D_GNU_SOURCE.
  */
 #ifndef STRATA_TESTS_TEST_H
 #define STRATA_TESTS_TEST_H
 
+#include <ftw.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -97,6 +100,16 @@ extern jmp_buf test_abort_;   /* REQUIRE jumps here */
  */
 void test_defer(void (*fn)(void *), void *arg);
 
+/*
+ * Remove the tree at path (a test's temp directory) when the current test
+ * ends; kept, and named on stderr, when the test failed (to look at).
+ * path is copied.
+ */
+void test_defer_rmtree(const char *path);
+
+/* Remove the tree at path now (symlinks not followed): 0, or -1 and errno. */
+int test_rmtree(const char *path);
+
 /* Put var back to the value it has now when the current test ends. */
 #define TEST_SAVE(var) test_save_(&(var), sizeof(var))
 
@@ -149,6 +162,33 @@ int test_run_(const struct test_case *cases, size_t n, int argc, char **argv);
 	void test_save_(void *addr_, size_t size_)                           \
 	{                                                                    \
 		memcpy(test_push_(NULL, addr_, size_), addr_, size_);        \
+	}                                                                    \
+	static int test_rm_one_(const char *p_, const struct stat *st_, int flag_, \
+				struct FTW *ftw_)                            \
+	{                                                                    \
+		(void)st_;                                                   \
+		(void)flag_;                                                 \
+		(void)ftw_;                                                  \
+		return remove(p_);                                           \
+	}                                                                    \
+	int test_rmtree(const char *path_)                                   \
+	{                                                                    \
+		return nftw(path_, test_rm_one_, 16, FTW_DEPTH | FTW_PHYS);  \
+	}                                                                    \
+	static void test_rmtree_deferred_(void *path_)                       \
+	{                                                                    \
+		if (test_failures_)                                          \
+			fprintf(stderr, "  kept %s\n", (char *)path_);       \
+		else if (test_rmtree(path_) != 0)                            \
+			perror((char *)path_);                               \
+		free(path_);                                                 \
+	}                                                                    \
+	void test_defer_rmtree(const char *path_)                            \
+	{                                                                    \
+		char *copy_ = strdup(path_);                                 \
+		if (!copy_)                                                  \
+			abort();                                             \
+		test_defer(test_rmtree_deferred_, copy_);                    \
 	}                                                                    \
 	/* Pop before running: a restore whose REQUIRE fails is not rerun. */ \
 	static void test_restore_all_(void)                                  \

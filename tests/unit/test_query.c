@@ -4,7 +4,8 @@
  * the per-dictionary-code fast path (no predicate, no NULLs), the same with
  * a predicate, NULL group keys and NULL values (general path), integer
  * sums, min/max of strings and timestamps, count(col), avg, two group
- * columns, no group column, and the errors.
+ * columns, no group column, aggregates over no rows (typed from the
+ * schema, NULL as in SQL), and the errors.
  */
 #include <math.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@ static st_store *open_store(bool nulls)
 	strcpy(dir, "/tmp/strata-query-XXXXXX");
 	if (!mkdtemp(dir))
 		abort();
+	test_defer_rmtree(dir); /* after the test, unless it failed */
 	st_store *s;
 	struct st_err err;
 	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
@@ -236,12 +238,20 @@ static void t_no_group_and_two_groups(void)
 	const char *byid[] = {"id"};
 	CHECK(sd_query(s, "t", (struct st_at){0}, byid, 1, aggs, 1, NULL, 1000, &res, &err) ==
 	      ST_ETOOBIG);
+	CHECK_CONTAINS(err.msg, "the query has more than 1000 groups; narrow it with a predicate");
+	CHECK(res.ncols == 0 && res.nrows == 0 && !res.cols); /* nothing left to free */
 	struct sd_agg bad[] = {{SD_AGG_SUM, "sensor"}};
 	CHECK(sd_query(s, "t", (struct st_at){0}, NULL, 0, bad, 1, NULL, 10, &res, &err) ==
 	      ST_EINVAL);
 	CHECK_CONTAINS(err.msg, "sum(sensor)");
 	struct sd_agg nocol[] = {{SD_AGG_SUM, "nope"}};
-	CHECK(sd_query(s, "t", (struct st_at){0}, NULL, 0, nocol, 1, NULL, 10, &res, &err) != ST_OK);
+	CHECK_EQ(sd_query(s, "t", (struct st_at){0}, NULL, 0, nocol, 1, NULL, 10, &res, &err),
+		 ST_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "table 't' (version 2) has no column 'nope'");
+	struct sd_agg none[1];
+	CHECK_EQ(sd_query(s, "t", (struct st_at){0}, NULL, 0, none, 0, NULL, 10, &res, &err),
+		 ST_EINVAL);
+	CHECK_CONTAINS(err.msg, "a query needs a group-by column or an aggregate");
 	st_store_close(s);
 }
 

@@ -17,8 +17,16 @@
 #include "tests/bench/table.h"
 #include "tests/test.h"
 
-static char dir[64];
+static char dir[64]; /* the current test's temp directory, "" before its first file */
 
+static void forget_dir(void *arg)
+{
+	(void)arg;
+	dir[0] = '\0';
+}
+
+/* A path in the current test's temp directory (removed after the test,
+ * unless it failed). */
 static const char *tpath(const char *name)
 {
 	static char p[4][128];
@@ -27,6 +35,8 @@ static const char *tpath(const char *name)
 		strcpy(dir, "/tmp/strata-test-XXXXXX");
 		if (!mkdtemp(dir))
 			abort();
+		test_defer_rmtree(dir);
+		test_defer(forget_dir, NULL); /* runs first: the next test makes its own */
 	}
 	k = (k + 1) % 4;
 	snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
