@@ -787,7 +787,7 @@ toomany:
 			rc = d ? result_col(out, name, ST_TYPE_FLOAT64, n, d, valid, NULL, NULL) : ST_ENOMEM;
 		} else if (x->fn == SD_AGG_SUM) {
 			int64_t *d = malloc((size_t)n * 8 + 8);
-			if (d)
+			if (d && n) /* no groups: x->i was never allocated */
 				memcpy(d, x->i, (size_t)n * 8);
 			rc = d ? result_col(out, name, ST_TYPE_INT64, n, d, valid, NULL, NULL) : ST_ENOMEM;
 		} else if (st_type_is_varlen(t)) {

@@ -99,7 +99,8 @@ int main(int argc, char **argv)
 	if (ok)
 		printf("ok   replay %s: %ld inputs\n", name, inputs);
 	else if (unreadable)
-		printf("FAIL replay %s: %ld inputs, %ld could not be read\n", name, inputs, unreadable);
+		printf("FAIL replay %s: %ld inputs, %ld could not be read\n", name, inputs,
+		       unreadable);
 	else
 		printf("FAIL replay %s: no inputs (replayed nothing)\n", name);
 	printf("%d passed, %d failed\n", ok ? 1 : 0, ok ? 0 : 1);
