@@ -503,27 +503,26 @@ int sd_query(st_store *s, const char *table, struct st_at at, const char *const 
 	}
 	if ((rc = st_scan_open(s, table, at, cols, ncols, predicate, &sc, err)) != ST_OK)
 		goto out;
-	const struct st_scan_batch *b;
-	bool typed = false;
-	while ((rc = st_scan_next(sc, &b, err)) == ST_OK && b) {
-		if (!typed) { /* types are known from the first batch */
-			typed = true;
-			for (uint32_t a = 0; a < naggs; a++) {
-				if (acc[a].col < 0)
-					continue;
-				int t = b->cols[acc[a].col].type;
-				acc[a].type = t;
-				bool num = t == ST_TYPE_INT32 || t == ST_TYPE_INT64 || t == ST_TYPE_FLOAT64;
-				bool ord = t != ST_TYPE_BOOL;
-				if (((acc[a].fn == SD_AGG_SUM || acc[a].fn == SD_AGG_AVG) && !num) ||
-				    ((acc[a].fn == SD_AGG_MIN || acc[a].fn == SD_AGG_MAX) && !ord)) {
-					rc = st_seterr(err, ST_EINVAL, "%s(%s): column '%s' is %s",
-						       fn_name(acc[a].fn), aggs[a].column, aggs[a].column,
-						       st_type_name(t));
-					goto out;
-				}
-			}
+	/* Types come from the schema at the scanned version, not from a first
+	 * batch: a scan of no rows (an empty table, version 0, every file
+	 * pruned) has no batch, and its result must still be typed. Batches
+	 * carry these same types (older files are widened to them). */
+	for (uint32_t a = 0; a < naggs; a++) {
+		if (acc[a].col < 0)
+			continue;
+		int t = st_scan_column_type(sc, (uint32_t)acc[a].col);
+		acc[a].type = t;
+		bool num = t == ST_TYPE_INT32 || t == ST_TYPE_INT64 || t == ST_TYPE_FLOAT64;
+		bool ord = t != ST_TYPE_BOOL;
+		if (((acc[a].fn == SD_AGG_SUM || acc[a].fn == SD_AGG_AVG) && !num) ||
+		    ((acc[a].fn == SD_AGG_MIN || acc[a].fn == SD_AGG_MAX) && !ord)) {
+			rc = st_seterr(err, ST_EINVAL, "%s(%s): column '%s' is %s", fn_name(acc[a].fn),
+				       aggs[a].column, aggs[a].column, st_type_name(t));
+			goto out;
 		}
+	}
+	const struct st_scan_batch *b;
+	while ((rc = st_scan_next(sc, &b, err)) == ST_OK && b) {
 		uint32_t nsel = b->nsel;
 		if (nsel == 0)
 			continue;
@@ -788,7 +787,7 @@ toomany:
 			rc = d ? result_col(out, name, ST_TYPE_FLOAT64, n, d, valid, NULL, NULL) : ST_ENOMEM;
 		} else if (x->fn == SD_AGG_SUM) {
 			int64_t *d = malloc((size_t)n * 8 + 8);
-			if (d)
+			if (d && n) /* no groups: x->i was never allocated */
 				memcpy(d, x->i, (size_t)n * 8);
 			rc = d ? result_col(out, name, ST_TYPE_INT64, n, d, valid, NULL, NULL) : ST_ENOMEM;
 		} else if (st_type_is_varlen(t)) {

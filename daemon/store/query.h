@@ -1,5 +1,5 @@
 /*
- * daemon/query.h — grouped aggregation next to the data (the QUERY request
+ * daemon/store/query.h — grouped aggregation next to the data (the QUERY request
  * of format/PROTOCOL.md).
  *
  * One scan of the table at `at` reads only the group and aggregate columns
@@ -13,6 +13,14 @@
  * (bool excluded). NULL values are skipped; a group whose values are all
  * NULL gets NULL for sum/avg/min/max and 0 for count. Group keys may be
  * NULL (one group for NULL).
+ *
+ * Result column types come from the table's schema at the version read,
+ * whether or not any row matched: group columns and min/max keep their
+ * column's type, count is int64, avg float64, sum int64 of integers and
+ * float64 of float64. Over no rows (an empty table, version 0, a predicate
+ * that selects nothing) a query without group-by still gives one row,
+ * count 0 and sum/avg/min/max NULL, as SQL does; with group-by it gives
+ * no rows.
  */
 #ifndef STRATA_DAEMON_QUERY_H
 #define STRATA_DAEMON_QUERY_H

@@ -4,7 +4,8 @@
  * the per-dictionary-code fast path (no predicate, no NULLs), the same with
  * a predicate, NULL group keys and NULL values (general path), integer
  * sums, min/max of strings and timestamps, count(col), avg, two group
- * columns, no group column, and the errors.
+ * columns, no group column, aggregates over no rows (typed from the
+ * schema, NULL as in SQL), and the errors.
  */
 #include <math.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@ static st_store *open_store(bool nulls)
 	strcpy(dir, "/tmp/strata-query-XXXXXX");
 	if (!mkdtemp(dir))
 		abort();
+	test_defer_rmtree(dir); /* after the test, unless it failed */
 	st_store *s;
 	struct st_err err;
 	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
@@ -196,10 +198,9 @@ static void t_grouped_nulls_predicate(void) { check_grouped(true, "id < 6666", i
 /* NULL group keys, values without NULLs: the per-code path's NULL slot. */
 static void t_grouped_null_keys_only(void)
 {
-	value_nulls = false;
+	TEST_SET(value_nulls, false); /* back to true however the test ends */
 	check_grouped(true, NULL, NULL);
 	check_grouped(true, "id < 6666", ids_below_half);
-	value_nulls = true;
 }
 
 static void t_no_group_and_two_groups(void)
@@ -237,12 +238,139 @@ static void t_no_group_and_two_groups(void)
 	const char *byid[] = {"id"};
 	CHECK(sd_query(s, "t", (struct st_at){0}, byid, 1, aggs, 1, NULL, 1000, &res, &err) ==
 	      ST_ETOOBIG);
+	CHECK_CONTAINS(err.msg, "the query has more than 1000 groups; narrow it with a predicate");
+	CHECK(res.ncols == 0 && res.nrows == 0 && !res.cols); /* nothing left to free */
 	struct sd_agg bad[] = {{SD_AGG_SUM, "sensor"}};
 	CHECK(sd_query(s, "t", (struct st_at){0}, NULL, 0, bad, 1, NULL, 10, &res, &err) ==
 	      ST_EINVAL);
 	CHECK_CONTAINS(err.msg, "sum(sensor)");
 	struct sd_agg nocol[] = {{SD_AGG_SUM, "nope"}};
-	CHECK(sd_query(s, "t", (struct st_at){0}, NULL, 0, nocol, 1, NULL, 10, &res, &err) != ST_OK);
+	CHECK_EQ(sd_query(s, "t", (struct st_at){0}, NULL, 0, nocol, 1, NULL, 10, &res, &err),
+		 ST_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "table 't' (version 2) has no column 'nope'");
+	struct sd_agg none[1];
+	CHECK_EQ(sd_query(s, "t", (struct st_at){0}, NULL, 0, none, 0, NULL, 10, &res, &err),
+		 ST_EINVAL);
+	CHECK_CONTAINS(err.msg, "a query needs a group-by column or an aggregate");
+	st_store_close(s);
+}
+
+/*
+ * Aggregates over no rows are typed from the schema, not from a first batch
+ * (there may be none): without group-by one row where count is 0 and
+ * sum/avg/min/max are NULL (SQL's answer); with group-by no rows, but the
+ * same column types. Covers an empty table, version 0, a predicate that
+ * prunes every file and one that reads the rows but selects none.
+ */
+struct empty_case {
+	struct sd_agg agg; /* the aggregate */
+	int type;          /* the result column's type */
+};
+
+static void check_empty(const struct sd_query_result *res, uint32_t ngroup,
+			const struct empty_case *ec, uint32_t n, const char *what)
+{
+	CHECK_EQ(res->ncols, ngroup + n);
+	CHECK_EQ(res->nrows, ngroup ? 0 : 1);
+	CHECK_EQ(res->rows_matched, 0);
+	if (res->ncols != ngroup + n)
+		return;
+	for (uint32_t a = 0; a < n; a++) {
+		const struct st_vec *v = &res->cols[ngroup + a];
+		if (v->type != ec[a].type)
+			fprintf(stderr, "  %s: column %s has type %d, wanted %d\n", what,
+				res->names[ngroup + a], v->type, ec[a].type);
+		CHECK_EQ(v->type, ec[a].type);
+		CHECK_EQ(v->n, res->nrows);
+		if (ngroup)
+			continue;
+		if (ec[a].agg.fn == SD_AGG_COUNT) {
+			CHECK(st_vec_is_valid(v, 0));
+			CHECK_EQ(((const int64_t *)v->data)[0], 0);
+		} else {
+			CHECK(!st_vec_is_valid(v, 0));
+		}
+	}
+}
+
+static void t_empty_input_typed(void)
+{
+	st_store *s = open_store(false);
+	struct st_err err;
+	struct st_column_def cols[] = {{"i32", ST_TYPE_INT32, true},  {"d", ST_TYPE_DATE, true},
+				       {"ts", ST_TYPE_TIMESTAMP, true}, {"s", ST_TYPE_STRING, true},
+				       {"f", ST_TYPE_FLOAT64, true},   {"i64", ST_TYPE_INT64, true},
+				       {"b", ST_TYPE_BOOL, true}};
+	struct st_table_spec spec = {.name = "e", .cols = cols, .ncols = 7};
+	REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	static const struct empty_case ec[] = {
+		{{SD_AGG_COUNT, NULL}, ST_TYPE_INT64},   {{SD_AGG_COUNT, "f"}, ST_TYPE_INT64},
+		{{SD_AGG_MIN, "i32"}, ST_TYPE_INT32},    {{SD_AGG_MAX, "i32"}, ST_TYPE_INT32},
+		{{SD_AGG_SUM, "i32"}, ST_TYPE_INT64},    {{SD_AGG_AVG, "i32"}, ST_TYPE_FLOAT64},
+		{{SD_AGG_MIN, "d"}, ST_TYPE_DATE},       {{SD_AGG_MAX, "ts"}, ST_TYPE_TIMESTAMP},
+		{{SD_AGG_MIN, "s"}, ST_TYPE_STRING},     {{SD_AGG_MAX, "s"}, ST_TYPE_STRING},
+		{{SD_AGG_MIN, "f"}, ST_TYPE_FLOAT64},    {{SD_AGG_MAX, "f"}, ST_TYPE_FLOAT64},
+		{{SD_AGG_SUM, "f"}, ST_TYPE_FLOAT64},    {{SD_AGG_AVG, "f"}, ST_TYPE_FLOAT64},
+		{{SD_AGG_SUM, "i64"}, ST_TYPE_INT64},    {{SD_AGG_MAX, "i64"}, ST_TYPE_INT64},
+	};
+	enum { NE = sizeof ec / sizeof ec[0] };
+	struct sd_agg aggs[NE];
+	for (int a = 0; a < NE; a++)
+		aggs[a] = ec[a].agg;
+	struct sd_query_result res;
+	const char *bys[] = {"s"};
+	for (uint32_t ng = 0; ng < 2; ng++) {
+		int rc = sd_query(s, "e", (struct st_at){0}, bys, ng, aggs, NE, NULL, 10, &res, &err);
+		if (rc != ST_OK)
+			fprintf(stderr, "  %s\n", err.msg);
+		REQUIRE(rc == ST_OK);
+		check_empty(&res, ng, ec, NE, "empty table");
+		if (ng)
+			CHECK_EQ(res.cols[0].type, ST_TYPE_STRING);
+		sd_query_result_fini(&res);
+	}
+	/* An aggregate that does not fit its column fails over no rows too. */
+	struct sd_agg bad[] = {{SD_AGG_SUM, "s"}, {SD_AGG_MIN, "b"}, {SD_AGG_AVG, "d"}};
+	for (int k = 0; k < 3; k++) {
+		CHECK_EQ(sd_query(s, "e", (struct st_at){0}, NULL, 0, &bad[k], 1, NULL, 10, &res, &err),
+			 ST_EINVAL);
+		CHECK_CONTAINS(err.msg, k == 0 ? "sum(s): column 's' is string"
+					: k == 1 ? "min(b): column 'b' is bool"
+						 : "avg(d): column 'd' is date");
+	}
+
+	/* Table t has rows: at version 0, and with predicates selecting none. */
+	static const struct empty_case et[] = {
+		{{SD_AGG_MIN, "value"}, ST_TYPE_FLOAT64}, {{SD_AGG_MAX, "value"}, ST_TYPE_FLOAT64},
+		{{SD_AGG_AVG, "value"}, ST_TYPE_FLOAT64}, {{SD_AGG_SUM, "value"}, ST_TYPE_FLOAT64},
+		{{SD_AGG_COUNT, NULL}, ST_TYPE_INT64},    {{SD_AGG_SUM, "id"}, ST_TYPE_INT64},
+		{{SD_AGG_MIN, "ts"}, ST_TYPE_TIMESTAMP},  {{SD_AGG_MAX, "sensor"}, ST_TYPE_STRING},
+	};
+	enum { NT = sizeof et / sizeof et[0] };
+	struct sd_agg taggs[NT];
+	for (int a = 0; a < NT; a++)
+		taggs[a] = et[a].agg;
+	const struct {
+		struct st_at at;  /* version read */
+		const char *pred; /* predicate */
+	} sel[] = {
+		{{ST_AT_VERSION, 0}, NULL},
+		{{0}, "id < 0"},          /* every file pruned by its statistics */
+		{{0}, "value = 0.0625"}, /* rows read, none selected */
+	};
+	const char *byg[] = {"sensor"};
+	for (size_t k = 0; k < sizeof sel / sizeof sel[0]; k++)
+		for (uint32_t ng = 0; ng < 2; ng++) {
+			int rc = sd_query(s, "t", sel[k].at, byg, ng, taggs, NT, sel[k].pred, 10, &res,
+					  &err);
+			if (rc != ST_OK)
+				fprintf(stderr, "  %s\n", err.msg);
+			REQUIRE(rc == ST_OK);
+			check_empty(&res, ng, et, NT, sel[k].pred ? sel[k].pred : "version 0");
+			if (ng)
+				CHECK_EQ(res.cols[0].type, ST_TYPE_STRING);
+			sd_query_result_fini(&res);
+		}
 	st_store_close(s);
 }
 
@@ -253,5 +381,6 @@ static const struct test_case tests[] = {
 	{"grouped_nulls_predicate", t_grouped_nulls_predicate},
 	{"grouped_null_keys_only", t_grouped_null_keys_only},
 	{"no_group_and_two_groups", t_no_group_and_two_groups},
+	{"empty_input_typed", t_empty_input_typed},
 };
 TEST_MAIN(tests)

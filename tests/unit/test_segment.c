@@ -17,8 +17,16 @@
 #include "tests/bench/table.h"
 #include "tests/test.h"
 
-static char dir[64];
+static char dir[64]; /* the current test's temp directory, "" before its first file */
 
+static void forget_dir(void *arg)
+{
+	(void)arg;
+	dir[0] = '\0';
+}
+
+/* A path in the current test's temp directory (removed after the test,
+ * unless it failed). */
 static const char *tpath(const char *name)
 {
 	static char p[4][128];
@@ -27,6 +35,8 @@ static const char *tpath(const char *name)
 		strcpy(dir, "/tmp/strata-test-XXXXXX");
 		if (!mkdtemp(dir))
 			abort();
+		test_defer_rmtree(dir);
+		test_defer(forget_dir, NULL); /* runs first: the next test makes its own */
 	}
 	k = (k + 1) % 4;
 	snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
@@ -578,7 +588,7 @@ static void t_newer_major_version_refused(void)
 
 static int fail_at;   /* fail the fail_at-th call of the chosen op (1-based) */
 static int calls;
-static int which;     /* 0 pwrite, 1 fsync, 2 rename */
+static int which;     /* 0 pwrite, 1 fsync, 2 rename fail; 3 short writes */
 
 static ssize_t inj_pwrite(int fd, const void *b, size_t n, off_t off)
 {
@@ -617,6 +627,10 @@ static void t_io_errors_leave_no_file(void)
 	io.rename = inj_rename;
 	struct rows r;
 	struct st_err err;
+	/* No injection after this test, however it ends. */
+	TEST_SAVE(which);
+	TEST_SAVE(fail_at);
+	TEST_SAVE(calls);
 	rows_make(&r, 3000);
 	const char *p = tpath("eio.seg");
 	for (which = 0; which <= 3; which++) {

@@ -1222,6 +1222,7 @@ static void t_io_failures(void)
 	struct st_store_opts o = {.inline_max = 1, .io = &io};
 	st_store *s;
 	struct st_err err;
+	TEST_SAVE(inject); /* no injection after this test, however it ends */
 	REQUIRE(st_store_open(dir, &o, &s, &err) == ST_OK);
 	struct st_table_spec spec = {.name = "readings", .cols = sensor_cols, .ncols = 3};
 	REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, NULL, &err) == ST_OK);
@@ -1296,7 +1297,7 @@ static void t_snapshot_across_tables_at_lsn(void)
 /* The same checks with every segment in a file instead of inline. */
 static void t_segment_files(void)
 {
-	store_opts.inline_max = 1;
+	TEST_SET(store_opts.inline_max, 1); /* restored however the test ends */
 	t_create_append_time_travel();
 	t_overwrite_keeps_old_versions();
 	t_schema_enforcement_writes_nothing();
@@ -1304,7 +1305,6 @@ static void t_segment_files(void)
 	t_vacuum();
 	t_replace_where();
 	t_merge_schema_widening();
-	store_opts.inline_max = 0;
 }
 
 /* An open scan reads its inline files even after a later commit removed
