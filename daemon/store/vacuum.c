@@ -153,7 +153,7 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 			rc = st_seterr(err, ST_EINVAL,
 				       "table '%s': retaining removed files for less than the table's "
 				       "file_retention (%lld s) can break readers and time travel; "
-				       "use force to do it anyway", table, (long long)(keep / 1000000));
+				       "force it to do so anyway (strata vacuum --force)", table, (long long)(keep / 1000000));
 			goto out;
 		}
 		keep = opts->retain_us;

@@ -10,6 +10,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "daemon/store/store_int.h"
 #include "daemon/store/strata.h"
@@ -18,6 +19,11 @@
 static char base[64];
 static int ndirs;
 
+
+static void rmdir_base(void)
+{
+	rmdir(base);
+}
 static const char *fresh_dir(void)
 {
 	static char d[128];
@@ -25,8 +31,10 @@ static const char *fresh_dir(void)
 		strcpy(base, "/tmp/strata-chain-XXXXXX");
 		if (!mkdtemp(base))
 			abort();
+		atexit(rmdir_base); /* empty unless a failed test kept its directory */
 	}
 	snprintf(d, sizeof d, "%s/d%d", base, ndirs++);
+	test_defer_rmtree(d);
 	return d;
 }
 

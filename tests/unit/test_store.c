@@ -19,6 +19,11 @@
 static char base[64];
 static int ndirs;
 
+static void rmdir_base(void)
+{
+	rmdir(base);
+}
+
 /* A fresh data directory for one test. */
 static char last_dir[128]; /* the directory new_dir returned last */
 
@@ -29,8 +34,10 @@ static const char *new_dir(void)
 		strcpy(base, "/tmp/strata-store-XXXXXX");
 		if (!mkdtemp(base))
 			abort();
+		atexit(rmdir_base); /* empty unless a failed test kept its directory */
 	}
 	snprintf(d, sizeof d, "%s/d%d", base, ndirs++);
+	test_defer_rmtree(d);
 	memcpy(last_dir, d, sizeof last_dir);
 	return d;
 }
@@ -777,7 +784,7 @@ static void t_vacuum(void)
 	/* Below the retention: refused unless forced. */
 	struct st_vacuum_opts now = {.retain_us = 1};
 	CHECK_EQ(st_vacuum(s, "readings", &now, &vr, &err), ST_EINVAL);
-	CHECK_CONTAINS(err.msg, "use force");
+	CHECK_CONTAINS(err.msg, "strata vacuum --force");
 	/* An open scan of version 2 pins its files. */
 	st_scan *sc;
 	REQUIRE(st_scan_open(s, "readings", (struct st_at){ST_AT_VERSION, 2}, NULL, 0, NULL, &sc, &err) == ST_OK);
