@@ -549,7 +549,7 @@ static int h_drop(struct ctx *c)
 	int rc;
 	if ((rc = need_table(c)))
 		return rc;
-	if ((rc = st_table_drop(c->srv->s, c->table, &err)) != ST_OK)
+	if ((rc = st_table_drop(c->srv->s, c->table, NULL, &err)) != ST_OK)
 		return fail_err(c, rc, &err);
 	begin(c, 0);
 	return 0;

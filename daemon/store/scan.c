@@ -26,6 +26,9 @@ struct st_scan {
 	char table[STORE_NAME_MAX + 1]; /* for messages */
 	uint64_t tid;                /* table id */
 	uint64_t version;            /* version read */
+	uint64_t lsn;                /* LSN of its commit */
+	int64_t time_us;             /* its commit time */
+	uint64_t oldest;             /* the table's oldest retained version */
 	struct act_metadata *meta;   /* metadata at that version */
 	struct expr *pred;           /* predicate, or NULL */
 	uint32_t nproj;              /* projected columns */
@@ -175,7 +178,13 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 	if (sc->version == h.version) {
 		sc->meta = h.meta;
 		h.meta = NULL;
+		sc->lsn = h.lsn;
+		sc->time_us = h.time_us;
 	} else if ((rc = store_meta_at(s, txn, &h, sc->version, &sc->meta, err)) != ST_OK) {
+		goto out;
+	} else if (!store_commit_stamp(s, txn, h.tid, sc->version, &sc->lsn, &sc->time_us)) {
+		rc = st_seterr(err, ST_ECORRUPT, "table '%s': commit %llu is unreadable", table,
+			       (unsigned long long)sc->version);
 		goto out;
 	}
 	/* Pin before listing: vacuum (which takes the write lock and a newer
@@ -197,7 +206,9 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 		rc = store_lmdb_err(err, mrc, "opening a scan");
 		goto out;
 	}
-	if ((rc = head_get_tid(s, txn, sc->tid, &now, err)) == ST_OK && now.oldest > sc->version)
+	if ((rc = head_get_tid(s, txn, sc->tid, &now, err)) == ST_OK)
+		sc->oldest = now.oldest;
+	if (rc == ST_OK && now.oldest > sc->version)
 		rc = st_seterr(err, ST_ERANGE, "table '%s': version %llu was vacuumed while the scan opened",
 			       table, (unsigned long long)sc->version);
 	head_fini(&now);
@@ -498,6 +509,9 @@ void st_scan_info(const st_scan *sc, struct st_scan_info *out)
 {
 	memset(out, 0, sizeof *out);
 	out->version = sc->version;
+	out->lsn = sc->lsn;
+	out->time_us = sc->time_us;
+	out->oldest = sc->oldest;
 	out->files = sc->nfiles;
 	for (uint32_t i = 0; i < sc->nfiles; i++) {
 		out->rows += sc->files[i].rows;

@@ -138,9 +138,11 @@ int st_table_describe(st_store *s, const char *table, int64_t version,
 int st_table_rename(st_store *s, const char *table, const char *new_name,
 		    struct st_commit_result *res, struct st_err *err);
 
-/* Drop a table: a final commit; its data files stay until vacuum.
+/* Drop a table: a final commit; its data files stay until vacuum. res
+ * (may be NULL) gets the commit: the table's last version.
  * Errors: ST_ENOTFOUND, LMDB errors. */
-int st_table_drop(st_store *s, const char *table, struct st_err *err);
+int st_table_drop(st_store *s, const char *table, struct st_commit_result *res,
+		  struct st_err *err);
 
 /* ---- writes --------------------------------------------------------- */
 
@@ -300,6 +302,9 @@ uint32_t st_scan_ncolumns(const st_scan *sc);
 /* What a scan reads: its files, their rows and bytes (before pruning). */
 struct st_scan_info {
 	uint64_t version;  /* version read */
+	uint64_t lsn;      /* LSN of its commit */
+	int64_t time_us;   /* its commit time */
+	uint64_t oldest;   /* the table's oldest retained version (when the scan opened) */
 	uint64_t files;    /* files of the snapshot */
 	uint64_t rows;     /* their rows */
 	uint64_t bytes;    /* their bytes */

@@ -224,17 +224,22 @@ out:
 	return rc;
 }
 
-int st_table_drop(st_store *s, const char *table, struct st_err *err)
+int st_table_drop(st_store *s, const char *table, struct st_commit_result *res,
+		  struct st_err *err)
 {
 	int rc = ST_OK;
 	MDB_txn *txn = NULL;
 	struct table_head h = {0};
+	if (res)
+		memset(res, 0, sizeof *res);
 	if ((rc = store_write_begin(s, &txn, "dropping a table", err)) != ST_OK ||
 	    (rc = head_get(s, txn, table, &h, err)) != ST_OK ||
 	    (rc = drop_in_txn(s, txn, &h, err)) != ST_OK)
 		goto out;
 	rc = store_commit_txn(s, txn, "dropping a table", err);
 	txn = NULL;
+	if (rc == ST_OK && res)
+		store_result(res, &h);
 out:
 	store_write_end(s, txn);
 	head_fini(&h);

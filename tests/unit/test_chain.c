@@ -75,7 +75,7 @@ static uint64_t mixed_history(st_store *s)
 	REQUIRE(st_table_rename(s, "b", "b2", &r, &err) == ST_OK);
 	REQUIRE(st_table_restore(s, "a", (struct st_at){ST_AT_VERSION, 1}, &r, &err) == ST_OK);
 	REQUIRE(st_table_compact(s, "b2", &r, &err) == ST_OK);
-	REQUIRE(st_table_drop(s, "b2", &err) == ST_OK);
+	REQUIRE(st_table_drop(s, "b2", NULL, &err) == ST_OK);
 	return st_store_lsn(s);
 }
 
@@ -398,7 +398,38 @@ static void t_app_version_lookup_fails_closed(void)
 	st_store_close(s);
 }
 
+/* A scan tells the LSN, time and oldest retained version of what it
+ * reads (DESCRIBE), and a drop its commit. */
+static void t_scan_info_and_drop_result(void)
+{
+	char dir[128];
+	struct st_err err;
+	struct st_commit_result r1, r2, rd;
+	st_store *s = two_tables(dir, sizeof dir);
+	REQUIRE(put(s, "a", 1, NULL, &r1, &err) == ST_OK);
+	REQUIRE(put(s, "a", 2, NULL, &r2, &err) == ST_OK);
+	for (int v = 1; v <= 2; v++) {
+		st_scan *sc;
+		struct st_scan_info in;
+		REQUIRE(st_scan_open(s, "a", (struct st_at){ST_AT_VERSION, v}, NULL, 0, NULL, &sc,
+				     &err) == ST_OK);
+		st_scan_info(sc, &in);
+		const struct st_commit_result *r = v == 1 ? &r1 : &r2;
+		CHECK_EQ(in.version, r->version);
+		CHECK_EQ(in.lsn, r->lsn);
+		CHECK_EQ(in.time_us, r->time_us);
+		CHECK_EQ(in.oldest, 0);
+		st_scan_close(sc);
+	}
+	REQUIRE(st_table_drop(s, "a", &rd, &err) == ST_OK);
+	CHECK_EQ(rd.version, 3);
+	CHECK_EQ(rd.lsn, st_store_lsn(s));
+	CHECK(rd.time_us > r2.time_us);
+	st_store_close(s);
+}
+
 static const struct test_case tests[] = {
+	{"scan_info_and_drop_result", t_scan_info_and_drop_result},
 	{"log_in_lsn_order", t_log_in_lsn_order},
 	{"tampering_detected", t_tampering_detected},
 	{"verify_head", t_verify_head},

@@ -327,8 +327,8 @@ static void t_tables_create_modes_drop_list(void)
 	CHECK(!strcmp(bm->name, "beta"));
 	act_metadata_free(bm);
 	REQUIRE(st_table_rename(s, "beta", "alpha", &rr, &err) == ST_OK);
-	REQUIRE(st_table_drop(s, "alpha", &err) == ST_OK);
-	CHECK_EQ(st_table_drop(s, "alpha", &err), ST_ENOTFOUND);
+	REQUIRE(st_table_drop(s, "alpha", NULL, &err) == ST_OK);
+	CHECK_EQ(st_table_drop(s, "alpha", NULL, &err), ST_ENOTFOUND);
 	REQUIRE(st_table_list(s, &names, &n, &err) == ST_OK);
 	CHECK_EQ(n, 1);
 	free(names);
@@ -1512,7 +1512,7 @@ static void t_shared_metadata(void)
 	struct st_batch b6 = {1, vn, &v6, 2};
 	CHECK_EQ(st_write(s, "renamed", &b6, 1, NULL, &r, &err), ST_OK);
 	CHECK_EQ(st_write(s, "t6", &b6, 1, NULL, &r, &err), ST_ENOTFOUND);
-	REQUIRE(st_table_drop(s, "renamed", &err) == ST_OK);
+	REQUIRE(st_table_drop(s, "renamed", NULL, &err) == ST_OK);
 	struct st_column_def c6[1] = {{"v", ST_TYPE_FLOAT64, false}};
 	struct st_table_spec s6 = {.name = "renamed", .cols = c6, .ncols = 1};
 	REQUIRE(st_table_create(s, &s6, ST_CREATE_ERROR, NULL, &err) == ST_OK);
