@@ -698,11 +698,12 @@ static void t_data_file_zero_filled_ahead(void)
 }
 
 /* Stores of other formats are refused with ST_EVERSION and a message
- * that says so: formats 1-2 (named databases), 3 (development), newer. */
+ * that says so: formats 1-2 (named databases), 3 (development), 4 (no LSN
+ * log, no hash chain: strata 0.4), newer. */
 static void t_other_formats_refused(void)
 {
-	static const uint32_t formats[] = {2, 3, 99};
-	for (int k = 0; k < 3; k++) {
+	static const uint32_t formats[] = {2, 3, 4, 99};
+	for (int k = 0; k < 4; k++) {
 		const char *dir = new_dir();
 		char path[160];
 		snprintf(path, sizeof path, "%s", dir);
@@ -730,7 +731,9 @@ static void t_other_formats_refused(void)
 		st_store *s;
 		struct st_err err;
 		CHECK_EQ(st_store_open(dir, &store_opts, &s, &err), ST_EVERSION);
-		CHECK_CONTAINS(err.msg, formats[k] == 99 ? "format 99" : "development formats");
+		CHECK_CONTAINS(err.msg, formats[k] == 99  ? "format 99"
+					: formats[k] == 4 ? "has no LSN-ordered log and no hash chain"
+							  : "development formats");
 	}
 }
 
