@@ -85,10 +85,14 @@ int sd_h_load_data(struct sd_ctx *c)
 	struct wire_batch wb = {0};
 	struct st_batch b;
 	struct sd_session *x = NULL;
+	const msgpack_object *bo = NULL;
 	uint64_t id = 0, num = 0;
 	bool ends = false; /* a failure from here on aborts the load */
 	int rc = ST_OK;
+	/* Every key is checked before the load is touched: a malformed request
+	 * leaves the load as it was. */
 	if ((rc = sd_need_u64(c, WIRE_LOAD_DATA_Q_ID, "load id", &id)) ||
+	    (rc = sd_need_map(c, WIRE_LOAD_DATA_Q_BATCH, "batch", &bo)) ||
 	    (rc = sd_need_u64(c, WIRE_LOAD_DATA_Q_NUMBER, "batch number", &num)))
 		goto out;
 	if (!(x = sd_sess_get(c, id, SD_SESS_LOAD))) {
