@@ -34,6 +34,7 @@ static char dir[64];
 static st_store *store;
 static sd_server *srv;
 static uint64_t next_id = 1, next_seq = 1, last_sid;
+static bool trace;
 static uint8_t client[WIRE_CLIENT_ID_LEN] = "fuzz-dispatch-01";
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
@@ -131,6 +132,7 @@ static void at_exit(void)
 static void init(void)
 {
 	sd_log_setup(SD_LOG_STDERR, SD_LOG_ERROR); /* expiry warnings are expected here */
+	trace = getenv("FUZZ_DISPATCH_TRACE") != NULL;
 	snprintf(dir, sizeof dir, "/tmp/fuzz-dispatch.XXXXXX");
 	if (!mkdtemp(dir))
 		abort();
@@ -352,11 +354,84 @@ static void pack_value(struct wire_out *o, struct in *in, int depth)
 	}
 }
 
-static const int types[] = {
-	WIRE_HELLO, WIRE_PING, WIRE_STATUS, WIRE_CREATE, WIRE_TABLES, WIRE_DESCRIBE, WIRE_DROP,
-	WIRE_ALTER, WIRE_WRITE, WIRE_LOAD_BEGIN, WIRE_LOAD_DATA, WIRE_LOAD_COMMIT, WIRE_LOAD_ABORT,
-	WIRE_SCAN, WIRE_SCAN_NEXT, WIRE_SCAN_CLOSE, WIRE_QUERY, WIRE_HISTORY, WIRE_RESTORE,
-	WIRE_VACUUM, WIRE_VERIFY, WIRE_COMPACT, 77};
+/* A value of the kind PROTOCOL.md gives a key: t table name, s word,
+ * P predicate, u small uint, i int, b bool, N array of names, C column
+ * definitions, M properties, W write options, B batch, A at map, I the
+ * last session id, G aggregates. */
+static void pack_kind(struct wire_out *o, struct in *in, char kind)
+{
+	msgpack_packer *pk = &o->pk;
+	uint8_t b = u8(in);
+	switch (kind) {
+	case 't': wire_pack_str(pk, b & 1 ? "p" : b & 2 ? "nosuch" : "t"); break;
+	case 'P': wire_pack_str(pk, words[20 + b % 7]); break;
+	case 'u': msgpack_pack_uint64(pk, b % 10); break;
+	case 'i': msgpack_pack_int64(pk, (int64_t)(b % 8) - 1); break;
+	case 'b': b & 1 ? msgpack_pack_true(pk) : msgpack_pack_false(pk); break;
+	case 'N': {
+		uint32_t n = b % 4;
+		msgpack_pack_array(pk, n);
+		for (uint32_t i = 0; i < n; i++)
+			wire_pack_str(pk, words[3 + u8(in) % 8]);
+		break;
+	}
+	case 'G': {
+		uint32_t n = b % 3;
+		msgpack_pack_array(pk, n);
+		for (uint32_t i = 0; i < n; i++) {
+			msgpack_pack_array(pk, 2);
+			wire_pack_str(pk, words[12 + u8(in) % 5]);
+			wire_pack_str(pk, words[3 + u8(in) % 9]);
+		}
+		break;
+	}
+	case 'I': msgpack_pack_uint64(pk, last_sid); break;
+	case 'B': pack_batch(o, in); break;
+	case 'A':
+		msgpack_pack_map(pk, 2);
+		wire_key_u64(pk, WIRE_AT_KIND, b % 4);
+		wire_key_i64(pk, WIRE_AT_VALUE, (int64_t)(u8(in) % 6));
+		break;
+	case 'W': {
+		msgpack_pack_map(pk, 3);
+		wire_key_u64(pk, WIRE_WOPT_MODE, b & 1);
+		wire_key_bool(pk, WIRE_WOPT_MERGE_SCHEMA, b & 2);
+		wire_key_bool(pk, WIRE_WOPT_OVERWRITE_SCHEMA, b & 4);
+		break;
+	}
+	case 'C': {
+		uint32_t n = 1 + b % 3;
+		msgpack_pack_array(pk, n);
+		for (uint32_t i = 0; i < n; i++) {
+			msgpack_pack_array(pk, 3);
+			wire_pack_str(pk, words[3 + (u8(in) + i) % 8]);
+			msgpack_pack_uint64(pk, 1 + u8(in) % 10);
+			msgpack_pack_true(pk);
+		}
+		break;
+	}
+	case 'M':
+		msgpack_pack_map(pk, 1);
+		wire_pack_str(pk, words[18 + b % 2]);
+		wire_pack_str(pk, words[27 + u8(in) % 2]);
+		break;
+	default: pack_word(pk, in); break;
+	}
+}
+
+static const struct {
+	int type;
+	const char *keys; /* kinds of body keys 0, 1, ... (pack_kind) */
+} types[] = {
+	{WIRE_HELLO, "su"},      {WIRE_PING, ""},          {WIRE_STATUS, ""},
+	{WIRE_CREATE, "sCNMu"},  {WIRE_TABLES, ""},        {WIRE_DESCRIBE, "tu"},
+	{WIRE_DROP, "t"},        {WIRE_ALTER, "tussu"},    {WIRE_WRITE, "tWB"},
+	{WIRE_LOAD_BEGIN, "tWB"}, {WIRE_LOAD_DATA, "IBu"}, {WIRE_LOAD_COMMIT, "I"},
+	{WIRE_LOAD_ABORT, "I"},  {WIRE_SCAN, "tNPAu"},     {WIRE_SCAN_NEXT, "I"},
+	{WIRE_SCAN_CLOSE, "I"},  {WIRE_QUERY, "tNGPA"},    {WIRE_HISTORY, "tu"},
+	{WIRE_RESTORE, "tA"},    {WIRE_VACUUM, "tibb"},    {WIRE_VERIFY, ""},
+	{WIRE_COMPACT, "t"},     {77, "u"},
+};
 
 /* ---- running a request ------------------------------------------------------ */
 
@@ -374,10 +449,17 @@ static void run(const void *req, size_t len, bool built, uint64_t id, int type)
 	}
 	if (built && (m.id != id || m.type != type))
 		abort();
+	if (trace) /* FUZZ_DISPATCH_TRACE=1: what each request got, to see how deep inputs go */
+		fprintf(stderr, "%s -> %s\n", wire_type_name(m.type), m.error ? "error" : "ok");
 	if (m.error) {
 		int64_t code = 0;
 		if (!wire_get_i64(m.error, WIRE_ERR_CODE, &code) || code == 0)
 			abort();
+		if (trace) {
+			struct wire_error e;
+			wire_error_decode(m.error, &e);
+			fprintf(stderr, "   %s\n", e.msg);
+		}
 	} else if (m.body) {
 		uint64_t sid = 0;
 		if ((type == WIRE_LOAD_BEGIN || type == WIRE_SCAN || type == WIRE_SCAN_NEXT) &&
@@ -403,6 +485,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		open_all();
 	}
+	seed_tables(); /* back if an earlier input dropped them */
 	if (!(u8(&in) & 1)) {
 		run(in.p, in.n, false, 0, 0);
 	} else {
@@ -410,9 +493,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		wire_out_init(&o);
 		for (int r = 0; r < 6 && in.n; r++) {
 			uint8_t h = u8(&in);
-			int type = types[h % (sizeof types / sizeof types[0])];
+			int type = types[h % (sizeof types / sizeof types[0])].type;
+			const char *kinds = types[h % (sizeof types / sizeof types[0])].keys;
 			uint8_t shape = u8(&in);
-			uint32_t nkeys = shape % 7;
+			/* Mostly the keys PROTOCOL.md lists (sometimes fewer, or more). */
+			uint32_t nkeys = shape & 0x20 ? shape % 7 : (uint32_t)strlen(kinds);
 			bool dedupe = wire_changes_state(type) ? !(shape & 0x80) : (shape & 0x80);
 			uint64_t id = next_id++;
 			wire_out_reset(&o);
@@ -422,7 +507,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			wire_begin(&o, id, type, dedupe ? client : NULL, seq, nkeys);
 			for (uint32_t k = 0; k < nkeys; k++) {
 				msgpack_pack_uint32(&o.pk, k);
-				pack_value(&o, &in, 0);
+				/* The key's own kind, else any value (a mistyped key). */
+				if (k < strlen(kinds) && u8(&in) < 224)
+					pack_kind(&o, &in, kinds[k]);
+				else
+					pack_value(&o, &in, 0);
 			}
 			if (wire_end(&o, NULL) != ST_OK)
 				abort();
