@@ -486,6 +486,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		open_all();
 	}
 	seed_tables(); /* back if an earlier input dropped them */
+	if (trace)
+		fprintf(stderr, "== input of %zu bytes\n", size);
 	if (!(u8(&in) & 1)) {
 		run(in.p, in.n, false, 0, 0);
 	} else {
