@@ -146,6 +146,10 @@ $(B)/fuzzmode/%.o: %.c
 	$(CC) $(ALL_CFLAGS) -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -c -o $@ $<
 $(B)/tests/replay_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay.o $(FUZZMODE_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) $(SODIUM_LIBS) -lm
+# fuzz_dispatch drives stratad's request path (sd_handle) against a real
+# store: its replay links the server, wire and store libraries as built.
+$(B)/tests/replay_dispatch: $(B)/tests/fuzz/fuzz_dispatch.o $(B)/tests/fuzz/replay.o $(SERVER_LIB) $(WIRE_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(SERVER_LIBS) -lpthread
 
 # ---- goals --------------------------------------------------------------
 TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)") \
@@ -204,12 +208,15 @@ tsan:
 	@TSAN_OPTIONS=halt_on_error=1 sh tests/run.sh $(TSAN_TESTS:%=build/tsan/tests/%)
 
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+# fuzz_dispatch also compiles the store and the server (sd_handle).
+FUZZ_DISPATCH_EXTRA = $(STORE_SRC) $(SERVER_SRC) $(LMDB_LIBS) $(SODIUM_LIBS) $(YAML_LIBS) -lpthread
 fuzz: $(B)/deps.mk
 	@sh .ci/deps --fuzz
 	@mkdir -p $(B)/fuzz
 	@set -e; for f in $(FUZZ_NAMES); do \
 	  echo "== fuzz $$f for $(FUZZ_SECONDS)s"; \
-	  clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $(B)/fuzz/$$f tests/fuzz/fuzz_$$f.c $(FORMAT_SRC) $(WIRE_SRC) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm; \
+	  extra=; [ $$f = dispatch ] && extra="$(FUZZ_DISPATCH_EXTRA)"; \
+	  clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $(B)/fuzz/$$f tests/fuzz/fuzz_$$f.c $(FORMAT_SRC) $(WIRE_SRC) $$extra $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm; \
 	  mkdir -p $(B)/fuzz/corpus-$$f; \
 	  $(B)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    $(B)/fuzz/corpus-$$f tests/fuzz/corpus/$$f; \

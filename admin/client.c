@@ -86,8 +86,8 @@ int sc_connect(const char *host, int timeout_ms, sc_client **out, struct wire_er
 	c->info.max_message_size = 1u << 20; /* nanomsg's default until HELLO says more */
 	c->info.max_batch_rows = 65536;
 	msgpack_packer *pk = sc_begin(c, WIRE_HELLO, 2);
-	wire_key_str(pk, 0, "strata-client");
-	wire_key_u64(pk, 1, WIRE_VERSION);
+	wire_key_str(pk, WIRE_HELLO_Q_CLIENT, "strata-client");
+	wire_key_u64(pk, WIRE_HELLO_Q_PROTOCOL, WIRE_VERSION);
 	const msgpack_object *b;
 	/* HELLO is cheap for a live daemon: a missing one is reported within
 	 * SC_HELLO_TIMEOUT_MS, not after a long request timeout. */
@@ -103,14 +103,27 @@ int sc_connect(const char *host, int timeout_ms, sc_client **out, struct wire_er
 		sc_close(c);
 		return rc;
 	}
-	uint64_t v;
-	wire_get_strbuf(b, 0, c->info.version, sizeof c->info.version);
-	if (wire_get_u64(b, 1, &v))
-		c->info.protocol = (uint32_t)v;
-	if (wire_get_u64(b, 2, &v) && v >= 4096)
-		c->info.max_message_size = v;
-	if (wire_get_u64(b, 3, &v) && v > 0 && v <= UINT32_MAX)
-		c->info.max_batch_rows = (uint32_t)v;
+	/* A reply key of the wrong type breaks the protocol; an absent one keeps
+	 * the default (an older daemon). */
+	uint64_t proto = WIRE_VERSION, maxmsg = c->info.max_message_size,
+		 maxrows = c->info.max_batch_rows;
+	if ((rc = wire_field_strbuf(b, "HELLO reply", WIRE_HELLO_R_VERSION, "server version",
+				    c->info.version, sizeof c->info.version, &err)) < 0 ||
+	    (rc = wire_field_u64(b, "HELLO reply", WIRE_HELLO_R_PROTOCOL, "protocol version",
+				 &proto, &err)) < 0 ||
+	    (rc = wire_field_u64(b, "HELLO reply", WIRE_HELLO_R_MAX_MESSAGE, "max_message_size",
+				 &maxmsg, &err)) < 0 ||
+	    (rc = wire_field_u64(b, "HELLO reply", WIRE_HELLO_R_MAX_ROWS, "max_batch_rows",
+				 &maxrows, &err)) < 0) {
+		rc = local_error(e, ST_EPROTO, err.msg);
+		sc_close(c);
+		return rc;
+	}
+	c->info.protocol = proto > UINT32_MAX ? UINT32_MAX : (uint32_t)proto;
+	if (maxmsg >= 4096)
+		c->info.max_message_size = maxmsg;
+	if (maxrows > 0 && maxrows <= UINT32_MAX)
+		c->info.max_batch_rows = (uint32_t)maxrows;
 	*out = c;
 	return 0;
 }
@@ -161,8 +174,12 @@ int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
 	struct st_err err;
 	size_t rlen;
 	*body = NULL;
-	if (c->out.buf.oom)
-		return local_error(e, ST_ENOMEM, "out of memory building a request");
+	int rc = wire_end(&c->out, &err);
+	if (rc != ST_OK) { /* a body of other than the pairs sc_begin announced, or no memory */
+		char m[ST_ERR_MSG_MAX];
+		snprintf(m, sizeof m, "%s request not sent: %s", wire_type_name(c->type), err.msg);
+		return local_error(e, rc, m);
+	}
 	if (c->out.buf.len > c->info.max_message_size) {
 		char m[256];
 		snprintf(m, sizeof m, "a %s request of %zu bytes is above the server's %llu-byte "
@@ -170,7 +187,7 @@ int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
 			 (unsigned long long)c->info.max_message_size);
 		return local_error(e, ST_ETOOBIG, m);
 	}
-	int rc = tp_call(c->sock, c->out.buf.data, c->out.buf.len, c->info.max_message_size, &c->rep, &rlen,
+	rc = tp_call(c->sock, c->out.buf.data, c->out.buf.len, c->info.max_message_size, &c->rep, &rlen,
 			 &err);
 	if (rc != ST_OK)
 		return local_error(e, rc, err.msg);

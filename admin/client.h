@@ -54,7 +54,10 @@ msgpack_packer *sc_begin(sc_client *c, int type, uint32_t nbody);
 struct wire_out *sc_out(sc_client *c);
 /* Bytes of the message so far (to keep batches under the limit). */
 size_t sc_pending(const sc_client *c);
-/* Send it and wait; *body = the reply body (NULL when it had none). */
+/* Send it and wait; *body = the reply body (NULL when it had none).
+ * Before sending, wire_end checks the body got exactly the nbody pairs
+ * sc_begin announced (ST_EINVAL naming the request otherwise, nothing
+ * sent). */
 int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e);
 
 /* Format an error for people: "message" plus where it happened. */

@@ -111,16 +111,16 @@ void wire_begin(struct wire_out *o, uint64_t id, int type, const uint8_t *client
 {
 	msgpack_packer *pk = &o->pk;
 	msgpack_pack_map(pk, 4 + (client ? 2 : 0));
-	wire_key_u64(pk, 0, WIRE_VERSION);
-	wire_key_u64(pk, 1, id);
-	wire_key_u64(pk, 2, (uint64_t)type);
+	wire_key_u64(pk, WIRE_ENV_VERSION, WIRE_VERSION);
+	wire_key_u64(pk, WIRE_ENV_ID, id);
+	wire_key_u64(pk, WIRE_ENV_TYPE, (uint64_t)type);
 	if (client) {
-		msgpack_pack_uint32(pk, 5);
+		msgpack_pack_uint32(pk, WIRE_ENV_CLIENT);
 		msgpack_pack_bin(pk, WIRE_CLIENT_ID_LEN);
 		msgpack_pack_bin_body(pk, client, WIRE_CLIENT_ID_LEN);
-		wire_key_u64(pk, 6, seq);
+		wire_key_u64(pk, WIRE_ENV_SEQ, seq);
 	}
-	msgpack_pack_uint32(pk, 3);
+	msgpack_pack_uint32(pk, WIRE_ENV_BODY);
 	msgpack_pack_map(pk, nbody);
 }
 
@@ -130,23 +130,23 @@ void wire_error_reply(struct wire_out *o, uint64_t id, int type, const struct wi
 	uint32_t n = 2 + !!e->table[0] + !!e->column[0] + (e->row >= 0) + (e->offset >= 0) +
 		     !!e->token[0];
 	msgpack_pack_map(pk, 4);
-	wire_key_u64(pk, 0, WIRE_VERSION);
-	wire_key_u64(pk, 1, id);
-	wire_key_u64(pk, 2, (uint64_t)type);
-	msgpack_pack_uint32(pk, 4);
+	wire_key_u64(pk, WIRE_ENV_VERSION, WIRE_VERSION);
+	wire_key_u64(pk, WIRE_ENV_ID, id);
+	wire_key_u64(pk, WIRE_ENV_TYPE, (uint64_t)type);
+	msgpack_pack_uint32(pk, WIRE_ENV_ERROR);
 	msgpack_pack_map(pk, n);
-	wire_key_i64(pk, 0, e->code);
-	wire_key_str(pk, 1, e->msg);
+	wire_key_i64(pk, WIRE_ERR_CODE, e->code);
+	wire_key_str(pk, WIRE_ERR_MSG, e->msg);
 	if (e->table[0])
-		wire_key_str(pk, 2, e->table);
+		wire_key_str(pk, WIRE_ERR_TABLE, e->table);
 	if (e->column[0])
-		wire_key_str(pk, 3, e->column);
+		wire_key_str(pk, WIRE_ERR_COLUMN, e->column);
 	if (e->row >= 0)
-		wire_key_u64(pk, 4, (uint64_t)e->row);
+		wire_key_u64(pk, WIRE_ERR_ROW, (uint64_t)e->row);
 	if (e->offset >= 0)
-		wire_key_u64(pk, 5, (uint64_t)e->offset);
+		wire_key_u64(pk, WIRE_ERR_OFFSET, (uint64_t)e->offset);
 	if (e->token[0])
-		wire_key_str(pk, 6, e->token);
+		wire_key_str(pk, WIRE_ERR_TOKEN, e->token);
 }
 
 static bool has_nulls(const struct st_vec *v, const uint32_t *sel, uint32_t nsel)
@@ -203,17 +203,17 @@ void wire_pack_batch(struct wire_out *o, uint32_t ncols, const char *const *name
 {
 	msgpack_packer *pk = &o->pk;
 	msgpack_pack_map(pk, 2);
-	wire_key_u64(pk, 0, nsel);
-	msgpack_pack_uint32(pk, 1);
+	wire_key_u64(pk, WIRE_BATCH_ROWS, nsel);
+	msgpack_pack_uint32(pk, WIRE_BATCH_COLUMNS);
 	msgpack_pack_array(pk, ncols);
 	for (uint32_t c = 0; c < ncols; c++) {
 		const struct st_vec *v = &cols[c];
 		bool nulls = has_nulls(v, sel, nsel), varlen = st_type_is_varlen(v->type);
 		msgpack_pack_map(pk, 3 + nulls + varlen);
-		wire_key_str(pk, 0, names[c]);
-		wire_key_u64(pk, 1, v->type);
+		wire_key_str(pk, WIRE_COL_NAME, names[c]);
+		wire_key_u64(pk, WIRE_COL_TYPE, v->type);
 		if (nulls) {
-			msgpack_pack_uint32(pk, 2);
+			msgpack_pack_uint32(pk, WIRE_COL_VALIDITY);
 			uint8_t *p = bin_room(o, (nsel + 7) / 8);
 			if (p) {
 				memset(p, 0, (nsel + 7) / 8);
@@ -224,7 +224,7 @@ void wire_pack_batch(struct wire_out *o, uint32_t ncols, const char *const *name
 		}
 		if (!varlen) {
 			size_t w = st_type_width(v->type);
-			msgpack_pack_uint32(pk, 3);
+			msgpack_pack_uint32(pk, WIRE_COL_DATA);
 			uint8_t *p = bin_room(o, w * nsel);
 			if (p && !sel) {
 				memcpy(p, v->data, w * nsel);
@@ -240,7 +240,7 @@ void wire_pack_batch(struct wire_out *o, uint32_t ncols, const char *const *name
 			continue;
 		}
 		uint64_t total = varlen_bytes(v, sel, nsel);
-		msgpack_pack_uint32(pk, 4);
+		msgpack_pack_uint32(pk, WIRE_COL_OFFSETS);
 		uint8_t *off = bin_room(o, 4 * ((size_t)nsel + 1));
 		if (off) {
 			uint32_t at = 0;
@@ -253,7 +253,7 @@ void wire_pack_batch(struct wire_out *o, uint32_t ncols, const char *const *name
 				st_put_le32(off + 4 * ((size_t)i + 1), at);
 			}
 		}
-		msgpack_pack_uint32(pk, 5);
+		msgpack_pack_uint32(pk, WIRE_COL_BYTES);
 		uint8_t *p = bin_room(o, total);
 		for (uint32_t i = 0; p && i < nsel; i++) {
 			const uint8_t *s;
@@ -277,6 +277,115 @@ const msgpack_object *wire_get(const msgpack_object *map, uint32_t key)
 			return &kv->val;
 	}
 	return NULL;
+}
+
+const char *wire_obj_type_name(const msgpack_object *o)
+{
+	if (!o)
+		return "absent";
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL: return "nil";
+	case MSGPACK_OBJECT_BOOLEAN: return "bool";
+	case MSGPACK_OBJECT_POSITIVE_INTEGER: return "uint";
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "int";
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64: return "float";
+	case MSGPACK_OBJECT_STR: return "str";
+	case MSGPACK_OBJECT_ARRAY: return "array";
+	case MSGPACK_OBJECT_MAP: return "map";
+	case MSGPACK_OBJECT_BIN: return "bin";
+	case MSGPACK_OBJECT_EXT: return "ext";
+	}
+	return "?";
+}
+
+/* The value of key, 0 when absent, or ST_EPROTO unless it is of type t
+ * (t2 an alternative, or -1). */
+static int field(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		 int t, int t2, const char *want, const msgpack_object **o, struct st_err *err)
+{
+	*o = wire_get(map, key);
+	if (!*o)
+		return 0;
+	if ((int)(*o)->type != t && (int)(*o)->type != t2)
+		return st_seterr(err, ST_EPROTO, "key %u (%s) of %s is a%s %s, expected %s", key, name,
+				 in, (*o)->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
+				 (*o)->type == MSGPACK_OBJECT_ARRAY || (*o)->type == MSGPACK_OBJECT_EXT ? "n" : "",
+				 wire_obj_type_name(*o), want);
+	return 1;
+}
+
+int wire_field_u64(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		   uint64_t *v, struct st_err *err)
+{
+	const msgpack_object *o;
+	int rc = field(map, in, key, name, MSGPACK_OBJECT_POSITIVE_INTEGER, -1, "uint", &o, err);
+	if (rc == 1)
+		*v = o->via.u64;
+	return rc;
+}
+
+int wire_field_i64(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		   int64_t *v, struct st_err *err)
+{
+	const msgpack_object *o;
+	int rc = field(map, in, key, name, MSGPACK_OBJECT_POSITIVE_INTEGER,
+		       MSGPACK_OBJECT_NEGATIVE_INTEGER, "int", &o, err);
+	if (rc == 1 && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 > INT64_MAX)
+		return st_seterr(err, ST_EPROTO, "key %u (%s) of %s is %llu, above the int64 range",
+				 key, name, in, (unsigned long long)o->via.u64);
+	if (rc == 1)
+		*v = o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)o->via.u64 : o->via.i64;
+	return rc;
+}
+
+int wire_field_bool(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		    bool *v, struct st_err *err)
+{
+	const msgpack_object *o;
+	int rc = field(map, in, key, name, MSGPACK_OBJECT_BOOLEAN, -1, "bool", &o, err);
+	if (rc == 1)
+		*v = o->via.boolean;
+	return rc;
+}
+
+int wire_field_str(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		   const char **s, uint32_t *len, struct st_err *err)
+{
+	const msgpack_object *o;
+	int rc = field(map, in, key, name, MSGPACK_OBJECT_STR, -1, "str", &o, err);
+	if (rc == 1) {
+		*s = o->via.str.size ? o->via.str.ptr : "";
+		*len = o->via.str.size;
+	}
+	return rc;
+}
+
+int wire_field_strbuf(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		      char *buf, size_t len, struct st_err *err)
+{
+	const msgpack_object *o;
+	int rc = field(map, in, key, name, MSGPACK_OBJECT_STR, -1, "str", &o, err);
+	if (rc != 1)
+		return rc;
+	if (o->via.str.size >= len)
+		return st_seterr(err, ST_EINVAL, "key %u (%s) of %s is %u bytes long; at most %zu",
+				 key, name, in, o->via.str.size, len - 1);
+	if (!wire_obj_strbuf(o, buf, len))
+		return st_seterr(err, ST_EINVAL, "key %u (%s) of %s holds a NUL byte", key, name, in);
+	return 1;
+}
+
+int wire_field_map(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		   const msgpack_object **o, struct st_err *err)
+{
+	return field(map, in, key, name, MSGPACK_OBJECT_MAP, -1, "map", o, err);
+}
+
+int wire_field_array(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		     const msgpack_object **o, struct st_err *err)
+{
+	return field(map, in, key, name, MSGPACK_OBJECT_ARRAY, -1, "array", o, err);
 }
 
 bool wire_get_u64(const msgpack_object *map, uint32_t key, uint64_t *v)
@@ -362,7 +471,7 @@ char *wire_get_strdup(const msgpack_object *map, uint32_t key)
  * message declaring 2^32 elements makes it ask for 100 GB. After the walk,
  * what msgpack-c allocates is bounded by the message's size.
  */
-static bool precheck(const uint8_t *p, size_t len)
+static bool walk(const uint8_t *p, size_t len, size_t *end)
 {
 	size_t off = 0, pending = 1, objects = 0;
 	while (pending > 0) {
@@ -423,7 +532,30 @@ static bool precheck(const uint8_t *p, size_t len)
 		if (pending > len - off + 1)
 			return false;
 	}
+	*end = off;
 	return true;
+}
+
+static bool precheck(const uint8_t *p, size_t len)
+{
+	size_t end;
+	return walk(p, len, &end);
+}
+
+int wire_end(struct wire_out *o, struct st_err *err)
+{
+	size_t end = 0;
+	if (o->buf.oom)
+		return st_seterr(err, ST_ENOMEM, "out of memory building a message");
+	if (!walk(o->buf.data, o->buf.len, &end))
+		return st_seterr(err, ST_EINVAL, "message of %zu bytes is incomplete: a map or "
+				 "array got fewer pairs or elements than it announced (a bug)",
+				 o->buf.len);
+	if (end != o->buf.len)
+		return st_seterr(err, ST_EINVAL, "message has %zu bytes after its msgpack value: a "
+				 "map or array got more pairs or elements than it announced (a bug)",
+				 o->buf.len - end);
+	return ST_OK;
 }
 
 int wire_parse(const void *buf, size_t len, struct wire_msg *m, struct st_err *err)
@@ -443,24 +575,24 @@ int wire_parse(const void *buf, size_t len, struct wire_msg *m, struct st_err *e
 	const msgpack_object *root = &m->up.data;
 	if (root->type != MSGPACK_OBJECT_MAP)
 		return st_seterr(err, ST_EPROTO, "message is not a msgpack map");
-	if (!wire_get_u64(root, 0, &v) || v > UINT32_MAX)
+	if (!wire_get_u64(root, WIRE_ENV_VERSION, &v) || v > UINT32_MAX)
 		return st_seterr(err, ST_EPROTO, "message has no protocol version (key 0)");
 	m->version = (uint32_t)v;
-	if (!wire_get_u64(root, 1, &m->id))
+	if (!wire_get_u64(root, WIRE_ENV_ID, &m->id))
 		return st_seterr(err, ST_EPROTO, "message has no request id (key 1)");
-	if (!wire_get_u64(root, 2, &v) || v > 0xffff)
+	if (!wire_get_u64(root, WIRE_ENV_TYPE, &v) || v > 0xffff)
 		return st_seterr(err, ST_EPROTO, "message has no request type (key 2)");
 	m->type = (int)v;
-	m->body = wire_get(root, 3);
+	m->body = wire_get(root, WIRE_ENV_BODY);
 	if (m->body && m->body->type != MSGPACK_OBJECT_MAP)
 		return st_seterr(err, ST_EPROTO, "message body (key 3) is not a map");
-	m->error = wire_get(root, 4);
+	m->error = wire_get(root, WIRE_ENV_ERROR);
 	if (m->error && m->error->type != MSGPACK_OBJECT_MAP)
 		return st_seterr(err, ST_EPROTO, "message error (key 4) is not a map");
-	const msgpack_object *c = wire_get(root, 5);
+	const msgpack_object *c = wire_get(root, WIRE_ENV_CLIENT);
 	if (c) {
 		if (c->type != MSGPACK_OBJECT_BIN || c->via.bin.size != WIRE_CLIENT_ID_LEN ||
-		    !wire_get_u64(root, 6, &m->seq))
+		    !wire_get_u64(root, WIRE_ENV_SEQ, &m->seq))
 			return st_seterr(err, ST_EPROTO,
 					 "message client id (key 5) must be 16 bytes with a sequence "
 					 "number (key 6)");
@@ -486,21 +618,23 @@ void wire_error_set(struct wire_error *e, int code, const char *msg)
 void wire_error_decode(const msgpack_object *m, struct wire_error *e)
 {
 	int64_t code = ST_EPROTO, v;
-	wire_get_i64(m, 0, &code);
+	wire_get_i64(m, WIRE_ERR_CODE, &code);
+	if (code < INT32_MIN || code > INT32_MAX)
+		code = ST_EPROTO;
 	wire_error_set(e, (int)code, NULL);
-	if (!wire_get_strbuf(m, 1, e->msg, sizeof e->msg)) {
+	if (!wire_get_strbuf(m, WIRE_ERR_MSG, e->msg, sizeof e->msg)) {
 		const char *s;
 		uint32_t n;
-		if (wire_get_str(m, 1, &s, &n)) /* too long: keep what fits */
+		if (wire_get_str(m, WIRE_ERR_MSG, &s, &n)) /* too long: keep what fits */
 			snprintf(e->msg, sizeof e->msg, "%.*s", (int)n, s);
 	}
-	wire_get_strbuf(m, 2, e->table, sizeof e->table);
-	wire_get_strbuf(m, 3, e->column, sizeof e->column);
-	if (wire_get_i64(m, 4, &v) && v >= 0)
+	wire_get_strbuf(m, WIRE_ERR_TABLE, e->table, sizeof e->table);
+	wire_get_strbuf(m, WIRE_ERR_COLUMN, e->column, sizeof e->column);
+	if (wire_get_i64(m, WIRE_ERR_ROW, &v) && v >= 0)
 		e->row = v;
-	if (wire_get_i64(m, 5, &v) && v >= 0)
+	if (wire_get_i64(m, WIRE_ERR_OFFSET, &v) && v >= 0)
 		e->offset = v;
-	wire_get_strbuf(m, 6, e->token, sizeof e->token);
+	wire_get_strbuf(m, WIRE_ERR_TOKEN, e->token, sizeof e->token);
 }
 
 /* The bytes of bin key `key` of map, or NULL with *n = 0 when absent. */
@@ -536,8 +670,8 @@ int wire_batch_decode(const msgpack_object *o, uint32_t max_rows, struct wire_ba
 {
 	uint64_t rows;
 	memset(b, 0, sizeof *b);
-	const msgpack_object *cols = wire_get(o, 1);
-	if (!o || o->type != MSGPACK_OBJECT_MAP || !wire_get_u64(o, 0, &rows) || !cols ||
+	const msgpack_object *cols = wire_get(o, WIRE_BATCH_COLUMNS);
+	if (!o || o->type != MSGPACK_OBJECT_MAP || !wire_get_u64(o, WIRE_BATCH_ROWS, &rows) || !cols ||
 	    cols->type != MSGPACK_OBJECT_ARRAY)
 		return st_seterr(err, ST_EPROTO, "a batch must be a map of rows (key 0) and columns "
 				 "(key 1)");
@@ -560,19 +694,19 @@ int wire_batch_decode(const msgpack_object *o, uint32_t max_rows, struct wire_ba
 		uint64_t type;
 		bool bad = false;
 		b->ncols = c + 1;
-		if (!(b->names[c] = wire_get_strdup(m, 0)) || !b->names[c][0] ||
+		if (!(b->names[c] = wire_get_strdup(m, WIRE_COL_NAME)) || !b->names[c][0] ||
 		    strlen(b->names[c]) > ST_NAME_MAX)
 			return st_seterr(err, ST_EPROTO, "batch column %u has no valid name", c);
-		if (!wire_get_u64(m, 1, &type) || !st_type_is_supported((int)type) || type > 255)
+		if (!wire_get_u64(m, WIRE_COL_TYPE, &type) || !st_type_is_supported((int)type) || type > 255)
 			return st_seterr(err, ST_EPROTO, "batch column '%s' has an unknown type",
 					 b->names[c]);
 		v->type = (uint8_t)type;
 		v->n = b->nrows;
 		uint32_t nvalid, ndata, noff, nbytes;
-		const uint8_t *valid = get_bin(m, 2, &nvalid, &bad);
-		const uint8_t *data = get_bin(m, 3, &ndata, &bad);
-		const uint8_t *off = get_bin(m, 4, &noff, &bad);
-		const uint8_t *bytes = get_bin(m, 5, &nbytes, &bad);
+		const uint8_t *valid = get_bin(m, WIRE_COL_VALIDITY, &nvalid, &bad);
+		const uint8_t *data = get_bin(m, WIRE_COL_DATA, &ndata, &bad);
+		const uint8_t *off = get_bin(m, WIRE_COL_OFFSETS, &noff, &bad);
+		const uint8_t *bytes = get_bin(m, WIRE_COL_BYTES, &nbytes, &bad);
 		if (bad || (valid && nvalid != (rows + 7) / 8))
 			return st_seterr(err, ST_EPROTO, "batch column '%s': bad validity bitmap",
 					 b->names[c]);

@@ -8,10 +8,20 @@
  * msgpack_pack_* functions or the wire_key_* helpers. A whole error reply is
  * wire_error_reply.
  *
+ * wire_end closes the message: it checks that the bytes packed are exactly
+ * one complete msgpack value, i.e. that every map and array got the pairs
+ * and elements it announced.
+ *
  * Reading: wire_parse decodes one message into a msgpack object tree that
  * references the message bytes (keep them alive until wire_msg_fini). The
- * wire_get_* helpers look up integer keys of a map and check types; they
- * return false when the key is absent or of another type.
+ * wire_field_* getters look up integer keys of a map and tell present (1),
+ * absent (0) and mistyped (ST_EPROTO, with an st_err naming the key) apart.
+ * The older wire_get_* bool getters return false for both absent and
+ * mistyped; they are deprecated (kept for admin/strata_main.c until it is
+ * converted).
+ *
+ * Key numbers: one enum per table of PROTOCOL.md, with the table's numbers
+ * written out; code uses the names, never literals.
  *
  * Thread safety: none of these functions share state.
  */
@@ -56,6 +66,229 @@ enum wire_type {
 	WIRE_COMPACT = 54,
 };
 
+/* ---- key numbers (PROTOCOL.md) ----------------------------------------- */
+
+/* §2 envelope keys. */
+enum wire_env_key {
+	WIRE_ENV_VERSION = 0, /* uint: protocol version */
+	WIRE_ENV_ID = 1,      /* uint64: request id */
+	WIRE_ENV_TYPE = 2,    /* uint: request type */
+	WIRE_ENV_BODY = 3,    /* map: body */
+	WIRE_ENV_ERROR = 4,   /* map: error (replies) */
+	WIRE_ENV_CLIENT = 5,  /* bin 16: client id */
+	WIRE_ENV_SEQ = 6,     /* uint64: client sequence number */
+};
+
+/* §2.1 error keys. */
+enum wire_err_key {
+	WIRE_ERR_CODE = 0,   /* int */
+	WIRE_ERR_MSG = 1,    /* str */
+	WIRE_ERR_TABLE = 2,  /* str */
+	WIRE_ERR_COLUMN = 3, /* str */
+	WIRE_ERR_ROW = 4,    /* uint */
+	WIRE_ERR_OFFSET = 5, /* uint */
+	WIRE_ERR_TOKEN = 6,  /* str */
+};
+
+/* §3 `at` map keys and kinds. */
+enum wire_at_key {
+	WIRE_AT_KIND = 0,  /* uint: enum wire_at_kind */
+	WIRE_AT_VALUE = 1, /* int: version, µs or LSN */
+};
+enum wire_at_kind {
+	WIRE_AT_LATEST = 0,
+	WIRE_AT_VERSION = 1,
+	WIRE_AT_TIME = 2, /* µs since the epoch, UTC */
+	WIRE_AT_LSN = 3,
+};
+
+/* §3 commit result keys. */
+enum wire_result_key {
+	WIRE_RESULT_VERSION = 0, /* uint */
+	WIRE_RESULT_LSN = 1,     /* uint */
+	WIRE_RESULT_TIME = 2,    /* int: µs */
+	WIRE_RESULT_ROWS = 3,    /* uint */
+	WIRE_RESULT_NOOP = 4,    /* bool */
+	WIRE_RESULT_NKEYS = 5,   /* pairs of the map */
+};
+
+/* §3 request and reply body keys, one enum per type (Q = request, R = reply). */
+enum wire_hello_key { WIRE_HELLO_Q_CLIENT = 0, WIRE_HELLO_Q_PROTOCOL = 1 };
+enum wire_hello_reply {
+	WIRE_HELLO_R_VERSION = 0,
+	WIRE_HELLO_R_PROTOCOL = 1,
+	WIRE_HELLO_R_MAX_MESSAGE = 2,
+	WIRE_HELLO_R_MAX_ROWS = 3,
+	WIRE_HELLO_R_NKEYS = 4,
+};
+enum wire_status_reply {
+	WIRE_STATUS_R_VERSION = 0,
+	WIRE_STATUS_R_UPTIME = 1,
+	WIRE_STATUS_R_DATA_DIR = 2,
+	WIRE_STATUS_R_TABLES = 3,
+	WIRE_STATUS_R_LSN = 4,
+	WIRE_STATUS_R_DISK = 5,
+	WIRE_STATUS_R_PID = 6,
+	WIRE_STATUS_R_LOADS = 7,
+	WIRE_STATUS_R_CURSORS = 8,
+	WIRE_STATUS_R_NKEYS = 9,
+};
+enum wire_create_key {
+	WIRE_CREATE_Q_TABLE = 0,
+	WIRE_CREATE_Q_COLUMNS = 1,
+	WIRE_CREATE_Q_PARTITION = 2,
+	WIRE_CREATE_Q_PROPERTIES = 3,
+	WIRE_CREATE_Q_MODE = 4, /* enum wire_create_mode */
+};
+enum wire_create_mode { WIRE_CREATE_ERROR = 0, WIRE_CREATE_IGNORE = 1, WIRE_CREATE_REPLACE = 2 };
+enum wire_create_reply { WIRE_CREATE_R_VERSION = 0 };
+enum wire_tables_reply { WIRE_TABLES_R_NAMES = 0 };
+enum wire_describe_key { WIRE_DESCRIBE_Q_TABLE = 0, WIRE_DESCRIBE_Q_VERSION = 1 };
+enum wire_describe_reply {
+	WIRE_DESCRIBE_R_TABLE = 0,
+	WIRE_DESCRIBE_R_VERSION = 1,
+	WIRE_DESCRIBE_R_COLUMNS = 2,
+	WIRE_DESCRIBE_R_PARTITION = 3,
+	WIRE_DESCRIBE_R_PROPERTIES = 4,
+	WIRE_DESCRIBE_R_CONSTRAINTS = 5,
+	WIRE_DESCRIBE_R_FILES = 6,
+	WIRE_DESCRIBE_R_ROWS = 7,
+	WIRE_DESCRIBE_R_BYTES = 8,
+	WIRE_DESCRIBE_R_NKEYS = 9,
+};
+enum wire_drop_key { WIRE_DROP_Q_TABLE = 0 };
+enum wire_alter_key {
+	WIRE_ALTER_Q_TABLE = 0,
+	WIRE_ALTER_Q_OP = 1, /* enum wire_alter_op */
+	WIRE_ALTER_Q_ARG1 = 2,
+	WIRE_ALTER_Q_ARG2 = 3,
+	WIRE_ALTER_Q_TYPE = 4,
+};
+/* §3.3 ALTER operations: fixed wire numbers, mapped to st_alter_op by the
+ * server (never the in-memory enum's order). */
+enum wire_alter_op {
+	WIRE_ALTER_ADD_COLUMN = 0,
+	WIRE_ALTER_RENAME_COLUMN = 1,
+	WIRE_ALTER_DROP_COLUMN = 2,
+	WIRE_ALTER_SET_PROPERTY = 3,
+	WIRE_ALTER_UNSET_PROPERTY = 4,
+	WIRE_ALTER_SET_NOT_NULL = 5,
+	WIRE_ALTER_DROP_NOT_NULL = 6,
+	WIRE_ALTER_ADD_CONSTRAINT = 7,
+	WIRE_ALTER_DROP_CONSTRAINT = 8,
+};
+enum wire_alter_reply { WIRE_ALTER_R_VERSION = 0 };
+enum wire_write_key { WIRE_WRITE_Q_TABLE = 0, WIRE_WRITE_Q_OPTIONS = 1, WIRE_WRITE_Q_BATCH = 2 };
+enum wire_load_begin_key {
+	WIRE_LOAD_BEGIN_Q_TABLE = 0,
+	WIRE_LOAD_BEGIN_Q_OPTIONS = 1,
+	WIRE_LOAD_BEGIN_Q_HEADER = 2,
+};
+enum wire_load_begin_reply { WIRE_LOAD_BEGIN_R_ID = 0 };
+enum wire_load_data_key {
+	WIRE_LOAD_DATA_Q_ID = 0,
+	WIRE_LOAD_DATA_Q_BATCH = 1,
+	WIRE_LOAD_DATA_Q_NUMBER = 2,
+};
+enum wire_load_data_reply { WIRE_LOAD_DATA_R_ROWS = 0 };
+enum wire_load_end_key { WIRE_LOAD_END_Q_ID = 0 }; /* LOAD_COMMIT and LOAD_ABORT */
+enum wire_scan_key {
+	WIRE_SCAN_Q_TABLE = 0,
+	WIRE_SCAN_Q_COLUMNS = 1,
+	WIRE_SCAN_Q_PREDICATE = 2,
+	WIRE_SCAN_Q_AT = 3,
+	WIRE_SCAN_Q_LIMIT = 4,
+};
+enum wire_scan_reply {
+	WIRE_SCAN_R_CURSOR = 0,
+	WIRE_SCAN_R_BATCH = 1,
+	WIRE_SCAN_R_VERSION = 2,
+	WIRE_SCAN_R_COLUMNS = 3,
+	WIRE_SCAN_R_NKEYS = 4,
+};
+enum wire_scan_next_key { WIRE_SCAN_NEXT_Q_CURSOR = 0 }; /* SCAN_NEXT and SCAN_CLOSE */
+enum wire_scan_next_reply {
+	WIRE_SCAN_NEXT_R_CURSOR = 0,
+	WIRE_SCAN_NEXT_R_BATCH = 1,
+	WIRE_SCAN_NEXT_R_NKEYS = 2,
+};
+enum wire_query_key {
+	WIRE_QUERY_Q_TABLE = 0,
+	WIRE_QUERY_Q_GROUP_BY = 1,
+	WIRE_QUERY_Q_AGGREGATES = 2,
+	WIRE_QUERY_Q_PREDICATE = 3,
+	WIRE_QUERY_Q_AT = 4,
+};
+enum wire_query_reply {
+	WIRE_QUERY_R_BATCH = 0,
+	WIRE_QUERY_R_VERSION = 1,
+	WIRE_QUERY_R_MATCHED = 2,
+	WIRE_QUERY_R_NKEYS = 3,
+};
+enum wire_history_key { WIRE_HISTORY_Q_TABLE = 0, WIRE_HISTORY_Q_LIMIT = 1 };
+enum wire_history_reply { WIRE_HISTORY_R_COMMITS = 0 };
+/* The map of one commit in a HISTORY reply. */
+enum wire_commit_key {
+	WIRE_COMMIT_VERSION = 0,
+	WIRE_COMMIT_TIME = 1,
+	WIRE_COMMIT_OPERATION = 2,
+	WIRE_COMMIT_PARAMETERS = 3,
+	WIRE_COMMIT_READ_VERSION = 4,
+	WIRE_COMMIT_ISOLATION = 5,
+	WIRE_COMMIT_ROWS_ADDED = 6,
+	WIRE_COMMIT_ROWS_REMOVED = 7,
+	WIRE_COMMIT_FILES_ADDED = 8,
+	WIRE_COMMIT_FILES_REMOVED = 9,
+	WIRE_COMMIT_BYTES_ADDED = 10,
+	WIRE_COMMIT_DURATION = 11,
+	WIRE_COMMIT_NKEYS = 12,
+};
+enum wire_restore_key { WIRE_RESTORE_Q_TABLE = 0, WIRE_RESTORE_Q_AT = 1 };
+enum wire_vacuum_key {
+	WIRE_VACUUM_Q_TABLE = 0,
+	WIRE_VACUUM_Q_RETAIN = 1,
+	WIRE_VACUUM_Q_DRY_RUN = 2,
+	WIRE_VACUUM_Q_FORCE = 3,
+};
+enum wire_vacuum_reply {
+	WIRE_VACUUM_R_FILES = 0,
+	WIRE_VACUUM_R_BYTES = 1,
+	WIRE_VACUUM_R_PATHS = 2,
+	WIRE_VACUUM_R_PINNED = 3,
+	WIRE_VACUUM_R_OLDEST = 4,
+	WIRE_VACUUM_R_PRUNED = 5,
+	WIRE_VACUUM_R_NKEYS = 6,
+};
+enum wire_verify_reply {
+	WIRE_VERIFY_R_SEGMENTS = 0,
+	WIRE_VERIFY_R_COMMITS = 1,
+	WIRE_VERIFY_R_PROBLEMS = 2,
+	WIRE_VERIFY_R_NKEYS = 3,
+};
+enum wire_compact_key { WIRE_COMPACT_Q_TABLE = 0 };
+
+/* §3.1 write options keys and modes. */
+enum wire_wopt_key {
+	WIRE_WOPT_MODE = 0,             /* uint: enum wire_write_mode */
+	WIRE_WOPT_MERGE_SCHEMA = 1,     /* bool */
+	WIRE_WOPT_OVERWRITE_SCHEMA = 2, /* bool */
+	WIRE_WOPT_REPLACE_WHERE = 3,    /* str */
+	WIRE_WOPT_APP_ID = 4,           /* str */
+	WIRE_WOPT_APP_VERSION = 5,      /* uint */
+};
+enum wire_write_mode { WIRE_WRITE_APPEND = 0, WIRE_WRITE_OVERWRITE = 1 };
+
+/* §3.2 batch keys and column keys. */
+enum wire_batch_key { WIRE_BATCH_ROWS = 0, WIRE_BATCH_COLUMNS = 1 };
+enum wire_col_key {
+	WIRE_COL_NAME = 0,     /* str */
+	WIRE_COL_TYPE = 1,     /* uint: format/types.h type id */
+	WIRE_COL_VALIDITY = 2, /* bin */
+	WIRE_COL_DATA = 3,     /* bin: fixed-width values */
+	WIRE_COL_OFFSETS = 4,  /* bin: u32 LE offsets */
+	WIRE_COL_BYTES = 5,    /* bin: string/binary bytes */
+};
+
 /* Name of a request type ("LOAD_DATA"), or "?" */
 const char *wire_type_name(int type);
 /* True for requests that must carry (client, seq) and are deduplicated. */
@@ -89,6 +322,14 @@ void wire_out_fini(struct wire_out *o);
  * when client is not NULL. */
 void wire_begin(struct wire_out *o, uint64_t id, int type, const uint8_t *client, uint64_t seq,
 		uint32_t nbody);
+/*
+ * Close the message in o: check that its bytes are exactly one complete
+ * msgpack value, so that every map (the body's nbody pairs included) and
+ * array got what it announced. A shortfall or a surplus is a bug of the
+ * code that packed it: ST_EINVAL with a message saying so (not an assert,
+ * so tests can hit it). ST_ENOMEM when the buffer ran out of memory.
+ */
+int wire_end(struct wire_out *o, struct st_err *err);
 /* A whole error reply. */
 void wire_error_reply(struct wire_out *o, uint64_t id, int type, const struct wire_error *e);
 
@@ -140,15 +381,51 @@ void wire_msg_fini(struct wire_msg *m);
 
 /* The value of integer key `key` in map (NULL if map is not a map or the key is absent). */
 const msgpack_object *wire_get(const msgpack_object *map, uint32_t key);
+
+/*
+ * Typed getters that tell absent from mistyped. Each looks up integer key
+ * `key` of map (a NULL map has no keys) and returns
+ *   1          present and of the type: *v is set,
+ *   0          absent: *v is untouched (the caller's default stays),
+ *   ST_EPROTO  present with another type, err says so naming the key:
+ *              "key 2 (predicate) of SCAN is a uint, expected str"
+ *              (`in` names the map, e.g. "SCAN" or "write options of WRITE";
+ *              `name` the key).
+ * wire_field_strbuf also returns ST_EINVAL when the string does not fit
+ * len - 1 bytes or holds a NUL byte. Strings point into the message.
+ */
+int wire_field_u64(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		   uint64_t *v, struct st_err *err);
+/* Accepts a positive or negative integer that fits int64. */
+int wire_field_i64(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		   int64_t *v, struct st_err *err);
+int wire_field_bool(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		    bool *v, struct st_err *err);
+int wire_field_str(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		   const char **s, uint32_t *len, struct st_err *err);
+int wire_field_strbuf(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		      char *buf, size_t len, struct st_err *err);
+/* A map, array or bin value: *o points at it. */
+int wire_field_map(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		   const msgpack_object **o, struct st_err *err);
+int wire_field_array(const msgpack_object *map, const char *in, uint32_t key, const char *name,
+		     const msgpack_object **o, struct st_err *err);
+/* The msgpack type of o in the words of PROTOCOL.md: "uint", "int", "str",
+ * "bin", "map", "array", "bool", "nil", "float", "ext" ("absent" for NULL). */
+const char *wire_obj_type_name(const msgpack_object *o);
+
+/* Deprecated: false both when the key is absent and when it is mistyped.
+ * Use wire_field_*; kept for admin/strata_main.c until it is converted. */
 bool wire_get_u64(const msgpack_object *map, uint32_t key, uint64_t *v);
 bool wire_get_i64(const msgpack_object *map, uint32_t key, int64_t *v);
 bool wire_get_bool(const msgpack_object *map, uint32_t key, bool *v);
-/* A string value (not NUL-terminated; points into the message). */
+/* Deprecated (see wire_field_str). A string value (not NUL-terminated;
+ * points into the message). */
 bool wire_get_str(const msgpack_object *map, uint32_t key, const char **s, uint32_t *len);
-/* Copy a string value into buf (NUL-terminated); false if absent, not a
- * string, longer than len - 1 or holding a NUL byte. */
+/* Deprecated (see wire_field_strbuf). Copy a string value into buf
+ * (NUL-terminated); false if absent, not a string, longer than len - 1 or holding a NUL byte. */
 bool wire_get_strbuf(const msgpack_object *map, uint32_t key, char *buf, size_t len);
-/* A string value as a malloc'ed NUL-terminated copy, or NULL. */
+/* Deprecated. A string value as a malloc'ed NUL-terminated copy, or NULL. */
 char *wire_get_strdup(const msgpack_object *map, uint32_t key);
 /* Copy a msgpack string object into buf (as wire_get_strbuf). */
 bool wire_obj_strbuf(const msgpack_object *o, char *buf, size_t len);

@@ -3,7 +3,9 @@
  * the socket (format/PROTOCOL.md): the envelope, the error map, and a batch
  * in the body's key 1 or 2. A batch that decodes must re-encode to a batch
  * that decodes to the same rows (abort otherwise). Hostile bytes must give
- * an error, never a crash.
+ * an error, never a crash. The typed getters (wire_field_*) must tell a
+ * present key from an absent one on any body, and a re-encoded message
+ * must pass wire_end.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,7 @@ static void same_after_reencode(const struct wire_batch *b)
 	wire_begin(&o, 1, WIRE_WRITE, NULL, 0, 1);
 	msgpack_pack_uint32(&o.pk, 2);
 	wire_pack_batch(&o, b->ncols, (const char *const *)b->names, b->cols, NULL, b->nrows);
-	if (wire_parse(o.buf.data, o.buf.len, &m, NULL) != ST_OK ||
+	if (wire_end(&o, NULL) != ST_OK || wire_parse(o.buf.data, o.buf.len, &m, NULL) != ST_OK ||
 	    wire_batch_decode(wire_get(m.body, 2), UINT32_MAX, &d, NULL) != ST_OK ||
 	    d.nrows != b->nrows || d.ncols != b->ncols)
 		abort();
@@ -66,6 +68,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		char buf[64];
 		wire_get_strbuf(m.body, 0, buf, sizeof buf);
+		/* The typed getters: 1, 0 or an error, never anything else; an
+		 * error comes with a message naming the key. */
+		for (uint32_t key = 0; key < 8; key++) {
+			struct st_err err;
+			uint64_t u;
+			int64_t i;
+			bool b;
+			const char *p;
+			uint32_t n;
+			const msgpack_object *o;
+			int r[7] = {
+				wire_field_u64(m.body, "fuzz", key, "k", &u, &err),
+				wire_field_i64(m.body, "fuzz", key, "k", &i, &err),
+				wire_field_bool(m.body, "fuzz", key, "k", &b, &err),
+				wire_field_str(m.body, "fuzz", key, "k", &p, &n, &err),
+				wire_field_strbuf(m.body, "fuzz", key, "k", buf, sizeof buf, &err),
+				wire_field_map(m.body, "fuzz", key, "k", &o, &err),
+				wire_field_array(m.body, "fuzz", key, "k", &o, &err)};
+			bool present = wire_get(m.body, key) != NULL;
+			for (int k = 0; k < 7; k++)
+				if (r[k] != 1 && r[k] != 0 && r[k] != ST_EPROTO && r[k] != ST_EINVAL)
+					abort();
+				else if ((r[k] == 0) == present)
+					abort();
+		}
 	}
 	wire_msg_fini(&m);
 	return 0;

@@ -9,7 +9,16 @@
  * the daemon's NN_RCVMAXSIZE, a batch whose lengths lie, and a client that
  * vanishes in the middle of a load (TABLE must be an existing table with
  * the benchmark schema; the load must never show up). After each, a new
- * client must still be served. Closes with "N passed, N failed".
+ * client must still be served.
+ *
+ * Then every request type of PROTOCOL.md §3 with an empty body, a
+ * truncated body and, key by key, a body whose one key has the wrong type
+ * (the others valid): the reply must be ST_EPROTO naming the key (or, for
+ * an empty body, the first required key; success for types that have
+ * none), and the daemon must still answer PING after each. Also: the
+ * requests that once killed the daemon (WRITE {0: table} and
+ * {0: table, 1: "x"}), mistyped keys of nested maps, and wire_end refusing
+ * a body of fewer pairs than announced. Closes with "N passed, N failed".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,28 +42,37 @@ static void check(bool cond, const char *name)
 }
 
 /* Send raw bytes on a fresh REQ socket; return the error code of the
- * reply, 0 if it was no error, or -1 when no reply came. */
-static int raw(const void *buf, size_t len, size_t max_msg)
+ * reply (its error in *e when e is not NULL), 0 if it was no error, or -1
+ * when no reply came. */
+static int raw_err(const void *buf, size_t len, size_t max_msg, struct wire_error *e)
 {
 	int sock, code = -1;
 	struct st_err err;
 	void *rep;
 	size_t rlen;
+	struct wire_error dummy;
+	if (!e)
+		e = &dummy;
+	wire_error_set(e, 0, "");
 	if (tp_connect(host, 2000, max_msg, &sock, &err) != ST_OK)
 		return -1;
 	if (tp_call(sock, buf, len, max_msg, &rep, &rlen, &err) == ST_OK) {
 		struct wire_msg m;
 		if (wire_parse(rep, rlen, &m, &err) == ST_OK) {
-			struct wire_error e = {0};
 			if (m.error)
-				wire_error_decode(m.error, &e);
-			code = m.error ? e.code : 0;
+				wire_error_decode(m.error, e);
+			code = m.error ? e->code : 0;
 		}
 		wire_msg_fini(&m);
 		tp_free(rep);
 	}
 	tp_close(sock);
 	return code;
+}
+
+static int raw(const void *buf, size_t len, size_t max_msg)
+{
+	return raw_err(buf, len, max_msg, NULL);
 }
 
 static bool still_serves(void)
@@ -89,6 +107,196 @@ static size_t envelope(msgpack_sbuffer *sb, uint32_t version, int type, bool cli
 		wire_key_u64(&pk, 6, 1);
 	}
 	return sb->size;
+}
+
+/* ---- every request type, empty, truncated and mistyped ---------------------- */
+
+/* The keys of a request body (PROTOCOL.md §3) and their types: s str,
+ * u uint, i int, b bool, m map, a array. */
+static const struct req_spec {
+	int type;
+	const char *keys; /* types of keys 0, 1, ... */
+	bool required;    /* key 0 is required (else no key is) */
+} specs[] = {
+	{WIRE_HELLO, "su", false},  {WIRE_PING, "", false},        {WIRE_STATUS, "", false},
+	{WIRE_CREATE, "saamu", true}, {WIRE_TABLES, "", false},     {WIRE_DESCRIBE, "su", true},
+	{WIRE_DROP, "s", true},     {WIRE_ALTER, "sussu", true},   {WIRE_WRITE, "smm", true},
+	{WIRE_LOAD_BEGIN, "smm", true}, {WIRE_LOAD_DATA, "umu", true}, {WIRE_LOAD_COMMIT, "u", true},
+	{WIRE_LOAD_ABORT, "u", true}, {WIRE_SCAN, "sasmu", true},  {WIRE_SCAN_NEXT, "u", true},
+	{WIRE_SCAN_CLOSE, "u", true}, {WIRE_QUERY, "saasm", true}, {WIRE_HISTORY, "su", true},
+	{WIRE_RESTORE, "sm", true}, {WIRE_VACUUM, "sibb", true},  {WIRE_VERIFY, "", false},
+	{WIRE_COMPACT, "s", true},
+};
+
+static uint8_t abuse_client[WIRE_CLIENT_ID_LEN] = "wire-abuse-spec!";
+static uint64_t abuse_seq;
+
+/* A value of type t: valid (the table name for a str key 0, "x" for other
+ * strings, 1, true, {} or []), or of another type when wrong. */
+static void pack_typed(msgpack_packer *pk, char t, bool wrong, const char *table, uint32_t key)
+{
+	if (wrong) {
+		switch (t) {
+		case 's': msgpack_pack_uint64(pk, 7); break;
+		case 'm': msgpack_pack_array(pk, 0); break;
+		case 'a': msgpack_pack_uint64(pk, 3); break;
+		default: wire_pack_str(pk, "7"); break; /* u, i, b */
+		}
+		return;
+	}
+	switch (t) {
+	case 's': wire_pack_str(pk, key == 0 ? table : "x"); break;
+	case 'u': msgpack_pack_uint64(pk, 1); break;
+	case 'i': msgpack_pack_int64(pk, 1); break;
+	case 'b': msgpack_pack_true(pk); break;
+	case 'm': msgpack_pack_map(pk, 0); break;
+	default: msgpack_pack_array(pk, 0); break;
+	}
+}
+
+/* A request of spec's type whose body has every key, key `bad` (or none
+ * when bad < 0) of the wrong type; or an empty body when nkeys is 0. */
+static void build(struct wire_out *o, const struct req_spec *sp, uint32_t nkeys, int bad,
+		  const char *table)
+{
+	bool dedupe = wire_changes_state(sp->type);
+	wire_out_reset(o);
+	wire_begin(o, 42, sp->type, dedupe ? abuse_client : NULL, dedupe ? ++abuse_seq : 0, nkeys);
+	for (uint32_t k = 0; k < nkeys; k++) {
+		msgpack_pack_uint32(&o->pk, k);
+		pack_typed(&o->pk, sp->keys[k], (int)k == bad, table, k);
+	}
+}
+
+static void every_type(const char *table)
+{
+	struct wire_out o;
+	struct wire_error e;
+	char name[160], want[64];
+	wire_out_init(&o);
+	for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+		const struct req_spec *sp = &specs[i];
+		const char *tn = wire_type_name(sp->type);
+		uint32_t nkeys = (uint32_t)strlen(sp->keys);
+		int code;
+
+		/* Empty body: the first required key is named; else success. */
+		build(&o, sp, 0, -1, table);
+		code = raw_err(o.buf.data, o.buf.len, 1 << 20, &e);
+		snprintf(name, sizeof name, "%s, empty body: %s", tn,
+			 sp->required ? "ST_EPROTO naming key 0" : "answered");
+		if (sp->required)
+			check(code == ST_EPROTO && strstr(e.msg, "needs key 0 ("), name);
+		else
+			check(code == 0, name);
+		snprintf(name, sizeof name, "%s, empty body: PING still answered", tn);
+		check(still_serves(), name);
+
+		/* Truncated body: the message ends inside the body map. */
+		build(&o, sp, nkeys, -1, table);
+		size_t cut = nkeys ? o.buf.len - 1 : o.buf.len - 1; /* last byte of the body */
+		code = raw_err(o.buf.data, cut, 1 << 20, &e);
+		snprintf(name, sizeof name, "%s, truncated body: ST_EPROTO", tn);
+		check(code == ST_EPROTO, name);
+		snprintf(name, sizeof name, "%s, truncated body: PING still answered", tn);
+		check(still_serves(), name);
+
+		/* Each key mistyped, the others valid. */
+		for (uint32_t k = 0; k < nkeys; k++) {
+			build(&o, sp, nkeys, (int)k, table);
+			code = raw_err(o.buf.data, o.buf.len, 1 << 20, &e);
+			snprintf(want, sizeof want, "key %u (", k);
+			snprintf(name, sizeof name, "%s, key %u of the wrong type: ST_EPROTO naming it",
+				 tn, k);
+			check(code == ST_EPROTO && strstr(e.msg, want) && strstr(e.msg, tn), name);
+			if (code != ST_EPROTO || !strstr(e.msg, want))
+				printf("     | %d: %s\n", code, e.msg);
+			snprintf(name, sizeof name, "%s, key %u of the wrong type: PING still answered",
+				 tn, k);
+			check(still_serves(), name);
+		}
+	}
+	wire_out_fini(&o);
+}
+
+/* A request built by hand: body pairs given as packing steps. */
+static int nested(int type, const char *table, int what, struct wire_error *e)
+{
+	struct wire_out o;
+	wire_out_init(&o);
+	msgpack_packer *pk = &o.pk;
+	wire_begin(&o, 7, type, wire_changes_state(type) ? abuse_client : NULL, ++abuse_seq,
+		   what == 2 ? 1 : 2);
+	wire_key_str(pk, 0, table);
+	if (what == 0) { /* WRITE, write options with a str mode */
+		msgpack_pack_uint32(pk, WIRE_WRITE_Q_OPTIONS);
+		msgpack_pack_map(pk, 1);
+		wire_key_str(pk, WIRE_WOPT_MODE, "append");
+	} else if (what == 1) { /* SCAN, at with a str kind */
+		msgpack_pack_uint32(pk, WIRE_SCAN_Q_AT);
+		msgpack_pack_map(pk, 1);
+		wire_key_str(pk, WIRE_AT_KIND, "latest");
+	} else if (what == 3) { /* WRITE {0: table, 1: "x"} */
+		wire_key_str(pk, 1, "x");
+	} else if (what == 4) { /* ALTER with an unknown operation number */
+		wire_key_u64(pk, WIRE_ALTER_Q_OP, 9);
+	}
+	int code = raw_err(o.buf.data, o.buf.len, 1 << 20, e);
+	wire_out_fini(&o);
+	return code;
+}
+
+static void regressions(const char *table)
+{
+	struct wire_error e;
+	int code = nested(WIRE_WRITE, table, 2, &e);
+	check(code == ST_EPROTO && strstr(e.msg, "needs key 2 (batch)"),
+	      "WRITE {0: table}: ST_EPROTO naming key 2 (once a crash)");
+	check(still_serves(), "WRITE {0: table}: PING still answered");
+	code = nested(WIRE_WRITE, table, 3, &e);
+	check(code == ST_EPROTO && strstr(e.msg, "key 1 (write options) of WRITE is a str, "
+					  "expected map"),
+	      "WRITE {0: table, 1: \"x\"}: ST_EPROTO naming key 1 (once a crash)");
+	check(still_serves(), "WRITE {0: table, 1: \"x\"}: PING still answered");
+	code = nested(WIRE_LOAD_BEGIN, table, 2, &e);
+	check(code == ST_EPROTO && strstr(e.msg, "needs key 2 (header batch)"),
+	      "LOAD_BEGIN {0: table}: ST_EPROTO naming key 2 (once a crash)");
+	check(still_serves(), "LOAD_BEGIN {0: table}: PING still answered");
+	code = nested(WIRE_WRITE, table, 0, &e);
+	check(code == ST_EPROTO && strstr(e.msg, "key 0 (mode) of write options (key 1) of WRITE "
+					  "is a str, expected uint"),
+	      "WRITE, write options' mode a str: ST_EPROTO naming it");
+	code = nested(WIRE_SCAN, table, 1, &e);
+	check(code == ST_EPROTO && strstr(e.msg, "key 0 (kind) of key 3 (at) of SCAN is a str"),
+	      "SCAN, at's kind a str: ST_EPROTO naming it");
+	code = nested(WIRE_ALTER, table, 4, &e);
+	check(code == ST_EPROTO && strstr(e.msg, "key 1 (operation) of ALTER is 9"),
+	      "ALTER operation 9: ST_EPROTO");
+	check(still_serves(), "PING still answered after the nested cases");
+
+	/* wire_end: a body of fewer pairs than announced is caught before sending. */
+	struct wire_out o;
+	struct st_err err;
+	wire_out_init(&o);
+	wire_begin(&o, 1, WIRE_DROP, NULL, 0, 2);
+	wire_key_str(&o.pk, 0, table);
+	check(wire_end(&o, &err) == ST_EINVAL, "wire_end: one pair of two announced is refused");
+	wire_key_u64(&o.pk, 1, 1);
+	check(wire_end(&o, &err) == ST_OK, "wire_end: two pairs of two announced pass");
+	wire_key_u64(&o.pk, 2, 1);
+	check(wire_end(&o, &err) == ST_EINVAL, "wire_end: three pairs of two announced are refused");
+	wire_out_fini(&o);
+	sc_client *c;
+	const msgpack_object *b;
+	if (sc_connect(host, 5000, &c, &e) == 0) {
+		msgpack_packer *pk = sc_begin(c, WIRE_DESCRIBE, 2);
+		wire_key_str(pk, 0, table);
+		check(sc_call(c, &b, &e) == ST_EINVAL && strstr(e.msg, "not sent"),
+		      "sc_call: a body short of its announced pairs is not sent");
+		sc_close(c);
+	} else {
+		check(false, "connect for sc_call");
+	}
 }
 
 int main(int argc, char **argv)
@@ -182,6 +390,8 @@ int main(int argc, char **argv)
 	}
 	check(expired, "the vanished client's load expired");
 	check(still_serves(), "served after the vanished client");
+	every_type(table);
+	regressions(table);
 out:
 	tp_shutdown();
 	printf("%d passed, %d failed\n", passed, failed);

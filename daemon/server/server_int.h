@@ -1,0 +1,206 @@
+/*
+ * daemon/server/server_int.h — private declarations of stratad's request
+ * server, shared by its modules and included only by them and their tests
+ * and fuzzers:
+ *
+ *   server.c    the socket loop, the worker threads, start/stop, and the
+ *               request path (parse, deduplicate, dispatch) behind sd_handle
+ *   session.c   loads and scan cursors that live between requests; expiry
+ *   dedup.c     replies remembered per (client id, sequence number)
+ *   fields.c    reading the fields of a request body (PROTOCOL.md §3)
+ *   requests.c  dispatch and the handlers of the table and maintenance
+ *               requests
+ *   rows.c      the handlers that move rows: WRITE, loads, SCAN, QUERY
+ *
+ * Locking: sd_server.lock guards the session list, the dedupe table and
+ * the counters next to them. A session taken with sd_sess_get (busy) is
+ * the caller's alone until sd_sess_release or sd_sess_end.
+ */
+#ifndef STRATA_DAEMON_SERVER_INT_H
+#define STRATA_DAEMON_SERVER_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/server/server.h"
+#include "daemon/store/query.h"
+#include "format/wire.h"
+
+#define SD_POLL_MS 200           /* workers check for shutdown and expiry this often */
+#define SD_DEDUPE_PER_CLIENT 64  /* replies remembered per client */
+#define SD_DEDUPE_CLIENTS 1024   /* clients remembered */
+#define SD_REPLY_MARGIN 4096     /* envelope and body keys around a page's batch */
+#define SD_MAX_GROUPS 1000000    /* QUERY result rows */
+
+enum sd_sess_kind { SD_SESS_LOAD = 1, SD_SESS_CURSOR = 2 };
+
+/* A load or a scan cursor, alive between requests. Owned by the server's
+ * list; freed by sd_sess_end or sd_sess_expire. */
+struct sd_session {
+	uint64_t id;                   /* its id on the wire */
+	int kind;                      /* enum sd_sess_kind */
+	bool busy;                     /* a worker is using it (then only that worker touches it) */
+	int64_t last_us;               /* last use */
+	char table[ST_NAME_MAX + 1];   /* the table, for logs and errors */
+	st_load *load;                 /* SD_SESS_LOAD: the open load (owned) */
+	uint64_t next_batch;           /* SD_SESS_LOAD: next LOAD_DATA batch number */
+	st_scan *scan;                 /* SD_SESS_CURSOR: the open scan (owned) */
+	const struct st_scan_batch *b; /* batch being paged out (the scan's), or NULL */
+	uint32_t off;                  /* selected rows of b already sent */
+	bool limited;                  /* a row limit applies */
+	uint64_t left;                 /* rows still allowed under it */
+	struct sd_session *next;       /* list link */
+};
+
+/* One remembered request of a client. */
+struct sd_dedupe_entry {
+	uint64_t seq;  /* 0 = unused */
+	bool done;     /* the reply is there (else the request is running) */
+	void *reply;   /* its bytes (owned) */
+	size_t len;    /* their count */
+};
+
+/* The remembered requests of one client. */
+struct sd_dedupe_client {
+	uint8_t id[WIRE_CLIENT_ID_LEN];              /* client id */
+	int64_t last_us;                             /* last request */
+	uint32_t next;                               /* ring position */
+	struct sd_dedupe_entry e[SD_DEDUPE_PER_CLIENT]; /* the ring */
+};
+
+struct sd_server {
+	st_store *s;                /* the store (borrowed; open until the server is freed) */
+	struct sd_server_opts o;    /* options (strings borrowed from the caller) */
+	int sock;                   /* the raw REP socket, -1 for a local server */
+	pthread_t *th;              /* worker threads */
+	uint32_t nth;               /* started so far */
+	int stop;                   /* atomic: workers leave their loop */
+	int64_t started_us;         /* for STATUS's uptime */
+	pthread_mutex_t lock;       /* sessions, dedupe */
+	pthread_cond_t cond;        /* a deduplicated request finished */
+	struct sd_session *sessions; /* open loads and cursors */
+	uint64_t next_sid;          /* session id counter */
+	uint32_t nloads, ncursors;  /* sessions by kind */
+	int64_t last_expire_us;     /* last expiry pass */
+	struct sd_dedupe_client **clients; /* each allocated alone: workers hold entry
+					    * pointers across unlocks, so they never move */
+	uint32_t nclients;          /* their count */
+};
+
+/* One worker's request context (reused from request to request). */
+struct sd_ctx {
+	sd_server *srv;              /* the server */
+	struct wire_msg m;           /* the request */
+	struct wire_out out;         /* the reply */
+	struct wire_error e;         /* the error, when a handler fails */
+	char table[ST_NAME_MAX + 1]; /* the request's table, for errors */
+	uint32_t *idx;               /* scan paging: row indices of a batch (owned) */
+	uint32_t idx_cap;            /* their room */
+};
+
+int64_t sd_now_us(void);
+
+/* ---- server.c ------------------------------------------------------------ */
+
+/* A server without socket and workers, for sd_handle (tests, fuzzers).
+ * Errors: ST_ENOMEM. Free with sd_server_free. */
+int sd_server_new(st_store *s, const struct sd_server_opts *o, sd_server **out,
+		  struct st_err *err);
+/* Abort open loads, close cursors, forget dedupe replies, free. Workers
+ * must be stopped. NULL is a no-op. */
+void sd_server_free(sd_server *srv);
+/*
+ * The whole request path of a worker, without the socket: parse req,
+ * answer a repeated (client, seq) from its first reply, else dispatch to
+ * the handler. *reply (malloc'ed, free it) and *rlen get the reply bytes.
+ * Returns ST_OK when a reply was made (even an error reply) or ST_ENOMEM.
+ * Blocks while a duplicate of a running request waits for it.
+ */
+int sd_handle(sd_server *srv, const void *req, size_t len, void **reply, size_t *rlen);
+
+/* ---- requests.c ---------------------------------------------------------- */
+
+/* Run the request in c->m; the reply (or an error reply) ends in c->out. */
+void sd_dispatch(struct sd_ctx *c);
+
+/* Record an error for the reply; return code. */
+int sd_fail(struct sd_ctx *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same from an st_err (the request's table goes along). */
+int sd_fail_err(struct sd_ctx *c, int code, const struct st_err *err);
+/* Start the successful reply: envelope and a body map of nbody pairs. */
+void sd_begin(struct sd_ctx *c, uint32_t nbody);
+/* The body of a commit result (WIRE_RESULT_NKEYS pairs). */
+void sd_pack_result(struct sd_ctx *c, const struct st_commit_result *r);
+
+/* ---- fields.c ------------------------------------------------------------ */
+/*
+ * Fields of the request body (PROTOCOL.md §3). Each returns ST_OK (present;
+ * or absent and optional, *v keeping the caller's default) or an error
+ * already set in c: ST_EPROTO for a mistyped key or an absent required one,
+ * naming the key ("key 2 (predicate) of SCAN is a uint, expected str";
+ * "SCAN needs key 0 (table)"), ST_EINVAL for a value out of range.
+ */
+int sd_opt_u64(struct sd_ctx *c, uint32_t key, const char *name, uint64_t *v);
+int sd_need_u64(struct sd_ctx *c, uint32_t key, const char *name, uint64_t *v);
+int sd_opt_i64(struct sd_ctx *c, uint32_t key, const char *name, int64_t *v);
+int sd_opt_bool(struct sd_ctx *c, uint32_t key, const char *name, bool *v);
+int sd_opt_strbuf(struct sd_ctx *c, uint32_t key, const char *name, char *buf, size_t len);
+/* A string as a malloc'ed copy (*s stays NULL when absent). */
+int sd_opt_strdup(struct sd_ctx *c, uint32_t key, const char *name, char **s);
+/* The table name (key `key`, required, 1 to ST_NAME_MAX bytes) into c->table. */
+int sd_need_table(struct sd_ctx *c, uint32_t key);
+int sd_opt_array(struct sd_ctx *c, uint32_t key, const char *name, const msgpack_object **o);
+int sd_need_array(struct sd_ctx *c, uint32_t key, const char *name, const msgpack_object **o);
+int sd_opt_map(struct sd_ctx *c, uint32_t key, const char *name, const msgpack_object **o);
+int sd_need_map(struct sd_ctx *c, uint32_t key, const char *name, const msgpack_object **o);
+/* An `at` map; absent = latest (or ST_EPROTO when required). */
+int sd_get_at(struct sd_ctx *c, uint32_t key, const char *name, bool required, struct st_at *at);
+/* An array of strings as one malloc'ed block of pointers and bytes (*out
+ * NULL, *n 0 when absent; free(*out)). */
+int sd_get_strs(struct sd_ctx *c, uint32_t key, const char *name, char ***out, uint32_t *n);
+/* Write options (§3.1); pred and app receive the strings w points to. */
+int sd_get_write_opts(struct sd_ctx *c, uint32_t key, struct st_write_opts *w, char *pred,
+		      size_t plen, char *app, size_t alen);
+/* A batch (§3.2), required. b must be zeroed (or finished) by the caller
+ * and needs wire_batch_fini whatever this returns; sb borrows from b. */
+int sd_get_batch(struct sd_ctx *c, uint32_t key, const char *name, struct wire_batch *b,
+		 struct st_batch *sb);
+
+/* ---- rows.c -------------------------------------------------------------- */
+
+int sd_h_write(struct sd_ctx *c);
+int sd_h_load_begin(struct sd_ctx *c);
+int sd_h_load_data(struct sd_ctx *c);
+int sd_h_load_end(struct sd_ctx *c);   /* LOAD_COMMIT and LOAD_ABORT */
+int sd_h_scan(struct sd_ctx *c);
+int sd_h_scan_next(struct sd_ctx *c);  /* SCAN_NEXT and SCAN_CLOSE */
+int sd_h_query(struct sd_ctx *c);
+
+/* ---- session.c ----------------------------------------------------------- */
+
+/* A new session of kind, busy (the caller holds it). NULL: out of memory. */
+struct sd_session *sd_sess_new(sd_server *srv, int kind);
+/* Take session id of kind for this request; NULL with the error set in c
+ * (ST_ENOTFOUND: none such; ST_EINVAL: in use by another request). */
+struct sd_session *sd_sess_get(struct sd_ctx *c, uint64_t id, int kind);
+/* Give a held session back (it may expire from now on). */
+void sd_sess_release(sd_server *srv, struct sd_session *x);
+/* Unlink a held session and free it with its load or scan. */
+void sd_sess_end(sd_server *srv, struct sd_session *x);
+/* End every idle session older than the timeout (all idle ones with force);
+ * at most once a second unless forced. */
+void sd_sess_expire(sd_server *srv, bool force);
+
+/* ---- dedup.c ------------------------------------------------------------- */
+
+/* The entry for (client, seq): an existing one, or a new in-progress one
+ * (*fresh). Called with srv->lock held. NULL when out of memory or when
+ * all of the client's entries are in progress. */
+struct sd_dedupe_entry *sd_dedupe_find(sd_server *srv, const uint8_t *id, uint64_t seq,
+				       bool *fresh);
+/* Free every remembered reply (at shutdown). */
+void sd_dedupe_free(sd_server *srv);
+
+#endif
