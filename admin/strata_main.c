@@ -93,14 +93,13 @@ static const struct cli_command commands[] = {
 	 "Describe a segment file (schema, row groups, encodings, statistics) and verify its\n"
 	 "checksums. Works on the file directly; no daemon needed."},
 	{"verify", cli_cmd_verify, "[--head HEX] [--data-dir DIR]",
-	 "Verify every live segment's checksums and every table's commit chain: through the\n"
-	 "daemon, or with --data-dir on a stopped data directory (runs stratad --verify).\n"
-	 "Through the daemon it also prints the chain's last LSN and hash. Exit status 1 when\n"
+	 "Verify every live segment's checksums, every table's commit chain and the store's\n"
+	 "hash chain: through the daemon, or with --data-dir on a stopped data directory\n"
+	 "(runs stratad --verify). Prints the chain's last LSN and hash. Exit status 1 when\n"
 	 "anything is damaged.\n"
 	 "  --head HEX            a chain hash (64 hex digits, from `strata status` or\n"
 	 "                        `strata history --full-hash`, e.g. kept elsewhere): check that\n"
 	 "                        it is in this store's chain and print the LSN it is at\n"
-	 "                        (through the daemon only)\n"
 	 "  --data-dir DIR        check a stopped data directory offline"},
 };
 

@@ -106,6 +106,13 @@ void wire_key_bool(msgpack_packer *pk, uint32_t key, bool v)
 	v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
 }
 
+void wire_key_bin(msgpack_packer *pk, uint32_t key, const void *p, size_t len)
+{
+	msgpack_pack_uint32(pk, key);
+	msgpack_pack_bin(pk, len);
+	msgpack_pack_bin_body(pk, p, len);
+}
+
 void wire_begin(struct wire_out *o, uint64_t id, int type, const uint8_t *client, uint64_t seq,
 		uint32_t nbody)
 {

@@ -131,7 +131,8 @@ enum wire_status_reply {
 	WIRE_STATUS_R_PID = 6,
 	WIRE_STATUS_R_LOADS = 7,
 	WIRE_STATUS_R_CURSORS = 8,
-	WIRE_STATUS_R_NKEYS = 9,
+	WIRE_STATUS_R_CHAIN_HASH = 9,
+	WIRE_STATUS_R_NKEYS = 10,
 };
 enum wire_create_key {
 	WIRE_CREATE_Q_TABLE = 0,
@@ -154,9 +155,12 @@ enum wire_describe_reply {
 	WIRE_DESCRIBE_R_FILES = 6,
 	WIRE_DESCRIBE_R_ROWS = 7,
 	WIRE_DESCRIBE_R_BYTES = 8,
-	WIRE_DESCRIBE_R_NKEYS = 9,
+	WIRE_DESCRIBE_R_TIME = 9,
+	WIRE_DESCRIBE_R_OLDEST = 10,
+	WIRE_DESCRIBE_R_NKEYS = 11,
 };
 enum wire_drop_key { WIRE_DROP_Q_TABLE = 0 };
+enum wire_drop_reply { WIRE_DROP_R_VERSION = 0, WIRE_DROP_R_NKEYS = 1 };
 enum wire_alter_key {
 	WIRE_ALTER_Q_TABLE = 0,
 	WIRE_ALTER_Q_OP = 1, /* enum wire_alter_op */
@@ -241,7 +245,9 @@ enum wire_commit_key {
 	WIRE_COMMIT_FILES_REMOVED = 9,
 	WIRE_COMMIT_BYTES_ADDED = 10,
 	WIRE_COMMIT_DURATION = 11,
-	WIRE_COMMIT_NKEYS = 12,
+	WIRE_COMMIT_LSN = 12,
+	WIRE_COMMIT_HASH = 13,
+	WIRE_COMMIT_NKEYS = 14,
 };
 enum wire_restore_key { WIRE_RESTORE_Q_TABLE = 0, WIRE_RESTORE_Q_AT = 1 };
 enum wire_vacuum_key {
@@ -259,11 +265,15 @@ enum wire_vacuum_reply {
 	WIRE_VACUUM_R_PRUNED = 5,
 	WIRE_VACUUM_R_NKEYS = 6,
 };
+enum wire_verify_key { WIRE_VERIFY_Q_HEAD = 0 };
 enum wire_verify_reply {
 	WIRE_VERIFY_R_SEGMENTS = 0,
 	WIRE_VERIFY_R_COMMITS = 1,
 	WIRE_VERIFY_R_PROBLEMS = 2,
-	WIRE_VERIFY_R_NKEYS = 3,
+	WIRE_VERIFY_R_LAST_LSN = 3,
+	WIRE_VERIFY_R_LAST_HASH = 4,
+	WIRE_VERIFY_R_HEAD_LSN = 5, /* only when the head was given and found */
+	WIRE_VERIFY_R_NKEYS = 5,    /* without HEAD_LSN */
 };
 enum wire_compact_key { WIRE_COMPACT_Q_TABLE = 0 };
 
@@ -339,6 +349,7 @@ void wire_key_u64(msgpack_packer *pk, uint32_t key, uint64_t v);
 void wire_key_i64(msgpack_packer *pk, uint32_t key, int64_t v);
 void wire_key_str(msgpack_packer *pk, uint32_t key, const char *s);
 void wire_key_bool(msgpack_packer *pk, uint32_t key, bool v);
+void wire_key_bin(msgpack_packer *pk, uint32_t key, const void *p, size_t len);
 
 /*
  * Pack a batch (PROTOCOL.md §3.2) of ncols columns named names, taking

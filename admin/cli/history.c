@@ -222,9 +222,10 @@ int cli_cmd_vacuum(int argc, char **argv, struct cli_global *g)
 }
 
 /* Offline verification is stratad's (the store library is the daemon's
- * side of DESIGN.md §3; admin/ may not link it): run `stratad --verify DIR`,
- * found next to this program or on PATH. Returns only on failure. */
-static int verify_offline(const char *dir)
+ * side of DESIGN.md §3; admin/ may not link it): run `stratad --verify DIR
+ * [--head HASH]`, found next to this program or on PATH. Returns only on
+ * failure. */
+static int verify_offline(const char *dir, const char *head_hex)
 {
 	char self[PATH_MAX], path[PATH_MAX + 16];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -240,7 +241,10 @@ static int verify_offline(const char *dir)
 		}
 	}
 	fflush(stdout);
-	execlp(prog, "stratad", "--verify", dir, (char *)NULL);
+	if (head_hex)
+		execlp(prog, "stratad", "--verify", dir, "--head", head_hex, (char *)NULL);
+	else
+		execlp(prog, "stratad", "--verify", dir, (char *)NULL);
 	return cli_fail_msg("cannot run %s%s for the offline check of %s: %s", prog,
 			    prog == path ? "" : " (looked for it next to strata and on PATH)", dir,
 			    strerror(errno));
@@ -276,11 +280,8 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 		return status;
 	if (optind != argc)
 		return cli_usage_error("takes no arguments");
-	if (dir && head_hex)
-		return cli_usage_error("--head works through the daemon only: the offline check "
-				       "(--data-dir, stratad --verify) takes no head hash yet");
 	if (dir)
-		return verify_offline(dir);
+		return verify_offline(dir, head_hex);
 	sc_client *c = cli_connect(g, &status);
 	if (!c)
 		return status;

@@ -265,3 +265,18 @@ int sd_get_batch(struct sd_ctx *c, uint32_t key, const char *name, struct wire_b
 out:
 	return rc;
 }
+
+int sd_opt_hash(struct sd_ctx *c, uint32_t key, const char *name, uint8_t out[ST_HASH_LEN],
+		bool *present)
+{
+	const msgpack_object *o = wire_get(c->m.body, key);
+	*present = false;
+	if (!o)
+		return ST_OK;
+	if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != ST_HASH_LEN)
+		return sd_fail(c, ST_EPROTO, "key %u (%s) of %s is not a chain hash: a bin of %d bytes "
+			       "expected", key, name, in(c), ST_HASH_LEN);
+	memcpy(out, o->via.bin.ptr, ST_HASH_LEN);
+	*present = true;
+	return ST_OK;
+}

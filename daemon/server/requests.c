@@ -114,17 +114,23 @@ static int h_status(struct sd_ctx *c)
 	pthread_mutex_lock(&c->srv->lock);
 	uint32_t loads = c->srv->nloads, cursors = c->srv->ncursors;
 	pthread_mutex_unlock(&c->srv->lock);
+	struct st_chain_head head; /* its LSN and hash go together */
+	if ((rc = st_chain_head(c->srv->s, &head, &err)) != ST_OK) {
+		rc = sd_fail_err(c, rc, &err);
+		goto out;
+	}
 	sd_begin(c, WIRE_STATUS_R_NKEYS);
 	msgpack_packer *pk = &c->out.pk;
 	wire_key_str(pk, WIRE_STATUS_R_VERSION, c->srv->o.version);
 	wire_key_u64(pk, WIRE_STATUS_R_UPTIME, (uint64_t)(sd_now_us() - c->srv->started_us));
 	wire_key_str(pk, WIRE_STATUS_R_DATA_DIR, c->srv->o.data_dir);
 	wire_key_u64(pk, WIRE_STATUS_R_TABLES, n);
-	wire_key_u64(pk, WIRE_STATUS_R_LSN, st_store_lsn(c->srv->s));
+	wire_key_u64(pk, WIRE_STATUS_R_LSN, head.lsn);
 	wire_key_u64(pk, WIRE_STATUS_R_DISK, disk);
 	wire_key_u64(pk, WIRE_STATUS_R_PID, (uint64_t)getpid());
 	wire_key_u64(pk, WIRE_STATUS_R_LOADS, loads);
 	wire_key_u64(pk, WIRE_STATUS_R_CURSORS, cursors);
+	wire_key_bin(pk, WIRE_STATUS_R_CHAIN_HASH, head.hash, ST_HASH_LEN);
 out:
 	free(names);
 	return rc;
@@ -309,6 +315,8 @@ static int h_describe(struct sd_ctx *c)
 	wire_key_u64(pk, WIRE_DESCRIBE_R_FILES, info.files);
 	wire_key_u64(pk, WIRE_DESCRIBE_R_ROWS, info.rows);
 	wire_key_u64(pk, WIRE_DESCRIBE_R_BYTES, info.bytes);
+	wire_key_i64(pk, WIRE_DESCRIBE_R_TIME, info.time_us);
+	wire_key_u64(pk, WIRE_DESCRIBE_R_OLDEST, info.oldest);
 out:
 	st_scan_close(sc);
 	return rc;
@@ -317,14 +325,16 @@ out:
 static int h_drop(struct sd_ctx *c)
 {
 	struct st_err err;
+	struct st_commit_result r;
 	int rc = ST_OK;
 	if ((rc = sd_need_table(c, WIRE_DROP_Q_TABLE)))
 		goto out;
-	if ((rc = st_table_drop(c->srv->s, c->table, NULL, &err)) != ST_OK) {
+	if ((rc = st_table_drop(c->srv->s, c->table, &r, &err)) != ST_OK) {
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
 	}
-	sd_begin(c, 0);
+	sd_begin(c, WIRE_DROP_R_NKEYS);
+	wire_key_u64(&c->out.pk, WIRE_DROP_R_VERSION, r.version);
 out:
 	return rc;
 }
@@ -421,6 +431,12 @@ static int h_history(struct sd_ctx *c)
 		wire_key_u64(pk, WIRE_COMMIT_FILES_REMOVED, in->files_removed);
 		wire_key_u64(pk, WIRE_COMMIT_BYTES_ADDED, in->bytes_added);
 		wire_key_u64(pk, WIRE_COMMIT_DURATION, in->duration_us);
+		/* The chain hash after it; zeros if its LSN record is gone
+		 * (st_verify reports that). */
+		uint8_t hash[ST_HASH_LEN] = {0};
+		st_chain_hash(c->srv->s, k->lsn, hash, NULL);
+		wire_key_u64(pk, WIRE_COMMIT_LSN, k->lsn);
+		wire_key_bin(pk, WIRE_COMMIT_HASH, hash, ST_HASH_LEN);
 	}
 out:
 	for (uint32_t i = 0; h && i < n; i++)
@@ -495,21 +511,28 @@ static int h_verify(struct sd_ctx *c)
 {
 	struct st_err err;
 	struct st_verify_result r;
-	bool have_r = false;
+	uint8_t head[ST_HASH_LEN];
+	bool have_r = false, have_head = false;
 	int rc = ST_OK;
-	if ((rc = st_verify(c->srv->s, &r, &err)) != ST_OK) {
+	if ((rc = sd_opt_hash(c, WIRE_VERIFY_Q_HEAD, "head", head, &have_head)))
+		goto out;
+	if ((rc = st_verify_head(c->srv->s, have_head ? head : NULL, &r, &err)) != ST_OK) {
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
 	}
 	have_r = true;
 	msgpack_packer *pk = &c->out.pk;
-	sd_begin(c, WIRE_VERIFY_R_NKEYS);
+	sd_begin(c, WIRE_VERIFY_R_NKEYS + (r.head_lsn ? 1 : 0));
 	wire_key_u64(pk, WIRE_VERIFY_R_SEGMENTS, r.segments);
 	wire_key_u64(pk, WIRE_VERIFY_R_COMMITS, r.commits);
 	msgpack_pack_uint32(pk, WIRE_VERIFY_R_PROBLEMS);
 	msgpack_pack_array(pk, r.nproblems);
 	for (uint32_t i = 0; i < r.nproblems; i++)
 		wire_pack_str(pk, r.problems[i]);
+	wire_key_u64(pk, WIRE_VERIFY_R_LAST_LSN, r.last_lsn);
+	wire_key_bin(pk, WIRE_VERIFY_R_LAST_HASH, r.last_hash, ST_HASH_LEN);
+	if (r.head_lsn)
+		wire_key_u64(pk, WIRE_VERIFY_R_HEAD_LSN, r.head_lsn);
 out:
 	if (have_r)
 		st_verify_result_fini(&r);

@@ -151,6 +151,10 @@ int sd_opt_strbuf(struct sd_ctx *c, uint32_t key, const char *name, char *buf, s
 int sd_opt_strdup(struct sd_ctx *c, uint32_t key, const char *name, char **s);
 /* The table name (key `key`, required, 1 to ST_NAME_MAX bytes) into c->table. */
 int sd_need_table(struct sd_ctx *c, uint32_t key);
+/* An optional chain hash (bin of ST_HASH_LEN bytes) into out; *present
+ * tells whether the key was there. Another type or length is ST_EPROTO. */
+int sd_opt_hash(struct sd_ctx *c, uint32_t key, const char *name, uint8_t out[ST_HASH_LEN],
+		bool *present);
 int sd_opt_array(struct sd_ctx *c, uint32_t key, const char *name, const msgpack_object **o);
 int sd_need_array(struct sd_ctx *c, uint32_t key, const char *name, const msgpack_object **o);
 int sd_opt_map(struct sd_ctx *c, uint32_t key, const char *name, const msgpack_object **o);

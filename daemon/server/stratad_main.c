@@ -42,7 +42,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: stratad -c FILE [--daemonize --pidfile PATH]\n"
 		"       stratad --check-config -c FILE\n"
-		"       stratad --verify DIR\n"
+		"       stratad --verify DIR [--head HASH]\n"
 		"\n"
 		"The strata storage daemon. Serves the tables of one data directory over\n"
 		"the strata wire protocol (format/PROTOCOL.md) to the `strata` CLI and clients.\n"
@@ -51,7 +51,11 @@ static void usage(FILE *out)
 		"      --check-config  validate the config, print the effective values, exit\n"
 		"      --config-reference  print every config key (markdown table)\n"
 		"      --verify DIR    check a stopped data directory offline: every live\n"
-		"                      segment's checksums and every commit chain; exit 1 on damage\n"
+		"                      segment's checksums, every table's commit chain and the\n"
+		"                      store's hash chain; prints the chain's last LSN and hash;\n"
+		"                      exit 1 on damage\n"
+		"      --head HASH     with --verify: the chain hash (64 hex digits) recorded\n"
+		"                      earlier (strata status); it must be in the chain\n"
 		"      --daemonize     detach from the terminal (needs --pidfile)\n"
 		"      --pidfile PATH  write the daemon's pid there (removed at exit)\n"
 		"  -h, --help          this help\n"
@@ -92,9 +96,36 @@ static int write_pidfile(const char *path)
 	return 0;
 }
 
-/* stratad --verify DIR: the offline check behind `strata verify --data-dir`. */
-static int verify_offline(const char *dir)
+/* 64 hex digits into a chain hash; false when it is not that. */
+static bool parse_hash(const char *hex, uint8_t out[ST_HASH_LEN])
 {
+	if (strlen(hex) != 2 * ST_HASH_LEN)
+		return false;
+	for (int i = 0; i < 2 * ST_HASH_LEN; i++) {
+		int c = hex[i], d = c >= '0' && c <= '9'   ? c - '0'
+				    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+				    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+							   : -1;
+		if (d < 0)
+			return false;
+		out[i / 2] = (uint8_t)(i % 2 ? out[i / 2] << 4 | d : d);
+	}
+	return true;
+}
+
+static void print_hash(const char *label, uint64_t lsn, const uint8_t h[ST_HASH_LEN])
+{
+	printf("%s LSN %llu ", label, (unsigned long long)lsn);
+	for (int i = 0; i < ST_HASH_LEN; i++)
+		printf("%02x", h[i]);
+	printf("\n");
+}
+
+/* stratad --verify DIR [--head HASH]: the offline check behind `strata
+ * verify --data-dir`. */
+static int verify_offline(const char *dir, const char *head_hex)
+{
+	uint8_t head[ST_HASH_LEN];
 	st_store *s;
 	struct st_err err;
 	struct st_verify_result r;
@@ -102,6 +133,11 @@ static int verify_offline(const char *dir)
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "stratad --verify: '%s' is not a directory\n", dir);
 		return 1;
+	}
+	if (head_hex && !parse_hash(head_hex, head)) {
+		fprintf(stderr, "stratad --verify: --head takes a chain hash of %d hex digits, not "
+				"'%s'\n", 2 * ST_HASH_LEN, head_hex);
+		return 2;
 	}
 	int rc = st_store_open(dir, NULL, &s, &err);
 	if (rc == ST_EEXIST) {
@@ -113,7 +149,7 @@ static int verify_offline(const char *dir)
 		fprintf(stderr, "stratad --verify: %s\n", err.msg);
 		return 1;
 	}
-	rc = st_verify(s, &r, &err);
+	rc = st_verify_head(s, head_hex ? head : NULL, &r, &err);
 	st_store_close(s);
 	if (rc != ST_OK) {
 		fprintf(stderr, "stratad --verify: %s\n", err.msg);
@@ -121,6 +157,9 @@ static int verify_offline(const char *dir)
 	}
 	for (uint32_t i = 0; i < r.nproblems; i++)
 		printf("DAMAGED: %s\n", r.problems[i]);
+	print_hash("chain:", r.last_lsn, r.last_hash);
+	if (r.head_lsn)
+		printf("head %.16s found at LSN %llu\n", head_hex, (unsigned long long)r.head_lsn);
 	printf("%s: %llu segments and %llu commits checked, %u problem%s\n",
 	       r.nproblems ? "FAILED" : "ok", (unsigned long long)r.segments,
 	       (unsigned long long)r.commits, r.nproblems, r.nproblems == 1 ? "" : "s");
@@ -160,9 +199,10 @@ int main(int argc, char **argv)
 		{"daemonize", no_argument, NULL, 'd'},    {"pidfile", required_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
 		{"verify", required_argument, NULL, 'v'},
+		{"head", required_argument, NULL, 'H'},
 		{"config-reference", no_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0}};
-	const char *cfg_path = NULL, *pidfile = NULL;
+	const char *cfg_path = NULL, *pidfile = NULL, *verify_dir = NULL, *head = NULL;
 	bool check = false, detach = false;
 	int o;
 	if (guard_std_fds() != 0)
@@ -175,13 +215,25 @@ int main(int argc, char **argv)
 		case 'p': pidfile = optarg; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("stratad %s\n", ST_VERSION_STRING); return 0;
-		case 'v': return verify_offline(optarg);
+		case 'v': verify_dir = optarg; break;
+		case 'H': head = optarg; break;
 		case 'R':
 			printf("| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
 			sd_config_reference(stdout);
 			return 0;
 		default: usage(stderr); return 2;
 		}
+	}
+	if (head && !verify_dir) {
+		fprintf(stderr, "stratad: --head goes with --verify DIR\n");
+		return 2;
+	}
+	if (verify_dir) {
+		if (optind < argc) {
+			fprintf(stderr, "stratad: unexpected argument '%s'\n", argv[optind]);
+			return 2;
+		}
+		return verify_offline(verify_dir, head);
 	}
 	if (optind < argc || !cfg_path || (detach && !pidfile)) {
 		if (optind < argc)
@@ -279,8 +331,11 @@ int main(int argc, char **argv)
 		}
 		if (time(NULL) - last_check >= READER_CHECK_S) {
 			int dead = st_store_check_readers(s);
-			if (dead)
+			if (dead > 0)
 				sd_log(SD_LOG_WARN, "cleared %d stale LMDB reader slots", dead);
+			else if (dead < 0)
+				sd_log(SD_LOG_ERROR, "checking LMDB reader slots failed: %s",
+				       st_strerror(dead));
 			last_check = time(NULL);
 		}
 	}

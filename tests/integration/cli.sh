@@ -266,6 +266,22 @@ run "drop" 0 "" "$STRATA" drop p
 "$STRATA" tables >"$T/out" 2>&1
 grep -qx p "$T/out" && bad "dropped table gone" || ok "dropped table gone"
 
+# ---- the hash chain: status, history, verify --head --------------------------------------------------------------
+"$STRATA" load t "$T/small.csv" >/dev/null 2>&1 # t's newest commit is the store's
+"$STRATA" status >"$T/out" 2>&1
+HEAD0=$(sed -n 's/^chain head: LSN [0-9]* \([0-9a-f]\{64\}\)$/\1/p' "$T/out")
+LSN0=$(sed -n 's/^chain head: LSN \([0-9]*\) .*/\1/p' "$T/out")
+[ -n "$HEAD0" ] && ok "status prints the chain head" || bad "status prints the chain head"
+"$STRATA" history t --full-hash --limit 1 >"$T/out" 2>&1
+grep -q "$HEAD0" "$T/out" && ok "history: the newest commit's hash is the chain head" ||
+	bad "history: the newest commit's hash is the chain head"
+"$STRATA" load t "$T/small.csv" >/dev/null 2>&1
+run "verify --head: a head recorded earlier is in the chain" 0 "found at LSN $LSN0" \
+	"$STRATA" verify --head "$HEAD0"
+ZERO=0000000000000000000000000000000000000000000000000000000000000001
+run "verify --head: an unknown head is a problem" 1 "is not in the chain" "$STRATA" verify --head "$ZERO"
+run "verify --head: not 64 hex digits is a usage error" 2 "64 hex" "$STRATA" verify --head abc
+
 # ---- hostile clients ---------------------------------------------------------------------------------------------
 run "garbage, non-msgpack, oversized, vanished mid-load" 0 "0 failed" "$B/tests/wire_abuse" "$HOST" c
 [ "$(count c)" = 800000 ] && ok "nothing of the vanished load" || bad "nothing of the vanished load"
@@ -275,6 +291,10 @@ run "daemon still serves" 0 "pong" "$STRATA" ping
 if stop; then ok "SIGTERM: clean exit"; else sed -n '/ERROR: LeakSanitizer/,$p' "$T/main/log" | head -n 40 >"$T/out"; bad "SIGTERM: clean exit"; fi
 grep -q "stopped cleanly" "$T/main/log" && ok "log says stopped cleanly" || bad "log says stopped cleanly"
 run "offline verify" 0 "ok" "$STRATA" verify --data-dir "$T/main/data"
+run "offline verify --head" 0 "found at LSN $LSN0" "$STRATA" verify --data-dir "$T/main/data" --head "$HEAD0"
+run "offline verify --head: an unknown head" 1 "is not in the chain" \
+	"$STRATA" verify --data-dir "$T/main/data" --head "$ZERO"
+run "offline verify prints the chain head" 0 "chain:" "$STRATA" verify --data-dir "$T/main/data"
 
 # ---- SIGHUP, --daemonize, closed standard fds ----------------------------------------------------
 TCP=
