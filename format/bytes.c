@@ -10,7 +10,8 @@ uint8_t *st_buf_reserve(struct st_buf *b, size_t n)
 {
 	if (b->oom)
 		return NULL;
-	if (b->cap - b->len < n) {
+	if (!b->data || b->cap - b->len < n) { /* (a reserve of 0 bytes allocates too:
+						   * the pointer returned is never NULL + 0) */
 		size_t cap = b->cap ? b->cap : 256;
 		while (cap - b->len < n) {
 			if (cap > SIZE_MAX / 2) {

@@ -187,7 +187,8 @@ static void stats_set_str(struct st_col_stats *st, bool is_max, const uint8_t *p
 	uint8_t *buf = is_max ? st->max_buf : st->min_buf;
 	bool exact = len <= ST_STAT_PREFIX_MAX;
 	uint32_t keep = exact ? len : ST_STAT_PREFIX_MAX;
-	memcpy(buf, p, keep);
+	if (keep)
+		memcpy(buf, p, keep);
 	if (!exact && is_max) {
 		/* Shortest prefix with its last byte incremented bounds the value. */
 		while (keep > 0 && buf[keep - 1] == 0xff)
@@ -964,6 +965,11 @@ int chunk_encode(struct chunk_col *col, int force_enc, struct chunk_scratch *s,
 	int rc = scratch_reserve(s, col->n);
 	if (rc != ST_OK)
 		return rc;
+	/* A string column of empty values may come without bytes: give it an
+	 * empty array, so that offsets into it are pointer arithmetic on an
+	 * object (all of them are 0), never on NULL. */
+	if (!col->bytes)
+		col->bytes = (const uint8_t *)"";
 	if (force_enc >= 0 && !chunk_encoding_allowed(force_enc, col->type))
 		force_enc = -1;
 	memset(stats, 0, sizeof *stats);
