@@ -5,7 +5,7 @@
 #   make run        build and start stratad on configs/strata.yaml (data in ./data)
 #   make bench      run the benchmarks (format, store, end-to-end against DuckDB)
 #   make asan       ASan+UBSan build in build/asan, then the whole test suite
-#   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
+#   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang; FUZZ_TARGETS=dispatch for one)
 #   make format     clang-format every source file
 #   make lint-deps  check the include direction of DESIGN.md §3
 #   make install / uninstall   (PREFIX, DESTDIR)
@@ -82,6 +82,7 @@ UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_NAMES  := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
 REPLAY_BIN  := $(FUZZ_NAMES:%=$(B)/tests/replay_%)
 
 PROGS := $(B)/stratad $(B)/strata $(B)/strata-inspect $(B)/bench-format $(B)/bench-store \
@@ -213,7 +214,7 @@ FUZZ_DISPATCH_EXTRA = $(STORE_SRC) $(SERVER_SRC) $(LMDB_LIBS) $(SODIUM_LIBS) $(Y
 fuzz: $(B)/deps.mk
 	@sh .ci/deps --fuzz
 	@mkdir -p $(B)/fuzz
-	@set -e; for f in $(FUZZ_NAMES); do \
+	@set -e; for f in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$f for $(FUZZ_SECONDS)s"; \
 	  extra=; [ $$f = dispatch ] && extra="$(FUZZ_DISPATCH_EXTRA)"; \
 	  clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $(B)/fuzz/$$f tests/fuzz/fuzz_$$f.c $(FORMAT_SRC) $(WIRE_SRC) $$extra $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm; \
