@@ -315,8 +315,8 @@ static int field(const msgpack_object *map, const char *in, uint32_t key, const 
 	if (!*o)
 		return 0;
 	if ((int)(*o)->type != t && (int)(*o)->type != t2)
-		return st_seterr(err, ST_EPROTO, "key %u (%s) of %s is a%s %s, expected %s", key, name,
-				 in, (*o)->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
+		return st_seterr(err, ST_EPROTO, "key %u (%s)%s%s is a%s %s, expected %s", key, name,
+				 in ? " of " : "", in ? in : "", (*o)->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
 				 (*o)->type == MSGPACK_OBJECT_ARRAY || (*o)->type == MSGPACK_OBJECT_EXT ? "n" : "",
 				 wire_obj_type_name(*o), want);
 	return 1;
@@ -339,8 +339,8 @@ int wire_field_i64(const msgpack_object *map, const char *in, uint32_t key, cons
 	int rc = field(map, in, key, name, MSGPACK_OBJECT_POSITIVE_INTEGER,
 		       MSGPACK_OBJECT_NEGATIVE_INTEGER, "int", &o, err);
 	if (rc == 1 && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 > INT64_MAX)
-		return st_seterr(err, ST_EPROTO, "key %u (%s) of %s is %llu, above the int64 range",
-				 key, name, in, (unsigned long long)o->via.u64);
+		return st_seterr(err, ST_EPROTO, "key %u (%s)%s%s is %llu, above the int64 range",
+				 key, name, in ? " of " : "", in ? in : "", (unsigned long long)o->via.u64);
 	if (rc == 1)
 		*v = o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)o->via.u64 : o->via.i64;
 	return rc;
@@ -376,10 +376,11 @@ int wire_field_strbuf(const msgpack_object *map, const char *in, uint32_t key, c
 	if (rc != 1)
 		return rc;
 	if (o->via.str.size >= len)
-		return st_seterr(err, ST_EINVAL, "key %u (%s) of %s is %u bytes long; at most %zu",
-				 key, name, in, o->via.str.size, len - 1);
+		return st_seterr(err, ST_EINVAL, "key %u (%s)%s%s is %u bytes long; at most %zu",
+				 key, name, in ? " of " : "", in ? in : "", o->via.str.size, len - 1);
 	if (!wire_obj_strbuf(o, buf, len))
-		return st_seterr(err, ST_EINVAL, "key %u (%s) of %s holds a NUL byte", key, name, in);
+		return st_seterr(err, ST_EINVAL, "key %u (%s)%s%s holds a NUL byte", key, name,
+					 in ? " of " : "", in ? in : "");
 	return 1;
 }
 

@@ -401,7 +401,8 @@ const msgpack_object *wire_get(const msgpack_object *map, uint32_t key);
  *   ST_EPROTO  present with another type, err says so naming the key:
  *              "key 2 (predicate) of SCAN is a uint, expected str"
  *              (`in` names the map, e.g. "SCAN" or "write options of WRITE";
- *              `name` the key).
+ *              `name` the key; a NULL `in` leaves " of ..." out, for a
+ *              caller that names the map itself).
  * wire_field_strbuf also returns ST_EINVAL when the string does not fit
  * len - 1 bytes or holds a NUL byte. Strings point into the message.
  */

@@ -207,8 +207,12 @@ int cli_simple_call(const struct cli_global *g, int type, const char *table, sc_
 	if (!c)
 		return status;
 	msgpack_packer *pk = sc_begin(c, type, table ? 1 : 0);
+	/* The table has the same key in every request that names one. */
+	_Static_assert((int)WIRE_DROP_Q_TABLE == (int)WIRE_COMPACT_Q_TABLE &&
+			       (int)WIRE_DROP_Q_TABLE == (int)WIRE_DESCRIBE_Q_TABLE,
+		       "table key");
 	if (table)
-		wire_key_str(pk, 0, table);
+		wire_key_str(pk, WIRE_DROP_Q_TABLE, table);
 	if (sc_call(c, body, &e) != 0) {
 		status = cli_fail_wire(c, &e);
 		sc_close(c);
@@ -222,8 +226,8 @@ void cli_pack_at(msgpack_packer *pk, uint32_t key, int kind, int64_t value)
 {
 	msgpack_pack_uint32(pk, key);
 	msgpack_pack_map(pk, 2);
-	wire_key_u64(pk, 0, (uint64_t)kind);
-	wire_key_i64(pk, 1, value);
+	wire_key_u64(pk, WIRE_AT_KIND, (uint64_t)kind);
+	wire_key_i64(pk, WIRE_AT_VALUE, value);
 }
 
 /* ---- reading replies --------------------------------------------------------- */
@@ -238,12 +242,97 @@ bool cli_str(const msgpack_object *o, const char **s, int *len)
 	return true;
 }
 
-const uint8_t *cli_get_hash(const msgpack_object *map, uint32_t key)
+/* The getter's rc as cli_reply_* return it: a required key's absence and
+ * a wire_field_* error (err) are printed as a malformed reply. */
+static int reply_rc(const struct cli_reply *r, uint32_t key, const char *name, enum cli_need need,
+		    const char *want, int rc, const struct st_err *err)
 {
+	const char *part = r->part ? r->part : "", *sep = r->part ? ": " : "";
+	if (rc == 0 && need == CLI_REQUIRED) {
+		cli_fail_msg("the daemon's %s reply is malformed: %s%skey %u (%s) is missing, "
+			     "expected %s", wire_type_name(r->type), part, sep, key, name, want);
+		return -1;
+	}
+	if (rc < 0) {
+		cli_fail_msg("the daemon's %s reply is malformed: %s%s%s", wire_type_name(r->type),
+			     part, sep, err->msg);
+		return -1;
+	}
+	return rc;
+}
+
+int cli_reply_u64(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		  const char *name, enum cli_need need, uint64_t *v)
+{
+	struct st_err err;
+	int rc = wire_field_u64(map, NULL, key, name, v, &err);
+	return reply_rc(r, key, name, need, "uint", rc, &err);
+}
+
+int cli_reply_i64(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		  const char *name, enum cli_need need, int64_t *v)
+{
+	struct st_err err;
+	int rc = wire_field_i64(map, NULL, key, name, v, &err);
+	return reply_rc(r, key, name, need, "int", rc, &err);
+}
+
+int cli_reply_bool(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		   const char *name, enum cli_need need, bool *v)
+{
+	struct st_err err;
+	int rc = wire_field_bool(map, NULL, key, name, v, &err);
+	return reply_rc(r, key, name, need, "bool", rc, &err);
+}
+
+int cli_reply_strbuf(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		     const char *name, enum cli_need need, char *buf, size_t len)
+{
+	struct st_err err;
+	int rc = wire_field_strbuf(map, NULL, key, name, buf, len, &err);
+	return reply_rc(r, key, name, need, "str", rc, &err);
+}
+
+int cli_reply_map(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		  const char *name, enum cli_need need, const msgpack_object **o)
+{
+	struct st_err err;
+	const msgpack_object *x = NULL;
+	int rc = wire_field_map(map, NULL, key, name, &x, &err);
+	if (rc == 1)
+		*o = x;
+	return reply_rc(r, key, name, need, "map", rc, &err);
+}
+
+int cli_reply_array(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		    const char *name, enum cli_need need, const msgpack_object **o)
+{
+	struct st_err err;
+	const msgpack_object *x = NULL;
+	int rc = wire_field_array(map, NULL, key, name, &x, &err);
+	if (rc == 1)
+		*o = x;
+	return reply_rc(r, key, name, need, "array", rc, &err);
+}
+
+int cli_reply_hash(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		   const char *name, enum cli_need need, const uint8_t **hash)
+{
+	struct st_err err = {0};
 	const msgpack_object *o = wire_get(map, key);
-	if (!o || o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != CLI_HASH_LEN)
-		return NULL;
-	return (const uint8_t *)o->via.bin.ptr;
+	int rc = o ? 1 : 0;
+	if (o && o->type != MSGPACK_OBJECT_BIN)
+		rc = st_seterr(&err, ST_EPROTO, "key %u (%s) is a%s %s, expected bin", key, name,
+			       o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
+			       o->type == MSGPACK_OBJECT_ARRAY || o->type == MSGPACK_OBJECT_EXT
+				       ? "n" : "",
+			       wire_obj_type_name(o));
+	else if (o && o->via.bin.size != CLI_HASH_LEN)
+		rc = st_seterr(&err, ST_EPROTO, "key %u (%s) is a bin of %u bytes, expected %d",
+			       key, name, o->via.bin.size, CLI_HASH_LEN);
+	if (rc == 1)
+		*hash = (const uint8_t *)o->via.bin.ptr;
+	return reply_rc(r, key, name, need, "bin", rc, &err);
 }
 
 void cli_hex(const uint8_t *hash, int ndigits, char *out)
@@ -261,11 +350,16 @@ bool cli_column(const msgpack_object *o, struct st_field *f)
 	if (!o || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 4)
 		return false;
 	const msgpack_object *a = o->via.array.ptr;
-	if (!wire_obj_strbuf(&a[0], f->name, sizeof f->name) || !f->name[0] ||
+	const char *name;
+	int len;
+	if (!cli_str(&a[0], &name, &len) || len == 0 || (size_t)len >= sizeof f->name ||
+	    memchr(name, 0, (size_t)len) ||
 	    a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[1].via.u64 > 255 ||
 	    !st_type_is_supported((int)a[1].via.u64) || a[2].type != MSGPACK_OBJECT_BOOLEAN ||
 	    a[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[3].via.u64 > UINT32_MAX)
 		return false;
+	memcpy(f->name, name, (size_t)len);
+	f->name[len] = '\0';
 	f->type = (uint8_t)a[1].via.u64;
 	f->nullable = a[2].via.boolean;
 	f->id = (uint32_t)a[3].via.u64;
@@ -283,18 +377,24 @@ void cli_print_time(FILE *out, int64_t us)
 	st_buf_free(&b);
 }
 
-void cli_print_result(const char *what, const char *table, const msgpack_object *b)
+int cli_print_result(int type, const char *what, const char *table, const msgpack_object *b,
+		     uint64_t *nrows)
 {
+	const struct cli_reply r = {type, NULL};
 	uint64_t version = 0, lsn = 0, rows = 0;
 	bool noop = false;
-	wire_get_u64(b, 0, &version);
-	wire_get_u64(b, 1, &lsn);
-	wire_get_u64(b, 3, &rows);
-	wire_get_bool(b, 4, &noop);
+	if (cli_reply_u64(&r, b, WIRE_RESULT_VERSION, "version", CLI_REQUIRED, &version) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_RESULT_LSN, "lsn", CLI_REQUIRED, &lsn) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_RESULT_ROWS, "rows", CLI_REQUIRED, &rows) < 0 ||
+	    cli_reply_bool(&r, b, WIRE_RESULT_NOOP, "noop", CLI_REQUIRED, &noop) < 0)
+		return 1;
+	if (nrows)
+		*nrows += rows;
 	if (noop)
 		printf("table '%s': already done earlier with this app id and version: nothing "
 		       "written (table at version %" PRIu64 ")\n", table, version);
 	else
 		printf("table '%s' version %" PRIu64 " (lsn %" PRIu64 "): %s%s%" PRIu64 " rows\n",
 		       table, version, lsn, what, *what ? ", " : "", rows);
+	return 0;
 }

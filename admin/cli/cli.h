@@ -109,15 +109,50 @@ int cli_simple_call(const struct cli_global *g, int type, const char *table, sc_
 void cli_pack_at(msgpack_packer *pk, uint32_t key, int kind, int64_t value);
 
 /* ---- reading replies ---------------------------------------------------------
- * Replies are checked before they are read: a field of another type than
- * PROTOCOL.md says is treated as absent, never read as that type. */
+ * Every key of a reply is read through the cli_reply_* getters, which check
+ * its type against PROTOCOL.md. A required key that is absent, or any key
+ * present with another type, is a malformed reply: the getter prints
+ *   strata CMD: the daemon's HISTORY reply is malformed: key 0 (commits) is a str, expected array
+ * (with "PART: " before "key" when a nested map is read) and returns -1; the
+ * command then exits 1. Otherwise they return 1 (present, *v set) or 0
+ * (absent and optional: *v untouched, the caller's default stays).
+ * Strings and bins point into the reply (valid until the next request). */
+
+/* Whether a key must be in the reply. */
+enum cli_need {
+	CLI_OPTIONAL = 0, /* absent: the caller's default (an older daemon may not send it) */
+	CLI_REQUIRED = 1, /* absent: a malformed reply */
+};
+
+/* The reply being read, for the message about a malformed one. */
+struct cli_reply {
+	int type;         /* the request type it answers (WIRE_HISTORY): names the reply */
+	const char *part; /* NULL, or the nested map read ("commit 3") */
+};
+
+int cli_reply_u64(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		  const char *name, enum cli_need need, uint64_t *v);
+int cli_reply_i64(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		  const char *name, enum cli_need need, int64_t *v);
+int cli_reply_bool(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		   const char *name, enum cli_need need, bool *v);
+/* A string copied into buf (NUL-terminated); one longer than len - 1 bytes
+ * or holding a NUL byte is malformed too. */
+int cli_reply_strbuf(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		     const char *name, enum cli_need need, char *buf, size_t len);
+int cli_reply_map(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		  const char *name, enum cli_need need, const msgpack_object **o);
+int cli_reply_array(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		    const char *name, enum cli_need need, const msgpack_object **o);
+/* A 32-byte chain hash (a bin of CLI_HASH_LEN bytes; another length is
+ * malformed). */
+int cli_reply_hash(const struct cli_reply *r, const msgpack_object *map, uint32_t key,
+		   const char *name, enum cli_need need, const uint8_t **hash);
 
 /* A string object: *s (never NULL; "" when empty) and *len. False if o is
- * NULL or not a string. */
+ * NULL or not a string (for the elements of arrays, which commands print
+ * or skip one by one). */
 bool cli_str(const msgpack_object *o, const char **s, int *len);
-/* A 32-byte chain hash at key of map, pointing into the reply; NULL when
- * absent or not a bin of CLI_HASH_LEN bytes (an older daemon sends none). */
-const uint8_t *cli_get_hash(const msgpack_object *map, uint32_t key);
 /* The first ndigits (even, <= 64) hex digits of a hash into out (ndigits + 1 bytes). */
 void cli_hex(const uint8_t *hash, int ndigits, char *out);
 /* One column of a DESCRIBE reply, [name, type id, nullable, field id], into
@@ -128,9 +163,12 @@ bool cli_column(const msgpack_object *o, struct st_field *f);
 
 /* A timestamp (µs since the epoch) as YYYY-MM-DD HH:MM:SS[.ffffff] (UTC). */
 void cli_print_time(FILE *out, int64_t us);
-/* A commit result (PROTOCOL.md §3) on stdout:
- * "table 't' version 3 (lsn 17): loaded, 1000 rows". */
-void cli_print_result(const char *what, const char *table, const msgpack_object *b);
+/* A commit result (PROTOCOL.md §3), the reply b to a request of type type,
+ * on stdout: "table 't' version 3 (lsn 17): loaded, 1000 rows". The rows are
+ * added to *rows when rows is not NULL. Returns 0, or 1 when the result is
+ * malformed (printed). */
+int cli_print_result(int type, const char *what, const char *table, const msgpack_object *b,
+		     uint64_t *rows);
 
 /* ---- the commands --------------------------------------------------------- */
 

@@ -49,16 +49,18 @@ struct loader {
 static void pack_write_opts(const struct loader *l, msgpack_packer *pk)
 {
 	uint32_t n = 3 + (l->replace_where != NULL) + 2 * (l->app_id != NULL);
-	msgpack_pack_uint32(pk, 1);
+	/* The same key in WRITE and LOAD_BEGIN. */
+	_Static_assert((int)WIRE_WRITE_Q_OPTIONS == (int)WIRE_LOAD_BEGIN_Q_OPTIONS, "write options key");
+	msgpack_pack_uint32(pk, WIRE_WRITE_Q_OPTIONS);
 	msgpack_pack_map(pk, n);
-	wire_key_u64(pk, 0, (uint64_t)l->mode);
-	wire_key_bool(pk, 1, l->merge);
-	wire_key_bool(pk, 2, false);
+	wire_key_u64(pk, WIRE_WOPT_MODE, (uint64_t)l->mode);
+	wire_key_bool(pk, WIRE_WOPT_MERGE_SCHEMA, l->merge);
+	wire_key_bool(pk, WIRE_WOPT_OVERWRITE_SCHEMA, false);
 	if (l->replace_where)
-		wire_key_str(pk, 3, l->replace_where);
+		wire_key_str(pk, WIRE_WOPT_REPLACE_WHERE, l->replace_where);
 	if (l->app_id) {
-		wire_key_str(pk, 4, l->app_id);
-		wire_key_u64(pk, 5, l->app_version);
+		wire_key_str(pk, WIRE_WOPT_APP_ID, l->app_id);
+		wire_key_u64(pk, WIRE_WOPT_APP_VERSION, l->app_version);
 	}
 }
 
@@ -113,13 +115,16 @@ static int send_rows(struct loader *l, int type, const struct st_schema *fs,
 	}
 	msgpack_packer *pk = sc_begin(l->c, type, 3);
 	if (type == WIRE_LOAD_DATA) {
-		wire_key_u64(pk, 0, l->load_id);
-		wire_key_u64(pk, 2, l->batch_no++);
-		msgpack_pack_uint32(pk, 1);
-	} else {
-		wire_key_str(pk, 0, l->table);
+		wire_key_u64(pk, WIRE_LOAD_DATA_Q_ID, l->load_id);
+		wire_key_u64(pk, WIRE_LOAD_DATA_Q_NUMBER, l->batch_no++);
+		msgpack_pack_uint32(pk, WIRE_LOAD_DATA_Q_BATCH);
+	} else { /* WRITE and LOAD_BEGIN share their keys */
+		_Static_assert((int)WIRE_WRITE_Q_TABLE == (int)WIRE_LOAD_BEGIN_Q_TABLE &&
+				       (int)WIRE_WRITE_Q_BATCH == (int)WIRE_LOAD_BEGIN_Q_HEADER,
+			       "WRITE and LOAD_BEGIN keys");
+		wire_key_str(pk, WIRE_WRITE_Q_TABLE, l->table);
 		pack_write_opts(l, pk);
-		msgpack_pack_uint32(pk, 2);
+		msgpack_pack_uint32(pk, WIRE_WRITE_Q_BATCH);
 	}
 	wire_pack_batch(sc_out(l->c), fs->nfields, names, cols, sel, n);
 	return sc_call(l->c, b, &l->e);
@@ -143,22 +148,18 @@ static void end_line(struct loader *l)
 	l->on_line = false;
 }
 
+/* Commit the open load. Returns 0 or 1 (printed). */
 static int load_commit(struct loader *l)
 {
 	const msgpack_object *b;
 	msgpack_packer *pk = sc_begin(l->c, WIRE_LOAD_COMMIT, 1);
-	wire_key_u64(pk, 0, l->load_id);
+	wire_key_u64(pk, WIRE_LOAD_END_Q_ID, l->load_id);
 	l->load_id = 0; /* committed or, on an error, aborted by the daemon */
 	end_line(l);
-	int rc = sc_call(l->c, &b, &l->e);
-	if (rc == 0) {
-		uint64_t rows = 0;
-		wire_get_u64(b, 3, &rows);
-		l->rows_done += rows;
-		cli_print_result("loaded", l->table, b);
-		l->app_version++;
-	}
-	return rc;
+	if (sc_call(l->c, &b, &l->e) != 0)
+		return cli_fail_wire(l->c, &l->e);
+	l->app_version++; /* committed, even if its result cannot be read */
+	return cli_print_result(WIRE_LOAD_COMMIT, "loaded", l->table, b, &l->rows_done);
 }
 
 /* Abort the open load, if any (best effort: the daemon also aborts a load
@@ -170,7 +171,7 @@ static void load_abort(struct loader *l)
 	if (!l->load_id)
 		return;
 	msgpack_packer *pk = sc_begin(l->c, WIRE_LOAD_ABORT, 1);
-	wire_key_u64(pk, 0, l->load_id);
+	wire_key_u64(pk, WIRE_LOAD_END_Q_ID, l->load_id);
 	sc_call(l->c, &b, &e);
 	l->load_id = 0;
 }
@@ -202,11 +203,14 @@ static int table_columns(struct loader *l, struct st_field **fields, uint32_t *n
 {
 	const msgpack_object *b;
 	msgpack_packer *pk = sc_begin(l->c, WIRE_DESCRIBE, 1);
-	wire_key_str(pk, 0, l->table);
+	wire_key_str(pk, WIRE_DESCRIBE_Q_TABLE, l->table);
 	if (sc_call(l->c, &b, &l->e) != 0)
 		return cli_fail_wire(l->c, &l->e);
-	const msgpack_object *cols = wire_get(b, 2);
-	uint32_t n = cols && cols->type == MSGPACK_OBJECT_ARRAY ? cols->via.array.size : 0;
+	const struct cli_reply r = {WIRE_DESCRIBE, NULL};
+	const msgpack_object *cols = NULL;
+	if (cli_reply_array(&r, b, WIRE_DESCRIBE_R_COLUMNS, "columns", CLI_REQUIRED, &cols) < 0)
+		return 1;
+	uint32_t n = cols->via.array.size;
 	if (n == 0 || n > ST_MAX_COLUMNS)
 		return cli_fail_msg("the daemon described table '%s' with %u columns (1 to %u "
 				    "expected): is it a stratad of this version?", l->table, n,
@@ -254,7 +258,8 @@ static int load_stream(struct loader *l, rd_reader *r, uint32_t batch_rows,
 			if (send_rows(l, WIRE_WRITE, fs, vecs, 0, nrows, &b) != 0)
 				return cli_fail_wire(l->c, &l->e);
 			l->rows_done += nrows;
-			cli_print_result("loaded", l->table, b);
+			if (cli_print_result(WIRE_WRITE, "loaded", l->table, b, NULL))
+				return 1;
 			continue;
 		}
 		first = false;
@@ -264,7 +269,11 @@ static int load_stream(struct loader *l, rd_reader *r, uint32_t batch_rows,
 					end_line(l);
 					return cli_fail_wire(l->c, &l->e);
 				}
-				if (!wire_get_u64(b, 0, &l->load_id) || !l->load_id)
+				const struct cli_reply rb = {WIRE_LOAD_BEGIN, NULL};
+				if (cli_reply_u64(&rb, b, WIRE_LOAD_BEGIN_R_ID, "load id", CLI_REQUIRED,
+						  &l->load_id) < 0)
+					return 1;
+				if (!l->load_id)
 					return cli_fail_msg("the daemon's LOAD_BEGIN reply for table '%s' "
 							    "has no load id", l->table);
 				l->batch_no = 0;
@@ -281,7 +290,7 @@ static int load_stream(struct loader *l, rd_reader *r, uint32_t batch_rows,
 			at += n;
 			in_commit += n;
 			if (commit_rows && in_commit == commit_rows && load_commit(l) != 0)
-				return cli_fail_wire(l->c, &l->e);
+				return 1;
 		}
 		if (l->show && now_s() - last > 0.2) {
 			progress(l, r, total, t0, false);
@@ -291,7 +300,7 @@ static int load_stream(struct loader *l, rd_reader *r, uint32_t batch_rows,
 	if (l->show && rd_rows(r) > 0)
 		progress(l, r, total, t0, true);
 	if (l->load_id && load_commit(l) != 0)
-		return cli_fail_wire(l->c, &l->e);
+		return 1;
 	if (rd_rows(r) == 0)
 		printf("table '%s': the input has no rows; nothing written\n", l->table);
 	return 0;
@@ -555,16 +564,16 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 	if (!c)
 		return status;
 	msgpack_packer *pk = sc_begin(c, WIRE_SCAN, 2 + !!columns + !!where + limited);
-	wire_key_str(pk, 0, argv[optind]);
+	wire_key_str(pk, WIRE_SCAN_Q_TABLE, argv[optind]);
 	if (columns) {
-		msgpack_pack_uint32(pk, 1);
+		msgpack_pack_uint32(pk, WIRE_SCAN_Q_COLUMNS);
 		pack_list(pk, cols, ncols);
 	}
 	if (where)
-		wire_key_str(pk, 2, where);
-	cli_pack_at(pk, 3, kind, value);
+		wire_key_str(pk, WIRE_SCAN_Q_PREDICATE, where);
+	cli_pack_at(pk, WIRE_SCAN_Q_AT, kind, value);
 	if (limited)
-		wire_key_u64(pk, 4, limit);
+		wire_key_u64(pk, WIRE_SCAN_Q_LIMIT, limit);
 	const msgpack_object *b;
 	struct wire_error e;
 	struct page_printer pp = {NULL, 0};
@@ -573,15 +582,30 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 		status = cli_fail_wire(c, &e);
 		goto out;
 	}
+	/* The first page is SCAN's reply, the others SCAN_NEXT's: same keys. */
+	_Static_assert((int)WIRE_SCAN_R_CURSOR == (int)WIRE_SCAN_NEXT_R_CURSOR &&
+			       (int)WIRE_SCAN_R_BATCH == (int)WIRE_SCAN_NEXT_R_BATCH,
+		       "SCAN and SCAN_NEXT reply keys");
+	struct cli_reply r = {WIRE_SCAN, NULL};
 	for (;;) {
 		/* The cursor first: a page that cannot be printed still leaves a
 		 * cursor to close. */
+		const msgpack_object *batch = NULL;
 		cursor = 0;
-		wire_get_u64(b, 0, &cursor);
-		if ((status = print_batch(&pp, stdout, f, wire_get(b, 1))) || !cursor)
+		if (cli_reply_u64(&r, b, WIRE_SCAN_R_CURSOR, "cursor id", CLI_REQUIRED, &cursor) < 0) {
+			status = 1;
+			cursor = 0; /* none to close that this client knows of */
+			break;
+		}
+		if (cli_reply_map(&r, b, WIRE_SCAN_R_BATCH, "batch", CLI_REQUIRED, &batch) < 0) {
+			status = 1;
+			break;
+		}
+		if ((status = print_batch(&pp, stdout, f, batch)) || !cursor)
 			break;
 		pk = sc_begin(c, WIRE_SCAN_NEXT, 1);
-		wire_key_u64(pk, 0, cursor);
+		wire_key_u64(pk, WIRE_SCAN_NEXT_Q_CURSOR, cursor);
+		r.type = WIRE_SCAN_NEXT;
 		if (sc_call(c, &b, &e) != 0) {
 			status = cli_fail_wire(c, &e);
 			cursor = 0; /* a failed page has freed its cursor */
@@ -590,7 +614,7 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 	}
 	if (cursor) { /* stopped early: let the daemon free the cursor now */
 		pk = sc_begin(c, WIRE_SCAN_CLOSE, 1);
-		wire_key_u64(pk, 0, cursor);
+		wire_key_u64(pk, WIRE_SCAN_NEXT_Q_CURSOR, cursor);
 		sc_call(c, &b, &e);
 	}
 out:
@@ -687,10 +711,10 @@ int cli_cmd_query(int argc, char **argv, struct cli_global *g)
 	if (!c)
 		return status;
 	msgpack_packer *pk = sc_begin(c, WIRE_QUERY, 4 + !!where);
-	wire_key_str(pk, 0, argv[optind]);
-	msgpack_pack_uint32(pk, 1);
+	wire_key_str(pk, WIRE_QUERY_Q_TABLE, argv[optind]);
+	msgpack_pack_uint32(pk, WIRE_QUERY_Q_GROUP_BY);
 	pack_list(pk, groups, ng);
-	msgpack_pack_uint32(pk, 2);
+	msgpack_pack_uint32(pk, WIRE_QUERY_Q_AGGREGATES);
 	msgpack_pack_array(pk, na);
 	for (uint32_t i = 0; i < na; i++) {
 		msgpack_pack_array(pk, 2);
@@ -698,15 +722,18 @@ int cli_cmd_query(int argc, char **argv, struct cli_global *g)
 		wire_pack_str(pk, args[i]);
 	}
 	if (where)
-		wire_key_str(pk, 3, where);
-	cli_pack_at(pk, 4, kind, value);
-	const msgpack_object *b;
+		wire_key_str(pk, WIRE_QUERY_Q_PREDICATE, where);
+	cli_pack_at(pk, WIRE_QUERY_Q_AT, kind, value);
+	const msgpack_object *b, *batch = NULL;
 	struct wire_error e;
 	struct page_printer pp = {NULL, 0};
+	const struct cli_reply r = {WIRE_QUERY, NULL};
 	if (sc_call(c, &b, &e) != 0)
 		status = cli_fail_wire(c, &e);
+	else if (cli_reply_map(&r, b, WIRE_QUERY_R_BATCH, "batch", CLI_REQUIRED, &batch) < 0)
+		status = 1;
 	else
-		status = print_batch(&pp, stdout, f, wire_get(b, 0));
+		status = print_batch(&pp, stdout, f, batch);
 	if (pp.p)
 		tx_printer_end(pp.p);
 	sc_close(c);

@@ -3,12 +3,16 @@
  * its upkeep: history, restore, vacuum and verify (PROTOCOL.md §3, types
  * 50-53).
  *
+ * Replies are read with the cli_reply_* getters: every key PROTOCOL.md lists
+ * is required, except the chain-hash fields below.
+ *
  * Chain hashes. A store chains its commits with BLAKE2b-256; a newer daemon
  * sends the hash at each commit (HISTORY key 12 LSN, 13 hash), its chain's
  * last LSN and hash (VERIFY keys 3 and 4) and, when VERIFY was given a head
  * hash (request key 0), the LSN it was found at (reply key 5). An older
  * daemon sends none of them: history then prints '-' in those columns and
- * verify leaves its chain line out. Only `verify --head` insists: a reply
+ * verify leaves its chain line out. They are optional, but one that is sent
+ * with another type is a malformed reply like any other. Only `verify --head` insists: a reply
  * that neither places the head nor reports a problem did not check it, and
  * verify fails rather than claim a check that did not happen.
  */
@@ -69,8 +73,8 @@ int cli_cmd_history(int argc, char **argv, struct cli_global *g)
 	if (!c)
 		return status;
 	msgpack_packer *pk = sc_begin(c, WIRE_HISTORY, 2);
-	wire_key_str(pk, 0, argv[optind]);
-	wire_key_u64(pk, 1, limit);
+	wire_key_str(pk, WIRE_HISTORY_Q_TABLE, argv[optind]);
+	wire_key_u64(pk, WIRE_HISTORY_Q_LIMIT, limit);
 	const msgpack_object *b;
 	struct wire_error e;
 	if (sc_call(c, &b, &e) != 0) {
@@ -79,37 +83,67 @@ int cli_cmd_history(int argc, char **argv, struct cli_global *g)
 		return status;
 	}
 	int hw = full ? 2 * CLI_HASH_LEN : SHORT_HASH_DIGITS; /* hash column width */
-	const msgpack_object *a = wire_get(b, 0);
+	struct cli_reply r = {WIRE_HISTORY, NULL};
+	const msgpack_object *a = NULL;
+	if (cli_reply_array(&r, b, WIRE_HISTORY_R_COMMITS, "commits", CLI_REQUIRED, &a) < 0) {
+		status = 1;
+		goto out;
+	}
 	printf("%7s  %8s  %-26s  %-14s  %10s  %10s  %6s  %6s  %8s  %-*s  %s\n", "version", "lsn",
 	       "time (UTC)", "operation", "+rows", "-rows", "+files", "-files", "ms", hw, "hash",
 	       "parameters");
-	for (uint32_t i = 0; a && a->type == MSGPACK_OBJECT_ARRAY && i < a->via.array.size; i++) {
-		const msgpack_object *h = &a->via.array.ptr[i];
+	for (uint32_t i = 0; i < a->via.array.size; i++) {
+		const msgpack_object *h = &a->via.array.ptr[i], *pm = NULL;
+		const uint8_t *hash = NULL;
 		uint64_t v = 0, lsn = 0, ra = 0, rr = 0, fa = 0, fr = 0, dur = 0;
 		int64_t t = 0;
 		char op[64] = "", params[1024], lsns[24] = "-", hex[2 * CLI_HASH_LEN + 1] = "-";
-		wire_get_u64(h, 0, &v);
-		wire_get_i64(h, 1, &t);
-		wire_get_strbuf(h, 2, op, sizeof op);
-		wire_get_u64(h, 6, &ra);
-		wire_get_u64(h, 7, &rr);
-		wire_get_u64(h, 8, &fa);
-		wire_get_u64(h, 9, &fr);
-		wire_get_u64(h, 11, &dur);
-		if (wire_get_u64(h, 12, &lsn))
+		char part[32];
+		snprintf(part, sizeof part, "commit %u", i + 1);
+		r.part = part;
+		if (h->type != MSGPACK_OBJECT_MAP) {
+			status = cli_fail_msg("the daemon's HISTORY reply is malformed: key %u "
+					      "(commits): commit %u is a%s %s, expected map",
+					      WIRE_HISTORY_R_COMMITS, i + 1,
+					      h->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
+					      h->type == MSGPACK_OBJECT_ARRAY ||
+					      h->type == MSGPACK_OBJECT_EXT ? "n" : "",
+					      wire_obj_type_name(h));
+			goto out;
+		}
+		int lsn_rc = 0;
+		if (cli_reply_u64(&r, h, WIRE_COMMIT_VERSION, "version", CLI_REQUIRED, &v) < 0 ||
+		    cli_reply_i64(&r, h, WIRE_COMMIT_TIME, "time_us", CLI_REQUIRED, &t) < 0 ||
+		    cli_reply_strbuf(&r, h, WIRE_COMMIT_OPERATION, "operation", CLI_REQUIRED, op,
+				     sizeof op) < 0 ||
+		    cli_reply_map(&r, h, WIRE_COMMIT_PARAMETERS, "parameters", CLI_REQUIRED, &pm) < 0 ||
+		    cli_reply_u64(&r, h, WIRE_COMMIT_ROWS_ADDED, "rows added", CLI_REQUIRED, &ra) < 0 ||
+		    cli_reply_u64(&r, h, WIRE_COMMIT_ROWS_REMOVED, "rows removed", CLI_REQUIRED,
+				  &rr) < 0 ||
+		    cli_reply_u64(&r, h, WIRE_COMMIT_FILES_ADDED, "files added", CLI_REQUIRED,
+				  &fa) < 0 ||
+		    cli_reply_u64(&r, h, WIRE_COMMIT_FILES_REMOVED, "files removed", CLI_REQUIRED,
+				  &fr) < 0 ||
+		    cli_reply_u64(&r, h, WIRE_COMMIT_DURATION, "duration", CLI_REQUIRED, &dur) < 0 ||
+		    (lsn_rc = cli_reply_u64(&r, h, WIRE_COMMIT_LSN, "LSN", CLI_OPTIONAL, &lsn)) < 0 ||
+		    cli_reply_hash(&r, h, WIRE_COMMIT_HASH, "chain hash", CLI_OPTIONAL, &hash) < 0) {
+			status = 1;
+			goto out;
+		}
+		if (lsn_rc)
 			snprintf(lsns, sizeof lsns, "%" PRIu64, lsn);
-		const uint8_t *hash = cli_get_hash(h, 13);
 		if (hash)
 			cli_hex(hash, hw, hex);
-		commit_params(wire_get(h, 3), params, sizeof params);
+		commit_params(pm, params, sizeof params);
 		printf("%7" PRIu64 "  %8s  ", v, lsns);
 		cli_print_time(stdout, t);
 		printf("%*s  %-14s  %10" PRIu64 "  %10" PRIu64 "  %6" PRIu64 "  %6" PRIu64
 		       "  %8.1f  %-*s  %s\n",
 		       t % 1000000 ? 0 : 7, "", op, ra, rr, fa, fr, dur / 1000.0, hw, hex, params);
 	}
+out:
 	sc_close(c);
-	return 0;
+	return status;
 }
 
 int cli_cmd_restore(int argc, char **argv, struct cli_global *g)
@@ -142,14 +176,14 @@ int cli_cmd_restore(int argc, char **argv, struct cli_global *g)
 	if (!c)
 		return status;
 	msgpack_packer *pk = sc_begin(c, WIRE_RESTORE, 2);
-	wire_key_str(pk, 0, argv[optind]);
-	cli_pack_at(pk, 1, kind, value);
+	wire_key_str(pk, WIRE_RESTORE_Q_TABLE, argv[optind]);
+	cli_pack_at(pk, WIRE_RESTORE_Q_AT, kind, value);
 	const msgpack_object *b;
 	struct wire_error e;
 	if (sc_call(c, &b, &e) != 0)
 		status = cli_fail_wire(c, &e);
 	else
-		cli_print_result("restored", argv[optind], b);
+		status = cli_print_result(WIRE_RESTORE, "restored", argv[optind], b, NULL);
 	sc_close(c);
 	return status;
 }
@@ -188,11 +222,11 @@ int cli_cmd_vacuum(int argc, char **argv, struct cli_global *g)
 	if (!c)
 		return status;
 	msgpack_packer *pk = sc_begin(c, WIRE_VACUUM, 3 + (retain >= 0));
-	wire_key_str(pk, 0, argv[optind]);
+	wire_key_str(pk, WIRE_VACUUM_Q_TABLE, argv[optind]);
 	if (retain >= 0)
-		wire_key_i64(pk, 1, retain ? retain : 1);
-	wire_key_bool(pk, 2, dry);
-	wire_key_bool(pk, 3, force);
+		wire_key_i64(pk, WIRE_VACUUM_Q_RETAIN, retain ? retain : 1);
+	wire_key_bool(pk, WIRE_VACUUM_Q_DRY_RUN, dry);
+	wire_key_bool(pk, WIRE_VACUUM_Q_FORCE, force);
 	const msgpack_object *b;
 	struct wire_error e;
 	if (sc_call(c, &b, &e) != 0) {
@@ -201,14 +235,21 @@ int cli_cmd_vacuum(int argc, char **argv, struct cli_global *g)
 		return status;
 	}
 	uint64_t files = 0, bytes = 0, pinned = 0, oldest = 0, pruned = 0;
-	wire_get_u64(b, 0, &files);
-	wire_get_u64(b, 1, &bytes);
-	wire_get_u64(b, 3, &pinned);
-	wire_get_u64(b, 4, &oldest);
-	wire_get_u64(b, 5, &pruned);
-	const msgpack_object *paths = wire_get(b, 2);
-	for (uint32_t i = 0;
-	     dry && paths && paths->type == MSGPACK_OBJECT_ARRAY && i < paths->via.array.size; i++) {
+	const msgpack_object *paths = NULL;
+	const struct cli_reply r = {WIRE_VACUUM, NULL};
+	if (cli_reply_u64(&r, b, WIRE_VACUUM_R_FILES, "files", CLI_REQUIRED, &files) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_VACUUM_R_BYTES, "bytes", CLI_REQUIRED, &bytes) < 0 ||
+	    cli_reply_array(&r, b, WIRE_VACUUM_R_PATHS, "paths", CLI_REQUIRED, &paths) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_VACUUM_R_PINNED, "files kept for open readers", CLI_REQUIRED,
+			  &pinned) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_VACUUM_R_OLDEST, "oldest retained version", CLI_REQUIRED,
+			  &oldest) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_VACUUM_R_PRUNED, "commits pruned", CLI_REQUIRED,
+			  &pruned) < 0) {
+		sc_close(c);
+		return 1;
+	}
+	for (uint32_t i = 0; dry && i < paths->via.array.size; i++) {
 		const char *s;
 		int len;
 		if (cli_str(&paths->via.array.ptr[i], &s, &len))
@@ -287,7 +328,7 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 		return status;
 	msgpack_packer *pk = sc_begin(c, WIRE_VERIFY, head_hex ? 1 : 0);
 	if (head_hex) {
-		msgpack_pack_uint32(pk, 0);
+		msgpack_pack_uint32(pk, WIRE_VERIFY_Q_HEAD);
 		msgpack_pack_bin(pk, CLI_HASH_LEN);
 		msgpack_pack_bin_body(pk, head, CLI_HASH_LEN);
 	}
@@ -299,10 +340,23 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 		return status;
 	}
 	uint64_t segs = 0, commits = 0, last_lsn = 0, head_lsn = 0;
-	wire_get_u64(b, 0, &segs);
-	wire_get_u64(b, 1, &commits);
-	const msgpack_object *p = wire_get(b, 2);
-	uint32_t np = p && p->type == MSGPACK_OBJECT_ARRAY ? p->via.array.size : 0;
+	const msgpack_object *p = NULL;
+	const uint8_t *last = NULL;
+	const struct cli_reply r = {WIRE_VERIFY, NULL};
+	int head_rc = 0;
+	if (cli_reply_u64(&r, b, WIRE_VERIFY_R_SEGMENTS, "segments checked", CLI_REQUIRED,
+			  &segs) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_VERIFY_R_COMMITS, "commits checked", CLI_REQUIRED,
+			  &commits) < 0 ||
+	    cli_reply_array(&r, b, WIRE_VERIFY_R_PROBLEMS, "problems", CLI_REQUIRED, &p) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_VERIFY_R_LAST_LSN, "last LSN", CLI_OPTIONAL, &last_lsn) < 0 ||
+	    cli_reply_hash(&r, b, WIRE_VERIFY_R_LAST_HASH, "chain hash", CLI_OPTIONAL, &last) < 0 ||
+	    (head_rc = cli_reply_u64(&r, b, WIRE_VERIFY_R_HEAD_LSN, "head LSN", CLI_OPTIONAL,
+				     &head_lsn)) < 0) {
+		sc_close(c);
+		return 1;
+	}
+	uint32_t np = p->via.array.size;
 	for (uint32_t i = 0; i < np; i++) {
 		const char *s;
 		int len;
@@ -312,14 +366,12 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 			printf("DAMAGED: (problem %u is not text)\n", i + 1);
 	}
 	char hex[2 * CLI_HASH_LEN + 1];
-	const uint8_t *last = cli_get_hash(b, 4);
 	if (last) {
-		wire_get_u64(b, 3, &last_lsn);
 		cli_hex(last, 2 * CLI_HASH_LEN, hex);
 		printf("chain: LSN %" PRIu64 " %s\n", last_lsn, hex);
 	}
 	/* LSNs start at 1: the store's head_lsn 0 means "not found". */
-	bool head_found = head_hex && wire_get_u64(b, 5, &head_lsn) && head_lsn > 0;
+	bool head_found = head_hex && head_rc == 1 && head_lsn > 0;
 	if (head_found) {
 		cli_hex(head, SHORT_HASH_DIGITS, hex);
 		printf("head %s found at LSN %" PRIu64 "\n", hex, head_lsn);

@@ -29,16 +29,24 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 		return status;
 	char ver[64] = "?", dir[4096] = "?";
 	uint64_t up = 0, tables = 0, lsn = 0, disk = 0, pid = 0, loads = 0, cursors = 0;
-	wire_get_strbuf(b, 0, ver, sizeof ver);
-	wire_get_u64(b, 1, &up);
-	wire_get_strbuf(b, 2, dir, sizeof dir);
-	wire_get_u64(b, 3, &tables);
-	wire_get_u64(b, 4, &lsn);
-	wire_get_u64(b, 5, &disk);
-	wire_get_u64(b, 6, &pid);
-	wire_get_u64(b, 7, &loads);
-	wire_get_u64(b, 8, &cursors);
-	const uint8_t *head = cli_get_hash(b, 9);
+	const uint8_t *head = NULL;
+	const struct cli_reply r = {WIRE_STATUS, NULL};
+	if (cli_reply_strbuf(&r, b, WIRE_STATUS_R_VERSION, "server version", CLI_REQUIRED, ver,
+			     sizeof ver) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_UPTIME, "uptime", CLI_REQUIRED, &up) < 0 ||
+	    cli_reply_strbuf(&r, b, WIRE_STATUS_R_DATA_DIR, "data directory", CLI_REQUIRED, dir,
+			     sizeof dir) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_TABLES, "tables", CLI_REQUIRED, &tables) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_LSN, "last LSN", CLI_REQUIRED, &lsn) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_DISK, "bytes on disk", CLI_REQUIRED, &disk) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_PID, "pid", CLI_REQUIRED, &pid) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_LOADS, "open loads", CLI_REQUIRED, &loads) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_CURSORS, "open cursors", CLI_REQUIRED, &cursors) <
+		    0 ||
+	    cli_reply_hash(&r, b, WIRE_STATUS_R_CHAIN_HASH, "chain hash", CLI_OPTIONAL, &head) < 0) {
+		sc_close(c);
+		return 1;
+	}
 	printf("address:        %s\nversion:        stratad %s (pid %" PRIu64 ")\n", sc_host(c), ver,
 	       pid);
 	printf("uptime:         %" PRIu64 "d %02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 "\n",

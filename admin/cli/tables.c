@@ -24,7 +24,7 @@ int cli_cmd_create(int argc, char **argv, struct cli_global *g)
 		CLI_COMMON_OPTS};
 	const char *schema = NULL;
 	char *parts[64], *props[256];
-	int nparts = 0, nprops = 0, mode = 0, status = 0, o;
+	int nparts = 0, nprops = 0, mode = WIRE_CREATE_ERROR, status = 0, o;
 	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
 		switch (o) {
 		case 's':
@@ -43,10 +43,10 @@ int cli_cmd_create(int argc, char **argv, struct cli_global *g)
 			props[nprops++] = optarg;
 			break;
 		case 'i':
-			mode = 1;
+			mode = WIRE_CREATE_IGNORE;
 			break;
 		case 'r':
-			mode = 2;
+			mode = WIRE_CREATE_REPLACE;
 			break;
 		}
 	}
@@ -65,8 +65,8 @@ int cli_cmd_create(int argc, char **argv, struct cli_global *g)
 	sc_client *c = cli_connect(g, &status);
 	if (c) {
 		msgpack_packer *pk = sc_begin(c, WIRE_CREATE, 5);
-		wire_key_str(pk, 0, argv[optind]);
-		msgpack_pack_uint32(pk, 1);
+		wire_key_str(pk, WIRE_CREATE_Q_TABLE, argv[optind]);
+		msgpack_pack_uint32(pk, WIRE_CREATE_Q_COLUMNS);
 		msgpack_pack_array(pk, (uint32_t)n);
 		for (int i = 0; i < n; i++) {
 			msgpack_pack_array(pk, 3);
@@ -74,25 +74,28 @@ int cli_cmd_create(int argc, char **argv, struct cli_global *g)
 			msgpack_pack_uint32(pk, (uint32_t)types[i]);
 			nullable[i] ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
 		}
-		msgpack_pack_uint32(pk, 2);
+		msgpack_pack_uint32(pk, WIRE_CREATE_Q_PARTITION);
 		msgpack_pack_array(pk, (uint32_t)nparts);
 		for (int i = 0; i < nparts; i++)
 			wire_pack_str(pk, parts[i]);
-		msgpack_pack_uint32(pk, 3);
+		msgpack_pack_uint32(pk, WIRE_CREATE_Q_PROPERTIES);
 		msgpack_pack_map(pk, (uint32_t)nprops);
 		for (int i = 0; i < nprops; i++) {
 			char *eq = strchr(props[i], '=');
 			wire_pack_strn(pk, props[i], (size_t)(eq - props[i]));
 			wire_pack_str(pk, eq + 1);
 		}
-		wire_key_u64(pk, 4, (uint64_t)mode);
+		wire_key_u64(pk, WIRE_CREATE_Q_MODE, (uint64_t)mode);
 		const msgpack_object *b;
 		struct wire_error e;
 		uint64_t v = 0;
+		const struct cli_reply r = {WIRE_CREATE, NULL};
 		if (sc_call(c, &b, &e) != 0) {
 			status = cli_fail_wire(c, &e);
+		} else if (cli_reply_u64(&r, b, WIRE_CREATE_R_VERSION, "version", CLI_REQUIRED, &v) <
+			   0) {
+			status = 1;
 		} else {
-			wire_get_u64(b, 0, &v);
 			printf(v == 0 ? "created table '%s' (version 0)\n"
 				      : "table '%s' exists (version %" PRIu64 "): left as it is\n",
 			       argv[optind], v);
@@ -121,8 +124,13 @@ int cli_cmd_tables(int argc, char **argv, struct cli_global *g)
 	const msgpack_object *b;
 	if ((status = cli_simple_call(g, WIRE_TABLES, NULL, &c, &b)))
 		return status;
-	const msgpack_object *a = wire_get(b, 0);
-	for (uint32_t i = 0; a && a->type == MSGPACK_OBJECT_ARRAY && i < a->via.array.size; i++) {
+	const struct cli_reply r = {WIRE_TABLES, NULL};
+	const msgpack_object *a = NULL;
+	if (cli_reply_array(&r, b, WIRE_TABLES_R_NAMES, "names", CLI_REQUIRED, &a) < 0) {
+		sc_close(c);
+		return 1;
+	}
+	for (uint32_t i = 0; i < a->via.array.size; i++) {
 		const char *s;
 		int len;
 		if (cli_str(&a->via.array.ptr[i], &s, &len))
@@ -132,20 +140,21 @@ int cli_cmd_tables(int argc, char **argv, struct cli_global *g)
 	return 0;
 }
 
-/* The partitioning, properties and constraints of a DESCRIBE reply. */
-static void print_layout(const msgpack_object *b)
+/* The partitioning (an array), properties (a map) and constraints (an
+ * array) of a DESCRIBE reply. */
+static void print_layout(const msgpack_object *parts, const msgpack_object *props,
+			 const msgpack_object *cons)
 {
-	const msgpack_object *parts = wire_get(b, 3), *props = wire_get(b, 4), *cons = wire_get(b, 5);
 	const char *s, *t;
 	int len, tlen;
-	if (parts && parts->type == MSGPACK_OBJECT_ARRAY && parts->via.array.size) {
+	if (parts->via.array.size) {
 		printf("partitioned by:");
 		for (uint32_t i = 0; i < parts->via.array.size; i++)
 			if (cli_str(&parts->via.array.ptr[i], &s, &len))
 				printf(" %.*s", len, s);
 		printf("\n");
 	}
-	if (props && props->type == MSGPACK_OBJECT_MAP && props->via.map.size) {
+	if (props->via.map.size) {
 		printf("properties:\n");
 		for (uint32_t i = 0; i < props->via.map.size; i++) {
 			const msgpack_object_kv *kv = &props->via.map.ptr[i];
@@ -153,7 +162,7 @@ static void print_layout(const msgpack_object *b)
 				printf("  %.*s = %.*s\n", len, s, tlen, t);
 		}
 	}
-	if (cons && cons->type == MSGPACK_OBJECT_ARRAY && cons->via.array.size) {
+	if (cons->via.array.size) {
 		printf("constraints:\n");
 		for (uint32_t i = 0; i < cons->via.array.size; i++) {
 			const msgpack_object *k = &cons->via.array.ptr[i];
@@ -185,9 +194,9 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 	if (!c)
 		return status;
 	msgpack_packer *pk = sc_begin(c, WIRE_DESCRIBE, ver ? 2 : 1);
-	wire_key_str(pk, 0, argv[optind]);
+	wire_key_str(pk, WIRE_DESCRIBE_Q_TABLE, argv[optind]);
 	if (ver)
-		wire_key_u64(pk, 1, v);
+		wire_key_u64(pk, WIRE_DESCRIBE_Q_VERSION, v);
 	const msgpack_object *b;
 	struct wire_error e;
 	if (sc_call(c, &b, &e) != 0) {
@@ -196,16 +205,26 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 		return status;
 	}
 	uint64_t version = 0, files = 0, rows = 0, bytes = 0;
-	wire_get_u64(b, 1, &version);
-	wire_get_u64(b, 6, &files);
-	wire_get_u64(b, 7, &rows);
-	wire_get_u64(b, 8, &bytes);
+	const msgpack_object *cols = NULL, *parts = NULL, *props = NULL, *cons = NULL;
+	const struct cli_reply r = {WIRE_DESCRIBE, NULL};
+	if (cli_reply_u64(&r, b, WIRE_DESCRIBE_R_VERSION, "version", CLI_REQUIRED, &version) < 0 ||
+	    cli_reply_array(&r, b, WIRE_DESCRIBE_R_COLUMNS, "columns", CLI_REQUIRED, &cols) < 0 ||
+	    cli_reply_array(&r, b, WIRE_DESCRIBE_R_PARTITION, "partition columns", CLI_REQUIRED,
+			    &parts) < 0 ||
+	    cli_reply_map(&r, b, WIRE_DESCRIBE_R_PROPERTIES, "properties", CLI_REQUIRED, &props) <
+		    0 ||
+	    cli_reply_array(&r, b, WIRE_DESCRIBE_R_CONSTRAINTS, "constraints", CLI_REQUIRED,
+			    &cons) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_FILES, "live files", CLI_REQUIRED, &files) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_ROWS, "rows", CLI_REQUIRED, &rows) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_BYTES, "bytes", CLI_REQUIRED, &bytes) < 0) {
+		sc_close(c);
+		return 1;
+	}
 	printf("table %s, version %" PRIu64 ": %" PRIu64 " rows in %" PRIu64 " files, %" PRIu64
 	       " bytes\n", argv[optind], version, rows, files, bytes);
-	const msgpack_object *cols = wire_get(b, 2);
 	printf("columns:\n");
-	for (uint32_t i = 0; cols && cols->type == MSGPACK_OBJECT_ARRAY && i < cols->via.array.size;
-	     i++) {
+	for (uint32_t i = 0; i < cols->via.array.size; i++) {
 		struct st_field f;
 		if (!cli_column(&cols->via.array.ptr[i], &f)) {
 			printf("  (column %u: not in a form this client reads)\n", i + 1);
@@ -214,7 +233,7 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 		printf("  %-24s %-10s%s  (field id %" PRIu32 ")\n", f.name, st_type_name(f.type),
 		       f.nullable ? "" : " not null", f.id);
 	}
-	print_layout(b);
+	print_layout(parts, props, cons);
 	sc_close(c);
 	return 0;
 }
@@ -238,16 +257,21 @@ int cli_cmd_drop(int argc, char **argv, struct cli_global *g)
 	return 0;
 }
 
-/* alter's operations: name, ST_ALTER_* value (daemon/store/strata.h; the
- * CLI may not include it), operands. */
+/* alter's operations: name, wire number (PROTOCOL.md §3.3), operands. */
 static const struct {
 	const char *name; /* on the command line */
-	int op;           /* ST_ALTER_* */
+	int op;           /* enum wire_alter_op */
 	int nargs;        /* operands after the name */
 } alter_ops[] = {
-	{"add-column", 0, 2},    {"rename-column", 1, 2},  {"drop-column", 2, 1},
-	{"set-property", 3, 1},  {"unset-property", 4, 1}, {"set-not-null", 5, 1},
-	{"drop-not-null", 6, 1}, {"add-constraint", 7, 2}, {"drop-constraint", 8, 1},
+	{"add-column", WIRE_ALTER_ADD_COLUMN, 2},
+	{"rename-column", WIRE_ALTER_RENAME_COLUMN, 2},
+	{"drop-column", WIRE_ALTER_DROP_COLUMN, 1},
+	{"set-property", WIRE_ALTER_SET_PROPERTY, 1},
+	{"unset-property", WIRE_ALTER_UNSET_PROPERTY, 1},
+	{"set-not-null", WIRE_ALTER_SET_NOT_NULL, 1},
+	{"drop-not-null", WIRE_ALTER_DROP_NOT_NULL, 1},
+	{"add-constraint", WIRE_ALTER_ADD_CONSTRAINT, 2},
+	{"drop-constraint", WIRE_ALTER_DROP_CONSTRAINT, 1},
 };
 
 int cli_cmd_alter(int argc, char **argv, struct cli_global *g)
@@ -273,7 +297,7 @@ int cli_cmd_alter(int argc, char **argv, struct cli_global *g)
 	const char *a1 = argv[optind + 2], *a2 = alter_ops[k].nargs > 1 ? argv[optind + 3] : "";
 	char key[1024];
 	int type = 0;
-	if (alter_ops[k].op == 3) { /* set-property KEY=VALUE */
+	if (alter_ops[k].op == WIRE_ALTER_SET_PROPERTY) { /* KEY=VALUE */
 		const char *eq = strchr(a1, '=');
 		if (!eq || eq == a1)
 			return cli_usage_error("set-property takes KEY=VALUE, not '%s'", a1);
@@ -284,25 +308,27 @@ int cli_cmd_alter(int argc, char **argv, struct cli_global *g)
 		a2 = eq + 1;
 		a1 = key;
 	}
-	if (alter_ops[k].op == 0 && !(type = st_type_from_name(a2, strlen(a2))))
+	if (alter_ops[k].op == WIRE_ALTER_ADD_COLUMN && !(type = st_type_from_name(a2, strlen(a2))))
 		return cli_usage_error("add-column: unknown type '%s' (bool, int32, int64, float64, "
 				       "string, binary, date, timestamp)", a2);
 	sc_client *c = cli_connect(g, &status);
 	if (!c)
 		return status;
 	msgpack_packer *pk = sc_begin(c, WIRE_ALTER, 5);
-	wire_key_str(pk, 0, table);
-	wire_key_u64(pk, 1, (uint64_t)alter_ops[k].op);
-	wire_key_str(pk, 2, a1);
-	wire_key_str(pk, 3, alter_ops[k].op == 0 ? "" : a2);
-	wire_key_u64(pk, 4, (uint64_t)type);
+	wire_key_str(pk, WIRE_ALTER_Q_TABLE, table);
+	wire_key_u64(pk, WIRE_ALTER_Q_OP, (uint64_t)alter_ops[k].op);
+	wire_key_str(pk, WIRE_ALTER_Q_ARG1, a1);
+	wire_key_str(pk, WIRE_ALTER_Q_ARG2, alter_ops[k].op == WIRE_ALTER_ADD_COLUMN ? "" : a2);
+	wire_key_u64(pk, WIRE_ALTER_Q_TYPE, (uint64_t)type);
 	const msgpack_object *b;
 	struct wire_error e;
 	uint64_t v = 0;
+	const struct cli_reply r = {WIRE_ALTER, NULL};
 	if (sc_call(c, &b, &e) != 0) {
 		status = cli_fail_wire(c, &e);
+	} else if (cli_reply_u64(&r, b, WIRE_ALTER_R_VERSION, "version", CLI_REQUIRED, &v) < 0) {
+		status = 1;
 	} else {
-		wire_get_u64(b, 0, &v);
 		printf("table '%s' version %" PRIu64 ": %s done\n", table, v, opname);
 	}
 	sc_close(c);

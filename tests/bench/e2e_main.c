@@ -153,6 +153,22 @@ static uint64_t peak_rss(pid_t pid)
 	return kb * 1024;
 }
 
+/* rc of a wire_field_* getter of required key `key` (`name`) of a QUERY
+ * reply (in: NULL, or the nested map): return when present, else die naming
+ * the key. */
+static void need_key(int rc, const struct st_err *err, const char *in, uint32_t key,
+		     const char *name)
+{
+	char m[300];
+	if (rc < 0)
+		die("the daemon's QUERY reply is malformed: %s", err->msg);
+	if (rc == 0) {
+		snprintf(m, sizeof m, "key %u (%s)%s%s is missing", key, name, in ? " of " : "",
+			 in ? in : "");
+		die("the daemon's QUERY reply is malformed: %s", m);
+	}
+}
+
 /* One QUERY; returns its latency, the result's rows in *rows and the rows
  * matched in *matched. */
 static double query(sc_client *c, const char *group, const char *fn, const char *col,
@@ -162,12 +178,12 @@ static double query(sc_client *c, const char *group, const char *fn, const char 
 	const msgpack_object *b;
 	double t0 = now();
 	msgpack_packer *pk = sc_begin(c, WIRE_QUERY, where ? 4 : 3);
-	wire_key_str(pk, 0, "t");
-	msgpack_pack_uint32(pk, 1);
+	wire_key_str(pk, WIRE_QUERY_Q_TABLE, "t");
+	msgpack_pack_uint32(pk, WIRE_QUERY_Q_GROUP_BY);
 	msgpack_pack_array(pk, group ? 1 : 0);
 	if (group)
 		wire_pack_str(pk, group);
-	msgpack_pack_uint32(pk, 2);
+	msgpack_pack_uint32(pk, WIRE_QUERY_Q_AGGREGATES);
 	msgpack_pack_array(pk, fn[0] == 'c' ? 2 : 1);
 	if (fn[0] == 'c') {
 		msgpack_pack_array(pk, 2);
@@ -178,18 +194,22 @@ static double query(sc_client *c, const char *group, const char *fn, const char 
 	wire_pack_str(pk, "sum");
 	wire_pack_str(pk, col);
 	if (where)
-		wire_key_str(pk, 3, where);
+		wire_key_str(pk, WIRE_QUERY_Q_PREDICATE, where);
 	if (sc_call(c, &b, &e) != 0) {
 		char msg[600];
 		sc_error_format(&e, msg, sizeof msg);
 		die("query failed: %s", msg);
 	}
 	double dt = now() - t0;
-	const msgpack_object *batch = wire_get(b, 0);
-	*rows = 0;
-	if (batch)
-		wire_get_u64(batch, 0, rows);
-	wire_get_u64(b, 2, matched);
+	const msgpack_object *batch = NULL;
+	struct st_err err;
+	/* Every key read is required: a reply without one is a broken daemon. */
+	need_key(wire_field_map(b, NULL, WIRE_QUERY_R_BATCH, "batch", &batch, &err), &err, NULL,
+		 WIRE_QUERY_R_BATCH, "batch");
+	need_key(wire_field_u64(batch, "its batch", WIRE_BATCH_ROWS, "rows", rows, &err), &err,
+		 "its batch", WIRE_BATCH_ROWS, "rows");
+	need_key(wire_field_u64(b, NULL, WIRE_QUERY_R_MATCHED, "rows matched", matched, &err), &err,
+		 NULL, WIRE_QUERY_R_MATCHED, "rows matched");
 	return dt;
 }
 
