@@ -107,15 +107,17 @@ int sc_connect(const char *host, int timeout_ms, sc_client **out, struct wire_er
 	 * the default (an older daemon). */
 	uint64_t proto = WIRE_VERSION, maxmsg = c->info.max_message_size,
 		 maxrows = c->info.max_batch_rows;
-	if ((rc = wire_field_strbuf(b, "HELLO reply", WIRE_HELLO_R_VERSION, "server version",
+	if ((rc = wire_field_strbuf(b, NULL, WIRE_HELLO_R_VERSION, "server version",
 				    c->info.version, sizeof c->info.version, &err)) < 0 ||
-	    (rc = wire_field_u64(b, "HELLO reply", WIRE_HELLO_R_PROTOCOL, "protocol version",
-				 &proto, &err)) < 0 ||
-	    (rc = wire_field_u64(b, "HELLO reply", WIRE_HELLO_R_MAX_MESSAGE, "max_message_size",
-				 &maxmsg, &err)) < 0 ||
-	    (rc = wire_field_u64(b, "HELLO reply", WIRE_HELLO_R_MAX_ROWS, "max_batch_rows",
-				 &maxrows, &err)) < 0) {
-		rc = local_error(e, ST_EPROTO, err.msg);
+	    (rc = wire_field_u64(b, NULL, WIRE_HELLO_R_PROTOCOL, "protocol version", &proto,
+				 &err)) < 0 ||
+	    (rc = wire_field_u64(b, NULL, WIRE_HELLO_R_MAX_MESSAGE, "max_message_size", &maxmsg,
+				 &err)) < 0 ||
+	    (rc = wire_field_u64(b, NULL, WIRE_HELLO_R_MAX_ROWS, "max_batch_rows", &maxrows,
+				 &err)) < 0) {
+		char m[ST_ERR_MSG_MAX];
+		snprintf(m, sizeof m, "the daemon's HELLO reply is malformed: %s", err.msg);
+		rc = local_error(e, ST_EPROTO, m);
 		sc_close(c);
 		return rc;
 	}

@@ -419,25 +419,6 @@ bool wire_get_i64(const msgpack_object *map, uint32_t key, int64_t *v)
 	return false;
 }
 
-bool wire_get_bool(const msgpack_object *map, uint32_t key, bool *v)
-{
-	const msgpack_object *o = wire_get(map, key);
-	if (!o || o->type != MSGPACK_OBJECT_BOOLEAN)
-		return false;
-	*v = o->via.boolean;
-	return true;
-}
-
-bool wire_get_str(const msgpack_object *map, uint32_t key, const char **s, uint32_t *len)
-{
-	const msgpack_object *o = wire_get(map, key);
-	if (!o || o->type != MSGPACK_OBJECT_STR)
-		return false;
-	*s = o->via.str.ptr;
-	*len = o->via.str.size;
-	return true;
-}
-
 bool wire_obj_strbuf(const msgpack_object *o, char *buf, size_t len)
 {
 	/* msgpack-c leaves ptr NULL for an empty string: no memchr/memcpy then. */
@@ -450,14 +431,10 @@ bool wire_obj_strbuf(const msgpack_object *o, char *buf, size_t len)
 	return true;
 }
 
-bool wire_get_strbuf(const msgpack_object *map, uint32_t key, char *buf, size_t len)
+/* A string value as a malloc'ed NUL-terminated copy, or NULL when o is
+ * not a string, holds a NUL byte, or memory ran out. */
+static char *obj_strdup(const msgpack_object *o)
 {
-	return wire_obj_strbuf(wire_get(map, key), buf, len);
-}
-
-char *wire_get_strdup(const msgpack_object *map, uint32_t key)
-{
-	const msgpack_object *o = wire_get(map, key);
 	if (!o || o->type != MSGPACK_OBJECT_STR ||
 	    (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size)))
 		return NULL;
@@ -630,19 +607,19 @@ void wire_error_decode(const msgpack_object *m, struct wire_error *e)
 	if (code < INT32_MIN || code > INT32_MAX)
 		code = ST_EPROTO;
 	wire_error_set(e, (int)code, NULL);
-	if (!wire_get_strbuf(m, WIRE_ERR_MSG, e->msg, sizeof e->msg)) {
-		const char *s;
-		uint32_t n;
-		if (wire_get_str(m, WIRE_ERR_MSG, &s, &n)) /* too long: keep what fits */
-			snprintf(e->msg, sizeof e->msg, "%.*s", (int)n, s);
-	}
-	wire_get_strbuf(m, WIRE_ERR_TABLE, e->table, sizeof e->table);
-	wire_get_strbuf(m, WIRE_ERR_COLUMN, e->column, sizeof e->column);
+	/* Lenient on purpose: what an error reply holds is shown as far as it
+	 * can be; a field that is absent or mistyped is left empty. */
+	const msgpack_object *msg = wire_get(m, WIRE_ERR_MSG);
+	if (!wire_obj_strbuf(msg, e->msg, sizeof e->msg) && msg && msg->type == MSGPACK_OBJECT_STR)
+		snprintf(e->msg, sizeof e->msg, "%.*s", (int)msg->via.str.size,
+			 msg->via.str.size ? msg->via.str.ptr : ""); /* too long: keep what fits */
+	wire_obj_strbuf(wire_get(m, WIRE_ERR_TABLE), e->table, sizeof e->table);
+	wire_obj_strbuf(wire_get(m, WIRE_ERR_COLUMN), e->column, sizeof e->column);
 	if (wire_get_i64(m, WIRE_ERR_ROW, &v) && v >= 0)
 		e->row = v;
 	if (wire_get_i64(m, WIRE_ERR_OFFSET, &v) && v >= 0)
 		e->offset = v;
-	wire_get_strbuf(m, WIRE_ERR_TOKEN, e->token, sizeof e->token);
+	wire_obj_strbuf(wire_get(m, WIRE_ERR_TOKEN), e->token, sizeof e->token);
 }
 
 /* The bytes of bin key `key` of map, or NULL with *n = 0 when absent. */
@@ -702,7 +679,7 @@ int wire_batch_decode(const msgpack_object *o, uint32_t max_rows, struct wire_ba
 		uint64_t type;
 		bool bad = false;
 		b->ncols = c + 1;
-		if (!(b->names[c] = wire_get_strdup(m, WIRE_COL_NAME)) || !b->names[c][0] ||
+		if (!(b->names[c] = obj_strdup(wire_get(m, WIRE_COL_NAME))) || !b->names[c][0] ||
 		    strlen(b->names[c]) > ST_NAME_MAX)
 			return st_seterr(err, ST_EPROTO, "batch column %u has no valid name", c);
 		if (!wire_get_u64(m, WIRE_COL_TYPE, &type) || !st_type_is_supported((int)type) || type > 255)

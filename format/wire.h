@@ -16,9 +16,9 @@
  * references the message bytes (keep them alive until wire_msg_fini). The
  * wire_field_* getters look up integer keys of a map and tell present (1),
  * absent (0) and mistyped (ST_EPROTO, with an st_err naming the key) apart.
- * The older wire_get_* bool getters return false for both absent and
- * mistyped; they are deprecated (kept for admin/strata_main.c until it is
- * converted).
+ * The older bool getters wire_get_u64/i64 return false for both absent and
+ * mistyped; they are deprecated, kept only for the tests that still use
+ * them (see below).
  *
  * Key numbers: one enum per table of PROTOCOL.md, with the table's numbers
  * written out; code uses the names, never literals.
@@ -427,19 +427,14 @@ int wire_field_array(const msgpack_object *map, const char *in, uint32_t key, co
 const char *wire_obj_type_name(const msgpack_object *o);
 
 /* Deprecated: false both when the key is absent and when it is mistyped.
- * Use wire_field_*; kept for admin/strata_main.c until it is converted. */
+ * Use wire_field_*; kept for tests/integration/wire_abuse.c and
+ * tests/fuzz/fuzz_dispatch.c until they are converted. */
 bool wire_get_u64(const msgpack_object *map, uint32_t key, uint64_t *v);
 bool wire_get_i64(const msgpack_object *map, uint32_t key, int64_t *v);
-bool wire_get_bool(const msgpack_object *map, uint32_t key, bool *v);
-/* Deprecated (see wire_field_str). A string value (not NUL-terminated;
- * points into the message). */
-bool wire_get_str(const msgpack_object *map, uint32_t key, const char **s, uint32_t *len);
-/* Deprecated (see wire_field_strbuf). Copy a string value into buf
- * (NUL-terminated); false if absent, not a string, longer than len - 1 or holding a NUL byte. */
-bool wire_get_strbuf(const msgpack_object *map, uint32_t key, char *buf, size_t len);
-/* Deprecated. A string value as a malloc'ed NUL-terminated copy, or NULL. */
-char *wire_get_strdup(const msgpack_object *map, uint32_t key);
-/* Copy a msgpack string object into buf (as wire_get_strbuf). */
+/* Deprecated (see wire_field_strbuf). Copy a msgpack string object into buf
+ * (NUL-terminated); false if o is NULL, not a string, longer than len - 1
+ * or holding a NUL byte. Kept for the array elements daemon/server/rows.c
+ * and daemon/server/requests.c read. */
 bool wire_obj_strbuf(const msgpack_object *o, char *buf, size_t len);
 
 /* Decode the error map of a reply. */

@@ -116,6 +116,9 @@ void cli_pack_at(msgpack_packer *pk, uint32_t key, int kind, int64_t value);
  * (with "PART: " before "key" when a nested map is read) and returns -1; the
  * command then exits 1. Otherwise they return 1 (present, *v set) or 0
  * (absent and optional: *v untouched, the caller's default stays).
+ * Every key PROTOCOL.md lists for a reply is required, except the chain-hash
+ * fields newer daemons add (HISTORY commit keys 12 and 13, STATUS key 9,
+ * VERIFY keys 3, 4 and 5), which an older daemon does not send.
  * Strings and bins point into the reply (valid until the next request). */
 
 /* Whether a key must be in the reply. */

@@ -45,6 +45,60 @@ static void commit_params(const msgpack_object *pm, char *buf, size_t cap)
 	}
 }
 
+/* The fields of one commit of a HISTORY reply that history prints. */
+struct commit {
+	uint64_t version;                     /* key 0 */
+	int64_t time;                         /* key 1: µs since the epoch */
+	char op[64];                          /* key 2: operation */
+	const msgpack_object *params;         /* key 3: a map (points into the reply) */
+	uint64_t rows_added, rows_removed;    /* keys 6, 7 */
+	uint64_t files_added, files_removed;  /* keys 8, 9 */
+	uint64_t duration;                    /* key 11: µs */
+	bool has_lsn;                         /* key 12 sent (a newer daemon) */
+	uint64_t lsn;                         /* key 12, when has_lsn */
+	const uint8_t *hash;                  /* key 13, NULL when not sent */
+};
+
+/* Commit i (0-based) of a HISTORY reply, o, into *h. Returns 0 or 1 when it
+ * is malformed (printed). */
+static int read_commit(const msgpack_object *o, uint32_t i, struct commit *h)
+{
+	char part[32];
+	snprintf(part, sizeof part, "commit %u", i + 1);
+	const struct cli_reply r = {WIRE_HISTORY, part};
+	memset(h, 0, sizeof *h);
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return cli_fail_msg("the daemon's HISTORY reply is malformed: key %u (commits): "
+				    "commit %u is a%s %s, expected map", WIRE_HISTORY_R_COMMITS,
+				    i + 1,
+				    o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
+				    o->type == MSGPACK_OBJECT_ARRAY || o->type == MSGPACK_OBJECT_EXT
+					    ? "n" : "",
+				    wire_obj_type_name(o));
+	int lsn_rc = 0;
+	if (cli_reply_u64(&r, o, WIRE_COMMIT_VERSION, "version", CLI_REQUIRED, &h->version) < 0 ||
+	    cli_reply_i64(&r, o, WIRE_COMMIT_TIME, "time_us", CLI_REQUIRED, &h->time) < 0 ||
+	    cli_reply_strbuf(&r, o, WIRE_COMMIT_OPERATION, "operation", CLI_REQUIRED, h->op,
+			     sizeof h->op) < 0 ||
+	    cli_reply_map(&r, o, WIRE_COMMIT_PARAMETERS, "parameters", CLI_REQUIRED, &h->params) <
+		    0 ||
+	    cli_reply_u64(&r, o, WIRE_COMMIT_ROWS_ADDED, "rows added", CLI_REQUIRED,
+			  &h->rows_added) < 0 ||
+	    cli_reply_u64(&r, o, WIRE_COMMIT_ROWS_REMOVED, "rows removed", CLI_REQUIRED,
+			  &h->rows_removed) < 0 ||
+	    cli_reply_u64(&r, o, WIRE_COMMIT_FILES_ADDED, "files added", CLI_REQUIRED,
+			  &h->files_added) < 0 ||
+	    cli_reply_u64(&r, o, WIRE_COMMIT_FILES_REMOVED, "files removed", CLI_REQUIRED,
+			  &h->files_removed) < 0 ||
+	    cli_reply_u64(&r, o, WIRE_COMMIT_DURATION, "duration", CLI_REQUIRED, &h->duration) <
+		    0 ||
+	    (lsn_rc = cli_reply_u64(&r, o, WIRE_COMMIT_LSN, "LSN", CLI_OPTIONAL, &h->lsn)) < 0 ||
+	    cli_reply_hash(&r, o, WIRE_COMMIT_HASH, "chain hash", CLI_OPTIONAL, &h->hash) < 0)
+		return 1;
+	h->has_lsn = lsn_rc == 1;
+	return 0;
+}
+
 int cli_cmd_history(int argc, char **argv, struct cli_global *g)
 {
 	static const struct option longs[] = {{"limit", required_argument, NULL, 'l'},
@@ -85,61 +139,33 @@ int cli_cmd_history(int argc, char **argv, struct cli_global *g)
 	int hw = full ? 2 * CLI_HASH_LEN : SHORT_HASH_DIGITS; /* hash column width */
 	struct cli_reply r = {WIRE_HISTORY, NULL};
 	const msgpack_object *a = NULL;
+	struct commit h;
 	if (cli_reply_array(&r, b, WIRE_HISTORY_R_COMMITS, "commits", CLI_REQUIRED, &a) < 0) {
 		status = 1;
 		goto out;
 	}
+	/* Check every commit before printing any: a malformed reply prints
+	 * only its error. */
+	for (uint32_t i = 0; i < a->via.array.size; i++)
+		if ((status = read_commit(&a->via.array.ptr[i], i, &h)))
+			goto out;
 	printf("%7s  %8s  %-26s  %-14s  %10s  %10s  %6s  %6s  %8s  %-*s  %s\n", "version", "lsn",
 	       "time (UTC)", "operation", "+rows", "-rows", "+files", "-files", "ms", hw, "hash",
 	       "parameters");
 	for (uint32_t i = 0; i < a->via.array.size; i++) {
-		const msgpack_object *h = &a->via.array.ptr[i], *pm = NULL;
-		const uint8_t *hash = NULL;
-		uint64_t v = 0, lsn = 0, ra = 0, rr = 0, fa = 0, fr = 0, dur = 0;
-		int64_t t = 0;
-		char op[64] = "", params[1024], lsns[24] = "-", hex[2 * CLI_HASH_LEN + 1] = "-";
-		char part[32];
-		snprintf(part, sizeof part, "commit %u", i + 1);
-		r.part = part;
-		if (h->type != MSGPACK_OBJECT_MAP) {
-			status = cli_fail_msg("the daemon's HISTORY reply is malformed: key %u "
-					      "(commits): commit %u is a%s %s, expected map",
-					      WIRE_HISTORY_R_COMMITS, i + 1,
-					      h->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
-					      h->type == MSGPACK_OBJECT_ARRAY ||
-					      h->type == MSGPACK_OBJECT_EXT ? "n" : "",
-					      wire_obj_type_name(h));
-			goto out;
-		}
-		int lsn_rc = 0;
-		if (cli_reply_u64(&r, h, WIRE_COMMIT_VERSION, "version", CLI_REQUIRED, &v) < 0 ||
-		    cli_reply_i64(&r, h, WIRE_COMMIT_TIME, "time_us", CLI_REQUIRED, &t) < 0 ||
-		    cli_reply_strbuf(&r, h, WIRE_COMMIT_OPERATION, "operation", CLI_REQUIRED, op,
-				     sizeof op) < 0 ||
-		    cli_reply_map(&r, h, WIRE_COMMIT_PARAMETERS, "parameters", CLI_REQUIRED, &pm) < 0 ||
-		    cli_reply_u64(&r, h, WIRE_COMMIT_ROWS_ADDED, "rows added", CLI_REQUIRED, &ra) < 0 ||
-		    cli_reply_u64(&r, h, WIRE_COMMIT_ROWS_REMOVED, "rows removed", CLI_REQUIRED,
-				  &rr) < 0 ||
-		    cli_reply_u64(&r, h, WIRE_COMMIT_FILES_ADDED, "files added", CLI_REQUIRED,
-				  &fa) < 0 ||
-		    cli_reply_u64(&r, h, WIRE_COMMIT_FILES_REMOVED, "files removed", CLI_REQUIRED,
-				  &fr) < 0 ||
-		    cli_reply_u64(&r, h, WIRE_COMMIT_DURATION, "duration", CLI_REQUIRED, &dur) < 0 ||
-		    (lsn_rc = cli_reply_u64(&r, h, WIRE_COMMIT_LSN, "LSN", CLI_OPTIONAL, &lsn)) < 0 ||
-		    cli_reply_hash(&r, h, WIRE_COMMIT_HASH, "chain hash", CLI_OPTIONAL, &hash) < 0) {
-			status = 1;
-			goto out;
-		}
-		if (lsn_rc)
-			snprintf(lsns, sizeof lsns, "%" PRIu64, lsn);
-		if (hash)
-			cli_hex(hash, hw, hex);
-		commit_params(pm, params, sizeof params);
-		printf("%7" PRIu64 "  %8s  ", v, lsns);
-		cli_print_time(stdout, t);
+		char params[1024], lsns[24] = "-", hex[2 * CLI_HASH_LEN + 1] = "-";
+		read_commit(&a->via.array.ptr[i], i, &h); /* checked above */
+		if (h.has_lsn)
+			snprintf(lsns, sizeof lsns, "%" PRIu64, h.lsn);
+		if (h.hash)
+			cli_hex(h.hash, hw, hex);
+		commit_params(h.params, params, sizeof params);
+		printf("%7" PRIu64 "  %8s  ", h.version, lsns);
+		cli_print_time(stdout, h.time);
 		printf("%*s  %-14s  %10" PRIu64 "  %10" PRIu64 "  %6" PRIu64 "  %6" PRIu64
 		       "  %8.1f  %-*s  %s\n",
-		       t % 1000000 ? 0 : 7, "", op, ra, rr, fa, fr, dur / 1000.0, hw, hex, params);
+		       h.time % 1000000 ? 0 : 7, "", h.op, h.rows_added, h.rows_removed,
+		       h.files_added, h.files_removed, h.duration / 1000.0, hw, hex, params);
 	}
 out:
 	sc_close(c);
