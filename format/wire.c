@@ -396,7 +396,9 @@ int wire_field_array(const msgpack_object *map, const char *in, uint32_t key, co
 	return field(map, in, key, name, MSGPACK_OBJECT_ARRAY, -1, "array", o, err);
 }
 
-bool wire_get_u64(const msgpack_object *map, uint32_t key, uint64_t *v)
+/* Integers of the envelope, batches and error maps, where a wrong type is
+ * refused the same as an absent key (the caller's error says which). */
+static bool get_u64(const msgpack_object *map, uint32_t key, uint64_t *v)
 {
 	const msgpack_object *o = wire_get(map, key);
 	if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -405,7 +407,7 @@ bool wire_get_u64(const msgpack_object *map, uint32_t key, uint64_t *v)
 	return true;
 }
 
-bool wire_get_i64(const msgpack_object *map, uint32_t key, int64_t *v)
+static bool get_i64(const msgpack_object *map, uint32_t key, int64_t *v)
 {
 	const msgpack_object *o = wire_get(map, key);
 	if (o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
@@ -560,12 +562,12 @@ int wire_parse(const void *buf, size_t len, struct wire_msg *m, struct st_err *e
 	const msgpack_object *root = &m->up.data;
 	if (root->type != MSGPACK_OBJECT_MAP)
 		return st_seterr(err, ST_EPROTO, "message is not a msgpack map");
-	if (!wire_get_u64(root, WIRE_ENV_VERSION, &v) || v > UINT32_MAX)
+	if (!get_u64(root, WIRE_ENV_VERSION, &v) || v > UINT32_MAX)
 		return st_seterr(err, ST_EPROTO, "message has no protocol version (key 0)");
 	m->version = (uint32_t)v;
-	if (!wire_get_u64(root, WIRE_ENV_ID, &m->id))
+	if (!get_u64(root, WIRE_ENV_ID, &m->id))
 		return st_seterr(err, ST_EPROTO, "message has no request id (key 1)");
-	if (!wire_get_u64(root, WIRE_ENV_TYPE, &v) || v > 0xffff)
+	if (!get_u64(root, WIRE_ENV_TYPE, &v) || v > 0xffff)
 		return st_seterr(err, ST_EPROTO, "message has no request type (key 2)");
 	m->type = (int)v;
 	m->body = wire_get(root, WIRE_ENV_BODY);
@@ -577,7 +579,7 @@ int wire_parse(const void *buf, size_t len, struct wire_msg *m, struct st_err *e
 	const msgpack_object *c = wire_get(root, WIRE_ENV_CLIENT);
 	if (c) {
 		if (c->type != MSGPACK_OBJECT_BIN || c->via.bin.size != WIRE_CLIENT_ID_LEN ||
-		    !wire_get_u64(root, WIRE_ENV_SEQ, &m->seq))
+		    !get_u64(root, WIRE_ENV_SEQ, &m->seq))
 			return st_seterr(err, ST_EPROTO,
 					 "message client id (key 5) must be 16 bytes with a sequence "
 					 "number (key 6)");
@@ -603,7 +605,7 @@ void wire_error_set(struct wire_error *e, int code, const char *msg)
 void wire_error_decode(const msgpack_object *m, struct wire_error *e)
 {
 	int64_t code = ST_EPROTO, v;
-	wire_get_i64(m, WIRE_ERR_CODE, &code);
+	get_i64(m, WIRE_ERR_CODE, &code);
 	if (code < INT32_MIN || code > INT32_MAX)
 		code = ST_EPROTO;
 	wire_error_set(e, (int)code, NULL);
@@ -615,9 +617,9 @@ void wire_error_decode(const msgpack_object *m, struct wire_error *e)
 			 msg->via.str.size ? msg->via.str.ptr : ""); /* too long: keep what fits */
 	wire_obj_strbuf(wire_get(m, WIRE_ERR_TABLE), e->table, sizeof e->table);
 	wire_obj_strbuf(wire_get(m, WIRE_ERR_COLUMN), e->column, sizeof e->column);
-	if (wire_get_i64(m, WIRE_ERR_ROW, &v) && v >= 0)
+	if (get_i64(m, WIRE_ERR_ROW, &v) && v >= 0)
 		e->row = v;
-	if (wire_get_i64(m, WIRE_ERR_OFFSET, &v) && v >= 0)
+	if (get_i64(m, WIRE_ERR_OFFSET, &v) && v >= 0)
 		e->offset = v;
 	wire_obj_strbuf(wire_get(m, WIRE_ERR_TOKEN), e->token, sizeof e->token);
 }
@@ -656,7 +658,7 @@ int wire_batch_decode(const msgpack_object *o, uint32_t max_rows, struct wire_ba
 	uint64_t rows;
 	memset(b, 0, sizeof *b);
 	const msgpack_object *cols = wire_get(o, WIRE_BATCH_COLUMNS);
-	if (!o || o->type != MSGPACK_OBJECT_MAP || !wire_get_u64(o, WIRE_BATCH_ROWS, &rows) || !cols ||
+	if (!o || o->type != MSGPACK_OBJECT_MAP || !get_u64(o, WIRE_BATCH_ROWS, &rows) || !cols ||
 	    cols->type != MSGPACK_OBJECT_ARRAY)
 		return st_seterr(err, ST_EPROTO, "a batch must be a map of rows (key 0) and columns "
 				 "(key 1)");
@@ -682,7 +684,7 @@ int wire_batch_decode(const msgpack_object *o, uint32_t max_rows, struct wire_ba
 		if (!(b->names[c] = obj_strdup(wire_get(m, WIRE_COL_NAME))) || !b->names[c][0] ||
 		    strlen(b->names[c]) > ST_NAME_MAX)
 			return st_seterr(err, ST_EPROTO, "batch column %u has no valid name", c);
-		if (!wire_get_u64(m, WIRE_COL_TYPE, &type) || !st_type_is_supported((int)type) || type > 255)
+		if (!get_u64(m, WIRE_COL_TYPE, &type) || !st_type_is_supported((int)type) || type > 255)
 			return st_seterr(err, ST_EPROTO, "batch column '%s' has an unknown type",
 					 b->names[c]);
 		v->type = (uint8_t)type;

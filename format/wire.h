@@ -16,9 +16,6 @@
  * references the message bytes (keep them alive until wire_msg_fini). The
  * wire_field_* getters look up integer keys of a map and tell present (1),
  * absent (0) and mistyped (ST_EPROTO, with an st_err naming the key) apart.
- * The older bool getters wire_get_u64/i64 return false for both absent and
- * mistyped; they are deprecated, kept only for the tests that still use
- * them (see below).
  *
  * Key numbers: one enum per table of PROTOCOL.md, with the table's numbers
  * written out; code uses the names, never literals.
@@ -426,15 +423,10 @@ int wire_field_array(const msgpack_object *map, const char *in, uint32_t key, co
  * "bin", "map", "array", "bool", "nil", "float", "ext" ("absent" for NULL). */
 const char *wire_obj_type_name(const msgpack_object *o);
 
-/* Deprecated: false both when the key is absent and when it is mistyped.
- * Use wire_field_*; kept for tests/integration/wire_abuse.c and
- * tests/fuzz/fuzz_dispatch.c until they are converted. */
-bool wire_get_u64(const msgpack_object *map, uint32_t key, uint64_t *v);
-bool wire_get_i64(const msgpack_object *map, uint32_t key, int64_t *v);
-/* Deprecated (see wire_field_strbuf). Copy a msgpack string object into buf
- * (NUL-terminated); false if o is NULL, not a string, longer than len - 1
- * or holding a NUL byte. Kept for the array elements daemon/server/rows.c
- * and daemon/server/requests.c read. */
+/* Copy a msgpack string object (an array element: keys go through
+ * wire_field_strbuf) into buf (NUL-terminated); false if o is NULL, not a
+ * string, longer than len - 1 or holding a NUL byte, and the caller says
+ * which element is wrong. */
 bool wire_obj_strbuf(const msgpack_object *o, char *buf, size_t len);
 
 /* Decode the error map of a reply. */

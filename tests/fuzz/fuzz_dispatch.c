@@ -453,7 +453,7 @@ static void run(const void *req, size_t len, bool built, uint64_t id, int type)
 		fprintf(stderr, "%s -> %s\n", wire_type_name(m.type), m.error ? "error" : "ok");
 	if (m.error) {
 		int64_t code = 0;
-		if (!wire_get_i64(m.error, WIRE_ERR_CODE, &code) || code == 0)
+		if (wire_field_i64(m.error, NULL, WIRE_ERR_CODE, "code", &code, NULL) != 1 || code == 0)
 			abort();
 		if (trace) {
 			struct wire_error e;
@@ -463,7 +463,7 @@ static void run(const void *req, size_t len, bool built, uint64_t id, int type)
 	} else if (m.body) {
 		uint64_t sid = 0;
 		if ((type == WIRE_LOAD_BEGIN || type == WIRE_SCAN || type == WIRE_SCAN_NEXT) &&
-		    wire_get_u64(m.body, 0, &sid) && sid)
+		    wire_field_u64(m.body, NULL, 0, "id", &sid, NULL) == 1 && sid)
 			last_sid = sid;
 	}
 	wire_msg_fini(&m);

@@ -365,7 +365,7 @@ int main(int argc, char **argv)
 	msgpack_pack_uint32(pk, 2);
 	wire_pack_batch(sc_out(c), 1, names, &col, NULL, 0);
 	uint64_t load = 0;
-	bool began = sc_call(c, &b, &e) == 0 && wire_get_u64(b, 0, &load);
+	bool began = sc_call(c, &b, &e) == 0 && wire_field_u64(b, NULL, WIRE_LOAD_BEGIN_R_ID, "load id", &load, NULL) == 1;
 	check(began, "LOAD_BEGIN");
 	pk = sc_begin(c, WIRE_LOAD_DATA, 3);
 	wire_key_u64(pk, 0, load);
@@ -384,7 +384,7 @@ int main(int argc, char **argv)
 		sc_begin(c, WIRE_STATUS, 0);
 		uint64_t loads = 1;
 		if (sc_call(c, &b, &e) == 0)
-			wire_get_u64(b, 7, &loads);
+			wire_field_u64(b, NULL, WIRE_STATUS_R_LOADS, "open loads", &loads, NULL);
 		expired = loads == 0;
 		sc_close(c);
 	}
