@@ -57,7 +57,7 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 	if (head) {
 		char hex[2 * CLI_HASH_LEN + 1];
 		cli_hex(head, 2 * CLI_HASH_LEN, hex);
-		printf("chain head: LSN %" PRIu64 " %s\n", lsn, hex);
+		printf("chain head:     LSN %" PRIu64 " %s\n", lsn, hex);
 	}
 	printf("disk use:       %.1f MB\nopen loads:     %" PRIu64 "\nopen cursors:   %" PRIu64 "\n",
 	       disk / 1e6, loads, cursors);

@@ -269,8 +269,8 @@ grep -qx p "$T/out" && bad "dropped table gone" || ok "dropped table gone"
 # ---- the hash chain: status, history, verify --head --------------------------------------------------------------
 "$STRATA" load t "$T/small.csv" >/dev/null 2>&1 # t's newest commit is the store's
 "$STRATA" status >"$T/out" 2>&1
-HEAD0=$(sed -n 's/^chain head: LSN [0-9]* \([0-9a-f]\{64\}\)$/\1/p' "$T/out")
-LSN0=$(sed -n 's/^chain head: LSN \([0-9]*\) .*/\1/p' "$T/out")
+HEAD0=$(sed -n 's/^chain head: *LSN [0-9]* \([0-9a-f]\{64\}\)$/\1/p' "$T/out")
+LSN0=$(sed -n 's/^chain head: *LSN \([0-9]*\) .*/\1/p' "$T/out")
 [ -n "$HEAD0" ] && ok "status prints the chain head" || bad "status prints the chain head"
 "$STRATA" history t --full-hash --limit 1 >"$T/out" 2>&1
 grep -q "$HEAD0" "$T/out" && ok "history: the newest commit's hash is the chain head" ||
