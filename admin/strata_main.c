@@ -31,8 +31,8 @@ static const struct cli_command commands[] = {
 	 "  --replace             drop an existing table of that name first"},
 	{"tables", cli_cmd_tables, "", "List the tables."},
 	{"describe", cli_cmd_describe, "TABLE [--version N]",
-	 "Show a table's columns, partitioning, properties, constraints and size, at the\n"
-	 "latest version or at version N."},
+	 "Show a table's columns, partitioning, properties, constraints, size, commit time\n"
+	 "and oldest retained version, at the latest version or at version N."},
 	{"drop", cli_cmd_drop, "TABLE", "Drop a table (a commit; its files stay until vacuum)."},
 	{"alter", cli_cmd_alter, "TABLE OPERATION ARGS...",
 	 "Change a table's schema or properties (a commit). Operations:\n"

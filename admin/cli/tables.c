@@ -204,7 +204,8 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 		sc_close(c);
 		return status;
 	}
-	uint64_t version = 0, files = 0, rows = 0, bytes = 0;
+	uint64_t version = 0, files = 0, rows = 0, bytes = 0, oldest = UINT64_MAX;
+	int64_t time_us = INT64_MIN;
 	const msgpack_object *cols = NULL, *parts = NULL, *props = NULL, *cons = NULL;
 	const struct cli_reply r = {WIRE_DESCRIBE, NULL};
 	if (cli_reply_u64(&r, b, WIRE_DESCRIBE_R_VERSION, "version", CLI_REQUIRED, &version) < 0 ||
@@ -217,12 +218,23 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 			    &cons) < 0 ||
 	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_FILES, "live files", CLI_REQUIRED, &files) < 0 ||
 	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_ROWS, "rows", CLI_REQUIRED, &rows) < 0 ||
-	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_BYTES, "bytes", CLI_REQUIRED, &bytes) < 0) {
+	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_BYTES, "bytes", CLI_REQUIRED, &bytes) < 0 ||
+	    /* keys 9 and 10 came with strata 0.5: optional for older daemons */
+	    cli_reply_i64(&r, b, WIRE_DESCRIBE_R_TIME, "commit time", CLI_OPTIONAL, &time_us) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_OLDEST, "oldest version", CLI_OPTIONAL, &oldest) <
+		    0) {
 		sc_close(c);
 		return 1;
 	}
 	printf("table %s, version %" PRIu64 ": %" PRIu64 " rows in %" PRIu64 " files, %" PRIu64
 	       " bytes\n", argv[optind], version, rows, files, bytes);
+	if (time_us != INT64_MIN) {
+		printf("committed:    ");
+		cli_print_time(stdout, time_us);
+		printf(" UTC\n");
+	}
+	if (oldest != UINT64_MAX)
+		printf("retained:     versions %" PRIu64 " and later\n", oldest);
 	printf("columns:\n");
 	for (uint32_t i = 0; i < cols->via.array.size; i++) {
 		struct st_field f;

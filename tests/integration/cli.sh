@@ -281,6 +281,8 @@ run "verify --head: a head recorded earlier is in the chain" 0 "found at LSN $LS
 ZERO=0000000000000000000000000000000000000000000000000000000000000001
 run "verify --head: an unknown head is a problem" 1 "is not in the chain" "$STRATA" verify --head "$ZERO"
 run "verify --head: not 64 hex digits is a usage error" 2 "64 hex" "$STRATA" verify --head abc
+run "describe: the version's commit time" 0 "committed:    20" "$STRATA" describe t
+run "describe: the oldest retained version" 0 "retained:     versions 8 and later" "$STRATA" describe t
 
 # ---- hostile clients ---------------------------------------------------------------------------------------------
 run "garbage, non-msgpack, oversized, vanished mid-load" 0 "0 failed" "$B/tests/wire_abuse" "$HOST" c
