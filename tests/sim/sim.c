@@ -358,6 +358,30 @@ static void sim_check(struct sim *s)
 			break;
 		}
 	}
+	/* Committed means safe from every future election: a voter whose
+	 * durable log lacks the highest committed entry must not be at least
+	 * as up to date as a majority of the voters' durable logs (down nodes
+	 * included), or it could win and drop the entry (Figure 8). */
+	if (s->n_gc) {
+		const struct sim_commit *c = &s->gc[s->n_gc - 1];
+		for (size_t v = 0; v < s->n_voters; v++) {
+			const struct sim_dlog *dv = &s->nodes[v].disk;
+			if (dv->n >= s->n_gc && !memcmp(dv->e[s->n_gc - 1].hash, c->hash, RAFT_HASH_LEN))
+				continue;
+			uint64_t ve = dv->n ? dv->e[dv->n - 1].epoch : 0;
+			size_t below = 0;
+			for (size_t u = 0; u < s->n_voters; u++) {
+				const struct sim_dlog *du = &s->nodes[u].disk;
+				uint64_t ue = du->n ? du->e[du->n - 1].epoch : 0;
+				if (ue < ve || (ue == ve && du->n <= dv->n))
+					below++;
+			}
+			if (below >= s->n_voters / 2 + 1)
+				sim_fail(s, "committed LSN %zu (epoch %" PRIu64 ") could be lost: node %zu "
+					    "lacks it and its log is as up to date as a majority's",
+					 s->n_gc, c->epoch, v + 1);
+		}
+	}
 	/* Log matching: same LSN and epoch means the same entry and prefix; the
 	 * chain (checked on append) makes the highest such LSN stand for all. */
 	for (size_t i = 0; i < s->n; i++) {
@@ -567,43 +591,72 @@ static void sim_trace(struct sim *s, const char *what)
 	printf("\n");
 }
 
+/* The schedule: per step one event, chosen by these weights (per mille;
+ * the rest of the time nothing but ticks and deliveries happens). */
+enum sim_event { SIM_PROPOSE, SIM_CRASH, SIM_CRASH_LEADER, SIM_RESTART, SIM_PARTITION, SIM_HEAL,
+		 SIM_TRANSFER, SIM_N_EVENTS };
+static const unsigned sim_weights[SIM_N_EVENTS] = {
+	[SIM_PROPOSE] = 250, [SIM_CRASH] = 8, [SIM_CRASH_LEADER] = 8, [SIM_RESTART] = 30,
+	[SIM_PARTITION] = 10, [SIM_HEAL] = 15, [SIM_TRANSFER] = 3,
+};
+
 static void sim_step(struct sim *s)
 {
 	s->now++;
 	unsigned r = (unsigned)(sim_rand(s) % 1000);
-	if (r < 250) {
+	int ev = 0;
+	while (ev < SIM_N_EVENTS && r >= sim_weights[ev])
+		r -= sim_weights[ev++];
+	struct sim_node *nd = NULL;
+	switch (ev) {
+	case SIM_PROPOSE:
 		sim_propose(s);
-	} else if (r < 258) {
-		struct sim_node *nd = &s->nodes[sim_rand(s) % s->n];
+		break;
+	case SIM_CRASH:
+		nd = &s->nodes[sim_rand(s) % s->n];
 		if (nd->r) {
 			sim_crash(s, nd);
 			sim_trace(s, "crash");
 		}
-	} else if (r < 263) {
-		struct sim_node *nd = sim_leader(s);
+		break;
+	case SIM_CRASH_LEADER:
+		nd = sim_leader(s);
 		if (nd) {
 			sim_crash(s, nd);
 			sim_trace(s, "crash leader");
 		}
-	} else if (r < 290) {
-		struct sim_node *nd = &s->nodes[sim_rand(s) % s->n];
-		if (!nd->r) {
-			sim_start(s, nd);
-			sim_trace(s, "restart");
+		break;
+	case SIM_RESTART: {
+		/* Restart a node that is down, if any. */
+		size_t k = sim_rand(s) % s->n;
+		for (size_t i = 0; i < s->n; i++) {
+			nd = &s->nodes[(k + i) % s->n];
+			if (!nd->r) {
+				sim_start(s, nd);
+				sim_trace(s, "restart");
+				break;
+			}
 		}
-	} else if (r < 300) {
+		break;
+	}
+	case SIM_PARTITION:
 		sim_partition(s);
 		sim_trace(s, "partition");
-	} else if (r < 315) {
+		break;
+	case SIM_HEAL:
 		sim_heal(s);
 		sim_trace(s, "heal");
-	} else if (r < 318) {
-		struct sim_node *nd = sim_leader(s);
+		break;
+	case SIM_TRANSFER:
+		nd = sim_leader(s);
 		if (nd) {
 			raft_transfer(nd->r, 1 + sim_rand(s) % s->n_voters);
 			sim_process(s, nd);
 			sim_trace(s, "transfer");
 		}
+		break;
+	default:
+		break;
 	}
 	sim_tick_all(s, true);
 	sim_deliver(s);
@@ -726,7 +779,7 @@ int main(int argc, char **argv)
 {
 	uint64_t seed = 0, from = 1, seeds = 0;
 	size_t nodes = 0;
-	unsigned steps = 600;
+	unsigned steps = 3000;
 	bool trace = false, expect = false, one = false;
 	int rc = 0;
 	for (int a = 1; a < argc; a++) {
