@@ -268,19 +268,19 @@ static void raft_send_append(struct raft *r, struct raft_node *n, bool allow_emp
 	uint64_t count = last - prev;
 	if (count > r->max_append)
 		count = r->max_append;
-	if (count == 0 && !allow_empty)
-		return;
-	struct raft_msg *m = raft_send(r, RAFT_MSG_APPEND, n->id, r->hs.epoch);
-	if (!m)
-		return;
-	m->prev_lsn = prev;
-	m->prev_epoch = raft_epoch_at(r, prev);
-	memcpy(m->prev_hash, raft_hash_at(r, prev), RAFT_HASH_LEN);
-	m->n_entries = count;
-	m->commit = r->hs.commit;
-	/* Pipelined: the next APPEND follows on; a reject or a heartbeat
-	 * answer from a lagging node rewinds next. */
-	n->next = prev + count + 1;
+	struct raft_msg *m = NULL;
+	if (count || allow_empty)
+		m = raft_send(r, RAFT_MSG_APPEND, n->id, r->hs.epoch);
+	if (m) {
+		m->prev_lsn = prev;
+		m->prev_epoch = raft_epoch_at(r, prev);
+		memcpy(m->prev_hash, raft_hash_at(r, prev), RAFT_HASH_LEN);
+		m->n_entries = count;
+		m->commit = r->hs.commit;
+		/* Pipelined: the next APPEND follows on; a reject or a
+		 * heartbeat answer from a lagging node rewinds next. */
+		n->next = prev + count + 1;
+	}
 }
 
 static void raft_bcast_append(struct raft *r)
@@ -354,10 +354,10 @@ static void raft_become_leader(struct raft *r)
 	if (raft_log_append(r, &noop) != ST_OK) {
 		/* Out of memory: no leader without its no-op. */
 		raft_become_follower(r, r->hs.epoch, 0);
-		return;
+	} else {
+		raft_bcast_append(r);
+		raft_maybe_commit(r);
 	}
-	raft_bcast_append(r);
-	raft_maybe_commit(r);
 }
 
 /* 1: a quorum granted, -1: a quorum refused, 0: undecided. */
@@ -395,14 +395,11 @@ static void raft_campaign(struct raft *r, bool pre, bool force)
 	for (size_t i = 0; i < r->n_nodes; i++)
 		r->nodes[i].granted = 0;
 	r->me->granted = 1;
-	if (raft_tally(r) > 0) {
-		if (pre)
-			raft_campaign(r, false, force);
-		else
-			raft_become_leader(r);
-		return;
-	}
-	for (size_t i = 0; i < r->n_nodes; i++) {
+	if (raft_tally(r) > 0 && pre)
+		raft_campaign(r, false, force);    /* a cluster of one */
+	else if (raft_tally(r) > 0)
+		raft_become_leader(r);
+	for (size_t i = 0; i < r->n_nodes && r->role != RAFT_LEADER; i++) {
 		struct raft_node *n = &r->nodes[i];
 		if (!n->voter || n == r->me)
 			continue;
@@ -441,17 +438,15 @@ static void raft_handle_vote(struct raft *r, const struct raft_msg *m)
 static void raft_handle_vote_resp(struct raft *r, const struct raft_msg *m)
 {
 	bool pre = m->type == RAFT_MSG_PREVOTE_RESP;
-	if (pre ? r->role != RAFT_PRECANDIDATE : r->role != RAFT_CANDIDATE)
-		return;
 	/* A granted PreVote answers epoch + 1; a refusal our own epoch. */
 	uint64_t want = pre && m->success ? r->hs.epoch + 1 : r->hs.epoch;
-	if (m->epoch != want)
-		return;
 	struct raft_node *n = raft_node_find(r, m->from);
-	if (!n->voter || n->granted)
-		return;
-	n->granted = m->success ? 1 : -1;
-	int t = raft_tally(r);
+	int t = 0;
+	if ((pre ? r->role == RAFT_PRECANDIDATE : r->role == RAFT_CANDIDATE) &&
+	    m->epoch == want && n->voter && !n->granted) {
+		n->granted = m->success ? 1 : -1;    /* a duplicate counts once */
+		t = raft_tally(r);
+	}
 	if (t > 0 && pre)
 		raft_campaign(r, false, false);
 	else if (t > 0)
@@ -561,17 +556,16 @@ static void raft_handle_append_resp(struct raft *r, struct raft_node *n, const s
 			raft_send(r, RAFT_MSG_TIMEOUT_NOW, n->id, r->hs.epoch);
 		else
 			raft_send_append(r, n, false);
-		return;
+	} else if (m->match_lsn >= n->match) {
+		/* Rewind to the hint (a reject below match is stale). */
+		uint64_t next = m->match_lsn;
+		if (m->hint_lsn + 1 < next)
+			next = m->hint_lsn + 1;
+		if (next < n->match + 1)
+			next = n->match + 1;
+		n->next = next;
+		raft_send_append(r, n, true);
 	}
-	if (m->match_lsn < n->match)
-		return;    /* a reject older than what we know: stale */
-	uint64_t next = m->match_lsn;
-	if (m->hint_lsn + 1 < next)
-		next = m->hint_lsn + 1;
-	if (next < n->match + 1)
-		next = n->match + 1;
-	n->next = next;
-	raft_send_append(r, n, true);
 }
 
 int raft_step(struct raft *r, const struct raft_msg *m)
@@ -659,14 +653,24 @@ out:
 
 /* ---- inputs from the owner ------------------------------------------------ */
 
+static void raft_tick_leader(struct raft *r);
+
 void raft_tick(struct raft *r)
 {
-	if (r->role != RAFT_LEADER) {
+	bool lead = r->role == RAFT_LEADER;
+	if (!lead) {
 		r->election_elapsed++;
 		if (r->me->voter && !r->alarm && r->election_elapsed >= r->rand_timeout)
 			raft_campaign(r, true, false);
-		return;
+	} else {
+		raft_tick_leader(r);
 	}
+}
+
+/* Leader: heartbeats, CheckQuorum, the transfer deadline. */
+static void raft_tick_leader(struct raft *r)
+{
+	bool quorum_ok = true;
 	r->heartbeat_elapsed++;
 	r->election_elapsed++;
 	if (r->transferee && ++r->transfer_elapsed >= r->election_ticks)
@@ -683,10 +687,10 @@ void raft_tick(struct raft *r)
 		}
 		if (active < raft_quorum(r)) {
 			raft_become_follower(r, r->hs.epoch, 0);
-			return;
+			quorum_ok = false;
 		}
 	}
-	if (r->heartbeat_elapsed >= r->heartbeat_ticks) {
+	if (quorum_ok && r->heartbeat_elapsed >= r->heartbeat_ticks) {
 		r->heartbeat_elapsed = 0;
 		raft_bcast_heartbeat(r);
 	}
@@ -882,12 +886,12 @@ out:
 
 void raft_free(struct raft *r)
 {
-	if (!r)
-		return;
-	raft_log_truncate(r, 0);
-	free(r->log);
-	free(r->msgs);
-	free(r);
+	if (r) {
+		raft_log_truncate(r, 0);
+		free(r->log);
+		free(r->msgs);
+		free(r);
+	}
 }
 
 void raft_status(const struct raft *r, struct raft_status *st)

@@ -198,8 +198,11 @@ void raft_tick(struct raft *r);
  * malformed message (entries not consecutive after prev_lsn, an unknown
  * type, from/to wrong), ST_ECORRUPT when the message shows a divergence (a
  * hash mismatch at a matching LSN and epoch, or a demand to truncate a
- * committed entry): the message is refused and the alarm is raised.
- * ST_ENOMEM leaves the core as it was before the message.
+ * committed entry): the message is refused and the alarm is raised; from
+ * then on every message is ignored (the node stops serving until an operator
+ * acts). ST_ENOMEM: the entries appended before the failure stay (a valid
+ * prefix of the leader's log), nothing is acknowledged; a reply that cannot
+ * be queued for lack of memory is dropped like a lost packet.
  */
 int raft_step(struct raft *r, const struct raft_msg *m);
 
