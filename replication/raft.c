@@ -868,10 +868,12 @@ int raft_new(const struct raft_config *cfg, struct raft **out, struct st_err *er
 	}
 	if (cfg->hs)
 		r->hs = *cfg->hs;
-	/* The commit LSN may be durable before its entries: recompute down. */
+	r->hs_saved = r->hs;
+	/* The commit LSN may be durable before its entries (a crash between
+	 * the two writes): take it down to the log; the first Ready persists
+	 * the lowered value. */
 	if (r->hs.commit > raft_last_lsn(r))
 		r->hs.commit = raft_last_lsn(r);
-	r->hs_saved = r->hs;
 	r->stable = raft_last_lsn(r);
 	r->persist_from = r->stable + 1;
 	r->applied = r->hs.commit;    /* the owner applied these before the crash */

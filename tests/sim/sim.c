@@ -99,7 +99,17 @@ struct sim {
 	bool failed;                    /* an invariant broke */
 	char why[256];                  /* what broke */
 	uint64_t acks;                  /* proposals acknowledged */
+	bool chaos;                     /* faults allowed (not while settling) */
 };
+
+/* What the runs exercised, summed over seeds (printed at the end). */
+static struct {
+	uint64_t leaders;      /* epochs that had a leader */
+	uint64_t crashes;      /* crashes, torn ones included */
+	uint64_t torn;         /* crashes in the middle of persisting a Ready */
+	uint64_t truncated;    /* durable entries removed by a truncation */
+	uint64_t settle_steps; /* steps the healed clusters needed, in total */
+} sim_stats;
 
 static uint64_t sim_rand(struct sim *s)
 {
@@ -223,10 +233,17 @@ static void sim_ack(struct sim *s, const struct raft_entry *e)
 	}
 }
 
+static void sim_crash(struct sim *s, struct sim_node *nd);
+static void sim_trace(struct sim *s, const char *what);
+
 static void sim_process(struct sim *s, struct sim_node *nd)
 {
 	struct raft_ready rd;
 	while (nd->r && raft_ready(nd->r, &rd)) {
+		/* A torn Ready: the node dies after the hard state and part of
+		 * the entries are durable, before anything is sent. */
+		bool torn = s->chaos && sim_rand(s) % 2000 == 0;
+		size_t n_persist = torn ? (size_t)(sim_rand(s) % (rd.n_entries + 1)) : rd.n_entries;
 		if (rd.alarm) {
 			uint64_t lsn = 0, from = 0;
 			raft_alarm(nd->r, &lsn, &from);
@@ -239,6 +256,7 @@ static void sim_process(struct sim *s, struct sim_node *nd)
 					    " at or below its durable commit LSN %" PRIu64, nd->id,
 					 rd.truncate_from, nd->hs.commit);
 			while (nd->disk.n >= rd.truncate_from) {
+				sim_stats.truncated++;
 				nd->disk.n--;
 				free((void *)nd->disk.e[nd->disk.n].data);
 			}
@@ -249,7 +267,7 @@ static void sim_process(struct sim *s, struct sim_node *nd)
 					 nd->id, rd.hs.epoch, nd->hs.epoch);
 			nd->hs = rd.hs;
 		}
-		for (size_t i = 0; i < rd.n_entries; i++) {
+		for (size_t i = 0; i < n_persist; i++) {
 			const struct raft_entry *e = &rd.entries[i];
 			struct sim_dlog *d = &nd->disk;
 			uint8_t want[RAFT_HASH_LEN];
@@ -267,6 +285,12 @@ static void sim_process(struct sim *s, struct sim_node *nd)
 				d->e = sim_xrealloc(d->e, d->cap * sizeof(*d->e));
 			}
 			sim_entry_copy(&d->e[d->n++], e);
+		}
+		if (torn) {
+			sim_stats.torn++;
+			sim_crash(s, nd);
+			sim_trace(s, "torn crash");
+			break;
 		}
 		if (nd->hs.commit > nd->disk.n)
 			sim_fail(s, "node %" PRIu64 " made commit LSN %" PRIu64 " durable with %zu entries",
@@ -329,6 +353,8 @@ static void sim_check(struct sim *s)
 			memset(s->leaders + s->cap_leaders, 0, (cap - s->cap_leaders) * sizeof(*s->leaders));
 			s->cap_leaders = cap;
 		}
+		if (!s->leaders[ep])
+			sim_stats.leaders++;
 		if (s->leaders[ep] && s->leaders[ep] != nd->id)
 			sim_fail(s, "election safety: nodes %" PRIu64 " and %" PRIu64
 				    " both lead epoch %" PRIu64, s->leaders[ep], nd->id, ep);
@@ -438,6 +464,7 @@ static void sim_start(struct sim *s, struct sim_node *nd)
 static void sim_crash(struct sim *s, struct sim_node *nd)
 {
 	(void)s;
+	sim_stats.crashes++;
 	raft_free(nd->r);
 	nd->r = NULL;
 	nd->lead_epoch = 0;
@@ -673,8 +700,10 @@ static void sim_settle(struct sim *s)
 		if (!s->nodes[i].r)
 			sim_start(s, &s->nodes[i]);
 	bool done = false;
+	s->chaos = false;
 	for (unsigned k = 0; k < SIM_SETTLE_STEPS && !done && !s->failed; k++) {
 		s->now++;
+		sim_stats.settle_steps++;
 		sim_tick_all(s, false);
 		sim_deliver(s);
 		sim_check(s);
@@ -763,6 +792,7 @@ static bool sim_run(uint64_t seed, size_t nodes, unsigned steps, bool trace, cha
 		s.nodes[i].tick_pct = 60 + (unsigned)(sim_rand(&s) % 41);
 		sim_start(&s, &s.nodes[i]);
 	}
+	s.chaos = true;
 	for (unsigned k = 0; k < steps && !s.failed; k++)
 		sim_step(&s);
 	if (!s.failed)
@@ -844,8 +874,12 @@ int main(int argc, char **argv)
 		printf("%d passed, %d failed\n", failed ? 1 : 0, failed ? 0 : 1);
 		rc = failed ? 0 : 1;
 	} else {
-		printf("%" PRIu64 " proposals acknowledged over %lu seeds of %u steps\n", acks,
-		       passed + failed, steps);
+		printf("%" PRIu64 " proposals acknowledged over %lu seeds of %u steps; %" PRIu64
+		       " leaders, %" PRIu64 " crashes (%" PRIu64 " torn), %" PRIu64
+		       " durable entries truncated, %.1f steps to settle on average\n",
+		       acks, passed + failed, steps, sim_stats.leaders, sim_stats.crashes,
+		       sim_stats.torn, sim_stats.truncated,
+		       passed + failed ? (double)sim_stats.settle_steps / (double)(passed + failed) : 0.0);
 		printf("%lu passed, %lu failed\n", passed, failed);
 		rc = failed ? 1 : 0;
 	}

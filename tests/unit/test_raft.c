@@ -461,7 +461,31 @@ static void t_bad_config(void)
 	CHECK(r == NULL);
 }
 
+static void t_restart_commit_clamped(void)
+{
+	/* A crash between the hard state and the entries: the commit LSN is
+	 * taken down to the log, and the first Ready persists it. */
+	struct raft_entry ents[2] = {{.lsn = 1, .epoch = 1}, {.lsn = 2, .epoch = 1}};
+	struct raft_hard_state hs = {.epoch = 1, .vote = 1, .commit = 5};
+	struct raft *r = tc_node(3, 0, 2, &hs, ents, 2);
+	REQUIRE(r != NULL);
+	struct raft_status st;
+	raft_status(r, &st);
+	CHECK_EQ(st.hs.commit, 2);
+	CHECK_EQ(st.applied, 2);
+	CHECK_EQ(st.hs.vote, 1);
+	struct raft_ready rd;
+	CHECK(raft_ready(r, &rd));
+	CHECK(rd.hs_changed);
+	CHECK_EQ(rd.hs.commit, 2);
+	CHECK_EQ(rd.n_committed, 0);
+	raft_advance(r);
+	CHECK(!raft_ready(r, &rd));
+	raft_free(r);
+}
+
 static const struct test_case tests[] = {
+	{"restart_commit_clamped", t_restart_commit_clamped},
 	{"single_node", t_single_node},
 	{"three_node_replication", t_three_node_replication},
 	{"no_quorum_no_commit", t_no_quorum_no_commit},
