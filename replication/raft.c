@@ -479,6 +479,7 @@ static int raft_handle_append(struct raft *r, const struct raft_msg *m)
 		if (resp) {
 			resp->match_lsn = m->prev_lsn;
 			resp->hint_lsn = last;
+			resp->hint_epoch = raft_epoch_at(r, last);
 		}
 		goto out;
 	}
@@ -497,6 +498,7 @@ static int raft_handle_append(struct raft *r, const struct raft_msg *m)
 		if (resp) {
 			resp->match_lsn = m->prev_lsn;
 			resp->hint_lsn = hint;
+			resp->hint_epoch = raft_epoch_at(r, hint);
 		}
 		goto out;
 	}
@@ -561,6 +563,10 @@ static void raft_handle_append_resp(struct raft *r, struct raft_node *n, const s
 		uint64_t next = m->match_lsn;
 		if (m->hint_lsn + 1 < next)
 			next = m->hint_lsn + 1;
+		/* Our entries of an epoch above the node's there cannot match. */
+		while (next - 1 > n->match && next - 1 <= last &&
+		       raft_epoch_at(r, next - 1) > m->hint_epoch)
+			next--;
 		if (next < n->match + 1)
 			next = n->match + 1;
 		n->next = next;

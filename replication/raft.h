@@ -97,7 +97,9 @@ struct raft_hard_state {
  *   APPEND          prev_lsn, prev_epoch, prev_hash, entries/n_entries, commit
  *   APPEND_RESP     success; success: match_lsn = last LSN now durable here;
  *                   reject: match_lsn = the rejected prev_lsn, hint_lsn = this
- *                   node's last LSN or a lower LSN to retry from
+ *                   node's last LSN or a lower LSN to retry from, hint_epoch =
+ *                   this node's epoch at hint_lsn (the leader skips back over
+ *                   its entries of higher epochs, which cannot match)
  *   PREVOTE, VOTE   last_lsn, last_epoch (of the candidate's log); force (a
  *                   VOTE sent on TIMEOUT_NOW: the receiver ignores its leader
  *                   lease); a PREVOTE's epoch is the candidate's epoch + 1
@@ -122,6 +124,7 @@ struct raft_msg {
 	bool force;                          /* VOTE: leadership transfer */
 	uint64_t match_lsn;                  /* APPEND_RESP: see above */
 	uint64_t hint_lsn;                   /* APPEND_RESP reject: retry hint */
+	uint64_t hint_epoch;                 /* APPEND_RESP reject: epoch at hint_lsn */
 	uint64_t last_lsn;                   /* (PRE)VOTE: candidate's last LSN */
 	uint64_t last_epoch;                 /* (PRE)VOTE: its epoch */
 };
