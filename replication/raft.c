@@ -28,53 +28,53 @@
 
 /* A member as this node sees it (the leader's progress, a candidate's tally). */
 struct raft_node {
-	uint64_t id;      /* node id */
-	bool voter;       /* counts for quorum and votes */
-	uint64_t match;   /* leader: highest LSN known replicated there */
-	uint64_t next;    /* leader: next LSN to send */
-	bool active;      /* leader: heard from within this election timeout */
-	int granted;      /* (pre)candidate: 0 no answer, 1 granted, -1 refused */
+	uint64_t id;    /* node id */
+	bool voter;     /* counts for quorum and votes */
+	uint64_t match; /* leader: highest LSN known replicated there */
+	uint64_t next;  /* leader: next LSN to send */
+	bool active;    /* leader: heard from within this election timeout */
+	int granted;    /* (pre)candidate: 0 no answer, 1 granted, -1 refused */
 };
 
 struct raft {
-	uint64_t self;                 /* this node's id */
-	struct raft_node nodes[RAFT_MAX_NODES];  /* voters, then learners */
-	size_t n_nodes;                /* count of nodes */
-	size_t n_voters;               /* voters among them */
-	struct raft_node *me;          /* self's row in nodes */
-	unsigned election_ticks;       /* base election timeout */
-	unsigned heartbeat_ticks;      /* heartbeat interval */
-	unsigned rand_timeout;         /* this round's timeout, [et, 2et) */
-	uint64_t rng;                  /* xorshift64 state, never 0 */
-	size_t max_append;             /* entries per APPEND */
-	raft_hash_fn hash_fn;          /* no-op hash, NULL = built-in */
-	void *hash_ctx;                /* its context */
+	uint64_t self;                          /* this node's id */
+	struct raft_node nodes[RAFT_MAX_NODES]; /* voters, then learners */
+	size_t n_nodes;                         /* count of nodes */
+	size_t n_voters;                        /* voters among them */
+	struct raft_node *me;                   /* self's row in nodes */
+	unsigned election_ticks;                /* base election timeout */
+	unsigned heartbeat_ticks;               /* heartbeat interval */
+	unsigned rand_timeout;                  /* this round's timeout, [et, 2et) */
+	uint64_t rng;                           /* xorshift64 state, never 0 */
+	size_t max_append;                      /* entries per APPEND */
+	raft_hash_fn hash_fn;                   /* no-op hash, NULL = built-in */
+	void *hash_ctx;                         /* its context */
 
-	struct raft_hard_state hs;     /* current hard state */
-	struct raft_hard_state hs_saved;   /* last hard state the caller persisted */
-	enum raft_role role;           /* current role */
-	uint64_t leader;               /* leader of hs.epoch, 0 = unknown */
-	unsigned election_elapsed;     /* ticks since leader contact / election */
-	unsigned heartbeat_elapsed;    /* leader: ticks since heartbeat */
-	uint64_t transferee;           /* leader: transfer target, 0 = none */
-	unsigned transfer_elapsed;     /* leader: ticks since transfer began */
+	struct raft_hard_state hs;       /* current hard state */
+	struct raft_hard_state hs_saved; /* last hard state the caller persisted */
+	enum raft_role role;             /* current role */
+	uint64_t leader;                 /* leader of hs.epoch, 0 = unknown */
+	unsigned election_elapsed;       /* ticks since leader contact / election */
+	unsigned heartbeat_elapsed;      /* leader: ticks since heartbeat */
+	uint64_t transferee;             /* leader: transfer target, 0 = none */
+	unsigned transfer_elapsed;       /* leader: ticks since transfer began */
 
-	struct raft_entry *log;        /* the log, data owned; log[i].lsn = i+1 */
-	size_t n_log;                  /* entries in log */
-	size_t cap_log;                /* allocated entries */
-	uint64_t stable;               /* last LSN durable at the caller */
-	uint64_t persist_from;         /* first LSN not yet handed out durable */
-	uint64_t applied;              /* last LSN handed out as committed */
-	uint64_t ready_commit;         /* commit handed out by the open Ready */
+	struct raft_entry *log; /* the log, data owned; log[i].lsn = i+1 */
+	size_t n_log;           /* entries in log */
+	size_t cap_log;         /* allocated entries */
+	uint64_t stable;        /* last LSN durable at the caller */
+	uint64_t persist_from;  /* first LSN not yet handed out durable */
+	uint64_t applied;       /* last LSN handed out as committed */
+	uint64_t ready_commit;  /* commit handed out by the open Ready */
 
-	struct raft_msg *msgs;         /* outgoing messages of the next Ready */
-	size_t n_msgs;                 /* count */
-	size_t cap_msgs;               /* allocated */
+	struct raft_msg *msgs; /* outgoing messages of the next Ready */
+	size_t n_msgs;         /* count */
+	size_t cap_msgs;       /* allocated */
 
-	bool alarm;                    /* a divergence was seen */
-	bool alarm_reported;           /* a Ready has carried it */
-	uint64_t alarm_lsn;            /* where */
-	uint64_t alarm_from;           /* from whom */
+	bool alarm;          /* a divergence was seen */
+	bool alarm_reported; /* a Ready has carried it */
+	uint64_t alarm_lsn;  /* where */
+	uint64_t alarm_from; /* from whom */
 };
 
 static const uint8_t raft_zero_hash[RAFT_HASH_LEN];
@@ -132,8 +132,8 @@ static size_t raft_quorum(const struct raft *r)
 /* The built-in no-op hash: a 64-bit FNV-1a mix spread over 32 bytes. Not a
  * cryptographic hash: daemons pass their BLAKE2b chain function. */
 static void raft_default_hash(void *ctx, const uint8_t prev[RAFT_HASH_LEN], uint64_t lsn,
-			      uint64_t epoch, const void *data, size_t len,
-			      uint8_t out[RAFT_HASH_LEN])
+                              uint64_t epoch, const void *data, size_t len,
+                              uint8_t out[RAFT_HASH_LEN])
 {
 	(void)ctx;
 	uint64_t h = 1469598103934665603ull;
@@ -152,7 +152,7 @@ static void raft_default_hash(void *ctx, const uint8_t prev[RAFT_HASH_LEN], uint
 /* Queue a message; a message that cannot be queued (out of memory) is
  * dropped, which Raft treats like a lost packet. */
 static struct raft_msg *raft_send(struct raft *r, enum raft_msg_type type, uint64_t to,
-				  uint64_t epoch)
+                                  uint64_t epoch)
 {
 	struct raft_msg *m = NULL;
 	if (r->n_msgs == r->cap_msgs) {
@@ -396,14 +396,15 @@ static void raft_campaign(struct raft *r, bool pre, bool force)
 		r->nodes[i].granted = 0;
 	r->me->granted = 1;
 	if (raft_tally(r) > 0 && pre)
-		raft_campaign(r, false, force);    /* a cluster of one */
+		raft_campaign(r, false, force); /* a cluster of one */
 	else if (raft_tally(r) > 0)
 		raft_become_leader(r);
 	for (size_t i = 0; i < r->n_nodes && r->role != RAFT_LEADER; i++) {
 		struct raft_node *n = &r->nodes[i];
 		if (!n->voter || n == r->me)
 			continue;
-		struct raft_msg *m = raft_send(r, pre ? RAFT_MSG_PREVOTE : RAFT_MSG_VOTE, n->id, epoch);
+		struct raft_msg *m =
+		    raft_send(r, pre ? RAFT_MSG_PREVOTE : RAFT_MSG_VOTE, n->id, epoch);
 		if (m) {
 			m->last_lsn = raft_last_lsn(r);
 			m->last_epoch = raft_last_epoch(r);
@@ -418,9 +419,9 @@ static void raft_handle_vote(struct raft *r, const struct raft_msg *m)
 {
 	bool pre = m->type == RAFT_MSG_PREVOTE;
 	bool can = r->hs.vote == m->from || (r->hs.vote == 0 && r->leader == 0) ||
-		   (pre && m->epoch > r->hs.epoch);
+	           (pre && m->epoch > r->hs.epoch);
 	bool up_to_date = m->last_epoch > raft_last_epoch(r) ||
-			  (m->last_epoch == raft_last_epoch(r) && m->last_lsn >= raft_last_lsn(r));
+	                  (m->last_epoch == raft_last_epoch(r) && m->last_lsn >= raft_last_lsn(r));
 #ifdef RAFT_BUG_VOTE_WITHOUT_UPTODATE
 	up_to_date = true;
 #endif
@@ -442,9 +443,9 @@ static void raft_handle_vote_resp(struct raft *r, const struct raft_msg *m)
 	uint64_t want = pre && m->success ? r->hs.epoch + 1 : r->hs.epoch;
 	struct raft_node *n = raft_node_find(r, m->from);
 	int t = 0;
-	if ((pre ? r->role == RAFT_PRECANDIDATE : r->role == RAFT_CANDIDATE) &&
-	    m->epoch == want && n->voter && !n->granted) {
-		n->granted = m->success ? 1 : -1;    /* a duplicate counts once */
+	if ((pre ? r->role == RAFT_PRECANDIDATE : r->role == RAFT_CANDIDATE) && m->epoch == want &&
+	    n->voter && !n->granted) {
+		n->granted = m->success ? 1 : -1; /* a duplicate counts once */
 		t = raft_tally(r);
 	}
 	if (t > 0 && pre)
@@ -584,19 +585,20 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 		goto out;
 	}
 	if (r->alarm)
-		goto out;    /* diverged: refuse everything until an operator acts */
+		goto out; /* diverged: refuse everything until an operator acts */
 
 	/* Epochs first (Figure 2 "all servers"), with PreVote's exceptions. */
 	if (m->epoch > r->hs.epoch) {
 		bool in_lease = r->leader != 0 && r->election_elapsed < r->election_ticks;
 		if ((m->type == RAFT_MSG_PREVOTE || (m->type == RAFT_MSG_VOTE && !m->force)) &&
 		    in_lease)
-			goto out;    /* a leader is alive: do not let a rejoiner disrupt it */
+			goto out; /* a leader is alive: do not let a rejoiner disrupt it */
 		if (m->type == RAFT_MSG_PREVOTE ||
 		    (m->type == RAFT_MSG_PREVOTE_RESP && m->success)) {
 			/* no epoch change: PreVote persists nothing */
 		} else {
-			bool from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT;
+			bool from_leader =
+			    m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT;
 			raft_become_follower(r, m->epoch, from_leader ? m->from : 0);
 		}
 	} else if (m->epoch < r->hs.epoch) {
@@ -604,7 +606,8 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 			/* A stale leader: our epoch makes it step down. */
 			raft_send(r, RAFT_MSG_APPEND_RESP, m->from, r->hs.epoch);
 		} else if (m->type == RAFT_MSG_PREVOTE) {
-			struct raft_msg *resp = raft_send(r, RAFT_MSG_PREVOTE_RESP, m->from, r->hs.epoch);
+			struct raft_msg *resp =
+			    raft_send(r, RAFT_MSG_PREVOTE_RESP, m->from, r->hs.epoch);
 			if (resp)
 				resp->success = false;
 		}
@@ -623,7 +626,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 	case RAFT_MSG_APPEND:
 	case RAFT_MSG_HEARTBEAT:
 		if (r->role == RAFT_LEADER)
-			break;    /* one leader per epoch: cannot happen */
+			break; /* one leader per epoch: cannot happen */
 		if (r->role != RAFT_FOLLOWER)
 			raft_become_follower(r, m->epoch, m->from);
 		r->leader = m->from;
@@ -680,7 +683,7 @@ static void raft_tick_leader(struct raft *r)
 	r->heartbeat_elapsed++;
 	r->election_elapsed++;
 	if (r->transferee && ++r->transfer_elapsed >= r->election_ticks)
-		r->transferee = 0;    /* the target did not take over in time */
+		r->transferee = 0; /* the target did not take over in time */
 	if (r->election_elapsed >= r->election_ticks) {
 		/* CheckQuorum: without a majority heard from, step down. */
 		size_t active = 0;
@@ -702,8 +705,8 @@ static void raft_tick_leader(struct raft *r)
 	}
 }
 
-int raft_propose(struct raft *r, const void *data, size_t len,
-		 const uint8_t hash[RAFT_HASH_LEN], uint64_t *lsn_out)
+int raft_propose(struct raft *r, const void *data, size_t len, const uint8_t hash[RAFT_HASH_LEN],
+                 uint64_t *lsn_out)
 {
 	int rc = ST_OK;
 	if (r->role != RAFT_LEADER) {
@@ -714,8 +717,8 @@ int raft_propose(struct raft *r, const void *data, size_t len,
 		rc = ST_EBUSY;
 		goto out;
 	}
-	struct raft_entry e = {.lsn = raft_last_lsn(r) + 1, .epoch = r->hs.epoch,
-			       .data = data, .len = len};
+	struct raft_entry e = {
+	    .lsn = raft_last_lsn(r) + 1, .epoch = r->hs.epoch, .data = data, .len = len};
 	memcpy(e.hash, hash, RAFT_HASH_LEN);
 	rc = raft_log_append(r, &e);
 	if (rc != ST_OK)
@@ -800,8 +803,9 @@ static int raft_add_node(struct raft *r, uint64_t id, bool voter, struct st_err 
 {
 	int rc = ST_OK;
 	if (id == 0 || raft_node_find(r, id)) {
-		rc = st_seterr(err, ST_EINVAL, "raft: node id %llu is %s; give every node a distinct id above 0",
-			       (unsigned long long)id, id ? "listed twice" : "0");
+		rc = st_seterr(err, ST_EINVAL,
+		               "raft: node id %llu is %s; give every node a distinct id above 0",
+		               (unsigned long long)id, id ? "listed twice" : "0");
 		goto out;
 	}
 	if (r->n_nodes == RAFT_MAX_NODES) {
@@ -824,10 +828,11 @@ int raft_new(const struct raft_config *cfg, struct raft **out, struct st_err *er
 	*out = NULL;
 	if (cfg->election_ticks < 2 || cfg->heartbeat_ticks < 1 ||
 	    cfg->heartbeat_ticks >= cfg->election_ticks || cfg->n_voters < 1) {
-		rc = st_seterr(err, ST_EINVAL,
-			       "raft: election_ticks %u and heartbeat_ticks %u with %zu voters: need "
-			       "1 <= heartbeat < election, election >= 2 and at least one voter",
-			       cfg->election_ticks, cfg->heartbeat_ticks, cfg->n_voters);
+		rc = st_seterr(
+		    err, ST_EINVAL,
+		    "raft: election_ticks %u and heartbeat_ticks %u with %zu voters: need "
+		    "1 <= heartbeat < election, election >= 2 and at least one voter",
+		    cfg->election_ticks, cfg->heartbeat_ticks, cfg->n_voters);
 		goto out;
 	}
 	r = calloc(1, sizeof(*r));
@@ -844,8 +849,9 @@ int raft_new(const struct raft_config *cfg, struct raft **out, struct st_err *er
 		goto out;
 	r->me = raft_node_find(r, r->self);
 	if (!r->me) {
-		rc = st_seterr(err, ST_EINVAL, "raft: self id %llu is neither a voter nor a learner",
-			       (unsigned long long)r->self);
+		rc =
+		    st_seterr(err, ST_EINVAL, "raft: self id %llu is neither a voter nor a learner",
+		              (unsigned long long)r->self);
 		goto out;
 	}
 	r->election_ticks = cfg->election_ticks;
@@ -862,10 +868,11 @@ int raft_new(const struct raft_config *cfg, struct raft **out, struct st_err *er
 	for (size_t i = 0; i < cfg->n_entries; i++) {
 		const struct raft_entry *e = &cfg->entries[i];
 		if (e->lsn != i + 1 || (i && e->epoch < cfg->entries[i - 1].epoch)) {
-			rc = st_seterr(err, ST_EINVAL,
-				       "raft: persisted entry %zu has LSN %llu epoch %llu: LSNs must run "
-				       "1..n with epochs never decreasing; the log is damaged",
-				       i, (unsigned long long)e->lsn, (unsigned long long)e->epoch);
+			rc = st_seterr(
+			    err, ST_EINVAL,
+			    "raft: persisted entry %zu has LSN %llu epoch %llu: LSNs must run "
+			    "1..n with epochs never decreasing; the log is damaged",
+			    i, (unsigned long long)e->lsn, (unsigned long long)e->epoch);
 			goto out;
 		}
 		rc = raft_log_append(r, e);
@@ -882,11 +889,11 @@ int raft_new(const struct raft_config *cfg, struct raft **out, struct st_err *er
 		r->hs.commit = raft_last_lsn(r);
 	r->stable = raft_last_lsn(r);
 	r->persist_from = r->stable + 1;
-	r->applied = r->hs.commit;    /* the owner applied these before the crash */
+	r->applied = r->hs.commit; /* the owner applied these before the crash */
 	r->role = RAFT_FOLLOWER;
 	raft_reset_timeout(r);
 	*out = r;
-	r = NULL;    /* the caller owns it from here */
+	r = NULL; /* the caller owns it from here */
 out:
 	raft_free(r);
 	return rc;

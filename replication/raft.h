@@ -49,8 +49,8 @@
  * ST_ENOTLEADER (issue 11 §5); st_strerror() does not name it yet. */
 #define RAFT_ENOTLEADER (-30990)
 
-#define RAFT_HASH_LEN 32     /* bytes of an entry's chain hash */
-#define RAFT_MAX_NODES 16    /* voters + learners of one cluster */
+#define RAFT_HASH_LEN  32 /* bytes of an entry's chain hash */
+#define RAFT_MAX_NODES 16 /* voters + learners of one cluster */
 
 /* Wire type ids of REPLICATION.md §5.2: fixed numbers, never reordered. */
 enum raft_msg_type {
@@ -65,11 +65,13 @@ enum raft_msg_type {
 	RAFT_MSG_TIMEOUT_NOW = 9,
 };
 
+/* In-memory roles (never on the wire or disk). A learner is always a
+ * follower: it receives entries, never campaigns, votes or counts. */
 enum raft_role {
-	RAFT_FOLLOWER = 0,
-	RAFT_PRECANDIDATE = 1,
-	RAFT_CANDIDATE = 2,
-	RAFT_LEADER = 3,
+	RAFT_FOLLOWER = 0,     /* follows the leader of its epoch (or waits) */
+	RAFT_PRECANDIDATE = 1, /* asks whether a majority would vote; epoch unchanged */
+	RAFT_CANDIDATE = 2,    /* epoch + 1, voted for itself, asks for votes */
+	RAFT_LEADER = 3,       /* the one node that takes proposals in its epoch */
 };
 
 /* One log entry (one strata commit). In a struct raft_ready or a message
@@ -77,18 +79,18 @@ enum raft_role {
  * given to raft_step() or a config given to raft_new(), data is borrowed for
  * the call and copied. len 0 with data NULL is an epoch's no-op entry. */
 struct raft_entry {
-	uint64_t lsn;                  /* log index, >= 1 */
-	uint64_t epoch;                /* epoch of the leader that created it */
-	uint8_t hash[RAFT_HASH_LEN];   /* chain hash (opaque to the core) */
-	const void *data;              /* the commit record, len bytes */
-	size_t len;                    /* bytes at data */
+	uint64_t lsn;                /* log index, >= 1 */
+	uint64_t epoch;              /* epoch of the leader that created it */
+	uint8_t hash[RAFT_HASH_LEN]; /* chain hash (opaque to the core) */
+	const void *data;            /* the commit record, len bytes */
+	size_t len;                  /* bytes at data */
 };
 
 /* What must be durable before anything that depends on it is sent. */
 struct raft_hard_state {
-	uint64_t epoch;    /* current epoch */
-	uint64_t vote;     /* node voted for in epoch, 0 = none */
-	uint64_t commit;   /* commit LSN (may lag; never ahead of the log) */
+	uint64_t epoch;  /* current epoch */
+	uint64_t vote;   /* node voted for in epoch, 0 = none */
+	uint64_t commit; /* commit LSN (may lag; never ahead of the log) */
 };
 
 /*
@@ -110,72 +112,72 @@ struct raft_hard_state {
  *   TIMEOUT_NOW     —
  */
 struct raft_msg {
-	enum raft_msg_type type;             /* RAFT_MSG_* */
-	uint64_t epoch;                      /* sender's epoch (PREVOTE: + 1) */
-	uint64_t from;                       /* sender's node id */
-	uint64_t to;                         /* receiver's node id */
-	uint64_t prev_lsn;                   /* APPEND: LSN before entries[0] */
-	uint64_t prev_epoch;                 /* APPEND: epoch at prev_lsn */
-	uint8_t prev_hash[RAFT_HASH_LEN];    /* APPEND: hash at prev_lsn */
-	const struct raft_entry *entries;    /* APPEND: entries, LSNs prev_lsn+1.. */
-	size_t n_entries;                    /* APPEND: count of entries */
-	uint64_t commit;                     /* APPEND, HEARTBEAT: leader commit */
-	bool success;                        /* *_RESP: accepted / granted */
-	bool force;                          /* VOTE: leadership transfer */
-	uint64_t match_lsn;                  /* APPEND_RESP: see above */
-	uint64_t hint_lsn;                   /* APPEND_RESP reject: retry hint */
-	uint64_t hint_epoch;                 /* APPEND_RESP reject: epoch at hint_lsn */
-	uint64_t last_lsn;                   /* (PRE)VOTE: candidate's last LSN */
-	uint64_t last_epoch;                 /* (PRE)VOTE: its epoch */
+	enum raft_msg_type type;          /* RAFT_MSG_* */
+	uint64_t epoch;                   /* sender's epoch (PREVOTE: + 1) */
+	uint64_t from;                    /* sender's node id */
+	uint64_t to;                      /* receiver's node id */
+	uint64_t prev_lsn;                /* APPEND: LSN before entries[0] */
+	uint64_t prev_epoch;              /* APPEND: epoch at prev_lsn */
+	uint8_t prev_hash[RAFT_HASH_LEN]; /* APPEND: hash at prev_lsn */
+	const struct raft_entry *entries; /* APPEND: entries, LSNs prev_lsn+1.. */
+	size_t n_entries;                 /* APPEND: count of entries */
+	uint64_t commit;                  /* APPEND, HEARTBEAT: leader commit */
+	bool success;                     /* *_RESP: accepted / granted */
+	bool force;                       /* VOTE: leadership transfer */
+	uint64_t match_lsn;               /* APPEND_RESP: see above */
+	uint64_t hint_lsn;                /* APPEND_RESP reject: retry hint */
+	uint64_t hint_epoch;              /* APPEND_RESP reject: epoch at hint_lsn */
+	uint64_t last_lsn;                /* (PRE)VOTE: candidate's last LSN */
+	uint64_t last_epoch;              /* (PRE)VOTE: its epoch */
 };
 
 /* Computes the hash of the no-op entry the leader appends at the start of
  * its epoch: prev_hash is the hash at lsn - 1 (zeros when lsn is 1). */
-typedef void (*raft_hash_fn)(void *ctx, const uint8_t prev_hash[RAFT_HASH_LEN],
-			     uint64_t lsn, uint64_t epoch, const void *data,
-			     size_t len, uint8_t out[RAFT_HASH_LEN]);
+typedef void (*raft_hash_fn)(void *ctx, const uint8_t prev_hash[RAFT_HASH_LEN], uint64_t lsn,
+                             uint64_t epoch, const void *data, size_t len,
+                             uint8_t out[RAFT_HASH_LEN]);
 
 struct raft_config {
-	uint64_t self;                   /* this node's id (!= 0) */
-	const uint64_t *voters;          /* voting members, self included if it votes */
-	size_t n_voters;                 /* 1 .. RAFT_MAX_NODES */
-	const uint64_t *learners;        /* non-voting members (receive entries) */
-	size_t n_learners;               /* voters + learners <= RAFT_MAX_NODES */
-	unsigned election_ticks;         /* election timeout, ticks (>= 2) */
-	unsigned heartbeat_ticks;        /* heartbeat interval, ticks (< election) */
-	uint64_t seed;                   /* randomizes the election timeout */
-	size_t max_append;               /* entries per APPEND (0 = 64) */
-	raft_hash_fn hash_fn;            /* no-op entry hash; NULL = built-in mix */
-	void *hash_ctx;                  /* passed to hash_fn */
-	const struct raft_hard_state *hs;    /* persisted hard state, NULL = fresh */
-	const struct raft_entry *entries;    /* persisted log, LSNs 1..n in order */
-	size_t n_entries;                /* count of entries */
+	uint64_t self;                    /* this node's id (!= 0) */
+	const uint64_t *voters;           /* voting members, self included if it votes */
+	size_t n_voters;                  /* 1 .. RAFT_MAX_NODES */
+	const uint64_t *learners;         /* non-voting members (receive entries) */
+	size_t n_learners;                /* voters + learners <= RAFT_MAX_NODES */
+	unsigned election_ticks;          /* election timeout, ticks (>= 2) */
+	unsigned heartbeat_ticks;         /* heartbeat interval, ticks (< election) */
+	uint64_t seed;                    /* randomizes the election timeout */
+	size_t max_append;                /* entries per APPEND (0 = 64) */
+	raft_hash_fn hash_fn;             /* no-op entry hash; NULL = built-in mix */
+	void *hash_ctx;                   /* passed to hash_fn */
+	const struct raft_hard_state *hs; /* persisted hard state, NULL = fresh */
+	const struct raft_entry *entries; /* persisted log, LSNs 1..n in order */
+	size_t n_entries;                 /* count of entries */
 };
 
 struct raft_ready {
-	bool hs_changed;                 /* hs differs from the last persisted */
-	struct raft_hard_state hs;       /* the hard state to make durable */
-	uint64_t truncate_from;          /* >0: drop persisted LSNs >= this first */
-	const struct raft_entry *entries;    /* to append durably, in LSN order */
-	size_t n_entries;                /* count of entries */
-	const struct raft_msg *msgs;     /* to send after the above is durable */
-	size_t n_msgs;                   /* count of msgs */
-	const struct raft_entry *committed;  /* newly committed, to apply */
-	size_t n_committed;              /* count of committed */
-	bool alarm;                      /* a divergence was seen (raft_alarm) */
+	bool hs_changed;                    /* hs differs from the last persisted */
+	struct raft_hard_state hs;          /* the hard state to make durable */
+	uint64_t truncate_from;             /* >0: drop persisted LSNs >= this first */
+	const struct raft_entry *entries;   /* to append durably, in LSN order */
+	size_t n_entries;                   /* count of entries */
+	const struct raft_msg *msgs;        /* to send after the above is durable */
+	size_t n_msgs;                      /* count of msgs */
+	const struct raft_entry *committed; /* newly committed, to apply */
+	size_t n_committed;                 /* count of committed */
+	bool alarm;                         /* a divergence was seen (raft_alarm) */
 };
 
 /* A copy of the core's state, for status lines, tests and the simulator. */
 struct raft_status {
-	uint64_t self;           /* this node's id */
-	enum raft_role role;     /* current role */
-	uint64_t leader;         /* known leader of epoch, 0 = none */
-	struct raft_hard_state hs;   /* current (maybe not yet durable) hard state */
-	uint64_t last_lsn;       /* last LSN in the log */
-	uint64_t last_epoch;     /* epoch of that entry (0 = empty log) */
-	uint64_t applied;        /* last LSN handed out as committed */
-	uint64_t transferee;     /* leadership transfer target, 0 = none */
-	bool is_learner;         /* self is a learner */
+	uint64_t self;             /* this node's id */
+	enum raft_role role;       /* current role */
+	uint64_t leader;           /* known leader of epoch, 0 = none */
+	struct raft_hard_state hs; /* current (maybe not yet durable) hard state */
+	uint64_t last_lsn;         /* last LSN in the log */
+	uint64_t last_epoch;       /* epoch of that entry (0 = empty log) */
+	uint64_t applied;          /* last LSN handed out as committed */
+	uint64_t transferee;       /* leadership transfer target, 0 = none */
+	bool is_learner;           /* self is a learner */
 };
 
 struct raft;
@@ -217,8 +219,8 @@ int raft_step(struct raft *r, const struct raft_msg *m);
  * RAFT_ENOTLEADER on a non-leader, ST_EBUSY during a leadership transfer,
  * ST_ENOMEM.
  */
-int raft_propose(struct raft *r, const void *data, size_t len,
-		 const uint8_t hash[RAFT_HASH_LEN], uint64_t *lsn_out);
+int raft_propose(struct raft *r, const void *data, size_t len, const uint8_t hash[RAFT_HASH_LEN],
+                 uint64_t *lsn_out);
 
 /*
  * Transfer leadership to voter `to`: the leader stops taking proposals,

@@ -45,71 +45,71 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIM_MAX 6                 /* voters + learner */
-#define SIM_ELECTION 10           /* election timeout, ticks */
-#define SIM_HEARTBEAT 2           /* heartbeat interval, ticks */
-#define SIM_SETTLE_STEPS 400      /* bound on the healed cluster's recovery */
+#define SIM_MAX          6   /* voters + learner */
+#define SIM_ELECTION     10  /* election timeout, ticks */
+#define SIM_HEARTBEAT    2   /* heartbeat interval, ticks */
+#define SIM_SETTLE_STEPS 400 /* bound on the healed cluster's recovery */
 
-/* A durable entry of a node's simulated disk (data owned). */
+/* A node's simulated disk: its durable log (entries and data owned). */
 struct sim_dlog {
-	struct raft_entry *e;  /* entries, LSN i + 1 at i */
-	size_t n;              /* count */
-	size_t cap;            /* allocated */
+	struct raft_entry *e; /* entries, LSN i + 1 at i */
+	size_t n;             /* count */
+	size_t cap;           /* allocated */
 };
 
 struct sim_node {
-	uint64_t id;                  /* node id, 1.. */
-	bool learner;                 /* a non-voting member */
-	struct raft *r;               /* the core, NULL while down */
-	struct raft_hard_state hs;    /* durable hard state */
-	struct sim_dlog disk;         /* durable log */
-	unsigned tick_pct;            /* chance of ticking at a step (skew) */
-	uint64_t checked_commit;      /* committed LSNs checked so far */
-	uint64_t lead_epoch;          /* epoch in which it was last seen leading */
-	uint64_t lead_last;           /* its last LSN then */
-	uint8_t lead_hash[RAFT_HASH_LEN];  /* the hash at lead_last then */
+	uint64_t id;                      /* node id, 1.. */
+	bool learner;                     /* a non-voting member */
+	struct raft *r;                   /* the core, NULL while down */
+	struct raft_hard_state hs;        /* durable hard state */
+	struct sim_dlog disk;             /* durable log */
+	unsigned tick_pct;                /* chance of ticking at a step (skew) */
+	uint64_t checked_commit;          /* committed LSNs checked so far */
+	uint64_t lead_epoch;              /* epoch in which it was last seen leading */
+	uint64_t lead_last;               /* its last LSN then */
+	uint8_t lead_hash[RAFT_HASH_LEN]; /* the hash at lead_last then */
 };
 
 /* A message in flight (entries and their data owned). */
 struct sim_msg {
-	uint64_t at;             /* step at which it arrives */
-	struct raft_msg m;       /* the message */
+	uint64_t at;       /* step at which it arrives */
+	struct raft_msg m; /* the message */
 };
 
 /* What the cluster as a whole has committed. */
 struct sim_commit {
-	uint64_t epoch;                 /* entry's epoch */
-	uint8_t hash[RAFT_HASH_LEN];    /* entry's hash */
-	uint64_t seen_epoch;            /* epoch of the first node seen to commit it */
+	uint64_t epoch;              /* entry's epoch */
+	uint8_t hash[RAFT_HASH_LEN]; /* entry's hash */
+	uint64_t seen_epoch;         /* epoch of the first node seen to commit it */
 };
 
 struct sim {
-	uint64_t seed;                  /* this run's seed */
-	uint64_t rng;                   /* xorshift state */
-	bool trace;                     /* print every event */
-	size_t n;                       /* nodes (voters + learners) */
-	size_t n_voters;                /* voters */
-	struct sim_node nodes[SIM_MAX]; /* nodes[i].id = i + 1 */
-	bool link[SIM_MAX + 1][SIM_MAX + 1];  /* link[from][to] carries messages */
-	struct sim_msg *msgs;           /* network */
-	size_t n_msgs;                  /* in flight */
-	size_t cap_msgs;                /* allocated */
-	unsigned drop_pct;              /* chance a message is lost */
-	unsigned dup_pct;               /* chance a message is duplicated */
-	unsigned max_delay;             /* steps a message may take */
-	uint64_t now;                   /* current step */
-	struct sim_commit *gc;          /* cluster commits, LSN i + 1 at i */
-	size_t n_gc;                    /* count */
-	size_t cap_gc;                  /* allocated */
-	uint64_t *leaders;              /* leader of each epoch (0 = none) */
-	size_t cap_leaders;             /* allocated epochs */
-	bool *acked;                    /* acked[id]: proposal id acknowledged */
-	uint64_t next_id;               /* next proposal id (ids 1..) */
-	size_t cap_ids;                 /* allocated ids */
-	bool failed;                    /* an invariant broke */
-	char why[256];                  /* what broke */
-	uint64_t acks;                  /* proposals acknowledged */
-	bool chaos;                     /* faults allowed (not while settling) */
+	uint64_t seed;                       /* this run's seed */
+	uint64_t rng;                        /* xorshift state */
+	bool trace;                          /* print every event */
+	size_t n;                            /* nodes (voters + learners) */
+	size_t n_voters;                     /* voters */
+	struct sim_node nodes[SIM_MAX];      /* nodes[i].id = i + 1 */
+	bool link[SIM_MAX + 1][SIM_MAX + 1]; /* link[from][to] carries messages */
+	struct sim_msg *msgs;                /* network */
+	size_t n_msgs;                       /* in flight */
+	size_t cap_msgs;                     /* allocated */
+	unsigned drop_pct;                   /* chance a message is lost */
+	unsigned dup_pct;                    /* chance a message is duplicated */
+	unsigned max_delay;                  /* steps a message may take */
+	uint64_t now;                        /* current step */
+	struct sim_commit *gc;               /* cluster commits, LSN i + 1 at i */
+	size_t n_gc;                         /* count */
+	size_t cap_gc;                       /* allocated */
+	uint64_t *leaders;                   /* leader of each epoch (0 = none) */
+	size_t cap_leaders;                  /* allocated epochs */
+	bool *acked;                         /* acked[id]: proposal id acknowledged */
+	uint64_t next_id;                    /* next proposal id (ids 1..) */
+	size_t cap_ids;                      /* allocated ids */
+	bool failed;                         /* an invariant broke */
+	char why[256];                       /* what broke */
+	uint64_t acks;                       /* proposals acknowledged */
+	bool chaos;                          /* faults allowed (not while settling) */
 };
 
 /* What the runs exercised, summed over seeds (printed at the end). */
@@ -158,7 +158,7 @@ static void *sim_xrealloc(void *p, size_t n)
 /* The chain hash of the simulated store: FNV-1a over the previous hash,
  * LSN, epoch and data, spread over 32 bytes (collisions are not the point). */
 static void sim_hash(void *ctx, const uint8_t prev[RAFT_HASH_LEN], uint64_t lsn, uint64_t epoch,
-		     const void *data, size_t len, uint8_t out[RAFT_HASH_LEN])
+                     const void *data, size_t len, uint8_t out[RAFT_HASH_LEN])
 {
 	(void)ctx;
 	uint64_t h = 0xcbf29ce484222325ull;
@@ -257,14 +257,17 @@ static void sim_process(struct sim *s, struct sim_node *nd)
 		if (rd.alarm) {
 			uint64_t lsn = 0, from = 0;
 			raft_alarm(nd->r, &lsn, &from);
-			sim_fail(s, "node %" PRIu64 " raised the divergence alarm at LSN %" PRIu64
-				    " (message from %" PRIu64 ")", nd->id, lsn, from);
+			sim_fail(s,
+			         "node %" PRIu64 " raised the divergence alarm at LSN %" PRIu64
+			         " (message from %" PRIu64 ")",
+			         nd->id, lsn, from);
 		}
 		if (rd.truncate_from) {
 			if (rd.truncate_from <= nd->hs.commit && rd.truncate_from <= nd->disk.n)
-				sim_fail(s, "node %" PRIu64 " truncates its log at LSN %" PRIu64
-					    " at or below its durable commit LSN %" PRIu64, nd->id,
-					 rd.truncate_from, nd->hs.commit);
+				sim_fail(s,
+				         "node %" PRIu64 " truncates its log at LSN %" PRIu64
+				         " at or below its durable commit LSN %" PRIu64,
+				         nd->id, rd.truncate_from, nd->hs.commit);
 			while (nd->disk.n >= rd.truncate_from) {
 				sim_stats.truncated++;
 				nd->disk.n--;
@@ -273,23 +276,27 @@ static void sim_process(struct sim *s, struct sim_node *nd)
 		}
 		if (rd.hs_changed) {
 			if (rd.hs.epoch < nd->hs.epoch)
-				sim_fail(s, "node %" PRIu64 " persisted epoch %" PRIu64 " after %" PRIu64,
-					 nd->id, rd.hs.epoch, nd->hs.epoch);
+				sim_fail(s,
+				         "node %" PRIu64 " persisted epoch %" PRIu64
+				         " after %" PRIu64,
+				         nd->id, rd.hs.epoch, nd->hs.epoch);
 			nd->hs = rd.hs;
 		}
 		for (size_t i = 0; i < n_persist; i++) {
 			const struct raft_entry *e = &rd.entries[i];
 			struct sim_dlog *d = &nd->disk;
 			uint8_t want[RAFT_HASH_LEN];
-			const uint8_t *prev = d->n ? d->e[d->n - 1].hash : (const uint8_t[RAFT_HASH_LEN]){0};
+			const uint8_t *prev =
+			    d->n ? d->e[d->n - 1].hash : (const uint8_t[RAFT_HASH_LEN]){0};
 			if (e->lsn != d->n + 1)
-				sim_fail(s, "node %" PRIu64 " appends LSN %" PRIu64 " after %zu", nd->id,
-					 e->lsn, d->n);
+				sim_fail(s, "node %" PRIu64 " appends LSN %" PRIu64 " after %zu",
+				         nd->id, e->lsn, d->n);
 			sim_hash(NULL, prev, e->lsn, e->epoch, e->data, e->len, want);
 			if (memcmp(want, e->hash, RAFT_HASH_LEN) != 0)
-				sim_fail(s, "node %" PRIu64 " appends LSN %" PRIu64
-					    " whose hash does not chain from LSN %" PRIu64,
-					 nd->id, e->lsn, e->lsn - 1);
+				sim_fail(s,
+				         "node %" PRIu64 " appends LSN %" PRIu64
+				         " whose hash does not chain from LSN %" PRIu64,
+				         nd->id, e->lsn, e->lsn - 1);
 			if (d->n == d->cap) {
 				d->cap = d->cap ? 2 * d->cap : 64;
 				d->e = sim_xrealloc(d->e, d->cap * sizeof(*d->e));
@@ -303,8 +310,10 @@ static void sim_process(struct sim *s, struct sim_node *nd)
 			break;
 		}
 		if (nd->hs.commit > nd->disk.n)
-			sim_fail(s, "node %" PRIu64 " made commit LSN %" PRIu64 " durable with %zu entries",
-				 nd->id, nd->hs.commit, nd->disk.n);
+			sim_fail(s,
+			         "node %" PRIu64 " made commit LSN %" PRIu64
+			         " durable with %zu entries",
+			         nd->id, nd->hs.commit, nd->disk.n);
 		/* Durable now: the messages may leave. */
 		for (size_t i = 0; i < rd.n_msgs; i++)
 			sim_send(s, &rd.msgs[i]);
@@ -333,9 +342,11 @@ static void sim_check(struct sim *s)
 			if (lsn <= s->n_gc) {
 				struct sim_commit *c = &s->gc[lsn - 1];
 				if (c->epoch != e->epoch || memcmp(c->hash, e->hash, RAFT_HASH_LEN))
-					sim_fail(s, "state-machine safety: node %" PRIu64 " commits LSN %"
-						    PRIu64 " epoch %" PRIu64 ", another node epoch %" PRIu64,
-						 nd->id, lsn, e->epoch, c->epoch);
+					sim_fail(s,
+					         "state-machine safety: node %" PRIu64
+					         " commits LSN %" PRIu64 " epoch %" PRIu64
+					         ", another node epoch %" PRIu64,
+					         nd->id, lsn, e->epoch, c->epoch);
 				continue;
 			}
 			if (s->n_gc == s->cap_gc) {
@@ -360,23 +371,27 @@ static void sim_check(struct sim *s)
 		if (ep >= s->cap_leaders) {
 			size_t cap = (ep + 1) * 2;
 			s->leaders = sim_xrealloc(s->leaders, cap * sizeof(*s->leaders));
-			memset(s->leaders + s->cap_leaders, 0, (cap - s->cap_leaders) * sizeof(*s->leaders));
+			memset(s->leaders + s->cap_leaders, 0,
+			       (cap - s->cap_leaders) * sizeof(*s->leaders));
 			s->cap_leaders = cap;
 		}
 		if (!s->leaders[ep])
 			sim_stats.leaders++;
 		if (s->leaders[ep] && s->leaders[ep] != nd->id)
-			sim_fail(s, "election safety: nodes %" PRIu64 " and %" PRIu64
-				    " both lead epoch %" PRIu64, s->leaders[ep], nd->id, ep);
+			sim_fail(s,
+			         "election safety: nodes %" PRIu64 " and %" PRIu64
+			         " both lead epoch %" PRIu64,
+			         s->leaders[ep], nd->id, ep);
 		s->leaders[ep] = nd->id;
 		/* Leader append-only. */
 		if (nd->lead_epoch == ep) {
 			const struct raft_entry *e = raft_entry_at(nd->r, nd->lead_last);
 			if (st[i].last_lsn < nd->lead_last ||
 			    (nd->lead_last && memcmp(e->hash, nd->lead_hash, RAFT_HASH_LEN)))
-				sim_fail(s, "leader append-only: leader %" PRIu64 " of epoch %" PRIu64
-					    " rewrote its log at or below LSN %" PRIu64,
-					 nd->id, ep, nd->lead_last);
+				sim_fail(s,
+				         "leader append-only: leader %" PRIu64 " of epoch %" PRIu64
+				         " rewrote its log at or below LSN %" PRIu64,
+				         nd->id, ep, nd->lead_last);
 		}
 		nd->lead_epoch = ep;
 		raft_last(nd->r, &nd->lead_last, nd->lead_hash);
@@ -388,9 +403,10 @@ static void sim_check(struct sim *s)
 			const struct raft_entry *e = raft_entry_at(nd->r, k);
 			if (!e || e->epoch != s->gc[k - 1].epoch ||
 			    memcmp(e->hash, s->gc[k - 1].hash, RAFT_HASH_LEN))
-				sim_fail(s, "leader completeness: leader %" PRIu64 " of epoch %" PRIu64
-					    " lacks LSN %zu committed in epoch %" PRIu64,
-					 nd->id, ep, k, s->gc[k - 1].seen_epoch);
+				sim_fail(s,
+				         "leader completeness: leader %" PRIu64 " of epoch %" PRIu64
+				         " lacks LSN %zu committed in epoch %" PRIu64,
+				         nd->id, ep, k, s->gc[k - 1].seen_epoch);
 			break;
 		}
 	}
@@ -402,7 +418,8 @@ static void sim_check(struct sim *s)
 		const struct sim_commit *c = &s->gc[s->n_gc - 1];
 		for (size_t v = 0; v < s->n_voters; v++) {
 			const struct sim_dlog *dv = &s->nodes[v].disk;
-			if (dv->n >= s->n_gc && !memcmp(dv->e[s->n_gc - 1].hash, c->hash, RAFT_HASH_LEN))
+			if (dv->n >= s->n_gc &&
+			    !memcmp(dv->e[s->n_gc - 1].hash, c->hash, RAFT_HASH_LEN))
 				continue;
 			uint64_t ve = dv->n ? dv->e[dv->n - 1].epoch : 0;
 			size_t below = 0;
@@ -413,9 +430,11 @@ static void sim_check(struct sim *s)
 					below++;
 			}
 			if (below >= s->n_voters / 2 + 1)
-				sim_fail(s, "committed LSN %zu (epoch %" PRIu64 ") could be lost: node %zu "
-					    "lacks it and its log is as up to date as a majority's",
-					 s->n_gc, c->epoch, v + 1);
+				sim_fail(s,
+				         "committed LSN %zu (epoch %" PRIu64
+				         ") could be lost: node %zu "
+				         "lacks it and its log is as up to date as a majority's",
+				         s->n_gc, c->epoch, v + 1);
 		}
 	}
 	/* Log matching: same LSN and epoch means the same entry and prefix; the
@@ -424,15 +443,19 @@ static void sim_check(struct sim *s)
 		for (size_t j = i + 1; j < s->n; j++) {
 			if (!s->nodes[i].r || !s->nodes[j].r)
 				continue;
-			uint64_t k = st[i].last_lsn < st[j].last_lsn ? st[i].last_lsn : st[j].last_lsn;
+			uint64_t k =
+			    st[i].last_lsn < st[j].last_lsn ? st[i].last_lsn : st[j].last_lsn;
 			for (; k > 0; k--) {
 				const struct raft_entry *a = raft_entry_at(s->nodes[i].r, k);
 				const struct raft_entry *b = raft_entry_at(s->nodes[j].r, k);
 				if (a->epoch != b->epoch)
 					continue;
 				if (memcmp(a->hash, b->hash, RAFT_HASH_LEN))
-					sim_fail(s, "log matching: nodes %zu and %zu hold different entries "
-						    "at LSN %" PRIu64 " epoch %" PRIu64, i + 1, j + 1, k, a->epoch);
+					sim_fail(s,
+					         "log matching: nodes %zu and %zu hold different "
+					         "entries "
+					         "at LSN %" PRIu64 " epoch %" PRIu64,
+					         i + 1, j + 1, k, a->epoch);
 				break;
 			}
 		}
@@ -450,19 +473,19 @@ static void sim_start(struct sim *s, struct sim_node *nd)
 	for (size_t i = s->n_voters; i < s->n; i++)
 		learners[nl++] = i + 1;
 	struct raft_config cfg = {
-		.self = nd->id,
-		.voters = voters,
-		.n_voters = s->n_voters,
-		.learners = learners,
-		.n_learners = nl,
-		.election_ticks = SIM_ELECTION,
-		.heartbeat_ticks = SIM_HEARTBEAT,
-		.seed = s->seed * 1000003 + s->now,
-		.max_append = 1 + sim_rand(s) % 4,
-		.hash_fn = sim_hash,
-		.hs = &nd->hs,
-		.entries = nd->disk.e,
-		.n_entries = nd->disk.n,
+	    .self = nd->id,
+	    .voters = voters,
+	    .n_voters = s->n_voters,
+	    .learners = learners,
+	    .n_learners = nl,
+	    .election_ticks = SIM_ELECTION,
+	    .heartbeat_ticks = SIM_HEARTBEAT,
+	    .seed = s->seed * 1000003 + s->now,
+	    .max_append = 1 + sim_rand(s) % 4,
+	    .hash_fn = sim_hash,
+	    .hs = &nd->hs,
+	    .entries = nd->disk.e,
+	    .n_entries = nd->disk.n,
 	};
 	struct st_err err;
 	int rc = raft_new(&cfg, &nd->r, &err);
@@ -590,8 +613,10 @@ static void sim_deliver(struct sim *s)
 		if (to->r && s->link[m->from][m->to]) {
 			int rc = raft_step(to->r, m);
 			if (rc == ST_EPROTO)
-				sim_fail(s, "node %" PRIu64 " calls a message of type %d from %" PRIu64
-					    " malformed", to->id, (int)m->type, m->from);
+				sim_fail(s,
+				         "node %" PRIu64 " calls a message of type %d from %" PRIu64
+				         " malformed",
+				         to->id, (int)m->type, m->from);
 			sim_process(s, to);
 		}
 		sim_msg_free(m);
@@ -622,19 +647,27 @@ static void sim_trace(struct sim *s, const char *what)
 			continue;
 		}
 		raft_status(s->nodes[i].r, &st);
-		printf(" %zu:%c e%" PRIu64 " l%" PRIu64 " c%" PRIu64, i + 1,
-		       "FPCL"[st.role], st.hs.epoch, st.last_lsn, st.hs.commit);
+		printf(" %zu:%c e%" PRIu64 " l%" PRIu64 " c%" PRIu64, i + 1, "FPCL"[st.role],
+		       st.hs.epoch, st.last_lsn, st.hs.commit);
 	}
 	printf("\n");
 }
 
 /* The schedule: per step one event, chosen by these weights (per mille;
  * the rest of the time nothing but ticks and deliveries happens). */
-enum sim_event { SIM_PROPOSE, SIM_CRASH, SIM_CRASH_LEADER, SIM_RESTART, SIM_PARTITION, SIM_HEAL,
-		 SIM_TRANSFER, SIM_N_EVENTS };
+enum sim_event {
+	SIM_PROPOSE,
+	SIM_CRASH,
+	SIM_CRASH_LEADER,
+	SIM_RESTART,
+	SIM_PARTITION,
+	SIM_HEAL,
+	SIM_TRANSFER,
+	SIM_N_EVENTS
+};
 static const unsigned sim_weights[SIM_N_EVENTS] = {
-	[SIM_PROPOSE] = 250, [SIM_CRASH] = 8, [SIM_CRASH_LEADER] = 8, [SIM_RESTART] = 30,
-	[SIM_PARTITION] = 10, [SIM_HEAL] = 15, [SIM_TRANSFER] = 3,
+    [SIM_PROPOSE] = 250,  [SIM_CRASH] = 8, [SIM_CRASH_LEADER] = 8, [SIM_RESTART] = 30,
+    [SIM_PARTITION] = 10, [SIM_HEAL] = 15, [SIM_TRANSFER] = 3,
 };
 
 static void sim_step(struct sim *s)
@@ -732,7 +765,7 @@ static void sim_settle(struct sim *s)
 	if (!done) {
 		sim_trace(s, "not settled");
 		sim_fail(s, "no leader with every node caught up within %d steps of healing",
-			 SIM_SETTLE_STEPS);
+		         SIM_SETTLE_STEPS);
 		return;
 	}
 	/* Every acknowledged proposal, once, on every node. */
@@ -748,12 +781,15 @@ static void sim_settle(struct sim *s)
 				continue;
 			memcpy(&id, e->data, 8);
 			if (id && id < s->next_id && ++count[id] > 1)
-				sim_fail(s, "node %zu commits proposal %" PRIu64 " twice", i + 1, id);
+				sim_fail(s, "node %zu commits proposal %" PRIu64 " twice", i + 1,
+				         id);
 		}
 		for (uint64_t id = 1; id < s->next_id; id++)
 			if (s->acked[id] && count[id] != 1)
-				sim_fail(s, "acknowledged proposal %" PRIu64 " is not in node %zu's "
-					    "committed log", id, i + 1);
+				sim_fail(s,
+				         "acknowledged proposal %" PRIu64 " is not in node %zu's "
+				         "committed log",
+				         id, i + 1);
 	}
 	free(count);
 }
@@ -777,7 +813,7 @@ static void sim_fini(struct sim *s)
 
 /* Run one seed: true when every invariant held. */
 static bool sim_run(uint64_t seed, size_t nodes, unsigned steps, bool trace, char *why,
-		    size_t why_len, uint64_t *acks)
+                    size_t why_len, uint64_t *acks)
 {
 	struct sim s;
 	memset(&s, 0, sizeof(s));
@@ -787,7 +823,7 @@ static bool sim_run(uint64_t seed, size_t nodes, unsigned steps, bool trace, cha
 		sim_rand(&s);
 	s.trace = trace;
 	s.n_voters = nodes;
-	s.n = nodes + (sim_pct(&s) < 25 ? 1 : 0);   /* sometimes a learner */
+	s.n = nodes + (sim_pct(&s) < 25 ? 1 : 0); /* sometimes a learner */
 	s.drop_pct = (unsigned)(sim_rand(&s) % 20);
 	s.dup_pct = (unsigned)(sim_rand(&s) % 10);
 	s.max_delay = 1 + (unsigned)(sim_rand(&s) % 4);
@@ -840,9 +876,9 @@ int main(int argc, char **argv)
 			expect = true;
 		} else {
 			fprintf(stderr,
-				"usage: %s --seed N [--nodes 3|5] [--steps S] [--trace]\n"
-				"       %s --seeds N [--from S] [--steps S] [--expect-violation]\n",
-				argv[0], argv[0]);
+			        "usage: %s --seed N [--nodes 3|5] [--steps S] [--trace]\n"
+			        "       %s --seeds N [--from S] [--steps S] [--expect-violation]\n",
+			        argv[0], argv[0]);
 			return 2;
 		}
 	}
@@ -869,17 +905,21 @@ int main(int argc, char **argv)
 			continue;
 		}
 		failed++;
-		printf("%s seed %" PRIu64 " (%zu nodes): %s\n", expect ? "violation:" : "FAIL", sd, n, why);
-		printf("  replay: %s --seed %" PRIu64 " --nodes %zu --steps %u\n", argv[0], sd, n, steps);
+		printf("%s seed %" PRIu64 " (%zu nodes): %s\n", expect ? "violation:" : "FAIL", sd,
+		       n, why);
+		printf("  replay: %s --seed %" PRIu64 " --nodes %zu --steps %u\n", argv[0], sd, n,
+		       steps);
 		if (expect)
 			break;
 	}
 	if (expect) {
 		/* A negative control passes when the bug was seen. */
 		if (failed)
-			printf("negative control: the bug was found after %lu seeds\n", passed + failed);
+			printf("negative control: the bug was found after %lu seeds\n",
+			       passed + failed);
 		else
-			printf("negative control: %lu seeds passed; the simulator did not see the bug\n",
+			printf("negative control: %lu seeds passed; the simulator did not see the "
+			       "bug\n",
 			       passed);
 		printf("%d passed, %d failed\n", failed ? 1 : 0, failed ? 0 : 1);
 		rc = failed ? 0 : 1;
@@ -889,7 +929,8 @@ int main(int argc, char **argv)
 		       " durable entries truncated, %.1f steps to settle on average\n",
 		       acks, passed + failed, steps, sim_stats.leaders, sim_stats.crashes,
 		       sim_stats.torn, sim_stats.truncated,
-		       passed + failed ? (double)sim_stats.settle_steps / (double)(passed + failed) : 0.0);
+		       passed + failed ? (double)sim_stats.settle_steps / (double)(passed + failed)
+		                       : 0.0);
 		printf("%lu passed, %lu failed\n", passed, failed);
 		rc = failed ? 1 : 0;
 	}

@@ -9,23 +9,23 @@
 
 #include <stdbool.h>
 
-#define TC_MAX 5
+#define TC_MAX  5
 #define TC_QMAX 4096
 
 /* A message copied out of a Ready (entries and their data owned). */
 struct tc_msg {
-	struct raft_msg m;  /* the message; m.entries owned */
+	struct raft_msg m; /* the message; m.entries owned */
 };
 
 struct tc {
-	size_t n;                          /* nodes, ids 1..n */
-	struct raft *r[TC_MAX + 1];        /* r[id] */
-	bool cut[TC_MAX + 1][TC_MAX + 1];  /* cut[from][to] drops messages */
-	struct tc_msg q[TC_QMAX];          /* FIFO of messages */
-	size_t head;                       /* next to deliver */
-	size_t tail;                       /* next free */
-	uint64_t truncated[TC_MAX + 1];    /* last truncate_from a Ready asked for */
-	uint64_t committed[TC_MAX + 1];    /* entries handed out as committed */
+	size_t n;                         /* nodes, ids 1..n */
+	struct raft *r[TC_MAX + 1];       /* r[id] */
+	bool cut[TC_MAX + 1][TC_MAX + 1]; /* cut[from][to] drops messages */
+	struct tc_msg q[TC_QMAX];         /* FIFO of messages */
+	size_t head;                      /* next to deliver */
+	size_t tail;                      /* next free */
+	uint64_t truncated[TC_MAX + 1];   /* last truncate_from a Ready asked for */
+	uint64_t committed[TC_MAX + 1];   /* entries handed out as committed */
 };
 
 static struct tc tc;
@@ -36,7 +36,8 @@ static void tc_hash(uint8_t out[RAFT_HASH_LEN], uint8_t v)
 }
 
 static struct raft *tc_node(size_t n_voters, size_t n_learners, uint64_t self,
-			    const struct raft_hard_state *hs, const struct raft_entry *ents, size_t n_ents)
+                            const struct raft_hard_state *hs, const struct raft_entry *ents,
+                            size_t n_ents)
 {
 	uint64_t voters[TC_MAX], learners[TC_MAX];
 	for (size_t i = 0; i < n_voters; i++)
@@ -44,9 +45,17 @@ static struct raft *tc_node(size_t n_voters, size_t n_learners, uint64_t self,
 	for (size_t i = 0; i < n_learners; i++)
 		learners[i] = n_voters + i + 1;
 	struct raft_config cfg = {
-		.self = self, .voters = voters, .n_voters = n_voters, .learners = learners,
-		.n_learners = n_learners, .election_ticks = 10, .heartbeat_ticks = 1, .seed = 42,
-		.hs = hs, .entries = ents, .n_entries = n_ents,
+	    .self = self,
+	    .voters = voters,
+	    .n_voters = n_voters,
+	    .learners = learners,
+	    .n_learners = n_learners,
+	    .election_ticks = 10,
+	    .heartbeat_ticks = 1,
+	    .seed = 42,
+	    .hs = hs,
+	    .entries = ents,
+	    .n_entries = n_ents,
 	};
 	struct raft *r = NULL;
 	struct st_err err;
@@ -172,7 +181,7 @@ static void t_single_node(void)
 	struct raft_status st = tc_status(1);
 	CHECK_EQ(st.hs.epoch, 1);
 	CHECK_EQ(st.hs.vote, 1);
-	CHECK_EQ(st.hs.commit, 1);    /* the epoch's no-op */
+	CHECK_EQ(st.hs.commit, 1); /* the epoch's no-op */
 	CHECK_EQ(tc_propose(1, 7), ST_OK);
 	st = tc_status(1);
 	CHECK_EQ(st.last_lsn, 2);
@@ -198,7 +207,7 @@ static void t_three_node_replication(void)
 		CHECK_EQ(st.hs.epoch, 1);
 		CHECK_EQ(tc.committed[id], 4);
 		CHECK(!memcmp(raft_entry_at(tc.r[id], 4)->hash, raft_entry_at(tc.r[1], 4)->hash,
-			      RAFT_HASH_LEN));
+		              RAFT_HASH_LEN));
 	}
 	CHECK_EQ(tc_status(1).hs.commit, 4);
 	/* A follower refuses proposals. */
@@ -215,10 +224,10 @@ static void t_no_quorum_no_commit(void)
 	for (uint64_t id = 2; id <= 3; id++)
 		tc.cut[1][id] = true;
 	CHECK_EQ(tc_propose(1, 9), ST_OK);
-	CHECK_EQ(tc_status(1).hs.commit, commit);    /* only the leader holds it */
+	CHECK_EQ(tc_status(1).hs.commit, commit); /* only the leader holds it */
 	for (uint64_t id = 2; id <= 3; id++)
 		tc.cut[1][id] = false;
-	tc_tick(1, 1);    /* heartbeat: the followers ask for what they lack */
+	tc_tick(1, 1); /* heartbeat: the followers ask for what they lack */
 	CHECK_EQ(tc_status(1).hs.commit, commit + 1);
 }
 
@@ -230,7 +239,8 @@ static void t_conflicting_suffix_truncated(void)
 	/* Nodes 1 and 2 hold LSN 2 of epoch 2; node 3 an uncommitted LSN 2..3
 	 * of epoch 1 from a leader that never committed them. */
 	struct raft_entry good[2] = {{.lsn = 1, .epoch = 1}, {.lsn = 2, .epoch = 2}};
-	struct raft_entry bad[3] = {{.lsn = 1, .epoch = 1}, {.lsn = 2, .epoch = 1}, {.lsn = 3, .epoch = 1}};
+	struct raft_entry bad[3] = {
+	    {.lsn = 1, .epoch = 1}, {.lsn = 2, .epoch = 1}, {.lsn = 3, .epoch = 1}};
 	tc_hash(good[0].hash, 1);
 	tc_hash(good[1].hash, 2);
 	tc_hash(bad[0].hash, 1);
@@ -245,7 +255,7 @@ static void t_conflicting_suffix_truncated(void)
 	CHECK_EQ(tc_status(1).hs.epoch, 3);
 	struct raft_status st = tc_status(3);
 	CHECK_EQ(tc.truncated[3], 2);
-	CHECK_EQ(st.last_lsn, 3);    /* LSN 1, LSN 2 (epoch 2), the no-op of epoch 3 */
+	CHECK_EQ(st.last_lsn, 3); /* LSN 1, LSN 2 (epoch 2), the no-op of epoch 3 */
 	CHECK_EQ(raft_entry_at(tc.r[3], 2)->epoch, 2);
 	CHECK(!memcmp(raft_entry_at(tc.r[3], 2)->hash, good[1].hash, RAFT_HASH_LEN));
 	CHECK_EQ(raft_entry_at(tc.r[3], 3)->epoch, 3);
@@ -260,8 +270,8 @@ static void t_up_to_date_vote(void)
 	struct raft_hard_state hs = {.epoch = 1, .commit = 0};
 	struct raft *r = tc_node(3, 0, 2, &hs, ents, 2);
 	REQUIRE(r != NULL);
-	struct raft_msg m = {.type = RAFT_MSG_VOTE, .epoch = 2, .from = 1, .to = 2,
-			     .last_lsn = 1, .last_epoch = 1};
+	struct raft_msg m = {
+	    .type = RAFT_MSG_VOTE, .epoch = 2, .from = 1, .to = 2, .last_lsn = 1, .last_epoch = 1};
 	CHECK_EQ(raft_step(r, &m), ST_OK);
 	struct raft_ready rd;
 	REQUIRE(raft_ready(r, &rd));
@@ -269,13 +279,13 @@ static void t_up_to_date_vote(void)
 	CHECK_EQ(rd.msgs[0].type, RAFT_MSG_VOTE_RESP);
 	CHECK(!rd.msgs[0].success);
 	CHECK_EQ(rd.hs.vote, 0);
-	CHECK_EQ(rd.hs.epoch, 2);    /* the higher epoch is adopted all the same */
+	CHECK_EQ(rd.hs.epoch, 2); /* the higher epoch is adopted all the same */
 	raft_advance(r);
 	m.from = 3;
 	m.last_lsn = 2;
 	CHECK_EQ(raft_step(r, &m), ST_OK);
 	REQUIRE(raft_ready(r, &rd));
-	CHECK(rd.hs_changed && rd.hs.vote == 3);    /* durable before the reply */
+	CHECK(rd.hs_changed && rd.hs.vote == 3); /* durable before the reply */
 	REQUIRE(rd.n_msgs == 1);
 	CHECK(rd.msgs[0].success);
 	raft_advance(r);
@@ -291,8 +301,13 @@ static void t_divergence_alarm(void)
 	struct raft *r = tc_node(3, 0, 2, &hs, ents, 2);
 	REQUIRE(r != NULL);
 	/* Same LSN and epoch, another hash: divergence, not a truncation. */
-	struct raft_msg m = {.type = RAFT_MSG_APPEND, .epoch = 2, .from = 1, .to = 2,
-			     .prev_lsn = 2, .prev_epoch = 1, .commit = 2};
+	struct raft_msg m = {.type = RAFT_MSG_APPEND,
+	                     .epoch = 2,
+	                     .from = 1,
+	                     .to = 2,
+	                     .prev_lsn = 2,
+	                     .prev_epoch = 1,
+	                     .commit = 2};
 	tc_hash(m.prev_hash, 0xee);
 	CHECK_EQ(raft_step(r, &m), ST_ECORRUPT);
 	uint64_t lsn = 0, from = 0;
@@ -312,8 +327,14 @@ static void t_divergence_alarm(void)
 	REQUIRE(r != NULL);
 	struct raft_entry repl = {.lsn = 2, .epoch = 2};
 	tc_hash(repl.hash, 0x22);
-	struct raft_msg m2 = {.type = RAFT_MSG_APPEND, .epoch = 2, .from = 1, .to = 2,
-			      .prev_lsn = 1, .prev_epoch = 1, .entries = &repl, .n_entries = 1};
+	struct raft_msg m2 = {.type = RAFT_MSG_APPEND,
+	                      .epoch = 2,
+	                      .from = 1,
+	                      .to = 2,
+	                      .prev_lsn = 1,
+	                      .prev_epoch = 1,
+	                      .entries = &repl,
+	                      .n_entries = 1};
 	tc_hash(m2.prev_hash, 1);
 	CHECK_EQ(raft_step(r, &m2), ST_ECORRUPT);
 	CHECK(raft_alarm(r, NULL, NULL));
@@ -358,15 +379,15 @@ static void t_prevote_does_not_disrupt(void)
 		tc.cut[id][3] = true;
 		tc.cut[3][id] = true;
 	}
-	tc_tick(3, 100);    /* isolated: pre-campaigns again and again */
+	tc_tick(3, 100); /* isolated: pre-campaigns again and again */
 	CHECK(tc_status(3).role == RAFT_PRECANDIDATE);
-	CHECK_EQ(tc_status(3).hs.epoch, e);    /* PreVote bumps nothing */
+	CHECK_EQ(tc_status(3).hs.epoch, e); /* PreVote bumps nothing */
 	for (uint64_t id = 1; id <= 2; id++) {
 		tc.cut[id][3] = false;
 		tc.cut[3][id] = false;
 	}
-	tc_tick(3, 25);    /* its PreVotes now arrive; the others have a leader */
-	tc_tick(1, 1);     /* and the leader's heartbeat brings it back */
+	tc_tick(3, 25); /* its PreVotes now arrive; the others have a leader */
+	tc_tick(1, 1);  /* and the leader's heartbeat brings it back */
 	CHECK_EQ(tc_status(1).role, RAFT_LEADER);
 	CHECK_EQ(tc_status(1).hs.epoch, e);
 	CHECK_EQ(tc_status(3).role, RAFT_FOLLOWER);
@@ -383,9 +404,9 @@ static void t_check_quorum(void)
 		tc.cut[id][1] = true;
 	}
 	tc_tick(1, 9);
-	CHECK_EQ(tc_status(1).role, RAFT_LEADER);    /* heard from them at the start */
+	CHECK_EQ(tc_status(1).role, RAFT_LEADER); /* heard from them at the start */
 	tc_tick(1, 12);
-	CHECK_EQ(tc_status(1).role, RAFT_FOLLOWER);  /* a whole timeout of silence */
+	CHECK_EQ(tc_status(1).role, RAFT_FOLLOWER); /* a whole timeout of silence */
 	CHECK_EQ(tc_status(1).leader, 0);
 }
 
@@ -415,7 +436,7 @@ static void t_transfer(void)
 static void t_learner(void)
 {
 	tc_init(3, 1);
-	tc_tick(4, 100);    /* a learner never campaigns */
+	tc_tick(4, 100); /* a learner never campaigns */
 	CHECK_EQ(tc_status(4).role, RAFT_FOLLOWER);
 	CHECK_EQ(tc_status(4).hs.epoch, 0);
 	CHECK(tc_status(4).is_learner);
@@ -438,8 +459,8 @@ static void t_learner(void)
 static void t_bad_config(void)
 {
 	uint64_t voters[2] = {1, 1};
-	struct raft_config cfg = {.self = 1, .voters = voters, .n_voters = 2, .election_ticks = 10,
-				  .heartbeat_ticks = 1};
+	struct raft_config cfg = {
+	    .self = 1, .voters = voters, .n_voters = 2, .election_ticks = 10, .heartbeat_ticks = 1};
 	struct raft *r = NULL;
 	struct st_err err;
 	CHECK_EQ(raft_new(&cfg, &r, &err), ST_EINVAL);
@@ -485,19 +506,19 @@ static void t_restart_commit_clamped(void)
 }
 
 static const struct test_case tests[] = {
-	{"restart_commit_clamped", t_restart_commit_clamped},
-	{"single_node", t_single_node},
-	{"three_node_replication", t_three_node_replication},
-	{"no_quorum_no_commit", t_no_quorum_no_commit},
-	{"conflicting_suffix_truncated", t_conflicting_suffix_truncated},
-	{"up_to_date_vote", t_up_to_date_vote},
-	{"divergence_alarm", t_divergence_alarm},
-	{"stale_leader_steps_down", t_stale_leader_steps_down},
-	{"prevote_does_not_disrupt", t_prevote_does_not_disrupt},
-	{"check_quorum", t_check_quorum},
-	{"transfer", t_transfer},
-	{"learner", t_learner},
-	{"bad_config", t_bad_config},
+    {"restart_commit_clamped", t_restart_commit_clamped},
+    {"single_node", t_single_node},
+    {"three_node_replication", t_three_node_replication},
+    {"no_quorum_no_commit", t_no_quorum_no_commit},
+    {"conflicting_suffix_truncated", t_conflicting_suffix_truncated},
+    {"up_to_date_vote", t_up_to_date_vote},
+    {"divergence_alarm", t_divergence_alarm},
+    {"stale_leader_steps_down", t_stale_leader_steps_down},
+    {"prevote_does_not_disrupt", t_prevote_does_not_disrupt},
+    {"check_quorum", t_check_quorum},
+    {"transfer", t_transfer},
+    {"learner", t_learner},
+    {"bad_config", t_bad_config},
 };
 
 TEST_MAIN(tests)
