@@ -77,6 +77,17 @@ SERVER_LIBS  = $(SERVER_LIB) $(WIRE_LIBS) $(STRATA_LIBS) $(YAML_LIBS)
 ADMIN_SRC   := $(filter-out %_main.c,$(wildcard admin/*.c admin/cli/*.c))
 CLIENT_LIB  := $(B)/libstrata-client.a
 CLIENT_LIBS  = $(CLIENT_LIB) $(WIRE_LIBS) $(STRATA_LIBS)
+# The replication core (replication/, format/ headers only): its own library,
+# not part of libstrata.
+REPL_SRC    := $(wildcard replication/*.c)
+REPL_LIB    := $(B)/libstrata-repl.a
+# The deterministic simulator of tests/sim/ over the real core, and two
+# negative controls: the same simulator over a core built with a known bug.
+SIM_SRC     := $(wildcard tests/sim/*.c)
+SIM_OBJ     := $(SIM_SRC:%.c=$(B)/simobj/%.o)
+SIM_BIN     := $(B)/tests/sim $(B)/tests/sim-bug-vote $(B)/tests/sim-bug-commit
+SEEDS       ?= 20000
+SIM_CI_SEEDS ?= 2000
 
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
@@ -89,9 +100,11 @@ PROGS := $(B)/stratad $(B)/strata $(B)/strata-inspect $(B)/bench-format $(B)/ben
 	 $(B)/strata-demo $(B)/bench-gencsv $(B)/bench-e2e
 
 .SECONDARY:
+
+.PHONY: sim
 .PHONY: all install-lib test run bench bench-format bench-store bench-e2e asan tsan fuzz format lint-deps install uninstall clean
 INTEG_BIN   := $(B)/tests/wire_abuse
-all: $(STRATA_LIB) $(WIRE_LIB) $(SERVER_LIB) $(CLIENT_LIB) $(PROGS) $(B)/strata.pc $(UNIT_BIN) $(REPLAY_BIN) $(INTEG_BIN)
+all: $(STRATA_LIB) $(WIRE_LIB) $(SERVER_LIB) $(CLIENT_LIB) $(PROGS) $(B)/strata.pc $(UNIT_BIN) $(REPLAY_BIN) $(INTEG_BIN) $(REPL_LIB) $(SIM_BIN)
 
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
@@ -112,6 +125,31 @@ $(SERVER_LIB): $(SERVER_SRC:%.c=$(B)/%.o)
 $(CLIENT_LIB): $(ADMIN_SRC:%.c=$(B)/%.o)
 	@rm -f $@
 	$(AR) rcs $@ $^
+
+$(REPL_LIB): $(REPL_SRC:%.c=$(B)/%.o)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/simobj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+$(B)/bug-vote/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DRAFT_BUG_VOTE_WITHOUT_UPTODATE -c -o $@ $<
+$(B)/bug-commit/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DRAFT_BUG_COMMIT_OLD_EPOCH -c -o $@ $<
+$(B)/tests/sim: $(SIM_OBJ) $(REPL_LIB) $(STRATA_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(SIM_OBJ) $(REPL_LIB) $(STRATA_LIBS)
+$(B)/tests/sim-bug-vote: $(SIM_OBJ) $(REPL_SRC:%.c=$(B)/bug-vote/%.o) $(STRATA_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
+$(B)/tests/sim-bug-commit: $(SIM_OBJ) $(REPL_SRC:%.c=$(B)/bug-commit/%.o) $(STRATA_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
+$(B)/tests/test_raft: $(B)/tests/unit/test_raft.o $(REPL_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(REPL_LIB) $(STRATA_LIBS)
 
 $(B)/stratad: $(B)/daemon/server/stratad_main.o $(SERVER_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SERVER_LIBS)
@@ -154,7 +192,10 @@ $(B)/tests/replay_dispatch: $(B)/tests/fuzz/fuzz_dispatch.o $(B)/tests/fuzz/repl
 
 # ---- goals --------------------------------------------------------------
 TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)") \
-	    "sh tests/integration/cli.sh $(B)"
+	    "sh tests/integration/cli.sh $(B)" \
+	    "$(B)/tests/sim --seeds $(SIM_CI_SEEDS)" \
+	    "$(B)/tests/sim-bug-vote --expect-violation --seeds $(SIM_CI_SEEDS)" \
+	    "$(B)/tests/sim-bug-commit --expect-violation --seeds $(SIM_CI_SEEDS)"
 
 # The README's libstrata example must compile against an installed libstrata
 # with `cc app.c $(pkg-config --cflags --libs strata)` (installed under
@@ -171,6 +212,10 @@ $(B)/readme_example: README.md $(STRATA_LIB) $(B)/strata.pc $(STORE_HDRS) $(FORM
 
 test: all $(B)/readme_example
 	@sh tests/run.sh $(TEST_CMDS) "sh tests/readme_example.sh $(B)"
+
+# More seeds of the simulator than make test runs: make sim SEEDS=N.
+sim: $(B)/tests/sim
+	$(B)/tests/sim --seeds $(SEEDS)
 
 run: all
 	$(B)/stratad -c configs/strata.yaml
