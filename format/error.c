@@ -23,6 +23,7 @@ static const char *const st_names[] = {
 	[ST_EFAILED - ST_ERR_BASE] = "ST_EFAILED: store failed; reopen it",
 	[ST_EPROTO - ST_ERR_BASE] = "ST_EPROTO: protocol error",
 	[ST_EBUSY - ST_ERR_BASE] = "ST_EBUSY: resource busy; retry",
+	[ST_ENOTLEADER - ST_ERR_BASE] = "ST_ENOTLEADER: not the leader; retry at the leader",
 };
 
 const char *st_strerror(int code)

@@ -34,7 +34,9 @@ enum {
 	ST_EPROTO,                 /* a wire message breaks PROTOCOL.md */
 	ST_EBUSY,                  /* a resource is exhausted for now (LMDB reader
 				    * slots): retry later */
-	ST_ERR_LAST = ST_EBUSY,
+	ST_ENOTLEADER,             /* a write or transfer sent to a node that does not
+				    * lead the cluster: retry at the leader */
+	ST_ERR_LAST = ST_ENOTLEADER,
 };
 
 #define ST_ERR_MSG_MAX 512

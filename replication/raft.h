@@ -45,9 +45,8 @@
 #include "format/error.h"
 
 /* The error raft_propose and raft_transfer return on a node that is not the
- * leader. Outside ST_ERR_BASE..ST_ERR_LAST until format/error.h gains
- * ST_ENOTLEADER (issue 11 §5); st_strerror() does not name it yet. */
-#define RAFT_ENOTLEADER (-30990)
+ * leader (format/error.h). */
+#define RAFT_ENOTLEADER ST_ENOTLEADER
 
 #define RAFT_HASH_LEN  32 /* bytes of an entry's chain hash */
 #define RAFT_MAX_NODES 16 /* voters + learners of one cluster */
