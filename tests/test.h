@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct test_case {
 	const char *name;  /* name used by -t */
@@ -106,6 +107,15 @@ void test_defer(void (*fn)(void *), void *arg);
  * path is copied.
  */
 void test_defer_rmtree(const char *path);
+
+/*
+ * A fresh directory path for the current test, /tmp/strata-NAME-XXXXXX/dN
+ * (one base per runner, created on the first call): not created itself,
+ * removed when the test ends (test_defer_rmtree), the base removed at exit
+ * when no failed test kept a directory in it. Static storage: valid until
+ * the next call.
+ */
+const char *test_new_dir(const char *name);
 
 /* Remove the tree at path now (symlinks not followed): 0, or -1 and errno. */
 int test_rmtree(const char *path);
@@ -182,6 +192,26 @@ int test_run_(const struct test_case *cases, size_t n, int argc, char **argv);
 		else if (test_rmtree(path_) != 0)                            \
 			perror((char *)path_);                               \
 		free(path_);                                                 \
+	}                                                                    \
+	static char test_dir_base_[96];                                      \
+	static int test_ndirs_;                                              \
+	static void test_rmdir_base_(void)                                   \
+	{                                                                    \
+		rmdir(test_dir_base_);                                       \
+	}                                                                    \
+	const char *test_new_dir(const char *name_)                          \
+	{                                                                    \
+		static char d_[160];                                         \
+		if (!test_dir_base_[0]) {                                    \
+			snprintf(test_dir_base_, sizeof test_dir_base_,      \
+				 "/tmp/strata-%s-XXXXXX", name_);            \
+			if (!mkdtemp(test_dir_base_))                        \
+				abort();                                     \
+			atexit(test_rmdir_base_);                            \
+		}                                                            \
+		snprintf(d_, sizeof d_, "%s/d%d", test_dir_base_, test_ndirs_++); \
+		test_defer_rmtree(d_);                                       \
+		return d_;                                                   \
 	}                                                                    \
 	void test_defer_rmtree(const char *path_)                            \
 	{                                                                    \

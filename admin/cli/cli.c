@@ -129,6 +129,15 @@ int cli_getopt(int argc, char **argv, const struct option *longs, struct cli_glo
 	}
 }
 
+int cli_no_options(int argc, char **argv, struct cli_global *g, int *status)
+{
+	static const struct option longs[] = {CLI_COMMON_OPTS};
+	int o;
+	while ((o = cli_getopt(argc, argv, longs, g, status)) > 0)
+		; /* no option of its own */
+	return o;
+}
+
 bool cli_parse_u64(const char *s, uint64_t *v)
 {
 	char *end;

@@ -72,6 +72,9 @@ enum { CLI_OPT_END = 0, CLI_OPT_STOP = -1 };
  */
 int cli_getopt(int argc, char **argv, const struct option *longs, struct cli_global *g,
 	       int *status);
+/* cli_getopt for a command that has only the common options: CLI_OPT_END,
+ * or CLI_OPT_STOP when the command must return *status now. */
+int cli_no_options(int argc, char **argv, struct cli_global *g, int *status);
 /* --timeout's value: seconds, 0 < s <= 86400, into milliseconds (>= 1). */
 bool cli_parse_timeout(const char *s, int *ms);
 /* A decimal unsigned integer, the whole string. */

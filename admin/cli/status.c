@@ -15,11 +15,8 @@
 
 int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 {
-	static const struct option longs[] = {CLI_COMMON_OPTS};
-	int status = 0, o;
-	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0)
-		; /* only the common options */
-	if (o == CLI_OPT_STOP)
+	int status = 0;
+	if (cli_no_options(argc, argv, g, &status) == CLI_OPT_STOP)
 		return status;
 	if (optind != argc)
 		return cli_usage_error("takes no arguments");
@@ -67,11 +64,8 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 
 int cli_cmd_ping(int argc, char **argv, struct cli_global *g)
 {
-	static const struct option longs[] = {CLI_COMMON_OPTS};
-	int status = 0, o;
-	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0)
-		; /* only the common options */
-	if (o == CLI_OPT_STOP)
+	int status = 0;
+	if (cli_no_options(argc, argv, g, &status) == CLI_OPT_STOP)
 		return status;
 	if (optind != argc)
 		return cli_usage_error("takes no arguments");

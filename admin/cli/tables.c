@@ -112,11 +112,8 @@ int cli_cmd_create(int argc, char **argv, struct cli_global *g)
 
 int cli_cmd_tables(int argc, char **argv, struct cli_global *g)
 {
-	static const struct option longs[] = {CLI_COMMON_OPTS};
-	int status = 0, o;
-	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0)
-		; /* only the common options */
-	if (o == CLI_OPT_STOP)
+	int status = 0;
+	if (cli_no_options(argc, argv, g, &status) == CLI_OPT_STOP)
 		return status;
 	if (optind != argc)
 		return cli_usage_error("takes no arguments");
@@ -252,11 +249,8 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 
 int cli_cmd_drop(int argc, char **argv, struct cli_global *g)
 {
-	static const struct option longs[] = {CLI_COMMON_OPTS};
-	int status = 0, o;
-	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0)
-		; /* only the common options */
-	if (o == CLI_OPT_STOP)
+	int status = 0;
+	if (cli_no_options(argc, argv, g, &status) == CLI_OPT_STOP)
 		return status;
 	if (optind + 1 != argc)
 		return cli_usage_error("give exactly one table name");
@@ -288,11 +282,8 @@ static const struct {
 
 int cli_cmd_alter(int argc, char **argv, struct cli_global *g)
 {
-	static const struct option longs[] = {CLI_COMMON_OPTS};
-	int status = 0, o;
-	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0)
-		; /* only the common options */
-	if (o == CLI_OPT_STOP)
+	int status = 0;
+	if (cli_no_options(argc, argv, g, &status) == CLI_OPT_STOP)
 		return status;
 	if (argc - optind < 2)
 		return cli_usage_error("give a table, an operation and its arguments");

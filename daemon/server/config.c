@@ -1,5 +1,5 @@
 /*
- * daemon/config.c — stratad's YAML configuration (see config.h).
+ * daemon/server/config.c — stratad's YAML configuration (see config.h).
  *
  * One table, keys[], describes every key: its name, type, where it lives
  * in struct sd_config, its default (as the text a user would write), its

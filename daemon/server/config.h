@@ -1,5 +1,5 @@
 /*
- * daemon/config.h — stratad's configuration: a YAML file read with libyaml.
+ * daemon/server/config.h — stratad's configuration: a YAML file read with libyaml.
  *
  * Every key is described once, in the table of config.c (name, type,
  * default, range, doc); defaults, validation, `--check-config` output and

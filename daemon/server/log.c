@@ -1,5 +1,5 @@
 /*
- * daemon/log.c — see log.h.
+ * daemon/server/log.c — see log.h.
  */
 #include "daemon/server/log.h"
 

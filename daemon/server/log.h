@@ -1,5 +1,5 @@
 /*
- * daemon/log.h — stratad's log: one line per event, to stderr or syslog,
+ * daemon/server/log.h — stratad's log: one line per event, to stderr or syslog,
  * filtered by a level that can change while running (SIGHUP).
  */
 #ifndef STRATA_DAEMON_LOG_H

@@ -1,5 +1,5 @@
 /*
- * daemon/server.h — stratad's request server: the wire protocol
+ * daemon/server/server.h — stratad's request server: the wire protocol
  * (format/PROTOCOL.md) over format/transport.h, served from a pool of
  * worker threads on top of an open store.
  *

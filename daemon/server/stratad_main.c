@@ -1,5 +1,5 @@
 /*
- * daemon/stratad_main.c — stratad: the strata daemon.
+ * daemon/server/stratad_main.c — stratad: the strata daemon.
  *
  *   stratad -c FILE [--daemonize --pidfile PATH]
  *   stratad --check-config -c FILE
@@ -130,14 +130,14 @@ static int verify_offline(const char *dir, const char *head_hex)
 	struct st_err err;
 	struct st_verify_result r;
 	struct stat st;
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "stratad --verify: '%s' is not a directory\n", dir);
-		return 1;
-	}
 	if (head_hex && !parse_hash(head_hex, head)) {
 		fprintf(stderr, "stratad --verify: --head takes a chain hash of %d hex digits, not "
 				"'%s'\n", 2 * ST_HASH_LEN, head_hex);
 		return 2;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "stratad --verify: '%s' is not a directory\n", dir);
+		return 1;
 	}
 	int rc = st_store_open(dir, NULL, &s, &err);
 	if (rc == ST_EEXIST) {

@@ -1,5 +1,5 @@
 /*
- * daemon/alter.c — ALTER TABLE (issue 3 §6) and CHECK constraint
+ * daemon/store/alter.c — ALTER TABLE (issue 3 §6) and CHECK constraint
  * enforcement on writes.
  *
  * Every ALTER is one commit carrying the new metadata. Columns are tracked

@@ -1,5 +1,5 @@
 /*
- * daemon/query.c — grouped aggregation (query.h).
+ * daemon/store/query.c — grouped aggregation (query.h).
  */
 #include "daemon/store/query.h"
 

@@ -1,5 +1,5 @@
 /*
- * daemon/replace.c — replace-where (issue 3 §4): atomically replace the
+ * daemon/store/replace.c — replace-where (issue 3 §4): atomically replace the
  * rows that match a predicate. Files whose statistics say every row
  * matches are removed; files where some rows may match are rewritten
  * without the matching rows (a new segment with the file's own schema, so

@@ -1,5 +1,5 @@
 /*
- * daemon/restore.c — restoring a table to an earlier version (issue 3 §7).
+ * daemon/store/restore.c — restoring a table to an earlier version (issue 3 §7).
  *
  * A restore is a new commit: files live now but not at the target version
  * are removed; files live then but removed since come back under new file

@@ -1,5 +1,5 @@
 /*
- * daemon/scan.c — snapshots and scans (issue 3 §7).
+ * daemon/store/scan.c — snapshots and scans (issue 3 §7).
  *
  * A scan resolves its version (latest, a version number, or the newest
  * commit at or before a time), takes the metadata in force then, and lists

@@ -1,5 +1,5 @@
 /*
- * daemon/store.c — opening and closing a data directory, and the LMDB
+ * daemon/store/store.c — opening and closing a data directory, and the LMDB
  * records every other part of the store uses: table heads, file records and
  * commits, all in LMDB's main database (daemon/STORE.md).
  *

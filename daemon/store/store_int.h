@@ -1,5 +1,5 @@
 /*
- * daemon/store_int.h — private to the store (daemon/store*.c) and its
+ * daemon/store/store_int.h — private to the store (the modules of daemon/store/) and its
  * tests: the handle, the LMDB databases, key helpers and table heads of
  * daemon/STORE.md.
  */

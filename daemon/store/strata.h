@@ -1,5 +1,5 @@
 /*
- * daemon/strata.h — libstrata: the strata store as an embeddable library.
+ * daemon/store/strata.h — libstrata: the strata store as an embeddable library.
  *
  * A store is one data directory (daemon/STORE.md): an LMDB commit log plus
  * segment files. Every change to a table is one atomic, durable commit that

@@ -1,5 +1,5 @@
 /*
- * daemon/table.c — creating, listing, describing and dropping tables
+ * daemon/store/table.c — creating, listing, describing and dropping tables
  * (issue 3 §2). Creating a table is its version 0; dropping is a commit
  * that removes every live file, after which the name is free again (data
  * files stay until vacuum). Table ids are never reused.

@@ -1,5 +1,5 @@
 /*
- * daemon/vacuum.c — deleting data files no version needs any more
+ * daemon/store/vacuum.c — deleting data files no version needs any more
  * (issue 3 §8), and the reader pins that protect open snapshots.
  *
  * A file removed in version R at time T is deleted by vacuum once

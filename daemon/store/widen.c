@@ -1,5 +1,5 @@
 /*
- * daemon/widen.c — reading older segments after merge_schema widened a
+ * daemon/store/widen.c — reading older segments after merge_schema widened a
  * column (DESIGN.md §7: int32→int64, int32/int64→float64, date→timestamp).
  * Segments keep the type they were written with; values and statistics
  * are converted when read. Conversions are exact except int64→float64

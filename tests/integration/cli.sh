@@ -297,6 +297,9 @@ run "offline verify --head" 0 "found at LSN $LSN0" "$STRATA" verify --data-dir "
 run "offline verify --head: an unknown head" 1 "is not in the chain" \
 	"$STRATA" verify --data-dir "$T/main/data" --head "$ZERO"
 run "offline verify prints the chain head" 0 "chain:" "$STRATA" verify --data-dir "$T/main/data"
+run "stratad --verify --head: not 64 hex digits" 2 "stratad --verify: --head takes a chain hash of 64 hex digits, not 'abc'" \
+	"$STRATAD" --verify "$T/main/data" --head abc
+run "stratad --head without --verify" 2 "stratad: --head goes with --verify DIR" "$STRATAD" --head "$HEAD0"
 
 # ---- SIGHUP, --daemonize, closed standard fds ----------------------------------------------------
 TCP=

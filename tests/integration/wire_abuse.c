@@ -112,7 +112,7 @@ static size_t envelope(msgpack_sbuffer *sb, uint32_t version, int type, bool cli
 /* ---- every request type, empty, truncated and mistyped ---------------------- */
 
 /* The keys of a request body (PROTOCOL.md §3) and their types: s str,
- * u uint, i int, b bool, m map, a array. */
+ * u uint, i int, b bool, m map, a array, h chain hash (bin of 32 bytes). */
 static const struct req_spec {
 	int type;
 	const char *keys; /* types of keys 0, 1, ... */
@@ -124,7 +124,7 @@ static const struct req_spec {
 	{WIRE_LOAD_BEGIN, "smm", true}, {WIRE_LOAD_DATA, "umu", true}, {WIRE_LOAD_COMMIT, "u", true},
 	{WIRE_LOAD_ABORT, "u", true}, {WIRE_SCAN, "sasmu", true},  {WIRE_SCAN_NEXT, "u", true},
 	{WIRE_SCAN_CLOSE, "u", true}, {WIRE_QUERY, "saasm", true}, {WIRE_HISTORY, "su", true},
-	{WIRE_RESTORE, "sm", true}, {WIRE_VACUUM, "sibb", true},  {WIRE_VERIFY, "", false},
+	{WIRE_RESTORE, "sm", true}, {WIRE_VACUUM, "sibb", true},  {WIRE_VERIFY, "h", false},
 	{WIRE_COMPACT, "s", true},
 };
 
@@ -135,11 +135,13 @@ static uint64_t abuse_seq;
  * strings, 1, true, {} or []), or of another type when wrong. */
 static void pack_typed(msgpack_packer *pk, char t, bool wrong, const char *table, uint32_t key)
 {
+	static const uint8_t hash32[32] = {1}; /* in no store's chain */
 	if (wrong) {
 		switch (t) {
 		case 's': msgpack_pack_uint64(pk, 7); break;
 		case 'm': msgpack_pack_array(pk, 0); break;
 		case 'a': msgpack_pack_uint64(pk, 3); break;
+		case 'h': msgpack_pack_bin(pk, 31); msgpack_pack_bin_body(pk, hash32, 31); break;
 		default: wire_pack_str(pk, "7"); break; /* u, i, b */
 		}
 		return;
@@ -150,6 +152,7 @@ static void pack_typed(msgpack_packer *pk, char t, bool wrong, const char *table
 	case 'i': msgpack_pack_int64(pk, 1); break;
 	case 'b': msgpack_pack_true(pk); break;
 	case 'm': msgpack_pack_map(pk, 0); break;
+	case 'h': msgpack_pack_bin(pk, 32); msgpack_pack_bin_body(pk, hash32, 32); break;
 	default: msgpack_pack_array(pk, 0); break;
 	}
 }

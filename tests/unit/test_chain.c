@@ -16,26 +16,9 @@
 #include "daemon/store/strata.h"
 #include "tests/test.h"
 
-static char base[64];
-static int ndirs;
-
-
-static void rmdir_base(void)
-{
-	rmdir(base);
-}
 static const char *fresh_dir(void)
 {
-	static char d[128];
-	if (!base[0]) {
-		strcpy(base, "/tmp/strata-chain-XXXXXX");
-		if (!mkdtemp(base))
-			abort();
-		atexit(rmdir_base); /* empty unless a failed test kept its directory */
-	}
-	snprintf(d, sizeof d, "%s/d%d", base, ndirs++);
-	test_defer_rmtree(d);
-	return d;
+	return test_new_dir("chain");
 }
 
 /* A store with tables a and b (one int64 column n). */

@@ -23,26 +23,9 @@
 
 enum { ROWS_PER_COMMIT = 100 };
 
-static char base[64];
-static int ndirs;
-
-
-static void rmdir_base(void)
-{
-	rmdir(base);
-}
 static const char *new_dir(void)
 {
-	static char d[128];
-	if (!base[0]) {
-		strcpy(base, "/tmp/strata-recovery-XXXXXX");
-		if (!mkdtemp(base))
-			abort();
-		atexit(rmdir_base); /* empty unless a failed test kept its directory */
-	}
-	snprintf(d, sizeof d, "%s/d%d", base, ndirs++);
-	test_defer_rmtree(d);
-	return d;
+	return test_new_dir("recovery");
 }
 
 static const struct st_column_def cols[] = {{"id", ST_TYPE_INT64, false},

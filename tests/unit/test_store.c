@@ -16,29 +16,13 @@
 #include "daemon/store/strata.h"
 #include "tests/test.h"
 
-static char base[64];
-static int ndirs;
-
-static void rmdir_base(void)
-{
-	rmdir(base);
-}
-
 /* A fresh data directory for one test. */
 static char last_dir[128]; /* the directory new_dir returned last */
 
 static const char *new_dir(void)
 {
-	static char d[128];
-	if (!base[0]) {
-		strcpy(base, "/tmp/strata-store-XXXXXX");
-		if (!mkdtemp(base))
-			abort();
-		atexit(rmdir_base); /* empty unless a failed test kept its directory */
-	}
-	snprintf(d, sizeof d, "%s/d%d", base, ndirs++);
-	test_defer_rmtree(d);
-	memcpy(last_dir, d, sizeof last_dir);
+	const char *d = test_new_dir("store");
+	snprintf(last_dir, sizeof last_dir, "%s", d);
 	return d;
 }
 
