@@ -24,6 +24,7 @@ static const char *const st_names[] = {
 	[ST_EPROTO - ST_ERR_BASE] = "ST_EPROTO: protocol error",
 	[ST_EBUSY - ST_ERR_BASE] = "ST_EBUSY: resource busy; retry",
 	[ST_ENOTLEADER - ST_ERR_BASE] = "ST_ENOTLEADER: not the leader; retry at the leader",
+	[ST_EUNAVAIL - ST_ERR_BASE] = "ST_EUNAVAIL: the cluster cannot serve this now (no quorum, or too stale)",
 };
 
 const char *st_strerror(int code)

@@ -36,7 +36,10 @@ enum {
 				    * slots): retry later */
 	ST_ENOTLEADER,             /* a write or transfer sent to a node that does not
 				    * lead the cluster: retry at the leader */
-	ST_ERR_LAST = ST_ENOTLEADER,
+	ST_EUNAVAIL,               /* a cluster cannot serve it now: no quorum
+				    * acknowledged a write in time, or a read's
+				    * staleness or version bound is not met */
+	ST_ERR_LAST = ST_EUNAVAIL,
 };
 
 #define ST_ERR_MSG_MAX 512

@@ -28,6 +28,8 @@ static const struct {
 	{WIRE_QUERY, "QUERY", false},       {WIRE_HISTORY, "HISTORY", false},
 	{WIRE_RESTORE, "RESTORE", true},    {WIRE_VACUUM, "VACUUM", true},
 	{WIRE_VERIFY, "VERIFY", false},     {WIRE_COMPACT, "COMPACT", true},
+	{WIRE_CLUSTER_STATUS, "CLUSTER_STATUS", false},
+	{WIRE_CLUSTER_TRANSFER, "CLUSTER_TRANSFER", true},
 };
 
 const char *wire_type_name(int type)
@@ -135,7 +137,7 @@ void wire_error_reply(struct wire_out *o, uint64_t id, int type, const struct wi
 {
 	msgpack_packer *pk = &o->pk;
 	uint32_t n = 2 + !!e->table[0] + !!e->column[0] + (e->row >= 0) + (e->offset >= 0) +
-		     !!e->token[0];
+		     !!e->token[0] + !!e->leader[0] + !!e->leader_id;
 	msgpack_pack_map(pk, 4);
 	wire_key_u64(pk, WIRE_ENV_VERSION, WIRE_VERSION);
 	wire_key_u64(pk, WIRE_ENV_ID, id);
@@ -154,6 +156,10 @@ void wire_error_reply(struct wire_out *o, uint64_t id, int type, const struct wi
 		wire_key_u64(pk, WIRE_ERR_OFFSET, (uint64_t)e->offset);
 	if (e->token[0])
 		wire_key_str(pk, WIRE_ERR_TOKEN, e->token);
+	if (e->leader[0])
+		wire_key_str(pk, WIRE_ERR_LEADER, e->leader);
+	if (e->leader_id)
+		wire_key_u64(pk, WIRE_ERR_LEADER_ID, e->leader_id);
 }
 
 static bool has_nulls(const struct st_vec *v, const uint32_t *sel, uint32_t nsel)
@@ -599,6 +605,8 @@ void wire_error_set(struct wire_error *e, int code, const char *msg)
 	memset(e, 0, sizeof *e);
 	e->code = code;
 	e->row = e->offset = -1;
+	e->leader[0] = 0;
+	e->leader_id = 0;
 	snprintf(e->msg, sizeof e->msg, "%s", msg ? msg : st_strerror(code));
 }
 
@@ -622,6 +630,10 @@ void wire_error_decode(const msgpack_object *m, struct wire_error *e)
 	if (get_i64(m, WIRE_ERR_OFFSET, &v) && v >= 0)
 		e->offset = v;
 	wire_obj_strbuf(wire_get(m, WIRE_ERR_TOKEN), e->token, sizeof e->token);
+	wire_obj_strbuf(wire_get(m, WIRE_ERR_LEADER), e->leader, sizeof e->leader);
+	uint64_t id;
+	if (get_u64(m, WIRE_ERR_LEADER_ID, &id))
+		e->leader_id = id;
 }
 
 /* The bytes of bin key `key` of map, or NULL with *n = 0 when absent. */

@@ -61,6 +61,8 @@ enum wire_type {
 	WIRE_VACUUM = 52,
 	WIRE_VERIFY = 53,
 	WIRE_COMPACT = 54,
+	WIRE_CLUSTER_STATUS = 60,
+	WIRE_CLUSTER_TRANSFER = 61,
 };
 
 /* ---- key numbers (PROTOCOL.md) ----------------------------------------- */
@@ -74,6 +76,27 @@ enum wire_env_key {
 	WIRE_ENV_ERROR = 4,   /* map: error (replies) */
 	WIRE_ENV_CLIENT = 5,  /* bin 16: client id */
 	WIRE_ENV_SEQ = 6,     /* uint64: client sequence number */
+	WIRE_ENV_DURABILITY = 7,    /* uint: enum wire_durability (requests) */
+	WIRE_ENV_MIN_VERSION = 8,   /* uint: reads wait for this table version */
+	WIRE_ENV_MAX_STALENESS = 9, /* uint: ms; reads refused when staler */
+	WIRE_ENV_CONSISTENCY = 10,  /* uint: enum wire_consistency (reads) */
+	WIRE_ENV_SERVED_BY = 11,    /* uint: node id that served a read (replies) */
+	WIRE_ENV_READ_LSN = 12,     /* uint: its applied LSN when it read */
+	WIRE_ENV_STALENESS = 13,    /* uint: ms since its last leader contact */
+};
+
+/* §2 durability levels (REPLICATION.md §7) and read consistency. */
+enum wire_durability {
+	WIRE_DUR_DEFAULT = 0,
+	WIRE_DUR_LOCAL = 1,
+	WIRE_DUR_QUORUM = 2,
+	WIRE_DUR_ALL = 3,
+};
+enum wire_consistency {
+	WIRE_CONS_DEFAULT = 0,
+	WIRE_CONS_LEADER = 1,
+	WIRE_CONS_BOUNDED = 2,
+	WIRE_CONS_ANY = 3,
 };
 
 /* §2.1 error keys. */
@@ -85,6 +108,8 @@ enum wire_err_key {
 	WIRE_ERR_ROW = 4,    /* uint */
 	WIRE_ERR_OFFSET = 5, /* uint */
 	WIRE_ERR_TOKEN = 6,  /* str */
+	WIRE_ERR_LEADER = 7,    /* str: ST_ENOTLEADER, the leader's client address */
+	WIRE_ERR_LEADER_ID = 8, /* uint: ST_ENOTLEADER, the leader's node id */
 };
 
 /* §3 `at` map keys and kinds. */
@@ -129,7 +154,13 @@ enum wire_status_reply {
 	WIRE_STATUS_R_LOADS = 7,
 	WIRE_STATUS_R_CURSORS = 8,
 	WIRE_STATUS_R_CHAIN_HASH = 9,
-	WIRE_STATUS_R_NKEYS = 10,
+	WIRE_STATUS_R_ROLE = 10,
+	WIRE_STATUS_R_EPOCH = 11,
+	WIRE_STATUS_R_NODE = 12,
+	WIRE_STATUS_R_LEADER = 13,
+	WIRE_STATUS_R_COMMIT_LSN = 14,
+	WIRE_STATUS_R_APPLIED_LSN = 15,
+	WIRE_STATUS_R_NKEYS = 16,
 };
 enum wire_create_key {
 	WIRE_CREATE_Q_TABLE = 0,
@@ -273,6 +304,27 @@ enum wire_verify_reply {
 	WIRE_VERIFY_R_NKEYS = 5,    /* without HEAD_LSN */
 };
 enum wire_compact_key { WIRE_COMPACT_Q_TABLE = 0 };
+enum wire_cluster_status_reply {
+	WIRE_CLUSTER_R_NODE = 0,
+	WIRE_CLUSTER_R_LEADER = 1,
+	WIRE_CLUSTER_R_EPOCH = 2,
+	WIRE_CLUSTER_R_NODES = 3,
+	WIRE_CLUSTER_R_CLUSTER = 4,
+	WIRE_CLUSTER_R_NKEYS = 5,
+};
+/* One row of CLUSTER_STATUS's nodes array. */
+enum wire_cluster_node_key {
+	WIRE_CNODE_ID = 0,
+	WIRE_CNODE_ROLE = 1,
+	WIRE_CNODE_ADDRESS = 2,
+	WIRE_CNODE_MATCH = 3,
+	WIRE_CNODE_LAG = 4,
+	WIRE_CNODE_CONTACT_MS = 5,
+	WIRE_CNODE_COMMIT = 6,
+	WIRE_CNODE_APPLIED = 7,
+	WIRE_CNODE_NKEYS = 8,
+};
+enum wire_cluster_transfer_key { WIRE_TRANSFER_Q_TO = 0 };
 
 /* §3.1 write options keys and modes. */
 enum wire_wopt_key {
@@ -310,6 +362,8 @@ struct wire_error {
 	int64_t row;                  /* -1 when none */
 	int64_t offset;               /* -1 when none */
 	char token[64];               /* "" when none */
+	char leader[128];             /* ST_ENOTLEADER: leader's address, "" unknown */
+	uint64_t leader_id;           /* ST_ENOTLEADER: leader's node id, 0 unknown */
 };
 
 /* ---- writing ---------------------------------------------------------- */

@@ -15,9 +15,38 @@
 
 #include "format/error.h"
 
-enum sd_durability { SD_DURABILITY_SYNC = 0, SD_DURABILITY_NOSYNC = 1 };
+/* `fsync:` (formerly `durability: sync|nosync`, still accepted with a warning). */
+enum sd_fsync { SD_FSYNC_ON = 0, SD_FSYNC_OFF = 1 };
+/* `cluster.durability`: the default of writes that name none (REPLICATION.md §7);
+ * numbered as enum wire_durability. */
+enum sd_cluster_durability { SD_DUR_LOCAL = 1, SD_DUR_QUORUM = 2, SD_DUR_ALL = 3 };
 
 #define SD_CONFIG_MAX_LISTEN 16
+#define SD_CONFIG_MAX_PEERS 15   /* peers besides this node (RAFT_MAX_NODES - 1) */
+#define SD_CONFIG_MAX_WARN 8     /* warnings one load can collect */
+
+/* One other member of the cluster (`cluster.peers` list item). */
+struct sd_peer {
+	uint64_t id;                 /* node id, >= 1, unique, != cluster.node_id */
+	char *peer;                  /* its peer address, tcp://HOST:PORT (`peer`) */
+	char *client;                /* its client address, tcp://HOST:PORT (`client`) */
+};
+
+/* The `cluster:` section (REPLICATION.md §11); enabled = the section is present. */
+struct sd_cluster {
+	int enabled;                 /* 0: single node, no replication */
+	uint64_t node_id;            /* this node's id, >= 1 */
+	uint8_t cluster_id[16];      /* `cluster_id`: 32 hex digits */
+	char *peer_listen;           /* this node's peer address, tcp://HOST:PORT */
+	struct sd_peer peers[SD_CONFIG_MAX_PEERS];
+	uint32_t npeers;             /* 0 .. SD_CONFIG_MAX_PEERS */
+	int64_t heartbeat_us;        /* `heartbeat`, default 100ms */
+	int64_t election_timeout_us; /* `election_timeout`, default 1s, > 2 x heartbeat */
+	uint32_t durability;         /* enum sd_cluster_durability, default quorum */
+	int64_t write_timeout_us;    /* `write_timeout`: a write waits this long for its quorum (5s) */
+	int64_t max_staleness_us;    /* `max_staleness`: bound of default follower reads (5s) */
+	uint64_t max_lag;            /* `max_lag`: entries behind before `cluster status` says lagging (10000) */
+};
 
 /* The effective configuration. Strings are owned (sd_config_fini frees). */
 struct sd_config {
@@ -33,7 +62,10 @@ struct sd_config {
 	int64_t cursor_timeout_us;          /* idle loads and cursors expire after this */
 	int64_t log_retention_us;           /* default log_retention of tables */
 	int64_t file_retention_us;          /* default file_retention of tables */
-	uint32_t durability;                /* enum sd_durability */
+	uint32_t fsync;                     /* enum sd_fsync */
+	struct sd_cluster cluster;          /* the `cluster:` section */
+	char *warnings[SD_CONFIG_MAX_WARN]; /* "FILE:LINE:COLUMN: ..." for deprecated keys */
+	uint32_t nwarnings;                 /* their count; stratad logs them at start */
 };
 
 /* Fill c with the defaults of every key. Returns ST_OK or ST_ENOMEM. */
