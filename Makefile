@@ -71,7 +71,7 @@ WIRE_LIB    := $(B)/libstrata-wire.a
 WIRE_LIBS    = $(WIRE_LIB) $(MSGPACK_LIBS) $(NN_LIBS)
 # stratad's modules (config, log, server) minus main, for stratad and tests.
 SERVER_LIB  := $(B)/libstratad.a
-SERVER_LIBS  = $(SERVER_LIB) $(WIRE_LIBS) $(STRATA_LIBS) $(YAML_LIBS)
+SERVER_LIBS  = $(SERVER_LIB) $(REPL_LIB) $(WIRE_LIBS) $(STRATA_LIBS) $(YAML_LIBS)
 # libstrata-client: admin/ minus program entry points (wire client, CSV/JSONL
 # readers); it speaks the wire protocol and uses only format/.
 ADMIN_SRC   := $(filter-out %_main.c,$(wildcard admin/*.c admin/cli/*.c))
@@ -142,16 +142,18 @@ $(B)/bug-commit/%.o: %.c
 $(B)/tests/sim: $(SIM_OBJ) $(REPL_LIB) $(STRATA_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(SIM_OBJ) $(REPL_LIB) $(STRATA_LIBS)
-$(B)/tests/sim-bug-vote: $(SIM_OBJ) $(REPL_SRC:%.c=$(B)/bug-vote/%.o) $(STRATA_LIB)
+$(B)/tests/sim-bug-vote: $(SIM_OBJ) $(B)/bug-vote/replication/raft.o $(STRATA_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
-$(B)/tests/sim-bug-commit: $(SIM_OBJ) $(REPL_SRC:%.c=$(B)/bug-commit/%.o) $(STRATA_LIB)
+$(B)/tests/sim-bug-commit: $(SIM_OBJ) $(B)/bug-commit/replication/raft.o $(STRATA_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
 $(B)/tests/test_raft: $(B)/tests/unit/test_raft.o $(REPL_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(REPL_LIB) $(STRATA_LIBS)
+$(B)/tests/test_link: $(B)/tests/unit/test_link.o $(REPL_LIB) $(WIRE_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(REPL_LIB) $(WIRE_LIBS) $(STRATA_LIBS)
 
-$(B)/stratad: $(B)/daemon/server/stratad_main.o $(SERVER_LIB) $(WIRE_LIB) $(STRATA_LIB)
+$(B)/stratad: $(B)/daemon/server/stratad_main.o $(SERVER_LIB) $(REPL_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SERVER_LIBS)
 $(B)/strata: $(B)/admin/strata_main.o $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
@@ -169,8 +171,8 @@ $(B)/bench-format: $(B)/tests/bench/bench_format.o $(B)/tests/bench/table.o $(ST
 $(B)/bench-store: $(B)/tests/bench/bench_store.o $(B)/tests/bench/table.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
 
-$(B)/tests/test_%: $(B)/tests/unit/test_%.o $(B)/tests/bench/table.o $(SERVER_LIB) $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(SERVER_LIB) $(CLIENT_LIBS) $(YAML_LIBS)
+$(B)/tests/test_%: $(B)/tests/unit/test_%.o $(B)/tests/bench/table.o $(SERVER_LIB) $(REPL_LIB) $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(SERVER_LIB) $(REPL_LIB) $(CLIENT_LIBS) $(YAML_LIBS)
 
 $(B)/tests/wire_abuse: $(B)/tests/integration/wire_abuse.o $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
@@ -187,7 +189,7 @@ $(B)/tests/replay_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay.o $(FUZZMOD
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) $(SODIUM_LIBS) -lm
 # fuzz_dispatch drives stratad's request path (sd_handle) against a real
 # store: its replay links the server, wire and store libraries as built.
-$(B)/tests/replay_dispatch: $(B)/tests/fuzz/fuzz_dispatch.o $(B)/tests/fuzz/replay.o $(SERVER_LIB) $(WIRE_LIB) $(STRATA_LIB)
+$(B)/tests/replay_dispatch: $(B)/tests/fuzz/fuzz_dispatch.o $(B)/tests/fuzz/replay.o $(SERVER_LIB) $(REPL_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(SERVER_LIBS) -lpthread
 
 # ---- goals --------------------------------------------------------------

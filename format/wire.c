@@ -66,6 +66,7 @@ void wire_out_reset(struct wire_out *o)
 {
 	o->buf.len = 0;
 	o->buf.oom = false;
+	memset(&o->env, 0, sizeof o->env);
 }
 
 void wire_out_fini(struct wire_out *o)
@@ -119,10 +120,25 @@ void wire_begin(struct wire_out *o, uint64_t id, int type, const uint8_t *client
 		uint32_t nbody)
 {
 	msgpack_packer *pk = &o->pk;
-	msgpack_pack_map(pk, 4 + (client ? 2 : 0));
+	const struct wire_env_opts *e = &o->env;
+	msgpack_pack_map(pk, 4 + (client ? 2 : 0) + !!e->durability + e->has_min_version +
+				     e->has_max_staleness + !!e->consistency + 3 * e->served);
 	wire_key_u64(pk, WIRE_ENV_VERSION, WIRE_VERSION);
 	wire_key_u64(pk, WIRE_ENV_ID, id);
 	wire_key_u64(pk, WIRE_ENV_TYPE, (uint64_t)type);
+	if (e->durability)
+		wire_key_u64(pk, WIRE_ENV_DURABILITY, e->durability);
+	if (e->has_min_version)
+		wire_key_u64(pk, WIRE_ENV_MIN_VERSION, e->min_version);
+	if (e->has_max_staleness)
+		wire_key_u64(pk, WIRE_ENV_MAX_STALENESS, e->max_staleness);
+	if (e->consistency)
+		wire_key_u64(pk, WIRE_ENV_CONSISTENCY, e->consistency);
+	if (e->served) {
+		wire_key_u64(pk, WIRE_ENV_SERVED_BY, e->served_by);
+		wire_key_u64(pk, WIRE_ENV_READ_LSN, e->read_lsn);
+		wire_key_u64(pk, WIRE_ENV_STALENESS, e->staleness);
+	}
 	if (client) {
 		msgpack_pack_uint32(pk, WIRE_ENV_CLIENT);
 		msgpack_pack_bin(pk, WIRE_CLIENT_ID_LEN);
@@ -591,6 +607,18 @@ int wire_parse(const void *buf, size_t len, struct wire_msg *m, struct st_err *e
 					 "number (key 6)");
 		memcpy(m->client, c->via.bin.ptr, WIRE_CLIENT_ID_LEN);
 		m->has_client = true;
+	}
+	struct wire_env_opts *e = &m->env;
+	if (get_u64(root, WIRE_ENV_DURABILITY, &v))
+		e->durability = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+	e->has_min_version = get_u64(root, WIRE_ENV_MIN_VERSION, &e->min_version);
+	e->has_max_staleness = get_u64(root, WIRE_ENV_MAX_STALENESS, &e->max_staleness);
+	if (get_u64(root, WIRE_ENV_CONSISTENCY, &v))
+		e->consistency = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+	e->served = get_u64(root, WIRE_ENV_SERVED_BY, &e->served_by);
+	if (e->served) {
+		get_u64(root, WIRE_ENV_READ_LSN, &e->read_lsn);
+		get_u64(root, WIRE_ENV_STALENESS, &e->staleness);
 	}
 	return ST_OK;
 }

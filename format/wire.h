@@ -368,9 +368,25 @@ struct wire_error {
 
 /* ---- writing ---------------------------------------------------------- */
 
+/* Envelope keys 7-13 (§2): what wire_begin packs besides the required
+ * ones (zero fields are left out), and what wire_parse found. */
+struct wire_env_opts {
+	uint32_t durability;    /* key 7, enum wire_durability */
+	bool has_min_version;   /* key 8 present */
+	uint64_t min_version;   /* key 8 */
+	bool has_max_staleness; /* key 9 present */
+	uint64_t max_staleness; /* key 9, ms */
+	uint32_t consistency;   /* key 10, enum wire_consistency */
+	bool served;            /* keys 11-13 present (replies to reads in a cluster) */
+	uint64_t served_by;     /* key 11 */
+	uint64_t read_lsn;      /* key 12 */
+	uint64_t staleness;     /* key 13, ms */
+};
+
 struct wire_out {
 	struct st_buf buf;   /* the message so far */
 	msgpack_packer pk;   /* packs into buf */
+	struct wire_env_opts env; /* packed by wire_begin; zeroed by init and reset */
 };
 
 void wire_out_init(struct wire_out *o);
@@ -430,6 +446,7 @@ struct wire_msg {
 	bool has_client;               /* keys 5 and 6 present */
 	uint8_t client[WIRE_CLIENT_ID_LEN]; /* key 5 */
 	uint64_t seq;                  /* key 6 */
+	struct wire_env_opts env;      /* keys 7-13 (lenient: a mistyped one is ignored) */
 };
 
 /*

@@ -66,6 +66,7 @@ struct raft {
 	uint64_t persist_from;  /* first LSN not yet handed out durable */
 	uint64_t applied;       /* last LSN handed out as committed */
 	uint64_t ready_commit;  /* commit handed out by the open Ready */
+	uint64_t released;      /* entries up to this LSN have no data (raft_release) */
 
 	struct raft_msg *msgs; /* outgoing messages of the next Ready */
 	size_t n_msgs;         /* count */
@@ -188,7 +189,7 @@ static int raft_log_append(struct raft *r, const struct raft_entry *e)
 		r->log = grown;
 		r->cap_log = cap;
 	}
-	if (e->len) {
+	if (e->len && e->data) {
 		copy = malloc(e->len);
 		if (!copy) {
 			rc = ST_ENOMEM;
@@ -217,6 +218,8 @@ static void raft_log_truncate(struct raft *r, uint64_t keep)
 		r->persist_from = keep + 1;
 	if (r->stable > keep)
 		r->stable = keep;
+	if (r->released > keep)
+		r->released = keep;
 }
 
 static void raft_raise_alarm(struct raft *r, uint64_t lsn, uint64_t from)
@@ -920,6 +923,29 @@ void raft_status(const struct raft *r, struct raft_status *st)
 	st->applied = r->applied;
 	st->transferee = r->transferee;
 	st->is_learner = !r->me->voter;
+}
+
+bool raft_progress(const struct raft *r, uint64_t id, uint64_t *match, bool *voter)
+{
+	for (size_t i = 0; i < r->n_nodes; i++)
+		if (r->nodes[i].id == id) {
+			*match = r->nodes[i].id == r->self ? r->stable : r->nodes[i].match;
+			*voter = r->nodes[i].voter;
+			return true;
+		}
+	return false;
+}
+
+void raft_release(struct raft *r, uint64_t upto)
+{
+	if (upto > r->stable)
+		upto = r->stable;
+	for (uint64_t i = r->released; i < upto && i < r->n_log; i++) {
+		free((void *)r->log[i].data);
+		r->log[i].data = NULL;
+	}
+	if (upto > r->released)
+		r->released = upto;
 }
 
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t lsn)

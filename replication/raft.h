@@ -76,7 +76,9 @@ enum raft_role {
 /* One log entry (one strata commit). In a struct raft_ready or a message
  * the core hands out, data is borrowed until raft_advance(); in a message
  * given to raft_step() or a config given to raft_new(), data is borrowed for
- * the call and copied. len 0 with data NULL is an epoch's no-op entry. */
+ * the call and copied. len 0 with data NULL is an epoch's no-op entry; len >
+ * 0 with data NULL is an entry whose bytes the caller keeps (raft_release,
+ * or a restart's persisted log given without its data). */
 struct raft_entry {
 	uint64_t lsn;                /* log index, >= 1 */
 	uint64_t epoch;              /* epoch of the leader that created it */
@@ -242,6 +244,16 @@ void raft_status(const struct raft *r, struct raft_status *st);
 /* The entry at lsn, or NULL when lsn is 0 or past the log. Borrowed until
  * the next call that changes the core. */
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t lsn);
+
+/* Leader's view of node id: *match is the highest LSN known durable there
+ * (self: the durable log). False for an unknown id. */
+bool raft_progress(const struct raft *r, uint64_t id, uint64_t *match, bool *voter);
+
+/* Free the data of durable entries up to upto: the caller's storage holds
+ * them (entries then have data NULL and their original len; a message or
+ * Ready handing them out leaves fetching the bytes to the caller). No-ops
+ * keep len 0. */
+void raft_release(struct raft *r, uint64_t upto);
 
 /* The hash of the last entry (zeros for the empty log) and its LSN. */
 void raft_last(const struct raft *r, uint64_t *lsn, uint8_t hash[RAFT_HASH_LEN]);

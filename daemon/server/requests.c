@@ -131,6 +131,7 @@ static int h_status(struct sd_ctx *c)
 	wire_key_u64(pk, WIRE_STATUS_R_LOADS, loads);
 	wire_key_u64(pk, WIRE_STATUS_R_CURSORS, cursors);
 	wire_key_bin(pk, WIRE_STATUS_R_CHAIN_HASH, head.hash, ST_HASH_LEN);
+	sd_status_cluster(c);
 out:
 	free(names);
 	return rc;
@@ -573,6 +574,8 @@ static const struct {
 	{WIRE_QUERY, sd_h_query},        {WIRE_HISTORY, h_history},
 	{WIRE_RESTORE, h_restore},       {WIRE_VACUUM, h_vacuum},
 	{WIRE_VERIFY, h_verify},         {WIRE_COMPACT, h_compact},
+	{WIRE_CLUSTER_STATUS, sd_h_cluster_status},
+	{WIRE_CLUSTER_TRANSFER, sd_h_cluster_transfer},
 };
 
 void sd_dispatch(struct sd_ctx *c)
@@ -592,7 +595,7 @@ void sd_dispatch(struct sd_ctx *c)
 			     "uses version %u", WIRE_VERSION, c->m.version);
 	else if (!fn)
 		rc = sd_fail(c, ST_EPROTO, "unknown request type %d", c->m.type);
-	else
+	else if ((rc = sd_gate(c)) == ST_OK)
 		rc = fn(c);
 	if (rc == ST_OK && (rc = wire_end(&c->out, &err)) != ST_OK) {
 		sd_log(SD_LOG_ERROR, "%s reply: %s", wire_type_name(c->m.type), err.msg);
@@ -601,6 +604,7 @@ void sd_dispatch(struct sd_ctx *c)
 					       wire_type_name(c->m.type), err.msg);
 	}
 	if (rc != ST_OK) {
+		sd_gate_leader(c);
 		wire_out_reset(&c->out);
 		if (!c->e.table[0])
 			snprintf(c->e.table, sizeof c->e.table, "%s", c->table);

@@ -25,9 +25,11 @@ struct sd_server_opts {
 	int64_t cursor_timeout_us;   /* idle loads and cursors expire after this */
 	const char *data_dir;        /* for STATUS */
 	const char *version;         /* for HELLO and STATUS */
+	struct sd_node *node;        /* the replication driver (cluster.h), NULL on a single node */
 };
 
 typedef struct sd_server sd_server;
+struct sd_node;
 
 /* Bind the addresses and start the workers. The store must stay open
  * until sd_server_stop returns. */

@@ -134,6 +134,19 @@ void sd_begin(struct sd_ctx *c, uint32_t nbody);
 /* The body of a commit result (WIRE_RESULT_NKEYS pairs). */
 void sd_pack_result(struct sd_ctx *c, const struct st_commit_result *r);
 
+/* ---- gate.c -------------------------------------------------------------- */
+
+/* The cluster gate of a request before its handler (writes on the leader
+ * only, reads within their bounds; sets the thread's durability level and
+ * the reply's served-by keys). ST_OK or an error set in c. */
+int sd_gate(struct sd_ctx *c);
+/* An ST_ENOTLEADER error in c gets the leader's id and address. */
+void sd_gate_leader(struct sd_ctx *c);
+/* STATUS's keys 10-15 (role, epoch, node, leader, commit and applied LSN). */
+void sd_status_cluster(struct sd_ctx *c);
+int sd_h_cluster_status(struct sd_ctx *c);
+int sd_h_cluster_transfer(struct sd_ctx *c);
+
 /* ---- fields.c ------------------------------------------------------------ */
 /*
  * Fields of the request body (PROTOCOL.md §3). Each returns ST_OK (present;

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/server/cluster.h"
 #include "daemon/server/config.h"
 #include "daemon/server/log.h"
 #include "daemon/server/server.h"
@@ -280,10 +281,11 @@ int main(int argc, char **argv)
 	int status = 1;
 	st_store *s = NULL;
 	sd_server *srv = NULL;
+	struct sd_node *node = NULL;
 	struct st_store_opts so = {.map_size = cfg.map_size,
 				   .log_retention_us = cfg.log_retention_us,
 				   .file_retention_us = cfg.file_retention_us,
-				   .nosync = cfg.durability == SD_DURABILITY_NOSYNC};
+				   .nosync = cfg.fsync == SD_FSYNC_OFF};
 	if (mkdir(cfg.data_dir, 0755) != 0 && errno != EEXIST) {
 		sd_log(SD_LOG_ERROR, "cannot create data directory '%s': %s", cfg.data_dir,
 		       strerror(errno));
@@ -291,6 +293,12 @@ int main(int argc, char **argv)
 	}
 	if (st_store_open(cfg.data_dir, &so, &s, &err) != ST_OK) {
 		sd_log(SD_LOG_ERROR, "cannot open the store: %s", err.msg);
+		goto out;
+	}
+	for (uint32_t i = 0; i < cfg.nwarnings; i++)
+		sd_log(SD_LOG_WARN, "%s", cfg.warnings[i]);
+	if (cfg.cluster.enabled && sd_node_start(s, &cfg, &node, &err) != ST_OK) {
+		sd_log(SD_LOG_ERROR, "cannot start replication: %s", err.msg);
 		goto out;
 	}
 	struct sd_server_opts opts = {
@@ -302,6 +310,7 @@ int main(int argc, char **argv)
 		.cursor_timeout_us = cfg.cursor_timeout_us,
 		.data_dir = cfg.data_dir,
 		.version = ST_VERSION_STRING,
+		.node = node,
 	};
 	if (sd_server_start(s, &opts, &srv, &err) != ST_OK) {
 		sd_log(SD_LOG_ERROR, "cannot start serving: %s", err.msg);
@@ -309,9 +318,14 @@ int main(int argc, char **argv)
 	}
 	for (uint32_t i = 0; i < cfg.nlisten; i++)
 		sd_log(SD_LOG_INFO, "listening on %s", cfg.listen[i]);
-	sd_log(SD_LOG_INFO, "stratad %s ready: data directory %s, %u workers, durability %s",
+	sd_log(SD_LOG_INFO, "stratad %s ready: data directory %s, %u workers, fsync %s%s",
 	       ST_VERSION_STRING, cfg.data_dir, cfg.workers,
-	       cfg.durability == SD_DURABILITY_NOSYNC ? "nosync" : "sync");
+	       cfg.fsync == SD_FSYNC_OFF ? "off" : "on",
+	       node ? ", cluster node" : ", single node");
+	if (node)
+		sd_log(SD_LOG_INFO, "cluster node %llu of %u, peer links on %s",
+		       (unsigned long long)cfg.cluster.node_id, cfg.cluster.npeers + 1,
+		       cfg.cluster.peer_listen);
 	time_t last_check = time(NULL);
 	while (!got_stop) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
@@ -343,6 +357,7 @@ int main(int argc, char **argv)
 	status = 0;
 out:
 	sd_server_stop(srv);
+	sd_node_stop(node);
 	st_store_close(s);
 	if (status == 0)
 		sd_log(SD_LOG_INFO, "stopped cleanly");

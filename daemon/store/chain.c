@@ -278,7 +278,7 @@ int store_log_append(st_store *s, MDB_txn *txn, uint64_t lsn, uint64_t tid, uint
 	store_chain_step(s->txn_hash, lsn, rec, rec);
 	lsn_key(key, lsn);
 	MDB_val k = {sizeof key, key}, v = {sizeof rec, rec};
-	int mrc = mdb_put(txn, s->dbi, &k, &v, MDB_APPEND);
+	int mrc = store_put(s, txn, NULL, &k, &v, MDB_APPEND);
 	if (mrc != 0)
 		return store_lmdb_err(err, mrc, "appending to the commit log");
 	memcpy(s->txn_hash, rec, ST_HASH_LEN);

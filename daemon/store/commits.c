@@ -17,10 +17,9 @@
 
 /* ---- commits ----------------------------------------------------------- */
 
-int store_put_new(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *cur, MDB_val *k, MDB_val *v)
+int store_put_new(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, MDB_val *v)
 {
-	return cur ? mdb_cursor_put(cur, k, v, MDB_NOOVERWRITE)
-		   : mdb_put(txn, dbi, k, v, MDB_NOOVERWRITE);
+	return store_put(s, txn, cur, k, v, MDB_NOOVERWRITE);
 }
 
 int store_commit_apply(st_store *s, MDB_txn *txn, struct table_head *h,
@@ -35,7 +34,7 @@ int store_commit_apply(st_store *s, MDB_txn *txn, struct table_head *h,
 	uint8_t key[COMMIT_KEY_LEN];
 	commit_key(key, h->tid, version);
 	MDB_val k = {sizeof key, key}, v = {ch->len, ch->enc};
-	if ((mrc = store_put_new(txn, s->dbi, ch->commit_cur, &k, &v)) != 0)
+	if ((mrc = store_put_new(s, txn, ch->commit_cur, &k, &v)) != 0)
 		return store_lmdb_err(err, mrc, "writing a commit");
 	if ((rc = store_log_append(s, txn, lsn, h->tid, version, ch->enc, ch->len, err)) != ST_OK)
 		return rc;
@@ -159,6 +158,11 @@ int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, ui
 
 int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err *err)
 {
+	if (s->cap.on) {
+		if (s->cap.nmarks)
+			return store_repl_commit(s, txn, what, err);
+		s->cap.on = false; /* local upkeep (vacuum): not replicated */
+	}
 	int mrc = mdb_txn_commit(txn);
 	if (mrc == MDB_MAP_FULL)
 		return store_lmdb_err(err, mrc, what);

@@ -187,7 +187,7 @@ int store_file_put_encoded(st_store *s, MDB_txn *txn, MDB_cursor *cur, uint64_t 
 	st_put_le64(rec, added);
 	file_key(key, tid, STORE_LIVE, fid);
 	MDB_val k = {sizeof key, key}, v = {len, rec};
-	int mrc = store_put_new(txn, s->dbi, cur, &k, &v);
+	int mrc = store_put_new(s, txn, cur, &k, &v);
 	return mrc ? store_lmdb_err(err, mrc, "recording a file") : ST_OK;
 }
 
@@ -271,9 +271,9 @@ int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, ui
 		st_put_le64(old + 8, version);
 		st_put_le64(old + 16, (uint64_t)time_us);
 		MDB_val nv = {v.mv_size, old};
-		if ((mrc = mdb_del(txn, s->dbi, &k, NULL)) == 0) {
+		if ((mrc = store_del(s, txn, &k)) == 0) {
 			file_key(key, tid, version, fid);
-			mrc = mdb_put(txn, s->dbi, &k, &nv, MDB_NOOVERWRITE);
+			mrc = store_put(s, txn, NULL, &k, &nv, MDB_NOOVERWRITE);
 		}
 		free(old);
 	}

@@ -141,7 +141,7 @@ static int apply(st_store *s, MDB_txn *txn, struct group_cursors *gcur, struct s
 		uint8_t ver[8];
 		st_put_le64(ver, w->app_version);
 		MDB_val k = app_key(key, h->tid, w->app_id), v = {8, ver};
-		if ((mrc = mdb_put(txn, s->dbi, &k, &v, 0)) != 0) {
+		if ((mrc = store_put(s, txn, NULL, &k, &v, 0)) != 0) {
 			rc = store_lmdb_err(err, mrc, "recording an app version");
 			goto out;
 		}
@@ -260,7 +260,13 @@ static int commit_one(st_store *s, MDB_txn *txn, struct group_cursors *gcur,
 		rc = apply(s, txn, gcur, w, h, &res[i], err);
 		if (rc == ST_OK && w->m.meta_changed)
 			h->meta = w->m.meta; /* borrowed, see head_cache_reset */
+		/* Cluster mode: each entry carries its table's head as it left it
+		 * (an entry is applied alone; the group's heads are stored once). */
+		if (rc == ST_OK && s->cap.on)
+			rc = head_put(s, txn, h, err);
 	}
+	if (rc == ST_OK)
+		store_cap_boundary(s);
 	if (at != at8)
 		free(at);
 	if (noop != noop8)
@@ -285,6 +291,7 @@ struct gc_entry {
 	struct st_err *err;         /* where its error goes */
 	int rc;                     /* its outcome */
 	bool decided;               /* rc is final (within lead_group) */
+	int durability;             /* its level (cluster mode, enum st_durability) */
 	bool done;                  /* decided and published */
 	sem_t wake;                 /* posted when done, or (not done) to lead */
 	uint64_t group;             /* once done, the number of its group (gc_groups) */
@@ -452,7 +459,14 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 		if (grc == ST_OK && any) {
 			struct timespec c0, c1;
 			clock_gettime(CLOCK_MONOTONIC, &c0);
+			/* Cluster mode: the group waits for its most demanding member. */
+			int level = 0, mine = store_repl_level();
+			for (struct gc_entry *e = batch; e; e = e->next)
+				if (!e->decided && e->durability > level)
+					level = e->durability;
+			st_repl_set_durability(level);
 			grc = store_commit_txn(s, txn, "committing", &gerr);
+			st_repl_set_durability(mine);
 			txn = NULL;
 			clock_gettime(CLOCK_MONOTONIC, &c1);
 			uint64_t took = (uint64_t)(c1.tv_sec - c0.tv_sec) * 1000000000u +
@@ -466,7 +480,10 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 			if (grc != ST_OK) {
 				e->rc = st_seterr(e->err, grc, "%s", gerr.msg);
 				memset(e->res, 0, e->t->n * sizeof *e->res);
-				continue;
+				if (grc != ST_EUNAVAIL)
+					continue;
+				/* Proposed, not acknowledged: it may still commit, so its
+				 * files stay (an orphan sweep removes them if not). */
 			}
 			/* From here its files are never unlinked by us: if the LMDB
 			 * commit failed after all, recovery removes them as orphans. */
@@ -495,7 +512,7 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 int st_txn_commit(st_txn *t, struct st_commit_result *res, struct st_err *err)
 {
 	st_store *s = t->s;
-	struct gc_entry me = {.t = t, .res = res, .err = err};
+	struct gc_entry me = {.t = t, .res = res, .err = err, .durability = store_repl_level()};
 	for (uint32_t i = 0; i < t->n; i++) {
 		int rc = t->w[i].noop ? ST_OK : prepare(&t->w[i], err);
 		if (rc != ST_OK) {

@@ -117,6 +117,19 @@ static struct meta_ref *meta_cached(st_store *s, uint64_t tid, uint64_t mv, cons
 	return NULL;
 }
 
+void store_meta_cache_clear(st_store *s)
+{
+	struct meta_ref *drop[META_CACHE_SLOTS];
+	pthread_mutex_lock(&s->meta_lock);
+	for (uint32_t i = 0; i < META_CACHE_SLOTS; i++) {
+		drop[i] = s->meta_cache[i];
+		s->meta_cache[i] = NULL;
+	}
+	pthread_mutex_unlock(&s->meta_lock);
+	for (uint32_t i = 0; i < META_CACHE_SLOTS; i++)
+		store_meta_put(drop[i]);
+}
+
 int store_meta_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 		   struct meta_ref **ref, struct st_err *err)
 {
@@ -234,7 +247,7 @@ int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_er
 		goto out;
 	}
 	v = (MDB_val){b.len, b.data};
-	int mrc = mdb_put(txn, s->dbi, &k, &v, 0);
+	int mrc = store_put(s, txn, NULL, &k, &v, 0);
 	if (mrc != 0)
 		rc = store_lmdb_err(err, mrc, "writing a table head");
 out:

@@ -364,6 +364,8 @@ static int open_log(st_store *s, MDB_txn *txn, const char *dir, struct st_err *e
 	int rc = store_chain_last(s, txn, &lsn, s->last_hash, err);
 	if (rc != ST_OK)
 		return rc;
+	if (lsn > s->last_lsn && (rc = store_repl_check_tail(s, txn, lsn, err)) != ST_OK)
+		return rc;
 	if (lsn != s->last_lsn)
 		return st_seterr(err, ST_ECORRUPT,
 				 "store '%s': the commit log ends at LSN %llu but the tables' newest "
@@ -409,6 +411,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->gc.arrive, &ca);
+	pthread_cond_init(&s->repl.cond, &ca);
 	pthread_condattr_destroy(&ca);
 	if (opts)
 		s->opts = *opts;
@@ -543,6 +546,9 @@ void st_store_close(st_store *s)
 		store_meta_put(s->meta_cache[i]);
 	pthread_mutex_destroy(&s->pool_lock);
 	pthread_cond_destroy(&s->gc.arrive);
+	pthread_cond_destroy(&s->repl.cond);
+	st_buf_free(&s->cap.ops);
+	free(s->cap.marks);
 	free(s->pins);
 	free(s->dir);
 	free(s);
@@ -557,7 +563,7 @@ void st_store_close(st_store *s)
  * below its last page, and the file ends at or beyond that. Failures are
  * harmless (LMDB extends the file itself) and leave the rest for later.
  */
-static void prealloc(st_store *s)
+void store_prealloc(st_store *s)
 {
 	MDB_envinfo info;
 	if (s->opts.nosync || s->prealloc_fd < 0 || mdb_env_info(s->env, &info) != 0)
@@ -624,18 +630,28 @@ int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_er
 	pthread_mutex_lock(&s->write_lock);
 	if (s->failed)
 		return st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
-	prealloc(s);
+	int rc;
+	if (s->repl.on && (rc = store_repl_wait_quiet(s, what, err)) != ST_OK)
+		return rc;
+	store_prealloc(s);
 	if ((mrc = mdb_txn_begin(s->env, NULL, 0, txn)) != 0) {
 		*txn = NULL;
 		return store_lmdb_err(err, mrc, what);
 	}
 	s->txn_lsn = s->last_lsn;
 	memcpy(s->txn_hash, s->last_hash, ST_HASH_LEN);
+	if (s->repl.on) {
+		s->cap.ops.len = 0;
+		s->cap.ops.oom = false;
+		s->cap.nops = s->cap.nmarks = 0;
+		s->cap.on = true;
+	}
 	return ST_OK;
 }
 
 void store_write_end(st_store *s, MDB_txn *txn)
 {
+	s->cap.on = false;
 	if (txn)
 		mdb_txn_abort(txn);
 	pthread_mutex_unlock(&s->write_lock);

@@ -39,7 +39,8 @@ static inline uint64_t store_prealloc_ahead(uint64_t used)
 }
 
 /* Key kinds (first byte) and a table's record kinds (byte 9) of STORE.md §2. */
-enum { KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3,
+enum { KEY_RLOG = 0 /* replicated log records (STORE.md §7) */,
+       KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3,
        KEY_LSN = 4 /* must stay the largest kind: LSN records are MDB_APPENDed */ };
 enum { REC_FILE = 1, REC_HEAD = 2, REC_COMMIT = 3, REC_APP = 4 };
 
@@ -78,6 +79,32 @@ struct group_commit {
 	uint64_t commit_ns;       /* how long the last group's LMDB commit took */
 };
 
+/* Cluster mode's capture of a write transaction (repl.c): every record
+ * the funnel puts or deletes, cut into one entry per LSN. */
+struct cap_mark {
+	size_t end;                  /* ops bytes up to this entry's LSN record */
+	uint32_t nops;               /* ops count up to it */
+	uint64_t lsn;                /* the LSN */
+	uint8_t hash[ST_HASH_LEN];   /* chain hash after it */
+	bool boundary;               /* an atomic unit ends after it */
+};
+struct store_cap {
+	bool on;                     /* capturing (cluster mode, write txn open) */
+	struct st_buf ops;           /* u8 op, u16 klen, u32 vlen, key, value ... */
+	uint32_t nops;               /* ops so far */
+	struct cap_mark *marks;      /* one per LSN record put */
+	uint32_t nmarks, cap_marks;
+};
+
+/* Cluster mode's state (repl.c). */
+struct store_repl {
+	bool on;                     /* st_repl_attach was called */
+	struct st_repl_hooks hooks;  /* the driver */
+	pthread_cond_t cond;         /* with write_lock: an apply, a truncation */
+	bool inflight;               /* a proposal waits for its durability */
+	uint64_t lost_from;          /* lowest LSN truncated while it waits */
+};
+
 struct st_store {
 	char *dir;                   /* data directory */
 	int lock_fd;                 /* flock()ed strata.lock */
@@ -106,7 +133,31 @@ struct st_store {
 	pthread_mutex_t pin_lock;    /* guards pins */
 	struct store_pin *pins;      /* snapshots of open scans */
 	uint32_t npins, cap_pins;    /* count and capacity */
+	struct store_cap cap;        /* cluster mode: the open write txn's capture */
+	struct store_repl repl;      /* cluster mode */
 };
+
+/* Put or delete a record of the funnel (the commit, LSN, file, head, name,
+ * app-version and table-id records): as mdb_put / mdb_del (cur: the
+ * cursor to put through, or NULL), captured in cluster mode. Return LMDB
+ * codes. */
+int store_put(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, MDB_val *v, unsigned flags);
+int store_del(st_store *s, MDB_txn *txn, MDB_val *k);
+/* An atomic unit of the capture ends here (group commit: after each
+ * committer's transaction). */
+void store_cap_boundary(st_store *s);
+/* Cluster mode's store_commit_txn: propose the captured entries and wait
+ * for their durability; the txn is aborted. */
+int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err *err);
+/* Cluster mode's store_write_begin: wait (write lock held) until the log
+ * holds nothing unapplied. */
+int store_repl_wait_quiet(st_store *s, const char *what, struct st_err *err);
+/* Open: LSN records above the newest head must be no-op entries. */
+int store_repl_check_tail(st_store *s, MDB_txn *txn, uint64_t last, struct st_err *err);
+/* The calling thread's durability level (st_repl_set_durability). */
+int store_repl_level(void);
+/* Drop every cached metadata (truncation). */
+void store_meta_cache_clear(st_store *s);
 
 /* A table head (STORE.md §2.2) with its metadata decoded. */
 struct table_head {
@@ -325,7 +376,7 @@ int store_verify_chains(st_store *s, MDB_txn *txn, uint32_t depth, uint64_t *che
 
 /* Put a new key (MDB_NOOVERWRITE): through cur when given, else with
  * mdb_put; an LMDB code. */
-int store_put_new(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *cur, MDB_val *k, MDB_val *v);
+int store_put_new(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, MDB_val *v);
 
 /* Encode / decode a file record. */
 int file_rec_encode(const struct file_rec *f, struct st_buf *out);
@@ -424,6 +475,8 @@ void store_read_end(st_store *s, MDB_txn *txn);
  * LMDB write transaction. Whatever it returns, call store_write_end (with
  * the txn, or NULL once committed) to release the lock. */
 int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_err *err);
+/* Zero-fill LMDB's data file ahead of its last page (write lock held). */
+void store_prealloc(st_store *s);
 void store_write_end(st_store *s, MDB_txn *txn);
 
 /* Write bytes to path durably: path.tmp, fsync, rename, fsync the directory. */

@@ -476,4 +476,99 @@ void st_log_entries_free(struct st_log_entry *e, uint32_t n);
 int st_history(st_store *s, const char *table, uint32_t limit, struct act_commit ***commits,
 	       uint32_t *n, struct st_err *err);
 
+/* ---- cluster mode (replication/REPLICATION.md §4; STORE.md §7) ----------
+ *
+ * In cluster mode a commit is decided as on a single node (schema,
+ * conflicts, group commit, version, LSN, chain hash) but not made visible:
+ * its effects are captured as an entry (the records the funnel would
+ * put), the LMDB transaction is aborted, and the entries go to the
+ * replication driver through hooks.propose. They become visible when the
+ * driver calls st_repl_apply (a quorum holds them) — on the leader and on
+ * every follower alike, byte for byte. While a node's log holds entries
+ * it has not applied, no new commit is decided (the next decision needs
+ * the state they make).
+ *
+ * Log records (kind 00, STORE.md §7) keep each entry after it is applied
+ * (followers that lag are caught up from them).
+ */
+
+/* One entry of the replicated log. body is the store's encoding (STORE.md
+ * §7.2); len 0 is an epoch's no-op. */
+struct st_repl_entry {
+	uint64_t lsn;
+	uint64_t epoch;
+	uint8_t hash[ST_HASH_LEN];   /* chain hash after this entry */
+	const uint8_t *body;
+	size_t len;
+};
+
+/* Durability levels (REPLICATION.md §7), numbered as the wire's. */
+enum st_durability { ST_DUR_DEFAULT = 0, ST_DUR_LOCAL = 1, ST_DUR_QUORUM = 2, ST_DUR_ALL = 3 };
+
+/* What the store asks of the replication driver. Every function may be
+ * called with the store's write lock held: none may wait for the store. */
+struct st_repl_hooks {
+	void *ctx;
+	/* Queue entries (lsn = the store's last applied + 1, ...) for
+	 * proposal; copied. ST_OK, ST_ENOTLEADER (err says who leads). */
+	int (*propose)(void *ctx, const struct st_repl_entry *e, uint32_t n, struct st_err *err);
+	uint64_t (*stable)(void *ctx);      /* last LSN durable in the local log */
+	uint64_t (*all_matched)(void *ctx); /* last LSN durable on every voter */
+	uint64_t (*log_last)(void *ctx);    /* last LSN of the local log */
+	int64_t timeout_us;                 /* how long a write waits for its durability */
+	int durability;                     /* default level (ST_DUR_LOCAL..ALL) */
+};
+
+/* Enter cluster mode (once, right after open). Refuses (ST_EINVAL) a store
+ * that has commits from single-node use but no replicated log. */
+int st_repl_attach(st_store *s, const struct st_repl_hooks *h, struct st_err *err);
+/* The durability level of the writes this thread makes from now on. */
+void st_repl_set_durability(int level);
+
+/* Hard state (REPLICATION.md §3): epoch, vote and commit LSN. */
+struct st_repl_hs {
+	uint64_t epoch, vote, commit;
+};
+/* The stored hard state (zeros on a fresh store). */
+int st_repl_hs_load(st_store *s, struct st_repl_hs *hs, struct st_err *err);
+/* The cluster identity: written at the first start, compared afterwards
+ * (ST_EINVAL names both when they differ). */
+int st_repl_identity(st_store *s, uint64_t node_id, const uint8_t cluster_id[16],
+		     struct st_err *err);
+
+/* Call fn for every log record in LSN order (fn returns non-zero to stop;
+ * e->body is borrowed for the call). */
+int st_repl_log_each(st_store *s, int (*fn)(void *arg, const struct st_repl_entry *e), void *arg,
+		     struct st_err *err);
+/* The body of the log record at lsn, appended to *out. ST_ENOTFOUND. */
+int st_repl_log_get(st_store *s, uint64_t lsn, struct st_buf *out, struct st_err *err);
+/* In one durable LMDB transaction: store hs (NULL: unchanged), drop log
+ * records with LSN >= truncate_from (0: none; refused with ST_ECORRUPT at
+ * or below the applied LSN), append entries (LSNs following the log's
+ * last). Segment files the entries reference must already be in place. A
+ * write waiting on a dropped entry fails. */
+int st_repl_persist(st_store *s, const struct st_repl_hs *hs, uint64_t truncate_from,
+		    const struct st_repl_entry *e, uint32_t n, struct st_err *err);
+/* Proposals from LSN `from` on were not taken (leadership moved): writes
+ * waiting on them fail with ST_ENOTLEADER. */
+void st_repl_fail(st_store *s, uint64_t from);
+/* Wake writers waiting on the driver's state (stable, all_matched). */
+void st_repl_notify(st_store *s);
+/* Apply log records up to upto (committed), in LSN order, verbatim,
+ * checking each one's chain hash; wakes waiting writers. */
+int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err);
+/* The chain hash of a no-op entry at lsn after prev. */
+void st_repl_noop_hash(const uint8_t prev[ST_HASH_LEN], uint64_t lsn, uint8_t out[ST_HASH_LEN]);
+/* Segment files an entry body references that are not inline: fn(arg,
+ * table id, file id, size, crc32c) for each. ST_ECORRUPT on a bad body. */
+int st_repl_body_files(const uint8_t *body, size_t len,
+		       int (*fn)(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint32_t crc),
+		       void *arg, struct st_err *err);
+/* The path of a segment file of the store (it may not exist). */
+void st_segment_path(st_store *s, uint64_t tid, uint64_t fid, char *buf, size_t len);
+/* The latest version of a live table. ST_ENOTFOUND. */
+int st_table_version(st_store *s, const char *table, uint64_t *version, struct st_err *err);
+/* Applied LSN (the store's last). */
+uint64_t st_repl_applied(st_store *s);
+
 #endif

@@ -138,7 +138,7 @@ static int drop_in_txn(st_store *s, MDB_txn *txn, struct table_head *h, struct s
 		goto out;
 	uint8_t kb[1 + STORE_NAME_MAX];
 	MDB_val nk = kind_key(kb, KEY_NAME, h->meta->name, strlen(h->meta->name));
-	if ((mrc = mdb_del(txn, s->dbi, &nk, NULL)) != 0)
+	if ((mrc = store_del(s, txn, &nk)) != 0)
 		rc = store_lmdb_err(err, mrc, "dropping a table");
 out:
 	free(rm);
@@ -186,7 +186,7 @@ int st_table_create(st_store *s, const struct st_table_spec *spec, enum st_creat
 	uint8_t nb[8], tk[8];
 	st_put_le64(nb, tid + 1);
 	v = (MDB_val){8, nb};
-	if ((mrc = mdb_put(txn, s->dbi, &k, &v, 0)) != 0)
+	if ((mrc = store_put(s, txn, NULL, &k, &v, 0)) != 0)
 		goto lmdb;
 	h.tid = tid;
 	h.version = UINT64_MAX;
@@ -201,7 +201,7 @@ int st_table_create(st_store *s, const struct st_table_spec *spec, enum st_creat
 	be64(tk, tid);
 	k = kind_key(kb, KEY_NAME, spec->name, strlen(spec->name));
 	v = (MDB_val){8, tk};
-	if ((mrc = mdb_put(txn, s->dbi, &k, &v, 0)) != 0)
+	if ((mrc = store_put(s, txn, NULL, &k, &v, 0)) != 0)
 		goto lmdb;
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof dir, "%s/tables/%016llx", s->dir, (unsigned long long)tid);
@@ -397,8 +397,8 @@ int st_table_rename(st_store *s, const char *table, const char *new_name,
 	be64(tk, h.tid);
 	MDB_val ok = kind_key(ob, KEY_NAME, table, strlen(table)),
 		nk = kind_key(nb, KEY_NAME, new_name, strlen(new_name)), v = {8, tk};
-	if ((mrc = mdb_del(txn, s->dbi, &ok, NULL)) != 0 ||
-	    (mrc = mdb_put(txn, s->dbi, &nk, &v, MDB_NOOVERWRITE)) != 0) {
+	if ((mrc = store_del(s, txn, &ok)) != 0 ||
+	    (mrc = store_put(s, txn, NULL, &nk, &v, MDB_NOOVERWRITE)) != 0) {
 		rc = store_lmdb_err(err, mrc, "renaming a table");
 		goto out;
 	}

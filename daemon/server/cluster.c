@@ -1,0 +1,647 @@
+/*
+ * daemon/server/cluster.c — the replication driver (see cluster.h).
+ *
+ * The loop: wait for a peer message or the next tick; feed the message
+ * (after fetching any segment file its entries reference) and the queued
+ * proposals and ticks to the core; then drain every Ready in the order of
+ * the contract in replication/raft.h. Its store calls take the store's
+ * write lock; proposers hold that lock only while they queue (under qlock)
+ * or wait on the store's condition (which releases it).
+ */
+#include "daemon/server/cluster.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "daemon/server/log.h"
+#include "format/bytes.h"
+#include "format/crc32c.h"
+#include "replication/link.h"
+#include "replication/raft.h"
+
+/* A batch of proposed entries waiting for the loop (bodies copied). */
+struct proposal {
+	struct st_repl_entry *e;
+	uint32_t n;
+	struct proposal *next;
+};
+
+struct sd_node {
+	st_store *s;
+	const struct sd_config *cfg;
+	const struct sd_cluster *cc;
+	struct raft *r;
+	struct link *l;
+	pthread_t th;
+	bool started;
+	int stop;                     /* atomic */
+	int64_t tick_us;              /* one core tick (the heartbeat interval) */
+	int64_t election_us;
+
+	pthread_mutex_t qlock;        /* guards q */
+	struct proposal *q, *qtail;
+
+	/* Read by the store's hooks without a lock. */
+	uint64_t a_stable, a_all, a_last; /* atomics */
+	int a_role;                   /* atomic enum raft_role, or -1 when failed */
+	uint64_t a_leader;            /* atomic */
+	uint64_t a_transfer;          /* atomic: a transfer asked for, 0 none */
+
+	/* The loop's own. */
+	struct raft_hard_state saved; /* hard state as last persisted */
+	int64_t leader_contact_us;    /* last message from the leader of our epoch */
+	int64_t heard_us[RAFT_MAX_NODES]; /* per member (index as ids[]), last message */
+	uint64_t ids[RAFT_MAX_NODES];  /* self, then peers */
+	size_t nids;
+
+	uint64_t seg_tid, seg_fid, seg_size; /* the last segment served (loop thread) */
+	uint32_t seg_crc;             /* its CRC32C */
+
+	pthread_mutex_t plock;        /* guards pub and match[] */
+	struct sd_node_state pub;
+	uint64_t match[RAFT_MAX_NODES];
+	int64_t heard_pub[RAFT_MAX_NODES];
+};
+
+static int64_t mono_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+const char *sd_role_name(int role)
+{
+	switch (role) {
+	case SD_ROLE_LEADER: return "leader";
+	case SD_ROLE_CANDIDATE: return "candidate";
+	case SD_ROLE_FAILED: return "failed";
+	default: return "follower";
+	}
+}
+
+/* ---- the store's hooks ------------------------------------------------- */
+
+static int hook_propose(void *ctx, const struct st_repl_entry *e, uint32_t n, struct st_err *err)
+{
+	struct sd_node *nd = ctx;
+	int role = __atomic_load_n(&nd->a_role, __ATOMIC_ACQUIRE);
+	if (role != RAFT_LEADER) {
+		uint64_t lid = __atomic_load_n(&nd->a_leader, __ATOMIC_ACQUIRE);
+		return lid ? st_seterr(err, ST_ENOTLEADER, "not the leader: node %llu leads, at %s",
+				       (unsigned long long)lid, sd_node_client(nd, lid))
+			   : st_seterr(err, ST_ENOTLEADER,
+				       "not the leader, and no leader is known yet (an election "
+				       "is under way, or no quorum is reachable)");
+	}
+	size_t bytes = 0;
+	for (uint32_t i = 0; i < n; i++)
+		bytes += e[i].len;
+	struct proposal *p = calloc(1, sizeof *p);
+	struct st_repl_entry *c = p ? malloc(n * sizeof *c + bytes) : NULL;
+	if (!c) {
+		free(p);
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	uint8_t *b = (uint8_t *)(c + n);
+	for (uint32_t i = 0; i < n; i++) {
+		c[i] = e[i];
+		memcpy(b, e[i].body, e[i].len);
+		c[i].body = b;
+		b += e[i].len;
+	}
+	p->e = c;
+	p->n = n;
+	pthread_mutex_lock(&nd->qlock);
+	if (nd->qtail)
+		nd->qtail->next = p;
+	else
+		nd->q = p;
+	nd->qtail = p;
+	pthread_mutex_unlock(&nd->qlock);
+	link_wake(nd->l);
+	return ST_OK;
+}
+
+static uint64_t hook_stable(void *ctx)
+{
+	return __atomic_load_n(&((struct sd_node *)ctx)->a_stable, __ATOMIC_ACQUIRE);
+}
+
+static uint64_t hook_all(void *ctx)
+{
+	return __atomic_load_n(&((struct sd_node *)ctx)->a_all, __ATOMIC_ACQUIRE);
+}
+
+static uint64_t hook_last(void *ctx)
+{
+	return __atomic_load_n(&((struct sd_node *)ctx)->a_last, __ATOMIC_ACQUIRE);
+}
+
+/* ---- the core's callbacks ---------------------------------------------- */
+
+static void noop_hash(void *ctx, const uint8_t prev[RAFT_HASH_LEN], uint64_t lsn, uint64_t epoch,
+		      const void *data, size_t len, uint8_t out[RAFT_HASH_LEN])
+{
+	(void)ctx, (void)epoch, (void)data, (void)len;
+	st_repl_noop_hash(prev, lsn, out);
+}
+
+static int entry_bytes(void *ctx, uint64_t lsn, struct st_buf *out, struct st_err *err)
+{
+	struct sd_node *nd = ctx;
+	return st_repl_log_get(nd->s, lsn, out, err);
+}
+
+static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void *buf, size_t len,
+		    size_t *got, uint64_t *file_size, uint32_t *file_crc, struct st_err *err)
+{
+	struct sd_node *nd = ctx;
+	char path[4096];
+	st_segment_path(nd->s, table, file, path, sizeof path);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return st_seterr(err, ST_ENOTFOUND, "segment %llu of table id %llu: %s",
+				 (unsigned long long)file, (unsigned long long)table, strerror(errno));
+	struct stat st;
+	int rc = ST_OK;
+	*got = 0;
+	if (fstat(fileno(f), &st) != 0) {
+		rc = st_seterr(err, errno, "stat '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	*file_size = (uint64_t)st.st_size;
+	/* The whole file's CRC32C, once per file (segment files never change). */
+	if (nd->seg_tid != table || nd->seg_fid != file || nd->seg_size != *file_size) {
+		uint32_t crc = 0;
+		size_t k;
+		while ((k = fread(buf, 1, len, f)) > 0)
+			crc = st_crc32c(crc, buf, k);
+		if (ferror(f)) {
+			rc = st_seterr(err, EIO, "reading '%s'", path);
+			goto out;
+		}
+		nd->seg_tid = table, nd->seg_fid = file, nd->seg_size = *file_size, nd->seg_crc = crc;
+	}
+	*file_crc = nd->seg_crc;
+	if (off < *file_size && fseeko(f, (off_t)off, SEEK_SET) == 0)
+		*got = fread(buf, 1, len, f);
+out:
+	fclose(f);
+	return rc;
+}
+
+/* ---- state ------------------------------------------------------------- */
+
+static size_t id_index(const struct sd_node *nd, uint64_t id)
+{
+	for (size_t i = 0; i < nd->nids; i++)
+		if (nd->ids[i] == id)
+			return i;
+	return SIZE_MAX;
+}
+
+/* Publish the core's state (loop thread). */
+static void publish(struct sd_node *nd, bool failed, const char *why)
+{
+	struct raft_status st;
+	raft_status(nd->r, &st);
+	int64_t now = mono_us();
+	uint64_t all = UINT64_MAX, stable = 0;
+	size_t fresh = 1, voters = 0;
+	uint64_t match[RAFT_MAX_NODES];
+	for (size_t i = 0; i < nd->nids; i++) {
+		bool voter = false;
+		match[i] = 0;
+		raft_progress(nd->r, nd->ids[i], &match[i], &voter);
+		if (i == 0)
+			stable = match[0];
+		if (voter) {
+			voters++;
+			if (match[i] < all)
+				all = match[i];
+			if (i > 0 && nd->heard_us[i] && now - nd->heard_us[i] < nd->election_us / 2)
+				fresh++;
+		}
+	}
+	if (st.role != RAFT_LEADER)
+		all = 0;
+	__atomic_store_n(&nd->a_stable, stable, __ATOMIC_RELEASE);
+	__atomic_store_n(&nd->a_all, all == UINT64_MAX ? 0 : all, __ATOMIC_RELEASE);
+	__atomic_store_n(&nd->a_last, st.last_lsn, __ATOMIC_RELEASE);
+	__atomic_store_n(&nd->a_leader, st.leader, __ATOMIC_RELEASE);
+	__atomic_store_n(&nd->a_role, failed ? -1 : (int)st.role, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&nd->plock);
+	struct sd_node_state *p = &nd->pub;
+	p->self = st.self;
+	p->leader = st.leader;
+	p->epoch = st.hs.epoch;
+	p->commit = st.hs.commit;
+	p->applied = st_repl_applied(nd->s);
+	p->last_lsn = st.last_lsn;
+	p->role = failed ? SD_ROLE_FAILED
+		  : st.role == RAFT_LEADER ? SD_ROLE_LEADER
+		  : st.role == RAFT_FOLLOWER ? SD_ROLE_FOLLOWER
+					     : SD_ROLE_CANDIDATE;
+	p->contact_age_us = st.role == RAFT_LEADER ? 0
+			    : nd->leader_contact_us ? now - nd->leader_contact_us
+						    : INT64_MAX;
+	p->lease = st.role == RAFT_LEADER && fresh * 2 > voters;
+	if (why)
+		snprintf(p->failure, sizeof p->failure, "%s", why);
+	memcpy(nd->match, match, sizeof match);
+	memcpy(nd->heard_pub, nd->heard_us, sizeof nd->heard_us);
+	pthread_mutex_unlock(&nd->plock);
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+struct fetch_ctx {
+	struct sd_node *nd;
+	uint64_t from;
+	int rc;
+	struct st_err *err;
+};
+
+static int fetch_one(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint32_t crc)
+{
+	struct fetch_ctx *f = arg;
+	char path[4096];
+	struct stat st;
+	st_segment_path(f->nd->s, tid, fid, path, sizeof path);
+	if (stat(path, &st) == 0 && (uint64_t)st.st_size == size)
+		return 0;
+	char *slash = strrchr(path, '/');
+	*slash = '\0';
+	mkdir(path, 0755); /* the table may be created by an entry not yet applied */
+	*slash = '/';
+	f->rc = link_fetch_segment(f->nd->l, f->from, tid, fid, size, crc, path, f->err);
+	return f->rc != ST_OK;
+}
+
+/* Every segment file the entries of an APPEND reference, in place and
+ * durable before the core may acknowledge them. */
+static int fetch_segments(struct sd_node *nd, const struct raft_msg *m, struct st_err *err)
+{
+	struct fetch_ctx f = {nd, m->from, ST_OK, err};
+	for (size_t i = 0; i < m->n_entries && f.rc == ST_OK; i++) {
+		const struct raft_entry *e = &m->entries[i];
+		if (!e->data || !e->len)
+			continue;
+		int rc = st_repl_body_files(e->data, e->len, fetch_one, &f, err);
+		if (rc != ST_OK)
+			return rc;
+	}
+	return f.rc;
+}
+
+static void take_proposals(struct sd_node *nd)
+{
+	pthread_mutex_lock(&nd->qlock);
+	struct proposal *p = nd->q;
+	nd->q = nd->qtail = NULL;
+	pthread_mutex_unlock(&nd->qlock);
+	while (p) {
+		struct proposal *next = p->next;
+		struct raft_status st;
+		uint64_t last;
+		uint8_t hash[RAFT_HASH_LEN];
+		raft_status(nd->r, &st);
+		raft_last(nd->r, &last, hash);
+		bool ok = st.role == RAFT_LEADER && !st.transferee && last + 1 == p->e[0].lsn;
+		for (uint32_t i = 0; ok && i < p->n; i++) {
+			uint64_t lsn = 0;
+			ok = raft_propose(nd->r, p->e[i].body, p->e[i].len, p->e[i].hash, &lsn) ==
+				     ST_OK && lsn == p->e[i].lsn;
+		}
+		if (!ok)
+			st_repl_fail(nd->s, p->e[0].lsn);
+		free(p->e);
+		free(p);
+		p = next;
+	}
+}
+
+/* Drain the core's Readies. Returns ST_OK, or an error that stops the node. */
+static int drain(struct sd_node *nd, struct st_err *err)
+{
+	struct raft_ready rd;
+	while (raft_ready(nd->r, &rd)) {
+		int rc = ST_OK;
+		if (rd.alarm) {
+			uint64_t lsn = 0, from = 0;
+			raft_alarm(nd->r, &lsn, &from);
+			return st_seterr(err, ST_ECORRUPT,
+					 "the log diverges from node %llu's at LSN %llu: this node "
+					 "stops serving until an operator acts",
+					 (unsigned long long)from, (unsigned long long)lsn);
+		}
+		bool hs_sync = rd.hs_changed &&
+			       (rd.hs.epoch != nd->saved.epoch || rd.hs.vote != nd->saved.vote);
+		if (hs_sync || rd.truncate_from || rd.n_entries) {
+			struct st_repl_entry *e = rd.n_entries ? calloc(rd.n_entries, sizeof *e) : NULL;
+			if (rd.n_entries && !e)
+				return st_seterr(err, ST_ENOMEM, "out of memory");
+			for (size_t i = 0; i < rd.n_entries; i++) {
+				const struct raft_entry *r = &rd.entries[i];
+				e[i] = (struct st_repl_entry){.lsn = r->lsn, .epoch = r->epoch,
+							      .body = r->data, .len = r->len};
+				memcpy(e[i].hash, r->hash, RAFT_HASH_LEN);
+			}
+			struct st_repl_hs hs = {rd.hs.epoch, rd.hs.vote, rd.hs.commit};
+			rc = st_repl_persist(nd->s, hs_sync ? &hs : NULL, rd.truncate_from, e,
+					     (uint32_t)rd.n_entries, err);
+			free(e);
+			if (rc != ST_OK)
+				return rc;
+		}
+		nd->saved = rd.hs;
+		for (size_t i = 0; i < rd.n_msgs; i++) {
+			size_t sent = 0;
+			link_send(nd->l, &rd.msgs[i], entry_bytes, nd, &sent);
+		}
+		if (rd.n_committed &&
+		    (rc = st_repl_apply(nd->s, rd.committed[rd.n_committed - 1].lsn, err)) != ST_OK)
+			return rc;
+		raft_advance(nd->r);
+		raft_release(nd->r, UINT64_MAX);
+		publish(nd, false, NULL);
+		st_repl_notify(nd->s);
+	}
+	return ST_OK;
+}
+
+static void *loop(void *arg)
+{
+	struct sd_node *nd = arg;
+	int64_t next_tick = mono_us() + nd->tick_us;
+	struct st_err err = {0};
+	int rc = ST_OK;
+	while (!__atomic_load_n(&nd->stop, __ATOMIC_ACQUIRE) && rc == ST_OK) {
+		int64_t now = mono_us(), wait = next_tick - now;
+		struct raft_msg m;
+		int got = link_recv(nd->l, wait > 0 ? (int)((wait + 999) / 1000) : 0, &m);
+		now = mono_us();
+		if (got == 1) {
+			size_t i = id_index(nd, m.from);
+			if (i != SIZE_MAX)
+				nd->heard_us[i] = now;
+			struct raft_status st;
+			raft_status(nd->r, &st);
+			if ((m.type == RAFT_MSG_APPEND || m.type == RAFT_MSG_HEARTBEAT ||
+			     m.type == RAFT_MSG_TIMEOUT_NOW) && m.epoch >= st.hs.epoch)
+				nd->leader_contact_us = now;
+			struct st_err ferr;
+			if (m.type == RAFT_MSG_APPEND && m.n_entries &&
+			    fetch_segments(nd, &m, &ferr) != ST_OK)
+				sd_log(SD_LOG_WARN, "replication: fetching segments from node %llu: %s",
+				       (unsigned long long)m.from, ferr.msg);
+			else if (raft_step(nd->r, &m) == ST_ENOMEM)
+				sd_log(SD_LOG_WARN, "replication: out of memory on a message");
+		}
+		take_proposals(nd);
+		uint64_t to = __atomic_exchange_n(&nd->a_transfer, 0, __ATOMIC_ACQ_REL);
+		if (to && raft_transfer(nd->r, to) != ST_OK)
+			sd_log(SD_LOG_WARN, "replication: transfer to node %llu refused",
+			       (unsigned long long)to);
+		while (now >= next_tick) {
+			raft_tick(nd->r);
+			next_tick += nd->tick_us;
+		}
+		rc = drain(nd, &err);
+		publish(nd, false, NULL);
+	}
+	if (rc != ST_OK) {
+		sd_log(SD_LOG_ERROR, "replication stopped: %s", err.msg);
+		publish(nd, true, err.msg);
+		st_repl_fail(nd->s, 0);
+	}
+	return NULL;
+}
+
+/* ---- start and stop ---------------------------------------------------- */
+
+struct reload {
+	struct raft_entry *e;
+	size_t n, cap;
+	int rc;
+};
+
+static int reload_one(void *arg, const struct st_repl_entry *e)
+{
+	struct reload *r = arg;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 1024;
+		struct raft_entry *g = realloc(r->e, cap * sizeof *g);
+		if (!g) {
+			r->rc = ST_ENOMEM;
+			return 1;
+		}
+		r->e = g;
+		r->cap = cap;
+	}
+	/* Data stays in the store: the core needs LSN, epoch and hash. */
+	struct raft_entry *x = &r->e[r->n++];
+	*x = (struct raft_entry){.lsn = e->lsn, .epoch = e->epoch, .data = NULL, .len = e->len};
+	memcpy(x->hash, e->hash, RAFT_HASH_LEN);
+	return 0;
+}
+
+int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out,
+		  struct st_err *err)
+{
+	const struct sd_cluster *cc = &cfg->cluster;
+	struct sd_node *nd = calloc(1, sizeof *nd);
+	struct reload rl = {0};
+	int rc;
+	*out = NULL;
+	if (!nd)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	nd->s = s;
+	nd->cfg = cfg;
+	nd->cc = cc;
+	nd->tick_us = cc->heartbeat_us;
+	nd->election_us = cc->election_timeout_us;
+	pthread_mutex_init(&nd->qlock, NULL);
+	pthread_mutex_init(&nd->plock, NULL);
+	nd->ids[nd->nids++] = cc->node_id;
+	for (uint32_t i = 0; i < cc->npeers; i++)
+		nd->ids[nd->nids++] = cc->peers[i].id;
+	if ((rc = st_repl_identity(s, cc->node_id, cc->cluster_id, err)) != ST_OK)
+		goto fail;
+	struct st_repl_hs hs;
+	if ((rc = st_repl_hs_load(s, &hs, err)) != ST_OK ||
+	    (rc = st_repl_log_each(s, reload_one, &rl, err)) != ST_OK)
+		goto fail;
+	if (rl.rc != ST_OK) {
+		rc = st_seterr(err, rl.rc, "out of memory reloading the log");
+		goto fail;
+	}
+	if (hs.commit > rl.n)
+		hs.commit = rl.n; /* may lag; never trusted upward */
+	struct raft_hard_state rhs = {hs.epoch, hs.vote, hs.commit};
+	unsigned eticks = (unsigned)(cc->election_timeout_us / cc->heartbeat_us);
+	struct raft_config rcfg = {
+		.self = cc->node_id,
+		.voters = nd->ids,
+		.n_voters = nd->nids,
+		.election_ticks = eticks < 2 ? 2 : eticks,
+		.heartbeat_ticks = 1,
+		.seed = cc->node_id * 0x9e3779b97f4a7c15ull ^ (uint64_t)mono_us(),
+		.max_append = 256,
+		.hash_fn = noop_hash,
+		.hash_ctx = nd,
+		.hs = &rhs,
+		.entries = rl.e,
+		.n_entries = rl.n,
+	};
+	nd->saved = rhs;
+	if ((rc = raft_new(&rcfg, &nd->r, err)) != ST_OK)
+		goto fail;
+	free(rl.e);
+	rl.e = NULL;
+	struct link_config lc = {.self = cc->node_id, .max_message = cfg->max_message_size};
+	memcpy(lc.cluster, cc->cluster_id, 16);
+	snprintf(lc.self_address, sizeof lc.self_address, "%s", cc->peer_listen);
+	for (uint32_t i = 0; i < cc->npeers; i++) {
+		lc.peers[i].id = cc->peers[i].id;
+		snprintf(lc.peers[i].address, sizeof lc.peers[i].address, "%s", cc->peers[i].peer);
+	}
+	lc.n_peers = cc->npeers;
+	if ((rc = link_open(&lc, &nd->l, err)) != ST_OK)
+		goto fail;
+	link_serve_segments(nd->l, seg_read, nd);
+	publish(nd, false, NULL);
+	struct st_repl_hooks h = {.ctx = nd, .propose = hook_propose, .stable = hook_stable,
+				  .all_matched = hook_all, .log_last = hook_last,
+				  .timeout_us = cc->write_timeout_us, .durability = (int)cc->durability};
+	if ((rc = st_repl_attach(s, &h, err)) != ST_OK)
+		goto fail;
+	if (pthread_create(&nd->th, NULL, loop, nd) != 0) {
+		rc = st_seterr(err, errno, "cannot start the replication thread");
+		goto fail;
+	}
+	nd->started = true;
+	*out = nd;
+	return ST_OK;
+fail:
+	free(rl.e);
+	sd_node_stop(nd);
+	return rc;
+}
+
+void sd_node_stop(struct sd_node *nd)
+{
+	if (!nd)
+		return;
+	__atomic_store_n(&nd->stop, 1, __ATOMIC_RELEASE);
+	if (nd->started) {
+		link_wake(nd->l);
+		pthread_join(nd->th, NULL);
+	}
+	/* Writers still waiting fail rather than wait for a loop that is gone. */
+	__atomic_store_n(&nd->a_role, -1, __ATOMIC_RELEASE);
+	if (nd->started)
+		st_repl_fail(nd->s, 0);
+	link_close(nd->l);
+	raft_free(nd->r);
+	for (struct proposal *p = nd->q, *next; p; p = next) {
+		next = p->next;
+		free(p->e);
+		free(p);
+	}
+	pthread_mutex_destroy(&nd->qlock);
+	pthread_mutex_destroy(&nd->plock);
+	free(nd);
+}
+
+/* ---- server threads ---------------------------------------------------- */
+
+void sd_node_state(struct sd_node *nd, struct sd_node_state *st)
+{
+	pthread_mutex_lock(&nd->plock);
+	*st = nd->pub;
+	pthread_mutex_unlock(&nd->plock);
+	st->applied = st_repl_applied(nd->s);
+}
+
+const char *sd_node_client(const struct sd_node *nd, uint64_t id)
+{
+	const struct sd_cluster *cc = nd->cc;
+	if (id == cc->node_id) {
+		for (uint32_t i = 0; i < nd->cfg->nlisten; i++)
+			if (!strncmp(nd->cfg->listen[i], "tcp://", 6))
+				return nd->cfg->listen[i];
+		return nd->cfg->nlisten ? nd->cfg->listen[0] : "";
+	}
+	for (uint32_t i = 0; i < cc->npeers; i++)
+		if (cc->peers[i].id == id)
+			return cc->peers[i].client ? cc->peers[i].client : "";
+	return "";
+}
+
+size_t sd_node_peers(struct sd_node *nd, struct sd_node_peer *out, size_t max)
+{
+	int64_t now = mono_us();
+	size_t n = 0;
+	pthread_mutex_lock(&nd->plock);
+	for (size_t i = 0; i < nd->nids && n < max; i++, n++) {
+		out[n].id = nd->ids[i];
+		out[n].client = sd_node_client(nd, nd->ids[i]);
+		out[n].match = nd->match[i];
+		out[n].contact_ms = i == 0 ? 0
+				    : nd->heard_pub[i] ? (now - nd->heard_pub[i]) / 1000
+						       : -1;
+	}
+	pthread_mutex_unlock(&nd->plock);
+	return n;
+}
+
+int sd_node_transfer(struct sd_node *nd, uint64_t to, struct st_err *err)
+{
+	struct sd_node_state st;
+	sd_node_state(nd, &st);
+	if (st.role != SD_ROLE_LEADER)
+		return st.leader ? st_seterr(err, ST_ENOTLEADER, "not the leader: node %llu leads",
+					     (unsigned long long)st.leader)
+				 : st_seterr(err, ST_ENOTLEADER, "not the leader; no leader known");
+	if (to == nd->cc->node_id || id_index(nd, to) == SIZE_MAX)
+		return st_seterr(err, ST_EINVAL, "node %llu is %s", (unsigned long long)to,
+				 to == nd->cc->node_id ? "this node, the leader already"
+						       : "not a member of the cluster");
+	/* The core belongs to the loop thread: it takes the request there. */
+	__atomic_store_n(&nd->a_transfer, to, __ATOMIC_RELEASE);
+	link_wake(nd->l);
+	return ST_OK;
+}
+
+void sd_node_cluster_hex(const struct sd_node *nd, char out[33])
+{
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", nd->cc->cluster_id[i]);
+}
+
+uint64_t sd_node_bytes_sent(struct sd_node *nd)
+{
+	struct link_stats ls;
+	link_stats(nd->l, &ls);
+	uint64_t b = 0;
+	for (size_t i = 0; i < sizeof ls.bytes_sent / sizeof ls.bytes_sent[0]; i++)
+		b += ls.bytes_sent[i];
+	return b;
+}
+
+int64_t sd_node_timeout_us(const struct sd_node *nd)
+{
+	return nd->cc->write_timeout_us;
+}
+
+int64_t sd_node_max_staleness_us(const struct sd_node *nd)
+{
+	return nd->cc->max_staleness_us;
+}

@@ -1,0 +1,907 @@
+/*
+ * daemon/store/repl.c — the store's side of replication (STORE.md §7,
+ * replication/REPLICATION.md §4): capturing a decided write transaction as
+ * log entries, proposing them and waiting for their durability, and the
+ * ops the replication driver calls: persist (hard state, truncate,
+ * append), apply, read.
+ *
+ * Entries are applied verbatim: an entry's body is the list of records
+ * the leader's funnel put and deleted for one LSN, so every node's store
+ * holds the same bytes. Each entry's LSN record is checked against the
+ * applier's own chain (hash before, LSN, commit digest) before it lands.
+ *
+ * Threading: everything that writes LMDB runs under the write lock; the
+ * proposer waits on repl.cond with the write lock released, which is how
+ * the driver's thread gets in to persist and apply.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "daemon/store/store_int.h"
+#include "format/crc32c.h"
+
+enum { OP_PUT = 1, OP_DEL = 2 };
+enum { BODY_COMMIT = 0, BODY_NOOP = 1 };
+#define BODY_FORMAT 1
+#define BODY_HEAD 8  /* format, kind, flags, 0, nops u32le */
+#define BODY_MORE 1u /* flags: the next entry belongs to the same atomic unit */
+#define RLOG_KEY_LEN 9
+#define RLOG_HEAD (8 + ST_HASH_LEN) /* epoch, hash, then the body */
+
+static _Thread_local int tl_durability;
+
+void st_repl_set_durability(int level)
+{
+	tl_durability = level;
+}
+
+int store_repl_level(void)
+{
+	return tl_durability;
+}
+
+static void rlog_key(uint8_t *k, uint64_t lsn)
+{
+	k[0] = KEY_RLOG;
+	be64(k + 1, lsn);
+}
+
+static bool is_rlog(const MDB_val *k)
+{
+	return k->mv_size == RLOG_KEY_LEN && ((const uint8_t *)k->mv_data)[0] == KEY_RLOG;
+}
+
+/* ---- capture ----------------------------------------------------------- */
+
+static void cap_op(st_store *s, uint8_t op, const MDB_val *k, const MDB_val *v)
+{
+	struct store_cap *c = &s->cap;
+	st_buf_u8(&c->ops, op);
+	uint8_t *p = st_buf_reserve(&c->ops, 6);
+	if (p) {
+		st_put_le16(p, (uint16_t)k->mv_size);
+		st_put_le32(p + 2, v ? (uint32_t)v->mv_size : 0);
+		c->ops.len += 6;
+	}
+	st_buf_append(&c->ops, k->mv_data, k->mv_size);
+	if (v)
+		st_buf_append(&c->ops, v->mv_data, v->mv_size);
+	c->nops++;
+	if (op == OP_PUT && k->mv_size == LSN_KEY_LEN && ((uint8_t *)k->mv_data)[0] == KEY_LSN &&
+	    v->mv_size >= LSN_REC_LEN) {
+		if (c->nmarks == c->cap_marks) {
+			uint32_t n = c->cap_marks ? 2 * c->cap_marks : 16;
+			struct cap_mark *m = realloc(c->marks, n * sizeof *m);
+			if (!m) {
+				c->ops.oom = true;
+				return;
+			}
+			c->marks = m;
+			c->cap_marks = n;
+		}
+		struct cap_mark *m = &c->marks[c->nmarks++];
+		m->end = c->ops.len;
+		m->nops = c->nops;
+		m->lsn = get_be64((uint8_t *)k->mv_data + 1);
+		memcpy(m->hash, v->mv_data, ST_HASH_LEN);
+		m->boundary = false;
+	}
+}
+
+int store_put(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, MDB_val *v, unsigned flags)
+{
+	if (s->cap.on)
+		cap_op(s, OP_PUT, k, v);
+	return cur ? mdb_cursor_put(cur, k, v, flags) : mdb_put(txn, s->dbi, k, v, flags);
+}
+
+int store_del(st_store *s, MDB_txn *txn, MDB_val *k)
+{
+	if (s->cap.on)
+		cap_op(s, OP_DEL, k, NULL);
+	return mdb_del(txn, s->dbi, k, NULL);
+}
+
+void store_cap_boundary(st_store *s)
+{
+	if (s->cap.on && s->cap.nmarks)
+		s->cap.marks[s->cap.nmarks - 1].boundary = true;
+}
+
+static void cap_reset(st_store *s)
+{
+	s->cap.ops.len = 0;
+	s->cap.ops.oom = false;
+	s->cap.nops = 0;
+	s->cap.nmarks = 0;
+}
+
+/* An entry body: header, ops[from, to) bytes, CRC32C. */
+static int body_build(struct st_buf *b, uint8_t kind, uint8_t flags, uint32_t nops,
+		      const uint8_t *ops, size_t len)
+{
+	uint8_t *p = st_buf_reserve(b, BODY_HEAD);
+	if (!p)
+		return ST_ENOMEM;
+	p[0] = BODY_FORMAT;
+	p[1] = kind;
+	p[2] = flags;
+	p[3] = 0;
+	st_put_le32(p + 4, nops);
+	b->len += BODY_HEAD;
+	st_buf_append(b, ops, len);
+	uint8_t c[4];
+	st_put_le32(c, st_crc32c(0, b->data, b->len));
+	st_buf_append(b, c, 4);
+	return b->oom ? ST_ENOMEM : ST_OK;
+}
+
+/* ---- the proposer's side ----------------------------------------------- */
+
+static struct timespec deadline_after(int64_t us)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += us / 1000000;
+	t.tv_nsec += (us % 1000000) * 1000;
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
+	}
+	return t;
+}
+
+int store_repl_wait_quiet(st_store *s, const char *what, struct st_err *err)
+{
+	const struct st_repl_hooks *h = &s->repl.hooks;
+	struct timespec dl = deadline_after(h->timeout_us);
+	while (s->repl.inflight || s->last_lsn < h->log_last(h->ctx)) {
+		if (s->failed)
+			return st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
+		if (pthread_cond_timedwait(&s->repl.cond, &s->write_lock, &dl) == ETIMEDOUT)
+			return st_seterr(err, ST_EUNAVAIL,
+					 "%s: the log holds entries up to LSN %llu that are not "
+					 "committed yet (applied: %llu): no quorum within %lld ms",
+					 what, (unsigned long long)h->log_last(h->ctx),
+					 (unsigned long long)s->last_lsn,
+					 (long long)(h->timeout_us / 1000));
+	}
+	return ST_OK;
+}
+
+int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err *err)
+{
+	struct store_cap *c = &s->cap;
+	const struct st_repl_hooks *h = &s->repl.hooks;
+	uint32_t n = c->nmarks;
+	struct st_repl_entry *e = calloc(n, sizeof *e);
+	struct st_buf *bodies = calloc(n, sizeof *bodies);
+	int rc = ST_OK;
+	c->on = false;
+	mdb_txn_abort(txn);
+	s->txn_lsn = s->last_lsn;
+	memcpy(s->txn_hash, s->last_hash, ST_HASH_LEN);
+	if (!e || !bodies || c->ops.oom) {
+		rc = st_seterr(err, ST_ENOMEM, "%s: out of memory", what);
+		goto out;
+	}
+	size_t start = 0;
+	uint32_t sops = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		bool last = i + 1 == n;
+		size_t end = last ? c->ops.len : c->marks[i].end;
+		uint32_t nops = last ? c->nops : c->marks[i].nops;
+		uint8_t flags = !last && !c->marks[i].boundary ? BODY_MORE : 0;
+		if (body_build(&bodies[i], BODY_COMMIT, flags, nops - sops, c->ops.data + start,
+			       end - start) != ST_OK) {
+			rc = st_seterr(err, ST_ENOMEM, "%s: out of memory", what);
+			goto out;
+		}
+		e[i] = (struct st_repl_entry){.lsn = c->marks[i].lsn, .body = bodies[i].data,
+					      .len = bodies[i].len};
+		memcpy(e[i].hash, c->marks[i].hash, ST_HASH_LEN);
+		start = end;
+		sops = nops;
+	}
+	int level = tl_durability ? tl_durability : h->durability;
+	if (level < ST_DUR_LOCAL || level > ST_DUR_ALL)
+		level = ST_DUR_QUORUM;
+	uint64_t last = e[n - 1].lsn;
+	s->repl.lost_from = UINT64_MAX;
+	if ((rc = h->propose(h->ctx, e, n, err)) != ST_OK)
+		goto out;
+	s->repl.inflight = true;
+	struct timespec dl = deadline_after(h->timeout_us);
+	for (;;) {
+		if (s->repl.lost_from <= last) {
+			rc = st_seterr(err, ST_ENOTLEADER,
+				       "%s: leadership moved before LSN %llu was committed; the "
+				       "write was not applied: retry at the leader",
+				       what, (unsigned long long)last);
+			break;
+		}
+		if (s->failed) {
+			rc = st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
+			break;
+		}
+		bool done = level == ST_DUR_LOCAL ? h->stable(h->ctx) >= last
+			    : level == ST_DUR_ALL ? s->last_lsn >= last && h->all_matched(h->ctx) >= last
+						  : s->last_lsn >= last;
+		if (done)
+			break;
+		if (pthread_cond_timedwait(&s->repl.cond, &s->write_lock, &dl) == ETIMEDOUT) {
+			rc = st_seterr(err, ST_EUNAVAIL,
+				       "%s: no quorum: LSN %llu was not acknowledged by %s within "
+				       "%lld ms; it is not acknowledged, and may still commit",
+				       what, (unsigned long long)last,
+				       level == ST_DUR_ALL ? "every voter" : level == ST_DUR_LOCAL
+										 ? "this node's disk"
+										 : "a majority of voters",
+				       (long long)(h->timeout_us / 1000));
+			break;
+		}
+	}
+	s->repl.inflight = false;
+	pthread_cond_broadcast(&s->repl.cond);
+out:
+	for (uint32_t i = 0; bodies && i < n; i++)
+		st_buf_free(&bodies[i]);
+	free(bodies);
+	free(e);
+	cap_reset(s);
+	return rc;
+}
+
+/* ---- attach, identity, hard state -------------------------------------- */
+
+static int meta_get(st_store *s, MDB_txn *txn, const char *name, MDB_val *v)
+{
+	uint8_t kb[32];
+	MDB_val k = kind_key(kb, KEY_META, name, strlen(name));
+	return mdb_get(txn, s->dbi, &k, v);
+}
+
+static int meta_put(st_store *s, MDB_txn *txn, const char *name, const void *p, size_t len)
+{
+	uint8_t kb[32];
+	MDB_val k = kind_key(kb, KEY_META, name, strlen(name)), v = {len, (void *)p};
+	return mdb_put(txn, s->dbi, &k, &v, 0);
+}
+
+/* Run fn in a write transaction of its own under the write lock, committed
+ * durably. */
+static int own_write(st_store *s, const char *what,
+		     int (*fn)(st_store *s, MDB_txn *txn, void *arg, struct st_err *err), void *arg,
+		     struct st_err *err)
+{
+	MDB_txn *txn = NULL;
+	pthread_mutex_lock(&s->write_lock);
+	int rc = s->failed ? st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg) : ST_OK,
+	    mrc;
+	if (rc == ST_OK && (mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+		rc = store_lmdb_err(err, mrc, what);
+	if (rc == ST_OK && (rc = fn(s, txn, arg, err)) == ST_OK) {
+		mrc = mdb_txn_commit(txn);
+		txn = NULL;
+		if (mrc == MDB_MAP_FULL)
+			rc = store_lmdb_err(err, mrc, what);
+		else if (mrc != 0)
+			rc = store_fail(s, err, "%s: LMDB commit failed: %s", what, mdb_strerror(mrc));
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+	pthread_cond_broadcast(&s->repl.cond);
+	pthread_mutex_unlock(&s->write_lock);
+	return rc;
+}
+
+struct ident {
+	uint64_t node;
+	const uint8_t *cluster;
+};
+
+static int ident_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
+{
+	struct ident *id = arg;
+	MDB_val v;
+	uint8_t b[24];
+	int mrc = meta_get(s, txn, "cluster", &v);
+	if (mrc == 0 && v.mv_size == 24) {
+		uint64_t node = st_get_le64(v.mv_data);
+		if (memcmp((uint8_t *)v.mv_data + 8, id->cluster, 16) != 0) {
+			char a[33], c[33];
+			for (int i = 0; i < 16; i++) {
+				sprintf(a + 2 * i, "%02x", ((uint8_t *)v.mv_data)[8 + i]);
+				sprintf(c + 2 * i, "%02x", id->cluster[i]);
+			}
+			return st_seterr(err, ST_EINVAL,
+					 "data directory '%s' belongs to cluster %s, not to cluster %s "
+					 "of the config: refusing to serve another cluster's data",
+					 s->dir, a, c);
+		}
+		if (node != id->node)
+			return st_seterr(err, ST_EINVAL,
+					 "data directory '%s' is node %llu's, not node %llu's (the "
+					 "config's node_id): node ids are never reused; a node whose "
+					 "data is lost rejoins under a new id",
+					 s->dir, (unsigned long long)node, (unsigned long long)id->node);
+		return ST_OK;
+	}
+	if (mrc != MDB_NOTFOUND)
+		return mrc ? store_lmdb_err(err, mrc, "reading the cluster identity")
+			   : st_seterr(err, ST_ECORRUPT, "the cluster identity record is damaged");
+	if (s->last_lsn > 0)
+		return st_seterr(err, ST_EINVAL,
+				 "data directory '%s' holds %llu commits made as a single node and "
+				 "no replicated log: a cluster node starts on an empty data directory",
+				 s->dir, (unsigned long long)s->last_lsn);
+	st_put_le64(b, id->node);
+	memcpy(b + 8, id->cluster, 16);
+	return (mrc = meta_put(s, txn, "cluster", b, sizeof b))
+		       ? store_lmdb_err(err, mrc, "writing the cluster identity")
+		       : ST_OK;
+}
+
+int st_repl_identity(st_store *s, uint64_t node_id, const uint8_t cluster_id[16],
+		     struct st_err *err)
+{
+	struct ident id = {node_id, cluster_id};
+	return own_write(s, "recording the cluster identity", ident_txn, &id, err);
+}
+
+int st_repl_attach(st_store *s, const struct st_repl_hooks *h, struct st_err *err)
+{
+	if (!h || !h->propose || !h->stable || !h->all_matched || !h->log_last)
+		return st_seterr(err, ST_EINVAL, "cluster mode needs every hook");
+	pthread_mutex_lock(&s->write_lock);
+	s->repl.hooks = *h;
+	if (s->repl.hooks.timeout_us <= 0)
+		s->repl.hooks.timeout_us = 5000000;
+	if (!s->repl.hooks.durability)
+		s->repl.hooks.durability = ST_DUR_QUORUM;
+	s->repl.on = true;
+	pthread_mutex_unlock(&s->write_lock);
+	return ST_OK;
+}
+
+int st_repl_hs_load(st_store *s, struct st_repl_hs *hs, struct st_err *err)
+{
+	MDB_txn *txn = NULL;
+	MDB_val v;
+	memset(hs, 0, sizeof *hs);
+	int mrc = store_read_begin(s, &txn), rc = ST_OK;
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "reading the hard state");
+	if ((mrc = meta_get(s, txn, "raft_hs", &v)) == 0 && v.mv_size == 24) {
+		hs->epoch = st_get_le64(v.mv_data);
+		hs->vote = st_get_le64((uint8_t *)v.mv_data + 8);
+		hs->commit = st_get_le64((uint8_t *)v.mv_data + 16);
+	} else if (mrc != MDB_NOTFOUND) {
+		rc = mrc ? store_lmdb_err(err, mrc, "reading the hard state")
+			 : st_seterr(err, ST_ECORRUPT, "the hard state record is damaged");
+	}
+	store_read_end(s, txn);
+	return rc;
+}
+
+static int hs_put(st_store *s, MDB_txn *txn, const struct st_repl_hs *hs)
+{
+	uint8_t b[24];
+	st_put_le64(b, hs->epoch);
+	st_put_le64(b + 8, hs->vote);
+	st_put_le64(b + 16, hs->commit);
+	return meta_put(s, txn, "raft_hs", b, sizeof b);
+}
+
+/* ---- the log ----------------------------------------------------------- */
+
+static int decode_rlog(const MDB_val *k, const MDB_val *v, struct st_repl_entry *e)
+{
+	if (v->mv_size < RLOG_HEAD + BODY_HEAD + 4)
+		return ST_ECORRUPT;
+	const uint8_t *p = v->mv_data;
+	e->lsn = get_be64((const uint8_t *)k->mv_data + 1);
+	e->epoch = st_get_le64(p);
+	memcpy(e->hash, p + 8, ST_HASH_LEN);
+	e->body = p + RLOG_HEAD;
+	e->len = v->mv_size - RLOG_HEAD;
+	if (e->body[1] == BODY_NOOP)
+		e->len = 0; /* the core's no-op */
+	return ST_OK;
+}
+
+int st_repl_log_each(st_store *s, int (*fn)(void *arg, const struct st_repl_entry *e), void *arg,
+		     struct st_err *err)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	int mrc = store_read_begin(s, &txn), rc = ST_OK;
+	if (mrc == 0)
+		mrc = mdb_cursor_open(txn, s->dbi, &cur);
+	uint8_t key[RLOG_KEY_LEN];
+	rlog_key(key, 0);
+	MDB_val k = {sizeof key, key}, v;
+	for (mrc = mrc ? mrc : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct st_repl_entry e;
+		if (decode_rlog(&k, &v, &e) != ST_OK) {
+			rc = st_seterr(err, ST_ECORRUPT, "log record %llu is damaged",
+				       (unsigned long long)get_be64((uint8_t *)k.mv_data + 1));
+			break;
+		}
+		if (fn(arg, &e))
+			break;
+	}
+	if (rc == ST_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = store_lmdb_err(err, mrc, "reading the replicated log");
+	if (cur)
+		mdb_cursor_close(cur);
+	store_read_end(s, txn);
+	return rc;
+}
+
+int st_repl_log_get(st_store *s, uint64_t lsn, struct st_buf *out, struct st_err *err)
+{
+	MDB_txn *txn = NULL;
+	uint8_t key[RLOG_KEY_LEN];
+	rlog_key(key, lsn);
+	MDB_val k = {sizeof key, key}, v;
+	int mrc = store_read_begin(s, &txn), rc = ST_OK;
+	if (mrc == 0)
+		mrc = mdb_get(txn, s->dbi, &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		rc = st_seterr(err, ST_ENOTFOUND, "log record %llu is not here",
+			       (unsigned long long)lsn);
+	else if (mrc != 0)
+		rc = store_lmdb_err(err, mrc, "reading the replicated log");
+	else if (v.mv_size < RLOG_HEAD + BODY_HEAD + 4)
+		rc = st_seterr(err, ST_ECORRUPT, "log record %llu is damaged",
+			       (unsigned long long)lsn);
+	else
+		st_buf_append(out, (uint8_t *)v.mv_data + RLOG_HEAD, v.mv_size - RLOG_HEAD);
+	if (rc == ST_OK && out->oom)
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	store_read_end(s, txn);
+	return rc;
+}
+
+struct persist {
+	const struct st_repl_hs *hs;
+	uint64_t from;
+	const struct st_repl_entry *e;
+	uint32_t n;
+};
+
+static int persist_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
+{
+	struct persist *p = arg;
+	int mrc = 0;
+	if (p->hs && (mrc = hs_put(s, txn, p->hs)) != 0)
+		return store_lmdb_err(err, mrc, "saving the hard state");
+	if (p->from) {
+		if (p->from <= s->last_lsn)
+			return st_seterr(err, ST_ECORRUPT,
+					 "asked to drop log entries from LSN %llu, but LSN %llu is "
+					 "applied (committed): refused; this node's log and the "
+					 "leader's diverge",
+					 (unsigned long long)p->from, (unsigned long long)s->last_lsn);
+		MDB_cursor *cur;
+		if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0)
+			return store_lmdb_err(err, mrc, "truncating the replicated log");
+		uint8_t key[RLOG_KEY_LEN];
+		rlog_key(key, p->from);
+		MDB_val k = {sizeof key, key}, v;
+		bool dropped = false;
+		for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
+		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			if ((mrc = mdb_cursor_del(cur, 0)) != 0)
+				break;
+			dropped = true;
+		}
+		mdb_cursor_close(cur);
+		if (mrc != 0 && mrc != MDB_NOTFOUND)
+			return store_lmdb_err(err, mrc, "truncating the replicated log");
+		if (dropped) {
+			/* (The core names the first LSN it appends even when
+			 * nothing is there to drop.) */
+			if (p->from < s->repl.lost_from)
+				s->repl.lost_from = p->from;
+			store_meta_cache_clear(s);
+		}
+	}
+	for (uint32_t i = 0; i < p->n; i++) {
+		const struct st_repl_entry *e = &p->e[i];
+		struct st_buf b = {0};
+		uint8_t hd[RLOG_HEAD], key[RLOG_KEY_LEN];
+		st_put_le64(hd, e->epoch);
+		memcpy(hd + 8, e->hash, ST_HASH_LEN);
+		st_buf_append(&b, hd, sizeof hd);
+		if (e->len)
+			st_buf_append(&b, e->body, e->len);
+		else
+			body_build(&b, BODY_NOOP, 0, 0, NULL, 0);
+		rlog_key(key, e->lsn);
+		MDB_val k = {sizeof key, key}, v = {b.len, b.data};
+		mrc = b.oom ? ENOMEM : mdb_put(txn, s->dbi, &k, &v, 0);
+		st_buf_free(&b);
+		if (mrc != 0)
+			return mrc == ENOMEM ? st_seterr(err, ST_ENOMEM, "out of memory")
+					     : store_lmdb_err(err, mrc, "appending to the replicated log");
+	}
+	return ST_OK;
+}
+
+int st_repl_persist(st_store *s, const struct st_repl_hs *hs, uint64_t truncate_from,
+		    const struct st_repl_entry *e, uint32_t n, struct st_err *err)
+{
+	struct persist p = {hs, truncate_from, e, n};
+	return own_write(s, "persisting the replicated log", persist_txn, &p, err);
+}
+
+void st_repl_fail(st_store *s, uint64_t from)
+{
+	pthread_mutex_lock(&s->write_lock);
+	if (from < s->repl.lost_from)
+		s->repl.lost_from = from;
+	pthread_cond_broadcast(&s->repl.cond);
+	pthread_mutex_unlock(&s->write_lock);
+}
+
+void st_repl_notify(st_store *s)
+{
+	pthread_mutex_lock(&s->write_lock);
+	pthread_cond_broadcast(&s->repl.cond);
+	pthread_mutex_unlock(&s->write_lock);
+}
+
+int st_table_version(st_store *s, const char *table, uint64_t *version, struct st_err *err)
+{
+	MDB_txn *txn = NULL;
+	struct table_head h = {0};
+	int mrc = store_read_begin(s, &txn), rc;
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "reading a table's version");
+	if ((rc = head_get_fixed(s, txn, table, &h, err)) == ST_OK)
+		*version = h.version;
+	head_fini(&h);
+	store_read_end(s, txn);
+	return rc;
+}
+
+uint64_t st_repl_applied(st_store *s)
+{
+	return __atomic_load_n(&s->last_lsn, __ATOMIC_ACQUIRE);
+}
+
+void st_repl_noop_hash(const uint8_t prev[ST_HASH_LEN], uint64_t lsn, uint8_t out[ST_HASH_LEN])
+{
+	uint8_t rec[LSN_REC_LEN] = {0};
+	crypto_generichash(rec + ST_HASH_LEN, ST_HASH_LEN, NULL, 0, NULL, 0);
+	store_chain_step(prev, lsn, rec, out);
+}
+
+void st_segment_path(st_store *s, uint64_t tid, uint64_t fid, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/tables/%016llx/%016llx.seg", s->dir, (unsigned long long)tid,
+		 (unsigned long long)fid);
+}
+
+/* ---- bodies ------------------------------------------------------------ */
+
+/* One op of a body. */
+struct op {
+	uint8_t op;
+	MDB_val k, v;
+};
+
+/* Check a body's header and CRC; *nops and the ops' start. */
+static int body_open(const uint8_t *b, size_t len, uint32_t *nops, struct st_cur *c,
+		     struct st_err *err)
+{
+	*nops = 0;
+	st_cur_init(c, b, 0);
+	if (len < BODY_HEAD + 4 || b[0] != BODY_FORMAT || b[1] > BODY_NOOP)
+		return st_seterr(err, ST_ECORRUPT, "a log entry's body is malformed (%zu bytes)", len);
+	if (st_get_le32(b + len - 4) != st_crc32c(0, b, len - 4))
+		return st_seterr(err, ST_ECORRUPT, "a log entry's body fails its CRC32C");
+	*nops = st_get_le32(b + 4);
+	st_cur_init(c, b + BODY_HEAD, len - BODY_HEAD - 4);
+	return ST_OK;
+}
+
+static bool body_next(struct st_cur *c, struct op *o)
+{
+	if (c->end - c->p < 7)
+		return false;
+	const uint8_t *p = c->p;
+	o->op = p[0];
+	o->k.mv_size = st_get_le16(p + 1);
+	o->v.mv_size = st_get_le32(p + 3);
+	c->p += 7;
+	if ((o->op != OP_PUT && o->op != OP_DEL) || o->k.mv_size == 0 ||
+	    (uint64_t)(c->end - c->p) < o->k.mv_size + (uint64_t)o->v.mv_size)
+		return false;
+	o->k.mv_data = (void *)c->p;
+	o->v.mv_data = (void *)(c->p + o->k.mv_size);
+	c->p += o->k.mv_size + o->v.mv_size;
+	return true;
+}
+
+static bool is_file_key(const MDB_val *k)
+{
+	const uint8_t *p = k->mv_data;
+	return k->mv_size == FILE_KEY_LEN && p[0] == KEY_TABLE && p[9] == REC_FILE;
+}
+
+int st_repl_body_files(const uint8_t *body, size_t len,
+		       int (*fn)(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint32_t crc),
+		       void *arg, struct st_err *err)
+{
+	struct st_cur c;
+	uint32_t nops;
+	int rc = body_open(body, len, &nops, &c, err);
+	struct op o;
+	for (uint32_t i = 0; rc == ST_OK && i < nops; i++) {
+		if (!body_next(&c, &o))
+			return st_seterr(err, ST_ECORRUPT, "a log entry's op %u is malformed", i);
+		/* A live file's record (removed = STORE_LIVE) that is not inline. */
+		if (o.op == OP_PUT && is_file_key(&o.k) &&
+		    get_be64((uint8_t *)o.k.mv_data + TABLE_PREFIX_LEN) == STORE_LIVE &&
+		    o.v.mv_size >= 52 && !(st_get_le32((uint8_t *)o.v.mv_data + 44) & 1u)) {
+			const uint8_t *v = o.v.mv_data;
+			if (fn(arg, key_tid(&o.k), file_key_fid(&o.k), st_get_le64(v + 24),
+			       st_get_le32(v + 40)))
+				break;
+		}
+	}
+	return rc;
+}
+
+/* ---- apply ------------------------------------------------------------- */
+
+struct applied {
+	uint64_t lsn;
+	uint8_t hash[ST_HASH_LEN];
+	uint64_t next_fid;
+};
+
+/* Apply one entry in txn after a->hash (the chain so far). */
+static int apply_entry(st_store *s, MDB_txn *txn, const struct st_repl_entry *e,
+		       const uint8_t *body, size_t len, struct applied *a, struct st_err *err)
+{
+	uint8_t want[ST_HASH_LEN];
+	int mrc;
+	if (body[1] == BODY_NOOP) {
+		uint8_t rec[LSN_REC_LEN] = {0}, key[LSN_KEY_LEN];
+		crypto_generichash(rec + ST_HASH_LEN, ST_HASH_LEN, NULL, 0, NULL, 0);
+		store_chain_step(a->hash, e->lsn, rec, rec);
+		if (memcmp(rec, e->hash, ST_HASH_LEN))
+			return st_seterr(err, ST_ECORRUPT,
+					 "LSN %llu (a no-op) does not chain to LSN %llu: this node's "
+					 "log diverges from the leader's",
+					 (unsigned long long)e->lsn, (unsigned long long)a->lsn);
+		lsn_key(key, e->lsn);
+		MDB_val k = {sizeof key, key}, v = {sizeof rec, rec};
+		if ((mrc = mdb_put(txn, s->dbi, &k, &v, MDB_APPEND)) != 0)
+			return store_lmdb_err(err, mrc, "applying a no-op entry");
+		memcpy(a->hash, rec, ST_HASH_LEN);
+		a->lsn = e->lsn;
+		return ST_OK;
+	}
+	struct st_cur c;
+	uint32_t nops;
+	int rc = body_open(body, len, &nops, &c, err);
+	const uint8_t *lsnrec = NULL;
+	uint8_t digest[ST_HASH_LEN] = {0};
+	bool have_digest = false;
+	struct op o;
+	uint8_t ck[COMMIT_KEY_LEN] = {0};
+	for (uint32_t i = 0; rc == ST_OK && i < nops; i++) {
+		if (!body_next(&c, &o))
+			return st_seterr(err, ST_ECORRUPT, "LSN %llu: op %u is malformed",
+					 (unsigned long long)e->lsn, i);
+		const uint8_t *kp = o.k.mv_data;
+		if (o.op == OP_DEL) {
+			mrc = mdb_del(txn, s->dbi, &o.k, NULL);
+			if (mrc == MDB_NOTFOUND)
+				mrc = 0;
+		} else {
+			if (o.k.mv_size == LSN_KEY_LEN && kp[0] == KEY_LSN) {
+				if (get_be64(kp + 1) != e->lsn || o.v.mv_size != LSN_REC_LEN || lsnrec)
+					return st_seterr(err, ST_ECORRUPT,
+							 "LSN %llu: its entry holds a wrong LSN record",
+							 (unsigned long long)e->lsn);
+				lsnrec = o.v.mv_data;
+			} else if (o.k.mv_size == COMMIT_KEY_LEN && kp[0] == KEY_TABLE &&
+				   kp[9] == REC_COMMIT) {
+				crypto_generichash(digest, ST_HASH_LEN, o.v.mv_data, o.v.mv_size, NULL,
+						   0);
+				memcpy(ck, kp, COMMIT_KEY_LEN);
+				have_digest = true;
+			} else if (o.k.mv_size == HEAD_KEY_LEN && kp[0] == KEY_TABLE &&
+				   kp[9] == REC_HEAD && o.v.mv_size >= STORE_HEAD_FIXED) {
+				uint64_t nf = st_get_le64((uint8_t *)o.v.mv_data + 24);
+				if (nf > a->next_fid)
+					a->next_fid = nf;
+				char dir[PATH_MAX];
+				snprintf(dir, sizeof dir, "%s/tables/%016llx", s->dir,
+					 (unsigned long long)key_tid(&o.k));
+				if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+					return st_seterr(err, errno, "cannot create '%s': %s", dir,
+							 strerror(errno));
+			}
+			mrc = mdb_put(txn, s->dbi, &o.k, &o.v, 0);
+		}
+		if (mrc != 0)
+			return store_lmdb_err(err, mrc, "applying a log entry");
+	}
+	if (rc != ST_OK)
+		return rc;
+	if (!lsnrec)
+		return st_seterr(err, ST_ECORRUPT, "LSN %llu: its entry has no LSN record",
+				 (unsigned long long)e->lsn);
+	store_chain_step(a->hash, e->lsn, lsnrec, want);
+	if (memcmp(want, lsnrec, ST_HASH_LEN) || memcmp(want, e->hash, ST_HASH_LEN))
+		return st_seterr(err, ST_ECORRUPT,
+				 "LSN %llu does not chain to LSN %llu: this node's log diverges from "
+				 "the leader's (or the entry was damaged)",
+				 (unsigned long long)e->lsn, (unsigned long long)a->lsn);
+	uint8_t want_ck[COMMIT_KEY_LEN];
+	commit_key(want_ck, st_get_le64(lsnrec + 64), st_get_le64(lsnrec + 72));
+	if (!have_digest || memcmp(ck, want_ck, COMMIT_KEY_LEN) ||
+	    memcmp(digest, lsnrec + ST_HASH_LEN, ST_HASH_LEN))
+		return st_seterr(err, ST_ECORRUPT,
+				 "LSN %llu: the commit in its entry does not match the digest of its "
+				 "LSN record", (unsigned long long)e->lsn);
+	memcpy(a->hash, want, ST_HASH_LEN);
+	a->lsn = e->lsn;
+	return ST_OK;
+}
+
+int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	int rc = ST_OK, mrc;
+	pthread_mutex_lock(&s->write_lock);
+	if (s->failed) {
+		rc = st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
+		goto out;
+	}
+	if (upto <= s->last_lsn)
+		goto out;
+	store_prealloc(s);
+	if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
+	    (mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0) {
+		rc = store_lmdb_err(err, mrc, "applying the replicated log");
+		goto out;
+	}
+	struct applied a = {.lsn = s->last_lsn, .next_fid = 0};
+	memcpy(a.hash, s->last_hash, ST_HASH_LEN);
+	uint64_t unit_start = 0; /* first LSN of an atomic unit not yet closed */
+	struct applied at_unit = a;
+	uint8_t key[RLOG_KEY_LEN];
+	rlog_key(key, a.lsn + 1);
+	MDB_val k = {sizeof key, key}, v;
+	uint64_t unit_epoch = 0;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct st_repl_entry e;
+		if (decode_rlog(&k, &v, &e) != ST_OK || e.lsn != a.lsn + 1) {
+			rc = st_seterr(err, ST_ECORRUPT, "log record %llu is damaged or out of place",
+				       (unsigned long long)get_be64((uint8_t *)k.mv_data + 1));
+			break;
+		}
+		const uint8_t *body = (const uint8_t *)v.mv_data + RLOG_HEAD;
+		size_t blen = v.mv_size - RLOG_HEAD;
+		if (unit_start && e.epoch != unit_epoch) {
+			/* A unit cut short by a failover (its leader never finished
+			 * proposing it): what committed of it stays applied. */
+			unit_start = 0;
+			at_unit = a;
+		}
+		if (e.lsn > upto)
+			break;
+		if ((rc = apply_entry(s, txn, &e, body, blen, &a, err)) != ST_OK)
+			break;
+		if (body[2] & BODY_MORE) {
+			if (!unit_start) {
+				unit_start = e.lsn;
+				unit_epoch = e.epoch;
+			}
+		} else {
+			unit_start = 0;
+			at_unit = a;
+		}
+	}
+	if (rc == ST_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = store_lmdb_err(err, mrc, "applying the replicated log");
+	if (rc == ST_OK && unit_start) {
+		/* The log ends inside an atomic unit: apply none of it yet. */
+		mdb_cursor_close(cur);
+		cur = NULL;
+		mdb_txn_abort(txn);
+		txn = NULL;
+		if (at_unit.lsn == s->last_lsn)
+			goto out;
+		/* Redo up to the unit's start. */
+		pthread_mutex_unlock(&s->write_lock);
+		return st_repl_apply(s, at_unit.lsn, err);
+	}
+	if (rc != ST_OK)
+		goto out;
+	if (a.lsn == s->last_lsn)
+		goto out;
+	struct st_repl_hs hs;
+	MDB_val hv;
+	if (meta_get(s, txn, "raft_hs", &hv) == 0 && hv.mv_size == 24) {
+		hs.epoch = st_get_le64(hv.mv_data);
+		hs.vote = st_get_le64((uint8_t *)hv.mv_data + 8);
+		hs.commit = st_get_le64((uint8_t *)hv.mv_data + 16);
+		if (hs.commit < a.lsn) {
+			hs.commit = a.lsn;
+			hs_put(s, txn, &hs);
+		}
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	/* Durability comes from the log records: the apply may be undone by a
+	 * crash (it is redone then), never torn (MDB_NOMETASYNC keeps ACI). */
+	if (!s->opts.nosync)
+		mdb_env_set_flags(s->env, MDB_NOMETASYNC, 1);
+	mrc = mdb_txn_commit(txn);
+	if (!s->opts.nosync)
+		mdb_env_set_flags(s->env, MDB_NOMETASYNC, 0);
+	txn = NULL;
+	if (mrc != 0) {
+		rc = mrc == MDB_MAP_FULL ? store_lmdb_err(err, mrc, "applying the replicated log")
+					 : store_fail(s, err, "applying the replicated log: LMDB "
+								"commit failed: %s",
+						      mdb_strerror(mrc));
+		goto out;
+	}
+	memcpy(s->last_hash, a.hash, ST_HASH_LEN);
+	__atomic_store_n(&s->last_lsn, a.lsn, __ATOMIC_RELEASE);
+	uint64_t nf = __atomic_load_n(&s->next_fid, __ATOMIC_RELAXED);
+	while (a.next_fid > nf &&
+	       !__atomic_compare_exchange_n(&s->next_fid, &nf, a.next_fid, false, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED))
+		;
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		mdb_txn_abort(txn);
+	pthread_cond_broadcast(&s->repl.cond);
+	pthread_mutex_unlock(&s->write_lock);
+	return rc;
+}
+
+/* ---- open -------------------------------------------------------------- */
+
+int store_repl_check_tail(st_store *s, MDB_txn *txn, uint64_t last, struct st_err *err)
+{
+	for (uint64_t lsn = s->last_lsn + 1; lsn <= last; lsn++) {
+		uint8_t key[LSN_KEY_LEN];
+		lsn_key(key, lsn);
+		MDB_val k = {sizeof key, key}, v;
+		int mrc = mdb_get(txn, s->dbi, &k, &v);
+		if (mrc != 0 || v.mv_size < LSN_REC_LEN ||
+		    st_get_le64((uint8_t *)v.mv_data + 64) != 0)
+			return st_seterr(err, ST_ECORRUPT,
+					 "store '%s': the commit log ends at LSN %llu but the tables' "
+					 "newest commit is LSN %llu, and LSN %llu is not a no-op: the "
+					 "log was changed; run stratad --verify %s",
+					 s->dir, (unsigned long long)last,
+					 (unsigned long long)s->last_lsn, (unsigned long long)lsn,
+					 s->dir);
+	}
+	s->last_lsn = last;
+	return ST_OK;
+}
