@@ -322,7 +322,8 @@ enum wire_cluster_node_key {
 	WIRE_CNODE_CONTACT_MS = 5,
 	WIRE_CNODE_COMMIT = 6,
 	WIRE_CNODE_APPLIED = 7,
-	WIRE_CNODE_NKEYS = 8,
+	WIRE_CNODE_BYTES_SENT = 8,
+	WIRE_CNODE_NKEYS = 9,
 };
 enum wire_cluster_transfer_key { WIRE_TRANSFER_Q_TO = 0 };
 

@@ -589,6 +589,8 @@ size_t sd_node_peers(struct sd_node *nd, struct sd_node_peer *out, size_t max)
 {
 	int64_t now = mono_us();
 	size_t n = 0;
+	struct link_stats ls;
+	link_stats(nd->l, &ls);
 	pthread_mutex_lock(&nd->plock);
 	for (size_t i = 0; i < nd->nids && n < max; i++, n++) {
 		out[n].id = nd->ids[i];
@@ -597,6 +599,7 @@ size_t sd_node_peers(struct sd_node *nd, struct sd_node_peer *out, size_t max)
 		out[n].contact_ms = i == 0 ? 0
 				    : nd->heard_pub[i] ? (now - nd->heard_pub[i]) / 1000
 						       : -1;
+		out[n].bytes_sent = i == 0 ? 0 : ls.bytes_sent[i - 1]; /* peers in config order */
 	}
 	pthread_mutex_unlock(&nd->plock);
 	return n;

@@ -47,6 +47,7 @@ struct sd_node_peer {
 	const char *client;     /* its client address (borrowed from the config) */
 	uint64_t match;         /* highest LSN known durable there (leader's view) */
 	int64_t contact_ms;     /* since the last message from it, -1 never */
+	uint64_t bytes_sent;    /* sent to it over the peer link (0 for self) */
 };
 
 /*

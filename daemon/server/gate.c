@@ -214,6 +214,7 @@ int sd_h_cluster_status(struct sd_ctx *c)
 					: p[i].contact_ms);
 		wire_key_u64(pk, WIRE_CNODE_COMMIT, self ? st.commit : 0);
 		wire_key_u64(pk, WIRE_CNODE_APPLIED, self ? st.applied : 0);
+		wire_key_u64(pk, WIRE_CNODE_BYTES_SENT, p[i].bytes_sent);
 	}
 	wire_key_str(pk, WIRE_CLUSTER_R_CLUSTER, hex);
 	return ST_OK;
