@@ -3,6 +3,7 @@
 #   make            build everything under build/
 #   make test       build and run every test suite (unit + fuzz corpus replay)
 #   make run        build and start stratad on configs/strata.yaml (data in ./data)
+#   make run-cluster   three nodes on loopback (configs/cluster/, data in ./data/node1-3)
 #   make bench      run the benchmarks (format, store, end-to-end against DuckDB)
 #   make asan       ASan+UBSan build in build/asan, then the whole test suite
 #   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang; FUZZ_TARGETS=dispatch for one)
@@ -102,7 +103,7 @@ PROGS := $(B)/stratad $(B)/strata $(B)/strata-inspect $(B)/bench-format $(B)/ben
 .SECONDARY:
 
 .PHONY: sim
-.PHONY: all install-lib test run bench bench-format bench-store bench-e2e asan tsan fuzz format lint-deps install uninstall clean
+.PHONY: all install-lib test run run-cluster bench bench-format bench-store bench-e2e asan tsan fuzz format lint-deps install uninstall clean
 INTEG_BIN   := $(B)/tests/wire_abuse
 all: $(STRATA_LIB) $(WIRE_LIB) $(SERVER_LIB) $(CLIENT_LIB) $(PROGS) $(B)/strata.pc $(UNIT_BIN) $(REPLAY_BIN) $(INTEG_BIN) $(REPL_LIB) $(SIM_BIN)
 
@@ -221,6 +222,13 @@ sim: $(B)/tests/sim
 
 run: all
 	$(B)/stratad -c configs/strata.yaml
+
+# Three nodes on loopback (configs/cluster/), in the foreground: Ctrl-C
+# reaches all three (one process group) and each stops cleanly.
+run-cluster: all
+	@mkdir -p data
+	@echo "starting nodes 1-3 (clients on tcp://127.0.0.1:7421-7423); Ctrl-C stops them all"
+	@for i in 1 2 3; do $(B)/stratad -c configs/cluster/node$$i.yaml & done; wait
 
 bench: bench-format bench-store bench-e2e
 bench-format: $(B)/bench-format

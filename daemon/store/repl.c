@@ -885,6 +885,56 @@ out:
 
 /* ---- open -------------------------------------------------------------- */
 
+struct fid_list {
+	uint64_t tid;
+	uint64_t **ids;
+	size_t *n, *cap;
+	bool oom;
+};
+
+static int add_fid(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint32_t crc)
+{
+	struct fid_list *l = arg;
+	(void)size, (void)crc;
+	if (tid != l->tid)
+		return 0;
+	if (*l->n == *l->cap) {
+		size_t cap = *l->cap ? 2 * *l->cap : 64;
+		uint64_t *g = realloc(*l->ids, cap * sizeof *g);
+		if (!g) {
+			l->oom = true;
+			return 1;
+		}
+		*l->ids = g;
+		*l->cap = cap;
+	}
+	(*l->ids)[(*l->n)++] = fid;
+	return 0;
+}
+
+bool store_repl_unapplied_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **ids,
+			       size_t *n, size_t *cap)
+{
+	uint64_t last = 0;
+	uint8_t hash[ST_HASH_LEN], key[RLOG_KEY_LEN];
+	MDB_cursor *cur;
+	if (store_chain_last(s, txn, &last, hash, NULL) != ST_OK ||
+	    mdb_cursor_open(txn, s->dbi, &cur) != 0)
+		return false;
+	struct fid_list l = {tid, ids, n, cap, false};
+	rlog_key(key, last + 1);
+	MDB_val k = {sizeof key, key}, v;
+	int mrc;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k) && !l.oom;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct st_repl_entry e;
+		if (decode_rlog(&k, &v, &e) == ST_OK && e.len)
+			st_repl_body_files(e.body, e.len, add_fid, &l, NULL);
+	}
+	mdb_cursor_close(cur);
+	return !l.oom && (mrc == 0 || mrc == MDB_NOTFOUND);
+}
+
 int store_repl_check_tail(st_store *s, MDB_txn *txn, uint64_t last, struct st_err *err)
 {
 	for (uint64_t lsn = s->last_lsn + 1; lsn <= last; lsn++) {

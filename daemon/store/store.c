@@ -162,6 +162,10 @@ static bool recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **ou
 		ids[(*n)++] = file_key_fid(&k);
 	}
 	mdb_cursor_close(cur);
+	/* Cluster mode: files of log entries not applied yet (fetched, or
+	 * written by a leader whose proposal is still open). */
+	if (ok && !store_repl_unapplied_fids(s, txn, tid, &ids, n, &cap))
+		ok = false;
 	if (*n)
 		qsort(ids, *n, sizeof *ids, cmp_u64);
 	*out = ids;

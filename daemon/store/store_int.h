@@ -152,6 +152,11 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 /* Cluster mode's store_write_begin: wait (write lock held) until the log
  * holds nothing unapplied. */
 int store_repl_wait_quiet(st_store *s, const char *what, struct st_err *err);
+/* Append to (*ids, *n, *cap), unsorted, the file ids of table tid that log entries
+ * above the commit log's last LSN add. False when out of memory or the
+ * log is unreadable. */
+bool store_repl_unapplied_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **ids,
+			       size_t *n, size_t *cap);
 /* Open: LSN records above the newest head must be no-op entries. */
 int store_repl_check_tail(st_store *s, MDB_txn *txn, uint64_t last, struct st_err *err);
 /* The calling thread's durability level (st_repl_set_durability). */
