@@ -22,7 +22,11 @@
  *   4. applies rd.committed (in LSN order; they are durable after step 2);
  *   5. calls raft_advance().
  * No message of a Ready may leave the node before steps 1 and 2 are durable:
- * a vote or an acknowledgement is a promise about what is on disk. Between
+ * a vote or an acknowledgement is a promise about what is on disk. One
+ * exception is safe and allowed: while the node is leader and the Ready
+ * changes neither epoch nor vote, its messages (APPENDs, heartbeats) may be
+ * sent before its own entries are durable (Raft thesis §10.2.1) — the core
+ * counts the leader for a quorum from its durable log only (raft_advance). Between
  * raft_ready() and raft_advance() the caller makes no other call on the core
  * (the Ready's pointers borrow the core's memory until raft_advance()).
  *

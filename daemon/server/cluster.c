@@ -327,6 +327,14 @@ static void take_proposals(struct sd_node *nd)
 	}
 }
 
+static void send_all(struct sd_node *nd, const struct raft_ready *rd)
+{
+	for (size_t i = 0; i < rd->n_msgs; i++) {
+		size_t sent = 0;
+		link_send(nd->l, &rd->msgs[i], entry_bytes, nd, &sent);
+	}
+}
+
 /* Drain the core's Readies. Returns ST_OK, or an error that stops the node. */
 static int drain(struct sd_node *nd, struct st_err *err)
 {
@@ -343,6 +351,15 @@ static int drain(struct sd_node *nd, struct st_err *err)
 		}
 		bool hs_sync = rd.hs_changed &&
 			       (rd.hs.epoch != nd->saved.epoch || rd.hs.vote != nd->saved.vote);
+		/* A leader's APPENDs and heartbeats may leave before its own
+		 * entries are durable (Raft thesis §10.2.1): it counts itself
+		 * for a quorum from its durable log only (the core's `stable`),
+		 * and promises nothing else. Votes wait for the hard state. */
+		struct raft_status st;
+		raft_status(nd->r, &st);
+		bool early = st.role == RAFT_LEADER && !hs_sync;
+		if (early)
+			send_all(nd, &rd);
 		if (hs_sync || rd.truncate_from || rd.n_entries) {
 			struct st_repl_entry *e = rd.n_entries ? calloc(rd.n_entries, sizeof *e) : NULL;
 			if (rd.n_entries && !e)
@@ -361,10 +378,8 @@ static int drain(struct sd_node *nd, struct st_err *err)
 				return rc;
 		}
 		nd->saved = rd.hs;
-		for (size_t i = 0; i < rd.n_msgs; i++) {
-			size_t sent = 0;
-			link_send(nd->l, &rd.msgs[i], entry_bytes, nd, &sent);
-		}
+		if (!early)
+			send_all(nd, &rd);
 		if (rd.n_committed &&
 		    (rc = st_repl_apply(nd->s, rd.committed[rd.n_committed - 1].lsn, err)) != ST_OK)
 			return rc;
