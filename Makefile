@@ -150,6 +150,8 @@ $(B)/tests/sim-bug-commit: $(SIM_OBJ) $(REPL_SRC:%.c=$(B)/bug-commit/%.o) $(STRA
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
 $(B)/tests/test_raft: $(B)/tests/unit/test_raft.o $(REPL_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(REPL_LIB) $(STRATA_LIBS)
+$(B)/tests/test_link: $(B)/tests/unit/test_link.o $(REPL_LIB) $(WIRE_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(REPL_LIB) $(WIRE_LIBS) $(STRATA_LIBS)
 
 $(B)/stratad: $(B)/daemon/server/stratad_main.o $(SERVER_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SERVER_LIBS)
