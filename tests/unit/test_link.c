@@ -435,6 +435,87 @@ static void t_truncated_and_garbage(void)
 	link_decoded_fini(&d);
 }
 
+/* A real three-node core (raft.h) whose every message goes through
+ * link_encode and link_decode: the codec accepts all the core produces, and
+ * the cluster elects a leader and commits through it. */
+#define RC_QMAX 512
+static void t_core_through_codec(void)
+{
+	struct raft *r[4] = {0};
+	const uint64_t voters[] = {1, 2, 3};
+	struct st_buf q[RC_QMAX];
+	uint64_t qto[RC_QMAX];
+	size_t nq = 0, encoded = 0, refused = 0;
+	uint64_t committed[4] = {0};
+	struct link_decoded d;
+	struct st_err err;
+	memset(q, 0, sizeof q);
+	link_decoded_init(&d);
+	for (uint64_t id = 1; id <= 3; id++) {
+		struct raft_config cfg = {.self = id, .voters = voters, .n_voters = 3,
+		                          .election_ticks = 10, .heartbeat_ticks = 1, .seed = id * 77};
+		REQUIRE(raft_new(&cfg, &r[id], &err) == ST_OK);
+	}
+	uint64_t leader = 0;
+	int proposed = 0;
+	for (int step = 0; step < 400; step++) {
+		for (uint64_t id = 1; id <= 3; id++) {
+			struct raft_ready rd;
+			if (step % 2 == 0)
+				raft_tick(r[id]);
+			while (raft_ready(r[id], &rd)) {
+				for (size_t i = 0; i < rd.n_msgs && nq < RC_QMAX; i++) {
+					size_t n = 0;
+					int rc = link_encode(CLUSTER, &rd.msgs[i], NULL, NULL, 1u << 20, &q[nq],
+					                     &n, &err);
+					CHECK(rc == ST_OK && n == rd.msgs[i].n_entries);
+					if (rc == ST_OK) {
+						qto[nq++] = rd.msgs[i].to;
+						encoded++;
+					}
+				}
+				committed[id] += rd.n_committed;
+				raft_advance(r[id]);
+			}
+		}
+		for (size_t i = 0; i < nq; i++) {
+			struct raft_msg m;
+			if (link_decode(q[i].data, q[i].len, CLUSTER, qto[i], &m, &d, &err) != ST_OK) {
+				fprintf(stderr, "  refused: %s\n", err.msg);
+				refused++;
+				continue;
+			}
+			raft_step(r[qto[i]], &m);
+		}
+		nq = 0;
+		for (uint64_t id = 1; id <= 3; id++) {
+			struct raft_status st;
+			raft_status(r[id], &st);
+			if (st.role == RAFT_LEADER)
+				leader = id;
+		}
+		if (leader && proposed < 20) {
+			uint8_t h[RAFT_HASH_LEN];
+			char data[32];
+			int len = snprintf(data, sizeof data, "commit %d", proposed);
+			memset(h, proposed + 1, sizeof h);
+			if (raft_propose(r[leader], data, (size_t)len, h, NULL) == ST_OK)
+				proposed++;
+		}
+	}
+	CHECK(leader != 0);
+	CHECK(proposed == 20);
+	CHECK(encoded > 50);
+	CHECK(refused == 0);
+	for (uint64_t id = 1; id <= 3; id++) {
+		CHECK(committed[id] >= 21); /* the leader's no-op and the 20 proposals */
+		raft_free(r[id]);
+	}
+	for (size_t i = 0; i < RC_QMAX; i++)
+		st_buf_free(&q[i]);
+	link_decoded_fini(&d);
+}
+
 /* ---- links on loopback --------------------------------------------------- */
 
 static void t_three_nodes(void)
@@ -609,7 +690,7 @@ struct seg_server {
 	const uint8_t *data;  /* the one file, table 4 file 9 */
 	size_t len;           /* its size */
 	uint32_t crc;         /* its CRC32C */
-	volatile int stop;    /* set by the test */
+	int stop;             /* set by the test (atomic builtins) */
 };
 
 static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void *buf,
@@ -631,7 +712,7 @@ static void *serve(void *arg)
 {
 	struct seg_server *s = arg;
 	struct raft_msg m;
-	while (!s->stop)
+	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE))
 		link_recv(s->l, 50, &m);
 	return NULL;
 }
@@ -715,7 +796,7 @@ static void t_segment_fetch(void)
 	CHECK(after.segments_served - before.segments_served == 2); /* 1.5 MiB + 12345 left */
 
 	/* a peer that does not answer: ST_EUNAVAIL within the timeout */
-	s.stop = 1;
+	__atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(th, NULL);
 	char dest3[256];
 	snprintf(dest3, sizeof dest3, "%s/9c.seg", dir);
@@ -732,6 +813,7 @@ static const struct test_case tests[] = {
     {"crc_cluster_to", t_crc_cluster_to},
     {"crafted_invalid", t_crafted_invalid},
     {"truncated_and_garbage", t_truncated_and_garbage},
+    {"core_through_codec", t_core_through_codec},
     {"three_nodes", t_three_nodes},
     {"drops_counted", t_drops_counted},
     {"wake", t_wake},
