@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/pair.h>
 #include <nanomsg/reqrep.h>
@@ -85,8 +86,23 @@ enum link_data_key {
 };
 
 #define CRC_PAIR_LEN 6 /* 0x07, 0xce, 4 bytes */
-#define WAKE_TIMEOUT_MS 1000
+#define LINK_QMAX 64 /* messages queued per peer while its pipe is busy */
 #define REPLY_TIMEOUT_MS 2000
+
+/*
+ * Messages to one peer that nanomsg could not take at once. nanomsg's TCP
+ * pipe holds one message in flight, so a burst (Raft pipelines APPENDs)
+ * would lose all but the first: they wait here, at most LINK_QMAX messages
+ * and max_message bytes, and go out as the pipe frees (link_send flushes
+ * first; link_recv polls NN_POLLOUT for peers with a queue). Beyond that a
+ * message is dropped.
+ */
+struct link_queue {
+	struct st_buf msg[LINK_QMAX]; /* ring of encoded messages (owned) */
+	size_t head;                  /* oldest */
+	size_t n;                     /* queued */
+	size_t bytes;                 /* their total size */
+};
 
 struct link {
 	struct link_config c;           /* the config, copied */
@@ -107,6 +123,8 @@ struct link {
 	uint64_t n_dropped_recv;
 	uint64_t n_served;
 	uint64_t bytes_sent[LINK_MAX_PEERS];
+	pthread_mutex_t qmu;                 /* guards q */
+	struct link_queue q[LINK_MAX_PEERS]; /* per config.peers index */
 };
 
 static void count(uint64_t *c, uint64_t n)
@@ -712,6 +730,7 @@ int link_open(const struct link_config *c, struct link **out, struct st_err *err
 	for (size_t i = 0; i < LINK_MAX_PEERS; i++)
 		l->pair[i] = -1;
 	link_decoded_init(&l->dec);
+	pthread_mutex_init(&l->qmu, NULL);
 	if (!l->c.max_message)
 		l->c.max_message = LINK_DEFAULT_MAX_MESSAGE;
 	if (!l->c.fetch_timeout_ms)
@@ -776,6 +795,7 @@ int link_open(const struct link_config *c, struct link **out, struct st_err *err
 		}
 		set_common(l->pair[i], l->c.max_message);
 		set_int(l->pair[i], NN_SOL_SOCKET, NN_SNDTIMEO, 100);
+		set_int(l->pair[i], NN_SOL_SOCKET, NN_SNDBUF, 128 << 20);
 		if ((bind ? nn_bind(l->pair[i], addr) : nn_connect(l->pair[i], addr)) < 0) {
 			rc = nn_err(err, bind ? "cannot listen for the peer link on"
 			                      : "cannot connect the peer link to", addr);
@@ -804,9 +824,30 @@ void link_close(struct link *l)
 		nn_close(l->wake_rx);
 	if (l->held)
 		nn_freemsg(l->held);
+	for (size_t i = 0; i < LINK_MAX_PEERS; i++)
+		for (size_t k = 0; k < LINK_QMAX; k++)
+			st_buf_free(&l->q[i].msg[k]);
+	pthread_mutex_destroy(&l->qmu);
 	link_decoded_fini(&l->dec);
 	free(l->seg_buf);
 	free(l);
+}
+
+/* Hand queued messages of peer i to nanomsg while it takes them; qmu held. */
+static void flush_locked(struct link *l, size_t i)
+{
+	struct link_queue *q = &l->q[i];
+	while (q->n > 0) {
+		struct st_buf *b = &q->msg[q->head];
+		if (nn_send(l->pair[i], b->data, b->len, NN_DONTWAIT) < 0)
+			break;
+		count(&l->n_sent, 1);
+		count(&l->bytes_sent[i], b->len);
+		q->bytes -= b->len;
+		b->len = 0; /* keeps its memory for the next message */
+		q->head = (q->head + 1) % LINK_QMAX;
+		q->n--;
+	}
 }
 
 int link_send(struct link *l, const struct raft_msg *m, link_entry_fn fn, void *ctx,
@@ -816,6 +857,7 @@ int link_send(struct link *l, const struct raft_msg *m, link_entry_fn fn, void *
 	struct st_buf b = {0};
 	struct st_err e;
 	size_t n = 0;
+	bool kick = false;
 	int i = peer_index(l, m->to);
 	if (i < 0 || m->from != l->c.self) {
 		rc = ST_EINVAL; /* a bug of the caller: nothing to tell a user */
@@ -823,12 +865,26 @@ int link_send(struct link *l, const struct raft_msg *m, link_entry_fn fn, void *
 	}
 	if ((rc = link_encode(l->c.cluster, m, fn, ctx, l->c.max_message, &b, &n, &e)) != ST_OK)
 		goto out;
-	if (nn_send(l->pair[i], b.data, b.len, NN_DONTWAIT) < 0) {
-		count(&l->n_dropped_send, 1);
-	} else {
+	pthread_mutex_lock(&l->qmu);
+	struct link_queue *q = &l->q[i];
+	flush_locked(l, (size_t)i);
+	if (q->n == 0 && nn_send(l->pair[i], b.data, b.len, NN_DONTWAIT) >= 0) {
 		count(&l->n_sent, 1);
 		count(&l->bytes_sent[i], b.len);
+	} else if (q->n < LINK_QMAX && q->bytes + b.len <= l->c.max_message) {
+		struct st_buf *slot = &q->msg[(q->head + q->n) % LINK_QMAX];
+		st_buf_free(slot);
+		*slot = b; /* the queue's from here on */
+		b = (struct st_buf){0};
+		q->bytes += slot->len;
+		q->n++;
+		kick = true;
+	} else {
+		count(&l->n_dropped_send, 1);
 	}
+	pthread_mutex_unlock(&l->qmu);
+	if (kick) /* a link_recv blocked elsewhere starts polling this peer for POLLOUT */
+		(void)nn_send(l->wake_tx, "k", 1, NN_DONTWAIT);
 out:
 	st_buf_free(&b);
 	if (n_sent)
@@ -1147,17 +1203,23 @@ static int64_t now_ms(void)
 int link_recv(struct link *l, int timeout_ms, struct raft_msg *m)
 {
 	struct nn_pollfd fds[2 + LINK_MAX_PEERS];
-	int nfds = 0;
+	int nfds = 2 + (int)l->c.n_peers;
 	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
 	if (l->held) {
 		nn_freemsg(l->held);
 		l->held = NULL;
 	}
-	fds[nfds++] = (struct nn_pollfd){.fd = l->wake_rx, .events = NN_POLLIN};
-	fds[nfds++] = (struct nn_pollfd){.fd = l->rep, .events = NN_POLLIN};
-	for (size_t i = 0; i < l->c.n_peers; i++)
-		fds[nfds++] = (struct nn_pollfd){.fd = l->pair[i], .events = NN_POLLIN};
+	fds[0] = (struct nn_pollfd){.fd = l->wake_rx, .events = NN_POLLIN};
+	fds[1] = (struct nn_pollfd){.fd = l->rep, .events = NN_POLLIN};
 	for (;;) {
+		pthread_mutex_lock(&l->qmu);
+		for (size_t i = 0; i < l->c.n_peers; i++) {
+			flush_locked(l, i);
+			fds[2 + i] = (struct nn_pollfd){
+			    .fd = l->pair[i],
+			    .events = (short)(NN_POLLIN | (l->q[i].n ? NN_POLLOUT : 0))};
+		}
+		pthread_mutex_unlock(&l->qmu);
 		int wait = timeout_ms < 0 ? -1 : 0;
 		if (timeout_ms > 0) {
 			int64_t left = deadline - now_ms();
@@ -1171,10 +1233,16 @@ int link_recv(struct link *l, int timeout_ms, struct raft_msg *m)
 		if (n == 0)
 			return 0;
 		if (fds[0].revents & NN_POLLIN) {
+			/* "w" from link_wake returns; "k" from link_send only re-polls */
 			void *w = NULL;
-			while (nn_recv(l->wake_rx, &w, NN_MSG, NN_DONTWAIT) >= 0)
+			bool woken = false;
+			int len;
+			while ((len = nn_recv(l->wake_rx, &w, NN_MSG, NN_DONTWAIT)) >= 0) {
+				woken |= len > 0 && *(const char *)w == 'w';
 				nn_freemsg(w);
-			return 0;
+			}
+			if (woken)
+				return 0;
 		}
 		if (fds[1].revents & NN_POLLIN)
 			serve_one(l);

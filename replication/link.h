@@ -116,9 +116,12 @@ void link_close(struct link *l);
 /*
  * Send m (to m->to, a peer) without blocking. Entries go as a prefix that
  * keeps the message within max_message: *n_sent (may be NULL) is how many of
- * m->n_entries went (at least one when there are any). A message that
- * nanomsg cannot queue now (no connection yet, queue full) is dropped and
- * counted: Raft retries. Returns ST_OK (sent or dropped), ST_EINVAL (m->to
+ * m->n_entries went (at least one when there are any). nanomsg's TCP pipe
+ * holds one message in flight, so what it cannot take at once waits in the
+ * link's queue for that peer (at most 64 messages and max_message bytes;
+ * flushed in order by later link_send calls and inside link_recv's poll);
+ * when that is full too the message is dropped and counted: Raft retries.
+ * Returns ST_OK (sent, queued or dropped), ST_EINVAL (m->to
  * not a peer, m->from not self), ST_ETOOBIG (the first entry alone exceeds
  * max_message), ST_ENOMEM, or the entry function's error.
  */
@@ -132,7 +135,9 @@ int link_send(struct link *l, const struct raft_msg *m, link_entry_fn fn, void *
  * that arrive meanwhile are answered (link_serve_segments). Messages that
  * fail the CRC, are of another version or cluster, are not for self, come
  * from an unknown id or on another peer's socket, or are malformed are
- * dropped and counted, never returned. Returns 1 with a message, 0 on
+ * dropped and counted, never returned. The poll also flushes the send
+ * queues (link_send). A segment reply may block it up to 2 s (a slow
+ * fetcher). Returns 1 with a message, 0 on
  * timeout or link_wake, or a negative error (ST_ENOMEM, a nanomsg errno as
  * negative: -EBADF... only on a bug or after close).
  */
