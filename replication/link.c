@@ -1063,7 +1063,9 @@ int link_fetch_segment(struct link *l, uint64_t peer, uint64_t table, uint64_t f
 		rc = nn_err(err, "cannot open a segment socket for", l->c.peers[i].address);
 		goto out;
 	}
-	set_common(s, l->c.max_message);
+	/* a reply is a chunk and its envelope, whatever max_message says */
+	set_common(s, l->c.max_message > LINK_SEG_CHUNK + 4096 ? l->c.max_message
+	                                                         : LINK_SEG_CHUNK + 4096);
 	set_int(s, NN_SOL_SOCKET, NN_RCVTIMEO, l->c.fetch_timeout_ms);
 	set_int(s, NN_SOL_SOCKET, NN_SNDTIMEO, l->c.fetch_timeout_ms);
 	set_int(s, NN_SOL_SOCKET, NN_LINGER, 0);
