@@ -20,7 +20,7 @@
 #include "format/crc32c.h"
 #include "format/wire.h"
 
-static const uint8_t CLUSTER[LINK_CLUSTER_LEN] = {1, 2, 3, 4, 5, 6, 7, 8,
+static const uint8_t CLUSTER[LINK_CLUSTER_LEN] = {1, 2,  3,  4,  5,  6,  7,  8,
                                                   9, 10, 11, 12, 13, 14, 15, 16};
 static const uint8_t OTHER[LINK_CLUSTER_LEN] = {9};
 
@@ -62,8 +62,15 @@ static struct raft_msg make_append(void)
 	ents[1].len = sizeof PAYLOAD;
 	ents[2].len = 130; /* data NULL: store_entry */
 	struct raft_msg m = {
-	    .type = RAFT_MSG_APPEND, .epoch = 7, .from = 1, .to = 2, .prev_lsn = 10,
-	    .prev_epoch = 5, .entries = ents, .n_entries = 3, .commit = 9,
+	    .type = RAFT_MSG_APPEND,
+	    .epoch = 7,
+	    .from = 1,
+	    .to = 2,
+	    .prev_lsn = 10,
+	    .prev_epoch = 5,
+	    .entries = ents,
+	    .n_entries = 3,
+	    .commit = 9,
 	};
 	memset(m.prev_hash, 0x5c, RAFT_HASH_LEN);
 	return m;
@@ -72,8 +79,9 @@ static struct raft_msg make_append(void)
 static bool same_append(const struct raft_msg *a, const struct raft_msg *b)
 {
 	if (a->type != b->type || a->epoch != b->epoch || a->from != b->from || a->to != b->to ||
-	    a->prev_lsn != b->prev_lsn || a->prev_epoch != b->prev_epoch || a->commit != b->commit ||
-	    memcmp(a->prev_hash, b->prev_hash, RAFT_HASH_LEN) || a->n_entries != b->n_entries)
+	    a->prev_lsn != b->prev_lsn || a->prev_epoch != b->prev_epoch ||
+	    a->commit != b->commit || memcmp(a->prev_hash, b->prev_hash, RAFT_HASH_LEN) ||
+	    a->n_entries != b->n_entries)
 		return false;
 	for (size_t i = 0; i < a->n_entries; i++) {
 		const struct raft_entry *x = &a->entries[i], *y = &b->entries[i];
@@ -113,8 +121,15 @@ static int pk_write(void *data, const char *p, size_t n)
  * packed by body(pk) (which opens its own map), then a valid CRC pair.
  * With hash_len != 32 the body gets an APPEND with that prev-hash length.
  */
-enum craft { CRAFT_TYPE42, CRAFT_NO_BODY_KEY, CRAFT_SHORT_HASH, CRAFT_GAP, CRAFT_BODY_ARRAY,
-             CRAFT_STR_FROM, CRAFT_VERSION2 };
+enum craft {
+	CRAFT_TYPE42,
+	CRAFT_NO_BODY_KEY,
+	CRAFT_SHORT_HASH,
+	CRAFT_GAP,
+	CRAFT_BODY_ARRAY,
+	CRAFT_STR_FROM,
+	CRAFT_VERSION2
+};
 static void craft(struct st_buf *b, enum craft what)
 {
 	msgpack_packer pk;
@@ -205,8 +220,8 @@ static int deliver(struct link *from, struct link *to, const struct raft_msg *m,
 		if (rc != ST_OK)
 			return rc;
 		while ((rc = link_recv(to, 100, got)) == 1)
-			if (got->type == m->type && got->epoch == m->epoch && got->from == m->from &&
-			    got->n_entries == m->n_entries)
+			if (got->type == m->type && got->epoch == m->epoch &&
+			    got->from == m->from && got->n_entries == m->n_entries)
 				return 1;
 		if (rc < 0)
 			return rc;
@@ -253,7 +268,8 @@ static void t_roundtrip_every_type(void)
 			CHECK(same_append(&m, &got));
 			CHECK(got.entries[0].data == NULL && got.entries[0].len == 0);
 		} else {
-			CHECK(got.type == m.type && got.epoch == m.epoch && got.from == 1 && got.to == 2);
+			CHECK(got.type == m.type && got.epoch == m.epoch && got.from == 1 &&
+			      got.to == 2);
 			CHECK(got.success == m.success && got.match_lsn == m.match_lsn &&
 			      got.hint_lsn == m.hint_lsn && got.hint_epoch == m.hint_epoch);
 			CHECK(got.last_lsn == m.last_lsn && got.last_epoch == m.last_epoch &&
@@ -293,8 +309,12 @@ static void t_prefix_within_max(void)
 		big[i].data = data;
 		big[i].len = sizeof data;
 	}
-	struct raft_msg m = {.type = RAFT_MSG_APPEND, .epoch = 1, .from = 1, .to = 2,
-	                     .entries = big, .n_entries = 10};
+	struct raft_msg m = {.type = RAFT_MSG_APPEND,
+	                     .epoch = 1,
+	                     .from = 1,
+	                     .to = 2,
+	                     .entries = big,
+	                     .n_entries = 10};
 	size_t n = 0;
 	CHECK(link_encode(CLUSTER, &m, NULL, NULL, 3500, &b, &n, &err) == ST_OK);
 	CHECK(n == 3);
@@ -346,7 +366,11 @@ static void t_crafted_invalid(void)
 	struct st_err err;
 	struct raft_msg got;
 	link_decoded_init(&d);
-	static const struct { enum craft what; int rc; const char *msg; } cases[] = {
+	static const struct {
+		enum craft what;
+		int rc;
+		const char *msg;
+	} cases[] = {
 	    {CRAFT_TYPE42, ST_EPROTO, "type 42"},
 	    {CRAFT_NO_BODY_KEY, ST_EPROTO, "commit LSN"},
 	    {CRAFT_SHORT_HASH, ST_EPROTO, "31 bytes"},
@@ -457,8 +481,12 @@ static void t_core_through_codec(void)
 	memset(q, 0, sizeof q);
 	link_decoded_init(&d);
 	for (uint64_t id = 1; id <= 3; id++) {
-		struct raft_config cfg = {.self = id, .voters = voters, .n_voters = 3,
-		                          .election_ticks = 10, .heartbeat_ticks = 1, .seed = id * 77};
+		struct raft_config cfg = {.self = id,
+		                          .voters = voters,
+		                          .n_voters = 3,
+		                          .election_ticks = 10,
+		                          .heartbeat_ticks = 1,
+		                          .seed = id * 77};
 		REQUIRE(raft_new(&cfg, &r[id], &err) == ST_OK);
 	}
 	uint64_t leader = 0;
@@ -471,8 +499,8 @@ static void t_core_through_codec(void)
 			while (raft_ready(r[id], &rd)) {
 				for (size_t i = 0; i < rd.n_msgs && nq < RC_QMAX; i++) {
 					size_t n = 0;
-					int rc = link_encode(CLUSTER, &rd.msgs[i], NULL, NULL, 1u << 20, &q[nq],
-					                     &n, &err);
+					int rc = link_encode(CLUSTER, &rd.msgs[i], NULL, NULL,
+					                     1u << 20, &q[nq], &n, &err);
 					CHECK(rc == ST_OK && n == rd.msgs[i].n_entries);
 					if (rc == ST_OK) {
 						qto[nq++] = rd.msgs[i].to;
@@ -485,7 +513,8 @@ static void t_core_through_codec(void)
 		}
 		for (size_t i = 0; i < nq; i++) {
 			struct raft_msg m;
-			if (link_decode(q[i].data, q[i].len, CLUSTER, qto[i], &m, &d, &err) != ST_OK) {
+			if (link_decode(q[i].data, q[i].len, CLUSTER, qto[i], &m, &d, &err) !=
+			    ST_OK) {
 				fprintf(stderr, "  refused: %s\n", err.msg);
 				refused++;
 				continue;
@@ -546,8 +575,12 @@ static void t_three_nodes(void)
 	/* every other direction: 2 -> 1 (connector to binder), 3 -> 1, 1 -> 3, 2 -> 3, 3 -> 2 */
 	static const int dirs[][2] = {{2, 1}, {3, 1}, {1, 3}, {2, 3}, {3, 2}};
 	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-		struct raft_msg v = {.type = RAFT_MSG_VOTE, .epoch = 4 + i, .from = (uint64_t)dirs[i][0],
-		                     .to = (uint64_t)dirs[i][1], .last_lsn = 8, .last_epoch = 3,
+		struct raft_msg v = {.type = RAFT_MSG_VOTE,
+		                     .epoch = 4 + i,
+		                     .from = (uint64_t)dirs[i][0],
+		                     .to = (uint64_t)dirs[i][1],
+		                     .last_lsn = 8,
+		                     .last_epoch = 3,
 		                     .force = true};
 		CHECK(deliver(l[dirs[i][0]], l[dirs[i][1]], &v, &got) == 1);
 		CHECK(got.type == RAFT_MSG_VOTE && got.from == v.from && got.to == v.to &&
@@ -628,8 +661,8 @@ static void t_drops_counted(void)
 	REQUIRE(nn_bind(raw, "tcp://127.0.0.1:7688") >= 0); /* P_1 + 2 */
 	struct st_buf b = {0};
 	struct st_err err;
-	struct raft_msg got, m = {.type = RAFT_MSG_HEARTBEAT, .epoch = 2, .from = 1, .to = 2,
-	                          .commit = 5};
+	struct raft_msg got,
+	    m = {.type = RAFT_MSG_HEARTBEAT, .epoch = 2, .from = 1, .to = 2, .commit = 5};
 	/* wait for the connection: a valid heartbeat gets through */
 	REQUIRE(link_encode(CLUSTER, &m, NULL, NULL, 1u << 20, &b, NULL, &err) == ST_OK);
 	int64_t end = mono_ms() + 5000;
@@ -726,16 +759,15 @@ static void t_wake(void)
 /* ---- segments ------------------------------------------------------------ */
 
 struct seg_server {
-	struct link *l;       /* the serving link */
-	const uint8_t *data;  /* the one file, table 4 file 9 */
-	size_t len;           /* its size */
-	uint32_t crc;         /* its CRC32C */
-	int stop;             /* set by the test (atomic builtins) */
+	struct link *l;      /* the serving link */
+	const uint8_t *data; /* the one file, table 4 file 9 */
+	size_t len;          /* its size */
+	uint32_t crc;        /* its CRC32C */
+	int stop;            /* set by the test (atomic builtins) */
 };
 
-static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void *buf,
-                    size_t len, size_t *got, uint64_t *file_size, uint32_t *file_crc,
-                    struct st_err *err)
+static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void *buf, size_t len,
+                    size_t *got, uint64_t *file_size, uint32_t *file_crc, struct st_err *err)
 {
 	struct seg_server *s = ctx;
 	if (table != 4 || file != 9)
