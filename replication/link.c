@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/pair.h>
 #include <nanomsg/reqrep.h>
@@ -69,7 +70,12 @@ enum link_heartbeat_key { LINK_HB_COMMIT = 0 };
 /* §5.3 entry keys. */
 enum link_entry_key { LINK_ENT_LSN = 0, LINK_ENT_EPOCH = 1, LINK_ENT_HASH = 2, LINK_ENT_DATA = 3 };
 /* §6 segment bodies. */
-enum link_fetch_key { LINK_FETCH_TABLE = 0, LINK_FETCH_FILE = 1, LINK_FETCH_OFF = 2, LINK_FETCH_LEN = 3 };
+enum link_fetch_key {
+	LINK_FETCH_TABLE = 0,
+	LINK_FETCH_FILE = 1,
+	LINK_FETCH_OFF = 2,
+	LINK_FETCH_LEN = 3
+};
 enum link_data_key {
 	LINK_DATA_BYTES = 0,
 	LINK_DATA_SIZE = 1,
@@ -78,29 +84,46 @@ enum link_data_key {
 	LINK_DATA_MSG = 4,
 };
 
-#define CRC_PAIR_LEN 6 /* 0x07, 0xce, 4 bytes */
-#define WAKE_TIMEOUT_MS 1000
+#define CRC_PAIR_LEN     6  /* 0x07, 0xce, 4 bytes */
+#define LINK_QMAX        64 /* messages queued per peer while its pipe is busy */
 #define REPLY_TIMEOUT_MS 2000
 
+/*
+ * Messages to one peer that nanomsg could not take at once. nanomsg's TCP
+ * pipe holds one message in flight, so a burst (Raft pipelines APPENDs)
+ * would lose all but the first: they wait here, at most LINK_QMAX messages
+ * and max_message bytes, and go out as the pipe frees (link_send flushes
+ * first; link_recv polls NN_POLLOUT for peers with a queue). Beyond that a
+ * message is dropped.
+ */
+struct link_queue {
+	struct st_buf msg[LINK_QMAX]; /* ring of encoded messages (owned) */
+	size_t head;                  /* oldest */
+	size_t n;                     /* queued */
+	size_t bytes;                 /* their total size */
+};
+
 struct link {
-	struct link_config c;           /* the config, copied */
-	char host[LINK_ADDR_MAX];       /* self_address's HOST */
-	unsigned port;                  /* self_address's PORT */
-	int pair[LINK_MAX_PEERS];       /* PAIR socket per config.peers index */
-	int rep;                        /* REP socket on self_address */
-	int wake_rx;                    /* inproc PAIR polled by link_recv */
-	int wake_tx;                    /* inproc PAIR link_wake sends on */
-	link_seg_read_fn seg_fn;        /* serves SEGMENT_FETCH, or NULL */
-	void *seg_ctx;                  /* passed to seg_fn */
-	uint8_t *seg_buf;               /* LINK_SEG_CHUNK bytes for serving */
-	void *held;                     /* nn buffer of the last returned message */
-	struct link_decoded dec;        /* its decoded form */
-	uint64_t n_sent;                /* counters (atomic builtins) */
-	uint64_t n_received;
-	uint64_t n_dropped_send;
-	uint64_t n_dropped_recv;
-	uint64_t n_served;
-	uint64_t bytes_sent[LINK_MAX_PEERS];
+	struct link_config c;                /* the config, copied */
+	char host[LINK_ADDR_MAX];            /* self_address's HOST */
+	unsigned port;                       /* self_address's PORT */
+	int pair[LINK_MAX_PEERS];            /* PAIR socket per config.peers index */
+	int rep;                             /* REP socket on self_address */
+	int wake_rx;                         /* inproc PAIR polled by link_recv */
+	int wake_tx;                         /* inproc PAIR link_wake sends on */
+	link_seg_read_fn seg_fn;             /* serves SEGMENT_FETCH, or NULL */
+	void *seg_ctx;                       /* passed to seg_fn */
+	uint8_t *seg_buf;                    /* LINK_SEG_CHUNK bytes for serving */
+	void *held;                          /* nn buffer of the last returned message */
+	struct link_decoded dec;             /* its decoded form */
+	uint64_t n_sent;                     /* counters, atomic builtins: link_stats */
+	uint64_t n_received;                 /* returned by link_recv */
+	uint64_t n_dropped_send;             /* queue full */
+	uint64_t n_dropped_recv;             /* failed a check */
+	uint64_t n_served;                   /* SEGMENT_FETCH answered */
+	uint64_t bytes_sent[LINK_MAX_PEERS]; /* per config.peers index */
+	pthread_mutex_t qmu;                 /* guards q */
+	struct link_queue q[LINK_MAX_PEERS]; /* per config.peers index */
 };
 
 static void count(uint64_t *c, uint64_t n)
@@ -171,7 +194,8 @@ static int pack_entry(struct st_buf *b, const struct raft_entry *e, link_entry_f
 	size_t len = e->len;
 	if (!data && len > 0) {
 		if (!fn) {
-			rc = st_seterr(err, ST_EINVAL, "entry %llu has no bytes and no entry function",
+			rc = st_seterr(err, ST_EINVAL,
+			               "entry %llu has no bytes and no entry function",
 			               (unsigned long long)e->lsn);
 			goto out;
 		}
@@ -199,9 +223,8 @@ out:
 	return rc;
 }
 
-int link_encode(const uint8_t cluster[LINK_CLUSTER_LEN], const struct raft_msg *m,
-                link_entry_fn fn, void *ctx, size_t max, struct st_buf *out, size_t *n_sent,
-                struct st_err *err)
+int link_encode(const uint8_t cluster[LINK_CLUSTER_LEN], const struct raft_msg *m, link_entry_fn fn,
+                void *ctx, size_t max, struct st_buf *out, size_t *n_sent, struct st_err *err)
 {
 	int rc = ST_OK;
 	size_t n = 0;
@@ -224,10 +247,12 @@ int link_encode(const uint8_t cluster[LINK_CLUSTER_LEN], const struct raft_msg *
 		wire_key_bin(&pk, LINK_APPEND_PREV_HASH, m->prev_hash, RAFT_HASH_LEN);
 		wire_key_u64(&pk, LINK_APPEND_COMMIT, m->commit);
 		msgpack_pack_uint32(&pk, LINK_APPEND_ENTRIES); /* the array comes last */
-		size_t overhead = out->len + CRC_PAIR_LEN; /* + the array header */
+		size_t overhead = out->len + CRC_PAIR_LEN;     /* + the array header */
 		if (overhead + array_hdr_len(0) > max) {
-			rc = st_seterr(err, ST_ETOOBIG, "an APPEND without entries is %zu bytes, above "
-			               "the %zu-byte message limit", overhead + array_hdr_len(0), max);
+			rc = st_seterr(err, ST_ETOOBIG,
+			               "an APPEND without entries is %zu bytes, above "
+			               "the %zu-byte message limit",
+			               overhead + array_hdr_len(0), max);
 			goto out;
 		}
 		for (size_t i = 0; i < m->n_entries; i++) {
@@ -241,7 +266,8 @@ int link_encode(const uint8_t cluster[LINK_CLUSTER_LEN], const struct raft_msg *
 			}
 			if (overhead + array_hdr_len(i + 1) + ents.len > max) {
 				if (i == 0) {
-					rc = st_seterr(err, ST_ETOOBIG, "entry %llu alone makes a %zu-byte "
+					rc = st_seterr(err, ST_ETOOBIG,
+					               "entry %llu alone makes a %zu-byte "
 					               "APPEND, above the %zu-byte message limit "
 					               "(max_message_size)",
 					               (unsigned long long)m->entries[i].lsn,
@@ -330,26 +356,77 @@ static bool walk(const uint8_t *p, size_t len, size_t *end)
 			skip = b & 0x1f;
 		else {
 			switch (b) {
-			case 0xc4: case 0xd9: lenb = 1; break;
-			case 0xc5: case 0xda: lenb = 2; break;
-			case 0xc6: case 0xdb: lenb = 4; break;
-			case 0xc7: lenb = 1; skip = 1; break;
-			case 0xc8: lenb = 2; skip = 1; break;
-			case 0xc9: lenb = 4; skip = 1; break;
-			case 0xca: skip = 4; break;
-			case 0xcb: skip = 8; break;
-			case 0xcc: case 0xd0: skip = 1; break;
-			case 0xcd: case 0xd1: skip = 2; break;
-			case 0xce: case 0xd2: skip = 4; break;
-			case 0xcf: case 0xd3: skip = 8; break;
-			case 0xd4: skip = 2; break;
-			case 0xd5: skip = 3; break;
-			case 0xd6: skip = 5; break;
-			case 0xd7: skip = 9; break;
-			case 0xd8: skip = 17; break;
-			case 0xdc: case 0xde: lenb = 2; break;
-			case 0xdd: case 0xdf: lenb = 4; break;
-			default: return false;
+			case 0xc4:
+			case 0xd9:
+				lenb = 1;
+				break;
+			case 0xc5:
+			case 0xda:
+				lenb = 2;
+				break;
+			case 0xc6:
+			case 0xdb:
+				lenb = 4;
+				break;
+			case 0xc7:
+				lenb = 1;
+				skip = 1;
+				break;
+			case 0xc8:
+				lenb = 2;
+				skip = 1;
+				break;
+			case 0xc9:
+				lenb = 4;
+				skip = 1;
+				break;
+			case 0xca:
+				skip = 4;
+				break;
+			case 0xcb:
+				skip = 8;
+				break;
+			case 0xcc:
+			case 0xd0:
+				skip = 1;
+				break;
+			case 0xcd:
+			case 0xd1:
+				skip = 2;
+				break;
+			case 0xce:
+			case 0xd2:
+				skip = 4;
+				break;
+			case 0xcf:
+			case 0xd3:
+				skip = 8;
+				break;
+			case 0xd4:
+				skip = 2;
+				break;
+			case 0xd5:
+				skip = 3;
+				break;
+			case 0xd6:
+				skip = 5;
+				break;
+			case 0xd7:
+				skip = 9;
+				break;
+			case 0xd8:
+				skip = 17;
+				break;
+			case 0xdc:
+			case 0xde:
+				lenb = 2;
+				break;
+			case 0xdd:
+			case 0xdf:
+				lenb = 4;
+				break;
+			default:
+				return false;
 			}
 		}
 		if (lenb) {
@@ -388,9 +465,10 @@ void link_decoded_fini(struct link_decoded *d)
 
 static const char *type_name(uint64_t t)
 {
-	static const char *const names[] = {
-	    "?", "APPEND", "APPEND_RESP", "PREVOTE", "PREVOTE_RESP", "VOTE", "VOTE_RESP",
-	    "HEARTBEAT", "HEARTBEAT_RESP", "TIMEOUT_NOW", "SEGMENT_FETCH", "SEGMENT_DATA"};
+	static const char *const names[] = {"?",           "APPEND",        "APPEND_RESP",
+	                                    "PREVOTE",     "PREVOTE_RESP",  "VOTE",
+	                                    "VOTE_RESP",   "HEARTBEAT",     "HEARTBEAT_RESP",
+	                                    "TIMEOUT_NOW", "SEGMENT_FETCH", "SEGMENT_DATA"};
 	return t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
@@ -420,12 +498,13 @@ static int get_bin(const msgpack_object *map, const char *in, uint32_t key, cons
 	const msgpack_object *o = wire_get(map, key);
 	if (!o) {
 		if (required)
-			return st_seterr(err, ST_EPROTO, "key %u (%s) of %s is missing", key, name, in);
+			return st_seterr(err, ST_EPROTO, "key %u (%s) of %s is missing", key, name,
+			                 in);
 		return 0;
 	}
 	if (o->type != MSGPACK_OBJECT_BIN)
-		return st_seterr(err, ST_EPROTO, "key %u (%s) of %s is a %s, expected bin", key, name,
-		                 in, wire_obj_type_name(o));
+		return st_seterr(err, ST_EPROTO, "key %u (%s) of %s is a %s, expected bin", key,
+		                 name, in, wire_obj_type_name(o));
 	if (want && o->via.bin.size != want)
 		return st_seterr(err, ST_EPROTO, "key %u (%s) of %s is %u bytes, expected %zu", key,
 		                 name, in, o->via.bin.size, want);
@@ -436,10 +515,10 @@ static int get_bin(const msgpack_object *map, const char *in, uint32_t key, cons
 
 /* The envelope of a decoded message. */
 struct env {
-	uint64_t from;               /* key 2 */
-	uint64_t epoch;              /* key 4 */
-	uint64_t type;               /* key 5 */
-	const msgpack_object *body;  /* key 6, a map */
+	uint64_t from;              /* key 2 */
+	uint64_t epoch;             /* key 4 */
+	uint64_t type;              /* key 5 */
+	const msgpack_object *body; /* key 6, a map */
 };
 
 /*
@@ -447,8 +526,7 @@ struct env {
  * cluster, to == self, a known type. The body is left to the caller.
  */
 static int parse_envelope(const uint8_t *p, size_t len, const uint8_t cluster[LINK_CLUSTER_LEN],
-                          uint64_t self, struct link_decoded *d, struct env *e,
-                          struct st_err *err)
+                          uint64_t self, struct link_decoded *d, struct env *e, struct st_err *err)
 {
 	size_t off = 0, end = 0;
 	uint64_t version = 0, to = 0;
@@ -457,15 +535,20 @@ static int parse_envelope(const uint8_t *p, size_t len, const uint8_t cluster[LI
 	int rc;
 	if (len < 1 + CRC_PAIR_LEN || p[0] < 0x81 || p[0] > 0x8f || p[len - 6] != LINK_ENV_CRC ||
 	    p[len - 5] != 0xce)
-		return st_seterr(err, ST_ECORRUPT, "message of %zu bytes does not end in its CRC "
-		                 "(key 7, uint32)", len);
+		return st_seterr(err, ST_ECORRUPT,
+		                 "message of %zu bytes does not end in its CRC "
+		                 "(key 7, uint32)",
+		                 len);
 	uint32_t want = (uint32_t)st_get_be(p + len - 4, 4);
 	uint32_t got = message_crc(p, len - CRC_PAIR_LEN);
 	if (want != got)
-		return st_seterr(err, ST_ECORRUPT, "message of %zu bytes fails its CRC32C "
-		                 "(carried %08x, computed %08x)", len, want, got);
+		return st_seterr(err, ST_ECORRUPT,
+		                 "message of %zu bytes fails its CRC32C "
+		                 "(carried %08x, computed %08x)",
+		                 len, want, got);
 	if (!walk(p, len, &end) || end != len)
-		return st_seterr(err, ST_EPROTO, "message of %zu bytes is not one msgpack value", len);
+		return st_seterr(err, ST_EPROTO, "message of %zu bytes is not one msgpack value",
+		                 len);
 	msgpack_unpacked_destroy(&d->up);
 	msgpack_unpacked_init(&d->up);
 	if (msgpack_unpack_next(&d->up, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
@@ -477,8 +560,10 @@ static int parse_envelope(const uint8_t *p, size_t len, const uint8_t cluster[LI
 	if ((rc = need_u64(root, "the envelope", LINK_ENV_VERSION, "version", &version, err)))
 		return rc;
 	if (version != LINK_VERSION)
-		return st_seterr(err, ST_EVERSION, "replication protocol version %llu, this node "
-		                 "speaks %d", (unsigned long long)version, LINK_VERSION);
+		return st_seterr(err, ST_EVERSION,
+		                 "replication protocol version %llu, this node "
+		                 "speaks %d",
+		                 (unsigned long long)version, LINK_VERSION);
 	rc = get_bin(root, "the envelope", LINK_ENV_CLUSTER, "cluster", LINK_CLUSTER_LEN, true, &cl,
 	             &cl_len, err);
 	if (rc < 0)
@@ -526,30 +611,34 @@ static int decode_entries(const msgpack_object *arr, struct raft_msg *m, struct 
 		size_t hl = 0;
 		memset(e, 0, sizeof *e);
 		if (o->type != MSGPACK_OBJECT_MAP)
-			return st_seterr(err, ST_EPROTO, "entry %u of APPEND is a %s, expected a map", i,
+			return st_seterr(err, ST_EPROTO,
+			                 "entry %u of APPEND is a %s, expected a map", i,
 			                 wire_obj_type_name(o));
 		if ((rc = need_u64(o, "an entry", LINK_ENT_LSN, "LSN", &e->lsn, err)) ||
 		    (rc = need_u64(o, "an entry", LINK_ENT_EPOCH, "epoch", &e->epoch, err)))
 			return rc;
-		rc = get_bin(o, "an entry", LINK_ENT_HASH, "chain hash", RAFT_HASH_LEN, true, &h, &hl,
-		             err);
+		rc = get_bin(o, "an entry", LINK_ENT_HASH, "chain hash", RAFT_HASH_LEN, true, &h,
+		             &hl, err);
 		if (rc < 0)
 			return rc;
 		memcpy(e->hash, h, RAFT_HASH_LEN);
-		rc = get_bin(o, "an entry", LINK_ENT_DATA, "data", 0, false, &e->data, &e->len, err);
+		rc =
+		    get_bin(o, "an entry", LINK_ENT_DATA, "data", 0, false, &e->data, &e->len, err);
 		if (rc < 0)
 			return rc;
 		if (e->len == 0)
 			e->data = NULL; /* an empty bin is a no-op, as an absent one */
 		if (e->lsn != m->prev_lsn + 1 + i)
-			return st_seterr(err, ST_EPROTO, "entry %u of APPEND has LSN %llu, expected %llu",
-			                 i, (unsigned long long)e->lsn,
-			                 (unsigned long long)(m->prev_lsn + 1 + i));
+			return st_seterr(
+			    err, ST_EPROTO, "entry %u of APPEND has LSN %llu, expected %llu", i,
+			    (unsigned long long)e->lsn, (unsigned long long)(m->prev_lsn + 1 + i));
 		if (e->epoch < prev_epoch || e->epoch > m->epoch || e->epoch == 0)
-			return st_seterr(err, ST_EPROTO, "entry %llu of APPEND has epoch %llu, out of "
+			return st_seterr(err, ST_EPROTO,
+			                 "entry %llu of APPEND has epoch %llu, out of "
 			                 "order (previous %llu, message %llu)",
 			                 (unsigned long long)e->lsn, (unsigned long long)e->epoch,
-			                 (unsigned long long)prev_epoch, (unsigned long long)m->epoch);
+			                 (unsigned long long)prev_epoch,
+			                 (unsigned long long)m->epoch);
 		prev_epoch = e->epoch;
 	}
 	m->entries = n ? d->entries : NULL;
@@ -557,8 +646,8 @@ static int decode_entries(const msgpack_object *arr, struct raft_msg *m, struct 
 	return ST_OK;
 }
 
-int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_LEN],
-                uint64_t self, struct raft_msg *m, struct link_decoded *d, struct st_err *err)
+int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_LEN], uint64_t self,
+                struct raft_msg *m, struct link_decoded *d, struct st_err *err)
 {
 	struct env e = {0};
 	int rc;
@@ -580,11 +669,12 @@ int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_
 		size_t hl = 0;
 		const msgpack_object *arr = NULL;
 		if ((rc = need_u64(b, in, LINK_APPEND_PREV_LSN, "prev LSN", &m->prev_lsn, err)) ||
-		    (rc = need_u64(b, in, LINK_APPEND_PREV_EPOCH, "prev epoch", &m->prev_epoch, err)) ||
+		    (rc = need_u64(b, in, LINK_APPEND_PREV_EPOCH, "prev epoch", &m->prev_epoch,
+		                   err)) ||
 		    (rc = need_u64(b, in, LINK_APPEND_COMMIT, "commit LSN", &m->commit, err)))
 			return rc;
-		rc = get_bin(b, in, LINK_APPEND_PREV_HASH, "prev hash", RAFT_HASH_LEN, true, &h, &hl,
-		             err);
+		rc = get_bin(b, in, LINK_APPEND_PREV_HASH, "prev hash", RAFT_HASH_LEN, true, &h,
+		             &hl, err);
 		if (rc < 0)
 			return rc;
 		memcpy(m->prev_hash, h, RAFT_HASH_LEN);
@@ -594,9 +684,12 @@ int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_
 		if (rc < 0)
 			return rc;
 		if (m->prev_epoch > m->epoch || (m->prev_lsn == 0 && m->prev_epoch != 0))
-			return st_seterr(err, ST_EPROTO, "APPEND's prev epoch %llu at LSN %llu is not "
-			                 "possible in epoch %llu", (unsigned long long)m->prev_epoch,
-			                 (unsigned long long)m->prev_lsn, (unsigned long long)m->epoch);
+			return st_seterr(err, ST_EPROTO,
+			                 "APPEND's prev epoch %llu at LSN %llu is not "
+			                 "possible in epoch %llu",
+			                 (unsigned long long)m->prev_epoch,
+			                 (unsigned long long)m->prev_lsn,
+			                 (unsigned long long)m->epoch);
 		if (m->prev_lsn > UINT64_MAX - arr->via.array.size)
 			return st_seterr(err, ST_EPROTO, "APPEND's LSNs overflow");
 		if ((rc = decode_entries(arr, m, d, err)) != ST_OK)
@@ -607,11 +700,14 @@ int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_
 		if ((rc = need_bool(b, in, LINK_ARESP_SUCCESS, "success", &m->success, err)) ||
 		    (rc = need_u64(b, in, LINK_ARESP_MATCH, "match LSN", &m->match_lsn, err)) ||
 		    (rc = need_u64(b, in, LINK_ARESP_HINT_LSN, "hint LSN", &m->hint_lsn, err)) ||
-		    (rc = need_u64(b, in, LINK_ARESP_HINT_EPOCH, "hint epoch", &m->hint_epoch, err)))
+		    (rc =
+		         need_u64(b, in, LINK_ARESP_HINT_EPOCH, "hint epoch", &m->hint_epoch, err)))
 			return rc;
 		if (m->hint_epoch > m->epoch)
-			return st_seterr(err, ST_EPROTO, "APPEND_RESP's hint epoch %llu is above its "
-			                 "epoch %llu", (unsigned long long)m->hint_epoch,
+			return st_seterr(err, ST_EPROTO,
+			                 "APPEND_RESP's hint epoch %llu is above its "
+			                 "epoch %llu",
+			                 (unsigned long long)m->hint_epoch,
 			                 (unsigned long long)m->epoch);
 		break;
 	case RAFT_MSG_PREVOTE:
@@ -623,9 +719,12 @@ int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_
 		    (rc = wire_field_bool(b, in, LINK_VOTE_FORCE, "force", &m->force, err)) < 0)
 			return rc;
 		if (m->last_epoch > m->epoch || (m->last_lsn == 0 && m->last_epoch != 0))
-			return st_seterr(err, ST_EPROTO, "%s's last epoch %llu at LSN %llu is not "
-			                 "possible in epoch %llu", in, (unsigned long long)m->last_epoch,
-			                 (unsigned long long)m->last_lsn, (unsigned long long)m->epoch);
+			return st_seterr(err, ST_EPROTO,
+			                 "%s's last epoch %llu at LSN %llu is not "
+			                 "possible in epoch %llu",
+			                 in, (unsigned long long)m->last_epoch,
+			                 (unsigned long long)m->last_lsn,
+			                 (unsigned long long)m->epoch);
 		break;
 	case RAFT_MSG_PREVOTE_RESP:
 	case RAFT_MSG_VOTE_RESP:
@@ -646,8 +745,7 @@ int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_
 /* ---- sockets ------------------------------------------------------------- */
 
 /* Split tcp://HOST:PORT; the port must leave room for P .. P + 16. */
-static int parse_addr(const char *a, char *host, size_t hostlen, unsigned *port,
-                      struct st_err *err)
+static int parse_addr(const char *a, char *host, size_t hostlen, unsigned *port, struct st_err *err)
 {
 	const char *colon;
 	char *end;
@@ -657,9 +755,10 @@ static int parse_addr(const char *a, char *host, size_t hostlen, unsigned *port,
 	errno = 0;
 	unsigned long p = strtoul(colon + 1, &end, 10);
 	if (errno || *end || end == colon + 1 || p == 0 || p > 65535 - LINK_MAX_ID)
-		return st_seterr(err, ST_EINVAL, "peer address \"%s\": the port must be 1..%d (the "
-		                 "node also uses the next %d ports)", a, 65535 - LINK_MAX_ID,
-		                 LINK_MAX_ID);
+		return st_seterr(err, ST_EINVAL,
+		                 "peer address \"%s\": the port must be 1..%d (the "
+		                 "node also uses the next %d ports)",
+		                 a, 65535 - LINK_MAX_ID, LINK_MAX_ID);
 	memcpy(host, a + 6, (size_t)(colon - (a + 6)));
 	host[colon - (a + 6)] = '\0';
 	*port = (unsigned)p;
@@ -706,6 +805,7 @@ int link_open(const struct link_config *c, struct link **out, struct st_err *err
 	for (size_t i = 0; i < LINK_MAX_PEERS; i++)
 		l->pair[i] = -1;
 	link_decoded_init(&l->dec);
+	pthread_mutex_init(&l->qmu, NULL);
 	if (!l->c.max_message)
 		l->c.max_message = LINK_DEFAULT_MAX_MESSAGE;
 	if (!l->c.fetch_timeout_ms)
@@ -722,9 +822,11 @@ int link_open(const struct link_config *c, struct link **out, struct st_err *err
 		uint64_t id = c->peers[i].id;
 		l->c.peers[i].address[LINK_ADDR_MAX - 1] = '\0';
 		if (id == 0 || id > LINK_MAX_ID || id == c->self || peer_index(l, id) != (int)i) {
-			rc = st_seterr(err, ST_EINVAL, "peer %zu has id %llu: ids are 1..%d, distinct "
-			               "and not this node's (%llu)", i, (unsigned long long)id,
-			               LINK_MAX_ID, (unsigned long long)c->self);
+			rc = st_seterr(err, ST_EINVAL,
+			               "peer %zu has id %llu: ids are 1..%d, distinct "
+			               "and not this node's (%llu)",
+			               i, (unsigned long long)id, LINK_MAX_ID,
+			               (unsigned long long)c->self);
 			goto out;
 		}
 	}
@@ -761,18 +863,23 @@ int link_open(const struct link_config *c, struct link **out, struct st_err *err
 		if ((rc = parse_addr(p->address, phost, sizeof phost, &pport, err)))
 			goto out;
 		if (bind)
-			snprintf(addr, sizeof addr, "tcp://%s:%u", l->host, l->port + (unsigned)p->id);
+			snprintf(addr, sizeof addr, "tcp://%s:%u", l->host,
+			         l->port + (unsigned)p->id);
 		else
-			snprintf(addr, sizeof addr, "tcp://%s:%u", phost, pport + (unsigned)c->self);
+			snprintf(addr, sizeof addr, "tcp://%s:%u", phost,
+			         pport + (unsigned)c->self);
 		if ((l->pair[i] = nn_socket(AF_SP, NN_PAIR)) < 0) {
 			rc = nn_err(err, "cannot open the peer socket for", addr);
 			goto out;
 		}
 		set_common(l->pair[i], l->c.max_message);
 		set_int(l->pair[i], NN_SOL_SOCKET, NN_SNDTIMEO, 100);
+		set_int(l->pair[i], NN_SOL_SOCKET, NN_SNDBUF, 128 << 20);
 		if ((bind ? nn_bind(l->pair[i], addr) : nn_connect(l->pair[i], addr)) < 0) {
-			rc = nn_err(err, bind ? "cannot listen for the peer link on"
-			                      : "cannot connect the peer link to", addr);
+			rc = nn_err(err,
+			            bind ? "cannot listen for the peer link on"
+			                 : "cannot connect the peer link to",
+			            addr);
 			goto out;
 		}
 	}
@@ -798,18 +905,39 @@ void link_close(struct link *l)
 		nn_close(l->wake_rx);
 	if (l->held)
 		nn_freemsg(l->held);
+	for (size_t i = 0; i < LINK_MAX_PEERS; i++)
+		for (size_t k = 0; k < LINK_QMAX; k++)
+			st_buf_free(&l->q[i].msg[k]);
+	pthread_mutex_destroy(&l->qmu);
 	link_decoded_fini(&l->dec);
 	free(l->seg_buf);
 	free(l);
 }
 
-int link_send(struct link *l, const struct raft_msg *m, link_entry_fn fn, void *ctx,
-              size_t *n_sent)
+/* Hand queued messages of peer i to nanomsg while it takes them; qmu held. */
+static void flush_locked(struct link *l, size_t i)
+{
+	struct link_queue *q = &l->q[i];
+	while (q->n > 0) {
+		struct st_buf *b = &q->msg[q->head];
+		if (nn_send(l->pair[i], b->data, b->len, NN_DONTWAIT) < 0)
+			break;
+		count(&l->n_sent, 1);
+		count(&l->bytes_sent[i], b->len);
+		q->bytes -= b->len;
+		b->len = 0; /* keeps its memory for the next message */
+		q->head = (q->head + 1) % LINK_QMAX;
+		q->n--;
+	}
+}
+
+int link_send(struct link *l, const struct raft_msg *m, link_entry_fn fn, void *ctx, size_t *n_sent)
 {
 	int rc = ST_OK;
 	struct st_buf b = {0};
 	struct st_err e;
 	size_t n = 0;
+	bool kick = false;
 	int i = peer_index(l, m->to);
 	if (i < 0 || m->from != l->c.self) {
 		rc = ST_EINVAL; /* a bug of the caller: nothing to tell a user */
@@ -817,12 +945,26 @@ int link_send(struct link *l, const struct raft_msg *m, link_entry_fn fn, void *
 	}
 	if ((rc = link_encode(l->c.cluster, m, fn, ctx, l->c.max_message, &b, &n, &e)) != ST_OK)
 		goto out;
-	if (nn_send(l->pair[i], b.data, b.len, NN_DONTWAIT) < 0) {
-		count(&l->n_dropped_send, 1);
-	} else {
+	pthread_mutex_lock(&l->qmu);
+	struct link_queue *q = &l->q[i];
+	flush_locked(l, (size_t)i);
+	if (q->n == 0 && nn_send(l->pair[i], b.data, b.len, NN_DONTWAIT) >= 0) {
 		count(&l->n_sent, 1);
 		count(&l->bytes_sent[i], b.len);
+	} else if (q->n < LINK_QMAX && q->bytes + b.len <= l->c.max_message) {
+		struct st_buf *slot = &q->msg[(q->head + q->n) % LINK_QMAX];
+		st_buf_free(slot);
+		*slot = b; /* the queue's from here on */
+		b = (struct st_buf){0};
+		q->bytes += slot->len;
+		q->n++;
+		kick = true;
+	} else {
+		count(&l->n_dropped_send, 1);
 	}
+	pthread_mutex_unlock(&l->qmu);
+	if (kick) /* a link_recv blocked elsewhere starts polling this peer for POLLOUT */
+		(void)nn_send(l->wake_tx, "k", 1, NN_DONTWAIT);
 out:
 	st_buf_free(&b);
 	if (n_sent)
@@ -930,8 +1072,9 @@ static int fsync_dir_of(const char *path, struct st_err *err)
 	int fd = open(dir, O_RDONLY | O_DIRECTORY);
 	if (fd < 0)
 		return st_seterr(err, errno, "cannot open directory %s: %s", dir, strerror(errno));
-	int rc = fsync(fd) == 0 ? ST_OK : st_seterr(err, errno, "cannot fsync directory %s: %s",
-	                                            dir, strerror(errno));
+	int rc = fsync(fd) == 0
+	             ? ST_OK
+	             : st_seterr(err, errno, "cannot fsync directory %s: %s", dir, strerror(errno));
 	close(fd);
 	return rc;
 }
@@ -946,8 +1089,9 @@ static int crc_of_prefix(int fd, uint8_t *buf, uint64_t len, uint32_t *crc, cons
 		size_t want = len - off < LINK_SEG_CHUNK ? (size_t)(len - off) : LINK_SEG_CHUNK;
 		ssize_t n = pread(fd, buf, want, (off_t)off);
 		if (n <= 0)
-			return st_seterr(err, n < 0 ? errno : EIO, "cannot read %s at %llu: %s", path,
-			                 (unsigned long long)off, n < 0 ? strerror(errno) : "short file");
+			return st_seterr(err, n < 0 ? errno : EIO, "cannot read %s at %llu: %s",
+			                 path, (unsigned long long)off,
+			                 n < 0 ? strerror(errno) : "short file");
 		*crc = st_crc32c(*crc, buf, (size_t)n);
 		off += (uint64_t)n;
 	}
@@ -1001,7 +1145,9 @@ int link_fetch_segment(struct link *l, uint64_t peer, uint64_t table, uint64_t f
 		rc = nn_err(err, "cannot open a segment socket for", l->c.peers[i].address);
 		goto out;
 	}
-	set_common(s, l->c.max_message);
+	/* a reply is a chunk and its envelope, whatever max_message says */
+	set_common(s, l->c.max_message > LINK_SEG_CHUNK + 4096 ? l->c.max_message
+	                                                       : LINK_SEG_CHUNK + 4096);
 	set_int(s, NN_SOL_SOCKET, NN_RCVTIMEO, l->c.fetch_timeout_ms);
 	set_int(s, NN_SOL_SOCKET, NN_SNDTIMEO, l->c.fetch_timeout_ms);
 	set_int(s, NN_SOL_SOCKET, NN_LINGER, 0);
@@ -1032,9 +1178,11 @@ int link_fetch_segment(struct link *l, uint64_t peer, uint64_t table, uint64_t f
 			goto out;
 		}
 		int n;
-		if (nn_send(s, req.data, req.len, 0) < 0 || (n = nn_recv(s, &reply, NN_MSG, 0)) < 0) {
+		if (nn_send(s, req.data, req.len, 0) < 0 ||
+		    (n = nn_recv(s, &reply, NN_MSG, 0)) < 0) {
 			keep_tmp = true;
-			rc = st_seterr(err, ST_EUNAVAIL, "segment %llu/%llu: no reply from node %llu "
+			rc = st_seterr(err, ST_EUNAVAIL,
+			               "segment %llu/%llu: no reply from node %llu "
 			               "(%s) within %d ms at offset %llu: %s",
 			               (unsigned long long)table, (unsigned long long)file,
 			               (unsigned long long)peer, l->c.peers[i].address,
@@ -1048,37 +1196,43 @@ int link_fetch_segment(struct link *l, uint64_t peer, uint64_t table, uint64_t f
 			               (unsigned long long)e.type, (unsigned long long)e.from);
 		if (rc != ST_OK)
 			goto bad_reply;
-		if ((rc = wire_field_i64(e.body, "SEGMENT_DATA", LINK_DATA_CODE, "code", &code, &pe)) < 0)
+		if ((rc = wire_field_i64(e.body, "SEGMENT_DATA", LINK_DATA_CODE, "code", &code,
+		                         &pe)) < 0)
 			goto bad_reply;
 		if (rc == 1) {
 			const char *msg = "";
 			uint32_t mlen = 0;
-			(void)wire_field_str(e.body, "SEGMENT_DATA", LINK_DATA_MSG, "msg", &msg, &mlen,
-			                     NULL);
+			(void)wire_field_str(e.body, "SEGMENT_DATA", LINK_DATA_MSG, "msg", &msg,
+			                     &mlen, NULL);
 			rc = st_seterr(err, code == ST_OK ? ST_EPROTO : (int)code,
 			               "node %llu cannot send segment %llu/%llu: %.*s",
 			               (unsigned long long)peer, (unsigned long long)table,
 			               (unsigned long long)file, (int)mlen, msg);
 			goto out;
 		}
-		if ((rc = get_bin(e.body, "SEGMENT_DATA", LINK_DATA_BYTES, "bytes", 0, false, &bytes,
-		                  &nbytes, &pe)) < 0 ||
-		    (rc = need_u64(e.body, "SEGMENT_DATA", LINK_DATA_SIZE, "file size", &psize, &pe)) ||
+		if ((rc = get_bin(e.body, "SEGMENT_DATA", LINK_DATA_BYTES, "bytes", 0, false,
+		                  &bytes, &nbytes, &pe)) < 0 ||
+		    (rc = need_u64(e.body, "SEGMENT_DATA", LINK_DATA_SIZE, "file size", &psize,
+		                   &pe)) ||
 		    (rc = need_u64(e.body, "SEGMENT_DATA", LINK_DATA_CRC, "file crc", &pcrc, &pe)))
 			goto bad_reply;
 		if (psize != want_size || pcrc != want_crc) {
-			rc = st_seterr(err, ST_ECORRUPT, "node %llu has segment %llu/%llu as %llu bytes "
-			               "with CRC32C %08llx; the log expects %llu bytes with %08x: refused",
-			               (unsigned long long)peer, (unsigned long long)table,
-			               (unsigned long long)file, (unsigned long long)psize,
-			               (unsigned long long)pcrc, (unsigned long long)want_size, want_crc);
+			rc = st_seterr(
+			    err, ST_ECORRUPT,
+			    "node %llu has segment %llu/%llu as %llu bytes "
+			    "with CRC32C %08llx; the log expects %llu bytes with %08x: refused",
+			    (unsigned long long)peer, (unsigned long long)table,
+			    (unsigned long long)file, (unsigned long long)psize,
+			    (unsigned long long)pcrc, (unsigned long long)want_size, want_crc);
 			goto out;
 		}
 		if (nbytes != ask) {
-			rc = st_seterr(err, ST_ECORRUPT, "node %llu sent %zu bytes of segment %llu/%llu "
-			               "at offset %llu, expected %llu", (unsigned long long)peer, nbytes,
-			               (unsigned long long)table, (unsigned long long)file,
-			               (unsigned long long)off, (unsigned long long)ask);
+			rc = st_seterr(err, ST_ECORRUPT,
+			               "node %llu sent %zu bytes of segment %llu/%llu "
+			               "at offset %llu, expected %llu",
+			               (unsigned long long)peer, nbytes, (unsigned long long)table,
+			               (unsigned long long)file, (unsigned long long)off,
+			               (unsigned long long)ask);
 			goto out;
 		}
 		if (nbytes && pwrite(fd, bytes, nbytes, (off_t)off) != (ssize_t)nbytes) {
@@ -1091,16 +1245,18 @@ int link_fetch_segment(struct link *l, uint64_t peer, uint64_t table, uint64_t f
 		nn_freemsg(reply);
 		reply = NULL;
 		continue;
-bad_reply:
+	bad_reply:
 		rc = st_seterr(err, rc == ST_ECORRUPT ? ST_ECORRUPT : ST_EPROTO,
 		               "bad segment reply from node %llu: %s", (unsigned long long)peer,
 		               pe.msg);
 		goto out;
 	} while (off < want_size);
 	if (crc != want_crc) {
-		rc = st_seterr(err, ST_ECORRUPT, "segment %llu/%llu from node %llu has CRC32C %08x, "
-		               "expected %08x: refused", (unsigned long long)table,
-		               (unsigned long long)file, (unsigned long long)peer, crc, want_crc);
+		rc = st_seterr(err, ST_ECORRUPT,
+		               "segment %llu/%llu from node %llu has CRC32C %08x, "
+		               "expected %08x: refused",
+		               (unsigned long long)table, (unsigned long long)file,
+		               (unsigned long long)peer, crc, want_crc);
 		goto out;
 	}
 	if (fsync(fd) < 0) {
@@ -1141,17 +1297,23 @@ static int64_t now_ms(void)
 int link_recv(struct link *l, int timeout_ms, struct raft_msg *m)
 {
 	struct nn_pollfd fds[2 + LINK_MAX_PEERS];
-	int nfds = 0;
+	int nfds = 2 + (int)l->c.n_peers;
 	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
 	if (l->held) {
 		nn_freemsg(l->held);
 		l->held = NULL;
 	}
-	fds[nfds++] = (struct nn_pollfd){.fd = l->wake_rx, .events = NN_POLLIN};
-	fds[nfds++] = (struct nn_pollfd){.fd = l->rep, .events = NN_POLLIN};
-	for (size_t i = 0; i < l->c.n_peers; i++)
-		fds[nfds++] = (struct nn_pollfd){.fd = l->pair[i], .events = NN_POLLIN};
+	fds[0] = (struct nn_pollfd){.fd = l->wake_rx, .events = NN_POLLIN};
+	fds[1] = (struct nn_pollfd){.fd = l->rep, .events = NN_POLLIN};
 	for (;;) {
+		pthread_mutex_lock(&l->qmu);
+		for (size_t i = 0; i < l->c.n_peers; i++) {
+			flush_locked(l, i);
+			fds[2 + i] = (struct nn_pollfd){
+			    .fd = l->pair[i],
+			    .events = (short)(NN_POLLIN | (l->q[i].n ? NN_POLLOUT : 0))};
+		}
+		pthread_mutex_unlock(&l->qmu);
 		int wait = timeout_ms < 0 ? -1 : 0;
 		if (timeout_ms > 0) {
 			int64_t left = deadline - now_ms();
@@ -1165,10 +1327,16 @@ int link_recv(struct link *l, int timeout_ms, struct raft_msg *m)
 		if (n == 0)
 			return 0;
 		if (fds[0].revents & NN_POLLIN) {
+			/* "w" from link_wake returns; "k" from link_send only re-polls */
 			void *w = NULL;
-			while (nn_recv(l->wake_rx, &w, NN_MSG, NN_DONTWAIT) >= 0)
+			bool woken = false;
+			int len;
+			while ((len = nn_recv(l->wake_rx, &w, NN_MSG, NN_DONTWAIT)) >= 0) {
+				woken |= len > 0 && *(const char *)w == 'w';
 				nn_freemsg(w);
-			return 0;
+			}
+			if (woken)
+				return 0;
 		}
 		if (fds[1].revents & NN_POLLIN)
 			serve_one(l);
@@ -1180,8 +1348,8 @@ int link_recv(struct link *l, int timeout_ms, struct raft_msg *m)
 			int len = nn_recv(fds[k].fd, &msg, NN_MSG, NN_DONTWAIT);
 			if (len < 0)
 				continue;
-			if (link_decode(msg, (size_t)len, l->c.cluster, l->c.self, m, &l->dec, &err) !=
-			        ST_OK ||
+			if (link_decode(msg, (size_t)len, l->c.cluster, l->c.self, m, &l->dec,
+			                &err) != ST_OK ||
 			    m->from != l->c.peers[k - 2].id) {
 				count(&l->n_dropped_recv, 1);
 				nn_freemsg(msg);

@@ -41,13 +41,13 @@
 #include "format/error.h"
 #include "replication/raft.h"
 
-#define LINK_VERSION      1                 /* §5.1 key 0 */
-#define LINK_CLUSTER_LEN  16                /* bytes of a cluster id */
-#define LINK_MAX_PEERS    (RAFT_MAX_NODES)  /* peers of one node */
-#define LINK_MAX_ID       (RAFT_MAX_NODES)  /* node ids are 1..16 (port scheme) */
-#define LINK_ADDR_MAX     128               /* bytes of an address, NUL included */
-#define LINK_DEFAULT_MAX_MESSAGE (64u << 20) /* max_message when 0 */
-#define LINK_SEG_CHUNK    (1u << 20)        /* bytes per SEGMENT_FETCH, at most */
+#define LINK_VERSION             1                /* §5.1 key 0 */
+#define LINK_CLUSTER_LEN         16               /* bytes of a cluster id */
+#define LINK_MAX_PEERS           (RAFT_MAX_NODES) /* peers of one node */
+#define LINK_MAX_ID              (RAFT_MAX_NODES) /* node ids are 1..16 (port scheme) */
+#define LINK_ADDR_MAX            128              /* bytes of an address, NUL included */
+#define LINK_DEFAULT_MAX_MESSAGE (64u << 20)      /* max_message when 0 */
+#define LINK_SEG_CHUNK           (1u << 20)       /* bytes per SEGMENT_FETCH, at most */
 
 /* Envelope types of §6 (after the §5.2 types, fixed numbers). */
 enum link_seg_type {
@@ -61,22 +61,22 @@ struct link_peer {
 };
 
 struct link_config {
-	uint64_t self;                             /* this node's id, 1..LINK_MAX_ID */
-	uint8_t cluster[LINK_CLUSTER_LEN];         /* cluster id, in every message */
-	char self_address[LINK_ADDR_MAX];          /* this node's tcp://HOST:PORT */
-	struct link_peer peers[LINK_MAX_PEERS];    /* the other nodes */
-	size_t n_peers;                            /* count of peers */
-	size_t max_message;                        /* NN_RCVMAXSIZE and largest sent; 0 = 64 MiB */
-	int fetch_timeout_ms;                      /* per SEGMENT_FETCH chunk; 0 = 5000 */
+	uint64_t self;                          /* this node's id, 1..LINK_MAX_ID */
+	uint8_t cluster[LINK_CLUSTER_LEN];      /* cluster id, in every message */
+	char self_address[LINK_ADDR_MAX];       /* this node's tcp://HOST:PORT */
+	struct link_peer peers[LINK_MAX_PEERS]; /* the other nodes */
+	size_t n_peers;                         /* count of peers */
+	size_t max_message;                     /* NN_RCVMAXSIZE and largest sent; 0 = 64 MiB */
+	int fetch_timeout_ms;                   /* per SEGMENT_FETCH chunk; 0 = 5000 */
 };
 
 struct link_stats {
-	uint64_t sent;                          /* messages handed to nanomsg */
-	uint64_t received;                      /* messages returned by link_recv */
-	uint64_t dropped_send;                  /* not sent: queue full or no connection */
-	uint64_t dropped_recv;                  /* received and dropped (CRC, cluster, ...) */
-	uint64_t segments_served;               /* SEGMENT_FETCH requests answered */
-	uint64_t bytes_sent[LINK_MAX_PEERS];    /* per index of config.peers */
+	uint64_t sent;                       /* messages handed to nanomsg */
+	uint64_t received;                   /* messages returned by link_recv */
+	uint64_t dropped_send;               /* not sent: queue full or no connection */
+	uint64_t dropped_recv;               /* received and dropped (CRC, cluster, ...) */
+	uint64_t segments_served;            /* SEGMENT_FETCH requests answered */
+	uint64_t bytes_sent[LINK_MAX_PEERS]; /* per index of config.peers */
 };
 
 struct link;
@@ -116,9 +116,12 @@ void link_close(struct link *l);
 /*
  * Send m (to m->to, a peer) without blocking. Entries go as a prefix that
  * keeps the message within max_message: *n_sent (may be NULL) is how many of
- * m->n_entries went (at least one when there are any). A message that
- * nanomsg cannot queue now (no connection yet, queue full) is dropped and
- * counted: Raft retries. Returns ST_OK (sent or dropped), ST_EINVAL (m->to
+ * m->n_entries went (at least one when there are any). nanomsg's TCP pipe
+ * holds one message in flight, so what it cannot take at once waits in the
+ * link's queue for that peer (at most 64 messages and max_message bytes;
+ * flushed in order by later link_send calls and inside link_recv's poll);
+ * when that is full too the message is dropped and counted: Raft retries.
+ * Returns ST_OK (sent, queued or dropped), ST_EINVAL (m->to
  * not a peer, m->from not self), ST_ETOOBIG (the first entry alone exceeds
  * max_message), ST_ENOMEM, or the entry function's error.
  */
@@ -132,7 +135,9 @@ int link_send(struct link *l, const struct raft_msg *m, link_entry_fn fn, void *
  * that arrive meanwhile are answered (link_serve_segments). Messages that
  * fail the CRC, are of another version or cluster, are not for self, come
  * from an unknown id or on another peer's socket, or are malformed are
- * dropped and counted, never returned. Returns 1 with a message, 0 on
+ * dropped and counted, never returned. The poll also flushes the send
+ * queues (link_send). A segment reply may block it up to 2 s (a slow
+ * fetcher). Returns 1 with a message, 0 on
  * timeout or link_wake, or a negative error (ST_ENOMEM, a nanomsg errno as
  * negative: -EBADF... only on a bug or after close).
  */
@@ -175,17 +180,16 @@ void link_stats(const struct link *l, struct link_stats *out);
  * ST_EINVAL (unknown type, fn needed but NULL), ST_ETOOBIG (the message
  * without entries, or with its first entry, exceeds max), ST_ENOMEM, fn's.
  */
-int link_encode(const uint8_t cluster[LINK_CLUSTER_LEN], const struct raft_msg *m,
-                link_entry_fn fn, void *ctx, size_t max, struct st_buf *out, size_t *n_sent,
-                struct st_err *err);
+int link_encode(const uint8_t cluster[LINK_CLUSTER_LEN], const struct raft_msg *m, link_entry_fn fn,
+                void *ctx, size_t max, struct st_buf *out, size_t *n_sent, struct st_err *err);
 
 /* What a decoded message borrows besides the bytes: init before the first
  * link_decode, fini when done. One decode at a time; each decode replaces
  * what the previous one held. */
 struct link_decoded {
-	msgpack_unpacked up;         /* the object tree (references the bytes) */
-	struct raft_entry *entries;  /* the message's entries (owned array) */
-	size_t cap;                  /* room in entries */
+	msgpack_unpacked up;        /* the object tree (references the bytes) */
+	struct raft_entry *entries; /* the message's entries (owned array) */
+	size_t cap;                 /* room in entries */
 };
 void link_decoded_init(struct link_decoded *d);
 void link_decoded_fini(struct link_decoded *d);
@@ -199,7 +203,7 @@ void link_decoded_fini(struct link_decoded *d);
  * after prev_lsn, epochs out of order), ST_EINVAL (another cluster, not to
  * self), ST_ENOMEM. err says which.
  */
-int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_LEN],
-                uint64_t self, struct raft_msg *m, struct link_decoded *d, struct st_err *err);
+int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_LEN], uint64_t self,
+                struct raft_msg *m, struct link_decoded *d, struct st_err *err);
 
 #endif

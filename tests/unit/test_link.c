@@ -20,7 +20,7 @@
 #include "format/crc32c.h"
 #include "format/wire.h"
 
-static const uint8_t CLUSTER[LINK_CLUSTER_LEN] = {1, 2, 3, 4, 5, 6, 7, 8,
+static const uint8_t CLUSTER[LINK_CLUSTER_LEN] = {1, 2,  3,  4,  5,  6,  7,  8,
                                                   9, 10, 11, 12, 13, 14, 15, 16};
 static const uint8_t OTHER[LINK_CLUSTER_LEN] = {9};
 
@@ -62,8 +62,15 @@ static struct raft_msg make_append(void)
 	ents[1].len = sizeof PAYLOAD;
 	ents[2].len = 130; /* data NULL: store_entry */
 	struct raft_msg m = {
-	    .type = RAFT_MSG_APPEND, .epoch = 7, .from = 1, .to = 2, .prev_lsn = 10,
-	    .prev_epoch = 5, .entries = ents, .n_entries = 3, .commit = 9,
+	    .type = RAFT_MSG_APPEND,
+	    .epoch = 7,
+	    .from = 1,
+	    .to = 2,
+	    .prev_lsn = 10,
+	    .prev_epoch = 5,
+	    .entries = ents,
+	    .n_entries = 3,
+	    .commit = 9,
 	};
 	memset(m.prev_hash, 0x5c, RAFT_HASH_LEN);
 	return m;
@@ -72,8 +79,9 @@ static struct raft_msg make_append(void)
 static bool same_append(const struct raft_msg *a, const struct raft_msg *b)
 {
 	if (a->type != b->type || a->epoch != b->epoch || a->from != b->from || a->to != b->to ||
-	    a->prev_lsn != b->prev_lsn || a->prev_epoch != b->prev_epoch || a->commit != b->commit ||
-	    memcmp(a->prev_hash, b->prev_hash, RAFT_HASH_LEN) || a->n_entries != b->n_entries)
+	    a->prev_lsn != b->prev_lsn || a->prev_epoch != b->prev_epoch ||
+	    a->commit != b->commit || memcmp(a->prev_hash, b->prev_hash, RAFT_HASH_LEN) ||
+	    a->n_entries != b->n_entries)
 		return false;
 	for (size_t i = 0; i < a->n_entries; i++) {
 		const struct raft_entry *x = &a->entries[i], *y = &b->entries[i];
@@ -113,8 +121,15 @@ static int pk_write(void *data, const char *p, size_t n)
  * packed by body(pk) (which opens its own map), then a valid CRC pair.
  * With hash_len != 32 the body gets an APPEND with that prev-hash length.
  */
-enum craft { CRAFT_TYPE42, CRAFT_NO_BODY_KEY, CRAFT_SHORT_HASH, CRAFT_GAP, CRAFT_BODY_ARRAY,
-             CRAFT_STR_FROM, CRAFT_VERSION2 };
+enum craft {
+	CRAFT_TYPE42,
+	CRAFT_NO_BODY_KEY,
+	CRAFT_SHORT_HASH,
+	CRAFT_GAP,
+	CRAFT_BODY_ARRAY,
+	CRAFT_STR_FROM,
+	CRAFT_VERSION2
+};
 static void craft(struct st_buf *b, enum craft what)
 {
 	msgpack_packer pk;
@@ -192,8 +207,9 @@ static struct link *open_node(uint64_t self, unsigned port, const uint64_t *ids,
 	return l;
 }
 
-/* Send m until `to` receives a message (connections come up in the
- * background) or 5 s pass; the received message in *got. */
+/* Send m until `to` receives it (connections come up in the background,
+ * so earlier copies may be queued or lost; copies of earlier messages are
+ * skipped) or 5 s pass; the received message in *got. */
 static int deliver(struct link *from, struct link *to, const struct raft_msg *m,
                    struct raft_msg *got)
 {
@@ -203,9 +219,13 @@ static int deliver(struct link *from, struct link *to, const struct raft_msg *m,
 		int rc = link_send(from, m, store_entry, NULL, &n);
 		if (rc != ST_OK)
 			return rc;
-		rc = link_recv(to, 100, got);
-		if (rc != 0)
+		while ((rc = link_recv(to, 100, got)) == 1)
+			if (got->type == m->type && got->epoch == m->epoch &&
+			    got->from == m->from && got->n_entries == m->n_entries)
+				return 1;
+		if (rc < 0)
 			return rc;
+		link_recv(from, 0, got); /* the sender's queue goes out in its poll */
 	}
 	return 0;
 }
@@ -248,7 +268,8 @@ static void t_roundtrip_every_type(void)
 			CHECK(same_append(&m, &got));
 			CHECK(got.entries[0].data == NULL && got.entries[0].len == 0);
 		} else {
-			CHECK(got.type == m.type && got.epoch == m.epoch && got.from == 1 && got.to == 2);
+			CHECK(got.type == m.type && got.epoch == m.epoch && got.from == 1 &&
+			      got.to == 2);
 			CHECK(got.success == m.success && got.match_lsn == m.match_lsn &&
 			      got.hint_lsn == m.hint_lsn && got.hint_epoch == m.hint_epoch);
 			CHECK(got.last_lsn == m.last_lsn && got.last_epoch == m.last_epoch &&
@@ -288,8 +309,12 @@ static void t_prefix_within_max(void)
 		big[i].data = data;
 		big[i].len = sizeof data;
 	}
-	struct raft_msg m = {.type = RAFT_MSG_APPEND, .epoch = 1, .from = 1, .to = 2,
-	                     .entries = big, .n_entries = 10};
+	struct raft_msg m = {.type = RAFT_MSG_APPEND,
+	                     .epoch = 1,
+	                     .from = 1,
+	                     .to = 2,
+	                     .entries = big,
+	                     .n_entries = 10};
 	size_t n = 0;
 	CHECK(link_encode(CLUSTER, &m, NULL, NULL, 3500, &b, &n, &err) == ST_OK);
 	CHECK(n == 3);
@@ -341,7 +366,11 @@ static void t_crafted_invalid(void)
 	struct st_err err;
 	struct raft_msg got;
 	link_decoded_init(&d);
-	static const struct { enum craft what; int rc; const char *msg; } cases[] = {
+	static const struct {
+		enum craft what;
+		int rc;
+		const char *msg;
+	} cases[] = {
 	    {CRAFT_TYPE42, ST_EPROTO, "type 42"},
 	    {CRAFT_NO_BODY_KEY, ST_EPROTO, "commit LSN"},
 	    {CRAFT_SHORT_HASH, ST_EPROTO, "31 bytes"},
@@ -435,6 +464,92 @@ static void t_truncated_and_garbage(void)
 	link_decoded_fini(&d);
 }
 
+/* A real three-node core (raft.h) whose every message goes through
+ * link_encode and link_decode: the codec accepts all the core produces, and
+ * the cluster elects a leader and commits through it. */
+#define RC_QMAX 512
+static void t_core_through_codec(void)
+{
+	struct raft *r[4] = {0};
+	const uint64_t voters[] = {1, 2, 3};
+	struct st_buf q[RC_QMAX];
+	uint64_t qto[RC_QMAX];
+	size_t nq = 0, encoded = 0, refused = 0;
+	uint64_t committed[4] = {0};
+	struct link_decoded d;
+	struct st_err err;
+	memset(q, 0, sizeof q);
+	link_decoded_init(&d);
+	for (uint64_t id = 1; id <= 3; id++) {
+		struct raft_config cfg = {.self = id,
+		                          .voters = voters,
+		                          .n_voters = 3,
+		                          .election_ticks = 10,
+		                          .heartbeat_ticks = 1,
+		                          .seed = id * 77};
+		REQUIRE(raft_new(&cfg, &r[id], &err) == ST_OK);
+	}
+	uint64_t leader = 0;
+	int proposed = 0;
+	for (int step = 0; step < 400; step++) {
+		for (uint64_t id = 1; id <= 3; id++) {
+			struct raft_ready rd;
+			if (step % 2 == 0)
+				raft_tick(r[id]);
+			while (raft_ready(r[id], &rd)) {
+				for (size_t i = 0; i < rd.n_msgs && nq < RC_QMAX; i++) {
+					size_t n = 0;
+					int rc = link_encode(CLUSTER, &rd.msgs[i], NULL, NULL,
+					                     1u << 20, &q[nq], &n, &err);
+					CHECK(rc == ST_OK && n == rd.msgs[i].n_entries);
+					if (rc == ST_OK) {
+						qto[nq++] = rd.msgs[i].to;
+						encoded++;
+					}
+				}
+				committed[id] += rd.n_committed;
+				raft_advance(r[id]);
+			}
+		}
+		for (size_t i = 0; i < nq; i++) {
+			struct raft_msg m;
+			if (link_decode(q[i].data, q[i].len, CLUSTER, qto[i], &m, &d, &err) !=
+			    ST_OK) {
+				fprintf(stderr, "  refused: %s\n", err.msg);
+				refused++;
+				continue;
+			}
+			raft_step(r[qto[i]], &m);
+		}
+		nq = 0;
+		for (uint64_t id = 1; id <= 3; id++) {
+			struct raft_status st;
+			raft_status(r[id], &st);
+			if (st.role == RAFT_LEADER)
+				leader = id;
+		}
+		if (leader && proposed < 20) {
+			uint8_t h[RAFT_HASH_LEN];
+			char data[32];
+			int len = snprintf(data, sizeof data, "commit %d", proposed);
+			memset(h, proposed + 1, sizeof h);
+			if (raft_propose(r[leader], data, (size_t)len, h, NULL) == ST_OK)
+				proposed++;
+		}
+	}
+	CHECK(leader != 0);
+	CHECK(proposed == 20);
+	CHECK(encoded > 50);
+	CHECK(refused == 0);
+	for (uint64_t id = 1; id <= 3; id++) {
+		CHECK(committed[id] >= 21); /* the leader's no-op and the 20 proposals */
+		raft_free(r[id]);
+	}
+	for (size_t i = 0; i < RC_QMAX; i++)
+		st_buf_free(&q[i]);
+	link_decoded_fini(&d);
+}
+
 /* ---- links on loopback --------------------------------------------------- */
 
 static void t_three_nodes(void)
@@ -460,8 +575,12 @@ static void t_three_nodes(void)
 	/* every other direction: 2 -> 1 (connector to binder), 3 -> 1, 1 -> 3, 2 -> 3, 3 -> 2 */
 	static const int dirs[][2] = {{2, 1}, {3, 1}, {1, 3}, {2, 3}, {3, 2}};
 	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-		struct raft_msg v = {.type = RAFT_MSG_VOTE, .epoch = 4 + i, .from = (uint64_t)dirs[i][0],
-		                     .to = (uint64_t)dirs[i][1], .last_lsn = 8, .last_epoch = 3,
+		struct raft_msg v = {.type = RAFT_MSG_VOTE,
+		                     .epoch = 4 + i,
+		                     .from = (uint64_t)dirs[i][0],
+		                     .to = (uint64_t)dirs[i][1],
+		                     .last_lsn = 8,
+		                     .last_epoch = 3,
 		                     .force = true};
 		CHECK(deliver(l[dirs[i][0]], l[dirs[i][1]], &v, &got) == 1);
 		CHECK(got.type == RAFT_MSG_VOTE && got.from == v.from && got.to == v.to &&
@@ -480,6 +599,41 @@ static void t_three_nodes(void)
 	CHECK(got.n_entries == 1 && got.entries[0].len == bigl &&
 	      !memcmp(got.entries[0].data, big, bigl));
 	free(big);
+	/* a burst of 200 APPENDs of 100 KB: what nanomsg cannot take at once waits
+	 * in the link's queue (64 messages) and goes out in order */
+	while (link_recv(l[2], 50, &got) == 1)
+		;
+	struct link_stats s0, s1;
+	link_stats(l[1], &s0);
+	static uint8_t hundred[100 * 1000];
+	struct raft_entry he = {.lsn = 11, .epoch = 7, .data = hundred, .len = sizeof hundred};
+	m.entries = &he;
+	m.n_entries = 1;
+	for (int i = 0; i < 200; i++) {
+		m.commit = 1000 + (uint64_t)i;
+		CHECK(link_send(l[1], &m, NULL, NULL, NULL) == ST_OK);
+	}
+	uint64_t burst = 0, last_commit = 0;
+	bool in_order = true;
+	int64_t end = mono_ms() + 5000;
+	for (;;) {
+		link_stats(l[1], &s1);
+		uint64_t gone = (s1.sent - s0.sent) + (s1.dropped_send - s0.dropped_send);
+		if (gone == 200 && burst == s1.sent - s0.sent)
+			break;
+		if (mono_ms() > end)
+			break;
+		link_recv(l[1], 0, &got); /* flushes node 1's queue */
+		if (link_recv(l[2], 20, &got) == 1 && got.type == RAFT_MSG_APPEND) {
+			in_order &= got.commit > last_commit;
+			last_commit = got.commit;
+			burst++;
+		}
+	}
+	CHECK(s1.sent - s0.sent + s1.dropped_send - s0.dropped_send == 200);
+	CHECK(burst == s1.sent - s0.sent);
+	CHECK(burst >= 65); /* the first, the queue, and whatever flushed meanwhile */
+	CHECK(in_order);
 	/* a peer that is not configured, and a message from self */
 	struct raft_msg bad = {.type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 9};
 	CHECK(link_send(l[1], &bad, NULL, NULL, NULL) == ST_EINVAL);
@@ -507,8 +661,8 @@ static void t_drops_counted(void)
 	REQUIRE(nn_bind(raw, "tcp://127.0.0.1:7688") >= 0); /* P_1 + 2 */
 	struct st_buf b = {0};
 	struct st_err err;
-	struct raft_msg got, m = {.type = RAFT_MSG_HEARTBEAT, .epoch = 2, .from = 1, .to = 2,
-	                          .commit = 5};
+	struct raft_msg got,
+	    m = {.type = RAFT_MSG_HEARTBEAT, .epoch = 2, .from = 1, .to = 2, .commit = 5};
 	/* wait for the connection: a valid heartbeat gets through */
 	REQUIRE(link_encode(CLUSTER, &m, NULL, NULL, 1u << 20, &b, NULL, &err) == ST_OK);
 	int64_t end = mono_ms() + 5000;
@@ -605,18 +759,23 @@ static void t_wake(void)
 /* ---- segments ------------------------------------------------------------ */
 
 struct seg_server {
-	struct link *l;       /* the serving link */
-	const uint8_t *data;  /* the one file, table 4 file 9 */
-	size_t len;           /* its size */
-	uint32_t crc;         /* its CRC32C */
-	int stop;             /* set by the test (atomic builtins) */
+	struct link *l;      /* the serving link */
+	const uint8_t *data; /* the one file, table 4 file 9 */
+	size_t len;          /* its size */
+	uint32_t crc;        /* its CRC32C */
+	int stop;            /* set by the test (atomic builtins) */
 };
 
-static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void *buf,
-                    size_t len, size_t *got, uint64_t *file_size, uint32_t *file_crc,
-                    struct st_err *err)
+static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void *buf, size_t len,
+                    size_t *got, uint64_t *file_size, uint32_t *file_crc, struct st_err *err)
 {
 	struct seg_server *s = ctx;
+	if (table == 4 && file == 8) { /* an empty file */
+		*got = 0;
+		*file_size = 0;
+		*file_crc = 0;
+		return ST_OK;
+	}
 	if (table != 4 || file != 9)
 		return st_seterr(err, ST_ENOTFOUND, "no segment %llu/%llu",
 		                 (unsigned long long)table, (unsigned long long)file);
@@ -699,6 +858,12 @@ static void t_segment_fetch(void)
 	CHECK(file_is(dest, data, s.len));
 	CHECK(stat(tmp, &st) < 0 && errno == ENOENT);
 
+	/* an empty file */
+	char dest0[256];
+	snprintf(dest0, sizeof dest0, "%s/8.seg", dir);
+	CHECK(link_fetch_segment(a, 2, 4, 8, 0, 0, dest0, &err) == ST_OK);
+	CHECK(stat(dest0, &st) == 0 && st.st_size == 0);
+
 	/* resume: a .tmp holding the first 1.5 MiB */
 	char dest2[256];
 	snprintf(dest2, sizeof dest2, "%s/9b.seg", dir);
@@ -732,6 +897,7 @@ static const struct test_case tests[] = {
     {"crc_cluster_to", t_crc_cluster_to},
     {"crafted_invalid", t_crafted_invalid},
     {"truncated_and_garbage", t_truncated_and_garbage},
+    {"core_through_codec", t_core_through_codec},
     {"three_nodes", t_three_nodes},
     {"drops_counted", t_drops_counted},
     {"wake", t_wake},
