@@ -1049,8 +1049,10 @@ static void serve_one(struct link *l)
 		wire_key_str(&pk, LINK_DATA_MSG, err.msg[0] ? err.msg : st_strerror(rc));
 	}
 	append_crc(&out);
-	if (!out.oom && nn_send(l->rep, out.data, out.len, 0) >= 0)
+	if (!out.oom && nn_send(l->rep, out.data, out.len, 0) >= 0) {
 		count(&l->n_served, 1);
+		count(&l->bytes_sent[peer_index(l, e.from)], out.len); /* segments count too */
+	}
 out:
 	if (req)
 		nn_freemsg(req);

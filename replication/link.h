@@ -76,7 +76,7 @@ struct link_stats {
 	uint64_t dropped_send;               /* not sent: queue full or no connection */
 	uint64_t dropped_recv;               /* received and dropped (CRC, cluster, ...) */
 	uint64_t segments_served;            /* SEGMENT_FETCH requests answered */
-	uint64_t bytes_sent[LINK_MAX_PEERS]; /* per index of config.peers */
+	uint64_t bytes_sent[LINK_MAX_PEERS]; /* per index of config.peers: messages and segment chunks served */
 };
 
 struct link;
