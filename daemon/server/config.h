@@ -4,8 +4,11 @@
  * Every key is described once, in the table of config.c (name, type,
  * default, range, doc); defaults, validation, `--check-config` output and
  * the reference in configs/README.md all come from that table. The file is
- * one flat YAML mapping; unknown keys, duplicate keys and bad values are
- * refused with "FILE:LINE:COLUMN: key 'k': reason".
+ * one YAML mapping of scalars, the `listen` list and the nested `cluster:`
+ * section (its own key table; `peers` a list of {id, peer, client}); unknown
+ * keys, duplicate keys and bad values are refused with
+ * "FILE:LINE:COLUMN: key 'k': reason" (nested: 'cluster.peers[0].id', items
+ * numbered from 0).
  */
 #ifndef STRATA_DAEMON_CONFIG_H
 #define STRATA_DAEMON_CONFIG_H
@@ -41,7 +44,7 @@ struct sd_cluster {
 	struct sd_peer peers[SD_CONFIG_MAX_PEERS];
 	uint32_t npeers;             /* 0 .. SD_CONFIG_MAX_PEERS */
 	int64_t heartbeat_us;        /* `heartbeat`, default 100ms */
-	int64_t election_timeout_us; /* `election_timeout`, default 1s, > 2 x heartbeat */
+	int64_t election_timeout_us; /* `election_timeout`, default 1s, >= 3 x heartbeat */
 	uint32_t durability;         /* enum sd_cluster_durability, default quorum */
 	int64_t write_timeout_us;    /* `write_timeout`: a write waits this long for its quorum (5s) */
 	int64_t max_staleness_us;    /* `max_staleness`: bound of default follower reads (5s) */
