@@ -283,7 +283,7 @@ int main(int argc, char **argv)
 	struct st_store_opts so = {.map_size = cfg.map_size,
 				   .log_retention_us = cfg.log_retention_us,
 				   .file_retention_us = cfg.file_retention_us,
-				   .nosync = cfg.durability == SD_DURABILITY_NOSYNC};
+				   .nosync = cfg.fsync == SD_FSYNC_OFF};
 	if (mkdir(cfg.data_dir, 0755) != 0 && errno != EEXIST) {
 		sd_log(SD_LOG_ERROR, "cannot create data directory '%s': %s", cfg.data_dir,
 		       strerror(errno));
@@ -311,7 +311,7 @@ int main(int argc, char **argv)
 		sd_log(SD_LOG_INFO, "listening on %s", cfg.listen[i]);
 	sd_log(SD_LOG_INFO, "stratad %s ready: data directory %s, %u workers, durability %s",
 	       ST_VERSION_STRING, cfg.data_dir, cfg.workers,
-	       cfg.durability == SD_DURABILITY_NOSYNC ? "nosync" : "sync");
+	       cfg.fsync == SD_FSYNC_OFF ? "nosync" : "sync");
 	time_t last_check = time(NULL);
 	while (!got_stop) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
