@@ -116,7 +116,8 @@ static const struct cli_command commands[] = {
 	 "                        commit_lsn, applied_lsn, lag_entries, last_contact_ms\n"
 	 "  transfer --to ID      ask the leader (followed from any node) to hand leadership to\n"
 	 "                        voter ID; answered when the transfer has started\n"
-	 "A single node answers 'not a cluster: single node'.",
+	 "A single node answers 'not a cluster: single node' (status: exit 0, on stderr with\n"
+	 "--format jsonl; transfer: exit 1). Put --host after the subcommand or before 'cluster'.",
 	 0},
 };
 

@@ -8,10 +8,10 @@
  * each), so that every row's role, epoch and LSNs are that node's own
  * answer; lag and last contact are the leader's view (the leader's reply,
  * asked too when --host is not the leader). A node that does not answer is
- * "unreachable". A single node answers ST_EINVAL "not a cluster" (or, from
+ * "unreachable". Exit status 1 when a node is unreachable. A single node answers ST_EINVAL "not a cluster" (or, from
  * a daemon that predates the request, ST_EPROTO "unknown request type"),
  * or a status whose node id is 0: all three print "not a cluster: single
- * node".
+ * node" (on stdout; with --format jsonl on stderr, stdout left empty), exit 0.
  *
  * transfer sends CLUSTER_TRANSFER; the client follows a follower's
  * ST_ENOTLEADER to the leader once (admin/client.c).
@@ -205,8 +205,8 @@ static int cluster_status(int argc, char **argv, struct cli_global *g)
 	if (!c)
 		return status;
 	int rc = fetch(c, &first, false);
-	if (rc < 0) {
-		printf("not a cluster: single node (%s)\n", sc_host(c));
+	if (rc < 0) { /* jsonl: no object, stdout stays JSON (empty) */
+		fprintf(jsonl ? stderr : stdout, "not a cluster: single node (%s)\n", sc_host(c));
 		sc_close(c);
 		return 0;
 	}
