@@ -409,9 +409,11 @@ stop
 cat >"$T/fake_node.py" <<'PYEOF'
 # A fake stratad node for the CLI's cluster code: nanomsg REP via ctypes,
 # a minimal msgpack codec. Args: ADDR LOG JSON (node id, leader id, epoch,
-# rows, leader address). Serves HELLO, CLUSTER_STATUS, CLUSTER_TRANSFER,
-# DROP; a follower answers ST_ENOTLEADER with the leader to TRANSFER/DROP.
-# Logs "type seq client durability" of each request to LOG.
+# rows, leader address). Serves HELLO, STATUS, CLUSTER_STATUS,
+# CLUSTER_TRANSFER, DROP, HISTORY (no commits, with served-by keys); a
+# follower answers ST_ENOTLEADER with the leader to TRANSFER/DROP. Logs
+# "type seq client durability max-staleness consistency min-version" of
+# each request to LOG.
 import ctypes, json, struct, sys
 ST_ENOTLEADER = -30885
 def enc(o):
@@ -471,8 +473,9 @@ while True:
     req, _ = dec(ctypes.string_at(p, n)); nn.nn_freemsg(p)
     typ, rid = req[2], req[1]
     with open(log, 'a') as f:
-        f.write('%d %s %s %s %s %s\n' % (typ, req.get(6, '-'), req[5].hex() if 5 in req else '-',
-                                        req.get(7, '-'), req.get(9, '-'), req.get(10, '-')))
+        f.write('%d %s %s %s %s %s %s\n' % (typ, req.get(6, '-'), req[5].hex() if 5 in req else '-',
+                                           req.get(7, '-'), req.get(9, '-'), req.get(10, '-'),
+                                           req.get(8, '-')))
     env = {0: 1, 1: rid, 2: typ}
     leads = cfg['node'] == cfg['leader']
     if typ == 1:
@@ -486,6 +489,13 @@ while True:
                   7: cfg['leader_addr'], 8: cfg['leader']}
     elif typ == 61:
         env[3] = {}
+    elif typ == 50:
+        env[3] = {0: []}
+        env[11], env[12], env[13] = cfg['node'], 118, 35
+    elif typ == 3:
+        env[3] = {0: 'fake', 1: 5000000, 2: '/fake', 3: 0, 4: 120, 5: 0, 6: 1, 7: 0, 8: 0,
+                  10: 'leader' if leads else 'follower', 11: cfg['epoch'], 12: cfg['node'],
+                  13: cfg['leader'], 14: 120, 15: 118}
     elif typ == 13:
         env[3] = {0: 7}
     else:
@@ -526,6 +536,22 @@ if python3 -c 'import ctypes; ctypes.CDLL("libnanomsg.so.5")' 2>/dev/null; then
 	run "drop --durability all via a follower" 0 "dropped table 't'" "$STRATA" --host "$A2" drop t --durability all
 	awk '$1 == 13 {print $4}' "$T/n1.log" | grep -qx 3 && ok "--durability all is envelope key 7 = 3" ||
 		{ cp "$T/n1.log" "$T/out"; bad "--durability all is envelope key 7 = 3"; }
+	"$STRATA" --host "$A2" history t --min-version 5 --max-staleness 2s --consistency bounded --verbose \
+		>"$T/h.out" 2>"$T/h.err"
+	st=$?
+	cat "$T/h.out" "$T/h.err" "$T/n2.log" >"$T/out"
+	[ "$st" = 0 ] && [ "$(cat "$T/h.err")" = "strata history: served by node 2 at LSN 118, staleness 35 ms" ] &&
+		! grep -q served "$T/h.out" && ok "history --verbose: where it was served, on stderr only" ||
+		bad "history --verbose: where it was served, on stderr only (exit $st)"
+	awk '$1 == 50 {print $5, $6, $7}' "$T/n2.log" | grep -qx "2000 2 5" &&
+		ok "read options are envelope keys 9 (ms), 10 and 8" || bad "read options are envelope keys 9 (ms), 10 and 8"
+	"$STRATA" --host "$A2" history t >/dev/null 2>"$T/h.err"
+	[ ! -s "$T/h.err" ] && ok "history without --verbose: nothing on stderr" ||
+		{ cp "$T/h.err" "$T/out"; bad "history without --verbose: nothing on stderr"; }
+	run "status of a follower: role" 0 "role:           follower" "$STRATA" --host "$A2" status
+	run "status of a follower: leader id and LSNs" 0 "leader id:      1
+commit LSN:     120
+applied LSN:    118" "$STRATA" --host "$A2" status
 	kill "$F1" "$F2" 2>/dev/null
 	F1= F2=
 else
