@@ -167,52 +167,35 @@ static bool is_read(int type)
 
 bool sc_served_by(const sc_client *c, struct sc_served *s)
 {
-	if (!c->have_msg)
+	if (!c->have_msg || !c->msg.env.served)
 		return false;
-	const msgpack_object *root = &c->msg.up.data;
-	const msgpack_object *n = wire_get(root, WIRE_ENV_SERVED_BY);
-	if (!n || n->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-		return false;
-	const msgpack_object *l = wire_get(root, WIRE_ENV_READ_LSN),
-			     *t = wire_get(root, WIRE_ENV_STALENESS);
-	s->node = n->via.u64;
-	s->read_lsn = l && l->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? l->via.u64 : 0;
-	s->staleness_ms = t && t->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? t->via.u64 : 0;
+	s->node = c->msg.env.served_by;
+	s->read_lsn = c->msg.env.read_lsn;
+	s->staleness_ms = c->msg.env.staleness;
 	return true;
 }
 
-/* The envelope, as wire_begin packs it plus the keys of c->env that concern
- * this type (PROTOCOL.md §2). */
+/* The envelope (wire_begin) with the keys of c->env that concern this
+ * type (PROTOCOL.md §2). */
 msgpack_packer *sc_begin(sc_client *c, int type, uint32_t nbody)
 {
 	drop_reply(c);
 	wire_out_reset(&c->out);
 	c->type = type;
-	bool dedupe = wire_changes_state(type), read = is_read(type);
-	bool dur = dedupe && c->env.durability, minv = read && c->env.min_version,
-	     stale = read && c->env.has_max_staleness, cons = read && c->env.consistency;
-	msgpack_packer *pk = &c->out.pk;
-	msgpack_pack_map(pk, 4 + (dedupe ? 2 : 0) + dur + minv + stale + cons);
-	wire_key_u64(pk, WIRE_ENV_VERSION, WIRE_VERSION);
-	wire_key_u64(pk, WIRE_ENV_ID, c->next_id++);
-	wire_key_u64(pk, WIRE_ENV_TYPE, (uint64_t)type);
-	if (dedupe) {
-		msgpack_pack_uint32(pk, WIRE_ENV_CLIENT);
-		msgpack_pack_bin(pk, WIRE_CLIENT_ID_LEN);
-		msgpack_pack_bin_body(pk, c->id, WIRE_CLIENT_ID_LEN);
-		wire_key_u64(pk, WIRE_ENV_SEQ, ++c->seq);
+	bool dedupe = wire_changes_state(type);
+	struct wire_env_opts *e = &c->out.env;
+	if (dedupe)
+		e->durability = c->env.durability;
+	if (is_read(type)) {
+		e->has_min_version = c->env.min_version != 0;
+		e->min_version = c->env.min_version;
+		e->has_max_staleness = c->env.has_max_staleness;
+		e->max_staleness = c->env.max_staleness_ms;
+		e->consistency = c->env.consistency;
 	}
-	if (dur)
-		wire_key_u64(pk, WIRE_ENV_DURABILITY, c->env.durability);
-	if (minv)
-		wire_key_u64(pk, WIRE_ENV_MIN_VERSION, c->env.min_version);
-	if (stale)
-		wire_key_u64(pk, WIRE_ENV_MAX_STALENESS, c->env.max_staleness_ms);
-	if (cons)
-		wire_key_u64(pk, WIRE_ENV_CONSISTENCY, c->env.consistency);
-	msgpack_pack_uint32(pk, WIRE_ENV_BODY);
-	msgpack_pack_map(pk, nbody);
-	return pk;
+	wire_begin(&c->out, c->next_id++, type, dedupe ? c->id : NULL, dedupe ? ++c->seq : 0,
+		   nbody);
+	return &c->out.pk;
 }
 
 struct wire_out *sc_out(sc_client *c)
