@@ -359,6 +359,18 @@ int st_repl_attach(st_store *s, const struct st_repl_hooks *h, struct st_err *er
 {
 	if (!h || !h->propose || !h->stable || !h->all_matched || !h->log_last)
 		return st_seterr(err, ST_EINVAL, "cluster mode needs every hook");
+	MDB_txn *txn = NULL;
+	MDB_val v;
+	int mrc = store_read_begin(s, &txn);
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "entering cluster mode");
+	mrc = meta_get(s, txn, "cluster", &v);
+	store_read_end(s, txn);
+	if (mrc == MDB_NOTFOUND && s->last_lsn > 0)
+		return st_seterr(err, ST_EINVAL,
+				 "data directory '%s' holds %llu commits made as a single node and "
+				 "no replicated log: a cluster node starts on an empty data directory",
+				 s->dir, (unsigned long long)s->last_lsn);
 	pthread_mutex_lock(&s->write_lock);
 	s->repl.hooks = *h;
 	if (s->repl.hooks.timeout_us <= 0)
@@ -790,6 +802,7 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 	rlog_key(key, a.lsn + 1);
 	MDB_val k = {sizeof key, key}, v;
 	uint64_t unit_epoch = 0;
+	struct st_buf body_copy = {0};
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct st_repl_entry e;
@@ -798,8 +811,16 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 				       (unsigned long long)get_be64((uint8_t *)k.mv_data + 1));
 			break;
 		}
-		const uint8_t *body = (const uint8_t *)v.mv_data + RLOG_HEAD;
+		/* A copy: the puts of an entry may move the records this write
+		 * transaction already touched, the next log record among them. */
 		size_t blen = v.mv_size - RLOG_HEAD;
+		body_copy.len = 0;
+		st_buf_append(&body_copy, (const uint8_t *)v.mv_data + RLOG_HEAD, blen);
+		if (body_copy.oom) {
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			break;
+		}
+		const uint8_t *body = body_copy.data;
 		if (unit_start && e.epoch != unit_epoch) {
 			/* A unit cut short by a failover (its leader never finished
 			 * proposing it): what committed of it stays applied. */
@@ -820,6 +841,7 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 			at_unit = a;
 		}
 	}
+	st_buf_free(&body_copy);
 	if (rc == ST_OK && mrc != 0 && mrc != MDB_NOTFOUND)
 		rc = store_lmdb_err(err, mrc, "applying the replicated log");
 	if (rc == ST_OK && unit_start) {

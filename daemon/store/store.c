@@ -203,7 +203,7 @@ static uint64_t remove_leftovers(st_store *s, MDB_txn *txn)
 					break; /* unsure what is referenced: remove nothing */
 				listed = true;
 				if (end != f->d_name + 16 ||
-				    bsearch(&fid, ids, nids, sizeof *ids, cmp_u64))
+				    (nids && bsearch(&fid, ids, nids, sizeof *ids, cmp_u64)))
 					continue;
 			}
 			char p[PATH_MAX];
