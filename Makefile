@@ -257,7 +257,7 @@ asan:
 # ThreadSanitizer over the runners whose code runs on several threads
 # (group commit, shared metadata, the segment writer's helper thread and
 # per-thread spare writers).
-TSAN_TESTS = test_store test_segment
+TSAN_TESTS = test_store test_segment test_repl test_link
 tsan:
 	@$(MAKE) --no-print-directory B=build/tsan OPT=-O1 \
 	  EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" $(TSAN_TESTS:%=build/tsan/tests/%)

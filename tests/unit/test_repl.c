@@ -1013,11 +1013,14 @@ static void t_fail(void)
 		sleep_ms(2);
 	CHECK_EQ(ld_stable(&c), lsn);
 	CHECK(!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE));
-	pthread_mutex_lock(&c.mu); /* the driver idles while hold_apply */
+	/* The driver idles while hold_apply (no new proposal can come: the one
+	 * writer waits). Never call the store holding c.mu: the propose hook
+	 * takes it under the store's write lock. */
 	int rc = st_repl_persist(c.ld, NULL, lsn, NULL, 0, &err);
 	CHECK_EQ(rc, ST_OK);
 	for (int f = 0; f < c.nfo; f++)
 		CHECK_EQ(st_repl_persist(c.fo[f], NULL, lsn, NULL, 0, &err), ST_OK);
+	pthread_mutex_lock(&c.mu);
 	c.persisted = c.applied = lsn - 1;
 	__atomic_store_n(&c.a_last, lsn - 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&c.a_stable, lsn - 1, __ATOMIC_RELEASE);
