@@ -654,6 +654,11 @@ uint64_t sd_node_bytes_sent(struct sd_node *nd)
 	return b;
 }
 
+int64_t sd_node_heartbeat_us(const struct sd_node *nd)
+{
+	return nd->cc->heartbeat_us;
+}
+
 int64_t sd_node_timeout_us(const struct sd_node *nd)
 {
 	return nd->cc->write_timeout_us;

@@ -70,6 +70,8 @@ int sd_node_transfer(struct sd_node *n, uint64_t to, struct st_err *err);
 void sd_node_cluster_hex(const struct sd_node *n, char out[33]);
 /* Bytes sent to peers so far (for benchmarks and status). */
 uint64_t sd_node_bytes_sent(struct sd_node *n);
+/* The heartbeat interval, µs. */
+int64_t sd_node_heartbeat_us(const struct sd_node *n);
 /* How long a read may wait for a version or a lease, µs. */
 int64_t sd_node_timeout_us(const struct sd_node *n);
 /* The configured default staleness bound of follower reads, µs. */

@@ -49,6 +49,15 @@ static bool is_read(int type)
 	}
 }
 
+/* The leader this follower can vouch for: one it heard from within three
+ * heartbeats (a dead leader's address would cost the client a timeout). */
+static uint64_t fresh_leader(struct sd_node *nd, const struct sd_node_state *st)
+{
+	if (!st->leader || st->leader == st->self || st->contact_age_us > 3 * sd_node_heartbeat_us(nd))
+		return 0;
+	return st->leader;
+}
+
 void sd_gate_leader(struct sd_ctx *c)
 {
 	struct sd_node *nd = c->srv->o.node;
@@ -56,7 +65,7 @@ void sd_gate_leader(struct sd_ctx *c)
 	if (!nd || c->e.code != ST_ENOTLEADER)
 		return;
 	sd_node_state(nd, &st);
-	if (st.leader && st.leader != st.self) {
+	if (fresh_leader(nd, &st)) {
 		c->e.leader_id = st.leader;
 		snprintf(c->e.leader, sizeof c->e.leader, "%s", sd_node_client(nd, st.leader));
 	}
@@ -64,6 +73,12 @@ void sd_gate_leader(struct sd_ctx *c)
 
 static int not_leader(struct sd_ctx *c, const struct sd_node_state *st, const char *what)
 {
+	if (st->leader && st->leader != st->self && !fresh_leader(c->srv->o.node, st))
+		return sd_fail(c, ST_ENOTLEADER, "node %llu is a %s; the last leader, node %llu, has "
+			       "not been heard from for %lld ms (an election is under way, or no "
+			       "quorum is reachable): %s retry shortly", (unsigned long long)st->self,
+			       sd_role_name(st->role), (unsigned long long)st->leader,
+			       (long long)(st->contact_age_us / 1000), what);
 	if (st->leader && st->leader != st->self)
 		return sd_fail(c, ST_ENOTLEADER, "node %llu is a %s, not the leader: %s go to the "
 			       "leader, node %llu at %s", (unsigned long long)st->self,
@@ -115,13 +130,25 @@ int sd_gate(struct sd_ctx *c)
 		int64_t bound = env->has_max_staleness ? (int64_t)env->max_staleness * 1000
 				: env->consistency == WIRE_CONS_ANY ? INT64_MAX
 								   : sd_node_max_staleness_us(nd);
-		if (st.contact_age_us > bound)
-			return sd_fail(c, ST_EUNAVAIL, "node %llu last heard from a leader %s ago, more "
-				       "than the staleness bound of %lld ms: read at the leader, or allow "
-				       "more staleness (--max-staleness, --consistency any)",
-				       (unsigned long long)st.self,
-				       st.contact_age_us == INT64_MAX ? "never" : "too long",
-				       (long long)(bound / 1000));
+		if (st.contact_age_us > bound) {
+			char ago[64];
+			if (st.contact_age_us == INT64_MAX)
+				snprintf(ago, sizeof ago, "has never heard from a leader");
+			else
+				snprintf(ago, sizeof ago, "last heard from a leader %lld ms ago",
+					 (long long)(st.contact_age_us / 1000));
+			if (!fresh_leader(nd, &st))
+				return sd_fail(c, ST_EUNAVAIL, "node %llu knows no live leader (an election "
+					       "is under way, or no quorum is reachable) and %s, more than "
+					       "the staleness bound of %lld ms: writes fail until there is "
+					       "a leader; reads need more staleness (--max-staleness, "
+					       "--consistency any)", (unsigned long long)st.self, ago,
+					       (long long)(bound / 1000));
+			return sd_fail(c, ST_EUNAVAIL, "node %llu %s, more than the staleness bound of "
+				       "%lld ms: read at the leader, or allow more staleness "
+				       "(--max-staleness, --consistency any)",
+				       (unsigned long long)st.self, ago, (long long)(bound / 1000));
+		}
 	}
 	if (env->has_min_version) {
 		char table[ST_NAME_MAX + 1] = "";
