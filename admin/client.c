@@ -1,5 +1,6 @@
 /*
- * admin/client.c — the client side of the wire protocol (client.h).
+ * admin/client.c — the client side of the wire protocol (client.h): the
+ * envelope with the cluster keys, and the one redirect to a leader.
  */
 #include "admin/client.h"
 
@@ -28,6 +29,8 @@ struct sc_client {
 	struct wire_msg msg;            /* it, parsed */
 	bool have_msg;                  /* msg needs wire_msg_fini */
 	struct sc_server_info info;     /* from HELLO */
+	int timeout_ms;                 /* each reply waits this long */
+	struct sc_env env;              /* envelope keys 7-10 (sc_set_env) */
 };
 
 static void client_id(uint8_t *id)
@@ -77,6 +80,7 @@ int sc_connect(const char *host, int timeout_ms, sc_client **out, struct wire_er
 	snprintf(c->host, sizeof c->host, "%s", host);
 	client_id(c->id);
 	c->next_id = 1;
+	c->timeout_ms = timeout_ms;
 	wire_out_init(&c->out);
 	int rc = tp_connect(host, timeout_ms, SC_RECV_MAX, &c->sock, &err);
 	if (rc != ST_OK) {
@@ -150,15 +154,65 @@ const struct sc_server_info *sc_server(const sc_client *c)
 	return &c->info;
 }
 
+void sc_set_env(sc_client *c, const struct sc_env *env)
+{
+	c->env = *env;
+}
+
+static bool is_read(int type)
+{
+	return type == WIRE_SCAN || type == WIRE_QUERY || type == WIRE_DESCRIBE ||
+	       type == WIRE_HISTORY;
+}
+
+bool sc_served_by(const sc_client *c, struct sc_served *s)
+{
+	if (!c->have_msg)
+		return false;
+	const msgpack_object *root = &c->msg.up.data;
+	const msgpack_object *n = wire_get(root, WIRE_ENV_SERVED_BY);
+	if (!n || n->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return false;
+	const msgpack_object *l = wire_get(root, WIRE_ENV_READ_LSN),
+			     *t = wire_get(root, WIRE_ENV_STALENESS);
+	s->node = n->via.u64;
+	s->read_lsn = l && l->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? l->via.u64 : 0;
+	s->staleness_ms = t && t->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? t->via.u64 : 0;
+	return true;
+}
+
+/* The envelope, as wire_begin packs it plus the keys of c->env that concern
+ * this type (PROTOCOL.md §2). */
 msgpack_packer *sc_begin(sc_client *c, int type, uint32_t nbody)
 {
 	drop_reply(c);
 	wire_out_reset(&c->out);
 	c->type = type;
-	bool dedupe = wire_changes_state(type);
-	wire_begin(&c->out, c->next_id++, type, dedupe ? c->id : NULL, dedupe ? ++c->seq : 0,
-		   nbody);
-	return &c->out.pk;
+	bool dedupe = wire_changes_state(type), read = is_read(type);
+	bool dur = dedupe && c->env.durability, minv = read && c->env.min_version,
+	     stale = read && c->env.has_max_staleness, cons = read && c->env.consistency;
+	msgpack_packer *pk = &c->out.pk;
+	msgpack_pack_map(pk, 4 + (dedupe ? 2 : 0) + dur + minv + stale + cons);
+	wire_key_u64(pk, WIRE_ENV_VERSION, WIRE_VERSION);
+	wire_key_u64(pk, WIRE_ENV_ID, c->next_id++);
+	wire_key_u64(pk, WIRE_ENV_TYPE, (uint64_t)type);
+	if (dedupe) {
+		msgpack_pack_uint32(pk, WIRE_ENV_CLIENT);
+		msgpack_pack_bin(pk, WIRE_CLIENT_ID_LEN);
+		msgpack_pack_bin_body(pk, c->id, WIRE_CLIENT_ID_LEN);
+		wire_key_u64(pk, WIRE_ENV_SEQ, ++c->seq);
+	}
+	if (dur)
+		wire_key_u64(pk, WIRE_ENV_DURABILITY, c->env.durability);
+	if (minv)
+		wire_key_u64(pk, WIRE_ENV_MIN_VERSION, c->env.min_version);
+	if (stale)
+		wire_key_u64(pk, WIRE_ENV_MAX_STALENESS, c->env.max_staleness_ms);
+	if (cons)
+		wire_key_u64(pk, WIRE_ENV_CONSISTENCY, c->env.consistency);
+	msgpack_pack_uint32(pk, WIRE_ENV_BODY);
+	msgpack_pack_map(pk, nbody);
+	return pk;
 }
 
 struct wire_out *sc_out(sc_client *c)
@@ -171,10 +225,31 @@ size_t sc_pending(const sc_client *c)
 	return c->out.buf.len;
 }
 
-int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
+/* Send the request in c->out and read its reply. */
+static int exchange(sc_client *c, const msgpack_object **body, struct wire_error *e)
 {
 	struct st_err err;
 	size_t rlen;
+	int rc = tp_call(c->sock, c->out.buf.data, c->out.buf.len, c->info.max_message_size,
+			 &c->rep, &rlen, &err);
+	if (rc != ST_OK)
+		return local_error(e, rc, err.msg);
+	c->have_msg = true;
+	if ((rc = wire_parse(c->rep, rlen, &c->msg, &err)) != ST_OK)
+		return local_error(e, rc, err.msg);
+	if (c->msg.error) {
+		wire_error_decode(c->msg.error, e);
+		return e->code ? e->code : ST_EPROTO;
+	}
+	if (c->msg.type != c->type)
+		return local_error(e, ST_EPROTO, "the reply answers another request type");
+	*body = c->msg.body;
+	return 0;
+}
+
+int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
+{
+	struct st_err err;
 	*body = NULL;
 	int rc = wire_end(&c->out, &err);
 	if (rc != ST_OK) { /* a body of other than the pairs sc_begin announced, or no memory */
@@ -189,21 +264,25 @@ int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
 			 (unsigned long long)c->info.max_message_size);
 		return local_error(e, ST_ETOOBIG, m);
 	}
-	rc = tp_call(c->sock, c->out.buf.data, c->out.buf.len, c->info.max_message_size, &c->rep, &rlen,
-			 &err);
-	if (rc != ST_OK)
-		return local_error(e, rc, err.msg);
-	c->have_msg = true;
-	if ((rc = wire_parse(c->rep, rlen, &c->msg, &err)) != ST_OK)
-		return local_error(e, rc, err.msg);
-	if (c->msg.error) {
-		wire_error_decode(c->msg.error, e);
-		return e->code ? e->code : ST_EPROTO;
+	rc = exchange(c, body, e);
+	if (rc == ST_ENOTLEADER && e->leader[0] && strcmp(e->leader, c->host)) {
+		/* Once to the leader, the same bytes: same client id and seq. */
+		char leader[sizeof e->leader];
+		int sock;
+		snprintf(leader, sizeof leader, "%s", e->leader);
+		drop_reply(c);
+		if ((rc = tp_connect(leader, c->timeout_ms, SC_RECV_MAX, &sock, &err)) != ST_OK) {
+			char m[ST_ERR_MSG_MAX];
+			snprintf(m, sizeof m, "%s is not the leader; cannot reach the leader at %s: %s",
+				 c->host, leader, err.msg);
+			return local_error(e, rc, m);
+		}
+		tp_close(c->sock);
+		c->sock = sock;
+		snprintf(c->host, sizeof c->host, "%s", leader);
+		rc = exchange(c, body, e);
 	}
-	if (c->msg.type != c->type)
-		return local_error(e, ST_EPROTO, "the reply answers another request type");
-	*body = c->msg.body;
-	return 0;
+	return rc;
 }
 
 void sc_error_format(const struct wire_error *e, char *buf, size_t len)

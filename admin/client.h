@@ -13,6 +13,12 @@
  * sc_call sends it and waits. The reply body it returns points into the
  * reply and stays valid until the next sc_begin or sc_close.
  *
+ * Cluster options (sc_set_env) add envelope keys 7-10 to the requests
+ * they concern (PROTOCOL.md §2). A request answered ST_ENOTLEADER with the
+ * leader's address is sent again, once, to that address, with the same
+ * client id and sequence number (the daemon deduplicates it); the client
+ * then stays connected there (sc_host tells).
+ *
  * Errors come back as a struct wire_error: the daemon's (stable code,
  * message, table/column/row/token) or the client's own (errno codes such
  * as ETIMEDOUT when no reply came; ST_EPROTO for a reply that breaks the
@@ -47,6 +53,28 @@ void sc_close(sc_client *c);
 /* The address connected to, and the server's limits. */
 const char *sc_host(const sc_client *c);
 const struct sc_server_info *sc_server(const sc_client *c);
+
+/* Envelope keys of the requests that follow (PROTOCOL.md §2, keys 7-10).
+ * Zero fields are left out (the node's default). */
+struct sc_env {
+	uint32_t durability;      /* enum wire_durability: state-changing requests */
+	uint64_t min_version;     /* reads of one table: wait for this version (0: none) */
+	bool has_max_staleness;   /* max_staleness_ms is sent */
+	uint64_t max_staleness_ms; /* reads: refused when the node is staler */
+	uint32_t consistency;     /* enum wire_consistency: reads */
+};
+/* Set them (copied). Reads are SCAN, QUERY, DESCRIBE and HISTORY. */
+void sc_set_env(sc_client *c, const struct sc_env *env);
+
+/* Where the last read was served (reply envelope keys 11-13). */
+struct sc_served {
+	uint64_t node;         /* node id that served it */
+	uint64_t read_lsn;     /* its applied LSN when it read */
+	uint64_t staleness_ms; /* since its last contact with a leader */
+};
+/* True and *s filled when the last reply carried key 11 (a read in a
+ * cluster); keys 12 and 13 absent or mistyped read as 0. */
+bool sc_served_by(const sc_client *c, struct sc_served *s);
 
 /* Start a request of `type` with a body of nbody pairs. */
 msgpack_packer *sc_begin(sc_client *c, int type, uint32_t nbody);
