@@ -28,12 +28,13 @@ static const struct cli_command commands[] = {
 	 "  --property K=V        a table property, e.g. file_retention=7d, log_retention=30d,\n"
 	 "                        isolation=WriteSerializable (repeatable)\n"
 	 "  --if-not-exists       succeed without change when the table exists\n"
-	 "  --replace             drop an existing table of that name first"},
-	{"tables", cli_cmd_tables, "", "List the tables."},
+	 "  --replace             drop an existing table of that name first", CLI_WRITES},
+	{"tables", cli_cmd_tables, "", "List the tables.", 0},
 	{"describe", cli_cmd_describe, "TABLE [--version N]",
 	 "Show a table's columns, partitioning, properties, constraints, size, commit time\n"
-	 "and oldest retained version, at the latest version or at version N."},
-	{"drop", cli_cmd_drop, "TABLE", "Drop a table (a commit; its files stay until vacuum)."},
+	 "and oldest retained version, at the latest version or at version N.", CLI_READS},
+	{"drop", cli_cmd_drop, "TABLE", "Drop a table (a commit; its files stay until vacuum).",
+	 CLI_WRITES},
 	{"alter", cli_cmd_alter, "TABLE OPERATION ARGS...",
 	 "Change a table's schema or properties (a commit). Operations:\n"
 	 "  add-column NAME TYPE        a nullable column\n"
@@ -43,7 +44,7 @@ static const struct cli_command commands[] = {
 	 "  set-not-null COL            refused while the column holds NULLs\n"
 	 "  drop-not-null COL\n"
 	 "  add-constraint NAME PRED    CHECK constraint; existing rows are checked first\n"
-	 "  drop-constraint NAME"},
+	 "  drop-constraint NAME", CLI_WRITES},
 	{"load", cli_cmd_load, "TABLE FILE|- [options]",
 	 "Load CSV (with a header line) or JSON Lines into a table as one commit: nothing of a\n"
 	 "failed load is visible. Empty CSV fields are NULL; \"\" is an empty string. Rows stream\n"
@@ -57,7 +58,7 @@ static const struct cli_command commands[] = {
 	 "  --app-id ID --app-version N\n"
 	 "                        idempotent load: skipped when this app id already committed\n"
 	 "                        version N or later (with --batch-rows, commit i uses N+i)\n"
-	 "  --quiet               no progress bar (it is shown only on a terminal anyway)"},
+	 "  --quiet               no progress bar (it is shown only on a terminal anyway)", CLI_WRITES},
 	{"scan", cli_cmd_scan, "TABLE [options]",
 	 "Print rows of a table.\n"
 	 "  --columns a,b         which columns (default all)\n"
@@ -66,32 +67,34 @@ static const struct cli_command commands[] = {
 	 "                        time travel: a version, or the table as of a UTC time\n"
 	 "                        ('2026-11-24 10:00:00' or microseconds since the epoch)\n"
 	 "  --limit N             at most N rows\n"
-	 "  --format table|csv|jsonl  (jsonl: one JSON object per row, nothing else on stdout)"},
+	 "  --format table|csv|jsonl  (jsonl: one JSON object per row, nothing else on stdout)", CLI_READS},
 	{"query", cli_cmd_query, "TABLE --group-by COLS --agg AGGS [options]",
 	 "Aggregate in the daemon, next to the data.\n"
 	 "  --group-by a,b        group columns (optional)\n"
 	 "  --agg LIST            count(*), count(col), sum(col), min(col), max(col), avg(col)\n"
-	 "  --where PRED, --version N | --as-of TIMESTAMP, --format table|csv|jsonl"},
+	 "  --where PRED, --version N | --as-of TIMESTAMP, --format table|csv|jsonl", CLI_READS},
 	{"history", cli_cmd_history, "TABLE [--limit N] [--full-hash]",
 	 "Show a table's commits, newest first: version, LSN, time, operation, rows and files\n"
 	 "added and removed, duration, the store's chain hash at that commit, parameters.\n"
 	 "  --limit N             the newest N commits only\n"
 	 "  --full-hash           all 64 hex digits of each chain hash (default: the first 16;\n"
-	 "                        '-' when the daemon sends none)"},
+	 "                        '-' when the daemon sends none)", CLI_READS},
 	{"restore", cli_cmd_restore, "TABLE (--version N | --as-of TIMESTAMP)",
-	 "Make an old version the latest again (a new commit; history stays)."},
+	 "Make an old version the latest again (a new commit; history stays).", CLI_WRITES},
 	{"vacuum", cli_cmd_vacuum, "TABLE [--retain DURATION] [--dry-run] [--force]",
 	 "Delete data files removed longer ago than the table's file_retention (or --retain,\n"
 	 "e.g. 7d, 12h) and not read by any open scan; prune history older than log_retention.\n"
-	 "A retention below the table's needs --force; --dry-run lists the files only."},
+	 "A retention below the table's needs --force; --dry-run lists the files only.", CLI_WRITES},
 	{"status", cli_cmd_status, "",
 	 "Show the daemon's version, uptime, data directory, tables, LSN and disk use. Also\n"
 	 "the chain head (the hash of the store's commit chain at the last LSN) when the\n"
-	 "daemon sends it."},
-	{"ping", cli_cmd_ping, "", "Check that the daemon answers."},
+	 "daemon sends it. In a cluster also the node's role (leader, follower, candidate,\n"
+	 "learner), epoch, node id, the leader's id, and its commit and applied LSNs; a single\n"
+	 "node says 'role: single node'.", 0},
+	{"ping", cli_cmd_ping, "", "Check that the daemon answers.", 0},
 	{"inspect", cli_cmd_inspect, "FILE [--chunks]",
 	 "Describe a segment file (schema, row groups, encodings, statistics) and verify its\n"
-	 "checksums. Works on the file directly; no daemon needed."},
+	 "checksums. Works on the file directly; no daemon needed.", 0},
 	{"verify", cli_cmd_verify, "[--head HEX] [--data-dir DIR]",
 	 "Verify every live segment's checksums, every table's commit chain and the store's\n"
 	 "hash chain: through the daemon, or with --data-dir on a stopped data directory\n"
@@ -100,7 +103,22 @@ static const struct cli_command commands[] = {
 	 "  --head HEX            a chain hash (64 hex digits, from `strata status` or\n"
 	 "                        `strata history --full-hash`, e.g. kept elsewhere): check that\n"
 	 "                        it is in this store's chain and print the LSN it is at\n"
-	 "  --data-dir DIR        check a stopped data directory offline"},
+	 "  --data-dir DIR        check a stopped data directory offline", 0},
+	{"cluster", cli_cmd_cluster, "status [--format table|jsonl] | transfer --to ID",
+	 "Show or steer the replicated cluster --host belongs to (any node of it).\n"
+	 "  status                one row per node: id, role, epoch, commit LSN, applied LSN,\n"
+	 "                        lag (entries behind the leader) and last contact (ms since the\n"
+	 "                        leader heard from it; '-' never). Role, epoch and LSNs are each\n"
+	 "                        node's own answer (asked directly, a short timeout each; a node\n"
+	 "                        that does not answer is 'unreachable'), lag and last contact\n"
+	 "                        the leader's view. Exit status 1 when a node is unreachable.\n"
+	 "    --format table|jsonl  jsonl: one object per node with the keys id, role, epoch,\n"
+	 "                        commit_lsn, applied_lsn, lag_entries, last_contact_ms\n"
+	 "  transfer --to ID      ask the leader (followed from any node) to hand leadership to\n"
+	 "                        voter ID; answered when the transfer has started\n"
+	 "A single node answers 'not a cluster: single node' (status: exit 0, on stderr with\n"
+	 "--format jsonl; transfer: exit 1). Put --host after the subcommand or before 'cluster'.",
+	 0},
 };
 
 static void main_usage(FILE *out)
@@ -126,7 +144,7 @@ static void main_usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-	struct cli_global g = {NULL, 0};
+	struct cli_global g = {.host = NULL};
 	int i = 1;
 	/* Global options before the command. */
 	for (; i < argc && argv[i][0] == '-'; i++) {

@@ -31,6 +31,25 @@ void cli_cmd_usage(FILE *out)
 		     "  --timeout SECS   wait at most this long for each reply (default %d)\n"
 		     "  -h, --help       this help\n",
 		SC_DEFAULT_HOST, SC_DEFAULT_TIMEOUT_MS / 1000);
+	if (cli_current->opts & (CLI_WRITES | CLI_READS))
+		fprintf(out, "\ncluster options (ignored by a single node; any node may be --host:\n"
+			     "a follower's 'not the leader' reply is followed to the leader once):\n");
+	if (cli_current->opts & CLI_WRITES)
+		fprintf(out,
+			"  --durability local|quorum|all\n"
+			"                   answered once the leader (local), a majority (quorum) or\n"
+			"                   every voter (all) holds the write; default: the cluster's\n");
+	if (cli_current->opts & CLI_READS)
+		fprintf(out,
+			"  --min-version N  wait until the serving node has applied the table's version N\n"
+			"  --max-staleness DURATION\n"
+			"                   refuse when the serving node last heard from a leader longer\n"
+			"                   ago (e.g. 500ms, 2s)\n"
+			"  --consistency leader|bounded|any\n"
+			"                   leader: only the leader answers; bounded: within max staleness\n"
+			"                   (the cluster default); any: whatever the node has\n"
+			"  --verbose        one line on stderr (stdout unchanged): the node that served\n"
+			"                   the read, the LSN it read at and its staleness\n");
 }
 
 int cli_usage_error(const char *fmt, ...)
@@ -92,9 +111,116 @@ static int bad_option(const char *arg, const struct option *longs)
 	return cli_usage_error("unknown option '%.*s'", (int)n + 2, arg);
 }
 
-int cli_getopt(int argc, char **argv, const struct option *longs, struct cli_global *g,
+bool cli_parse_ms(const char *s, uint64_t *ms)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t mult;
+	} units[] = {{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (!(*s >= '0' && *s <= '9') || errno)
+		return false;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+		if (!strcmp(end, units[i].suffix)) {
+			if (v > UINT64_MAX / units[i].mult)
+				return false;
+			*ms = v * units[i].mult;
+			return true;
+		}
+	return false;
+}
+
+static bool verbose_reads; /* --verbose of this command (one per process) */
+
+/* A cluster option into g; false after a usage error was printed. */
+static bool cluster_option(int o, struct cli_global *g, int *status)
+{
+	static const char *const durs[] = {"local", "quorum", "all", NULL};
+	static const char *const conss[] = {"leader", "bounded", "any", NULL};
+	uint64_t v;
+	switch (o) {
+	case CLI_OPT_DURABILITY:
+	case CLI_OPT_CONSISTENCY: {
+		const char *const *names = o == CLI_OPT_DURABILITY ? durs : conss;
+		for (uint32_t i = 0; names[i]; i++)
+			if (!strcmp(optarg, names[i])) {
+				/* wire numbers 1, 2, 3 in this order (PROTOCOL.md §2) */
+				if (o == CLI_OPT_DURABILITY)
+					g->env.durability = i + 1;
+				else
+					g->env.consistency = i + 1;
+				return true;
+			}
+		*status = cli_usage_error("%s takes %s, not '%s'",
+					  o == CLI_OPT_DURABILITY ? "--durability" : "--consistency",
+					  o == CLI_OPT_DURABILITY ? "local, quorum or all"
+								  : "leader, bounded or any",
+					  optarg);
+		return false;
+	}
+	case CLI_OPT_MIN_VERSION:
+		if (!cli_parse_u64(optarg, &v) || v == 0) {
+			*status = cli_usage_error("--min-version takes a version number >= 1, not '%s'",
+						  optarg);
+			return false;
+		}
+		g->env.min_version = v;
+		return true;
+	case CLI_OPT_MAX_STALENESS:
+		if (!cli_parse_ms(optarg, &v)) {
+			*status = cli_usage_error("--max-staleness takes a duration (e.g. 500ms, 2s, "
+						  "1m), not '%s'", optarg);
+			return false;
+		}
+		g->env.has_max_staleness = true;
+		g->env.max_staleness_ms = v;
+		return true;
+	default: /* CLI_OPT_VERBOSE */
+		g->verbose = verbose_reads = true;
+		return true;
+	}
+}
+
+/* The command's options plus the cluster options its opts name. */
+static const struct option *with_cluster_options(const struct option *longs)
+{
+	static const struct option writes[] = {
+		{"durability", required_argument, NULL, CLI_OPT_DURABILITY}};
+	static const struct option reads[] = {
+		{"min-version", required_argument, NULL, CLI_OPT_MIN_VERSION},
+		{"max-staleness", required_argument, NULL, CLI_OPT_MAX_STALENESS},
+		{"consistency", required_argument, NULL, CLI_OPT_CONSISTENCY},
+		{"verbose", no_argument, NULL, CLI_OPT_VERBOSE}};
+	static struct option merged[64];
+	static const struct option *merged_from;
+	unsigned opts = cli_current ? cli_current->opts : 0;
+	if (!opts)
+		return longs;
+	if (merged_from == longs)
+		return merged;
+	size_t n = 0;
+	for (; longs[n].name; n++)
+		;
+	if (n + 6 > sizeof merged / sizeof merged[0])
+		return longs; /* not reached: commands have a dozen options */
+	memcpy(merged, longs, n * sizeof *longs);
+	if (opts & CLI_WRITES)
+		for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++)
+			merged[n++] = writes[i];
+	if (opts & CLI_READS)
+		for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)
+			merged[n++] = reads[i];
+	memset(&merged[n], 0, sizeof merged[n]);
+	merged_from = longs;
+	return merged;
+}
+
+int cli_getopt(int argc, char **argv, const struct option *longs_in, struct cli_global *g,
 	       int *status)
 {
+	const struct option *longs = with_cluster_options(longs_in);
 	/* A leading ':' makes getopt report a missing value as ':' and print
 	 * nothing itself: the messages below name the option. */
 	for (;;) {
@@ -112,6 +238,14 @@ int cli_getopt(int argc, char **argv, const struct option *longs, struct cli_glo
 							  "not '%s'", optarg);
 				return CLI_OPT_STOP;
 			}
+			continue;
+		case CLI_OPT_DURABILITY:
+		case CLI_OPT_MIN_VERSION:
+		case CLI_OPT_MAX_STALENESS:
+		case CLI_OPT_CONSISTENCY:
+		case CLI_OPT_VERBOSE:
+			if (!cluster_option(o, g, status))
+				return CLI_OPT_STOP;
 			continue;
 		case 'h':
 			cli_cmd_usage(stdout);
@@ -204,7 +338,17 @@ sc_client *cli_connect(const struct cli_global *g, int *status)
 		*status = cli_fail_wire(NULL, &e);
 		return NULL;
 	}
+	sc_set_env(c, &g->env);
 	return c;
+}
+
+void cli_report_served(const sc_client *c)
+{
+	struct sc_served s;
+	if (verbose_reads && sc_served_by(c, &s))
+		fprintf(stderr, "strata %s: served by node %" PRIu64 " at LSN %" PRIu64
+				", staleness %" PRIu64 " ms\n",
+			cli_current->name, s.node, s.read_lsn, s.staleness_ms);
 }
 
 int cli_simple_call(const struct cli_global *g, int type, const char *table, sc_client **cp,

@@ -5,7 +5,8 @@
  *
  * The commands live in one file per group: tables.c (create, tables,
  * describe, drop, alter), data.c (load, scan, query), history.c (history,
- * restore, vacuum, verify), status.c (status, ping, inspect); cli.c holds
+ * restore, vacuum, verify), status.c (status, ping, inspect), cluster.c
+ * (cluster status, cluster transfer); cli.c holds
  * what they share. admin/strata_main.c owns the command table (names,
  * usage, help), the global options and the dispatch.
  *
@@ -33,6 +34,15 @@
 struct cli_global {
 	const char *host; /* --host; NULL: $STRATA_HOST, else SC_DEFAULT_HOST */
 	int timeout_ms;   /* --timeout; 0: SC_DEFAULT_TIMEOUT_MS */
+	struct sc_env env; /* --durability, --min-version, --max-staleness, --consistency */
+	bool verbose;      /* --verbose: where a read was served, on stderr */
+};
+
+/* Which cluster options a command takes (struct cli_command.opts):
+ * cli_getopt adds them to the command's own and cli_cmd_usage lists them. */
+enum {
+	CLI_WRITES = 1, /* --durability local|quorum|all */
+	CLI_READS = 2,  /* --min-version N, --max-staleness DURATION, --consistency, --verbose */
 };
 
 /* One entry of the command table (admin/strata_main.c). */
@@ -41,6 +51,7 @@ struct cli_command {
 	int (*fn)(int argc, char **argv, struct cli_global *g);  /* argv[0] is the name */
 	const char *usage; /* arguments after the command name */
 	const char *help;  /* what it does, and its options */
+	unsigned opts;     /* CLI_WRITES, CLI_READS: the cluster options it takes */
 };
 
 /* The command being run: its name prefixes every message. Set by main
@@ -50,7 +61,15 @@ extern const struct cli_command *cli_current;
 /* ---- options -------------------------------------------------------------- */
 
 /* Every command's option table ends with these. */
-enum { CLI_OPT_HOST = 1000, CLI_OPT_TIMEOUT };
+enum {
+	CLI_OPT_HOST = 1000,
+	CLI_OPT_TIMEOUT,
+	CLI_OPT_DURABILITY,    /* CLI_WRITES */
+	CLI_OPT_MIN_VERSION,   /* CLI_READS ... */
+	CLI_OPT_MAX_STALENESS,
+	CLI_OPT_CONSISTENCY,
+	CLI_OPT_VERBOSE,
+};
 #define CLI_COMMON_OPTS                                                                    \
 	{"host", required_argument, NULL, CLI_OPT_HOST},                                   \
 	{"timeout", required_argument, NULL, CLI_OPT_TIMEOUT},                             \
@@ -63,7 +82,8 @@ enum { CLI_OPT_END = 0, CLI_OPT_STOP = -1 };
 /*
  * The next of the command's own options (the val of its entry in longs,
  * > 0; optarg as getopt_long sets it). The common options (--host,
- * --timeout, --help) are handled here. Returns CLI_OPT_END when the options
+ * --timeout, --help) and the cluster options the command's opts name
+ * (into g->env, g->verbose) are handled here. Returns CLI_OPT_END when the options
  * are over (optind is the first operand), or CLI_OPT_STOP when the command
  * must return *status now: 0 after --help was printed, CLI_EXIT_USAGE after
  * a bad option was reported. Callers loop:
@@ -77,6 +97,8 @@ int cli_getopt(int argc, char **argv, const struct option *longs, struct cli_glo
 int cli_no_options(int argc, char **argv, struct cli_global *g, int *status);
 /* --timeout's value: seconds, 0 < s <= 86400, into milliseconds (>= 1). */
 bool cli_parse_timeout(const char *s, int *ms);
+/* A duration N (seconds), Nms, Ns, Nm or Nh into milliseconds. */
+bool cli_parse_ms(const char *s, uint64_t *ms);
 /* A decimal unsigned integer, the whole string. */
 bool cli_parse_u64(const char *s, uint64_t *v);
 /* --version N / --as-of TS into an `at` (PROTOCOL.md §3): kind 0 latest (neither
@@ -100,7 +122,8 @@ int cli_fail_wire(const sc_client *c, const struct wire_error *e);
 
 /* ---- the daemon ------------------------------------------------------------- */
 
-/* Connect (and HELLO) per g; NULL with the error printed and *status = 1. */
+/* Connect (and HELLO) per g, with g's cluster options set on the client;
+ * NULL with the error printed and *status = 1. */
 sc_client *cli_connect(const struct cli_global *g, int *status);
 /* Connect and send a request whose body is just the table name (table NULL:
  * an empty body). Returns 0 with the client in *cp and the reply's body in
@@ -108,6 +131,10 @@ sc_client *cli_connect(const struct cli_global *g, int *status);
  * printed and nothing to close. */
 int cli_simple_call(const struct cli_global *g, int type, const char *table, sc_client **cp,
 		    const msgpack_object **body);
+/* With --verbose, after a read: "strata CMD: served by node N at LSN L,
+ * staleness S ms" on stderr when the reply said (a cluster's reads);
+ * nothing otherwise. stdout is never touched. */
+void cli_report_served(const sc_client *c);
 /* Pack key and an `at` map {0: kind, 1: value}. */
 void cli_pack_at(msgpack_packer *pk, uint32_t key, int kind, int64_t value);
 
@@ -193,6 +220,8 @@ int cli_cmd_history(int argc, char **argv, struct cli_global *g);
 int cli_cmd_restore(int argc, char **argv, struct cli_global *g);
 int cli_cmd_vacuum(int argc, char **argv, struct cli_global *g);
 int cli_cmd_verify(int argc, char **argv, struct cli_global *g);
+/* cluster.c */
+int cli_cmd_cluster(int argc, char **argv, struct cli_global *g);
 /* status.c */
 int cli_cmd_status(int argc, char **argv, struct cli_global *g);
 int cli_cmd_ping(int argc, char **argv, struct cli_global *g);

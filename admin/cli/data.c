@@ -582,6 +582,7 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 		status = cli_fail_wire(c, &e);
 		goto out;
 	}
+	cli_report_served(c);
 	/* The first page is SCAN's reply, the others SCAN_NEXT's: same keys. */
 	_Static_assert((int)WIRE_SCAN_R_CURSOR == (int)WIRE_SCAN_NEXT_R_CURSOR &&
 			       (int)WIRE_SCAN_R_BATCH == (int)WIRE_SCAN_NEXT_R_BATCH,
@@ -728,12 +729,15 @@ int cli_cmd_query(int argc, char **argv, struct cli_global *g)
 	struct wire_error e;
 	struct page_printer pp = {NULL, 0};
 	const struct cli_reply r = {WIRE_QUERY, NULL};
-	if (sc_call(c, &b, &e) != 0)
+	if (sc_call(c, &b, &e) != 0) {
 		status = cli_fail_wire(c, &e);
-	else if (cli_reply_map(&r, b, WIRE_QUERY_R_BATCH, "batch", CLI_REQUIRED, &batch) < 0)
-		status = 1;
-	else
-		status = print_batch(&pp, stdout, f, batch);
+	} else {
+		cli_report_served(c);
+		if (cli_reply_map(&r, b, WIRE_QUERY_R_BATCH, "batch", CLI_REQUIRED, &batch) < 0)
+			status = 1;
+		else
+			status = print_batch(&pp, stdout, f, batch);
+	}
 	if (pp.p)
 		tx_printer_end(pp.p);
 	sc_close(c);

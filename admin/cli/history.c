@@ -136,6 +136,7 @@ int cli_cmd_history(int argc, char **argv, struct cli_global *g)
 		sc_close(c);
 		return status;
 	}
+	cli_report_served(c);
 	int hw = full ? 2 * CLI_HASH_LEN : SHORT_HASH_DIGITS; /* hash column width */
 	struct cli_reply r = {WIRE_HISTORY, NULL};
 	const msgpack_object *a = NULL;

@@ -5,9 +5,12 @@
  *
  * status prints the chain head (STATUS key 9, the BLAKE2b-256 hash of the
  * store's commit chain at its last LSN) when the daemon sends it; an older
- * daemon does not, and the line is left out.
+ * daemon does not, and the line is left out. Likewise the node's place in
+ * a cluster (keys 10-15: role, epoch, node id, leader id, commit and applied
+ * LSN): "role: single node" for a single node, the six lines otherwise.
  */
 #include <inttypes.h>
+#include <string.h>
 #include <time.h>
 
 #include "admin/cli/cli.h"
@@ -27,6 +30,8 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 	char ver[64] = "?", dir[4096] = "?";
 	uint64_t up = 0, tables = 0, lsn = 0, disk = 0, pid = 0, loads = 0, cursors = 0;
 	const uint8_t *head = NULL;
+	char role[32] = "";
+	uint64_t epoch = 0, node = 0, leader = 0, commit = 0, applied = 0;
 	const struct cli_reply r = {WIRE_STATUS, NULL};
 	if (cli_reply_strbuf(&r, b, WIRE_STATUS_R_VERSION, "server version", CLI_REQUIRED, ver,
 			     sizeof ver) < 0 ||
@@ -40,7 +45,16 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 	    cli_reply_u64(&r, b, WIRE_STATUS_R_LOADS, "open loads", CLI_REQUIRED, &loads) < 0 ||
 	    cli_reply_u64(&r, b, WIRE_STATUS_R_CURSORS, "open cursors", CLI_REQUIRED, &cursors) <
 		    0 ||
-	    cli_reply_hash(&r, b, WIRE_STATUS_R_CHAIN_HASH, "chain hash", CLI_OPTIONAL, &head) < 0) {
+	    cli_reply_hash(&r, b, WIRE_STATUS_R_CHAIN_HASH, "chain hash", CLI_OPTIONAL, &head) < 0 ||
+	    cli_reply_strbuf(&r, b, WIRE_STATUS_R_ROLE, "role", CLI_OPTIONAL, role, sizeof role) <
+		    0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_EPOCH, "epoch", CLI_OPTIONAL, &epoch) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_NODE, "node id", CLI_OPTIONAL, &node) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_LEADER, "leader id", CLI_OPTIONAL, &leader) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_COMMIT_LSN, "commit LSN", CLI_OPTIONAL, &commit) <
+		    0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_APPLIED_LSN, "applied LSN", CLI_OPTIONAL,
+			  &applied) < 0) {
 		sc_close(c);
 		return 1;
 	}
@@ -58,6 +72,17 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 	}
 	printf("disk use:       %.1f MB\nopen loads:     %" PRIu64 "\nopen cursors:   %" PRIu64 "\n",
 	       disk / 1e6, loads, cursors);
+	if (!strcmp(role, "single")) {
+		printf("role:           single node\n");
+	} else if (role[0]) {
+		printf("role:           %s\nepoch:          %" PRIu64 "\nnode id:        %" PRIu64 "\n",
+		       role, epoch, node);
+		if (leader)
+			printf("leader id:      %" PRIu64 "\n", leader);
+		else
+			printf("leader id:      unknown\n");
+		printf("commit LSN:     %" PRIu64 "\napplied LSN:    %" PRIu64 "\n", commit, applied);
+	}
 	sc_close(c);
 	return 0;
 }

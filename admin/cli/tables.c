@@ -201,6 +201,7 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 		sc_close(c);
 		return status;
 	}
+	cli_report_served(c);
 	uint64_t version = 0, files = 0, rows = 0, bytes = 0, oldest = UINT64_MAX;
 	int64_t time_us = INT64_MIN;
 	const msgpack_object *cols = NULL, *parts = NULL, *props = NULL, *cons = NULL;

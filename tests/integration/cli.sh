@@ -116,11 +116,52 @@ run "ping" 0 "pong" "$STRATA" ping
 run "ping over tcp" 0 "pong from $TCP" "$STRATA" --host "$TCP" ping
 run "status" 0 "data directory: $T/main/data" "$STRATA" status
 run "unknown command is a usage error" 2 "strata: unknown command 'frobnicate'" "$STRATA" frobnicate
-for c in create tables describe drop alter load scan query history restore vacuum status ping inspect verify; do
+for c in create tables describe drop alter load scan query history restore vacuum status ping inspect verify cluster; do
 	run "$c --help" 0 "usage: strata $c" "$STRATA" "$c" --help
 done
 run "no daemon: clear error" 1 "strata ping: no answer from ipc://$T/nobody.sock within 1000 ms: is stratad running there?" \
 	"$STRATA" --host "ipc://$T/nobody.sock" --timeout 1 ping
+
+# ---- cluster options and commands (against a single node) ----------------------------
+for n in 1 2 3; do
+	run "check-config configs/cluster/node$n.yaml" 0 "node_id: $n" "$STRATAD" --check-config -c configs/cluster/node$n.yaml
+done
+printf 'cluster:\n  node_id: 1\n  cluster_id: abc\n' >"$T/bad.yaml"
+run "check-config refuses a bad cluster key" 1 "bad.yaml:3:15: key 'cluster.cluster_id': not 32 hex digits" \
+	"$STRATAD" --check-config -c "$T/bad.yaml"
+run "cluster status on a single node" 0 "not a cluster: single node" "$STRATA" cluster status
+run "cluster status --format jsonl on a single node" 0 "not a cluster: single node" "$STRATA" cluster status --format jsonl
+run "cluster transfer on a single node" 1 "strata cluster: not a cluster: single node" "$STRATA" cluster transfer --to 2
+run "cluster needs a subcommand" 2 "strata cluster: give a subcommand: status or transfer" "$STRATA" cluster
+run "cluster unknown subcommand" 2 "strata cluster: unknown subcommand 'frob'" "$STRATA" cluster frob
+run "cluster status --format xml" 2 "strata cluster: --format takes table or jsonl, not 'xml'" "$STRATA" cluster status --format xml
+run "cluster transfer needs --to" 2 "strata cluster: cluster transfer needs --to ID" "$STRATA" cluster transfer
+run "cluster transfer --to 0" 2 "strata cluster: --to takes a node id >= 1, not '0'" "$STRATA" cluster transfer --to 0
+run "cluster --help names jsonl keys" 0 "commit_lsn, applied_lsn, lag_entries, last_contact_ms" "$STRATA" cluster --help
+run "--durability bad value" 2 "strata create: --durability takes local, quorum or all, not 'some'" \
+	"$STRATA" create d --schema "id int64" --durability some
+run "--durability on a read is unknown" 2 "strata scan: unknown option '--durability'" "$STRATA" scan d --durability all
+run "--consistency bad value" 2 "strata scan: --consistency takes leader, bounded or any, not 'strong'" \
+	"$STRATA" scan d --consistency strong
+run "--max-staleness bad value" 2 "strata query: --max-staleness takes a duration (e.g. 500ms, 2s, 1m), not '5x'" \
+	"$STRATA" query d --agg "count(*)" --max-staleness 5x
+run "--min-version 0" 2 "strata describe: --min-version takes a version number >= 1, not '0'" \
+	"$STRATA" describe d --min-version 0
+run "--min-version on a write is unknown" 2 "strata drop: unknown option '--min-version'" "$STRATA" drop d --min-version 1
+run "load --help lists --durability" 0 "--durability local|quorum|all" "$STRATA" load --help
+run "history --help lists the read options" 0 "--consistency leader|bounded|any" "$STRATA" history --help
+run "create --durability all (a single node ignores it)" 0 "created table 'd'" \
+	"$STRATA" create d --schema "id int64" --durability all
+run "drop --durability local" 0 "dropped table 'd'" "$STRATA" drop d --durability local
+"$STRATA" create d --schema "id int64" >/dev/null
+"$STRATA" scan d --consistency any --max-staleness 500ms --min-version 1 --verbose >"$T/rd.out" 2>"$T/rd.err"
+st=$?
+if [ "$st" = 0 ] && grep -q "(0 rows)" "$T/rd.out" && [ ! -s "$T/rd.err" ]; then
+	ok "scan with read options: same stdout, --verbose silent on a single node"
+else
+	cat "$T/rd.out" "$T/rd.err" >"$T/out"; bad "scan with read options (exit $st)"
+fi
+"$STRATA" drop d >/dev/null
 
 # ---- tables -----------------------------------------------------------------------
 run "create" 0 "created table 't'" "$STRATA" create t --schema "$SCHEMA" --property a=b
