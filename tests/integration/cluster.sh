@@ -36,6 +36,8 @@ trap 'exit 1' INT TERM
 logs() {
 	for n in 1 2 3; do
 		[ -f "$T/log$n" ] || continue
+		p=$(pid "$n")
+		[ -n "$p" ] && ! kill -0 "$p" 2>/dev/null && echo "     -- node $n (pid $p) is not running"
 		echo "     -- node $n log (tail):"
 		tail -n 12 "$T/log$n" | sed 's/^/     | /'
 	done
