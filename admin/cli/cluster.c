@@ -8,10 +8,10 @@
  * each), so that every row's role, epoch and LSNs are that node's own
  * answer; lag and last contact are the leader's view (the leader's reply,
  * asked too when --host is not the leader). A node that does not answer is
- * "unreachable". Exit status 1 when a node is unreachable. A single node answers ST_EINVAL "not a cluster" (or, from
- * a daemon that predates the request, ST_EPROTO "unknown request type"),
- * or a status whose node id is 0: all three print "not a cluster: single
- * node" (on stdout; with --format jsonl on stderr, stdout left empty), exit 0.
+ * "unreachable". Exit status 1 when a node is unreachable. A single node answers ST_EINVAL "not a
+ * cluster" (or, from a daemon that predates the request, ST_EPROTO "unknown request type"), or a
+ * status whose node id is 0: all three print "not a cluster: single node" (on stdout; with --format
+ * jsonl on stderr, stdout left empty), exit 0.
  *
  * transfer sends CLUSTER_TRANSFER; the client follows a follower's
  * ST_ENOTLEADER to the leader once (admin/client.c).
@@ -22,27 +22,27 @@
 #include "admin/cli/cli.h"
 
 #define PEER_TIMEOUT_MS 1000 /* each other node gets this long to answer */
-#define MAX_NODES 16         /* RAFT_MAX_NODES */
+#define MAX_NODES       16   /* RAFT_MAX_NODES */
 
 /* One row of a CLUSTER_STATUS reply. */
 struct cnode {
-	uint64_t id;         /* node id */
-	char role[32];       /* "leader", "follower", ..., "unknown" */
-	char address[256];   /* its client address */
-	uint64_t match;      /* match LSN (the leader's view) */
-	uint64_t lag;        /* lag in entries (the leader's view) */
-	int64_t contact_ms;  /* last contact ms (-1 never) */
-	uint64_t commit;     /* commit LSN */
-	uint64_t applied;    /* applied LSN */
+	uint64_t id;        /* node id */
+	char role[32];      /* "leader", "follower", ..., "unknown" */
+	char address[256];  /* its client address */
+	uint64_t match;     /* match LSN (the leader's view) */
+	uint64_t lag;       /* lag in entries (the leader's view) */
+	int64_t contact_ms; /* last contact ms (-1 never) */
+	uint64_t commit;    /* commit LSN */
+	uint64_t applied;   /* applied LSN */
 };
 
 /* A CLUSTER_STATUS reply. */
 struct cstatus {
-	uint64_t node;                  /* the serving node */
-	uint64_t leader;                /* its leader, 0 unknown */
-	uint64_t epoch;                 /* its epoch */
-	uint32_t n;                     /* rows */
-	struct cnode rows[MAX_NODES];   /* one per node */
+	uint64_t node;                /* the serving node */
+	uint64_t leader;              /* its leader, 0 unknown */
+	uint64_t epoch;               /* its epoch */
+	uint32_t n;                   /* rows */
+	struct cnode rows[MAX_NODES]; /* one per node */
 };
 
 static const struct cnode *row_of(const struct cstatus *s, uint64_t id)
@@ -75,7 +75,8 @@ static int fetch(sc_client *c, struct cstatus *s, bool quiet)
 	}
 	const struct cli_reply r = {WIRE_CLUSTER_STATUS, NULL};
 	if (cli_reply_u64(&r, b, WIRE_CLUSTER_R_NODE, "node id", CLI_REQUIRED, &s->node) < 0 ||
-	    cli_reply_u64(&r, b, WIRE_CLUSTER_R_LEADER, "leader id", CLI_REQUIRED, &s->leader) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_CLUSTER_R_LEADER, "leader id", CLI_REQUIRED, &s->leader) <
+	        0 ||
 	    cli_reply_u64(&r, b, WIRE_CLUSTER_R_EPOCH, "epoch", CLI_REQUIRED, &s->epoch) < 0 ||
 	    cli_reply_array(&r, b, WIRE_CLUSTER_R_NODES, "nodes", CLI_REQUIRED, &nodes) < 0)
 		return 1;
@@ -90,20 +91,23 @@ static int fetch(sc_client *c, struct cstatus *s, bool quiet)
 		n->contact_ms = -1;
 		if (o->type != MSGPACK_OBJECT_MAP)
 			return cli_fail_msg("the daemon's CLUSTER_STATUS reply is malformed: %s is "
-					    "a %s, expected map", part, wire_obj_type_name(o));
+			                    "a %s, expected map",
+			                    part, wire_obj_type_name(o));
 		if (cli_reply_u64(&rr, o, WIRE_CNODE_ID, "id", CLI_REQUIRED, &n->id) < 0 ||
 		    cli_reply_strbuf(&rr, o, WIRE_CNODE_ROLE, "role", CLI_REQUIRED, n->role,
-				     sizeof n->role) < 0 ||
+		                     sizeof n->role) < 0 ||
 		    cli_reply_strbuf(&rr, o, WIRE_CNODE_ADDRESS, "client address", CLI_REQUIRED,
-				     n->address, sizeof n->address) < 0 ||
-		    cli_reply_u64(&rr, o, WIRE_CNODE_MATCH, "match LSN", CLI_REQUIRED, &n->match) < 0 ||
-		    cli_reply_u64(&rr, o, WIRE_CNODE_LAG, "lag entries", CLI_REQUIRED, &n->lag) < 0 ||
+		                     n->address, sizeof n->address) < 0 ||
+		    cli_reply_u64(&rr, o, WIRE_CNODE_MATCH, "match LSN", CLI_REQUIRED, &n->match) <
+		        0 ||
+		    cli_reply_u64(&rr, o, WIRE_CNODE_LAG, "lag entries", CLI_REQUIRED, &n->lag) <
+		        0 ||
 		    cli_reply_i64(&rr, o, WIRE_CNODE_CONTACT_MS, "last contact ms", CLI_REQUIRED,
-				  &n->contact_ms) < 0 ||
-		    cli_reply_u64(&rr, o, WIRE_CNODE_COMMIT, "commit LSN", CLI_REQUIRED, &n->commit) <
-			    0 ||
+		                  &n->contact_ms) < 0 ||
+		    cli_reply_u64(&rr, o, WIRE_CNODE_COMMIT, "commit LSN", CLI_REQUIRED,
+		                  &n->commit) < 0 ||
 		    cli_reply_u64(&rr, o, WIRE_CNODE_APPLIED, "applied LSN", CLI_REQUIRED,
-				  &n->applied) < 0)
+		                  &n->applied) < 0)
 			return 1;
 		s->n++;
 	}
@@ -115,8 +119,8 @@ static int fetch_at(const char *address, const struct cli_global *g, struct csta
 {
 	sc_client *c;
 	struct wire_error e;
-	int ms = g->timeout_ms > 0 && g->timeout_ms < PEER_TIMEOUT_MS ? g->timeout_ms
-								       : PEER_TIMEOUT_MS;
+	int ms =
+	    g->timeout_ms > 0 && g->timeout_ms < PEER_TIMEOUT_MS ? g->timeout_ms : PEER_TIMEOUT_MS;
 	if (!address[0] || sc_connect(address, ms, &c, &e) != 0)
 		return 1;
 	int rc = fetch(c, s, true);
@@ -129,10 +133,12 @@ struct out_row {
 	uint64_t id;        /* node id */
 	char role[32];      /* its own answer, or "unreachable" */
 	bool own;           /* epoch, commit, applied known */
-	uint64_t epoch, commit, applied;
+	uint64_t epoch;     /* its epoch (when own) */
+	uint64_t commit;    /* its commit LSN (when own) */
+	uint64_t applied;   /* its applied LSN (when own) */
 	bool view;          /* lag, contact known (the leader's view) */
-	uint64_t lag;
-	int64_t contact_ms; /* -1 never */
+	uint64_t lag;       /* entries behind the leader (when view) */
+	int64_t contact_ms; /* since the leader heard from it, -1 never (when view) */
 };
 
 static void json_str(const char *s)
@@ -166,8 +172,8 @@ static void print_rows(const struct out_row *rows, uint32_t n, bool jsonl)
 				snprintf(contact, sizeof contact, "%" PRId64, r->contact_ms);
 		}
 		if (!jsonl) {
-			printf("%-6" PRIu64 " %-12s %8s %12s %12s %10s %16s\n", r->id, r->role, epoch,
-			       commit, applied, lag, contact);
+			printf("%-6" PRIu64 " %-12s %8s %12s %12s %10s %16s\n", r->id, r->role,
+			       epoch, commit, applied, lag, contact);
 			continue;
 		}
 		/* JSON: null for what is not known */
@@ -184,7 +190,7 @@ static void print_rows(const struct out_row *rows, uint32_t n, bool jsonl)
 static int cluster_status(int argc, char **argv, struct cli_global *g)
 {
 	static const struct option longs[] = {{"format", required_argument, NULL, 'f'},
-					      CLI_COMMON_OPTS};
+	                                      CLI_COMMON_OPTS};
 	bool jsonl = false;
 	int status = 0, o;
 	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0)
@@ -193,7 +199,7 @@ static int cluster_status(int argc, char **argv, struct cli_global *g)
 				jsonl = true;
 			else if (strcmp(optarg, "table"))
 				return cli_usage_error("--format takes table or jsonl, not '%s'",
-						       optarg);
+				                       optarg);
 		}
 	if (o == CLI_OPT_STOP)
 		return status;
@@ -219,8 +225,8 @@ static int cluster_status(int argc, char **argv, struct cli_global *g)
 	if (first.leader == first.node)
 		view = &first;
 	else if (first.leader && row_of(&first, first.leader) &&
-		 fetch_at(row_of(&first, first.leader)->address, g, &leader) == 0 &&
-		 leader.node == first.leader)
+	         fetch_at(row_of(&first, first.leader)->address, g, &leader) == 0 &&
+	         leader.node == first.leader)
 		view = &leader;
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < first.n && n < MAX_NODES; i++) {
@@ -261,7 +267,7 @@ static int cluster_status(int argc, char **argv, struct cli_global *g)
 static int cluster_transfer(int argc, char **argv, struct cli_global *g)
 {
 	static const struct option longs[] = {{"to", required_argument, NULL, 't'},
-					      CLI_COMMON_OPTS};
+	                                      CLI_COMMON_OPTS};
 	const char *to = NULL;
 	uint64_t id = 0;
 	int status = 0, o;
@@ -285,10 +291,10 @@ static int cluster_transfer(int argc, char **argv, struct cli_global *g)
 	struct wire_error e;
 	if (sc_call(c, &b, &e) != 0)
 		status = is_single(&e) ? cli_fail_msg("not a cluster: single node (%s)", sc_host(c))
-				       : cli_fail_wire(c, &e);
+		                       : cli_fail_wire(c, &e);
 	else
-		printf("leadership transfer to node %" PRIu64 " started (by the leader at %s)\n", id,
-		       sc_host(c));
+		printf("leadership transfer to node %" PRIu64 " started (by the leader at %s)\n",
+		       id, sc_host(c));
 	sc_close(c);
 	return status;
 }

@@ -8,7 +8,9 @@
 # deadline. Covers every CLI command, time travel, schema enforcement and
 # evolution errors, concurrent and idempotent loads, kill -9 during a load,
 # a client that vanishes mid-load and hostile bytes on the socket
-# (build/tests/wire_abuse). Closes with "N passed, N failed".
+# (build/tests/wire_abuse); the cluster options and commands (against a
+# single node, and against two fake nodes in python3 for what needs a
+# cluster). Closes with "N passed, N failed".
 set -u
 B=${1:-build}
 B=$(cd "$B" && pwd)
@@ -18,9 +20,12 @@ T=$(mktemp -d /tmp/strata-it.XXXXXX)
 PASS=0
 FAIL=0
 DPID=
+F1=
+F2=
 
 cleanup() {
 	[ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
+	[ -n "$F1$F2" ] && kill $F1 $F2 2>/dev/null
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -395,6 +400,163 @@ start k || exit 1
 run "after kill -9: verify" 0 "ok" "$STRATA" verify
 run "after kill -9: load works" 0 "3 rows" "$STRATA" load k "$T/small.csv"
 stop
+
+# ---- the cluster client against fake nodes ----------------------------------------------
+# Until stratad serves CLUSTER_STATUS, two fake nodes (python3 with nanomsg
+# through ctypes; skipped without them) check `strata cluster status`'s rows,
+# the redirect to the leader (same client id and seq) and --durability on
+# the wire.
+cat >"$T/fake_node.py" <<'PYEOF'
+# A fake stratad node for the CLI's cluster code: nanomsg REP via ctypes,
+# a minimal msgpack codec. Args: ADDR LOG JSON (node id, leader id, epoch,
+# rows, leader address). Serves HELLO, STATUS, CLUSTER_STATUS,
+# CLUSTER_TRANSFER, DROP, HISTORY (no commits, with served-by keys); a
+# follower answers ST_ENOTLEADER with the leader to TRANSFER/DROP. Logs
+# "type seq client durability max-staleness consistency min-version" of
+# each request to LOG.
+import ctypes, json, struct, sys
+ST_ENOTLEADER = -30885
+def enc(o):
+    if o is None: return b'\xc0'
+    if o is True: return b'\xc3'
+    if o is False: return b'\xc2'
+    if isinstance(o, int):
+        return struct.pack('>Bq', 0xd3, o) if o < 0 else struct.pack('>BQ', 0xcf, o)
+    if isinstance(o, str):
+        b = o.encode(); return struct.pack('>BI', 0xdb, len(b)) + b
+    if isinstance(o, bytes): return struct.pack('>BI', 0xc6, len(o)) + o
+    if isinstance(o, list): return struct.pack('>BI', 0xdd, len(o)) + b''.join(map(enc, o))
+    if isinstance(o, dict):
+        return struct.pack('>BI', 0xdf, len(o)) + b''.join(enc(k) + enc(v) for k, v in o.items())
+    raise TypeError(o)
+def dec(b, i=0):
+    t = b[i]
+    if t < 0x80: return t, i + 1
+    if t >= 0xe0: return t - 256, i + 1
+    if 0x80 <= t <= 0x8f: return dmap(b, i + 1, t & 15)
+    if 0x90 <= t <= 0x9f: return darr(b, i + 1, t & 15)
+    if 0xa0 <= t <= 0xbf: n = t & 31; return b[i+1:i+1+n].decode(), i + 1 + n
+    if t == 0xc0: return None, i + 1
+    if t in (0xc2, 0xc3): return t == 0xc3, i + 1
+    fixed = {0xcc: '>B', 0xcd: '>H', 0xce: '>I', 0xcf: '>Q', 0xd0: '>b', 0xd1: '>h', 0xd2: '>i', 0xd3: '>q'}
+    if t in fixed:
+        f = fixed[t]; n = struct.calcsize(f); return struct.unpack(f, b[i+1:i+1+n])[0], i + 1 + n
+    lens = {0xc4: ('>B', 'bin'), 0xc5: ('>H', 'bin'), 0xc6: ('>I', 'bin'), 0xd9: ('>B', 'str'),
+            0xda: ('>H', 'str'), 0xdb: ('>I', 'str'), 0xdc: ('>H', 'arr'), 0xdd: ('>I', 'arr'),
+            0xde: ('>H', 'map'), 0xdf: ('>I', 'map')}
+    f, kind = lens[t]; m = struct.calcsize(f); n = struct.unpack(f, b[i+1:i+1+m])[0]; j = i + 1 + m
+    if kind == 'arr': return darr(b, j, n)
+    if kind == 'map': return dmap(b, j, n)
+    s = b[j:j+n]; return (s.decode() if kind == 'str' else s), j + n
+def dmap(b, i, n):
+    d = {}
+    for _ in range(n):
+        k, i = dec(b, i); v, i = dec(b, i); d[k] = v
+    return d, i
+def darr(b, i, n):
+    a = []
+    for _ in range(n):
+        v, i = dec(b, i); a.append(v)
+    return a, i
+addr, log, cfg = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+nn = ctypes.CDLL('libnanomsg.so.5')
+nn.nn_recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+nn.nn_send.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]
+nn.nn_freemsg.argtypes = [ctypes.c_void_p]
+s = nn.nn_socket(1, 49)
+assert s >= 0 and nn.nn_bind(s, addr.encode()) >= 0
+open(log + '.ready', 'w').close()
+while True:
+    p = ctypes.c_void_p()
+    n = nn.nn_recv(s, ctypes.byref(p), ctypes.c_size_t(-1), 0)
+    if n < 0: continue
+    req, _ = dec(ctypes.string_at(p, n)); nn.nn_freemsg(p)
+    typ, rid = req[2], req[1]
+    with open(log, 'a') as f:
+        f.write('%d %s %s %s %s %s %s\n' % (typ, req.get(6, '-'), req[5].hex() if 5 in req else '-',
+                                           req.get(7, '-'), req.get(9, '-'), req.get(10, '-'),
+                                           req.get(8, '-')))
+    env = {0: 1, 1: rid, 2: typ}
+    leads = cfg['node'] == cfg['leader']
+    if typ == 1:
+        env[3] = {0: 'fake', 1: 1, 2: 1 << 24, 3: 65536}
+    elif typ == 60:
+        env[3] = {0: cfg['node'], 1: cfg['leader'], 2: cfg['epoch'], 4: '00' * 16,
+                  3: [{0: r[0], 1: r[1], 2: r[2], 3: r[3], 4: r[4], 5: r[5], 6: r[6], 7: r[7]}
+                      for r in cfg['rows']]}
+    elif typ in (61, 13) and not leads:
+        env[4] = {0: ST_ENOTLEADER, 1: 'node %d is not the leader' % cfg['node'],
+                  7: cfg['leader_addr'], 8: cfg['leader']}
+    elif typ == 61:
+        env[3] = {}
+    elif typ == 50:
+        env[3] = {0: []}
+        env[11], env[12], env[13] = cfg['node'], 118, 35
+    elif typ == 3:
+        env[3] = {0: 'fake', 1: 5000000, 2: '/fake', 3: 0, 4: 120, 5: 0, 6: 1, 7: 0, 8: 0,
+                  10: 'leader' if leads else 'follower', 11: cfg['epoch'], 12: cfg['node'],
+                  13: cfg['leader'], 14: 120, 15: 118}
+    elif typ == 13:
+        env[3] = {0: 7}
+    else:
+        env[4] = {0: -30887, 1: 'unknown request type %d' % typ}
+    out = enc(env)
+    nn.nn_send(s, out, len(out), 0)
+PYEOF
+if python3 -c 'import ctypes; ctypes.CDLL("libnanomsg.so.5")' 2>/dev/null; then
+	A1="ipc://$T/n1.sock" A2="ipc://$T/n2.sock" A3="ipc://$T/n3.sock"
+	python3 "$T/fake_node.py" "$A1" "$T/n1.log" "{\"node\":1,\"leader\":1,\"epoch\":4,\"leader_addr\":\"$A1\",\"rows\":[[1,\"leader\",\"$A1\",120,0,0,120,120],[2,\"follower\",\"$A2\",100,20,35,100,99],[3,\"follower\",\"$A3\",50,70,-1,50,50]]}" &
+	F1=$!
+	python3 "$T/fake_node.py" "$A2" "$T/n2.log" "{\"node\":2,\"leader\":1,\"epoch\":4,\"leader_addr\":\"$A1\",\"rows\":[[1,\"unknown\",\"$A1\",0,0,-1,0,0],[2,\"follower\",\"$A2\",0,0,-1,110,105],[3,\"unknown\",\"$A3\",0,0,-1,0,0]]}" &
+	F2=$!
+	i=0
+	while [ ! -e "$T/n1.log.ready" ] || [ ! -e "$T/n2.log.ready" ]; do
+		i=$((i + 1)); [ $i -gt 200 ] && break; sleep 0.05
+	done
+	"$STRATA" --host "$A2" cluster status >"$T/cs.out" 2>&1
+	st=$?
+	cp "$T/cs.out" "$T/out"
+	# own role/epoch/LSNs per node, lag and contact from the leader; node 3 unreachable
+	if [ "$st" = 1 ] && grep -Eq '^1 +leader +4 +120 +120 +0 +0$' "$T/cs.out" &&
+		grep -Eq '^2 +follower +4 +110 +105 +20 +35$' "$T/cs.out" &&
+		grep -Eq '^3 +unreachable +- +- +- +70 +-$' "$T/cs.out"; then
+		ok "cluster status: a row per node from any node"
+	else
+		bad "cluster status: a row per node from any node (exit $st)"
+	fi
+	run "cluster status --format jsonl" 1 '{"id":2,"role":"follower","epoch":4,"commit_lsn":110,"applied_lsn":105,"lag_entries":20,"last_contact_ms":35}' \
+		"$STRATA" --host "$A2" cluster status --format jsonl
+	run "cluster status --format jsonl: unreachable" 1 '{"id":3,"role":"unreachable","epoch":null,"commit_lsn":null,"applied_lsn":null,"lag_entries":70,"last_contact_ms":null}' \
+		"$STRATA" --host "$A2" cluster status --format jsonl
+	run "cluster transfer from a follower goes to the leader" 0 "leadership transfer to node 2 started (by the leader at $A1)" \
+		"$STRATA" --host "$A2" cluster transfer --to 2
+	f=$(awk '$1 == 61 {print $2, $3}' "$T/n2.log") l=$(awk '$1 == 61 {print $2, $3}' "$T/n1.log")
+	[ -n "$f" ] && [ "$f" = "$l" ] && ok "the redirect resends the same client id and seq" ||
+		{ echo "follower: $f leader: $l" >"$T/out"; bad "the redirect resends the same client id and seq"; }
+	run "drop --durability all via a follower" 0 "dropped table 't'" "$STRATA" --host "$A2" drop t --durability all
+	awk '$1 == 13 {print $4}' "$T/n1.log" | grep -qx 3 && ok "--durability all is envelope key 7 = 3" ||
+		{ cp "$T/n1.log" "$T/out"; bad "--durability all is envelope key 7 = 3"; }
+	"$STRATA" --host "$A2" history t --min-version 5 --max-staleness 2s --consistency bounded --verbose \
+		>"$T/h.out" 2>"$T/h.err"
+	st=$?
+	cat "$T/h.out" "$T/h.err" "$T/n2.log" >"$T/out"
+	[ "$st" = 0 ] && [ "$(cat "$T/h.err")" = "strata history: served by node 2 at LSN 118, staleness 35 ms" ] &&
+		! grep -q served "$T/h.out" && ok "history --verbose: where it was served, on stderr only" ||
+		bad "history --verbose: where it was served, on stderr only (exit $st)"
+	awk '$1 == 50 {print $5, $6, $7}' "$T/n2.log" | grep -qx "2000 2 5" &&
+		ok "read options are envelope keys 9 (ms), 10 and 8" || bad "read options are envelope keys 9 (ms), 10 and 8"
+	"$STRATA" --host "$A2" history t >/dev/null 2>"$T/h.err"
+	[ ! -s "$T/h.err" ] && ok "history without --verbose: nothing on stderr" ||
+		{ cp "$T/h.err" "$T/out"; bad "history without --verbose: nothing on stderr"; }
+	run "status of a follower: role" 0 "role:           follower" "$STRATA" --host "$A2" status
+	run "status of a follower: leader id and LSNs" 0 "leader id:      1
+commit LSN:     120
+applied LSN:    118" "$STRATA" --host "$A2" status
+	kill "$F1" "$F2" 2>/dev/null
+	F1= F2=
+else
+	echo "skip cluster client against fake nodes (no python3 or libnanomsg.so.5)"
+fi
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]
