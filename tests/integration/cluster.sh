@@ -312,6 +312,10 @@ el=$(($(ms) - t0))
 [ $st = 1 ] && grep -qE "no quorum|no leader" "$T/out" && [ $el -lt 5000 ] &&
 	ok "2 of 3 down: a write at the leader fails with no quorum (${el} ms)" ||
 	bad "2 of 3 down: a write at the leader fails with no quorum (exit $st, ${el} ms)"
+# Now the node has stepped down. strata load first reads the table's schema
+# (DESCRIBE, a bounded read): that read's refusal is what the user sees, and
+# it must still say there is no leader (it said "last heard from a leader
+# never ago, more than the staleness bound ...: read at the leader").
 t0=$(ms)
 on "$L" load w "$T/one.csv" >"$T/out" 2>&1
 st=$?
