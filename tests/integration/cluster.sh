@@ -1,0 +1,356 @@
+#!/bin/sh
+# tests/integration/cluster.sh — a real 3-node stratad cluster on loopback,
+# driven by the strata CLI.
+#
+#   sh tests/integration/cluster.sh BUILD_DIR
+#
+# Three stratad processes with configs written into a temp directory (client
+# ports 37421-37423, peer_listen 37500/37520/37540, fsync on, heartbeat 50ms,
+# election_timeout 500ms, write_timeout 3s), each waited for by polling with a
+# deadline and each one's stderr in $T/logN (the tails are printed on a
+# failure). Covers the election, loads sent to a follower (redirect), identical
+# scans, segment files and chain heads on every node, kill -9 of the leader
+# during 1-row writes (no acknowledged write lost or doubled), a restarted
+# follower and old leader catching up, --min-version on a follower, writes
+# without a quorum, cluster status --format jsonl and a single node's status.
+# Closes with "N passed, N failed".
+set -u
+B=${1:-build}
+B=$(cd "$B" && pwd)
+STRATA="$B/strata"
+STRATAD="$B/stratad"
+T=$(mktemp -d /tmp/strata-cl.XXXXXX)
+PASS=0
+FAIL=0
+P1= P2= P3= P4= WPID=
+CID=5374726174614c6f6f706261636b3031
+SCHEMA="id int64 not null, ts timestamp, sensor string, value float64"
+
+cleanup() {
+	for p in $P1 $P2 $P3 $P4 $WPID; do kill -9 "$p" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+logs() {
+	for n in 1 2 3; do
+		[ -f "$T/log$n" ] || continue
+		p=$(pid "$n")
+		[ -n "$p" ] && ! kill -0 "$p" 2>/dev/null && echo "     -- node $n (pid $p) is not running"
+		echo "     -- node $n log (tail):"
+		tail -n 12 "$T/log$n" | sed 's/^/     | /'
+	done
+}
+ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; [ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | head -20; logs; }
+
+# run NAME WANT_STATUS WANT_TEXT CMD...: CMD's status and combined output.
+run() {
+	name=$1 want=$2 text=$3
+	shift 3
+	"$@" >"$T/out" 2>&1
+	st=$?
+	if [ "$st" != "$want" ]; then
+		echo "     (exit $st, wanted $want)" >>"$T/out"
+		bad "$name"
+	elif [ -n "$text" ] && ! grep -qF -- "$text" "$T/out"; then
+		echo "     (no \"$text\" in the output)" >>"$T/out"
+		bad "$name"
+	else
+		ok "$name"
+	fi
+}
+
+ms() { date +%s%3N; }
+addr() { echo "tcp://127.0.0.1:$((37420 + $1))"; }
+# on N CMD...: strata at node N.
+on() { _h=$1; shift; "$STRATA" --host "$(addr "$_h")" "$@"; }
+pid() { eval echo "\${P$1}"; }
+
+# The one number in the output of a count(*) query at node $1.
+count() {
+	n=$1; shift
+	on "$n" query "$@" --agg "count(*)" --format csv 2>/dev/null | tail -n 1
+}
+
+# node_config N: node N's config, with the other two as peers.
+node_config() {
+	{
+		printf 'listen: ["%s"]\ndata_dir: "%s/data%s"\nfsync: on\nlog_level: debug\n' \
+			"$(addr "$1")" "$T" "$1"
+		printf 'cluster:\n  node_id: %s\n  cluster_id: "%s"\n' "$1" "$CID"
+		printf '  peer_listen: "tcp://127.0.0.1:%s"\n  peers:\n' $((37480 + 20 * $1))
+		for m in 1 2 3; do
+			[ "$m" = "$1" ] && continue
+			printf '    - {id: %s, peer: "tcp://127.0.0.1:%s", client: "%s"}\n' \
+				"$m" $((37480 + 20 * m)) "$(addr "$m")"
+		done
+		printf '  heartbeat: 50ms\n  election_timeout: 500ms\n  write_timeout: 3s\n'
+	} >"$T/n$1.yaml"
+}
+
+# start N: stratad for node N; wait (10 s at most) until it answers ping.
+start() {
+	"$STRATAD" -c "$T/n$1.yaml" >>"$T/log$1" 2>&1 &
+	eval "P$1=$!"
+	dl=$(($(ms) + 10000))
+	while ! on "$1" --timeout 1 ping >/dev/null 2>&1; do
+		if [ "$(ms)" -gt $dl ] || ! kill -0 "$(pid "$1")" 2>/dev/null; then
+			echo "stratad node $1 did not become ready:"; tail -n 30 "$T/log$1"
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# kill9 N / stop N: kill -9, or SIGTERM and wait for the exit.
+# An empty pid would be kill 0: the whole process group.
+kill9() {
+	p=$(pid "$1")
+	[ -n "$p" ] || { echo "node $1: no pid to kill"; return 1; }
+	kill -9 "$p"; wait "$p" 2>/dev/null; eval "P$1="
+}
+stop() {
+	p=$(pid "$1")
+	[ -n "$p" ] || { echo "node $1: no pid to stop"; return 1; }
+	kill -TERM "$p"; wait "$p"; st=$?; eval "P$1="; return $st
+}
+
+# wait_leader DEADLINE_MS NODES...: exactly one of NODES says role leader, the
+# others follower, all in one epoch: sets LEADER and EPOCH. Status 1 when not
+# so by the deadline ($T/out then has the last status of each node).
+wait_leader() {
+	dl=$(($(ms) + $1))
+	shift
+	while :; do
+		nl=0 nf=0 ep= same=1 LEADER= EPOCH=
+		: >"$T/out"
+		for n in "$@"; do
+			on "$n" --timeout 1 status >"$T/st" 2>&1
+			sed "s/^/node $n: /" "$T/st" >>"$T/out"
+			r=$(sed -n 's/^role: *//p' "$T/st")
+			e=$(sed -n 's/^epoch: *//p' "$T/st")
+			[ -z "$ep" ] && ep=$e
+			[ "$e" = "$ep" ] || same=0
+			case $r in
+			leader) nl=$((nl + 1)); LEADER=$n ;;
+			follower) nf=$((nf + 1)) ;;
+			esac
+		done
+		if [ $nl = 1 ] && [ $((nl + nf)) = $# ] && [ $same = 1 ] && [ -n "$ep" ]; then
+			EPOCH=$ep
+			return 0
+		fi
+		[ "$(ms)" -gt $dl ] && return 1
+		sleep 0.05
+	done
+}
+
+# head_of N: "LSN n HASH", node N's chain head from status.
+head_of() { on "$1" --timeout 1 status 2>/dev/null | sed -n 's/^chain head: *//p'; }
+
+# wait_heads DEADLINE_MS NODES...: the chain heads of NODES are all equal
+# (and known); sets HEAD. Status 1 at the deadline ($T/out: the heads).
+wait_heads() {
+	dl=$(($(ms) + $1))
+	shift
+	while :; do
+		HEAD= same=1
+		: >"$T/out"
+		for n in "$@"; do
+			h=$(head_of "$n")
+			echo "node $n: chain head $h" >>"$T/out"
+			[ -z "$HEAD" ] && HEAD=$h
+			[ -n "$h" ] && [ "$h" = "$HEAD" ] || same=0
+		done
+		[ $same = 1 ] && return 0
+		[ "$(ms)" -gt $dl ] && return 1
+		sleep 0.05
+	done
+}
+
+# others N: the two nodes that are not N.
+others() { for m in 1 2 3; do [ "$m" = "$1" ] || printf '%s ' "$m"; done; }
+
+"$B/bench-gencsv" --rows 3000 --out "$T/small.csv" >/dev/null || exit 1
+"$B/bench-gencsv" --rows 300000 --out "$T/big.csv" >/dev/null || exit 1
+
+# ---- election ---------------------------------------------------------------------
+for n in 1 2 3; do node_config "$n"; done
+run "check-config of a cluster node" 0 "valid" "$STRATAD" --check-config -c "$T/n1.yaml"
+for n in 1 2 3; do start "$n" || exit 1; done
+if wait_leader 5000 1 2 3; then ok "a leader is elected: node $LEADER, epoch $EPOCH, two followers"; else bad "a leader is elected"; exit 1; fi
+L=$LEADER
+set -- $(others "$L")
+F1=$1 F2=$2
+
+# ---- loads through a follower ------------------------------------------------------------
+run "create at a follower (redirected)" 0 "created table 't'" on "$F1" create t --schema "$SCHEMA"
+run "load 3000 rows at a follower (redirected)" 0 "3000 rows" on "$F1" load t "$T/small.csv" --quiet
+run "load 300000 rows at the other follower (redirected)" 0 "300000 rows" on "$F2" load t "$T/big.csv" --quiet
+TROWS=303000
+if wait_heads 5000 1 2 3; then ok "same chain head on all three ($HEAD)"; else bad "same chain head on all three"; fi
+for n in 1 2 3; do on "$n" scan t --format csv >"$T/scan$n" 2>"$T/out" || bad "scan at node $n"; done
+[ "$(wc -l <"$T/scan$L")" = $((TROWS + 1)) ] && ok "the leader scans $TROWS rows" || bad "the leader scans $TROWS rows"
+cmp "$T/scan$L" "$T/scan$F1" >"$T/out" 2>&1 && cmp "$T/scan$L" "$T/scan$F2" >>"$T/out" 2>&1 &&
+	ok "scan --format csv is byte-identical on all three" || bad "scan --format csv is byte-identical on all three"
+# The 300000-row segment is a file: the followers hold the same files, byte for byte.
+(cd "$T/data$L" && find tables -name '*.seg' | sort) >"$T/segs"
+nseg=$(wc -l <"$T/segs")
+same=1
+: >"$T/out"
+while read -r f; do
+	for n in $F1 $F2; do cmp "$T/data$L/$f" "$T/data$n/$f" >>"$T/out" 2>&1 || same=0; done
+done <"$T/segs"
+[ "$nseg" -ge 1 ] && [ $same = 1 ] && ok "the segment files ($nseg) are byte-identical on all three" ||
+	bad "the segment files ($nseg) are byte-identical on all three"
+
+# ---- cluster status ------------------------------------------------------------------------------
+on "$F1" cluster status --format jsonl >"$T/out" 2>"$T/err"
+st=$?
+good=$(grep -c '^{"id":[123],"role":"[a-z]*","epoch":[0-9]*,"commit_lsn":[0-9]*,"applied_lsn":[0-9]*,"lag_entries":[0-9]*,"last_contact_ms":[0-9]*}$' "$T/out")
+[ $st = 0 ] && [ "$good" = 3 ] && [ "$(wc -l <"$T/out")" = 3 ] &&
+	ok "cluster status --format jsonl: three nodes with every key" || bad "cluster status --format jsonl: three nodes with every key"
+[ "$(grep -c '"role":"leader"' "$T/out")" = 1 ] && grep -q "^{\"id\":$L,\"role\":\"leader\"" "$T/out" &&
+	ok "cluster status: node $L is the one leader" || bad "cluster status: node $L is the one leader"
+
+# ---- --min-version on a follower ---------------------------------------------------------------------
+on "$L" load t "$T/small.csv" --quiet >"$T/out" 2>&1 || bad "load at the leader"
+TROWS=$((TROWS + 3000))
+V=$(sed -n "s/^table 't' version \([0-9]*\) .*/\1/p" "$T/out")
+N=$(count "$F1" t --min-version "$V")
+[ "$N" = $TROWS ] && ok "query --min-version $V at a follower right after the write sees it" ||
+	bad "query --min-version $V at a follower right after the write sees it ($N rows)"
+on "$F2" scan t --min-version "$V" --format csv >"$T/out" 2>"$T/err" && [ "$(wc -l <"$T/out")" = $((TROWS + 1)) ] &&
+	ok "scan --min-version $V at the other follower" || bad "scan --min-version $V at the other follower"
+t0=$(ms)
+run "scan --min-version far ahead fails clearly" 1 "strata scan: table 't' version 999999 is not applied on node $F1 within 3000 ms" \
+	on "$F1" scan t --min-version 999999 --limit 1
+el=$(($(ms) - t0))
+[ $el -ge 2900 ] && [ $el -lt 5000 ] && ok "... after the 3 s write_timeout (${el} ms)" || bad "... after the 3 s write_timeout (${el} ms)"
+
+# ---- a follower restarts and catches up ------------------------------------------------------------------
+if stop "$F2"; then ok "SIGTERM a follower: clean exit"; else bad "SIGTERM a follower: clean exit"; fi
+run "load with a follower down (quorum of two)" 0 "3000 rows" on "$F1" load t "$T/small.csv" --quiet
+run "load again" 0 "3000 rows" on "$L" load t "$T/small.csv" --quiet
+TROWS=$((TROWS + 6000))
+start "$F2" || exit 1
+if wait_heads 10000 1 2 3; then ok "the restarted follower caught up: same chain head"; else bad "the restarted follower caught up: same chain head"; fi
+N=$(count "$F2" t)
+[ "$N" = $TROWS ] && ok "the restarted follower has every row ($TROWS)" || bad "the restarted follower has every row ($N, not $TROWS)"
+
+# ---- kill -9 of the leader during 1-row writes ----------------------------------------------------------
+run "create w" 0 "created" on "$L" create w --schema "id int64 not null"
+# The writer: one new id per attempt (a retried id could commit twice), sent
+# to the followers in turn (redirected to the leader); acknowledged ids in
+# $T/acked.
+: >"$T/acked"
+(
+	i=0
+	while [ ! -e "$T/wstop" ]; do
+		i=$((i + 1))
+		if [ $((i % 2)) = 0 ]; then h=$F1; else h=$F2; fi
+		printf 'id\n%d\n' "$i" | "$STRATA" --host "$(addr "$h")" --timeout 2 load w - --format csv --quiet \
+			>>"$T/wlog" 2>&1 && echo "$i" >>"$T/acked"
+	done
+) &
+WPID=$!
+dl=$(($(ms) + 10000))
+while [ "$(wc -l <"$T/acked")" -lt 20 ] && [ "$(ms)" -lt $dl ]; do sleep 0.02; done
+A0=$(wc -l <"$T/acked")
+kill9 "$L"
+t0=$(ms)
+if wait_leader 5000 "$F1" "$F2"; then
+	ok "a new leader within 5 s of kill -9: node $LEADER, epoch $EPOCH ($(($(ms) - t0)) ms)"
+else
+	bad "a new leader within 5 s of kill -9"
+fi
+NL=${LEADER:-$F1}
+A1=$(wc -l <"$T/acked")
+dl=$(($(ms) + 8000))
+while [ "$(wc -l <"$T/acked")" -lt $((A1 + 10)) ] && [ "$(ms)" -lt $dl ]; do sleep 0.02; done
+touch "$T/wstop"
+wait "$WPID"
+WPID=
+A2=$(wc -l <"$T/acked")
+cp "$T/wlog" "$T/out"
+[ "$A0" -ge 20 ] && [ "$A2" -ge $((A1 + 10)) ] && ok "writes acknowledged before ($A0) and after ($((A2 - A1))) the failover" ||
+	bad "writes acknowledged before ($A0) and after ($((A2 - A1))) the failover"
+# check_w N: every acknowledged id exactly once at node N, no id twice.
+check_w() {
+	on "$1" scan w --format csv >"$T/w$1" 2>"$T/out"
+	tail -n +2 "$T/w$1" | sort >"$T/present"
+	uniq -d "$T/present" >"$T/dups"
+	sort -u "$T/acked" >"$T/ack.sorted"
+	sort -u "$T/present" | comm -23 "$T/ack.sorted" - >"$T/missing"
+	{ echo "missing:"; head -n 5 "$T/missing"; echo "twice:"; head -n 5 "$T/dups"; } >>"$T/out"
+	[ -s "$T/ack.sorted" ] && [ ! -s "$T/missing" ] && [ ! -s "$T/dups" ]
+}
+check_w "$NL" && ok "every acknowledged id ($A2) once on the new leader" || bad "every acknowledged id ($A2) once on the new leader"
+start "$L" || exit 1
+if wait_heads 10000 1 2 3; then ok "the old leader rejoined and caught up: same chain head"; else bad "the old leader rejoined and caught up: same chain head"; fi
+r=$(on "$L" status | sed -n 's/^role: *//p')
+[ "$r" = follower ] && ok "the old leader is a follower" || bad "the old leader is a follower (role $r)"
+check_w "$L" && ok "every acknowledged id once on the old leader" || bad "every acknowledged id once on the old leader"
+N=$(count "$L" t)
+[ "$N" = $TROWS ] && ok "the old leader has every row of t ($TROWS)" || bad "the old leader has every row of t ($N, not $TROWS)"
+cp "$T/w$NL" "$T/wbefore"
+
+# ---- no quorum -------------------------------------------------------------------------------------------
+wait_leader 5000 1 2 3 || bad "one leader before the quorum loss"
+L=${LEADER:-$NL}
+set -- $(others "$L")
+F1=$1 F2=$2
+kill9 "$F1"
+kill9 "$F2"
+printf 'id\n1000000\n' >"$T/one.csv"
+t0=$(ms)
+on "$L" load w "$T/one.csv" >"$T/out" 2>&1
+st=$?
+el=$(($(ms) - t0))
+[ $st = 1 ] && grep -qE "no quorum|no leader" "$T/out" && [ $el -lt 5000 ] &&
+	ok "2 of 3 down: a write at the leader fails with no quorum (${el} ms)" ||
+	bad "2 of 3 down: a write at the leader fails with no quorum (exit $st, ${el} ms)"
+# Now the node has stepped down. strata load first reads the table's schema
+# (DESCRIBE, a bounded read): that read's refusal is what the user sees, and
+# it must still say there is no leader (it said "last heard from a leader
+# never ago, more than the staleness bound ...: read at the leader").
+t0=$(ms)
+on "$L" load w "$T/one.csv" >"$T/out" 2>&1
+st=$?
+el=$(($(ms) - t0))
+[ $st = 1 ] && grep -qE "no quorum|no leader" "$T/out" && [ $el -lt 5000 ] &&
+	ok "2 of 3 down, no leader: a direct write says so clearly (${el} ms)" ||
+	bad "2 of 3 down, no leader: a direct write says so clearly (exit $st, ${el} ms)"
+# create is a write and nothing else (load first reads the table's schema).
+run "2 of 3 down, no leader: create says so" 1 "no leader is known" on "$L" create nl --schema "x int64"
+start "$F1" || exit 1
+start "$F2" || exit 1
+if wait_leader 5000 1 2 3; then ok "after the restarts a leader again: node $LEADER"; else bad "after the restarts a leader again"; fi
+if wait_heads 10000 1 2 3; then ok "after the restarts the same chain head"; else bad "after the restarts the same chain head"; fi
+for n in 1 2 3; do
+	check_w "$n" && ok "node $n: every acknowledged id once" || bad "node $n: every acknowledged id once"
+done
+N=$(count "${LEADER:-1}" t)
+[ "$N" = $TROWS ] && ok "nothing of t lost ($TROWS rows)" || bad "nothing of t lost ($N, not $TROWS)"
+run "a write via a follower after the restarts" 0 "1 rows" on "$(others "${LEADER:-1}" | cut -d' ' -f1)" load w "$T/one.csv"
+
+# ---- a single node ------------------------------------------------------------------------------------------
+printf 'listen: ["ipc://%s/single.sock"]\ndata_dir: "%s/single"\n' "$T" "$T" >"$T/single.yaml"
+"$STRATAD" -c "$T/single.yaml" >>"$T/log4" 2>&1 &
+P4=$!
+dl=$(($(ms) + 10000))
+while ! "$STRATA" --host "ipc://$T/single.sock" --timeout 1 ping >/dev/null 2>&1 && [ "$(ms)" -lt $dl ]; do sleep 0.05; done
+"$STRATA" --host "ipc://$T/single.sock" status >"$T/out" 2>&1
+grep -Eq '^role: +single node$' "$T/out" && ok "a single node's status: role single node" || bad "a single node's status: role single node"
+kill -TERM "$P4"
+wait "$P4"
+P4=
+
+for n in 1 2 3; do
+	if stop "$n"; then ok "node $n: SIGTERM, clean exit"; else cp "$T/log$n" "$T/out"; bad "node $n: SIGTERM, clean exit"; fi
+done
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
