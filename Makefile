@@ -190,6 +190,9 @@ $(B)/tests/replay_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay.o $(FUZZMOD
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) $(SODIUM_LIBS) -lm
 # fuzz_dispatch drives stratad's request path (sd_handle) against a real
 # store: its replay links the server, wire and store libraries as built.
+# fuzz_entry checks entry bodies with the store's own parser.
+$(B)/tests/replay_entry: $(B)/tests/fuzz/fuzz_entry.o $(B)/tests/fuzz/replay.o $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
 $(B)/tests/replay_dispatch: $(B)/tests/fuzz/fuzz_dispatch.o $(B)/tests/fuzz/replay.o $(SERVER_LIB) $(REPL_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(SERVER_LIBS) -lpthread
 
@@ -265,13 +268,15 @@ tsan:
 
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 # fuzz_dispatch also compiles the store and the server (sd_handle).
-FUZZ_DISPATCH_EXTRA = $(STORE_SRC) $(SERVER_SRC) $(LMDB_LIBS) $(SODIUM_LIBS) $(YAML_LIBS) -lpthread
+FUZZ_DISPATCH_EXTRA = $(STORE_SRC) $(SERVER_SRC) $(REPL_SRC) $(LMDB_LIBS) $(SODIUM_LIBS) $(YAML_LIBS) -lpthread
+FUZZ_ENTRY_EXTRA = $(STORE_SRC) $(LMDB_LIBS) $(SODIUM_LIBS) -lpthread
 fuzz: $(B)/deps.mk
 	@sh .ci/deps --fuzz
 	@mkdir -p $(B)/fuzz
 	@set -e; for f in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$f for $(FUZZ_SECONDS)s"; \
 	  extra=; [ $$f = dispatch ] && extra="$(FUZZ_DISPATCH_EXTRA)"; \
+	  [ $$f = entry ] && extra="$(FUZZ_ENTRY_EXTRA)"; \
 	  clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $(B)/fuzz/$$f tests/fuzz/fuzz_$$f.c $(FORMAT_SRC) $(WIRE_SRC) $$extra $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm; \
 	  mkdir -p $(B)/fuzz/corpus-$$f; \
 	  $(B)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \

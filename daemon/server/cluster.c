@@ -284,8 +284,8 @@ static int fetch_one(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint3
 	return f->rc != ST_OK;
 }
 
-/* Every segment file the entries of an APPEND reference, in place and
- * durable before the core may acknowledge them. */
+/* Every entry of an APPEND checked, and every segment file its entries
+ * reference in place and durable, before the core may acknowledge them. */
 static int fetch_segments(struct sd_node *nd, const struct raft_msg *m, struct st_err *err)
 {
 	struct fetch_ctx f = {nd, m->from, ST_OK, err};
@@ -293,7 +293,11 @@ static int fetch_segments(struct sd_node *nd, const struct raft_msg *m, struct s
 		const struct raft_entry *e = &m->entries[i];
 		if (!e->data || !e->len)
 			continue;
-		int rc = st_repl_body_files(e->data, e->len, fetch_one, &f, err);
+		/* Refused before anything is persisted: a damaged or hostile
+		 * body never reaches the log. */
+		int rc = st_repl_body_check(e->data, e->len, e->lsn, err);
+		if (rc == ST_OK)
+			rc = st_repl_body_files(e->data, e->len, fetch_one, &f, err);
 		if (rc != ST_OK)
 			return rc;
 	}
@@ -414,7 +418,7 @@ static void *loop(void *arg)
 			struct st_err ferr;
 			if (m.type == RAFT_MSG_APPEND && m.n_entries &&
 			    fetch_segments(nd, &m, &ferr) != ST_OK)
-				sd_log(SD_LOG_WARN, "replication: fetching segments from node %llu: %s",
+				sd_log(SD_LOG_WARN, "replication: APPEND from node %llu refused: %s",
 				       (unsigned long long)m.from, ferr.msg);
 			else if (raft_step(nd->r, &m) == ST_ENOMEM)
 				sd_log(SD_LOG_WARN, "replication: out of memory on a message");

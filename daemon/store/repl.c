@@ -675,6 +675,50 @@ int st_repl_body_files(const uint8_t *body, size_t len,
 	return rc;
 }
 
+int st_repl_body_check(const uint8_t *body, size_t len, uint64_t lsn, struct st_err *err)
+{
+	struct st_cur c;
+	uint32_t nops;
+	int rc = body_open(body, len, &nops, &c, err);
+	if (rc != ST_OK || body[1] == BODY_NOOP)
+		return rc == ST_OK && nops ? st_seterr(err, ST_ECORRUPT, "a no-op entry holds ops")
+					   : rc;
+	const uint8_t *rec = NULL;
+	uint8_t ck[COMMIT_KEY_LEN];
+	bool commit = false;
+	struct op o;
+	for (uint32_t i = 0; i < nops; i++) {
+		if (!body_next(&c, &o))
+			return st_seterr(err, ST_ECORRUPT, "LSN %llu: op %u of %u is malformed",
+					 (unsigned long long)lsn, i, nops);
+		const uint8_t *kp = o.k.mv_data;
+		if (o.op == OP_PUT && o.k.mv_size == LSN_KEY_LEN && kp[0] == KEY_LSN) {
+			if (rec || get_be64(kp + 1) != lsn || o.v.mv_size != LSN_REC_LEN)
+				return st_seterr(err, ST_ECORRUPT,
+						 "LSN %llu: its entry holds a wrong LSN record",
+						 (unsigned long long)lsn);
+			rec = o.v.mv_data;
+		} else if (is_rlog(&o.k)) {
+			return st_seterr(err, ST_ECORRUPT, "LSN %llu: an op writes a log record",
+					 (unsigned long long)lsn);
+		}
+	}
+	if (c.p != c.end)
+		return st_seterr(err, ST_ECORRUPT, "LSN %llu: bytes after the last op",
+				 (unsigned long long)lsn);
+	if (!rec)
+		return st_seterr(err, ST_ECORRUPT, "LSN %llu: its entry has no LSN record",
+				 (unsigned long long)lsn);
+	commit_key(ck, st_get_le64(rec + 64), st_get_le64(rec + 72));
+	st_cur_init(&c, body + BODY_HEAD, len - BODY_HEAD - 4);
+	for (uint32_t i = 0; i < nops && body_next(&c, &o); i++)
+		if (o.op == OP_PUT && o.k.mv_size == COMMIT_KEY_LEN && !memcmp(o.k.mv_data, ck, COMMIT_KEY_LEN))
+			commit = true;
+	return commit ? ST_OK
+		      : st_seterr(err, ST_ECORRUPT, "LSN %llu: the commit its LSN record names is "
+				  "not in the entry", (unsigned long long)lsn);
+}
+
 /* ---- apply ------------------------------------------------------------- */
 
 struct applied {

@@ -564,6 +564,11 @@ void st_repl_noop_hash(const uint8_t prev[ST_HASH_LEN], uint64_t lsn, uint8_t ou
 int st_repl_body_files(const uint8_t *body, size_t len,
 		       int (*fn)(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint32_t crc),
 		       void *arg, struct st_err *err);
+/* Check an entry body received for LSN lsn before it is persisted: the
+ * CRC, the op framing, and for a commit exactly one LSN record, for lsn,
+ * and the commit record it names. ST_OK or ST_ECORRUPT saying what. (The
+ * chain is checked when the entry is applied.) */
+int st_repl_body_check(const uint8_t *body, size_t len, uint64_t lsn, struct st_err *err);
 /* The path of a segment file of the store (it may not exist). */
 void st_segment_path(st_store *s, uint64_t tid, uint64_t fid, char *buf, size_t len);
 /* The latest version of a live table. ST_ENOTFOUND. */
