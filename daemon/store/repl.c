@@ -237,9 +237,10 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 			break;
 		if (pthread_cond_timedwait(&s->repl.cond, &s->write_lock, &dl) == ETIMEDOUT) {
 			rc = st_seterr(err, ST_EUNAVAIL,
-				       "%s: no quorum: LSN %llu was not acknowledged by %s within "
-				       "%lld ms; it is not acknowledged, and may still commit",
-				       what, (unsigned long long)last,
+				       "%s: %s: LSN %llu was not acknowledged by %s within %lld ms; "
+				       "it is not acknowledged, and may still commit",
+				       what, level == ST_DUR_QUORUM ? "no quorum" : "durability not met",
+				       (unsigned long long)last,
 				       level == ST_DUR_ALL ? "every voter" : level == ST_DUR_LOCAL
 										 ? "this node's disk"
 										 : "a majority of voters",
