@@ -103,8 +103,21 @@ struct link_queue {
 	size_t bytes;                 /* their total size */
 };
 
+/* Liveness of a peer link: each side sends a keepalive when it has sent
+ * nothing for LINK_KEEPALIVE_MS, and a link that has received nothing for
+ * LINK_DEAD_MS is closed and opened again. A PAIR socket takes one pipe: a
+ * stale one (a peer that restarted while its old connection was still
+ * attached on the bound side) would otherwise leave the link silent for
+ * good, its new connection accepted and ignored. */
+#define LINK_KEEPALIVE_MS 250
+#define LINK_DEAD_MS 2000
+
 struct link {
 	struct link_config c;                /* the config, copied */
+	int64_t last_rx[LINK_MAX_PEERS];     /* ms: anything received from the peer */
+	int64_t last_tx[LINK_MAX_PEERS];     /* ms: anything handed to nanomsg for it */
+	int64_t opened[LINK_MAX_PEERS];      /* ms: its socket was (re)opened */
+	uint64_t n_reopened;                 /* silent links reopened */
 	char host[LINK_ADDR_MAX];            /* self_address's HOST */
 	unsigned port;                       /* self_address's PORT */
 	int pair[LINK_MAX_PEERS];            /* PAIR socket per config.peers index */
@@ -125,6 +138,13 @@ struct link {
 	pthread_mutex_t qmu;                 /* guards q */
 	struct link_queue q[LINK_MAX_PEERS]; /* per config.peers index */
 };
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void count(uint64_t *c, uint64_t n)
 {
@@ -581,7 +601,8 @@ static int parse_envelope(const uint8_t *p, size_t len, const uint8_t cluster[LI
 	if (e->from == 0 || e->from == self)
 		return st_seterr(err, ST_EPROTO, "message from node %llu to node %llu",
 		                 (unsigned long long)e->from, (unsigned long long)self);
-	if (!type_is_known((int)e->type) && e->type != LINK_SEG_FETCH && e->type != LINK_SEG_DATA)
+	if (!type_is_known((int)e->type) && e->type != LINK_SEG_FETCH && e->type != LINK_SEG_DATA &&
+	    e->type != LINK_KEEPALIVE)
 		return st_seterr(err, ST_EPROTO, "unknown message type %llu",
 		                 (unsigned long long)e->type);
 	e->body = wire_get(root, LINK_ENV_BODY);
@@ -654,6 +675,11 @@ int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_
 	memset(m, 0, sizeof *m);
 	if ((rc = parse_envelope(buf, len, cluster, self, d, &e, err)) != ST_OK)
 		return rc;
+	if (e.type == LINK_KEEPALIVE) {
+		m->from = e.from; /* type 0: not a message of the core */
+		m->to = self;
+		return ST_OK;
+	}
 	if (!type_is_known((int)e.type))
 		return st_seterr(err, ST_EPROTO, "message type %llu (%s) on a peer link",
 		                 (unsigned long long)e.type, type_name(e.type));
@@ -792,6 +818,8 @@ static int peer_index(const struct link *l, uint64_t id)
 	return -1;
 }
 
+static int open_peer(struct link *l, size_t i, struct st_err *err);
+
 int link_open(const struct link_config *c, struct link **out, struct st_err *err)
 {
 	int rc = ST_OK;
@@ -854,40 +882,45 @@ int link_open(const struct link_config *c, struct link **out, struct st_err *err
 		rc = nn_err(err, "cannot listen for segment fetches on", addr);
 		goto out;
 	}
-	/* peers: a < b, a binds P_a + b, b connects */
-	for (size_t i = 0; i < c->n_peers; i++) {
-		const struct link_peer *p = &l->c.peers[i];
-		char phost[LINK_ADDR_MAX];
-		unsigned pport;
-		bool bind = c->self < p->id;
-		if ((rc = parse_addr(p->address, phost, sizeof phost, &pport, err)))
+	for (size_t i = 0; i < c->n_peers; i++)
+		if ((rc = open_peer(l, i, err)) != ST_OK)
 			goto out;
-		if (bind)
-			snprintf(addr, sizeof addr, "tcp://%s:%u", l->host,
-			         l->port + (unsigned)p->id);
-		else
-			snprintf(addr, sizeof addr, "tcp://%s:%u", phost,
-			         pport + (unsigned)c->self);
-		if ((l->pair[i] = nn_socket(AF_SP, NN_PAIR)) < 0) {
-			rc = nn_err(err, "cannot open the peer socket for", addr);
-			goto out;
-		}
-		set_common(l->pair[i], l->c.max_message);
-		set_int(l->pair[i], NN_SOL_SOCKET, NN_SNDTIMEO, 100);
-		set_int(l->pair[i], NN_SOL_SOCKET, NN_SNDBUF, 128 << 20);
-		if ((bind ? nn_bind(l->pair[i], addr) : nn_connect(l->pair[i], addr)) < 0) {
-			rc = nn_err(err,
-			            bind ? "cannot listen for the peer link on"
-			                 : "cannot connect the peer link to",
-			            addr);
-			goto out;
-		}
-	}
 	*out = l;
 	l = NULL; /* the caller's from here on */
 out:
 	link_close(l);
 	return rc;
+}
+
+/* Open the PAIR socket of peer i: a < b, a binds P_a + b, b connects. */
+static int open_peer(struct link *l, size_t i, struct st_err *err)
+{
+	const struct link_peer *p = &l->c.peers[i];
+	char phost[LINK_ADDR_MAX], addr[LINK_ADDR_MAX + 16];
+	unsigned pport;
+	bool bind = l->c.self < p->id;
+	int rc;
+	if ((rc = parse_addr(p->address, phost, sizeof phost, &pport, err)))
+		return rc;
+	if (bind)
+		snprintf(addr, sizeof addr, "tcp://%s:%u", l->host, l->port + (unsigned)p->id);
+	else
+		snprintf(addr, sizeof addr, "tcp://%s:%u", phost, pport + (unsigned)l->c.self);
+	if ((l->pair[i] = nn_socket(AF_SP, NN_PAIR)) < 0)
+		return nn_err(err, "cannot open the peer socket for", addr);
+	set_common(l->pair[i], l->c.max_message);
+	set_int(l->pair[i], NN_SOL_SOCKET, NN_SNDTIMEO, 100);
+	set_int(l->pair[i], NN_SOL_SOCKET, NN_SNDBUF, 128 << 20);
+	if ((bind ? nn_bind(l->pair[i], addr) : nn_connect(l->pair[i], addr)) < 0) {
+		rc = nn_err(err, bind ? "cannot listen for the peer link on"
+				      : "cannot connect the peer link to",
+			    addr);
+		nn_close(l->pair[i]);
+		l->pair[i] = -1;
+		return rc;
+	}
+	l->opened[i] = l->last_rx[i] = now_ms();
+	return ST_OK;
 }
 
 void link_close(struct link *l)
@@ -924,6 +957,7 @@ static void flush_locked(struct link *l, size_t i)
 			break;
 		count(&l->n_sent, 1);
 		count(&l->bytes_sent[i], b->len);
+		l->last_tx[i] = now_ms();
 		q->bytes -= b->len;
 		b->len = 0; /* keeps its memory for the next message */
 		q->head = (q->head + 1) % LINK_QMAX;
@@ -951,6 +985,7 @@ int link_send(struct link *l, const struct raft_msg *m, link_entry_fn fn, void *
 	if (q->n == 0 && nn_send(l->pair[i], b.data, b.len, NN_DONTWAIT) >= 0) {
 		count(&l->n_sent, 1);
 		count(&l->bytes_sent[i], b.len);
+		l->last_tx[i] = now_ms();
 	} else if (q->n < LINK_QMAX && q->bytes + b.len <= l->c.max_message) {
 		struct st_buf *slot = &q->msg[(q->head + q->n) % LINK_QMAX];
 		st_buf_free(slot);
@@ -991,6 +1026,7 @@ void link_stats(const struct link *l, struct link_stats *out)
 	out->dropped_send = __atomic_load_n(&l->n_dropped_send, __ATOMIC_RELAXED);
 	out->dropped_recv = __atomic_load_n(&l->n_dropped_recv, __ATOMIC_RELAXED);
 	out->segments_served = __atomic_load_n(&l->n_served, __ATOMIC_RELAXED);
+	out->reopened = __atomic_load_n(&l->n_reopened, __ATOMIC_RELAXED);
 	for (size_t i = 0; i < LINK_MAX_PEERS; i++)
 		out->bytes_sent[i] = __atomic_load_n(&l->bytes_sent[i], __ATOMIC_RELAXED);
 }
@@ -1289,11 +1325,41 @@ out:
 
 /* ---- receiving ------------------------------------------------------------ */
 
-static int64_t now_ms(void)
+
+/* Keepalives for links that have been quiet, and a fresh socket for a
+ * link that has heard nothing for LINK_DEAD_MS (see LINK_DEAD_MS). */
+static void check_liveness(struct link *l)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	int64_t now = now_ms();
+	for (size_t i = 0; i < l->c.n_peers; i++) {
+		if (now - l->last_rx[i] >= LINK_DEAD_MS && now - l->opened[i] >= LINK_DEAD_MS) {
+			pthread_mutex_lock(&l->qmu);
+			if (l->pair[i] >= 0)
+				nn_close(l->pair[i]);
+			l->pair[i] = -1;
+			struct st_err err;
+			if (open_peer(l, i, &err) != ST_OK)
+				l->opened[i] = now; /* try again later */
+			else
+				count(&l->n_reopened, 1);
+			pthread_mutex_unlock(&l->qmu);
+		}
+		if (l->pair[i] >= 0 && now - l->last_tx[i] >= LINK_KEEPALIVE_MS) {
+			struct st_buf b = {0};
+			msgpack_packer pk;
+			msgpack_packer_init(&pk, &b, buf_write);
+			pack_envelope(&pk, l->c.cluster, l->c.self, l->c.peers[i].id, 0, LINK_KEEPALIVE);
+			msgpack_pack_map(&pk, 0);
+			append_crc(&b);
+			pthread_mutex_lock(&l->qmu);
+			if (!b.oom && l->q[i].n == 0 && nn_send(l->pair[i], b.data, b.len, NN_DONTWAIT) >= 0)
+				l->last_tx[i] = now;
+			else
+				l->last_tx[i] = now; /* the pipe is busy or down: try at the next interval */
+			pthread_mutex_unlock(&l->qmu);
+			st_buf_free(&b);
+		}
+	}
 }
 
 int link_recv(struct link *l, int timeout_ms, struct raft_msg *m)
@@ -1308,12 +1374,16 @@ int link_recv(struct link *l, int timeout_ms, struct raft_msg *m)
 	fds[0] = (struct nn_pollfd){.fd = l->wake_rx, .events = NN_POLLIN};
 	fds[1] = (struct nn_pollfd){.fd = l->rep, .events = NN_POLLIN};
 	for (;;) {
+		check_liveness(l);
 		pthread_mutex_lock(&l->qmu);
 		for (size_t i = 0; i < l->c.n_peers; i++) {
 			flush_locked(l, i);
+			/* A link being reopened (its socket -1) is not polled. */
 			fds[2 + i] = (struct nn_pollfd){
-			    .fd = l->pair[i],
-			    .events = (short)(NN_POLLIN | (l->q[i].n ? NN_POLLOUT : 0))};
+			    .fd = l->pair[i] >= 0 ? l->pair[i] : l->wake_rx,
+			    .events = l->pair[i] >= 0
+					  ? (short)(NN_POLLIN | (l->q[i].n ? NN_POLLOUT : 0))
+					  : 0};
 		}
 		pthread_mutex_unlock(&l->qmu);
 		int wait = timeout_ms < 0 ? -1 : 0;
@@ -1354,6 +1424,11 @@ int link_recv(struct link *l, int timeout_ms, struct raft_msg *m)
 			                &err) != ST_OK ||
 			    m->from != l->c.peers[k - 2].id) {
 				count(&l->n_dropped_recv, 1);
+				nn_freemsg(msg);
+				continue;
+			}
+			l->last_rx[k - 2] = now_ms();
+			if (m->type == 0) { /* a keepalive */
 				nn_freemsg(msg);
 				continue;
 			}

@@ -53,6 +53,7 @@
 enum link_seg_type {
 	LINK_SEG_FETCH = 10, /* body {0 table, 1 file, 2 offset, 3 length <= 1 MiB} */
 	LINK_SEG_DATA = 11,  /* body {0 bytes, 1 file size, 2 file crc32c} or {3 code, 4 msg} */
+	LINK_KEEPALIVE = 12, /* body {}: a link with nothing else to say (never returned) */
 };
 
 struct link_peer {
@@ -76,6 +77,7 @@ struct link_stats {
 	uint64_t dropped_send;               /* not sent: queue full or no connection */
 	uint64_t dropped_recv;               /* received and dropped (CRC, cluster, ...) */
 	uint64_t segments_served;            /* SEGMENT_FETCH requests answered */
+	uint64_t reopened;                   /* links reopened after 2 s of silence (a stale pipe) */
 	uint64_t bytes_sent[LINK_MAX_PEERS]; /* per index of config.peers: messages and segment chunks served */
 };
 
