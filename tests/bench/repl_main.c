@@ -216,9 +216,13 @@ static bool alive(int i)
 	int st;
 	pid_t r = waitpid(g_pid[i], &st, WNOHANG);
 	if (r == g_pid[i]) {
-		fault("node %d (pid %d) exited on its own: %s %d (see %s/node%d.log)", i, (int)g_pid[i],
-		      WIFSIGNALED(st) ? "signal" : "status",
-		      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), g_dir, i);
+		fault("node %d (pid %d) exited on its own: %s %d%s (see %s/node%d.log)", i,
+		      (int)g_pid[i], WIFSIGNALED(st) ? "signal" : "status",
+		      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
+		      WIFEXITED(st) && WEXITSTATUS(st) == 0
+			      ? " (stratad's clean stop: it got SIGTERM or SIGINT, which bench-repl "
+				"sends only when it stops a follower for the catch-up)"
+			      : "", g_dir, i);
 		g_pid[i] = 0;
 		return false;
 	}
@@ -301,6 +305,21 @@ static void wait_ready(int i, double secs)
 			die("node %d did not answer STATUS on %s within %.0f s", i, g_host[i], secs);
 		usleep(20000);
 	}
+}
+
+/* Restart every node that died on its own (alive() reported it). */
+static int revive(void)
+{
+	int n = 0;
+	for (int i = 1; i <= NODES; i++)
+		if (!alive(i)) {
+			fprintf(stderr, "bench-repl: restarting node %d, which died on its own\n", i);
+			start_node(i);
+			n++;
+		}
+	for (int i = 1; i <= NODES; i++)
+		wait_ready(i, 20);
+	return n;
 }
 
 static sc_client *connect_or_die(const char *host, int timeout_ms)
@@ -831,7 +850,9 @@ int main(int argc, char **argv)
 	pthread_create(&w, NULL, failover_writer, NULL);
 	double *fo = calloc((size_t)failovers, sizeof *fo);
 	int runs = 0, no_ack = 0;
+	int revived = 0;
 	for (int r = 0; r < failovers; r++) {
+		revived += revive();
 		/* A steady state: a leader and writes being acknowledged. */
 		double t0 = now();
 		size_t n0, n1;
@@ -867,10 +888,12 @@ int main(int argc, char **argv)
 			      "(last error: %s)", r, L, g_fw.last_error);
 		} else
 			fo[runs++] = (ta - tk) * 1e3;
-		fprintf(stderr, "bench-repl: failover %d: leader %d killed, %.1f ms\n", r, L,
-			(ta - tk) * 1e3);
+		if (sent > tk)
+			fprintf(stderr, "bench-repl: failover %d: leader %d killed, %.1f ms\n", r, L,
+				(ta - tk) * 1e3);
 		start_node(L);
 		wait_ready(L, 20);
+		revived += revive();
 		int nl = find_leader(20);
 		struct node_status s;
 		if (!nl || get_status(g_host[nl], &s, 2000) != 0) {
@@ -891,10 +914,12 @@ int main(int argc, char **argv)
 		 "heartbeat 100ms\"", runs);
 	metric("failover_p50_ms", p50, x);
 	metric("failover_p99_ms", p99, x);
-	snprintf(x, sizeof x, "\"runs_without_ack\":%d", no_ack);
+	snprintf(x, sizeof x, "\"runs_without_ack\":%d,\"nodes_restarted_after_dying_on_their_own\":%d",
+		 no_ack, revived);
 	metric("failover_runs", runs, x);
 
 	/* acked_lost: on the final leader. */
+	revive();
 	L = find_leader(20);
 	if (!L)
 		die("no leader for the final scan");
@@ -933,6 +958,12 @@ int main(int argc, char **argv)
 	if (bench_table_init(&t, rows) != 0)
 		die("out of memory for %" PRIu64 " rows", rows);
 	int F = L % NODES + 1, K = F % NODES + 1; /* F stopped, K keeps running */
+	if (K == L)
+		K = K % NODES + 1;
+	revive();
+	if (!(L = find_leader(20)))
+		die("no leader for the catch-up part");
+	F = L % NODES + 1, K = F % NODES + 1;
 	if (K == L)
 		K = K % NODES + 1;
 	c = connect_or_die(g_host[L], 120000);
