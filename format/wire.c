@@ -480,7 +480,7 @@ static char *obj_strdup(const msgpack_object *o)
  * message declaring 2^32 elements makes it ask for 100 GB. After the walk,
  * what msgpack-c allocates is bounded by the message's size.
  */
-static bool walk(const uint8_t *p, size_t len, size_t *end)
+bool wire_walk(const uint8_t *p, size_t len, size_t *end)
 {
 	size_t off = 0, pending = 1, objects = 0;
 	while (pending > 0) {
@@ -548,7 +548,7 @@ static bool walk(const uint8_t *p, size_t len, size_t *end)
 static bool precheck(const uint8_t *p, size_t len)
 {
 	size_t end;
-	return walk(p, len, &end);
+	return wire_walk(p, len, &end);
 }
 
 int wire_end(struct wire_out *o, struct st_err *err)
@@ -556,7 +556,7 @@ int wire_end(struct wire_out *o, struct st_err *err)
 	size_t end = 0;
 	if (o->buf.oom)
 		return st_seterr(err, ST_ENOMEM, "out of memory building a message");
-	if (!walk(o->buf.data, o->buf.len, &end))
+	if (!wire_walk(o->buf.data, o->buf.len, &end))
 		return st_seterr(err, ST_EINVAL, "message of %zu bytes is incomplete: a map or "
 				 "array got fewer pairs or elements than it announced (a bug)",
 				 o->buf.len);

@@ -436,6 +436,11 @@ size_t wire_batch_bytes(uint32_t ncols, const char *const *names, const struct s
  * it; batches are a few objects per column, so real messages stay far
  * below). */
 #define WIRE_MAX_OBJECTS (1u << 22)
+/* Walk one msgpack value at p without building it: every declared length
+ * and element count must fit in the bytes that remain, and the value may
+ * hold at most WIRE_MAX_OBJECTS objects (so what msgpack-c then allocates
+ * is bounded by len). False on anything malformed; *end: where it ends. */
+bool wire_walk(const uint8_t *p, size_t len, size_t *end);
 
 struct wire_msg {
 	msgpack_unpacked up;           /* the object tree (references the bytes) */

@@ -8,7 +8,7 @@
  *   - Every message that leaves is at most max_message bytes and ends in the
  *     CRC pair (key 7, uint32); every message returned by link_recv passed
  *     the CRC, the cluster and address checks and the §5.2 validation.
- *   - Before msgpack-c sees a buffer, walk() has bounded every declared
+ *   - Before msgpack-c sees a buffer, wire_walk() has bounded every declared
  *     length and count by the bytes present, so a hostile 6-byte message
  *     cannot make it allocate gigabytes.
  *   - The buffer of the last message returned by link_recv is held (its
@@ -351,124 +351,6 @@ out:
 
 /* ---- decoding ------------------------------------------------------------ */
 
-/*
- * Walk one msgpack value without building it (the same bound as
- * format/wire.c's walk): every declared length and count must fit in the
- * bytes left. Returns false on anything malformed; *end is where it ends.
- */
-static bool walk(const uint8_t *p, size_t len, size_t *end)
-{
-	size_t off = 0, pending = 1;
-	while (pending > 0) {
-		if (off >= len)
-			return false;
-		uint8_t b = p[off++];
-		pending--;
-		uint64_t n = 0, skip = 0;
-		size_t lenb = 0;
-		if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
-			continue;
-		else if (b <= 0x8f)
-			n = 2u * (b & 0x0f);
-		else if (b <= 0x9f)
-			n = b & 0x0f;
-		else if (b <= 0xbf)
-			skip = b & 0x1f;
-		else {
-			switch (b) {
-			case 0xc4:
-			case 0xd9:
-				lenb = 1;
-				break;
-			case 0xc5:
-			case 0xda:
-				lenb = 2;
-				break;
-			case 0xc6:
-			case 0xdb:
-				lenb = 4;
-				break;
-			case 0xc7:
-				lenb = 1;
-				skip = 1;
-				break;
-			case 0xc8:
-				lenb = 2;
-				skip = 1;
-				break;
-			case 0xc9:
-				lenb = 4;
-				skip = 1;
-				break;
-			case 0xca:
-				skip = 4;
-				break;
-			case 0xcb:
-				skip = 8;
-				break;
-			case 0xcc:
-			case 0xd0:
-				skip = 1;
-				break;
-			case 0xcd:
-			case 0xd1:
-				skip = 2;
-				break;
-			case 0xce:
-			case 0xd2:
-				skip = 4;
-				break;
-			case 0xcf:
-			case 0xd3:
-				skip = 8;
-				break;
-			case 0xd4:
-				skip = 2;
-				break;
-			case 0xd5:
-				skip = 3;
-				break;
-			case 0xd6:
-				skip = 5;
-				break;
-			case 0xd7:
-				skip = 9;
-				break;
-			case 0xd8:
-				skip = 17;
-				break;
-			case 0xdc:
-			case 0xde:
-				lenb = 2;
-				break;
-			case 0xdd:
-			case 0xdf:
-				lenb = 4;
-				break;
-			default:
-				return false;
-			}
-		}
-		if (lenb) {
-			if (len - off < lenb)
-				return false;
-			uint64_t x = st_get_be(p + off, lenb);
-			off += lenb;
-			if (b >= 0xdc && b <= 0xdf)
-				n = b == 0xde || b == 0xdf ? 2 * x : x;
-			else
-				skip += x;
-		}
-		if (skip > len - off || n > len - off)
-			return false;
-		off += skip;
-		pending += n;
-		if (pending > len - off + 1)
-			return false;
-	}
-	*end = off;
-	return true;
-}
 
 void link_decoded_init(struct link_decoded *d)
 {
@@ -566,7 +448,7 @@ static int parse_envelope(const uint8_t *p, size_t len, const uint8_t cluster[LI
 		                 "message of %zu bytes fails its CRC32C "
 		                 "(carried %08x, computed %08x)",
 		                 len, want, got);
-	if (!walk(p, len, &end) || end != len)
+	if (!wire_walk(p, len, &end) || end != len)
 		return st_seterr(err, ST_EPROTO, "message of %zu bytes is not one msgpack value",
 		                 len);
 	msgpack_unpacked_destroy(&d->up);
