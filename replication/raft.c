@@ -708,10 +708,10 @@ static void raft_tick_leader(struct raft *r)
 	}
 }
 
-int raft_propose(struct raft *r, const void *data, size_t len, const uint8_t hash[RAFT_HASH_LEN],
-                 uint64_t *lsn_out)
+int raft_propose_n(struct raft *r, const struct raft_entry *e, size_t n, uint64_t *first_lsn)
 {
 	int rc = ST_OK;
+	size_t done = 0;
 	if (r->role != RAFT_LEADER) {
 		rc = RAFT_ENOTLEADER;
 		goto out;
@@ -720,20 +720,32 @@ int raft_propose(struct raft *r, const void *data, size_t len, const uint8_t has
 		rc = ST_EBUSY;
 		goto out;
 	}
-	struct raft_entry e = {
-	    .lsn = raft_last_lsn(r) + 1, .epoch = r->hs.epoch, .data = data, .len = len};
-	memcpy(e.hash, hash, RAFT_HASH_LEN);
-	rc = raft_log_append(r, &e);
-	if (rc != ST_OK)
-		goto out;
-	if (lsn_out)
-		*lsn_out = e.lsn;
-	for (size_t i = 0; i < r->n_nodes; i++)
-		if (&r->nodes[i] != r->me)
-			raft_send_append(r, &r->nodes[i], false);
-	raft_maybe_commit(r);
+	if (first_lsn)
+		*first_lsn = raft_last_lsn(r) + 1;
+	for (; done < n; done++) {
+		struct raft_entry x = {.lsn = raft_last_lsn(r) + 1, .epoch = r->hs.epoch,
+				       .data = e[done].data, .len = e[done].len};
+		memcpy(x.hash, e[done].hash, RAFT_HASH_LEN);
+		if ((rc = raft_log_append(r, &x)) != ST_OK)
+			break;
+	}
+	/* One APPEND per peer for the whole batch. */
+	if (done > 0) {
+		for (size_t i = 0; i < r->n_nodes; i++)
+			if (&r->nodes[i] != r->me)
+				raft_send_append(r, &r->nodes[i], false);
+		raft_maybe_commit(r);
+	}
 out:
 	return rc;
+}
+
+int raft_propose(struct raft *r, const void *data, size_t len, const uint8_t hash[RAFT_HASH_LEN],
+                 uint64_t *lsn_out)
+{
+	struct raft_entry e = {.data = data, .len = len};
+	memcpy(e.hash, hash, RAFT_HASH_LEN);
+	return raft_propose_n(r, &e, 1, lsn_out);
 }
 
 int raft_transfer(struct raft *r, uint64_t to)

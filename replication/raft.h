@@ -36,8 +36,10 @@
  * LSN; a peer that asks it to raises the alarm (rd.alarm) instead.
  *
  * Threading: none. A struct raft is used by one thread at a time.
- * Memory: the core keeps its log in memory (copies of each entry's data,
- * owned by the core); snapshots and log compaction are not built yet.
+ * Memory: the core keeps every entry's LSN, epoch and hash in memory, and
+ * a copy of its data until the caller releases it once durable
+ * (raft_release: the caller's storage then serves the bytes); snapshots
+ * and log compaction are not built yet.
  */
 #ifndef STRATA_REPLICATION_RAFT_H
 #define STRATA_REPLICATION_RAFT_H
@@ -226,6 +228,15 @@ int raft_step(struct raft *r, const struct raft_msg *m);
  */
 int raft_propose(struct raft *r, const void *data, size_t len, const uint8_t hash[RAFT_HASH_LEN],
                  uint64_t *lsn_out);
+
+/*
+ * Propose n entries at once (data, len and hash of each as raft_propose's;
+ * lsn and epoch are assigned): the same as n raft_propose calls, but the
+ * peers get one APPEND for all of them. *first_lsn (may be NULL) is the
+ * LSN of the first. On ST_ENOMEM the entries appended before it stay
+ * proposed. Errors as raft_propose.
+ */
+int raft_propose_n(struct raft *r, const struct raft_entry *e, size_t n, uint64_t *first_lsn);
 
 /*
  * Transfer leadership to voter `to`: the leader stops taking proposals,

@@ -55,7 +55,8 @@ static char g_dir[4096];
 static char g_stratad[4096];
 static int g_port_base = 27420;
 static pid_t g_pid[NODES + 1]; /* 1..3; [0] = the single node */
-static bool g_keep;            /* something misbehaved: keep the dir */
+static bool g_keep;            /* keep the dir (--keep, or something misbehaved) */
+static bool g_failed;          /* a daemon fault was seen: exit 1 */
 static char g_cfg[NODES + 1][4200];
 static char g_host[NODES + 1][128];
 
@@ -117,7 +118,7 @@ static void fault(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
-	g_keep = true;
+	g_keep = g_failed = true;
 }
 
 /* ---- envelope key 7 ------------------------------------------------------ */
@@ -730,6 +731,7 @@ int main(int argc, char **argv)
 					      {"port-base", required_argument, NULL, 'p'},
 					      {"stratad", required_argument, NULL, 's'},
 					      {"dir", required_argument, NULL, 'd'},
+					      {"keep", no_argument, NULL, 'k'},
 					      {"help", no_argument, NULL, 'h'},
 					      {NULL, 0, NULL, 0}};
 	uint64_t rows = 10000000;
@@ -747,12 +749,14 @@ int main(int argc, char **argv)
 		case 'p': g_port_base = atoi(optarg) - 1; break;
 		case 's': snprintf(g_stratad, sizeof g_stratad, "%s", optarg); break;
 		case 'd': dir = optarg; break;
+		case 'k': g_keep = true; break;
 		default:
 			printf("usage: bench-repl [--rows N] [--failovers N] [--quick] [--port-base P]\n"
-			       "                  [--stratad PATH] [--dir PATH]\n"
+			       "                  [--stratad PATH] [--dir PATH] [--keep]\n"
 			       "A 3-node stratad cluster on loopback: quorum vs local latency and\n"
 			       "throughput, failover time, acknowledged writes lost, catch-up vs\n"
-			       "ingest, replication bytes per row. Client ports P..P+2 (27421).\n");
+			       "ingest, replication bytes per row. Client ports P..P+2 (27421).\n"
+			       "--keep keeps the directory (configs, data, node logs) after a clean run.\n");
 			return o == 'h' ? 0 : 2;
 		}
 	}
@@ -1034,5 +1038,5 @@ int main(int argc, char **argv)
 		 "quorum write failed\",\"local_code\":%d,\"local_ms\":%.1f,\"quorum_code\":%d,"
 		 "\"quorum_ms\":%.1f", rc1, (t2 - t1) * 1e3, rc2, (t3 - t2) * 1e3);
 	metric("durability_key_check", rc1 == 0 && rc2 != 0, x);
-	return g_keep ? 1 : 0;
+	return g_failed ? 1 : 0;
 }

@@ -505,7 +505,56 @@ static void t_restart_commit_clamped(void)
 	raft_free(r);
 }
 
+/* A batch of proposals goes out as one APPEND per peer and commits whole;
+ * released entry data (the caller's storage holds it) is handed out with
+ * data NULL and its length. */
+static void t_propose_batch(void)
+{
+	tc_init(3, 0);
+	REQUIRE(tc_elect(1));
+	struct raft_entry e[5];
+	uint8_t v[5];
+	for (int i = 0; i < 5; i++) {
+		v[i] = (uint8_t)(10 + i);
+		e[i] = (struct raft_entry){.data = &v[i], .len = 1};
+		tc_hash(e[i].hash, v[i]);
+	}
+	uint64_t first = 0;
+	REQUIRE(raft_propose_n(tc.r[1], e, 5, &first) == ST_OK);
+	CHECK_EQ(first, 2); /* after the epoch's no-op */
+	struct raft_ready rd;
+	REQUIRE(raft_ready(tc.r[1], &rd));
+	size_t appends = 0;
+	for (size_t i = 0; i < rd.n_msgs; i++)
+		if (rd.msgs[i].type == RAFT_MSG_APPEND && rd.msgs[i].n_entries) {
+			appends++;
+			CHECK_EQ(rd.msgs[i].n_entries, 5);
+		}
+	CHECK_EQ(appends, 2);
+	tc_run();
+	for (uint64_t id = 1; id <= 3; id++) {
+		CHECK_EQ(tc_status(id).last_lsn, 6);
+		CHECK_EQ(tc.committed[id], 6);
+	}
+	/* Released: the bytes are gone, the length and hash stay. */
+	raft_release(tc.r[1], 6);
+	const struct raft_entry *x = raft_entry_at(tc.r[1], 4);
+	REQUIRE(x != NULL);
+	CHECK(x->data == NULL);
+	CHECK_EQ(x->len, 1);
+	uint64_t match = 0;
+	bool voter = false;
+	CHECK(raft_progress(tc.r[1], 2, &match, &voter));
+	CHECK_EQ(match, 6);
+	CHECK(voter);
+	CHECK(!raft_progress(tc.r[1], 9, &match, &voter));
+	/* Not the leader: refused whole. */
+	CHECK_EQ(raft_propose_n(tc.r[2], e, 5, NULL), RAFT_ENOTLEADER);
+	CHECK_EQ(tc_status(2).last_lsn, 6);
+}
+
 static const struct test_case tests[] = {
+    {"propose_batch", t_propose_batch},
     {"restart_commit_clamped", t_restart_commit_clamped},
     {"single_node", t_single_node},
     {"three_node_replication", t_three_node_replication},
