@@ -291,7 +291,8 @@ enum wire_vacuum_reply {
 	WIRE_VACUUM_R_PINNED = 3,
 	WIRE_VACUUM_R_OLDEST = 4,
 	WIRE_VACUUM_R_PRUNED = 5,
-	WIRE_VACUUM_R_NKEYS = 6,
+	WIRE_VACUUM_R_FOLLOWERS = 6,
+	WIRE_VACUUM_R_NKEYS = 7,
 };
 enum wire_verify_key { WIRE_VERIFY_Q_HEAD = 0 };
 enum wire_verify_reply {

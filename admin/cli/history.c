@@ -261,7 +261,7 @@ int cli_cmd_vacuum(int argc, char **argv, struct cli_global *g)
 		sc_close(c);
 		return status;
 	}
-	uint64_t files = 0, bytes = 0, pinned = 0, oldest = 0, pruned = 0;
+	uint64_t files = 0, bytes = 0, pinned = 0, oldest = 0, pruned = 0, followers = 0;
 	const msgpack_object *paths = NULL;
 	const struct cli_reply r = {WIRE_VACUUM, NULL};
 	if (cli_reply_u64(&r, b, WIRE_VACUUM_R_FILES, "files", CLI_REQUIRED, &files) < 0 ||
@@ -271,6 +271,8 @@ int cli_cmd_vacuum(int argc, char **argv, struct cli_global *g)
 			  &pinned) < 0 ||
 	    cli_reply_u64(&r, b, WIRE_VACUUM_R_OLDEST, "oldest retained version", CLI_REQUIRED,
 			  &oldest) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_VACUUM_R_FOLLOWERS, "files kept for followers", CLI_OPTIONAL,
+			  &followers) < 0 ||
 	    cli_reply_u64(&r, b, WIRE_VACUUM_R_PRUNED, "commits pruned", CLI_REQUIRED,
 			  &pruned) < 0) {
 		sc_close(c);
@@ -285,6 +287,8 @@ int cli_cmd_vacuum(int argc, char **argv, struct cli_global *g)
 	printf("%s %" PRIu64 " files (%" PRIu64 " bytes); %" PRIu64 " kept for open readers; %"
 	       PRIu64 " old commits pruned; oldest readable version %" PRIu64 "\n",
 	       dry ? "would delete" : "deleted", files, bytes, pinned, pruned, oldest);
+	if (followers)
+		printf("%" PRIu64 " files kept for followers that have not caught up\n", followers);
 	sc_close(c);
 	return 0;
 }

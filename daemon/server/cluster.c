@@ -51,6 +51,7 @@ struct sd_node {
 	int a_role;                   /* atomic enum raft_role, or -1 when failed */
 	uint64_t a_leader;            /* atomic */
 	uint64_t a_transfer;          /* atomic: a transfer asked for, 0 none */
+	uint64_t a_min_match;         /* atomic: vacuum's bound (hook_min_match) */
 
 	/* The loop's own. */
 	struct raft_hard_state saved; /* hard state as last persisted */
@@ -136,6 +137,11 @@ static uint64_t hook_stable(void *ctx)
 static uint64_t hook_all(void *ctx)
 {
 	return __atomic_load_n(&((struct sd_node *)ctx)->a_all, __ATOMIC_ACQUIRE);
+}
+
+static uint64_t hook_min_match(void *ctx)
+{
+	return __atomic_load_n(&((struct sd_node *)ctx)->a_min_match, __ATOMIC_ACQUIRE);
 }
 
 static uint64_t hook_last(void *ctx)
@@ -229,6 +235,14 @@ static void publish(struct sd_node *nd, bool failed, const char *why)
 				fresh++;
 		}
 	}
+	/* Vacuum keeps the files of entries a follower within the lag budget
+	 * (cluster.max_lag entries) may still fetch; one further behind needs
+	 * a snapshot (the cluster-operations issue). A follower keeps all. */
+	uint64_t min_match = st.role == RAFT_LEADER ? UINT64_MAX : 0;
+	for (size_t i = 1; st.role == RAFT_LEADER && i < nd->nids; i++)
+		if (st.last_lsn - match[i] <= nd->cc->max_lag && match[i] < min_match)
+			min_match = match[i];
+	__atomic_store_n(&nd->a_min_match, min_match, __ATOMIC_RELEASE);
 	if (st.role != RAFT_LEADER)
 		all = 0;
 	__atomic_store_n(&nd->a_stable, stable, __ATOMIC_RELEASE);
@@ -555,6 +569,7 @@ int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out
 	publish(nd, false, NULL);
 	struct st_repl_hooks h = {.ctx = nd, .propose = hook_propose, .stable = hook_stable,
 				  .all_matched = hook_all, .log_last = hook_last,
+				  .min_match = hook_min_match,
 				  .timeout_us = cc->write_timeout_us, .durability = (int)cc->durability};
 	if ((rc = st_repl_attach(s, &h, err)) != ST_OK)
 		goto fail;

@@ -502,6 +502,7 @@ static int h_vacuum(struct sd_ctx *c)
 	wire_key_u64(pk, WIRE_VACUUM_R_PINNED, r.pinned);
 	wire_key_u64(pk, WIRE_VACUUM_R_OLDEST, r.oldest_version);
 	wire_key_u64(pk, WIRE_VACUUM_R_PRUNED, r.commits_pruned);
+	wire_key_u64(pk, WIRE_VACUUM_R_FOLLOWERS, r.followers);
 out:
 	if (have_r)
 		st_vacuum_result_fini(&r);

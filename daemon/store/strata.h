@@ -385,6 +385,8 @@ struct st_vacuum_result {
 	uint64_t files;          /* data files deleted */
 	uint64_t bytes;          /* their size */
 	uint64_t pinned;         /* old enough, but held by an open scan: kept */
+	uint64_t followers;      /* cluster mode: old enough, but a follower within the lag
+				  * budget has not caught up past its removal: kept */
 	uint64_t oldest_version; /* oldest version still fully readable afterwards */
 	uint64_t commits_pruned; /* commits older than log_retention removed from history */
 	char **paths;            /* dry_run: the files, "(inline)" for inline ones */
@@ -515,6 +517,9 @@ struct st_repl_hooks {
 	uint64_t (*stable)(void *ctx);      /* last LSN durable in the local log */
 	uint64_t (*all_matched)(void *ctx); /* last LSN durable on every voter */
 	uint64_t (*log_last)(void *ctx);    /* last LSN of the local log */
+	/* Lowest LSN durable on every follower within the lag budget (vacuum
+	 * keeps the files they may still fetch); UINT64_MAX when none lags. */
+	uint64_t (*min_match)(void *ctx);
 	int64_t timeout_us;                 /* how long a write waits for its durability */
 	int durability;                     /* default level (ST_DUR_LOCAL..ALL) */
 };

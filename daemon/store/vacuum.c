@@ -62,6 +62,17 @@ static bool is_pinned(st_store *s, uint64_t tid, uint64_t added, uint64_t remove
 	return pinned;
 }
 
+/* True when the commit that removed a file (version `removed` of tid) has
+ * an LSN above lsn: a follower that holds only up to lsn may still need
+ * the file for an entry it has not persisted. A pruned commit is older
+ * than any lag budget. */
+static bool removed_after(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t removed, uint64_t lsn)
+{
+	uint64_t at;
+	int64_t t;
+	return lsn != UINT64_MAX && store_commit_stamp(s, txn, tid, removed, &at, &t) && at > lsn;
+}
+
 /* A duration property of the table, or its default. */
 static int retention(const struct act_metadata *m, const char *key, int64_t def, int64_t *us,
 		     struct st_err *err)
@@ -169,6 +180,9 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 		goto out;
 	}
 	uint64_t new_oldest = h.oldest;
+	uint64_t min_match = s->repl.on && s->repl.hooks.min_match
+				     ? s->repl.hooks.min_match(s->repl.hooks.ctx)
+				     : UINT64_MAX;
 	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
 	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -183,6 +197,10 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 			break; /* removal times grow with removal versions */
 		if (is_pinned(s, h.tid, added, removed)) {
 			res->pinned++;
+			continue;
+		}
+		if (s->repl.on && !(flags & 1) && removed_after(s, txn, h.tid, removed, min_match)) {
+			res->followers++; /* it may still fetch the file (REPLICATION.md §6) */
 			continue;
 		}
 		char path[PATH_MAX];

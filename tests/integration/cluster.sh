@@ -10,7 +10,8 @@
 # deadline and each one's stderr in $T/logN (the tails are printed on a
 # failure). Covers the election, loads sent to a follower (redirect), identical
 # scans, segment files and chain heads on every node, kill -9 of the leader
-# during 1-row writes (no acknowledged write lost or doubled), a restarted
+# during 1-row writes (no acknowledged write lost or doubled), vacuum keeping
+# a file a stopped follower may still fetch, a restarted
 # follower and old leader catching up, --min-version on a follower, writes
 # without a quorum, cluster status --format jsonl and a single node's status.
 # Closes with "N passed, N failed".
@@ -23,7 +24,7 @@ T=$(mktemp -d /tmp/strata-cl.XXXXXX)
 PASS=0
 FAIL=0
 P1= P2= P3= P4= WPID=
-CID=5374726174614c6f6f706261636b3031
+CID=$(od -An -N16 -tx1 /dev/urandom | tr -d " \n") # per run: two runs on one machine never mix
 SCHEMA="id int64 not null, ts timestamp, sensor string, value float64"
 
 cleanup() {
@@ -231,12 +232,21 @@ el=$(($(ms) - t0))
 [ $el -ge 2900 ] && [ $el -lt 5000 ] && ok "... after the 3 s write_timeout (${el} ms)" || bad "... after the 3 s write_timeout (${el} ms)"
 
 # ---- a follower restarts and catches up ------------------------------------------------------------------
+# Table v's first segment is a file; it is replaced while the follower is
+# down, and vacuum (sent to a follower: run on the leader) keeps it until
+# that follower has caught up past the replacement.
+run "create v" 0 "created table 'v'" on "$L" create v --schema "$SCHEMA"
+run "load v" 0 "300000 rows" on "$L" load v "$T/big.csv" --quiet
 if stop "$F2"; then ok "SIGTERM a follower: clean exit"; else bad "SIGTERM a follower: clean exit"; fi
 run "load with a follower down (quorum of two)" 0 "3000 rows" on "$F1" load t "$T/small.csv" --quiet
 run "load again" 0 "3000 rows" on "$L" load t "$T/small.csv" --quiet
+run "overwrite v with a follower down" 0 "3000 rows" on "$L" load v "$T/small.csv" --mode overwrite --quiet
 TROWS=$((TROWS + 6000))
+run "vacuum keeps the file a follower behind may still fetch" 0 "1 files kept for followers" \
+	on "$F1" vacuum v --retain 0s --force
 start "$F2" || exit 1
 if wait_heads 10000 1 2 3; then ok "the restarted follower caught up: same chain head"; else bad "the restarted follower caught up: same chain head"; fi
+run "vacuum deletes it once the follower caught up" 0 "deleted 1 files" on "$F1" vacuum v --retain 0s --force
 N=$(count "$F2" t)
 [ "$N" = $TROWS ] && ok "the restarted follower has every row ($TROWS)" || bad "the restarted follower has every row ($N, not $TROWS)"
 
