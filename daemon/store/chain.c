@@ -248,7 +248,10 @@ int store_log_trim(st_store *s, MDB_txn *txn, struct st_err *err)
 		MDB_val cv = {sizeof ck, ck}, cd;
 		if ((mrc = mdb_get(txn, s->dbi, &cv, &cd)) != MDB_NOTFOUND)
 			break; /* retained (or unreadable): the log starts here */
+		if (lsn >= s->txn_lsn)
+			break; /* never the newest record: the chain's head */
 		memcpy(hash, rec, ST_HASH_LEN);
+		store_cap_del(s, &k);
 		if ((mrc = mdb_cursor_del(cur, 0)) != 0)
 			break;
 		first = lsn + 1;
@@ -262,7 +265,7 @@ int store_log_trim(st_store *s, MDB_txn *txn, struct st_err *err)
 		st_put_le64(b, first);
 		memcpy(b + 8, hash, ST_HASH_LEN);
 		MDB_val bk = kind_key(kb, KEY_META, "chain_base", 10), bv = {sizeof b, b};
-		if ((mrc = mdb_put(txn, s->dbi, &bk, &bv, 0)) != 0)
+		if ((mrc = store_put(s, txn, NULL, &bk, &bv, 0)) != 0)
 			rc = store_lmdb_err(err, mrc, "moving the chain base");
 	}
 	return rc;

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -27,7 +28,7 @@
 #include "format/crc32c.h"
 
 enum { OP_PUT = 1, OP_DEL = 2 };
-enum { BODY_COMMIT = 0, BODY_NOOP = 1 };
+enum { BODY_COMMIT = 0, BODY_NOOP = 1, BODY_UPKEEP = 2 };
 #define BODY_FORMAT 1
 #define BODY_HEAD 8  /* format, kind, flags, 0, nops u32le */
 #define BODY_MORE 1u /* flags: the next entry belongs to the same atomic unit */
@@ -91,6 +92,7 @@ static void cap_op(st_store *s, uint8_t op, const MDB_val *k, const MDB_val *v)
 		m->lsn = get_be64((uint8_t *)k->mv_data + 1);
 		memcpy(m->hash, v->mv_data, ST_HASH_LEN);
 		m->boundary = false;
+		m->upkeep = st_get_le64((const uint8_t *)v->mv_data + 64) == 0; /* table 0 */
 	}
 }
 
@@ -99,6 +101,23 @@ int store_put(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, MDB_val *v
 	if (s->cap.on)
 		cap_op(s, OP_PUT, k, v);
 	return cur ? mdb_cursor_put(cur, k, v, flags) : mdb_put(txn, s->dbi, k, v, flags);
+}
+
+void store_cap_del(st_store *s, const MDB_val *k)
+{
+	if (s->cap.on)
+		cap_op(s, OP_DEL, k, NULL);
+}
+
+int store_repl_upkeep(st_store *s, MDB_txn *txn, struct st_err *err)
+{
+	if (!s->repl.on)
+		return ST_OK;
+	uint64_t lsn = s->txn_lsn + 1;
+	int rc = store_log_append(s, txn, lsn, 0, 0, NULL, 0, err);
+	if (rc == ST_OK)
+		s->txn_lsn = lsn;
+	return rc;
 }
 
 int store_del(st_store *s, MDB_txn *txn, MDB_val *k)
@@ -198,7 +217,8 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 		size_t end = last ? c->ops.len : c->marks[i].end;
 		uint32_t nops = last ? c->nops : c->marks[i].nops;
 		uint8_t flags = !last && !c->marks[i].boundary ? BODY_MORE : 0;
-		if (body_build(&bodies[i], BODY_COMMIT, flags, nops - sops, c->ops.data + start,
+		uint8_t kind = c->marks[i].upkeep ? BODY_UPKEEP : BODY_COMMIT;
+		if (body_build(&bodies[i], kind, flags, nops - sops, c->ops.data + start,
 			       end - start) != ST_OK) {
 			rc = st_seterr(err, ST_ENOMEM, "%s: out of memory", what);
 			goto out;
@@ -619,7 +639,7 @@ static int body_open(const uint8_t *b, size_t len, uint32_t *nops, struct st_cur
 {
 	*nops = 0;
 	st_cur_init(c, b, 0);
-	if (len < BODY_HEAD + 4 || b[0] != BODY_FORMAT || b[1] > BODY_NOOP)
+	if (len < BODY_HEAD + 4 || b[0] != BODY_FORMAT || b[1] > BODY_UPKEEP)
 		return st_seterr(err, ST_ECORRUPT, "a log entry's body is malformed (%zu bytes)", len);
 	if (st_get_le32(b + len - 4) != st_crc32c(0, b, len - 4))
 		return st_seterr(err, ST_ECORRUPT, "a log entry's body fails its CRC32C");
@@ -684,6 +704,7 @@ int st_repl_body_check(const uint8_t *body, size_t len, uint64_t lsn, struct st_
 	if (rc != ST_OK || body[1] == BODY_NOOP)
 		return rc == ST_OK && nops ? st_seterr(err, ST_ECORRUPT, "a no-op entry holds ops")
 					   : rc;
+	bool upkeep = body[1] == BODY_UPKEEP;
 	const uint8_t *rec = NULL;
 	uint8_t ck[COMMIT_KEY_LEN];
 	bool commit = false;
@@ -710,6 +731,11 @@ int st_repl_body_check(const uint8_t *body, size_t len, uint64_t lsn, struct st_
 	if (!rec)
 		return st_seterr(err, ST_ECORRUPT, "LSN %llu: its entry has no LSN record",
 				 (unsigned long long)lsn);
+	if (upkeep || st_get_le64(rec + 64) == 0)
+		return upkeep && st_get_le64(rec + 64) == 0 && st_get_le64(rec + 72) == 0
+			       ? ST_OK
+			       : st_seterr(err, ST_ECORRUPT, "LSN %llu: an upkeep entry names a table, "
+					   "or a commit names none", (unsigned long long)lsn);
 	commit_key(ck, st_get_le64(rec + 64), st_get_le64(rec + 72));
 	st_cur_init(&c, body + BODY_HEAD, len - BODY_HEAD - 4);
 	for (uint32_t i = 0; i < nops && body_next(&c, &o); i++)
@@ -726,6 +752,7 @@ struct applied {
 	uint64_t lsn;
 	uint8_t hash[ST_HASH_LEN];
 	uint64_t next_fid;
+	struct st_buf *gone;          /* file keys vacuum deleted (FILE_KEY_LEN each) */
 };
 
 /* Apply one entry in txn after a->hash (the chain so far). */
@@ -768,6 +795,9 @@ static int apply_entry(st_store *s, MDB_txn *txn, const struct st_repl_entry *e,
 			mrc = mdb_del(txn, s->dbi, &o.k, NULL);
 			if (mrc == MDB_NOTFOUND)
 				mrc = 0;
+			/* Vacuum's: the file goes once the batch is durable. */
+			if (mrc == 0 && body[1] == BODY_UPKEEP && is_file_key(&o.k) && a->gone)
+				st_buf_append(a->gone, kp, FILE_KEY_LEN);
 		} else {
 			if (o.k.mv_size == LSN_KEY_LEN && kp[0] == KEY_LSN) {
 				if (get_be64(kp + 1) != e->lsn || o.v.mv_size != LSN_REC_LEN || lsnrec)
@@ -811,8 +841,12 @@ static int apply_entry(st_store *s, MDB_txn *txn, const struct st_repl_entry *e,
 				 (unsigned long long)e->lsn, (unsigned long long)a->lsn);
 	uint8_t want_ck[COMMIT_KEY_LEN];
 	commit_key(want_ck, st_get_le64(lsnrec + 64), st_get_le64(lsnrec + 72));
-	if (!have_digest || memcmp(ck, want_ck, COMMIT_KEY_LEN) ||
-	    memcmp(digest, lsnrec + ST_HASH_LEN, ST_HASH_LEN))
+	if (body[1] == BODY_UPKEEP) {
+		if (st_get_le64(lsnrec + 64) != 0)
+			return st_seterr(err, ST_ECORRUPT, "LSN %llu: an upkeep entry names a table",
+					 (unsigned long long)e->lsn);
+	} else if (!have_digest || memcmp(ck, want_ck, COMMIT_KEY_LEN) ||
+		   memcmp(digest, lsnrec + ST_HASH_LEN, ST_HASH_LEN))
 		return st_seterr(err, ST_ECORRUPT,
 				 "LSN %llu: the commit in its entry does not match the digest of its "
 				 "LSN record", (unsigned long long)e->lsn);
@@ -823,6 +857,7 @@ static int apply_entry(st_store *s, MDB_txn *txn, const struct st_repl_entry *e,
 
 int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 {
+	struct st_buf gone = {0};
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	int rc = ST_OK, mrc;
@@ -839,7 +874,7 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 		rc = store_lmdb_err(err, mrc, "applying the replicated log");
 		goto out;
 	}
-	struct applied a = {.lsn = s->last_lsn, .next_fid = 0};
+	struct applied a = {.lsn = s->last_lsn, .next_fid = 0, .gone = &gone};
 	memcpy(a.hash, s->last_hash, ST_HASH_LEN);
 	uint64_t unit_start = 0; /* first LSN of an atomic unit not yet closed */
 	struct applied at_unit = a;
@@ -898,6 +933,7 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 		if (at_unit.lsn == s->last_lsn)
 			goto out;
 		/* Redo up to the unit's start. */
+		st_buf_free(&gone);
 		pthread_mutex_unlock(&s->write_lock);
 		return st_repl_apply(s, at_unit.lsn, err);
 	}
@@ -935,6 +971,18 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 	}
 	memcpy(s->last_hash, a.hash, ST_HASH_LEN);
 	__atomic_store_n(&s->last_lsn, a.lsn, __ATOMIC_RELEASE);
+	/* The segment files vacuum's entries removed, now that their records
+	 * are gone durably; one an open scan may still read stays (an orphan
+	 * that recovery removes). */
+	for (size_t off = 0; off + FILE_KEY_LEN <= gone.len; off += FILE_KEY_LEN) {
+		MDB_val fk = {FILE_KEY_LEN, gone.data + off};
+		uint64_t tid = key_tid(&fk), fid = file_key_fid(&fk);
+		if (store_pinned_below(s, tid, get_be64(gone.data + off + TABLE_PREFIX_LEN)))
+			continue;
+		char path[PATH_MAX];
+		st_segment_path(s, tid, fid, path, sizeof path);
+		unlink(path); /* inline files have none */
+	}
 	uint64_t nf = __atomic_load_n(&s->next_fid, __ATOMIC_RELAXED);
 	while (a.next_fid > nf &&
 	       !__atomic_compare_exchange_n(&s->next_fid, &nf, a.next_fid, false, __ATOMIC_RELAXED,
@@ -945,6 +993,7 @@ out:
 		mdb_cursor_close(cur);
 	if (txn)
 		mdb_txn_abort(txn);
+	st_buf_free(&gone);
 	pthread_cond_broadcast(&s->repl.cond);
 	pthread_mutex_unlock(&s->write_lock);
 	return rc;

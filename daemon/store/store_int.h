@@ -87,6 +87,7 @@ struct cap_mark {
 	uint64_t lsn;                /* the LSN */
 	uint8_t hash[ST_HASH_LEN];   /* chain hash after it */
 	bool boundary;               /* an atomic unit ends after it */
+	bool upkeep;                 /* its LSN record names table 0: vacuum's entry */
 };
 struct store_cap {
 	bool on;                     /* capturing (cluster mode, write txn open) */
@@ -143,6 +144,12 @@ struct st_store {
  * codes. */
 int store_put(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, MDB_val *v, unsigned flags);
 int store_del(st_store *s, MDB_txn *txn, MDB_val *k);
+/* Record, in cluster mode, the delete of k that the caller does itself
+ * through a cursor (mdb_cursor_del). */
+void store_cap_del(st_store *s, const MDB_val *k);
+/* Cluster mode: give the open write txn an upkeep entry of its own (an LSN
+ * record for table 0, version 0): vacuum replicates as a log entry. */
+int store_repl_upkeep(st_store *s, MDB_txn *txn, struct st_err *err);
 /* An atomic unit of the capture ends here (group commit: after each
  * committer's transaction). */
 void store_cap_boundary(st_store *s);
@@ -161,6 +168,9 @@ bool store_repl_unapplied_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t
 int store_repl_check_tail(st_store *s, MDB_txn *txn, uint64_t last, struct st_err *err);
 /* The calling thread's durability level (st_repl_set_durability). */
 int store_repl_level(void);
+/* True when an open scan reads table tid at a version below removed (a
+ * file removed in that version may be in its snapshot). */
+bool store_pinned_below(st_store *s, uint64_t tid, uint64_t removed);
 /* Drop every cached metadata (truncation). */
 void store_meta_cache_clear(st_store *s);
 

@@ -50,6 +50,16 @@ void store_unpin(st_store *s, uint64_t tid, uint64_t version)
 	pthread_mutex_unlock(&s->pin_lock);
 }
 
+bool store_pinned_below(st_store *s, uint64_t tid, uint64_t removed)
+{
+	bool pinned = false;
+	pthread_mutex_lock(&s->pin_lock);
+	for (uint32_t i = 0; i < s->npins && !pinned; i++)
+		pinned = s->pins[i].tid == tid && s->pins[i].version < removed;
+	pthread_mutex_unlock(&s->pin_lock);
+	return pinned;
+}
+
 /* True when an open scan reads table tid at a version in [added, removed). */
 static bool is_pinned(st_store *s, uint64_t tid, uint64_t added, uint64_t removed)
 {
@@ -132,7 +142,7 @@ static int prune_commits(st_store *s, MDB_txn *txn, const struct table_head *h,
 		uint8_t key[COMMIT_KEY_LEN];
 		commit_key(key, h->tid, v);
 		MDB_val k = {sizeof key, key};
-		int mrc = mdb_del(txn, s->dbi, &k, NULL);
+		int mrc = store_del(s, txn, &k);
 		if (mrc != 0 && mrc != MDB_NOTFOUND)
 			return store_lmdb_err(err, mrc, "pruning history");
 	}
@@ -223,6 +233,7 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 			free(paths[npaths - 1]);
 			paths[npaths - 1] = strdup("");
 		}
+		store_cap_del(s, &k);
 		if ((mrc = mdb_cursor_del(cur, 0)) != 0)
 			break;
 	}
@@ -250,12 +261,14 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 		goto out;
 	h.oldest = new_oldest;
 	if ((rc = head_put(s, txn, &h, err)) != ST_OK ||
-	    (res->commits_pruned && (rc = store_log_trim(s, txn, err)) != ST_OK))
+	    (res->commits_pruned && (rc = store_log_trim(s, txn, err)) != ST_OK) ||
+	    (rc = store_repl_upkeep(s, txn, err)) != ST_OK)
 		goto out;
 	rc = store_commit_txn(s, txn, "vacuuming", err);
 	txn = NULL;
-	/* The records are gone durably: now the files can go. */
-	for (uint32_t i = 0; rc == ST_OK && i < npaths; i++)
+	/* The records are gone durably: now the files can go (in a cluster,
+	 * every node's apply of the entry removes them). */
+	for (uint32_t i = 0; rc == ST_OK && !s->repl.on && i < npaths; i++)
 		if (paths[i][0] && paths[i][0] != '(')
 			unlink(paths[i]);
 out:

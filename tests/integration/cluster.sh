@@ -11,7 +11,7 @@
 # failure). Covers the election, loads sent to a follower (redirect), identical
 # scans, segment files and chain heads on every node, kill -9 of the leader
 # during 1-row writes (no acknowledged write lost or doubled), vacuum keeping
-# a file a stopped follower may still fetch, a restarted
+# a file a stopped follower may still fetch and replicating, a restarted
 # follower and old leader catching up, --min-version on a follower, writes
 # without a quorum, cluster status --format jsonl and a single node's status.
 # Closes with "N passed, N failed".
@@ -247,6 +247,13 @@ run "vacuum keeps the file a follower behind may still fetch" 0 "1 files kept fo
 start "$F2" || exit 1
 if wait_heads 10000 1 2 3; then ok "the restarted follower caught up: same chain head"; else bad "the restarted follower caught up: same chain head"; fi
 run "vacuum deletes it once the follower caught up" 0 "deleted 1 files" on "$F1" vacuum v --retain 0s --force
+# Vacuum is a log entry: every node applies it and removes the file too.
+segs() { (cd "$T/data$1" && find tables -name '*.seg' | sort); }
+if wait_heads 10000 1 2 3 && [ "$(segs 1)" = "$(segs 2)" ] && [ "$(segs 1)" = "$(segs 3)" ]; then
+	ok "the vacuum replicated: same chain head and the same segment files on all three"
+else
+	bad "the vacuum replicated: same chain head and the same segment files on all three"
+fi
 N=$(count "$F2" t)
 [ "$N" = $TROWS ] && ok "the restarted follower has every row ($TROWS)" || bad "the restarted follower has every row ($N, not $TROWS)"
 

@@ -1665,7 +1665,57 @@ static void t_body_files(void)
 	check_driver_ok(&c);
 }
 
+/* Vacuum in cluster mode is a log entry (an upkeep entry: its LSN record
+ * names table 0): every node applies it, removes the same file records and
+ * segment files, and the chains stay equal. No hook min_match: nothing
+ * lags. */
+static void t_vacuum_replicated(void)
+{
+	static struct clu c;
+	struct st_err err;
+	struct st_commit_result r;
+	struct st_column_def cols[2] = {{"n", ST_TYPE_INT64, false}, {"s", ST_TYPE_STRING, true}};
+	clu_start(&c, 2, 5000000);
+	REQUIRE(create(c.ld, "t", cols, 2, &err) == ST_OK);
+	REQUIRE(put_rows(c.ld, "t", 0, 100000, true, &r, &err) == ST_OK); /* a segment file */
+	uint64_t v1 = r.version;
+	struct st_write_opts ow = {.mode = ST_WRITE_OVERWRITE};
+	int64_t one = 7;
+	const char *names[1] = {"n"};
+	struct st_vec vec = {.type = ST_TYPE_INT64, .n = 1, .data = &one};
+	struct st_batch b = {1, names, &vec, 1};
+	REQUIRE(st_write(c.ld, "t", &b, 1, &ow, &r, &err) == ST_OK);
+	REQUIRE(wait_applied(&c, r.lsn));
+	/* The big file is removed in version v1 + 1; each node holds it. */
+	struct st_vacuum_opts vo = {.retain_us = 1, .force = true};
+	struct st_vacuum_result vr;
+	REQUIRE(st_vacuum(c.ld, "t", &vo, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.files, 1);
+	CHECK(vr.oldest_version > v1);
+	st_vacuum_result_fini(&vr);
+	uint64_t lsn = st_repl_applied(c.ld);
+	CHECK_EQ(lsn, r.lsn + 1); /* vacuum took an LSN of its own */
+	REQUIRE(wait_applied(&c, lsn));
+	check_same(c.ld, c.fo[0]);
+	check_same(c.ld, c.fo[1]);
+	CHECK_EQ(count_rows(c.fo[0], "t"), 1);
+	for (int f = 0; f < 2; f++) {
+		struct st_verify_result res;
+		REQUIRE(st_verify(c.fo[f], &res, &err) == ST_OK);
+		CHECK_EQ(res.nproblems, 0);
+		st_verify_result_fini(&res);
+		/* Time travel below the new oldest version is refused alike. */
+		st_scan *sc = NULL;
+		CHECK_EQ(st_scan_open(c.fo[f], "t", (struct st_at){ST_AT_VERSION, (int64_t)v1}, NULL,
+				      0, NULL, &sc, &err), ST_ERANGE);
+		if (sc)
+			st_scan_close(sc);
+	}
+	check_driver_ok(&c);
+}
+
 static const struct test_case tests[] = {
+    {"vacuum_replicated", t_vacuum_replicated},
 	{"mixed_history", t_mixed_history},
 	{"durability", t_durability},
 	{"refused", t_refused},
