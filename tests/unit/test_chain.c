@@ -411,7 +411,69 @@ static void t_scan_info_and_drop_result(void)
 	st_store_close(s);
 }
 
+/* A file record lost (as a damaged LMDB page can lose one) or changed is
+ * found by verify's cross-check against the commits that added the file,
+ * with the rows it costs; a clean store has no such problem. */
+static void t_verify_cross_checks_files(void)
+{
+	char dir[128];
+	st_store *s = two_tables(dir, sizeof dir);
+	struct st_commit_result r;
+	struct st_err err;
+	for (int i = 0; i < 5; i++)
+		REQUIRE(put(s, "a", i, NULL, &r, &err) == ST_OK);
+	struct st_verify_result res;
+	REQUIRE(st_verify(s, &res, &err) == ST_OK);
+	CHECK_EQ(res.nproblems, 0);
+	st_verify_result_fini(&res);
+	/* Lose the record of a's second file, and change the rows of its third. */
+	MDB_txn *txn;
+	struct file_rec *f;
+	uint32_t n;
+	REQUIRE(mdb_txn_begin(s->env, NULL, 0, &txn) == 0);
+	struct table_head h;
+	REQUIRE(head_get(s, txn, "a", &h, &err) == ST_OK);
+	REQUIRE(store_files_at(s, txn, h.tid, h.version, &f, &n, &err) == ST_OK);
+	REQUIRE(n == 5);
+	uint8_t key[FILE_KEY_LEN];
+	file_key(key, h.tid, STORE_LIVE, f[1].fid);
+	MDB_val k = {sizeof key, key}, v;
+	REQUIRE(mdb_del(txn, s->dbi, &k, NULL) == 0);
+	file_key(key, h.tid, STORE_LIVE, f[2].fid);
+	REQUIRE(mdb_get(txn, s->dbi, &k, &v) == 0);
+	uint8_t *copy = malloc(v.mv_size);
+	REQUIRE(copy != NULL);
+	memcpy(copy, v.mv_data, v.mv_size);
+	st_put_le64(copy + 32, 99); /* rows */
+	MDB_val nv = {v.mv_size, copy};
+	REQUIRE(mdb_put(txn, s->dbi, &k, &nv, 0) == 0);
+	free(copy);
+	uint64_t lost = f[1].fid, changed = f[2].fid;
+	file_recs_free(f, n);
+	head_fini(&h);
+	REQUIRE(mdb_txn_commit(txn) == 0);
+	REQUIRE(st_verify(s, &res, &err) == ST_OK);
+	char want_lost[160], want_changed[80];
+	snprintf(want_lost, sizeof want_lost, "table 'a': file %llu (1 rows, added in version 2) is "
+		 "live per the commit log but has no file record", (unsigned long long)lost);
+	snprintf(want_changed, sizeof want_changed, "table 'a': file %llu's record differs",
+		 (unsigned long long)changed);
+	bool saw_lost = false, saw_changed = false;
+	for (uint32_t i = 0; i < res.nproblems; i++) {
+		saw_lost |= strstr(res.problems[i], want_lost) != NULL;
+		saw_changed |= strstr(res.problems[i], want_changed) != NULL;
+	}
+	CHECK(saw_lost);
+	CHECK(saw_changed);
+	CHECK_EQ(res.nproblems, 2);
+	for (uint32_t i = 0; i < res.nproblems; i++)
+		printf("    problem: %s\n", res.problems[i]);
+	st_verify_result_fini(&res);
+	st_store_close(s);
+}
+
 static const struct test_case tests[] = {
+	{"verify_cross_checks_files", t_verify_cross_checks_files},
 	{"scan_info_and_drop_result", t_scan_info_and_drop_result},
 	{"log_in_lsn_order", t_log_in_lsn_order},
 	{"tampering_detected", t_tampering_detected},
