@@ -464,6 +464,12 @@ static void *loop(void *arg)
 			next_tick += nd->tick_us;
 		}
 		rc = drain(nd, &err);
+		/* A leader hears itself: a staleness bound after it steps down
+		 * counts from then, not from never. */
+		struct raft_status me;
+		raft_status(nd->r, &me);
+		if (me.role == RAFT_LEADER)
+			nd->leader_contact_us = mono_us();
 		publish(nd, false, NULL);
 	}
 	if (rc != ST_OK) {
