@@ -98,9 +98,9 @@ static const struct cli_command commands[] = {
 	{"verify", cli_cmd_verify, "[--head HEX] [--data-dir DIR]",
 	 "Verify every live segment's checksums, every table's commit chain, the store's\n"
 	 "hash chain, and each table's file records against the files its commits add and\n"
-	 "remove (a lost record is named with the rows it costs): through the daemon, or with --data-dir on a stopped data directory\n"
-	 "(runs stratad --verify). Prints the chain's last LSN and hash. Exit status 1 when\n"
-	 "anything is damaged.\n"
+	 "remove (a lost record is named with the rows it costs): through the daemon, or\n"
+	 "with --data-dir on a stopped data directory (runs stratad --verify). Prints the\n"
+	 "chain's last LSN and hash. Exit status 1 when anything is damaged.\n"
 	 "  --head HEX            a chain hash (64 hex digits, from `strata status` or\n"
 	 "                        `strata history --full-hash`, e.g. kept elsewhere): check that\n"
 	 "                        it is in this store's chain and print the LSN it is at\n"
