@@ -118,7 +118,7 @@ static const struct key ckeys[] = {
 	{"max_staleness", K_DURATION, F(cluster.max_staleness_us), "5s", 1000, 1 * DAY, NULL,
 	 "a follower refuses default (bounded) reads when its last leader contact is older"},
 	{"max_lag", K_U64, F(cluster.max_lag), "10000", 1, UINT64_MAX, NULL,
-	 "entries behind the leader before `strata cluster status` reports a node lagging"},
+	 "the lag budget: vacuum keeps the files a follower this many entries behind may still fetch"},
 };
 #define NCKEYS (sizeof ckeys / sizeof ckeys[0])
 
