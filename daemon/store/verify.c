@@ -129,7 +129,8 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 		free(lf);
 		return rc;
 	}
-	qsort(lf, n, sizeof *lf, cmp_logged);
+	if (n)
+		qsort(lf, n, sizeof *lf, cmp_logged);
 	MDB_cursor *cur;
 	int mrc = mdb_cursor_open(txn, s->dbi, &cur);
 	if (mrc != 0) {
@@ -150,7 +151,8 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 				(unsigned long long)fid);
 			continue;
 		}
-		struct logged_file want = {.fid = fid}, *l = bsearch(&want, lf, n, sizeof *lf, cmp_logged);
+		struct logged_file want = {.fid = fid},
+				   *l = n ? bsearch(&want, lf, n, sizeof *lf, cmp_logged) : NULL;
 		if (!l) {
 			if (f.added >= h->oldest)
 				problem(r, "table '%s': file %llu (%llu rows, added in version %llu) has a "
