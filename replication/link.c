@@ -1234,10 +1234,10 @@ static void check_liveness(struct link *l)
 			msgpack_pack_map(&pk, 0);
 			append_crc(&b);
 			pthread_mutex_lock(&l->qmu);
-			if (!b.oom && l->q[i].n == 0 && nn_send(l->pair[i], b.data, b.len, NN_DONTWAIT) >= 0)
-				l->last_tx[i] = now;
-			else
-				l->last_tx[i] = now; /* the pipe is busy or down: try at the next interval */
+			/* Sent or not (a busy or absent pipe): the next one in an interval. */
+			if (!b.oom && l->q[i].n == 0)
+				(void)nn_send(l->pair[i], b.data, b.len, NN_DONTWAIT);
+			l->last_tx[i] = now;
 			pthread_mutex_unlock(&l->qmu);
 			st_buf_free(&b);
 		}

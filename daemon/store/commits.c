@@ -156,6 +156,16 @@ int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, ui
 	return ST_OK;
 }
 
+int store_lmdb_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err *err)
+{
+	int mrc = mdb_txn_commit(txn);
+	if (mrc == MDB_MAP_FULL)
+		return store_lmdb_err(err, mrc, what);
+	if (mrc != 0)
+		return store_fail(s, err, "%s: LMDB commit failed: %s", what, mdb_strerror(mrc));
+	return ST_OK;
+}
+
 int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err *err)
 {
 	if (s->cap.on) {
@@ -163,11 +173,9 @@ int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err 
 			return store_repl_commit(s, txn, what, err);
 		s->cap.on = false; /* local upkeep (vacuum): not replicated */
 	}
-	int mrc = mdb_txn_commit(txn);
-	if (mrc == MDB_MAP_FULL)
-		return store_lmdb_err(err, mrc, what);
-	if (mrc != 0)
-		return store_fail(s, err, "%s: LMDB commit failed: %s", what, mdb_strerror(mrc));
+	int rc = store_lmdb_commit(s, txn, what, err);
+	if (rc != ST_OK)
+		return rc;
 	memcpy(s->last_hash, s->txn_hash, ST_HASH_LEN);
 	__atomic_store_n(&s->last_lsn, s->txn_lsn, __ATOMIC_RELEASE);
 	return ST_OK;

@@ -308,12 +308,8 @@ static int own_write(st_store *s, const char *what,
 	if (rc == ST_OK && (mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
 		rc = store_lmdb_err(err, mrc, what);
 	if (rc == ST_OK && (rc = fn(s, txn, arg, err)) == ST_OK) {
-		mrc = mdb_txn_commit(txn);
+		rc = store_lmdb_commit(s, txn, what, err);
 		txn = NULL;
-		if (mrc == MDB_MAP_FULL)
-			rc = store_lmdb_err(err, mrc, what);
-		else if (mrc != 0)
-			rc = store_fail(s, err, "%s: LMDB commit failed: %s", what, mdb_strerror(mrc));
 	}
 	if (txn)
 		mdb_txn_abort(txn);
@@ -403,22 +399,32 @@ int st_repl_attach(st_store *s, const struct st_repl_hooks *h, struct st_err *er
 	return ST_OK;
 }
 
+/* The hard state record in txn into *hs (zeros when absent): 0,
+ * MDB_NOTFOUND, another LMDB code, or -1 when the record is damaged. */
+static int hs_get(st_store *s, MDB_txn *txn, struct st_repl_hs *hs)
+{
+	MDB_val v;
+	memset(hs, 0, sizeof *hs);
+	int mrc = meta_get(s, txn, "raft_hs", &v);
+	if (mrc != 0)
+		return mrc;
+	if (v.mv_size != 24)
+		return -1;
+	hs->epoch = st_get_le64(v.mv_data);
+	hs->vote = st_get_le64((uint8_t *)v.mv_data + 8);
+	hs->commit = st_get_le64((uint8_t *)v.mv_data + 16);
+	return 0;
+}
+
 int st_repl_hs_load(st_store *s, struct st_repl_hs *hs, struct st_err *err)
 {
 	MDB_txn *txn = NULL;
-	MDB_val v;
-	memset(hs, 0, sizeof *hs);
 	int mrc = store_read_begin(s, &txn), rc = ST_OK;
 	if (mrc != 0)
 		return store_lmdb_err(err, mrc, "reading the hard state");
-	if ((mrc = meta_get(s, txn, "raft_hs", &v)) == 0 && v.mv_size == 24) {
-		hs->epoch = st_get_le64(v.mv_data);
-		hs->vote = st_get_le64((uint8_t *)v.mv_data + 8);
-		hs->commit = st_get_le64((uint8_t *)v.mv_data + 16);
-	} else if (mrc != MDB_NOTFOUND) {
-		rc = mrc ? store_lmdb_err(err, mrc, "reading the hard state")
-			 : st_seterr(err, ST_ECORRUPT, "the hard state record is damaged");
-	}
+	if ((mrc = hs_get(s, txn, hs)) != 0 && mrc != MDB_NOTFOUND)
+		rc = mrc != -1 ? store_lmdb_err(err, mrc, "reading the hard state")
+			     : st_seterr(err, ST_ECORRUPT, "the hard state record is damaged");
 	store_read_end(s, txn);
 	return rc;
 }
@@ -941,16 +947,11 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 		goto out;
 	if (a.lsn == s->last_lsn)
 		goto out;
+	/* The stored commit LSN is never below what is applied. */
 	struct st_repl_hs hs;
-	MDB_val hv;
-	if (meta_get(s, txn, "raft_hs", &hv) == 0 && hv.mv_size == 24) {
-		hs.epoch = st_get_le64(hv.mv_data);
-		hs.vote = st_get_le64((uint8_t *)hv.mv_data + 8);
-		hs.commit = st_get_le64((uint8_t *)hv.mv_data + 16);
-		if (hs.commit < a.lsn) {
-			hs.commit = a.lsn;
-			hs_put(s, txn, &hs);
-		}
+	if (hs_get(s, txn, &hs) == 0 && hs.commit < a.lsn) {
+		hs.commit = a.lsn;
+		hs_put(s, txn, &hs);
 	}
 	mdb_cursor_close(cur);
 	cur = NULL;
@@ -958,17 +959,12 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 	 * crash (it is redone then), never torn (MDB_NOMETASYNC keeps ACI). */
 	if (!s->opts.nosync)
 		mdb_env_set_flags(s->env, MDB_NOMETASYNC, 1);
-	mrc = mdb_txn_commit(txn);
+	rc = store_lmdb_commit(s, txn, "applying the replicated log", err);
 	if (!s->opts.nosync)
 		mdb_env_set_flags(s->env, MDB_NOMETASYNC, 0);
 	txn = NULL;
-	if (mrc != 0) {
-		rc = mrc == MDB_MAP_FULL ? store_lmdb_err(err, mrc, "applying the replicated log")
-					 : store_fail(s, err, "applying the replicated log: LMDB "
-								"commit failed: %s",
-						      mdb_strerror(mrc));
+	if (rc != ST_OK)
 		goto out;
-	}
 	memcpy(s->last_hash, a.hash, ST_HASH_LEN);
 	__atomic_store_n(&s->last_lsn, a.lsn, __ATOMIC_RELEASE);
 	/* The segment files vacuum's entries removed, now that their records

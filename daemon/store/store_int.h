@@ -153,6 +153,9 @@ int store_repl_upkeep(st_store *s, MDB_txn *txn, struct st_err *err);
 /* An atomic unit of the capture ends here (group commit: after each
  * committer's transaction). */
 void store_cap_boundary(st_store *s);
+/* mdb_txn_commit with the store's error classes: a full map is a clean
+ * error, any other failure puts the store in the failed state. */
+int store_lmdb_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err *err);
 /* Cluster mode's store_commit_txn: propose the captured entries and wait
  * for their durability; the txn is aborted. */
 int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err *err);

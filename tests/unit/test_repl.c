@@ -1714,7 +1714,62 @@ static void t_vacuum_replicated(void)
 	check_driver_ok(&c);
 }
 
+/* A follower whose store is full (its LMDB map: the store's disk-full) at
+ * a persist: the append fails whole with ST_ETOOBIG, nothing of it is in
+ * the log or applied, the entries before it stay, and once space is back
+ * (reopened with a larger map) the same entries persist and apply, the
+ * follower ending equal to the leader. */
+static void t_follower_store_full(void)
+{
+	static struct clu c;
+	static struct ents log;
+	static st_store *f;
+	struct st_err err;
+	char dir[160];
+	leader_log(&c, 1000, &log);
+	/* A map barely above an empty store's: the entries do not all fit. */
+	snprintf(dir, sizeof dir, "%s", test_new_dir("repl"));
+	struct st_store_opts small = {.map_size = 96 << 10};
+	REQUIRE(st_store_open(dir, &small, &f, &err) == ST_OK);
+	test_defer(close_store, &f);
+	attach_follower(&c, f, 2);
+	REQUIRE(persist_ents(f, 0, &log, 0, 2, &err) == ST_OK); /* no-op, create */
+	REQUIRE(st_repl_apply(f, 2, &err) == ST_OK);
+	struct st_chain_head before;
+	REQUIRE(st_chain_head(f, &before, &err) == ST_OK);
+	/* Pad the log until the map is full: the failing append changes nothing. */
+	int rc = ST_OK;
+	uint32_t padded = 0;
+	struct lsns l;
+	for (; padded < 4096 && rc == ST_OK; padded++) {
+		uint32_t have = log_lsns(f, &l);
+		struct st_repl_entry big = as_entry(&log.v[2]); /* the 1000-row write */
+		big.lsn = 3 + padded;
+		rc = st_repl_persist(f, NULL, 0, &big, 1, &err);
+		if (rc != ST_OK)
+			CHECK_EQ(log_lsns(f, &l), have);
+	}
+	CHECK_EQ(rc, ST_ETOOBIG);
+	CHECK_CONTAINS(err.msg, "map is full");
+	struct st_chain_head after;
+	REQUIRE(st_chain_head(f, &after, &err) == ST_OK);
+	CHECK_EQ(after.lsn, before.lsn);
+	CHECK(!memcmp(after.hash, before.hash, ST_HASH_LEN));
+	CHECK_EQ(st_repl_applied(f), 2);
+	/* Space back: drop the padding (never applied), persist and apply the
+	 * real entries, equal to the leader. */
+	st_store_close(f);
+	f = NULL;
+	struct st_store_opts big = {.map_size = 64 << 20};
+	REQUIRE(st_store_open(dir, &big, &f, &err) == ST_OK);
+	attach_follower(&c, f, 2);
+	REQUIRE(persist_ents(f, 3, &log, 2, 4, &err) == ST_OK);
+	REQUIRE(st_repl_apply(f, 4, &err) == ST_OK);
+	check_same(c.ld, f);
+}
+
 static const struct test_case tests[] = {
+    {"follower_store_full", t_follower_store_full},
     {"vacuum_replicated", t_vacuum_replicated},
 	{"mixed_history", t_mixed_history},
 	{"durability", t_durability},
