@@ -43,7 +43,7 @@ int store_chain_base(st_store *s, MDB_txn *txn, uint64_t *first, uint8_t hash[ST
 {
 	uint8_t kb[16];
 	MDB_val k = kind_key(kb, KEY_META, "chain_base", 10), v;
-	int mrc = mdb_get(txn, s->dbi, &k, &v);
+	int mrc = store_get(s, txn, &k, &v);
 	*first = 1;
 	memset(hash, 0, ST_HASH_LEN);
 	if (mrc == MDB_NOTFOUND)
@@ -59,9 +59,9 @@ int store_chain_base(st_store *s, MDB_txn *txn, uint64_t *first, uint8_t hash[ST
 }
 
 /* Position cur on the newest LSN record; MDB_NOTFOUND when there is none. */
-static int last_record(MDB_cursor *cur, MDB_val *k, MDB_val *v)
+static int last_record(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v)
 {
-	int mrc = mdb_cursor_get(cur, k, v, MDB_LAST);
+	int mrc = store_cget(s, cur, k, v, MDB_LAST);
 	if (mrc == 0 && (k->mv_size != LSN_KEY_LEN || ((uint8_t *)k->mv_data)[0] != KEY_LSN))
 		mrc = MDB_NOTFOUND; /* LSN records sort last: none at all */
 	return mrc;
@@ -79,7 +79,7 @@ int store_chain_last(st_store *s, MDB_txn *txn, uint64_t *lsn, uint8_t hash[ST_H
 		return rc;
 	if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0)
 		return store_lmdb_err(err, mrc, "reading the commit log");
-	mrc = last_record(cur, &k, &v);
+	mrc = last_record(s, cur, &k, &v);
 	if (mrc == 0 && v.mv_size < LSN_REC_LEN)
 		rc = st_seterr(err, ST_ECORRUPT, "LSN record %llu is damaged (%zu bytes)",
 			       (unsigned long long)get_be64((uint8_t *)k.mv_data + 1), v.mv_size);
@@ -99,7 +99,7 @@ static uint64_t oldest_of(st_store *s, MDB_txn *txn, uint64_t tid)
 	uint8_t key[HEAD_KEY_LEN];
 	table_key(key, tid, REC_HEAD);
 	MDB_val k = {sizeof key, key}, v;
-	if (mdb_get(txn, s->dbi, &k, &v) != 0 || v.mv_size < STORE_HEAD_FIXED)
+	if (store_get(s, txn, &k, &v) != 0 || v.mv_size < STORE_HEAD_FIXED)
 		return UINT64_MAX;
 	return st_get_le64((uint8_t *)v.mv_data + 32);
 }
@@ -137,7 +137,7 @@ static void check_commit(st_store *s, MDB_txn *txn, uint64_t lsn, const uint8_t 
 	uint8_t key[COMMIT_KEY_LEN], dig[ST_HASH_LEN];
 	commit_key(key, tid, ver);
 	MDB_val k = {sizeof key, key}, v;
-	int mrc = mdb_get(txn, s->dbi, &k, &v);
+	int mrc = store_get(s, txn, &k, &v);
 	if (mrc == MDB_NOTFOUND) {
 		if (ver >= oldest_of(s, txn, tid))
 			log_problem(lc, "LSN %llu: commit %llu of table id %llu is missing (the log "
@@ -180,7 +180,7 @@ int store_verify_log(st_store *s, MDB_txn *txn, uint64_t from, const uint8_t *he
 		/* Start after a trusted record: its stored hash is the anchor. */
 		lsn_key(key, from - 1);
 		MDB_val k = {sizeof key, key}, v;
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+		mrc = store_cget(s, cur, &k, &v, MDB_SET_KEY);
 		if (mrc == 0 && v.mv_size >= LSN_REC_LEN) {
 			memcpy(prev, v.mv_data, ST_HASH_LEN);
 			expect = from;
@@ -188,9 +188,9 @@ int store_verify_log(st_store *s, MDB_txn *txn, uint64_t from, const uint8_t *he
 	}
 	lsn_key(key, expect);
 	MDB_val k = {sizeof key, key}, v;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == LSN_KEY_LEN && ((uint8_t *)k.mv_data)[0] == KEY_LSN;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		uint64_t lsn = get_be64((uint8_t *)k.mv_data + 1);
 		const uint8_t *rec = v.mv_data;
 		if (lsn != expect)
@@ -236,9 +236,9 @@ int store_log_trim(st_store *s, MDB_txn *txn, struct st_err *err)
 		return store_lmdb_err(err, mrc, "trimming the commit log");
 	lsn_key(key, first);
 	MDB_val k = {sizeof key, key}, v;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == LSN_KEY_LEN && ((uint8_t *)k.mv_data)[0] == KEY_LSN;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		uint64_t lsn = get_be64((uint8_t *)k.mv_data + 1);
 		if (lsn != first || v.mv_size < LSN_REC_LEN)
 			break; /* a gap or damage: leave it for verify to report */
@@ -246,7 +246,7 @@ int store_log_trim(st_store *s, MDB_txn *txn, struct st_err *err)
 		uint8_t ck[COMMIT_KEY_LEN];
 		commit_key(ck, st_get_le64(rec + 64), st_get_le64(rec + 72));
 		MDB_val cv = {sizeof ck, ck}, cd;
-		if ((mrc = mdb_get(txn, s->dbi, &cv, &cd)) != MDB_NOTFOUND)
+		if ((mrc = store_get(s, txn, &cv, &cd)) != MDB_NOTFOUND)
 			break; /* retained (or unreadable): the log starts here */
 		if (lsn >= s->txn_lsn)
 			break; /* never the newest record: the chain's head */
@@ -311,7 +311,7 @@ int st_chain_hash(st_store *s, uint64_t lsn, uint8_t out[ST_HASH_LEN], struct st
 		return store_lmdb_err(err, mrc, "reading the commit log");
 	lsn_key(key, lsn);
 	MDB_val k = {sizeof key, key}, v;
-	mrc = mdb_get(txn, s->dbi, &k, &v);
+	mrc = store_get(s, txn, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		rc = st_seterr(err, ST_ENOTFOUND, "LSN %llu is not in the commit log",
 			       (unsigned long long)lsn);
@@ -362,10 +362,10 @@ int st_log_read(st_store *s, uint64_t from, uint32_t max, struct st_log_entry **
 	}
 	lsn_key(key, from);
 	MDB_val k = {sizeof key, key}, v;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == LSN_KEY_LEN && ((uint8_t *)k.mv_data)[0] == KEY_LSN &&
 	     (!max || cnt < max);
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		uint64_t lsn = get_be64((uint8_t *)k.mv_data + 1);
 		if (v.mv_size < LSN_REC_LEN) {
 			rc = st_seterr(err, ST_ECORRUPT, "LSN record %llu is damaged (%zu bytes)",
@@ -389,7 +389,7 @@ int st_log_read(st_store *s, uint64_t from, uint32_t max, struct st_log_entry **
 		uint8_t ck[COMMIT_KEY_LEN];
 		commit_key(ck, x->table_id, x->version);
 		MDB_val cv = {sizeof ck, ck}, cd;
-		int grc = mdb_get(txn, s->dbi, &cv, &cd);
+		int grc = store_get(s, txn, &cv, &cd);
 		if (grc == 0) {
 			if (!(x->commit = malloc(cd.mv_size ? cd.mv_size : 1))) {
 				rc = st_seterr(err, ST_ENOMEM, "out of memory");

@@ -114,7 +114,7 @@ bool store_commit_stamp(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, uin
 	commit_key(key, tid, v);
 	MDB_val k = {sizeof key, key}, d;
 	struct act_commit *c;
-	if (mdb_get(txn, s->dbi, &k, &d) != 0 ||
+	if (store_get(s, txn, &k, &d) != 0 ||
 	    act_decode(d.mv_data, d.mv_size, &c, NULL) != ST_OK)
 		return false;
 	*lsn = c->lsn;
@@ -133,7 +133,7 @@ int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, ui
 	MDB_val k = {sizeof key, key}, d;
 	uint64_t lsn;
 	int64_t when;
-	int mrc = mdb_get(txn, s->dbi, &k, &d);
+	int mrc = store_get(s, txn, &k, &d);
 	if (mrc != 0 || d.mv_size < STORE_HEAD_FIXED)
 		return mrc ? store_lmdb_err(err, mrc, "time travel")
 			   : st_seterr(err, ST_ECORRUPT, "a table head is damaged");

@@ -42,7 +42,7 @@ int store_check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 		commit_key(key, h->tid, v);
 		MDB_val k = {sizeof key, key}, d;
 		struct act_commit *c = NULL;
-		int mrc = mdb_get(txn, s->dbi, &k, &d);
+		int mrc = store_get(s, txn, &k, &d);
 		if (mrc != 0)
 			return store_lmdb_err(err, mrc, "checking conflicts");
 		if ((rc = act_decode(d.mv_data, d.mv_size, &c, err)) != ST_OK)

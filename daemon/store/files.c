@@ -103,9 +103,9 @@ int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct f
 	 * starts at removed = v + 1 and runs to the table's end. */
 	file_key(key, tid, v == STORE_LIVE ? v : v + 1, 0);
 	MDB_val k = {sizeof key, key}, d;
-	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+	for (mrc = store_cget(s, cur, &k, &d, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
-	     mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &d, MDB_NEXT)) {
 		if (d.mv_size >= 8 && st_get_le64(d.mv_data) > v)
 			continue; /* added after v */
 		if (*n == cap) {
@@ -155,9 +155,9 @@ int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, u
 		return store_lmdb_err(err, mrc, "listing live files");
 	file_key(key, tid, STORE_LIVE, 0);
 	MDB_val k = {sizeof key, key}, v;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		if (*n == cap) {
 			uint64_t *f = realloc(*fids, (cap = cap ? cap * 2 : 16) * sizeof *f);
 			if (!f) {
@@ -219,7 +219,7 @@ int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file
 	file_key(key, tid, f->removed, f->fid);
 	MDB_val k = {sizeof key, key}, v;
 	int rc = ST_OK;
-	mrc = mdb_get(txn ? txn : own, s->dbi, &k, &v);
+	mrc = store_get(s, txn ? txn : own, &k, &v);
 	if (mrc == MDB_NOTFOUND && f->removed == STORE_LIVE) {
 		/* Removed since f was read (a reader's pin keeps it from vacuum):
 		 * its record moved to the removed range, after its added version. */
@@ -227,9 +227,9 @@ int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file
 		if ((mrc = mdb_cursor_open(txn ? txn : own, s->dbi, &cur)) == 0) {
 			file_key(key, tid, f->added + 1, 0);
 			k = (MDB_val){sizeof key, key};
-			for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+			for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
 			     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
-			     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+			     mrc = store_cget(s, cur, &k, &v, MDB_NEXT))
 				if (file_key_fid(&k) == f->fid)
 					break;
 			if (mrc == 0 && !(k.mv_size == FILE_KEY_LEN && table_range(&k, key)))
@@ -257,7 +257,7 @@ int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, ui
 	uint8_t key[FILE_KEY_LEN];
 	file_key(key, tid, STORE_LIVE, fid);
 	MDB_val k = {sizeof key, key}, v;
-	int mrc = mdb_get(txn, s->dbi, &k, &v);
+	int mrc = store_get(s, txn, &k, &v);
 	if (mrc == 0 && v.mv_size < 52)
 		return st_seterr(err, ST_ECORRUPT, "file record %llu of table id %llu is damaged",
 				 (unsigned long long)fid, (unsigned long long)tid);

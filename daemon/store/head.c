@@ -33,7 +33,7 @@ static int head_read(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head 
 	table_key(key, tid, REC_HEAD);
 	MDB_val k = {sizeof key, key}, v;
 	memset(h, 0, sizeof *h);
-	int mrc = mdb_get(txn, s->dbi, &k, &v);
+	int mrc = store_get(s, txn, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		return st_seterr(err, ST_ENOTFOUND, "table id %llu does not exist",
 				 (unsigned long long)tid);
@@ -66,6 +66,9 @@ int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
 	return head_read(s, txn, tid, h, true, NULL, err);
 }
 
+/* head_lookup's raw for a lookup that takes a damaged table too. */
+static MDB_val any_ok;
+
 static int head_lookup(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 		       bool with_meta, MDB_val *raw, struct st_err *err)
 {
@@ -75,7 +78,7 @@ static int head_lookup(st_store *s, MDB_txn *txn, const char *name, struct table
 	if (len > STORE_NAME_MAX)
 		return st_seterr(err, ST_ENOTFOUND, "table '%s' does not exist", name);
 	MDB_val k = kind_key(kb, KEY_NAME, name, len), v;
-	int mrc = mdb_get(txn, s->dbi, &k, &v);
+	int mrc = store_get(s, txn, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		return st_seterr(err, ST_ENOTFOUND, "table '%s' does not exist", name);
 	if (mrc != 0)
@@ -83,13 +86,21 @@ static int head_lookup(st_store *s, MDB_txn *txn, const char *name, struct table
 	if (v.mv_size != 8)
 		return st_seterr(err, ST_ECORRUPT, "table '%s': name record is %zu bytes", name,
 				 v.mv_size);
-	return head_read(s, txn, get_be64(v.mv_data), h, with_meta, raw, err);
+	uint64_t tid = get_be64(v.mv_data);
+	int rc = raw != &any_ok ? store_damaged(s, tid, err) : ST_OK;
+	return rc != ST_OK ? rc : head_read(s, txn, tid, h, with_meta, raw == &any_ok ? NULL : raw, err);
 }
 
 int head_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 	     struct st_err *err)
 {
 	return head_lookup(s, txn, name, h, true, NULL, err);
+}
+
+int head_get_damaged(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
+		     struct st_err *err)
+{
+	return head_lookup(s, txn, name, h, true, &any_ok, err);
 }
 
 int head_get_fixed(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
@@ -232,7 +243,7 @@ int head_put(st_store *s, MDB_txn *txn, const struct table_head *h, struct st_er
 			goto out;
 	} else {
 		/* Metadata unchanged and not decoded: keep the stored bytes. */
-		int grc = mdb_get(txn, s->dbi, &k, &v);
+		int grc = store_get(s, txn, &k, &v);
 		if (grc != 0 || v.mv_size < STORE_HEAD_FIXED) {
 			rc = grc ? store_lmdb_err(err, grc, "updating a table head")
 				 : st_seterr(err, ST_ECORRUPT, "table id %llu: damaged head",

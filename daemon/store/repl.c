@@ -100,7 +100,7 @@ int store_put(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, MDB_val *v
 {
 	if (s->cap.on)
 		cap_op(s, OP_PUT, k, v);
-	return cur ? mdb_cursor_put(cur, k, v, flags) : mdb_put(txn, s->dbi, k, v, flags);
+	return store_rec_put(s, txn, cur, k, v, flags);
 }
 
 void store_cap_del(st_store *s, const MDB_val *k)
@@ -285,14 +285,14 @@ static int meta_get(st_store *s, MDB_txn *txn, const char *name, MDB_val *v)
 {
 	uint8_t kb[32];
 	MDB_val k = kind_key(kb, KEY_META, name, strlen(name));
-	return mdb_get(txn, s->dbi, &k, v);
+	return store_get(s, txn, &k, v);
 }
 
 static int meta_put(st_store *s, MDB_txn *txn, const char *name, const void *p, size_t len)
 {
 	uint8_t kb[32];
 	MDB_val k = kind_key(kb, KEY_META, name, strlen(name)), v = {len, (void *)p};
-	return mdb_put(txn, s->dbi, &k, &v, 0);
+	return store_rec_put(s, txn, NULL, &k, &v, 0);
 }
 
 /* Run fn in a write transaction of its own under the write lock, committed
@@ -466,8 +466,8 @@ int st_repl_log_each(st_store *s, int (*fn)(void *arg, const struct st_repl_entr
 	uint8_t key[RLOG_KEY_LEN];
 	rlog_key(key, 0);
 	MDB_val k = {sizeof key, key}, v;
-	for (mrc = mrc ? mrc : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (mrc = mrc ? mrc : store_cget(s, cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		struct st_repl_entry e;
 		if (decode_rlog(&k, &v, &e) != ST_OK) {
 			rc = st_seterr(err, ST_ECORRUPT, "log record %llu is damaged",
@@ -493,7 +493,7 @@ int st_repl_log_get(st_store *s, uint64_t lsn, struct st_buf *out, struct st_err
 	MDB_val k = {sizeof key, key}, v;
 	int mrc = store_read_begin(s, &txn), rc = ST_OK;
 	if (mrc == 0)
-		mrc = mdb_get(txn, s->dbi, &k, &v);
+		mrc = store_get(s, txn, &k, &v);
 	if (mrc == MDB_NOTFOUND)
 		rc = st_seterr(err, ST_ENOTFOUND, "log record %llu is not here",
 			       (unsigned long long)lsn);
@@ -537,8 +537,8 @@ static int persist_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 		rlog_key(key, p->from);
 		MDB_val k = {sizeof key, key}, v;
 		bool dropped = false;
-		for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
-		     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
+		     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 			if ((mrc = mdb_cursor_del(cur, 0)) != 0)
 				break;
 			dropped = true;
@@ -567,7 +567,7 @@ static int persist_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 			body_build(&b, BODY_NOOP, 0, 0, NULL, 0);
 		rlog_key(key, e->lsn);
 		MDB_val k = {sizeof key, key}, v = {b.len, b.data};
-		mrc = b.oom ? ENOMEM : mdb_put(txn, s->dbi, &k, &v, 0);
+		mrc = b.oom ? ENOMEM : store_rec_put(s, txn, NULL, &k, &v, 0);
 		st_buf_free(&b);
 		if (mrc != 0)
 			return mrc == ENOMEM ? st_seterr(err, ST_ENOMEM, "out of memory")
@@ -778,7 +778,7 @@ static int apply_entry(st_store *s, MDB_txn *txn, const struct st_repl_entry *e,
 					 (unsigned long long)e->lsn, (unsigned long long)a->lsn);
 		lsn_key(key, e->lsn);
 		MDB_val k = {sizeof key, key}, v = {sizeof rec, rec};
-		if ((mrc = mdb_put(txn, s->dbi, &k, &v, MDB_APPEND)) != 0)
+		if ((mrc = store_rec_put(s, txn, NULL, &k, &v, MDB_APPEND)) != 0)
 			return store_lmdb_err(err, mrc, "applying a no-op entry");
 		memcpy(a->hash, rec, ST_HASH_LEN);
 		a->lsn = e->lsn;
@@ -829,7 +829,7 @@ static int apply_entry(st_store *s, MDB_txn *txn, const struct st_repl_entry *e,
 					return st_seterr(err, errno, "cannot create '%s': %s", dir,
 							 strerror(errno));
 			}
-			mrc = mdb_put(txn, s->dbi, &o.k, &o.v, 0);
+			mrc = store_rec_put(s, txn, NULL, &o.k, &o.v, 0);
 		}
 		if (mrc != 0)
 			return store_lmdb_err(err, mrc, "applying a log entry");
@@ -889,8 +889,8 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 	MDB_val k = {sizeof key, key}, v;
 	uint64_t unit_epoch = 0;
 	struct st_buf body_copy = {0};
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		struct st_repl_entry e;
 		if (decode_rlog(&k, &v, &e) != ST_OK || e.lsn != a.lsn + 1) {
 			rc = st_seterr(err, ST_ECORRUPT, "log record %llu is damaged or out of place",
@@ -1037,8 +1037,8 @@ bool store_repl_unapplied_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t
 	rlog_key(key, last + 1);
 	MDB_val k = {sizeof key, key}, v;
 	int mrc;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k) && !l.oom;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k) && !l.oom;
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		struct st_repl_entry e;
 		if (decode_rlog(&k, &v, &e) == ST_OK && e.len)
 			st_repl_body_files(e.body, e.len, add_fid, &l, NULL);
@@ -1053,7 +1053,7 @@ int store_repl_check_tail(st_store *s, MDB_txn *txn, uint64_t last, struct st_er
 		uint8_t key[LSN_KEY_LEN];
 		lsn_key(key, lsn);
 		MDB_val k = {sizeof key, key}, v;
-		int mrc = mdb_get(txn, s->dbi, &k, &v);
+		int mrc = store_get(s, txn, &k, &v);
 		if (mrc != 0 || v.mv_size < LSN_REC_LEN ||
 		    st_get_le64((uint8_t *)v.mv_data + 64) != 0)
 			return st_seterr(err, ST_ECORRUPT,

@@ -444,12 +444,16 @@ int st_history(st_store *s, const char *table, uint32_t limit, struct act_commit
 	uint8_t key[COMMIT_KEY_LEN];
 	commit_key(key, h.tid, h.version);
 	MDB_val k = {sizeof key, key}, d;
-	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
+	for (mrc = store_cget(s, cur, &k, &d, MDB_SET_KEY);
 	     mrc == 0 && cnt < limit && k.mv_size == COMMIT_KEY_LEN && table_range(&k, key);
-	     mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &d, MDB_NEXT)) {
 		if ((rc = act_decode(d.mv_data, d.mv_size, &arr[cnt], err)) != ST_OK)
 			goto out;
 		cnt++;
+	}
+	if (mrc != 0 && mrc != MDB_NOTFOUND && cnt < limit) {
+		rc = store_lmdb_err(err, mrc, "reading the history");
+		goto out;
 	}
 	*commits = arr;
 	*n = cnt;

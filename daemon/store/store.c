@@ -68,6 +68,8 @@ int store_lmdb_err(struct st_err *err, int rc, const char *what)
 	case MDB_PANIC:
 		return st_seterr(err, ST_EFAILED,
 				 "%s: LMDB: %s: reopen the store", what, mdb_strerror(rc));
+	case STORE_EBADREC:
+		return st_seterr(err, ST_ECORRUPT, "%s: %s", what, store_rec_last_bad());
 	case MDB_CORRUPTED:
 	case MDB_PAGE_NOTFOUND:
 	case MDB_INVALID:
@@ -148,9 +150,10 @@ static bool recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **ou
 		return false;
 	file_key(key, tid, 0, 0);
 	MDB_val k = {sizeof key, key}, v;
-	for (int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	int mrc;
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		if (*n == cap) {
 			uint64_t *g = realloc(ids, (cap = cap ? 2 * cap : 64) * sizeof *g);
 			if (!g) {
@@ -161,6 +164,8 @@ static bool recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **ou
 		}
 		ids[(*n)++] = file_key_fid(&k);
 	}
+	if (mrc != 0 && mrc != MDB_NOTFOUND)
+		ok = false; /* unreadable: remove nothing */
 	mdb_cursor_close(cur);
 	/* Cluster mode: files of log entries not applied yet (fetched, or
 	 * written by a leader whose proposal is still open). */
@@ -232,7 +237,7 @@ int store_each_head(st_store *s, MDB_txn *txn, int (*fn)(void *arg, uint64_t tid
 	for (;;) {
 		table_key(key, tid, REC_HEAD);
 		MDB_val k = {sizeof key, key}, v;
-		if ((*mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)) != 0)
+		if ((*mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE)) != 0)
 			break;
 		const uint8_t *p = k.mv_data;
 		if (k.mv_size < TABLE_PREFIX_LEN || p[0] != KEY_TABLE)
@@ -267,7 +272,7 @@ static int check_lsn_record(st_store *s, MDB_txn *txn, const char *name, uint64_
 	uint8_t key[LSN_KEY_LEN];
 	lsn_key(key, c->lsn);
 	MDB_val k = {sizeof key, key}, v;
-	int mrc = mdb_get(txn, s->dbi, &k, &v);
+	int mrc = store_get(s, txn, &k, &v);
 	if (mrc != 0 && mrc != MDB_NOTFOUND)
 		return store_lmdb_err(err, mrc, "verifying commits");
 	if (mrc == MDB_NOTFOUND || v.mv_size < LSN_REC_LEN ||
@@ -299,7 +304,7 @@ static int verify_chain(void *arg, uint64_t tid, MDB_val *hv)
 		commit_key(key, h.tid, ver);
 		MDB_val ck = {sizeof key, key}, cv;
 		struct act_commit *c = NULL;
-		if ((mrc = mdb_get(w->txn, w->s->dbi, &ck, &cv)) != 0)
+		if ((mrc = store_get(w->s, w->txn, &ck, &cv)) != 0)
 			rc = st_seterr(w->err, ST_ECORRUPT, "table '%s': commit %llu is missing",
 				       h.meta->name, (unsigned long long)ver);
 		else if ((rc = act_decode(cv.mv_data, cv.mv_size, &c, w->err)) == ST_OK &&
@@ -379,6 +384,96 @@ static int open_log(st_store *s, MDB_txn *txn, const char *dir, struct st_err *e
 				NULL, NULL, NULL, NULL, NULL, err);
 }
 
+/* Format 5 to 6: every record gets its checksum trailer, in transactions
+ * of UPGRADE_BATCH records (a large store fits no single one). Meta key
+ * `upgrade6` holds the last key converted, so an interrupted upgrade goes
+ * on where it stopped; the format record changes last. */
+#define UPGRADE_BATCH 20000
+static int upgrade5(st_store *s, struct st_err *err)
+{
+	static const char marker[] = "upgrade6";
+	uint8_t mk[16];
+	MDB_val mkv = kind_key(mk, KEY_META, marker, sizeof marker - 1);
+	struct st_buf b = {0};
+	int mrc = 0, rc = ST_OK;
+	for (bool done = false; !done && rc == ST_OK;) {
+		MDB_txn *txn;
+		MDB_cursor *cur;
+		MDB_val k, v;
+		if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+			return store_lmdb_err(err, mrc, "upgrading the store to format 6");
+		if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0) {
+			mdb_txn_abort(txn);
+			return store_lmdb_err(err, mrc, "upgrading the store to format 6");
+		}
+		/* Resume after the marker's key, or start at the first record. */
+		b.len = 0;
+		if ((mrc = store_get(s, txn, &mkv, &v)) == 0) {
+			st_buf_append(&b, v.mv_data, v.mv_size);
+			k = (MDB_val){b.len, b.data};
+			mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+			if (mrc == 0 && k.mv_size == b.len && !memcmp(k.mv_data, b.data, b.len))
+				mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		} else if (mrc == MDB_NOTFOUND) {
+			mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		}
+		/* Copy a batch (LMDB's pointers die at the first put), then put. */
+		struct st_buf batch = {0};
+		uint32_t n = 0;
+		for (; mrc == 0 && n < UPGRADE_BATCH; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			if (k.mv_size == mkv.mv_size && !memcmp(k.mv_data, mk, mkv.mv_size))
+				continue;
+			uint8_t hd[8];
+			st_put_le32(hd, (uint32_t)k.mv_size);
+			st_put_le32(hd + 4, (uint32_t)v.mv_size);
+			st_buf_append(&batch, hd, 8);
+			st_buf_append(&batch, k.mv_data, k.mv_size);
+			st_buf_append(&batch, v.mv_data, v.mv_size);
+			n++;
+		}
+		done = mrc == MDB_NOTFOUND;
+		if (mrc == MDB_NOTFOUND)
+			mrc = 0;
+		mdb_cursor_close(cur);
+		const uint8_t *p = batch.data, *last = NULL;
+		size_t lastlen = 0;
+		for (uint32_t i = 0; i < n && mrc == 0 && !batch.oom; i++) {
+			MDB_val bk = {st_get_le32(p), (void *)(p + 8)};
+			MDB_val bv = {st_get_le32(p + 4), (void *)(p + 8 + bk.mv_size)};
+			mrc = store_rec_put(s, txn, NULL, &bk, &bv, 0);
+			last = bk.mv_data;
+			lastlen = bk.mv_size;
+			p += 8 + bk.mv_size + bv.mv_size;
+		}
+		if (mrc == 0 && !batch.oom && last && !done) {
+			MDB_val mv = {lastlen, (void *)last};
+			mrc = store_rec_put(s, txn, NULL, &mkv, &mv, 0);
+		}
+		if (mrc == 0 && !batch.oom && done) {
+			uint8_t fb[4];
+			uint8_t kb[16];
+			MDB_val fk = kind_key(kb, KEY_META, "format", 6), fv = {4, fb};
+			st_put_le32(fb, STORE_FORMAT);
+			mrc = store_rec_put(s, txn, NULL, &fk, &fv, 0);
+			if (mrc == 0 && (mrc = mdb_del(txn, s->dbi, &mkv, NULL)) == MDB_NOTFOUND)
+				mrc = 0;
+		}
+		if (batch.oom)
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		else if (mrc == 0)
+			mrc = mdb_txn_commit(txn);
+		else
+			mdb_txn_abort(txn);
+		if (batch.oom)
+			mdb_txn_abort(txn);
+		st_buf_free(&batch);
+		if (rc == ST_OK && mrc != 0)
+			rc = store_lmdb_err(err, mrc, "upgrading the store to format 6");
+	}
+	st_buf_free(&b);
+	return rc;
+}
+
 static int mkdir_p(const char *path, struct st_err *err)
 {
 	if (mkdir(path, 0755) != 0 && errno != EEXIST)
@@ -419,6 +514,8 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	pthread_condattr_destroy(&ca);
 	if (opts)
 		s->opts = *opts;
+	const char *ni = getenv("STRATA_TEST_NO_INTEGRITY");
+	s->no_integrity = ni && !strcmp(ni, "1");
 	if (!s->opts.map_size)
 		s->opts.map_size = 1ull << 30;
 	if (!s->opts.row_group_rows)
@@ -483,15 +580,33 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	}
 	uint8_t kb[16];
 	MDB_val k = kind_key(kb, KEY_META, "format", 6), v;
+	uint32_t f = 0;
 	if ((mrc = mdb_get(txn, s->dbi, &k, &v)) == MDB_NOTFOUND && st.ms_entries == 0) {
-		uint8_t f[4];
-		st_put_le32(f, STORE_FORMAT);
-		v = (MDB_val){4, f};
-		mrc = mdb_put(txn, s->dbi, &k, &v, 0);
-	} else if (mrc == MDB_NOTFOUND ||
-		   (mrc == 0 && (v.mv_size != 4 || st_get_le32(v.mv_data) != STORE_FORMAT))) {
+		uint8_t fb[4];
+		st_put_le32(fb, STORE_FORMAT);
+		v = (MDB_val){4, fb};
+		mrc = store_rec_put(s, txn, NULL, &k, &v, 0);
+		f = STORE_FORMAT;
+	} else if (mrc == 0) {
+		f = v.mv_size == 4 ? st_get_le32(v.mv_data) : 0;
+		if (v.mv_size == 4 + STORE_REC_CRC && store_rec_check(s, txn, &k, &v) == 0)
+			f = st_get_le32(v.mv_data); /* 5 here: an upgrade was interrupted */
+	}
+	if (f == 5) {
+		/* Format 5 had no record checksums: add them (STORE.md §2.1). */
+		mdb_txn_abort(txn);
+		txn = NULL;
+		if ((rc = upgrade5(s, err)) != ST_OK)
+			goto out;
+		if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+			rc = store_lmdb_err(err, mrc, "opening the store");
+			goto out;
+		}
+		f = STORE_FORMAT;
+	}
+	if (mrc == MDB_NOTFOUND || (mrc == 0 && f != STORE_FORMAT)) {
 		/* Formats 1 and 2 kept named databases: no format record here. */
-		uint32_t f = mrc ? 2 : v.mv_size == 4 ? st_get_le32(v.mv_data) : 0;
+		f = mrc ? 2 : f;
 		rc = st_seterr(err, f ? ST_EVERSION : ST_ECORRUPT,
 			       "store '%s' has format %s%u; this strata reads format %d%s", dir,
 			       mrc ? "<= " : "", f, STORE_FORMAT,
@@ -501,6 +616,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 					"directory)"
 			       : f && f < 4 ? " (formats 1 to 3 were development formats: no upgrade "
 					      "path)"
+			       : !f ? " (its format record is damaged)"
 			       : "");
 		goto out;
 	}

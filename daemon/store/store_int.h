@@ -16,7 +16,10 @@
 #include "format/bytes.h"
 #include "format/segment.h"
 
-#define STORE_FORMAT 5
+#define STORE_FORMAT 6
+#define STORE_REC_CRC 4      /* the CRC32C trailer of every record (STORE.md §2) */
+#define STORE_EBADREC (-30600) /* store_get/store_cget: a record fails its checksum */
+#define STORE_DAMAGED_MAX 64 /* damaged tables remembered (refused) */
 #define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
 #define STORE_HEAD_FIXED 56    /* fixed bytes of a table head (STORE.md §2.2) */
 #define STORE_NAME_MAX 128     /* longest table name */
@@ -136,7 +139,34 @@ struct st_store {
 	uint32_t npins, cap_pins;    /* count and capacity */
 	struct store_cap cap;        /* cluster mode: the open write txn's capture */
 	struct store_repl repl;      /* cluster mode */
+	bool no_integrity;           /* test only (STRATA_TEST_NO_INTEGRITY=1): record
+					checksums and verify's cross-checks off */
+	struct {
+		uint64_t tid;
+		char why[ST_ERR_MSG_MAX];
+	} damaged[STORE_DAMAGED_MAX]; /* tables a failed record checksum refuses (pin_lock) */
+	uint32_t ndamaged;           /* their count (atomic reads) */
 };
+
+/* Record checksums (record.c, STORE.md §2). store_rec_put puts k with
+ * value v plus its CRC32C trailer (through cur when given), without
+ * capture: store_put is the funnel's. store_get / store_cget are mdb_get /
+ * mdb_cursor_get that check a found record's trailer and strip it; a
+ * mismatch returns STORE_EBADREC (store_lmdb_err describes it) and marks
+ * its table damaged. store_rec_check does the check on a value read
+ * otherwise. */
+int store_rec_put(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, const MDB_val *v,
+		  unsigned flags);
+int store_get(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v);
+int store_cget(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op);
+int store_rec_check(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v);
+/* The calling thread's last checksum failure, described. */
+const char *store_rec_last_bad(void);
+/* Damaged tables: mark tid (why: the first problem found), refuse it
+ * (ST_ECORRUPT with why; ST_OK when intact), forget it (dropped). */
+void store_damage(st_store *s, uint64_t tid, const char *why);
+int store_damaged(st_store *s, uint64_t tid, struct st_err *err);
+void store_undamage(st_store *s, uint64_t tid);
 
 /* Put or delete a record of the funnel (the commit, LSN, file, head, name,
  * app-version and table-id records): as mdb_put / mdb_del (cur: the
@@ -229,6 +259,9 @@ int head_get(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 	     struct st_err *err);
 int head_get_tid(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head *h,
 		 struct st_err *err);
+/* As head_get, for a table refused as damaged too (drop). */
+int head_get_damaged(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
+		     struct st_err *err);
 /* As head_get, without decoding the metadata (h->meta NULL). */
 int head_get_fixed(st_store *s, MDB_txn *txn, const char *name, struct table_head *h,
 		   struct st_err *err);

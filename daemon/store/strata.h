@@ -434,6 +434,10 @@ int st_verify(st_store *s, struct st_verify_result *res, struct st_err *err);
 int st_verify_head(st_store *s, const uint8_t head[ST_HASH_LEN], struct st_verify_result *res,
 		   struct st_err *err);
 void st_verify_result_fini(struct st_verify_result *r);
+/* Tables refused as damaged (a record failed its checksum, or the scrub
+ * found a problem): up to max of their ids into tids; returns how many
+ * there are. */
+uint32_t st_damaged_tables(st_store *s, uint64_t *tids, uint32_t max);
 
 /* ---- the commit log in LSN order (STORE.md §2.4) ---------------------- */
 

@@ -179,7 +179,7 @@ int st_table_create(st_store *s, const struct st_table_spec *spec, enum st_creat
 	uint64_t tid = 0;
 	uint8_t kb[1 + STORE_NAME_MAX];
 	MDB_val k = kind_key(kb, KEY_META, "next_tid", 8), v;
-	mrc = mdb_get(txn, s->dbi, &k, &v);
+	mrc = store_get(s, txn, &k, &v);
 	if (mrc == 0 && v.mv_size == 8)
 		tid = st_get_le64(v.mv_data);
 	tid = tid ? tid : 1;
@@ -233,11 +233,13 @@ int st_table_drop(st_store *s, const char *table, struct st_commit_result *res,
 	if (res)
 		memset(res, 0, sizeof *res);
 	if ((rc = store_write_begin(s, &txn, "dropping a table", err)) != ST_OK ||
-	    (rc = head_get(s, txn, table, &h, err)) != ST_OK ||
+	    (rc = head_get_damaged(s, txn, table, &h, err)) != ST_OK ||
 	    (rc = drop_in_txn(s, txn, &h, err)) != ST_OK)
 		goto out;
 	rc = store_commit_txn(s, txn, "dropping a table", err);
 	txn = NULL;
+	if (rc == ST_OK)
+		store_undamage(s, h.tid);
 	if (rc == ST_OK && res)
 		store_result(res, &h);
 out:
@@ -263,10 +265,14 @@ int st_table_list(st_store *s, char ***names, uint32_t *n, struct st_err *err)
 	/* Name records are the keys starting with KEY_NAME: count, then copy. */
 	size_t count = 0;
 	k = (MDB_val){1, &first};
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && *(uint8_t *)k.mv_data == KEY_NAME;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT))
 		count++;
+	if (mrc != 0 && mrc != MDB_NOTFOUND) {
+		rc = store_lmdb_err(err, mrc, "listing tables");
+		goto out;
+	}
 	/* One block: the pointer array, then the NUL-terminated names. */
 	char **arr = malloc((count + 1) * sizeof(char *) + count * (STORE_NAME_MAX + 1));
 	if (!arr) {
@@ -276,9 +282,9 @@ int st_table_list(st_store *s, char ***names, uint32_t *n, struct st_err *err)
 	char *p = (char *)(arr + count + 1);
 	uint32_t i = 0;
 	k = (MDB_val){1, &first};
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && i < count && *(uint8_t *)k.mv_data == KEY_NAME;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		size_t len = k.mv_size - 1 > STORE_NAME_MAX ? STORE_NAME_MAX : k.mv_size - 1;
 		memcpy(p, (uint8_t *)k.mv_data + 1, len);
 		p[len] = '\0';
@@ -309,9 +315,9 @@ int store_meta_at(st_store *s, MDB_txn *txn, const struct table_head *h, uint64_
 		return store_lmdb_err(err, mrc, "reading history");
 	commit_key(key, h->tid, v);
 	MDB_val k = {sizeof key, key}, d;
-	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
+	for (mrc = store_cget(s, cur, &k, &d, MDB_SET_KEY);
 	     mrc == 0 && k.mv_size == COMMIT_KEY_LEN && table_range(&k, key);
-	     mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &d, MDB_NEXT)) {
 		struct act_commit *c;
 		if ((rc = act_decode(d.mv_data, d.mv_size, &c, err)) != ST_OK)
 			break;
@@ -324,6 +330,8 @@ int store_meta_at(st_store *s, MDB_txn *txn, const struct table_head *h, uint64_
 		act_commit_free(c);
 	}
 	mdb_cursor_close(cur);
+	if (rc == ST_OK && !*out && mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = store_lmdb_err(err, mrc, "reading a table's metadata");
 	if (rc == ST_OK && !*out)
 		rc = st_seterr(err, ST_ERANGE, "table '%s': version %llu is not retained",
 			       h->meta->name, (unsigned long long)v);

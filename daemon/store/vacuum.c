@@ -105,7 +105,7 @@ static struct act_commit *commit_get(st_store *s, MDB_txn *txn, uint64_t tid, ui
 	commit_key(key, tid, v);
 	MDB_val k = {sizeof key, key};
 	struct act_commit *c = NULL;
-	if (mdb_get(txn, s->dbi, &k, raw) == 0)
+	if (store_get(s, txn, &k, raw) == 0)
 		act_decode(raw->mv_data, raw->mv_size, &c, NULL);
 	return c;
 }
@@ -193,9 +193,9 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 	uint64_t min_match = s->repl.on && s->repl.hooks.min_match
 				     ? s->repl.hooks.min_match(s->repl.hooks.ctx)
 				     : UINT64_MAX;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		if (v.mv_size < 52)
 			continue;
 		const uint8_t *p = v.mv_data;

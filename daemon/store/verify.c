@@ -101,7 +101,7 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 		commit_key(key, h->tid, v);
 		MDB_val k = {sizeof key, key}, d;
 		struct act_commit *c = NULL;
-		if (mdb_get(txn, s->dbi, &k, &d) != 0 || act_decode(d.mv_data, d.mv_size, &c, NULL))
+		if (store_get(s, txn, &k, &d) != 0 || act_decode(d.mv_data, d.mv_size, &c, NULL))
 			break; /* the chain check reports it */
 		for (uint32_t i = 0; i < c->nadd; i++) {
 			if (n == cap) {
@@ -141,9 +141,9 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 	file_key(key, h->tid, 0, 0);
 	MDB_val k = {sizeof key, key}, v;
 	const char *name = h->meta->name;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		struct file_rec f;
 		uint64_t fid = file_key_fid(&k);
 		if (file_rec_decode(fid, v.mv_data, v.mv_size, &f) != ST_OK) {

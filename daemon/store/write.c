@@ -178,7 +178,7 @@ int store_app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const char *ap
 {
 	uint8_t key[APP_KEY_MAX];
 	MDB_val k = app_key(key, tid, app_id), d;
-	int mrc = mdb_get(txn, s->dbi, &k, &d);
+	int mrc = store_get(s, txn, &k, &d);
 	*v = 0;
 	if (mrc == MDB_NOTFOUND)
 		return ST_OK;

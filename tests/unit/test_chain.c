@@ -129,7 +129,8 @@ static void t_log_in_lsn_order(void)
 	st_store_close(s);
 }
 
-/* Raw LMDB surgery on a store's records, as an attacker or a bad disk. */
+/* Raw LMDB surgery on a store's records, as an attacker who rewrites
+ * records with valid checksums: what the hash chain must catch. */
 enum surgery { FLIP_COMMIT, DROP_LSN, SWAP_LSN, DROP_LAST_LSN };
 
 static void operate(st_store *s, enum surgery what, uint64_t lsn)
@@ -139,7 +140,7 @@ static void operate(st_store *s, enum surgery what, uint64_t lsn)
 	REQUIRE(mdb_txn_begin(s->env, NULL, 0, &txn) == 0);
 	lsn_key(key, lsn);
 	MDB_val k = {sizeof key, key}, v;
-	REQUIRE(mdb_get(txn, s->dbi, &k, &v) == 0 && v.mv_size == LSN_REC_LEN);
+	REQUIRE(store_get(s, txn, &k, &v) == 0 && v.mv_size == LSN_REC_LEN);
 	uint8_t rec[LSN_REC_LEN];
 	memcpy(rec, v.mv_data, sizeof rec);
 	if (what == FLIP_COMMIT) {
@@ -147,24 +148,24 @@ static void operate(st_store *s, enum surgery what, uint64_t lsn)
 		uint8_t ck[COMMIT_KEY_LEN];
 		commit_key(ck, st_get_le64(rec + 64), st_get_le64(rec + 72));
 		MDB_val cv = {sizeof ck, ck}, cd;
-		REQUIRE(mdb_get(txn, s->dbi, &cv, &cd) == 0);
+		REQUIRE(store_get(s, txn, &cv, &cd) == 0);
 		uint8_t *copy = malloc(cd.mv_size);
 		memcpy(copy, cd.mv_data, cd.mv_size);
 		copy[cd.mv_size - 1] ^= 1;
 		MDB_val nd = {cd.mv_size, copy};
-		REQUIRE(mdb_put(txn, s->dbi, &cv, &nd, 0) == 0);
+		REQUIRE(store_rec_put(s, txn, NULL, &cv, &nd, 0) == 0);
 		free(copy);
 	} else if (what == DROP_LSN || what == DROP_LAST_LSN) {
 		REQUIRE(mdb_del(txn, s->dbi, &k, NULL) == 0);
 	} else {
 		lsn_key(key2, lsn + 1);
 		MDB_val k2 = {sizeof key2, key2}, v2;
-		REQUIRE(mdb_get(txn, s->dbi, &k2, &v2) == 0);
+		REQUIRE(store_get(s, txn, &k2, &v2) == 0);
 		uint8_t rec2[LSN_REC_LEN];
 		memcpy(rec2, v2.mv_data, sizeof rec2);
 		MDB_val a = {sizeof rec2, rec2}, b = {sizeof rec, rec};
-		REQUIRE(mdb_put(txn, s->dbi, &k, &a, 0) == 0);
-		REQUIRE(mdb_put(txn, s->dbi, &k2, &b, 0) == 0);
+		REQUIRE(store_rec_put(s, txn, NULL, &k, &a, 0) == 0);
+		REQUIRE(store_rec_put(s, txn, NULL, &k2, &b, 0) == 0);
 	}
 	REQUIRE(mdb_txn_commit(txn) == 0);
 }
@@ -374,7 +375,7 @@ static void t_app_version_lookup_fails_closed(void)
 	uint8_t key[APP_KEY_MAX], seven[7] = {1};
 	REQUIRE(mdb_txn_begin(s->env, NULL, 0, &txn) == 0);
 	MDB_val k = app_key(key, 1, "loader"), v = {sizeof seven, seven};
-	REQUIRE(mdb_put(txn, s->dbi, &k, &v, 0) == 0);
+	REQUIRE(store_rec_put(s, txn, NULL, &k, &v, 0) == 0);
 	REQUIRE(mdb_txn_commit(txn) == 0);
 	CHECK_EQ(put(s, "a", 1, &o, &r, &err), ST_ECORRUPT);
 	CHECK_CONTAINS(err.msg, "app version record of 'loader'");
@@ -440,13 +441,13 @@ static void t_verify_cross_checks_files(void)
 	MDB_val k = {sizeof key, key}, v;
 	REQUIRE(mdb_del(txn, s->dbi, &k, NULL) == 0);
 	file_key(key, h.tid, STORE_LIVE, f[2].fid);
-	REQUIRE(mdb_get(txn, s->dbi, &k, &v) == 0);
+	REQUIRE(store_get(s, txn, &k, &v) == 0);
 	uint8_t *copy = malloc(v.mv_size);
 	REQUIRE(copy != NULL);
 	memcpy(copy, v.mv_data, v.mv_size);
 	st_put_le64(copy + 32, 99); /* rows */
 	MDB_val nv = {v.mv_size, copy};
-	REQUIRE(mdb_put(txn, s->dbi, &k, &nv, 0) == 0);
+	REQUIRE(store_rec_put(s, txn, NULL, &k, &nv, 0) == 0);
 	free(copy);
 	uint64_t lost = f[1].fid, changed = f[2].fid;
 	file_recs_free(f, n);

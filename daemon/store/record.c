@@ -1,0 +1,194 @@
+/*
+ * daemon/store/record.c — record checksums (STORE.md §2, "Record
+ * checksums"): every value the store puts in LMDB ends with a CRC32C over
+ * its key and the rest of the value; every read checks it and strips it.
+ * A mismatch is ST_ECORRUPT naming the table, the record kind and the key,
+ * and marks the table damaged: it is refused for reads and writes (the
+ * rest of the store keeps serving) until it is dropped or the store is
+ * reopened on a repaired copy.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/store/store_int.h"
+#include "format/crc32c.h"
+
+static uint32_t rec_crc(const MDB_val *k, const void *v, size_t n)
+{
+	return st_crc32c(st_crc32c(0, k->mv_data, k->mv_size), v, n);
+}
+
+int store_rec_put(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, const MDB_val *v,
+		  unsigned flags)
+{
+	MDB_val r = {v->mv_size + STORE_REC_CRC, NULL};
+	int mrc = cur ? mdb_cursor_put(cur, k, &r, flags | MDB_RESERVE)
+		      : mdb_put(txn, s->dbi, k, &r, flags | MDB_RESERVE);
+	if (mrc != 0)
+		return mrc;
+	uint8_t *p = r.mv_data;
+	if (v->mv_size)
+		memcpy(p, v->mv_data, v->mv_size);
+	st_put_le32(p + v->mv_size, rec_crc(k, v->mv_data, v->mv_size));
+	return 0;
+}
+
+static const char *kind_name(const MDB_val *k)
+{
+	const uint8_t *p = k->mv_data;
+	if (k->mv_size == 0)
+		return "empty-key";
+	switch (p[0]) {
+	case KEY_RLOG:
+		return "log";
+	case KEY_META:
+		return "meta";
+	case KEY_NAME:
+		return "name";
+	case KEY_LSN:
+		return "LSN";
+	case KEY_TABLE:
+		if (k->mv_size < TABLE_PREFIX_LEN)
+			return "table";
+		switch (p[9]) {
+		case REC_FILE:
+			return "file";
+		case REC_HEAD:
+			return "head";
+		case REC_COMMIT:
+			return "commit";
+		case REC_APP:
+			return "app-version";
+		}
+		return "table";
+	}
+	return "unknown";
+}
+
+/* What a damaged record is, for its error: the table's name when its head
+ * is intact, the record kind and the key in hex. */
+static void describe(st_store *s, MDB_txn *txn, const MDB_val *k, char *out, size_t len)
+{
+	char hex[2 * 40 + 4];
+	size_t n = k->mv_size < 40 ? k->mv_size : 40;
+	for (size_t i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", ((const uint8_t *)k->mv_data)[i]);
+	if (k->mv_size > n)
+		strcpy(hex + 2 * n, "...");
+	const uint8_t *p = k->mv_data;
+	if (k->mv_size >= TABLE_PREFIX_LEN && p[0] == KEY_TABLE) {
+		uint64_t tid = key_tid(k);
+		char name[STORE_NAME_MAX + 3] = "";
+		uint8_t hk[HEAD_KEY_LEN];
+		table_key(hk, tid, REC_HEAD);
+		MDB_val hkv = {sizeof hk, hk}, hv;
+		struct act_metadata *m = NULL;
+		if (p[9] != REC_HEAD && mdb_get(txn, s->dbi, &hkv, &hv) == 0 &&
+		    hv.mv_size >= STORE_HEAD_FIXED + STORE_REC_CRC &&
+		    st_get_le32((uint8_t *)hv.mv_data + hv.mv_size - STORE_REC_CRC) ==
+			    rec_crc(&hkv, hv.mv_data, hv.mv_size - STORE_REC_CRC) &&
+		    act_metadata_decode((uint8_t *)hv.mv_data + STORE_HEAD_FIXED,
+					hv.mv_size - STORE_REC_CRC - STORE_HEAD_FIXED, &m,
+					NULL) == ST_OK &&
+		    m->name)
+			snprintf(name, sizeof name, "'%s' ", m->name);
+		act_metadata_free(m);
+		snprintf(out, len, "table %s(id %llu): its %s record (key %s) fails its checksum",
+			 name, (unsigned long long)tid, kind_name(k), hex);
+	} else {
+		snprintf(out, len, "the %s record (key %s) fails its checksum", kind_name(k), hex);
+	}
+}
+
+static _Thread_local char bad_rec[ST_ERR_MSG_MAX];
+
+const char *store_rec_last_bad(void)
+{
+	return bad_rec;
+}
+
+int store_rec_check(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v)
+{
+	if (v->mv_size >= STORE_REC_CRC) {
+		size_t n = v->mv_size - STORE_REC_CRC;
+		if (s->no_integrity ||
+		    st_get_le32((const uint8_t *)v->mv_data + n) == rec_crc(k, v->mv_data, n)) {
+			v->mv_size = n;
+			return 0;
+		}
+	}
+	describe(s, txn, k, bad_rec, sizeof bad_rec);
+	const uint8_t *p = k->mv_data;
+	if (k->mv_size >= TABLE_PREFIX_LEN && p[0] == KEY_TABLE)
+		store_damage(s, key_tid(k), bad_rec);
+	return STORE_EBADREC;
+}
+
+int store_get(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v)
+{
+	int mrc = mdb_get(txn, s->dbi, (MDB_val *)k, v);
+	return mrc ? mrc : store_rec_check(s, txn, k, v);
+}
+
+int store_cget(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op)
+{
+	int mrc = mdb_cursor_get(cur, k, v, op);
+	return mrc ? mrc : store_rec_check(s, mdb_cursor_txn(cur), k, v);
+}
+
+/* ---- damaged tables ---------------------------------------------------- */
+
+void store_damage(st_store *s, uint64_t tid, const char *why)
+{
+	pthread_mutex_lock(&s->pin_lock);
+	uint32_t i;
+	for (i = 0; i < s->ndamaged && s->damaged[i].tid != tid; i++)
+		;
+	if (i == s->ndamaged && i < STORE_DAMAGED_MAX) {
+		s->damaged[i].tid = tid;
+		snprintf(s->damaged[i].why, sizeof s->damaged[i].why, "%s", why);
+		__atomic_store_n(&s->ndamaged, i + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&s->pin_lock);
+}
+
+int store_damaged(st_store *s, uint64_t tid, struct st_err *err)
+{
+	if (__atomic_load_n(&s->ndamaged, __ATOMIC_ACQUIRE) == 0)
+		return ST_OK;
+	int rc = ST_OK;
+	pthread_mutex_lock(&s->pin_lock);
+	for (uint32_t i = 0; i < s->ndamaged; i++)
+		if (s->damaged[i].tid == tid) {
+			rc = st_seterr(err, ST_ECORRUPT,
+				       "%s; the table is refused for reads and writes until it is "
+				       "repaired or dropped (strata verify tells what is damaged)",
+				       s->damaged[i].why);
+			break;
+		}
+	pthread_mutex_unlock(&s->pin_lock);
+	return rc;
+}
+
+uint32_t st_damaged_tables(st_store *s, uint64_t *tids, uint32_t max)
+{
+	pthread_mutex_lock(&s->pin_lock);
+	uint32_t n = s->ndamaged;
+	for (uint32_t i = 0; i < n && i < max; i++)
+		tids[i] = s->damaged[i].tid;
+	pthread_mutex_unlock(&s->pin_lock);
+	return n;
+}
+
+void store_undamage(st_store *s, uint64_t tid)
+{
+	pthread_mutex_lock(&s->pin_lock);
+	for (uint32_t i = 0; i < s->ndamaged; i++)
+		if (s->damaged[i].tid == tid) {
+			s->damaged[i] = s->damaged[s->ndamaged - 1];
+			__atomic_store_n(&s->ndamaged, s->ndamaged - 1, __ATOMIC_RELEASE);
+			break;
+		}
+	pthread_mutex_unlock(&s->pin_lock);
+}
