@@ -148,7 +148,8 @@ static void check_commit(st_store *s, MDB_txn *txn, uint64_t lsn, const uint8_t 
 	if (mrc != 0) {
 		log_problem(lc, "LSN %llu: reading commit %llu of table id %llu: %s",
 			    (unsigned long long)lsn, (unsigned long long)ver,
-			    (unsigned long long)tid, mdb_strerror(mrc));
+			    (unsigned long long)tid,
+			    mrc == STORE_EBADREC ? store_rec_last_bad() : mdb_strerror(mrc));
 		return;
 	}
 	crypto_generichash(dig, sizeof dig, v.mv_data, v.mv_size, NULL, 0);
@@ -156,6 +157,20 @@ static void check_commit(st_store *s, MDB_txn *txn, uint64_t lsn, const uint8_t 
 		log_problem(lc, "LSN %llu: commit %llu of table id %llu does not match its digest in "
 			    "the log: the commit was changed", (unsigned long long)lsn,
 			    (unsigned long long)ver, (unsigned long long)tid);
+}
+
+/* store_cget for the log walk: with a problem callback, a record that
+ * fails its checksum is reported and skipped (the walk then reports the gap
+ * it leaves). */
+static int cget_log(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op,
+		    struct log_check *lc)
+{
+	int mrc = store_cget(s, cur, k, v, op);
+	while (mrc == STORE_EBADREC && lc->problem) {
+		lc->problem(lc->arg, store_rec_last_bad());
+		mrc = store_cget(s, cur, k, v, MDB_NEXT);
+	}
+	return mrc;
 }
 
 int store_verify_log(st_store *s, MDB_txn *txn, uint64_t from, const uint8_t *head,
@@ -188,9 +203,9 @@ int store_verify_log(st_store *s, MDB_txn *txn, uint64_t from, const uint8_t *he
 	}
 	lsn_key(key, expect);
 	MDB_val k = {sizeof key, key}, v;
-	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = cget_log(s, cur, &k, &v, MDB_SET_RANGE, &lc);
 	     mrc == 0 && k.mv_size == LSN_KEY_LEN && ((uint8_t *)k.mv_data)[0] == KEY_LSN;
-	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
+	     mrc = cget_log(s, cur, &k, &v, MDB_NEXT, &lc)) {
 		uint64_t lsn = get_be64((uint8_t *)k.mv_data + 1);
 		const uint8_t *rec = v.mv_data;
 		if (lsn != expect)

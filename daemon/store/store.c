@@ -137,7 +137,7 @@ static int cmp_u64(const void *a, const void *b)
 
 /* Every file id of table tid that has a record, live or removed, sorted
  * into *out (freed by the caller). False when they could not be listed. */
-static bool recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **out, size_t *n)
+bool store_recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **out, size_t *n)
 {
 	MDB_cursor *cur;
 	uint8_t key[FILE_KEY_LEN];
@@ -204,11 +204,18 @@ static uint64_t remove_leftovers(st_store *s, MDB_txn *txn)
 				continue;
 			if (seg) {
 				uint64_t fid = strtoull(f->d_name, &end, 16);
-				if (!listed && !recorded_fids(s, txn, tid, &ids, &nids))
+				if (!listed && !store_recorded_fids(s, txn, tid, &ids, &nids))
 					break; /* unsure what is referenced: remove nothing */
 				listed = true;
 				if (end != f->d_name + 16 ||
 				    (nids && bsearch(&fid, ids, nids, sizeof *ids, cmp_u64)))
+					continue;
+				/* No record: a write that never committed, unless the
+				 * commit log says the file is live (its record was lost
+				 * to damage: keep the file for a repair, refuse the
+				 * table). */
+				int live = store_log_says_live(s, txn, tid, fid);
+				if (live != 0)
 					continue;
 			}
 			char p[PATH_MAX];
@@ -237,7 +244,16 @@ int store_each_head(st_store *s, MDB_txn *txn, int (*fn)(void *arg, uint64_t tid
 	for (;;) {
 		table_key(key, tid, REC_HEAD);
 		MDB_val k = {sizeof key, key}, v;
-		if ((*mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE)) != 0)
+		if ((*mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE)) == STORE_EBADREC &&
+		    k.mv_size >= TABLE_PREFIX_LEN && ((uint8_t *)k.mv_data)[0] == KEY_TABLE) {
+			/* A damaged record (its table is refused now): go past it. */
+			uint64_t at = key_tid(&k);
+			*mrc = 0;
+			if (at < tid || (tid = at + 1) == 0)
+				break;
+			continue;
+		}
+		if (*mrc != 0)
 			break;
 		const uint8_t *p = k.mv_data;
 		if (k.mv_size < TABLE_PREFIX_LEN || p[0] != KEY_TABLE)
@@ -262,6 +278,8 @@ struct verify_walk {
 	MDB_txn *txn;
 	uint32_t depth;
 	uint64_t *checked;
+	void (*problem)(void *arg, const char *line);
+	void *arg;
 	struct st_err *err;
 };
 
@@ -293,7 +311,7 @@ static int verify_chain(void *arg, uint64_t tid, MDB_val *hv)
 	int rc, mrc;
 	(void)hv;
 	if ((rc = head_get_tid(w->s, w->txn, tid, &h, w->err)) != ST_OK)
-		return rc;
+		goto out;
 	uint64_t first = h.version >= w->depth ? h.version - w->depth + 1 : 0;
 	if (first < h.oldest)
 		first = h.oldest;
@@ -329,13 +347,21 @@ static int verify_chain(void *arg, uint64_t tid, MDB_val *hv)
 			       "table '%s': head checksum does not match commit %llu",
 			       h.meta->name, (unsigned long long)h.version);
 	head_fini(&h);
+out:
+	if (rc == ST_ECORRUPT && w->problem) {
+		/* This table is damaged: refuse it, check the others. */
+		store_damage(w->s, tid, w->err->msg);
+		w->problem(w->arg, w->err->msg);
+		rc = ST_OK;
+	}
 	return rc;
 }
 
 int store_verify_chains(st_store *s, MDB_txn *txn, uint32_t depth, uint64_t *checked,
+			void (*problem)(void *arg, const char *line), void *arg,
 			struct st_err *err)
 {
-	struct verify_walk w = {s, txn, depth, checked, err};
+	struct verify_walk w = {s, txn, depth, checked, problem, arg, err};
 	int mrc, rc = store_each_head(s, txn, verify_chain, &w, &mrc);
 	if (rc == ST_OK && mrc != 0)
 		rc = store_lmdb_err(err, mrc, "verifying commits");
@@ -357,6 +383,14 @@ static int scan_head(void *arg, uint64_t tid, MDB_val *v)
 			s->last_lsn = st_get_le64(p + 48);
 	}
 	return 0;
+}
+
+/* Open: a table whose newest commits do not chain is refused (its damage
+ * is recorded by store_verify_chains), the others serve. */
+static void open_problem(void *arg, const char *line)
+{
+	(void)arg;
+	(void)line;
 }
 
 uint64_t store_next_fid(st_store *s)
@@ -620,7 +654,8 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 			       : "");
 		goto out;
 	}
-	if (mrc == 0 && (rc = store_verify_chains(s, txn, STORE_VERIFY_DEPTH, NULL, err)) != ST_OK)
+	if (mrc == 0 && (rc = store_verify_chains(s, txn, STORE_VERIFY_DEPTH, NULL, open_problem,
+						       NULL, err)) != ST_OK)
 		goto out;
 	if (mrc == 0)
 		remove_leftovers(s, txn);

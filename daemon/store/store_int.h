@@ -421,9 +421,21 @@ int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file
 /* Verify the checksum chain of the newest `depth` commits of every table
  * (STORE.md §4): each commit's prev_checksum must be the chained checksum
  * of the one before, and the head must hold the newest. *checked (may be
- * NULL) counts the commits verified. */
+ * NULL) counts the commits verified. With problem, a table whose chain is
+ * damaged is reported to it, marked damaged (refused) and the walk goes
+ * on; without, the first damage is the error. */
 int store_verify_chains(st_store *s, MDB_txn *txn, uint32_t depth, uint64_t *checked,
+			void (*problem)(void *arg, const char *line), void *arg,
 			struct st_err *err);
+
+/* Every file id of table tid that has a record, live or removed, or that
+ * an unapplied log entry adds, sorted into *out (freed by the caller).
+ * False when they could not be listed. */
+bool store_recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **out, size_t *n);
+/* Whether table tid's retained commits, replayed, leave file fid live: 1
+ * yes (its table is marked damaged: the file has no record), 0 no, -1
+ * unknown (no head, unreadable commits, no memory). */
+int store_log_says_live(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid);
 
 /* Put a new key (MDB_NOOVERWRITE): through cur when given, else with
  * mdb_put; an LMDB code. */

@@ -416,6 +416,17 @@ struct st_verify_result {
 	uint8_t last_hash[ST_HASH_LEN]; /* the chain hash after it */
 	uint64_t head_lsn;   /* st_verify_head: the LSN whose chain hash is the
 			      * given head (0: not given or not in the chain) */
+	uint64_t records;    /* LMDB records whose checksum was checked */
+	uint64_t orphans;    /* files under tables/ that no record names */
+	uint64_t pages;      /* LMDB pages walked (0: quick) */
+};
+
+/* How st_verify_ex checks. */
+struct st_verify_opts {
+	bool quick;                /* only the commit chains, the log's hash chain and
+				    * the live segments (no record sweep, cross-check,
+				    * orphan files or page walk) */
+	const uint8_t *head;       /* as st_verify_head's (NULL: none) */
 };
 
 /*
@@ -425,6 +436,13 @@ struct st_verify_result {
  * for what stops the check itself (ST_ENOMEM, LMDB errors).
  */
 int st_verify(st_store *s, struct st_verify_result *res, struct st_err *err);
+/* st_verify with options (NULL: the full check). The full check also
+ * checks every record's checksum, cross-checks each table's file records
+ * against its commits (both directions), reports files no record names
+ * (orphans) and walks LMDB's pages (each reachable once, free ones not
+ * reachable). */
+int st_verify_ex(st_store *s, const struct st_verify_opts *o, struct st_verify_result *res,
+		 struct st_err *err);
 /* st_verify, and also find head, a chain hash recorded elsewhere (from
  * st_chain_head or `strata status` earlier), in the chain: res->head_lsn
  * gets its LSN, or a problem says it is not there (the log was changed or

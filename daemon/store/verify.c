@@ -4,6 +4,7 @@
  * segment's checksums, and each table's file records against the files its
  * retained commits add and remove.
  */
+#include <dirent.h>
 #include <lmdb.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -29,41 +30,59 @@ static void problem(struct st_verify_result *r, const char *fmt, ...)
 		r->nproblems++;
 }
 
-/* Verify the live segments of table h. */
-static int verify_table(st_store *s, MDB_txn *txn, const struct table_head *h,
-			struct st_verify_result *r, struct st_err *err)
+/* Verify one segment of table h: every chunk's checksum and encoding. */
+static void verify_segment(st_store *s, MDB_txn *txn, const struct table_head *h,
+			   const struct file_rec *f, struct st_verify_result *r)
 {
-	struct file_rec *f;
-	uint32_t n;
-	int rc = store_files_at(s, txn, h->tid, h->version, &f, &n, err);
-	if (rc != ST_OK)
-		return rc;
-	for (uint32_t i = 0; i < n; i++) {
-		char path[PATH_MAX];
-		struct seg_reader *rd = NULL;
-		struct st_err e;
-		uint8_t *bytes = NULL;
-		size_t len;
-		store_seg_path(s, h->tid, f[i].fid, path, sizeof path);
-		int vrc;
-		if (f[i].flags & 1) {
-			vrc = store_inline_copy(s, txn, h->tid, &f[i], &bytes, &len, &e);
-			if (vrc == ST_OK)
-				vrc = seg_reader_open_mem(path, bytes, len, &rd, &e);
-		} else {
-			vrc = seg_reader_open(path, NULL, &rd, &e);
-		}
+	char path[PATH_MAX];
+	struct seg_reader *rd = NULL;
+	struct st_err e;
+	uint8_t *bytes = NULL;
+	size_t len;
+	store_seg_path(s, h->tid, f->fid, path, sizeof path);
+	int vrc;
+	if (f->flags & 1) {
+		vrc = store_inline_copy(s, txn, h->tid, f, &bytes, &len, &e);
 		if (vrc == ST_OK)
-			vrc = seg_reader_verify(rd, &e);
-		r->segments++;
-		if (vrc != ST_OK)
-			problem(r, "table '%s': %s segment %llu: %s", h->meta->name,
-				(f[i].flags & 1) ? "inline" : "file", (unsigned long long)f[i].fid, e.msg);
-		seg_reader_close(rd);
-		free(bytes);
+			vrc = seg_reader_open_mem(path, bytes, len, &rd, &e);
+	} else {
+		vrc = seg_reader_open(path, NULL, &rd, &e);
 	}
-	file_recs_free(f, n);
-	return ST_OK;
+	if (vrc == ST_OK)
+		vrc = seg_reader_verify(rd, &e);
+	if (vrc == ST_OK && (seg_reader_size(rd) != f->size || seg_reader_rows(rd) != f->rows))
+		vrc = st_seterr(&e, ST_ECORRUPT, "%llu bytes and %llu rows, its record says %llu "
+				"and %llu", (unsigned long long)seg_reader_size(rd),
+				(unsigned long long)seg_reader_rows(rd), (unsigned long long)f->size,
+				(unsigned long long)f->rows);
+	r->segments++;
+	if (vrc != ST_OK) {
+		problem(r, "table '%s': %s segment %llu (%llu rows, added in version %llu): %s",
+			h->meta->name, (f->flags & 1) ? "inline" : "file", (unsigned long long)f->fid,
+			(unsigned long long)f->rows, (unsigned long long)f->added, e.msg);
+		char why[ST_ERR_MSG_MAX];
+		snprintf(why, sizeof why, "table '%s': segment %llu is damaged", h->meta->name,
+			 (unsigned long long)f->fid);
+		store_damage(s, h->tid, why);
+	}
+	seg_reader_close(rd);
+	free(bytes);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* store_cget past records that fail their checksum (the record sweep
+ * reports each). */
+static int cget_skip(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op)
+{
+	int mrc = store_cget(s, cur, k, v, op);
+	while (mrc == STORE_EBADREC)
+		mrc = store_cget(s, cur, k, v, MDB_NEXT);
+	return mrc;
 }
 
 /* What the commit log says about one file of a table. */
@@ -80,18 +99,12 @@ static int cmp_logged(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/*
- * Cross-check table h's file records against its retained commits: the
- * files the commits add and remove, replayed from the oldest retained
- * version, must be the file records — every file a commit added has its
- * record (live unless a later commit removed it; a removed one may have
- * been vacuumed), with the size, rows and CRC the commit gave it, and every
- * record of a file added at a retained version is one a commit added. A
- * record lost to a damaged page would otherwise make its rows vanish from
- * every answer without an error.
- */
-static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
-		       struct st_verify_result *r, struct st_err *err)
+/* The files table h's retained commits add, replayed from its oldest
+ * retained version, each with the version that removed it (or
+ * STORE_LIVE), sorted by file id into *out. A commit that cannot be read
+ * ends the replay early (the chain check reports it). */
+static int replay(st_store *s, MDB_txn *txn, const struct table_head *h,
+		  struct logged_file **out, size_t *nout, struct st_err *err)
 {
 	struct logged_file *lf = NULL;
 	size_t n = 0, cap = 0;
@@ -131,6 +144,53 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 	}
 	if (n)
 		qsort(lf, n, sizeof *lf, cmp_logged);
+	*out = lf;
+	*nout = n;
+	return ST_OK;
+}
+
+int store_log_says_live(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid)
+{
+	struct table_head h;
+	struct logged_file *lf = NULL, want = {.fid = fid}, *l;
+	size_t n = 0;
+	if (head_get_tid(s, txn, tid, &h, NULL) != ST_OK)
+		return -1;
+	int live = -1;
+	if (replay(s, txn, &h, &lf, &n, NULL) == ST_OK) {
+		l = n ? bsearch(&want, lf, n, sizeof *lf, cmp_logged) : NULL;
+		live = l && l->removed == STORE_LIVE && !(h.flags & 1);
+		if (live) {
+			char why[ST_ERR_MSG_MAX];
+			snprintf(why, sizeof why, "table '%s': file %llu (%llu rows) is live per the "
+				 "commit log but has no file record", h.meta->name,
+				 (unsigned long long)fid, (unsigned long long)l->rows);
+			store_damage(s, tid, why);
+		}
+	}
+	free(lf);
+	head_fini(&h);
+	return live;
+}
+
+/*
+ * Cross-check table h's file records against its retained commits: the
+ * files the commits add and remove, replayed from the oldest retained
+ * version, must be the file records — every file a commit added has its
+ * record (live unless a later commit removed it; a removed one may have
+ * been vacuumed), with the size, rows and CRC the commit gave it, and every
+ * record of a file added at a retained version is one a commit added. A
+ * record lost to a damaged page would otherwise make its rows vanish from
+ * every answer without an error.
+ */
+static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
+		       struct st_verify_result *r, struct st_err *err)
+{
+	struct logged_file *lf = NULL;
+	size_t n = 0;
+	int rc = replay(s, txn, h, &lf, &n, err);
+	if (rc != ST_OK)
+		return rc;
 	MDB_cursor *cur;
 	int mrc = mdb_cursor_open(txn, s->dbi, &cur);
 	if (mrc != 0) {
@@ -141,9 +201,9 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 	file_key(key, h->tid, 0, 0);
 	MDB_val k = {sizeof key, key}, v;
 	const char *name = h->meta->name;
-	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = cget_skip(s, cur, &k, &v, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
-	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
+	     mrc = cget_skip(s, cur, &k, &v, MDB_NEXT)) {
 		struct file_rec f;
 		uint64_t fid = file_key_fid(&k);
 		if (file_rec_decode(fid, v.mv_data, v.mv_size, &f) != ST_OK) {
@@ -206,10 +266,14 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 struct verify_walk {
 	st_store *s;
 	MDB_txn *txn;
+	bool quick;
 	struct st_verify_result *res;
 	struct st_err *err;
 };
 
+/* Table tid: every live segment's checksums, then (full) its file records
+ * against its commits. Live records that fail their checksum are skipped:
+ * the record sweep reports them, and the cross-check what they hide. */
 static int verify_one(void *arg, uint64_t tid, MDB_val *v)
 {
 	struct verify_walk *w = arg;
@@ -221,9 +285,32 @@ static int verify_one(void *arg, uint64_t tid, MDB_val *v)
 		problem(w->res, "table id %llu: %s", (unsigned long long)tid, e.msg);
 		return ST_OK;
 	}
-	if (!(h.flags & 1)) /* dropped tables have nothing live */
-		rc = verify_table(w->s, w->txn, &h, w->res, w->err);
-	if (rc == ST_OK && !(h.flags & 1))
+	if (h.flags & 1) { /* dropped tables have nothing live */
+		head_fini(&h);
+		return ST_OK;
+	}
+	MDB_cursor *cur;
+	int mrc = mdb_cursor_open(w->txn, w->s->dbi, &cur);
+	if (mrc != 0) {
+		head_fini(&h);
+		return store_lmdb_err(w->err, mrc, "verifying");
+	}
+	uint8_t key[FILE_KEY_LEN];
+	file_key(key, tid, STORE_LIVE, 0);
+	MDB_val k = {sizeof key, key}, d;
+	for (mrc = cget_skip(w->s, cur, &k, &d, MDB_SET_RANGE);
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
+	     mrc = cget_skip(w->s, cur, &k, &d, MDB_NEXT)) {
+		struct file_rec f;
+		if (file_rec_decode(file_key_fid(&k), d.mv_data, d.mv_size, &f) != ST_OK)
+			continue; /* the cross-check reports it */
+		verify_segment(w->s, w->txn, &h, &f, w->res);
+		file_rec_fini(&f);
+	}
+	mdb_cursor_close(cur);
+	if (mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = store_lmdb_err(w->err, mrc, "verifying");
+	if (rc == ST_OK && !w->quick && !w->s->no_integrity)
 		rc = cross_check(w->s, w->txn, &h, w->res, w->err);
 	head_fini(&h);
 	return rc;
@@ -234,19 +321,136 @@ static void log_problem(void *arg, const char *line)
 	problem(arg, "commit log: %s", line);
 }
 
-int st_verify_head(st_store *s, const uint8_t head[ST_HASH_LEN], struct st_verify_result *res,
-		   struct st_err *err)
+static void chain_problem(void *arg, const char *line)
+{
+	problem(arg, "%s", line);
+}
+
+/* Every record: its checksum (each failure reported, and its table
+ * refused), and that each table record belongs to a table with a head. */
+static int sweep(st_store *s, MDB_txn *txn, struct st_verify_result *r, struct st_err *err)
+{
+	MDB_cursor *cur;
+	int mrc = mdb_cursor_open(txn, s->dbi, &cur);
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "verifying");
+	MDB_val k, v;
+	uint64_t tid = 0, orphans = 0;
+	bool have_tid = false, headless = false;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		r->records++;
+		if (store_rec_check(s, txn, &k, &v) != 0) {
+			problem(r, "%s", store_rec_last_bad());
+			continue;
+		}
+		const uint8_t *p = k.mv_data;
+		if (k.mv_size == 0 || p[0] > KEY_LSN) {
+			problem(r, "a record of unknown kind (key of %zu bytes starting %02x)",
+				k.mv_size, k.mv_size ? p[0] : 0);
+			continue;
+		}
+		if (p[0] != KEY_TABLE)
+			continue;
+		if (k.mv_size < TABLE_PREFIX_LEN) {
+			problem(r, "a table record with a %zu-byte key", k.mv_size);
+			continue;
+		}
+		if (!have_tid || key_tid(&k) != tid) {
+			if (headless && orphans)
+				problem(r, "table id %llu: %llu records but no head: they belong to no "
+					"table (orphans)", (unsigned long long)tid,
+					(unsigned long long)orphans);
+			tid = key_tid(&k);
+			have_tid = true;
+			orphans = 0;
+			uint8_t hk[HEAD_KEY_LEN];
+			table_key(hk, tid, REC_HEAD);
+			MDB_val hkv = {sizeof hk, hk}, hv;
+			headless = mdb_get(txn, s->dbi, &hkv, &hv) == MDB_NOTFOUND;
+		}
+		orphans++;
+	}
+	if (headless && orphans)
+		problem(r, "table id %llu: %llu records but no head: they belong to no table "
+			"(orphans)", (unsigned long long)tid, (unsigned long long)orphans);
+	mdb_cursor_close(cur);
+	if (mrc != MDB_NOTFOUND)
+		return store_lmdb_err(err, mrc, "verifying");
+	return ST_OK;
+}
+
+/* Files under tables/ that no record names: segments of writes that never
+ * committed (removed at the next open) or of tables that are gone. */
+static void orphan_files(st_store *s, MDB_txn *txn, struct st_verify_result *r)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/tables", s->dir);
+	DIR *d = opendir(path);
+	struct dirent *t;
+	while (d && (t = readdir(d))) {
+		char *end;
+		unsigned long long tid = strtoull(t->d_name, &end, 16);
+		if (t->d_name[0] == '.')
+			continue;
+		if (*end || strlen(t->d_name) != 16) {
+			problem(r, "tables/%s: not a table directory", t->d_name);
+			continue;
+		}
+		uint8_t hk[HEAD_KEY_LEN];
+		table_key(hk, tid, REC_HEAD);
+		MDB_val hkv = {sizeof hk, hk}, hv;
+		bool headless = mdb_get(txn, s->dbi, &hkv, &hv) == MDB_NOTFOUND;
+		uint64_t *ids = NULL;
+		size_t nids = 0;
+		bool listed = store_recorded_fids(s, txn, tid, &ids, &nids);
+		char sub[PATH_MAX];
+		snprintf(sub, sizeof sub, "%s/%s", path, t->d_name);
+		DIR *sd = opendir(sub);
+		struct dirent *f;
+		while (listed && sd && (f = readdir(sd))) {
+			if (f->d_name[0] == '.')
+				continue;
+			size_t n = strlen(f->d_name);
+			uint64_t fid = strtoull(f->d_name, &end, 16);
+			bool seg = n == 20 && end == f->d_name + 16 && !strcmp(end, ".seg");
+			if (seg && nids && bsearch(&fid, ids, nids, sizeof *ids, cmp_u64))
+				continue;
+			r->orphans++;
+			problem(r, "tables/%s/%s: %s", t->d_name, f->d_name,
+				headless ? "a file of a table that has no head (orphan)"
+				: seg ? "a segment no file record names (orphan: a write that did not "
+					"commit, removed at the next open unless the commit log names it)"
+				      : "not a segment (orphan)");
+		}
+		if (sd)
+			closedir(sd);
+		free(ids);
+	}
+	if (d)
+		closedir(d);
+}
+
+int st_verify_ex(st_store *s, const struct st_verify_opts *o, struct st_verify_result *res,
+		 struct st_err *err)
 {
 	MDB_txn *txn = NULL;
 	struct st_err e;
 	uint64_t records = 0;
+	const uint8_t *head = o ? o->head : NULL;
+	bool quick = o && o->quick;
 	memset(res, 0, sizeof *res);
 	int mrc = store_read_begin(s, &txn), rc = ST_OK;
 	if (mrc != 0)
 		return store_lmdb_err(err, mrc, "verifying");
-	/* Each table's CRC chain and its commits' LSN records, then the whole
-	 * log's hash chain in LSN order, then every live segment. */
-	if (store_verify_chains(s, txn, UINT32_MAX, &res->commits, &e) != ST_OK)
+	/* Every record's checksum; each table's CRC chain and its commits' LSN
+	 * records; the whole log's hash chain in LSN order; every live
+	 * segment; each table's file records against its commits; files no
+	 * record names; LMDB's pages. */
+	if (!quick && !s->no_integrity && (rc = sweep(s, txn, res, err)) != ST_OK)
+		goto out;
+	if ((rc = store_verify_chains(s, txn, UINT32_MAX, &res->commits, chain_problem, res,
+				      &e)) != ST_OK)
 		problem(res, "%s", e.msg);
 	if ((rc = store_verify_log(s, txn, 0, head, &res->head_lsn, &records, log_problem, res,
 				   err)) != ST_OK)
@@ -261,10 +465,12 @@ int st_verify_head(st_store *s, const uint8_t head[ST_HASH_LEN], struct st_verif
 			"changed or rewritten since it was recorded, or it belongs to another store",
 			hex, (unsigned long long)res->last_lsn);
 	}
-	struct verify_walk w = {s, txn, res, err};
+	struct verify_walk w = {s, txn, quick, res, err};
 	rc = store_each_head(s, txn, verify_one, &w, &mrc);
 	if (rc == ST_OK && mrc != 0)
 		rc = store_lmdb_err(err, mrc, "verifying");
+	if (rc == ST_OK && !quick)
+		orphan_files(s, txn, res);
 out:
 	store_read_end(s, txn);
 	if (rc != ST_OK)
@@ -272,9 +478,16 @@ out:
 	return rc;
 }
 
+int st_verify_head(st_store *s, const uint8_t head[ST_HASH_LEN], struct st_verify_result *res,
+		   struct st_err *err)
+{
+	struct st_verify_opts o = {.head = head};
+	return st_verify_ex(s, &o, res, err);
+}
+
 int st_verify(st_store *s, struct st_verify_result *res, struct st_err *err)
 {
-	return st_verify_head(s, NULL, res, err);
+	return st_verify_ex(s, NULL, res, err);
 }
 
 void st_verify_result_fini(struct st_verify_result *r)

@@ -268,7 +268,7 @@ static void t_orphans_removed_and_chain_verified(void)
 	free(copy);
 	st_buf_free(&nb);
 	CHECK_EQ(st_store_open(dir, NULL, &s, &err), ST_ECORRUPT);
-	CHECK_CONTAINS(err.msg, "does not chain");
+	CHECK_CONTAINS(err.msg, "does not match its digest");
 }
 
 static const struct test_case tests[] = {
