@@ -95,12 +95,18 @@ static const struct cli_command commands[] = {
 	{"inspect", cli_cmd_inspect, "FILE [--chunks]",
 	 "Describe a segment file (schema, row groups, encodings, statistics) and verify its\n"
 	 "checksums. Works on the file directly; no daemon needed.", 0},
-	{"verify", cli_cmd_verify, "[--head HEX] [--data-dir DIR]",
-	 "Verify every live segment's checksums, every table's commit chain, the store's\n"
-	 "hash chain, and each table's file records against the files its commits add and\n"
-	 "remove (a lost record is named with the rows it costs): through the daemon, or\n"
-	 "with --data-dir on a stopped data directory (runs stratad --verify). Prints the\n"
-	 "chain's last LSN and hash. Exit status 1 when anything is damaged.\n"
+	{"verify", cli_cmd_verify, "[--quick] [--head HEX] [--data-dir DIR]",
+	 "Check the whole store: every LMDB record's checksum, every table's commit chain,\n"
+	 "the store's hash chain, every live segment's checksums, each table's file records\n"
+	 "against the files its commits add and remove (a lost record is named with the\n"
+	 "rows it costs), and files no record names (orphans); through the daemon, or with\n"
+	 "--data-dir on a stopped data directory (runs stratad --verify). Each problem is\n"
+	 "printed on a DAMAGED: line naming the table and what it affects; a table found\n"
+	 "damaged is refused for reads and writes until repaired or dropped. Prints the\n"
+	 "chain's last LSN and hash. Exit status 0 clean, 1 damage found, 2 usage error,\n"
+	 "3 (offline) the check could not run.\n"
+	 "  --quick               the chains and live segments only (no record sweep,\n"
+	 "                        cross-check or orphan search)\n"
 	 "  --head HEX            a chain hash (64 hex digits, from `strata status` or\n"
 	 "                        `strata history --full-hash`, e.g. kept elsewhere): check that\n"
 	 "                        it is in this store's chain and print the LSN it is at\n"

@@ -294,7 +294,7 @@ enum wire_vacuum_reply {
 	WIRE_VACUUM_R_FOLLOWERS = 6,
 	WIRE_VACUUM_R_NKEYS = 7,
 };
-enum wire_verify_key { WIRE_VERIFY_Q_HEAD = 0 };
+enum wire_verify_key { WIRE_VERIFY_Q_HEAD = 0, WIRE_VERIFY_Q_QUICK = 1 };
 enum wire_verify_reply {
 	WIRE_VERIFY_R_SEGMENTS = 0,
 	WIRE_VERIFY_R_COMMITS = 1,
@@ -302,7 +302,10 @@ enum wire_verify_reply {
 	WIRE_VERIFY_R_LAST_LSN = 3,
 	WIRE_VERIFY_R_LAST_HASH = 4,
 	WIRE_VERIFY_R_HEAD_LSN = 5, /* only when the head was given and found */
-	WIRE_VERIFY_R_NKEYS = 5,    /* without HEAD_LSN */
+	WIRE_VERIFY_R_RECORDS = 6,
+	WIRE_VERIFY_R_ORPHANS = 7,
+	WIRE_VERIFY_R_PAGES = 8,
+	WIRE_VERIFY_R_NKEYS = 8,    /* without HEAD_LSN */
 };
 enum wire_compact_key { WIRE_COMPACT_Q_TABLE = 0 };
 enum wire_cluster_status_reply {

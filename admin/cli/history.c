@@ -297,7 +297,7 @@ int cli_cmd_vacuum(int argc, char **argv, struct cli_global *g)
  * side of DESIGN.md §3; admin/ may not link it): run `stratad --verify DIR
  * [--head HASH]`, found next to this program or on PATH. Returns only on
  * failure. */
-static int verify_offline(const char *dir, const char *head_hex)
+static int verify_offline(const char *dir, const char *head_hex, bool quick)
 {
 	char self[PATH_MAX], path[PATH_MAX + 16];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -313,10 +313,16 @@ static int verify_offline(const char *dir, const char *head_hex)
 		}
 	}
 	fflush(stdout);
-	if (head_hex)
-		execlp(prog, "stratad", "--verify", dir, "--head", head_hex, (char *)NULL);
-	else
-		execlp(prog, "stratad", "--verify", dir, (char *)NULL);
+	const char *av[8] = {"stratad", "--verify", dir};
+	int ac = 3;
+	if (quick)
+		av[ac++] = "--quick";
+	if (head_hex) {
+		av[ac++] = "--head";
+		av[ac++] = head_hex;
+	}
+	av[ac] = NULL;
+	execvp(prog, (char *const *)av);
 	return cli_fail_msg("cannot run %s%s for the offline check of %s: %s", prog,
 			    prog == path ? "" : " (looked for it next to strata and on PATH)", dir,
 			    strerror(errno));
@@ -326,14 +332,19 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 {
 	static const struct option longs[] = {{"data-dir", required_argument, NULL, 'D'},
 					      {"head", required_argument, NULL, 'H'},
+					      {"quick", no_argument, NULL, 'Q'},
 					      CLI_COMMON_OPTS};
 	const char *dir = NULL, *head_hex = NULL;
+	bool quick = false;
 	uint8_t head[CLI_HASH_LEN];
 	int status = 0, o;
 	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
 		switch (o) {
 		case 'D':
 			dir = optarg;
+			break;
+		case 'Q':
+			quick = true;
 			break;
 		case 'H':
 			head_hex = optarg;
@@ -353,11 +364,15 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 	if (optind != argc)
 		return cli_usage_error("takes no arguments");
 	if (dir)
-		return verify_offline(dir, head_hex);
+		return verify_offline(dir, head_hex, quick);
 	sc_client *c = cli_connect(g, &status);
 	if (!c)
 		return status;
-	msgpack_packer *pk = sc_begin(c, WIRE_VERIFY, head_hex ? 1 : 0);
+	msgpack_packer *pk = sc_begin(c, WIRE_VERIFY, (head_hex ? 1 : 0) + (quick ? 1 : 0));
+	if (quick) {
+		msgpack_pack_uint32(pk, WIRE_VERIFY_Q_QUICK);
+		msgpack_pack_true(pk);
+	}
 	if (head_hex) {
 		msgpack_pack_uint32(pk, WIRE_VERIFY_Q_HEAD);
 		msgpack_pack_bin(pk, CLI_HASH_LEN);
@@ -370,7 +385,7 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 		sc_close(c);
 		return status;
 	}
-	uint64_t segs = 0, commits = 0, last_lsn = 0, head_lsn = 0;
+	uint64_t segs = 0, commits = 0, last_lsn = 0, head_lsn = 0, records = 0, orphans = 0;
 	const msgpack_object *p = NULL;
 	const uint8_t *last = NULL;
 	const struct cli_reply r = {WIRE_VERIFY, NULL};
@@ -383,7 +398,9 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 	    cli_reply_u64(&r, b, WIRE_VERIFY_R_LAST_LSN, "last LSN", CLI_OPTIONAL, &last_lsn) < 0 ||
 	    cli_reply_hash(&r, b, WIRE_VERIFY_R_LAST_HASH, "chain hash", CLI_OPTIONAL, &last) < 0 ||
 	    (head_rc = cli_reply_u64(&r, b, WIRE_VERIFY_R_HEAD_LSN, "head LSN", CLI_OPTIONAL,
-				     &head_lsn)) < 0) {
+				     &head_lsn)) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_VERIFY_R_RECORDS, "records", CLI_OPTIONAL, &records) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_VERIFY_R_ORPHANS, "orphans", CLI_OPTIONAL, &orphans) < 0) {
 		sc_close(c);
 		return 1;
 	}
@@ -407,8 +424,10 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 		cli_hex(head, SHORT_HASH_DIGITS, hex);
 		printf("head %s found at LSN %" PRIu64 "\n", hex, head_lsn);
 	}
-	printf("%s: %" PRIu64 " segments and %" PRIu64 " commits checked, %u problem%s\n",
-	       np ? "FAILED" : "ok", segs, commits, np, np == 1 ? "" : "s");
+	printf("%s: %" PRIu64 " records, %" PRIu64 " segments and %" PRIu64 " commits checked, "
+	       "%" PRIu64 " orphan files%s, %u problem%s\n", np ? "FAILED" : "ok", records, segs,
+	       commits, orphans, quick ? " (quick: chains and segments only)" : "", np,
+	       np == 1 ? "" : "s");
 	if (np)
 		status = 1;
 	else if (head_hex && !head_found) /* not found is a problem: this daemon did not look */

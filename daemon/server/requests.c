@@ -516,9 +516,12 @@ static int h_verify(struct sd_ctx *c)
 	uint8_t head[ST_HASH_LEN];
 	bool have_r = false, have_head = false;
 	int rc = ST_OK;
-	if ((rc = sd_opt_hash(c, WIRE_VERIFY_Q_HEAD, "head", head, &have_head)))
+	struct st_verify_opts o = {0};
+	if ((rc = sd_opt_hash(c, WIRE_VERIFY_Q_HEAD, "head", head, &have_head)) ||
+	    (rc = sd_opt_bool(c, WIRE_VERIFY_Q_QUICK, "quick", &o.quick)))
 		goto out;
-	if ((rc = st_verify_head(c->srv->s, have_head ? head : NULL, &r, &err)) != ST_OK) {
+	o.head = have_head ? head : NULL;
+	if ((rc = st_verify_ex(c->srv->s, &o, &r, &err)) != ST_OK) {
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
 	}
@@ -535,6 +538,9 @@ static int h_verify(struct sd_ctx *c)
 	wire_key_bin(pk, WIRE_VERIFY_R_LAST_HASH, r.last_hash, ST_HASH_LEN);
 	if (r.head_lsn)
 		wire_key_u64(pk, WIRE_VERIFY_R_HEAD_LSN, r.head_lsn);
+	wire_key_u64(pk, WIRE_VERIFY_R_RECORDS, r.records);
+	wire_key_u64(pk, WIRE_VERIFY_R_ORPHANS, r.orphans);
+	wire_key_u64(pk, WIRE_VERIFY_R_PAGES, r.pages);
 out:
 	if (have_r)
 		st_verify_result_fini(&r);

@@ -43,7 +43,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: stratad -c FILE [--daemonize --pidfile PATH]\n"
 		"       stratad --check-config -c FILE\n"
-		"       stratad --verify DIR [--head HASH]\n"
+		"       stratad --verify DIR [--quick] [--head HASH]\n"
 		"\n"
 		"The strata storage daemon. Serves the tables of one data directory over\n"
 		"the strata wire protocol (format/PROTOCOL.md) to the `strata` CLI and clients.\n"
@@ -51,10 +51,13 @@ static void usage(FILE *out)
 		"  -c, --config FILE   YAML config (see configs/strata.yaml for every key)\n"
 		"      --check-config  validate the config, print the effective values, exit\n"
 		"      --config-reference  print every config key (markdown table)\n"
-		"      --verify DIR    check a stopped data directory offline: every live\n"
-		"                      segment's checksums, every table's commit chain and the\n"
-		"                      store's hash chain; prints the chain's last LSN and hash;\n"
-		"                      exit 1 on damage\n"
+		"      --verify DIR    check a stopped data directory offline: every record's\n"
+		"                      checksum, every table's commit chain, the store's hash\n"
+		"                      chain, every live segment's checksums, each table's file\n"
+		"                      records against its commits, files no record names;\n"
+		"                      prints each problem, the chain's last LSN and hash; exit\n"
+		"                      0 clean, 1 damage found, 2 usage, 3 could not check\n"
+		"      --quick         with --verify: the chains and segments only\n"
 		"      --head HASH     with --verify: the chain hash (64 hex digits) recorded\n"
 		"                      earlier (strata status); it must be in the chain\n"
 		"      --daemonize     detach from the terminal (needs --pidfile)\n"
@@ -124,7 +127,7 @@ static void print_hash(const char *label, uint64_t lsn, const uint8_t h[ST_HASH_
 
 /* stratad --verify DIR [--head HASH]: the offline check behind `strata
  * verify --data-dir`. */
-static int verify_offline(const char *dir, const char *head_hex)
+static int verify_offline(const char *dir, const char *head_hex, bool quick)
 {
 	uint8_t head[ST_HASH_LEN];
 	st_store *s;
@@ -138,32 +141,35 @@ static int verify_offline(const char *dir, const char *head_hex)
 	}
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "stratad --verify: '%s' is not a directory\n", dir);
-		return 1;
+		return 3;
 	}
 	int rc = st_store_open(dir, NULL, &s, &err);
 	if (rc == ST_EEXIST) {
 		fprintf(stderr, "stratad --verify: %s: a running stratad holds it; use `strata verify` "
 				"(through the daemon) or stop it first\n", err.msg);
-		return 1;
+		return 3;
 	}
 	if (rc != ST_OK) {
 		fprintf(stderr, "stratad --verify: %s\n", err.msg);
-		return 1;
+		return rc == ST_ECORRUPT ? 1 : 3;
 	}
-	rc = st_verify_head(s, head_hex ? head : NULL, &r, &err);
+	struct st_verify_opts vo = {.quick = quick, .head = head_hex ? head : NULL};
+	rc = st_verify_ex(s, &vo, &r, &err);
 	st_store_close(s);
 	if (rc != ST_OK) {
 		fprintf(stderr, "stratad --verify: %s\n", err.msg);
-		return 1;
+		return rc == ST_ECORRUPT ? 1 : 3;
 	}
 	for (uint32_t i = 0; i < r.nproblems; i++)
 		printf("DAMAGED: %s\n", r.problems[i]);
 	print_hash("chain:", r.last_lsn, r.last_hash);
 	if (r.head_lsn)
 		printf("head %.16s found at LSN %llu\n", head_hex, (unsigned long long)r.head_lsn);
-	printf("%s: %llu segments and %llu commits checked, %u problem%s\n",
-	       r.nproblems ? "FAILED" : "ok", (unsigned long long)r.segments,
-	       (unsigned long long)r.commits, r.nproblems, r.nproblems == 1 ? "" : "s");
+	printf("%s: %llu records, %llu segments and %llu commits checked, %llu orphan files%s, "
+	       "%u problem%s\n", r.nproblems ? "FAILED" : "ok", (unsigned long long)r.records,
+	       (unsigned long long)r.segments, (unsigned long long)r.commits,
+	       (unsigned long long)r.orphans, quick ? " (quick: chains and segments only)" : "",
+	       r.nproblems, r.nproblems == 1 ? "" : "s");
 	int status = r.nproblems ? 1 : 0;
 	st_verify_result_fini(&r);
 	return status;
@@ -201,10 +207,11 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
 		{"verify", required_argument, NULL, 'v'},
 		{"head", required_argument, NULL, 'H'},
+		{"quick", no_argument, NULL, 'Q'},
 		{"config-reference", no_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0}};
 	const char *cfg_path = NULL, *pidfile = NULL, *verify_dir = NULL, *head = NULL;
-	bool check = false, detach = false;
+	bool check = false, detach = false, quick = false;
 	int o;
 	if (guard_std_fds() != 0)
 		return 1;
@@ -218,6 +225,7 @@ int main(int argc, char **argv)
 		case 'V': printf("stratad %s\n", ST_VERSION_STRING); return 0;
 		case 'v': verify_dir = optarg; break;
 		case 'H': head = optarg; break;
+		case 'Q': quick = true; break;
 		case 'R':
 			printf("| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
 			sd_config_reference(stdout);
@@ -225,8 +233,8 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (head && !verify_dir) {
-		fprintf(stderr, "stratad: --head goes with --verify DIR\n");
+	if ((head || quick) && !verify_dir) {
+		fprintf(stderr, "stratad: --head and --quick go with --verify DIR\n");
 		return 2;
 	}
 	if (verify_dir) {
@@ -234,7 +242,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "stratad: unexpected argument '%s'\n", argv[optind]);
 			return 2;
 		}
-		return verify_offline(verify_dir, head);
+		return verify_offline(verify_dir, head, quick);
 	}
 	if (optind < argc || !cfg_path || (detach && !pidfile)) {
 		if (optind < argc)

@@ -345,7 +345,9 @@ run "offline verify --head: an unknown head" 1 "is not in the chain" \
 run "offline verify prints the chain head" 0 "chain:" "$STRATA" verify --data-dir "$T/main/data"
 run "stratad --verify --head: not 64 hex digits" 2 "stratad --verify: --head takes a chain hash of 64 hex digits, not 'abc'" \
 	"$STRATAD" --verify "$T/main/data" --head abc
-run "stratad --head without --verify" 2 "stratad: --head goes with --verify DIR" "$STRATAD" --head "$HEAD0"
+run "stratad --head without --verify" 2 "stratad: --head and --quick go with --verify DIR" "$STRATAD" --head "$HEAD0"
+run "offline verify --quick" 0 "(quick: chains and segments only)" "$STRATA" verify --quick --data-dir "$T/main/data"
+run "offline verify counts records" 0 " records, " "$STRATA" verify --data-dir "$T/main/data"
 
 # ---- SIGHUP, --daemonize, closed standard fds ----------------------------------------------------
 TCP=
