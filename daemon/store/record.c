@@ -8,6 +8,7 @@
  * reopened on a repaired copy.
  */
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,8 +109,32 @@ const char *store_rec_last_bad(void)
 	return bad_rec;
 }
 
+/* Whether [p, p + n) is readable: outside LMDB's map (a write txn's own
+ * pages) or inside the data file. A damaged node or overflow header makes
+ * LMDB hand out a pointer past the file's end, where a read is SIGBUS. */
+static bool readable(st_store *s, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	if (!s->map_base || b < s->map_base || b >= s->map_base + s->map_size)
+		return true;
+	uint64_t off = (uint64_t)(b - s->map_base), end = __atomic_load_n(&s->file_size,
+									 __ATOMIC_RELAXED);
+	if (n <= s->map_size - off && off + n <= end)
+		return true;
+	struct stat st;
+	if (fstat(s->prealloc_fd, &st) != 0)
+		return false;
+	__atomic_store_n(&s->file_size, (uint64_t)st.st_size, __ATOMIC_RELAXED);
+	return n <= s->map_size - off && off + n <= (uint64_t)st.st_size;
+}
+
 int store_rec_check(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v)
 {
+	if (!readable(s, k->mv_data, k->mv_size) || !readable(s, v->mv_data, v->mv_size)) {
+		snprintf(bad_rec, sizeof bad_rec, "a record of %zu bytes lies past the end of LMDB's "
+			 "data file: a page of the store is damaged", v->mv_size);
+		return STORE_EBADREC;
+	}
 	if (v->mv_size >= STORE_REC_CRC) {
 		size_t n = v->mv_size - STORE_REC_CRC;
 		if (s->no_integrity ||

@@ -508,6 +508,33 @@ static int upgrade5(st_store *s, struct st_err *err)
 	return rc;
 }
 
+/* Where LMDB mapped its data file (mdb_env_info gives no address without
+ * MDB_FIXEDMAP): the mapping of the data file's inode in /proc/self/maps.
+ * Without it, record reads are not bounds-checked against the file. */
+static void find_map(st_store *s)
+{
+	struct stat fst;
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[PATH_MAX + 128];
+	if (!f || fstat(s->prealloc_fd, &fst) != 0) {
+		if (f)
+			fclose(f);
+		return;
+	}
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long lo, hi, off, ino;
+		char perms[8], dev[16];
+		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu", &lo, &hi, perms, &off, dev, &ino) == 6 &&
+		    ino == (unsigned long long)fst.st_ino && off == 0 && strstr(line, "data.mdb")) {
+			s->map_base = (const uint8_t *)(uintptr_t)lo;
+			s->map_size = hi - lo;
+			s->file_size = (uint64_t)fst.st_size;
+			break;
+		}
+	}
+	fclose(f);
+}
+
 static int mkdir_p(const char *path, struct st_err *err)
 {
 	if (mkdir(path, 0755) != 0 && errno != EEXIST)
@@ -602,6 +629,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		goto out;
 	}
 	s->psize = est.ms_psize;
+	find_map(s);
 	if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
 		rc = store_lmdb_err(err, mrc, "opening the store");
 		goto out;

@@ -146,6 +146,9 @@ struct st_store {
 		char why[ST_ERR_MSG_MAX];
 	} damaged[STORE_DAMAGED_MAX]; /* tables a failed record checksum refuses (pin_lock) */
 	uint32_t ndamaged;           /* their count (atomic reads) */
+	const uint8_t *map_base;     /* LMDB's map: a record read must lie in it, */
+	uint64_t map_size;           /* its size, */
+	uint64_t file_size;          /* and within the data file (atomic; grows) */
 };
 
 /* Record checksums (record.c, STORE.md §2). store_rec_put puts k with
@@ -436,6 +439,12 @@ bool store_recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **out
  * yes (its table is marked damaged: the file has no record), 0 no, -1
  * unknown (no head, unreadable commits, no memory). */
 int store_log_says_live(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid);
+
+/* Walk LMDB's pages for txn's snapshot (pagewalk.c): problems to problem;
+ * *broken when the tree's structure is unsafe for LMDB's own cursors. */
+int store_page_walk(st_store *s, MDB_txn *txn, struct st_verify_result *r,
+		    void (*problem)(struct st_verify_result *r, const char *line), bool *broken,
+		    struct st_err *err);
 
 /* Put a new key (MDB_NOOVERWRITE): through cur when given, else with
  * mdb_put; an LMDB code. */

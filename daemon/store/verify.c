@@ -50,7 +50,8 @@ static void verify_segment(st_store *s, MDB_txn *txn, const struct table_head *h
 	}
 	if (vrc == ST_OK)
 		vrc = seg_reader_verify(rd, &e);
-	if (vrc == ST_OK && (seg_reader_size(rd) != f->size || seg_reader_rows(rd) != f->rows))
+	if (vrc == ST_OK && !s->no_integrity &&
+	    (seg_reader_size(rd) != f->size || seg_reader_rows(rd) != f->rows))
 		vrc = st_seterr(&e, ST_ECORRUPT, "%llu bytes and %llu rows, its record says %llu "
 				"and %llu", (unsigned long long)seg_reader_size(rd),
 				(unsigned long long)seg_reader_rows(rd), (unsigned long long)f->size,
@@ -321,6 +322,11 @@ static void log_problem(void *arg, const char *line)
 	problem(arg, "commit log: %s", line);
 }
 
+static void page_problem(struct st_verify_result *r, const char *line)
+{
+	problem(r, "%s", line);
+}
+
 static void chain_problem(void *arg, const char *line)
 {
 	problem(arg, "%s", line);
@@ -447,8 +453,20 @@ int st_verify_ex(st_store *s, const struct st_verify_opts *o, struct st_verify_r
 	 * records; the whole log's hash chain in LSN order; every live
 	 * segment; each table's file records against its commits; files no
 	 * record names; LMDB's pages. */
-	if (!quick && !s->no_integrity && (rc = sweep(s, txn, res, err)) != ST_OK)
-		goto out;
+	if (!quick && !s->no_integrity) {
+		/* LMDB's pages first: LMDB trusts them, so a walk of the whole
+		 * tree through its cursors waits until they are known sound. */
+		bool broken;
+		if ((rc = store_page_walk(s, txn, res, page_problem, &broken, err)) != ST_OK)
+			goto out;
+		if (broken) {
+			problem(res, "LMDB's tree is damaged: the record checks were not run (they "
+				"would walk the damaged pages); every table of this store is suspect");
+			goto out;
+		}
+		if ((rc = sweep(s, txn, res, err)) != ST_OK)
+			goto out;
+	}
 	if ((rc = store_verify_chains(s, txn, UINT32_MAX, &res->commits, chain_problem, res,
 				      &e)) != ST_OK)
 		problem(res, "%s", e.msg);
