@@ -440,12 +440,6 @@ bool store_recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **out
  * unknown (no head, unreadable commits, no memory). */
 int store_log_says_live(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid);
 
-/* Walk LMDB's pages for txn's snapshot (pagewalk.c): problems to problem;
- * *broken when the tree's structure is unsafe for LMDB's own cursors. */
-int store_page_walk(st_store *s, MDB_txn *txn, struct st_verify_result *r,
-		    void (*problem)(struct st_verify_result *r, const char *line), bool *broken,
-		    struct st_err *err);
-
 /* Put a new key (MDB_NOOVERWRITE): through cur when given, else with
  * mdb_put; an LMDB code. */
 int store_put_new(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, MDB_val *v);

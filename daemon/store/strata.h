@@ -418,7 +418,9 @@ struct st_verify_result {
 			      * given head (0: not given or not in the chain) */
 	uint64_t records;    /* LMDB records whose checksum was checked */
 	uint64_t orphans;    /* files under tables/ that no record names */
-	uint64_t pages;      /* LMDB pages walked (0: quick) */
+	uint64_t pages;      /* LMDB pages walked (0: quick, or skipped) */
+	bool page_walk_skipped; /* writes reused the snapshot's meta page meanwhile
+				 * (a running daemon): run again, or offline */
 };
 
 /* How st_verify_ex checks. */
