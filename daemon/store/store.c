@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <sodium.h>
 
+#include "daemon/store/pagewalk.h"
 #include "daemon/store/store_int.h"
 #include "format/io.h"
 #include "format/segment.h"
@@ -430,6 +431,26 @@ static int upgrade5(st_store *s, struct st_err *err)
 	MDB_val mkv = kind_key(mk, KEY_META, marker, sizeof marker - 1);
 	struct st_buf b = {0};
 	int mrc = 0, rc = ST_OK;
+	/* The upgrade reads every record through LMDB's cursors, which trust
+	 * the pages: walk them first, and upgrade only a sound tree. */
+	MDB_txn *rt;
+	if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rt)) != 0)
+		return store_lmdb_err(err, mrc, "upgrading the store to format 6");
+	struct pw_report pr;
+	char msg[ST_ERR_MSG_MAX];
+	rc = pw_walk(s->env, rt, &pr, msg, sizeof msg);
+	mdb_txn_abort(rt);
+	if (rc != ST_OK)
+		return st_seterr(err, ST_ECORRUPT, "not upgraded to format 6: LMDB's pages: %s", msg);
+	if (pr.problems_total) {
+		rc = st_seterr(err, ST_ECORRUPT, "not upgraded to format 6: LMDB's pages are damaged "
+			       "(%llu problems; first: %s); restore the data directory from a copy",
+			       (unsigned long long)pr.problems_total,
+			       pr.nproblems ? pr.problems[0] : "?");
+		pw_report_fini(&pr);
+		return rc;
+	}
+	pw_report_fini(&pr);
 	for (bool done = false; !done && rc == ST_OK;) {
 		MDB_txn *txn;
 		MDB_cursor *cur;
