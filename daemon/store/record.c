@@ -7,6 +7,9 @@
  * rest of the store keeps serving) until it is dropped or the store is
  * reopened on a repaired copy.
  */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -150,15 +153,118 @@ int store_rec_check(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v)
 	return STORE_EBADREC;
 }
 
+/* ---- reads that survive a damaged page --------------------------------
+ * LMDB trusts its pages: a damaged node offset, key size or page pointer
+ * makes mdb_get / mdb_cursor_get read outside the map (SIGSEGV) or past the
+ * file's end (SIGBUS). Reads run under a per-thread guard: the fault handler
+ * jumps back to the read, which returns STORE_EFAULT (ST_ECORRUPT). Only
+ * reads are guarded: a read touches no shared state of LMDB (a read txn's
+ * cursor stack is its own; a write txn's reads do not dirty pages), so the
+ * caller aborts its txn as after any other error. A fault outside a guard
+ * goes to the handler that was there before (a sanitizer's, or the default
+ * action: the process dies as it would have). */
+static _Thread_local sigjmp_buf *volatile fault_jb;
+static struct sigaction old_segv, old_bus;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+	sigjmp_buf *jb = fault_jb;
+	if (jb) {
+		fault_jb = NULL;
+		siglongjmp(*jb, 1);
+	}
+	const struct sigaction *o = sig == SIGSEGV ? &old_segv : &old_bus;
+	if ((o->sa_flags & SA_SIGINFO) && o->sa_sigaction) {
+		o->sa_sigaction(sig, si, uc);
+	} else if (o->sa_handler != SIG_DFL && o->sa_handler != SIG_IGN) {
+		o->sa_handler(sig);
+	} else {
+		/* Returning re-runs the faulting instruction under the default
+		 * action. */
+		signal(sig, SIG_DFL);
+	}
+}
+
+static void guard_install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_fault;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER; /* the jump leaves the mask as it was */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	sigaction(SIGBUS, &sa, &old_bus);
+}
+
+void store_guard_init(void)
+{
+	pthread_once(&guard_once, guard_install);
+}
+
+static int fault(st_store *s, const MDB_val *k)
+{
+	char hex[2 * 32 + 1] = "";
+	bool tkey = false;
+	uint64_t tid = 0;
+	if (k && k->mv_data && readable(s, k->mv_data, k->mv_size)) {
+		const uint8_t *p = k->mv_data;
+		size_t n = k->mv_size < 32 ? k->mv_size : 32;
+		for (size_t i = 0; i < n; i++)
+			snprintf(hex + 2 * i, 3, "%02x", p[i]);
+		if ((tkey = k->mv_size >= TABLE_PREFIX_LEN && p[0] == KEY_TABLE))
+			tid = key_tid(k);
+	}
+	snprintf(bad_rec, sizeof bad_rec, "LMDB faulted on a damaged page of the store%s%s%s",
+		 *hex ? " (reading near key " : "", hex, *hex ? ")" : "");
+	if (tkey)
+		store_damage(s, tid, bad_rec);
+	return STORE_EFAULT;
+}
+
+int store_mget(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v)
+{
+	sigjmp_buf jb;
+	if (sigsetjmp(jb, 0))
+		return fault(s, k);
+	fault_jb = &jb;
+	int mrc = mdb_get(txn, s->dbi, (MDB_val *)k, v);
+	fault_jb = NULL;
+	return mrc;
+}
+
+int store_mcget(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op)
+{
+	sigjmp_buf jb;
+	MDB_val at = *k; /* what the fault is described by */
+	if (sigsetjmp(jb, 0))
+		return fault(s, &at);
+	fault_jb = &jb;
+	int mrc = mdb_cursor_get(cur, k, v, op);
+	fault_jb = NULL;
+	return mrc;
+}
+
+int store_guard_probe(const volatile uint8_t *p, uint8_t *out)
+{
+	sigjmp_buf jb;
+	if (sigsetjmp(jb, 0))
+		return STORE_EFAULT;
+	fault_jb = &jb;
+	*out = *p;
+	fault_jb = NULL;
+	return 0;
+}
+
 int store_get(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v)
 {
-	int mrc = mdb_get(txn, s->dbi, (MDB_val *)k, v);
+	int mrc = store_mget(s, txn, k, v);
 	return mrc ? mrc : store_rec_check(s, txn, k, v);
 }
 
 int store_cget(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op)
 {
-	int mrc = mdb_cursor_get(cur, k, v, op);
+	int mrc = store_mcget(s, cur, k, v, op);
 	return mrc ? mrc : store_rec_check(s, mdb_cursor_txn(cur), k, v);
 }
 

@@ -70,6 +70,7 @@ int store_lmdb_err(struct st_err *err, int rc, const char *what)
 		return st_seterr(err, ST_EFAILED,
 				 "%s: LMDB: %s: reopen the store", what, mdb_strerror(rc));
 	case STORE_EBADREC:
+	case STORE_EFAULT:
 		return st_seterr(err, ST_ECORRUPT, "%s: %s", what, store_rec_last_bad());
 	case MDB_CORRUPTED:
 	case MDB_PAGE_NOTFOUND:
@@ -466,16 +467,16 @@ static int upgrade5(st_store *s, struct st_err *err)
 		if ((mrc = store_get(s, txn, &mkv, &v)) == 0) {
 			st_buf_append(&b, v.mv_data, v.mv_size);
 			k = (MDB_val){b.len, b.data};
-			mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+			mrc = store_mcget(s, cur, &k, &v, MDB_SET_RANGE);
 			if (mrc == 0 && k.mv_size == b.len && !memcmp(k.mv_data, b.data, b.len))
-				mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+				mrc = store_mcget(s, cur, &k, &v, MDB_NEXT);
 		} else if (mrc == MDB_NOTFOUND) {
-			mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+			mrc = store_mcget(s, cur, &k, &v, MDB_FIRST);
 		}
 		/* Copy a batch (LMDB's pointers die at the first put), then put. */
 		struct st_buf batch = {0};
 		uint32_t n = 0;
-		for (; mrc == 0 && n < UPGRADE_BATCH; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		for (; mrc == 0 && n < UPGRADE_BATCH; mrc = store_mcget(s, cur, &k, &v, MDB_NEXT)) {
 			if (k.mv_size == mkv.mv_size && !memcmp(k.mv_data, mk, mkv.mv_size))
 				continue;
 			uint8_t hd[8];
@@ -572,6 +573,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	char path[PATH_MAX];
 	st_store *s = calloc(1, sizeof *s);
 	*out = NULL;
+	store_guard_init();
 	if (sodium_init() < 0) {
 		free(s);
 		return st_seterr(err, ST_EFAILED, "libsodium could not be initialized");
@@ -664,7 +666,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	uint8_t kb[16];
 	MDB_val k = kind_key(kb, KEY_META, "format", 6), v;
 	uint32_t f = 0;
-	if ((mrc = mdb_get(txn, s->dbi, &k, &v)) == MDB_NOTFOUND && st.ms_entries == 0) {
+	if ((mrc = store_mget(s, txn, &k, &v)) == MDB_NOTFOUND && st.ms_entries == 0) {
 		uint8_t fb[4];
 		st_put_le32(fb, STORE_FORMAT);
 		v = (MDB_val){4, fb};

@@ -19,6 +19,7 @@
 #define STORE_FORMAT 6
 #define STORE_REC_CRC 4      /* the CRC32C trailer of every record (STORE.md §2) */
 #define STORE_EBADREC (-30600) /* store_get/store_cget: a record fails its checksum */
+#define STORE_EFAULT (-30601)  /* a guarded read faulted on a damaged page (record.c) */
 #define STORE_DAMAGED_MAX 64 /* damaged tables remembered (refused) */
 #define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
 #define STORE_HEAD_FIXED 56    /* fixed bytes of a table head (STORE.md §2.2) */
@@ -163,6 +164,15 @@ int store_rec_put(st_store *s, MDB_txn *txn, MDB_cursor *cur, MDB_val *k, const 
 int store_get(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v);
 int store_cget(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op);
 int store_rec_check(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v);
+/* mdb_get / mdb_cursor_get under the fault guard, without the checksum
+ * check: STORE_EFAULT (described by store_rec_last_bad, its table marked
+ * damaged) when LMDB faults on a damaged page; the cursor is then unusable.
+ * store_guard_init installs the handler (once per process; st_store_open). */
+int store_mget(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v);
+int store_mcget(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op);
+void store_guard_init(void);
+/* Tests: read *p into *out under the guard (STORE_EFAULT if it faults). */
+int store_guard_probe(const volatile uint8_t *p, uint8_t *out);
 /* The calling thread's last checksum failure, described. */
 const char *store_rec_last_bad(void);
 /* Damaged tables: mark tid (why: the first problem found), refuse it

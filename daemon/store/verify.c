@@ -369,8 +369,8 @@ static int sweep(st_store *s, MDB_txn *txn, struct st_verify_result *r, struct s
 	MDB_val k, v;
 	uint64_t tid = 0, orphans = 0;
 	bool have_tid = false, headless = false;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (mrc = store_mcget(s, cur, &k, &v, MDB_FIRST); mrc == 0;
+	     mrc = store_mcget(s, cur, &k, &v, MDB_NEXT)) {
 		r->records++;
 		if (store_rec_check(s, txn, &k, &v) != 0) {
 			problem(r, "%s", store_rec_last_bad());
@@ -399,7 +399,7 @@ static int sweep(st_store *s, MDB_txn *txn, struct st_verify_result *r, struct s
 			uint8_t hk[HEAD_KEY_LEN];
 			table_key(hk, tid, REC_HEAD);
 			MDB_val hkv = {sizeof hk, hk}, hv;
-			headless = mdb_get(txn, s->dbi, &hkv, &hv) == MDB_NOTFOUND;
+			headless = store_mget(s, txn, &hkv, &hv) == MDB_NOTFOUND;
 		}
 		orphans++;
 	}
@@ -432,7 +432,7 @@ static void orphan_files(st_store *s, MDB_txn *txn, struct st_verify_result *r)
 		uint8_t hk[HEAD_KEY_LEN];
 		table_key(hk, tid, REC_HEAD);
 		MDB_val hkv = {sizeof hk, hk}, hv;
-		bool headless = mdb_get(txn, s->dbi, &hkv, &hv) == MDB_NOTFOUND;
+		bool headless = store_mget(s, txn, &hkv, &hv) == MDB_NOTFOUND;
 		uint64_t *ids = NULL;
 		size_t nids = 0;
 		bool listed = store_recorded_fids(s, txn, tid, &ids, &nids);

@@ -247,8 +247,10 @@ static char *pick_segment(const char *dir, char *out, size_t len)
 	return out;
 }
 
-/* Child outcome bits (exit status). */
-enum { O_CHANGED = 1, O_READ = 2, O_VERIFY = 4 };
+/* Child outcome bits (exit status). O_DONE marks a child that ran to its
+ * end: a sanitizer that catches a fault exits with a plain status (1), which
+ * must count as a crash, not as a changed answer. */
+enum { O_CHANGED = 1, O_READ = 2, O_VERIFY = 4, O_DONE = 0x40 };
 
 static int child(const char *dir, int64_t ref[NANSWERS][3])
 {
@@ -364,7 +366,7 @@ int main(int argc, char **argv)
 		pid_t pid = fork();
 		if (pid == 0) {
 			alarm(TRIAL_SECONDS);
-			_exit(child(trial, ref));
+			_exit(O_DONE | child(trial, ref));
 		}
 		int ws = 0;
 		waitpid(pid, &ws, 0);
@@ -375,6 +377,8 @@ int main(int argc, char **argv)
 				hang = true;
 			else
 				crash = true;
+		} else if ((WEXITSTATUS(ws) & ~(O_CHANGED | O_READ | O_VERIFY)) != O_DONE) {
+			crash = true;
 		} else {
 			o = WEXITSTATUS(ws);
 		}

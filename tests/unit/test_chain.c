@@ -10,6 +10,8 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon/store/store_int.h"
@@ -605,8 +607,39 @@ static void t_format5_upgraded(void)
 	st_store_close(s);
 }
 
+/* The read guard (record.c): a fault inside it returns STORE_EFAULT, again
+ * and again (the handler stays armed); a fault outside it still kills the
+ * process (the previous handler, or the default action). */
+static void t_guarded_reads_survive_faults(void)
+{
+	store_guard_init();
+	long pg = sysconf(_SC_PAGESIZE);
+	uint8_t *m = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+	REQUIRE(m != MAP_FAILED);
+	m[0] = 42;
+	REQUIRE(mprotect(m + pg, (size_t)pg, PROT_NONE) == 0);
+	uint8_t b = 0;
+	CHECK_EQ(store_guard_probe(m, &b), 0);
+	CHECK_EQ(b, 42);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(store_guard_probe(m + pg + i, &b), STORE_EFAULT);
+	CHECK_EQ(store_guard_probe(m, &b), 0);
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		volatile uint8_t *q = m + pg;
+		_exit(*q == 0 ? 0 : 0); /* faults: never exits 0 */
+	}
+	int ws = 0;
+	REQUIRE(waitpid(pid, &ws, 0) == pid);
+	CHECK(WIFSIGNALED(ws) || (WIFEXITED(ws) && WEXITSTATUS(ws) != 0));
+	munmap(m, (size_t)pg * 2);
+}
+
 static const struct test_case tests[] = {
 	{"record_checksums", t_record_checksums},
+	{"guarded_reads_survive_faults", t_guarded_reads_survive_faults},
 	{"format5_upgraded", t_format5_upgraded},
 	{"verify_cross_checks_files", t_verify_cross_checks_files},
 	{"scan_info_and_drop_result", t_scan_info_and_drop_result},
