@@ -7,6 +7,7 @@
  * LMDB error classes and the idempotent writer's failed lookup.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -628,6 +629,9 @@ static void t_guarded_reads_survive_faults(void)
 	fflush(stdout);
 	pid_t pid = fork();
 	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY); /* a sanitizer's report of it */
+		if (null >= 0)
+			dup2(null, 2);
 		volatile uint8_t *q = m + pg;
 		_exit(*q == 0 ? 0 : 0); /* faults: never exits 0 */
 	}
