@@ -115,7 +115,7 @@ const char *store_rec_last_bad(void)
 /* Whether [p, p + n) is readable: outside LMDB's map (a write txn's own
  * pages) or inside the data file. A damaged node or overflow header makes
  * LMDB hand out a pointer past the file's end, where a read is SIGBUS. */
-static bool readable(st_store *s, const void *p, size_t n)
+bool store_readable(st_store *s, const void *p, size_t n)
 {
 	const uint8_t *b = p;
 	if (!s->map_base || b < s->map_base || b >= s->map_base + s->map_size)
@@ -133,7 +133,7 @@ static bool readable(st_store *s, const void *p, size_t n)
 
 int store_rec_check(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v)
 {
-	if (!readable(s, k->mv_data, k->mv_size) || !readable(s, v->mv_data, v->mv_size)) {
+	if (!store_readable(s, k->mv_data, k->mv_size) || !store_readable(s, v->mv_data, v->mv_size)) {
 		snprintf(bad_rec, sizeof bad_rec, "a record of %zu bytes lies past the end of LMDB's "
 			 "data file: a page of the store is damaged", v->mv_size);
 		return STORE_EBADREC;
@@ -207,7 +207,7 @@ static int fault(st_store *s, const MDB_val *k)
 	char hex[2 * 32 + 1] = "";
 	bool tkey = false;
 	uint64_t tid = 0;
-	if (k && k->mv_data && readable(s, k->mv_data, k->mv_size)) {
+	if (k && k->mv_data && store_readable(s, k->mv_data, k->mv_size)) {
 		const uint8_t *p = k->mv_data;
 		size_t n = k->mv_size < 32 ? k->mv_size : 32;
 		for (size_t i = 0; i < n; i++)

@@ -359,6 +359,13 @@ out:
 	return rc;
 }
 
+int store_verify_chain(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t *checked,
+		       void (*problem)(void *arg, const char *line), void *arg, struct st_err *err)
+{
+	struct verify_walk w = {s, txn, UINT32_MAX, checked, problem, arg, err};
+	return verify_chain(&w, tid, NULL);
+}
+
 int store_verify_chains(st_store *s, MDB_txn *txn, uint32_t depth, uint64_t *checked,
 			void (*problem)(void *arg, const char *line), void *arg,
 			struct st_err *err)

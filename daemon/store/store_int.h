@@ -173,6 +173,9 @@ int store_mcget(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor
 void store_guard_init(void);
 /* Tests: read *p into *out under the guard (STORE_EFAULT if it faults). */
 int store_guard_probe(const volatile uint8_t *p, uint8_t *out);
+/* Whether [p, p + n) can be read: outside LMDB's map, or inside its data
+ * file (a damaged node can point past the file's end: SIGBUS). */
+bool store_readable(st_store *s, const void *p, size_t n);
 /* The calling thread's last checksum failure, described. */
 const char *store_rec_last_bad(void);
 /* Damaged tables: mark tid (why: the first problem found), refuse it
@@ -440,6 +443,9 @@ int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file
 int store_verify_chains(st_store *s, MDB_txn *txn, uint32_t depth, uint64_t *checked,
 			void (*problem)(void *arg, const char *line), void *arg,
 			struct st_err *err);
+/* The same for table tid alone, every retained commit. */
+int store_verify_chain(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t *checked,
+		       void (*problem)(void *arg, const char *line), void *arg, struct st_err *err);
 
 /* Every file id of table tid that has a record, live or removed, or that
  * an unapplied log entry adds, sorted into *out (freed by the caller).

@@ -454,6 +454,41 @@ int st_verify_ex(st_store *s, const struct st_verify_opts *o, struct st_verify_r
 int st_verify_head(st_store *s, const uint8_t head[ST_HASH_LEN], struct st_verify_result *res,
 		   struct st_err *err);
 void st_verify_result_fini(struct st_verify_result *r);
+/* How far a scrub pass is (st_scrub fills it as it goes; read its fields
+ * with __atomic_load_n from another thread). */
+struct st_scrub_progress {
+	uint64_t bytes_done;   /* bytes of records and segments read so far */
+	uint64_t bytes_total;  /* the pass's estimate: live segments and data.mdb */
+	uint64_t tables_done, tables_total;
+	uint32_t problems;     /* found so far */
+};
+
+/* How st_scrub runs. */
+struct st_scrub_opts {
+	const char *table;     /* NULL: every table and the store's own records */
+	uint32_t rate_mb_s;    /* at most this many MB (10^6 bytes) read per second on
+				* average (0: unthrottled) */
+	const int *stop;       /* read atomically: non-zero ends the pass early (NULL: never) */
+	struct st_scrub_progress *progress; /* NULL: none */
+};
+
+/*
+ * One scrub pass: st_verify's checks without its single snapshot, so that
+ * it can run for hours beside writers (STORE.md §8, "Scrub"). Per table,
+ * in a read txn of its own: its commit chain, its file records against its
+ * commits and its live file list; then each live segment (an inline one in
+ * a read txn of its own); a segment that fails is reported only if it is
+ * still live afterwards (a compaction and vacuum may have removed it
+ * meanwhile). For the whole store, also every record's checksum, in
+ * transactions of 10,000 records, and the log's hash chain. LMDB's pages
+ * (they need one quiet snapshot) and orphan files are left to st_verify.
+ * Damage marks its table damaged, as in st_verify, and is in
+ * res->problems; a stopped pass says so in *stopped. Errors: ST_ENOTFOUND
+ * (the table), ST_ENOMEM, LMDB errors.
+ */
+int st_scrub(st_store *s, const struct st_scrub_opts *o, struct st_verify_result *res,
+	     bool *stopped, struct st_err *err);
+
 /* Tables refused as damaged (a record failed its checksum, or the scrub
  * found a problem): up to max of their ids into tids; returns how many
  * there are. */

@@ -5,12 +5,14 @@
  * retained commits add and remove.
  */
 #include <dirent.h>
+#include <sys/stat.h>
 #include <lmdb.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/store/pagewalk.h"
 #include "daemon/store/store_int.h"
@@ -31,44 +33,60 @@ static void problem(struct st_verify_result *r, const char *fmt, ...)
 		r->nproblems++;
 }
 
-/* Verify one segment of table h: every chunk's checksum and encoding. */
-static void verify_segment(st_store *s, MDB_txn *txn, const struct table_head *h,
-			   const struct file_rec *f, struct st_verify_result *r)
+/* Check segment f of table tid (inline ones read in txn, or in a read txn
+ * of their own when txn is NULL): every chunk's checksum and encoding, and
+ * its size and rows equal to its record's. ST_ECORRUPT (or an open error)
+ * says what is wrong in e. */
+static int check_segment(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
+			 struct st_err *e)
 {
 	char path[PATH_MAX];
 	struct seg_reader *rd = NULL;
-	struct st_err e;
 	uint8_t *bytes = NULL;
 	size_t len;
-	store_seg_path(s, h->tid, f->fid, path, sizeof path);
+	store_seg_path(s, tid, f->fid, path, sizeof path);
 	int vrc;
 	if (f->flags & 1) {
-		vrc = store_inline_copy(s, txn, h->tid, f, &bytes, &len, &e);
+		vrc = store_inline_copy(s, txn, tid, f, &bytes, &len, e);
 		if (vrc == ST_OK)
-			vrc = seg_reader_open_mem(path, bytes, len, &rd, &e);
+			vrc = seg_reader_open_mem(path, bytes, len, &rd, e);
 	} else {
-		vrc = seg_reader_open(path, NULL, &rd, &e);
+		vrc = seg_reader_open(path, NULL, &rd, e);
 	}
 	if (vrc == ST_OK)
-		vrc = seg_reader_verify(rd, &e);
+		vrc = seg_reader_verify(rd, e);
 	if (vrc == ST_OK && !s->no_integrity &&
 	    (seg_reader_size(rd) != f->size || seg_reader_rows(rd) != f->rows))
-		vrc = st_seterr(&e, ST_ECORRUPT, "%llu bytes and %llu rows, its record says %llu "
+		vrc = st_seterr(e, ST_ECORRUPT, "%llu bytes and %llu rows, its record says %llu "
 				"and %llu", (unsigned long long)seg_reader_size(rd),
 				(unsigned long long)seg_reader_rows(rd), (unsigned long long)f->size,
 				(unsigned long long)f->rows);
-	r->segments++;
-	if (vrc != ST_OK) {
-		problem(r, "table '%s': %s segment %llu (%llu rows, added in version %llu): %s",
-			h->meta->name, (f->flags & 1) ? "inline" : "file", (unsigned long long)f->fid,
-			(unsigned long long)f->rows, (unsigned long long)f->added, e.msg);
-		char why[ST_ERR_MSG_MAX];
-		snprintf(why, sizeof why, "table '%s': segment %llu is damaged", h->meta->name,
-			 (unsigned long long)f->fid);
-		store_damage(s, h->tid, why);
-	}
 	seg_reader_close(rd);
 	free(bytes);
+	return vrc;
+}
+
+/* Report damaged segment f of table name (tid) and refuse the table. */
+static void segment_problem(st_store *s, struct st_verify_result *r, uint64_t tid,
+			    const char *name, const struct file_rec *f, const struct st_err *e)
+{
+	problem(r, "table '%s': %s segment %llu (%llu rows, added in version %llu): %s", name,
+		(f->flags & 1) ? "inline" : "file", (unsigned long long)f->fid,
+		(unsigned long long)f->rows, (unsigned long long)f->added, e->msg);
+	char why[ST_ERR_MSG_MAX];
+	snprintf(why, sizeof why, "table '%s': segment %llu is damaged", name,
+		 (unsigned long long)f->fid);
+	store_damage(s, tid, why);
+}
+
+/* Verify one segment of table h in txn. */
+static void verify_segment(st_store *s, MDB_txn *txn, const struct table_head *h,
+			   const struct file_rec *f, struct st_verify_result *r)
+{
+	struct st_err e;
+	r->segments++;
+	if (check_segment(s, txn, h->tid, f, &e) != ST_OK)
+		segment_problem(s, r, h->tid, h->meta->name, f, &e);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -190,6 +208,7 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 {
 	struct logged_file *lf = NULL;
 	size_t n = 0;
+	uint32_t before = r->nproblems;
 	int rc = replay(s, txn, h, &lf, &n, err);
 	if (rc != ST_OK)
 		return rc;
@@ -261,6 +280,8 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 		problem(r, "table '%s': %llu files live per the commit log have no file record in all "
 			"(%llu rows missing from the latest version)", name, (unsigned long long)nlost,
 			(unsigned long long)lost);
+	if (r->nproblems > before)
+		store_damage(s, h->tid, r->problems[before]);
 	free(lf);
 	return ST_OK;
 }
@@ -358,57 +379,98 @@ static void chain_problem(void *arg, const char *line)
 	problem(arg, "%s", line);
 }
 
-/* Every record: its checksum (each failure reported, and its table
- * refused), and that each table record belongs to a table with a head. */
-static int sweep(st_store *s, MDB_txn *txn, struct st_verify_result *r, struct st_err *err)
+/* Where a record sweep is: the last key seen (the next chunk starts after
+ * it) and the table whose records it is counting. */
+struct sweep_pos {
+	uint8_t key[512];  /* LMDB keys are at most 511 bytes */
+	size_t len;
+	bool started, done;
+	bool have_tid, headless;
+	uint64_t tid, orphans;
+	uint64_t bytes;    /* keys and values read */
+	bool one;          /* only the records of table only (scrub of one table) */
+	uint64_t only;
+};
+
+static void orphan_problem(struct st_verify_result *r, const struct sweep_pos *p)
+{
+	if (p->have_tid && p->headless && p->orphans)
+		problem(r, "table id %llu: %llu records but no head: they belong to no table "
+			"(orphans)", (unsigned long long)p->tid, (unsigned long long)p->orphans);
+}
+
+/* Up to max records from p on (all: UINT64_MAX): each one's checksum (each
+ * failure reported, and its table refused), its kind, and that each table
+ * record belongs to a table with a head. p->done at the end of the store. */
+static int sweep(st_store *s, MDB_txn *txn, struct st_verify_result *r, struct sweep_pos *p,
+		 uint64_t max, struct st_err *err)
 {
 	MDB_cursor *cur;
 	int mrc = mdb_cursor_open(txn, s->dbi, &cur);
 	if (mrc != 0)
 		return store_lmdb_err(err, mrc, "verifying");
-	MDB_val k, v;
-	uint64_t tid = 0, orphans = 0;
-	bool have_tid = false, headless = false;
-	for (mrc = store_mcget(s, cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = store_mcget(s, cur, &k, &v, MDB_NEXT)) {
+	MDB_val k = {p->len, p->key}, v;
+	if (!p->started)
+		mrc = store_mcget(s, cur, &k, &v, MDB_FIRST);
+	else if ((mrc = store_mcget(s, cur, &k, &v, MDB_SET_RANGE)) == 0 && k.mv_size == p->len &&
+		 !memcmp(k.mv_data, p->key, p->len))
+		mrc = store_mcget(s, cur, &k, &v, MDB_NEXT);
+	p->started = true;
+	for (uint64_t n = 0; mrc == 0; mrc = store_mcget(s, cur, &k, &v, MDB_NEXT)) {
+		if (n++ == max)
+			break;
 		r->records++;
+		p->bytes += k.mv_size + v.mv_size;
+		if (k.mv_size > sizeof p->key || !store_readable(s, k.mv_data, k.mv_size)) {
+			/* A damaged node: the position is lost with it. */
+			problem(r, "a record with a damaged key (%zu bytes): a page of the store is "
+				"damaged; the record sweep stops there", k.mv_size);
+			p->done = true;
+			break;
+		}
+		if (p->one && (k.mv_size < TABLE_PREFIX_LEN || ((uint8_t *)k.mv_data)[0] != KEY_TABLE ||
+			       key_tid(&k) != p->only)) {
+			r->records--;
+			p->done = true;
+			break;
+		}
+		memcpy(p->key, k.mv_data, k.mv_size);
+		p->len = k.mv_size;
 		if (store_rec_check(s, txn, &k, &v) != 0) {
 			problem(r, "%s", store_rec_last_bad());
 			continue;
 		}
-		const uint8_t *p = k.mv_data;
-		if (k.mv_size == 0 || p[0] > KEY_LSN) {
+		const uint8_t *kp = k.mv_data;
+		if (k.mv_size == 0 || kp[0] > KEY_LSN) {
 			problem(r, "a record of unknown kind (key of %zu bytes starting %02x)",
-				k.mv_size, k.mv_size ? p[0] : 0);
+				k.mv_size, k.mv_size ? kp[0] : 0);
 			continue;
 		}
-		if (p[0] != KEY_TABLE)
+		if (kp[0] != KEY_TABLE)
 			continue;
 		if (k.mv_size < TABLE_PREFIX_LEN) {
 			problem(r, "a table record with a %zu-byte key", k.mv_size);
 			continue;
 		}
-		if (!have_tid || key_tid(&k) != tid) {
-			if (headless && orphans)
-				problem(r, "table id %llu: %llu records but no head: they belong to no "
-					"table (orphans)", (unsigned long long)tid,
-					(unsigned long long)orphans);
-			tid = key_tid(&k);
-			have_tid = true;
-			orphans = 0;
+		if (!p->have_tid || key_tid(&k) != p->tid) {
+			orphan_problem(r, p);
+			p->tid = key_tid(&k);
+			p->have_tid = true;
+			p->orphans = 0;
 			uint8_t hk[HEAD_KEY_LEN];
-			table_key(hk, tid, REC_HEAD);
+			table_key(hk, p->tid, REC_HEAD);
 			MDB_val hkv = {sizeof hk, hk}, hv;
-			headless = store_mget(s, txn, &hkv, &hv) == MDB_NOTFOUND;
+			p->headless = store_mget(s, txn, &hkv, &hv) == MDB_NOTFOUND;
 		}
-		orphans++;
+		p->orphans++;
 	}
-	if (headless && orphans)
-		problem(r, "table id %llu: %llu records but no head: they belong to no table "
-			"(orphans)", (unsigned long long)tid, (unsigned long long)orphans);
 	mdb_cursor_close(cur);
-	if (mrc != MDB_NOTFOUND)
+	if (mrc == MDB_NOTFOUND) {
+		orphan_problem(r, p);
+		p->done = true;
+	} else if (mrc != 0 && !p->done) {
 		return store_lmdb_err(err, mrc, "verifying");
+	}
 	return ST_OK;
 }
 
@@ -490,7 +552,8 @@ int st_verify_ex(st_store *s, const struct st_verify_opts *o, struct st_verify_r
 				"would walk the damaged pages); every table of this store is suspect");
 			goto out;
 		}
-		if ((rc = sweep(s, txn, res, err)) != ST_OK)
+		struct sweep_pos pos = {0};
+		if ((rc = sweep(s, txn, res, &pos, UINT64_MAX, err)) != ST_OK)
 			goto out;
 	}
 	if ((rc = store_verify_chains(s, txn, UINT32_MAX, &res->commits, chain_problem, res,
@@ -540,4 +603,238 @@ void st_verify_result_fini(struct st_verify_result *r)
 		free(r->problems[i]);
 	free(r->problems);
 	memset(r, 0, sizeof *r);
+}
+
+/* ---- scrub (st_scrub): verify in short snapshots, at a rate ------------- */
+
+#define SCRUB_SWEEP_CHUNK 10000 /* records per read txn of the record sweep */
+
+struct pace {
+	int64_t t0;
+	uint64_t done;
+	uint32_t rate;                 /* MB/s = bytes per µs; 0: unthrottled */
+	const int *stop;
+	struct st_scrub_progress *pg;
+	struct st_verify_result *res;
+};
+
+static int64_t mono_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+static bool pace_stopped(const struct pace *p)
+{
+	return p->stop && __atomic_load_n(p->stop, __ATOMIC_RELAXED);
+}
+
+/* Count n bytes read and sleep until the pass is back under its rate
+ * (in slices of at most 100 ms, so that a stop is seen). false: stop. */
+static bool pace(struct pace *p, uint64_t n)
+{
+	p->done += n;
+	if (p->pg) {
+		__atomic_store_n(&p->pg->bytes_done, p->done, __ATOMIC_RELAXED);
+		__atomic_store_n(&p->pg->problems, p->res->nproblems, __ATOMIC_RELAXED);
+	}
+	if (p->rate) {
+		int64_t due = p->t0 + (int64_t)(p->done / p->rate);
+		for (int64_t now; !pace_stopped(p) && (now = mono_us()) < due;) {
+			int64_t d = due - now < 100000 ? due - now : 100000;
+			struct timespec ts = {0, (long)d * 1000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return !pace_stopped(p);
+}
+
+/* Whether fid is still a live file of table tid (a failed segment of a
+ * file removed since is no damage: compaction and vacuum run meanwhile). */
+static bool still_live(st_store *s, uint64_t tid, uint64_t fid)
+{
+	MDB_txn *txn;
+	if (store_read_begin(s, &txn) != 0)
+		return true;
+	uint8_t key[FILE_KEY_LEN];
+	file_key(key, tid, STORE_LIVE, fid);
+	MDB_val k = {sizeof key, key}, v;
+	bool live = store_mget(s, txn, &k, &v) != MDB_NOTFOUND;
+	store_read_end(s, txn);
+	return live;
+}
+
+/* One table: its chain, its file records against its commits and its live
+ * file list in one read txn; then each live segment. */
+static int scrub_table(st_store *s, uint64_t tid, struct pace *p, struct st_verify_result *r,
+		       struct st_err *err)
+{
+	MDB_txn *txn;
+	struct st_err e;
+	int mrc = store_read_begin(s, &txn), rc = ST_OK;
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "scrubbing");
+	struct table_head h;
+	if (head_get_tid(s, txn, tid, &h, &e) != ST_OK) {
+		if (e.code != ST_ENOTFOUND) /* dropped and vacuumed meanwhile: nothing to check */
+			problem(r, "table id %llu: %s", (unsigned long long)tid, e.msg);
+		store_read_end(s, txn);
+		return ST_OK;
+	}
+	char name[ST_NAME_MAX + 1];
+	snprintf(name, sizeof name, "%s", h.meta->name);
+	struct file_rec *f = NULL;
+	uint32_t nf = 0;
+	if (!(h.flags & 1)) {
+		rc = store_verify_chain(s, txn, tid, &r->commits, chain_problem, r, err);
+		if (rc == ST_OK && !s->no_integrity)
+			rc = cross_check(s, txn, &h, r, err);
+		if (rc == ST_OK && store_files_at(s, txn, tid, h.version, &f, &nf, &e) != ST_OK) {
+			if (e.code != ST_ECORRUPT) {
+				*err = e;
+				rc = e.code;
+			} else {
+				problem(r, "table '%s': its live files cannot be listed: %s", name, e.msg);
+				store_damage(s, tid, e.msg);
+			}
+		}
+	}
+	head_fini(&h);
+	store_read_end(s, txn);
+	for (uint32_t i = 0; rc == ST_OK && i < nf; i++) {
+		r->segments++;
+		if (check_segment(s, NULL, tid, &f[i], &e) != ST_OK && still_live(s, tid, f[i].fid))
+			segment_problem(s, r, tid, name, &f[i], &e);
+		if (!pace(p, f[i].size))
+			break;
+	}
+	file_recs_free(f, nf);
+	return rc;
+}
+
+struct tid_list {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int add_tid(void *arg, uint64_t tid, MDB_val *v)
+{
+	struct tid_list *l = arg;
+	(void)v;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		uint64_t *g = realloc(l->v, cap * sizeof *g);
+		if (!g)
+			return ST_ENOMEM;
+		l->v = g;
+		l->cap = cap;
+	}
+	l->v[l->n++] = tid;
+	return 0;
+}
+
+/* The tables of the pass (all, or the one named) and its size estimate:
+ * their live segments, and the data file for the record sweep. */
+static int scrub_plan(st_store *s, const char *table, struct tid_list *l, uint64_t *total,
+		      struct st_err *err)
+{
+	MDB_txn *txn;
+	int mrc = store_read_begin(s, &txn), rc = ST_OK;
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "scrubbing");
+	if (table) {
+		struct table_head h;
+		if ((rc = head_get_damaged(s, txn, table, &h, err)) == ST_OK) {
+			if (add_tid(l, h.tid, NULL))
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			head_fini(&h);
+		}
+	} else if ((rc = store_each_head(s, txn, add_tid, l, &mrc)) != 0) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	} else if (mrc != 0) {
+		rc = store_lmdb_err(err, mrc, "scrubbing");
+	}
+	*total = 0;
+	for (size_t i = 0; rc == ST_OK && i < l->n; i++) {
+		struct table_head h;
+		struct file_rec *f;
+		uint32_t nf;
+		if (head_get_tid(s, txn, l->v[i], &h, NULL) != ST_OK)
+			continue;
+		if (!(h.flags & 1) && store_files_at(s, txn, h.tid, h.version, &f, &nf, NULL) == ST_OK) {
+			for (uint32_t j = 0; j < nf; j++)
+				*total += f[j].size;
+			file_recs_free(f, nf);
+		}
+		head_fini(&h);
+	}
+	store_read_end(s, txn);
+	char path[PATH_MAX];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/store/data.mdb", s->dir);
+	if (rc == ST_OK && stat(path, &st) == 0)
+		*total += (uint64_t)st.st_size / (table ? 64 : 1); /* one table: a share of it */
+	return rc;
+}
+
+int st_scrub(st_store *s, const struct st_scrub_opts *o, struct st_verify_result *res,
+	     bool *stopped, struct st_err *err)
+{
+	struct st_scrub_opts none = {0};
+	if (!o)
+		o = &none;
+	memset(res, 0, sizeof *res);
+	*stopped = false;
+	struct pace p = {mono_us(), 0, o->rate_mb_s, o->stop, o->progress, res};
+	struct tid_list l = {0};
+	uint64_t total = 0;
+	int rc = scrub_plan(s, o->table, &l, &total, err);
+	if (rc == ST_OK && p.pg) {
+		__atomic_store_n(&p.pg->bytes_total, total, __ATOMIC_RELAXED);
+		__atomic_store_n(&p.pg->tables_total, (uint64_t)l.n, __ATOMIC_RELAXED);
+	}
+	for (size_t i = 0; rc == ST_OK && i < l.n && !pace_stopped(&p); i++) {
+		rc = scrub_table(s, l.v[i], &p, res, err);
+		if (p.pg)
+			__atomic_store_n(&p.pg->tables_done, (uint64_t)i + 1, __ATOMIC_RELAXED);
+	}
+	/* Every record's checksum (of the one table, or of the store). */
+	struct sweep_pos pos = {0};
+	if (o->table && l.n) {
+		table_key(pos.key, l.v[0], 0);
+		pos.len = TABLE_PREFIX_LEN - 1;
+		pos.started = pos.one = true;
+		pos.only = l.v[0];
+	}
+	while (rc == ST_OK && l.n && !pos.done && !pace_stopped(&p) && !s->no_integrity) {
+		MDB_txn *txn;
+		int mrc = store_read_begin(s, &txn);
+		if (mrc != 0) {
+			rc = store_lmdb_err(err, mrc, "scrubbing");
+			break;
+		}
+		uint64_t b0 = pos.bytes;
+		rc = sweep(s, txn, res, &pos, SCRUB_SWEEP_CHUNK, err);
+		store_read_end(s, txn);
+		pace(&p, pos.bytes - b0);
+	}
+	/* The store's hash chain in LSN order. */
+	if (rc == ST_OK && !o->table && !pace_stopped(&p)) {
+		MDB_txn *txn;
+		int mrc = store_read_begin(s, &txn);
+		uint64_t found, records = 0;
+		if (mrc != 0)
+			rc = store_lmdb_err(err, mrc, "scrubbing");
+		else
+			rc = store_verify_log(s, txn, 0, NULL, &found, &records, log_problem, res, err);
+		if (mrc == 0)
+			store_read_end(s, txn);
+	}
+	*stopped = pace_stopped(&p);
+	pace(&p, 0);
+	free(l.v);
+	if (rc != ST_OK)
+		st_verify_result_fini(res);
+	return rc;
 }

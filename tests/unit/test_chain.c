@@ -6,12 +6,14 @@
  * elsewhere is found in the chain; vacuum trims the log's front. Also the
  * LMDB error classes and the idempotent writer's failed lookup.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -641,8 +643,127 @@ static void t_guarded_reads_survive_faults(void)
 	munmap(m, (size_t)pg * 2);
 }
 
+static int64_t mono_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* A scrub pass checks what st_verify checks (the same segments, commits and
+ * records on a quiet store), keeps to its rate (a lower bound on its time:
+ * it sleeps), stops when told, finds a damaged segment file, refuses that
+ * table and only that one, and scrubs one table when asked. */
+static void t_scrub(void)
+{
+	char dir[128];
+	st_store *s = two_tables(dir, sizeof dir);
+	struct st_commit_result r;
+	struct st_err err;
+	for (int i = 0; i < 20; i++) /* inline segments */
+		REQUIRE(put(s, "a", i, NULL, &r, &err) == ST_OK);
+	enum { N = 50000 };        /* a segment file */
+	int64_t *big = malloc(N * sizeof *big);
+	REQUIRE(big != NULL);
+	for (int i = 0; i < N; i++)
+		big[i] = (int64_t)i * 7919 % 100003;
+	const char *names[1] = {"n"};
+	struct st_vec vec = {.type = ST_TYPE_INT64, .n = N, .data = big};
+	struct st_batch b = {1, names, &vec, N};
+	REQUIRE(st_write(s, "b", &b, 1, NULL, &r, &err) == ST_OK);
+	free(big);
+	struct st_verify_result vr, sr;
+	REQUIRE(st_verify(s, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.nproblems, 0);
+	struct st_scrub_progress pg = {0};
+	struct st_scrub_opts o = {.progress = &pg};
+	bool stopped = true;
+	REQUIRE(st_scrub(s, &o, &sr, &stopped, &err) == ST_OK);
+	CHECK(!stopped);
+	CHECK_EQ(sr.nproblems, 0);
+	CHECK_EQ(sr.segments, vr.segments);
+	CHECK_EQ(sr.segments, 21);
+	CHECK_EQ(sr.commits, vr.commits);
+	CHECK_EQ(sr.records, vr.records);
+	CHECK_EQ(pg.tables_done, 2);
+	CHECK_EQ(pg.tables_total, 2);
+	CHECK(pg.bytes_done > 0 && pg.bytes_total > 0);
+	st_verify_result_fini(&vr);
+	st_verify_result_fini(&sr);
+
+	/* 1 MB/s is a byte per µs: the pass cannot end before its bytes allow. */
+	o.rate_mb_s = 1;
+	int64_t t0 = mono_us();
+	REQUIRE(st_scrub(s, &o, &sr, &stopped, &err) == ST_OK);
+	int64_t took = mono_us() - t0;
+	CHECK((uint64_t)took + 2000 >= pg.bytes_done);
+	CHECK_EQ(sr.nproblems, 0);
+	st_verify_result_fini(&sr);
+	int stop = 1;
+	o.stop = &stop;
+	REQUIRE(st_scrub(s, &o, &sr, &stopped, &err) == ST_OK);
+	CHECK(stopped);
+	CHECK_EQ(sr.segments, 0);
+	st_verify_result_fini(&sr);
+	o = (struct st_scrub_opts){.table = "nope"};
+	CHECK_EQ(st_scrub(s, &o, &sr, &stopped, &err), ST_ENOTFOUND);
+
+	/* Damage b's segment file: the scrub of a finds nothing, b's finds it. */
+	char path[256];
+	snprintf(path, sizeof path, "%s/tables", dir);
+	DIR *d = opendir(path);
+	REQUIRE(d != NULL);
+	struct dirent *de;
+	char seg[512] = "";
+	while (!seg[0] && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char sub[400];
+		snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+		DIR *sd = opendir(sub);
+		struct dirent *f;
+		while (sd && (f = readdir(sd)))
+			if (strstr(f->d_name, ".seg"))
+				snprintf(seg, sizeof seg, "%s/%s", sub, f->d_name);
+		if (sd)
+			closedir(sd);
+	}
+	closedir(d);
+	REQUIRE(seg[0]);
+	int fd = open(seg, O_RDWR);
+	REQUIRE(fd >= 0);
+	uint8_t byte;
+	REQUIRE(pread(fd, &byte, 1, 200) == 1);
+	byte ^= 4;
+	REQUIRE(pwrite(fd, &byte, 1, 200) == 1);
+	close(fd);
+	o = (struct st_scrub_opts){.table = "a"};
+	REQUIRE(st_scrub(s, &o, &sr, &stopped, &err) == ST_OK);
+	CHECK_EQ(sr.nproblems, 0);
+	CHECK_EQ(sr.segments, 20);
+	CHECK(sr.records > 20);
+	st_verify_result_fini(&sr);
+	o.table = "b";
+	REQUIRE(st_scrub(s, &o, &sr, &stopped, &err) == ST_OK);
+	CHECK_EQ(sr.nproblems, 1);
+	if (sr.nproblems)
+		CHECK_CONTAINS(sr.problems[0], "table 'b': file segment");
+	st_verify_result_fini(&sr);
+	uint64_t tids[4];
+	CHECK_EQ(st_damaged_tables(s, tids, 4), 1);
+	st_scan *sc;
+	CHECK_EQ(st_scan_open(s, "b", (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc, &err),
+		 ST_ECORRUPT);
+	CHECK_CONTAINS(err.msg, "refused for reads and writes");
+	REQUIRE(st_scan_open(s, "a", (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc, &err) ==
+		ST_OK);
+	st_scan_close(sc);
+	st_store_close(s);
+}
+
 static const struct test_case tests[] = {
 	{"record_checksums", t_record_checksums},
+	{"scrub", t_scrub},
 	{"guarded_reads_survive_faults", t_guarded_reads_survive_faults},
 	{"format5_upgraded", t_format5_upgraded},
 	{"verify_cross_checks_files", t_verify_cross_checks_files},
