@@ -90,7 +90,20 @@ static const struct cli_command commands[] = {
 	 "the chain head (the hash of the store's commit chain at the last LSN) when the\n"
 	 "daemon sends it. In a cluster also the node's role (leader, follower, candidate,\n"
 	 "learner), epoch, node id, the leader's id, and its commit and applied LSNs; a single\n"
-	 "node says 'role: single node'.", 0},
+	 "node says 'role: single node'. Then the scrub: off, idle (and when the next\n"
+	 "background pass starts) or running (how far), the last pass's figures and what it\n"
+	 "found, and every table refused as damaged, with why.", 0},
+	{"scrub", cli_cmd_scrub, "[TABLE] [--rate MB] [--wait]",
+	 "Start a scrub pass now: every record's checksum, each table's commit chain and\n"
+	 "file records against its commits, every live segment's chunks (all tables, or\n"
+	 "TABLE), in short snapshots beside the daemon's other work. A damaged table is\n"
+	 "refused for reads and writes until repaired or dropped; `strata status` shows\n"
+	 "progress and findings. One pass at a time: refused while one runs. The daemon also\n"
+	 "scrubs by itself (scrub_interval, scrub_rate_mb_s in its config).\n"
+	 "  --rate MB             at most MB (10^6 bytes) per second (default: the daemon's\n"
+	 "                        scrub_rate_mb_s; 0: as fast as it can)\n"
+	 "  --wait                wait for the pass to end and print what it found: DAMAGED:\n"
+	 "                        lines, then the figures; exit status 1 when it found damage", 0},
 	{"ping", cli_cmd_ping, "", "Check that the daemon answers.", 0},
 	{"inspect", cli_cmd_inspect, "FILE [--chunks]",
 	 "Describe a segment file (schema, row groups, encodings, statistics) and verify its\n"

@@ -61,6 +61,7 @@ enum wire_type {
 	WIRE_VACUUM = 52,
 	WIRE_VERIFY = 53,
 	WIRE_COMPACT = 54,
+	WIRE_SCRUB = 55,
 	WIRE_CLUSTER_STATUS = 60,
 	WIRE_CLUSTER_TRANSFER = 61,
 };
@@ -160,7 +161,18 @@ enum wire_status_reply {
 	WIRE_STATUS_R_LEADER = 13,
 	WIRE_STATUS_R_COMMIT_LSN = 14,
 	WIRE_STATUS_R_APPLIED_LSN = 15,
-	WIRE_STATUS_R_NKEYS = 16,
+	WIRE_STATUS_R_SCRUB_STATE = 16,    /* "off", "idle", "running" */
+	WIRE_STATUS_R_SCRUB_PASSES = 17,   /* passes ended since start */
+	WIRE_STATUS_R_SCRUB_DONE = 18,     /* bytes read by the running pass */
+	WIRE_STATUS_R_SCRUB_TOTAL = 19,    /* its estimate of all it will read */
+	WIRE_STATUS_R_SCRUB_LAST_END = 20, /* µs since the epoch the last pass ended (0: none) */
+	WIRE_STATUS_R_SCRUB_LAST_PROBLEMS = 21, /* array of str: what it found (16 at most) */
+	WIRE_STATUS_R_SCRUB_LAST_SEGMENTS = 22,
+	WIRE_STATUS_R_SCRUB_LAST_RECORDS = 23,
+	WIRE_STATUS_R_SCRUB_NEXT = 24,     /* µs until the next background pass (0: off) */
+	WIRE_STATUS_R_DAMAGED = 25,        /* array of str: each refused table and why */
+	WIRE_STATUS_R_SCRUB_LAST_NPROBLEMS = 26, /* problems of the last pass in all */
+	WIRE_STATUS_R_NKEYS = 27,
 };
 enum wire_create_key {
 	WIRE_CREATE_Q_TABLE = 0,
@@ -308,6 +320,8 @@ enum wire_verify_reply {
 	WIRE_VERIFY_R_NKEYS = 8,    /* without HEAD_LSN */
 };
 enum wire_compact_key { WIRE_COMPACT_Q_TABLE = 0 };
+enum wire_scrub_key { WIRE_SCRUB_Q_TABLE = 0, WIRE_SCRUB_Q_RATE = 1 };
+enum wire_scrub_reply { WIRE_SCRUB_R_PASS = 0, WIRE_SCRUB_R_RATE = 1, WIRE_SCRUB_R_NKEYS = 2 };
 enum wire_cluster_status_reply {
 	WIRE_CLUSTER_R_NODE = 0,
 	WIRE_CLUSTER_R_LEADER = 1,

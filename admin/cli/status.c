@@ -9,12 +9,62 @@
  * a cluster (keys 10-15: role, epoch, node id, leader id, commit and applied
  * LSN): "role: single node" for a single node, the six lines otherwise.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "admin/cli/cli.h"
 #include "format/inspect.h"
+
+/* Each string of array a on a line of its own after label. */
+static void print_lines(const char *label, const msgpack_object *a)
+{
+	for (uint32_t i = 0; a && i < a->via.array.size; i++) {
+		const char *str;
+		int len;
+		if (cli_str(&a->via.array.ptr[i], &str, &len))
+			printf("%s%.*s\n", label, len, str);
+	}
+}
+
+static void print_duration(uint64_t us)
+{
+	uint64_t m = us / 60000000;
+	if (m >= 60)
+		printf("%" PRIu64 "h %02" PRIu64 "m", m / 60, m % 60);
+	else if (m)
+		printf("%" PRIu64 "m", m);
+	else
+		printf("%" PRIu64 "s", us / 1000000);
+}
+
+static void print_scrub(const char *state, uint64_t done, uint64_t total, uint64_t next,
+			uint64_t passes, uint64_t end_us, uint64_t segs, uint64_t recs,
+			uint64_t nprob, const msgpack_object *probs)
+{
+	printf("scrub:          %s", state);
+	if (!strcmp(state, "running"))
+		printf(": %.0f%% (%.1f of %.1f MB read)", total ? 100.0 * (double)done / (double)total
+							      : 0.0,
+		       (double)done / 1e6, (double)total / 1e6);
+	if (next) {
+		printf(", next pass in ");
+		print_duration(next);
+	}
+	printf("\n");
+	if (passes && end_us) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		uint64_t now_us = (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000;
+		printf("last scrub:     pass %" PRIu64 " ended ", passes);
+		print_duration(now_us > end_us ? now_us - end_us : 0);
+		printf(" ago: %" PRIu64 " segments and %" PRIu64 " records checked, %" PRIu64
+		       " problem%s\n", segs, recs, nprob, nprob == 1 ? "" : "s");
+		print_lines("scrub found:    ", probs);
+	}
+}
 
 int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 {
@@ -32,7 +82,36 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 	const uint8_t *head = NULL;
 	char role[32] = "";
 	uint64_t epoch = 0, node = 0, leader = 0, commit = 0, applied = 0;
+	char scrub[16] = "";
+	uint64_t sc_passes = 0, sc_done = 0, sc_total = 0, sc_end = 0, sc_segs = 0, sc_recs = 0,
+		 sc_next = 0, sc_nprob = 0;
+	const msgpack_object *sc_probs = NULL, *damaged = NULL;
 	const struct cli_reply r = {WIRE_STATUS, NULL};
+	if (cli_reply_strbuf(&r, b, WIRE_STATUS_R_SCRUB_STATE, "scrub state", CLI_OPTIONAL, scrub,
+			     sizeof scrub) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_PASSES, "scrub passes", CLI_OPTIONAL,
+			  &sc_passes) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_DONE, "scrub bytes read", CLI_OPTIONAL,
+			  &sc_done) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_TOTAL, "scrub bytes", CLI_OPTIONAL,
+			  &sc_total) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_LAST_END, "last scrub end", CLI_OPTIONAL,
+			  &sc_end) < 0 ||
+	    cli_reply_array(&r, b, WIRE_STATUS_R_SCRUB_LAST_PROBLEMS, "scrub problems",
+			    CLI_OPTIONAL, &sc_probs) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_LAST_SEGMENTS, "scrub segments",
+			  CLI_OPTIONAL, &sc_segs) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_LAST_RECORDS, "scrub records", CLI_OPTIONAL,
+			  &sc_recs) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_NEXT, "next scrub", CLI_OPTIONAL, &sc_next) <
+		    0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_LAST_NPROBLEMS, "scrub problem count",
+			  CLI_OPTIONAL, &sc_nprob) < 0 ||
+	    cli_reply_array(&r, b, WIRE_STATUS_R_DAMAGED, "damaged tables", CLI_OPTIONAL,
+			    &damaged) < 0) {
+		sc_close(c);
+		return 1;
+	}
 	if (cli_reply_strbuf(&r, b, WIRE_STATUS_R_VERSION, "server version", CLI_REQUIRED, ver,
 			     sizeof ver) < 0 ||
 	    cli_reply_u64(&r, b, WIRE_STATUS_R_UPTIME, "uptime", CLI_REQUIRED, &up) < 0 ||
@@ -83,6 +162,10 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 			printf("leader id:      unknown\n");
 		printf("commit LSN:     %" PRIu64 "\napplied LSN:    %" PRIu64 "\n", commit, applied);
 	}
+	if (scrub[0])
+		print_scrub(scrub, sc_done, sc_total, sc_next, sc_passes, sc_end, sc_segs, sc_recs,
+			    sc_nprob, sc_probs);
+	print_lines("damaged:        ", damaged);
 	sc_close(c);
 	return 0;
 }
@@ -123,4 +206,125 @@ int cli_cmd_inspect(int argc, char **argv, struct cli_global *g)
 	if (seg_inspect(argv[optind], stdout, chunks, &err) != ST_OK)
 		return cli_fail_msg("%s", err.msg);
 	return 0;
+}
+
+/* The last scrub pass's number and findings, from STATUS; 1 on failure. */
+static int scrub_status(const struct cli_global *g, uint64_t *passes, bool *running,
+			uint64_t *segs, uint64_t *recs, uint64_t *nprob, int (*print)(sc_client *,
+										 const msgpack_object *))
+{
+	sc_client *c = NULL;
+	const msgpack_object *b;
+	if (cli_simple_call(g, WIRE_STATUS, NULL, &c, &b))
+		return 1;
+	char state[16] = "";
+	const struct cli_reply r = {WIRE_STATUS, NULL};
+	int rc = 0;
+	if (cli_reply_strbuf(&r, b, WIRE_STATUS_R_SCRUB_STATE, "scrub state", CLI_REQUIRED, state,
+			     sizeof state) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_PASSES, "scrub passes", CLI_REQUIRED,
+			  passes) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_LAST_SEGMENTS, "scrub segments", CLI_REQUIRED,
+			  segs) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_LAST_RECORDS, "scrub records", CLI_REQUIRED,
+			  recs) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_LAST_NPROBLEMS, "scrub problem count",
+			  CLI_REQUIRED, nprob) < 0)
+		rc = 1;
+	*running = !strcmp(state, "running");
+	if (!rc && print)
+		rc = print(c, b);
+	sc_close(c);
+	return rc;
+}
+
+static int print_found(sc_client *c, const msgpack_object *b)
+{
+	const msgpack_object *probs = NULL, *damaged = NULL;
+	const struct cli_reply r = {WIRE_STATUS, NULL};
+	(void)c;
+	if (cli_reply_array(&r, b, WIRE_STATUS_R_SCRUB_LAST_PROBLEMS, "scrub problems",
+			    CLI_REQUIRED, &probs) < 0 ||
+	    cli_reply_array(&r, b, WIRE_STATUS_R_DAMAGED, "damaged tables", CLI_OPTIONAL,
+			    &damaged) < 0)
+		return 1;
+	print_lines("DAMAGED: ", probs);
+	print_lines("refused: ", damaged);
+	return 0;
+}
+
+int cli_cmd_scrub(int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {{"rate", required_argument, NULL, 'r'},
+					      {"wait", no_argument, NULL, 'w'}, CLI_COMMON_OPTS};
+	bool wait = false, have_rate = false;
+	uint64_t rate = 0;
+	int status = 0, o;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
+		if (o == 'w') {
+			wait = true;
+		} else if (o == 'r') {
+			char *end;
+			errno = 0;
+			rate = strtoull(optarg, &end, 10);
+			if (!*optarg || *end || errno || optarg[0] == '-' || rate > UINT32_MAX)
+				return cli_usage_error("--rate takes MB per second, 0 to %u (0: as "
+						       "fast as the disk allows), not '%s'",
+						       UINT32_MAX, optarg);
+			have_rate = true;
+		}
+	}
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (argc - optind > 1)
+		return cli_usage_error("takes at most one table");
+	const char *table = optind < argc ? argv[optind] : NULL;
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	msgpack_packer *pk = sc_begin(c, WIRE_SCRUB, (table ? 1 : 0) + (have_rate ? 1 : 0));
+	if (table)
+		wire_key_str(pk, WIRE_SCRUB_Q_TABLE, table);
+	if (have_rate)
+		wire_key_u64(pk, WIRE_SCRUB_Q_RATE, rate);
+	const msgpack_object *b;
+	struct wire_error e;
+	if (sc_call(c, &b, &e) != 0) {
+		status = cli_fail_wire(c, &e);
+		sc_close(c);
+		return status;
+	}
+	uint64_t pass = 0, used = 0;
+	const struct cli_reply r = {WIRE_SCRUB, NULL};
+	if (cli_reply_u64(&r, b, WIRE_SCRUB_R_PASS, "pass", CLI_REQUIRED, &pass) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_SCRUB_R_RATE, "rate", CLI_REQUIRED, &used) < 0) {
+		sc_close(c);
+		return 1;
+	}
+	sc_close(c);
+	if (used)
+		printf("scrub pass %" PRIu64 " started: %s%s%s at %" PRIu64 " MB/s\n", pass,
+		       table ? "table '" : "every table", table ? table : "", table ? "'" : "", used);
+	else
+		printf("scrub pass %" PRIu64 " started: %s%s%s, unthrottled\n", pass,
+		       table ? "table '" : "every table", table ? table : "", table ? "'" : "");
+	if (!wait)
+		return 0;
+	fflush(stdout);
+	for (;;) {
+		struct timespec ts = {0, 200 * 1000000L};
+		nanosleep(&ts, NULL);
+		uint64_t ended, segs, recs, nprob;
+		bool running;
+		if (scrub_status(g, &ended, &running, &segs, &recs, &nprob, NULL))
+			return 1;
+		if (ended < pass)
+			continue;
+		if (scrub_status(g, &ended, &running, &segs, &recs, &nprob, print_found))
+			return 1;
+		printf("%s: %" PRIu64 " segments and %" PRIu64 " records checked, %" PRIu64
+		       " problem%s\n", nprob ? "FAILED" : "ok", segs, recs, nprob,
+		       nprob == 1 ? "" : "s");
+		return nprob ? 1 : 0;
+	}
 }

@@ -90,6 +90,11 @@ static const struct key keys[] = {
 	{"fsync", K_ENUM, F(fsync), "on", 0, 0, onoff,
 	 "on: a commit is on disk when acknowledged; off: faster, the last commits "
 	 "can be lost on power failure (never corrupted). Formerly `durability: sync|nosync`"},
+	{"scrub_interval", K_DURATION, F(scrub_interval_us), "1d", 0, 36500 * DAY, NULL,
+	 "a background scrub pass (every record and live segment checked) this often, the first "
+	 "at most 10 minutes after start; 0 = only on demand (strata scrub)"},
+	{"scrub_rate_mb_s", K_UINT, F(scrub_rate_mb_s), "4", 1, 100000, NULL,
+	 "the scrub reads at most this many MB (10^6 bytes) per second on average"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

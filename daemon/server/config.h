@@ -66,6 +66,8 @@ struct sd_config {
 	int64_t log_retention_us;           /* default log_retention of tables */
 	int64_t file_retention_us;          /* default file_retention of tables */
 	uint32_t fsync;                     /* enum sd_fsync */
+	int64_t scrub_interval_us;          /* a background scrub pass this often (0: off) */
+	uint32_t scrub_rate_mb_s;           /* the scrub reads at most this many MB/s */
 	struct sd_cluster cluster;          /* the `cluster:` section */
 	char *warnings[SD_CONFIG_MAX_WARN]; /* "FILE:LINE:COLUMN: ..." for deprecated keys */
 	uint32_t nwarnings;                 /* their count; stratad logs them at start */

@@ -132,6 +132,7 @@ static int h_status(struct sd_ctx *c)
 	wire_key_u64(pk, WIRE_STATUS_R_CURSORS, cursors);
 	wire_key_bin(pk, WIRE_STATUS_R_CHAIN_HASH, head.hash, ST_HASH_LEN);
 	sd_status_cluster(c);
+	sd_status_scrub(c);
 out:
 	free(names);
 	return rc;
@@ -581,6 +582,7 @@ static const struct {
 	{WIRE_QUERY, sd_h_query},        {WIRE_HISTORY, h_history},
 	{WIRE_RESTORE, h_restore},       {WIRE_VACUUM, h_vacuum},
 	{WIRE_VERIFY, h_verify},         {WIRE_COMPACT, h_compact},
+	{WIRE_SCRUB, sd_h_scrub},
 	{WIRE_CLUSTER_STATUS, sd_h_cluster_status},
 	{WIRE_CLUSTER_TRANSFER, sd_h_cluster_transfer},
 };

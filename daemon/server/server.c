@@ -177,6 +177,8 @@ int sd_server_new(st_store *s, const struct sd_server_opts *o, sd_server **out,
 	srv->started_us = sd_now_us();
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
+	pthread_mutex_init(&srv->scrub.lock, NULL);
+	pthread_cond_init(&srv->scrub.cond, NULL);
 	*out = srv;
 out:
 	return rc;
@@ -190,9 +192,12 @@ void sd_server_free(sd_server *srv)
 	if (srv->sock >= 0)
 		tp_close(srv->sock);
 	sd_dedupe_free(srv);
+	sd_scrub_stop(srv);
 	free(srv->th);
 	pthread_mutex_destroy(&srv->lock);
 	pthread_cond_destroy(&srv->cond);
+	pthread_mutex_destroy(&srv->scrub.lock);
+	pthread_cond_destroy(&srv->scrub.cond);
 	free(srv);
 }
 
@@ -218,6 +223,8 @@ int sd_server_start(st_store *s, const struct sd_server_opts *o, sd_server **out
 			rc = st_seterr(err, rc, "cannot start worker threads: %s", strerror(rc));
 			goto out;
 		}
+	if ((rc = sd_scrub_start(srv, err)) != ST_OK)
+		goto out;
 	*out = srv;
 	srv = NULL;
 out:
@@ -230,6 +237,7 @@ void sd_server_stop(sd_server *srv)
 	if (!srv)
 		return;
 	__atomic_store_n(&srv->stop, 1, __ATOMIC_RELEASE);
+	sd_scrub_stop(srv);
 	for (uint32_t i = 0; i < srv->nth; i++)
 		pthread_join(srv->th[i], NULL);
 	sd_server_free(srv);

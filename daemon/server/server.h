@@ -26,6 +26,8 @@ struct sd_server_opts {
 	const char *data_dir;        /* for STATUS */
 	const char *version;         /* for HELLO and STATUS */
 	struct sd_node *node;        /* the replication driver (cluster.h), NULL on a single node */
+	int64_t scrub_interval_us;   /* a background scrub pass this often (0: none) */
+	uint32_t scrub_rate_mb_s;    /* its rate, and the default of SCRUB's */
 };
 
 typedef struct sd_server sd_server;

@@ -70,6 +70,31 @@ struct sd_dedupe_client {
 	struct sd_dedupe_entry e[SD_DEDUPE_PER_CLIENT]; /* the ring */
 };
 
+#define SD_SCRUB_KEEP 16          /* problems of the last scrub pass STATUS shows */
+#define SD_SCRUB_FIRST_US (600 * 1000000LL) /* first background pass: 10 min after start at most */
+
+/* The scrub thread (scrub.c) and what STATUS says of it. */
+struct sd_scrub {
+	pthread_t th;
+	bool started;               /* the thread runs (not in sd_server_new servers) */
+	pthread_mutex_t lock;       /* the fields below */
+	pthread_cond_t cond;        /* a request, or stop */
+	int stop;                   /* atomic: the pass in progress ends, the thread too */
+	bool requested;             /* an on-demand pass is wanted */
+	char table[ST_NAME_MAX + 1]; /* its table ("" : all) */
+	uint32_t rate;              /* its rate, MB/s (0: unthrottled) */
+	bool running;
+	uint64_t pass;              /* number of the pass running or last run */
+	uint64_t ended;             /* passes ended */
+	struct st_scrub_progress pg; /* of the running pass (atomics) */
+	int64_t next_mono_us;       /* the next background pass is due (0: off) */
+	int64_t last_end_us;        /* wall clock */
+	uint64_t last_segments, last_records;
+	uint32_t last_nproblems;
+	char *last_problems[SD_SCRUB_KEEP];
+	uint32_t last_kept;
+};
+
 struct sd_server {
 	st_store *s;                /* the store (borrowed; open until the server is freed) */
 	struct sd_server_opts o;    /* options (strings borrowed from the caller) */
@@ -87,6 +112,7 @@ struct sd_server {
 	struct sd_dedupe_client **clients; /* each allocated alone: workers hold entry
 					    * pointers across unlocks, so they never move */
 	uint32_t nclients;          /* their count */
+	struct sd_scrub scrub;      /* the background scrub */
 };
 
 /* One worker's request context (reused from request to request). */
@@ -144,6 +170,17 @@ int sd_gate(struct sd_ctx *c);
 void sd_gate_leader(struct sd_ctx *c);
 /* STATUS's keys 10-15 (role, epoch, node, leader, commit and applied LSN). */
 void sd_status_cluster(struct sd_ctx *c);
+
+/* ---- scrub.c -------------------------------------------------------------- */
+
+/* Start the scrub thread (sd_server_start); stop it and free its state
+ * (the pass in progress ends at its next segment or chunk). */
+int sd_scrub_start(sd_server *srv, struct st_err *err);
+void sd_scrub_stop(sd_server *srv);
+/* SCRUB: ask for a pass now. */
+int sd_h_scrub(struct sd_ctx *c);
+/* STATUS keys 16-26: the scrub and the damaged tables. */
+void sd_status_scrub(struct sd_ctx *c);
 int sd_h_cluster_status(struct sd_ctx *c);
 int sd_h_cluster_transfer(struct sd_ctx *c);
 

@@ -319,6 +319,8 @@ int main(int argc, char **argv)
 		.data_dir = cfg.data_dir,
 		.version = ST_VERSION_STRING,
 		.node = node,
+		.scrub_interval_us = cfg.scrub_interval_us,
+		.scrub_rate_mb_s = cfg.scrub_rate_mb_s,
 	};
 	if (sd_server_start(s, &opts, &srv, &err) != ST_OK) {
 		sd_log(SD_LOG_ERROR, "cannot start serving: %s", err.msg);

@@ -312,6 +312,16 @@ uint32_t st_damaged_tables(st_store *s, uint64_t *tids, uint32_t max)
 	return n;
 }
 
+uint32_t st_damaged_reasons(st_store *s, char **why, uint32_t max)
+{
+	pthread_mutex_lock(&s->pin_lock);
+	uint32_t n = s->ndamaged;
+	for (uint32_t i = 0; i < n && i < max; i++)
+		why[i] = strdup(s->damaged[i].why);
+	pthread_mutex_unlock(&s->pin_lock);
+	return n;
+}
+
 void store_undamage(st_store *s, uint64_t tid)
 {
 	pthread_mutex_lock(&s->pin_lock);

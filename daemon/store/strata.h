@@ -493,6 +493,9 @@ int st_scrub(st_store *s, const struct st_scrub_opts *o, struct st_verify_result
  * found a problem): up to max of their ids into tids; returns how many
  * there are. */
 uint32_t st_damaged_tables(st_store *s, uint64_t *tids, uint32_t max);
+/* The same as what refuses each: up to max malloc'ed lines (free each; an
+ * entry is NULL when out of memory) into why; returns how many there are. */
+uint32_t st_damaged_reasons(st_store *s, char **why, uint32_t max);
 
 /* ---- the commit log in LSN order (STORE.md §2.4) ---------------------- */
 

@@ -12,6 +12,10 @@
  * snapshot_open_ratio  opening a scan at version 1 ÷ at head, on a table of
  *                    --history commits and 1000 live files
  * group_commit_gain  32 writer threads ÷ 1, durable 1-row appends (group commit)
+ * scrub_q1_cost      1 − Q1 queries/s while a scrub runs at the default rate
+ *                    (4 MB/s, passes back to back) ÷ Q1 queries/s without,
+ *                    interleaved rounds (target ≤ 0.05)
+ * scrub_mb_per_s     an unthrottled scrub pass of the store: MB read per second
  */
 #include <lmdb.h>
 #include <pthread.h>
@@ -22,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/store/query.h"
 #include "daemon/store/strata.h"
 #include "tests/bench/table.h"
 
@@ -114,6 +119,81 @@ static double appends_time(st_store *s, int threads, int total)
 		if (w[i].failed)
 			die("concurrent append", NULL);
 	return now() - t0;
+}
+
+/* Q1 of the benchmark: sum(value) by sensor over the whole table. */
+static void q1(st_store *s)
+{
+	const char *group[1] = {"sensor"};
+	struct sd_agg agg = {SD_AGG_SUM, "value"};
+	struct sd_query_result r;
+	struct st_err err;
+	if (sd_query(s, "bench", (struct st_at){ST_AT_LATEST, 0}, group, 1, &agg, 1, NULL, 1000000,
+		     &r, &err) != ST_OK)
+		die("Q1", &err);
+	sd_query_result_fini(&r);
+}
+
+struct scrubber {
+	st_store *s;
+	int stop;
+	uint64_t passes;
+};
+
+static void *scrub_run(void *arg)
+{
+	struct scrubber *x = arg;
+	while (!__atomic_load_n(&x->stop, __ATOMIC_RELAXED)) {
+		struct st_scrub_opts o = {.rate_mb_s = 4, .stop = &x->stop};
+		struct st_verify_result r;
+		struct st_err err;
+		bool stopped;
+		if (st_scrub(x->s, &o, &r, &stopped, &err) != ST_OK)
+			die("scrub", &err);
+		if (r.nproblems)
+			die(r.problems[0], NULL);
+		st_verify_result_fini(&r);
+		x->passes += !stopped;
+	}
+	return NULL;
+}
+
+/* Q1 queries/s without and with a scrub at 4 MB/s running beside, in
+ * interleaved rounds of `per` queries; an unthrottled pass's MB/s. */
+static void scrub_cost(st_store *s, int rounds, int per)
+{
+	double idle = 0, busy = 0;
+	q1(s); /* warm the page cache */
+	for (int r = 0; r < rounds; r++) {
+		double t0 = now();
+		for (int i = 0; i < per; i++)
+			q1(s);
+		idle += now() - t0;
+		struct scrubber x = {s, 0, 0};
+		pthread_t th;
+		if (pthread_create(&th, NULL, scrub_run, &x) != 0)
+			die("pthread_create", NULL);
+		t0 = now();
+		for (int i = 0; i < per; i++)
+			q1(s);
+		busy += now() - t0;
+		__atomic_store_n(&x.stop, 1, __ATOMIC_RELAXED);
+		pthread_join(th, NULL);
+	}
+	double qi = rounds * per / idle, qb = rounds * per / busy;
+	metric("q1_per_s_idle", qi, "queries/s");
+	metric("q1_per_s_scrub", qb, "queries/s");
+	metric("scrub_q1_cost", 1 - qb / qi, "ratio");
+	struct st_scrub_progress pg = {0};
+	struct st_scrub_opts o = {.progress = &pg};
+	struct st_verify_result vr;
+	struct st_err err;
+	bool stopped;
+	double t0 = now();
+	if (st_scrub(s, &o, &vr, &stopped, &err) != ST_OK)
+		die("scrub", &err);
+	metric("scrub_mb_per_s", (double)pg.bytes_done / 1e6 / (now() - t0), "MB/s");
+	st_verify_result_fini(&vr);
 }
 
 int main(int argc, char **argv)
@@ -265,6 +345,7 @@ int main(int argc, char **argv)
 	}
 	metric("ingest_rows_per_s", rows / (now() - t0), "rows/s");
 	bench_table_fini(&t);
+	scrub_cost(s, 5, rows >= 5000000 ? 10 : 40);
 	st_store_close(s);
 
 	/* Reopen: recovery and chain verification included. */

@@ -430,7 +430,7 @@ static const struct {
 	{WIRE_LOAD_ABORT, "I"},  {WIRE_SCAN, "tNPAu"},     {WIRE_SCAN_NEXT, "I"},
 	{WIRE_SCAN_CLOSE, "I"},  {WIRE_QUERY, "tNGPA"},    {WIRE_HISTORY, "tu"},
 	{WIRE_RESTORE, "tA"},    {WIRE_VACUUM, "tibb"},    {WIRE_VERIFY, ""},
-	{WIRE_COMPACT, "t"},     {77, "u"},
+	{WIRE_COMPACT, "t"},     {WIRE_SCRUB, "tu"},       {77, "u"},
 };
 
 /* ---- running a request ------------------------------------------------------ */

@@ -403,6 +403,38 @@ run "after kill -9: verify" 0 "ok" "$STRATA" verify
 run "after kill -9: load works" 0 "3 rows" "$STRATA" load k "$T/small.csv"
 stop
 
+# ---- scrub: on demand, in the background, a damaged segment ------------------------------------------------------
+start sc "scrub_interval: 1s" || exit 1
+"$STRATA" create a --schema "$SCHEMA" >/dev/null
+"$STRATA" create b --schema "$SCHEMA" >/dev/null
+"$STRATA" load a "$T/small.csv" >/dev/null
+"$STRATA" load b "$T/big.csv" >/dev/null
+i=0
+until "$STRATA" status 2>/dev/null | grep -q "^last scrub: *pass"; do
+	i=$((i + 1)); [ $i -gt 100 ] && break; sleep 0.1
+done
+run "status: a background scrub pass ran" 0 "segments and" "$STRATA" status
+run "scrub --wait: a clean store" 0 "ok: 2 segments and" "$STRATA" scrub --wait --rate 0
+run "scrub of one table" 0 "started: table 'a'" "$STRATA" scrub a
+run "scrub: an unknown table" 1 "strata scrub: table 'nope' does not exist" "$STRATA" scrub nope
+run "scrub --rate: not a number" 2 "--rate takes MB per second" "$STRATA" scrub --rate x
+run "scrub: two tables" 2 "takes at most one table" "$STRATA" scrub a b
+SEG=$(find "$T/sc/data" -name '*.seg' | head -n 1)
+printf '\377' | dd of="$SEG" bs=1 seek=3000 conv=notrunc 2>/dev/null
+i=0
+until "$STRATA" scrub --wait --rate 0 >"$T/out" 2>&1; [ $? = 1 ] || [ $i -gt 20 ]; do
+	i=$((i + 1)); sleep 0.2 # a background pass may be running: the request is refused
+done
+grep -q "^DAMAGED: table 'b': file segment" "$T/out" && grep -q "^FAILED: " "$T/out" &&
+	ok "scrub --wait: a flipped segment byte is found" || bad "scrub --wait: a flipped segment byte is found"
+run "status: the damaged table" 0 "damaged:        table 'b': segment" "$STRATA" status
+run "a damaged table is refused" 1 "refused for reads and writes" "$STRATA" query b --agg "count(*)"
+[ "$(count a)" = 3 ] && ok "the other table serves" || bad "the other table serves"
+grep -q "scrub pass [0-9]*: DAMAGED: table 'b'" "$T/sc/log" && ok "the log names the damage" ||
+	bad "the log names the damage"
+run "a damaged table can be dropped" 0 "dropped table 'b'" "$STRATA" drop b
+stop
+
 # ---- the cluster client against fake nodes ----------------------------------------------
 # Until stratad serves CLUSTER_STATUS, two fake nodes (python3 with nanomsg
 # through ctypes; skipped without them) check `strata cluster status`'s rows,
