@@ -52,6 +52,11 @@ static int head_read(st_store *s, MDB_txn *txn, uint64_t tid, struct table_head 
 	h->oldest = st_get_le64(p + 32);
 	h->meta_version = st_get_le64(p + 40);
 	h->lsn = st_get_le64(p + 48);
+	if (h->oldest > h->version)
+		return st_seterr(err, ST_ECORRUPT, "table id %llu: its head says versions %llu on are "
+				 "retained but its version is %llu: the head is damaged",
+				 (unsigned long long)tid, (unsigned long long)h->oldest,
+				 (unsigned long long)h->version);
 	if (raw)
 		*raw = v;
 	if (!with_meta)

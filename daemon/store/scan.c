@@ -434,19 +434,26 @@ int st_history(st_store *s, const char *table, uint32_t limit, struct act_commit
 	}
 	if ((rc = head_get(s, txn, table, &h, err)) != ST_OK)
 		goto out;
-	uint64_t total = h.version - h.oldest + 1;
+	uint64_t total = h.version - h.oldest + 1; /* head_get: oldest <= version */
 	if (limit == 0 || limit > total)
 		limit = (uint32_t)(total > UINT32_MAX ? UINT32_MAX : total);
-	if (!(arr = calloc(limit + 1, sizeof *arr))) {
-		rc = st_seterr(err, ST_ENOMEM, "out of memory");
-		goto out;
-	}
 	uint8_t key[COMMIT_KEY_LEN];
 	commit_key(key, h.tid, h.version);
 	MDB_val k = {sizeof key, key}, d;
+	uint32_t cap = 0;
 	for (mrc = store_cget(s, cur, &k, &d, MDB_SET_KEY);
 	     mrc == 0 && cnt < limit && k.mv_size == COMMIT_KEY_LEN && table_range(&k, key);
 	     mrc = store_cget(s, cur, &k, &d, MDB_NEXT)) {
+		if (cnt == cap) { /* grown as commits are read: the head's count is not trusted */
+			uint32_t ncap = cap ? (cap > limit / 2 ? limit : 2 * cap) : (limit < 64 ? limit : 64);
+			struct act_commit **g = realloc(arr, (size_t)ncap * sizeof *g);
+			if (!g) {
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+				goto out;
+			}
+			arr = g;
+			cap = ncap;
+		}
 		if ((rc = act_decode(d.mv_data, d.mv_size, &arr[cnt], err)) != ST_OK)
 			goto out;
 		cnt++;
