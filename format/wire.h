@@ -317,7 +317,8 @@ enum wire_verify_reply {
 	WIRE_VERIFY_R_RECORDS = 6,
 	WIRE_VERIFY_R_ORPHANS = 7,
 	WIRE_VERIFY_R_PAGES = 8,
-	WIRE_VERIFY_R_NKEYS = 8,    /* without HEAD_LSN */
+	WIRE_VERIFY_R_PAGES_SKIPPED = 9, /* bool: the page walk was skipped (writes meanwhile) */
+	WIRE_VERIFY_R_NKEYS = 9,    /* without HEAD_LSN */
 };
 enum wire_compact_key { WIRE_COMPACT_Q_TABLE = 0 };
 enum wire_scrub_key { WIRE_SCRUB_Q_TABLE = 0, WIRE_SCRUB_Q_RATE = 1 };

@@ -386,6 +386,7 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 		return status;
 	}
 	uint64_t segs = 0, commits = 0, last_lsn = 0, head_lsn = 0, records = 0, orphans = 0;
+	bool skipped = false;
 	const msgpack_object *p = NULL;
 	const uint8_t *last = NULL;
 	const struct cli_reply r = {WIRE_VERIFY, NULL};
@@ -400,7 +401,9 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 	    (head_rc = cli_reply_u64(&r, b, WIRE_VERIFY_R_HEAD_LSN, "head LSN", CLI_OPTIONAL,
 				     &head_lsn)) < 0 ||
 	    cli_reply_u64(&r, b, WIRE_VERIFY_R_RECORDS, "records", CLI_OPTIONAL, &records) < 0 ||
-	    cli_reply_u64(&r, b, WIRE_VERIFY_R_ORPHANS, "orphans", CLI_OPTIONAL, &orphans) < 0) {
+	    cli_reply_u64(&r, b, WIRE_VERIFY_R_ORPHANS, "orphans", CLI_OPTIONAL, &orphans) < 0 ||
+	    cli_reply_bool(&r, b, WIRE_VERIFY_R_PAGES_SKIPPED, "page walk skipped", CLI_OPTIONAL,
+			   &skipped) < 0) {
 		sc_close(c);
 		return 1;
 	}
@@ -418,6 +421,10 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 		cli_hex(last, 2 * CLI_HASH_LEN, hex);
 		printf("chain: LSN %" PRIu64 " %s\n", last_lsn, hex);
 	}
+	if (skipped)
+		printf("note: LMDB's pages were not walked: the daemon's writes reused the snapshot's "
+		       "meta page during the check; run it again, or offline (--data-dir, daemon "
+		       "stopped)\n");
 	/* LSNs start at 1: the store's head_lsn 0 means "not found". */
 	bool head_found = head_hex && head_rc == 1 && head_lsn > 0;
 	if (head_found) {

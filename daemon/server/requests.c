@@ -542,6 +542,11 @@ static int h_verify(struct sd_ctx *c)
 	wire_key_u64(pk, WIRE_VERIFY_R_RECORDS, r.records);
 	wire_key_u64(pk, WIRE_VERIFY_R_ORPHANS, r.orphans);
 	wire_key_u64(pk, WIRE_VERIFY_R_PAGES, r.pages);
+	msgpack_pack_uint32(pk, WIRE_VERIFY_R_PAGES_SKIPPED);
+	if (r.page_walk_skipped)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
 out:
 	if (have_r)
 		st_verify_result_fini(&r);

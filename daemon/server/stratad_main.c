@@ -175,6 +175,31 @@ static int verify_offline(const char *dir, const char *head_hex, bool quick)
 	return status;
 }
 
+/* What opening the store checked, and each table it found damaged. */
+static void log_open(st_store *s)
+{
+	struct st_open_report r;
+	st_store_open_report(s, &r);
+	if (r.format_from && r.format_from < r.format)
+		sd_log(SD_LOG_INFO, "store upgraded in place from format %u to %u", r.format_from,
+		       r.format);
+	sd_log(SD_LOG_INFO, "store opened: %llu tables; checked the chains of their newest commits "
+	       "(up to 64 each: %llu commits) and the log's newest %llu records; removed %llu "
+	       "leftover files of uncommitted writes (the whole store: strata verify, and the "
+	       "scrub in the background)", (unsigned long long)r.tables,
+	       (unsigned long long)r.commits, (unsigned long long)r.log_records,
+	       (unsigned long long)r.leftovers);
+	char *why[16];
+	uint32_t n = st_damaged_reasons(s, why, 16);
+	for (uint32_t i = 0; i < n && i < 16; i++) {
+		sd_log(SD_LOG_WARN, "DAMAGED at open: %s; the table is refused for reads and writes "
+		       "until it is repaired or dropped", why[i] ? why[i] : "?");
+		free(why[i]);
+	}
+	if (n > 16)
+		sd_log(SD_LOG_WARN, "DAMAGED at open: %u tables in all (strata status lists them)", n);
+}
+
 static int daemonize(void)
 {
 	pid_t p = fork();
@@ -305,6 +330,7 @@ int main(int argc, char **argv)
 	}
 	for (uint32_t i = 0; i < cfg.nwarnings; i++)
 		sd_log(SD_LOG_WARN, "%s", cfg.warnings[i]);
+	log_open(s);
 	if (cfg.cluster.enabled && sd_node_start(s, &cfg, &node, &err) != ST_OK) {
 		sd_log(SD_LOG_ERROR, "cannot start replication: %s", err.msg);
 		goto out;

@@ -46,7 +46,7 @@ int store_commit_apply(st_store *s, MDB_txn *txn, struct table_head *h,
 		h->meta_version = version;
 	h->checksum = act_checksum(h->checksum, ch->enc, ch->len);
 	for (uint32_t i = 0; i < ch->nremove && rc == ST_OK; i++)
-		rc = store_mark_removed(s, txn, h->tid, ch->removes[i], version, t, err);
+		rc = store_mark_removed(s, txn, h->tid, ch->removes[i], version, t, h->flags & 1, err);
 	for (uint32_t i = 0; i < ch->nadd && rc == ST_OK; i++) {
 		const struct store_add *a = &ch->adds[i];
 		if (a->enc) {

@@ -142,8 +142,8 @@ void file_recs_free(struct file_rec *f, uint32_t n)
 	free(f);
 }
 
-int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, uint32_t *n,
-		     struct st_err *err)
+int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, bool damaged, uint64_t **fids,
+		     uint32_t *n, struct st_err *err)
 {
 	int rc = ST_OK, mrc;
 	MDB_cursor *cur;
@@ -156,7 +156,8 @@ int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, u
 	file_key(key, tid, STORE_LIVE, 0);
 	MDB_val k = {sizeof key, key}, v;
 	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
-	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
+	     (mrc == 0 || (damaged && mrc == STORE_EBADREC)) && k.mv_size == FILE_KEY_LEN &&
+	     table_range(&k, key);
 	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
 		if (*n == cap) {
 			uint64_t *f = realloc(*fids, (cap = cap ? cap * 2 : 16) * sizeof *f);
@@ -252,12 +253,16 @@ int store_inline_copy(st_store *s, MDB_txn *txn, uint64_t tid, const struct file
 }
 
 int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, uint64_t version,
-		       int64_t time_us, struct st_err *err)
+		       int64_t time_us, bool dropping, struct st_err *err)
 {
 	uint8_t key[FILE_KEY_LEN];
 	file_key(key, tid, STORE_LIVE, fid);
 	MDB_val k = {sizeof key, key}, v;
 	int mrc = store_get(s, txn, &k, &v);
+	if (mrc == STORE_EBADREC && dropping) { /* deleted, not moved: see store_int.h */
+		mrc = store_del(s, txn, &k);
+		return mrc ? store_lmdb_err(err, mrc, "removing a file") : ST_OK;
+	}
 	if (mrc == 0 && v.mv_size < 52)
 		return st_seterr(err, ST_ECORRUPT, "file record %llu of table id %llu is damaged",
 				 (unsigned long long)fid, (unsigned long long)tid);

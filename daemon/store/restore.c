@@ -65,7 +65,7 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 	}
 	if ((rc = store_meta_at(s, txn, &h, target, &then, err)) != ST_OK ||
 	    (rc = store_files_at(s, txn, h.tid, target, &old, &nold, err)) != ST_OK ||
-	    (rc = store_live_files(s, txn, h.tid, &live, &nlive, err)) != ST_OK)
+	    (rc = store_live_files(s, txn, h.tid, false, &live, &nlive, err)) != ST_OK)
 		goto out;
 	adds = calloc(nold + 1, sizeof *adds);
 	rms = calloc(nlive + 1, sizeof *rms);

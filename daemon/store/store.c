@@ -384,6 +384,7 @@ static int scan_head(void *arg, uint64_t tid, MDB_val *v)
 {
 	st_store *s = arg;
 	(void)tid;
+	s->opened.tables++;
 	if (v->mv_size >= STORE_HEAD_FIXED) {
 		const uint8_t *p = v->mv_data;
 		if (st_get_le64(p + 24) > s->next_fid)
@@ -424,7 +425,12 @@ static int open_log(st_store *s, MDB_txn *txn, const char *dir, struct st_err *e
 				 "commit is LSN %llu: the log was changed; run stratad --verify %s",
 				 dir, (unsigned long long)lsn, (unsigned long long)s->last_lsn, dir);
 	return store_verify_log(s, txn, lsn > STORE_VERIFY_DEPTH ? lsn - STORE_VERIFY_DEPTH + 1 : 0,
-				NULL, NULL, NULL, NULL, NULL, err);
+				NULL, NULL, &s->opened.log_records, NULL, NULL, err);
+}
+
+void st_store_open_report(st_store *s, struct st_open_report *out)
+{
+	*out = s->opened;
 }
 
 /* Format 5 to 6: every record gets its checksum trailer, in transactions
@@ -684,6 +690,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		if (v.mv_size == 4 + STORE_REC_CRC && store_rec_check(s, txn, &k, &v) == 0)
 			f = st_get_le32(v.mv_data); /* 5 here: an upgrade was interrupted */
 	}
+	s->opened.format_from = f;
 	if (f == 5) {
 		/* Format 5 had no record checksums: add them (STORE.md §2.1). */
 		mdb_txn_abort(txn);
@@ -712,11 +719,11 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 			       : "");
 		goto out;
 	}
-	if (mrc == 0 && (rc = store_verify_chains(s, txn, STORE_VERIFY_DEPTH, NULL, open_problem,
-						       NULL, err)) != ST_OK)
+	if (mrc == 0 && (rc = store_verify_chains(s, txn, STORE_VERIFY_DEPTH, &s->opened.commits,
+						       open_problem, NULL, err)) != ST_OK)
 		goto out;
 	if (mrc == 0)
-		remove_leftovers(s, txn);
+		s->opened.leftovers = remove_leftovers(s, txn);
 	if (mrc == 0) {
 		s->next_fid = 1;
 		store_each_head(s, txn, scan_head, s, &mrc);
@@ -732,6 +739,8 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		rc = store_lmdb_err(err, mrc, "initializing the store");
 		goto out;
 	}
+	s->opened.damaged = s->ndamaged;
+	s->opened.format = STORE_FORMAT;
 	*out = s;
 	s = NULL;
 out:

@@ -147,6 +147,7 @@ struct st_store {
 		char why[ST_ERR_MSG_MAX];
 	} damaged[STORE_DAMAGED_MAX]; /* tables a failed record checksum refuses (pin_lock) */
 	uint32_t ndamaged;           /* their count (atomic reads) */
+	struct st_open_report opened; /* what st_store_open checked */
 	const uint8_t *map_base;     /* LMDB's map: a record read must lie in it, */
 	uint64_t map_size;           /* its size, */
 	uint64_t file_size;          /* and within the data file (atomic; grows) */
@@ -537,12 +538,17 @@ int store_version_at_time(st_store *s, MDB_txn *txn, uint64_t tid, int64_t t, ui
 int store_meta_at(st_store *s, MDB_txn *txn, const struct table_head *h, uint64_t v,
 		  struct act_metadata **out, struct st_err *err);
 
-/* The live files of table tid (heap array, free()). */
-int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **fids, uint32_t *n,
-		     struct st_err *err);
-/* Mark file fid of table tid removed in version at time_us, drop it from live. */
+/* The live files of table tid (heap array, free()). With damaged, a
+ * record that fails its checksum gives its file id too (from its key: a
+ * drop of a damaged table), else it is the error. */
+int store_live_files(st_store *s, MDB_txn *txn, uint64_t tid, bool damaged, uint64_t **fids,
+		     uint32_t *n, struct st_err *err);
+/* Mark file fid of table tid removed in version at time_us, drop it from
+ * live. dropping (the table is being dropped): a record that fails its
+ * checksum is deleted instead of moved (a moved copy would get a new,
+ * valid checksum over damaged bytes). */
 int store_mark_removed(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t fid, uint64_t version,
-		       int64_t time_us, struct st_err *err);
+		       int64_t time_us, bool dropping, struct st_err *err);
 /* Commit txn (durably: default LMDB flags); a failed LMDB commit puts the
  * store in the failed state. */
 int store_commit_txn(st_store *s, MDB_txn *txn, const char *what, struct st_err *err);

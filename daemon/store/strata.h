@@ -454,6 +454,18 @@ int st_verify_ex(st_store *s, const struct st_verify_opts *o, struct st_verify_r
 int st_verify_head(st_store *s, const uint8_t head[ST_HASH_LEN], struct st_verify_result *res,
 		   struct st_err *err);
 void st_verify_result_fini(struct st_verify_result *r);
+/* What st_store_open checked (STORE.md §5): bounded, never a full walk. */
+struct st_open_report {
+	uint32_t format_from;   /* the format found on disk */
+	uint32_t format;        /* the format now (format_from < format: upgraded in place) */
+	uint64_t tables;        /* table heads read (dropped ones too) */
+	uint64_t commits;       /* commits whose chain was checked: the newest 64 per table */
+	uint64_t log_records;   /* LSN records whose hash chain was checked: the newest 64 */
+	uint64_t leftovers;     /* files of writes that never committed, removed */
+	uint32_t damaged;       /* tables refused as damaged after the checks */
+};
+void st_store_open_report(st_store *s, struct st_open_report *out);
+
 /* How far a scrub pass is (st_scrub fills it as it goes; read its fields
  * with __atomic_load_n from another thread). */
 struct st_scrub_progress {

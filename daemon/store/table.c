@@ -119,7 +119,7 @@ static int drop_in_txn(st_store *s, MDB_txn *txn, struct table_head *h, struct s
 	struct act_remove *rm = NULL;
 	uint64_t *fids = NULL;
 	uint32_t n = 0;
-	if ((rc = store_live_files(s, txn, h->tid, &fids, &n, err)) != ST_OK)
+	if ((rc = store_live_files(s, txn, h->tid, true, &fids, &n, err)) != ST_OK)
 		goto out;
 	if (!(rm = calloc(n + 1, sizeof *rm))) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");

@@ -354,7 +354,7 @@ int store_stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 	ref = NULL; /* w->m has it now */
 	if (rc != ST_OK)
 		goto out;
-	if (w->overwrite && (rc = store_live_files(s, txn, h.tid, &w->read_files, &w->nread, err)) != ST_OK)
+	if (w->overwrite && (rc = store_live_files(s, txn, h.tid, false, &w->read_files, &w->nread, err)) != ST_OK)
 		goto out;
 	if (opts->replace_where &&
 	    (rc = stage_replace(s, txn, w, opts->replace_where, err)) != ST_OK)

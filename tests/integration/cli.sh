@@ -414,6 +414,8 @@ until "$STRATA" status 2>/dev/null | grep -q "^last scrub: *pass"; do
 	i=$((i + 1)); [ $i -gt 100 ] && break; sleep 0.1
 done
 run "status: a background scrub pass ran" 0 "segments and" "$STRATA" status
+grep -q "store opened: 0 tables; checked the chains" "$T/sc/log" && ok "the log says what open checked" ||
+	bad "the log says what open checked"
 run "scrub --wait: a clean store" 0 "ok: 2 segments and" "$STRATA" scrub --wait --rate 0
 run "scrub of one table" 0 "started: table 'a'" "$STRATA" scrub a
 run "scrub: an unknown table" 1 "strata scrub: table 'nope' does not exist" "$STRATA" scrub nope
