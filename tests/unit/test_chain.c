@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -564,16 +565,12 @@ static void t_record_checksums(void)
 	st_store_close(s);
 }
 
-/* A format 5 store (no record checksums) is upgraded in place at open,
- * every record gaining its checksum, and reads the same afterwards. */
-static void t_format5_upgraded(void)
+/* Turn s's store back into format 5 (values without their trailer), but
+ * for the first `converted` records in key order, which keep theirs, with
+ * the upgrade's marker naming the last of them: an upgrade to format 6
+ * interrupted there. Returns the number of records. */
+static uint32_t back_to_format5(st_store *s, uint32_t converted)
 {
-	char dir[128];
-	struct st_err err;
-	struct st_commit_result r;
-	st_store *s = two_tables(dir, sizeof dir);
-	uint64_t last = mixed_history(s);
-	/* Back to format 5: every value without its trailer. */
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	REQUIRE(mdb_txn_begin(s->env, NULL, 0, &txn) == 0);
@@ -592,31 +589,62 @@ static void t_format5_upgraded(void)
 		nrec++;
 	}
 	REQUIRE(!all.oom);
-	for (size_t at = 0; at < all.len;) {
+	uint32_t i = 0;
+	for (size_t at = 0; at < all.len; i++) {
 		MDB_val bk = {st_get_le32(all.data + at), all.data + at + 8};
 		MDB_val bv = {st_get_le32(all.data + at + 4), all.data + at + 8 + bk.mv_size};
-		if (bk.mv_size == 7 && !memcmp(bk.mv_data, "\001format", 7))
+		bool format = bk.mv_size == 7 && !memcmp(bk.mv_data, "\001format", 7);
+		if (format)
 			st_put_le32(bv.mv_data, 5);
-		REQUIRE(mdb_put(txn, s->dbi, &bk, &bv, 0) == 0);
+		if (format || i >= converted)
+			REQUIRE(mdb_put(txn, s->dbi, &bk, &bv, 0) == 0);
+		if (i + 1 == converted) {
+			MDB_val mk = {9, "\001upgrade6"};
+			REQUIRE(store_rec_put(s, txn, NULL, &mk, &bk, 0) == 0);
+		}
 		at += 8 + bk.mv_size + bv.mv_size;
 	}
 	st_buf_free(&all);
 	mdb_cursor_close(cur);
 	REQUIRE(mdb_txn_commit(txn) == 0);
-	st_store_close(s);
-	if (st_store_open(dir, NULL, &s, &err) != ST_OK)
-		printf("    %s\n", err.msg);
-	REQUIRE(s != NULL);
-	CHECK_EQ(st_store_lsn(s), last);
-	struct st_verify_result vr;
-	REQUIRE(st_verify(s, &vr, &err) == ST_OK);
-	CHECK_EQ(vr.nproblems, 0);
-	CHECK_EQ(vr.records, nrec);
-	for (uint32_t i = 0; i < vr.nproblems; i++)
-		printf("    problem: %s\n", vr.problems[i]);
-	st_verify_result_fini(&vr);
-	REQUIRE(put(s, "a", 5, NULL, &r, &err) == ST_OK);
-	st_store_close(s);
+	return nrec;
+}
+
+/* A format 5 store (no record checksums) is upgraded in place at open,
+ * every record gaining its checksum, and reads the same afterwards; an
+ * upgrade interrupted halfway goes on from its marker (a record converted
+ * twice would fail its checksum). */
+static void t_format5_upgraded(void)
+{
+	for (int half = 0; half < 2; half++) {
+		char dir[128];
+		struct st_err err;
+		struct st_commit_result r;
+		st_store *s = two_tables(dir, sizeof dir);
+		uint64_t last = mixed_history(s);
+		struct st_verify_result vr;
+		REQUIRE(st_verify(s, &vr, &err) == ST_OK);
+		uint32_t nrec = (uint32_t)vr.records;
+		st_verify_result_fini(&vr);
+		CHECK_EQ(back_to_format5(s, half ? nrec / 2 : 0), nrec);
+		st_store_close(s);
+		if (st_store_open(dir, NULL, &s, &err) != ST_OK)
+			printf("    %s\n", err.msg);
+		REQUIRE(s != NULL);
+		struct st_open_report rep;
+		st_store_open_report(s, &rep);
+		CHECK_EQ(rep.format_from, 5);
+		CHECK_EQ(rep.format, 6);
+		CHECK_EQ(st_store_lsn(s), last);
+		REQUIRE(st_verify(s, &vr, &err) == ST_OK);
+		CHECK_EQ(vr.nproblems, 0);
+		CHECK_EQ(vr.records, nrec);
+		for (uint32_t i = 0; i < vr.nproblems; i++)
+			printf("    problem: %s\n", vr.problems[i]);
+		st_verify_result_fini(&vr);
+		REQUIRE(put(s, "a", 5, NULL, &r, &err) == ST_OK);
+		st_store_close(s);
+	}
 }
 
 /* The read guard (record.c): a fault inside it returns STORE_EFAULT, again
@@ -885,8 +913,68 @@ static void t_checksummed_damage_never_crashes(void)
 	st_store_close(s);
 }
 
+/* Open removes segment files no record names (writes that never
+ * committed), but not one the commit log says is live: its record was lost
+ * (here: deleted), the file stays for a repair and the table is refused. */
+static void t_leftover_removal_keeps_live_files(void)
+{
+	char dir[128];
+	st_store *s = two_tables(dir, sizeof dir);
+	struct st_commit_result r;
+	struct st_err err;
+	enum { N = 20000 };
+	int64_t *big = malloc(N * sizeof *big);
+	REQUIRE(big != NULL);
+	for (int i = 0; i < N; i++)
+		big[i] = (int64_t)i * 7919 % 100003;
+	const char *names[1] = {"n"};
+	struct st_vec vec = {.type = ST_TYPE_INT64, .n = N, .data = big};
+	struct st_batch b = {1, names, &vec, N};
+	REQUIRE(st_write(s, "a", &b, 1, NULL, &r, &err) == ST_OK);
+	free(big);
+	MDB_txn *txn;
+	struct table_head h;
+	struct file_rec *f;
+	uint32_t nf;
+	REQUIRE(mdb_txn_begin(s->env, NULL, 0, &txn) == 0);
+	REQUIRE(head_get(s, txn, "a", &h, &err) == ST_OK);
+	REQUIRE(store_files_at(s, txn, h.tid, h.version, &f, &nf, &err) == ST_OK && nf == 1);
+	REQUIRE(!(f[0].flags & 1)); /* a segment file */
+	char path[PATH_MAX], stray[PATH_MAX];
+	store_seg_path(s, h.tid, f[0].fid, path, sizeof path);
+	store_seg_path(s, h.tid, f[0].fid + 1000, stray, sizeof stray);
+	uint8_t key[FILE_KEY_LEN];
+	file_key(key, h.tid, STORE_LIVE, f[0].fid);
+	MDB_val k = {sizeof key, key};
+	REQUIRE(mdb_del(txn, s->dbi, &k, NULL) == 0);
+	file_recs_free(f, nf);
+	head_fini(&h);
+	REQUIRE(mdb_txn_commit(txn) == 0);
+	st_store_close(s);
+	FILE *fp = fopen(stray, "w"); /* a write that never committed */
+	REQUIRE(fp != NULL);
+	fputs("x", fp);
+	fclose(fp);
+	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
+	CHECK(access(path, F_OK) == 0);
+	CHECK(access(stray, F_OK) != 0);
+	struct st_open_report rep;
+	st_store_open_report(s, &rep);
+	CHECK_EQ(rep.leftovers, 1);
+	CHECK_EQ(rep.damaged, 1);
+	st_scan *sc;
+	CHECK_EQ(st_scan_open(s, "a", (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc, &err),
+		 ST_ECORRUPT);
+	CHECK_CONTAINS(err.msg, "is live per the commit log but has no file record");
+	REQUIRE(st_scan_open(s, "b", (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc, &err) ==
+		ST_OK);
+	st_scan_close(sc);
+	st_store_close(s);
+}
+
 static const struct test_case tests[] = {
 	{"record_checksums", t_record_checksums},
+	{"leftover_removal_keeps_live_files", t_leftover_removal_keeps_live_files},
 	{"checksummed_damage_never_crashes", t_checksummed_damage_never_crashes},
 	{"scrub", t_scrub},
 	{"guarded_reads_survive_faults", t_guarded_reads_survive_faults},
