@@ -162,7 +162,9 @@ int store_rec_check(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v)
  * cursor stack is its own; a write txn's reads do not dirty pages), so the
  * caller aborts its txn as after any other error. A fault outside a guard
  * goes to the handler that was there before (a sanitizer's, or the default
- * action: the process dies as it would have). */
+ * action: the process dies as it would have). LMDB's own assertions (a
+ * damaged page it notices) call store_on_assert first, which returns from a
+ * guarded read the same way instead of letting LMDB abort(). */
 static _Thread_local sigjmp_buf *volatile fault_jb;
 static struct sigaction old_segv, old_bus;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
@@ -202,6 +204,33 @@ void store_guard_init(void)
 	pthread_once(&guard_once, guard_install);
 }
 
+static _Thread_local char assert_msg[200];
+
+void store_on_assert(MDB_env *env, const char *msg)
+{
+	(void)env;
+	sigjmp_buf *jb = fault_jb;
+	if (jb) { /* inside a guarded read: return from it instead of abort() */
+		snprintf(assert_msg, sizeof assert_msg, "%s", msg);
+		fault_jb = NULL;
+		siglongjmp(*jb, 2);
+	}
+}
+
+int store_env_open(MDB_env *env, const char *path, unsigned flags)
+{
+	sigjmp_buf jb;
+	if (sigsetjmp(jb, 0)) {
+		snprintf(bad_rec, sizeof bad_rec, "LMDB faulted reading its meta pages: the data file's "
+			 "header is damaged");
+		return STORE_EFAULT;
+	}
+	fault_jb = &jb;
+	int mrc = mdb_env_open(env, path, flags, 0644);
+	fault_jb = NULL;
+	return mrc;
+}
+
 static int fault(st_store *s, const MDB_val *k)
 {
 	char hex[2 * 32 + 1] = "";
@@ -215,8 +244,10 @@ static int fault(st_store *s, const MDB_val *k)
 		if ((tkey = k->mv_size >= TABLE_PREFIX_LEN && p[0] == KEY_TABLE))
 			tid = key_tid(k);
 	}
-	snprintf(bad_rec, sizeof bad_rec, "LMDB faulted on a damaged page of the store%s%s%s",
-		 *hex ? " (reading near key " : "", hex, *hex ? ")" : "");
+	snprintf(bad_rec, sizeof bad_rec, "LMDB %s%s%s on a damaged page of the store%s%s%s",
+		 assert_msg[0] ? "failed its check '" : "faulted", assert_msg,
+		 assert_msg[0] ? "'" : "", *hex ? " (reading near key " : "", hex, *hex ? ")" : "");
+	assert_msg[0] = 0;
 	if (tkey)
 		store_damage(s, tid, bad_rec);
 	return STORE_EFAULT;

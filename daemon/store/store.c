@@ -644,15 +644,15 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	/* Reader slots: one per concurrent reader (up to 256 daemon workers,
 	 * each with a scan or a write being staged) plus the read pool. */
 	if ((mrc = mdb_env_create(&s->env)) != 0 ||
+	    (mrc = mdb_env_set_assert(s->env, store_on_assert)) != 0 ||
 	    (mrc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS)) != 0 ||
 	    (mrc = mdb_env_set_mapsize(s->env, (size_t)s->opts.map_size)) != 0) {
 		rc = store_lmdb_err(err, mrc, "creating the LMDB environment");
 		goto out;
 	}
 	snprintf(path, sizeof path, "%s/store", dir);
-	if ((mrc = mdb_env_open(s->env, path,
-				MDB_NOTLS | (s->opts.nosync ? MDB_NOSYNC | MDB_NOMETASYNC : 0),
-				0644)) != 0) {
+	if ((mrc = store_env_open(s->env, path,
+				  MDB_NOTLS | (s->opts.nosync ? MDB_NOSYNC | MDB_NOMETASYNC : 0))) != 0) {
 		rc = store_lmdb_err(err, mrc, path);
 		goto out;
 	}

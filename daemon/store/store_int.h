@@ -172,6 +172,12 @@ int store_rec_check(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v);
 int store_mget(st_store *s, MDB_txn *txn, const MDB_val *k, MDB_val *v);
 int store_mcget(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op);
 void store_guard_init(void);
+/* LMDB's assert callback (mdb_env_set_assert): inside a guarded read, the
+ * read returns STORE_EFAULT naming the assertion; elsewhere LMDB aborts. */
+void store_on_assert(MDB_env *env, const char *msg);
+/* mdb_env_open (mode 0644) under the guard: a damaged meta page can send it
+ * past the file's end. STORE_EFAULT then. */
+int store_env_open(MDB_env *env, const char *path, unsigned flags);
 /* Tests: read *p into *out under the guard (STORE_EFAULT if it faults). */
 int store_guard_probe(const volatile uint8_t *p, uint8_t *out);
 /* Whether [p, p + n) can be read: outside LMDB's map, or inside its data
