@@ -161,16 +161,12 @@ static void check_commit(st_store *s, MDB_txn *txn, uint64_t lsn, const uint8_t 
 
 /* store_cget for the log walk: with a problem callback, a record that
  * fails its checksum is reported and skipped (the walk then reports the gap
- * it leaves). */
+ * it leaves); without, it is the error. */
 static int cget_log(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op,
 		    struct log_check *lc)
 {
-	int mrc = store_cget(s, cur, k, v, op);
-	while (mrc == STORE_EBADREC && lc->problem) {
-		lc->problem(lc->arg, store_rec_last_bad());
-		mrc = store_cget(s, cur, k, v, MDB_NEXT);
-	}
-	return mrc;
+	return lc->problem ? store_cget_skip(s, cur, k, v, op, lc->problem, lc->arg)
+			   : store_cget(s, cur, k, v, op);
 }
 
 int store_verify_log(st_store *s, MDB_txn *txn, uint64_t from, const uint8_t *head,

@@ -299,6 +299,18 @@ int store_cget(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_
 	return mrc ? mrc : store_rec_check(s, mdb_cursor_txn(cur), k, v);
 }
 
+int store_cget_skip(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op,
+		    void (*problem)(void *arg, const char *line), void *arg)
+{
+	int mrc = store_cget(s, cur, k, v, op);
+	while (mrc == STORE_EBADREC) {
+		if (problem)
+			problem(arg, store_rec_last_bad());
+		mrc = store_cget(s, cur, k, v, MDB_NEXT);
+	}
+	return mrc;
+}
+
 /* ---- damaged tables ---------------------------------------------------- */
 
 void store_damage(st_store *s, uint64_t tid, const char *why)

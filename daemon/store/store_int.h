@@ -183,6 +183,10 @@ int store_guard_probe(const volatile uint8_t *p, uint8_t *out);
 /* Whether [p, p + n) can be read: outside LMDB's map, or inside its data
  * file (a damaged node can point past the file's end: SIGBUS). */
 bool store_readable(st_store *s, const void *p, size_t n);
+/* store_cget past records that fail their checksum, each reported to
+ * problem(arg, its description) when problem is given. */
+int store_cget_skip(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op,
+		    void (*problem)(void *arg, const char *line), void *arg);
 /* The calling thread's last checksum failure, described. */
 const char *store_rec_last_bad(void);
 /* Damaged tables: mark tid (why: the first problem found), refuse it

@@ -95,16 +95,6 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* store_cget past records that fail their checksum (the record sweep
- * reports each). */
-static int cget_skip(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cursor_op op)
-{
-	int mrc = store_cget(s, cur, k, v, op);
-	while (mrc == STORE_EBADREC)
-		mrc = store_cget(s, cur, k, v, MDB_NEXT);
-	return mrc;
-}
-
 /* What the commit log says about one file of a table. */
 struct logged_file {
 	uint64_t fid, added, removed; /* removed: STORE_LIVE while live */
@@ -222,9 +212,9 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 	file_key(key, h->tid, 0, 0);
 	MDB_val k = {sizeof key, key}, v;
 	const char *name = h->meta->name;
-	for (mrc = cget_skip(s, cur, &k, &v, MDB_SET_RANGE);
+	for (mrc = store_cget_skip(s, cur, &k, &v, MDB_SET_RANGE, NULL, NULL);
 	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
-	     mrc = cget_skip(s, cur, &k, &v, MDB_NEXT)) {
+	     mrc = store_cget_skip(s, cur, &k, &v, MDB_NEXT, NULL, NULL)) {
 		struct file_rec f;
 		uint64_t fid = file_key_fid(&k);
 		if (file_rec_decode(fid, v.mv_data, v.mv_size, &f) != ST_OK) {
@@ -321,9 +311,9 @@ static int verify_one(void *arg, uint64_t tid, MDB_val *v)
 	uint8_t key[FILE_KEY_LEN];
 	file_key(key, tid, STORE_LIVE, 0);
 	MDB_val k = {sizeof key, key}, d;
-	for (mrc = cget_skip(w->s, cur, &k, &d, MDB_SET_RANGE);
+	for (mrc = store_cget_skip(w->s, cur, &k, &d, MDB_SET_RANGE, NULL, NULL);
 	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
-	     mrc = cget_skip(w->s, cur, &k, &d, MDB_NEXT)) {
+	     mrc = store_cget_skip(w->s, cur, &k, &d, MDB_NEXT, NULL, NULL)) {
 		struct file_rec f;
 		if (file_rec_decode(file_key_fid(&k), d.mv_data, d.mv_size, &f) != ST_OK)
 			continue; /* the cross-check reports it */
