@@ -1524,7 +1524,75 @@ static void t_shared_metadata(void)
 	st_store_close(s);
 }
 
+struct scrub_loop {
+	st_store *s;
+	int stop;
+	uint64_t passes, segments, problems;
+	char first[ST_ERR_MSG_MAX + 300];
+};
+
+static void *scrub_loop(void *p)
+{
+	struct scrub_loop *x = p;
+	while (!__atomic_load_n(&x->stop, __ATOMIC_RELAXED)) {
+		struct st_verify_result r;
+		struct st_err err;
+		bool stopped;
+		if (st_scrub(x->s, NULL, &r, &stopped, &err) != ST_OK) {
+			snprintf(x->first, sizeof x->first, "error: %s", err.msg);
+			x->problems++;
+			break;
+		}
+		if (r.nproblems && !x->problems)
+			snprintf(x->first, sizeof x->first, "%s", r.problems[0]);
+		x->problems += r.nproblems;
+		x->segments += r.segments;
+		x->passes++;
+		st_verify_result_fini(&r);
+	}
+	return NULL;
+}
+
+/* A scrub running back to back beside appends (inline and file segments),
+ * overwrites, compactions and vacuums that delete the files it is about to
+ * read finds nothing: a segment gone meanwhile is not damage. */
+static void t_scrub_beside_writers(void)
+{
+	st_store *s = open_with_table(new_dir());
+	struct st_commit_result r;
+	struct st_err err;
+	struct scrub_loop x = {.s = s};
+	pthread_t th;
+	REQUIRE(pthread_create(&th, NULL, scrub_loop, &x) == 0);
+	struct st_write_opts ow = {.mode = ST_WRITE_OVERWRITE};
+	struct st_vacuum_opts now = {.retain_us = 1, .force = true};
+	for (int round = 0; round < 24; round++) {
+		REQUIRE(append(s, round * 10000, 10, &r, &err, NULL) == ST_OK);
+		REQUIRE(append(s, round * 10000 + 100, 5000, &r, &err, round % 6 == 5 ? &ow : NULL) ==
+			ST_OK);
+		if (round % 4 == 3)
+			REQUIRE(st_table_compact(s, "readings", &r, &err) == ST_OK);
+		struct st_vacuum_result vr;
+		REQUIRE(st_vacuum(s, "readings", &now, &vr, &err) == ST_OK);
+		st_vacuum_result_fini(&vr);
+	}
+	__atomic_store_n(&x.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(th, NULL);
+	CHECK(x.passes > 0);
+	CHECK(x.segments > 0);
+	CHECK_EQ(x.problems, 0);
+	if (getenv("VERBOSE"))
+		printf("    %llu passes, %llu segments\n", (unsigned long long)x.passes,
+		       (unsigned long long)x.segments);
+	if (x.problems)
+		printf("    first: %s\n", x.first);
+	uint64_t tids[2];
+	CHECK_EQ(st_damaged_tables(s, tids, 2), 0);
+	st_store_close(s);
+}
+
 static const struct test_case tests[] = {
+	{"scrub_beside_writers", t_scrub_beside_writers},
 	{"streaming_load", t_streaming_load},
 	{"scan_survives_removal", t_scan_survives_removal},
 	{"segment_files", t_segment_files},
