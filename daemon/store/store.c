@@ -250,7 +250,7 @@ int store_each_head(st_store *s, MDB_txn *txn, int (*fn)(void *arg, uint64_t tid
 		    k.mv_size >= TABLE_PREFIX_LEN && ((uint8_t *)k.mv_data)[0] == KEY_TABLE) {
 			/* A damaged record (its table is refused now): go past it. */
 			uint64_t at = key_tid(&k);
-			*mrc = 0;
+			*mrc = at < tid ? MDB_CORRUPTED : 0;
 			if (at < tid || (tid = at + 1) == 0)
 				break;
 			continue;
@@ -261,6 +261,10 @@ int store_each_head(st_store *s, MDB_txn *txn, int (*fn)(void *arg, uint64_t tid
 		if (k.mv_size < TABLE_PREFIX_LEN || p[0] != KEY_TABLE)
 			break;
 		uint64_t at = key_tid(&k);
+		if (at < tid) { /* keys out of order: a damaged page (else: a loop) */
+			*mrc = MDB_CORRUPTED;
+			break;
+		}
 		if (at == tid && p[9] == REC_HEAD && k.mv_size == HEAD_KEY_LEN &&
 		    (r = fn(arg, tid, &v)) != 0)
 			break;

@@ -369,6 +369,27 @@ static void chain_problem(void *arg, const char *line)
 	problem(arg, "%s", line);
 }
 
+/* LMDB's default key order: bytes, then length. */
+static int cmp_keys(const MDB_val *k, const uint8_t *key, size_t len)
+{
+	size_t n = k->mv_size < len ? k->mv_size : len;
+	int c = memcmp(k->mv_data, key, n);
+	return c ? c : (k->mv_size > len) - (k->mv_size < len);
+}
+
+/* The first 32 bytes of a key in hex (a static buffer: one at a time). */
+static const char *hex_key(const uint8_t *key, size_t len)
+{
+	static _Thread_local char hex[2 * 32 + 4];
+	size_t n = len < 32 ? len : 32;
+	for (size_t i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	if (len > 32)
+		strcpy(hex + 2 * n, "...");
+	hex[len > 32 ? 2 * n + 3 : 2 * n] = 0;
+	return hex;
+}
+
 /* Where a record sweep is: the last key seen (the next chunk starts after
  * it) and the table whose records it is counting. */
 struct sweep_pos {
@@ -405,10 +426,19 @@ static int sweep(st_store *s, MDB_txn *txn, struct st_verify_result *r, struct s
 	else if ((mrc = store_mcget(s, cur, &k, &v, MDB_SET_RANGE)) == 0 && k.mv_size == p->len &&
 		 !memcmp(k.mv_data, p->key, p->len))
 		mrc = store_mcget(s, cur, &k, &v, MDB_NEXT);
-	p->started = true;
 	for (uint64_t n = 0; mrc == 0; mrc = store_mcget(s, cur, &k, &v, MDB_NEXT)) {
 		if (n++ == max)
 			break;
+		if (p->started && k.mv_size <= sizeof p->key &&
+		    store_readable(s, k.mv_data, k.mv_size) && cmp_keys(&k, p->key, p->len) <= 0) {
+			/* Keys out of order (a damaged page): a resumed sweep would
+			 * go round in circles. */
+			problem(r, "LMDB's keys are out of order after key %s: a page of the store "
+				"is damaged; the record sweep stops there", hex_key(p->key, p->len));
+			p->done = true;
+			break;
+		}
+		p->started = true;
 		r->records++;
 		p->bytes += k.mv_size + v.mv_size;
 		if (k.mv_size > sizeof p->key || !store_readable(s, k.mv_data, k.mv_size)) {
