@@ -429,18 +429,6 @@ static int sweep(st_store *s, MDB_txn *txn, struct st_verify_result *r, struct s
 	for (uint64_t n = 0; mrc == 0; mrc = store_mcget(s, cur, &k, &v, MDB_NEXT)) {
 		if (n++ == max)
 			break;
-		if (p->started && k.mv_size <= sizeof p->key &&
-		    store_readable(s, k.mv_data, k.mv_size) && cmp_keys(&k, p->key, p->len) <= 0) {
-			/* Keys out of order (a damaged page): a resumed sweep would
-			 * go round in circles. */
-			problem(r, "LMDB's keys are out of order after key %s: a page of the store "
-				"is damaged; the record sweep stops there", hex_key(p->key, p->len));
-			p->done = true;
-			break;
-		}
-		p->started = true;
-		r->records++;
-		p->bytes += k.mv_size + v.mv_size;
 		if (k.mv_size > sizeof p->key || !store_readable(s, k.mv_data, k.mv_size)) {
 			/* A damaged node: the position is lost with it. */
 			problem(r, "a record with a damaged key (%zu bytes): a page of the store is "
@@ -448,12 +436,22 @@ static int sweep(st_store *s, MDB_txn *txn, struct st_verify_result *r, struct s
 			p->done = true;
 			break;
 		}
-		if (p->one && (k.mv_size < TABLE_PREFIX_LEN || ((uint8_t *)k.mv_data)[0] != KEY_TABLE ||
-			       key_tid(&k) != p->only)) {
-			r->records--;
+		if (p->started && cmp_keys(&k, p->key, p->len) <= 0) {
+			/* Keys out of order (a damaged page): a resumed sweep would
+			 * go round in circles. */
+			problem(r, "LMDB's keys are out of order after key %s: a page of the store "
+				"is damaged; the record sweep stops there", hex_key(p->key, p->len));
 			p->done = true;
 			break;
 		}
+		if (p->one && (k.mv_size < TABLE_PREFIX_LEN || ((uint8_t *)k.mv_data)[0] != KEY_TABLE ||
+			       key_tid(&k) != p->only)) {
+			p->done = true; /* past the table's records */
+			break;
+		}
+		p->started = true;
+		r->records++;
+		p->bytes += k.mv_size + v.mv_size;
 		memcpy(p->key, k.mv_data, k.mv_size);
 		p->len = k.mv_size;
 		if (store_rec_check(s, txn, &k, &v) != 0) {
