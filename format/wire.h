@@ -329,7 +329,10 @@ enum wire_cluster_status_reply {
 	WIRE_CLUSTER_R_EPOCH = 2,
 	WIRE_CLUSTER_R_NODES = 3,
 	WIRE_CLUSTER_R_CLUSTER = 4,
-	WIRE_CLUSTER_R_NKEYS = 5,
+	WIRE_CLUSTER_R_REPAIRED = 5,         /* segment files this node repaired from a peer */
+	WIRE_CLUSTER_R_REPAIR_FAILURES = 6,  /* fetches of a copy that failed */
+	WIRE_CLUSTER_R_REPAIR_PENDING = 7,   /* damaged segment files waiting for a copy */
+	WIRE_CLUSTER_R_NKEYS = 8,
 };
 /* One row of CLUSTER_STATUS's nodes array. */
 enum wire_cluster_node_key {

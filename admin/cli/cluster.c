@@ -41,6 +41,8 @@ struct cstatus {
 	uint64_t node;                /* the serving node */
 	uint64_t leader;              /* its leader, 0 unknown */
 	uint64_t epoch;               /* its epoch */
+	bool repairs;                 /* it sent the three below (a newer daemon) */
+	uint64_t repaired, repair_failures, repair_pending;
 	uint32_t n;                   /* rows */
 	struct cnode rows[MAX_NODES]; /* one per node */
 };
@@ -80,6 +82,15 @@ static int fetch(sc_client *c, struct cstatus *s, bool quiet)
 	    cli_reply_u64(&r, b, WIRE_CLUSTER_R_EPOCH, "epoch", CLI_REQUIRED, &s->epoch) < 0 ||
 	    cli_reply_array(&r, b, WIRE_CLUSTER_R_NODES, "nodes", CLI_REQUIRED, &nodes) < 0)
 		return 1;
+	int rep = cli_reply_u64(&r, b, WIRE_CLUSTER_R_REPAIRED, "repaired", CLI_OPTIONAL,
+	                        &s->repaired);
+	if (rep < 0 ||
+	    cli_reply_u64(&r, b, WIRE_CLUSTER_R_REPAIR_FAILURES, "repair failures", CLI_OPTIONAL,
+	                  &s->repair_failures) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_CLUSTER_R_REPAIR_PENDING, "repairs pending", CLI_OPTIONAL,
+	                  &s->repair_pending) < 0)
+		return 1;
+	s->repairs = rep == 1;
 	if (s->node == 0)
 		return -1;
 	for (uint32_t i = 0; i < nodes->via.array.size && s->n < MAX_NODES; i++) {
@@ -139,6 +150,9 @@ struct out_row {
 	bool view;          /* lag, contact known (the leader's view) */
 	uint64_t lag;       /* entries behind the leader (when view) */
 	int64_t contact_ms; /* since the leader heard from it, -1 never (when view) */
+	bool repairs;       /* repaired, pending known (its own answer) */
+	uint64_t repaired;  /* segment files it repaired from a peer */
+	uint64_t pending;   /* damaged segment files it waits to repair */
 };
 
 static void json_str(const char *s)
@@ -155,12 +169,21 @@ static void json_str(const char *s)
 static void print_rows(const struct out_row *rows, uint32_t n, bool jsonl)
 {
 	if (!jsonl)
-		printf("%-6s %-12s %8s %12s %12s %10s %16s\n", "id", "role", "epoch", "commit_lsn",
-		       "applied_lsn", "lag", "last_contact_ms");
+		printf("%-6s %-12s %8s %12s %12s %10s %16s %9s\n", "id", "role", "epoch",
+		       "commit_lsn", "applied_lsn", "lag", "last_contact_ms", "repaired");
 	for (uint32_t i = 0; i < n; i++) {
 		const struct out_row *r = &rows[i];
 		char epoch[24] = "-", commit[24] = "-", applied[24] = "-", lag[24] = "-",
-		     contact[24] = "-";
+		     contact[24] = "-", repaired[24] = "-", pending[24] = "-", rep[48] = "-";
+		if (r->repairs) {
+			snprintf(repaired, sizeof repaired, "%" PRIu64, r->repaired);
+			snprintf(pending, sizeof pending, "%" PRIu64, r->pending);
+			if (r->pending)
+				snprintf(rep, sizeof rep, "%" PRIu64 " (%" PRIu64 " pending)",
+				         r->repaired, r->pending);
+			else
+				snprintf(rep, sizeof rep, "%" PRIu64, r->repaired);
+		}
 		if (r->own) {
 			snprintf(epoch, sizeof epoch, "%" PRIu64, r->epoch);
 			snprintf(commit, sizeof commit, "%" PRIu64, r->commit);
@@ -172,8 +195,8 @@ static void print_rows(const struct out_row *rows, uint32_t n, bool jsonl)
 				snprintf(contact, sizeof contact, "%" PRId64, r->contact_ms);
 		}
 		if (!jsonl) {
-			printf("%-6" PRIu64 " %-12s %8s %12s %12s %10s %16s\n", r->id, r->role,
-			       epoch, commit, applied, lag, contact);
+			printf("%-6" PRIu64 " %-12s %8s %12s %12s %10s %16s %9s\n", r->id, r->role,
+			       epoch, commit, applied, lag, contact, rep);
 			continue;
 		}
 		/* JSON: null for what is not known */
@@ -181,8 +204,8 @@ static void print_rows(const struct out_row *rows, uint32_t n, bool jsonl)
 		printf("{\"id\":%" PRIu64 ",\"role\":", r->id);
 		json_str(r->role);
 		printf(",\"epoch\":%s,\"commit_lsn\":%s,\"applied_lsn\":%s,\"lag_entries\":%s,"
-		       "\"last_contact_ms\":%s}\n",
-		       J(epoch), J(commit), J(applied), J(lag), J(contact));
+		       "\"last_contact_ms\":%s,\"repaired\":%s,\"repairs_pending\":%s}\n",
+		       J(epoch), J(commit), J(applied), J(lag), J(contact), J(repaired), J(pending));
 #undef J
 	}
 }
@@ -248,6 +271,9 @@ static int cluster_status(int argc, char **argv, struct cli_global *g)
 			r->epoch = own->epoch;
 			r->commit = self->commit;
 			r->applied = self->applied;
+			r->repairs = own->repairs;
+			r->repaired = own->repaired;
+			r->pending = own->repair_pending;
 		} else {
 			snprintf(r->role, sizeof r->role, "unreachable");
 			status = 1;

@@ -63,6 +63,14 @@ struct sd_node {
 	uint64_t seg_tid, seg_fid, seg_size; /* the last segment served (loop thread) */
 	uint32_t seg_crc;             /* its CRC32C */
 
+	pthread_t rth;                /* the repair thread (repair_loop) */
+	bool rstarted;
+	uint64_t a_repaired, a_repair_failures; /* atomics: segments repaired, fetches that failed */
+	struct retry {                /* the repair thread's: when to try a segment again */
+		uint64_t tid, fid;
+		int64_t next_us, wait_us;
+	} retry[16];
+
 	pthread_mutex_t plock;        /* guards pub and match[] */
 	struct sd_node_state pub;
 	uint64_t match[RAFT_MAX_NODES];
@@ -508,6 +516,106 @@ static int reload_one(void *arg, const struct st_repl_entry *e)
 	return 0;
 }
 
+/* ---- repair from peers (STORE.md §8; REPLICATION.md §6) ------------------ */
+
+#define REPAIR_POLL_US 500000      /* the damaged-segment list is read this often */
+#define REPAIR_RETRY_US 2000000    /* a failed repair is tried again after this, doubling */
+#define REPAIR_RETRY_MAX_US 300000000
+
+static struct retry *retry_slot(struct sd_node *nd, const struct st_bad_segment *b)
+{
+	struct retry *free_slot = NULL, *oldest = &nd->retry[0];
+	for (size_t i = 0; i < sizeof nd->retry / sizeof nd->retry[0]; i++) {
+		struct retry *r = &nd->retry[i];
+		if (r->tid == b->tid && r->fid == b->fid && r->wait_us)
+			return r;
+		if (!r->wait_us && !free_slot)
+			free_slot = r;
+		if (r->next_us < oldest->next_us)
+			oldest = r;
+	}
+	struct retry *r = free_slot ? free_slot : oldest;
+	*r = (struct retry){b->tid, b->fid, 0, 0};
+	return r;
+}
+
+/* Fetch a good copy of b from a peer (the leader first) and put it in
+ * place; true when repaired. */
+static bool repair_one(struct sd_node *nd, const struct st_bad_segment *b)
+{
+	char path[4096], fetched[4200];
+	st_segment_path(nd->s, b->tid, b->fid, path, sizeof path);
+	snprintf(fetched, sizeof fetched, "%s.repair", path);
+	uint64_t leader = __atomic_load_n(&nd->a_leader, __ATOMIC_ACQUIRE), order[RAFT_MAX_NODES];
+	size_t n = 0;
+	if (leader && leader != nd->ids[0])
+		order[n++] = leader;
+	for (size_t i = 1; i < nd->nids; i++)
+		if (nd->ids[i] != leader)
+			order[n++] = nd->ids[i];
+	for (size_t i = 0; i < n && !__atomic_load_n(&nd->stop, __ATOMIC_ACQUIRE); i++) {
+		struct st_err err;
+		int rc = link_fetch_segment(nd->l, order[i], b->tid, b->fid, b->size, b->crc, fetched,
+					    &err);
+		if (rc == ST_OK)
+			rc = st_segment_repair(nd->s, b->tid, b->fid, fetched, &err);
+		if (rc == ST_OK) {
+			__atomic_add_fetch(&nd->a_repaired, 1, __ATOMIC_RELAXED);
+			sd_log(SD_LOG_WARN, "repair: segment %llu of table id %llu was damaged here; "
+			       "replaced with node %llu's copy (%llu bytes, CRC32C %08x as its commit "
+			       "records)", (unsigned long long)b->fid, (unsigned long long)b->tid,
+			       (unsigned long long)order[i], (unsigned long long)b->size, b->crc);
+			return true;
+		}
+		__atomic_add_fetch(&nd->a_repair_failures, 1, __ATOMIC_RELAXED);
+		sd_log(SD_LOG_WARN, "repair: segment %llu of table id %llu from node %llu: %s",
+		       (unsigned long long)b->fid, (unsigned long long)b->tid,
+		       (unsigned long long)order[i], err.msg);
+	}
+	return false;
+}
+
+/* The repair thread: every damaged segment file the store knows of is
+ * fetched from a peer that has a good copy, verified against the size and
+ * CRC32C its commit recorded and chunk by chunk, and put in place; its
+ * table is served again when that was its only damage. Off the replication
+ * loop: a fetch may take seconds. */
+static void *repair_loop(void *arg)
+{
+	struct sd_node *nd = arg;
+	while (!__atomic_load_n(&nd->stop, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = {0, REPAIR_POLL_US * 1000};
+		nanosleep(&ts, NULL);
+		struct st_bad_segment bad[16];
+		uint32_t n = st_bad_segments(nd->s, bad, 16);
+		for (uint32_t i = 0; i < n && i < 16 && !__atomic_load_n(&nd->stop, __ATOMIC_ACQUIRE);
+		     i++) {
+			struct retry *r = retry_slot(nd, &bad[i]);
+			int64_t now = mono_us();
+			if (r->wait_us && now < r->next_us)
+				continue;
+			if (repair_one(nd, &bad[i])) {
+				r->wait_us = 0;
+				continue;
+			}
+			r->wait_us = r->wait_us ? 2 * r->wait_us : REPAIR_RETRY_US;
+			if (r->wait_us > REPAIR_RETRY_MAX_US)
+				r->wait_us = REPAIR_RETRY_MAX_US;
+			r->next_us = mono_us() + r->wait_us;
+		}
+	}
+	return NULL;
+}
+
+void sd_node_repairs(struct sd_node *nd, uint64_t *repaired, uint64_t *failures,
+		     uint64_t *pending)
+{
+	*repaired = __atomic_load_n(&nd->a_repaired, __ATOMIC_RELAXED);
+	*failures = __atomic_load_n(&nd->a_repair_failures, __ATOMIC_RELAXED);
+	struct st_bad_segment one;
+	*pending = st_bad_segments(nd->s, &one, 0);
+}
+
 int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out,
 		  struct st_err *err)
 {
@@ -584,6 +692,11 @@ int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out
 		goto fail;
 	}
 	nd->started = true;
+	if (pthread_create(&nd->rth, NULL, repair_loop, nd) != 0) {
+		rc = st_seterr(err, errno, "cannot start the repair thread");
+		goto fail;
+	}
+	nd->rstarted = true;
 	*out = nd;
 	return ST_OK;
 fail:
@@ -597,6 +710,8 @@ void sd_node_stop(struct sd_node *nd)
 	if (!nd)
 		return;
 	__atomic_store_n(&nd->stop, 1, __ATOMIC_RELEASE);
+	if (nd->rstarted)
+		pthread_join(nd->rth, NULL);
 	if (nd->started) {
 		link_wake(nd->l);
 		pthread_join(nd->th, NULL);

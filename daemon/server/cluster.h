@@ -66,6 +66,10 @@ const char *sd_node_client(const struct sd_node *n, uint64_t id);
 size_t sd_node_peers(struct sd_node *n, struct sd_node_peer *out, size_t max);
 /* Leadership transfer to voter `to`. ST_ENOTLEADER, ST_EINVAL. */
 int sd_node_transfer(struct sd_node *n, uint64_t to, struct st_err *err);
+/* Repair from peers: damaged segment files replaced with a peer's copy
+ * since start, fetches of a copy that failed, segments waiting for one. */
+void sd_node_repairs(struct sd_node *n, uint64_t *repaired, uint64_t *failures,
+		     uint64_t *pending);
 /* The cluster id as 32 hex digits. */
 void sd_node_cluster_hex(const struct sd_node *n, char out[33]);
 /* Bytes sent to peers so far (for benchmarks and status). */

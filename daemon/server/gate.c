@@ -245,6 +245,11 @@ int sd_h_cluster_status(struct sd_ctx *c)
 		wire_key_u64(pk, WIRE_CNODE_BYTES_SENT, p[i].bytes_sent);
 	}
 	wire_key_str(pk, WIRE_CLUSTER_R_CLUSTER, hex);
+	uint64_t repaired, failures, pending;
+	sd_node_repairs(nd, &repaired, &failures, &pending);
+	wire_key_u64(pk, WIRE_CLUSTER_R_REPAIRED, repaired);
+	wire_key_u64(pk, WIRE_CLUSTER_R_REPAIR_FAILURES, failures);
+	wire_key_u64(pk, WIRE_CLUSTER_R_REPAIR_PENDING, pending);
 	return ST_OK;
 }
 

@@ -313,18 +313,77 @@ int store_cget_skip(st_store *s, MDB_cursor *cur, MDB_val *k, MDB_val *v, MDB_cu
 
 /* ---- damaged tables ---------------------------------------------------- */
 
-void store_damage(st_store *s, uint64_t tid, const char *why)
+/* The damaged-table entry of tid, added with why when new (pin_lock
+ * held); NULL when the table is new and there is no room. */
+static int damaged_entry(st_store *s, uint64_t tid, const char *why)
 {
-	pthread_mutex_lock(&s->pin_lock);
 	uint32_t i;
 	for (i = 0; i < s->ndamaged && s->damaged[i].tid != tid; i++)
 		;
-	if (i == s->ndamaged && i < STORE_DAMAGED_MAX) {
+	if (i == s->ndamaged) {
+		if (i == STORE_DAMAGED_MAX)
+			return -1;
 		s->damaged[i].tid = tid;
+		s->damaged[i].other = false;
 		snprintf(s->damaged[i].why, sizeof s->damaged[i].why, "%s", why);
 		__atomic_store_n(&s->ndamaged, i + 1, __ATOMIC_RELEASE);
 	}
+	return (int)i;
+}
+
+void store_damage(st_store *s, uint64_t tid, const char *why)
+{
+	pthread_mutex_lock(&s->pin_lock);
+	int i = damaged_entry(s, tid, why);
+	if (i >= 0)
+		s->damaged[i].other = true;
 	pthread_mutex_unlock(&s->pin_lock);
+}
+
+void store_damage_segment(st_store *s, uint64_t tid, const struct file_rec *f, const char *why)
+{
+	pthread_mutex_lock(&s->pin_lock);
+	int i = damaged_entry(s, tid, why);
+	uint32_t j;
+	for (j = 0; j < s->nbad_segs && !(s->bad_segs[j].tid == tid && s->bad_segs[j].fid == f->fid);
+	     j++)
+		;
+	if (j == s->nbad_segs && j < STORE_BAD_SEGS_MAX)
+		s->bad_segs[s->nbad_segs++] = (struct st_bad_segment){tid, f->fid, f->size, f->crc};
+	else if (j == s->nbad_segs && i >= 0)
+		s->damaged[i].other = true; /* not remembered: no repair can lift it */
+	pthread_mutex_unlock(&s->pin_lock);
+}
+
+uint32_t st_bad_segments(st_store *s, struct st_bad_segment *out, uint32_t max)
+{
+	pthread_mutex_lock(&s->pin_lock);
+	uint32_t n = s->nbad_segs;
+	for (uint32_t i = 0; i < n && i < max; i++)
+		out[i] = s->bad_segs[i];
+	pthread_mutex_unlock(&s->pin_lock);
+	return n;
+}
+
+bool store_forget_segment(st_store *s, uint64_t tid, uint64_t fid)
+{
+	pthread_mutex_lock(&s->pin_lock);
+	bool found = false, more = false;
+	for (uint32_t j = 0; j < s->nbad_segs; j++)
+		if (s->bad_segs[j].tid == tid && s->bad_segs[j].fid == fid) {
+			s->bad_segs[j--] = s->bad_segs[--s->nbad_segs];
+			found = true;
+		} else if (s->bad_segs[j].tid == tid) {
+			more = true;
+		}
+	for (uint32_t i = 0; found && !more && i < s->ndamaged; i++)
+		if (s->damaged[i].tid == tid && !s->damaged[i].other) {
+			s->damaged[i] = s->damaged[s->ndamaged - 1];
+			__atomic_store_n(&s->ndamaged, s->ndamaged - 1, __ATOMIC_RELEASE);
+			break;
+		}
+	pthread_mutex_unlock(&s->pin_lock);
+	return found;
 }
 
 int store_damaged(st_store *s, uint64_t tid, struct st_err *err)
@@ -368,6 +427,9 @@ uint32_t st_damaged_reasons(st_store *s, char **why, uint32_t max)
 void store_undamage(st_store *s, uint64_t tid)
 {
 	pthread_mutex_lock(&s->pin_lock);
+	for (uint32_t j = 0; j < s->nbad_segs; j++)
+		if (s->bad_segs[j].tid == tid)
+			s->bad_segs[j--] = s->bad_segs[--s->nbad_segs];
 	for (uint32_t i = 0; i < s->ndamaged; i++)
 		if (s->damaged[i].tid == tid) {
 			s->damaged[i] = s->damaged[s->ndamaged - 1];

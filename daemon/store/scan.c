@@ -12,6 +12,7 @@
  *
  * One thread per scan. Memory: one row group of the needed columns.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +285,23 @@ static int open_inline(st_scan *sc, const struct file_rec *f, const char *name, 
 	return rc ? rc : seg_reader_open_mem(name, sc->inline_buf, len, &sc->rd, err);
 }
 
+/* A segment that fails its checks (or is missing) damages its table: it is
+ * refused from now on, and a file segment is remembered for a repair from a
+ * peer (STORE.md §8). Returns rc. */
+static int segment_failed(st_scan *sc, const struct file_rec *f, int rc, const struct st_err *err)
+{
+	if (rc != ST_ECORRUPT && rc != ENOENT)
+		return rc;
+	char why[ST_ERR_MSG_MAX];
+	snprintf(why, sizeof why, "table '%s': segment %llu is damaged (%s)", sc->table,
+		 (unsigned long long)f->fid, err->msg);
+	if (f->flags & 1)
+		store_damage(sc->s, sc->tid, why);
+	else
+		store_damage_segment(sc->s, sc->tid, f, why);
+	return rc;
+}
+
 /* Open the next file that may match; false at the end. */
 static int open_next_file(st_scan *sc, bool *opened, struct st_err *err)
 {
@@ -297,7 +315,7 @@ static int open_next_file(st_scan *sc, bool *opened, struct st_err *err)
 		store_seg_path(sc->s, sc->tid, f->fid, path, sizeof path);
 		if ((rc = (f->flags & 1) ? open_inline(sc, f, path, err)
 					 : seg_reader_open(path, NULL, &sc->rd, err)) != ST_OK)
-			return rc;
+			return segment_failed(sc, f, rc, err);
 		const struct st_schema *fs = seg_reader_schema(sc->rd);
 		const struct st_schema *sch = &sc->meta->schema;
 		if (fs->nfields > sc->want_cap) {
@@ -375,7 +393,7 @@ int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *e
 		}
 		struct seg_batch *b;
 		if ((rc = seg_reader_read(sc->rd, g, sc->want, &b, err)) != ST_OK)
-			return rc;
+			return segment_failed(sc, &sc->files[sc->next_file - 1], rc, err);
 		if (grow((void **)&sc->zeros, &sc->zeros_cap, ((size_t)b->rows + 1) * 8) != ST_OK)
 			return st_seterr(err, ST_ENOMEM, "out of memory");
 		for (uint32_t i = 0; i < sch->nfields; i++) {

@@ -200,7 +200,9 @@ static uint64_t remove_leftovers(st_store *s, MDB_txn *txn)
 		bool listed = false;
 		while (sd && (f = readdir(sd))) {
 			size_t n = strlen(f->d_name);
-			bool tmp = n > 8 && !strcmp(f->d_name + n - 8, ".seg.tmp");
+			bool tmp = (n > 8 && !strcmp(f->d_name + n - 8, ".seg.tmp")) ||
+				   (n > 11 && !strcmp(f->d_name + n - 11, ".seg.repair")) ||
+				   (n > 15 && !strcmp(f->d_name + n - 15, ".seg.repair.tmp"));
 			bool seg = n == 20 && !strcmp(f->d_name + 16, ".seg");
 			if (!tmp && !seg)
 				continue;

@@ -21,6 +21,7 @@
 #define STORE_EBADREC (-30600) /* store_get/store_cget: a record fails its checksum */
 #define STORE_EFAULT (-30601)  /* a guarded read faulted on a damaged page (record.c) */
 #define STORE_DAMAGED_MAX 64 /* damaged tables remembered (refused) */
+#define STORE_BAD_SEGS_MAX 256 /* damaged segment files remembered for repair */
 #define STORE_LIVE UINT64_MAX  /* "removed in" of a live file */
 #define STORE_HEAD_FIXED 56    /* fixed bytes of a table head (STORE.md §2.2) */
 #define STORE_NAME_MAX 128     /* longest table name */
@@ -145,8 +146,12 @@ struct st_store {
 	struct {
 		uint64_t tid;
 		char why[ST_ERR_MSG_MAX];
+		bool other;          /* damaged by more than its bad segments (no repair clears it) */
 	} damaged[STORE_DAMAGED_MAX]; /* tables a failed record checksum refuses (pin_lock) */
 	uint32_t ndamaged;           /* their count (atomic reads) */
+	struct st_bad_segment bad_segs[STORE_BAD_SEGS_MAX]; /* file segments a peer may repair
+							      * (pin_lock) */
+	uint32_t nbad_segs;
 	struct st_open_report opened; /* what st_store_open checked */
 	const uint8_t *map_base;     /* LMDB's map: a record read must lie in it, */
 	uint64_t map_size;           /* its size, */
@@ -192,6 +197,14 @@ const char *store_rec_last_bad(void);
 /* Damaged tables: mark tid (why: the first problem found), refuse it
  * (ST_ECORRUPT with why; ST_OK when intact), forget it (dropped). */
 void store_damage(st_store *s, uint64_t tid, const char *why);
+/* The same for a damaged segment file f of table tid: remembered for a
+ * repair (st_bad_segments, st_segment_repair), which lifts the refusal when
+ * it was the table's only damage. */
+struct file_rec;
+void store_damage_segment(st_store *s, uint64_t tid, const struct file_rec *f, const char *why);
+/* Forget bad segment (tid, fid); lift its table's refusal when nothing else
+ * damages it. Returns whether it was there. */
+bool store_forget_segment(st_store *s, uint64_t tid, uint64_t fid);
 int store_damaged(st_store *s, uint64_t tid, struct st_err *err);
 void store_undamage(st_store *s, uint64_t tid);
 

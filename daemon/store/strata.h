@@ -454,6 +454,28 @@ int st_verify_ex(st_store *s, const struct st_verify_opts *o, struct st_verify_r
 int st_verify_head(st_store *s, const uint8_t head[ST_HASH_LEN], struct st_verify_result *res,
 		   struct st_err *err);
 void st_verify_result_fini(struct st_verify_result *r);
+/* A damaged segment file (a chunk or footer fails its checksum), as its
+ * file record describes the good one: what a repair fetches. */
+struct st_bad_segment {
+	uint64_t tid, fid;  /* table id, file id (st_segment_path names the file) */
+	uint64_t size;      /* bytes of the good file */
+	uint32_t crc;       /* CRC32C of the good file */
+};
+/* Up to max damaged segment files into out; returns how many there are. */
+uint32_t st_bad_segments(st_store *s, struct st_bad_segment *out, uint32_t max);
+/*
+ * Repair: fetched is a copy of damaged segment (tid, fid) obtained
+ * elsewhere (a peer, a backup), on the same file system. It must have the
+ * size and CRC32C its file record gives and verify chunk by chunk; it is then
+ * fsynced and renamed over the damaged file (the directory fsynced), and the
+ * segment forgotten; its table is served again when that was its only
+ * damage. A segment whose record is gone (vacuumed) is forgotten and
+ * fetched removed. Errors: ST_ECORRUPT (the copy is not the good file:
+ * fetched is removed), ST_ENOTFOUND (not a damaged segment), errno.
+ */
+int st_segment_repair(st_store *s, uint64_t tid, uint64_t fid, const char *fetched,
+		      struct st_err *err);
+
 /* What st_store_open checked (STORE.md §5): bounded, never a full walk. */
 struct st_open_report {
 	uint32_t format_from;   /* the format found on disk */

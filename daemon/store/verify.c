@@ -5,6 +5,9 @@
  * retained commits add and remove.
  */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <lmdb.h>
 #include <limits.h>
@@ -16,6 +19,8 @@
 
 #include "daemon/store/pagewalk.h"
 #include "daemon/store/store_int.h"
+#include "format/crc32c.h"
+#include "format/io.h"
 #include "format/segment.h"
 
 static void problem(struct st_verify_result *r, const char *fmt, ...)
@@ -37,14 +42,17 @@ static void problem(struct st_verify_result *r, const char *fmt, ...)
  * of their own when txn is NULL): every chunk's checksum and encoding, and
  * its size and rows equal to its record's. ST_ECORRUPT (or an open error)
  * says what is wrong in e. */
-static int check_segment(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
-			 struct st_err *e)
+static int check_segment_at(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
+			    const char *at, struct st_err *e)
 {
 	char path[PATH_MAX];
 	struct seg_reader *rd = NULL;
 	uint8_t *bytes = NULL;
 	size_t len;
-	store_seg_path(s, tid, f->fid, path, sizeof path);
+	if (at)
+		snprintf(path, sizeof path, "%s", at);
+	else
+		store_seg_path(s, tid, f->fid, path, sizeof path);
 	int vrc;
 	if (f->flags & 1) {
 		vrc = store_inline_copy(s, txn, tid, f, &bytes, &len, e);
@@ -66,6 +74,12 @@ static int check_segment(st_store *s, MDB_txn *txn, uint64_t tid, const struct f
 	return vrc;
 }
 
+static int check_segment(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
+			 struct st_err *e)
+{
+	return check_segment_at(s, txn, tid, f, NULL, e);
+}
+
 /* Report damaged segment f of table name (tid) and refuse the table. */
 static void segment_problem(st_store *s, struct st_verify_result *r, uint64_t tid,
 			    const char *name, const struct file_rec *f, const struct st_err *e)
@@ -76,7 +90,10 @@ static void segment_problem(st_store *s, struct st_verify_result *r, uint64_t ti
 	char why[ST_ERR_MSG_MAX];
 	snprintf(why, sizeof why, "table '%s': segment %llu is damaged", name,
 		 (unsigned long long)f->fid);
-	store_damage(s, tid, why);
+	if (f->flags & 1)
+		store_damage(s, tid, why);
+	else
+		store_damage_segment(s, tid, f, why); /* a peer's copy can replace it */
 }
 
 /* Verify one segment of table h in txn. */
@@ -526,6 +543,10 @@ static void orphan_files(st_store *s, MDB_txn *txn, struct st_verify_result *r)
 			size_t n = strlen(f->d_name);
 			uint64_t fid = strtoull(f->d_name, &end, 16);
 			bool seg = n == 20 && end == f->d_name + 16 && !strcmp(end, ".seg");
+			if (end == f->d_name + 16 && (!strcmp(end, ".seg.tmp") ||
+						      !strcmp(end, ".seg.repair") ||
+						      !strcmp(end, ".seg.repair.tmp")))
+				continue; /* a write or a repair in flight (removed at open) */
 			if (seg && nids && bsearch(&fid, ids, nids, sizeof *ids, cmp_u64))
 				continue;
 			r->orphans++;
@@ -855,4 +876,124 @@ int st_scrub(st_store *s, const struct st_scrub_opts *o, struct st_verify_result
 	if (rc != ST_OK)
 		st_verify_result_fini(res);
 	return rc;
+}
+
+/* ---- repair (st_segment_repair) ------------------------------------------ */
+
+/* The file record of (tid, fid), live or removed, into f (ST_ENOTFOUND:
+ * none: vacuumed). */
+static int find_file_rec(st_store *s, uint64_t tid, uint64_t fid, struct file_rec *f,
+			 struct st_err *err)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	int mrc = store_read_begin(s, &txn), rc = ST_ENOTFOUND;
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "repairing a segment");
+	if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0) {
+		store_read_end(s, txn);
+		return store_lmdb_err(err, mrc, "repairing a segment");
+	}
+	uint8_t key[FILE_KEY_LEN];
+	file_key(key, tid, 0, 0);
+	MDB_val k = {sizeof key, key}, v;
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE);
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT))
+		if (file_key_fid(&k) == fid) {
+			rc = file_rec_decode(fid, v.mv_data, v.mv_size, f);
+			if (rc != ST_OK)
+				rc = st_seterr(err, ST_ECORRUPT, "the record of file %llu is damaged",
+					       (unsigned long long)fid);
+			break;
+		}
+	if (mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = store_lmdb_err(err, mrc, "repairing a segment");
+	mdb_cursor_close(cur);
+	store_read_end(s, txn);
+	if (rc == ST_ENOTFOUND)
+		st_seterr(err, rc, "file %llu of table id %llu has no record", (unsigned long long)fid,
+			  (unsigned long long)tid);
+	return rc;
+}
+
+/* CRC32C and size of the file at path. */
+static int file_crc(const char *path, uint32_t *crc, uint64_t *size, struct st_err *err)
+{
+	FILE *fp = fopen(path, "rb");
+	if (!fp)
+		return st_seterr(err, errno, "cannot open %s: %s", path, strerror(errno));
+	uint8_t buf[1 << 16];
+	size_t n;
+	*crc = 0;
+	*size = 0;
+	while ((n = fread(buf, 1, sizeof buf, fp)) > 0) {
+		*crc = st_crc32c(*crc, buf, n);
+		*size += n;
+	}
+	int bad = ferror(fp);
+	fclose(fp);
+	return bad ? st_seterr(err, EIO, "cannot read %s", path) : ST_OK;
+}
+
+int st_segment_repair(st_store *s, uint64_t tid, uint64_t fid, const char *fetched,
+		      struct st_err *err)
+{
+	struct st_bad_segment bad[STORE_BAD_SEGS_MAX];
+	uint32_t n = st_bad_segments(s, bad, STORE_BAD_SEGS_MAX), i;
+	for (i = 0; i < n && !(bad[i].tid == tid && bad[i].fid == fid); i++)
+		;
+	if (i >= n || i >= STORE_BAD_SEGS_MAX)
+		return st_seterr(err, ST_ENOTFOUND, "segment %llu of table id %llu is not known to "
+				 "be damaged", (unsigned long long)fid, (unsigned long long)tid);
+	struct file_rec f;
+	int rc = find_file_rec(s, tid, fid, &f, err);
+	if (rc == ST_ENOTFOUND) { /* vacuumed meanwhile: nothing reads it any more */
+		unlink(fetched);
+		store_forget_segment(s, tid, fid);
+		return ST_OK;
+	}
+	if (rc != ST_OK)
+		return rc;
+	uint32_t crc = 0;
+	uint64_t size = 0;
+	struct st_err e;
+	if ((rc = file_crc(fetched, &crc, &size, err)) == ST_OK &&
+	    (size != f.size || crc != f.crc))
+		rc = st_seterr(err, ST_ECORRUPT, "the copy of segment %llu of table id %llu is not "
+			       "the file its record names (%llu bytes, CRC %08x; the record: %llu, "
+			       "%08x)", (unsigned long long)fid, (unsigned long long)tid,
+			       (unsigned long long)size, crc, (unsigned long long)f.size, f.crc);
+	if (rc == ST_OK && (f.flags & 1))
+		rc = st_seterr(err, ST_EINVAL, "segment %llu of table id %llu is inline: a copy of "
+			       "the record, not of a file, repairs it", (unsigned long long)fid,
+			       (unsigned long long)tid);
+	if (rc == ST_OK && check_segment_at(s, NULL, tid, &f, fetched, &e) != ST_OK)
+		rc = st_seterr(err, ST_ECORRUPT, "the copy of segment %llu of table id %llu fails "
+			       "its checks: %s", (unsigned long long)fid, (unsigned long long)tid,
+			       e.msg);
+	file_rec_fini(&f);
+	if (rc == ST_ECORRUPT)
+		unlink(fetched);
+	if (rc != ST_OK)
+		return rc;
+	char path[PATH_MAX], dir[PATH_MAX];
+	store_seg_path(s, tid, fid, path, sizeof path);
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	int fd = open(fetched, O_RDONLY);
+	int en = fd < 0 || fsync(fd) != 0 ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	if (!en && rename(fetched, path) != 0)
+		en = errno;
+	if (!en)
+		en = st_io_fsync_dir(&st_io_posix, dir);
+	if (en)
+		return st_seterr(err, en, "cannot put the copy of segment %llu in place: %s",
+				 (unsigned long long)fid, strerror(en));
+	store_forget_segment(s, tid, fid);
+	return ST_OK;
 }

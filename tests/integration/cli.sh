@@ -142,7 +142,7 @@ run "cluster unknown subcommand" 2 "strata cluster: unknown subcommand 'frob'" "
 run "cluster status --format xml" 2 "strata cluster: --format takes table or jsonl, not 'xml'" "$STRATA" cluster status --format xml
 run "cluster transfer needs --to" 2 "strata cluster: cluster transfer needs --to ID" "$STRATA" cluster transfer
 run "cluster transfer --to 0" 2 "strata cluster: --to takes a node id >= 1, not '0'" "$STRATA" cluster transfer --to 0
-run "cluster --help names jsonl keys" 0 "commit_lsn, applied_lsn, lag_entries, last_contact_ms" "$STRATA" cluster --help
+run "cluster --help names jsonl keys" 0 "commit_lsn, applied_lsn, lag_entries, last_contact_ms, repaired," "$STRATA" cluster --help
 run "--durability bad value" 2 "strata create: --durability takes local, quorum or all, not 'some'" \
 	"$STRATA" create d --schema "id int64" --durability some
 run "--durability on a read is unknown" 2 "strata scan: unknown option '--durability'" "$STRATA" scan d --durability all
@@ -553,16 +553,16 @@ if python3 -c 'import ctypes; ctypes.CDLL("libnanomsg.so.5")' 2>/dev/null; then
 	st=$?
 	cp "$T/cs.out" "$T/out"
 	# own role/epoch/LSNs per node, lag and contact from the leader; node 3 unreachable
-	if [ "$st" = 1 ] && grep -Eq '^1 +leader +4 +120 +120 +0 +0$' "$T/cs.out" &&
-		grep -Eq '^2 +follower +4 +110 +105 +20 +35$' "$T/cs.out" &&
-		grep -Eq '^3 +unreachable +- +- +- +70 +-$' "$T/cs.out"; then
+	if [ "$st" = 1 ] && grep -Eq '^1 +leader +4 +120 +120 +0 +0 +-$' "$T/cs.out" &&
+		grep -Eq '^2 +follower +4 +110 +105 +20 +35 +-$' "$T/cs.out" &&
+		grep -Eq '^3 +unreachable +- +- +- +70 +- +-$' "$T/cs.out"; then
 		ok "cluster status: a row per node from any node"
 	else
 		bad "cluster status: a row per node from any node (exit $st)"
 	fi
-	run "cluster status --format jsonl" 1 '{"id":2,"role":"follower","epoch":4,"commit_lsn":110,"applied_lsn":105,"lag_entries":20,"last_contact_ms":35}' \
+	run "cluster status --format jsonl" 1 '{"id":2,"role":"follower","epoch":4,"commit_lsn":110,"applied_lsn":105,"lag_entries":20,"last_contact_ms":35,"repaired":null,"repairs_pending":null}' \
 		"$STRATA" --host "$A2" cluster status --format jsonl
-	run "cluster status --format jsonl: unreachable" 1 '{"id":3,"role":"unreachable","epoch":null,"commit_lsn":null,"applied_lsn":null,"lag_entries":70,"last_contact_ms":null}' \
+	run "cluster status --format jsonl: unreachable" 1 '{"id":3,"role":"unreachable","epoch":null,"commit_lsn":null,"applied_lsn":null,"lag_entries":70,"last_contact_ms":null,"repaired":null,"repairs_pending":null}' \
 		"$STRATA" --host "$A2" cluster status --format jsonl
 	run "cluster transfer from a follower goes to the leader" 0 "leadership transfer to node 2 started (by the leader at $A1)" \
 		"$STRATA" --host "$A2" cluster transfer --to 2

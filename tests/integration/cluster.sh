@@ -12,7 +12,8 @@
 # scans, segment files and chain heads on every node, kill -9 of the leader
 # during 1-row writes (no acknowledged write lost or doubled), vacuum keeping
 # a file a stopped follower may still fetch and replicating, a restarted
-# follower and old leader catching up, --min-version on a follower, writes
+# follower and old leader catching up, a flipped segment at a follower
+# repaired from a peer, --min-version on a follower, writes
 # without a quorum, cluster status --format jsonl and a single node's status.
 # Closes with "N passed, N failed".
 set -u
@@ -210,11 +211,33 @@ done <"$T/segs"
 # ---- cluster status ------------------------------------------------------------------------------
 on "$F1" cluster status --format jsonl >"$T/out" 2>"$T/err"
 st=$?
-good=$(grep -c '^{"id":[123],"role":"[a-z]*","epoch":[0-9]*,"commit_lsn":[0-9]*,"applied_lsn":[0-9]*,"lag_entries":[0-9]*,"last_contact_ms":[0-9]*}$' "$T/out")
+good=$(grep -c '^{"id":[123],"role":"[a-z]*","epoch":[0-9]*,"commit_lsn":[0-9]*,"applied_lsn":[0-9]*,"lag_entries":[0-9]*,"last_contact_ms":[0-9]*,"repaired":0,"repairs_pending":0}$' "$T/out")
 [ $st = 0 ] && [ "$good" = 3 ] && [ "$(wc -l <"$T/out")" = 3 ] &&
 	ok "cluster status --format jsonl: three nodes with every key" || bad "cluster status --format jsonl: three nodes with every key"
 [ "$(grep -c '"role":"leader"' "$T/out")" = 1 ] && grep -q "^{\"id\":$L,\"role\":\"leader\"" "$T/out" &&
 	ok "cluster status: node $L is the one leader" || bad "cluster status: node $L is the one leader"
+
+# ---- repair from peers ------------------------------------------------------------------------------
+# A byte flipped in a follower's copy of a segment: its scrub finds it, the
+# table is refused there, and the node replaces the file with a peer's good
+# copy (checked against the size and CRC its commit recorded) by itself.
+SEG=$(head -n 1 "$T/segs")
+printf '\377' | dd of="$T/data$F1/$SEG" bs=1 seek=5000 conv=notrunc 2>/dev/null
+cmp -s "$T/data$L/$SEG" "$T/data$F1/$SEG" && bad "the flip changed node $F1's $SEG"
+run "scrub at a follower finds the flipped segment" 1 "DAMAGED: table 't': file segment" \
+	on "$F1" scrub --wait --rate 0
+dl=$(($(ms) + 15000))
+until [ "$(count "$F1" t)" = $TROWS ] || [ "$(ms)" -gt $dl ]; do sleep 0.1; done
+[ "$(count "$F1" t)" = $TROWS ] && ok "the follower serves the table again: repaired from a peer" ||
+	bad "the follower serves the table again: repaired from a peer"
+cmp "$T/data$L/$SEG" "$T/data$F1/$SEG" >"$T/out" 2>&1 && ok "the repaired file is the leader's, byte for byte" ||
+	bad "the repaired file is the leader's, byte for byte"
+grep -q "repair: segment [0-9]* of table id [0-9]* was damaged here; replaced with node [0-9]*'s copy" "$T/log$F1" &&
+	ok "the follower's log names the repair" || bad "the follower's log names the repair"
+on "$F1" cluster status --format jsonl >"$T/out" 2>&1
+grep -q "^{\"id\":$F1,.*\"repaired\":1,\"repairs_pending\":0}$" "$T/out" &&
+	ok "cluster status counts the repair" || bad "cluster status counts the repair"
+run "verify at the repaired follower" 0 "ok:" on "$F1" verify --quick
 
 # ---- --min-version on a follower ---------------------------------------------------------------------
 on "$L" load t "$T/small.csv" --quiet >"$T/out" 2>&1 || bad "load at the leader"

@@ -972,8 +972,115 @@ static void t_leftover_removal_keeps_live_files(void)
 	st_store_close(s);
 }
 
+static void copy_file(const char *from, const char *to)
+{
+	FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+	REQUIRE(a && b);
+	char buf[65536];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, a)) > 0)
+		REQUIRE(fwrite(buf, 1, n, b) == n);
+	fclose(a);
+	fclose(b);
+}
+
+static int64_t rows_of(st_store *s, const char *table, struct st_err *err)
+{
+	st_scan *sc;
+	int64_t rows = 0;
+	int rc = st_scan_open(s, table, (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc, err);
+	if (rc != ST_OK)
+		return -rc;
+	const struct st_scan_batch *b;
+	while ((rc = st_scan_next(sc, &b, err)) == ST_OK && b)
+		rows += b->nsel;
+	st_scan_close(sc);
+	return rc == ST_OK ? rows : -rc;
+}
+
+/* A damaged segment file found by a read is remembered for repair and its
+ * table refused; a copy that is not the good file is refused (and
+ * removed); the good copy replaces it and the table serves again, unless
+ * something else damages it too. */
+static void t_segment_repair(void)
+{
+	char dir[128];
+	st_store *s = two_tables(dir, sizeof dir);
+	struct st_commit_result r;
+	struct st_err err;
+	enum { N = 20000 };
+	int64_t *big = malloc(N * sizeof *big);
+	REQUIRE(big != NULL);
+	for (int i = 0; i < N; i++)
+		big[i] = (int64_t)i * 7919 % 100003;
+	const char *names[1] = {"n"};
+	struct st_vec vec = {.type = ST_TYPE_INT64, .n = N, .data = big};
+	struct st_batch b = {1, names, &vec, N};
+	REQUIRE(st_write(s, "a", &b, 1, NULL, &r, &err) == ST_OK);
+	REQUIRE(st_write(s, "b", &b, 1, NULL, &r, &err) == ST_OK);
+	free(big);
+	CHECK_EQ(rows_of(s, "a", &err), N);
+	MDB_txn *txn;
+	struct table_head h;
+	struct file_rec *f;
+	uint32_t nf;
+	REQUIRE(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0);
+	REQUIRE(head_get(s, txn, "a", &h, &err) == ST_OK);
+	REQUIRE(store_files_at(s, txn, h.tid, h.version, &f, &nf, &err) == ST_OK && nf == 1);
+	uint64_t tid = h.tid, fid = f[0].fid;
+	file_recs_free(f, nf);
+	head_fini(&h);
+	mdb_txn_abort(txn);
+	char path[PATH_MAX], good[PATH_MAX + 8], bad[PATH_MAX + 8];
+	st_segment_path(s, tid, fid, path, sizeof path);
+	snprintf(good, sizeof good, "%s.good", path);
+	snprintf(bad, sizeof bad, "%s.bad", path);
+	copy_file(path, good);
+	int fd = open(path, O_RDWR);
+	REQUIRE(fd >= 0);
+	uint8_t byte;
+	REQUIRE(pread(fd, &byte, 1, 100) == 1);
+	byte ^= 1;
+	REQUIRE(pwrite(fd, &byte, 1, 100) == 1);
+	close(fd);
+	copy_file(path, bad);
+
+	CHECK_EQ(rows_of(s, "a", &err), -ST_ECORRUPT);
+	struct st_bad_segment bs[4];
+	REQUIRE(st_bad_segments(s, bs, 4) == 1);
+	CHECK_EQ(bs[0].tid, tid);
+	CHECK_EQ(bs[0].fid, fid);
+	CHECK_EQ(rows_of(s, "a", &err), -ST_ECORRUPT);
+	CHECK_CONTAINS(err.msg, "refused for reads and writes");
+	CHECK_EQ(rows_of(s, "b", &err), N);
+	CHECK_EQ(st_segment_repair(s, tid, fid, bad, &err), ST_ECORRUPT);
+	CHECK_CONTAINS(err.msg, "is not the file its record names");
+	CHECK(access(bad, F_OK) != 0);
+	CHECK_EQ(st_segment_repair(s, tid, fid + 99, good, &err), ST_ENOTFOUND);
+	CHECK_EQ(rows_of(s, "a", &err), -ST_ECORRUPT);
+	REQUIRE(st_segment_repair(s, tid, fid, good, &err) == ST_OK);
+	CHECK_EQ(st_bad_segments(s, bs, 4), 0);
+	CHECK_EQ(rows_of(s, "a", &err), N);
+	struct st_verify_result vr;
+	REQUIRE(st_verify(s, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.nproblems, 0);
+	st_verify_result_fini(&vr);
+
+	/* Damaged by more than the segment: the repair does not lift it. */
+	copy_file(path, good);
+	fd = open(path, O_RDWR);
+	REQUIRE(fd >= 0 && pwrite(fd, "\xff\xff", 2, 100) == 2);
+	close(fd);
+	CHECK_EQ(rows_of(s, "a", &err), -ST_ECORRUPT);
+	store_damage(s, tid, "table 'a': something else");
+	REQUIRE(st_segment_repair(s, tid, fid, good, &err) == ST_OK);
+	CHECK_EQ(rows_of(s, "a", &err), -ST_ECORRUPT);
+	st_store_close(s);
+}
+
 static const struct test_case tests[] = {
 	{"record_checksums", t_record_checksums},
+	{"segment_repair", t_segment_repair},
 	{"leftover_removal_keeps_live_files", t_leftover_removal_keeps_live_files},
 	{"checksummed_damage_never_crashes", t_checksummed_damage_never_crashes},
 	{"scrub", t_scrub},
