@@ -124,6 +124,15 @@ static const struct cli_command commands[] = {
 	 "                        `strata history --full-hash`, e.g. kept elsewhere): check that\n"
 	 "                        it is in this store's chain and print the LSN it is at\n"
 	 "  --data-dir DIR        check a stopped data directory offline", 0},
+	{"backup", cli_cmd_backup, "DIR",
+	 "Take an online, consistent backup of the daemon's whole store into DIR, an absolute\n"
+	 "path on the daemon's machine (new or empty): a compacted copy of LMDB, every segment\n"
+	 "file it names (hard links on the same file system, copies otherwise; each checked\n"
+	 "against its commit's size and CRC32C) and a MANIFEST of every file's size and CRC32C\n"
+	 "with the chain head, written last. Writes go on meanwhile. The backup is a data\n"
+	 "directory: `strata verify --data-dir DIR` checks it (the manifest too), and\n"
+	 "`stratad -c FILE --restore-from DIR` makes FILE's data_dir from it. Prints the\n"
+	 "chain head it holds.", 0},
 	{"cluster", cli_cmd_cluster, "status [--format table|jsonl] | transfer --to ID",
 	 "Show or steer the replicated cluster --host belongs to (any node of it).\n"
 	 "  status                one row per node: id, role, epoch, commit LSN, applied LSN,\n"

@@ -62,6 +62,7 @@ enum wire_type {
 	WIRE_VERIFY = 53,
 	WIRE_COMPACT = 54,
 	WIRE_SCRUB = 55,
+	WIRE_BACKUP = 56,
 	WIRE_CLUSTER_STATUS = 60,
 	WIRE_CLUSTER_TRANSFER = 61,
 };
@@ -322,6 +323,14 @@ enum wire_verify_reply {
 };
 enum wire_compact_key { WIRE_COMPACT_Q_TABLE = 0 };
 enum wire_scrub_key { WIRE_SCRUB_Q_TABLE = 0, WIRE_SCRUB_Q_RATE = 1 };
+enum wire_backup_key { WIRE_BACKUP_Q_DIR = 0 };
+enum wire_backup_reply {
+	WIRE_BACKUP_R_LSN = 0,
+	WIRE_BACKUP_R_HASH = 1,
+	WIRE_BACKUP_R_FILES = 2,
+	WIRE_BACKUP_R_BYTES = 3,
+	WIRE_BACKUP_R_NKEYS = 4,
+};
 enum wire_scrub_reply { WIRE_SCRUB_R_PASS = 0, WIRE_SCRUB_R_RATE = 1, WIRE_SCRUB_R_NKEYS = 2 };
 enum wire_cluster_status_reply {
 	WIRE_CLUSTER_R_NODE = 0,

@@ -225,6 +225,7 @@ int cli_cmd_cluster(int argc, char **argv, struct cli_global *g);
 /* status.c */
 int cli_cmd_status(int argc, char **argv, struct cli_global *g);
 int cli_cmd_scrub(int argc, char **argv, struct cli_global *g);
+int cli_cmd_backup(int argc, char **argv, struct cli_global *g);
 int cli_cmd_ping(int argc, char **argv, struct cli_global *g);
 int cli_cmd_inspect(int argc, char **argv, struct cli_global *g);
 

@@ -328,3 +328,44 @@ int cli_cmd_scrub(int argc, char **argv, struct cli_global *g)
 		return nprob ? 1 : 0;
 	}
 }
+
+int cli_cmd_backup(int argc, char **argv, struct cli_global *g)
+{
+	int status = 0;
+	if (cli_no_options(argc, argv, g, &status) == CLI_OPT_STOP)
+		return status;
+	if (optind + 1 != argc)
+		return cli_usage_error("takes one directory");
+	const char *dir = argv[optind];
+	if (dir[0] != '/')
+		return cli_usage_error("'%s' is not an absolute path: the daemon writes the backup on "
+				       "its own machine, and its working directory is not yours", dir);
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	msgpack_packer *pk = sc_begin(c, WIRE_BACKUP, 1);
+	wire_key_str(pk, WIRE_BACKUP_Q_DIR, dir);
+	const msgpack_object *b;
+	struct wire_error e;
+	if (sc_call(c, &b, &e) != 0) {
+		status = cli_fail_wire(c, &e);
+		sc_close(c);
+		return status;
+	}
+	uint64_t lsn = 0, files = 0, bytes = 0;
+	const uint8_t *hash = NULL;
+	const struct cli_reply r = {WIRE_BACKUP, NULL};
+	if (cli_reply_u64(&r, b, WIRE_BACKUP_R_LSN, "LSN", CLI_REQUIRED, &lsn) < 0 ||
+	    cli_reply_hash(&r, b, WIRE_BACKUP_R_HASH, "chain hash", CLI_REQUIRED, &hash) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_BACKUP_R_FILES, "files", CLI_REQUIRED, &files) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_BACKUP_R_BYTES, "bytes", CLI_REQUIRED, &bytes) < 0) {
+		sc_close(c);
+		return 1;
+	}
+	char hex[2 * CLI_HASH_LEN + 1];
+	cli_hex(hash, 2 * CLI_HASH_LEN, hex);
+	printf("backup of %s in %s: %" PRIu64 " files, %.1f MB, chain head LSN %" PRIu64 " %s\n",
+	       sc_host(c), dir, files, (double)bytes / 1e6, lsn, hex);
+	sc_close(c);
+	return 0;
+}

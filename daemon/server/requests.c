@@ -553,6 +553,32 @@ out:
 	return rc;
 }
 
+static int h_backup(struct sd_ctx *c)
+{
+	char dir[4096] = "";
+	struct st_err err;
+	struct st_backup_result r;
+	int rc;
+	if ((rc = sd_opt_strbuf(c, WIRE_BACKUP_Q_DIR, "dir", dir, sizeof dir)))
+		return rc;
+	if (!dir[0])
+		return sd_fail(c, ST_EPROTO, "BACKUP needs key 0 (dir)");
+	sd_log(SD_LOG_INFO, "backup to %s started", dir);
+	if ((rc = st_backup(c->srv->s, dir, &r, &err)) != ST_OK) {
+		sd_log(SD_LOG_WARN, "backup to %s failed: %s", dir, err.msg);
+		return sd_fail_err(c, rc, &err);
+	}
+	sd_log(SD_LOG_INFO, "backup to %s done: LSN %llu, %llu files, %llu bytes", dir,
+	       (unsigned long long)r.lsn, (unsigned long long)r.files, (unsigned long long)r.bytes);
+	msgpack_packer *pk = &c->out.pk;
+	sd_begin(c, WIRE_BACKUP_R_NKEYS);
+	wire_key_u64(pk, WIRE_BACKUP_R_LSN, r.lsn);
+	wire_key_bin(pk, WIRE_BACKUP_R_HASH, r.hash, ST_HASH_LEN);
+	wire_key_u64(pk, WIRE_BACKUP_R_FILES, r.files);
+	wire_key_u64(pk, WIRE_BACKUP_R_BYTES, r.bytes);
+	return ST_OK;
+}
+
 static int h_compact(struct sd_ctx *c)
 {
 	struct st_err err;
@@ -587,7 +613,7 @@ static const struct {
 	{WIRE_QUERY, sd_h_query},        {WIRE_HISTORY, h_history},
 	{WIRE_RESTORE, h_restore},       {WIRE_VACUUM, h_vacuum},
 	{WIRE_VERIFY, h_verify},         {WIRE_COMPACT, h_compact},
-	{WIRE_SCRUB, sd_h_scrub},
+	{WIRE_SCRUB, sd_h_scrub},        {WIRE_BACKUP, h_backup},
 	{WIRE_CLUSTER_STATUS, sd_h_cluster_status},
 	{WIRE_CLUSTER_TRANSFER, sd_h_cluster_transfer},
 };

@@ -44,6 +44,7 @@ static void usage(FILE *out)
 		"usage: stratad -c FILE [--daemonize --pidfile PATH]\n"
 		"       stratad --check-config -c FILE\n"
 		"       stratad --verify DIR [--quick] [--head HASH]\n"
+		"       stratad -c FILE --restore-from BACKUP\n"
 		"\n"
 		"The strata storage daemon. Serves the tables of one data directory over\n"
 		"the strata wire protocol (format/PROTOCOL.md) to the `strata` CLI and clients.\n"
@@ -57,9 +58,14 @@ static void usage(FILE *out)
 		"                      records against its commits, files no record names;\n"
 		"                      prints each problem, the chain's last LSN and hash; exit\n"
 		"                      0 clean, 1 damage found, 2 usage, 3 could not check\n"
+		"                      (a backup, strata backup: also every file against its\n"
+		"                      MANIFEST)\n"
 		"      --quick         with --verify: the chains and segments only\n"
 		"      --head HASH     with --verify: the chain hash (64 hex digits) recorded\n"
 		"                      earlier (strata status); it must be in the chain\n"
+		"      --restore-from BACKUP  make the config's data_dir (it must not exist) from\n"
+		"                      a backup taken by `strata backup`: checked against its\n"
+		"                      MANIFEST, copied, fsynced, renamed into place; then exit\n"
 		"      --daemonize     detach from the terminal (needs --pidfile)\n"
 		"      --pidfile PATH  write the daemon's pid there (removed at exit)\n"
 		"  -h, --help          this help\n"
@@ -143,6 +149,26 @@ static int verify_offline(const char *dir, const char *head_hex, bool quick)
 		fprintf(stderr, "stratad --verify: '%s' is not a directory\n", dir);
 		return 3;
 	}
+	/* A backup (strata backup): its files against its MANIFEST first,
+	 * before opening it can touch them. */
+	char mpath[4200];
+	snprintf(mpath, sizeof mpath, "%s/MANIFEST", dir);
+	uint32_t manifest_problems = 0;
+	if (stat(mpath, &st) == 0) {
+		struct st_backup_result br;
+		char **probs;
+		if (st_backup_check(dir, &br, &probs, &manifest_problems, &err) != ST_OK) {
+			fprintf(stderr, "stratad --verify: %s\n", err.msg);
+			return err.code == ST_ECORRUPT ? 1 : 3;
+		}
+		for (uint32_t i = 0; i < manifest_problems; i++) {
+			printf("DAMAGED: backup: %s\n", probs[i]);
+			free(probs[i]);
+		}
+		free(probs);
+		printf("backup: %llu files in its MANIFEST, %u differ; its chain head: LSN %llu\n",
+		       (unsigned long long)br.files, manifest_problems, (unsigned long long)br.lsn);
+	}
 	int rc = st_store_open(dir, NULL, &s, &err);
 	if (rc == ST_EEXIST) {
 		fprintf(stderr, "stratad --verify: %s: a running stratad holds it; use `strata verify` "
@@ -170,9 +196,30 @@ static int verify_offline(const char *dir, const char *head_hex, bool quick)
 	       (unsigned long long)r.segments, (unsigned long long)r.commits,
 	       (unsigned long long)r.orphans, quick ? " (quick: chains and segments only)" : "",
 	       r.nproblems, r.nproblems == 1 ? "" : "s");
-	int status = r.nproblems ? 1 : 0;
+	int status = r.nproblems || manifest_problems ? 1 : 0;
 	st_verify_result_fini(&r);
 	return status;
+}
+
+/* stratad -c FILE --restore-from DIR: FILE's data_dir made from backup DIR. */
+static int restore_from(const char *backup, const char *cfg_path)
+{
+	struct sd_config cfg;
+	struct st_err err;
+	if (sd_config_load(cfg_path, &cfg, &err) != ST_OK) {
+		fprintf(stderr, "stratad: %s\n", err.msg);
+		return 1;
+	}
+	struct st_backup_result r;
+	int rc = st_restore_from(backup, cfg.data_dir, &r, &err);
+	if (rc != ST_OK)
+		fprintf(stderr, "stratad --restore-from: %s\n", err.msg);
+	else
+		printf("restored %s from the backup in %s: %llu files, %.1f MB, chain head LSN %llu; "
+		       "start stratad -c %s\n", cfg.data_dir, backup, (unsigned long long)r.files,
+		       (double)r.bytes / 1e6, (unsigned long long)r.lsn, cfg_path);
+	sd_config_fini(&cfg);
+	return rc == ST_OK ? 0 : 1;
 }
 
 /* What opening the store checked, and each table it found damaged. */
@@ -234,8 +281,10 @@ int main(int argc, char **argv)
 		{"head", required_argument, NULL, 'H'},
 		{"quick", no_argument, NULL, 'Q'},
 		{"config-reference", no_argument, NULL, 'R'},
+		{"restore-from", required_argument, NULL, 'r'},
 		{NULL, 0, NULL, 0}};
-	const char *cfg_path = NULL, *pidfile = NULL, *verify_dir = NULL, *head = NULL;
+	const char *cfg_path = NULL, *pidfile = NULL, *verify_dir = NULL, *head = NULL,
+		   *restore = NULL;
 	bool check = false, detach = false, quick = false;
 	int o;
 	if (guard_std_fds() != 0)
@@ -251,6 +300,7 @@ int main(int argc, char **argv)
 		case 'v': verify_dir = optarg; break;
 		case 'H': head = optarg; break;
 		case 'Q': quick = true; break;
+		case 'r': restore = optarg; break;
 		case 'R':
 			printf("| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
 			sd_config_reference(stdout);
@@ -268,6 +318,13 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return verify_offline(verify_dir, head, quick);
+	}
+	if (restore) {
+		if (optind < argc || !cfg_path || check || detach) {
+			fprintf(stderr, "stratad: --restore-from BACKUP goes with -c FILE alone\n");
+			return 2;
+		}
+		return restore_from(restore, cfg_path);
 	}
 	if (optind < argc || !cfg_path || (detach && !pidfile)) {
 		if (optind < argc)

@@ -138,6 +138,7 @@ struct st_store {
 	uint32_t meta_next;          /* the slot to replace next */
 	pthread_mutex_t pin_lock;    /* guards pins */
 	struct store_pin *pins;      /* snapshots of open scans */
+	uint32_t backups;            /* backups running: vacuum keeps every file (pin_lock) */
 	uint32_t npins, cap_pins;    /* count and capacity */
 	struct store_cap cap;        /* cluster mode: the open write txn's capture */
 	struct store_repl repl;      /* cluster mode */

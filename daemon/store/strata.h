@@ -454,6 +454,39 @@ int st_verify_ex(st_store *s, const struct st_verify_opts *o, struct st_verify_r
 int st_verify_head(st_store *s, const uint8_t head[ST_HASH_LEN], struct st_verify_result *res,
 		   struct st_err *err);
 void st_verify_result_fini(struct st_verify_result *r);
+/* ---- backup and restore (backup.c, STORE.md §9) ------------------------ */
+
+struct st_backup_result {
+	uint64_t lsn;                 /* the chain head of the backup: its newest LSN */
+	uint8_t hash[ST_HASH_LEN];    /* and the chain hash after it */
+	uint64_t files;               /* files in the manifest (segments and data.mdb) */
+	uint64_t bytes;               /* their bytes */
+};
+/*
+ * An online, consistent backup of the whole store into dir (an absolute
+ * path; new or empty): a compacted copy of LMDB (mdb_env_copy2, one
+ * snapshot), every segment file its records name (hard-linked on the same
+ * file system, copied otherwise; each checked whole against its record's
+ * size and CRC32C: a damaged one fails the backup, naming it, and is
+ * remembered for repair), and MANIFEST last (names, sizes, CRC32Cs, chain
+ * head). Writers go on meanwhile; vacuum deletes no file until it ends. The
+ * backup is a data directory: stratad --verify reads it. Errors: ST_EINVAL
+ * (not absolute), ST_EEXIST (not empty), ST_ECORRUPT, LMDB errors, errno.
+ */
+int st_backup(st_store *s, const char *dir, struct st_backup_result *res, struct st_err *err);
+/* Check backup dir against its MANIFEST (each file's size and CRC32C):
+ * problems (malloc'ed lines, free each and the array) name what differs.
+ * Errors: ST_ENOTFOUND (no MANIFEST: not a backup, or unfinished),
+ * ST_ECORRUPT (not a manifest), ST_ENOMEM. */
+int st_backup_check(const char *dir, struct st_backup_result *res, char ***problems,
+		    uint32_t *nproblems, struct st_err *err);
+/* A new data directory data_dir (it must not exist) from backup dir:
+ * checked against its MANIFEST first, copied into data_dir.restoring (every
+ * file and directory fsynced), renamed into place. Errors: as
+ * st_backup_check, ST_ECORRUPT (damaged), ST_EEXIST, errno. */
+int st_restore_from(const char *backup, const char *data_dir, struct st_backup_result *res,
+		    struct st_err *err);
+
 /* A damaged segment file (a chunk or footer fails its checksum), as its
  * file record describes the good one: what a repair fetches. */
 struct st_bad_segment {

@@ -52,8 +52,8 @@ void store_unpin(st_store *s, uint64_t tid, uint64_t version)
 
 bool store_pinned_below(st_store *s, uint64_t tid, uint64_t removed)
 {
-	bool pinned = false;
 	pthread_mutex_lock(&s->pin_lock);
+	bool pinned = s->backups > 0;
 	for (uint32_t i = 0; i < s->npins && !pinned; i++)
 		pinned = s->pins[i].tid == tid && s->pins[i].version < removed;
 	pthread_mutex_unlock(&s->pin_lock);
@@ -63,8 +63,8 @@ bool store_pinned_below(st_store *s, uint64_t tid, uint64_t removed)
 /* True when an open scan reads table tid at a version in [added, removed). */
 static bool is_pinned(st_store *s, uint64_t tid, uint64_t added, uint64_t removed)
 {
-	bool pinned = false;
 	pthread_mutex_lock(&s->pin_lock);
+	bool pinned = s->backups > 0;
 	for (uint32_t i = 0; i < s->npins && !pinned; i++)
 		pinned = s->pins[i].tid == tid && s->pins[i].version >= added &&
 			 s->pins[i].version < removed;

@@ -977,12 +977,8 @@ int st_segment_repair(st_store *s, uint64_t tid, uint64_t fid, const char *fetch
 		unlink(fetched);
 	if (rc != ST_OK)
 		return rc;
-	char path[PATH_MAX], dir[PATH_MAX];
+	char path[PATH_MAX];
 	store_seg_path(s, tid, fid, path, sizeof path);
-	snprintf(dir, sizeof dir, "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (slash)
-		*slash = 0;
 	int fd = open(fetched, O_RDONLY);
 	int en = fd < 0 || fsync(fd) != 0 ? errno : 0;
 	if (fd >= 0)
@@ -990,7 +986,7 @@ int st_segment_repair(st_store *s, uint64_t tid, uint64_t fid, const char *fetch
 	if (!en && rename(fetched, path) != 0)
 		en = errno;
 	if (!en)
-		en = st_io_fsync_dir(&st_io_posix, dir);
+		en = st_io_fsync_dir(&st_io_posix, path); /* the directory holding it */
 	if (en)
 		return st_seterr(err, en, "cannot put the copy of segment %llu in place: %s",
 				 (unsigned long long)fid, strerror(en));
