@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "format/crc32c.h"
 #include "format/wire.h"
 
@@ -48,6 +50,8 @@ enum link_env_key {
 	LINK_ENV_BODY = 6,
 	LINK_ENV_CRC = 7,
 	LINK_ENV_NKEYS = 8,
+	LINK_ENV_MAC = 8, /* sealed messages only (seal) */
+	LINK_ENV_SEQ = 9,
 };
 
 /* §5.2 body keys, one enum per type. */
@@ -85,6 +89,9 @@ enum link_data_key {
 };
 
 #define CRC_PAIR_LEN     6  /* 0x07, 0xce, 4 bytes */
+#define SEQ_PAIR_LEN     10 /* 0x09, 0xcf, 8 bytes: the sender's sequence number */
+#define MAC_PAIR_LEN     35 /* 0x08, 0xc4, 0x20, 32 bytes: HMAC-SHA512-256 */
+#define SEAL_LEN         (SEQ_PAIR_LEN + MAC_PAIR_LEN)
 #define LINK_QMAX        64 /* messages queued per peer while its pipe is busy */
 #define REPLY_TIMEOUT_MS 2000
 
@@ -134,6 +141,9 @@ struct link {
 	uint64_t n_dropped_send;             /* queue full */
 	uint64_t n_dropped_recv;             /* failed a check */
 	uint64_t n_served;                   /* SEGMENT_FETCH answered */
+	uint64_t n_unauth;                   /* dropped: no valid MAC, or replayed */
+	uint64_t send_seq;                   /* atomic: the last sequence number sealed */
+	uint64_t last_seq[LINK_MAX_PEERS];   /* per config.peers index: the last one accepted */
 	uint64_t bytes_sent[LINK_MAX_PEERS]; /* per config.peers index */
 	pthread_mutex_t qmu;                 /* guards q */
 	struct link_queue q[LINK_MAX_PEERS]; /* per config.peers index */
@@ -191,6 +201,74 @@ static void append_crc(struct st_buf *b)
 	uint8_t t[CRC_PAIR_LEN] = {LINK_ENV_CRC, 0xce};
 	st_put_be(t + 2, 4, crc);
 	st_buf_append(b, t, sizeof t);
+}
+
+/*
+ * Authentication (§5.1 keys 8, 9): with a cluster key, a message ending in
+ * its CRC pair is sealed: the CRC pair comes off, key 9 (the sender's
+ * sequence number, uint64) and key 8 (HMAC-SHA512-256 over the message as
+ * it is with keys 8 and 7 absent: header byte - 2, then every byte before
+ * key 8) go on, and a new CRC pair. unseal checks that shape and the MAC.
+ */
+static void seal(struct link *l, struct st_buf *b)
+{
+	if (!l->c.auth || b->oom || b->len < 1 + CRC_PAIR_LEN)
+		return;
+	b->len -= CRC_PAIR_LEN;
+	uint64_t seq = __atomic_add_fetch(&l->send_seq, 1, __ATOMIC_RELAXED);
+	uint8_t t[SEQ_PAIR_LEN] = {LINK_ENV_SEQ, 0xcf};
+	st_put_be(t + 2, 8, seq);
+	st_buf_append(b, t, sizeof t);
+	if (b->oom)
+		return;
+	uint8_t hdr = b->data[0]; /* 8 pairs: 7 and the CRC; now + seq */
+	crypto_auth_hmacsha512256_state st;
+	uint8_t mac[MAC_PAIR_LEN] = {LINK_ENV_MAC, 0xc4, 32};
+	crypto_auth_hmacsha512256_init(&st, l->c.key, sizeof l->c.key);
+	crypto_auth_hmacsha512256_update(&st, &hdr, 1); /* pairs before 8: n - 1 + seq */
+	crypto_auth_hmacsha512256_update(&st, b->data + 1, b->len - 1);
+	crypto_auth_hmacsha512256_final(&st, mac + 3);
+	st_buf_append(b, mac, sizeof mac);
+	if (!b->oom)
+		b->data[0] = (uint8_t)(hdr + 2);
+	append_crc(b);
+}
+
+/* Whether message p (its CRC already checked) is sealed with this cluster's
+ * key; *seq gets its sequence number. */
+static bool unseal(const struct link *l, const uint8_t *p, size_t len, uint64_t *seq)
+{
+	if (len < 1 + SEAL_LEN + CRC_PAIR_LEN || (p[0] & 0x0f) < 3)
+		return false;
+	const uint8_t *m = p + len - CRC_PAIR_LEN - MAC_PAIR_LEN, *q = m - SEQ_PAIR_LEN;
+	if (m[0] != LINK_ENV_MAC || m[1] != 0xc4 || m[2] != 32 || q[0] != LINK_ENV_SEQ ||
+	    q[1] != 0xcf)
+		return false;
+	uint8_t hdr = (uint8_t)(p[0] - 2), mac[32];
+	crypto_auth_hmacsha512256_state st;
+	crypto_auth_hmacsha512256_init(&st, l->c.key, sizeof l->c.key);
+	crypto_auth_hmacsha512256_update(&st, &hdr, 1);
+	crypto_auth_hmacsha512256_update(&st, p + 1, (size_t)(m - p) - 1);
+	crypto_auth_hmacsha512256_final(&st, mac);
+	*seq = st_get_be(q + 2, 8);
+	return sodium_memcmp(mac, m + 3, 32) == 0;
+}
+
+/* The authentication check of a received message (CRC checked or not:
+ * unseal needs only its shape). Unauthenticated links accept everything. */
+static bool authentic(struct link *l, const void *msg, size_t len, int peer, bool in_order)
+{
+	uint64_t seq = 0;
+	if (!l->c.auth)
+		return true;
+	if (!unseal(l, msg, len, &seq) ||
+	    (in_order && peer >= 0 && seq <= l->last_seq[peer])) {
+		count(&l->n_unauth, 1);
+		return false;
+	}
+	if (in_order && peer >= 0)
+		l->last_seq[peer] = seq;
+	return true;
 }
 
 /* Bytes of the msgpack header of an array of n elements. */
@@ -720,6 +798,11 @@ int link_open(const struct link_config *c, struct link **out, struct st_err *err
 		l->c.max_message = LINK_DEFAULT_MAX_MESSAGE;
 	if (!l->c.fetch_timeout_ms)
 		l->c.fetch_timeout_ms = 5000;
+	{ /* sequence numbers grow across restarts: they start at the wall clock's µs */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		l->send_seq = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	}
 	l->c.self_address[LINK_ADDR_MAX - 1] = '\0';
 	if (c->self == 0 || c->self > LINK_MAX_ID || c->n_peers > LINK_MAX_PEERS) {
 		rc = st_seterr(err, ST_EINVAL, "node id %llu or %zu peers out of range (ids 1..%d)",
@@ -859,8 +942,10 @@ int link_send(struct link *l, const struct raft_msg *m, link_entry_fn fn, void *
 		rc = ST_EINVAL; /* a bug of the caller: nothing to tell a user */
 		goto out;
 	}
-	if ((rc = link_encode(l->c.cluster, m, fn, ctx, l->c.max_message, &b, &n, &e)) != ST_OK)
+	if ((rc = link_encode(l->c.cluster, m, fn, ctx,
+	                      l->c.max_message - (l->c.auth ? SEAL_LEN : 0), &b, &n, &e)) != ST_OK)
 		goto out;
+	seal(l, &b);
 	pthread_mutex_lock(&l->qmu);
 	struct link_queue *q = &l->q[i];
 	flush_locked(l, (size_t)i);
@@ -908,6 +993,7 @@ void link_stats(const struct link *l, struct link_stats *out)
 	out->dropped_send = __atomic_load_n(&l->n_dropped_send, __ATOMIC_RELAXED);
 	out->dropped_recv = __atomic_load_n(&l->n_dropped_recv, __ATOMIC_RELAXED);
 	out->segments_served = __atomic_load_n(&l->n_served, __ATOMIC_RELAXED);
+	out->unauthenticated = __atomic_load_n(&l->n_unauth, __ATOMIC_RELAXED);
 	out->reopened = __atomic_load_n(&l->n_reopened, __ATOMIC_RELAXED);
 	for (size_t i = 0; i < LINK_MAX_PEERS; i++)
 		out->bytes_sent[i] = __atomic_load_n(&l->bytes_sent[i], __ATOMIC_RELAXED);
@@ -933,6 +1019,7 @@ static void serve_one(struct link *l)
 	if (n < 0)
 		goto out;
 	if (parse_envelope(req, (size_t)n, l->c.cluster, l->c.self, &d, &e, &err) != ST_OK ||
+	    !authentic(l, req, (size_t)n, -1, false) ||
 	    e.type != LINK_SEG_FETCH || peer_index(l, e.from) < 0 ||
 	    need_u64(e.body, "SEGMENT_FETCH", LINK_FETCH_TABLE, "table", &table, &err) ||
 	    need_u64(e.body, "SEGMENT_FETCH", LINK_FETCH_FILE, "file", &file, &err) ||
@@ -967,6 +1054,7 @@ static void serve_one(struct link *l)
 		wire_key_str(&pk, LINK_DATA_MSG, err.msg[0] ? err.msg : st_strerror(rc));
 	}
 	append_crc(&out);
+	seal(l, &out);
 	if (!out.oom && nn_send(l->rep, out.data, out.len, 0) >= 0) {
 		count(&l->n_served, 1);
 		count(&l->bytes_sent[peer_index(l, e.from)], out.len); /* segments count too */
@@ -1093,6 +1181,7 @@ int link_fetch_segment(struct link *l, uint64_t peer, uint64_t table, uint64_t f
 		wire_key_u64(&pk, LINK_FETCH_OFF, off);
 		wire_key_u64(&pk, LINK_FETCH_LEN, ask);
 		append_crc(&req);
+		seal(l, &req);
 		if (req.oom) {
 			rc = st_seterr(err, ST_ENOMEM, "out of memory fetching a segment");
 			goto out;
@@ -1111,6 +1200,9 @@ int link_fetch_segment(struct link *l, uint64_t peer, uint64_t table, uint64_t f
 			goto out;
 		}
 		rc = parse_envelope(reply, (size_t)n, l->c.cluster, l->c.self, &d, &e, &pe);
+		if (rc == ST_OK && !authentic(l, reply, (size_t)n, -1, false))
+			rc = st_seterr(&pe, ST_ECORRUPT, "segment reply from node %llu is not "
+			               "authenticated with this cluster's key", (unsigned long long)peer);
 		if (rc == ST_OK && (e.type != LINK_SEG_DATA || e.from != peer))
 			rc = st_seterr(&pe, ST_EPROTO, "segment reply of type %llu from node %llu",
 			               (unsigned long long)e.type, (unsigned long long)e.from);
@@ -1233,6 +1325,7 @@ static void check_liveness(struct link *l)
 			pack_envelope(&pk, l->c.cluster, l->c.self, l->c.peers[i].id, 0, LINK_KEEPALIVE);
 			msgpack_pack_map(&pk, 0);
 			append_crc(&b);
+			seal(l, &b);
 			pthread_mutex_lock(&l->qmu);
 			/* Sent or not (a busy or absent pipe): the next one in an interval. */
 			if (!b.oom && l->q[i].n == 0)
@@ -1304,7 +1397,8 @@ int link_recv(struct link *l, int timeout_ms, struct raft_msg *m)
 				continue;
 			if (link_decode(msg, (size_t)len, l->c.cluster, l->c.self, m, &l->dec,
 			                &err) != ST_OK ||
-			    m->from != l->c.peers[k - 2].id) {
+			    m->from != l->c.peers[k - 2].id ||
+			    !authentic(l, msg, (size_t)len, k - 2, true)) {
 				count(&l->n_dropped_recv, 1);
 				nn_freemsg(msg);
 				continue;

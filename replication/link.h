@@ -69,6 +69,8 @@ struct link_config {
 	size_t n_peers;                         /* count of peers */
 	size_t max_message;                     /* NN_RCVMAXSIZE and largest sent; 0 = 64 MiB */
 	int fetch_timeout_ms;                   /* per SEGMENT_FETCH chunk; 0 = 5000 */
+	bool auth;                              /* seal and check every message with key (§5.1) */
+	uint8_t key[32];                        /* the cluster key (auth) */
 };
 
 struct link_stats {
@@ -77,6 +79,8 @@ struct link_stats {
 	uint64_t dropped_send;               /* not sent: queue full or no connection */
 	uint64_t dropped_recv;               /* received and dropped (CRC, cluster, ...) */
 	uint64_t segments_served;            /* SEGMENT_FETCH requests answered */
+	uint64_t unauthenticated;            /* dropped (also in dropped_recv): no valid MAC with
+	                                      * the cluster key, or a replayed sequence number */
 	uint64_t reopened;                   /* links reopened after 2 s of silence (a stale pipe) */
 	uint64_t bytes_sent[LINK_MAX_PEERS]; /* per index of config.peers: messages and segment chunks served */
 };

@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "daemon/server/log.h"
 #include "format/bytes.h"
 #include "format/crc32c.h"
@@ -63,6 +65,8 @@ struct sd_node {
 	uint64_t seg_tid, seg_fid, seg_size; /* the last segment served (loop thread) */
 	uint32_t seg_crc;             /* its CRC32C */
 
+	uint64_t unauth_logged;       /* link_stats.unauthenticated already logged */
+	int64_t unauth_checked_us;
 	pthread_t rth;                /* the repair thread (repair_loop) */
 	bool rstarted;
 	uint64_t a_repaired, a_repair_failures; /* atomics: segments repaired, fetches that failed */
@@ -472,6 +476,17 @@ static void *loop(void *arg)
 			next_tick += nd->tick_us;
 		}
 		rc = drain(nd, &err);
+		if (now - nd->unauth_checked_us >= 1000000) {
+			struct link_stats ls;
+			link_stats(nd->l, &ls);
+			if (ls.unauthenticated > nd->unauth_logged)
+				sd_log(SD_LOG_WARN, "replication: %llu peer messages refused since start: "
+				       "not authenticated with this cluster's key (a node without "
+				       "cluster.key_file, with another key, or a replay)",
+				       (unsigned long long)ls.unauthenticated);
+			nd->unauth_logged = ls.unauthenticated;
+			nd->unauth_checked_us = now;
+		}
 		/* A leader hears itself: a staleness bound after it steps down
 		 * counts from then, not from never. */
 		struct raft_status me;
@@ -514,6 +529,36 @@ static int reload_one(void *arg, const struct st_repl_entry *e)
 	*x = (struct raft_entry){.lsn = e->lsn, .epoch = e->epoch, .data = NULL, .len = e->len};
 	memcpy(x->hash, e->hash, RAFT_HASH_LEN);
 	return 0;
+}
+
+/* The cluster key from path: 32 bytes, or 64 hex digits (and whitespace). */
+static int load_key(const char *path, uint8_t key[32], struct st_err *err)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return st_seterr(err, errno, "cluster.key_file %s: %s", path, strerror(errno));
+	uint8_t buf[256];
+	size_t n = fread(buf, 1, sizeof buf, f);
+	struct stat st;
+	bool open_to_all = fstat(fileno(f), &st) == 0 && (st.st_mode & 077);
+	fclose(f);
+	if (n == 32) {
+		memcpy(key, buf, 32);
+	} else {
+		while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+			n--;
+		size_t bin = 0;
+		if (n != 64 || sodium_hex2bin(key, 32, (const char *)buf, 64, NULL, &bin, NULL) != 0 ||
+		    bin != 32)
+			return st_seterr(err, ST_EINVAL, "cluster.key_file %s: a cluster key is 32 bytes "
+					 "(head -c 32 /dev/urandom > FILE) or 64 hex digits; this file "
+					 "holds %zu bytes", path, n);
+	}
+	sodium_memzero(buf, sizeof buf);
+	if (open_to_all)
+		sd_log(SD_LOG_WARN, "cluster.key_file %s can be read by other users: chmod 600 it",
+		       path);
+	return ST_OK;
 }
 
 /* ---- repair from peers (STORE.md §8; REPLICATION.md §6) ------------------ */
@@ -677,8 +722,16 @@ int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out
 		snprintf(lc.peers[i].address, sizeof lc.peers[i].address, "%s", cc->peers[i].peer);
 	}
 	lc.n_peers = cc->npeers;
-	if ((rc = link_open(&lc, &nd->l, err)) != ST_OK)
+	if (cc->key_file && (rc = load_key(cc->key_file, lc.key, err)) != ST_OK)
 		goto fail;
+	lc.auth = cc->key_file != NULL;
+	rc = link_open(&lc, &nd->l, err);
+	sodium_memzero(lc.key, sizeof lc.key);
+	if (rc != ST_OK)
+		goto fail;
+	if (!lc.auth)
+		sd_log(SD_LOG_INFO, "replication: peer messages are not authenticated (no "
+		       "cluster.key_file): run the cluster on a trusted network only");
 	link_serve_segments(nd->l, seg_read, nd);
 	publish(nd, false, NULL);
 	struct st_repl_hooks h = {.ctx = nd, .propose = hook_propose, .stable = hook_stable,

@@ -124,6 +124,10 @@ static const struct key ckeys[] = {
 	 "a follower refuses default (bounded) reads when its last leader contact is older"},
 	{"max_lag", K_U64, F(cluster.max_lag), "10000", 1, UINT64_MAX, NULL,
 	 "the lag budget: vacuum keeps the files a follower this many entries behind may still fetch"},
+	{"key_file", K_STRING, F(cluster.key_file), "", 0, 0, NULL,
+	 "the cluster key: a file of 32 bytes (or 64 hex digits), the same on every node; every "
+	 "peer message is then authenticated with it (HMAC-SHA512-256) and a node without it "
+	 "refused. Empty: unauthenticated (loopback or a trusted network only)"},
 };
 #define NCKEYS (sizeof ckeys / sizeof ckeys[0])
 
@@ -320,6 +324,7 @@ static const char *set_value(struct sd_config *c, const struct key *k, const cha
 static void clear_cluster(struct sd_cluster *cl)
 {
 	free(cl->peer_listen);
+	free(cl->key_file);
 	for (uint32_t i = 0; i < cl->npeers; i++) {
 		free(cl->peers[i].peer);
 		free(cl->peers[i].client);
@@ -362,8 +367,8 @@ int sd_config_defaults(struct sd_config *c)
 			p += n + (p[n] == ' ');
 		}
 	}
-	for (size_t i = 0; i < NCKEYS; i++)
-		if (ckeys[i].def && ckeys[i].type != K_PEERS &&
+	for (size_t i = 0; i < NCKEYS; i++) /* "": an optional string, absent by default */
+		if (ckeys[i].def && ckeys[i].def[0] && ckeys[i].type != K_PEERS &&
 		    set_value(c, &ckeys[i], ckeys[i].def, buf, sizeof buf))
 			goto fail;
 	return ST_OK;
@@ -878,6 +883,9 @@ void sd_config_print(FILE *out, const struct sd_config *c)
 		return;
 	fputs("cluster:\n", out);
 	for (size_t i = 0; i < NCKEYS; i++) {
+		if (ckeys[i].type == K_STRING && !*(char *const *)cfield(c,
+									 &ckeys[i]))
+			continue; /* an optional string not given */
 		fprintf(out, "  %s:%s", ckeys[i].name, ckeys[i].type == K_PEERS ? "" : " ");
 		print_value(out, c, &ckeys[i]);
 		fputc('\n', out);
@@ -891,7 +899,9 @@ static void reference_row(FILE *out, const char *prefix, const struct key *k)
 	if (k->type == K_ENUM)
 		for (uint32_t j = 0; k->choices[j]; j++)
 			fprintf(out, "%s%s", j ? ", " : " ", k->choices[j]);
-	if (k->def)
+	if (k->def && !k->def[0])
+		fputs(" | absent | ", out);
+	else if (k->def)
 		fprintf(out, " | `%s` | ", k->def);
 	else
 		fputs(" | required | ", out);

@@ -49,6 +49,7 @@ struct sd_cluster {
 	int64_t write_timeout_us;    /* `write_timeout`: a write waits this long for its quorum (5s) */
 	int64_t max_staleness_us;    /* `max_staleness`: bound of default follower reads (5s) */
 	uint64_t max_lag;            /* `max_lag`: entries behind before `cluster status` says lagging (10000) */
+	char *key_file;              /* `key_file`: the cluster key's file (NULL: unauthenticated) */
 };
 
 /* The effective configuration. Strings are owned (sd_config_fini frees). */

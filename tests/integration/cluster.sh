@@ -4,7 +4,8 @@
 #
 #   sh tests/integration/cluster.sh BUILD_DIR
 #
-# Three stratad processes with configs written into a temp directory (client
+# Three stratad processes, their peer messages authenticated with a cluster
+# key file, with configs written into a temp directory (client
 # ports 37421-37423, peer_listen 37500/37520/37540, fsync on, heartbeat 50ms,
 # election_timeout 500ms, write_timeout 3s), each waited for by polling with a
 # deadline and each one's stderr in $T/logN (the tails are printed on a
@@ -12,7 +13,8 @@
 # scans, segment files and chain heads on every node, kill -9 of the leader
 # during 1-row writes (no acknowledged write lost or doubled), vacuum keeping
 # a file a stopped follower may still fetch and replicating, a restarted
-# follower and old leader catching up, a flipped segment at a follower
+# follower and old leader catching up, a follower with another cluster key
+# refused, a flipped segment at a follower
 # repaired from a peer, --min-version on a follower, writes
 # without a quorum, cluster status --format jsonl and a single node's status.
 # Closes with "N passed, N failed".
@@ -89,6 +91,7 @@ node_config() {
 				"$m" $((37480 + 20 * m)) "$(addr "$m")"
 		done
 		printf '  heartbeat: 50ms\n  election_timeout: 500ms\n  write_timeout: 3s\n'
+		printf '  key_file: "%s"\n' "${KEY:-$T/cluster.key}"
 	} >"$T/n$1.yaml"
 }
 
@@ -179,6 +182,8 @@ others() { for m in 1 2 3; do [ "$m" = "$1" ] || printf '%s ' "$m"; done; }
 "$B/bench-gencsv" --rows 300000 --out "$T/big.csv" >/dev/null || exit 1
 
 # ---- election ---------------------------------------------------------------------
+head -c 32 /dev/urandom >"$T/cluster.key" && chmod 600 "$T/cluster.key"
+head -c 32 /dev/urandom >"$T/other.key" && chmod 600 "$T/other.key"
 for n in 1 2 3; do node_config "$n"; done
 run "check-config of a cluster node" 0 "valid" "$STRATAD" --check-config -c "$T/n1.yaml"
 for n in 1 2 3; do start "$n" || exit 1; done
@@ -267,6 +272,16 @@ run "overwrite v with a follower down" 0 "3000 rows" on "$L" load v "$T/small.cs
 TROWS=$((TROWS + 6000))
 run "vacuum keeps the file a follower behind may still fetch" 0 "1 files kept for followers" \
 	on "$F1" vacuum v --retain 0s --force
+# With another cluster key it is refused: it cannot catch up, and the others log why.
+KEY="$T/other.key" node_config "$F2"
+start "$F2" || exit 1
+sleep 2
+if wait_heads 1000 1 2 3; then bad "a follower with another cluster key does not catch up"
+else ok "a follower with another cluster key does not catch up"; fi
+grep -q "peer messages refused since start: not authenticated with this cluster's key" "$T/log$L" &&
+	ok "the leader logs the unauthenticated peer" || bad "the leader logs the unauthenticated peer"
+stop "$F2"
+node_config "$F2"
 start "$F2" || exit 1
 if wait_heads 10000 1 2 3; then ok "the restarted follower caught up: same chain head"; else bad "the restarted follower caught up: same chain head"; fi
 # (The leader learns the follower's match from its acknowledgement, which may

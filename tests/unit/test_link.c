@@ -186,10 +186,16 @@ static void close_link(void *l)
 	link_close(l);
 }
 
+static const uint8_t *open_key; /* the next open_node's cluster key (NULL: none) */
+
 static struct link *open_node(uint64_t self, unsigned port, const uint64_t *ids,
                               const unsigned *ports, size_t n)
 {
 	struct link_config c = {.self = self, .n_peers = n, .fetch_timeout_ms = 2000};
+	if (open_key) {
+		c.auth = true;
+		memcpy(c.key, open_key, sizeof c.key);
+	}
 	memcpy(c.cluster, CLUSTER, sizeof c.cluster);
 	snprintf(c.self_address, sizeof c.self_address, "tcp://127.0.0.1:%u", port);
 	for (size_t i = 0; i < n; i++) {
@@ -891,6 +897,45 @@ static void t_segment_fetch(void)
 	free(data);
 }
 
+/* With a cluster key, nodes that share it talk (entries included); a node
+ * with another key, or none, is refused: nothing it sends is returned, and
+ * the refusals are counted. */
+static void t_authenticated(void)
+{
+	static const uint8_t K[32] = {1, 2, 3}, K2[32] = {4, 5, 6};
+	const uint64_t id1 = 1, id2 = 2;
+	const unsigned p1 = 7720, p2 = 7740;
+	open_key = K;
+	struct link *a = open_node(1, p1, &id2, &p2, 1), *b = open_node(2, p2, &id1, &p1, 1);
+	REQUIRE(a && b);
+	struct raft_msg got, m = make_append();
+	CHECK_EQ(deliver(a, b, &m, &got), 1);
+	CHECK(same_append(&m, &got));
+	struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .epoch = 2, .from = 2, .to = 1, .commit = 5};
+	CHECK_EQ(deliver(b, a, &hb, &got), 1);
+	struct link_stats st;
+	link_stats(b, &st);
+	CHECK_EQ(st.unauthenticated, 0);
+
+	/* Another key (node 3 to node 4), then no key at all (node 5 to node 6). */
+	for (int k = 0; k < 2; k++) {
+		const uint64_t x = 3 + 2 * (uint64_t)k, y = x + 1;
+		const unsigned px = 7760 + 40 * (unsigned)k, py = px + 20;
+		open_key = k == 0 ? K2 : NULL;
+		struct link *bad = open_node(x, px, &y, &py, 1);
+		open_key = K;
+		struct link *good = open_node(y, py, &x, &px, 1);
+		REQUIRE(bad && good);
+		struct raft_msg h = {.type = RAFT_MSG_HEARTBEAT, .epoch = 2, .from = x, .to = y,
+		                     .commit = 7};
+		CHECK_EQ(deliver(bad, good, &h, &got), 0); /* 5 s of tries: never returned */
+		link_stats(good, &st);
+		CHECK(st.unauthenticated > 0);
+		CHECK(st.dropped_recv >= st.unauthenticated);
+	}
+	open_key = NULL;
+}
+
 static const struct test_case tests[] = {
     {"roundtrip_every_type", t_roundtrip_every_type},
     {"prefix_within_max", t_prefix_within_max},
@@ -902,6 +947,7 @@ static const struct test_case tests[] = {
     {"drops_counted", t_drops_counted},
     {"wake", t_wake},
     {"segment_fetch", t_segment_fetch},
+    {"authenticated", t_authenticated},
 };
 
 TEST_MAIN(tests)
