@@ -198,6 +198,12 @@ $(B)/tests/replay_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay.o $(FUZZMOD
 # fuzz_entry checks entry bodies with the store's own parser.
 $(B)/tests/replay_entry: $(B)/tests/fuzz/fuzz_entry.o $(B)/tests/fuzz/replay.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
+# fuzz_link decodes replication messages with the link's own codec.
+$(B)/tests/replay_link: $(B)/tests/fuzz/fuzz_link.o $(B)/tests/fuzz/replay.o $(REPL_LIB) $(FUZZMODE_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(REPL_LIB) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) $(SODIUM_LIBS) -lm -lpthread
+# fuzz_raft drives the real core through the simulator (tests/sim/sim.c).
+$(B)/tests/replay_raft: $(B)/tests/fuzz/fuzz_raft.o $(B)/tests/fuzz/replay.o $(REPL_LIB) $(FUZZMODE_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(REPL_LIB) $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) $(SODIUM_LIBS) -lm -lpthread
 $(B)/tests/replay_dispatch: $(B)/tests/fuzz/fuzz_dispatch.o $(B)/tests/fuzz/replay.o $(SERVER_LIB) $(REPL_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(SERVER_LIBS) -lpthread
 
@@ -305,6 +311,8 @@ fuzz: $(B)/deps.mk
 	  echo "== fuzz $$f for $(FUZZ_SECONDS)s"; \
 	  extra=; [ $$f = dispatch ] && extra="$(FUZZ_DISPATCH_EXTRA)"; \
 	  [ $$f = entry ] && extra="$(FUZZ_ENTRY_EXTRA)"; \
+	  [ $$f = link ] && extra="$(REPL_SRC) $(SODIUM_LIBS) -lpthread"; \
+	  [ $$f = raft ] && extra="replication/raft.c"; \
 	  clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $(B)/fuzz/$$f tests/fuzz/fuzz_$$f.c $(FORMAT_SRC) $(WIRE_SRC) $$extra $(LZ4_LIBS) $(MSGPACK_LIBS) $(NN_LIBS) -lm; \
 	  mkdir -p $(B)/fuzz/corpus-$$f; \
 	  $(B)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \

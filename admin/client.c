@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "format/transport.h"
 
 /* Replies are never larger than the server's limit, at most 1 GiB. */
@@ -31,6 +33,11 @@ struct sc_client {
 	struct sc_server_info info;     /* from HELLO */
 	int timeout_ms;                 /* each reply waits this long */
 	struct sc_env env;              /* envelope keys 7-10 (sc_set_env) */
+	bool authed;                    /* requests are sealed with the session (§2.2) */
+	uint8_t session[16], skey[32];  /* the session's id and key */
+	char tname[65];                 /* the token's name, */
+	char tsecret[257];              /* its secret */
+	size_t tlen;                    /* and its length (0: no token) */
 };
 
 static void client_id(uint8_t *id)
@@ -138,6 +145,8 @@ void sc_close(sc_client *c)
 {
 	if (!c)
 		return;
+	sodium_memzero(c->tsecret, sizeof c->tsecret);
+	sodium_memzero(c->skey, sizeof c->skey);
 	drop_reply(c);
 	wire_out_fini(&c->out);
 	tp_close(c->sock);
@@ -230,6 +239,81 @@ static int exchange(sc_client *c, const msgpack_object **body, struct wire_error
 	return 0;
 }
 
+/* Append the session pair and the MAC pair to the request in c->out
+ * (PROTOCOL.md §2.2): its map header counts them. */
+static void seal(sc_client *c)
+{
+	struct st_buf *b = &c->out.buf;
+	if (!c->authed || b->oom || !b->len || b->data[0] < 0x80 || b->data[0] > 0x8d)
+		return;
+	b->data[0] += 2;
+	uint8_t sp[3 + 16] = {WIRE_ENV_SESSION, 0xc4, 16};
+	memcpy(sp + 3, c->session, 16);
+	st_buf_append(b, sp, sizeof sp);
+	if (b->oom)
+		return;
+	uint8_t hdr = (uint8_t)(b->data[0] - 1), mp[3 + 32] = {WIRE_ENV_MAC, 0xc4, 32};
+	crypto_auth_hmacsha512256_state st;
+	crypto_auth_hmacsha512256_init(&st, c->skey, sizeof c->skey);
+	crypto_auth_hmacsha512256_update(&st, &hdr, 1);
+	crypto_auth_hmacsha512256_update(&st, b->data + 1, b->len - 1);
+	crypto_auth_hmacsha512256_final(&st, mp + 3);
+	st_buf_append(b, mp, sizeof mp);
+}
+
+static void token_hmac(const sc_client *c, const char *label, const uint8_t *nonce,
+		       uint8_t out[32])
+{
+	crypto_auth_hmacsha512256_state st;
+	crypto_auth_hmacsha512256_init(&st, (const uint8_t *)c->tsecret, c->tlen);
+	crypto_auth_hmacsha512256_update(&st, (const uint8_t *)label, strlen(label));
+	crypto_auth_hmacsha512256_update(&st, nonce, 32);
+	crypto_auth_hmacsha512256_final(&st, out);
+}
+
+/* Challenge and response with c's token on c's socket (c->out is reused). */
+static int handshake(sc_client *c, struct wire_error *e)
+{
+	const msgpack_object *b, *o;
+	c->authed = false;
+	msgpack_packer *pk = sc_begin(c, WIRE_AUTH_BEGIN, 1);
+	wire_key_str(pk, WIRE_AUTH_Q_NAME, c->tname);
+	int rc = sc_call(c, &b, e);
+	if (rc != 0)
+		return rc;
+	uint8_t nonce[32], proof[32];
+	if (!(o = wire_get(b, WIRE_AUTH_BEGIN_R_NONCE)) || o->type != MSGPACK_OBJECT_BIN ||
+	    o->via.bin.size != 32)
+		return local_error(e, ST_EPROTO, "the daemon's AUTH_BEGIN reply has no 32-byte nonce");
+	memcpy(nonce, o->via.bin.ptr, 32);
+	token_hmac(c, "strata-auth-v1", nonce, proof);
+	pk = sc_begin(c, WIRE_AUTH, 3);
+	wire_key_str(pk, WIRE_AUTH_Q_NAME, c->tname);
+	wire_key_bin(pk, WIRE_AUTH_Q_NONCE, nonce, 32);
+	wire_key_bin(pk, WIRE_AUTH_Q_PROOF, proof, 32);
+	if ((rc = sc_call(c, &b, e)) != 0)
+		return rc;
+	if (!(o = wire_get(b, WIRE_AUTH_R_SESSION)) || o->type != MSGPACK_OBJECT_BIN ||
+	    o->via.bin.size != 16)
+		return local_error(e, ST_EPROTO, "the daemon's AUTH reply has no 16-byte session");
+	memcpy(c->session, o->via.bin.ptr, 16);
+	token_hmac(c, "strata-session-v1", nonce, c->skey);
+	c->authed = true;
+	drop_reply(c);
+	return 0;
+}
+
+int sc_authenticate(sc_client *c, const char *name, const char *token, struct wire_error *e)
+{
+	if (strlen(name) >= sizeof c->tname || strlen(token) >= sizeof c->tsecret || !*token)
+		return local_error(e, ST_EINVAL, "a token name is at most 64 bytes and a token at "
+				   "most 256");
+	snprintf(c->tname, sizeof c->tname, "%s", name);
+	snprintf(c->tsecret, sizeof c->tsecret, "%s", token);
+	c->tlen = strlen(token);
+	return handshake(c, e);
+}
+
 int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
 {
 	struct st_err err;
@@ -247,6 +331,8 @@ int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
 			 (unsigned long long)c->info.max_message_size);
 		return local_error(e, ST_ETOOBIG, m);
 	}
+	size_t plain = c->out.buf.len;
+	seal(c);
 	rc = exchange(c, body, e);
 	if (rc == ST_ENOTLEADER && e->leader[0] && strcmp(e->leader, c->host)) {
 		/* Once to the leader, the same bytes: same client id and seq. */
@@ -263,6 +349,23 @@ int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
 		tp_close(c->sock);
 		c->sock = sock;
 		snprintf(c->host, sizeof c->host, "%s", leader);
+		if (c->tlen) { /* the leader has sessions of its own: authenticate there too */
+			uint8_t *req = malloc(plain ? plain : 1);
+			int type = c->type;
+			if (!req)
+				return local_error(e, ST_ENOMEM, "out of memory");
+			memcpy(req, c->out.buf.data, plain);
+			if ((rc = handshake(c, e)) != 0) {
+				free(req);
+				return rc;
+			}
+			drop_reply(c);
+			wire_out_reset(&c->out);
+			st_buf_append(&c->out.buf, req, plain);
+			free(req);
+			c->type = type;
+			seal(c);
+		}
 		rc = exchange(c, body, e);
 	}
 	return rc;

@@ -49,6 +49,10 @@ struct sc_server_info {
 /* Connect to host (NULL: $STRATA_HOST, else SC_DEFAULT_HOST) and say
  * HELLO. timeout_ms <= 0 means SC_DEFAULT_TIMEOUT_MS. */
 int sc_connect(const char *host, int timeout_ms, sc_client **out, struct wire_error *e);
+/* Authenticate c with token name and secret (PROTOCOL.md §2.2): every later
+ * request is sealed with the session (and a redirect to the leader
+ * authenticates there too). ST_EPERM for a wrong token. */
+int sc_authenticate(sc_client *c, const char *name, const char *token, struct wire_error *e);
 void sc_close(sc_client *c);
 /* The address connected to, and the server's limits. */
 const char *sc_host(const sc_client *c);

@@ -25,6 +25,7 @@ static const char *const st_names[] = {
 	[ST_EBUSY - ST_ERR_BASE] = "ST_EBUSY: resource busy; retry",
 	[ST_ENOTLEADER - ST_ERR_BASE] = "ST_ENOTLEADER: not the leader; retry at the leader",
 	[ST_EUNAVAIL - ST_ERR_BASE] = "ST_EUNAVAIL: the cluster cannot serve this now (no quorum, or too stale)",
+	[ST_EPERM - ST_ERR_BASE] = "ST_EPERM: not allowed: authenticate with a token whose role allows it",
 };
 
 const char *st_strerror(int code)

@@ -39,7 +39,9 @@ enum {
 	ST_EUNAVAIL,               /* a cluster cannot serve it now: no quorum
 				    * acknowledged a write in time, or a read's
 				    * staleness or version bound is not met */
-	ST_ERR_LAST = ST_EUNAVAIL,
+	ST_EPERM,                  /* the client's token (or none) does not allow the
+				    * request (PROTOCOL.md §2.2) */
+	ST_ERR_LAST = ST_EPERM,
 };
 
 #define ST_ERR_MSG_MAX 512

@@ -19,6 +19,7 @@ static const struct {
 } types[] = {
 	{WIRE_HELLO, "HELLO", false},       {WIRE_PING, "PING", false},
 	{WIRE_STATUS, "STATUS", false},     {WIRE_CREATE, "CREATE", true},
+	{WIRE_AUTH_BEGIN, "AUTH_BEGIN", false}, {WIRE_AUTH, "AUTH", false},
 	{WIRE_TABLES, "TABLES", false},     {WIRE_DESCRIBE, "DESCRIBE", false},
 	{WIRE_DROP, "DROP", true},          {WIRE_ALTER, "ALTER", true},
 	{WIRE_WRITE, "WRITE", true},        {WIRE_LOAD_BEGIN, "LOAD_BEGIN", true},

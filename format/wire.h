@@ -42,6 +42,8 @@ enum wire_type {
 	WIRE_HELLO = 1,
 	WIRE_PING = 2,
 	WIRE_STATUS = 3,
+	WIRE_AUTH_BEGIN = 4,
+	WIRE_AUTH = 5,
 	WIRE_CREATE = 10,
 	WIRE_TABLES = 11,
 	WIRE_DESCRIBE = 12,
@@ -85,6 +87,8 @@ enum wire_env_key {
 	WIRE_ENV_SERVED_BY = 11,    /* uint: node id that served a read (replies) */
 	WIRE_ENV_READ_LSN = 12,     /* uint: its applied LSN when it read */
 	WIRE_ENV_STALENESS = 13,    /* uint: ms since its last leader contact */
+	WIRE_ENV_SESSION = 14,      /* bin 16: the authenticated session (§2.2, requests) */
+	WIRE_ENV_MAC = 15,          /* bin 32: its MAC, the request's last pair (§2.2) */
 };
 
 /* §2 durability levels (REPLICATION.md §7) and read consistency. */
@@ -324,6 +328,8 @@ enum wire_verify_reply {
 enum wire_compact_key { WIRE_COMPACT_Q_TABLE = 0 };
 enum wire_scrub_key { WIRE_SCRUB_Q_TABLE = 0, WIRE_SCRUB_Q_RATE = 1 };
 enum wire_backup_key { WIRE_BACKUP_Q_DIR = 0 };
+enum wire_auth_key { WIRE_AUTH_Q_NAME = 0, WIRE_AUTH_Q_NONCE = 1, WIRE_AUTH_Q_PROOF = 2 };
+enum wire_auth_reply { WIRE_AUTH_BEGIN_R_NONCE = 0, WIRE_AUTH_R_ROLE = 0, WIRE_AUTH_R_SESSION = 1 };
 enum wire_backup_reply {
 	WIRE_BACKUP_R_LSN = 0,
 	WIRE_BACKUP_R_HASH = 1,

@@ -29,6 +29,8 @@ void cli_cmd_usage(FILE *out)
 	fprintf(out, "\ncommon options:\n"
 		     "  --host ADDR      daemon address (default $STRATA_HOST, else %s)\n"
 		     "  --timeout SECS   wait at most this long for each reply (default %d)\n"
+		     "  --token-file F   authenticate with the token in F (NAME:TOKEN on its first\n"
+		     "                   line); default $STRATA_TOKEN (NAME:TOKEN), else none\n"
 		     "  -h, --help       this help\n",
 		SC_DEFAULT_HOST, SC_DEFAULT_TIMEOUT_MS / 1000);
 	if (cli_current->opts & (CLI_WRITES | CLI_READS))
@@ -232,6 +234,9 @@ int cli_getopt(int argc, char **argv, const struct option *longs_in, struct cli_
 		case CLI_OPT_HOST:
 			g->host = optarg;
 			continue;
+		case CLI_OPT_TOKEN_FILE:
+			g->token_file = optarg;
+			continue;
 		case CLI_OPT_TIMEOUT:
 			if (!cli_parse_timeout(optarg, &g->timeout_ms)) {
 				*status = cli_usage_error("--timeout takes seconds (0 < N <= 86400), "
@@ -330,12 +335,46 @@ bool cli_parse_hash(const char *hex, uint8_t out[CLI_HASH_LEN])
 
 /* ---- the daemon ------------------------------------------------------------- */
 
+int cli_auth(sc_client *c, const struct cli_global *g, bool quiet)
+{
+	char line[512] = "";
+	if (g->token_file) {
+		FILE *f = fopen(g->token_file, "r");
+		if (!f || !fgets(line, sizeof line, f)) {
+			if (f)
+				fclose(f);
+			return quiet ? 1 : cli_fail_msg("cannot read --token-file %s", g->token_file);
+		}
+		fclose(f);
+	} else if (getenv("STRATA_TOKEN")) {
+		snprintf(line, sizeof line, "%s", getenv("STRATA_TOKEN"));
+	} else {
+		return 0;
+	}
+	line[strcspn(line, "\r\n")] = 0;
+	char *colon = strchr(line, ':');
+	if (!colon || colon == line || !colon[1])
+		return quiet ? 1 : cli_fail_msg("a token is NAME:TOKEN (%s)",
+						 g->token_file ? g->token_file : "$STRATA_TOKEN");
+	*colon = 0;
+	struct wire_error e;
+	int rc = sc_authenticate(c, line, colon + 1, &e);
+	memset(line, 0, sizeof line);
+	if (rc != 0)
+		return quiet ? 1 : cli_fail_wire(c, &e);
+	return 0;
+}
+
 sc_client *cli_connect(const struct cli_global *g, int *status)
 {
 	sc_client *c;
 	struct wire_error e;
 	if (sc_connect(g->host, g->timeout_ms, &c, &e) != 0) {
 		*status = cli_fail_wire(NULL, &e);
+		return NULL;
+	}
+	if ((*status = cli_auth(c, g, false)) != 0) {
+		sc_close(c);
 		return NULL;
 	}
 	sc_set_env(c, &g->env);

@@ -36,6 +36,7 @@ struct cli_global {
 	int timeout_ms;   /* --timeout; 0: SC_DEFAULT_TIMEOUT_MS */
 	struct sc_env env; /* --durability, --min-version, --max-staleness, --consistency */
 	bool verbose;      /* --verbose: where a read was served, on stderr */
+	const char *token_file; /* --token-file; NULL: $STRATA_TOKEN (NAME:TOKEN), else none */
 };
 
 /* Which cluster options a command takes (struct cli_command.opts):
@@ -69,10 +70,12 @@ enum {
 	CLI_OPT_MAX_STALENESS,
 	CLI_OPT_CONSISTENCY,
 	CLI_OPT_VERBOSE,
+	CLI_OPT_TOKEN_FILE,
 };
 #define CLI_COMMON_OPTS                                                                    \
 	{"host", required_argument, NULL, CLI_OPT_HOST},                                   \
 	{"timeout", required_argument, NULL, CLI_OPT_TIMEOUT},                             \
+	{"token-file", required_argument, NULL, CLI_OPT_TOKEN_FILE},                       \
 	{"help", no_argument, NULL, 'h'},                                                  \
 	{NULL, 0, NULL, 0}
 
@@ -125,6 +128,9 @@ int cli_fail_wire(const sc_client *c, const struct wire_error *e);
 /* Connect (and HELLO) per g, with g's cluster options set on the client;
  * NULL with the error printed and *status = 1. */
 sc_client *cli_connect(const struct cli_global *g, int *status);
+/* Authenticate c with g's token (--token-file, else $STRATA_TOKEN), if any:
+ * 0, or the error (printed unless quiet). */
+int cli_auth(sc_client *c, const struct cli_global *g, bool quiet);
 /* Connect and send a request whose body is just the table name (table NULL:
  * an empty body). Returns 0 with the client in *cp and the reply's body in
  * *body (valid until the next request on *cp; close *cp), or 1 with the error

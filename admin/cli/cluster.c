@@ -134,6 +134,10 @@ static int fetch_at(const char *address, const struct cli_global *g, struct csta
 	    g->timeout_ms > 0 && g->timeout_ms < PEER_TIMEOUT_MS ? g->timeout_ms : PEER_TIMEOUT_MS;
 	if (!address[0] || sc_connect(address, ms, &c, &e) != 0)
 		return 1;
+	if (cli_auth(c, g, true) != 0) {
+		sc_close(c);
+		return 1;
+	}
 	int rc = fetch(c, s, true);
 	sc_close(c);
 	return rc;

@@ -62,6 +62,7 @@ static const char *const targets[] = {"stderr", "syslog", NULL};
 static const char *const onoff[] = {"on", "off", NULL};
 static const char *const durabilities[] = {"sync", "nosync", NULL}; /* deprecated key */
 static const char *const levels_dur[] = {"local", "quorum", "all", NULL};
+static const char *const falsetrue[] = {"false", "true", NULL};
 
 static const struct key keys[] = {
 	{"listen", K_LIST, F(listen), "tcp://127.0.0.1:7420 ipc://data/stratad.sock", 1,
@@ -90,6 +91,12 @@ static const struct key keys[] = {
 	{"fsync", K_ENUM, F(fsync), "on", 0, 0, onoff,
 	 "on: a commit is on disk when acknowledged; off: faster, the last commits "
 	 "can be lost on power failure (never corrupted). Formerly `durability: sync|nosync`"},
+	{"auth_file", K_STRING, F(auth_file), "", 0, 0, NULL,
+	 "client tokens: a file of lines NAME ROLE TOKEN (role read, write or admin; chmod 600); "
+	 "every client then authenticates (PROTOCOL.md §2.2). Absent: no client authentication"},
+	{"allow_unauthenticated", K_ENUM, F(allow_unauthenticated), "false", 0, 0, falsetrue,
+	 "true: serve a listen address that is not loopback (or ipc) without auth_file; false "
+	 "refuses to start so"},
 	{"scrub_interval", K_DURATION, F(scrub_interval_us), "1d", 0, 36500 * DAY, NULL,
 	 "a background scrub pass (every record and live segment checked) this often, the first "
 	 "at most 10 minutes after start; 0 = only on demand (strata scrub)"},
@@ -354,8 +361,8 @@ int sd_config_defaults(struct sd_config *c)
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct key *k = &keys[i];
 		if (k->type != K_LIST) {
-			if (set_value(c, k, k->def, buf, sizeof buf))
-				goto fail;
+			if (k->def[0] && set_value(c, k, k->def, buf, sizeof buf))
+				goto fail; /* "": an optional string, absent by default */
 			continue;
 		}
 		for (const char *p = k->def; *p;) {
@@ -875,6 +882,8 @@ static void print_value(FILE *out, const struct sd_config *c, const struct key *
 void sd_config_print(FILE *out, const struct sd_config *c)
 {
 	for (size_t i = 0; i < NKEYS; i++) {
+		if (keys[i].type == K_STRING && !*(char *const *)cfield(c, &keys[i]))
+			continue; /* an optional string not given */
 		fprintf(out, "%s:%s", keys[i].name, keys[i].type == K_LIST ? "" : " ");
 		print_value(out, c, &keys[i]);
 		fputc('\n', out);
@@ -944,6 +953,11 @@ void sd_config_reference(FILE *out)
 unsigned sd_config_nkeys(void)
 {
 	return (unsigned)NKEYS;
+}
+
+bool sd_config_key_optional(unsigned i)
+{
+	return i < NKEYS && keys[i].def && !keys[i].def[0];
 }
 
 const char *sd_config_key(unsigned i)

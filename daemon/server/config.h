@@ -13,6 +13,7 @@
 #ifndef STRATA_DAEMON_CONFIG_H
 #define STRATA_DAEMON_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -67,6 +68,8 @@ struct sd_config {
 	int64_t log_retention_us;           /* default log_retention of tables */
 	int64_t file_retention_us;          /* default file_retention of tables */
 	uint32_t fsync;                     /* enum sd_fsync */
+	char *auth_file;                    /* client tokens (NULL: no client authentication) */
+	uint32_t allow_unauthenticated;     /* 1: a non-loopback listen without auth_file is served */
 	int64_t scrub_interval_us;          /* a background scrub pass this often (0: off) */
 	uint32_t scrub_rate_mb_s;           /* the scrub reads at most this many MB/s */
 	struct sd_cluster cluster;          /* the `cluster:` section */
@@ -97,6 +100,9 @@ void sd_config_reference(FILE *out);
 /* Number of keys and the name of key i, for tests. */
 unsigned sd_config_nkeys(void);
 const char *sd_config_key(unsigned i);
+/* Whether key i is an optional string, absent by default (strata.yaml
+ * shows it in a comment only). */
+bool sd_config_key_optional(unsigned i);
 
 void sd_config_fini(struct sd_config *c);
 

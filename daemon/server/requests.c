@@ -614,6 +614,7 @@ static const struct {
 	{WIRE_RESTORE, h_restore},       {WIRE_VACUUM, h_vacuum},
 	{WIRE_VERIFY, h_verify},         {WIRE_COMPACT, h_compact},
 	{WIRE_SCRUB, sd_h_scrub},        {WIRE_BACKUP, h_backup},
+	{WIRE_AUTH_BEGIN, sd_h_auth_begin}, {WIRE_AUTH, sd_h_auth},
 	{WIRE_CLUSTER_STATUS, sd_h_cluster_status},
 	{WIRE_CLUSTER_TRANSFER, sd_h_cluster_transfer},
 };

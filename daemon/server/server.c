@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "daemon/server/log.h"
 #include "daemon/server/server_int.h"
 #include "format/transport.h"
@@ -49,6 +51,11 @@ static void process(sd_server *srv, struct sd_ctx *c, const void *buf, size_t le
 		/* Garbage or not msgpack: say so (the client may be a person with nc). */
 		sd_log(SD_LOG_DEBUG, "bad request: %s", err.msg);
 		refuse(c, ST_EPROTO, err.msg);
+		goto out;
+	}
+	char why[ST_ERR_MSG_MAX];
+	if (sd_auth_check(c, buf, len, why, sizeof why) != ST_OK) { /* before any replay answer */
+		refuse(c, ST_EPERM, why);
 		goto out;
 	}
 	if (wire_changes_state(c->m.type)) {
@@ -179,6 +186,11 @@ int sd_server_new(st_store *s, const struct sd_server_opts *o, sd_server **out,
 	pthread_cond_init(&srv->cond, NULL);
 	pthread_mutex_init(&srv->scrub.lock, NULL);
 	pthread_cond_init(&srv->scrub.cond, NULL);
+	pthread_mutex_init(&srv->auth_lock, NULL);
+	if (o->auth_file && (rc = sd_auth_load(o->auth_file, &srv->tokens, err)) != ST_OK) {
+		sd_server_free(srv);
+		goto out;
+	}
 	*out = srv;
 out:
 	return rc;
@@ -198,6 +210,9 @@ void sd_server_free(sd_server *srv)
 	pthread_cond_destroy(&srv->cond);
 	pthread_mutex_destroy(&srv->scrub.lock);
 	pthread_cond_destroy(&srv->scrub.cond);
+	pthread_mutex_destroy(&srv->auth_lock);
+	sodium_memzero(&srv->tokens, sizeof srv->tokens);
+	sodium_memzero(srv->sessions_auth, sizeof srv->sessions_auth);
 	free(srv);
 }
 

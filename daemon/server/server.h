@@ -28,6 +28,7 @@ struct sd_server_opts {
 	struct sd_node *node;        /* the replication driver (cluster.h), NULL on a single node */
 	int64_t scrub_interval_us;   /* a background scrub pass this often (0: none) */
 	uint32_t scrub_rate_mb_s;    /* its rate, and the default of SCRUB's */
+	const char *auth_file;       /* tokens and roles (NULL: no client authentication) */
 };
 
 typedef struct sd_server sd_server;

@@ -95,6 +95,37 @@ struct sd_scrub {
 	uint32_t last_kept;
 };
 
+/* ---- client authentication (auth.c, PROTOCOL.md §2.2) ---- */
+enum { SD_AUTH_NONE = 0, SD_AUTH_READ = 1, SD_AUTH_WRITE = 2, SD_AUTH_ADMIN = 3 };
+#define SD_TOKEN_NAME_MAX 64
+#define SD_TOKEN_SECRET_MAX 256
+#define SD_TOKENS_MAX 64
+#define SD_AUTH_PENDING 256        /* challenges outstanding (the oldest is reused) */
+#define SD_AUTH_SESSIONS 1024      /* sessions remembered (the idlest is reused) */
+#define SD_MAC_PAIR_LEN 35         /* 0x0f, 0xc4, 0x20, 32 bytes */
+
+struct sd_token {
+	char name[SD_TOKEN_NAME_MAX + 1];
+	int role;                          /* SD_AUTH_READ .. SD_AUTH_ADMIN */
+	char secret[SD_TOKEN_SECRET_MAX];
+	size_t len;
+};
+struct sd_tokens {
+	struct sd_token t[SD_TOKENS_MAX];
+	uint32_t n;                        /* 0: authentication off */
+};
+struct sd_auth_pending {
+	uint8_t nonce[32];
+	int64_t at_us;
+	bool live;
+};
+struct sd_auth_session {
+	uint8_t id[16], key[32];
+	uint32_t token;
+	int64_t last_us;
+	bool live;
+};
+
 struct sd_server {
 	st_store *s;                /* the store (borrowed; open until the server is freed) */
 	struct sd_server_opts o;    /* options (strings borrowed from the caller) */
@@ -113,6 +144,11 @@ struct sd_server {
 					    * pointers across unlocks, so they never move */
 	uint32_t nclients;          /* their count */
 	struct sd_scrub scrub;      /* the background scrub */
+	struct sd_tokens tokens;    /* auth_file's tokens (n 0: no authentication) */
+	pthread_mutex_t auth_lock;  /* pending, sessions_auth */
+	struct sd_auth_pending pending[SD_AUTH_PENDING];
+	uint32_t next_pending;
+	struct sd_auth_session sessions_auth[SD_AUTH_SESSIONS];
 };
 
 /* One worker's request context (reused from request to request). */
@@ -170,6 +206,19 @@ int sd_gate(struct sd_ctx *c);
 void sd_gate_leader(struct sd_ctx *c);
 /* STATUS's keys 10-15 (role, epoch, node, leader, commit and applied LSN). */
 void sd_status_cluster(struct sd_ctx *c);
+
+/* ---- auth.c --------------------------------------------------------------- */
+
+/* The tokens of an auth_file (lines NAME ROLE TOKEN; # comments). */
+int sd_auth_load(const char *path, struct sd_tokens *t, struct st_err *err);
+/* The role a request type needs (SD_AUTH_NONE: none). */
+int sd_auth_needs(int type);
+const char *sd_auth_role_name(int role);
+/* Whether the parsed request c->m (bytes buf) may run: ST_OK, or ST_EPERM
+ * with why (authentication off: always ST_OK). */
+int sd_auth_check(struct sd_ctx *c, const uint8_t *buf, size_t len, char *why, size_t wlen);
+int sd_h_auth_begin(struct sd_ctx *c);
+int sd_h_auth(struct sd_ctx *c);
 
 /* ---- scrub.c -------------------------------------------------------------- */
 

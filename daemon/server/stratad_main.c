@@ -222,6 +222,18 @@ static int restore_from(const char *backup, const char *cfg_path)
 	return rc == ST_OK ? 0 : 1;
 }
 
+/* Whether a listen address only takes local clients: ipc://, or tcp:// on
+ * a loopback host (127.x.y.z, localhost, [::1]). */
+static bool local_address(const char *a)
+{
+	if (!strncmp(a, "ipc://", 6) || !strncmp(a, "inproc://", 9))
+		return true;
+	if (strncmp(a, "tcp://", 6))
+		return false;
+	const char *h = a + 6;
+	return !strncmp(h, "127.", 4) || !strncmp(h, "localhost:", 10) || !strncmp(h, "[::1]:", 6);
+}
+
 /* What opening the store checked, and each table it found damaged. */
 static void log_open(st_store *s)
 {
@@ -376,6 +388,14 @@ int main(int argc, char **argv)
 				   .log_retention_us = cfg.log_retention_us,
 				   .file_retention_us = cfg.file_retention_us,
 				   .nosync = cfg.fsync == SD_FSYNC_OFF};
+	for (uint32_t i = 0; i < cfg.nlisten && !cfg.auth_file && !cfg.allow_unauthenticated; i++)
+		if (!local_address(cfg.listen[i])) {
+			sd_log(SD_LOG_ERROR, "listen %s is reachable from other machines and the config "
+			       "has no auth_file: give clients tokens (auth_file), or set "
+			       "allow_unauthenticated: true to serve anyone who can connect",
+			       cfg.listen[i]);
+			goto out;
+		}
 	if (mkdir(cfg.data_dir, 0755) != 0 && errno != EEXIST) {
 		sd_log(SD_LOG_ERROR, "cannot create data directory '%s': %s", cfg.data_dir,
 		       strerror(errno));
@@ -404,6 +424,7 @@ int main(int argc, char **argv)
 		.node = node,
 		.scrub_interval_us = cfg.scrub_interval_us,
 		.scrub_rate_mb_s = cfg.scrub_rate_mb_s,
+		.auth_file = cfg.auth_file,
 	};
 	if (sd_server_start(s, &opts, &srv, &err) != ST_OK) {
 		sd_log(SD_LOG_ERROR, "cannot start serving: %s", err.msg);

@@ -437,6 +437,36 @@ grep -q "scrub pass [0-9]*: DAMAGED: table 'b'" "$T/sc/log" && ok "the log names
 run "a damaged table can be dropped" 0 "dropped table 'b'" "$STRATA" drop b
 stop
 
+# ---- client authentication -------------------------------------------------------------------------------------
+printf '# name role token\nreader read rrrrrrrrrrrrrrrrrrrr\nwriter write wwwwwwwwwwwwwwwwwwww\nboss admin aaaaaaaaaaaaaaaaaaaa\n' >"$T/tokens"
+chmod 600 "$T/tokens"
+start au "auth_file: \"$T/tokens\"" || exit 1
+run "auth: no token is refused, naming the role" 1 "STATUS needs an authenticated session (role read)" "$STRATA" status
+run "auth: ping needs none" 0 "pong" "$STRATA" ping
+export STRATA_TOKEN=reader:rrrrrrrrrrrrrrrrrrrr
+run "auth: a read token reads" 0 "role:" "$STRATA" status
+run "auth: a read token cannot write" 1 "CREATE needs role write; token 'reader' has role read" \
+	"$STRATA" create a --schema "$SCHEMA"
+STRATA_TOKEN=writer:wwwwwwwwwwwwwwwwwwww
+run "auth: a write token writes" 0 "created table 'a'" "$STRATA" create a --schema "$SCHEMA"
+run "auth: a write token loads" 0 "3 rows" "$STRATA" load a "$T/small.csv"
+run "auth: a write token cannot vacuum" 1 "VACUUM needs role admin" "$STRATA" vacuum a
+STRATA_TOKEN=boss:wrongwrongwrongwrong
+run "auth: a wrong token is refused" 1 "authentication as 'boss' failed" "$STRATA" status
+unset STRATA_TOKEN
+printf 'boss:aaaaaaaaaaaaaaaaaaaa\n' >"$T/boss.tok"
+run "auth: --token-file" 0 "deleted 0 files" "$STRATA" vacuum a --token-file "$T/boss.tok"
+grep -q "auth: a client failed to authenticate as 'boss'" "$T/au/log" && ok "auth: the log names a failed authentication" ||
+	bad "auth: the log names a failed authentication"
+STRATA_TOKEN=reader:rrrrrrrrrrrrrrrrrrrr stop
+printf 'listen: ["tcp://0.0.0.0:27466"]\ndata_dir: "%s/open/data"\n' "$T" >"$T/open.yaml"
+run "a non-loopback listen without auth_file is refused" 1 "is reachable from other machines and the config has no auth_file" \
+	"$STRATAD" -c "$T/open.yaml"
+mkdir -p "$T/bt"
+printf 'reader read short\n' >"$T/badtokens"
+printf 'listen: ["ipc://%s/bt.sock"]\ndata_dir: "%s/bt/data"\nauth_file: "%s/badtokens"\n' "$T" "$T" "$T" >"$T/bt.yaml"
+run "an auth_file with a short token is refused" 1 "16 at least" "$STRATAD" -c "$T/bt.yaml"
+
 # ---- backup and restore ------------------------------------------------------------------------------------------
 start bk || exit 1
 "$STRATA" create a --schema "$SCHEMA" >/dev/null

@@ -72,7 +72,9 @@ done
 CID=$(od -An -N16 -tx1 /dev/urandom | tr -d " \n")
 for n in 1 2 3; do
 	{
-		printf 'listen: ["tcp://%s.%s:7421"]\ndata_dir: "%s/data%s"\nfsync: on\n' "$NET" "$n" "$T" "$n"
+		# the namespaces' private network: no client tokens needed
+		printf 'listen: ["tcp://%s.%s:7421"]\ndata_dir: "%s/data%s"\nfsync: on\nallow_unauthenticated: true\n' \
+			"$NET" "$n" "$T" "$n"
 		printf 'log_level: info\ncluster:\n  node_id: %s\n  cluster_id: "%s"\n' "$n" "$CID"
 		printf '  peer_listen: "tcp://%s.%s:7600"\n  peers:\n' "$NET" "$n"
 		for m in 1 2 3; do

@@ -110,6 +110,8 @@ struct sim {
 	char why[256];                       /* what broke */
 	uint64_t acks;                       /* proposals acknowledged */
 	bool chaos;                          /* faults allowed (not while settling) */
+	const uint8_t *in;                   /* fuzz input: each draw's low byte while it lasts */
+	size_t in_len, in_pos;
 };
 
 /* What the runs exercised, summed over seeds (printed at the end). */
@@ -126,6 +128,8 @@ static uint64_t sim_rand(struct sim *s)
 	s->rng ^= s->rng << 13;
 	s->rng ^= s->rng >> 7;
 	s->rng ^= s->rng << 17;
+	if (s->in_pos < s->in_len) /* a fuzzer chooses, then the generator goes on */
+		return (s->rng & ~(uint64_t)0xff) | s->in[s->in_pos++];
 	return s->rng;
 }
 
@@ -812,12 +816,15 @@ static void sim_fini(struct sim *s)
 }
 
 /* Run one seed: true when every invariant held. */
-static bool sim_run(uint64_t seed, size_t nodes, unsigned steps, bool trace, char *why,
-                    size_t why_len, uint64_t *acks)
+static bool sim_run_input(uint64_t seed, size_t nodes, unsigned steps, bool trace,
+                          const uint8_t *in, size_t in_len, char *why, size_t why_len,
+                          uint64_t *acks)
 {
 	struct sim s;
 	memset(&s, 0, sizeof(s));
 	s.seed = seed;
+	s.in = in;
+	s.in_len = in_len;
 	s.rng = (seed * 0x9e3779b97f4a7c15ull) | 1;
 	for (int i = 0; i < 4; i++)
 		sim_rand(&s);
@@ -849,6 +856,12 @@ static bool sim_run(uint64_t seed, size_t nodes, unsigned steps, bool trace, cha
 	*acks = s.acks;
 	sim_fini(&s);
 	return ok;
+}
+
+static bool sim_run(uint64_t seed, size_t nodes, unsigned steps, bool trace, char *why,
+                    size_t why_len, uint64_t *acks)
+{
+	return sim_run_input(seed, nodes, steps, trace, NULL, 0, why, why_len, acks);
 }
 
 int main(int argc, char **argv)

@@ -680,6 +680,22 @@ static void t_guarded_reads_survive_faults(void)
 	munmap(m, (size_t)pg * 2);
 }
 
+/* One write of n rows to table (column n): a segment file, not inline. */
+static void put_big(st_store *s, const char *table, uint32_t n)
+{
+	struct st_commit_result r;
+	struct st_err err;
+	int64_t *big = malloc(n * sizeof *big);
+	REQUIRE(big != NULL);
+	for (uint32_t i = 0; i < n; i++)
+		big[i] = (int64_t)i * 7919 % 100003;
+	const char *names[1] = {"n"};
+	struct st_vec vec = {.type = ST_TYPE_INT64, .n = n, .data = big};
+	struct st_batch b = {1, names, &vec, n};
+	REQUIRE(st_write(s, table, &b, 1, NULL, &r, &err) == ST_OK);
+	free(big);
+}
+
 static int64_t mono_us(void)
 {
 	struct timespec t;
@@ -699,16 +715,7 @@ static void t_scrub(void)
 	struct st_err err;
 	for (int i = 0; i < 20; i++) /* inline segments */
 		REQUIRE(put(s, "a", i, NULL, &r, &err) == ST_OK);
-	enum { N = 50000 };        /* a segment file */
-	int64_t *big = malloc(N * sizeof *big);
-	REQUIRE(big != NULL);
-	for (int i = 0; i < N; i++)
-		big[i] = (int64_t)i * 7919 % 100003;
-	const char *names[1] = {"n"};
-	struct st_vec vec = {.type = ST_TYPE_INT64, .n = N, .data = big};
-	struct st_batch b = {1, names, &vec, N};
-	REQUIRE(st_write(s, "b", &b, 1, NULL, &r, &err) == ST_OK);
-	free(big);
+	put_big(s, "b", 50000); /* a segment file */
 	st_store_close(s);
 	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
 	struct st_open_report rep;
@@ -920,18 +927,9 @@ static void t_leftover_removal_keeps_live_files(void)
 {
 	char dir[128];
 	st_store *s = two_tables(dir, sizeof dir);
-	struct st_commit_result r;
 	struct st_err err;
 	enum { N = 20000 };
-	int64_t *big = malloc(N * sizeof *big);
-	REQUIRE(big != NULL);
-	for (int i = 0; i < N; i++)
-		big[i] = (int64_t)i * 7919 % 100003;
-	const char *names[1] = {"n"};
-	struct st_vec vec = {.type = ST_TYPE_INT64, .n = N, .data = big};
-	struct st_batch b = {1, names, &vec, N};
-	REQUIRE(st_write(s, "a", &b, 1, NULL, &r, &err) == ST_OK);
-	free(big);
+	put_big(s, "a", N);
 	MDB_txn *txn;
 	struct table_head h;
 	struct file_rec *f;
@@ -1006,19 +1004,10 @@ static void t_segment_repair(void)
 {
 	char dir[128];
 	st_store *s = two_tables(dir, sizeof dir);
-	struct st_commit_result r;
 	struct st_err err;
 	enum { N = 20000 };
-	int64_t *big = malloc(N * sizeof *big);
-	REQUIRE(big != NULL);
-	for (int i = 0; i < N; i++)
-		big[i] = (int64_t)i * 7919 % 100003;
-	const char *names[1] = {"n"};
-	struct st_vec vec = {.type = ST_TYPE_INT64, .n = N, .data = big};
-	struct st_batch b = {1, names, &vec, N};
-	REQUIRE(st_write(s, "a", &b, 1, NULL, &r, &err) == ST_OK);
-	REQUIRE(st_write(s, "b", &b, 1, NULL, &r, &err) == ST_OK);
-	free(big);
+	put_big(s, "a", N);
+	put_big(s, "b", N);
 	CHECK_EQ(rows_of(s, "a", &err), N);
 	MDB_txn *txn;
 	struct table_head h;
