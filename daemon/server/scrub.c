@@ -179,13 +179,14 @@ int sd_h_scrub(struct sd_ctx *c)
 	}
 	pthread_mutex_lock(&sc->lock);
 	if (sc->running || sc->requested) {
-		uint64_t pass = sc->pass + (sc->running ? 0 : 1);
+		bool running = sc->running;
+		uint64_t pass = sc->pass + (running ? 0 : 1);
 		uint64_t done = __atomic_load_n(&sc->pg.bytes_done, __ATOMIC_RELAXED),
 			 total = __atomic_load_n(&sc->pg.bytes_total, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&sc->lock);
 		return sd_fail(c, ST_EBUSY, "scrub pass %llu is %s (%.0f%% done): try again when it "
 			       "has ended (strata status)", (unsigned long long)pass,
-			       sc->running ? "running" : "about to start",
+			       running ? "running" : "about to start",
 			       total ? 100.0 * (double)done / (double)total : 0.0);
 	}
 	sc->requested = true;
