@@ -324,7 +324,8 @@ int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
 		snprintf(m, sizeof m, "%s request not sent: %s", wire_type_name(c->type), err.msg);
 		return local_error(e, rc, m);
 	}
-	if (c->out.buf.len > c->info.max_message_size) {
+	/* with a session, seal adds the session and MAC pairs (19 + 35 bytes) */
+	if (c->out.buf.len + (c->authed ? 54 : 0) > c->info.max_message_size) {
 		char m[256];
 		snprintf(m, sizeof m, "a %s request of %zu bytes is above the server's %llu-byte "
 			 "message limit", wire_type_name(c->type), c->out.buf.len,
