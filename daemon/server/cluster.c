@@ -65,6 +65,8 @@ struct sd_node {
 	uint64_t seg_tid, seg_fid, seg_size; /* the last segment served (loop thread) */
 	uint32_t seg_crc;             /* its CRC32C */
 
+	int log_role;                 /* the role, epoch and leader last logged (publish) */
+	uint64_t log_epoch, log_leader;
 	uint64_t unauth_logged;       /* link_stats.unauthenticated already logged */
 	int64_t unauth_checked_us;
 	pthread_t rth;                /* the repair thread (repair_loop) */
@@ -262,6 +264,26 @@ static void publish(struct sd_node *nd, bool failed, const char *why)
 	__atomic_store_n(&nd->a_last, st.last_lsn, __ATOMIC_RELEASE);
 	__atomic_store_n(&nd->a_leader, st.leader, __ATOMIC_RELEASE);
 	__atomic_store_n(&nd->a_role, failed ? -1 : (int)st.role, __ATOMIC_RELEASE);
+	/* A change of role, epoch or leader is logged: an operator's (and a
+	 * fault checker's) record of who led each epoch. */
+	if (!failed && ((int)st.role != nd->log_role || st.hs.epoch != nd->log_epoch ||
+			st.leader != nd->log_leader)) {
+		if (st.role == RAFT_LEADER)
+			sd_log(SD_LOG_INFO, "replication: leader in epoch %llu",
+			       (unsigned long long)st.hs.epoch);
+		else if (st.role == RAFT_FOLLOWER && st.leader)
+			sd_log(SD_LOG_INFO, "replication: follower of node %llu in epoch %llu",
+			       (unsigned long long)st.leader, (unsigned long long)st.hs.epoch);
+		else if ((int)st.role != nd->log_role || st.hs.epoch != nd->log_epoch)
+			sd_log(SD_LOG_INFO, "replication: %s in epoch %llu, no leader known",
+			       st.role == RAFT_CANDIDATE     ? "candidate"
+			       : st.role == RAFT_FOLLOWER ? "follower"
+							  : "pre-candidate",
+			       (unsigned long long)st.hs.epoch);
+		nd->log_role = (int)st.role;
+		nd->log_epoch = st.hs.epoch;
+		nd->log_leader = st.leader;
+	}
 	pthread_mutex_lock(&nd->plock);
 	struct sd_node_state *p = &nd->pub;
 	p->self = st.self;

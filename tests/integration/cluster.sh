@@ -413,5 +413,14 @@ for n in 1 2 3; do
 	if stop "$n"; then ok "node $n: SIGTERM, clean exit"; else cp "$T/log$n" "$T/out"; bad "node $n: SIGTERM, clean exit"; fi
 done
 
+# Election safety from the nodes' own logs: each logs "leader in epoch N"
+# when it leads; no epoch may have two leaders over the whole run.
+for n in 1 2 3; do sed -n "s/.*replication: leader in epoch \([0-9]*\)$/\1 $n/p" "$T/log$n"; done |
+	sort -u >"$T/leaders"
+nlead=$(wc -l <"$T/leaders")
+twice=$(cut -d' ' -f1 "$T/leaders" | uniq -d | head -n 3)
+[ "$nlead" -ge 3 ] && [ -z "$twice" ] && ok "one leader per epoch in the logs ($nlead epochs led)" ||
+	{ cp "$T/leaders" "$T/out"; bad "one leader per epoch in the logs (epochs led twice: ${twice:-none}; $nlead led)"; }
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]
