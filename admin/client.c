@@ -279,11 +279,16 @@ static int handshake(sc_client *c, struct wire_error *e)
 	msgpack_packer *pk = sc_begin(c, WIRE_AUTH_BEGIN, 1);
 	wire_key_str(pk, WIRE_AUTH_Q_NAME, c->tname);
 	int rc = sc_call(c, &b, e);
+	if (rc == ST_EPROTO && strstr(e->msg, "unknown request type"))
+		return 0; /* a daemon from before authentication: nothing to do */
 	if (rc != 0)
 		return rc;
 	uint8_t nonce[32], proof[32];
-	if (!(o = wire_get(b, WIRE_AUTH_BEGIN_R_NONCE)) || o->type != MSGPACK_OBJECT_BIN ||
-	    o->via.bin.size != 32)
+	if (!(o = wire_get(b, WIRE_AUTH_BEGIN_R_NONCE))) {
+		drop_reply(c);
+		return 0; /* this daemon authenticates no one (no auth_file) */
+	}
+	if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != 32)
 		return local_error(e, ST_EPROTO, "the daemon's AUTH_BEGIN reply has no 32-byte nonce");
 	memcpy(nonce, o->via.bin.ptr, 32);
 	token_hmac(c, "strata-auth-v1", nonce, proof);
@@ -333,6 +338,7 @@ int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
 		return local_error(e, ST_ETOOBIG, m);
 	}
 	size_t plain = c->out.buf.len;
+	bool sealed = c->authed && plain && c->out.buf.data[0] >= 0x80 && c->out.buf.data[0] <= 0x8d;
 	seal(c);
 	rc = exchange(c, body, e);
 	if (rc == ST_ENOTLEADER && e->leader[0] && strcmp(e->leader, c->host)) {
@@ -356,6 +362,8 @@ int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
 			if (!req)
 				return local_error(e, ST_ENOMEM, "out of memory");
 			memcpy(req, c->out.buf.data, plain);
+			if (sealed)
+				req[0] -= 2; /* the header as it was before the seal */
 			if ((rc = handshake(c, e)) != 0) {
 				free(req);
 				return rc;

@@ -92,6 +92,7 @@ node_config() {
 		done
 		printf '  heartbeat: 50ms\n  election_timeout: 500ms\n  write_timeout: 3s\n'
 		printf '  key_file: "%s"\n' "${KEY:-$T/cluster.key}"
+		printf 'auth_file: "%s"\n' "$T/tokens"
 	} >"$T/n$1.yaml"
 }
 
@@ -183,6 +184,10 @@ others() { for m in 1 2 3; do [ "$m" = "$1" ] || printf '%s ' "$m"; done; }
 
 # ---- election ---------------------------------------------------------------------
 head -c 32 /dev/urandom >"$T/cluster.key" && chmod 600 "$T/cluster.key"
+# Clients authenticate too (PROTOCOL.md §2.2): every request below, redirects
+# to the leader and cluster status's questions to each node included.
+printf 'ops admin %s\n' "$CID" >"$T/tokens" && chmod 600 "$T/tokens"
+export STRATA_TOKEN="ops:$CID"
 head -c 32 /dev/urandom >"$T/other.key" && chmod 600 "$T/other.key"
 for n in 1 2 3; do node_config "$n"; done
 run "check-config of a cluster node" 0 "valid" "$STRATAD" --check-config -c "$T/n1.yaml"
