@@ -5,8 +5,11 @@
  * process in a temp directory, with tables "t" (id int64, name string,
  * score float64, ok bool) and "p" (partitioned by day) that hold rows.
  *
- * An input is either raw bytes (first byte even: the rest is one message)
- * or a program (first byte odd): up to 6 requests built from PROTOCOL.md's
+ * The first byte's top bit picks the server: one without client
+ * authentication, or one with tokens (PROTOCOL.md §2.2), where a request
+ * without a session meets the authentication check (AUTH_BEGIN and AUTH are
+ * among the types). An input is either raw bytes (first byte even: the rest
+ * is one message) or a program (first byte odd): up to 6 requests built from PROTOCOL.md's
  * tables, each a request type picked by a byte and a body of keys 0..N whose
  * values are of fuzz-chosen msgpack types (nil, bool, uint, negative int,
  * float, str, bin, map, array; and structured ones: table names, write
@@ -33,6 +36,7 @@
 static char dir[64];
 static st_store *store;
 static sd_server *srv;
+static sd_server *plain_srv, *auth_srv; /* srv is one of them per input: no tokens, or some */
 static uint64_t next_id = 1, next_seq = 1, last_sid;
 static bool trace;
 static uint8_t client[WIRE_CLIENT_ID_LEN] = "fuzz-dispatch-01";
@@ -106,19 +110,34 @@ static void open_all(void)
 	struct sd_server_opts o = {.workers = 1, .max_message_size = 1u << 20,
 				   .max_batch_rows = 4096, .cursor_timeout_us = 1000000,
 				   .data_dir = dir, .version = "fuzz"};
+	/* A second server over the same store with tokens (PROTOCOL.md §2.2):
+	 * what it answers without a session is the authentication check. */
+	char tokens[128];
+	snprintf(tokens, sizeof tokens, "%s.tokens", dir);
+	FILE *tf = fopen(tokens, "w");
+	if (tf) {
+		fputs("fz admin aaaaaaaaaaaaaaaaaaaa\nro read rrrrrrrrrrrrrrrrrrrr\n", tf);
+		fclose(tf);
+	}
+	struct sd_server_opts ao = o;
+	ao.auth_file = tokens;
 	if (st_store_open(dir, &so, &store, &err) != ST_OK ||
-	    sd_server_new(store, &o, &srv, &err) != ST_OK) {
+	    sd_server_new(store, &o, &plain_srv, &err) != ST_OK ||
+	    sd_server_new(store, &ao, &auth_srv, &err) != ST_OK) {
 		fprintf(stderr, "fuzz_dispatch: %s\n", err.msg);
 		abort();
 	}
+	unlink(tokens);
+	srv = plain_srv;
 	seed_tables();
 }
 
 static void close_all(void)
 {
-	sd_server_free(srv);
+	sd_server_free(plain_srv);
+	sd_server_free(auth_srv);
 	st_store_close(store);
-	srv = NULL;
+	srv = plain_srv = auth_srv = NULL;
 	store = NULL;
 }
 
@@ -430,7 +449,8 @@ static const struct {
 	{WIRE_LOAD_ABORT, "I"},  {WIRE_SCAN, "tNPAu"},     {WIRE_SCAN_NEXT, "I"},
 	{WIRE_SCAN_CLOSE, "I"},  {WIRE_QUERY, "tNGPA"},    {WIRE_HISTORY, "tu"},
 	{WIRE_RESTORE, "tA"},    {WIRE_VACUUM, "tibb"},    {WIRE_VERIFY, ""},
-	{WIRE_COMPACT, "t"},     {WIRE_SCRUB, "tu"},       {77, "u"},
+	{WIRE_COMPACT, "t"},     {WIRE_SCRUB, "tu"},       {WIRE_AUTH_BEGIN, "P"},
+	{WIRE_AUTH, "Pxx"},      {77, "u"},
 };
 
 /* ---- running a request ------------------------------------------------------ */
@@ -488,7 +508,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	seed_tables(); /* back if an earlier input dropped them */
 	if (trace)
 		fprintf(stderr, "== input of %zu bytes\n", size);
-	if (!(u8(&in) & 1)) {
+	uint8_t mode = u8(&in);
+	srv = mode & 0x80 ? auth_srv : plain_srv;
+	if (!(mode & 1)) {
 		run(in.p, in.n, false, 0, 0);
 	} else {
 		struct wire_out o;
