@@ -195,6 +195,30 @@ static void walk_dir(const char *dir, struct pw_report *r)
 	REQUIRE(rc == ST_OK);
 }
 
+/* A fresh environment to damage: its data file and a page buffer. */
+struct damage {
+	const char *dir;
+	struct file f;
+	uint8_t *buf;
+};
+
+static void damage_begin(struct damage *d)
+{
+	d->dir = build_env();
+	file_open(&d->f, d->dir);
+	d->buf = malloc(d->f.psize);
+	REQUIRE(d->buf);
+}
+
+/* Write the damaged page pg back from d->buf, close the file and walk. */
+static void damage_walk(struct damage *d, uint64_t pg, struct pw_report *r)
+{
+	page_write(&d->f, pg, d->buf);
+	close(d->f.fd);
+	free(d->buf);
+	walk_dir(d->dir, r);
+}
+
 static bool has_problem(const struct pw_report *r, const char *want)
 {
 	for (uint32_t i = 0; i < r->nproblems; i++)
@@ -256,24 +280,18 @@ static void t_clean_env_walks_clean(void)
 
 static void t_branch_pointer_damaged(void)
 {
-	const char *dir = build_env();
-	struct file f;
-	file_open(&f, dir);
-	uint8_t *buf = malloc(f.psize);
-	REQUIRE(buf);
-	uint64_t root = root_of(&f, 1), last = g64(f.meta + PW_META_LAST_PG);
-	page_read(&f, root, buf);
-	REQUIRE(g16(buf + PW_OFF_FLAGS) == PW_P_BRANCH);
-	uint8_t *n = node_at(buf, 1);
+	struct damage d;
+	damage_begin(&d);
+	uint64_t root = root_of(&d.f, 1), last = g64(d.f.meta + PW_META_LAST_PG);
+	page_read(&d.f, root, d.buf);
+	REQUIRE(g16(d.buf + PW_OFF_FLAGS) == PW_P_BRANCH);
+	uint8_t *n = node_at(d.buf, 1);
 	uint64_t bad = last + 1000;
 	p16(n, bad & 0xffff);
 	p16(n + 2, (bad >> 16) & 0xffff);
 	p16(n + 4, (bad >> 32) & 0xffff);
-	page_write(&f, root, buf);
-	close(f.fd);
-	free(buf);
 	struct pw_report r;
-	walk_dir(dir, &r);
+	damage_walk(&d, root, &r);
 	char want[160];
 	snprintf(want, sizeof want,
 	         "page %llu (page, main tree, parent %llu): page number outside 2..%llu",
@@ -287,19 +305,13 @@ static void t_branch_pointer_damaged(void)
 
 static void t_leaf_pgno_damaged(void)
 {
-	const char *dir = build_env();
-	struct file f;
-	file_open(&f, dir);
-	uint8_t *buf = malloc(f.psize);
-	REQUIRE(buf);
-	uint64_t parent, leaf = a_leaf(&f, &parent);
-	page_read(&f, leaf, buf);
-	p64(buf + PW_OFF_PGNO, leaf + 1);
-	page_write(&f, leaf, buf);
-	close(f.fd);
-	free(buf);
+	struct damage d;
+	damage_begin(&d);
+	uint64_t parent, leaf = a_leaf(&d.f, &parent);
+	page_read(&d.f, leaf, d.buf);
+	p64(d.buf + PW_OFF_PGNO, leaf + 1);
 	struct pw_report r;
-	walk_dir(dir, &r);
+	damage_walk(&d, leaf, &r);
 	char want[160];
 	snprintf(
 	    want, sizeof want, "page %llu (leaf, main tree, parent %llu): header says page %llu",
@@ -310,19 +322,13 @@ static void t_leaf_pgno_damaged(void)
 
 static void t_node_key_size_damaged(void)
 {
-	const char *dir = build_env();
-	struct file f;
-	file_open(&f, dir);
-	uint8_t *buf = malloc(f.psize);
-	REQUIRE(buf);
-	uint64_t parent, leaf = a_leaf(&f, &parent);
-	page_read(&f, leaf, buf);
-	p16(node_at(buf, 0) + 6, 0xffff);
-	page_write(&f, leaf, buf);
-	close(f.fd);
-	free(buf);
+	struct damage d;
+	damage_begin(&d);
+	uint64_t parent, leaf = a_leaf(&d.f, &parent);
+	page_read(&d.f, leaf, d.buf);
+	p16(node_at(d.buf, 0) + 6, 0xffff);
 	struct pw_report r;
-	walk_dir(dir, &r);
+	damage_walk(&d, leaf, &r);
 	char want[160];
 	snprintf(want, sizeof want,
 	         "page %llu (leaf, main tree, parent %llu): node 0 (key size "
@@ -334,22 +340,16 @@ static void t_node_key_size_damaged(void)
 
 static void t_key_flip_out_of_order(void)
 {
-	const char *dir = build_env();
-	struct file f;
-	file_open(&f, dir);
-	uint8_t *buf = malloc(f.psize);
-	REQUIRE(buf);
-	uint64_t parent, leaf = a_leaf(&f, &parent);
-	page_read(&f, leaf, buf);
-	REQUIRE(nkeys(buf) >= 3);
-	uint8_t *n = node_at(buf, 1);
+	struct damage d;
+	damage_begin(&d);
+	uint64_t parent, leaf = a_leaf(&d.f, &parent);
+	page_read(&d.f, leaf, d.buf);
+	REQUIRE(nkeys(d.buf) >= 3);
+	uint8_t *n = node_at(d.buf, 1);
 	REQUIRE(g16(n + 6) == 9 && n[PW_NODESIZE] == 'k');
 	n[PW_NODESIZE + 1] = 0x7f; /* "k\x7f..." sorts after node 2's "k0..." */
-	page_write(&f, leaf, buf);
-	close(f.fd);
-	free(buf);
 	struct pw_report r;
-	walk_dir(dir, &r);
+	damage_walk(&d, leaf, &r);
 	char want[160];
 	snprintf(want, sizeof want,
 	         "page %llu (leaf, main tree, parent %llu): keys out of order "
@@ -383,21 +383,15 @@ static uint64_t a_freelist_record(struct file *f, uint8_t *buf, uint32_t *node)
 
 static void t_freelist_entry_cleared(void)
 {
-	const char *dir = build_env();
-	struct file f;
-	file_open(&f, dir);
-	uint8_t *buf = malloc(f.psize);
-	REQUIRE(buf);
+	struct damage d;
+	damage_begin(&d);
 	uint32_t node;
-	uint64_t pg = a_freelist_record(&f, buf, &node);
-	uint8_t *idl = node_at(buf, node) + PW_NODESIZE + 8;
+	uint64_t pg = a_freelist_record(&d.f, d.buf, &node);
+	uint8_t *idl = node_at(d.buf, node) + PW_NODESIZE + 8;
 	uint64_t n = g64(idl), lost = g64(idl + 8 * n);
 	p64(idl, n - 1);
-	page_write(&f, pg, buf);
-	close(f.fd);
-	free(buf);
 	struct pw_report r;
-	walk_dir(dir, &r);
+	damage_walk(&d, pg, &r);
 	char want[160];
 	snprintf(want, sizeof want, "page %llu: leaked (in no tree and not in the freelist)",
 	         (unsigned long long)lost);
@@ -409,23 +403,17 @@ static void t_freelist_entry_cleared(void)
 
 static void t_freelist_entry_duplicated(void)
 {
-	const char *dir = build_env();
-	struct file f;
-	file_open(&f, dir);
-	uint8_t *buf = malloc(f.psize);
-	REQUIRE(buf);
+	struct damage d;
+	damage_begin(&d);
 	uint32_t node;
-	uint64_t pg = a_freelist_record(&f, buf, &node);
-	uint8_t *nd = node_at(buf, node);
+	uint64_t pg = a_freelist_record(&d.f, d.buf, &node);
+	uint8_t *nd = node_at(d.buf, node);
 	uint64_t txnid = g64(nd + PW_NODESIZE);
 	uint8_t *idl = nd + PW_NODESIZE + 8;
 	uint64_t twice = g64(idl + 8), lost = g64(idl + 16);
 	p64(idl + 16, twice);
-	page_write(&f, pg, buf);
-	close(f.fd);
-	free(buf);
 	struct pw_report r;
-	walk_dir(dir, &r);
+	damage_walk(&d, pg, &r);
 	char want[160];
 	snprintf(want, sizeof want,
 	         "page %llu (free, freelist txn %llu, leaf %llu): listed twice "
@@ -443,22 +431,16 @@ static void t_freelist_entry_duplicated(void)
  * tree, and the page the entry named before is leaked. */
 static void t_free_page_in_tree(void)
 {
-	const char *dir = build_env();
-	struct file f;
-	file_open(&f, dir);
-	uint8_t *buf = malloc(f.psize);
-	REQUIRE(buf);
-	uint64_t parent, leaf = a_leaf(&f, &parent);
+	struct damage d;
+	damage_begin(&d);
+	uint64_t parent, leaf = a_leaf(&d.f, &parent);
 	uint32_t node;
-	uint64_t pg = a_freelist_record(&f, buf, &node);
-	uint8_t *idl = node_at(buf, node) + PW_NODESIZE + 8;
+	uint64_t pg = a_freelist_record(&d.f, d.buf, &node);
+	uint8_t *idl = node_at(d.buf, node) + PW_NODESIZE + 8;
 	uint64_t lost = g64(idl + 8);
 	p64(idl + 8, leaf);
-	page_write(&f, pg, buf);
-	close(f.fd);
-	free(buf);
 	struct pw_report r;
-	walk_dir(dir, &r);
+	damage_walk(&d, pg, &r);
 	char want[160];
 	snprintf(want, sizeof want, "page %llu (free, freelist txn ", (unsigned long long)leaf);
 	CHECK(has_problem(&r, want));
@@ -493,25 +475,19 @@ static void find_big(struct file *f, uint64_t pg, int depth, uint64_t *leaf, uin
 /* An overflow run's page count cut below what its value needs. */
 static void t_overflow_run_too_short(void)
 {
-	const char *dir = build_env();
-	struct file f;
-	file_open(&f, dir);
-	uint8_t *buf = malloc(f.psize);
-	REQUIRE(buf);
+	struct damage d;
+	damage_begin(&d);
 	uint64_t leaf = 0, ov = 0, dsize = 0;
-	find_big(&f, root_of(&f, 1), 0, &leaf, &ov, &dsize);
+	find_big(&d.f, root_of(&d.f, 1), 0, &leaf, &ov, &dsize);
 	REQUIRE(ov != 0);
-	page_read(&f, ov, buf);
+	page_read(&d.f, ov, d.buf);
 	uint32_t pages;
-	memcpy(&pages, buf + PW_OFF_PAGES, 4);
+	memcpy(&pages, d.buf + PW_OFF_PAGES, 4);
 	REQUIRE(pages >= 2);
 	pages = 1;
-	memcpy(buf + PW_OFF_PAGES, &pages, 4);
-	page_write(&f, ov, buf);
-	close(f.fd);
-	free(buf);
+	memcpy(d.buf + PW_OFF_PAGES, &pages, 4);
 	struct pw_report r;
-	walk_dir(dir, &r);
+	damage_walk(&d, ov, &r);
 	char want[200];
 	snprintf(want, sizeof want,
 	         "page %llu (overflow, main tree, parent %llu): a run of 1 pages, "
