@@ -365,6 +365,12 @@ int cli_auth(sc_client *c, const struct cli_global *g, bool quiet)
 	return 0;
 }
 
+int cli_call(sc_client *c, const msgpack_object **body)
+{
+	struct wire_error e;
+	return sc_call(c, body, &e) != 0 ? cli_fail_wire(c, &e) : 0;
+}
+
 sc_client *cli_connect(const struct cli_global *g, int *status)
 {
 	sc_client *c;

@@ -128,6 +128,9 @@ int cli_fail_wire(const sc_client *c, const struct wire_error *e);
 /* Connect (and HELLO) per g, with g's cluster options set on the client;
  * NULL with the error printed and *status = 1. */
 sc_client *cli_connect(const struct cli_global *g, int *status);
+/* sc_call; on failure the error is printed and its exit status returned
+ * (c stays open: the caller closes it). */
+int cli_call(sc_client *c, const msgpack_object **body);
 /* Authenticate c with g's token (--token-file, else $STRATA_TOKEN), if any:
  * 0, or the error (printed unless quiet). */
 int cli_auth(sc_client *c, const struct cli_global *g, bool quiet);

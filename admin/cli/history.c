@@ -130,9 +130,7 @@ int cli_cmd_history(int argc, char **argv, struct cli_global *g)
 	wire_key_str(pk, WIRE_HISTORY_Q_TABLE, argv[optind]);
 	wire_key_u64(pk, WIRE_HISTORY_Q_LIMIT, limit);
 	const msgpack_object *b;
-	struct wire_error e;
-	if (sc_call(c, &b, &e) != 0) {
-		status = cli_fail_wire(c, &e);
+	if ((status = cli_call(c, &b)) != 0) {
 		sc_close(c);
 		return status;
 	}
@@ -255,9 +253,7 @@ int cli_cmd_vacuum(int argc, char **argv, struct cli_global *g)
 	wire_key_bool(pk, WIRE_VACUUM_Q_DRY_RUN, dry);
 	wire_key_bool(pk, WIRE_VACUUM_Q_FORCE, force);
 	const msgpack_object *b;
-	struct wire_error e;
-	if (sc_call(c, &b, &e) != 0) {
-		status = cli_fail_wire(c, &e);
+	if ((status = cli_call(c, &b)) != 0) {
 		sc_close(c);
 		return status;
 	}
@@ -379,9 +375,7 @@ int cli_cmd_verify(int argc, char **argv, struct cli_global *g)
 		msgpack_pack_bin_body(pk, head, CLI_HASH_LEN);
 	}
 	const msgpack_object *b;
-	struct wire_error e;
-	if (sc_call(c, &b, &e) != 0) {
-		status = cli_fail_wire(c, &e);
+	if ((status = cli_call(c, &b)) != 0) {
 		sc_close(c);
 		return status;
 	}

@@ -288,9 +288,7 @@ int cli_cmd_scrub(int argc, char **argv, struct cli_global *g)
 	if (have_rate)
 		wire_key_u64(pk, WIRE_SCRUB_Q_RATE, rate);
 	const msgpack_object *b;
-	struct wire_error e;
-	if (sc_call(c, &b, &e) != 0) {
-		status = cli_fail_wire(c, &e);
+	if ((status = cli_call(c, &b)) != 0) {
 		sc_close(c);
 		return status;
 	}
@@ -346,9 +344,7 @@ int cli_cmd_backup(int argc, char **argv, struct cli_global *g)
 	msgpack_packer *pk = sc_begin(c, WIRE_BACKUP, 1);
 	wire_key_str(pk, WIRE_BACKUP_Q_DIR, dir);
 	const msgpack_object *b;
-	struct wire_error e;
-	if (sc_call(c, &b, &e) != 0) {
-		status = cli_fail_wire(c, &e);
+	if ((status = cli_call(c, &b)) != 0) {
 		sc_close(c);
 		return status;
 	}

@@ -195,9 +195,7 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 	if (ver)
 		wire_key_u64(pk, WIRE_DESCRIBE_Q_VERSION, v);
 	const msgpack_object *b;
-	struct wire_error e;
-	if (sc_call(c, &b, &e) != 0) {
-		status = cli_fail_wire(c, &e);
+	if ((status = cli_call(c, &b)) != 0) {
 		sc_close(c);
 		return status;
 	}
