@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "daemon/store/store_int.h"
 #include "format/crc32c.h"
 #include "format/io.h"
@@ -33,8 +35,7 @@ static int sys_err(struct st_err *err, const char *what, const char *path)
 	return st_seterr(err, e, "%s %s: %s", what, path, strerror(e));
 }
 
-/* CRC32C and size of the file at path. */
-static int crc_file(const char *path, uint32_t *crc, uint64_t *size, struct st_err *err)
+int store_file_crc(const char *path, uint32_t *crc, uint64_t *size, struct st_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -135,7 +136,7 @@ static int manifest_add(struct manifest *m, const char *dir, const char *rel, ui
 	uint32_t crc;
 	uint64_t size;
 	snprintf(path, sizeof path, "%s/%s", dir, rel);
-	int rc = crc_file(path, &crc, &size, err);
+	int rc = store_file_crc(path, &crc, &size, err);
 	if (rc != ST_OK)
 		return rc;
 	if (check && (size != want_size || crc != want_crc))
@@ -230,12 +231,6 @@ static int sync_dirs(const char *dir, struct st_err *err)
 	return rc;
 }
 
-static void hex32(const uint8_t *h, char *out)
-{
-	for (int i = 0; i < ST_HASH_LEN; i++)
-		snprintf(out + 2 * i, 3, "%02x", h[i]);
-}
-
 int st_backup(st_store *s, const char *dir, struct st_backup_result *res, struct st_err *err)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
@@ -271,7 +266,7 @@ int st_backup(st_store *s, const char *dir, struct st_backup_result *res, struct
 		goto out;
 	}
 	char hex[2 * ST_HASH_LEN + 1];
-	hex32(head.hash, hex);
+	sodium_bin2hex(hex, sizeof hex, head.hash, ST_HASH_LEN);
 	fprintf(m.f, "%s\nlsn %" PRIu64 "\nhash %s\n", MANIFEST_MAGIC, head.lsn, hex);
 	if ((rc = take_segments(s, b, dir, &m, err)) != ST_OK)
 		goto out;
@@ -355,7 +350,7 @@ int st_backup_check(const char *dir, struct st_backup_result *res, char ***probl
 			snprintf(p, sizeof p, "%s/%s", dir, rel);
 			res->files++;
 			res->bytes += size;
-			if (crc_file(p, &got, &got_size, &e) != ST_OK) {
+			if (store_file_crc(p, &got, &got_size, &e) != ST_OK) {
 				if (asprintf(&msg, "%s: %s", rel, e.msg) < 0)
 					msg = NULL;
 			} else if (got_size != size || got != crc) {

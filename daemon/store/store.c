@@ -9,6 +9,7 @@
  * an fsync or an LMDB commit fails, writes are refused until reopen
  * (DESIGN.md §10).
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -179,6 +180,20 @@ bool store_recorded_fids(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t **out
 	return ok;
 }
 
+int store_seg_name(const char *name, uint64_t *fid)
+{
+	char *end;
+	*fid = strtoull(name, &end, 16);
+	if (end != name + 16 || !isxdigit((unsigned char)name[0]))
+		return SEG_NAME_OTHER;
+	if (!strcmp(end, ".seg"))
+		return SEG_NAME_SEGMENT;
+	if (!strcmp(end, ".seg.tmp") || !strcmp(end, ".seg.repair") ||
+	    !strcmp(end, ".seg.repair.tmp"))
+		return SEG_NAME_TRANSIENT;
+	return SEG_NAME_OTHER;
+}
+
 static uint64_t remove_leftovers(st_store *s, MDB_txn *txn)
 {
 	char path[PATH_MAX];
@@ -199,20 +214,15 @@ static uint64_t remove_leftovers(st_store *s, MDB_txn *txn)
 		uint64_t *ids = NULL;
 		bool listed = false;
 		while (sd && (f = readdir(sd))) {
-			size_t n = strlen(f->d_name);
-			bool tmp = (n > 8 && !strcmp(f->d_name + n - 8, ".seg.tmp")) ||
-				   (n > 11 && !strcmp(f->d_name + n - 11, ".seg.repair")) ||
-				   (n > 15 && !strcmp(f->d_name + n - 15, ".seg.repair.tmp"));
-			bool seg = n == 20 && !strcmp(f->d_name + 16, ".seg");
-			if (!tmp && !seg)
+			uint64_t fid;
+			int kind = store_seg_name(f->d_name, &fid);
+			if (kind == SEG_NAME_OTHER)
 				continue;
-			if (seg) {
-				uint64_t fid = strtoull(f->d_name, &end, 16);
+			if (kind == SEG_NAME_SEGMENT) {
 				if (!listed && !store_recorded_fids(s, txn, tid, &ids, &nids))
 					break; /* unsure what is referenced: remove nothing */
 				listed = true;
-				if (end != f->d_name + 16 ||
-				    (nids && bsearch(&fid, ids, nids, sizeof *ids, cmp_u64)))
+				if (nids && bsearch(&fid, ids, nids, sizeof *ids, cmp_u64))
 					continue;
 				/* No record: a write that never committed, unless the
 				 * commit log says the file is live (its record was lost

@@ -595,6 +595,15 @@ void store_write_end(st_store *s, MDB_txn *txn);
 int store_write_file(st_store *s, const char *path, const uint8_t *bytes, size_t len,
 		     struct st_err *err);
 
+/* What a file name under tables/<tid>/ is: a segment "<fid>.seg" (16 hex
+ * digits; *fid set), a transient one of a write or repair in flight
+ * ("<fid>.seg.tmp", ".seg.repair", ".seg.repair.tmp"), or something else. */
+enum { SEG_NAME_OTHER = 0, SEG_NAME_SEGMENT = 1, SEG_NAME_TRANSIENT = 2 };
+int store_seg_name(const char *name, uint64_t *fid);
+
+/* CRC32C and size of the whole file at path (backup.c). */
+int store_file_crc(const char *path, uint32_t *crc, uint64_t *size, struct st_err *err);
+
 /* A new file id, never handed out before in this data directory. */
 uint64_t store_next_fid(st_store *s);
 

@@ -540,12 +540,10 @@ static void orphan_files(st_store *s, MDB_txn *txn, struct st_verify_result *r)
 		while (listed && sd && (f = readdir(sd))) {
 			if (f->d_name[0] == '.')
 				continue;
-			size_t n = strlen(f->d_name);
-			uint64_t fid = strtoull(f->d_name, &end, 16);
-			bool seg = n == 20 && end == f->d_name + 16 && !strcmp(end, ".seg");
-			if (end == f->d_name + 16 && (!strcmp(end, ".seg.tmp") ||
-						      !strcmp(end, ".seg.repair") ||
-						      !strcmp(end, ".seg.repair.tmp")))
+			uint64_t fid;
+			int kind = store_seg_name(f->d_name, &fid);
+			bool seg = kind == SEG_NAME_SEGMENT;
+			if (kind == SEG_NAME_TRANSIENT)
 				continue; /* a write or a repair in flight (removed at open) */
 			if (seg && nids && bsearch(&fid, ids, nids, sizeof *ids, cmp_u64))
 				continue;
@@ -917,25 +915,6 @@ static int find_file_rec(st_store *s, uint64_t tid, uint64_t fid, struct file_re
 	return rc;
 }
 
-/* CRC32C and size of the file at path. */
-static int file_crc(const char *path, uint32_t *crc, uint64_t *size, struct st_err *err)
-{
-	FILE *fp = fopen(path, "rb");
-	if (!fp)
-		return st_seterr(err, errno, "cannot open %s: %s", path, strerror(errno));
-	uint8_t buf[1 << 16];
-	size_t n;
-	*crc = 0;
-	*size = 0;
-	while ((n = fread(buf, 1, sizeof buf, fp)) > 0) {
-		*crc = st_crc32c(*crc, buf, n);
-		*size += n;
-	}
-	int bad = ferror(fp);
-	fclose(fp);
-	return bad ? st_seterr(err, EIO, "cannot read %s", path) : ST_OK;
-}
-
 int st_segment_repair(st_store *s, uint64_t tid, uint64_t fid, const char *fetched,
 		      struct st_err *err)
 {
@@ -958,7 +937,7 @@ int st_segment_repair(st_store *s, uint64_t tid, uint64_t fid, const char *fetch
 	uint32_t crc = 0;
 	uint64_t size = 0;
 	struct st_err e;
-	if ((rc = file_crc(fetched, &crc, &size, err)) == ST_OK &&
+	if ((rc = store_file_crc(fetched, &crc, &size, err)) == ST_OK &&
 	    (size != f.size || crc != f.crc))
 		rc = st_seterr(err, ST_ECORRUPT, "the copy of segment %llu of table id %llu is not "
 			       "the file its record names (%llu bytes, CRC %08x; the record: %llu, "

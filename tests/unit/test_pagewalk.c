@@ -210,6 +210,15 @@ static void damage_begin(struct damage *d)
 	REQUIRE(d->buf);
 }
 
+/* damage_begin, then a main-tree leaf (and its parent) read into d->buf. */
+static uint64_t damage_leaf(struct damage *d, uint64_t *parent)
+{
+	damage_begin(d);
+	uint64_t leaf = a_leaf(&d->f, parent);
+	page_read(&d->f, leaf, d->buf);
+	return leaf;
+}
+
 /* Write the damaged page pg back from d->buf, close the file and walk. */
 static void damage_walk(struct damage *d, uint64_t pg, struct pw_report *r)
 {
@@ -306,9 +315,7 @@ static void t_branch_pointer_damaged(void)
 static void t_leaf_pgno_damaged(void)
 {
 	struct damage d;
-	damage_begin(&d);
-	uint64_t parent, leaf = a_leaf(&d.f, &parent);
-	page_read(&d.f, leaf, d.buf);
+	uint64_t parent, leaf = damage_leaf(&d, &parent);
 	p64(d.buf + PW_OFF_PGNO, leaf + 1);
 	struct pw_report r;
 	damage_walk(&d, leaf, &r);
@@ -323,9 +330,7 @@ static void t_leaf_pgno_damaged(void)
 static void t_node_key_size_damaged(void)
 {
 	struct damage d;
-	damage_begin(&d);
-	uint64_t parent, leaf = a_leaf(&d.f, &parent);
-	page_read(&d.f, leaf, d.buf);
+	uint64_t parent, leaf = damage_leaf(&d, &parent);
 	p16(node_at(d.buf, 0) + 6, 0xffff);
 	struct pw_report r;
 	damage_walk(&d, leaf, &r);
@@ -341,9 +346,7 @@ static void t_node_key_size_damaged(void)
 static void t_key_flip_out_of_order(void)
 {
 	struct damage d;
-	damage_begin(&d);
-	uint64_t parent, leaf = a_leaf(&d.f, &parent);
-	page_read(&d.f, leaf, d.buf);
+	uint64_t parent, leaf = damage_leaf(&d, &parent);
 	REQUIRE(nkeys(d.buf) >= 3);
 	uint8_t *n = node_at(d.buf, 1);
 	REQUIRE(g16(n + 6) == 9 && n[PW_NODESIZE] == 'k');
