@@ -240,18 +240,19 @@ static int exchange(sc_client *c, const msgpack_object **body, struct wire_error
 }
 
 /* Append the session pair and the MAC pair to the request in c->out
- * (PROTOCOL.md §2.2): its map header counts them. */
-static void seal(sc_client *c)
+ * (PROTOCOL.md §2.2): its map header counts them. Whether it did (a
+ * session, and a fixmap header with room for two more pairs). */
+static bool seal(sc_client *c)
 {
 	struct st_buf *b = &c->out.buf;
 	if (!c->authed || b->oom || !b->len || b->data[0] < 0x80 || b->data[0] > 0x8d)
-		return;
+		return false;
 	b->data[0] += 2;
 	uint8_t sp[3 + 16] = {WIRE_ENV_SESSION, 0xc4, 16};
 	memcpy(sp + 3, c->session, 16);
 	st_buf_append(b, sp, sizeof sp);
 	if (b->oom)
-		return;
+		return true;
 	uint8_t hdr = (uint8_t)(b->data[0] - 1), mp[3 + 32] = {WIRE_ENV_MAC, 0xc4, 32};
 	crypto_auth_hmacsha512256_state st;
 	crypto_auth_hmacsha512256_init(&st, c->skey, sizeof c->skey);
@@ -259,6 +260,7 @@ static void seal(sc_client *c)
 	crypto_auth_hmacsha512256_update(&st, b->data + 1, b->len - 1);
 	crypto_auth_hmacsha512256_final(&st, mp + 3);
 	st_buf_append(b, mp, sizeof mp);
+	return true;
 }
 
 static void token_hmac(const sc_client *c, const char *label, const uint8_t *nonce,
@@ -338,8 +340,7 @@ int sc_call(sc_client *c, const msgpack_object **body, struct wire_error *e)
 		return local_error(e, ST_ETOOBIG, m);
 	}
 	size_t plain = c->out.buf.len;
-	bool sealed = c->authed && plain && c->out.buf.data[0] >= 0x80 && c->out.buf.data[0] <= 0x8d;
-	seal(c);
+	bool sealed = seal(c);
 	rc = exchange(c, body, e);
 	if (rc == ST_ENOTLEADER && e->leader[0] && strcmp(e->leader, c->host)) {
 		/* Once to the leader, the same bytes: same client id and seq. */

@@ -43,7 +43,8 @@ static void problem(struct st_verify_result *r, const char *fmt, ...)
  * its size and rows equal to its record's. ST_ECORRUPT (or an open error)
  * says what is wrong in e. */
 static int check_segment_at(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
-			    const char *at, struct st_err *e)
+			    const char *at /* its path; NULL: where the store keeps it */,
+			    struct st_err *e)
 {
 	char path[PATH_MAX];
 	struct seg_reader *rd = NULL;
@@ -74,12 +75,6 @@ static int check_segment_at(st_store *s, MDB_txn *txn, uint64_t tid, const struc
 	return vrc;
 }
 
-static int check_segment(st_store *s, MDB_txn *txn, uint64_t tid, const struct file_rec *f,
-			 struct st_err *e)
-{
-	return check_segment_at(s, txn, tid, f, NULL, e);
-}
-
 /* Report damaged segment f of table name (tid) and refuse the table. */
 static void segment_problem(st_store *s, struct st_verify_result *r, uint64_t tid,
 			    const char *name, const struct file_rec *f, const struct st_err *e)
@@ -102,7 +97,7 @@ static void verify_segment(st_store *s, MDB_txn *txn, const struct table_head *h
 {
 	struct st_err e;
 	r->segments++;
-	if (check_segment(s, txn, h->tid, f, &e) != ST_OK)
+	if (check_segment_at(s, txn, h->tid, f, NULL, &e) != ST_OK)
 		segment_problem(s, r, h->tid, h->meta->name, f, &e);
 }
 
@@ -741,7 +736,7 @@ static int scrub_table(st_store *s, uint64_t tid, struct pace *p, struct st_veri
 	store_read_end(s, txn);
 	for (uint32_t i = 0; rc == ST_OK && i < nf; i++) {
 		r->segments++;
-		if (check_segment(s, NULL, tid, &f[i], &e) != ST_OK && still_live(s, tid, f[i].fid))
+		if (check_segment_at(s, NULL, tid, &f[i], NULL, &e) != ST_OK && still_live(s, tid, f[i].fid))
 			segment_problem(s, r, tid, name, &f[i], &e);
 		if (!pace(p, f[i].size))
 			break;
