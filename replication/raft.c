@@ -72,6 +72,7 @@ struct raft {
 	size_t n_msgs;         /* count */
 	size_t cap_msgs;       /* allocated */
 
+	bool removed;        /* self is no longer a member (raft_set_members) */
 	bool alarm;          /* a divergence was seen */
 	bool alarm_reported; /* a Ready has carried it */
 	uint64_t alarm_lsn;  /* where */
@@ -935,6 +936,7 @@ void raft_status(const struct raft *r, struct raft_status *st)
 	st->applied = r->applied;
 	st->transferee = r->transferee;
 	st->is_learner = !r->me->voter;
+	st->removed = r->removed;
 }
 
 bool raft_progress(const struct raft *r, uint64_t id, uint64_t *match, bool *voter)
@@ -978,6 +980,57 @@ bool raft_alarm(const struct raft *r, uint64_t *lsn, uint64_t *from)
 	if (from)
 		*from = r->alarm_from;
 	return r->alarm;
+}
+
+int raft_set_members(struct raft *r, const uint64_t *voters, size_t n_voters,
+                     const uint64_t *learners, size_t n_learners)
+{
+	struct raft_node old[RAFT_MAX_NODES];
+	size_t n_old = r->n_nodes;
+	bool self_in = false;
+	if (n_voters < 1 || n_voters + n_learners > RAFT_MAX_NODES)
+		return ST_EINVAL;
+	for (size_t i = 0; i < n_voters + n_learners; i++) {
+		uint64_t id = i < n_voters ? voters[i] : learners[i - n_voters];
+		if (id == 0)
+			return ST_EINVAL;
+		for (size_t j = 0; j < i; j++)
+			if (id == (j < n_voters ? voters[j] : learners[j - n_voters]))
+				return ST_EINVAL;
+		self_in |= id == r->self;
+	}
+	/* Removed, self stays a row of its own: it keeps its log and state,
+	 * never votes, campaigns or counts. */
+	if (!self_in && n_voters + n_learners == RAFT_MAX_NODES)
+		return ST_EINVAL;
+	memcpy(old, r->nodes, sizeof old);
+	r->n_nodes = r->n_voters = 0;
+	for (size_t i = 0; i < n_voters + n_learners + !self_in; i++) {
+		uint64_t id = i < n_voters                  ? voters[i]
+		              : i < n_voters + n_learners ? learners[i - n_voters]
+		                                          : r->self;
+		struct raft_node *n = &r->nodes[r->n_nodes++];
+		*n = (struct raft_node){.id = id, .next = raft_last_lsn(r) + 1};
+		for (size_t j = 0; j < n_old; j++)
+			if (old[j].id == id)
+				*n = old[j]; /* progress carries over */
+		n->voter = i < n_voters;
+		r->n_voters += n->voter;
+	}
+	r->me = raft_node_find(r, r->self);
+	r->removed = !self_in;
+	if (r->transferee && !raft_node_find(r, r->transferee))
+		r->transferee = 0;
+	if (r->role != RAFT_FOLLOWER && !r->me->voter) {
+		raft_become_follower(r, r->hs.epoch, r->role == RAFT_LEADER ? 0 : r->leader);
+	} else if (r->role == RAFT_LEADER) {
+		/* A new member is probed at once; a smaller quorum may commit. */
+		for (size_t i = 0; i < r->n_nodes; i++)
+			if (&r->nodes[i] != r->me && r->nodes[i].match == 0)
+				raft_send_append(r, &r->nodes[i], true);
+		raft_maybe_commit(r);
+	}
+	return ST_OK;
 }
 
 const char *raft_role_name(enum raft_role role)

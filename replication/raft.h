@@ -40,6 +40,12 @@
  * a copy of its data until the caller releases it once durable
  * (raft_release: the caller's storage then serves the bytes); snapshots
  * and log compaction are not built yet.
+ *
+ * Membership: the config's voters and learners at raft_new, then each
+ * raft_set_members (one change at a time, applied when its entry commits:
+ * etcd/raft's rule; the owner proposes a change only once the leader has
+ * committed an entry of its own epoch, and only after the previous change
+ * was applied).
  */
 #ifndef STRATA_REPLICATION_RAFT_H
 #define STRATA_REPLICATION_RAFT_H
@@ -184,7 +190,8 @@ struct raft_status {
 	uint64_t last_epoch;       /* epoch of that entry (0 = empty log) */
 	uint64_t applied;          /* last LSN handed out as committed */
 	uint64_t transferee;       /* leadership transfer target, 0 = none */
-	bool is_learner;           /* self is a learner */
+	bool is_learner;           /* self is a learner (or removed) */
+	bool removed;              /* self is no longer a member (raft_set_members) */
 };
 
 struct raft;
@@ -263,6 +270,19 @@ const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t lsn);
 /* Leader's view of node id: *match is the highest LSN known durable there
  * (self: the durable log). False for an unknown id. */
 bool raft_progress(const struct raft *r, uint64_t id, uint64_t *match, bool *voter);
+
+/*
+ * Change the membership to voters and learners (REPLICATION.md §13): called
+ * by the owner when a membership entry is applied (committed), one change
+ * at a time. Progress of members that stay carries over; a new member
+ * starts at match 0 (the leader probes it at once); a smaller quorum may
+ * commit at once. When self is in neither list it is removed: it keeps its
+ * log, never votes, campaigns or counts, and a leader steps down (as does a
+ * voter made a learner). Returns ST_OK or ST_EINVAL (no voter, more than
+ * RAFT_MAX_NODES, an id 0 or listed twice); on ST_EINVAL nothing changes.
+ */
+int raft_set_members(struct raft *r, const uint64_t *voters, size_t n_voters,
+                     const uint64_t *learners, size_t n_learners);
 
 /* Free the data of durable entries up to upto: the caller's storage holds
  * them (entries then have data NULL and their original len; a message or

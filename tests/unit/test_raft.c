@@ -456,6 +456,86 @@ static void t_learner(void)
 	CHECK_EQ(tc_status(1).hs.commit, c);
 }
 
+/* Membership changes (raft_set_members), applied on every node as the
+ * owner would when the change's entry commits. */
+static void tc_members(const uint64_t *v, size_t nv, const uint64_t *l, size_t nl)
+{
+	for (size_t i = 1; i <= tc.n; i++)
+		CHECK_EQ(raft_set_members(tc.r[i], v, nv, l, nl), ST_OK);
+	tc_run();
+}
+
+static void t_membership(void)
+{
+	tc_init(3, 1);
+	/* Nodes 1-3 start without node 4; 4 knows itself as a learner. */
+	for (uint64_t id = 1; id <= 3; id++) {
+		raft_free(tc.r[id]);
+		REQUIRE((tc.r[id] = tc_node(3, 0, id, NULL, NULL, 0)) != NULL);
+	}
+	REQUIRE(tc_elect(1));
+	CHECK_EQ(tc_propose(1, 1), ST_OK);
+	CHECK_EQ(tc_status(4).last_lsn, 0); /* not a member yet: sent nothing */
+	uint64_t v3[] = {1, 2, 3}, l4[] = {4};
+	tc_members(v3, 3, l4, 1);
+	tc_tick(1, 2);
+	CHECK_EQ(tc_status(4).last_lsn, tc_status(1).last_lsn);
+	CHECK_EQ(tc_status(4).hs.commit, tc_status(1).hs.commit);
+	CHECK(tc_status(4).is_learner);
+	/* Promoted: 4 voters, a quorum of 3. */
+	uint64_t v4[] = {1, 2, 3, 4};
+	tc_members(v4, 4, NULL, 0);
+	CHECK(!tc_status(4).is_learner);
+	for (uint64_t id = 2; id <= 3; id++)
+		tc.cut[1][id] = tc.cut[id][1] = true;
+	uint64_t c = tc_status(1).hs.commit;
+	CHECK_EQ(tc_propose(1, 2), ST_OK);
+	CHECK_EQ(tc_status(1).hs.commit, c); /* 1 and 4 are not 3 of 4 */
+	tc.cut[1][2] = tc.cut[2][1] = false;
+	tc_tick(1, 1);
+	CHECK_EQ(tc_status(1).hs.commit, c + 1);
+	/* Node 3 removed: a quorum of 2 of {1, 2, 4}; 3 never campaigns. */
+	uint64_t v124[] = {1, 2, 4};
+	tc_members(v124, 3, NULL, 0);
+	CHECK(tc_status(3).removed);
+	uint64_t e3 = tc_status(3).hs.epoch;
+	tc_tick(3, 100);
+	CHECK_EQ(tc_status(3).hs.epoch, e3);
+	CHECK_EQ(tc_status(3).role, RAFT_FOLLOWER);
+	CHECK_EQ(raft_transfer(tc.r[1], 3), ST_EINVAL);
+	tc.cut[1][2] = tc.cut[2][1] = true;
+	c = tc_status(1).hs.commit;
+	CHECK_EQ(tc_propose(1, 3), ST_OK);
+	CHECK_EQ(tc_status(1).hs.commit, c + 1); /* 1 and 4 */
+	tc.cut[1][2] = tc.cut[2][1] = false;
+	/* The leader removed: it steps down and never campaigns again. */
+	uint64_t v24[] = {2, 4};
+	tc_members(v24, 2, NULL, 0);
+	CHECK_EQ(tc_status(1).role, RAFT_FOLLOWER);
+	CHECK(tc_status(1).removed);
+	tc_tick(1, 100);
+	CHECK(tc_status(1).role != RAFT_LEADER);
+	uint64_t l = 0;
+	for (int i = 0; i < 60 && !l; i++) {
+		tc_tick(2, 1);
+		tc_tick(4, 1);
+		l = tc_status(2).role == RAFT_LEADER ? 2 : tc_status(4).role == RAFT_LEADER ? 4 : 0;
+	}
+	REQUIRE(l != 0);
+	CHECK_EQ(tc_propose(l, 4), ST_OK);
+	CHECK_EQ(tc_status(6 - l).hs.commit, tc_status(l).hs.commit);
+	CHECK(tc_status(1).role != RAFT_LEADER && tc_status(3).role != RAFT_LEADER);
+	/* Refused, and nothing changes: no voter, an id twice, id 0. */
+	uint64_t dup[] = {2, 2}, zero[] = {0};
+	CHECK_EQ(raft_set_members(tc.r[l], NULL, 0, v24, 2), ST_EINVAL);
+	CHECK_EQ(raft_set_members(tc.r[l], dup, 2, NULL, 0), ST_EINVAL);
+	CHECK_EQ(raft_set_members(tc.r[l], v24, 2, zero, 1), ST_EINVAL);
+	CHECK_EQ(tc_status(l).role, RAFT_LEADER);
+	uint64_t m = 0;
+	bool voter = false;
+	CHECK(raft_progress(tc.r[l], 6 - l, &m, &voter) && voter);
+}
+
 static void t_bad_config(void)
 {
 	uint64_t voters[2] = {1, 1};
@@ -567,6 +647,7 @@ static const struct test_case tests[] = {
     {"check_quorum", t_check_quorum},
     {"transfer", t_transfer},
     {"learner", t_learner},
+    {"membership", t_membership},
     {"bad_config", t_bad_config},
 };
 
