@@ -32,6 +32,7 @@ static const struct {
 	{WIRE_SCRUB, "SCRUB", false},       {WIRE_BACKUP, "BACKUP", false},
 	{WIRE_CLUSTER_STATUS, "CLUSTER_STATUS", false},
 	{WIRE_CLUSTER_TRANSFER, "CLUSTER_TRANSFER", true},
+	{WIRE_CLUSTER_MEMBER, "CLUSTER_MEMBER", true},
 };
 
 const char *wire_type_name(int type)

@@ -67,6 +67,7 @@ enum wire_type {
 	WIRE_BACKUP = 56,
 	WIRE_CLUSTER_STATUS = 60,
 	WIRE_CLUSTER_TRANSFER = 61,
+	WIRE_CLUSTER_MEMBER = 62,
 };
 
 /* ---- key numbers (PROTOCOL.md) ----------------------------------------- */
@@ -363,6 +364,14 @@ enum wire_cluster_node_key {
 	WIRE_CNODE_NKEYS = 9,
 };
 enum wire_cluster_transfer_key { WIRE_TRANSFER_Q_TO = 0 };
+/* CLUSTER_MEMBER (REPLICATION.md §13): op 1 add, 2 promote, 3 remove. */
+enum wire_cluster_member_key {
+	WIRE_MEMBER_Q_OP = 0,     /* uint */
+	WIRE_MEMBER_Q_ID = 1,     /* uint: the node */
+	WIRE_MEMBER_Q_PEER = 2,   /* str: add: its peer address */
+	WIRE_MEMBER_Q_CLIENT = 3, /* str: add: its client address (optional) */
+};
+enum wire_cluster_member_reply { WIRE_MEMBER_R_MESSAGE = 0, WIRE_MEMBER_R_NKEYS = 1 };
 
 /* §3.1 write options keys and modes. */
 enum wire_wopt_key {

@@ -145,6 +145,7 @@ struct link {
 	uint64_t send_seq;                   /* atomic: the last sequence number sealed */
 	uint64_t last_seq[LINK_MAX_PEERS];   /* per config.peers index: the last one accepted */
 	uint64_t bytes_sent[LINK_MAX_PEERS]; /* per config.peers index */
+	bool gone[LINK_MAX_PEERS];           /* atomic: removed by link_remove_peer */
 	pthread_mutex_t qmu;                 /* guards q */
 	struct link_queue q[LINK_MAX_PEERS]; /* per config.peers index */
 };
@@ -770,10 +771,14 @@ static void set_common(int s, size_t max)
 	set_int(s, NN_SOL_SOCKET, NN_LINGER, 100);
 }
 
+/* The index of peer id, -1 when it is not one (or was removed). n_peers
+ * grows under other threads' feet (link_add_peer): a slot is filled before
+ * it is counted. */
 static int peer_index(const struct link *l, uint64_t id)
 {
-	for (size_t i = 0; i < l->c.n_peers; i++)
-		if (l->c.peers[i].id == id)
+	size_t n = __atomic_load_n(&l->c.n_peers, __ATOMIC_ACQUIRE);
+	for (size_t i = 0; i < n; i++)
+		if (l->c.peers[i].id == id && !__atomic_load_n(&l->gone[i], __ATOMIC_ACQUIRE))
 			return (int)i;
 	return -1;
 }
@@ -888,6 +893,41 @@ static int open_peer(struct link *l, size_t i, struct st_err *err)
 	return ST_OK;
 }
 
+int link_add_peer(struct link *l, const struct link_peer *p, struct st_err *err)
+{
+	size_t n = l->c.n_peers;
+	for (size_t i = 0; i < n; i++)
+		if (l->c.peers[i].id == p->id)
+			return st_seterr(err, ST_EINVAL, "node %llu is %s", (unsigned long long)p->id,
+					 l->gone[i] ? "a removed peer (ids are never reused)"
+						    : "a peer already");
+	if (p->id == 0 || p->id > LINK_MAX_ID || p->id == l->c.self || n == LINK_MAX_PEERS)
+		return st_seterr(err, ST_EINVAL, "node id %llu: ids are 1..%d and not this node's, "
+				 "%d peers at most", (unsigned long long)p->id, LINK_MAX_ID,
+				 LINK_MAX_PEERS);
+	l->c.peers[n] = *p;
+	l->c.peers[n].address[LINK_ADDR_MAX - 1] = '\0';
+	pthread_mutex_lock(&l->qmu);
+	int rc = open_peer(l, n, err);
+	pthread_mutex_unlock(&l->qmu);
+	if (rc == ST_OK)
+		__atomic_store_n(&l->c.n_peers, n + 1, __ATOMIC_RELEASE);
+	return rc;
+}
+
+void link_remove_peer(struct link *l, uint64_t id)
+{
+	int i = peer_index(l, id);
+	if (i < 0)
+		return;
+	__atomic_store_n(&l->gone[i], true, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&l->qmu);
+	if (l->pair[i] >= 0)
+		nn_close(l->pair[i]);
+	l->pair[i] = -1;
+	pthread_mutex_unlock(&l->qmu);
+}
+
 void link_close(struct link *l)
 {
 	if (!l)
@@ -995,8 +1035,10 @@ void link_stats(const struct link *l, struct link_stats *out)
 	out->segments_served = __atomic_load_n(&l->n_served, __ATOMIC_RELAXED);
 	out->unauthenticated = __atomic_load_n(&l->n_unauth, __ATOMIC_RELAXED);
 	out->reopened = __atomic_load_n(&l->n_reopened, __ATOMIC_RELAXED);
-	for (size_t i = 0; i < LINK_MAX_PEERS; i++)
-		out->bytes_sent[i] = __atomic_load_n(&l->bytes_sent[i], __ATOMIC_RELAXED);
+	size_t n = __atomic_load_n(&l->c.n_peers, __ATOMIC_ACQUIRE);
+	for (size_t i = 0; i < n; i++)
+		out->bytes_sent[l->c.peers[i].id - 1] =
+		    __atomic_load_n(&l->bytes_sent[i], __ATOMIC_RELAXED);
 }
 
 /* ---- segment transfer (§6) ------------------------------------------------ */
@@ -1139,7 +1181,8 @@ int link_fetch_segment(struct link *l, uint64_t peer, uint64_t table, uint64_t f
 		goto out;
 	}
 	off = (uint64_t)st.st_size;
-	if (off > want_size) {
+	bool any = want_size == LINK_SIZE_ANY; /* learnt from the first reply */
+	if (off > want_size || any) {
 		if (ftruncate(fd, 0) < 0) {
 			rc = st_seterr(err, errno, "cannot truncate %s: %s", tmp, strerror(errno));
 			goto out;
@@ -1228,6 +1271,12 @@ int link_fetch_segment(struct link *l, uint64_t peer, uint64_t table, uint64_t f
 		                   &pe)) ||
 		    (rc = need_u64(e.body, "SEGMENT_DATA", LINK_DATA_CRC, "file crc", &pcrc, &pe)))
 			goto bad_reply;
+		if (any) {
+			want_size = psize;
+			want_crc = (uint32_t)pcrc;
+			ask = want_size - off < LINK_SEG_CHUNK ? want_size - off : LINK_SEG_CHUNK;
+			any = false;
+		}
 		if (psize != want_size || pcrc != want_crc) {
 			rc = st_seterr(
 			    err, ST_ECORRUPT,
@@ -1306,6 +1355,8 @@ static void check_liveness(struct link *l)
 {
 	int64_t now = now_ms();
 	for (size_t i = 0; i < l->c.n_peers; i++) {
+		if (l->gone[i])
+			continue;
 		if (now - l->last_rx[i] >= LINK_DEAD_MS && now - l->opened[i] >= LINK_DEAD_MS) {
 			pthread_mutex_lock(&l->qmu);
 			if (l->pair[i] >= 0)

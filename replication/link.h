@@ -48,6 +48,10 @@
 #define LINK_ADDR_MAX            128              /* bytes of an address, NUL included */
 #define LINK_DEFAULT_MAX_MESSAGE (64u << 20)      /* max_message when 0 */
 #define LINK_SEG_CHUNK           (1u << 20)       /* bytes per SEGMENT_FETCH, at most */
+#define LINK_SIZE_ANY            UINT64_MAX       /* link_fetch_segment: size not known */
+/* SEGMENT_FETCH of table LINK_SNAPSHOT_TABLE asks for file `file` of the
+ * peer's snapshot (REPLICATION.md §14): 0 its MANIFEST, k its k-th file. */
+#define LINK_SNAPSHOT_TABLE      UINT64_MAX
 
 /* Envelope types of §6 (after the §5.2 types, fixed numbers). */
 enum link_seg_type {
@@ -82,7 +86,8 @@ struct link_stats {
 	uint64_t unauthenticated;            /* dropped (also in dropped_recv): no valid MAC with
 	                                      * the cluster key, or a replayed sequence number */
 	uint64_t reopened;                   /* links reopened after 2 s of silence (a stale pipe) */
-	uint64_t bytes_sent[LINK_MAX_PEERS]; /* per index of config.peers: messages and segment chunks served */
+	uint64_t bytes_sent[LINK_MAX_ID];    /* per node id (index id - 1): messages and segment
+	                                      * chunks served */
 };
 
 struct link;
@@ -115,6 +120,18 @@ typedef int (*link_seg_read_fn)(void *ctx, uint64_t table, uint64_t file, uint64
  * naming the address, ST_ENOMEM.
  */
 int link_open(const struct link_config *c, struct link **out, struct st_err *err);
+
+/*
+ * Membership changes (REPLICATION.md §13), on the thread that calls
+ * link_recv: link_add_peer opens the link to a new peer (port scheme
+ * above; ST_EINVAL for an id out of range, self, already a peer or ever
+ * removed: ids are never reused); link_remove_peer closes the link to id
+ * for good (its messages are dropped, sends and fetches to it fail with
+ * ST_EINVAL). Other threads' link_send and link_fetch_segment see either
+ * the old or the new peer set.
+ */
+int link_add_peer(struct link *l, const struct link_peer *p, struct st_err *err);
+void link_remove_peer(struct link *l, uint64_t id);
 
 /* Close every socket and free the link (NULL is allowed). */
 void link_close(struct link *l);
@@ -168,6 +185,8 @@ void link_serve_segments(struct link *l, link_seg_read_fn fn, void *ctx);
  * resume). Returns ST_OK, ST_EINVAL (unknown peer, path too long),
  * ST_ECORRUPT (size or CRC mismatch, bad reply), ST_EUNAVAIL (no reply in
  * time), the peer's error (e.g. ST_ENOTFOUND), an errno of the file system.
+ * want_size LINK_SIZE_ANY takes the size and CRC of the peer's first reply
+ * (a file the caller knows nothing of: a snapshot's MANIFEST); no resume.
  */
 int link_fetch_segment(struct link *l, uint64_t peer, uint64_t table, uint64_t file,
                        uint64_t want_size, uint32_t want_crc, const char *dest_path,

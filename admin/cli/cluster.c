@@ -23,6 +23,8 @@
 
 #define PEER_TIMEOUT_MS 1000 /* each other node gets this long to answer */
 #define MAX_NODES       16   /* RAFT_MAX_NODES */
+/* CLUSTER_MEMBER ops (format/wire.h) */
+enum { SD_CLI_ADD = 1, SD_CLI_PROMOTE = 2, SD_CLI_REMOVE = 3 };
 
 /* One row of a CLUSTER_STATUS reply. */
 struct cnode {
@@ -329,6 +331,63 @@ static int cluster_transfer(int argc, char **argv, struct cli_global *g)
 	return status;
 }
 
+/* cluster add --id N --address ADDR [--client ADDR] | promote ID | remove ID:
+ * CLUSTER_MEMBER at the leader (followed from any node). */
+static int cluster_member(int op, int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {{"id", required_argument, NULL, 'i'},
+	                                      {"address", required_argument, NULL, 'a'},
+	                                      {"client", required_argument, NULL, 'C'},
+	                                      CLI_COMMON_OPTS};
+	const char *ids = NULL, *addr = NULL, *client = NULL;
+	uint64_t id = 0;
+	int status = 0, o;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
+		if (o == 'i')
+			ids = optarg;
+		else if (o == 'a')
+			addr = optarg;
+		else if (o == 'C')
+			client = optarg;
+	}
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (op == SD_CLI_ADD) {
+		if (optind != argc || !ids || !addr)
+			return cli_usage_error("cluster add needs --id N --address tcp://HOST:PORT (the "
+			                       "new node's cluster.peer_listen) [--client tcp://HOST:PORT]");
+	} else {
+		if (ids || addr || client || optind + 1 != argc)
+			return cli_usage_error("cluster %s takes one node id", argv[0]);
+		ids = argv[optind];
+	}
+	if (!cli_parse_u64(ids, &id) || id == 0)
+		return cli_usage_error("a node id is an integer >= 1, not '%s'", ids);
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	msgpack_packer *pk = sc_begin(c, WIRE_CLUSTER_MEMBER, 2 + (addr != NULL) + (client != NULL));
+	wire_key_u64(pk, WIRE_MEMBER_Q_OP, (uint64_t)op);
+	wire_key_u64(pk, WIRE_MEMBER_Q_ID, id);
+	if (addr)
+		wire_key_str(pk, WIRE_MEMBER_Q_PEER, addr);
+	if (client)
+		wire_key_str(pk, WIRE_MEMBER_Q_CLIENT, client);
+	const msgpack_object *b;
+	struct wire_error e;
+	if (sc_call(c, &b, &e) != 0) {
+		status = is_single(&e) ? cli_fail_msg("not a cluster: single node (%s)", sc_host(c))
+		                       : cli_fail_wire(c, &e);
+	} else {
+		const msgpack_object *m = wire_get(b, WIRE_MEMBER_R_MESSAGE);
+		if (m && m->type == MSGPACK_OBJECT_STR)
+			printf("%.*s (by the leader at %s)\n", (int)m->via.str.size, m->via.str.ptr,
+			       sc_host(c));
+	}
+	sc_close(c);
+	return status;
+}
+
 int cli_cmd_cluster(int argc, char **argv, struct cli_global *g)
 {
 	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
@@ -336,11 +395,18 @@ int cli_cmd_cluster(int argc, char **argv, struct cli_global *g)
 		return 0;
 	}
 	if (argc < 2 || argv[1][0] == '-')
-		return cli_usage_error("give a subcommand: status or transfer");
+		return cli_usage_error("give a subcommand: status, transfer, add, promote or remove");
 	/* The subcommand parses the rest; argv[0] becomes its name. */
 	if (!strcmp(argv[1], "status"))
 		return cluster_status(argc - 1, argv + 1, g);
 	if (!strcmp(argv[1], "transfer"))
 		return cluster_transfer(argc - 1, argv + 1, g);
-	return cli_usage_error("unknown subcommand '%s' (status or transfer)", argv[1]);
+	if (!strcmp(argv[1], "add"))
+		return cluster_member(SD_CLI_ADD, argc - 1, argv + 1, g);
+	if (!strcmp(argv[1], "promote"))
+		return cluster_member(SD_CLI_PROMOTE, argc - 1, argv + 1, g);
+	if (!strcmp(argv[1], "remove"))
+		return cluster_member(SD_CLI_REMOVE, argc - 1, argv + 1, g);
+	return cli_usage_error("unknown subcommand '%s' (status, transfer, add, promote or remove)",
+	                       argv[1]);
 }

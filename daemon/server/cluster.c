@@ -11,16 +11,22 @@
 #include "daemon/server/cluster.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
 #include "daemon/server/log.h"
+#include "format/io.h"
 #include "format/bytes.h"
 #include "format/crc32c.h"
 #include "replication/link.h"
@@ -31,6 +37,29 @@ struct proposal {
 	struct st_repl_entry *e;
 	uint32_t n;
 	struct proposal *next;
+};
+
+/* The membership (REPLICATION.md §13): the config's until the first change,
+ * then the record the log replicates. */
+struct sd_member {
+	uint64_t id;
+	bool voter;
+	char peer[LINK_ADDR_MAX];   /* its peer address */
+	char client[LINK_ADDR_MAX]; /* its client address ("" unknown) */
+};
+struct sd_members {
+	uint32_t n;                          /* members, self included unless removed */
+	struct sd_member m[RAFT_MAX_NODES];
+	uint32_t nremoved;                   /* ids removed, never to be used again */
+	uint64_t removed[RAFT_MAX_NODES];
+};
+
+/* A removed member the leader still tells about its removal (one
+ * heartbeat per tick that carries the commit of the removal) before its
+ * link closes. */
+struct departing {
+	uint64_t id, commit;
+	int64_t until_us;
 };
 
 struct sd_node {
@@ -58,11 +87,18 @@ struct sd_node {
 	/* The loop's own. */
 	struct raft_hard_state saved; /* hard state as last persisted */
 	int64_t leader_contact_us;    /* last message from the leader of our epoch */
-	int64_t heard_us[RAFT_MAX_NODES]; /* per member (index as ids[]), last message */
-	uint64_t ids[RAFT_MAX_NODES];  /* self, then peers */
+	int64_t heard_us[LINK_MAX_ID + 1]; /* per node id, last message */
+	uint64_t ids[RAFT_MAX_NODES];  /* self, then the other members (plock to write;
+	                                * other threads read under plock) */
 	size_t nids;
+	struct sd_members mem;         /* the membership (as ids[]) */
+	char client_of[LINK_MAX_ID + 1][LINK_ADDR_MAX]; /* per id, written once (ids are never reused) */
+	struct departing depart[RAFT_MAX_NODES];
+	size_t ndepart;
+	pthread_mutex_t mlock;         /* one membership change at a time */
+	uint64_t a_changes;            /* atomic: membership changes applied since start */
 
-	uint64_t seg_tid, seg_fid, seg_size; /* the last segment served (loop thread) */
+	uint64_t seg_tid, seg_fid, seg_size, seg_gen; /* the last file served (loop thread) */
 	uint32_t seg_crc;             /* its CRC32C */
 
 	int log_role;                 /* the role, epoch and leader last logged (publish) */
@@ -77,10 +113,25 @@ struct sd_node {
 		int64_t next_us, wait_us;
 	} retry[16];
 
-	pthread_mutex_t plock;        /* guards pub and match[] */
+	/* The snapshot this node serves (REPLICATION.md §14): made by the
+	 * upkeep thread when a peer asks and none is fresh, read by the loop. */
+	pthread_mutex_t slock;        /* guards the snap_* fields */
+	int a_snap_want;              /* atomic: a peer asked; make one */
+	bool snap_ready;
+	char snap_dir[PATH_MAX];
+	int64_t snap_made_us;
+	uint64_t snap_gen;            /* +1 per snapshot (the CRC cache's key) */
+	struct snap_file {
+		char rel[256];
+		uint64_t size;
+		uint32_t crc;
+	} *snap_files;
+	size_t n_snap_files;
+
+	pthread_mutex_t plock;        /* guards pub, match[], ids[] */
 	struct sd_node_state pub;
-	uint64_t match[RAFT_MAX_NODES];
-	int64_t heard_pub[RAFT_MAX_NODES];
+	uint64_t match[LINK_MAX_ID + 1];   /* per node id */
+	int64_t heard_pub[LINK_MAX_ID + 1];
 };
 
 static int64_t mono_us(void)
@@ -96,6 +147,8 @@ const char *sd_role_name(int role)
 	case SD_ROLE_LEADER: return "leader";
 	case SD_ROLE_CANDIDATE: return "candidate";
 	case SD_ROLE_FAILED: return "failed";
+	case SD_ROLE_LEARNER: return "learner";
+	case SD_ROLE_REMOVED: return "removed";
 	default: return "follower";
 	}
 }
@@ -178,15 +231,17 @@ static int entry_bytes(void *ctx, uint64_t lsn, struct st_buf *out, struct st_er
 	return st_repl_log_get(nd->s, lsn, out, err);
 }
 
-static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void *buf, size_t len,
-		    size_t *got, uint64_t *file_size, uint32_t *file_crc, struct st_err *err)
+#define SNAP_REUSE_US (60 * 1000000) /* a snapshot younger than this is served again */
+
+/* Read up to len bytes of path at off; the whole file's CRC32C once per
+ * (table, file, size, gen) (segment and snapshot files never change). */
+static int read_chunk(struct sd_node *nd, const char *path, uint64_t table, uint64_t file,
+		      uint64_t gen, uint64_t off, void *buf, size_t len, size_t *got,
+		      uint64_t *file_size, uint32_t *file_crc, struct st_err *err)
 {
-	struct sd_node *nd = ctx;
-	char path[4096];
-	st_segment_path(nd->s, table, file, path, sizeof path);
 	FILE *f = fopen(path, "rb");
 	if (!f)
-		return st_seterr(err, ST_ENOTFOUND, "segment %llu of table id %llu: %s",
+		return st_seterr(err, ST_ENOTFOUND, "file %llu of table id %llu: %s",
 				 (unsigned long long)file, (unsigned long long)table, strerror(errno));
 	struct stat st;
 	int rc = ST_OK;
@@ -196,8 +251,8 @@ static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void
 		goto out;
 	}
 	*file_size = (uint64_t)st.st_size;
-	/* The whole file's CRC32C, once per file (segment files never change). */
-	if (nd->seg_tid != table || nd->seg_fid != file || nd->seg_size != *file_size) {
+	if (nd->seg_tid != table || nd->seg_fid != file || nd->seg_size != *file_size ||
+	    nd->seg_gen != gen) {
 		uint32_t crc = 0;
 		size_t k;
 		while ((k = fread(buf, 1, len, f)) > 0)
@@ -206,7 +261,8 @@ static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void
 			rc = st_seterr(err, EIO, "reading '%s'", path);
 			goto out;
 		}
-		nd->seg_tid = table, nd->seg_fid = file, nd->seg_size = *file_size, nd->seg_crc = crc;
+		nd->seg_tid = table, nd->seg_fid = file, nd->seg_size = *file_size;
+		nd->seg_gen = gen, nd->seg_crc = crc;
 	}
 	*file_crc = nd->seg_crc;
 	if (off < *file_size && fseeko(f, (off_t)off, SEEK_SET) == 0)
@@ -214,6 +270,132 @@ static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void
 out:
 	fclose(f);
 	return rc;
+}
+
+/* File `file` of this node's snapshot: 0 its MANIFEST, k its k-th file.
+ * A request for the MANIFEST from offset 0 when no snapshot is fresh asks
+ * the upkeep thread for one and is answered ST_EBUSY (retry). */
+static int snap_read(struct sd_node *nd, uint64_t file, uint64_t off, void *buf, size_t len,
+		     size_t *got, uint64_t *file_size, uint32_t *file_crc, struct st_err *err)
+{
+	char path[PATH_MAX + 300];
+	int rc;
+	pthread_mutex_lock(&nd->slock);
+	bool stale = !nd->snap_ready ||
+		     (file == 0 && off == 0 && mono_us() - nd->snap_made_us > SNAP_REUSE_US);
+	if (stale) {
+		__atomic_store_n(&nd->a_snap_want, 1, __ATOMIC_RELEASE);
+		rc = st_seterr(err, ST_EBUSY, "node %llu is making a snapshot: retry shortly",
+			       (unsigned long long)nd->cc->node_id);
+	} else if (file > nd->n_snap_files) {
+		rc = st_seterr(err, ST_ENOTFOUND, "the snapshot has %zu files, not %llu",
+			       nd->n_snap_files, (unsigned long long)file);
+	} else {
+		snprintf(path, sizeof path, "%s/%s", nd->snap_dir,
+			 file ? nd->snap_files[file - 1].rel : "MANIFEST");
+		rc = read_chunk(nd, path, LINK_SNAPSHOT_TABLE, file, nd->snap_gen, off, buf, len,
+				got, file_size, file_crc, err);
+	}
+	pthread_mutex_unlock(&nd->slock);
+	return rc;
+}
+
+static int seg_read(void *ctx, uint64_t table, uint64_t file, uint64_t off, void *buf, size_t len,
+		    size_t *got, uint64_t *file_size, uint32_t *file_crc, struct st_err *err)
+{
+	struct sd_node *nd = ctx;
+	if (table == LINK_SNAPSHOT_TABLE)
+		return snap_read(nd, file, off, buf, len, got, file_size, file_crc, err);
+	char path[4096];
+	st_segment_path(nd->s, table, file, path, sizeof path);
+	return read_chunk(nd, path, table, file, 0, off, buf, len, got, file_size, file_crc, err);
+}
+
+/* The files of a backup's MANIFEST in its order ("file REL SIZE CRC" lines). */
+static int manifest_files(const char *dir, struct snap_file **out, size_t *n, struct st_err *err)
+{
+	char path[PATH_MAX + 16], line[PATH_MAX + 64];
+	snprintf(path, sizeof path, "%s/MANIFEST", dir);
+	FILE *f = fopen(path, "r");
+	*out = NULL;
+	*n = 0;
+	if (!f)
+		return st_seterr(err, errno, "cannot open %s: %s", path, strerror(errno));
+	int rc = ST_OK;
+	while (rc == ST_OK && fgets(line, sizeof line, f)) {
+		struct snap_file x;
+		unsigned crc;
+		if (sscanf(line, "file %255s %" SCNu64 " %x", x.rel, &x.size, &crc) != 3)
+			continue;
+		x.crc = crc;
+		if (strstr(x.rel, "..") || x.rel[0] == '/') {
+			rc = st_seterr(err, ST_ECORRUPT, "%s names %s", path, x.rel);
+			break;
+		}
+		struct snap_file *g = realloc(*out, (*n + 1) * sizeof *g);
+		if (!g) {
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			break;
+		}
+		*out = g;
+		g[(*n)++] = x;
+	}
+	fclose(f);
+	if (rc != ST_OK) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)ftw;
+	return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+/* Remove dir and everything in it (absent is fine). */
+static void rm_tree(const char *dir)
+{
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The upkeep thread's part: a snapshot when a peer asked for one. */
+static void make_snapshot(struct sd_node *nd)
+{
+	if (!__atomic_exchange_n(&nd->a_snap_want, 0, __ATOMIC_ACQ_REL))
+		return;
+	char dir[PATH_MAX], old[PATH_MAX] = "";
+	struct st_backup_result r;
+	struct st_err err;
+	struct snap_file *files = NULL;
+	size_t n = 0;
+	snprintf(dir, sizeof dir, "%s/snapshots", nd->cfg->data_dir);
+	mkdir(dir, 0755);
+	snprintf(dir, sizeof dir, "%s/snapshots/%" PRId64, nd->cfg->data_dir, mono_us());
+	if (st_backup(nd->s, dir, &r, &err) != ST_OK ||
+	    manifest_files(dir, &files, &n, &err) != ST_OK) {
+		sd_log(SD_LOG_WARN, "snapshot for a joining node failed: %s", err.msg);
+		rm_tree(dir);
+		return;
+	}
+	pthread_mutex_lock(&nd->slock);
+	if (nd->snap_ready)
+		snprintf(old, sizeof old, "%s", nd->snap_dir);
+	snprintf(nd->snap_dir, sizeof nd->snap_dir, "%s", dir);
+	free(nd->snap_files);
+	nd->snap_files = files;
+	nd->n_snap_files = n;
+	nd->snap_made_us = mono_us();
+	nd->snap_gen++;
+	nd->snap_ready = true;
+	pthread_mutex_unlock(&nd->slock);
+	if (old[0])
+		rm_tree(old);
+	sd_log(SD_LOG_INFO, "snapshot at LSN %llu for a joining node: %llu files, %.1f MB "
+	       "(segment files hard-linked: vacuum cannot take them)", (unsigned long long)r.lsn,
+	       (unsigned long long)r.files, (double)r.bytes / 1e6);
 }
 
 /* ---- state ------------------------------------------------------------- */
@@ -234,18 +416,18 @@ static void publish(struct sd_node *nd, bool failed, const char *why)
 	int64_t now = mono_us();
 	uint64_t all = UINT64_MAX, stable = 0;
 	size_t fresh = 1, voters = 0;
-	uint64_t match[RAFT_MAX_NODES];
+	uint64_t match[LINK_MAX_ID + 1] = {0};
 	for (size_t i = 0; i < nd->nids; i++) {
 		bool voter = false;
-		match[i] = 0;
-		raft_progress(nd->r, nd->ids[i], &match[i], &voter);
+		uint64_t id = nd->ids[i];
+		raft_progress(nd->r, id, &match[id], &voter);
 		if (i == 0)
-			stable = match[0];
+			stable = match[id];
 		if (voter) {
 			voters++;
-			if (match[i] < all)
-				all = match[i];
-			if (i > 0 && nd->heard_us[i] && now - nd->heard_us[i] < nd->election_us / 2)
+			if (match[id] < all)
+				all = match[id];
+			if (i > 0 && nd->heard_us[id] && now - nd->heard_us[id] < nd->election_us / 2)
 				fresh++;
 		}
 	}
@@ -254,8 +436,9 @@ static void publish(struct sd_node *nd, bool failed, const char *why)
 	 * a snapshot (the cluster-operations issue). A follower keeps all. */
 	uint64_t min_match = st.role == RAFT_LEADER ? UINT64_MAX : 0;
 	for (size_t i = 1; st.role == RAFT_LEADER && i < nd->nids; i++)
-		if (st.last_lsn - match[i] <= nd->cc->max_lag && match[i] < min_match)
-			min_match = match[i];
+		if (st.last_lsn - match[nd->ids[i]] <= nd->cc->max_lag &&
+		    match[nd->ids[i]] < min_match)
+			min_match = match[nd->ids[i]];
 	__atomic_store_n(&nd->a_min_match, min_match, __ATOMIC_RELEASE);
 	if (st.role != RAFT_LEADER)
 		all = 0;
@@ -293,6 +476,8 @@ static void publish(struct sd_node *nd, bool failed, const char *why)
 	p->applied = st_repl_applied(nd->s);
 	p->last_lsn = st.last_lsn;
 	p->role = failed ? SD_ROLE_FAILED
+		  : st.removed ? SD_ROLE_REMOVED
+		  : st.is_learner ? SD_ROLE_LEARNER
 		  : st.role == RAFT_LEADER ? SD_ROLE_LEADER
 		  : st.role == RAFT_FOLLOWER ? SD_ROLE_FOLLOWER
 					     : SD_ROLE_CANDIDATE;
@@ -300,11 +485,337 @@ static void publish(struct sd_node *nd, bool failed, const char *why)
 			    : nd->leader_contact_us ? now - nd->leader_contact_us
 						    : INT64_MAX;
 	p->lease = st.role == RAFT_LEADER && fresh * 2 > voters;
+	const struct raft_entry *ce = raft_entry_at(nd->r, st.hs.commit);
+	p->epoch_committed = st.role == RAFT_LEADER && ce && ce->epoch == st.hs.epoch;
 	if (why)
 		snprintf(p->failure, sizeof p->failure, "%s", why);
 	memcpy(nd->match, match, sizeof match);
 	memcpy(nd->heard_pub, nd->heard_us, sizeof nd->heard_us);
 	pthread_mutex_unlock(&nd->plock);
+}
+
+
+/* ---- membership (REPLICATION.md §13) ------------------------------------ */
+
+/* The record: format 1, counts, then each member (id u64le, flags u8 with
+ * bit 0 voter, peer and client lengths u8, the two addresses), then each
+ * removed id (u64le). The store keeps it opaque, checksummed like every
+ * record. */
+static void members_encode(const struct sd_members *m, struct st_buf *b)
+{
+	st_buf_u8(b, 1);
+	st_buf_u8(b, (uint8_t)m->n);
+	st_buf_u8(b, (uint8_t)m->nremoved);
+	st_buf_u8(b, 0);
+	for (uint32_t i = 0; i < m->n; i++) {
+		size_t pl = strlen(m->m[i].peer), cl = strlen(m->m[i].client);
+		st_buf_u64(b, m->m[i].id);
+		st_buf_u8(b, m->m[i].voter ? 1 : 0);
+		st_buf_u8(b, (uint8_t)pl);
+		st_buf_u8(b, (uint8_t)cl);
+		st_buf_append(b, m->m[i].peer, pl);
+		st_buf_append(b, m->m[i].client, cl);
+	}
+	for (uint32_t i = 0; i < m->nremoved; i++)
+		st_buf_u64(b, m->removed[i]);
+}
+
+static int members_decode(const uint8_t *p, size_t len, struct sd_members *m, struct st_err *err)
+{
+	const uint8_t *end = p + len;
+	memset(m, 0, sizeof *m);
+	if (len < 4 || p[0] != 1 || p[1] > RAFT_MAX_NODES || p[2] > RAFT_MAX_NODES)
+		goto bad;
+	m->n = p[1];
+	m->nremoved = p[2];
+	p += 4;
+	for (uint32_t i = 0; i < m->n; i++) {
+		if (end - p < 11)
+			goto bad;
+		size_t pl = p[9], cl = p[10];
+		if (pl >= LINK_ADDR_MAX || cl >= LINK_ADDR_MAX || (size_t)(end - p) < 11 + pl + cl)
+			goto bad;
+		m->m[i].id = st_get_le64(p);
+		m->m[i].voter = p[8] & 1;
+		memcpy(m->m[i].peer, p + 11, pl);
+		memcpy(m->m[i].client, p + 11 + pl, cl);
+		if (m->m[i].id == 0 || m->m[i].id > LINK_MAX_ID)
+			goto bad;
+		p += 11 + pl + cl;
+	}
+	if ((size_t)(end - p) != 8u * m->nremoved)
+		goto bad;
+	for (uint32_t i = 0; i < m->nremoved; i++)
+		m->removed[i] = st_get_le64(p + 8 * i);
+	return ST_OK;
+bad:
+	return st_seterr(err, ST_ECORRUPT, "the membership record is malformed");
+}
+
+static struct sd_member *member_find(struct sd_members *m, uint64_t id)
+{
+	for (uint32_t i = 0; i < m->n; i++)
+		if (m->m[i].id == id)
+			return &m->m[i];
+	return NULL;
+}
+
+/* The config's membership: self and its peers, all voters (self a
+ * learner with cluster.join). */
+static void members_from_config(const struct sd_node *nd, struct sd_members *m)
+{
+	const struct sd_cluster *cc = nd->cc;
+	memset(m, 0, sizeof *m);
+	m->m[0].id = cc->node_id;
+	m->m[0].voter = !cc->join;
+	snprintf(m->m[0].peer, sizeof m->m[0].peer, "%s", cc->peer_listen);
+	snprintf(m->m[0].client, sizeof m->m[0].client, "%s", sd_node_client(nd, cc->node_id));
+	m->n = 1;
+	for (uint32_t i = 0; i < cc->npeers; i++, m->n++) {
+		m->m[m->n].id = cc->peers[i].id;
+		m->m[m->n].voter = true;
+		snprintf(m->m[m->n].peer, sizeof m->m[m->n].peer, "%s", cc->peers[i].peer);
+		snprintf(m->m[m->n].client, sizeof m->m[m->n].client, "%s",
+			 cc->peers[i].client ? cc->peers[i].client : "");
+	}
+}
+
+static bool member_removed(const struct sd_members *m, uint64_t id)
+{
+	for (uint32_t i = 0; i < m->nremoved; i++)
+		if (m->removed[i] == id)
+			return true;
+	return false;
+}
+
+/* Make m the membership of the core, the links and ids[] (loop thread, or
+ * start before the thread runs). A removed peer is told about its removal
+ * for two election timeouts before its link closes. */
+static int members_apply(struct sd_node *nd, const struct sd_members *m, struct st_err *err)
+{
+	uint64_t voters[RAFT_MAX_NODES], learners[RAFT_MAX_NODES];
+	size_t nv = 0, nl = 0;
+	uint64_t self = nd->cc->node_id;
+	for (uint32_t i = 0; i < m->n; i++) {
+		if (m->m[i].voter)
+			voters[nv++] = m->m[i].id;
+		else
+			learners[nl++] = m->m[i].id;
+	}
+	/* A node that joined from a snapshot taken before its own addition
+	 * applied: a learner until the log says more. */
+	if (!member_find((struct sd_members *)m, self) && !member_removed(m, self) &&
+	    nl < RAFT_MAX_NODES - nv)
+		learners[nl++] = self;
+	struct raft_status st;
+	raft_status(nd->r, &st);
+	/* Before the core forgets them: the removed peers' progress. */
+	for (size_t i = 1; i < nd->nids; i++) {
+		uint64_t id = nd->ids[i], match = 0;
+		bool voter;
+		if (member_find((struct sd_members *)m, id) || nd->ndepart == RAFT_MAX_NODES)
+			continue;
+		raft_progress(nd->r, id, &match, &voter);
+		nd->depart[nd->ndepart++] = (struct departing){
+		    id, match < st.hs.commit ? match : st.hs.commit,
+		    mono_us() + 2 * nd->election_us};
+	}
+	if (raft_set_members(nd->r, voters, nv, learners, nl) != ST_OK)
+		return st_seterr(err, ST_ECORRUPT, "the membership record names no voter, or an id "
+				 "twice");
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct sd_member *x = &m->m[i];
+		if (!nd->client_of[x->id][0])
+			snprintf(nd->client_of[x->id], LINK_ADDR_MAX, "%s", x->client);
+		if (x->id == self || id_index(nd, x->id) != SIZE_MAX)
+			continue;
+		struct link_peer lp = {.id = x->id};
+		snprintf(lp.address, sizeof lp.address, "%s", x->peer);
+		int rc = link_add_peer(nd->l, &lp, err);
+		if (rc != ST_OK)
+			return rc;
+	}
+	pthread_mutex_lock(&nd->plock);
+	nd->mem = *m;
+	nd->nids = 1;
+	nd->ids[0] = self;
+	for (uint32_t i = 0; i < m->n; i++)
+		if (m->m[i].id != self)
+			nd->ids[nd->nids++] = m->m[i].id;
+	pthread_mutex_unlock(&nd->plock);
+	return ST_OK;
+}
+
+/* The loop's part of a committed change: the new record, applied. */
+static int members_reload(struct sd_node *nd, struct st_err *err)
+{
+	struct st_buf b = {0};
+	struct sd_members m;
+	int rc = st_repl_members_get(nd->s, &b, err);
+	if (rc == ST_OK)
+		rc = members_decode(b.data, b.len, &m, err);
+	st_buf_free(&b);
+	if (rc == ST_OK)
+		rc = members_apply(nd, &m, err);
+	if (rc != ST_OK)
+		return rc;
+	__atomic_add_fetch(&nd->a_changes, 1, __ATOMIC_RELAXED);
+	char line[512];
+	size_t k = 0;
+	for (uint32_t i = 0; i < m.n && k < sizeof line - 40; i++)
+		k += (size_t)snprintf(line + k, sizeof line - k, "%s%llu%s", i ? ", " : "",
+				      (unsigned long long)m.m[i].id, m.m[i].voter ? "" : " (learner)");
+	sd_log(SD_LOG_INFO, "membership: %s%s", line,
+	       !member_removed(&m, nd->cc->node_id) ? "" : "; this node was removed: it no longer votes "
+						       "or campaigns (stop it; its id is never reused)");
+	return ST_OK;
+}
+
+/* Leader: the last word to departing members, then their links close. */
+static void tell_departing(struct sd_node *nd)
+{
+	int64_t now = mono_us();
+	struct raft_status st;
+	raft_status(nd->r, &st);
+	for (size_t i = 0; i < nd->ndepart;) {
+		struct departing *d = &nd->depart[i];
+		if (now >= d->until_us || st.role != RAFT_LEADER) {
+			link_remove_peer(nd->l, d->id);
+			*d = nd->depart[--nd->ndepart];
+			continue;
+		}
+		struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT, .epoch = st.hs.epoch,
+				     .from = st.self, .to = d->id, .commit = d->commit};
+		link_send(nd->l, &m, entry_bytes, nd, NULL);
+		i++;
+	}
+}
+
+int sd_node_member_change(struct sd_node *nd, int op, uint64_t id, const char *peer,
+			  const char *client, char *msg, size_t msglen, struct st_err *err)
+{
+	struct sd_node_state st;
+	struct sd_members m;
+	int rc = ST_OK;
+	pthread_mutex_lock(&nd->mlock);
+	sd_node_state(nd, &st);
+	pthread_mutex_lock(&nd->plock);
+	m = nd->mem;
+	uint64_t match = id <= LINK_MAX_ID ? nd->match[id] : 0;
+	pthread_mutex_unlock(&nd->plock);
+	struct sd_member *x = member_find(&m, id);
+	if (st.role != SD_ROLE_LEADER) {
+		rc = st.leader ? st_seterr(err, ST_ENOTLEADER, "not the leader: node %llu leads",
+					   (unsigned long long)st.leader)
+			       : st_seterr(err, ST_ENOTLEADER, "not the leader; no leader known");
+		goto out;
+	}
+	if (!st.epoch_committed) {
+		rc = st_seterr(err, ST_EUNAVAIL, "the leader has not committed an entry of its epoch "
+			       "yet (it was elected a moment ago): retry shortly");
+		goto out;
+	}
+	switch (op) {
+	case SD_MEMBER_ADD:
+		if (id == 0 || id > LINK_MAX_ID) {
+			rc = st_seterr(err, ST_EINVAL, "node ids are 1..%d (the port scheme of "
+				       "REPLICATION.md §5)", LINK_MAX_ID);
+		} else if (x || member_removed(&m, id)) {
+			rc = st_seterr(err, ST_EINVAL, "node id %llu is %s: a new node gets a new id",
+				       (unsigned long long)id, x ? "a member already"
+					: "a removed member's (ids are never reused)");
+		} else if (!peer || strncmp(peer, "tcp://", 6) || strlen(peer) >= LINK_ADDR_MAX ||
+			   !strrchr(peer + 6, ':')) {
+			rc = st_seterr(err, ST_EINVAL, "the new node's peer address must be "
+				       "tcp://HOST:PORT (its cluster.peer_listen)");
+		} else if (client && strlen(client) >= LINK_ADDR_MAX) {
+			rc = st_seterr(err, ST_EINVAL, "the client address is too long");
+		} else if (m.n + m.nremoved >= RAFT_MAX_NODES) {
+			rc = st_seterr(err, ST_EINVAL, "a cluster uses %d node ids in its life at most, "
+				       "removed ones included", RAFT_MAX_NODES);
+		} else {
+			x = &m.m[m.n++];
+			*x = (struct sd_member){.id = id, .voter = false};
+			snprintf(x->peer, sizeof x->peer, "%s", peer);
+			snprintf(x->client, sizeof x->client, "%s", client ? client : "");
+		}
+		break;
+	case SD_MEMBER_PROMOTE:
+		if (!x || x->voter)
+			rc = st_seterr(err, ST_EINVAL, "node %llu is %s", (unsigned long long)id,
+				       x ? "a voter already" : "not a member (strata cluster add first)");
+		else if (st.last_lsn > match && st.last_lsn - match > nd->cc->promote_lag)
+			rc = st_seterr(err, ST_EUNAVAIL, "learner %llu is %llu entries behind the leader "
+				       "(cluster.promote_lag is %llu): retry once it has caught up",
+				       (unsigned long long)id, (unsigned long long)(st.last_lsn - match),
+				       (unsigned long long)nd->cc->promote_lag);
+		else
+			x->voter = true;
+		break;
+	case SD_MEMBER_REMOVE: {
+		uint32_t voters = 0;
+		for (uint32_t i = 0; i < m.n; i++)
+			voters += m.m[i].voter;
+		if (!x)
+			rc = st_seterr(err, ST_EINVAL, "node %llu is not a member", (unsigned long long)id);
+		else if (id == st.self)
+			rc = st_seterr(err, ST_EINVAL, "node %llu is the leader: move leadership first "
+				       "(strata cluster transfer --to ID), then remove it",
+				       (unsigned long long)id);
+		else if (x->voter && voters == 1)
+			rc = st_seterr(err, ST_EINVAL, "node %llu is the last voter",
+				       (unsigned long long)id);
+		else {
+			*x = m.m[--m.n];
+			m.removed[m.nremoved++] = id;
+		}
+		break;
+	}
+	default:
+		rc = st_seterr(err, ST_EINVAL, "unknown membership change %d", op);
+	}
+	if (rc != ST_OK)
+		goto out;
+	struct st_buf b = {0};
+	members_encode(&m, &b);
+	rc = b.oom ? st_seterr(err, ST_ENOMEM, "out of memory")
+		   : st_repl_members_put(nd->s, b.data, b.len, err);
+	st_buf_free(&b);
+	if (rc == ST_OK)
+		snprintf(msg, msglen, "node %llu %s", (unsigned long long)id,
+			 op == SD_MEMBER_ADD ? "added as a learner: it receives the log and does not "
+					       "vote until promoted"
+			 : op == SD_MEMBER_PROMOTE ? "promoted to voter"
+						   : "removed: it is sent nothing more and never "
+						     "votes; stop it (its id is never reused)");
+out:
+	pthread_mutex_unlock(&nd->mlock);
+	return rc;
+}
+
+/* The upkeep thread's part: with cluster.auto_promote, a leader promotes
+ * a learner that is within promote_lag. */
+static void auto_promote(struct sd_node *nd)
+{
+	struct sd_node_state st;
+	sd_node_state(nd, &st);
+	if (!nd->cc->auto_promote || st.role != SD_ROLE_LEADER || !st.epoch_committed)
+		return;
+	uint64_t cand = 0;
+	pthread_mutex_lock(&nd->plock);
+	for (uint32_t i = 0; i < nd->mem.n && !cand; i++) {
+		uint64_t id = nd->mem.m[i].id;
+		if (!nd->mem.m[i].voter && st.last_lsn - nd->match[id] <= nd->cc->promote_lag &&
+		    nd->match[id])
+			cand = id;
+	}
+	pthread_mutex_unlock(&nd->plock);
+	char msg[256];
+	struct st_err err;
+	if (cand && sd_node_member_change(nd, SD_MEMBER_PROMOTE, cand, NULL, NULL, msg, sizeof msg,
+					  &err) == ST_OK)
+		sd_log(SD_LOG_INFO, "membership: learner %llu caught up: %s",
+		       (unsigned long long)cand, msg);
 }
 
 /* ---- the loop ---------------------------------------------------------- */
@@ -442,6 +953,8 @@ static int drain(struct sd_node *nd, struct st_err *err)
 			return rc;
 		raft_advance(nd->r);
 		raft_release(nd->r, UINT64_MAX);
+		if (st_repl_members_changed(nd->s) && (rc = members_reload(nd, err)) != ST_OK)
+			return rc;
 		publish(nd, false, NULL);
 		st_repl_notify(nd->s);
 	}
@@ -455,9 +968,8 @@ static int drain(struct sd_node *nd, struct st_err *err)
 static void step_one(struct sd_node *nd, const struct raft_msg *m)
 {
 	int64_t now = mono_us();
-	size_t i = id_index(nd, m->from);
-	if (i != SIZE_MAX)
-		nd->heard_us[i] = now;
+	if (m->from <= LINK_MAX_ID)
+		nd->heard_us[m->from] = now;
 	struct raft_status st;
 	raft_status(nd->r, &st);
 	if ((m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
@@ -496,6 +1008,8 @@ static void *loop(void *arg)
 		while (now >= next_tick) {
 			raft_tick(nd->r);
 			next_tick += nd->tick_us;
+			if (nd->ndepart)
+				tell_departing(nd);
 		}
 		rc = drain(nd, &err);
 		if (now - nd->unauth_checked_us >= 1000000) {
@@ -523,6 +1037,159 @@ static void *loop(void *arg)
 		st_repl_fail(nd->s, 0);
 	}
 	return NULL;
+}
+
+
+/* ---- bootstrap of a joining node from a peer's snapshot (§14) ----------- */
+
+static int load_key(const char *path, uint8_t key[32], struct st_err *err);
+
+#define BOOT_BUSY_WAIT_US (120 * 1000000) /* a peer making its snapshot is waited for this long */
+
+static bool file_has_size(const char *path, uint64_t size)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && (uint64_t)st.st_size == size;
+}
+
+static int write_marker(const char *dir, const char *name, struct st_err *err)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || fsync(fd) != 0 || close(fd) != 0 || st_io_fsync_dir(&st_io_posix, path) != 0)
+		return st_seterr(err, errno, "cannot write %s: %s", path, strerror(errno));
+	return ST_OK;
+}
+
+/* Every file of peer's snapshot into dir (resuming what is there), the
+ * MANIFEST last, then checked whole. */
+static int fetch_snapshot(struct link *l, uint64_t peer, const char *dir, struct st_err *err)
+{
+	char path[PATH_MAX + 300], part[PATH_MAX + 16];
+	snprintf(part, sizeof part, "%s/MANIFEST.part", dir);
+	unlink(part);
+	int rc;
+	int64_t until = mono_us() + BOOT_BUSY_WAIT_US;
+	while ((rc = link_fetch_segment(l, peer, LINK_SNAPSHOT_TABLE, 0, LINK_SIZE_ANY, 0, part,
+					err)) == ST_EBUSY && mono_us() < until) {
+		struct timespec ts = {0, 200 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	if (rc != ST_OK)
+		return rc;
+	snprintf(path, sizeof path, "%s/MANIFEST", dir);
+	if (rename(part, path) != 0)
+		return st_seterr(err, errno, "cannot rename %s: %s", part, strerror(errno));
+	struct snap_file *files = NULL;
+	size_t n = 0;
+	if ((rc = manifest_files(dir, &files, &n, err)) != ST_OK)
+		return rc;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		bytes += files[i].size;
+	sd_log(SD_LOG_INFO, "bootstrap: fetching node %llu's snapshot: %zu files, %.1f MB",
+	       (unsigned long long)peer, n, (double)bytes / 1e6);
+	for (size_t i = 0; i < n && rc == ST_OK; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, files[i].rel);
+		for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')); p++) {
+			*p = '\0';
+			mkdir(path, 0755);
+			*p = '/';
+		}
+		if (!file_has_size(path, files[i].size)) /* a resumed bootstrap has it */
+			rc = link_fetch_segment(l, peer, LINK_SNAPSHOT_TABLE, i + 1, files[i].size,
+						files[i].crc, path, err);
+	}
+	free(files);
+	if (rc != ST_OK)
+		return rc;
+	struct st_backup_result r;
+	char **problems = NULL;
+	uint32_t np = 0;
+	rc = st_backup_check(dir, &r, &problems, &np, err);
+	if (rc == ST_OK && np)
+		rc = st_seterr(err, ST_ECORRUPT, "node %llu's snapshot does not check: %s",
+			       (unsigned long long)peer, problems[0]);
+	for (uint32_t i = 0; i < np; i++)
+		free(problems[i]);
+	free(problems);
+	return rc;
+}
+
+int sd_node_bootstrap(const struct sd_config *cfg, struct st_err *err)
+{
+	const struct sd_cluster *cc = &cfg->cluster;
+	char boot[PATH_MAX], path[PATH_MAX + 32];
+	struct stat st;
+	int rc = ST_OK;
+	snprintf(path, sizeof path, "%s/store/data.mdb", cfg->data_dir);
+	if (!cc->enabled || !cc->join || stat(path, &st) == 0)
+		return ST_OK; /* not joining, or joined already */
+	snprintf(boot, sizeof boot, "%s.bootstrap", cfg->data_dir);
+	snprintf(path, sizeof path, "%s/READY", boot);
+	if (stat(path, &st) != 0) {
+		struct link *l = NULL;
+		struct link_config lc = {.self = cc->node_id, .max_message = cfg->max_message_size,
+					 .fetch_timeout_ms = 10000};
+		memcpy(lc.cluster, cc->cluster_id, 16);
+		snprintf(lc.self_address, sizeof lc.self_address, "%s", cc->peer_listen);
+		for (uint32_t i = 0; i < cc->npeers; i++) {
+			lc.peers[i].id = cc->peers[i].id;
+			snprintf(lc.peers[i].address, sizeof lc.peers[i].address, "%s",
+				 cc->peers[i].peer);
+		}
+		lc.n_peers = cc->npeers;
+		if (mkdir(boot, 0755) != 0 && errno != EEXIST)
+			return st_seterr(err, errno, "cannot create %s: %s", boot, strerror(errno));
+		if ((cc->key_file && (rc = load_key(cc->key_file, lc.key, err)) != ST_OK))
+			return rc;
+		lc.auth = cc->key_file != NULL;
+		rc = link_open(&lc, &l, err);
+		sodium_memzero(lc.key, sizeof lc.key);
+		if (rc != ST_OK)
+			return rc;
+		rc = ST_EUNAVAIL;
+		st_seterr(err, rc, "cluster.peers is empty: nobody to join");
+		for (uint32_t i = 0; i < cc->npeers && rc != ST_OK; i++) {
+			struct st_err e;
+			rc = fetch_snapshot(l, cc->peers[i].id, boot, &e);
+			if (rc == ST_OK)
+				break;
+			sd_log(SD_LOG_WARN, "bootstrap: from node %llu: %s",
+			       (unsigned long long)cc->peers[i].id, e.msg);
+			*err = e;
+			if (rc == ST_ECORRUPT) { /* a damaged or changed copy: start over */
+				rm_tree(boot);
+				mkdir(boot, 0755);
+			}
+		}
+		link_close(l);
+		if (rc != ST_OK)
+			return st_seterr(err, rc, "cannot bootstrap from any peer (was it added with "
+					 "strata cluster add first?): %s", err->msg);
+		/* The snapshot becomes this node's before it is put in place. */
+		st_store *s = NULL;
+		if ((rc = st_store_open(boot, NULL, &s, err)) == ST_OK)
+			rc = st_repl_adopt(s, cc->node_id, cc->cluster_id, err);
+		st_store_close(s);
+		if (rc == ST_OK)
+			rc = write_marker(boot, "READY", err);
+		if (rc != ST_OK)
+			return rc;
+	}
+	/* Installed by one rename: the old (empty) state or the new one. */
+	rmdir(cfg->data_dir); /* an empty one; anything else makes the rename fail */
+	if (rename(boot, cfg->data_dir) != 0 || st_io_fsync_dir(&st_io_posix, cfg->data_dir) != 0)
+		return st_seterr(err, errno, "cannot install the snapshot as %s: %s (is it a "
+				 "non-empty directory?)", cfg->data_dir, strerror(errno));
+	snprintf(path, sizeof path, "%s/READY", cfg->data_dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/MANIFEST", cfg->data_dir);
+	unlink(path);
+	sd_log(SD_LOG_INFO, "bootstrap: the snapshot is installed as %s; replaying the log from "
+	       "its LSN", cfg->data_dir);
+	return ST_OK;
 }
 
 /* ---- start and stop ---------------------------------------------------- */
@@ -615,11 +1282,13 @@ static bool repair_one(struct sd_node *nd, const struct st_bad_segment *b)
 	snprintf(fetched, sizeof fetched, "%s.repair", path);
 	uint64_t leader = __atomic_load_n(&nd->a_leader, __ATOMIC_ACQUIRE), order[RAFT_MAX_NODES];
 	size_t n = 0;
+	pthread_mutex_lock(&nd->plock);
 	if (leader && leader != nd->ids[0])
 		order[n++] = leader;
 	for (size_t i = 1; i < nd->nids; i++)
 		if (nd->ids[i] != leader)
 			order[n++] = nd->ids[i];
+	pthread_mutex_unlock(&nd->plock);
 	for (size_t i = 0; i < n && !__atomic_load_n(&nd->stop, __ATOMIC_ACQUIRE); i++) {
 		struct st_err err;
 		int rc = link_fetch_segment(nd->l, order[i], b->tid, b->fid, b->size, b->crc, fetched,
@@ -653,6 +1322,8 @@ static void *repair_loop(void *arg)
 	while (!__atomic_load_n(&nd->stop, __ATOMIC_ACQUIRE)) {
 		struct timespec ts = {0, REPAIR_POLL_US * 1000};
 		nanosleep(&ts, NULL);
+		make_snapshot(nd);
+		auto_promote(nd);
 		struct st_bad_segment bad[16];
 		uint32_t n = st_bad_segments(nd->s, bad, 16);
 		for (uint32_t i = 0; i < n && i < 16 && !__atomic_load_n(&nd->stop, __ATOMIC_ACQUIRE);
@@ -700,11 +1371,39 @@ int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out
 	nd->election_us = cc->election_timeout_us;
 	pthread_mutex_init(&nd->qlock, NULL);
 	pthread_mutex_init(&nd->plock, NULL);
-	nd->ids[nd->nids++] = cc->node_id;
-	for (uint32_t i = 0; i < cc->npeers; i++)
-		nd->ids[nd->nids++] = cc->peers[i].id;
+	pthread_mutex_init(&nd->mlock, NULL);
+	pthread_mutex_init(&nd->slock, NULL);
+	{
+		char snaps[PATH_MAX];
+		snprintf(snaps, sizeof snaps, "%s/snapshots", cfg->data_dir);
+		rm_tree(snaps); /* a snapshot is served by the process that made it */
+	}
 	if ((rc = st_repl_identity(s, cc->node_id, cc->cluster_id, err)) != ST_OK)
 		goto fail;
+	/* The membership: the log's record once there is one, else the config's. */
+	struct sd_members mem;
+	struct st_buf mb = {0};
+	rc = st_repl_members_get(s, &mb, err);
+	if (rc == ST_OK)
+		rc = members_decode(mb.data, mb.len, &mem, err);
+	st_buf_free(&mb);
+	if (rc == ST_ENOTFOUND)
+		members_from_config(nd, &mem);
+	else if (rc != ST_OK)
+		goto fail;
+	else
+		sd_log(SD_LOG_INFO, "membership: %u members from the replicated log (cluster.peers "
+		       "is used only before the first change)", mem.n);
+	uint64_t voters[RAFT_MAX_NODES], learners[RAFT_MAX_NODES];
+	size_t nv = 0, nl = 0;
+	for (uint32_t i = 0; i < mem.n; i++) {
+		if (mem.m[i].voter)
+			voters[nv++] = mem.m[i].id;
+		else
+			learners[nl++] = mem.m[i].id;
+	}
+	if (!member_find(&mem, cc->node_id))
+		learners[nl++] = cc->node_id; /* members_apply says which: removed or joining */
 	struct st_repl_hs hs;
 	if ((rc = st_repl_hs_load(s, &hs, err)) != ST_OK ||
 	    (rc = st_repl_log_each(s, reload_one, &rl, err)) != ST_OK)
@@ -719,8 +1418,10 @@ int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out
 	unsigned eticks = (unsigned)(cc->election_timeout_us / cc->heartbeat_us);
 	struct raft_config rcfg = {
 		.self = cc->node_id,
-		.voters = nd->ids,
-		.n_voters = nd->nids,
+		.voters = voters,
+		.n_voters = nv,
+		.learners = learners,
+		.n_learners = nl,
 		.election_ticks = eticks < 2 ? 2 : eticks,
 		.heartbeat_ticks = 1,
 		.seed = cc->node_id * 0x9e3779b97f4a7c15ull ^ (uint64_t)mono_us(),
@@ -739,11 +1440,6 @@ int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out
 	struct link_config lc = {.self = cc->node_id, .max_message = cfg->max_message_size};
 	memcpy(lc.cluster, cc->cluster_id, 16);
 	snprintf(lc.self_address, sizeof lc.self_address, "%s", cc->peer_listen);
-	for (uint32_t i = 0; i < cc->npeers; i++) {
-		lc.peers[i].id = cc->peers[i].id;
-		snprintf(lc.peers[i].address, sizeof lc.peers[i].address, "%s", cc->peers[i].peer);
-	}
-	lc.n_peers = cc->npeers;
 	if (cc->key_file && (rc = load_key(cc->key_file, lc.key, err)) != ST_OK)
 		goto fail;
 	lc.auth = cc->key_file != NULL;
@@ -755,6 +1451,8 @@ int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out
 		sd_log(SD_LOG_INFO, "replication: peer messages are not authenticated (no "
 		       "cluster.key_file): run the cluster on a trusted network only");
 	link_serve_segments(nd->l, seg_read, nd);
+	if ((rc = members_apply(nd, &mem, err)) != ST_OK) /* the peer links */
+		goto fail;
 	publish(nd, false, NULL);
 	struct st_repl_hooks h = {.ctx = nd, .propose = hook_propose, .stable = hook_stable,
 				  .all_matched = hook_all, .log_last = hook_last,
@@ -804,6 +1502,14 @@ void sd_node_stop(struct sd_node *nd)
 	}
 	pthread_mutex_destroy(&nd->qlock);
 	pthread_mutex_destroy(&nd->plock);
+	pthread_mutex_destroy(&nd->mlock);
+	pthread_mutex_destroy(&nd->slock);
+	if (nd->snap_ready) {
+		char snaps[PATH_MAX];
+		snprintf(snaps, sizeof snaps, "%s/snapshots", nd->cfg->data_dir);
+		rm_tree(snaps);
+	}
+	free(nd->snap_files);
 	free(nd);
 }
 
@@ -826,10 +1532,7 @@ const char *sd_node_client(const struct sd_node *nd, uint64_t id)
 				return nd->cfg->listen[i];
 		return nd->cfg->nlisten ? nd->cfg->listen[0] : "";
 	}
-	for (uint32_t i = 0; i < cc->npeers; i++)
-		if (cc->peers[i].id == id)
-			return cc->peers[i].client ? cc->peers[i].client : "";
-	return "";
+	return id <= LINK_MAX_ID ? nd->client_of[id] : "";
 }
 
 size_t sd_node_peers(struct sd_node *nd, struct sd_node_peer *out, size_t max)
@@ -840,13 +1543,18 @@ size_t sd_node_peers(struct sd_node *nd, struct sd_node_peer *out, size_t max)
 	link_stats(nd->l, &ls);
 	pthread_mutex_lock(&nd->plock);
 	for (size_t i = 0; i < nd->nids && n < max; i++, n++) {
-		out[n].id = nd->ids[i];
-		out[n].client = sd_node_client(nd, nd->ids[i]);
-		out[n].match = nd->match[i];
+		uint64_t id = nd->ids[i];
+		out[n].id = id;
+		out[n].client = sd_node_client(nd, id);
+		out[n].match = nd->match[id];
 		out[n].contact_ms = i == 0 ? 0
-				    : nd->heard_pub[i] ? (now - nd->heard_pub[i]) / 1000
-						       : -1;
-		out[n].bytes_sent = i == 0 ? 0 : ls.bytes_sent[i - 1]; /* peers in config order */
+				    : nd->heard_pub[id] ? (now - nd->heard_pub[id]) / 1000
+							: -1;
+		out[n].bytes_sent = i == 0 ? 0 : ls.bytes_sent[id - 1];
+		out[n].voter = false;
+		for (uint32_t k = 0; k < nd->mem.n; k++)
+			if (nd->mem.m[k].id == id)
+				out[n].voter = nd->mem.m[k].voter;
 	}
 	pthread_mutex_unlock(&nd->plock);
 	return n;
@@ -860,7 +1568,10 @@ int sd_node_transfer(struct sd_node *nd, uint64_t to, struct st_err *err)
 		return st.leader ? st_seterr(err, ST_ENOTLEADER, "not the leader: node %llu leads",
 					     (unsigned long long)st.leader)
 				 : st_seterr(err, ST_ENOTLEADER, "not the leader; no leader known");
-	if (to == nd->cc->node_id || id_index(nd, to) == SIZE_MAX)
+	pthread_mutex_lock(&nd->plock);
+	size_t at = id_index(nd, to);
+	pthread_mutex_unlock(&nd->plock);
+	if (to == nd->cc->node_id || at == SIZE_MAX)
 		return st_seterr(err, ST_EINVAL, "node %llu is %s", (unsigned long long)to,
 				 to == nd->cc->node_id ? "this node, the leader already"
 						       : "not a member of the cluster");

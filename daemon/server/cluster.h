@@ -25,7 +25,10 @@ struct sd_node;
 
 /* Roles as `strata status` shows them. */
 enum sd_role { SD_ROLE_FOLLOWER = 0, SD_ROLE_CANDIDATE = 1, SD_ROLE_LEADER = 2,
-	       SD_ROLE_FAILED = 3 };
+	       SD_ROLE_FAILED = 3, SD_ROLE_LEARNER = 4, SD_ROLE_REMOVED = 5 };
+
+/* Membership changes (REPLICATION.md §13). */
+enum sd_member_op { SD_MEMBER_ADD = 1, SD_MEMBER_PROMOTE = 2, SD_MEMBER_REMOVE = 3 };
 
 /* A copy of the node's state. */
 struct sd_node_state {
@@ -38,6 +41,7 @@ struct sd_node_state {
 	int role;               /* enum sd_role */
 	int64_t contact_age_us; /* since the last message from a leader (0 on the leader) */
 	bool lease;             /* leader: a majority answered within half an election timeout */
+	bool epoch_committed;   /* leader: an entry of its epoch is committed */
 	char failure[256];      /* SD_ROLE_FAILED: why */
 };
 
@@ -48,6 +52,7 @@ struct sd_node_peer {
 	uint64_t match;         /* highest LSN known durable there (leader's view) */
 	int64_t contact_ms;     /* since the last message from it, -1 never */
 	uint64_t bytes_sent;    /* sent to it over the peer link (0 for self) */
+	bool voter;             /* a voter (else a learner, or self removed) */
 };
 
 /*
@@ -58,6 +63,14 @@ struct sd_node_peer {
 int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out,
 		  struct st_err *err);
 void sd_node_stop(struct sd_node *n);
+/*
+ * Before the store opens: a node with cluster.join whose data directory
+ * holds no store fetches a peer's snapshot (REPLICATION.md §14) into
+ * DATA_DIR.bootstrap (resuming one left by a kill), checks it against its
+ * MANIFEST, makes it this node's (st_repl_adopt) and renames it into
+ * place. ST_OK also when there is nothing to do.
+ */
+int sd_node_bootstrap(const struct sd_config *cfg, struct st_err *err);
 
 void sd_node_state(struct sd_node *n, struct sd_node_state *st);
 /* Client address of node id ("" unknown). */
@@ -66,6 +79,17 @@ const char *sd_node_client(const struct sd_node *n, uint64_t id);
 size_t sd_node_peers(struct sd_node *n, struct sd_node_peer *out, size_t max);
 /* Leadership transfer to voter `to`. ST_ENOTLEADER, ST_EINVAL. */
 int sd_node_transfer(struct sd_node *n, uint64_t to, struct st_err *err);
+/*
+ * On the leader, one change at a time: add node id (peer and client
+ * addresses; a learner), promote learner id to voter (refused while it
+ * lags more than cluster.promote_lag), or remove member id (not the
+ * leader itself). The change is an entry of the log, replicated and
+ * waited for like a write; msg says what was done. ST_ENOTLEADER,
+ * ST_EUNAVAIL (no entry of the epoch committed yet, the learner lags, no
+ * quorum), ST_EINVAL (an id in use or ever removed, a bad address).
+ */
+int sd_node_member_change(struct sd_node *n, int op, uint64_t id, const char *peer,
+			  const char *client, char *msg, size_t msglen, struct st_err *err);
 /* Repair from peers: damaged segment files replaced with a peer's copy
  * since start, fetches of a copy that failed, segments waiting for one. */
 void sd_node_repairs(struct sd_node *n, uint64_t *repaired, uint64_t *failures,

@@ -131,6 +131,14 @@ static const struct key ckeys[] = {
 	 "a follower refuses default (bounded) reads when its last leader contact is older"},
 	{"max_lag", K_U64, F(cluster.max_lag), "10000", 1, UINT64_MAX, NULL,
 	 "the lag budget: vacuum keeps the files a follower this many entries behind may still fetch"},
+	{"join", K_ENUM, F(cluster.join), "false", 0, 0, falsetrue,
+	 "true on a node being added to a running cluster (strata cluster add): it starts as a "
+	 "learner of the cluster its peers form and votes only once promoted; ignored once the "
+	 "node holds the cluster's membership"},
+	{"promote_lag", K_U64, F(cluster.promote_lag), "1000", 0, UINT64_MAX, NULL,
+	 "strata cluster promote refuses a learner more than this many entries behind the leader"},
+	{"auto_promote", K_ENUM, F(cluster.auto_promote), "false", 0, 0, falsetrue,
+	 "true: the leader promotes a learner to voter by itself once it is within promote_lag"},
 	{"key_file", K_STRING, F(cluster.key_file), "", 0, 0, NULL,
 	 "the cluster key: a file of 32 bytes (or 64 hex digits), the same on every node; every "
 	 "peer message is then authenticated with it (HMAC-SHA512-256) and a node without it "

@@ -51,6 +51,9 @@ struct sd_cluster {
 	int64_t max_staleness_us;    /* `max_staleness`: bound of default follower reads (5s) */
 	uint64_t max_lag;            /* `max_lag`: entries behind before `cluster status` says lagging (10000) */
 	char *key_file;              /* `key_file`: the cluster key's file (NULL: unauthenticated) */
+	uint32_t join;               /* `join`: start as a learner of the peers' cluster (0/1) */
+	uint64_t promote_lag;        /* `promote_lag`: entries a learner may lag to be promoted (1000) */
+	uint32_t auto_promote;       /* `auto_promote`: the leader promotes caught-up learners (0/1) */
 };
 
 /* The effective configuration. Strings are owned (sd_config_fini frees). */

@@ -230,7 +230,7 @@ int sd_h_cluster_status(struct sd_ctx *c)
 		wire_key_u64(pk, WIRE_CNODE_ID, p[i].id);
 		wire_key_str(pk, WIRE_CNODE_ROLE, self ? sd_role_name(st.role)
 					: p[i].id == st.leader ? "leader"
-					: leading ? "follower" : "unknown");
+					: leading ? (p[i].voter ? "follower" : "learner") : "unknown");
 		wire_key_str(pk, WIRE_CNODE_ADDRESS, p[i].client);
 		uint64_t match = self ? st.last_lsn : leading ? p[i].match : 0;
 		wire_key_u64(pk, WIRE_CNODE_MATCH, match);
@@ -266,5 +266,29 @@ int sd_h_cluster_transfer(struct sd_ctx *c)
 	if ((rc = sd_node_transfer(nd, to, &err)) != ST_OK)
 		return sd_fail_err(c, rc, &err);
 	sd_begin(c, 0);
+	return ST_OK;
+}
+
+int sd_h_cluster_member(struct sd_ctx *c)
+{
+	struct sd_node *nd = c->srv->o.node;
+	struct st_err err;
+	uint64_t op = 0, id = 0;
+	char peer[256] = "", client[256] = "", msg[256];
+	int rc;
+	if (!nd)
+		return sd_fail(c, ST_EINVAL, "not a cluster: this stratad runs as a single node");
+	if ((rc = sd_need_u64(c, WIRE_MEMBER_Q_OP, "op", &op)) != ST_OK ||
+	    (rc = sd_need_u64(c, WIRE_MEMBER_Q_ID, "id", &id)) != ST_OK ||
+	    (rc = sd_opt_strbuf(c, WIRE_MEMBER_Q_PEER, "peer", peer, sizeof peer)) != ST_OK ||
+	    (rc = sd_opt_strbuf(c, WIRE_MEMBER_Q_CLIENT, "client", client, sizeof client)) != ST_OK)
+		return rc;
+	if (op == SD_MEMBER_ADD && !peer[0])
+		return sd_fail(c, ST_EPROTO, "CLUSTER_MEMBER add needs key 2 (peer)");
+	if ((rc = sd_node_member_change(nd, (int)op, id, peer[0] ? peer : NULL,
+					client[0] ? client : NULL, msg, sizeof msg, &err)) != ST_OK)
+		return sd_fail_err(c, rc, &err);
+	sd_begin(c, WIRE_MEMBER_R_NKEYS);
+	wire_key_str(&c->out.pk, WIRE_MEMBER_R_MESSAGE, msg);
 	return ST_OK;
 }

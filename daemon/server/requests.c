@@ -617,6 +617,7 @@ static const struct {
 	{WIRE_AUTH_BEGIN, sd_h_auth_begin}, {WIRE_AUTH, sd_h_auth},
 	{WIRE_CLUSTER_STATUS, sd_h_cluster_status},
 	{WIRE_CLUSTER_TRANSFER, sd_h_cluster_transfer},
+	{WIRE_CLUSTER_MEMBER, sd_h_cluster_member},
 };
 
 void sd_dispatch(struct sd_ctx *c)

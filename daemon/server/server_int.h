@@ -232,6 +232,7 @@ int sd_h_scrub(struct sd_ctx *c);
 void sd_status_scrub(struct sd_ctx *c);
 int sd_h_cluster_status(struct sd_ctx *c);
 int sd_h_cluster_transfer(struct sd_ctx *c);
+int sd_h_cluster_member(struct sd_ctx *c);
 
 /* ---- fields.c ------------------------------------------------------------ */
 /*

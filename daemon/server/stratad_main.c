@@ -396,6 +396,10 @@ int main(int argc, char **argv)
 			       cfg.listen[i]);
 			goto out;
 		}
+	if (sd_node_bootstrap(&cfg, &err) != ST_OK) {
+		sd_log(SD_LOG_ERROR, "cannot join the cluster: %s", err.msg);
+		goto out;
+	}
 	if (mkdir(cfg.data_dir, 0755) != 0 && errno != EEXIST) {
 		sd_log(SD_LOG_ERROR, "cannot create data directory '%s': %s", cfg.data_dir,
 		       strerror(errno));

@@ -295,6 +295,55 @@ static int meta_put(st_store *s, MDB_txn *txn, const char *name, const void *p, 
 	return store_rec_put(s, txn, NULL, &k, &v, 0);
 }
 
+/* The meta record of the cluster's membership (REPLICATION.md §13): opaque
+ * to the store, written only through the log. */
+#define MEMBERS_NAME "members"
+
+int st_repl_members_get(st_store *s, struct st_buf *out, struct st_err *err)
+{
+	MDB_txn *txn = NULL;
+	MDB_val v;
+	int mrc = store_read_begin(s, &txn), rc = ST_OK;
+	if (mrc != 0)
+		return store_lmdb_err(err, mrc, "reading the membership");
+	mrc = meta_get(s, txn, MEMBERS_NAME, &v);
+	if (mrc == MDB_NOTFOUND)
+		rc = st_seterr(err, ST_ENOTFOUND, "no membership record");
+	else if (mrc != 0)
+		rc = store_lmdb_err(err, mrc, "reading the membership");
+	else if (st_buf_append(out, v.mv_data, v.mv_size), out->oom)
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	store_read_end(s, txn);
+	return rc;
+}
+
+int st_repl_members_put(st_store *s, const void *rec, size_t len, struct st_err *err)
+{
+	MDB_txn *txn = NULL;
+	uint8_t kb[32];
+	MDB_val k = kind_key(kb, KEY_META, MEMBERS_NAME, sizeof MEMBERS_NAME - 1),
+		v = {len, (void *)rec};
+	int rc = s->repl.on ? store_write_begin(s, &txn, "changing the membership", err)
+			    : st_seterr(err, ST_EINVAL, "not in cluster mode");
+	if (rc == ST_OK) {
+		int mrc = store_put(s, txn, NULL, &k, &v, 0);
+		if (mrc != 0)
+			rc = store_lmdb_err(err, mrc, "changing the membership");
+		else if ((rc = store_repl_upkeep(s, txn, err)) == ST_OK) {
+			rc = store_commit_txn(s, txn, "changing the membership", err);
+			txn = NULL;
+		}
+	}
+	if (s->repl.on)
+		store_write_end(s, txn);
+	return rc;
+}
+
+bool st_repl_members_changed(st_store *s)
+{
+	return __atomic_exchange_n(&s->repl.members_changed, 0, __ATOMIC_ACQ_REL) != 0;
+}
+
 /* Run fn in a write transaction of its own under the write lock, committed
  * durably. */
 static int own_write(st_store *s, const char *what,
@@ -363,6 +412,52 @@ static int ident_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 	return (mrc = meta_put(s, txn, "cluster", b, sizeof b))
 		       ? store_lmdb_err(err, mrc, "writing the cluster identity")
 		       : ST_OK;
+}
+
+static int hs_get(st_store *s, MDB_txn *txn, struct st_repl_hs *hs);
+static int hs_put(st_store *s, MDB_txn *txn, const struct st_repl_hs *hs);
+
+/* A snapshot of another node made this node's (st_repl_adopt). */
+static int adopt_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
+{
+	const struct ident *id = arg;
+	MDB_val v;
+	uint8_t b[24];
+	int mrc = meta_get(s, txn, "cluster", &v);
+	if (mrc != 0 || v.mv_size != 24 || memcmp((uint8_t *)v.mv_data + 8, id->cluster, 16))
+		return st_seterr(err, ST_EINVAL, "the snapshot in '%s' is not of this cluster",
+				 s->dir);
+	st_put_le64(b, id->node);
+	memcpy(b + 8, id->cluster, 16);
+	struct st_repl_hs hs;
+	if ((mrc = meta_put(s, txn, "cluster", b, sizeof b)) != 0 ||
+	    ((mrc = hs_get(s, txn, &hs)) != 0 && mrc != MDB_NOTFOUND))
+		return mrc == -1 ? st_seterr(err, ST_ECORRUPT, "the hard state record is damaged")
+				 : store_lmdb_err(err, mrc, "adopting a snapshot");
+	/* The epoch stays (it only grows); no vote was cast by this node; the
+	 * applied prefix is committed. Log records past it may never commit. */
+	hs.vote = 0;
+	hs.commit = s->last_lsn;
+	if ((mrc = hs_put(s, txn, &hs)) != 0)
+		return store_lmdb_err(err, mrc, "adopting a snapshot");
+	MDB_cursor *cur;
+	uint8_t key[RLOG_KEY_LEN];
+	rlog_key(key, s->last_lsn + 1);
+	MDB_val k = {sizeof key, key};
+	if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0)
+		return store_lmdb_err(err, mrc, "adopting a snapshot");
+	for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
+	     mrc = store_cget(s, cur, &k, &v, MDB_NEXT))
+		if ((mrc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	mdb_cursor_close(cur);
+	return mrc == 0 || mrc == MDB_NOTFOUND ? ST_OK : store_lmdb_err(err, mrc, "adopting a snapshot");
+}
+
+int st_repl_adopt(st_store *s, uint64_t node_id, const uint8_t cluster_id[16], struct st_err *err)
+{
+	struct ident id = {node_id, cluster_id};
+	return own_write(s, "adopting a snapshot", adopt_txn, &id, err);
 }
 
 int st_repl_identity(st_store *s, uint64_t node_id, const uint8_t cluster_id[16],
@@ -829,6 +924,9 @@ static int apply_entry(st_store *s, MDB_txn *txn, const struct st_repl_entry *e,
 					return st_seterr(err, errno, "cannot create '%s': %s", dir,
 							 strerror(errno));
 			}
+			if (o.k.mv_size == 1 + sizeof MEMBERS_NAME - 1 && kp[0] == KEY_META &&
+			    !memcmp(kp + 1, MEMBERS_NAME, sizeof MEMBERS_NAME - 1))
+				__atomic_store_n(&s->repl.members_changed, 1, __ATOMIC_RELEASE);
 			mrc = store_rec_put(s, txn, NULL, &o.k, &o.v, 0);
 		}
 		if (mrc != 0)

@@ -670,6 +670,11 @@ int st_repl_hs_load(st_store *s, struct st_repl_hs *hs, struct st_err *err);
 int st_repl_identity(st_store *s, uint64_t node_id, const uint8_t cluster_id[16],
 		     struct st_err *err);
 
+/* Make a snapshot of another node of the cluster (a backup's copy, not
+ * yet served) this node's: node id, no vote, commit LSN = applied LSN, log
+ * records past it dropped, epoch kept (REPLICATION.md §14). ST_EINVAL
+ * when the snapshot is of another cluster. */
+int st_repl_adopt(st_store *s, uint64_t node_id, const uint8_t cluster_id[16], struct st_err *err);
 /* Call fn for every log record in LSN order (fn returns non-zero to stop;
  * e->body is borrowed for the call). */
 int st_repl_log_each(st_store *s, int (*fn)(void *arg, const struct st_repl_entry *e), void *arg,
@@ -709,5 +714,16 @@ void st_segment_path(st_store *s, uint64_t tid, uint64_t fid, char *buf, size_t 
 int st_table_version(st_store *s, const char *table, uint64_t *version, struct st_err *err);
 /* Applied LSN (the store's last). */
 uint64_t st_repl_applied(st_store *s);
+/* The cluster's membership record (REPLICATION.md §13; its bytes are the
+ * driver's), appended to *out: ST_OK, or ST_ENOTFOUND before the first
+ * change. */
+int st_repl_members_get(st_store *s, struct st_buf *out, struct st_err *err);
+/* Leader: replicate rec as the new membership record, an upkeep entry of
+ * the log like vacuum's, and wait for it like a write (durability,
+ * timeout). Every node's apply stores it verbatim and raises
+ * st_repl_members_changed. */
+int st_repl_members_put(st_store *s, const void *rec, size_t len, struct st_err *err);
+/* True once after an applied entry put the membership record. */
+bool st_repl_members_changed(st_store *s);
 
 #endif

@@ -26,19 +26,19 @@ STRATAD="$B/stratad"
 T=$(mktemp -d /tmp/strata-cl.XXXXXX)
 PASS=0
 FAIL=0
-P1= P2= P3= P4= WPID=
+P1= P2= P3= P4= PS= WPID=
 CID=$(od -An -N16 -tx1 /dev/urandom | tr -d " \n") # per run: two runs on one machine never mix
 SCHEMA="id int64 not null, ts timestamp, sensor string, value float64"
 
 cleanup() {
-	for p in $P1 $P2 $P3 $P4 $WPID; do kill -9 "$p" 2>/dev/null; done
+	for p in $P1 $P2 $P3 $P4 $PS $WPID; do kill -9 "$p" 2>/dev/null; done
 	rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 logs() {
-	for n in 1 2 3; do
+	for n in 1 2 3 4; do
 		[ -f "$T/log$n" ] || continue
 		p=$(pid "$n")
 		[ -n "$p" ] && ! kill -0 "$p" 2>/dev/null && echo "     -- node $n (pid $p) is not running"
@@ -402,25 +402,78 @@ N=$(count "${LEADER:-1}" t)
 [ "$N" = $TROWS ] && ok "nothing of t lost ($TROWS rows)" || bad "nothing of t lost ($N, not $TROWS)"
 run "a write via a follower after the restarts" 0 "1 rows" on "$(others "${LEADER:-1}" | cut -d' ' -f1)" load w "$T/one.csv"
 
+# ---- membership: 3 -> 4 nodes, then one removed ------------------------------------------------------------
+L=${LEADER:-1}
+node_config 4 # peers 1-3; it joins as a learner of their cluster
+sed -i '/^  key_file:/a\  join: true' "$T/n4.yaml"
+F=$(others "$L" | cut -d' ' -f1)
+run "cluster add --id 4 at a follower (followed to the leader)" 0 "node 4 added as a learner" \
+	on "$F" cluster add --id 4 --address "tcp://127.0.0.1:$((37480 + 80))" --client "$(addr 4)"
+# The vacuum above removed files the log's early entries name: node 4
+# cannot replay the log from LSN 1; it starts from a peer's snapshot.
+start 4 || exit 1
+grep -q "bootstrap: the snapshot is installed" "$T/log4" && ok "node 4 bootstrapped from a peer's snapshot" ||
+	{ cp "$T/log4" "$T/out"; bad "node 4 bootstrapped from a peer's snapshot"; }
+on 4 status >"$T/out" 2>&1
+grep -Eq '^role: +learner$' "$T/out" && ok "node 4 (join: true) is a learner" || bad "node 4 (join: true) is a learner"
+run "cluster add of a member's id is refused" 1 "a member already" \
+	on "$L" cluster add --id 2 --address "tcp://127.0.0.1:9"
+run "cluster promote of a non-member is refused" 1 "not a member" on "$L" cluster promote 9
+if wait_heads 20000 1 2 3 4; then ok "the learner caught up from the log: same chain head on four nodes"; else bad "the learner caught up from the log: same chain head on four nodes"; fi
+on 4 scan t --format csv >"$T/scan4" 2>"$T/out"
+on "$L" scan t --format csv >"$T/scan$L" 2>"$T/out"
+cmp "$T/scan$L" "$T/scan4" >"$T/out" 2>&1 && ok "the learner scans what the leader scans" || bad "the learner scans what the leader scans"
+on "$L" cluster status --format jsonl >"$T/out" 2>&1
+grep -q '^{"id":4,"role":"learner"' "$T/out" && [ "$(wc -l <"$T/out")" = 4 ] &&
+	ok "cluster status: four members, node 4 a learner" || bad "cluster status: four members, node 4 a learner"
+run "cluster promote 4" 0 "node 4 promoted to voter" on "$F" cluster promote 4
+run "cluster promote 4 again is refused" 1 "a voter already" on "$L" cluster promote 4
+on 4 status >"$T/out" 2>&1
+grep -Eq '^role: +follower$' "$T/out" && ok "node 4 is a voting follower" || bad "node 4 is a voting follower"
+# Remove a follower: three voters again (L, F and 4).
+R=$(others "$L" | cut -d' ' -f2)
+run "cluster remove of the leader is refused" 1 "move leadership first" on "$L" cluster remove "$L"
+run "cluster remove $R" 0 "node $R removed" on "$L" cluster remove "$R"
+dl=$(($(ms) + 5000))
+while ! on "$R" status 2>/dev/null | grep -Eq '^role: +removed$' && [ "$(ms)" -lt $dl ]; do sleep 0.05; done
+on "$R" status >"$T/out" 2>&1
+grep -Eq '^role: +removed$' "$T/out" && ok "node $R learns it was removed (role removed)" || bad "node $R learns it was removed (role removed)"
+run "cluster add of a removed id is refused (ids are never reused)" 1 "never reused" \
+	on "$L" cluster add --id "$R" --address "tcp://127.0.0.1:9"
+stop "$R"
+run "a write with node $R stopped (voters $L, $F, 4)" 0 "1 rows" on "$F" load w "$T/one.csv"
+stop 4 && start 4 || exit 1
+if wait_heads 10000 "$L" "$F" 4; then ok "node 4 restarted: its membership from the log, caught up"; else bad "node 4 restarted: its membership from the log, caught up"; fi
+on "$L" cluster status --format jsonl >"$T/out" 2>&1
+[ "$(wc -l <"$T/out")" = 3 ] && ! grep -q "^{\"id\":$R," "$T/out" &&
+	ok "cluster status: three members, node $R gone" || bad "cluster status: three members, node $R gone"
+stop "$F"
+run "a write with node $F stopped too: $L and 4 are two of three voters" 0 "1 rows" on "$L" load w "$T/one.csv"
+start "$F" || exit 1
+start "$R" || exit 1
+sleep 1
+on "$R" status >"$T/out" 2>&1
+grep -Eq '^role: +removed$' "$T/out" && ok "node $R restarted: still removed, never campaigns" || bad "node $R restarted: still removed, never campaigns"
+
 # ---- a single node ------------------------------------------------------------------------------------------
 printf 'listen: ["ipc://%s/single.sock"]\ndata_dir: "%s/single"\n' "$T" "$T" >"$T/single.yaml"
-"$STRATAD" -c "$T/single.yaml" >>"$T/log4" 2>&1 &
-P4=$!
+"$STRATAD" -c "$T/single.yaml" >>"$T/logsingle" 2>&1 &
+PS=$!
 dl=$(($(ms) + 10000))
 while ! "$STRATA" --host "ipc://$T/single.sock" --timeout 1 ping >/dev/null 2>&1 && [ "$(ms)" -lt $dl ]; do sleep 0.05; done
 "$STRATA" --host "ipc://$T/single.sock" status >"$T/out" 2>&1
 grep -Eq '^role: +single node$' "$T/out" && ok "a single node's status: role single node" || bad "a single node's status: role single node"
-kill -TERM "$P4"
-wait "$P4"
-P4=
+kill -TERM "$PS"
+wait "$PS"
+PS=
 
-for n in 1 2 3; do
+for n in 1 2 3 4; do
 	if stop "$n"; then ok "node $n: SIGTERM, clean exit"; else cp "$T/log$n" "$T/out"; bad "node $n: SIGTERM, clean exit"; fi
 done
 
 # Election safety from the nodes' own logs: each logs "leader in epoch N"
 # when it leads; no epoch may have two leaders over the whole run.
-for n in 1 2 3; do sed -n "s/.*replication: leader in epoch \([0-9]*\)$/\1 $n/p" "$T/log$n"; done |
+for n in 1 2 3 4; do sed -n "s/.*replication: leader in epoch \([0-9]*\)$/\1 $n/p" "$T/log$n"; done |
 	sort -u >"$T/leaders"
 nlead=$(wc -l <"$T/leaders")
 twice=$(cut -d' ' -f1 "$T/leaders" | uniq -d | head -n 3)
