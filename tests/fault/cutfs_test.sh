@@ -15,7 +15,8 @@
 # default flags (every printed commit survives a kill -9 and the cut) and
 # with MDB_NOSYNC|MDB_NOMETASYNC (the negative control: commits are lost),
 # clean unmount (drops un-synced data; --flush-on-exit keeps it), the
-# SIGUSR1 report, two concurrent writers. The helpers (mmap, LMDB) are C
+# SIGUSR1 report, two concurrent writers, metadata pass-through (readdir,
+# symlink, chmod, utimens, rmdir, statfs) before and after a cut. The helpers (mmap, LMDB) are C
 # written into $T and built with cc. Needs root, /dev/fuse, fusermount3,
 # liblmdb-dev. Closes with "N passed, N failed".
 set -u
@@ -286,6 +287,23 @@ power_cut
 check "truncates survive the cut (metadata)" cmp "$MNT/b2" "$T/x10000"
 check "the un-synced sparse write is lost (size 0)" sh -c '[ "$(stat -c %s "$1")" = 0 ]' sh "$MNT/s"
 check "truncated, then fsync'd data survives the cut" cmp "$MNT/t" "$T/trim"
+
+# metadata pass-through: readdir, symlink, chmod, utimens, rmdir, statfs
+mkdir "$MNT/dir" "$MNT/dir/sub" "$MNT/gone"
+i=0
+while [ "$i" -lt 300 ]; do : >"$MNT/dir/f$i"; i=$((i + 1)); done
+ln -s f7 "$MNT/dir/l7"
+chmod 600 "$MNT/dir/f1"
+touch -d "2001-02-03 04:05:06 UTC" "$MNT/dir/f2"
+rmdir "$MNT/gone"
+meta_ok() {
+	[ "$(ls "$1/dir" | wc -l)" = 302 ] && [ "$(readlink "$1/dir/l7")" = f7 ] &&
+	[ "$(stat -c %a "$1/dir/f1")" = 600 ] && [ "$(stat -c %Y "$1/dir/f2")" = 981173106 ] &&
+	[ -d "$1/dir/sub" ] && [ ! -e "$1/gone" ] && df "$1" >/dev/null && [ -r "$1/dir/f3" ]
+}
+check "metadata ops pass through (readdir of 302, symlink, chmod, utimens, rmdir, statfs)" meta_ok "$MNT"
+power_cut
+check "metadata ops survive the cut" meta_ok "$MNT"
 
 # 7: mmap
 check "mmap of a file in the mount sees un-synced pwrite data" "$T/mm" "$MNT/mm"
