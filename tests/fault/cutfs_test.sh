@@ -10,14 +10,14 @@
 # (visible, not in the backing dir, lost by the cut), fsync'd and O_DSYNC
 # data (kept byte for byte), an un-synced overwrite and append of a synced
 # file (undone), rename/unlink (durable at once), an overlay following a
-# rename and shared by a hard link, truncate (shrink, grow, of dirty data),
-# a sparse write's hole, mmap reads of un-synced pwrite data, LMDB with
+# rename and shared by a hard link, RENAME_EXCHANGE/NOREPLACE, truncate
+# (shrink, grow, of dirty data), a sparse write's hole, mmap reads of un-synced pwrite data, LMDB with
 # default flags (every printed commit survives a kill -9 and the cut) and
 # with MDB_NOSYNC|MDB_NOMETASYNC (the negative control: commits are lost),
 # clean unmount (drops un-synced data; --flush-on-exit keeps it), the
 # SIGUSR1 report, two concurrent writers, metadata pass-through (readdir,
-# symlink, chmod, utimens, rmdir, statfs) before and after a cut. The helpers (mmap, LMDB) are C
-# written into $T and built with cc. Needs root, /dev/fuse, fusermount3,
+# symlink, chmod, utimens, rmdir, statfs) before and after a cut. The
+# helpers (mmap, renameat2, LMDB) are C written into $T and built with cc. Needs root, /dev/fuse, fusermount3,
 # liblmdb-dev. Closes with "N passed, N failed".
 set -u
 BIN=${1:?usage: cutfs_test.sh CUTFS_BINARY}
@@ -79,6 +79,21 @@ is() { [ "$(cat "$1")" = "$2" ]; }
 last_commit() { sed -n 's/^committed \([0-9]*\)$/\1/p' "$1" | tail -n 1; }
 # has_line FILE LINE: FILE has LINE (else FILE is printed).
 has_line() { grep -qx "$2" "$1" || { cat "$1"; return 1; }; }
+# report: a SIGUSR1 report, the line cutfs printed for it (up to 5 s).
+report() {
+	_n=$(grep -c '^cutfs: ' "$T/log")
+	kill -USR1 "$CPID"
+	_j=0
+	while [ "$(grep -c '^cutfs: ' "$T/log")" -le "$_n" ]; do
+		_j=$((_j + 1))
+		[ "$_j" -gt 50 ] && return 1
+		sleep 0.1
+	done
+	grep '^cutfs: ' "$T/log" | tail -n 1
+}
+# report_is LINE: the report is LINE (asked for again for up to 10 s: a
+# release reaches cutfs after close(2) returns).
+report_is() { [ "$(report)" = "$1" ]; }
 committed_at_least() { _c=$(last_commit "$1"); [ -n "$_c" ] && [ "$_c" -ge "$2" ]; }
 
 # ---- helpers ----
@@ -109,6 +124,23 @@ int main(int argc, char **argv)
 	if (memcmp(m + 5000, "ZZZZZZZZZZ", 10) != 0)
 		return fprintf(stderr, "map misses the second pwrite\n"), 1;
 	puts("mmap ok");
+	return 0;
+}
+EOF
+cat >"$T/rx.c" <<'EOF'
+/* rx x|n A B: renameat2(A, B, RENAME_EXCHANGE or RENAME_NOREPLACE); on a
+ * failure prints strerror. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+int main(int argc, char **argv)
+{
+	if (argc != 4)
+		return 2;
+	unsigned flags = argv[1][0] == 'x' ? RENAME_EXCHANGE : RENAME_NOREPLACE;
+	if (renameat2(AT_FDCWD, argv[2], AT_FDCWD, argv[3], flags) != 0)
+		return printf("%s\n", strerror(errno)), 1;
 	return 0;
 }
 EOF
@@ -206,6 +238,7 @@ int main(int argc, char **argv)
 }
 EOF
 cc -std=c11 -D_GNU_SOURCE -O1 -o "$T/mm" "$T/mm.c" >"$T/out" 2>&1 &&
+	cc -std=c11 -D_GNU_SOURCE -O1 -o "$T/rx" "$T/rx.c" >"$T/out" 2>&1 &&
 	cc -std=c11 -D_GNU_SOURCE -O1 $(pkg-config --cflags lmdb) -o "$T/lm" "$T/lm.c" \
 		$(pkg-config --libs lmdb) >"$T/out" 2>&1 ||
 	{ bad "build the helpers"; echo "$PASS passed, $FAIL failed"; exit 1; }
@@ -266,6 +299,18 @@ check "rename and unlink survive the cut" \
 check "write, rename, fsync by the new name: survives the cut" cmp "$MNT/d2" "$T/r3"
 check "write, link, fsync by the other name: both names survive" \
 	sh -c 'cmp "$1/e" "$2/r4" && cmp "$1/e2" "$2/r4"' sh "$MNT" "$T"
+
+# rename flags: RENAME_EXCHANGE swaps the overlays, RENAME_NOREPLACE refuses
+printf one >"$MNT/x1"
+printf two >"$MNT/x2"
+check "RENAME_EXCHANGE swaps two files with un-synced data" \
+	sh -c '"$1" x "$2/x1" "$2/x2" && [ "$(cat "$2/x1")" = two ] && [ "$(cat "$2/x2")" = one ]' sh "$T/rx" "$MNT"
+check "RENAME_NOREPLACE onto an existing name: EEXIST, nothing moved" \
+	sh -c '[ "$("$1" n "$2/x1" "$2/x2")" = "File exists" ] && [ "$(cat "$2/x1")" = two ]' sh "$T/rx" "$MNT"
+sync "$MNT/x1"
+power_cut
+check "after the cut: the exchanged, fsync'd file kept, the other's data lost" \
+	sh -c '[ "$(cat "$1/x1")" = two ] && [ "$(stat -c %s "$1/x2")" = 0 ]' sh "$MNT"
 
 # 6: truncate, sparse writes
 truncate -s 100 "$MNT/b2"
@@ -351,9 +396,21 @@ check "LMDB NOSYNC (negative control): the cut loses the un-synced commits, the 
 	has_line "$T/lmc" "keys 10 txn 10"
 
 # 9: SIGUSR1, clean unmount
+power_cut
 printf 'gone' >"$MNT/u"
-kill -USR1 "$CPID"
-check "SIGUSR1 reports the dirty pages" waitfor grep -q "^cutfs: [1-9][0-9]* dirty pages in [1-9][0-9]* files$" "$T/log"
+check "SIGUSR1 reports the dirty pages" waitfor report_is "cutfs: 1 dirty pages in 1 files"
+cat "$T/r3" >"$MNT/v"
+rm "$MNT/v"
+check "unlink of a closed file with un-synced data frees its overlay" \
+	waitfor report_is "cutfs: 1 dirty pages in 1 files"
+exec 3>"$MNT/w"
+printf 'open while unlinked' >&3
+rm "$MNT/w"
+check "an unlinked, open file keeps its un-synced data" \
+	waitfor report_is "cutfs: 2 dirty pages in 2 files"
+exec 3>&-
+check "an unlinked file's overlay is freed at the last close" \
+	waitfor report_is "cutfs: 1 dirty pages in 1 files"
 kill -TERM "$CPID"
 wait "$CPID" 2>/dev/null
 CPID=
