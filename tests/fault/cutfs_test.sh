@@ -15,9 +15,9 @@
 # default flags (every printed commit survives a kill -9 and the cut) and
 # with MDB_NOSYNC|MDB_NOMETASYNC (the negative control: commits are lost),
 # clean unmount (drops un-synced data; --flush-on-exit keeps it), the
-# SIGUSR1 report, two concurrent writers, metadata pass-through (readdir,
+# SIGUSR1 report, two concurrent writers, random ops against a model, metadata pass-through (readdir,
 # symlink, chmod, utimens, rmdir, statfs) before and after a cut. The
-# helpers (mmap, renameat2, LMDB) are C written into $T and built with cc. Needs root, /dev/fuse, fusermount3,
+# helpers (mmap, renameat2, model, LMDB) are C written into $T and built with cc. Needs root, /dev/fuse, fusermount3,
 # liblmdb-dev. Closes with "N passed, N failed".
 set -u
 BIN=${1:?usage: cutfs_test.sh CUTFS_BINARY}
@@ -62,7 +62,11 @@ waitfor() {
 up() {
 	"$BIN" "$BK" "$MNT" -f "$@" 2>>"$T/log" &
 	CPID=$!
-	waitfor mounted || { echo "cutfs did not mount" >"$T/out"; bad "mount"; exit 1; }
+	waitfor mounted && return
+	echo "cutfs did not mount" >"$T/out"
+	bad "mount"
+	echo "$PASS passed, $FAIL failed"
+	exit 1
 }
 # power_cut: kill -9 cutfs, detach the dead mount, start cutfs again.
 power_cut() {
@@ -72,7 +76,6 @@ power_cut() {
 	fusermount3 -u -z "$MNT"
 	up "$@"
 }
-size() { stat -c %s "$1"; }
 # is FILE TEXT: FILE holds exactly TEXT.
 is() { [ "$(cat "$1")" = "$2" ]; }
 # last_commit FILE: N of the last complete "committed N" line.
@@ -141,6 +144,64 @@ int main(int argc, char **argv)
 	unsigned flags = argv[1][0] == 'x' ? RENAME_EXCHANGE : RENAME_NOREPLACE;
 	if (renameat2(AT_FDCWD, argv[2], AT_FDCWD, argv[3], flags) != 0)
 		return printf("%s\n", strerror(errno)), 1;
+	return 0;
+}
+EOF
+cat >"$T/fz.c" <<'EOF'
+/* fz FILE LIVE DURABLE SEED OPS: random pwrite/ftruncate/fsync on FILE (in
+ * the mount), the same on the local LIVE model; truncates also on DURABLE,
+ * and DURABLE := LIVE at an fsync. Every op is followed by a read of a
+ * random range and sometimes of the whole file, compared with LIVE. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+enum { MAX = 70000 };
+static char a[MAX + 20000], b[MAX + 20000];
+static int same(int f, int l, off_t off, size_t len)
+{
+	ssize_t x = pread(f, a, len, off), y = pread(l, b, len, off);
+	return x == y && x >= 0 && memcmp(a, b, (size_t)x) == 0;
+}
+static off_t size_of(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 ? st.st_size : -1;
+}
+int main(int argc, char **argv)
+{
+	if (argc != 6)
+		return 2;
+	int f = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0644);
+	int l = open(argv[2], O_RDWR | O_CREAT | O_TRUNC, 0644);
+	int d = open(argv[3], O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (f < 0 || l < 0 || d < 0)
+		return perror("open"), 1;
+	srand((unsigned)atoi(argv[4]));
+	for (int i = 0, n = atoi(argv[5]); i < n; i++) {
+		int op = rand() % 20;
+		off_t off = rand() % MAX;
+		size_t len = 1 + (size_t)(rand() % (rand() % 4 ? 300 : 20000));
+		if (op < 14) {
+			for (size_t k = 0; k < len; k++)
+				a[k] = (char)rand();
+			if (pwrite(f, a, len, off) != (ssize_t)len || pwrite(l, a, len, off) != (ssize_t)len)
+				return fprintf(stderr, "op %d: pwrite\n", i), 1;
+		} else if (op < 17) {
+			if (ftruncate(f, off) || ftruncate(l, off) || ftruncate(d, off))
+				return fprintf(stderr, "op %d: ftruncate\n", i), 1;
+		} else {
+			off_t sz = size_of(l);
+			if (fsync(f) || sz < 0 || ftruncate(d, sz) || pread(l, a, (size_t)sz, 0) != sz || pwrite(d, a, (size_t)sz, 0) != sz)
+				return fprintf(stderr, "op %d: fsync\n", i), 1;
+		}
+		if (size_of(f) != size_of(l) || !same(f, l, rand() % MAX, (size_t)(rand() % 10000)) ||
+		    (i % 50 == 0 && !same(f, l, 0, sizeof a)))
+			return fprintf(stderr, "op %d: the mount differs from the model\n", i), 1;
+	}
+	puts("fuzz ok");
 	return 0;
 }
 EOF
@@ -239,6 +300,7 @@ int main(int argc, char **argv)
 EOF
 cc -std=c11 -D_GNU_SOURCE -O1 -o "$T/mm" "$T/mm.c" >"$T/out" 2>&1 &&
 	cc -std=c11 -D_GNU_SOURCE -O1 -o "$T/rx" "$T/rx.c" >"$T/out" 2>&1 &&
+	cc -std=c11 -D_GNU_SOURCE -O1 -o "$T/fz" "$T/fz.c" >"$T/out" 2>&1 &&
 	cc -std=c11 -D_GNU_SOURCE -O1 $(pkg-config --cflags lmdb) -o "$T/lm" "$T/lm.c" \
 		$(pkg-config --libs lmdb) >"$T/out" 2>&1 ||
 	{ bad "build the helpers"; echo "$PASS passed, $FAIL failed"; exit 1; }
@@ -352,6 +414,15 @@ check "metadata ops survive the cut" meta_ok "$MNT"
 
 # 7: mmap
 check "mmap of a file in the mount sees un-synced pwrite data" "$T/mm" "$MNT/mm"
+
+# random pwrite/ftruncate/fsync against a model, then a cut
+for seed in 1 2 3; do
+	check "random ops against a model (seed $seed): the mount reads as the model" \
+		"$T/fz" "$MNT/fz$seed" "$T/fz$seed.live" "$T/fz$seed.durable" "$seed" 2000
+done
+power_cut
+check "random ops: after the cut each file is its model at the last fsync (truncates kept)" \
+	sh -c 'for s in 1 2 3; do cmp "$1/fz$s" "$2/fz$s.durable" || exit 1; done' sh "$MNT" "$T"
 
 # 8: LMDB, default flags: kill -9 mid-run, cut, every printed commit is there
 mkdir "$MNT/db"
