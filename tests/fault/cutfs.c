@@ -937,42 +937,43 @@ static void usage(FILE *f)
 	      "  -f  foreground    -d  FUSE debug output\n", f);
 }
 
-int main(int argc, char **argv)
+/* Opens the backing directory and runs FUSE: fuse_main's status. */
+static int run(struct fuse_args *args, const struct cut_args *a)
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct cut_args a = { 0 };
 	sigset_t set;
-	if (fuse_opt_parse(&args, &a, cut_opt_spec, cut_opt_proc) != 0) {
-		usage(stderr);
-		return 2;
-	}
-	if (a.help || a.backing == NULL) {
-		usage(a.help ? stdout : stderr);
-		fuse_opt_free_args(&args);
-		free(a.backing);
-		return a.help ? 0 : 2;
-	}
 	/* libfuse 3.14 warns about its own default max_idle_threads */
-	if (fuse_opt_add_arg(&args, "-omax_idle_threads=10") != 0) {
-		fuse_opt_free_args(&args);
-		free(a.backing);
+	if (fuse_opt_add_arg(args, "-omax_idle_threads=10") != 0)
 		return 1;
-	}
-	fs.flush_on_exit = a.flush_on_exit;
-	fs.root = open(a.backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fs.flush_on_exit = a->flush_on_exit;
+	fs.root = open(a->backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs.root < 0) {
-		fprintf(stderr, "cutfs: %s: %s\n", a.backing, strerror(errno));
-		fuse_opt_free_args(&args);
-		free(a.backing);
+		fprintf(stderr, "cutfs: %s: %s\n", a->backing, strerror(errno));
 		return 1;
 	}
 	umask(0);	/* the kernel has applied the caller's umask */
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	int rc = fuse_main(args.argc, args.argv, &cut_ops, NULL);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);	/* for sig_main only */
+	int rc = fuse_main(args->argc, args->argv, &cut_ops, NULL);
+	close(fs.root);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct cut_args a = { 0 };
+	int rc;
+	if (fuse_opt_parse(&args, &a, cut_opt_spec, cut_opt_proc) != 0) {
+		usage(stderr);
+		rc = 2;
+	} else if (a.help || a.backing == NULL) {
+		usage(a.help ? stdout : stderr);
+		rc = a.help ? 0 : 2;
+	} else {
+		rc = run(&args, &a);
+	}
 	fuse_opt_free_args(&args);
 	free(a.backing);
-	close(fs.root);
 	return rc;
 }
