@@ -210,7 +210,7 @@ $(B)/tests/replay_dispatch: $(B)/tests/fuzz/fuzz_dispatch.o $(B)/tests/fuzz/repl
 # ---- goals --------------------------------------------------------------
 TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)") \
 	    "sh tests/integration/cli.sh $(B)" "sh tests/integration/cluster.sh $(B)" \
-	    "sh tests/integration/partition.sh $(B)" \
+	    "sh tests/integration/partition.sh $(B)" "sh tests/integration/twonode.sh $(B)" \
 	    "$(B)/tests/sim --seeds $(SIM_CI_SEEDS)" \
 	    "$(B)/tests/sim-bug-vote --expect-violation --seeds $(SIM_CI_SEEDS)" \
 	    "$(B)/tests/sim-bug-commit --expect-violation --seeds $(SIM_CI_SEEDS)" \

@@ -133,7 +133,9 @@ static const struct cli_command commands[] = {
 	 "directory: `strata verify --data-dir DIR` checks it (the manifest too), and\n"
 	 "`stratad -c FILE --restore-from DIR` makes FILE's data_dir from it. Prints the\n"
 	 "chain head it holds.", 0},
-	{"cluster", cli_cmd_cluster, "status [--format table|jsonl] | transfer --to ID",
+	{"cluster", cli_cmd_cluster,
+	 "status [--format table|jsonl] | transfer --to ID | add --id N --address ADDR [--client "
+	 "ADDR] | promote ID | remove ID | force-promote --accept-data-loss",
 	 "Show or steer the replicated cluster --host belongs to (any node of it).\n"
 	 "  status                one row per node: id, role, epoch, commit LSN, applied LSN,\n"
 	 "                        lag (entries behind the leader) and last contact (ms since the\n"
@@ -148,6 +150,21 @@ static const struct cli_command commands[] = {
 	 "                        repairs_pending\n"
 	 "  transfer --to ID      ask the leader (followed from any node) to hand leadership to\n"
 	 "                        voter ID; answered when the transfer has started\n"
+	 "  add --id N --address tcp://HOST:PORT [--client tcp://HOST:PORT]\n"
+	 "                        add node N (its cluster.peer_listen and client address) as a\n"
+	 "                        learner: it receives the log, never votes. Add it before you\n"
+	 "                        start it (config cluster.join: true): it then fetches a\n"
+	 "                        snapshot. Ids are 1..16 and never reused\n"
+	 "  promote ID            make learner ID a voter (refused while it lags more than\n"
+	 "                        cluster.promote_lag entries)\n"
+	 "  remove ID             remove member ID (not the leader: transfer first); it is told,\n"
+	 "                        stops voting and campaigning; stop it afterwards\n"
+	 "  force-promote --accept-data-loss\n"
+	 "                        when the cluster lost its quorum for good (one of two nodes\n"
+	 "                        died): make --host the only voter, the others learners; it\n"
+	 "                        elects itself in a new epoch and says what may be lost\n"
+	 "Each change is one entry of the log, one at a time, sent to the leader (followed\n"
+	 "from any node; force-promote goes to --host itself).\n"
 	 "A single node answers 'not a cluster: single node' (status: exit 0, on stderr with\n"
 	 "--format jsonl; transfer: exit 1). Put --host after the subcommand or before 'cluster'.",
 	 0},

@@ -364,12 +364,14 @@ enum wire_cluster_node_key {
 	WIRE_CNODE_NKEYS = 9,
 };
 enum wire_cluster_transfer_key { WIRE_TRANSFER_Q_TO = 0 };
-/* CLUSTER_MEMBER (REPLICATION.md §13): op 1 add, 2 promote, 3 remove. */
+/* CLUSTER_MEMBER (REPLICATION.md §13): op 1 add, 2 promote, 3 remove (at the
+ * leader), 4 force-promote (at the node to lead; key 4 must be true). */
 enum wire_cluster_member_key {
 	WIRE_MEMBER_Q_OP = 0,     /* uint */
 	WIRE_MEMBER_Q_ID = 1,     /* uint: the node */
 	WIRE_MEMBER_Q_PEER = 2,   /* str: add: its peer address */
 	WIRE_MEMBER_Q_CLIENT = 3, /* str: add: its client address (optional) */
+	WIRE_MEMBER_Q_ACCEPT_LOSS = 4, /* bool: force-promote: the operator accepts data loss */
 };
 enum wire_cluster_member_reply { WIRE_MEMBER_R_MESSAGE = 0, WIRE_MEMBER_R_NKEYS = 1 };
 

@@ -24,7 +24,7 @@
 #define PEER_TIMEOUT_MS 1000 /* each other node gets this long to answer */
 #define MAX_NODES       16   /* RAFT_MAX_NODES */
 /* CLUSTER_MEMBER ops (format/wire.h) */
-enum { SD_CLI_ADD = 1, SD_CLI_PROMOTE = 2, SD_CLI_REMOVE = 3 };
+enum { SD_CLI_ADD = 1, SD_CLI_PROMOTE = 2, SD_CLI_REMOVE = 3, SD_CLI_FORCE = 4 };
 
 /* One row of a CLUSTER_STATUS reply. */
 struct cnode {
@@ -338,8 +338,10 @@ static int cluster_member(int op, int argc, char **argv, struct cli_global *g)
 	static const struct option longs[] = {{"id", required_argument, NULL, 'i'},
 	                                      {"address", required_argument, NULL, 'a'},
 	                                      {"client", required_argument, NULL, 'C'},
+	                                      {"accept-data-loss", no_argument, NULL, 'L'},
 	                                      CLI_COMMON_OPTS};
 	const char *ids = NULL, *addr = NULL, *client = NULL;
+	bool accept = false;
 	uint64_t id = 0;
 	int status = 0, o;
 	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
@@ -349,10 +351,21 @@ static int cluster_member(int op, int argc, char **argv, struct cli_global *g)
 			addr = optarg;
 		else if (o == 'C')
 			client = optarg;
+		else if (o == 'L')
+			accept = true;
 	}
 	if (o == CLI_OPT_STOP)
 		return status;
-	if (op == SD_CLI_ADD) {
+	if (op == SD_CLI_FORCE) {
+		if (optind != argc || ids || addr || client)
+			return cli_usage_error("cluster force-promote takes only --accept-data-loss");
+		if (!accept)
+			return cli_usage_error("cluster force-promote makes --host the only voter and may "
+			                       "lose acknowledged writes: say --accept-data-loss");
+		ids = "0";
+	} else if (accept) {
+		return cli_usage_error("--accept-data-loss is force-promote's");
+	} else if (op == SD_CLI_ADD) {
 		if (optind != argc || !ids || !addr)
 			return cli_usage_error("cluster add needs --id N --address tcp://HOST:PORT (the "
 			                       "new node's cluster.peer_listen) [--client tcp://HOST:PORT]");
@@ -361,18 +374,21 @@ static int cluster_member(int op, int argc, char **argv, struct cli_global *g)
 			return cli_usage_error("cluster %s takes one node id", argv[0]);
 		ids = argv[optind];
 	}
-	if (!cli_parse_u64(ids, &id) || id == 0)
+	if (!cli_parse_u64(ids, &id) || (id == 0 && op != SD_CLI_FORCE))
 		return cli_usage_error("a node id is an integer >= 1, not '%s'", ids);
 	sc_client *c = cli_connect(g, &status);
 	if (!c)
 		return status;
-	msgpack_packer *pk = sc_begin(c, WIRE_CLUSTER_MEMBER, 2 + (addr != NULL) + (client != NULL));
+	msgpack_packer *pk =
+	    sc_begin(c, WIRE_CLUSTER_MEMBER, 2 + (addr != NULL) + (client != NULL) + accept);
 	wire_key_u64(pk, WIRE_MEMBER_Q_OP, (uint64_t)op);
 	wire_key_u64(pk, WIRE_MEMBER_Q_ID, id);
 	if (addr)
 		wire_key_str(pk, WIRE_MEMBER_Q_PEER, addr);
 	if (client)
 		wire_key_str(pk, WIRE_MEMBER_Q_CLIENT, client);
+	if (accept)
+		wire_key_bool(pk, WIRE_MEMBER_Q_ACCEPT_LOSS, true);
 	const msgpack_object *b;
 	struct wire_error e;
 	if (sc_call(c, &b, &e) != 0) {
@@ -381,8 +397,8 @@ static int cluster_member(int op, int argc, char **argv, struct cli_global *g)
 	} else {
 		const msgpack_object *m = wire_get(b, WIRE_MEMBER_R_MESSAGE);
 		if (m && m->type == MSGPACK_OBJECT_STR)
-			printf("%.*s (by the leader at %s)\n", (int)m->via.str.size, m->via.str.ptr,
-			       sc_host(c));
+			printf("%.*s (%s at %s)\n", (int)m->via.str.size, m->via.str.ptr,
+			       op == SD_CLI_FORCE ? "by the node" : "by the leader", sc_host(c));
 	}
 	sc_close(c);
 	return status;
@@ -407,6 +423,9 @@ int cli_cmd_cluster(int argc, char **argv, struct cli_global *g)
 		return cluster_member(SD_CLI_PROMOTE, argc - 1, argv + 1, g);
 	if (!strcmp(argv[1], "remove"))
 		return cluster_member(SD_CLI_REMOVE, argc - 1, argv + 1, g);
-	return cli_usage_error("unknown subcommand '%s' (status, transfer, add, promote or remove)",
+	if (!strcmp(argv[1], "force-promote"))
+		return cluster_member(SD_CLI_FORCE, argc - 1, argv + 1, g);
+	return cli_usage_error("unknown subcommand '%s' (status, transfer, add, promote, remove "
+	                       "or force-promote)",
 	                       argv[1]);
 }

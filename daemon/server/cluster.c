@@ -82,6 +82,8 @@ struct sd_node {
 	int a_role;                   /* atomic enum raft_role, or -1 when failed */
 	uint64_t a_leader;            /* atomic */
 	uint64_t a_transfer;          /* atomic: a transfer asked for, 0 none */
+	int a_force;                  /* atomic: force-promote asked (1), done by the loop (2) */
+	bool force_record;            /* the forced membership is not in the log yet */
 	uint64_t a_min_match;         /* atomic: vacuum's bound (hook_min_match) */
 
 	/* The loop's own. */
@@ -793,6 +795,92 @@ out:
 	return rc;
 }
 
+/* Loop thread: force-promote (§13.1): this node the one voter, the other
+ * members learners, in the core only; the election that follows bumps the
+ * epoch and, alone, wins it. The upkeep thread then commits the record. */
+static void force_local(struct sd_node *nd)
+{
+	struct sd_members m;
+	struct st_err err;
+	pthread_mutex_lock(&nd->plock);
+	m = nd->mem;
+	pthread_mutex_unlock(&nd->plock);
+	for (uint32_t i = 0; i < m.n; i++)
+		m.m[i].voter = m.m[i].id == nd->cc->node_id;
+	if (!member_find(&m, nd->cc->node_id)) {
+		sd_log(SD_LOG_WARN, "force-promote: this node is not a member");
+	} else if (members_apply(nd, &m, &err) != ST_OK) {
+		sd_log(SD_LOG_WARN, "force-promote: %s", err.msg);
+	} else {
+		__atomic_store_n(&nd->force_record, true, __ATOMIC_RELEASE);
+		sd_log(SD_LOG_WARN, "force-promote: node %llu is now the only voter (the others are "
+		       "learners until promoted again); it elects itself in a new epoch",
+		       (unsigned long long)nd->cc->node_id);
+	}
+	__atomic_store_n(&nd->a_force, 2, __ATOMIC_RELEASE);
+}
+
+int sd_node_force_promote(struct sd_node *nd, char *msg, size_t msglen, struct st_err *err)
+{
+	struct sd_node_state st;
+	sd_node_state(nd, &st);
+	if (st.role == SD_ROLE_LEADER)
+		return st_seterr(err, ST_EINVAL, "node %llu leads already: nothing to force",
+				 (unsigned long long)st.self);
+	if (st.role == SD_ROLE_REMOVED || st.role == SD_ROLE_FAILED)
+		return st_seterr(err, ST_EINVAL, "node %llu is %s: it cannot lead",
+				 (unsigned long long)st.self, sd_role_name(st.role));
+	if (st.leader && st.contact_age_us < nd->election_us)
+		return st_seterr(err, ST_EINVAL, "node %llu leads and was heard %lld ms ago: "
+				 "force-promote is for a cluster that lost its quorum for good",
+				 (unsigned long long)st.leader, (long long)(st.contact_age_us / 1000));
+	int want = 0;
+	if (!__atomic_compare_exchange_n(&nd->a_force, &want, 1, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return st_seterr(err, ST_EBUSY, "a force-promote is under way already");
+	link_wake(nd->l);
+	while (__atomic_load_n(&nd->a_force, __ATOMIC_ACQUIRE) == 1) {
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	snprintf(msg, msglen, "node %llu is the only voter and elects itself in a new epoch (above "
+		 "%llu). Its log ends at LSN %llu: what another node holds past it is lost when that "
+		 "node rejoins (it is truncated there): writes acknowledged with durability local by "
+		 "another node, and, when more than one voter was lost, writes acknowledged at quorum "
+		 "by the lost ones. The other members are learners now: strata cluster promote them "
+		 "when they are back", (unsigned long long)st.self, (unsigned long long)st.epoch,
+		 (unsigned long long)st.last_lsn);
+	return ST_OK;
+}
+
+/* The upkeep thread's part after a force-promote: once this node leads,
+ * the forced membership becomes the log's record (so the others learn
+ * they are learners, and a restart keeps it). */
+static void record_forced(struct sd_node *nd)
+{
+	struct sd_node_state st;
+	sd_node_state(nd, &st);
+	if (!__atomic_load_n(&nd->force_record, __ATOMIC_ACQUIRE) || st.role != SD_ROLE_LEADER ||
+	    !st.epoch_committed)
+		return;
+	struct sd_members m;
+	struct st_err err;
+	pthread_mutex_lock(&nd->mlock);
+	pthread_mutex_lock(&nd->plock);
+	m = nd->mem;
+	pthread_mutex_unlock(&nd->plock);
+	struct st_buf b = {0};
+	members_encode(&m, &b);
+	int rc = b.oom ? st_seterr(&err, ST_ENOMEM, "out of memory")
+		       : st_repl_members_put(nd->s, b.data, b.len, &err);
+	st_buf_free(&b);
+	pthread_mutex_unlock(&nd->mlock);
+	if (rc == ST_OK)
+		__atomic_store_n(&nd->force_record, false, __ATOMIC_RELEASE);
+	else
+		sd_log(SD_LOG_WARN, "force-promote: recording the membership: %s", err.msg);
+}
+
 /* The upkeep thread's part: with cluster.auto_promote, a leader promotes
  * a learner that is within promote_lag. */
 static void auto_promote(struct sd_node *nd)
@@ -1001,6 +1089,8 @@ static void *loop(void *arg)
 		}
 		now = mono_us();
 		take_proposals(nd);
+		if (__atomic_load_n(&nd->a_force, __ATOMIC_ACQUIRE) == 1)
+			force_local(nd);
 		uint64_t to = __atomic_exchange_n(&nd->a_transfer, 0, __ATOMIC_ACQ_REL);
 		if (to && raft_transfer(nd->r, to) != ST_OK)
 			sd_log(SD_LOG_WARN, "replication: transfer to node %llu refused",
@@ -1323,6 +1413,7 @@ static void *repair_loop(void *arg)
 		struct timespec ts = {0, REPAIR_POLL_US * 1000};
 		nanosleep(&ts, NULL);
 		make_snapshot(nd);
+		record_forced(nd);
 		auto_promote(nd);
 		struct st_bad_segment bad[16];
 		uint32_t n = st_bad_segments(nd->s, bad, 16);

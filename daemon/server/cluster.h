@@ -28,7 +28,8 @@ enum sd_role { SD_ROLE_FOLLOWER = 0, SD_ROLE_CANDIDATE = 1, SD_ROLE_LEADER = 2,
 	       SD_ROLE_FAILED = 3, SD_ROLE_LEARNER = 4, SD_ROLE_REMOVED = 5 };
 
 /* Membership changes (REPLICATION.md §13). */
-enum sd_member_op { SD_MEMBER_ADD = 1, SD_MEMBER_PROMOTE = 2, SD_MEMBER_REMOVE = 3 };
+enum sd_member_op { SD_MEMBER_ADD = 1, SD_MEMBER_PROMOTE = 2, SD_MEMBER_REMOVE = 3,
+		    SD_MEMBER_FORCE_PROMOTE = 4 };
 
 /* A copy of the node's state. */
 struct sd_node_state {
@@ -90,6 +91,13 @@ int sd_node_transfer(struct sd_node *n, uint64_t to, struct st_err *err);
  */
 int sd_node_member_change(struct sd_node *n, int op, uint64_t id, const char *peer,
 			  const char *client, char *msg, size_t msglen, struct st_err *err);
+/*
+ * Two-node appliances and a lost quorum (REPLICATION.md §13.1): make this
+ * node the only voter (the others learners) and let it elect itself in a
+ * new epoch; msg says what may be lost. ST_EINVAL when a leader is alive
+ * or this node leads, is removed or failed.
+ */
+int sd_node_force_promote(struct sd_node *n, char *msg, size_t msglen, struct st_err *err);
 /* Repair from peers: damaged segment files replaced with a peer's copy
  * since start, fetches of a copy that failed, segments waiting for one. */
 void sd_node_repairs(struct sd_node *n, uint64_t *repaired, uint64_t *failures,

@@ -274,7 +274,7 @@ int sd_h_cluster_member(struct sd_ctx *c)
 	struct sd_node *nd = c->srv->o.node;
 	struct st_err err;
 	uint64_t op = 0, id = 0;
-	char peer[256] = "", client[256] = "", msg[256];
+	char peer[256] = "", client[256] = "", msg[1024];
 	int rc;
 	if (!nd)
 		return sd_fail(c, ST_EINVAL, "not a cluster: this stratad runs as a single node");
@@ -285,8 +285,19 @@ int sd_h_cluster_member(struct sd_ctx *c)
 		return rc;
 	if (op == SD_MEMBER_ADD && !peer[0])
 		return sd_fail(c, ST_EPROTO, "CLUSTER_MEMBER add needs key 2 (peer)");
-	if ((rc = sd_node_member_change(nd, (int)op, id, peer[0] ? peer : NULL,
-					client[0] ? client : NULL, msg, sizeof msg, &err)) != ST_OK)
+	if (op == SD_MEMBER_FORCE_PROMOTE) {
+		bool accept = false;
+		if ((rc = sd_opt_bool(c, WIRE_MEMBER_Q_ACCEPT_LOSS, "accept_data_loss", &accept)) != ST_OK)
+			return rc;
+		if (!accept)
+			return sd_fail(c, ST_EINVAL, "force-promote may lose acknowledged writes: it "
+				       "needs --accept-data-loss (key 4 true)");
+		rc = sd_node_force_promote(nd, msg, sizeof msg, &err);
+	} else {
+		rc = sd_node_member_change(nd, (int)op, id, peer[0] ? peer : NULL,
+					   client[0] ? client : NULL, msg, sizeof msg, &err);
+	}
+	if (rc != ST_OK)
 		return sd_fail_err(c, rc, &err);
 	sd_begin(c, WIRE_MEMBER_R_NKEYS);
 	wire_key_str(&c->out.pk, WIRE_MEMBER_R_MESSAGE, msg);
