@@ -411,7 +411,7 @@ int cli_cmd_cluster(int argc, char **argv, struct cli_global *g)
 		return 0;
 	}
 	if (argc < 2 || argv[1][0] == '-')
-		return cli_usage_error("give a subcommand: status, transfer, add, promote or remove");
+		return cli_usage_error("give a subcommand: status, transfer, add, promote, remove or force-promote");
 	/* The subcommand parses the rest; argv[0] becomes its name. */
 	if (!strcmp(argv[1], "status"))
 		return cluster_status(argc - 1, argv + 1, g);

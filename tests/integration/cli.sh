@@ -137,11 +137,17 @@ run "check-config refuses a bad cluster key" 1 "bad.yaml:3:15: key 'cluster.clus
 run "cluster status on a single node" 0 "not a cluster: single node" "$STRATA" cluster status
 run "cluster status --format jsonl on a single node" 0 "not a cluster: single node" "$STRATA" cluster status --format jsonl
 run "cluster transfer on a single node" 1 "strata cluster: not a cluster: single node" "$STRATA" cluster transfer --to 2
-run "cluster needs a subcommand" 2 "strata cluster: give a subcommand: status or transfer" "$STRATA" cluster
+run "cluster needs a subcommand" 2 "strata cluster: give a subcommand: status, transfer, add, promote, remove or force-promote" "$STRATA" cluster
 run "cluster unknown subcommand" 2 "strata cluster: unknown subcommand 'frob'" "$STRATA" cluster frob
 run "cluster status --format xml" 2 "strata cluster: --format takes table or jsonl, not 'xml'" "$STRATA" cluster status --format xml
 run "cluster transfer needs --to" 2 "strata cluster: cluster transfer needs --to ID" "$STRATA" cluster transfer
 run "cluster transfer --to 0" 2 "strata cluster: --to takes a node id >= 1, not '0'" "$STRATA" cluster transfer --to 0
+run "cluster add needs --id and --address" 2 "cluster add needs --id N --address" "$STRATA" cluster add --id 4
+run "cluster promote takes one id" 2 "cluster promote takes one node id" "$STRATA" cluster promote
+run "cluster remove --id is not its form" 2 "cluster remove takes one node id" "$STRATA" cluster remove --id 3
+run "cluster force-promote needs --accept-data-loss" 2 "--accept-data-loss" "$STRATA" cluster force-promote
+run "cluster add on a single node" 1 "not a cluster: single node" "$STRATA" cluster add --id 2 --address tcp://127.0.0.1:9
+run "cluster force-promote on a single node" 1 "not a cluster: single node" "$STRATA" cluster force-promote --accept-data-loss
 run "cluster --help names jsonl keys" 0 "commit_lsn, applied_lsn, lag_entries, last_contact_ms, repaired," "$STRATA" cluster --help
 run "--durability bad value" 2 "strata create: --durability takes local, quorum or all, not 'some'" \
 	"$STRATA" create d --schema "id int64" --durability some
