@@ -411,8 +411,22 @@ run "cluster add --id 4 at a follower (followed to the leader)" 0 "node 4 added 
 	on "$F" cluster add --id 4 --address "tcp://127.0.0.1:$((37480 + 80))" --client "$(addr 4)"
 # The vacuum above removed files the log's early entries name: node 4
 # cannot replay the log from LSN 1; it starts from a peer's snapshot.
+# kill -9 during the bootstrap, three times at random moments: each restart
+# resumes or starts over, and never serves a half-installed directory.
+for k in 1 2 3; do
+	"$STRATAD" -c "$T/n4.yaml" >>"$T/log4" 2>&1 &
+	p4=$!
+	n0=$(grep -c "bootstrap: fetching" "$T/log4")
+	dl=$(($(ms) + 5000)) # kill it once it fetches, within 0-90 ms
+	while [ "$(grep -c "bootstrap: fetching" "$T/log4")" = "$n0" ] && [ "$(ms)" -lt $dl ]; do sleep 0.01; done
+	sleep "0.0$(od -An -N1 -tu1 /dev/urandom | tr -d ' ' | cut -c1)"
+	kill -9 "$p4" 2>/dev/null
+	wait "$p4" 2>/dev/null
+	if [ -d "$T/data4/store" ] && ! [ -f "$T/data4/store/data.mdb" ]; then bad "kill -9 $k during the bootstrap leaves no half state"; fi
+done
 start 4 || exit 1
-grep -q "bootstrap: the snapshot is installed" "$T/log4" && ok "node 4 bootstrapped from a peer's snapshot" ||
+na=$(grep -c "bootstrap: fetching" "$T/log4")
+grep -q "bootstrap: the snapshot is installed" "$T/log4" && ok "node 4 bootstrapped from a peer's snapshot ($na fetches begun)" ||
 	{ cp "$T/log4" "$T/out"; bad "node 4 bootstrapped from a peer's snapshot"; }
 on 4 status >"$T/out" 2>&1
 grep -Eq '^role: +learner$' "$T/out" && ok "node 4 (join: true) is a learner" || bad "node 4 (join: true) is a learner"
@@ -428,6 +442,8 @@ grep -q '^{"id":4,"role":"learner"' "$T/out" && [ "$(wc -l <"$T/out")" = 4 ] &&
 	ok "cluster status: four members, node 4 a learner" || bad "cluster status: four members, node 4 a learner"
 run "cluster promote 4" 0 "node 4 promoted to voter" on "$F" cluster promote 4
 run "cluster promote 4 again is refused" 1 "a voter already" on "$L" cluster promote 4
+dl=$(($(ms) + 5000)) # node 4 applies the change when it hears the commit
+while ! on 4 status 2>/dev/null | grep -Eq '^role: +follower$' && [ "$(ms)" -lt $dl ]; do sleep 0.05; done
 on 4 status >"$T/out" 2>&1
 grep -Eq '^role: +follower$' "$T/out" && ok "node 4 is a voting follower" || bad "node 4 is a voting follower"
 # Remove a follower: three voters again (L, F and 4).
