@@ -126,6 +126,7 @@ struct sim {
 	struct sim_members init;             /* the membership before any change */
 	uint64_t mseq[SIM_MAX_CHANGES];      /* LSN of each committed change, in order */
 	size_t n_mseq;                       /* count */
+	struct sim_members mlast;            /* the change at mseq[n_mseq - 1] */
 	struct sim_node nodes[SIM_MAX];      /* nodes[i].id = i + 1 */
 	bool link[SIM_MAX + 1][SIM_MAX + 1]; /* link[from][to] carries messages */
 	struct sim_msg *msgs;                /* network */
@@ -158,8 +159,11 @@ static struct {
 	uint64_t torn;         /* crashes in the middle of persisting a Ready */
 	uint64_t truncated;    /* durable entries removed by a truncation */
 	uint64_t settle_steps; /* steps the healed clusters needed, in total */
-	uint64_t changes;      /* membership changes committed */
-	uint64_t removed;      /* of which removals */
+	uint64_t adds;         /* membership changes committed: the spare added */
+	uint64_t promotions;   /* a learner promoted */
+	uint64_t removals;     /* a member removed */
+	uint64_t removed;      /* removals applied by the removed node itself */
+	uint64_t new_leaders;  /* epochs led by a node that began as a learner */
 } sim_stats;
 
 static uint64_t sim_rand(struct sim *s)
@@ -343,7 +347,8 @@ static void sim_members_lists(const struct sim_members *m, uint64_t self, bool w
 
 /* A node applies its k-th change (from 0) at lsn: the k-th change of every
  * node is the same LSN (and state-machine safety makes it the same entry). */
-static void sim_seq_note(struct sim *s, uint64_t id, size_t k, uint64_t lsn)
+static void sim_seq_note(struct sim *s, uint64_t id, size_t k, uint64_t lsn,
+                         const struct sim_members *m)
 {
 	if (k < s->n_mseq) {
 		if (s->mseq[k] != lsn)
@@ -359,7 +364,13 @@ static void sim_seq_note(struct sim *s, uint64_t id, size_t k, uint64_t lsn)
 		return;
 	}
 	s->mseq[s->n_mseq++] = lsn;
-	sim_stats.changes++;
+	if (m->nr > s->mlast.nr)
+		sim_stats.removals++;
+	else if (m->nv > s->mlast.nv)
+		sim_stats.promotions++;
+	else
+		sim_stats.adds++;
+	s->mlast = *m;
 }
 
 /* The membership a restart takes: the last change at or below the durable
@@ -376,7 +387,7 @@ static void sim_members_load(struct sim *s, struct sim_node *nd)
 		struct sim_members m;
 		if (!sim_members_decode(&nd->disk.e[lsn - 1], &m))
 			continue;
-		sim_seq_note(s, nd->id, nd->m_count++, lsn);
+		sim_seq_note(s, nd->id, nd->m_count++, lsn, &m);
 		nd->m = m;
 		nd->m_lsn = lsn;
 	}
@@ -390,7 +401,7 @@ static void sim_apply_members(struct sim *s, struct sim_node *nd, uint64_t lsn,
 	if (lsn <= nd->m_lsn)
 		sim_fail(s, "membership: node %" PRIu64 " applies LSN %" PRIu64 " after %" PRIu64,
 		         nd->id, lsn, nd->m_lsn);
-	sim_seq_note(s, nd->id, nd->m_count++, lsn);
+	sim_seq_note(s, nd->id, nd->m_count++, lsn, m);
 	nd->m = *m;
 	nd->m_lsn = lsn;
 	uint64_t v[SIM_MAX], l[SIM_MAX];
@@ -598,6 +609,8 @@ static void sim_check(struct sim *s)
 		}
 		if (!s->leaders[ep])
 			sim_stats.leaders++;
+		if (!s->leaders[ep] && nd->id > s->n_voters)
+			sim_stats.new_leaders++;
 		if (s->leaders[ep] && s->leaders[ep] != nd->id)
 			sim_fail(s,
 			         "election safety: nodes %" PRIu64 " and %" PRIu64
@@ -841,13 +854,16 @@ static void sim_change(struct sim *s)
 	for (uint64_t lsn = nd->m_lsn + 1; lsn <= st.last_lsn; lsn++)
 		if (sim_members_decode(raft_entry_at(nd->r, lsn), &t))
 			return;
+	/* The kind first, then the node: removals, having the most
+	 * candidates, would otherwise shrink most runs to min_voters early
+	 * (and fewer voters make the negative controls' bugs rarer). */
 	const struct sim_members *m = &nd->m;
-	struct sim_members opt[2 * SIM_MAX + 1];
-	size_t n_opt = 0;
+	struct sim_members opt[3][SIM_MAX];
+	size_t n_opt[3] = {0, 0, 0};
 	if (sim_members_role(m, s->spare) == SIM_NONE) {
 		t = *m;
 		t.l[t.nl++] = (uint8_t)s->spare;
-		opt[n_opt++] = t;
+		opt[0][n_opt[0]++] = t;
 	}
 	for (size_t i = 0; i < m->nl; i++) {
 		uint64_t match = 0;
@@ -858,7 +874,7 @@ static void sim_change(struct sim *s)
 		t.v[t.nv++] = m->l[i];
 		memmove(&t.l[i], &t.l[i + 1], t.nl - i - 1);
 		t.nl--;
-		opt[n_opt++] = t;
+		opt[1][n_opt[1]++] = t;
 	}
 	for (size_t i = 0; i < m->nv && m->nv > s->min_voters; i++) {
 		if (m->v[i] == nd->id)
@@ -867,19 +883,25 @@ static void sim_change(struct sim *s)
 		t.rm[t.nr++] = m->v[i];
 		memmove(&t.v[i], &t.v[i + 1], t.nv - i - 1);
 		t.nv--;
-		opt[n_opt++] = t;
+		opt[2][n_opt[2]++] = t;
 	}
 	for (size_t i = 0; i < m->nl; i++) {
 		t = *m;
 		t.rm[t.nr++] = m->l[i];
 		memmove(&t.l[i], &t.l[i + 1], t.nl - i - 1);
 		t.nl--;
-		opt[n_opt++] = t;
+		opt[2][n_opt[2]++] = t;
 	}
-	if (!n_opt)
+	size_t kinds[3], n_kinds = 0;
+	for (size_t k = 0; k < 3; k++)
+		if (n_opt[k])
+			kinds[n_kinds++] = k;
+	if (!n_kinds)
 		return;
+	size_t kind = kinds[sim_rand(s) % n_kinds];
+	const struct sim_members *to = &opt[kind][sim_rand(s) % n_opt[kind]];
 	uint8_t data[SIM_MEMBERS_LEN];
-	sim_members_encode(&opt[sim_rand(s) % n_opt], data);
+	sim_members_encode(to, data);
 	uint64_t last;
 	uint8_t prev[RAFT_HASH_LEN], hash[RAFT_HASH_LEN];
 	raft_last(nd->r, &last, prev);
@@ -888,8 +910,18 @@ static void sim_change(struct sim *s)
 	if (rc != ST_OK && rc != ST_EBUSY)
 		sim_fail(s, "leader %" PRIu64 " refused a membership change: %d", nd->id, rc);
 	sim_process(s, nd);
-	if (rc == ST_OK)
-		sim_trace(s, "membership change");
+	if (rc == ST_OK && s->trace) {
+		char what[128];
+		int k = snprintf(what, sizeof(what), "membership change at LSN %" PRIu64 " to",
+		                 last + 1);
+		for (size_t i = 0; i < to->nv; i++)
+			k += snprintf(what + k, sizeof(what) - (size_t)k, " %u", to->v[i]);
+		for (size_t i = 0; i < to->nl; i++)
+			k += snprintf(what + k, sizeof(what) - (size_t)k, " %u*", to->l[i]);
+		for (size_t i = 0; i < to->nr; i++)
+			k += snprintf(what + k, sizeof(what) - (size_t)k, " -%u", to->rm[i]);
+		sim_trace(s, what);
+	}
 }
 
 /* Deliver every message due by now, in a random order. */
@@ -977,7 +1009,7 @@ enum sim_event {
 };
 static const unsigned sim_weights[SIM_N_EVENTS] = {
     [SIM_PROPOSE] = 250,  [SIM_CRASH] = 8, [SIM_CRASH_LEADER] = 8, [SIM_RESTART] = 30,
-    [SIM_PARTITION] = 10, [SIM_HEAL] = 15, [SIM_TRANSFER] = 3, [SIM_MEMBERS] = 4,
+    [SIM_PARTITION] = 10, [SIM_HEAL] = 15, [SIM_TRANSFER] = 3, [SIM_MEMBERS] = 2,
 };
 
 static void sim_step(struct sim *s)
@@ -1058,7 +1090,15 @@ static void sim_settle(struct sim *s)
 	bool done = false;
 	s->chaos = false;
 	struct sim_node *l = NULL;
-	for (unsigned k = 0; k < SIM_SETTLE_STEPS && !done && !s->failed; k++) {
+	/* A member added late (the spare) starts from an empty log and is
+	 * shipped it a few entries a round trip: the bound grows by a step
+	 * per entry of the longest log. */
+	size_t longest = 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nodes[i].disk.n > longest)
+			longest = s->nodes[i].disk.n;
+	unsigned bound = SIM_SETTLE_STEPS + (unsigned)longest;
+	for (unsigned k = 0; k < bound && !done && !s->failed; k++) {
 		s->now++;
 		sim_stats.settle_steps++;
 		sim_tick_all(s, false);
@@ -1084,8 +1124,8 @@ static void sim_settle(struct sim *s)
 	}
 	if (!done) {
 		sim_trace(s, "not settled");
-		sim_fail(s, "no leader with every node caught up within %d steps of healing",
-		         SIM_SETTLE_STEPS);
+		sim_fail(s, "no leader with every member caught up within %u steps of healing",
+		         bound);
 		return;
 	}
 	/* Every acknowledged proposal, once, on every node. */
@@ -1158,6 +1198,7 @@ static bool sim_run_input(uint64_t seed, size_t nodes, unsigned steps, bool trac
 		else
 			s.init.l[s.init.nl++] = (uint8_t)(i + 1);
 	}
+	s.mlast = s.init;
 	s.drop_pct = (unsigned)(sim_rand(&s) % 20);
 	s.dup_pct = (unsigned)(sim_rand(&s) % 10);
 	s.max_delay = 1 + (unsigned)(sim_rand(&s) % 4);
@@ -1266,10 +1307,13 @@ int main(int argc, char **argv)
 	} else {
 		printf("%" PRIu64 " proposals acknowledged over %lu seeds of %u steps; %" PRIu64
 		       " leaders, %" PRIu64 " crashes (%" PRIu64 " torn), %" PRIu64
-		       " durable entries truncated, %" PRIu64 " membership changes (%" PRIu64
-		       " removals applied by the removed node), %.1f steps to settle on average\n",
+		       " durable entries truncated; membership: %" PRIu64 " adds, %" PRIu64
+		       " promotions, %" PRIu64 " removals (%" PRIu64
+		       " applied by the removed node), %" PRIu64
+		       " epochs led by a promoted learner; %.1f steps to settle on average\n",
 		       acks, passed + failed, steps, sim_stats.leaders, sim_stats.crashes,
-		       sim_stats.torn, sim_stats.truncated, sim_stats.changes, sim_stats.removed,
+		       sim_stats.torn, sim_stats.truncated, sim_stats.adds, sim_stats.promotions,
+		       sim_stats.removals, sim_stats.removed, sim_stats.new_leaders,
 		       passed + failed ? (double)sim_stats.settle_steps / (double)(passed + failed)
 		                       : 0.0);
 		printf("%lu passed, %lu failed\n", passed, failed);
