@@ -74,7 +74,7 @@
  * node learns from the removed list that it must never take part again,
  * as stratad does; a node in no list is a learner-to-be, §13 rule 6). */
 struct sim_members {
-	uint8_t nv, nl, nr;                         /* counts */
+	uint8_t nv, nl, nr;                          /* counts */
 	uint8_t v[SIM_MAX], l[SIM_MAX], rm[SIM_MAX]; /* ids */
 };
 
@@ -584,7 +584,9 @@ static void sim_check(struct sim *s)
 		if (st[i].is_learner)
 			sim_fail(s, "learner %" PRIu64 " became leader", nd->id);
 		if (sim_members_role(&nd->m, nd->id) == SIM_REMOVED)
-			sim_fail(s, "node %" PRIu64 " leads epoch %" PRIu64 " after it applied its removal",
+			sim_fail(s,
+			         "node %" PRIu64 " leads epoch %" PRIu64
+			         " after it applied its removal",
 			         nd->id, st[i].hs.epoch);
 		/* One change in flight (§13 rule 2): a leader proposes a change
 		 * only once the previous one is applied, hence committed, and
@@ -596,7 +598,7 @@ static void sim_check(struct sim *s)
 			if (sim_members_decode(raft_entry_at(nd->r, lsn), &m) && ++pending > 1)
 				sim_fail(s,
 				         "membership: leader %" PRIu64 " holds two changes above "
-				         "its commit LSN %" PRIu64 " (the second at LSN %" PRIu64 ")",
+				         "its commit LSN %" PRIu64 ", the second at LSN %" PRIu64,
 				         nd->id, st[i].hs.commit, lsn);
 		}
 		/* Election safety. */
@@ -738,7 +740,8 @@ static void sim_start(struct sim *s, struct sim_node *nd)
 		sim_members_lists(&nd->m, nd->id, false, voters, &nv, learners, &nl, &nd->known);
 		rc = raft_set_members(nd->r, voters, nv, learners, nl);
 		if (rc != ST_OK)
-			sim_fail(s, "removed node %" PRIu64 " refuses its membership: %d", nd->id, rc);
+			sim_fail(s, "removed node %" PRIu64 " refuses its membership: %d", nd->id,
+			         rc);
 	}
 }
 
@@ -914,12 +917,14 @@ static void sim_change(struct sim *s)
 		char what[128];
 		int k = snprintf(what, sizeof(what), "membership change at LSN %" PRIu64 " to",
 		                 last + 1);
-		for (size_t i = 0; i < to->nv; i++)
-			k += snprintf(what + k, sizeof(what) - (size_t)k, " %u", to->v[i]);
-		for (size_t i = 0; i < to->nl; i++)
-			k += snprintf(what + k, sizeof(what) - (size_t)k, " %u*", to->l[i]);
-		for (size_t i = 0; i < to->nr; i++)
-			k += snprintf(what + k, sizeof(what) - (size_t)k, " -%u", to->rm[i]);
+		/* Voters, learners (3*) and removed ids (-3). */
+		const uint8_t *ids[3] = {to->v, to->l, to->rm};
+		const size_t n_ids[3] = {to->nv, to->nl, to->nr};
+		const char *pre[3] = {"", "", "-"}, *post[3] = {"", "*", ""};
+		for (size_t j = 0; j < 3; j++)
+			for (size_t i = 0; i < n_ids[j]; i++)
+				k += snprintf(what + k, sizeof(what) - (size_t)k, " %s%u%s", pre[j],
+				              (unsigned)ids[j][i], post[j]);
 		sim_trace(s, what);
 	}
 }
@@ -952,7 +957,7 @@ static void sim_deliver(struct sim *s)
 			int rc = raft_step(to->r, m);
 			/* A core refuses a sender it does not know (a removed
 			 * node, or one it has not learned was added yet). */
-			if (rc == ST_EPROTO && (to->known >> m->from & 1))
+			if (rc == ST_EPROTO && ((to->known >> m->from) & 1))
 				sim_fail(s,
 				         "node %" PRIu64 " calls a message of type %d from %" PRIu64
 				         " malformed",
@@ -987,9 +992,11 @@ static void sim_trace(struct sim *s, const char *what)
 			continue;
 		}
 		raft_status(s->nodes[i].r, &st);
+		const char *mark = ""; /* "-" removed, "*" learner */
+		if (st.removed || st.is_learner)
+			mark = st.removed ? "-" : "*";
 		printf(" %zu:%c%s e%" PRIu64 " l%" PRIu64 " c%" PRIu64, i + 1, "FPCL"[st.role],
-		       st.removed ? "-" : st.is_learner ? "*" : "", st.hs.epoch, st.last_lsn,
-		       st.hs.commit);
+		       mark, st.hs.epoch, st.last_lsn, st.hs.commit);
 	}
 	printf("\n");
 }
@@ -1009,7 +1016,7 @@ enum sim_event {
 };
 static const unsigned sim_weights[SIM_N_EVENTS] = {
     [SIM_PROPOSE] = 250,  [SIM_CRASH] = 8, [SIM_CRASH_LEADER] = 8, [SIM_RESTART] = 30,
-    [SIM_PARTITION] = 10, [SIM_HEAL] = 15, [SIM_TRANSFER] = 3, [SIM_MEMBERS] = 2,
+    [SIM_PARTITION] = 10, [SIM_HEAL] = 15, [SIM_TRANSFER] = 3,     [SIM_MEMBERS] = 2,
 };
 
 static void sim_step(struct sim *s)
@@ -1191,7 +1198,7 @@ static bool sim_run_input(uint64_t seed, size_t nodes, unsigned steps, bool trac
 	s.n_voters = nodes;
 	s.min_voters = nodes == 5 ? 3 : 2;
 	s.n = nodes + (sim_pct(&s) < 25 ? 1 : 0); /* sometimes a learner */
-	s.spare = ++s.n;                           /* always a spare, in no config */
+	s.spare = ++s.n;                          /* always a spare, in no config */
 	for (size_t i = 0; i < s.n - 1; i++) {
 		if (i < nodes)
 			s.init.v[s.init.nv++] = (uint8_t)(i + 1);
