@@ -8,14 +8,27 @@
  * messages; symmetric, asymmetric and leader-isolating partitions; crashes
  * that lose everything not yet persisted (a node restarts from its durable
  * hard state and log only); restarts; skewed ticks (each node ticks with
- * its own probability); random proposals and leadership transfers.
+ * its own probability); random proposals and leadership transfers; and
+ * membership changes (REPLICATION.md §13): every run has one spare node,
+ * on the network but in nobody's config, that the leader may add as a
+ * learner and later promote, and the leader may remove any other member
+ * (down to 3 voters of 5, 2 of 3). A change is an entry whose data starts
+ * with SIM_MEMBERS_TAG; each node applies it when its Ready hands it out
+ * as committed (raft_set_members after raft_advance), and the leader
+ * proposes one only under rule 2 of §13 (an entry of its epoch committed,
+ * the previous change applied). A restart takes the last change at or
+ * below the durable commit LSN, as stratad reads its membership record.
  *
  * After every step it checks Raft's invariants: election safety (one leader
  * per epoch), leader append-only, log matching, leader completeness and
  * state-machine safety (no two nodes commit different entries at one LSN),
- * plus the hash chain of every durable entry and no divergence alarm. At
+ * plus the hash chain of every durable entry and no divergence alarm;
+ * with membership: every node applies the same sequence of changes, a
+ * node that applied its removal never leads, no leader holds two changes
+ * above its commit LSN, and "committed is safe" counts each voter's own
+ * applied config. At
  * the end it heals everything, requires a leader within a bound and every
- * node caught up, and checks that every ACKNOWLEDGED proposal (committed at
+ * member of its config caught up, and checks that every ACKNOWLEDGED proposal (committed at
  * the leader that took it) is in every node's committed log exactly once.
  *
  *   sim --seed N [--nodes 3|5] [--steps S] [--trace]   one seed
@@ -45,10 +58,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIM_MAX          6   /* voters + learner */
+#define SIM_MAX          7   /* 5 voters + a learner + the spare */
 #define SIM_ELECTION     10  /* election timeout, ticks */
 #define SIM_HEARTBEAT    2   /* heartbeat interval, ticks */
 #define SIM_SETTLE_STEPS 400 /* bound on the healed cluster's recovery */
+
+/* A membership change is an entry of SIM_MEMBERS_LEN bytes: the tag, the
+ * counts of voters, learners and removed ids, then the ids one byte each.
+ * Proposals are 8 bytes, so the length alone keeps the two apart. */
+#define SIM_MEMBERS_TAG 0xC0
+#define SIM_MEMBERS_LEN 16
+#define SIM_MAX_CHANGES 32 /* a run's changes: ids are never reused, so few */
+
+/* A membership: voters, learners and the ids removed for good (a removed
+ * node learns from the removed list that it must never take part again,
+ * as stratad does; a node in no list is a learner-to-be, §13 rule 6). */
+struct sim_members {
+	uint8_t nv, nl, nr;                          /* counts */
+	uint8_t v[SIM_MAX], l[SIM_MAX], rm[SIM_MAX]; /* ids */
+};
 
 /* A node's simulated disk: its durable log (entries and data owned). */
 struct sim_dlog {
@@ -68,6 +96,10 @@ struct sim_node {
 	uint64_t lead_epoch;              /* epoch in which it was last seen leading */
 	uint64_t lead_last;               /* its last LSN then */
 	uint8_t lead_hash[RAFT_HASH_LEN]; /* the hash at lead_last then */
+	struct sim_members m;             /* applied membership (down: the restart's) */
+	uint64_t m_lsn;                   /* LSN of the change m came from, 0 = initial */
+	size_t m_count;                   /* changes applied (m is the m_count-th) */
+	uint32_t known;                   /* bit id: the core knows node id */
 };
 
 /* A message in flight (entries and their data owned). */
@@ -88,7 +120,13 @@ struct sim {
 	uint64_t rng;                        /* xorshift state */
 	bool trace;                          /* print every event */
 	size_t n;                            /* nodes (voters + learners) */
-	size_t n_voters;                     /* voters */
+	size_t n_voters;                     /* voters at the start */
+	size_t min_voters;                   /* removals stop here */
+	uint64_t spare;                      /* id of the node no config holds yet */
+	struct sim_members init;             /* the membership before any change */
+	uint64_t mseq[SIM_MAX_CHANGES];      /* LSN of each committed change, in order */
+	size_t n_mseq;                       /* count */
+	struct sim_members mlast;            /* the change at mseq[n_mseq - 1] */
 	struct sim_node nodes[SIM_MAX];      /* nodes[i].id = i + 1 */
 	bool link[SIM_MAX + 1][SIM_MAX + 1]; /* link[from][to] carries messages */
 	struct sim_msg *msgs;                /* network */
@@ -121,6 +159,11 @@ static struct {
 	uint64_t torn;         /* crashes in the middle of persisting a Ready */
 	uint64_t truncated;    /* durable entries removed by a truncation */
 	uint64_t settle_steps; /* steps the healed clusters needed, in total */
+	uint64_t adds;         /* membership changes committed: the spare added */
+	uint64_t promotions;   /* a learner promoted */
+	uint64_t removals;     /* a member removed */
+	uint64_t removed;      /* removals applied by the removed node itself */
+	uint64_t new_leaders;  /* epochs led by a node that began as a learner */
 } sim_stats;
 
 static uint64_t sim_rand(struct sim *s)
@@ -229,6 +272,162 @@ static void sim_send(struct sim *s, const struct raft_msg *m)
 		sim_enqueue(s, m, s->now + 1 + sim_rand(s) % s->max_delay);
 }
 
+/* ---- membership ---------------------------------------------------------- */
+
+enum { SIM_NONE, SIM_VOTER, SIM_LEARNER, SIM_REMOVED };
+
+/* What id is in m: SIM_VOTER, SIM_LEARNER, SIM_REMOVED or SIM_NONE. */
+static int sim_members_role(const struct sim_members *m, uint64_t id)
+{
+	for (size_t i = 0; i < m->nv; i++)
+		if (m->v[i] == id)
+			return SIM_VOTER;
+	for (size_t i = 0; i < m->nl; i++)
+		if (m->l[i] == id)
+			return SIM_LEARNER;
+	for (size_t i = 0; i < m->nr; i++)
+		if (m->rm[i] == id)
+			return SIM_REMOVED;
+	return SIM_NONE;
+}
+
+static void sim_members_encode(const struct sim_members *m, uint8_t out[SIM_MEMBERS_LEN])
+{
+	memset(out, 0, SIM_MEMBERS_LEN);
+	out[0] = SIM_MEMBERS_TAG;
+	out[1] = m->nv;
+	out[2] = m->nl;
+	out[3] = m->nr;
+	memcpy(out + 4, m->v, m->nv);
+	memcpy(out + 4 + m->nv, m->l, m->nl);
+	memcpy(out + 4 + m->nv + m->nl, m->rm, m->nr);
+}
+
+/* True when e is a membership change; *m is it. */
+static bool sim_members_decode(const struct raft_entry *e, struct sim_members *m)
+{
+	if (!e || e->len != SIM_MEMBERS_LEN || !e->data)
+		return false;
+	const uint8_t *d = e->data;
+	if (d[0] != SIM_MEMBERS_TAG || d[1] > SIM_MAX || d[2] > SIM_MAX || d[3] > SIM_MAX ||
+	    d[1] + d[2] + d[3] > SIM_MEMBERS_LEN - 4)
+		return false;
+	m->nv = d[1];
+	m->nl = d[2];
+	m->nr = d[3];
+	memcpy(m->v, d + 4, m->nv);
+	memcpy(m->l, d + 4 + m->nv, m->nl);
+	memcpy(m->rm, d + 4 + m->nv + m->nl, m->nr);
+	return true;
+}
+
+/* The lists node self's core is given for m. Self in neither list (the
+ * spare before its addition, or a removed node) joins the learners when
+ * with_self: raft_new wants self in a list, and a node in no list is a
+ * learner until the log says more (§13 rule 6). *known gets the ids the
+ * core will know (self always: a removed core keeps its own row). */
+static void sim_members_lists(const struct sim_members *m, uint64_t self, bool with_self,
+                              uint64_t *v, size_t *nv, uint64_t *l, size_t *nl, uint32_t *known)
+{
+	*known = (uint32_t)1 << self;
+	for (size_t i = 0; i < m->nv; i++) {
+		v[i] = m->v[i];
+		*known |= (uint32_t)1 << m->v[i];
+	}
+	for (size_t i = 0; i < m->nl; i++) {
+		l[i] = m->l[i];
+		*known |= (uint32_t)1 << m->l[i];
+	}
+	*nv = m->nv;
+	*nl = m->nl;
+	int role = sim_members_role(m, self);
+	if (with_self && (role == SIM_NONE || role == SIM_REMOVED))
+		l[(*nl)++] = self;
+}
+
+/* A node applies its k-th change (from 0) at lsn: the k-th change of every
+ * node is the same LSN (and state-machine safety makes it the same entry). */
+static void sim_seq_note(struct sim *s, uint64_t id, size_t k, uint64_t lsn,
+                         const struct sim_members *m)
+{
+	if (k < s->n_mseq) {
+		if (s->mseq[k] != lsn)
+			sim_fail(s,
+			         "membership: node %" PRIu64 " applies change %zu at LSN %" PRIu64
+			         ", another node at LSN %" PRIu64,
+			         id, k + 1, lsn, s->mseq[k]);
+		return;
+	}
+	if (k > s->n_mseq || k >= SIM_MAX_CHANGES) {
+		sim_fail(s, "membership: node %" PRIu64 " applies change %zu of %zu known", id,
+		         k + 1, s->n_mseq);
+		return;
+	}
+	s->mseq[s->n_mseq++] = lsn;
+	if (m->nr > s->mlast.nr)
+		sim_stats.removals++;
+	else if (m->nv > s->mlast.nv)
+		sim_stats.promotions++;
+	else
+		sim_stats.adds++;
+	s->mlast = *m;
+}
+
+/* The membership a restart takes: the last change at or below the durable
+ * commit LSN (what was applied before the crash, or what is applied at
+ * once: the core counts every LSN up to it applied), else the initial one.
+ * Also called at a crash, so that a down node's m is the one it will use. */
+static void sim_members_load(struct sim *s, struct sim_node *nd)
+{
+	uint64_t upto = nd->hs.commit < nd->disk.n ? nd->hs.commit : nd->disk.n;
+	nd->m = s->init;
+	nd->m_lsn = 0;
+	nd->m_count = 0;
+	for (uint64_t lsn = 1; lsn <= upto; lsn++) {
+		struct sim_members m;
+		if (!sim_members_decode(&nd->disk.e[lsn - 1], &m))
+			continue;
+		sim_seq_note(s, nd->id, nd->m_count++, lsn, &m);
+		nd->m = m;
+		nd->m_lsn = lsn;
+	}
+}
+
+/* A committed change reaches the core (after raft_advance: the Ready
+ * contract allows no call between raft_ready and raft_advance). */
+static void sim_apply_members(struct sim *s, struct sim_node *nd, uint64_t lsn,
+                              const struct sim_members *m)
+{
+	if (lsn <= nd->m_lsn)
+		sim_fail(s, "membership: node %" PRIu64 " applies LSN %" PRIu64 " after %" PRIu64,
+		         nd->id, lsn, nd->m_lsn);
+	sim_seq_note(s, nd->id, nd->m_count++, lsn, m);
+	nd->m = *m;
+	nd->m_lsn = lsn;
+	uint64_t v[SIM_MAX], l[SIM_MAX];
+	size_t nv, nl;
+	int role = sim_members_role(m, nd->id);
+	/* The spare applying a change made before its addition stays a
+	 * learner-to-be; a removed node leaves both lists for good. */
+	sim_members_lists(m, nd->id, role == SIM_NONE, v, &nv, l, &nl, &nd->known);
+	int rc = raft_set_members(nd->r, v, nv, l, nl);
+	if (rc != ST_OK) {
+		sim_fail(s, "node %" PRIu64 " refuses the change at LSN %" PRIu64 ": %d", nd->id,
+		         lsn, rc);
+		return;
+	}
+	struct raft_status st;
+	raft_status(nd->r, &st);
+	if (st.removed != (role == SIM_REMOVED) || st.is_learner != (role != SIM_VOTER) ||
+	    (role != SIM_VOTER && st.role != RAFT_FOLLOWER))
+		sim_fail(s,
+		         "node %" PRIu64 " after the change at LSN %" PRIu64
+		         ": removed %d, learner %d, role %s",
+		         nd->id, lsn, st.removed, st.is_learner, raft_role_name(st.role));
+	if (role == SIM_REMOVED)
+		sim_stats.removed++;
+}
+
 /* ---- one node's Ready: persist, check the chain, send, apply ---------- */
 
 static void sim_ack(struct sim *s, const struct raft_entry *e)
@@ -323,10 +522,23 @@ static void sim_process(struct sim *s, struct sim_node *nd)
 			sim_send(s, &rd.msgs[i]);
 		struct raft_status st;
 		raft_status(nd->r, &st);
-		for (size_t i = 0; i < rd.n_committed; i++)
+		struct {
+			uint64_t lsn;
+			struct sim_members m;
+		} chg[SIM_MAX_CHANGES];
+		size_t n_chg = 0;
+		for (size_t i = 0; i < rd.n_committed; i++) {
 			if (st.role == RAFT_LEADER)
 				sim_ack(s, &rd.committed[i]);
+			if (n_chg < SIM_MAX_CHANGES &&
+			    sim_members_decode(&rd.committed[i], &chg[n_chg].m))
+				chg[n_chg++].lsn = rd.committed[i].lsn;
+		}
 		raft_advance(nd->r);
+		/* Applied: each change in LSN order (the Ready's entries were
+		 * copied out above, its pointers end at raft_advance). */
+		for (size_t k = 0; k < n_chg; k++)
+			sim_apply_members(s, nd, chg[k].lsn, &chg[k].m);
 	}
 }
 
@@ -371,6 +583,24 @@ static void sim_check(struct sim *s)
 		uint64_t ep = st[i].hs.epoch;
 		if (st[i].is_learner)
 			sim_fail(s, "learner %" PRIu64 " became leader", nd->id);
+		if (sim_members_role(&nd->m, nd->id) == SIM_REMOVED)
+			sim_fail(s,
+			         "node %" PRIu64 " leads epoch %" PRIu64
+			         " after it applied its removal",
+			         nd->id, st[i].hs.epoch);
+		/* One change in flight (§13 rule 2): a leader proposes a change
+		 * only once the previous one is applied, hence committed, and
+		 * every log that holds a change got it with a commit LSN at or
+		 * past the one before, so no leader holds two above its commit. */
+		size_t pending = 0;
+		for (uint64_t lsn = st[i].hs.commit + 1; lsn <= st[i].last_lsn; lsn++) {
+			struct sim_members m;
+			if (sim_members_decode(raft_entry_at(nd->r, lsn), &m) && ++pending > 1)
+				sim_fail(s,
+				         "membership: leader %" PRIu64 " holds two changes above "
+				         "its commit LSN %" PRIu64 ", the second at LSN %" PRIu64,
+				         nd->id, st[i].hs.commit, lsn);
+		}
 		/* Election safety. */
 		if (ep >= s->cap_leaders) {
 			size_t cap = (ep + 1) * 2;
@@ -381,6 +611,8 @@ static void sim_check(struct sim *s)
 		}
 		if (!s->leaders[ep])
 			sim_stats.leaders++;
+		if (!s->leaders[ep] && nd->id > s->n_voters)
+			sim_stats.new_leaders++;
 		if (s->leaders[ep] && s->leaders[ep] != nd->id)
 			sim_fail(s,
 			         "election safety: nodes %" PRIu64 " and %" PRIu64
@@ -417,23 +649,28 @@ static void sim_check(struct sim *s)
 	/* Committed means safe from every future election: a voter whose
 	 * durable log lacks the highest committed entry must not be at least
 	 * as up to date as a majority of the voters' durable logs (down nodes
-	 * included), or it could win and drop the entry (Figure 8). */
+	 * included), or it could win and drop the entry (Figure 8). Each
+	 * voter is judged by its own membership (a down node's is the one it
+	 * restarts with): the voters it would ask for votes. */
 	if (s->n_gc) {
 		const struct sim_commit *c = &s->gc[s->n_gc - 1];
-		for (size_t v = 0; v < s->n_voters; v++) {
+		for (size_t v = 0; v < s->n; v++) {
+			const struct sim_members *mv = &s->nodes[v].m;
+			if (sim_members_role(mv, v + 1) != SIM_VOTER)
+				continue; /* learners and removed nodes never campaign */
 			const struct sim_dlog *dv = &s->nodes[v].disk;
 			if (dv->n >= s->n_gc &&
 			    !memcmp(dv->e[s->n_gc - 1].hash, c->hash, RAFT_HASH_LEN))
 				continue;
 			uint64_t ve = dv->n ? dv->e[dv->n - 1].epoch : 0;
 			size_t below = 0;
-			for (size_t u = 0; u < s->n_voters; u++) {
-				const struct sim_dlog *du = &s->nodes[u].disk;
+			for (size_t k = 0; k < mv->nv; k++) {
+				const struct sim_dlog *du = &s->nodes[mv->v[k] - 1].disk;
 				uint64_t ue = du->n ? du->e[du->n - 1].epoch : 0;
 				if (ue < ve || (ue == ve && du->n <= dv->n))
 					below++;
 			}
-			if (below >= s->n_voters / 2 + 1)
+			if (below >= (size_t)mv->nv / 2 + 1)
 				sim_fail(s,
 				         "committed LSN %zu (epoch %" PRIu64
 				         ") could be lost: node %zu "
@@ -471,15 +708,13 @@ static void sim_check(struct sim *s)
 static void sim_start(struct sim *s, struct sim_node *nd)
 {
 	uint64_t voters[SIM_MAX], learners[SIM_MAX];
-	size_t nl = 0;
-	for (size_t i = 0; i < s->n_voters; i++)
-		voters[i] = i + 1;
-	for (size_t i = s->n_voters; i < s->n; i++)
-		learners[nl++] = i + 1;
+	size_t nv, nl;
+	sim_members_load(s, nd);
+	sim_members_lists(&nd->m, nd->id, true, voters, &nv, learners, &nl, &nd->known);
 	struct raft_config cfg = {
 	    .self = nd->id,
 	    .voters = voters,
-	    .n_voters = s->n_voters,
+	    .n_voters = nv,
 	    .learners = learners,
 	    .n_learners = nl,
 	    .election_ticks = SIM_ELECTION,
@@ -493,18 +728,30 @@ static void sim_start(struct sim *s, struct sim_node *nd)
 	};
 	struct st_err err;
 	int rc = raft_new(&cfg, &nd->r, &err);
-	if (rc != ST_OK)
+	if (rc != ST_OK) {
 		sim_fail(s, "node %" PRIu64 " does not restart: %s", nd->id, err.msg);
+		return;
+	}
 	nd->lead_epoch = 0;
+	/* A removed node comes back removed: raft_new wants self in a list,
+	 * so it starts as a learner and leaves at once (stratad reads its id
+	 * in the removed list of its membership record). */
+	if (sim_members_role(&nd->m, nd->id) == SIM_REMOVED) {
+		sim_members_lists(&nd->m, nd->id, false, voters, &nv, learners, &nl, &nd->known);
+		rc = raft_set_members(nd->r, voters, nv, learners, nl);
+		if (rc != ST_OK)
+			sim_fail(s, "removed node %" PRIu64 " refuses its membership: %d", nd->id,
+			         rc);
+	}
 }
 
 static void sim_crash(struct sim *s, struct sim_node *nd)
 {
-	(void)s;
 	sim_stats.crashes++;
 	raft_free(nd->r);
 	nd->r = NULL;
 	nd->lead_epoch = 0;
+	sim_members_load(s, nd);
 }
 
 static struct sim_node *sim_leader(struct sim *s)
@@ -590,6 +837,98 @@ static void sim_propose(struct sim *s)
 	sim_process(s, nd);
 }
 
+/* The leader changes the membership, under §13 rule 2: an entry of its own
+ * epoch is committed (which commits every earlier change: the single-server
+ * change safety condition) and its log holds no change above the last one
+ * it applied. One change: add the spare as a learner, promote a learner
+ * whose match is close, or remove a member other than itself (never below
+ * min_voters voters, so the cluster keeps a quorum to make progress with). */
+static void sim_change(struct sim *s)
+{
+	struct sim_node *nd = sim_leader(s);
+	if (!nd)
+		return;
+	struct raft_status st;
+	raft_status(nd->r, &st);
+	const struct raft_entry *ce = raft_entry_at(nd->r, st.hs.commit);
+	if (!ce || ce->epoch != st.hs.epoch)
+		return;
+	struct sim_members t;
+	for (uint64_t lsn = nd->m_lsn + 1; lsn <= st.last_lsn; lsn++)
+		if (sim_members_decode(raft_entry_at(nd->r, lsn), &t))
+			return;
+	/* The kind first, then the node: removals, having the most
+	 * candidates, would otherwise shrink most runs to min_voters early
+	 * (and fewer voters make the negative controls' bugs rarer). */
+	const struct sim_members *m = &nd->m;
+	struct sim_members opt[3][SIM_MAX];
+	size_t n_opt[3] = {0, 0, 0};
+	if (sim_members_role(m, s->spare) == SIM_NONE) {
+		t = *m;
+		t.l[t.nl++] = (uint8_t)s->spare;
+		opt[0][n_opt[0]++] = t;
+	}
+	for (size_t i = 0; i < m->nl; i++) {
+		uint64_t match = 0;
+		bool voter;
+		if (!raft_progress(nd->r, m->l[i], &match, &voter) || match + 8 < st.last_lsn)
+			continue;
+		t = *m;
+		t.v[t.nv++] = m->l[i];
+		memmove(&t.l[i], &t.l[i + 1], t.nl - i - 1);
+		t.nl--;
+		opt[1][n_opt[1]++] = t;
+	}
+	for (size_t i = 0; i < m->nv && m->nv > s->min_voters; i++) {
+		if (m->v[i] == nd->id)
+			continue;
+		t = *m;
+		t.rm[t.nr++] = m->v[i];
+		memmove(&t.v[i], &t.v[i + 1], t.nv - i - 1);
+		t.nv--;
+		opt[2][n_opt[2]++] = t;
+	}
+	for (size_t i = 0; i < m->nl; i++) {
+		t = *m;
+		t.rm[t.nr++] = m->l[i];
+		memmove(&t.l[i], &t.l[i + 1], t.nl - i - 1);
+		t.nl--;
+		opt[2][n_opt[2]++] = t;
+	}
+	size_t kinds[3], n_kinds = 0;
+	for (size_t k = 0; k < 3; k++)
+		if (n_opt[k])
+			kinds[n_kinds++] = k;
+	if (!n_kinds)
+		return;
+	size_t kind = kinds[sim_rand(s) % n_kinds];
+	const struct sim_members *to = &opt[kind][sim_rand(s) % n_opt[kind]];
+	uint8_t data[SIM_MEMBERS_LEN];
+	sim_members_encode(to, data);
+	uint64_t last;
+	uint8_t prev[RAFT_HASH_LEN], hash[RAFT_HASH_LEN];
+	raft_last(nd->r, &last, prev);
+	sim_hash(NULL, prev, last + 1, st.hs.epoch, data, sizeof(data), hash);
+	int rc = raft_propose(nd->r, data, sizeof(data), hash, NULL);
+	if (rc != ST_OK && rc != ST_EBUSY)
+		sim_fail(s, "leader %" PRIu64 " refused a membership change: %d", nd->id, rc);
+	sim_process(s, nd);
+	if (rc == ST_OK && s->trace) {
+		char what[128];
+		int k = snprintf(what, sizeof(what), "membership change at LSN %" PRIu64 " to",
+		                 last + 1);
+		/* Voters, learners (3*) and removed ids (-3). */
+		const uint8_t *ids[3] = {to->v, to->l, to->rm};
+		const size_t n_ids[3] = {to->nv, to->nl, to->nr};
+		const char *pre[3] = {"", "", "-"}, *post[3] = {"", "*", ""};
+		for (size_t j = 0; j < 3; j++)
+			for (size_t i = 0; i < n_ids[j]; i++)
+				k += snprintf(what + k, sizeof(what) - (size_t)k, " %s%u%s", pre[j],
+				              (unsigned)ids[j][i], post[j]);
+		sim_trace(s, what);
+	}
+}
+
 /* Deliver every message due by now, in a random order. */
 static void sim_deliver(struct sim *s)
 {
@@ -616,7 +955,9 @@ static void sim_deliver(struct sim *s)
 		struct sim_node *to = &s->nodes[m->to - 1];
 		if (to->r && s->link[m->from][m->to]) {
 			int rc = raft_step(to->r, m);
-			if (rc == ST_EPROTO)
+			/* A core refuses a sender it does not know (a removed
+			 * node, or one it has not learned was added yet). */
+			if (rc == ST_EPROTO && ((to->known >> m->from) & 1))
 				sim_fail(s,
 				         "node %" PRIu64 " calls a message of type %d from %" PRIu64
 				         " malformed",
@@ -651,8 +992,11 @@ static void sim_trace(struct sim *s, const char *what)
 			continue;
 		}
 		raft_status(s->nodes[i].r, &st);
-		printf(" %zu:%c e%" PRIu64 " l%" PRIu64 " c%" PRIu64, i + 1, "FPCL"[st.role],
-		       st.hs.epoch, st.last_lsn, st.hs.commit);
+		const char *mark = ""; /* "-" removed, "*" learner */
+		if (st.removed || st.is_learner)
+			mark = st.removed ? "-" : "*";
+		printf(" %zu:%c%s e%" PRIu64 " l%" PRIu64 " c%" PRIu64, i + 1, "FPCL"[st.role],
+		       mark, st.hs.epoch, st.last_lsn, st.hs.commit);
 	}
 	printf("\n");
 }
@@ -667,11 +1011,12 @@ enum sim_event {
 	SIM_PARTITION,
 	SIM_HEAL,
 	SIM_TRANSFER,
+	SIM_MEMBERS,
 	SIM_N_EVENTS
 };
 static const unsigned sim_weights[SIM_N_EVENTS] = {
     [SIM_PROPOSE] = 250,  [SIM_CRASH] = 8, [SIM_CRASH_LEADER] = 8, [SIM_RESTART] = 30,
-    [SIM_PARTITION] = 10, [SIM_HEAL] = 15, [SIM_TRANSFER] = 3,
+    [SIM_PARTITION] = 10, [SIM_HEAL] = 15, [SIM_TRANSFER] = 3,     [SIM_MEMBERS] = 2,
 };
 
 static void sim_step(struct sim *s)
@@ -721,10 +1066,13 @@ static void sim_step(struct sim *s)
 		sim_heal(s);
 		sim_trace(s, "heal");
 		break;
+	case SIM_MEMBERS:
+		sim_change(s);
+		break;
 	case SIM_TRANSFER:
 		nd = sim_leader(s);
 		if (nd) {
-			raft_transfer(nd->r, 1 + sim_rand(s) % s->n_voters);
+			raft_transfer(nd->r, nd->m.v[sim_rand(s) % nd->m.nv]);
 			sim_process(s, nd);
 			sim_trace(s, "transfer");
 		}
@@ -748,34 +1096,52 @@ static void sim_settle(struct sim *s)
 			sim_start(s, &s->nodes[i]);
 	bool done = false;
 	s->chaos = false;
-	for (unsigned k = 0; k < SIM_SETTLE_STEPS && !done && !s->failed; k++) {
+	struct sim_node *l = NULL;
+	/* A member added late (the spare) starts from an empty log and is
+	 * shipped it a few entries a round trip: the bound grows by a step
+	 * per entry of the longest log. */
+	size_t longest = 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nodes[i].disk.n > longest)
+			longest = s->nodes[i].disk.n;
+	unsigned bound = SIM_SETTLE_STEPS + (unsigned)longest;
+	for (unsigned k = 0; k < bound && !done && !s->failed; k++) {
 		s->now++;
 		sim_stats.settle_steps++;
 		sim_tick_all(s, false);
 		sim_deliver(s);
 		sim_check(s);
-		struct sim_node *l = sim_leader(s);
+		l = sim_leader(s);
 		if (!l)
 			continue;
 		struct raft_status ls;
 		raft_status(l->r, &ls);
 		done = ls.hs.commit == ls.last_lsn && ls.last_epoch == ls.hs.epoch;
+		/* Every member of the leader's membership (applied: its
+		 * commit covers its log) catches up; removed nodes and a
+		 * spare never added are left behind by design. */
 		for (size_t i = 0; i < s->n && done; i++) {
 			struct raft_status st;
+			if (sim_members_role(&l->m, i + 1) != SIM_VOTER &&
+			    sim_members_role(&l->m, i + 1) != SIM_LEARNER)
+				continue;
 			raft_status(s->nodes[i].r, &st);
 			done = st.hs.commit == ls.last_lsn && st.hs.epoch == ls.hs.epoch;
 		}
 	}
 	if (!done) {
 		sim_trace(s, "not settled");
-		sim_fail(s, "no leader with every node caught up within %d steps of healing",
-		         SIM_SETTLE_STEPS);
+		sim_fail(s, "no leader with every member caught up within %u steps of healing",
+		         bound);
 		return;
 	}
 	/* Every acknowledged proposal, once, on every node. */
 	uint32_t *count = sim_xrealloc(NULL, s->next_id * sizeof(*count));
 	for (size_t i = 0; i < s->n && !s->failed; i++) {
 		struct raft_status st;
+		int role = sim_members_role(&l->m, i + 1);
+		if (role != SIM_VOTER && role != SIM_LEARNER)
+			continue;
 		raft_status(s->nodes[i].r, &st);
 		memset(count, 0, s->next_id * sizeof(*count));
 		for (uint64_t lsn = 1; lsn <= st.hs.commit; lsn++) {
@@ -830,7 +1196,16 @@ static bool sim_run_input(uint64_t seed, size_t nodes, unsigned steps, bool trac
 		sim_rand(&s);
 	s.trace = trace;
 	s.n_voters = nodes;
+	s.min_voters = nodes == 5 ? 3 : 2;
 	s.n = nodes + (sim_pct(&s) < 25 ? 1 : 0); /* sometimes a learner */
+	s.spare = ++s.n;                          /* always a spare, in no config */
+	for (size_t i = 0; i < s.n - 1; i++) {
+		if (i < nodes)
+			s.init.v[s.init.nv++] = (uint8_t)(i + 1);
+		else
+			s.init.l[s.init.nl++] = (uint8_t)(i + 1);
+	}
+	s.mlast = s.init;
 	s.drop_pct = (unsigned)(sim_rand(&s) % 20);
 	s.dup_pct = (unsigned)(sim_rand(&s) % 10);
 	s.max_delay = 1 + (unsigned)(sim_rand(&s) % 4);
@@ -939,9 +1314,13 @@ int main(int argc, char **argv)
 	} else {
 		printf("%" PRIu64 " proposals acknowledged over %lu seeds of %u steps; %" PRIu64
 		       " leaders, %" PRIu64 " crashes (%" PRIu64 " torn), %" PRIu64
-		       " durable entries truncated, %.1f steps to settle on average\n",
+		       " durable entries truncated; membership: %" PRIu64 " adds, %" PRIu64
+		       " promotions, %" PRIu64 " removals (%" PRIu64
+		       " applied by the removed node), %" PRIu64
+		       " epochs led by a promoted learner; %.1f steps to settle on average\n",
 		       acks, passed + failed, steps, sim_stats.leaders, sim_stats.crashes,
-		       sim_stats.torn, sim_stats.truncated,
+		       sim_stats.torn, sim_stats.truncated, sim_stats.adds, sim_stats.promotions,
+		       sim_stats.removals, sim_stats.removed, sim_stats.new_leaders,
 		       passed + failed ? (double)sim_stats.settle_steps / (double)(passed + failed)
 		                       : 0.0);
 		printf("%lu passed, %lu failed\n", passed, failed);
