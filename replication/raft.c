@@ -429,7 +429,10 @@ static void raft_handle_vote(struct raft *r, const struct raft_msg *m)
 #ifdef RAFT_BUG_VOTE_WITHOUT_UPTODATE
 	up_to_date = true;
 #endif
-	bool grant = can && up_to_date && r->me->voter;
+	/* A learner votes too when asked (etcd/raft): it may be a voter in a
+	 * configuration it holds but has not applied yet (promoted while it was
+	 * cut off); a candidate asks only its own voters. Removed nodes never. */
+	bool grant = can && up_to_date && !r->removed;
 	enum raft_msg_type t = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP;
 	struct raft_msg *resp = raft_send(r, t, m->from, grant ? m->epoch : r->hs.epoch);
 	if (grant && !pre) {
@@ -583,8 +586,15 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 {
 	int rc = ST_OK;
 	struct raft_node *from = raft_node_find(r, m->from);
-	if (!from || from == r->me || m->to != r->self || m->type < RAFT_MSG_APPEND ||
-	    m->type > RAFT_MSG_TIMEOUT_NOW || (m->n_entries && !m->entries)) {
+	/* A sender outside this node's membership may be a member of one it
+	 * has not applied yet (a leader added later): its APPENDs, heartbeats
+	 * and vote requests are taken (etcd/raft does); answers about
+	 * progress and votes count only from members. */
+	bool any_sender = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+	                  m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_VOTE;
+	if ((!from && !any_sender) || from == r->me || m->from == r->self || m->from == 0 ||
+	    m->to != r->self || m->type < RAFT_MSG_APPEND || m->type > RAFT_MSG_TIMEOUT_NOW ||
+	    (m->n_entries && !m->entries)) {
 		rc = ST_EPROTO;
 		goto out;
 	}
