@@ -681,8 +681,15 @@ epoch_check() {
 		[ -f "$PD/log$n" ] && sed -n "s/.*replication: leader in epoch \([0-9]*\)$/\1 $n/p" "$PD/log$n"
 	done | sort -u >"$PD/leaders"
 	m=$(cut -d' ' -f1 "$PD/leaders" | sort | uniq -c | awk 'BEGIN{m=0} $1>m{m=$1} END{print m}')
-	[ "$m" -gt $MAXLEAD ] && MAXLEAD=$m
 	twice=$(cut -d' ' -f1 "$PD/leaders" | uniq -d | head -n 3 | tr '\n' ' ')
+	if [ "$1" = control ]; then
+		# fsync off loses the persisted epoch and vote with the data: the
+		# restarted nodes start again from epoch 0, so an epoch led twice
+		# is expected here (and shows the epoch check can see one).
+		ok "$1: leaders per epoch in the logs at most $m (expected with fsync off: epochs led twice: ${twice:-none})"
+		return 0
+	fi
+	[ "$m" -gt $MAXLEAD ] && MAXLEAD=$m
 	if [ "$m" -le 1 ]; then
 		ok "$1: at most one leader per epoch in the logs ($(wc -l <"$PD/leaders") epochs led)"
 	else
@@ -790,9 +797,7 @@ else
 		skip "powercut: no cutfs ($CUTFS)"
 		skip "control: no cutfs ($CUTFS): the negative control cannot run"
 	fi
-	if [ $MODE = short ]; then
-		skip "partition: not in --short (tests/integration/partition.sh covers a partition in make test)"
-	elif netns_usable; then
+	if netns_usable; then
 		CUT=0 NETNS=1 FSYNC=on
 		if netns_up; then
 			phase partition $(repeat "$N" partition)
