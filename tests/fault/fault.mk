@@ -1,7 +1,7 @@
 # tests/fault/fault.mk — the fault-injection harness (tests/fault/fault.sh,
 # tests/fault/README.md), included by the Makefile.
 #
-#   make fault                 20 runs of each nemesis (a few minutes)
+#   make fault                 10 runs of each nemesis (a few minutes)
 #   make fault-long RUNS=N     N runs of each (default 200); SEED=S to replay
 #
 # make test runs `sh tests/fault/fault.sh $(B) --short` (TEST_CMDS). The

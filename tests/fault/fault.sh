@@ -23,7 +23,7 @@ usage() {
 case $1 in -*) usage ;; esac
 B=$(cd "$1" && pwd) || usage
 shift
-MODE=default RUNS=20 NEMS= SEED= KEEP=0
+MODE=default RUNS=10 NEMS= SEED= KEEP=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--short) MODE=short ;;
@@ -50,7 +50,7 @@ CUTFS="$B/tests/cutfs"
 [ -x "$STRATA" ] && [ -x "$STRATAD" ] || { echo "no $STRATA or $STRATAD: build first"; echo "0 passed, 1 failed"; exit 1; }
 T=$(mktemp -d /tmp/strata-fault.XXXXXX)
 PASS=0 FAIL=0
-P1= P2= P3= C1= C2= C3= WP1= WP2=
+P1= P2= P3= C1= C2= C3= CP= WP1= WP2=
 MOUNTS= NSLIST= LINKS= BRS=
 PD=$T/none NETNS=0 CUT=0 FSYNC=on
 T_START=$(date +%s%3N)
@@ -70,14 +70,14 @@ rnd() {
 cleanup() {
 	[ -d "$T" ] && touch "$T/wstop" 2>/dev/null
 	for p in $WP1 $WP2 $P1 $P2 $P3; do kill -9 "$p" 2>/dev/null; done
-	for p in $C1 $C2 $C3; do kill -9 "$p" 2>/dev/null; done
+	for p in $C1 $C2 $C3 $CP; do kill -9 "$p" 2>/dev/null; done
 	for m in $MOUNTS; do fusermount3 -u -z "$m" 2>/dev/null; done
 	for ns in $NSLIST; do
 		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
 		ip netns del "$ns" 2>/dev/null
 	done
 	for l in $LINKS $BRS; do ip link del "$l" 2>/dev/null; done
-	if [ $KEEP = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
+	[ $KEEP = 1 ] || rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
@@ -734,6 +734,23 @@ echo "     (seed $SEED, mode $MODE, build $B)"
 
 have_cutfs=0
 [ -x "$CUTFS" ] && [ -e /dev/fuse ] && command -v fusermount3 >/dev/null && have_cutfs=1
+# A mount that cannot be made here (no FUSE rights in a container) is a skip too.
+if [ $have_cutfs = 1 ]; then
+	mkdir -p "$T/probe/b" "$T/probe/m"
+	MOUNTS="$MOUNTS $T/probe/m"
+	"$CUTFS" "$T/probe/b" "$T/probe/m" -f >"$T/probe/log" 2>&1 &
+	CP=$!
+	dl=$(($(ms) + 5000))
+	until mountpoint -q "$T/probe/m" || [ "$(ms)" -gt $dl ] || ! kill -0 $CP 2>/dev/null; do sleep 0.02; done
+	if ! mountpoint -q "$T/probe/m"; then
+		have_cutfs=0
+		echo "     (cutfs cannot mount here: $(head -c 200 "$T/probe/log" | tr "\n" " "))"
+	fi
+	fusermount3 -u -z "$T/probe/m" 2>/dev/null
+	kill -9 $CP 2>/dev/null
+	wait $CP 2>/dev/null
+	CP=
+fi
 CONTROL_DETECTED=0
 CONTROL_RAN=0
 case $MODE in
@@ -860,5 +877,6 @@ WALL=$(($(ms) - T_START))
 fig wall_ms "$WALL"
 [ $CONTROL_DETECTED = 1 ] && echo "negative_control_detected 1"
 echo "     (wall time $((WALL / 1000)).$(printf %03d $((WALL % 1000))) s, seed $SEED)"
+[ $KEEP = 1 ] && echo "     (kept $T)"
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]
