@@ -349,7 +349,7 @@ writer() {
 			else
 				echo "unknown $id" >>"$h"
 			fi
-			{ printf '%s node %s exit %s: ' "$id" "$n" "$st"; tr '\n' ' ' <"$PD/wout$w"; echo; } >>"$PD/werr$w"
+			{ printf '%s node %s exit %s at %s: ' "$id" "$n" "$st" "$(date -u +%H:%M:%S.%3N)"; tr '\n' ' ' <"$PD/wout$w"; echo; } >>"$PD/werr$w"
 		fi
 	done
 }
