@@ -211,6 +211,8 @@ $(B)/tests/replay_dispatch: $(B)/tests/fuzz/fuzz_dispatch.o $(B)/tests/fuzz/repl
 TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)") \
 	    "sh tests/integration/cli.sh $(B)" "sh tests/integration/cluster.sh $(B)" \
 	    "sh tests/integration/partition.sh $(B)" "sh tests/integration/twonode.sh $(B)" \
+	    "sh tests/fault/cutfs_test.sh $(B)/tests/cutfs" \
+	    "sh tests/fault/fault.sh $(B) --short" \
 	    "$(B)/tests/sim --seeds $(SIM_CI_SEEDS)" \
 	    "$(B)/tests/sim-bug-vote --expect-violation --seeds $(SIM_CI_SEEDS)" \
 	    "$(B)/tests/sim-bug-commit --expect-violation --seeds $(SIM_CI_SEEDS)" \
@@ -366,5 +368,7 @@ uninstall:
 
 clean:
 	rm -rf build
+
+include tests/fault/fault.mk
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
