@@ -416,6 +416,8 @@ static int ident_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 
 static int hs_get(st_store *s, MDB_txn *txn, struct st_repl_hs *hs);
 static int hs_put(st_store *s, MDB_txn *txn, const struct st_repl_hs *hs);
+static int decode_rlog(const MDB_val *k, const MDB_val *v, struct st_repl_entry *e);
+static void bump_fids(st_store *s, const uint8_t *body, size_t len);
 
 /* A snapshot of another node made this node's (st_repl_adopt). */
 static int adopt_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
@@ -483,6 +485,25 @@ int st_repl_attach(st_store *s, const struct st_repl_hooks *h, struct st_err *er
 				 "data directory '%s' holds %llu commits made as a single node and "
 				 "no replicated log: a cluster node starts on an empty data directory",
 				 s->dir, (unsigned long long)s->last_lsn);
+	/* Log records past the applied LSN (a restart) hold file ids too. */
+	if ((mrc = store_read_begin(s, &txn)) != 0)
+		return store_lmdb_err(err, mrc, "entering cluster mode");
+	MDB_cursor *cur = NULL;
+	uint8_t key[RLOG_KEY_LEN];
+	rlog_key(key, s->last_lsn + 1);
+	MDB_val k = {sizeof key, key};
+	if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) == 0) {
+		for (mrc = store_cget(s, cur, &k, &v, MDB_SET_RANGE); mrc == 0 && is_rlog(&k);
+		     mrc = store_cget(s, cur, &k, &v, MDB_NEXT)) {
+			struct st_repl_entry e;
+			if (decode_rlog(&k, &v, &e) == ST_OK && e.len)
+				bump_fids(s, e.body, e.len);
+		}
+		mdb_cursor_close(cur);
+	}
+	store_read_end(s, txn);
+	if (mrc != 0 && mrc != MDB_NOTFOUND)
+		return store_lmdb_err(err, mrc, "entering cluster mode");
 	pthread_mutex_lock(&s->write_lock);
 	s->repl.hooks = *h;
 	if (s->repl.hooks.timeout_us <= 0)
@@ -652,6 +673,8 @@ static int persist_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 	for (uint32_t i = 0; i < p->n; i++) {
 		const struct st_repl_entry *e = &p->e[i];
 		struct st_buf b = {0};
+		if (e->len)
+			bump_fids(s, e->body, e->len);
 		uint8_t hd[RLOG_HEAD], key[RLOG_KEY_LEN];
 		st_put_le64(hd, e->epoch);
 		memcpy(hd + 8, e->hash, ST_HASH_LEN);
@@ -771,6 +794,34 @@ static bool is_file_key(const MDB_val *k)
 {
 	const uint8_t *p = k->mv_data;
 	return k->mv_size == FILE_KEY_LEN && p[0] == KEY_TABLE && p[9] == REC_FILE;
+}
+
+/* File ids of a logged entry not applied yet are taken: a node that leads
+ * before applying it must not hand them out again (its writes name their
+ * segment files before their decision). Raises s->next_fid past every file
+ * record and table head of the body. */
+static void bump_fids(st_store *s, const uint8_t *body, size_t len)
+{
+	struct st_cur c;
+	uint32_t nops;
+	struct op o;
+	uint64_t want = 0;
+	if (body_open(body, len, &nops, &c, NULL) != ST_OK)
+		return;
+	for (uint32_t i = 0; i < nops && body_next(&c, &o); i++) {
+		const uint8_t *kp = o.k.mv_data;
+		if (o.op != OP_PUT)
+			continue;
+		if (is_file_key(&o.k) && file_key_fid(&o.k) + 1 > want)
+			want = file_key_fid(&o.k) + 1;
+		else if (o.k.mv_size == HEAD_KEY_LEN && kp[0] == KEY_TABLE && kp[9] == REC_HEAD &&
+			 o.v.mv_size >= STORE_HEAD_FIXED && st_get_le64((uint8_t *)o.v.mv_data + 24) > want)
+			want = st_get_le64((uint8_t *)o.v.mv_data + 24);
+	}
+	uint64_t nf = __atomic_load_n(&s->next_fid, __ATOMIC_RELAXED);
+	while (want > nf && !__atomic_compare_exchange_n(&s->next_fid, &nf, want, false,
+							 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 }
 
 int st_repl_body_files(const uint8_t *body, size_t len,
