@@ -693,6 +693,29 @@ static void tell_departing(struct sd_node *nd)
 	}
 }
 
+/* Replicate m as the membership record (mlock held) and wait until the
+ * loop has taken it into effect here, so that the next change starts from
+ * it. */
+static int members_commit(struct sd_node *nd, const struct sd_members *m, struct st_err *err)
+{
+	struct st_buf b = {0};
+	uint64_t before = __atomic_load_n(&nd->a_changes, __ATOMIC_ACQUIRE);
+	members_encode(m, &b);
+	int rc = b.oom ? st_seterr(err, ST_ENOMEM, "out of memory")
+		       : st_repl_members_put(nd->s, b.data, b.len, err);
+	st_buf_free(&b);
+	for (int64_t waited = 0; rc == ST_OK &&
+				 __atomic_load_n(&nd->a_changes, __ATOMIC_ACQUIRE) == before;
+	     waited += 10000) {
+		if (waited >= nd->cc->write_timeout_us)
+			return st_seterr(err, ST_EUNAVAIL, "the membership change committed but was "
+					 "not applied here in time");
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return rc;
+}
+
 int sd_node_member_change(struct sd_node *nd, int op, uint64_t id, const char *peer,
 			  const char *client, char *msg, size_t msglen, struct st_err *err)
 {
@@ -778,11 +801,7 @@ int sd_node_member_change(struct sd_node *nd, int op, uint64_t id, const char *p
 	}
 	if (rc != ST_OK)
 		goto out;
-	struct st_buf b = {0};
-	members_encode(&m, &b);
-	rc = b.oom ? st_seterr(err, ST_ENOMEM, "out of memory")
-		   : st_repl_members_put(nd->s, b.data, b.len, err);
-	st_buf_free(&b);
+	rc = members_commit(nd, &m, err);
 	if (rc == ST_OK)
 		snprintf(msg, msglen, "node %llu %s", (unsigned long long)id,
 			 op == SD_MEMBER_ADD ? "added as a learner: it receives the log and does not "
@@ -869,11 +888,7 @@ static void record_forced(struct sd_node *nd)
 	pthread_mutex_lock(&nd->plock);
 	m = nd->mem;
 	pthread_mutex_unlock(&nd->plock);
-	struct st_buf b = {0};
-	members_encode(&m, &b);
-	int rc = b.oom ? st_seterr(&err, ST_ENOMEM, "out of memory")
-		       : st_repl_members_put(nd->s, b.data, b.len, &err);
-	st_buf_free(&b);
+	int rc = members_commit(nd, &m, &err);
 	pthread_mutex_unlock(&nd->mlock);
 	if (rc == ST_OK)
 		__atomic_store_n(&nd->force_record, false, __ATOMIC_RELEASE);
