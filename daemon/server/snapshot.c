@@ -1,0 +1,330 @@
+/*
+ * daemon/server/snapshot.c — snapshots of the replication driver
+ * (REPLICATION.md §14): the snapshot a node serves to a joining peer (made
+ * by the upkeep thread with st_backup, read chunk by chunk by the loop's
+ * segment server) and the bootstrap of a joining node from a peer's
+ * snapshot, before its store opens.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "daemon/server/cluster_int.h"
+#include "daemon/server/log.h"
+#include "format/crc32c.h"
+#include "format/io.h"
+
+#define SNAP_REUSE_US (60 * 1000000) /* a snapshot younger than this is served again */
+
+/* Read up to len bytes of path at off; the whole file's CRC32C once per
+ * (table, file, size, gen) (segment and snapshot files never change). */
+int cl_read_chunk(struct sd_node *nd, const char *path, uint64_t table, uint64_t file,
+		      uint64_t gen, uint64_t off, void *buf, size_t len, size_t *got,
+		      uint64_t *file_size, uint32_t *file_crc, struct st_err *err)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return st_seterr(err, ST_ENOTFOUND, "file %llu of table id %llu: %s",
+				 (unsigned long long)file, (unsigned long long)table, strerror(errno));
+	struct stat st;
+	int rc = ST_OK;
+	*got = 0;
+	if (fstat(fileno(f), &st) != 0) {
+		rc = st_seterr(err, errno, "stat '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	*file_size = (uint64_t)st.st_size;
+	if (nd->seg_tid != table || nd->seg_fid != file || nd->seg_size != *file_size ||
+	    nd->seg_gen != gen) {
+		uint32_t crc = 0;
+		size_t k;
+		while ((k = fread(buf, 1, len, f)) > 0)
+			crc = st_crc32c(crc, buf, k);
+		if (ferror(f)) {
+			rc = st_seterr(err, EIO, "reading '%s'", path);
+			goto out;
+		}
+		nd->seg_tid = table, nd->seg_fid = file, nd->seg_size = *file_size;
+		nd->seg_gen = gen, nd->seg_crc = crc;
+	}
+	*file_crc = nd->seg_crc;
+	if (off < *file_size && fseeko(f, (off_t)off, SEEK_SET) == 0)
+		*got = fread(buf, 1, len, f);
+out:
+	fclose(f);
+	return rc;
+}
+
+/* File `file` of this node's snapshot: 0 its MANIFEST, k its k-th file.
+ * A request for the MANIFEST from offset 0 when no snapshot is fresh asks
+ * the upkeep thread for one and is answered ST_EBUSY (retry). */
+int cl_snap_read(struct sd_node *nd, uint64_t file, uint64_t off, void *buf, size_t len,
+		     size_t *got, uint64_t *file_size, uint32_t *file_crc, struct st_err *err)
+{
+	char path[PATH_MAX + 300];
+	int rc;
+	pthread_mutex_lock(&nd->slock);
+	bool stale = !nd->snap_ready ||
+		     (file == 0 && off == 0 && cl_mono_us() - nd->snap_made_us > SNAP_REUSE_US);
+	if (stale) {
+		__atomic_store_n(&nd->a_snap_want, 1, __ATOMIC_RELEASE);
+		rc = st_seterr(err, ST_EBUSY, "node %llu is making a snapshot: retry shortly",
+			       (unsigned long long)nd->cc->node_id);
+	} else if (file > nd->n_snap_files) {
+		rc = st_seterr(err, ST_ENOTFOUND, "the snapshot has %zu files, not %llu",
+			       nd->n_snap_files, (unsigned long long)file);
+	} else {
+		snprintf(path, sizeof path, "%s/%s", nd->snap_dir,
+			 file ? nd->snap_files[file - 1].rel : "MANIFEST");
+		rc = cl_read_chunk(nd, path, LINK_SNAPSHOT_TABLE, file, nd->snap_gen, off, buf, len,
+				got, file_size, file_crc, err);
+	}
+	pthread_mutex_unlock(&nd->slock);
+	return rc;
+}
+
+/* The files of a backup's MANIFEST in its order ("file REL SIZE CRC" lines). */
+static int manifest_files(const char *dir, struct snap_file **out, size_t *n, struct st_err *err)
+{
+	char path[PATH_MAX + 16], line[PATH_MAX + 64];
+	snprintf(path, sizeof path, "%s/MANIFEST", dir);
+	FILE *f = fopen(path, "r");
+	*out = NULL;
+	*n = 0;
+	if (!f)
+		return st_seterr(err, errno, "cannot open %s: %s", path, strerror(errno));
+	int rc = ST_OK;
+	while (rc == ST_OK && fgets(line, sizeof line, f)) {
+		struct snap_file x;
+		unsigned crc;
+		if (sscanf(line, "file %255s %" SCNu64 " %x", x.rel, &x.size, &crc) != 3)
+			continue;
+		x.crc = crc;
+		if (strstr(x.rel, "..") || x.rel[0] == '/') {
+			rc = st_seterr(err, ST_ECORRUPT, "%s names %s", path, x.rel);
+			break;
+		}
+		struct snap_file *g = realloc(*out, (*n + 1) * sizeof *g);
+		if (!g) {
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			break;
+		}
+		*out = g;
+		g[(*n)++] = x;
+	}
+	fclose(f);
+	if (rc != ST_OK) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)ftw;
+	return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+/* Remove dir and everything in it (absent is fine). */
+void cl_rm_tree(const char *dir)
+{
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The upkeep thread's part: a snapshot when a peer asked for one. */
+void cl_make_snapshot(struct sd_node *nd)
+{
+	if (!__atomic_exchange_n(&nd->a_snap_want, 0, __ATOMIC_ACQ_REL))
+		return;
+	char dir[PATH_MAX], old[PATH_MAX] = "";
+	struct st_backup_result r;
+	struct st_err err;
+	struct snap_file *files = NULL;
+	size_t n = 0;
+	snprintf(dir, sizeof dir, "%s/snapshots", nd->cfg->data_dir);
+	mkdir(dir, 0755);
+	snprintf(dir, sizeof dir, "%s/snapshots/%" PRId64, nd->cfg->data_dir, cl_mono_us());
+	if (st_backup(nd->s, dir, &r, &err) != ST_OK ||
+	    manifest_files(dir, &files, &n, &err) != ST_OK) {
+		sd_log(SD_LOG_WARN, "snapshot for a joining node failed: %s", err.msg);
+		cl_rm_tree(dir);
+		return;
+	}
+	pthread_mutex_lock(&nd->slock);
+	if (nd->snap_ready)
+		snprintf(old, sizeof old, "%s", nd->snap_dir);
+	snprintf(nd->snap_dir, sizeof nd->snap_dir, "%s", dir);
+	free(nd->snap_files);
+	nd->snap_files = files;
+	nd->n_snap_files = n;
+	nd->snap_made_us = cl_mono_us();
+	nd->snap_gen++;
+	nd->snap_ready = true;
+	pthread_mutex_unlock(&nd->slock);
+	if (old[0])
+		cl_rm_tree(old);
+	sd_log(SD_LOG_INFO, "snapshot at LSN %llu for a joining node: %llu files, %.1f MB "
+	       "(segment files hard-linked: vacuum cannot take them)", (unsigned long long)r.lsn,
+	       (unsigned long long)r.files, (double)r.bytes / 1e6);
+}
+
+/* ---- bootstrap of a joining node from a peer's snapshot (§14) ----------- */
+
+#define BOOT_BUSY_WAIT_US (120 * 1000000) /* a peer making its snapshot is waited for this long */
+
+static bool file_has_size(const char *path, uint64_t size)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && (uint64_t)st.st_size == size;
+}
+
+static int write_marker(const char *dir, const char *name, struct st_err *err)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || fsync(fd) != 0 || close(fd) != 0 || st_io_fsync_dir(&st_io_posix, path) != 0)
+		return st_seterr(err, errno, "cannot write %s: %s", path, strerror(errno));
+	return ST_OK;
+}
+
+/* Every file of peer's snapshot into dir (resuming what is there), the
+ * MANIFEST last, then checked whole. */
+static int fetch_snapshot(struct link *l, uint64_t peer, const char *dir, struct st_err *err)
+{
+	char path[PATH_MAX + 300], part[PATH_MAX + 16];
+	snprintf(part, sizeof part, "%s/MANIFEST.part", dir);
+	unlink(part);
+	int rc;
+	int64_t until = cl_mono_us() + BOOT_BUSY_WAIT_US;
+	while ((rc = link_fetch_segment(l, peer, LINK_SNAPSHOT_TABLE, 0, LINK_SIZE_ANY, 0, part,
+					err)) == ST_EBUSY && cl_mono_us() < until) {
+		struct timespec ts = {0, 200 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	if (rc != ST_OK)
+		return rc;
+	snprintf(path, sizeof path, "%s/MANIFEST", dir);
+	if (rename(part, path) != 0)
+		return st_seterr(err, errno, "cannot rename %s: %s", part, strerror(errno));
+	struct snap_file *files = NULL;
+	size_t n = 0;
+	if ((rc = manifest_files(dir, &files, &n, err)) != ST_OK)
+		return rc;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		bytes += files[i].size;
+	sd_log(SD_LOG_INFO, "bootstrap: fetching node %llu's snapshot: %zu files, %.1f MB",
+	       (unsigned long long)peer, n, (double)bytes / 1e6);
+	for (size_t i = 0; i < n && rc == ST_OK; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, files[i].rel);
+		for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')); p++) {
+			*p = '\0';
+			mkdir(path, 0755);
+			*p = '/';
+		}
+		if (!file_has_size(path, files[i].size)) /* a resumed bootstrap has it */
+			rc = link_fetch_segment(l, peer, LINK_SNAPSHOT_TABLE, i + 1, files[i].size,
+						files[i].crc, path, err);
+	}
+	free(files);
+	if (rc != ST_OK)
+		return rc;
+	struct st_backup_result r;
+	char **problems = NULL;
+	uint32_t np = 0;
+	rc = st_backup_check(dir, &r, &problems, &np, err);
+	if (rc == ST_OK && np)
+		rc = st_seterr(err, ST_ECORRUPT, "node %llu's snapshot does not check: %s",
+			       (unsigned long long)peer, problems[0]);
+	for (uint32_t i = 0; i < np; i++)
+		free(problems[i]);
+	free(problems);
+	return rc;
+}
+
+int sd_node_bootstrap(const struct sd_config *cfg, struct st_err *err)
+{
+	const struct sd_cluster *cc = &cfg->cluster;
+	char boot[PATH_MAX], path[PATH_MAX + 32];
+	struct stat st;
+	int rc = ST_OK;
+	snprintf(path, sizeof path, "%s/store/data.mdb", cfg->data_dir);
+	if (!cc->enabled || !cc->join || stat(path, &st) == 0)
+		return ST_OK; /* not joining, or joined already */
+	snprintf(boot, sizeof boot, "%s.bootstrap", cfg->data_dir);
+	snprintf(path, sizeof path, "%s/READY", boot);
+	if (stat(path, &st) != 0) {
+		struct link *l = NULL;
+		struct link_config lc = {.self = cc->node_id, .max_message = cfg->max_message_size,
+					 .fetch_timeout_ms = 10000};
+		memcpy(lc.cluster, cc->cluster_id, 16);
+		snprintf(lc.self_address, sizeof lc.self_address, "%s", cc->peer_listen);
+		for (uint32_t i = 0; i < cc->npeers; i++) {
+			lc.peers[i].id = cc->peers[i].id;
+			snprintf(lc.peers[i].address, sizeof lc.peers[i].address, "%s",
+				 cc->peers[i].peer);
+		}
+		lc.n_peers = cc->npeers;
+		if (mkdir(boot, 0755) != 0 && errno != EEXIST)
+			return st_seterr(err, errno, "cannot create %s: %s", boot, strerror(errno));
+		if ((cc->key_file && (rc = cl_load_key(cc->key_file, lc.key, err)) != ST_OK))
+			return rc;
+		lc.auth = cc->key_file != NULL;
+		rc = link_open(&lc, &l, err);
+		sodium_memzero(lc.key, sizeof lc.key);
+		if (rc != ST_OK)
+			return rc;
+		rc = ST_EUNAVAIL;
+		st_seterr(err, rc, "cluster.peers is empty: nobody to join");
+		for (uint32_t i = 0; i < cc->npeers && rc != ST_OK; i++) {
+			struct st_err e;
+			rc = fetch_snapshot(l, cc->peers[i].id, boot, &e);
+			if (rc == ST_OK)
+				break;
+			sd_log(SD_LOG_WARN, "bootstrap: from node %llu: %s",
+			       (unsigned long long)cc->peers[i].id, e.msg);
+			*err = e;
+			if (rc == ST_ECORRUPT) { /* a damaged or changed copy: start over */
+				cl_rm_tree(boot);
+				mkdir(boot, 0755);
+			}
+		}
+		link_close(l);
+		if (rc != ST_OK)
+			return st_seterr(err, rc, "cannot bootstrap from any peer (was it added with "
+					 "strata cluster add first?): %s", err->msg);
+		/* The snapshot becomes this node's before it is put in place. */
+		st_store *s = NULL;
+		if ((rc = st_store_open(boot, NULL, &s, err)) == ST_OK)
+			rc = st_repl_adopt(s, cc->node_id, cc->cluster_id, err);
+		st_store_close(s);
+		if (rc == ST_OK)
+			rc = write_marker(boot, "READY", err);
+		if (rc != ST_OK)
+			return rc;
+	}
+	/* Installed by one rename: the old (empty) state or the new one. */
+	rmdir(cfg->data_dir); /* an empty one; anything else makes the rename fail */
+	if (rename(boot, cfg->data_dir) != 0 || st_io_fsync_dir(&st_io_posix, cfg->data_dir) != 0)
+		return st_seterr(err, errno, "cannot install the snapshot as %s: %s (is it a "
+				 "non-empty directory?)", cfg->data_dir, strerror(errno));
+	snprintf(path, sizeof path, "%s/READY", cfg->data_dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/MANIFEST", cfg->data_dir);
+	unlink(path);
+	sd_log(SD_LOG_INFO, "bootstrap: the snapshot is installed as %s; replaying the log from "
+	       "its LSN", cfg->data_dir);
+	return ST_OK;
+}
