@@ -224,6 +224,29 @@ wait_heads() {
 	done
 }
 
+# wait_caught_up DEADLINE_MS NODES...: while writes go on, every node's chain
+# head reaches the LSN the leader ($LEADER) had when this began (equal heads
+# at one instant are checked once the writers stop). Sets HEAD.
+wait_caught_up() {
+	dl=$(($(ms) + $1))
+	shift
+	HEAD=$(head_of "$LEADER")
+	want=$(echo "$HEAD" | awk '{print $2}')
+	while :; do
+		behind=0
+		: >"$T/out"
+		for n in "$@"; do
+			h=$(head_of "$n")
+			echo "node $n: chain head $h (the leader had LSN $want)" >>"$T/out"
+			lsn=$(echo "$h" | awk '{print $2}')
+			[ -n "$lsn" ] && [ -n "$want" ] && [ "$lsn" -ge "$want" ] 2>/dev/null || behind=1
+		done
+		[ $behind = 0 ] && return 0
+		[ "$(ms)" -gt $dl ] && return 1
+		sleep 0.1
+	done
+}
+
 # ---- cutfs (the power-cut filesystem) ------------------------------------
 cut_pid() { eval echo "\${C$1}"; }
 cutfs_up() { # N: mount node N's cutfs (backing $PD/back$N on $PD/mnt$N)
@@ -459,7 +482,7 @@ check_version() {
 }
 
 # heal LABEL: every node running (a node that died by itself is a FAIL and is
-# restarted), one leader, equal chain heads.
+# restarted), one leader, every node caught up to the leader (writes go on).
 heal() {
 	for n in 1 2 3; do
 		p=$(pid "$n")
@@ -475,11 +498,11 @@ heal() {
 		fi
 	done
 	if wait_leader 20000 1 2 3; then
-		if wait_heads 20000 1 2 3; then
-			ok "$1: healed: node $LEADER leads epoch $EPOCH, chain heads equal ($HEAD)"
+		if wait_caught_up 20000 1 2 3; then
+			ok "$1: healed: node $LEADER leads epoch $EPOCH, every node caught up to its LSN ($HEAD)"
 			return 0
 		fi
-		bad "$1: healed: chain heads equal"
+		bad "$1: healed: every node caught up to the leader"
 		return 1
 	fi
 	bad "$1: healed: one leader"
