@@ -16,7 +16,7 @@ export LC_ALL
 
 usage() {
 	echo "usage: sh tests/fault/fault.sh BUILD_DIR [--short | --runs N] [--nemesis NAME[,NAME...]] [--seed S] [--keep]" >&2
-	echo "nemeses: kill_leader kill_random kill_all pause flip powercut partition control" >&2
+	echo "nemeses: kill_leader kill_random kill_all pause flip powercut partition diskfull control" >&2
 	exit 2
 }
 [ $# -ge 1 ] || usage
@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
 done
 case $RUNS in '' | *[!0-9]*) usage ;; esac
 for n in $NEMS; do
-	case $n in kill_leader | kill_random | kill_all | pause | flip | powercut | partition | control) ;;
+	case $n in kill_leader | kill_random | kill_all | pause | flip | powercut | partition | diskfull | control) ;;
 	*) echo "unknown nemesis '$n'" >&2; usage ;;
 	esac
 done
@@ -52,7 +52,7 @@ T=$(mktemp -d /tmp/strata-fault.XXXXXX)
 PASS=0 FAIL=0
 P1= P2= P3= C1= C2= C3= CP= WP1= WP2=
 MOUNTS= NSLIST= LINKS= BRS=
-PD=$T/none NETNS=0 CUT=0 FSYNC=on
+PD=$T/none NETNS=0 CUT=0 DISK=0 FSYNC=on TMPFS=
 T_START=$(date +%s%3N)
 
 ms() { date +%s%3N; }
@@ -72,6 +72,7 @@ cleanup() {
 	for p in $WP1 $WP2 $P1 $P2 $P3; do kill -9 "$p" 2>/dev/null; done
 	for p in $C1 $C2 $C3 $CP; do kill -9 "$p" 2>/dev/null; done
 	for m in $MOUNTS; do fusermount3 -u -z "$m" 2>/dev/null; done
+	for m in $TMPFS; do umount -l "$m" 2>/dev/null; done
 	for ns in $NSLIST; do
 		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
 		ip netns del "$ns" 2>/dev/null
@@ -101,7 +102,17 @@ hostip() { if [ $NETNS = 1 ]; then echo "$NET.$1"; else echo 127.0.0.1; fi; }
 addr() { echo "tcp://$(hostip "$1"):$((BASE + $1))"; }
 on() { _h=$1; shift; "$STRATA" --host "$(addr "$_h")" "$@"; }
 pid() { eval echo "\${P$1}"; }
-datadir() { if [ $CUT = 1 ]; then echo "$PD/mnt$1/data"; else echo "$PD/data$1"; fi; }
+datadir() {
+	if [ $CUT = 1 ]; then echo "$PD/mnt$1/data"
+	elif [ $DISK = 1 ]; then echo "$PD/tmp$1/data"
+	else echo "$PD/data$1"; fi
+}
+# A small tmpfs per node for the disk-full nemesis (DISK=1).
+tmpfs_up() {
+	mkdir -p "$PD/tmp$1" && mount -t tmpfs -o size=${DISK_MB}m tmpfs "$PD/tmp$1" || return 1
+	TMPFS="$TMPFS $PD/tmp$1"
+}
+DISK_MB=96
 others() { for m in 1 2 3; do [ "$m" = "$1" ] || printf '%s ' "$m"; done; }
 
 node_config() {
@@ -324,6 +335,7 @@ cluster_up() {
 	export STRATA_TOKEN="ops:$CID"
 	for n in 1 2 3; do
 		if [ $CUT = 1 ]; then cutfs_up "$n" || return 1; fi
+		if [ $DISK = 1 ]; then tmpfs_up "$n" || return 1; fi
 		node_config "$n"
 	done
 	start_many 1 2 3 || return 1
@@ -333,6 +345,7 @@ cluster_up() {
 cluster_down() {
 	for n in 1 2 3; do stop "$n"; done
 	if [ $CUT = 1 ]; then for n in 1 2 3; do cutfs_stop "$n"; done; fi
+	if [ $DISK = 1 ]; then for n in 1 2 3; do umount -l "$PD/tmp$n" 2>/dev/null; done; fi
 	if [ $NETNS = 1 ]; then netns_down; fi
 }
 
@@ -550,6 +563,22 @@ nem_kill_all() {
 	start_many 1 2 3 || bad "$1: restart all three"
 	wait_leader 20000 1 2 3 || bad "$1: a leader after kill -9 of all three"
 }
+# diskfull: fill the tmpfs of the leader (half the runs) or of a follower
+# until ENOSPC, let the writers run 2 s against it (a full follower stops
+# replicating, role failed; a full leader fails its writes and is deposed),
+# free the space, restart the node (REPLICATION.md §9: it serves again after
+# space is freed and it is restarted).
+nem_diskfull() {
+	rnd 2
+	if [ $R = 0 ] && wait_leader 5000 1 2 3; then n=$LEADER what=leader; else rnd 3; n=$((R + 1)) what=node; fi
+	dd if=/dev/zero of="$PD/tmp$n/filler" bs=1M >/dev/null 2>&1
+	msleep 2000
+	r=$(on "$n" --timeout 1 status 2>/dev/null | sed -n 's/^role: *//p')
+	rm -f "$PD/tmp$n/filler"
+	kill9 "$n"
+	start "$n" || bad "$1: restart node $n after the disk was freed"
+	echo "     ($1: $what $n's disk filled for 2 s (its role then: ${r:-no answer}), freed, restarted)"
+}
 nem_pause() {
 	rnd 2
 	if [ $R = 0 ] && wait_leader 5000 1 2 3; then n=$LEADER what=leader; else rnd 3; n=$((R + 1)) what=node; fi
@@ -654,7 +683,7 @@ nem_partition() {
 
 # ---- runs -----------------------------------------------------------------
 RUNNO=0
-for k in kill_leader kill_random kill_all pause flip powercut partition control; do
+for k in kill_leader kill_random kill_all pause flip powercut partition diskfull control; do
 	eval "RUNS_$k=0 LOST_$k=0"
 done
 # use_table: a new table every 50 runs keeps each check's scan small.
@@ -729,7 +758,7 @@ phase() {
 		cluster_down
 		return 1
 	fi
-	ok "$name: a 3-node cluster (ports $BASE+, fsync $FSYNC$([ $CUT = 1 ] && echo ', data on cutfs')$([ $NETNS = 1 ] && echo ', in network namespaces')): node $LEADER leads"
+	ok "$name: a 3-node cluster (ports $BASE+, fsync $FSYNC$([ $CUT = 1 ] && echo ', data on cutfs')$([ $NETNS = 1 ] && echo ', in network namespaces')$([ $DISK = 1 ] && echo ", data on ${DISK_MB} MB tmpfs")): node $LEADER leads"
 	for nem in "$@"; do
 		if [ "$nem" = control ] && [ "${CONTROL_DETECTED:-0}" = 1 ]; then continue; fi
 		one_run "$nem"
@@ -783,11 +812,12 @@ esac
 
 if [ -n "$NEMS" ]; then
 	# Mixed: one cluster with what the drawn nemeses need; control apart.
-	plain= want_cut=0 want_ns=0 want_ctl=0
+	plain= want_cut=0 want_ns=0 want_ctl=0 want_disk=0
 	for x in $NEMS; do
 		case $x in
 		powercut) want_cut=1; plain="$plain $x" ;;
 		partition) want_ns=1; plain="$plain $x" ;;
+		diskfull) want_disk=1; plain="$plain $x" ;;
 		control) want_ctl=1 ;;
 		*) plain="$plain $x" ;;
 		esac
@@ -804,10 +834,15 @@ if [ -n "$NEMS" ]; then
 	fi
 	if [ -n "$(echo $plain)" ]; then
 		mixed_list "$N" $plain
-		CUT=$want_cut NETNS=$want_ns FSYNC=on
+		if [ $want_disk = 1 ] && [ $want_cut = 1 ]; then
+			skip "diskfull: not with powercut in one mixed cluster (cutfs or tmpfs): run it alone"
+			MIX=$(echo "$MIX" | tr ' ' '\n' | grep -v '^diskfull$' | tr '\n' ' ')
+			want_disk=0
+		fi
+		CUT=$want_cut NETNS=$want_ns DISK=$want_disk FSYNC=on
 		if [ $NETNS = 1 ] && ! netns_up; then bad "network namespaces"; NETNS=0; netns_down; fi
 		phase mixed $MIX
-		CUT=0 NETNS=0
+		CUT=0 NETNS=0 DISK=0
 	fi
 	if [ $want_ctl = 1 ]; then
 		if [ $have_cutfs = 1 ]; then
@@ -837,6 +872,9 @@ else
 		skip "powercut: no cutfs ($CUTFS)"
 		skip "control: no cutfs ($CUTFS): the negative control cannot run"
 	fi
+	CUT=0 NETNS=0 DISK=1 FSYNC=on
+	if [ $MODE = short ]; then phase diskfull diskfull; else phase diskfull $(repeat "$N" diskfull); fi
+	DISK=0
 	if netns_usable; then
 		CUT=0 NETNS=1 FSYNC=on
 		if netns_up; then
@@ -860,9 +898,10 @@ if [ $CONTROL_RAN = 1 ]; then
 fi
 # The control's losses are expected: not counted against the cluster.
 [ $RUNS_kill_leader -gt 0 ] || [ $RUNS_kill_all -gt 0 ] || [ $RUNS_pause -gt 0 ] || [ $RUNS_powercut -gt 0 ] ||
-	[ $RUNS_kill_random -gt 0 ] || [ $RUNS_partition -gt 0 ] || [ $RUNS_flip -gt 0 ]
+	[ $RUNS_kill_random -gt 0 ] || [ $RUNS_partition -gt 0 ] || [ $RUNS_flip -gt 0 ] ||
+	[ $RUNS_diskfull -gt 0 ]
 [ $FLIPS_REPAIRED -ge $FLIPS_INJECTED ] || bad "every flipped byte repaired ($FLIPS_REPAIRED of $FLIPS_INJECTED)"
-for k in kill_leader kill_random kill_all pause flip powercut partition; do
+for k in kill_leader kill_random kill_all pause flip powercut partition diskfull; do
 	eval "l=\$LOST_$k"
 	[ "$l" = 0 ] || bad "$k: $l acknowledged writes lost or doubled"
 done
@@ -877,6 +916,8 @@ fig kill_leader_runs "$RUNS_kill_leader"
 fig kill_leader_acked_lost "$LOST_kill_leader"
 fig kill_random_runs "$RUNS_kill_random"
 fig kill_random_acked_lost "$LOST_kill_random"
+fig diskfull_runs "$RUNS_diskfull"
+fig diskfull_acked_lost "$LOST_diskfull"
 fig kill_all_runs "$RUNS_kill_all"
 fig kill_all_acked_lost "$LOST_kill_all"
 fig partition_runs "$RUNS_partition"
