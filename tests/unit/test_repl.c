@@ -1390,6 +1390,10 @@ static void t_restart(void)
 	CHECK_EQ(count_rows(f1, "t"), 0);
 	attach_follower(&c, f1, 2);
 	attach_follower(&c, f2, 3);
+	/* The unapplied write's file id is taken: f1 (had it led now) would
+	 * not hand it out again (STORE.md §7.3). */
+	CHECK(__atomic_load_n(&f1->next_fid, __ATOMIC_RELAXED) > fid);
+	CHECK(__atomic_load_n(&f2->next_fid, __ATOMIC_RELAXED) > fid);
 	int rc = apply_each(f1, 4, &err);
 	if (rc != ST_OK)
 		fprintf(stderr, "  apply f1: %s\n", err.msg);
