@@ -250,6 +250,15 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 			rc = st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
 			break;
 		}
+		if (s->repl.stopped) {
+			/* The entry may have reached the followers before this node's
+			 * driver stopped: it may commit without this node. */
+			rc = st_seterr(err, ST_EUNAVAIL,
+				       "%s: replication stopped on this node before LSN %llu was "
+				       "acknowledged; it is not acknowledged, and may still commit",
+				       what, (unsigned long long)last);
+			break;
+		}
 		bool done = level == ST_DUR_LOCAL ? h->stable(h->ctx) >= last
 			    : level == ST_DUR_ALL ? s->last_lsn >= last && h->all_matched(h->ctx) >= last
 						  : s->last_lsn >= last;
@@ -704,7 +713,9 @@ int st_repl_persist(st_store *s, const struct st_repl_hs *hs, uint64_t truncate_
 void st_repl_fail(st_store *s, uint64_t from)
 {
 	pthread_mutex_lock(&s->write_lock);
-	if (from < s->repl.lost_from)
+	if (from == 0)
+		s->repl.stopped = true;
+	else if (from < s->repl.lost_from)
 		s->repl.lost_from = from;
 	pthread_cond_broadcast(&s->repl.cond);
 	pthread_mutex_unlock(&s->write_lock);

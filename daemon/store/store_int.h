@@ -109,6 +109,7 @@ struct store_repl {
 	pthread_cond_t cond;         /* with write_lock: an apply, a truncation */
 	bool inflight;               /* a proposal waits for its durability */
 	uint64_t lost_from;          /* lowest LSN truncated while it waits */
+	bool stopped;                /* the driver stopped (st_repl_fail(s, 0)) */
 	int members_changed;         /* atomic: an applied entry put the members record */
 };
 

@@ -689,7 +689,9 @@ int st_repl_log_get(st_store *s, uint64_t lsn, struct st_buf *out, struct st_err
 int st_repl_persist(st_store *s, const struct st_repl_hs *hs, uint64_t truncate_from,
 		    const struct st_repl_entry *e, uint32_t n, struct st_err *err);
 /* Proposals from LSN `from` on were not taken (leadership moved): writes
- * waiting on them fail with ST_ENOTLEADER. */
+ * waiting on them fail with ST_ENOTLEADER ("not applied"). from 0: the
+ * driver stopped; waiting writes fail with ST_EUNAVAIL ("may still
+ * commit": their entries may have reached the followers). */
 void st_repl_fail(st_store *s, uint64_t from);
 /* Wake writers waiting on the driver's state (stable, all_matched). */
 void st_repl_notify(st_store *s);

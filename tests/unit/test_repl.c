@@ -1039,6 +1039,22 @@ static void t_fail(void)
 	CHECK_EQ(count_rows(c.ld, "t"), 3);
 	check_driver_ok(&c);
 	check_same(c.ld, c.fo[0]);
+	/* The driver stops (st_repl_fail(s, 0)) while a write waits on an
+	 * entry it proposed: the followers may have it, so the write is not
+	 * "not applied" but may still commit (found by the fault harness's
+	 * diskfull nemesis on a leader). */
+	clu_set(&c, &c.hold_apply, 1);
+	struct writer w2;
+	writer_start(&w2, c.ld, "t", 6, ST_DUR_DEFAULT);
+	end = now_us() + 2000000;
+	while (ld_stable(&c) < lsn + 1 && now_us() < end)
+		sleep_ms(2);
+	st_repl_fail(c.ld, 0);
+	CHECK(writer_done_within(&w2, 2000));
+	pthread_join(w2.th, NULL);
+	CHECK_EQ(w2.rc, ST_EUNAVAIL);
+	CHECK_CONTAINS(w2.err.msg, "may still commit");
+	clu_set(&c, &c.hold_apply, 0);
 }
 
 /* ---- a leader's log, to feed followers by hand --------------------------- */
