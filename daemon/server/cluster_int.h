@@ -105,6 +105,7 @@ struct sd_node {
 	pthread_mutex_t slock;        /* guards the snap_* fields */
 	int a_snap_want;              /* atomic: a peer asked; make one */
 	bool snap_ready;
+	char snap_fail[256];          /* why the last one failed, told to the next asker */
 	char snap_dir[PATH_MAX];
 	int64_t snap_made_us;
 	uint64_t snap_gen;            /* +1 per snapshot (the CRC cache's key) */

@@ -245,6 +245,7 @@ int sd_node_member_change(struct sd_node *nd, int op, uint64_t id, const char *p
 	pthread_mutex_lock(&nd->plock);
 	m = nd->mem;
 	uint64_t match = id <= LINK_MAX_ID ? nd->match[id] : 0;
+	int64_t heard = id <= LINK_MAX_ID ? nd->heard_pub[id] : 0;
 	pthread_mutex_unlock(&nd->plock);
 	struct sd_member *x = cl_member_find(&m, id);
 	if (st.role != SD_ROLE_LEADER) {
@@ -287,6 +288,10 @@ int sd_node_member_change(struct sd_node *nd, int op, uint64_t id, const char *p
 		if (!x || x->voter)
 			rc = st_seterr(err, ST_EINVAL, "node %llu is %s", (unsigned long long)id,
 				       x ? "a voter already" : "not a member (strata cluster add first)");
+		else if (!heard || cl_mono_us() - heard > nd->election_us)
+			rc = st_seterr(err, ST_EUNAVAIL, "learner %llu has not been heard from within an "
+				       "election timeout: is it running? (a voter that never answers "
+				       "costs the cluster its margin)", (unsigned long long)id);
 		else if (st.last_lsn > match && st.last_lsn - match > nd->cc->promote_lag)
 			rc = st_seterr(err, ST_EUNAVAIL, "learner %llu is %llu entries behind the leader "
 				       "(cluster.promote_lag is %llu): retry once it has caught up",

@@ -75,7 +75,11 @@ int cl_snap_read(struct sd_node *nd, uint64_t file, uint64_t off, void *buf, siz
 	pthread_mutex_lock(&nd->slock);
 	bool stale = !nd->snap_ready ||
 		     (file == 0 && off == 0 && cl_mono_us() - nd->snap_made_us > SNAP_REUSE_US);
-	if (stale) {
+	if (stale && nd->snap_fail[0]) {
+		rc = st_seterr(err, ST_EFAILED, "node %llu could not make a snapshot: %s",
+			       (unsigned long long)nd->cc->node_id, nd->snap_fail);
+		nd->snap_fail[0] = '\0';
+	} else if (stale) {
 		__atomic_store_n(&nd->a_snap_want, 1, __ATOMIC_RELEASE);
 		rc = st_seterr(err, ST_EBUSY, "node %llu is making a snapshot: retry shortly",
 			       (unsigned long long)nd->cc->node_id);
@@ -152,14 +156,18 @@ void cl_make_snapshot(struct sd_node *nd)
 	struct st_err err;
 	struct snap_file *files = NULL;
 	size_t n = 0;
-	snprintf(dir, sizeof dir, "%s/snapshots", nd->cfg->data_dir);
+	char base[PATH_MAX];
+	if (!realpath(nd->cfg->data_dir, base)) { /* st_backup takes absolute paths */
+		st_seterr(&err, errno, "data_dir %s: %s", nd->cfg->data_dir, strerror(errno));
+		goto fail;
+	}
+	snprintf(dir, sizeof dir, "%s/snapshots", base);
 	mkdir(dir, 0755);
-	snprintf(dir, sizeof dir, "%s/snapshots/%" PRId64, nd->cfg->data_dir, cl_mono_us());
+	snprintf(dir, sizeof dir, "%s/snapshots/%" PRId64, base, cl_mono_us());
 	if (st_backup(nd->s, dir, &r, &err) != ST_OK ||
 	    manifest_files(dir, &files, &n, &err) != ST_OK) {
-		sd_log(SD_LOG_WARN, "snapshot for a joining node failed: %s", err.msg);
 		cl_rm_tree(dir);
-		return;
+		goto fail;
 	}
 	pthread_mutex_lock(&nd->slock);
 	if (nd->snap_ready)
@@ -177,11 +185,18 @@ void cl_make_snapshot(struct sd_node *nd)
 	sd_log(SD_LOG_INFO, "snapshot at LSN %llu for a joining node: %llu files, %.1f MB "
 	       "(segment files hard-linked: vacuum cannot take them)", (unsigned long long)r.lsn,
 	       (unsigned long long)r.files, (double)r.bytes / 1e6);
+	return;
+fail:
+	sd_log(SD_LOG_WARN, "snapshot for a joining node failed: %s", err.msg);
+	pthread_mutex_lock(&nd->slock); /* the next request is told, then tries again */
+	snprintf(nd->snap_fail, sizeof nd->snap_fail, "%s", err.msg);
+	pthread_mutex_unlock(&nd->slock);
 }
 
 /* ---- bootstrap of a joining node from a peer's snapshot (§14) ----------- */
 
 #define BOOT_BUSY_WAIT_US (120 * 1000000) /* a peer making its snapshot is waited for this long */
+#define BOOT_TRY_US (120 * 1000000)       /* the peers are tried in rounds this long */
 
 static bool file_has_size(const char *path, uint64_t size)
 {
@@ -268,7 +283,7 @@ int sd_node_bootstrap(const struct sd_config *cfg, struct st_err *err)
 	if (stat(path, &st) != 0) {
 		struct link *l = NULL;
 		struct link_config lc = {.self = cc->node_id, .max_message = cfg->max_message_size,
-					 .fetch_timeout_ms = 10000};
+					 .fetch_timeout_ms = 3000};
 		memcpy(lc.cluster, cc->cluster_id, 16);
 		snprintf(lc.self_address, sizeof lc.self_address, "%s", cc->peer_listen);
 		for (uint32_t i = 0; i < cc->npeers; i++) {
@@ -288,8 +303,14 @@ int sd_node_bootstrap(const struct sd_config *cfg, struct st_err *err)
 			return rc;
 		rc = ST_EUNAVAIL;
 		st_seterr(err, rc, "cluster.peers is empty: nobody to join");
-		for (uint32_t i = 0; i < cc->npeers && rc != ST_OK; i++) {
+		/* Each peer in turn, rounds until BOOT_TRY_US: a peer that has not
+		 * applied this node's addition yet drops its requests (members
+		 * only), so the first round can miss. */
+		int64_t until = cl_mono_us() + BOOT_TRY_US;
+		for (uint32_t i = 0; cc->npeers && rc != ST_OK; i = (i + 1) % cc->npeers) {
 			struct st_err e;
+			if (i == 0 && cl_mono_us() > until)
+				break;
 			rc = fetch_snapshot(l, cc->peers[i].id, boot, &e);
 			if (rc == ST_OK)
 				break;

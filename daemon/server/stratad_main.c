@@ -374,6 +374,7 @@ int main(int argc, char **argv)
 	}
 
 	struct sigaction sa = {.sa_handler = on_signal};
+	int rc_boot;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -396,7 +397,14 @@ int main(int argc, char **argv)
 			       cfg.listen[i]);
 			goto out;
 		}
-	if (sd_node_bootstrap(&cfg, &err) != ST_OK) {
+	/* A bootstrap is safe to kill at any point (REPLICATION.md §14):
+	 * SIGTERM/SIGINT end it at once rather than after its fetches. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	rc_boot = sd_node_bootstrap(&cfg, &err);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (rc_boot != ST_OK) {
 		sd_log(SD_LOG_ERROR, "cannot join the cluster: %s", err.msg);
 		goto out;
 	}
