@@ -603,7 +603,8 @@ nem_flip() {
 	fi
 	(cd "$(datadir "$L")" && find tables -name '*.seg' | sort) >"$PD/segs.before"
 	on "$L" --timeout 30 load g "$T/g.csv" --quiet --mode overwrite >"$T/out" 2>&1 || { bad "$1: load 60000 rows into g"; return; }
-	wait_heads 20000 1 2 3 || { bad "$1: heads equal after the load into g"; return; }
+	LEADER=$L
+	wait_caught_up 20000 1 2 3 || { bad "$1: every node has the load into g"; return; }
 	(cd "$(datadir "$L")" && find tables -name '*.seg' | sort) >"$PD/segs.after"
 	SEG=$(comm -13 "$PD/segs.before" "$PD/segs.after" | head -n 1)
 	[ -n "$SEG" ] || { echo "no new segment file" >"$T/out"; bad "$1: the load wrote a segment file"; return; }
