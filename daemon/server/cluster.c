@@ -511,6 +511,27 @@ int cl_load_key(const char *path, uint8_t key[32], struct st_err *err)
 	return ST_OK;
 }
 
+int cl_link_open(const struct sd_config *cfg, bool with_peers, int fetch_timeout_ms,
+		 struct link **out, struct st_err *err)
+{
+	const struct sd_cluster *cc = &cfg->cluster;
+	struct link_config lc = {.self = cc->node_id, .max_message = cfg->max_message_size,
+				 .fetch_timeout_ms = fetch_timeout_ms, .auth = cc->key_file != NULL};
+	int rc = ST_OK;
+	memcpy(lc.cluster, cc->cluster_id, 16);
+	snprintf(lc.self_address, sizeof lc.self_address, "%s", cc->peer_listen);
+	for (uint32_t i = 0; with_peers && i < cc->npeers; i++, lc.n_peers++) {
+		lc.peers[i].id = cc->peers[i].id;
+		snprintf(lc.peers[i].address, sizeof lc.peers[i].address, "%s", cc->peers[i].peer);
+	}
+	if (cc->key_file)
+		rc = cl_load_key(cc->key_file, lc.key, err);
+	if (rc == ST_OK)
+		rc = link_open(&lc, out, err);
+	sodium_memzero(lc.key, sizeof lc.key);
+	return rc;
+}
+
 /* ---- repair from peers (STORE.md §8; REPLICATION.md §6) ------------------ */
 
 #define REPAIR_POLL_US 500000      /* the damaged-segment list is read this often */
@@ -699,17 +720,9 @@ int sd_node_start(st_store *s, const struct sd_config *cfg, struct sd_node **out
 		goto fail;
 	free(rl.e);
 	rl.e = NULL;
-	struct link_config lc = {.self = cc->node_id, .max_message = cfg->max_message_size};
-	memcpy(lc.cluster, cc->cluster_id, 16);
-	snprintf(lc.self_address, sizeof lc.self_address, "%s", cc->peer_listen);
-	if (cc->key_file && (rc = cl_load_key(cc->key_file, lc.key, err)) != ST_OK)
+	if ((rc = cl_link_open(cfg, false, 0, &nd->l, err)) != ST_OK) /* peers: members_apply */
 		goto fail;
-	lc.auth = cc->key_file != NULL;
-	rc = link_open(&lc, &nd->l, err);
-	sodium_memzero(lc.key, sizeof lc.key);
-	if (rc != ST_OK)
-		goto fail;
-	if (!lc.auth)
+	if (!cc->key_file)
 		sd_log(SD_LOG_INFO, "replication: peer messages are not authenticated (no "
 		       "cluster.key_file): run the cluster on a trusted network only");
 	link_serve_segments(nd->l, seg_read, nd);

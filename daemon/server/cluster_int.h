@@ -134,6 +134,11 @@ static inline int64_t cl_mono_us(void)
 size_t cl_id_index(const struct sd_node *nd, uint64_t id); /* in ids[], SIZE_MAX when absent */
 int cl_entry_bytes(void *ctx, uint64_t lsn, struct st_buf *out, struct st_err *err);
 int cl_load_key(const char *path, uint8_t key[32], struct st_err *err);
+/* The peer links of cfg's node (its key loaded, then wiped): with_peers,
+ * the config's peers (a bootstrap), else none (members_apply adds them);
+ * fetch_timeout_ms 0 is the link's default. */
+int cl_link_open(const struct sd_config *cfg, bool with_peers, int fetch_timeout_ms,
+		 struct link **out, struct st_err *err);
 
 /* members.c (loop thread unless said otherwise) */
 int cl_members_decode(const uint8_t *p, size_t len, struct sd_members *m, struct st_err *err);

@@ -16,8 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sodium.h>
-
 #include "daemon/server/cluster_int.h"
 #include "daemon/server/log.h"
 #include "format/crc32c.h"
@@ -282,24 +280,9 @@ int sd_node_bootstrap(const struct sd_config *cfg, struct st_err *err)
 	snprintf(path, sizeof path, "%s/READY", boot);
 	if (stat(path, &st) != 0) {
 		struct link *l = NULL;
-		struct link_config lc = {.self = cc->node_id, .max_message = cfg->max_message_size,
-					 .fetch_timeout_ms = 3000};
-		memcpy(lc.cluster, cc->cluster_id, 16);
-		snprintf(lc.self_address, sizeof lc.self_address, "%s", cc->peer_listen);
-		for (uint32_t i = 0; i < cc->npeers; i++) {
-			lc.peers[i].id = cc->peers[i].id;
-			snprintf(lc.peers[i].address, sizeof lc.peers[i].address, "%s",
-				 cc->peers[i].peer);
-		}
-		lc.n_peers = cc->npeers;
 		if (mkdir(boot, 0755) != 0 && errno != EEXIST)
 			return st_seterr(err, errno, "cannot create %s: %s", boot, strerror(errno));
-		if ((cc->key_file && (rc = cl_load_key(cc->key_file, lc.key, err)) != ST_OK))
-			return rc;
-		lc.auth = cc->key_file != NULL;
-		rc = link_open(&lc, &l, err);
-		sodium_memzero(lc.key, sizeof lc.key);
-		if (rc != ST_OK)
+		if ((rc = cl_link_open(cfg, true, 3000, &l, err)) != ST_OK)
 			return rc;
 		rc = ST_EUNAVAIL;
 		st_seterr(err, rc, "cluster.peers is empty: nobody to join");
