@@ -39,6 +39,14 @@ int sd_fail(struct sd_ctx *c, int code, const char *fmt, ...)
 
 int sd_fail_err(struct sd_ctx *c, int code, const struct st_err *err)
 {
+	/* A failed store (an I/O error at a commit, e.g. fsync EIO: the data
+	 * may be gone, so no write is retried) refuses writes until the
+	 * process reopens it. Said once in the log, for the operator. */
+	static int told;
+	if (code == ST_EFAILED && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+		sd_log(SD_LOG_ERROR, "store failed: %s. Writes are refused until stratad is "
+		       "restarted (it reopens the store and recovers its last commit); reads go on",
+		       err->msg);
 	wire_error_set(&c->e, code, err->msg);
 	snprintf(c->e.table, sizeof c->e.table, "%s", c->table);
 	return code;

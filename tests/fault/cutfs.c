@@ -41,6 +41,13 @@
  *  - unmount (destroy: SIGTERM, SIGINT, fusermount3 -u) drops the dirty
  *    data like a power cut, unless --flush-on-exit, which writes it back.
  *  - SIGUSR1 prints "cutfs: N dirty pages in M files" to stderr.
+ *  - SIGUSR2 turns the I/O-error mode on, the next SIGUSR2 off again
+ *    (each prints "cutfs: I/O errors on|off" to stderr). While it is on,
+ *    writes fail in turn with EIO and as short writes (half the bytes,
+ *    at least one, are written to the overlay; the caller is told that
+ *    count), and every fsync/fdatasync fails with EIO after dropping the
+ *    file's dirty pages: Linux's behaviour when writeback fails (the data
+ *    is gone, the error is reported once). Reads and metadata work.
  * An overlay is freed when it has no open handle and either no dirty data
  * or no name left (the backing nlink is 0). While it has dirty data it
  * keeps a backing descriptor open, so the inode number cannot be reused.
@@ -117,6 +124,8 @@ static struct cutfs {
 	struct node *nodes;
 	pthread_t sig_thread;
 	bool sig_started;
+	bool eio;		/* the I/O-error mode (SIGUSR2) */
+	unsigned long writes;	/* writes seen in it: odd EIO, even short */
 } fs = { .lock = PTHREAD_MUTEX_INITIALIZER, .root = -1 };
 
 static void lock(void) { pthread_mutex_lock(&fs.lock); }
@@ -566,6 +575,12 @@ static int cut_write(const char *path, const char *buf, size_t size,
 	(void)path;
 	struct handle *h = handle_of(fi);
 	lock();
+	if (fs.eio && size > 0 && fs.writes++ % 2 == 0) {
+		unlock();
+		return -EIO;
+	}
+	if (fs.eio && size > 1)
+		size /= 2;	/* a short write */
 	int rc = h->sync || h->node == NULL ? sync_write(h, buf, size, off) :
 		overlay_write(h->node, h->fd, buf, size, off);
 	unlock();
@@ -578,7 +593,16 @@ static int cut_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 	(void)datasync;
 	struct handle *h = handle_of(fi);
 	lock();
-	int rc = h->node != NULL ? writeback(h->node) : 0;
+	int rc = 0;
+	if (fs.eio) {
+		if (h->node != NULL) {	/* the dirty data is lost */
+			pages_drop(h->node, drop_all, 0);
+			h->node->dirty = false;
+		}
+		rc = -EIO;
+	} else if (h->node != NULL) {
+		rc = writeback(h->node);
+	}
 	unlock();
 	return rc;
 }
@@ -806,7 +830,7 @@ static void report(void)
 	fprintf(stderr, "cutfs: %zu dirty pages in %zu files\n", pages, files);
 }
 
-/* A thread taking SIGUSR1 (blocked in every other thread) with sigwait. */
+/* A thread taking SIGUSR1 and SIGUSR2 (blocked in every other thread) with sigwait. */
 static void *sig_main(void *arg)
 {
 	sigset_t set;
@@ -814,9 +838,20 @@ static void *sig_main(void *arg)
 	(void)arg;
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	for (;;) {
-		if (sigwait(&set, &sig) == 0)
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGUSR1) {
 			report();
+		} else {
+			lock();
+			fs.eio = !fs.eio;
+			fs.writes = 0;
+			bool on = fs.eio;
+			unlock();
+			fprintf(stderr, "cutfs: I/O errors %s\n", on ? "on" : "off");
+		}
 	}
 	return NULL;
 }
@@ -933,7 +968,9 @@ static void usage(FILE *f)
 	      "A FUSE pass-through to BACKING_DIR that keeps written data in\n"
 	      "memory until fsync/fdatasync (or an O_SYNC/O_DSYNC write):\n"
 	      "kill -9 is a power cut. Unmounting drops the un-synced data\n"
-	      "too, unless --flush-on-exit. SIGUSR1 prints the dirty pages.\n"
+	      "too, unless --flush-on-exit. SIGUSR1 prints the dirty pages;\n"
+	      "SIGUSR2 turns I/O errors on and off (writes: EIO and short\n"
+	      "writes in turn; fsync: EIO, the dirty data dropped).\n"
 	      "  -f  foreground    -d  FUSE debug output\n", f);
 }
 
@@ -953,6 +990,7 @@ static int run(struct fuse_args *args, const struct cut_args *a)
 	umask(0);	/* the kernel has applied the caller's umask */
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);	/* for sig_main only */
 	int rc = fuse_main(args->argc, args->argv, &cut_ops, NULL);
 	close(fs.root);

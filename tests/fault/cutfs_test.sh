@@ -16,7 +16,8 @@
 # with MDB_NOSYNC|MDB_NOMETASYNC (the negative control: commits are lost),
 # clean unmount (drops un-synced data; --flush-on-exit keeps it), the
 # SIGUSR1 report, two concurrent writers, random ops against a model, metadata pass-through (readdir,
-# symlink, chmod, utimens, rmdir, statfs) before and after a cut. The
+# symlink, chmod, utimens, rmdir, statfs) before and after a cut, the I/O-error mode (SIGUSR2: EIO,
+# short writes, a failed fsync dropping the data) and stratad under it (fail-stop, nothing acked lost). The
 # helpers (mmap, renameat2, model, LMDB) are C written into $T and built with cc. Needs root, /dev/fuse, fusermount3,
 # liblmdb-dev. Closes with "N passed, N failed".
 set -u
@@ -512,7 +513,79 @@ power_cut
 check "two concurrent writers, fsync both, cut: both intact" \
 	sh -c 'cmp "$1/p1" "$2/r5" && cmp "$1/p2" "$2/r6"' sh "$MNT" "$T"
 
-grep -v '^cutfs: [0-9]* dirty pages in [0-9]* files$' "$T/log" >"$T/out"
+# 11: the I/O-error mode (SIGUSR2): writes EIO and short in turn, fsync
+# EIO dropping the dirty data (Linux after a failed writeback)
+# eio_toggle: SIGUSR2, then wait for cutfs to say it.
+eio_toggle() {
+	_n=$(grep -c "^cutfs: I/O errors" "$T/log")
+	kill -USR2 "$CPID"
+	waitfor sh -c '[ "$(grep -c "^cutfs: I/O errors" "$1")" -gt "$2" ]' sh "$T/log" "$_n"
+}
+printf 'synced' >"$MNT/e3"
+sync "$MNT/e3"
+printf '+lost' >>"$MNT/e3"
+eio_toggle
+check "I/O errors on: a write fails with EIO" sh -c \
+	'! printf x 2>/dev/null >"$1/e1" && ! [ -s "$1/e1" ]' sh "$MNT"
+check "I/O errors on: the next write is short (4 of 8 bytes)" sh -c \
+	'dd if=/dev/zero of="$1/e2" bs=8 count=1 2>&1 | grep -q "^4 bytes" && [ "$(stat -c %s "$1/e2")" = 4 ]' sh "$MNT"
+check "I/O errors on: fsync fails" sh -c '! sync "$1/e3"' sh "$MNT"
+check "I/O errors on: reads work" sh -c '[ "$(head -c 6 "$1/e3")" = synced ]' sh "$MNT"
+eio_toggle
+check "after a failed fsync the un-synced data is gone, the synced data kept" is "$MNT/e3" synced
+printf 'again' >"$MNT/e4"
+check "I/O errors off: writes and fsync work again" sync "$MNT/e4"
+power_cut
+check "I/O errors off: fsync'd data survives a cut" is "$MNT/e4" again
+
+# 12: stratad on cutfs under I/O errors (when the build has it): the store
+# fails stop (writes refused with the reason, said once in the log, reads go
+# on), nothing acknowledged is lost, and a restart recovers
+SD=$(dirname "$(dirname "$BIN")")
+if [ -x "$SD/stratad" ] && [ -x "$SD/strata" ]; then
+	port=$((30000 + $$ % 20000))
+	printf 'listen:\n  - "tcp://127.0.0.1:%s"\ndata_dir: "%s"\nfsync: on\n' "$port" "$MNT/sd" >"$T/sd.yaml"
+	# sd_up: start stratad, wait for one more "ready" line in its log.
+	sd_up() {
+		_r=$(grep -c " ready: " "$T/sd.log" 2>/dev/null)
+		"$SD/stratad" -c "$T/sd.yaml" >>"$T/sd.log" 2>&1 &
+		HPID=$!
+		waitfor sh -c '[ "$(grep -c " ready: " "$1")" -gt "${2:-0}" ]' sh "$T/sd.log" "$_r"
+	}
+	sd_down() { kill -TERM "$HPID"; wait "$HPID" 2>/dev/null; HPID=; }
+	st() { "$SD/strata" --host "tcp://127.0.0.1:$port" --timeout 10 "$@"; }
+	ld() { { echo id; seq "$1" "$2"; } | st load t - --format csv; }
+	n_rows() { st query t --agg "count(*)" --format csv | tail -n 1; }
+	sd_up
+	st create t --schema "id int64 not null" >"$T/out" 2>&1 && ld 1 100 >>"$T/out" 2>&1
+	r=$(n_rows 2>&1)
+	check "stratad on cutfs: 100 rows acknowledged" test "$r" = 100
+	eio_toggle
+	for i in 1 2 3; do ld $((1000 + i)) $((1000 + i)) >"$T/err$i" 2>&1 && echo "load $i acknowledged" >>"$T/acked"; done
+	cat "$T/err1" "$T/err2" "$T/err3" >"$T/out"
+	cp "$T/out" "$T/errs"
+	check "I/O errors: every load fails with the I/O error named" sh -c \
+		'! [ -e "$1/acked" ] && [ "$(grep -c "Input/output error" "$1/errs")" = 3 ]' sh "$T"
+	eio_toggle
+	ld 2000 2000 >"$T/err4" 2>&1
+	check "after the error the store refuses writes until a restart (fail-stop: no write retried after a lost fsync)" \
+		grep -q "reopen" "$T/err4"
+	check "stratad logs the failure once, at error level" sh -c \
+		'[ "$(grep -c "stratad error: store failed" "$1")" = 1 ]' sh "$T/sd.log"
+	r=$(n_rows 2>&1)
+	check "reads go on: the 100 acknowledged rows" test "$r" = 100
+	sd_down
+	power_cut
+	sd_up
+	ld 200 299 >"$T/out" 2>&1
+	r=$(n_rows 2>&1)
+	check "after a restart (and a cut) writes work: 100 + 100 rows, no failed load visible" test "$r" = 200
+	sd_down
+else
+	echo "skip stratad under I/O errors: no $SD/stratad"
+fi
+
+grep -v -e '^cutfs: [0-9]* dirty pages in [0-9]* files$' -e '^cutfs: I/O errors o[nf]f*$' "$T/log" >"$T/out"
 check "cutfs printed nothing else" sh -c '! [ -s "$1" ]' sh "$T/out"
 
 echo "$PASS passed, $FAIL failed"
