@@ -88,7 +88,8 @@ static const struct cli_command commands[] = {
 	{"status", cli_cmd_status, "",
 	 "Show the daemon's version, uptime, data directory, tables, LSN and disk use. Also\n"
 	 "the chain head (the hash of the store's commit chain at the last LSN) when the\n"
-	 "daemon sends it. In a cluster also the node's role (leader, follower, candidate,\n"
+	 "daemon sends it, and 'store: FAILED' with the cause when an I/O error at a commit\n"
+	 "made the store refuse every write until stratad restarts. In a cluster also the node's role (leader, follower, candidate,\n"
 	 "learner), epoch, node id, the leader's id, and its commit and applied LSNs; a single\n"
 	 "node says 'role: single node'. Then the scrub: off, idle (and when the next\n"
 	 "background pass starts) or running (how far), the last pass's figures and what it\n"

@@ -178,7 +178,8 @@ enum wire_status_reply {
 	WIRE_STATUS_R_SCRUB_NEXT = 24,     /* µs until the next background pass (0: off) */
 	WIRE_STATUS_R_DAMAGED = 25,        /* array of str: each refused table and why */
 	WIRE_STATUS_R_SCRUB_LAST_NPROBLEMS = 26, /* problems of the last pass in all */
-	WIRE_STATUS_R_NKEYS = 27,
+	WIRE_STATUS_R_FAILURE = 27,        /* str: why the store refuses writes ("": it does not) */
+	WIRE_STATUS_R_NKEYS = 28,
 };
 enum wire_create_key {
 	WIRE_CREATE_Q_TABLE = 0,

@@ -82,7 +82,7 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 	const uint8_t *head = NULL;
 	char role[32] = "";
 	uint64_t epoch = 0, node = 0, leader = 0, commit = 0, applied = 0;
-	char scrub[16] = "";
+	char scrub[16] = "", failure[1024] = "";
 	uint64_t sc_passes = 0, sc_done = 0, sc_total = 0, sc_end = 0, sc_segs = 0, sc_recs = 0,
 		 sc_next = 0, sc_nprob = 0;
 	const msgpack_object *sc_probs = NULL, *damaged = NULL;
@@ -108,7 +108,9 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 	    cli_reply_u64(&r, b, WIRE_STATUS_R_SCRUB_LAST_NPROBLEMS, "scrub problem count",
 			  CLI_OPTIONAL, &sc_nprob) < 0 ||
 	    cli_reply_array(&r, b, WIRE_STATUS_R_DAMAGED, "damaged tables", CLI_OPTIONAL,
-			    &damaged) < 0) {
+			    &damaged) < 0 ||
+	    cli_reply_strbuf(&r, b, WIRE_STATUS_R_FAILURE, "store failure", CLI_OPTIONAL, failure,
+			     sizeof failure) < 0) {
 		sc_close(c);
 		return 1;
 	}
@@ -149,6 +151,9 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 		cli_hex(head, 2 * CLI_HASH_LEN, hex);
 		printf("chain head:     LSN %" PRIu64 " %s\n", lsn, hex);
 	}
+	if (failure[0])
+		printf("store:          FAILED, writes refused until stratad is restarted: %s\n",
+		       failure);
 	printf("disk use:       %.1f MB\nopen loads:     %" PRIu64 "\nopen cursors:   %" PRIu64 "\n",
 	       disk / 1e6, loads, cursors);
 	if (!strcmp(role, "single")) {

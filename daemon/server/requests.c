@@ -139,6 +139,9 @@ static int h_status(struct sd_ctx *c)
 	wire_key_u64(pk, WIRE_STATUS_R_LOADS, loads);
 	wire_key_u64(pk, WIRE_STATUS_R_CURSORS, cursors);
 	wire_key_bin(pk, WIRE_STATUS_R_CHAIN_HASH, head.hash, ST_HASH_LEN);
+	char failure[ST_ERR_MSG_MAX] = "";
+	st_store_failure(c->srv->s, failure, sizeof failure);
+	wire_key_str(pk, WIRE_STATUS_R_FAILURE, failure);
 	sd_status_cluster(c);
 	sd_status_scrub(c);
 out:

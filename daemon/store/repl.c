@@ -181,8 +181,9 @@ int store_repl_wait_quiet(st_store *s, const char *what, struct st_err *err)
 	const struct st_repl_hooks *h = &s->repl.hooks;
 	struct timespec dl = deadline_after(h->timeout_us);
 	while (s->repl.inflight || s->last_lsn < h->log_last(h->ctx)) {
-		if (s->failed)
-			return st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
+		int rc = store_refuse_failed(s, err);
+		if (rc != ST_OK)
+			return rc;
 		if (pthread_cond_timedwait(&s->repl.cond, &s->write_lock, &dl) == ETIMEDOUT)
 			return st_seterr(err, ST_EUNAVAIL,
 					 "%s: the log holds entries up to LSN %llu that are not "
@@ -246,10 +247,8 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 				       what, (unsigned long long)last);
 			break;
 		}
-		if (s->failed) {
-			rc = st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
+		if ((rc = store_refuse_failed(s, err)) != ST_OK)
 			break;
-		}
 		if (s->repl.stopped) {
 			/* The entry may have reached the followers before this node's
 			 * driver stopped: it may commit without this node. */
@@ -361,8 +360,7 @@ static int own_write(st_store *s, const char *what,
 {
 	MDB_txn *txn = NULL;
 	pthread_mutex_lock(&s->write_lock);
-	int rc = s->failed ? st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg) : ST_OK,
-	    mrc;
+	int rc = store_refuse_failed(s, err), mrc;
 	if (rc == ST_OK && (mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
 		rc = store_lmdb_err(err, mrc, what);
 	if (rc == ST_OK && (rc = fn(s, txn, arg, err)) == ST_OK) {
@@ -1028,10 +1026,8 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 	MDB_cursor *cur = NULL;
 	int rc = ST_OK, mrc;
 	pthread_mutex_lock(&s->write_lock);
-	if (s->failed) {
-		rc = st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
+	if ((rc = store_refuse_failed(s, err)) != ST_OK)
 		goto out;
-	}
 	if (upto <= s->last_lsn)
 		goto out;
 	store_prealloc(s);

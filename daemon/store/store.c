@@ -92,13 +92,34 @@ int store_lmdb_err(struct st_err *err, int rc, const char *what)
 
 int store_fail(st_store *s, struct st_err *err, const char *fmt, ...)
 {
+	char m[ST_ERR_MSG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(s->failmsg, sizeof s->failmsg, fmt, ap);
+	vsnprintf(m, sizeof m, fmt, ap);
 	va_end(ap);
-	s->failed = ST_EFAILED;
-	return st_seterr(err, ST_EFAILED, "%s; the store refuses writes until it is reopened",
-			 s->failmsg);
+	int z = 0;
+	if (__atomic_compare_exchange_n(&s->failclaim, &z, 1, 0, __ATOMIC_ACQ_REL,
+					__ATOMIC_ACQUIRE)) {
+		memcpy(s->failmsg, m, sizeof m);
+		__atomic_store_n(&s->failed, ST_EFAILED, __ATOMIC_RELEASE);
+	}
+	return st_seterr(err, ST_EFAILED, "%s; the store refuses writes until it is reopened", m);
+}
+
+int store_refuse_failed(st_store *s, struct st_err *err)
+{
+	if (!__atomic_load_n(&s->failed, __ATOMIC_ACQUIRE))
+		return ST_OK;
+	return st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
+}
+
+int st_store_failure(st_store *s, char *buf, size_t n)
+{
+	if (!__atomic_load_n(&s->failed, __ATOMIC_ACQUIRE))
+		return 0;
+	if (n)
+		snprintf(buf, n, "%s", s->failmsg);
+	return 1;
 }
 
 static char *hex16(char *p, uint64_t v)
@@ -866,9 +887,9 @@ int store_write_begin(st_store *s, MDB_txn **txn, const char *what, struct st_er
 	int mrc;
 	*txn = NULL;
 	pthread_mutex_lock(&s->write_lock);
-	if (s->failed)
-		return st_seterr(err, ST_EFAILED, "%s; reopen the store", s->failmsg);
 	int rc;
+	if ((rc = store_refuse_failed(s, err)) != ST_OK)
+		return rc;
 	if (s->repl.on && (rc = store_repl_wait_quiet(s, what, err)) != ST_OK)
 		return rc;
 	store_prealloc(s);

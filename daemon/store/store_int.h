@@ -127,8 +127,10 @@ struct st_store {
 	int enc_threads;             /* segment writers' threads: 2 with more than one CPU */
 	uint32_t psize;              /* LMDB page size */
 	uint64_t prealloc_end;       /* data file zero-filled up to here (write_lock) */
-	int failed;                  /* sticky: a failed fsync or LMDB commit */
-	char failmsg[ST_ERR_MSG_MAX]; /* what failed */
+	int failed;                  /* sticky: a failed fsync or LMDB commit (atomic:
+	                              * store_fail publishes failmsg before it) */
+	int failclaim;               /* the first store_fail owns failmsg (atomic) */
+	char failmsg[ST_ERR_MSG_MAX]; /* what failed: written once, before failed */
 	struct st_store_opts opts;   /* options, defaults filled in */
 	uint64_t next_fid;           /* next file id, unique across tables (atomic) */
 	struct group_commit gc;      /* the commit queue and its leader (group_commit.c) */
@@ -292,9 +294,13 @@ static inline uint64_t get_be64(const uint8_t *p)
 
 /* Map an LMDB error to a store error with a message; returns the code. */
 int store_lmdb_err(struct st_err *err, int rc, const char *what);
-/* Enter the failed state (sticky until reopen) and return ST_EFAILED. */
+/* Enter the failed state (sticky until reopen) and return ST_EFAILED. The
+ * first call's message is the one st_store_failure reports. */
 int store_fail(st_store *s, struct st_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* ST_EFAILED with the failure's message when the store has failed, else
+ * ST_OK (any thread). */
+int store_refuse_failed(st_store *s, struct st_err *err);
 
 /* Look up a live table by name in txn; fills h (release with head_fini).
  * Errors: ST_ENOTFOUND, ST_ECORRUPT, ST_ENOMEM. */

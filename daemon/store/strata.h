@@ -521,6 +521,11 @@ struct st_open_report {
 };
 void st_store_open_report(st_store *s, struct st_open_report *out);
 
+/* Has the store failed (an I/O error at a commit: every write is refused
+ * with ST_EFAILED until it is reopened)? Returns 1 and copies what failed
+ * into buf (n bytes, NUL-terminated), or 0. Safe from any thread. */
+int st_store_failure(st_store *s, char *buf, size_t n);
+
 /* How far a scrub pass is (st_scrub fills it as it goes; read its fields
  * with __atomic_load_n from another thread). */
 struct st_scrub_progress {

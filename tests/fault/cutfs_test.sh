@@ -543,8 +543,8 @@ check "I/O errors off: fsync'd data survives a cut" is "$MNT/e4" again
 # on), nothing acknowledged is lost, and a restart recovers
 SD=$(dirname "$(dirname "$BIN")")
 if [ -x "$SD/stratad" ] && [ -x "$SD/strata" ]; then
-	port=$((30000 + $$ % 20000))
-	printf 'listen:\n  - "tcp://127.0.0.1:%s"\ndata_dir: "%s"\nfsync: on\n' "$port" "$MNT/sd" >"$T/sd.yaml"
+	# An ipc socket beside the log: no port to collide with another test's.
+	printf 'listen:\n  - "ipc://%s"\ndata_dir: "%s"\nfsync: on\n' "$T/sd.sock" "$MNT/sd" >"$T/sd.yaml"
 	# sd_up: start stratad, wait for one more "ready" line in its log.
 	sd_up() {
 		_r=$(grep -c " ready: " "$T/sd.log" 2>/dev/null)
@@ -553,7 +553,7 @@ if [ -x "$SD/stratad" ] && [ -x "$SD/strata" ]; then
 		waitfor sh -c '[ "$(grep -c " ready: " "$1")" -gt "${2:-0}" ]' sh "$T/sd.log" "$_r"
 	}
 	sd_down() { kill -TERM "$HPID"; wait "$HPID" 2>/dev/null; HPID=; }
-	st() { "$SD/strata" --host "tcp://127.0.0.1:$port" --timeout 10 "$@"; }
+	st() { "$SD/strata" --host "ipc://$T/sd.sock" --timeout 10 "$@"; }
 	ld() { { echo id; seq "$1" "$2"; } | st load t - --format csv; }
 	n_rows() { st query t --agg "count(*)" --format csv | tail -n 1; }
 	sd_up
@@ -572,6 +572,9 @@ if [ -x "$SD/stratad" ] && [ -x "$SD/strata" ]; then
 		grep -q "reopen" "$T/err4"
 	check "stratad logs the failure once, at error level" sh -c \
 		'[ "$(grep -c "stratad error: store failed" "$1")" = 1 ]' sh "$T/sd.log"
+	st status >"$T/status" 2>&1
+	check "strata status says the store failed, and why" \
+		grep -q "^store: *FAILED, writes refused until stratad is restarted: .*Input/output error" "$T/status"
 	r=$(n_rows 2>&1)
 	check "reads go on: the 100 acknowledged rows" test "$r" = 100
 	sd_down
@@ -580,6 +583,9 @@ if [ -x "$SD/stratad" ] && [ -x "$SD/strata" ]; then
 	ld 200 299 >"$T/out" 2>&1
 	r=$(n_rows 2>&1)
 	check "after a restart (and a cut) writes work: 100 + 100 rows, no failed load visible" test "$r" = 200
+	st status >"$T/status" 2>&1
+	check "after the restart strata status shows no failure" sh -c \
+		'grep -q "^uptime:" "$1" && ! grep -q "FAILED" "$1"' sh "$T/status"
 	sd_down
 else
 	echo "skip stratad under I/O errors: no $SD/stratad"
