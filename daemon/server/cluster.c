@@ -425,6 +425,13 @@ static void *loop(void *arg)
 				cl_tell_departing(nd);
 		}
 		rc = drain(nd, &err);
+		/* A store that failed outside the log (an I/O error writing a
+		 * segment, before any entry was proposed) stops the driver too: a
+		 * leader that can no longer write must not go on heartbeating,
+		 * and a follower that cannot persist must not vote. */
+		char why[ST_ERR_MSG_MAX];
+		if (rc == ST_OK && st_store_failure(nd->s, why, sizeof why))
+			rc = st_seterr(&err, ST_EFAILED, "the store failed: %s", why);
 		if (now - nd->unauth_checked_us >= 1000000) {
 			struct link_stats ls;
 			link_stats(nd->l, &ls);

@@ -235,6 +235,8 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 		level = ST_DUR_QUORUM;
 	uint64_t last = e[n - 1].lsn;
 	s->repl.lost_from = UINT64_MAX;
+	s->repl.pend = e;
+	s->repl.npend = n;
 	if ((rc = h->propose(h->ctx, e, n, err)) != ST_OK)
 		goto out;
 	s->repl.inflight = true;
@@ -247,8 +249,16 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 				       what, (unsigned long long)last);
 			break;
 		}
-		if ((rc = store_refuse_failed(s, err)) != ST_OK)
+		if (store_refuse_failed(s, err) != ST_OK) {
+			/* Proposed already: the others may commit it. */
+			char why[ST_ERR_MSG_MAX];
+			snprintf(why, sizeof why, "%s", err->msg);
+			rc = st_seterr(err, ST_EFAILED,
+				       "%s: the store failed before LSN %llu was acknowledged (%s); "
+				       "it is not acknowledged, and may still commit on the other "
+				       "nodes", what, (unsigned long long)last, why);
 			break;
+		}
 		if (s->repl.stopped) {
 			/* The entry may have reached the followers before this node's
 			 * driver stopped: it may commit without this node. */
@@ -279,6 +289,8 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 	s->repl.inflight = false;
 	pthread_cond_broadcast(&s->repl.cond);
 out:
+	s->repl.pend = NULL;
+	s->repl.npend = 0;
 	for (uint32_t i = 0; bodies && i < n; i++)
 		st_buf_free(&bodies[i]);
 	free(bodies);
@@ -640,6 +652,22 @@ struct persist {
 	uint32_t n;
 };
 
+/* An entry about to be stored at an LSN of the waiting proposal: another
+ * leader's entry (another hash) there means the proposal is lost, even when
+ * its own entry never reached this node's disk, so that no truncation
+ * dropped it (a leader paused between proposing and persisting, deposed,
+ * then sent the new leader's entries). Under write_lock. */
+static void check_pending(st_store *s, const struct st_repl_entry *e)
+{
+	for (uint32_t i = 0; i < s->repl.npend; i++)
+		if (s->repl.pend[i].lsn == e->lsn) {
+			if (memcmp(s->repl.pend[i].hash, e->hash, ST_HASH_LEN) &&
+			    e->lsn < s->repl.lost_from)
+				s->repl.lost_from = e->lsn;
+			return;
+		}
+}
+
 static int persist_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 {
 	struct persist *p = arg;
@@ -680,6 +708,7 @@ static int persist_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 	for (uint32_t i = 0; i < p->n; i++) {
 		const struct st_repl_entry *e = &p->e[i];
 		struct st_buf b = {0};
+		check_pending(s, e);
 		if (e->len)
 			bump_fids(s, e->body, e->len);
 		uint8_t hd[RLOG_HEAD], key[RLOG_KEY_LEN];

@@ -108,7 +108,9 @@ struct store_repl {
 	struct st_repl_hooks hooks;  /* the driver */
 	pthread_cond_t cond;         /* with write_lock: an apply, a truncation */
 	bool inflight;               /* a proposal waits for its durability */
-	uint64_t lost_from;          /* lowest LSN truncated while it waits */
+	uint64_t lost_from;          /* lowest LSN truncated or replaced while it waits */
+	const struct st_repl_entry *pend; /* the waiting proposal's entries, npend of them */
+	uint32_t npend;
 	bool stopped;                /* the driver stopped (st_repl_fail(s, 0)) */
 	int members_changed;         /* atomic: an applied entry put the members record */
 };

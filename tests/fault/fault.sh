@@ -16,7 +16,7 @@ export LC_ALL
 
 usage() {
 	echo "usage: sh tests/fault/fault.sh BUILD_DIR [--short | --runs N] [--nemesis NAME[,NAME...]] [--seed S] [--keep]" >&2
-	echo "nemeses: kill_leader kill_random kill_all pause flip powercut partition diskfull control" >&2
+	echo "nemeses: kill_leader kill_random kill_all pause flip powercut eio partition diskfull control" >&2
 	exit 2
 }
 [ $# -ge 1 ] || usage
@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
 done
 case $RUNS in '' | *[!0-9]*) usage ;; esac
 for n in $NEMS; do
-	case $n in kill_leader | kill_random | kill_all | pause | flip | powercut | partition | diskfull | control) ;;
+	case $n in kill_leader | kill_random | kill_all | pause | flip | powercut | eio | partition | diskfull | control) ;;
 	*) echo "unknown nemesis '$n'" >&2; usage ;;
 	esac
 done
@@ -375,11 +375,12 @@ writer() {
 			[ -n "$v" ] && echo "$id $v" >>"$PD/h/$tbl.$run.v$w"
 		else
 			# Definite: refused before anything was proposed ("not the
-			# leader", HELLO unanswered, the leader unreachable after a
-			# redirect) or dropped by a new leader ("was not applied").
+			# leader", the leader not heard from, HELLO unanswered, the
+			# leader unreachable after a redirect, a node that stopped
+			# replicating) or dropped by a new leader ("was not applied").
 			# Anything else (timeouts, "no quorum ... may still commit",
 			# lost connections) may have committed: unknown.
-			if grep -qE "was not applied|is stratad running there|cannot reach the leader|not the leader|no leader is known|knows no live leader" "$PD/wout$w" &&
+			if grep -qE "was not applied|is stratad running there|cannot reach the leader|not the leader|no leader is known|knows no live leader|has not been heard from|stopped replicating: .*it serves nothing" "$PD/wout$w" &&
 				! grep -qE "may still commit" "$PD/wout$w"; then
 				echo "fail $id" >>"$h"
 			else
@@ -668,6 +669,24 @@ nem_powercut() {
 	echo "     ($l: power cut of node(s) $*)"
 	powercut "$@"
 }
+# eio: I/O errors (cutfs's SIGUSR2 mode: writes fail with EIO or short in
+# turn, fsync fails and drops the dirty data) on the leader (half the runs)
+# or a random node for 2 s while the writers run. The node's store fails
+# stop, its replication driver stops (role failed), a leader is replaced;
+# then the errors end and the node is restarted: it recovers from what it
+# had synced and catches up (REPLICATION.md §9).
+nem_eio() {
+	rnd 2
+	if [ $R = 0 ] && wait_leader 5000 1 2 3; then n=$LEADER what=leader; else rnd 3; n=$((R + 1)) what=node; fi
+	c=$(cut_pid "$n")
+	kill -USR2 "$c"
+	msleep 2000
+	r=$(on "$n" --timeout 1 status 2>/dev/null | sed -n 's/^role: *//p')
+	kill -USR2 "$c"
+	kill9 "$n"
+	start "$n" || bad "$1: restart node $n after the I/O errors"
+	echo "     ($1: I/O errors on $what $n for 2 s (its role then: ${r:-no answer}), off, restarted)"
+}
 nem_control() {
 	wait_acks 20 10000
 	powercut 1 2 3
@@ -684,7 +703,7 @@ nem_partition() {
 
 # ---- runs -----------------------------------------------------------------
 RUNNO=0
-for k in kill_leader kill_random kill_all pause flip powercut partition diskfull control; do
+for k in kill_leader kill_random kill_all pause flip powercut eio partition diskfull control; do
 	eval "RUNS_$k=0 LOST_$k=0"
 done
 # use_table: a new table every 50 runs keeps each check's scan small.
@@ -816,7 +835,7 @@ if [ -n "$NEMS" ]; then
 	plain= want_cut=0 want_ns=0 want_ctl=0 want_disk=0
 	for x in $NEMS; do
 		case $x in
-		powercut) want_cut=1; plain="$plain $x" ;;
+		powercut | eio) want_cut=1; plain="$plain $x" ;;
 		partition) want_ns=1; plain="$plain $x" ;;
 		diskfull) want_disk=1; plain="$plain $x" ;;
 		control) want_ctl=1 ;;
@@ -824,8 +843,8 @@ if [ -n "$NEMS" ]; then
 		esac
 	done
 	if [ $want_cut = 1 ] && [ $have_cutfs = 0 ]; then
-		skip "powercut: no cutfs ($CUTFS)"
-		plain=$(echo "$plain" | tr ' ' '\n' | grep -v '^powercut$' | tr '\n' ' ')
+		skip "powercut, eio: no cutfs ($CUTFS)"
+		plain=$(echo "$plain" | tr ' ' '\n' | grep -v -e '^powercut$' -e '^eio$' | tr '\n' ' ')
 		want_cut=0
 	fi
 	if [ $want_ns = 1 ] && ! netns_usable; then
@@ -866,11 +885,12 @@ else
 	if [ $have_cutfs = 1 ]; then
 		CUT=1 FSYNC=on
 		if [ $MODE = short ]; then phase powercut powercut powercut; else phase powercut $(repeat "$N" powercut); fi
+		if [ $MODE = short ]; then phase eio eio eio; else phase eio $(repeat "$N" eio); fi
 		CUT=1 FSYNC=off CONTROL_RAN=1
 		phase control $(repeat 3 control)
 		CUT=0 FSYNC=on
 	else
-		skip "powercut: no cutfs ($CUTFS)"
+		skip "powercut, eio: no cutfs ($CUTFS)"
 		skip "control: no cutfs ($CUTFS): the negative control cannot run"
 	fi
 	CUT=0 NETNS=0 DISK=1 FSYNC=on
@@ -900,9 +920,9 @@ fi
 # The control's losses are expected: not counted against the cluster.
 [ $RUNS_kill_leader -gt 0 ] || [ $RUNS_kill_all -gt 0 ] || [ $RUNS_pause -gt 0 ] || [ $RUNS_powercut -gt 0 ] ||
 	[ $RUNS_kill_random -gt 0 ] || [ $RUNS_partition -gt 0 ] || [ $RUNS_flip -gt 0 ] ||
-	[ $RUNS_diskfull -gt 0 ]
+	[ $RUNS_diskfull -gt 0 ] || [ $RUNS_eio -gt 0 ]
 [ $FLIPS_REPAIRED -ge $FLIPS_INJECTED ] || bad "every flipped byte repaired ($FLIPS_REPAIRED of $FLIPS_INJECTED)"
-for k in kill_leader kill_random kill_all pause flip powercut partition diskfull; do
+for k in kill_leader kill_random kill_all pause flip powercut eio partition diskfull; do
 	eval "l=\$LOST_$k"
 	[ "$l" = 0 ] || bad "$k: $l acknowledged writes lost or doubled"
 done
@@ -925,6 +945,8 @@ fig partition_runs "$RUNS_partition"
 fig partition_acked_lost "$LOST_partition"
 fig powercut_runs "$RUNS_powercut"
 fig powercut_acked_lost "$LOST_powercut"
+fig eio_runs "$RUNS_eio"
+fig eio_acked_lost "$LOST_eio"
 fig pause_runs "$RUNS_pause"
 fig pause_acked_lost "$LOST_pause"
 fig flip_runs "$RUNS_flip"
