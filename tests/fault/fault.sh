@@ -569,9 +569,13 @@ nem_kill_all() {
 # replicating, role failed; a full leader fails its writes and is deposed),
 # free the space, restart the node (REPLICATION.md §9: it serves again after
 # space is freed and it is restarted).
-nem_diskfull() {
+# pick_node: n = the leader (half the runs) or a random node; what = which.
+pick_node() {
 	rnd 2
 	if [ $R = 0 ] && wait_leader 5000 1 2 3; then n=$LEADER what=leader; else rnd 3; n=$((R + 1)) what=node; fi
+}
+nem_diskfull() {
+	pick_node
 	dd if=/dev/zero of="$PD/tmp$n/filler" bs=1M >/dev/null 2>&1
 	msleep 2000
 	r=$(on "$n" --timeout 1 status 2>/dev/null | sed -n 's/^role: *//p')
@@ -581,8 +585,7 @@ nem_diskfull() {
 	echo "     ($1: $what $n's disk filled for 2 s (its role then: ${r:-no answer}), freed, restarted)"
 }
 nem_pause() {
-	rnd 2
-	if [ $R = 0 ] && wait_leader 5000 1 2 3; then n=$LEADER what=leader; else rnd 3; n=$((R + 1)) what=node; fi
+	pick_node
 	p=$(pid "$n")
 	kill -STOP "$p"
 	msleep 750
@@ -676,8 +679,7 @@ nem_powercut() {
 # then the errors end and the node is restarted: it recovers from what it
 # had synced and catches up (REPLICATION.md §9).
 nem_eio() {
-	rnd 2
-	if [ $R = 0 ] && wait_leader 5000 1 2 3; then n=$LEADER what=leader; else rnd 3; n=$((R + 1)) what=node; fi
+	pick_node
 	c=$(cut_pid "$n")
 	kill -USR2 "$c"
 	msleep 2000
