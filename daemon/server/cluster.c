@@ -299,7 +299,7 @@ static void take_proposals(struct sd_node *nd)
 		ok = re && raft_propose_n(nd->r, re, p->n, &first) == ST_OK && first == p->e[0].lsn;
 		free(re);
 		if (!ok)
-			st_repl_fail(nd->s, p->e[0].lsn);
+			st_repl_fail(nd->s, p->e[0].lsn, p->e[0].hash);
 		free(p->e);
 		free(p);
 		p = next;
@@ -454,7 +454,7 @@ static void *loop(void *arg)
 	if (rc != ST_OK) {
 		sd_log(SD_LOG_ERROR, "replication stopped: %s", err.msg);
 		publish(nd, true, err.msg);
-		st_repl_fail(nd->s, 0);
+		st_repl_fail(nd->s, 0, NULL);
 	}
 	return NULL;
 }
@@ -774,7 +774,7 @@ void sd_node_stop(struct sd_node *nd)
 	/* Writers still waiting fail rather than wait for a loop that is gone. */
 	__atomic_store_n(&nd->a_role, -1, __ATOMIC_RELEASE);
 	if (nd->started)
-		st_repl_fail(nd->s, 0);
+		st_repl_fail(nd->s, 0, NULL);
 	link_close(nd->l);
 	raft_free(nd->r);
 	for (struct proposal *p = nd->q, *next; p; p = next) {

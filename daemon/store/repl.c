@@ -195,6 +195,48 @@ int store_repl_wait_quiet(st_store *s, const char *what, struct st_err *err)
 	return ST_OK;
 }
 
+static int rlog_hash_at(st_store *s, uint64_t lsn, uint8_t hash[ST_HASH_LEN]);
+
+/* How far this node's log holds the proposal e[0..n) up to LSN upto: n
+ * when every entry there is its own (or upto is below them all), the index
+ * of the first entry that is another leader's, or -1 when an entry cannot
+ * be read. The log is hash-chained: one match vouches for every entry
+ * before it. */
+static int64_t own_upto(st_store *s, const struct st_repl_entry *e, uint32_t n, uint64_t upto)
+{
+	uint8_t h[ST_HASH_LEN];
+	uint32_t k = 0; /* entries at or below upto */
+	while (k < n && e[k].lsn <= upto)
+		k++;
+	if (k == 0)
+		return n;
+	int found = rlog_hash_at(s, e[k - 1].lsn, h);
+	if (found == 1 && !memcmp(h, e[k - 1].hash, ST_HASH_LEN))
+		return n;
+	for (uint32_t i = 0; found >= 0 && i < k; i++)
+		if ((found = rlog_hash_at(s, e[i].lsn, h)) == 1 && memcmp(h, e[i].hash, ST_HASH_LEN))
+			return i;
+	return -1;
+}
+
+/* The proposal e[0..n) can no longer commit whole: from LSN from on, the
+ * log is another leader's (committed there, or never given the entries). */
+static int lost_err(const char *what, const struct st_repl_entry *e, uint32_t n, uint64_t from,
+		    struct st_err *err)
+{
+	uint64_t last = e[n - 1].lsn;
+	if (from <= e[0].lsn)
+		return st_seterr(err, ST_ENOTLEADER,
+				 "%s: leadership moved before LSN %llu was committed; the "
+				 "write was not applied: retry at the leader",
+				 what, (unsigned long long)last);
+	return st_seterr(err, ST_EUNAVAIL,
+			 "%s: leadership moved before LSN %llu was committed; it is not "
+			 "acknowledged: its entries before LSN %llu committed (a unit cut short "
+			 "by the failover), the rest did not",
+			 what, (unsigned long long)last, (unsigned long long)from);
+}
+
 int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err *err)
 {
 	struct store_cap *c = &s->cap;
@@ -234,19 +276,32 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 	if (level < ST_DUR_LOCAL || level > ST_DUR_ALL)
 		level = ST_DUR_QUORUM;
 	uint64_t last = e[n - 1].lsn;
-	s->repl.lost_from = UINT64_MAX;
-	s->repl.pend = e;
-	s->repl.npend = n;
+	/* An entry already at its first LSN (a new leader's, persisted while
+	 * this node still published itself as the leader) means the
+	 * transaction was built on a superseded log: it is not proposed. */
+	uint8_t there[ST_HASH_LEN];
+	int found = rlog_hash_at(s, e[0].lsn, there);
+	if (found != 0) {
+		rc = found > 0 ? st_seterr(err, ST_ENOTLEADER,
+					   "%s: not the leader any more (this node's log holds "
+					   "another leader's entry at LSN %llu); the write was not "
+					   "applied: retry at the leader",
+					   what, (unsigned long long)e[0].lsn)
+			       : st_seterr(err, EIO,
+					   "%s: this node's log cannot be read at LSN %llu; the "
+					   "write was not applied", what, (unsigned long long)e[0].lsn);
+		goto out;
+	}
+	s->repl.refused = false;
+	s->repl.want_lsn = e[0].lsn;
+	memcpy(s->repl.want_hash, e[0].hash, ST_HASH_LEN);
 	if ((rc = h->propose(h->ctx, e, n, err)) != ST_OK)
 		goto out;
 	s->repl.inflight = true;
 	struct timespec dl = deadline_after(h->timeout_us);
 	for (;;) {
-		if (s->repl.lost_from <= last) {
-			rc = st_seterr(err, ST_ENOTLEADER,
-				       "%s: leadership moved before LSN %llu was committed; the "
-				       "write was not applied: retry at the leader",
-				       what, (unsigned long long)last);
+		if (s->repl.refused) {
+			rc = lost_err(what, e, n, e[0].lsn, err);
 			break;
 		}
 		if (store_refuse_failed(s, err) != ST_OK) {
@@ -268,7 +323,26 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 				       what, (unsigned long long)last);
 			break;
 		}
-		bool done = level == ST_DUR_LOCAL ? h->stable(h->ctx) >= last
+		/* Only the committed log decides: what is applied here at the
+		 * proposal's LSNs is final. An entry truncated or replaced before
+		 * it commits may still commit under a later leader that holds it,
+		 * so a deposed leader's writer waits for the decision (or times
+		 * out), and an applied LSN past the proposal's with another
+		 * leader's entries there is a loss, never an acknowledgement. */
+		int64_t own = own_upto(s, e, n, s->last_lsn);
+		if (own >= 0 && own < n) {
+			rc = lost_err(what, e, n, e[own].lsn, err);
+			break;
+		}
+		if (own < 0) {
+			rc = st_seterr(err, ST_EUNAVAIL,
+				       "%s: LSN %llu cannot be checked against this node's log; it "
+				       "is not acknowledged, and may still commit",
+				       what, (unsigned long long)last);
+			break;
+		}
+		bool done = level == ST_DUR_LOCAL ? h->stable(h->ctx) >= last &&
+							   own_upto(s, e, n, last) == n
 			    : level == ST_DUR_ALL ? s->last_lsn >= last && h->all_matched(h->ctx) >= last
 						  : s->last_lsn >= last;
 		if (done)
@@ -289,8 +363,6 @@ int store_repl_commit(st_store *s, MDB_txn *txn, const char *what, struct st_err
 	s->repl.inflight = false;
 	pthread_cond_broadcast(&s->repl.cond);
 out:
-	s->repl.pend = NULL;
-	s->repl.npend = 0;
 	for (uint32_t i = 0; bodies && i < n; i++)
 		st_buf_free(&bodies[i]);
 	free(bodies);
@@ -645,28 +717,34 @@ int st_repl_log_get(st_store *s, uint64_t lsn, struct st_buf *out, struct st_err
 	return rc;
 }
 
+/* The hash of this node's log record at lsn: 1, 0 when there is none, -1
+ * when it cannot be read. */
+static int rlog_hash_at(st_store *s, uint64_t lsn, uint8_t hash[ST_HASH_LEN])
+{
+	MDB_txn *txn = NULL;
+	uint8_t key[RLOG_KEY_LEN];
+	rlog_key(key, lsn);
+	MDB_val k = {sizeof key, key}, v;
+	struct st_repl_entry e;
+	int mrc = store_read_begin(s, &txn), found = -1;
+	if (mrc == 0)
+		mrc = store_get(s, txn, &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		found = 0;
+	else if (mrc == 0 && decode_rlog(&k, &v, &e) == ST_OK) {
+		memcpy(hash, e.hash, ST_HASH_LEN);
+		found = 1;
+	}
+	store_read_end(s, txn);
+	return found;
+}
+
 struct persist {
 	const struct st_repl_hs *hs;
 	uint64_t from;
 	const struct st_repl_entry *e;
 	uint32_t n;
 };
-
-/* An entry about to be stored at an LSN of the waiting proposal: another
- * leader's entry (another hash) there means the proposal is lost, even when
- * its own entry never reached this node's disk, so that no truncation
- * dropped it (a leader paused between proposing and persisting, deposed,
- * then sent the new leader's entries). Under write_lock. */
-static void check_pending(st_store *s, const struct st_repl_entry *e)
-{
-	for (uint32_t i = 0; i < s->repl.npend; i++)
-		if (s->repl.pend[i].lsn == e->lsn) {
-			if (memcmp(s->repl.pend[i].hash, e->hash, ST_HASH_LEN) &&
-			    e->lsn < s->repl.lost_from)
-				s->repl.lost_from = e->lsn;
-			return;
-		}
-}
 
 static int persist_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 {
@@ -697,18 +775,12 @@ static int persist_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 		mdb_cursor_close(cur);
 		if (mrc != 0 && mrc != MDB_NOTFOUND)
 			return store_lmdb_err(err, mrc, "truncating the replicated log");
-		if (dropped) {
-			/* (The core names the first LSN it appends even when
-			 * nothing is there to drop.) */
-			if (p->from < s->repl.lost_from)
-				s->repl.lost_from = p->from;
+		if (dropped)
 			store_meta_cache_clear(s);
-		}
 	}
 	for (uint32_t i = 0; i < p->n; i++) {
 		const struct st_repl_entry *e = &p->e[i];
 		struct st_buf b = {0};
-		check_pending(s, e);
 		if (e->len)
 			bump_fids(s, e->body, e->len);
 		uint8_t hd[RLOG_HEAD], key[RLOG_KEY_LEN];
@@ -737,13 +809,14 @@ int st_repl_persist(st_store *s, const struct st_repl_hs *hs, uint64_t truncate_
 	return own_write(s, "persisting the replicated log", persist_txn, &p, err);
 }
 
-void st_repl_fail(st_store *s, uint64_t from)
+void st_repl_fail(st_store *s, uint64_t from, const uint8_t *hash)
 {
 	pthread_mutex_lock(&s->write_lock);
 	if (from == 0)
 		s->repl.stopped = true;
-	else if (from < s->repl.lost_from)
-		s->repl.lost_from = from;
+	else if (s->repl.inflight && from == s->repl.want_lsn &&
+		 !memcmp(hash, s->repl.want_hash, ST_HASH_LEN))
+		s->repl.refused = true; /* not an earlier proposal at the same LSN */
 	pthread_cond_broadcast(&s->repl.cond);
 	pthread_mutex_unlock(&s->write_lock);
 }

@@ -108,10 +108,10 @@ struct store_repl {
 	struct st_repl_hooks hooks;  /* the driver */
 	pthread_cond_t cond;         /* with write_lock: an apply, a truncation */
 	bool inflight;               /* a proposal waits for its durability */
-	uint64_t lost_from;          /* lowest LSN truncated or replaced while it waits */
-	const struct st_repl_entry *pend; /* the waiting proposal's entries, npend of them */
-	uint32_t npend;
-	bool stopped;                /* the driver stopped (st_repl_fail(s, 0)) */
+	uint64_t want_lsn;           /* the waiting proposal's first LSN and entry hash */
+	uint8_t want_hash[ST_HASH_LEN];
+	bool refused;                /* the driver did not take it (st_repl_fail) */
+	bool stopped;                /* the driver stopped (st_repl_fail(s, 0, NULL)) */
 	int members_changed;         /* atomic: an applied entry put the members record */
 };
 

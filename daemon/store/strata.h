@@ -690,14 +690,18 @@ int st_repl_log_get(st_store *s, uint64_t lsn, struct st_buf *out, struct st_err
  * records with LSN >= truncate_from (0: none; refused with ST_ECORRUPT at
  * or below the applied LSN), append entries (LSNs following the log's
  * last). Segment files the entries reference must already be in place. A
- * write waiting on a dropped entry fails. */
+ * write waiting on a dropped entry goes on waiting: it fails (ST_ENOTLEADER,
+ * "not applied") once another entry is applied at its LSN, since an
+ * uncommitted entry dropped here may still commit under a later leader. */
 int st_repl_persist(st_store *s, const struct st_repl_hs *hs, uint64_t truncate_from,
 		    const struct st_repl_entry *e, uint32_t n, struct st_err *err);
-/* Proposals from LSN `from` on were not taken (leadership moved): writes
- * waiting on them fail with ST_ENOTLEADER ("not applied"). from 0: the
- * driver stopped; waiting writes fail with ST_EUNAVAIL ("may still
- * commit": their entries may have reached the followers). */
-void st_repl_fail(st_store *s, uint64_t from);
+/* The proposal whose first entry is (from, hash) was not taken (leadership
+ * moved; the core never appended it): the write waiting on it fails with
+ * ST_ENOTLEADER ("not applied"); an earlier proposal at the same LSN that
+ * its writer gave up on changes nothing. from 0 (hash NULL): the driver
+ * stopped; waiting writes fail with ST_EUNAVAIL ("may still commit": their
+ * entries may have reached the followers). */
+void st_repl_fail(st_store *s, uint64_t from, const uint8_t *hash);
 /* Wake writers waiting on the driver's state (stable, all_matched). */
 void st_repl_notify(st_store *s);
 /* Apply log records up to upto (committed), in LSN order, verbatim,

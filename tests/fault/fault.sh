@@ -377,7 +377,7 @@ writer() {
 			# Definite: refused before anything was proposed ("not the
 			# leader", the leader not heard from, HELLO unanswered, the
 			# leader unreachable after a redirect, a node that stopped
-			# replicating) or dropped by a new leader ("was not applied").
+			# replicating) or lost to another leader's committed entry ("was not applied").
 			# Anything else (timeouts, "no quorum ... may still commit",
 			# lost connections) may have committed: unknown.
 			if grep -qE "was not applied|is stratad running there|cannot reach the leader|not the leader|no leader is known|knows no live leader|has not been heard from|stopped replicating: .*it serves nothing" "$PD/wout$w" &&
@@ -414,7 +414,8 @@ wait_acks() { # N DEADLINE_MS: N more acks in this run, or the deadline
 ACKED_TOTAL=0 UNKNOWN_TOTAL=0 FAIL_TOTAL=0
 # check_table LABEL: the whole history of table $TBL against every node.
 # Sets LOST (ok ids missing or doubled on some node) and VIOL (other
-# violations: a fail id present, an unknown id twice, an id never invoked).
+# violations: a fail id present, an unknown id twice, an id never invoked,
+# one version acknowledged to two loads).
 check_table() {
 	cat "$PD/h/$TBL".*.w[12] >"$PD/hist" 2>/dev/null
 	awk -v d="$PD" '
@@ -466,6 +467,13 @@ check_table() {
 			fi
 		done
 	done
+	# Two acknowledged loads that report the same table version: one of
+	# them was told of a commit that is not its own.
+	cat "$PD/h/$TBL".*.v[12] 2>/dev/null | awk '{print $2}' | sort -n | uniq -d >"$PD/vdup"
+	if [ -s "$PD/vdup" ]; then
+		echo "versions acknowledged to two loads: $(wc -l <"$PD/vdup"), e.g. $(head -n 3 "$PD/vdup" | tr '\n' ' ')" >>"$T/out"
+		VIOL=$((VIOL + 1))
+	fi
 	LOST=$(sort -u "$PD/c.lost" | wc -l)
 	NOK=$(wc -l <"$PD/c.ok") NFAIL=$(wc -l <"$PD/c.fail") NUNK=$(wc -l <"$PD/c.unknown")
 	if [ "${EXPECT_LOSS:-0}" = 1 ]; then
