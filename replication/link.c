@@ -70,7 +70,8 @@ enum link_append_resp_key {
 };
 enum link_vote_key { LINK_VOTE_LAST_LSN = 0, LINK_VOTE_LAST_EPOCH = 1, LINK_VOTE_FORCE = 2 };
 enum link_vote_resp_key { LINK_VRESP_GRANTED = 0 };
-enum link_heartbeat_key { LINK_HB_COMMIT = 0 };
+enum link_heartbeat_key { LINK_HB_COMMIT = 0, LINK_HB_CTX = 1 };
+enum link_heartbeat_resp_key { LINK_HBRESP_CTX = 0 };
 /* §5.3 entry keys. */
 enum link_entry_key { LINK_ENT_LSN = 0, LINK_ENT_EPOCH = 1, LINK_ENT_HASH = 2, LINK_ENT_DATA = 3 };
 /* §6 segment bodies. */
@@ -403,10 +404,14 @@ int link_encode(const uint8_t cluster[LINK_CLUSTER_LEN], const struct raft_msg *
 		wire_key_bool(&pk, LINK_VRESP_GRANTED, m->success);
 		break;
 	case RAFT_MSG_HEARTBEAT:
-		msgpack_pack_map(&pk, 1);
+		msgpack_pack_map(&pk, 2);
 		wire_key_u64(&pk, LINK_HB_COMMIT, m->commit);
+		wire_key_u64(&pk, LINK_HB_CTX, m->ctx);
 		break;
 	case RAFT_MSG_HEARTBEAT_RESP:
+		msgpack_pack_map(&pk, 1);
+		wire_key_u64(&pk, LINK_HBRESP_CTX, m->ctx);
+		break;
 	case RAFT_MSG_TIMEOUT_NOW:
 		msgpack_pack_map(&pk, 0);
 		break;
@@ -719,10 +724,14 @@ int link_decode(const void *buf, size_t len, const uint8_t cluster[LINK_CLUSTER_
 			return rc;
 		break;
 	case RAFT_MSG_HEARTBEAT:
-		if ((rc = need_u64(b, in, LINK_HB_COMMIT, "commit LSN", &m->commit, err)))
+		if ((rc = need_u64(b, in, LINK_HB_COMMIT, "commit LSN", &m->commit, err)) ||
+		    (rc = wire_field_u64(b, in, LINK_HB_CTX, "read context", &m->ctx, err)) < 0)
 			return rc;
 		break;
 	case RAFT_MSG_HEARTBEAT_RESP:
+		if ((rc = wire_field_u64(b, in, LINK_HBRESP_CTX, "read context", &m->ctx, err)) < 0)
+			return rc;
+		break;
 	case RAFT_MSG_TIMEOUT_NOW:
 		break;
 	}

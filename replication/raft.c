@@ -649,7 +649,10 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 			rc = raft_handle_append(r, m);
 		} else {
 			raft_commit_to(r, m->commit);
-			raft_send(r, RAFT_MSG_HEARTBEAT_RESP, m->from, r->hs.epoch);
+			struct raft_msg *resp =
+			    raft_send(r, RAFT_MSG_HEARTBEAT_RESP, m->from, r->hs.epoch);
+			if (resp)
+				resp->ctx = m->ctx;
 		}
 		break;
 	case RAFT_MSG_APPEND_RESP:

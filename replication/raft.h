@@ -142,6 +142,8 @@ struct raft_msg {
 	uint64_t hint_epoch;              /* APPEND_RESP reject: epoch at hint_lsn */
 	uint64_t last_lsn;                /* (PRE)VOTE: candidate's last LSN */
 	uint64_t last_epoch;              /* (PRE)VOTE: its epoch */
+	uint64_t ctx;                     /* HEARTBEAT: the owner's read context (the
+	                                   * core sends 0); HEARTBEAT_RESP: echoed */
 };
 
 /* Computes the hash of the no-op entry the leader appends at the start of

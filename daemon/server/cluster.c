@@ -149,7 +149,8 @@ static void publish(struct sd_node *nd, bool failed, const char *why)
 	raft_status(nd->r, &st);
 	int64_t now = cl_mono_us();
 	uint64_t all = UINT64_MAX, stable = 0;
-	size_t fresh = 1, voters = 0;
+	size_t voters = 0, nacked = 0;
+	int64_t acked[RAFT_MAX_NODES];
 	uint64_t match[LINK_MAX_ID + 1] = {0};
 	for (size_t i = 0; i < nd->nids; i++) {
 		bool voter = false;
@@ -161,8 +162,8 @@ static void publish(struct sd_node *nd, bool failed, const char *why)
 			voters++;
 			if (match[id] < all)
 				all = match[id];
-			if (i > 0 && nd->heard_us[id] && now - nd->heard_us[id] < nd->election_us / 2)
-				fresh++;
+			if (i > 0 && nd->acked_epoch[id] == st.hs.epoch && nd->acked_us[id])
+				acked[nacked++] = nd->acked_us[id];
 		}
 	}
 	/* Vacuum keeps the files of entries a follower within the lag budget
@@ -218,7 +219,23 @@ static void publish(struct sd_node *nd, bool failed, const char *why)
 	p->contact_age_us = st.role == RAFT_LEADER ? 0
 			    : nd->leader_contact_us ? now - nd->leader_contact_us
 						    : INT64_MAX;
-	p->lease = st.role == RAFT_LEADER && fresh * 2 > voters;
+	/* The lease (REPLICATION.md §8): with voters / 2 other voters' answers
+	 * to heartbeats sent at or after time t, a majority counting this node
+	 * grants no vote before t + an election timeout (on their clocks), so
+	 * no other leader exists before t + half of it on ours. Sent times,
+	 * not receipt times: answers that queued while this node was paused
+	 * must not renew it. */
+	size_t need = voters / 2;
+	for (size_t i = 1; i < nacked; i++) /* descending */
+		for (size_t j = i; j > 0 && acked[j] > acked[j - 1]; j--) {
+			int64_t t = acked[j];
+			acked[j] = acked[j - 1];
+			acked[j - 1] = t;
+		}
+	nd->lease_until_us = st.role != RAFT_LEADER || nd->no_lease_epoch == st.hs.epoch ? 0
+			     : need == 0	     ? INT64_MAX
+			     : nacked >= need	     ? acked[need - 1] + nd->election_us / 2
+						     : 0;
 	const struct raft_entry *ce = raft_entry_at(nd->r, st.hs.commit);
 	p->epoch_committed = st.role == RAFT_LEADER && ce && ce->epoch == st.hs.epoch;
 	if (why)
@@ -308,9 +325,13 @@ static void take_proposals(struct sd_node *nd)
 
 static void send_all(struct sd_node *nd, const struct raft_ready *rd)
 {
+	int64_t now = cl_mono_us();
 	for (size_t i = 0; i < rd->n_msgs; i++) {
 		size_t sent = 0;
-		link_send(nd->l, &rd->msgs[i], cl_entry_bytes, nd, &sent);
+		struct raft_msg m = rd->msgs[i];
+		if (m.type == RAFT_MSG_HEARTBEAT)
+			m.ctx = (uint64_t)now; /* echoed: the lease counts from here */
+		link_send(nd->l, &m, cl_entry_bytes, nd, &sent);
 	}
 }
 
@@ -383,6 +404,14 @@ static void step_one(struct sd_node *nd, const struct raft_msg *m)
 		nd->heard_us[m->from] = now;
 	struct raft_status st;
 	raft_status(nd->r, &st);
+	/* An answer to this leader's heartbeat, in its epoch: when that
+	 * heartbeat was sent (never later than now: the context is ours). */
+	if (m->type == RAFT_MSG_HEARTBEAT_RESP && m->from <= LINK_MAX_ID && st.role == RAFT_LEADER &&
+	    m->epoch == st.hs.epoch && m->ctx && (int64_t)m->ctx <= now &&
+	    (nd->acked_epoch[m->from] != m->epoch || (int64_t)m->ctx > nd->acked_us[m->from])) {
+		nd->acked_us[m->from] = (int64_t)m->ctx;
+		nd->acked_epoch[m->from] = m->epoch;
+	}
 	if ((m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
 	     m->type == RAFT_MSG_TIMEOUT_NOW) && m->epoch >= st.hs.epoch)
 		nd->leader_contact_us = now;
@@ -415,9 +444,20 @@ static void *loop(void *arg)
 		if (__atomic_load_n(&nd->a_force, __ATOMIC_ACQUIRE) == 1)
 			cl_force_local(nd);
 		uint64_t to = __atomic_exchange_n(&nd->a_transfer, 0, __ATOMIC_ACQ_REL);
-		if (to && raft_transfer(nd->r, to) != ST_OK)
+		if (to && raft_transfer(nd->r, to) != ST_OK) {
 			sd_log(SD_LOG_WARN, "replication: transfer to node %llu refused",
 			       (unsigned long long)to);
+		} else if (to) {
+			/* The target's forced vote overrides the followers' leader
+			 * stickiness: no lease for the rest of this epoch, ended
+			 * before TIMEOUT_NOW can leave. */
+			struct raft_status ts;
+			raft_status(nd->r, &ts);
+			pthread_mutex_lock(&nd->plock);
+			nd->lease_until_us = 0;
+			nd->no_lease_epoch = ts.hs.epoch;
+			pthread_mutex_unlock(&nd->plock);
+		}
 		while (now >= next_tick) {
 			raft_tick(nd->r);
 			next_tick += nd->tick_us;
@@ -801,7 +841,9 @@ void sd_node_state(struct sd_node *nd, struct sd_node_state *st)
 {
 	pthread_mutex_lock(&nd->plock);
 	*st = nd->pub;
+	int64_t until = nd->lease_until_us;
 	pthread_mutex_unlock(&nd->plock);
+	st->lease = st->role == SD_ROLE_LEADER && cl_mono_us() < until;
 	st->applied = st_repl_applied(nd->s);
 }
 

@@ -41,7 +41,10 @@ struct sd_node_state {
 	uint64_t last_lsn;      /* last LSN of the local log */
 	int role;               /* enum sd_role */
 	int64_t contact_age_us; /* since the last message from a leader (0 on the leader) */
-	bool lease;             /* leader: a majority answered within half an election timeout */
+	bool lease;             /* leader: a majority of voters answered a heartbeat this node
+	                         * sent less than half an election timeout ago (judged when
+	                         * the state is read: a node paused since cannot see a stale
+	                         * lease as valid) */
 	bool epoch_committed;   /* leader: an entry of its epoch is committed */
 	char failure[256];      /* SD_ROLE_FAILED: why */
 };

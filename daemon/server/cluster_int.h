@@ -75,6 +75,11 @@ struct sd_node {
 	struct raft_hard_state saved; /* hard state as last persisted */
 	int64_t leader_contact_us;    /* last message from the leader of our epoch */
 	int64_t heard_us[LINK_MAX_ID + 1]; /* per node id, last message */
+	int64_t acked_us[LINK_MAX_ID + 1]; /* per node id, when the newest heartbeat it
+	                                    * answered (in acked_epoch) was sent */
+	uint64_t acked_epoch[LINK_MAX_ID + 1];
+	int64_t lease_until_us;       /* under plock: the leader's lease ends (0: none) */
+	uint64_t no_lease_epoch;      /* under plock: a transfer began in this epoch */
 	uint64_t ids[RAFT_MAX_NODES];  /* self, then the other members (plock to write;
 	                                * other threads read under plock) */
 	size_t nids;

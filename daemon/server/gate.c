@@ -6,8 +6,9 @@
  * ST_ENOTLEADER errors, and CLUSTER_STATUS / CLUSTER_TRANSFER.
  *
  * Leader reads use a lease, not a ReadIndex round: the leader serves a
- * read only while a majority of voters answered it within half an
- * election timeout. A follower grants no vote within an election timeout
+ * read only while a majority of voters answered heartbeats it sent less
+ * than half an election timeout ago (send times, judged at the read:
+ * cluster.c's publish and sd_node_state). A follower grants no vote within an election timeout
  * of hearing from its leader (the core's leader stickiness), so no other
  * leader can exist then — provided the nodes' monotonic clocks run within
  * a factor of two of each other. See REPLICATION.md §8.

@@ -363,6 +363,44 @@ N=$(count "$L" t)
 [ "$N" = $TROWS ] && ok "the old leader has every row of t ($TROWS)" || bad "the old leader has every row of t ($N, not $TROWS)"
 cp "$T/w$NL" "$T/wbefore"
 
+# ---- a paused leader serves no stale read ----------------------------------------------------------------
+# SIGSTOP the leader past an election timeout; the others elect a leader and
+# commit a row. Reads sent to the paused node meanwhile wait in its socket
+# and run the moment it resumes, before it hears of the new epoch: each must
+# see that row or be refused, never be served under the lease it held
+# before the pause (REPLICATION.md §8: the lease counts from when the
+# answered heartbeat was sent, and is judged when read).
+if wait_leader 5000 1 2 3; then PL=$LEADER; else bad "a leader before the pause"; PL=1; fi
+run "create p" 0 "created" on "$PL" create p --schema "id int64 not null"
+run "load p (1)" 0 "" sh -c "printf 'id\n1\n' | \"$STRATA\" --host $(addr "$PL") load p - --format csv --quiet"
+kill -STOP "$(pid "$PL")"
+if wait_leader 5000 $(others "$PL"); then
+	ok "a new leader while node $PL is paused: node $LEADER"
+else
+	bad "a new leader while node $PL is paused"
+fi
+NL2=${LEADER:-$(others "$PL" | cut -d' ' -f1)}
+run "load p (2) at the new leader" 0 "" sh -c "printf 'id\n2\n' | \"$STRATA\" --host $(addr "$NL2") load p - --format csv --quiet"
+for k in 1 2 3 4 5 6; do
+	on "$PL" --timeout 8 scan p --consistency leader --format csv >"$T/pr$k" 2>&1 &
+	eval "RP$k=$!"
+done
+sleep 0.3
+kill -CONT "$(pid "$PL")"
+served=0 stale=0 refused=0 why=
+: >"$T/out"
+for k in 1 2 3 4 5 6; do
+	if eval "wait \$RP$k"; then
+		if grep -qx 2 "$T/pr$k"; then served=$((served + 1)); else stale=$((stale + 1)); cat "$T/pr$k" >>"$T/out"; fi
+	else
+		refused=$((refused + 1))
+		why=$(head -n 1 "$T/pr$k")
+	fi
+done
+[ $stale = 0 ] && ok "reads queued at the paused leader: none stale ($served served with the new row, $refused refused${why:+: $why})" ||
+	bad "reads queued at the paused leader: $stale served without the row committed meanwhile"
+wait_leader 5000 1 2 3 >/dev/null
+
 # ---- no quorum -------------------------------------------------------------------------------------------
 wait_leader 5000 1 2 3 || bad "one leader before the quorum loss"
 L=${LEADER:-$NL}

@@ -258,6 +258,9 @@ static void t_roundtrip_every_type(void)
 			o.last_epoch = t == RAFT_MSG_VOTE || t == RAFT_MSG_PREVOTE ? 8 : 0;
 			o.force = t == RAFT_MSG_VOTE;
 			o.commit = t == RAFT_MSG_HEARTBEAT ? 31 : 0;
+			o.ctx = t == RAFT_MSG_HEARTBEAT		? 0x123456789abcULL
+				: t == RAFT_MSG_HEARTBEAT_RESP ? 0x1234567ULL
+							       : 0;
 			m = o;
 		}
 		int calls = 0;
@@ -280,6 +283,7 @@ static void t_roundtrip_every_type(void)
 			      got.hint_lsn == m.hint_lsn && got.hint_epoch == m.hint_epoch);
 			CHECK(got.last_lsn == m.last_lsn && got.last_epoch == m.last_epoch &&
 			      got.force == m.force && got.commit == m.commit && got.n_entries == 0);
+			CHECK(got.ctx == m.ctx);
 		}
 	}
 	/* an APPEND without entries (a probe) */

@@ -359,6 +359,16 @@ static void t_stale_leader_steps_down(void)
 	CHECK_EQ(rd.msgs[0].type, RAFT_MSG_APPEND_RESP);
 	CHECK_EQ(rd.msgs[0].epoch, e);
 	raft_advance(tc.r[2]);
+	/* A current heartbeat's read context comes back in the answer (the
+	 * driver's lease counts from the time it put there). */
+	struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .epoch = e, .from = 1, .to = 2,
+			      .ctx = 0xfeedbeef12ULL};
+	CHECK_EQ(raft_step(tc.r[2], &hb), ST_OK);
+	REQUIRE(raft_ready(tc.r[2], &rd));
+	REQUIRE(rd.n_msgs == 1);
+	CHECK_EQ(rd.msgs[0].type, RAFT_MSG_HEARTBEAT_RESP);
+	CHECK_EQ(rd.msgs[0].ctx, 0xfeedbeef12ULL);
+	raft_advance(tc.r[2]);
 	/* A higher epoch makes the leader a follower. */
 	struct raft_msg hi = {.type = RAFT_MSG_APPEND_RESP, .epoch = e + 5, .from = 3, .to = 1};
 	CHECK_EQ(raft_step(tc.r[1], &hi), ST_OK);
