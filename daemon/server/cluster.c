@@ -395,6 +395,8 @@ static int drain(struct sd_node *nd, struct st_err *err)
 
 /* Messages stepped before one drain of the Readies. */
 #define LOOP_BURST 64
+/* A leader's file missing this long means this node fell behind vacuum. */
+#define GONE_US (3 * 1000000)
 
 /* Feed one peer message to the core (its segments fetched first). */
 static void step_one(struct sd_node *nd, const struct raft_msg *m)
@@ -416,11 +418,42 @@ static void step_one(struct sd_node *nd, const struct raft_msg *m)
 	     m->type == RAFT_MSG_TIMEOUT_NOW) && m->epoch >= st.hs.epoch)
 		nd->leader_contact_us = now;
 	struct st_err ferr;
-	if (m->type == RAFT_MSG_APPEND && m->n_entries && fetch_segments(nd, m, &ferr) != ST_OK)
+	int frc = m->type == RAFT_MSG_APPEND && m->n_entries ? fetch_segments(nd, m, &ferr) : ST_OK;
+	if (frc != ST_OK) {
 		sd_log(SD_LOG_WARN, "replication: APPEND from node %llu refused: %s",
 		       (unsigned long long)m->from, ferr.msg);
-	else if (raft_step(nd->r, m) == ST_ENOMEM)
-		sd_log(SD_LOG_WARN, "replication: out of memory on a message");
+		/* The leader no longer has a file its entries name: vacuum removed
+		 * it while this node was behind the lag budget (§6). Seen again
+		 * and again for GONE_US, this node needs a snapshot. */
+		if (frc == ST_ENOTFOUND && m->epoch >= st.hs.epoch) {
+			if (!nd->gone_since_us)
+				nd->gone_since_us = now;
+			if (now - nd->gone_since_us >= GONE_US && !nd->need_snapshot[0])
+				snprintf(nd->need_snapshot, sizeof nd->need_snapshot, "%s", ferr.msg);
+		}
+	} else {
+		if (m->type == RAFT_MSG_APPEND && m->n_entries)
+			nd->gone_since_us = 0;
+		if (raft_step(nd->r, m) == ST_ENOMEM)
+			sd_log(SD_LOG_WARN, "replication: out of memory on a message");
+	}
+}
+
+/* Stop, marked for a bootstrap from a peer's snapshot under this node's
+ * id at the next start (snapshot.c, REPLICATION.md §14): what it persisted
+ * of its hard state and log is kept through it. */
+static int mark_resnapshot(struct sd_node *nd, struct st_err *err)
+{
+	struct raft_status st;
+	raft_status(nd->r, &st);
+	struct st_repl_keep k = {nd->saved.epoch, nd->saved.vote, st.last_lsn};
+	int rc = cl_mark_resnapshot(nd->cfg->data_dir, &k, nd->need_snapshot, err);
+	if (rc != ST_OK)
+		return rc;
+	return st_seterr(err, ST_EUNAVAIL,
+			 "fell behind the leader's vacuum (%s): this node needs a snapshot; "
+			 "restart stratad and it bootstraps from a peer under the same id",
+			 nd->need_snapshot);
 }
 
 static void *loop(void *arg)
@@ -472,6 +505,8 @@ static void *loop(void *arg)
 		char why[ST_ERR_MSG_MAX];
 		if (rc == ST_OK && st_store_failure(nd->s, why, sizeof why))
 			rc = st_seterr(&err, ST_EFAILED, "the store failed: %s", why);
+		if (rc == ST_OK && nd->need_snapshot[0])
+			rc = mark_resnapshot(nd, &err);
 		if (now - nd->unauth_checked_us >= 1000000) {
 			struct link_stats ls;
 			link_stats(nd->l, &ls);

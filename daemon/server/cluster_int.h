@@ -75,6 +75,8 @@ struct sd_node {
 	struct raft_hard_state saved; /* hard state as last persisted */
 	int64_t leader_contact_us;    /* last message from the leader of our epoch */
 	int64_t heard_us[LINK_MAX_ID + 1]; /* per node id, last message */
+	int64_t gone_since_us;        /* the leader's files missing since (0: not) */
+	char need_snapshot[ST_ERR_MSG_MAX]; /* why this node needs one ("": it does not) */
 	int64_t acked_us[LINK_MAX_ID + 1]; /* per node id, when the newest heartbeat it
 	                                    * answered (in acked_epoch) was sent */
 	uint64_t acked_epoch[LINK_MAX_ID + 1];
@@ -164,5 +166,9 @@ int cl_snap_read(struct sd_node *nd, uint64_t file, uint64_t off, void *buf, siz
 		 size_t *got, uint64_t *file_size, uint32_t *file_crc, struct st_err *err);
 void cl_make_snapshot(struct sd_node *nd); /* upkeep thread */
 void cl_rm_tree(const char *dir);
+/* Durably mark data_dir for a bootstrap from a peer's snapshot at the next
+ * start, keeping k (REPLICATION.md §14). */
+int cl_mark_resnapshot(const char *data_dir, const struct st_repl_keep *k, const char *why,
+		       struct st_err *err);
 
 #endif

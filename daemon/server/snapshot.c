@@ -267,60 +267,140 @@ static int fetch_snapshot(struct link *l, uint64_t peer, const char *dir, struct
 	return rc;
 }
 
+/* A member that fell behind the leader's vacuum: RESNAPSHOT in its data
+ * directory (REPLICATION.md §14), what it must keep through the new
+ * snapshot. */
+#define RESNAP_NAME "RESNAPSHOT"
+
+int cl_mark_resnapshot(const char *data_dir, const struct st_repl_keep *k, const char *why,
+		       struct st_err *err)
+{
+	char path[PATH_MAX + 32], tmp[PATH_MAX + 40];
+	snprintf(path, sizeof path, "%s/%s", data_dir, RESNAP_NAME);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	int ok = f && fprintf(f, "epoch %llu vote %llu last %llu\n%s\n", (unsigned long long)k->epoch,
+			      (unsigned long long)k->vote, (unsigned long long)k->last, why) > 0;
+	ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	if (!ok || rename(tmp, path) != 0 || st_io_fsync_dir(&st_io_posix, path) != 0)
+		return st_seterr(err, errno ? errno : EIO, "cannot write %s: %s", path,
+				 strerror(errno ? errno : EIO));
+	return ST_OK;
+}
+
+/* 1 with *k from data_dir's RESNAPSHOT, 0 when there is none, -1 damaged. */
+static int read_resnapshot(const char *data_dir, struct st_repl_keep *k)
+{
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/%s", data_dir, RESNAP_NAME);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT ? 0 : -1;
+	unsigned long long e, v, l;
+	int n = fscanf(f, "epoch %llu vote %llu last %llu", &e, &v, &l);
+	fclose(f);
+	if (n != 3)
+		return -1;
+	*k = (struct st_repl_keep){e, v, l};
+	return 1;
+}
+
+/* A peer's snapshot into boot, made this node's (keep: a member keeping
+ * its id), READY written last. */
+static int fetch_and_adopt(const struct sd_config *cfg, const char *boot,
+			   const struct st_repl_keep *keep, struct st_err *err)
+{
+	const struct sd_cluster *cc = &cfg->cluster;
+	struct link *l = NULL;
+	int rc;
+	if (mkdir(boot, 0755) != 0 && errno != EEXIST)
+		return st_seterr(err, errno, "cannot create %s: %s", boot, strerror(errno));
+	if ((rc = cl_link_open(cfg, true, 3000, &l, err)) != ST_OK)
+		return rc;
+	rc = ST_EUNAVAIL;
+	st_seterr(err, rc, "cluster.peers is empty: nobody to bootstrap from");
+	/* Each peer in turn, rounds until BOOT_TRY_US: a peer that has not
+	 * applied this node's addition yet drops its requests (members only),
+	 * so the first round can miss; a member skips a snapshot that ends
+	 * before its own log. */
+	int64_t until = cl_mono_us() + BOOT_TRY_US;
+	for (uint32_t i = 0; cc->npeers && rc != ST_OK; i = (i + 1) % cc->npeers) {
+		struct st_err e;
+		if (i == 0 && cl_mono_us() > until)
+			break;
+		rc = fetch_snapshot(l, cc->peers[i].id, boot, &e);
+		if (rc == ST_OK) {
+			st_store *s = NULL;
+			if ((rc = st_store_open(boot, NULL, &s, &e)) == ST_OK)
+				rc = st_repl_adopt(s, cc->node_id, cc->cluster_id, keep, &e);
+			st_store_close(s);
+			if (rc == ST_OK)
+				break;
+		}
+		sd_log(SD_LOG_WARN, "bootstrap: from node %llu: %s",
+		       (unsigned long long)cc->peers[i].id, e.msg);
+		*err = e;
+		if (rc == ST_ECORRUPT || rc == ST_EUNAVAIL) { /* damaged, changed or too old: anew */
+			cl_rm_tree(boot);
+			mkdir(boot, 0755);
+		}
+	}
+	link_close(l);
+	if (rc != ST_OK)
+		return st_seterr(err, rc, "cannot bootstrap from any peer%s: %s",
+				 keep ? "" : " (was it added with strata cluster add first?)",
+				 err->msg);
+	return write_marker(boot, "READY", err);
+}
+
 int sd_node_bootstrap(const struct sd_config *cfg, struct st_err *err)
 {
 	const struct sd_cluster *cc = &cfg->cluster;
-	char boot[PATH_MAX], path[PATH_MAX + 32];
+	char boot[PATH_MAX], old[PATH_MAX], path[PATH_MAX + 32];
 	struct stat st;
 	int rc = ST_OK;
-	snprintf(path, sizeof path, "%s/store/data.mdb", cfg->data_dir);
-	if (!cc->enabled || !cc->join || stat(path, &st) == 0)
-		return ST_OK; /* not joining, or joined already */
+	if (!cc->enabled)
+		return ST_OK;
 	snprintf(boot, sizeof boot, "%s.bootstrap", cfg->data_dir);
+	snprintf(old, sizeof old, "%s.old", cfg->data_dir);
 	snprintf(path, sizeof path, "%s/READY", boot);
-	if (stat(path, &st) != 0) {
-		struct link *l = NULL;
-		if (mkdir(boot, 0755) != 0 && errno != EEXIST)
-			return st_seterr(err, errno, "cannot create %s: %s", boot, strerror(errno));
-		if ((rc = cl_link_open(cfg, true, 3000, &l, err)) != ST_OK)
-			return rc;
-		rc = ST_EUNAVAIL;
-		st_seterr(err, rc, "cluster.peers is empty: nobody to join");
-		/* Each peer in turn, rounds until BOOT_TRY_US: a peer that has not
-		 * applied this node's addition yet drops its requests (members
-		 * only), so the first round can miss. */
-		int64_t until = cl_mono_us() + BOOT_TRY_US;
-		for (uint32_t i = 0; cc->npeers && rc != ST_OK; i = (i + 1) % cc->npeers) {
-			struct st_err e;
-			if (i == 0 && cl_mono_us() > until)
-				break;
-			rc = fetch_snapshot(l, cc->peers[i].id, boot, &e);
-			if (rc == ST_OK)
-				break;
-			sd_log(SD_LOG_WARN, "bootstrap: from node %llu: %s",
-			       (unsigned long long)cc->peers[i].id, e.msg);
-			*err = e;
-			if (rc == ST_ECORRUPT) { /* a damaged or changed copy: start over */
-				cl_rm_tree(boot);
-				mkdir(boot, 0755);
-			}
-		}
-		link_close(l);
-		if (rc != ST_OK)
-			return st_seterr(err, rc, "cannot bootstrap from any peer (was it added with "
-					 "strata cluster add first?): %s", err->msg);
-		/* The snapshot becomes this node's before it is put in place. */
-		st_store *s = NULL;
-		if ((rc = st_store_open(boot, NULL, &s, err)) == ST_OK)
-			rc = st_repl_adopt(s, cc->node_id, cc->cluster_id, err);
-		st_store_close(s);
-		if (rc == ST_OK)
-			rc = write_marker(boot, "READY", err);
-		if (rc != ST_OK)
-			return rc;
+	bool ready = stat(path, &st) == 0;
+	struct st_repl_keep keep;
+	int member = read_resnapshot(cfg->data_dir, &keep);
+	if (member < 0)
+		return st_seterr(err, ST_ECORRUPT, "%s/%s is damaged: remove the data directory "
+				 "and rejoin under a new id", cfg->data_dir, RESNAP_NAME);
+	if (ready && stat(cfg->data_dir, &st) != 0 && stat(old, &st) == 0) {
+		member = 1; /* a member's install cut short between its two renames */
+		goto install;
 	}
-	/* Installed by one rename: the old (empty) state or the new one. */
-	rmdir(cfg->data_dir); /* an empty one; anything else makes the rename fail */
+	if (!member) {
+		cl_rm_tree(old); /* a member's install that completed */
+		snprintf(path, sizeof path, "%s/store/data.mdb", cfg->data_dir);
+		if (!cc->join || stat(path, &st) == 0)
+			return ST_OK; /* not joining, or joined already */
+	} else {
+		sd_log(SD_LOG_WARN, "bootstrap: node %llu fell behind the leader's vacuum: starting "
+		       "again from a peer's snapshot under the same id (epoch %llu and vote kept; "
+		       "the snapshot must reach LSN %llu)", (unsigned long long)cc->node_id,
+		       (unsigned long long)keep.epoch, (unsigned long long)keep.last);
+	}
+	if (!ready && (rc = fetch_and_adopt(cfg, boot, member ? &keep : NULL, err)) != ST_OK)
+		return rc;
+install:
+	/* A new node: one rename over its empty directory. A member: its old
+	 * directory moved aside first (a kill -9 between the two renames is
+	 * finished at the next start), then removed. */
+	if (member) {
+		if (stat(cfg->data_dir, &st) == 0 && (rename(cfg->data_dir, old) != 0 ||
+						       st_io_fsync_dir(&st_io_posix, old) != 0))
+			return st_seterr(err, errno, "cannot move %s aside: %s", cfg->data_dir,
+					 strerror(errno));
+	} else {
+		rmdir(cfg->data_dir); /* an empty one; anything else makes the rename fail */
+	}
 	if (rename(boot, cfg->data_dir) != 0 || st_io_fsync_dir(&st_io_posix, cfg->data_dir) != 0)
 		return st_seterr(err, errno, "cannot install the snapshot as %s: %s (is it a "
 				 "non-empty directory?)", cfg->data_dir, strerror(errno));
@@ -328,6 +408,7 @@ int sd_node_bootstrap(const struct sd_config *cfg, struct st_err *err)
 	unlink(path);
 	snprintf(path, sizeof path, "%s/MANIFEST", cfg->data_dir);
 	unlink(path);
+	cl_rm_tree(old);
 	sd_log(SD_LOG_INFO, "bootstrap: the snapshot is installed as %s; replaying the log from "
 	       "its LSN", cfg->data_dir);
 	return ST_OK;

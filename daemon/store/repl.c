@@ -510,10 +510,22 @@ static int hs_put(st_store *s, MDB_txn *txn, const struct st_repl_hs *hs);
 static int decode_rlog(const MDB_val *k, const MDB_val *v, struct st_repl_entry *e);
 static void bump_fids(st_store *s, const uint8_t *body, size_t len);
 
+struct adopt {
+	struct ident id;
+	const struct st_repl_keep *keep;
+};
+
 /* A snapshot of another node made this node's (st_repl_adopt). */
 static int adopt_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 {
-	const struct ident *id = arg;
+	const struct adopt *ad = arg;
+	const struct ident *id = &ad->id;
+	const struct st_repl_keep *keep = ad->keep;
+	if (keep && s->last_lsn < keep->last)
+		return st_seterr(err, ST_EUNAVAIL,
+				 "the snapshot ends at LSN %llu, before this node's log (LSN %llu): "
+				 "adopting it would forget entries this node may have acknowledged",
+				 (unsigned long long)s->last_lsn, (unsigned long long)keep->last);
 	MDB_val v;
 	uint8_t b[24];
 	int mrc = meta_get(s, txn, "cluster", &v);
@@ -527,9 +539,15 @@ static int adopt_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 	    ((mrc = hs_get(s, txn, &hs)) != 0 && mrc != MDB_NOTFOUND))
 		return mrc == -1 ? st_seterr(err, ST_ECORRUPT, "the hard state record is damaged")
 				 : store_lmdb_err(err, mrc, "adopting a snapshot");
-	/* The epoch stays (it only grows); no vote was cast by this node; the
-	 * applied prefix is committed. Log records past it may never commit. */
-	hs.vote = 0;
+	/* The epoch stays (it only grows); a new node cast no vote, a member
+	 * keeps its own (never two votes in one epoch); the applied prefix is
+	 * committed. Log records past it may never commit. */
+	if (keep && keep->epoch >= hs.epoch) {
+		hs.vote = keep->vote;
+		hs.epoch = keep->epoch;
+	} else {
+		hs.vote = 0;
+	}
 	hs.commit = s->last_lsn;
 	if ((mrc = hs_put(s, txn, &hs)) != 0)
 		return store_lmdb_err(err, mrc, "adopting a snapshot");
@@ -547,10 +565,11 @@ static int adopt_txn(st_store *s, MDB_txn *txn, void *arg, struct st_err *err)
 	return mrc == 0 || mrc == MDB_NOTFOUND ? ST_OK : store_lmdb_err(err, mrc, "adopting a snapshot");
 }
 
-int st_repl_adopt(st_store *s, uint64_t node_id, const uint8_t cluster_id[16], struct st_err *err)
+int st_repl_adopt(st_store *s, uint64_t node_id, const uint8_t cluster_id[16],
+		  const struct st_repl_keep *keep, struct st_err *err)
 {
-	struct ident id = {node_id, cluster_id};
-	return own_write(s, "adopting a snapshot", adopt_txn, &id, err);
+	struct adopt ad = {{node_id, cluster_id}, keep};
+	return own_write(s, "adopting a snapshot", adopt_txn, &ad, err);
 }
 
 int st_repl_identity(st_store *s, uint64_t node_id, const uint8_t cluster_id[16],

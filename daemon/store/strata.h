@@ -675,11 +675,21 @@ int st_repl_hs_load(st_store *s, struct st_repl_hs *hs, struct st_err *err);
 int st_repl_identity(st_store *s, uint64_t node_id, const uint8_t cluster_id[16],
 		     struct st_err *err);
 
+/* What a member that re-bootstraps under its own id must not forget: its
+ * hard state's epoch and vote, and its log's last LSN (it may have
+ * acknowledged entries up to there). */
+struct st_repl_keep {
+	uint64_t epoch, vote, last;
+};
 /* Make a snapshot of another node of the cluster (a backup's copy, not
- * yet served) this node's: node id, no vote, commit LSN = applied LSN, log
- * records past it dropped, epoch kept (REPLICATION.md §14). ST_EINVAL
- * when the snapshot is of another cluster. */
-int st_repl_adopt(st_store *s, uint64_t node_id, const uint8_t cluster_id[16], struct st_err *err);
+ * yet served) this node's: node id, commit LSN = applied LSN, log records
+ * past it dropped (REPLICATION.md §14). keep NULL (a new node): no vote,
+ * the snapshot's epoch. keep given (a member keeping its id): the higher
+ * epoch, and its own vote when that is its epoch; ST_EUNAVAIL when the
+ * snapshot's applied LSN is below keep->last. ST_EINVAL when the snapshot
+ * is of another cluster. */
+int st_repl_adopt(st_store *s, uint64_t node_id, const uint8_t cluster_id[16],
+		  const struct st_repl_keep *keep, struct st_err *err);
 /* Call fn for every log record in LSN order (fn returns non-zero to stop;
  * e->body is borrowed for the call). */
 int st_repl_log_each(st_store *s, int (*fn)(void *arg, const struct st_repl_entry *e), void *arg,

@@ -515,6 +515,53 @@ sleep 1
 on "$R" status >"$T/out" 2>&1
 grep -Eq '^role: +removed$' "$T/out" && ok "node $R restarted: still removed, never campaigns" || bad "node $R restarted: still removed, never campaigns"
 
+# ---- a follower behind the vacuum starts again from a snapshot, same id ------------------------------------
+# With a lag budget of 2 entries, a follower stopped while 6 entries and a
+# vacuum go by cannot fetch the files its missing entries name: it marks
+# itself for a snapshot and stops (role failed); restarted, it bootstraps
+# from a peer's snapshot under the same id, keeping its epoch and vote, and
+# catches up (REPLICATION.md §14).
+for n in "$L" "$F" 4; do
+	sed -i '/^  write_timeout:/a\  max_lag: 2' "$T/n$n.yaml"
+	stop "$n" && start "$n" || exit 1
+	wait_leader 10000 "$L" "$F" 4 >/dev/null
+done
+if wait_leader 10000 "$L" "$F" 4; then ok "the voters restarted with a lag budget of 2: node $LEADER leads"; else bad "the voters restarted with a lag budget of 2"; fi
+VL=${LEADER:-$L}
+B=$L
+[ "$B" = "$VL" ] && B=$F
+stop "$B"
+run "create y with node $B stopped" 0 "created" on "$VL" create y --schema "$SCHEMA"
+for k in 1 2 3 4; do
+	on "$VL" load y "$T/small.csv" --quiet >"$T/out" 2>&1 || bad "load $k of y with node $B stopped"
+done
+run "overwrite y" 0 "3000 rows" on "$VL" load y "$T/small.csv" --mode overwrite --quiet
+run "vacuum y: node $B is past the lag budget, nothing kept for it" 0 "deleted 4 files" \
+	on "$VL" vacuum y --retain 0s --force
+start "$B" || exit 1
+dl=$(($(ms) + 20000))
+while ! grep -q "this node needs a snapshot" "$T/log$B" && [ "$(ms)" -lt $dl ]; do sleep 0.1; done
+on "$B" status >"$T/out" 2>&1
+grep -Eq '^role: +failed$' "$T/out" && grep -q "this node needs a snapshot" "$T/log$B" && [ -f "$T/data$B/RESNAPSHOT" ] &&
+	ok "node $B finds the leader's files vacuumed: marked for a snapshot, role failed" ||
+	{ tail -n 20 "$T/log$B" >>"$T/out"; bad "node $B finds the leader's files vacuumed: marked for a snapshot, role failed"; }
+ep0=$(sed -n 's/^epoch \([0-9]*\) .*/\1/p' "$T/data$B/RESNAPSHOT")
+stop "$B"
+start "$B" || exit 1
+grep -q "bootstrap: node $B fell behind the leader's vacuum" "$T/log$B" && grep -q "bootstrap: the snapshot is installed" "$T/log$B" &&
+	! [ -e "$T/data$B/RESNAPSHOT" ] && ! [ -e "$T/data$B.old" ] &&
+	ok "restarted, node $B bootstraps from a peer's snapshot under its own id" ||
+	{ tail -n 20 "$T/log$B" >"$T/out"; bad "restarted, node $B bootstraps from a peer's snapshot under its own id"; }
+if wait_heads 20000 "$L" "$F" 4; then ok "node $B caught up: same chain head on the three voters"; else bad "node $B caught up: same chain head on the three voters"; fi
+on "$B" status >"$T/out" 2>&1
+ep1=$(sed -n 's/^epoch: *//p' "$T/out")
+grep -Eq '^role: +follower$' "$T/out" && [ -n "$ep0" ] && [ "${ep1:-0}" -ge "$ep0" ] &&
+	ok "node $B is a follower again, epoch $ep1 (marked in $ep0)" || bad "node $B is a follower again (epoch ${ep1:-?}, marked in ${ep0:-?})"
+NY=$(count "$VL" y)
+dl=$(($(ms) + 10000)) # a read there waits for contact with the leader (see node 4 above)
+until NB=$(count "$B" y) && [ -n "$NB" ] || [ "$(ms)" -gt $dl ]; do sleep 0.1; done
+[ "$NY" = 3000 ] && [ "$NB" = "$NY" ] && ok "node $B has y's rows ($NB)" || bad "node $B has y's rows ($NB, the leader $NY)"
+
 # ---- a single node ------------------------------------------------------------------------------------------
 printf 'listen: ["ipc://%s/single.sock"]\ndata_dir: "%s/single"\n' "$T" "$T" >"$T/single.yaml"
 "$STRATAD" -c "$T/single.yaml" >>"$T/logsingle" 2>&1 &

@@ -1855,6 +1855,49 @@ static void t_follower_store_full(void)
 	check_same(c.ld, f);
 }
 
+/* st_repl_adopt: a new node takes no vote; a member keeping its id keeps
+ * its epoch and vote, and refuses a snapshot that ends before its log. */
+static void t_adopt(void)
+{
+	static struct clu c;
+	struct st_err err;
+	struct st_commit_result r;
+	struct st_repl_hs hs;
+	clu_start(&c, 0, 3000000);
+	REQUIRE(create(c.ld, "t", N_COL, 1, &err) == ST_OK);
+	REQUIRE(put1(c.ld, "t", 1, &r, &err) == ST_OK);
+	REQUIRE(wait_applied(&c, r.lsn));
+	uint64_t last = r.lsn;
+	struct st_repl_hs peer = {5, 2, last}; /* the snapshot's peer voted for node 2 in epoch 5 */
+	REQUIRE(st_repl_persist(c.ld, &peer, 0, NULL, 0, &err) == ST_OK);
+	/* A member whose log reaches past the snapshot: refused, nothing changed. */
+	struct st_repl_keep behind = {5, 3, last + 1};
+	CHECK_EQ(st_repl_adopt(c.ld, 7, CLUSTER_ID, &behind, &err), ST_EUNAVAIL);
+	CHECK_CONTAINS(err.msg, "may have acknowledged");
+	REQUIRE(st_repl_hs_load(c.ld, &hs, &err) == ST_OK);
+	CHECK(hs.epoch == 5 && hs.vote == 2);
+	/* A member of the same epoch keeps its own vote; of a later one, its epoch too. */
+	struct st_repl_keep same = {5, 3, last};
+	CHECK_EQ(st_repl_adopt(c.ld, 7, CLUSTER_ID, &same, &err), ST_OK);
+	REQUIRE(st_repl_hs_load(c.ld, &hs, &err) == ST_OK);
+	CHECK(hs.epoch == 5 && hs.vote == 3 && hs.commit == last);
+	struct st_repl_keep later = {9, 1, 0};
+	CHECK_EQ(st_repl_adopt(c.ld, 7, CLUSTER_ID, &later, &err), ST_OK);
+	REQUIRE(st_repl_hs_load(c.ld, &hs, &err) == ST_OK);
+	CHECK(hs.epoch == 9 && hs.vote == 1);
+	/* An older member epoch, or a new node: no vote, the snapshot's epoch. */
+	struct st_repl_keep older = {4, 3, 0};
+	REQUIRE(st_repl_persist(c.ld, &peer, 0, NULL, 0, &err) == ST_OK);
+	CHECK_EQ(st_repl_adopt(c.ld, 7, CLUSTER_ID, &older, &err), ST_OK);
+	REQUIRE(st_repl_hs_load(c.ld, &hs, &err) == ST_OK);
+	CHECK(hs.epoch == 5 && hs.vote == 0);
+	REQUIRE(st_repl_persist(c.ld, &peer, 0, NULL, 0, &err) == ST_OK);
+	CHECK_EQ(st_repl_adopt(c.ld, 7, CLUSTER_ID, NULL, &err), ST_OK);
+	REQUIRE(st_repl_hs_load(c.ld, &hs, &err) == ST_OK);
+	CHECK(hs.epoch == 5 && hs.vote == 0);
+	CHECK_EQ(st_repl_adopt(c.ld, 7, OTHER_ID, NULL, &err), ST_EINVAL);
+}
+
 static const struct test_case tests[] = {
     {"follower_store_full", t_follower_store_full},
     {"vacuum_replicated", t_vacuum_replicated},
@@ -1869,6 +1912,7 @@ static const struct test_case tests[] = {
 	{"restart_truncated", t_restart_truncated},
 	{"apply_batch", t_apply_batch},
 	{"identity", t_identity},
+	{"adopt", t_adopt},
 	{"body_files", t_body_files},
 };
 TEST_MAIN(tests)
