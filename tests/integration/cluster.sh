@@ -561,6 +561,14 @@ NY=$(count "$VL" y)
 dl=$(($(ms) + 10000)) # a read there waits for contact with the leader (see node 4 above)
 until NB=$(count "$B" y) && [ -n "$NB" ] || [ "$(ms)" -gt $dl ]; do sleep 0.1; done
 [ "$NY" = 3000 ] && [ "$NB" = "$NY" ] && ok "node $B has y's rows ($NB)" || bad "node $B has y's rows ($NB, the leader $NY)"
+# A kill -9 between the install's two renames (the old directory moved
+# aside, the READY snapshot not yet in place): the next start finishes it.
+stop "$B"
+cp -a "$T/data$B" "$T/data$B.bootstrap" && : >"$T/data$B.bootstrap/READY" && mv "$T/data$B" "$T/data$B.old"
+start "$B" || exit 1
+[ -d "$T/data$B/store" ] && ! [ -e "$T/data$B.old" ] && ! [ -e "$T/data$B.bootstrap" ] && wait_heads 10000 "$L" "$F" 4 &&
+	ok "an install cut between its two renames is finished at the next start" ||
+	bad "an install cut between its two renames is finished at the next start"
 
 # ---- a single node ------------------------------------------------------------------------------------------
 printf 'listen: ["ipc://%s/single.sock"]\ndata_dir: "%s/single"\n' "$T" "$T" >"$T/single.yaml"
