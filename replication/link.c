@@ -73,7 +73,13 @@ enum link_vote_resp_key { LINK_VRESP_GRANTED = 0 };
 enum link_heartbeat_key { LINK_HB_COMMIT = 0, LINK_HB_CTX = 1 };
 enum link_heartbeat_resp_key { LINK_HBRESP_CTX = 0 };
 /* §5.3 entry keys. */
-enum link_entry_key { LINK_ENT_LSN = 0, LINK_ENT_EPOCH = 1, LINK_ENT_HASH = 2, LINK_ENT_DATA = 3 };
+enum link_entry_key {
+	LINK_ENT_LSN = 0,
+	LINK_ENT_EPOCH = 1,
+	LINK_ENT_HASH = 2,
+	LINK_ENT_DATA = 3,
+	LINK_ENT_MORE = 4,
+};
 /* §6 segment bodies. */
 enum link_fetch_key {
 	LINK_FETCH_TABLE = 0,
@@ -312,10 +318,12 @@ static int pack_entry(struct st_buf *b, const struct raft_entry *e, link_entry_f
 	}
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, b, buf_write);
-	msgpack_pack_map(&pk, len > 0 ? 4 : 3);
+	msgpack_pack_map(&pk, 3 + (len > 0) + e->more);
 	wire_key_u64(&pk, LINK_ENT_LSN, e->lsn);
 	wire_key_u64(&pk, LINK_ENT_EPOCH, e->epoch);
 	wire_key_bin(&pk, LINK_ENT_HASH, e->hash, RAFT_HASH_LEN);
+	if (e->more)
+		wire_key_bool(&pk, LINK_ENT_MORE, true);
 	if (len > 0)
 		wire_key_bin(&pk, LINK_ENT_DATA, data, len);
 out:
@@ -355,8 +363,8 @@ int link_encode(const uint8_t cluster[LINK_CLUSTER_LEN], const struct raft_msg *
 			               overhead + array_hdr_len(0), max);
 			goto out;
 		}
+		size_t unit_n = 0, unit_len = 0; /* entries up to the last whole unit */
 		for (size_t i = 0; i < m->n_entries; i++) {
-			size_t before = ents.len;
 			rc = pack_entry(&ents, &m->entries[i], fn, ctx, err);
 			if (rc != ST_OK)
 				goto out;
@@ -365,19 +373,25 @@ int link_encode(const uint8_t cluster[LINK_CLUSTER_LEN], const struct raft_msg *
 				goto out;
 			}
 			if (overhead + array_hdr_len(i + 1) + ents.len > max) {
-				if (i == 0) {
+				/* Cut after the last whole atomic unit (never inside one). */
+				if (unit_n == 0) {
 					rc = st_seterr(err, ST_ETOOBIG,
-					               "entry %llu alone makes a %zu-byte "
-					               "APPEND, above the %zu-byte message limit "
-					               "(max_message_size)",
-					               (unsigned long long)m->entries[i].lsn,
-					               overhead + array_hdr_len(1) + ents.len, max);
+					               "entry %llu%s makes a %zu-byte APPEND, above "
+					               "the %zu-byte message limit (max_message_size)",
+					               (unsigned long long)m->entries[0].lsn,
+					               i == 0 ? " alone" : " and its atomic unit",
+					               overhead + array_hdr_len(i + 1) + ents.len, max);
 					goto out;
 				}
-				ents.len = before;
+				n = unit_n;
+				ents.len = unit_len;
 				break;
 			}
 			n++;
+			if (!m->entries[i].more) {
+				unit_n = n;
+				unit_len = ents.len;
+			}
 		}
 		msgpack_pack_array(&pk, (uint32_t)n);
 		st_buf_append(out, ents.data, ents.len);
@@ -615,6 +629,8 @@ static int decode_entries(const msgpack_object *arr, struct raft_msg *m, struct 
 			return rc;
 		if (e->len == 0)
 			e->data = NULL; /* an empty bin is a no-op, as an absent one */
+		if ((rc = wire_field_bool(o, "an entry", LINK_ENT_MORE, "more", &e->more, err)) < 0)
+			return rc;
 		if (e->lsn != m->prev_lsn + 1 + i)
 			return st_seterr(
 			    err, ST_EPROTO, "entry %u of APPEND has LSN %llu, expected %llu", i,

@@ -272,6 +272,10 @@ static void raft_send_append(struct raft *r, struct raft_node *n, bool allow_emp
 	uint64_t count = last - prev;
 	if (count > r->max_append)
 		count = r->max_append;
+	/* Never end inside an atomic unit: a follower holding part of one
+	 * could, as the next leader, commit the part alone. */
+	while (count > 0 && prev + count < last && r->log[prev + count - 1].more)
+		count++;
 	struct raft_msg *m = NULL;
 	if (count || allow_empty)
 		m = raft_send(r, RAFT_MSG_APPEND, n->id, r->hs.epoch);
@@ -738,7 +742,8 @@ int raft_propose_n(struct raft *r, const struct raft_entry *e, size_t n, uint64_
 		*first_lsn = raft_last_lsn(r) + 1;
 	for (; done < n; done++) {
 		struct raft_entry x = {.lsn = raft_last_lsn(r) + 1, .epoch = r->hs.epoch,
-				       .data = e[done].data, .len = e[done].len};
+				       .data = e[done].data, .len = e[done].len,
+				       .more = e[done].more};
 		memcpy(x.hash, e[done].hash, RAFT_HASH_LEN);
 		if ((rc = raft_log_append(r, &x)) != ST_OK)
 			break;

@@ -17,7 +17,9 @@
  * raft_ready(); when it returns true the caller, IN THIS ORDER:
  *   1. makes rd.hs durable when rd.hs_changed (epoch, vote, commit LSN);
  *   2. when rd.n_entries > 0 or rd.truncate_from > 0: deletes every persisted
- *      entry with LSN >= rd.truncate_from, then appends rd.entries durably;
+ *      entry with LSN >= rd.truncate_from, then appends rd.entries durably
+ *      (a crash may keep a prefix of them, but never one that ends on an
+ *      entry with `more`: an atomic unit is durable whole or not at all);
  *   3. only then sends rd.msgs (any order; each may be lost);
  *   4. applies rd.committed (in LSN order; they are durable after step 2);
  *   5. calls raft_advance().
@@ -97,6 +99,9 @@ struct raft_entry {
 	uint8_t hash[RAFT_HASH_LEN]; /* chain hash (opaque to the core) */
 	const void *data;            /* the commit record, len bytes */
 	size_t len;                  /* bytes at data */
+	bool more;                   /* the next entry is of the same atomic unit (the
+	                              * owner's multi-entry commit): no APPEND ends
+	                              * after this one */
 };
 
 /* What must be durable before anything that depends on it is sent. */

@@ -309,6 +309,7 @@ static void take_proposals(struct sd_node *nd)
 		for (uint32_t i = 0; re && i < p->n; i++) {
 			re[i].data = p->e[i].body;
 			re[i].len = p->e[i].len;
+			re[i].more = st_repl_entry_more(p->e[i].body, p->e[i].len);
 			memcpy(re[i].hash, p->e[i].hash, RAFT_HASH_LEN);
 		}
 		uint64_t first = 0;
@@ -331,7 +332,14 @@ static void send_all(struct sd_node *nd, const struct raft_ready *rd)
 		struct raft_msg m = rd->msgs[i];
 		if (m.type == RAFT_MSG_HEARTBEAT)
 			m.ctx = (uint64_t)now; /* echoed: the lease counts from here */
-		link_send(nd->l, &m, cl_entry_bytes, nd, &sent);
+		if (link_send(nd->l, &m, cl_entry_bytes, nd, &sent) == ST_ETOOBIG &&
+		    now - nd->toobig_logged_us >= 10000000) {
+			nd->toobig_logged_us = now;
+			sd_log(SD_LOG_WARN, "replication: entries from LSN %llu cannot be sent to node "
+			       "%llu: that entry (or its atomic unit) is above max_message_size; raise "
+			       "it on every node", (unsigned long long)m.prev_lsn + 1,
+			       (unsigned long long)m.to);
+		}
 	}
 }
 
@@ -558,7 +566,8 @@ static int reload_one(void *arg, const struct st_repl_entry *e)
 	}
 	/* Data stays in the store: the core needs LSN, epoch and hash. */
 	struct raft_entry *x = &r->e[r->n++];
-	*x = (struct raft_entry){.lsn = e->lsn, .epoch = e->epoch, .data = NULL, .len = e->len};
+	*x = (struct raft_entry){.lsn = e->lsn, .epoch = e->epoch, .data = NULL, .len = e->len,
+				 .more = st_repl_entry_more(e->body, e->len)};
 	memcpy(x->hash, e->hash, RAFT_HASH_LEN);
 	return 0;
 }

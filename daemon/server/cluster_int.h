@@ -76,6 +76,7 @@ struct sd_node {
 	int64_t leader_contact_us;    /* last message from the leader of our epoch */
 	int64_t heard_us[LINK_MAX_ID + 1]; /* per node id, last message */
 	int64_t gone_since_us;        /* the leader's files missing since (0: not) */
+	int64_t toobig_logged_us;     /* an APPEND too big to send, last logged */
 	char need_snapshot[ST_ERR_MSG_MAX]; /* why this node needs one ("": it does not) */
 	int64_t acked_us[LINK_MAX_ID + 1]; /* per node id, when the newest heartbeat it
 	                                    * answered (in acked_epoch) was sent */

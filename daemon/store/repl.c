@@ -736,6 +736,11 @@ int st_repl_log_get(st_store *s, uint64_t lsn, struct st_buf *out, struct st_err
 	return rc;
 }
 
+bool st_repl_entry_more(const void *body, size_t len)
+{
+	return body && len >= BODY_HEAD && (((const uint8_t *)body)[2] & BODY_MORE);
+}
+
 /* The hash of this node's log record at lsn: 1, 0 when there is none, -1
  * when it cannot be read. */
 static int rlog_hash_at(st_store *s, uint64_t lsn, uint8_t hash[ST_HASH_LEN])
@@ -1185,8 +1190,9 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err)
 		}
 		const uint8_t *body = body_copy.data;
 		if (unit_start && e.epoch != unit_epoch) {
-			/* A unit cut short by a failover (its leader never finished
-			 * proposing it): what committed of it stays applied. */
+			/* A unit cut short, followed by another epoch's entry: only
+			 * a log shipped before units went whole (REPLICATION.md
+			 * §5.3) has one; what committed of it stays applied. */
 			unit_start = 0;
 			at_unit = a;
 		}

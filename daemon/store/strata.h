@@ -690,6 +690,10 @@ struct st_repl_keep {
  * is of another cluster. */
 int st_repl_adopt(st_store *s, uint64_t node_id, const uint8_t cluster_id[16],
 		  const struct st_repl_keep *keep, struct st_err *err);
+/* Whether an entry body (st_repl_entry's body, len) continues into the
+ * next entry: the two belong to one atomic unit (a multi-entry commit), which
+ * the driver must ship whole (REPLICATION.md §5.3). */
+bool st_repl_entry_more(const void *body, size_t len);
 /* Call fn for every log record in LSN order (fn returns non-zero to stop;
  * e->body is borrowed for the call). */
 int st_repl_log_each(st_store *s, int (*fn)(void *arg, const struct st_repl_entry *e), void *arg,

@@ -457,6 +457,9 @@ static void sim_process(struct sim *s, struct sim_node *nd)
 		 * the entries are durable, before anything is sent. */
 		bool torn = s->chaos && sim_rand(s) % 2000 == 0;
 		size_t n_persist = torn ? (size_t)(sim_rand(s) % (rd.n_entries + 1)) : rd.n_entries;
+		/* (The Ready contract: a torn persist keeps whole atomic units.) */
+		while (n_persist > 0 && rd.entries[n_persist - 1].more)
+			n_persist--;
 		if (rd.alarm) {
 			uint64_t lsn = 0, from = 0;
 			raft_alarm(nd->r, &lsn, &from);
@@ -576,6 +579,16 @@ static void sim_check(struct sim *s)
 		}
 		if (st[i].hs.commit > nd->checked_commit)
 			nd->checked_commit = st[i].hs.commit;
+		/* Atomic units whole (REPLICATION.md §5.3): no log ends inside
+		 * one, and no commit LSN stops inside one. */
+		const struct raft_entry *le = raft_entry_at(nd->r, st[i].last_lsn);
+		const struct raft_entry *ce = raft_entry_at(nd->r, st[i].hs.commit);
+		if ((le && le->more) || (ce && ce->more))
+			sim_fail(s,
+			         "atomic unit split: node %" PRIu64 "'s %s LSN %" PRIu64
+			         " is inside a unit",
+			         nd->id, le && le->more ? "last" : "commit",
+			         le && le->more ? st[i].last_lsn : st[i].hs.commit);
 		if (st[i].role != RAFT_LEADER) {
 			nd->lead_epoch = 0;
 			continue;
@@ -813,21 +826,33 @@ static void sim_propose(struct sim *s)
 		if (!nd->r)
 			return;
 	}
-	uint64_t id = s->next_id;
+	/* One entry, or (a fifth of the time) an atomic unit of 2-4 entries
+	 * (`more` on all but the last), which no APPEND may split. */
+	uint64_t ids[4];
+	struct raft_entry u[4];
+	size_t k = sim_pct(s) < 20 ? 2 + sim_rand(s) % 3 : 1;
 	uint64_t last;
-	uint8_t prev[RAFT_HASH_LEN], hash[RAFT_HASH_LEN];
+	uint8_t prev[RAFT_HASH_LEN];
 	struct raft_status st;
 	raft_status(nd->r, &st);
 	raft_last(nd->r, &last, prev);
-	sim_hash(NULL, prev, last + 1, st.hs.epoch, &id, 8, hash);
-	int rc = raft_propose(nd->r, &id, 8, hash, NULL);
+	for (size_t i = 0; i < k; i++) {
+		ids[i] = s->next_id + i;
+		u[i] = (struct raft_entry){.data = &ids[i], .len = 8, .more = i + 1 < k};
+		sim_hash(NULL, i ? u[i - 1].hash : prev, last + 1 + i, st.hs.epoch, &ids[i], 8,
+			 u[i].hash);
+	}
+	int rc = raft_propose_n(nd->r, u, k, NULL);
 	if (rc == ST_OK) {
-		s->next_id++;
-		if (s->next_id >= s->cap_ids) {
-			size_t cap = s->cap_ids ? 2 * s->cap_ids : 256;
-			s->acked = sim_xrealloc(s->acked, cap * sizeof(*s->acked));
-			memset(s->acked + s->cap_ids, 0, (cap - s->cap_ids) * sizeof(*s->acked));
-			s->cap_ids = cap;
+		for (size_t i = 0; i < k; i++) {
+			s->next_id++;
+			if (s->next_id >= s->cap_ids) {
+				size_t cap = s->cap_ids ? 2 * s->cap_ids : 256;
+				s->acked = sim_xrealloc(s->acked, cap * sizeof(*s->acked));
+				memset(s->acked + s->cap_ids, 0,
+				       (cap - s->cap_ids) * sizeof(*s->acked));
+				s->cap_ids = cap;
+			}
 		}
 	} else if (st.role == RAFT_LEADER && rc != ST_EBUSY) {
 		sim_fail(s, "leader %" PRIu64 " refused a proposal: %d", nd->id, rc);

@@ -340,6 +340,20 @@ static void t_prefix_within_max(void)
 	CHECK(n == 0);
 	CHECK(strstr(err.msg, "entry 1") != NULL);
 	CHECK(link_encode(CLUSTER, &m, NULL, NULL, 20, &b, &n, &err) == ST_ETOOBIG);
+	/* Entries 2-4 are one atomic unit: a cut after 3 entries backs off to
+	 * the last whole unit (1 entry); the flag crosses the wire. */
+	big[1].more = big[2].more = true;
+	CHECK(link_encode(CLUSTER, &m, NULL, NULL, 3500, &b, &n, &err) == ST_OK);
+	CHECK(n == 1);
+	CHECK(link_encode(CLUSTER, &m, NULL, NULL, 4600, &b, &n, &err) == ST_OK);
+	CHECK(n == 4);
+	CHECK(link_decode(b.data, b.len, CLUSTER, 2, &got, &d, &err) == ST_OK);
+	CHECK(got.n_entries == 4 && !got.entries[0].more && got.entries[1].more &&
+	      got.entries[2].more && !got.entries[3].more);
+	/* A unit from the first entry on that does not fit: refused whole. */
+	big[0].more = true;
+	CHECK(link_encode(CLUSTER, &m, NULL, NULL, 3500, &b, &n, &err) == ST_ETOOBIG);
+	CHECK(strstr(err.msg, "atomic unit") != NULL);
 	st_buf_free(&b);
 	link_decoded_fini(&d);
 }

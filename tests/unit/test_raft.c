@@ -598,6 +598,44 @@ static void t_restart_commit_clamped(void)
 /* A batch of proposals goes out as one APPEND per peer and commits whole;
  * released entry data (the caller's storage holds it) is handed out with
  * data NULL and its length. */
+/* An APPEND never ends inside an atomic unit (entries with `more`): the
+ * 64-entry batch grows to the unit's end. */
+static void t_unit_not_split(void)
+{
+	tc_init(3, 0);
+	REQUIRE(tc_elect(1));
+	enum { N = 70 };
+	struct raft_entry e[N];
+	uint8_t v[N];
+	for (int i = 0; i < N; i++) {
+		v[i] = (uint8_t)i;
+		e[i] = (struct raft_entry){.data = &v[i], .len = 1};
+		tc_hash(e[i].hash, v[i]);
+		e[i].more = i >= 62 && i < 65; /* LSNs 64..67 are one unit (after the no-op) */
+	}
+	uint64_t first = 0;
+	REQUIRE(raft_propose_n(tc.r[1], e, N, &first) == ST_OK);
+	CHECK_EQ(first, 2);
+	struct raft_ready rd;
+	REQUIRE(raft_ready(tc.r[1], &rd));
+	size_t appends = 0;
+	for (size_t i = 0; i < rd.n_msgs; i++) {
+		const struct raft_msg *m = &rd.msgs[i];
+		if (m->type != RAFT_MSG_APPEND || !m->n_entries)
+			continue;
+		appends++;
+		/* From LSN 2: 64 entries would end at LSN 65, inside the unit. */
+		CHECK_EQ(m->prev_lsn, 1);
+		CHECK_EQ(m->n_entries, 66);
+		CHECK(!m->entries[m->n_entries - 1].more);
+		CHECK(m->entries[62].more && m->entries[64].more && !m->entries[61].more);
+	}
+	CHECK_EQ(appends, 2);
+	tc_run();
+	for (uint64_t id = 1; id <= 3; id++)
+		CHECK_EQ(tc_status(id).last_lsn, N + 1);
+}
+
 static void t_propose_batch(void)
 {
 	tc_init(3, 0);
@@ -645,6 +683,7 @@ static void t_propose_batch(void)
 
 static const struct test_case tests[] = {
     {"propose_batch", t_propose_batch},
+    {"unit_not_split", t_unit_not_split},
     {"restart_commit_clamped", t_restart_commit_clamped},
     {"single_node", t_single_node},
     {"three_node_replication", t_three_node_replication},
