@@ -331,6 +331,7 @@ static int fetch_and_adopt(const struct sd_config *cfg, const char *boot,
 		if (i == 0 && cl_mono_us() > until)
 			break;
 		rc = fetch_snapshot(l, cc->peers[i].id, boot, &e);
+		bool discard = rc == ST_ECORRUPT; /* a damaged or changed copy */
 		if (rc == ST_OK) {
 			st_store *s = NULL;
 			if ((rc = st_store_open(boot, NULL, &s, &e)) == ST_OK)
@@ -338,11 +339,12 @@ static int fetch_and_adopt(const struct sd_config *cfg, const char *boot,
 			st_store_close(s);
 			if (rc == ST_OK)
 				break;
+			discard = true; /* not adoptable (too old for a member): another peer's */
 		}
 		sd_log(SD_LOG_WARN, "bootstrap: from node %llu: %s",
 		       (unsigned long long)cc->peers[i].id, e.msg);
 		*err = e;
-		if (rc == ST_ECORRUPT || rc == ST_EUNAVAIL) { /* damaged, changed or too old: anew */
+		if (discard) { /* start over (anything else resumes what is fetched) */
 			cl_rm_tree(boot);
 			mkdir(boot, 0755);
 		}
@@ -364,7 +366,7 @@ int sd_node_bootstrap(const struct sd_config *cfg, struct st_err *err)
 	if (!cc->enabled)
 		return ST_OK;
 	snprintf(boot, sizeof boot, "%s.bootstrap", cfg->data_dir);
-	snprintf(old, sizeof old, "%s.old", cfg->data_dir);
+	snprintf(old, sizeof old, "%s.strata-replaced", cfg->data_dir);
 	snprintf(path, sizeof path, "%s/READY", boot);
 	bool ready = stat(path, &st) == 0;
 	struct st_repl_keep keep;

@@ -549,7 +549,7 @@ ep0=$(sed -n 's/^epoch \([0-9]*\) .*/\1/p' "$T/data$B/RESNAPSHOT")
 stop "$B"
 start "$B" || exit 1
 grep -q "bootstrap: node $B fell behind the leader's vacuum" "$T/log$B" && grep -q "bootstrap: the snapshot is installed" "$T/log$B" &&
-	! [ -e "$T/data$B/RESNAPSHOT" ] && ! [ -e "$T/data$B.old" ] &&
+	! [ -e "$T/data$B/RESNAPSHOT" ] && ! [ -e "$T/data$B.strata-replaced" ] &&
 	ok "restarted, node $B bootstraps from a peer's snapshot under its own id" ||
 	{ tail -n 20 "$T/log$B" >"$T/out"; bad "restarted, node $B bootstraps from a peer's snapshot under its own id"; }
 if wait_heads 20000 "$L" "$F" 4; then ok "node $B caught up: same chain head on the three voters"; else bad "node $B caught up: same chain head on the three voters"; fi
@@ -564,9 +564,9 @@ until NB=$(count "$B" y) && [ -n "$NB" ] || [ "$(ms)" -gt $dl ]; do sleep 0.1; d
 # A kill -9 between the install's two renames (the old directory moved
 # aside, the READY snapshot not yet in place): the next start finishes it.
 stop "$B"
-cp -a "$T/data$B" "$T/data$B.bootstrap" && : >"$T/data$B.bootstrap/READY" && mv "$T/data$B" "$T/data$B.old"
+cp -a "$T/data$B" "$T/data$B.bootstrap" && : >"$T/data$B.bootstrap/READY" && mv "$T/data$B" "$T/data$B.strata-replaced"
 start "$B" || exit 1
-[ -d "$T/data$B/store" ] && ! [ -e "$T/data$B.old" ] && ! [ -e "$T/data$B.bootstrap" ] && wait_heads 10000 "$L" "$F" 4 &&
+[ -d "$T/data$B/store" ] && ! [ -e "$T/data$B.strata-replaced" ] && ! [ -e "$T/data$B.bootstrap" ] && wait_heads 10000 "$L" "$F" 4 &&
 	ok "an install cut between its two renames is finished at the next start" ||
 	bad "an install cut between its two renames is finished at the next start"
 
