@@ -59,6 +59,15 @@ static const struct cli_command commands[] = {
 	 "                        idempotent load: skipped when this app id already committed\n"
 	 "                        version N or later (with --batch-rows, commit i uses N+i)\n"
 	 "  --quiet               no progress bar (it is shown only on a terminal anyway)", CLI_WRITES},
+	{"delete", cli_cmd_delete, "TABLE --where PRED [--app-id ID --app-version N]",
+	 "Delete the rows matching PRED, as one commit (time travel still sees them). No data\n"
+	 "file is rewritten: files whose statistics exclude PRED are not read, files whose rows\n"
+	 "all match are removed, the others get a deletion vector (the deleted row positions,\n"
+	 "kept in the store). Prints the rows deleted and how each file was handled.\n"
+	 "  --where PRED          e.g. \"id % 100 = 7\" or \"ts < '2026-01-01'\"; 'true' for every row\n"
+	 "  --app-id ID --app-version N\n"
+	 "                        idempotent: skipped when this app id already committed\n"
+	 "                        version N or later", CLI_WRITES},
 	{"scan", cli_cmd_scan, "TABLE [options]",
 	 "Print rows of a table.\n"
 	 "  --columns a,b         which columns (default all)\n"

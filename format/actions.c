@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "format/crc32c.h"
+#include "format/dv.h"
 
 #define MP_SKIP_DEPTH 32
 
@@ -218,7 +219,7 @@ static void pk_metadata(struct pk *pk, const struct act_metadata *m, bool standa
 
 static void pk_add(struct pk *pk, const struct act_add *a)
 {
-	pk_map(pk, 7);
+	pk_map(pk, 7 + (a->base_fid ? 1 : 0) + (a->dv ? 2 : 0));
 	pk_key_u64(pk, 1, a->file_id);
 	pk_key_u64(pk, 2, a->size);
 	pk_key_u64(pk, 3, a->rows);
@@ -245,6 +246,13 @@ static void pk_add(struct pk *pk, const struct act_add *a)
 			pk_uint(pk, 7);
 			pk_stat_value(pk, type, &st->max);
 		}
+	}
+	if (a->base_fid)
+		pk_key_u64(pk, 8, a->base_fid);
+	if (a->dv) {
+		pk_key_u64(pk, 9, a->deleted);
+		pk_uint(pk, 10);
+		pk_bin(pk, a->dv, a->dv_len);
 	}
 }
 
@@ -311,7 +319,7 @@ int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps
 	}
 	const struct act_commit_info *in = &c->info;
 	pk_uint(&pk, 11);
-	pk_map(&pk, 11);
+	pk_map(&pk, 11 + (in->dvs_added ? 1 : 0) + (in->rows_deleted ? 1 : 0));
 	pk_uint(&pk, 1);
 	pk_str(&pk, in->operation);
 	pk_uint(&pk, 2);
@@ -325,6 +333,10 @@ int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps
 	pk_key_u64(&pk, 9, in->bytes_added);
 	pk_key_u64(&pk, 10, in->bytes_removed);
 	pk_key_fixed(&pk, start, 11, 0xcf, 8, in->duration_us, &at->duration_us);
+	if (in->dvs_added)
+		pk_key_u64(&pk, 12, in->dvs_added);
+	if (in->rows_deleted)
+		pk_key_u64(&pk, 13, in->rows_deleted);
 	if (out->oom)
 		return st_seterr(err, ST_ENOMEM, "out of memory encoding a commit");
 	if (out->len - start > ACT_MAX_BYTES)
@@ -839,11 +851,26 @@ static bool mp_add(struct mp *m, struct act_add *a)
 				if (!mp_stats(m, &a->field_ids[k], &a->stats[k]))
 					return false;
 			break;
+		case 8: ok = mp_uint(m, &a->base_fid, UINT64_MAX, "add base_fid"); break;
+		case 9: ok = mp_uint(m, &a->deleted, UINT32_MAX, "add deleted"); break;
+		case 10: {
+			uint32_t len;
+			const uint8_t *p;
+			if (a->dv || !mp_len(m, 'b', &len, "add dv") || len < DV_MIN ||
+			    !(p = st_cur_take(&m->c, len)) || !(a->dv = mp_alloc(m, len, 1)))
+				return mp_fail(m, "add dv");
+			memcpy(a->dv, p, len);
+			a->dv_len = len;
+			break;
+		}
 		default: ok = mp_skip(m, 0);
 		}
 		if (!ok)
 			return false;
 	}
+	if ((a->dv != NULL) != (a->deleted != 0) ||
+	    (a->dv && (dv_cardinality(a->dv, a->dv_len) != a->deleted || a->deleted > a->rows)))
+		return mp_fail(m, "add (deletion vector and its count disagree)");
 	return true;
 }
 
@@ -872,6 +899,10 @@ static bool mp_info(struct mp *m, struct act_commit_info *in)
 			in->isolation = (uint8_t)u;
 		} else if (u >= 5 && u <= 11) {
 			ok = mp_uint(m, metrics[u - 5], UINT64_MAX, "metrics");
+		} else if (u == 12) {
+			ok = mp_uint(m, &in->dvs_added, UINT64_MAX, "metrics");
+		} else if (u == 13) {
+			ok = mp_uint(m, &in->rows_deleted, UINT64_MAX, "metrics");
 		} else {
 			ok = mp_skip(m, 0);
 		}
@@ -889,6 +920,7 @@ void act_commit_free(struct act_commit *c)
 	for (uint32_t i = 0; c->adds && i < c->nadd; i++) {
 		free(c->adds[i].field_ids);
 		free(c->adds[i].stats);
+		free(c->adds[i].dv);
 	}
 	free(c->adds);
 	free(c->removes);

@@ -69,6 +69,12 @@ struct act_add {
 	uint32_t ncols;             /* per-column statistics */
 	uint32_t *field_ids;        /* field id of each stats entry */
 	struct st_col_stats *stats; /* file statistics per column */
+	uint64_t base_fid;          /* a file sharing another's segment (a deletion vector
+				     * or a revived file): that file's id, else 0 */
+	uint8_t *dv;                /* deletion vector (FORMAT.md §10), or NULL; owned by
+				     * decoded commits, borrowed when encoding */
+	uint32_t dv_len;            /* its bytes */
+	uint64_t deleted;           /* rows the vector deletes (0 without one) */
 };
 
 /* The remove action. */
@@ -94,6 +100,8 @@ struct act_commit_info {
 	uint64_t files_added, files_removed; /* metrics */
 	uint64_t bytes_added, bytes_removed; /* metrics */
 	uint64_t duration_us;       /* from transaction start to commit */
+	uint64_t dvs_added;         /* deletion vectors written (metrics) */
+	uint64_t rows_deleted;      /* rows deleted by DELETE (metrics; in rows_removed too) */
 };
 
 /* One commit. */

@@ -54,6 +54,7 @@ enum wire_type {
 	WIRE_LOAD_DATA = 22,
 	WIRE_LOAD_COMMIT = 23,
 	WIRE_LOAD_ABORT = 24,
+	WIRE_DELETE = 25,
 	WIRE_SCAN = 30,
 	WIRE_SCAN_NEXT = 31,
 	WIRE_SCAN_CLOSE = 32,
@@ -328,6 +329,21 @@ enum wire_verify_reply {
 	WIRE_VERIFY_R_NKEYS = 9,    /* without HEAD_LSN */
 };
 enum wire_compact_key { WIRE_COMPACT_Q_TABLE = 0 };
+enum wire_delete_key {
+	WIRE_DELETE_Q_TABLE = 0,
+	WIRE_DELETE_Q_PREDICATE = 1,
+	WIRE_DELETE_Q_APP_ID = 2,
+	WIRE_DELETE_Q_APP_VERSION = 3,
+};
+/* DELETE's reply: a commit result (WIRE_RESULT_*, rows 0) and these. */
+enum wire_delete_reply {
+	WIRE_DELETE_R_DELETED = 5,
+	WIRE_DELETE_R_SKIPPED = 6,
+	WIRE_DELETE_R_READ = 7,
+	WIRE_DELETE_R_REMOVED = 8,
+	WIRE_DELETE_R_DVS = 9,
+	WIRE_DELETE_R_NKEYS = 10,
+};
 enum wire_scrub_key { WIRE_SCRUB_Q_TABLE = 0, WIRE_SCRUB_Q_RATE = 1 };
 enum wire_backup_key { WIRE_BACKUP_Q_DIR = 0 };
 enum wire_auth_key { WIRE_AUTH_Q_NAME = 0, WIRE_AUTH_Q_NONCE = 1, WIRE_AUTH_Q_PROOF = 2 };

@@ -607,6 +607,41 @@ out:
 	return rc;
 }
 
+static int h_delete(struct sd_ctx *c)
+{
+	struct st_err err;
+	struct st_delete_result r;
+	struct st_delete_opts o = {0};
+	char *pred = NULL, *app = NULL;
+	int rc;
+	if ((rc = sd_need_table(c, WIRE_DELETE_Q_TABLE)) ||
+	    (rc = sd_opt_strdup(c, WIRE_DELETE_Q_PREDICATE, "predicate", &pred)) ||
+	    (rc = sd_opt_strdup(c, WIRE_DELETE_Q_APP_ID, "app_id", &app)) ||
+	    (rc = sd_opt_u64(c, WIRE_DELETE_Q_APP_VERSION, "app_version", &o.app_version)))
+		goto out;
+	if (!pred || !*pred) {
+		rc = sd_fail(c, ST_EPROTO, "DELETE needs key 1 (predicate)");
+		goto out;
+	}
+	o.app_id = app && *app ? app : NULL;
+	if ((rc = st_delete(c->srv->s, c->table, pred, &o, &r, &err)) != ST_OK) {
+		rc = sd_fail_err(c, rc, &err);
+		goto out;
+	}
+	msgpack_packer *pk = &c->out.pk;
+	sd_begin(c, WIRE_DELETE_R_NKEYS);
+	sd_pack_result(c, &r.commit);
+	wire_key_u64(pk, WIRE_DELETE_R_DELETED, r.rows_deleted);
+	wire_key_u64(pk, WIRE_DELETE_R_SKIPPED, r.files_skipped);
+	wire_key_u64(pk, WIRE_DELETE_R_READ, r.files_read);
+	wire_key_u64(pk, WIRE_DELETE_R_REMOVED, r.files_removed);
+	wire_key_u64(pk, WIRE_DELETE_R_DVS, r.dvs_written);
+out:
+	free(pred);
+	free(app);
+	return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 static const struct {
@@ -624,6 +659,7 @@ static const struct {
 	{WIRE_QUERY, sd_h_query},        {WIRE_HISTORY, h_history},
 	{WIRE_RESTORE, h_restore},       {WIRE_VACUUM, h_vacuum},
 	{WIRE_VERIFY, h_verify},         {WIRE_COMPACT, h_compact},
+	{WIRE_DELETE, h_delete},
 	{WIRE_SCRUB, sd_h_scrub},        {WIRE_BACKUP, h_backup},
 	{WIRE_AUTH_BEGIN, sd_h_auth_begin}, {WIRE_AUTH, sd_h_auth},
 	{WIRE_CLUSTER_STATUS, sd_h_cluster_status},

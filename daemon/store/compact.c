@@ -14,6 +14,25 @@
 #include "daemon/store/write_int.h"
 #include "format/expr.h"
 #include "format/segment.h"
+/* Append the selected rows of b to w. */
+static int append_selected(struct seg_writer *w, const struct st_scan_batch *b,
+			   struct st_err *err)
+{
+	struct st_vec *v = calloc(b->ncols + 1, sizeof *v);
+	void **bufs = calloc((size_t)b->ncols * 3 + 1, sizeof *bufs);
+	int rc = v && bufs ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t k = 0; k < b->ncols && rc == ST_OK; k++)
+		if (store_gather(&b->cols[k], b->sel, b->nsel, &v[k], &bufs[3 * k]) != ST_OK)
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	if (rc == ST_OK)
+		rc = seg_writer_append(w, v, b->nsel, err);
+	for (uint32_t k = 0; bufs && k < (size_t)b->ncols * 3; k++)
+		free(bufs[k]);
+	free(bufs);
+	free(v);
+	return rc;
+}
+
 int st_table_compact(st_store *s, const char *table, struct st_commit_result *res,
 		     struct st_err *err)
 {
@@ -67,7 +86,7 @@ int st_table_compact(st_store *s, const char *table, struct st_commit_result *re
 		/* One file (or none) is already compact: nothing to commit. */
 		bool inline_left = false;
 		for (uint32_t i = 0; i < store_scan_nfiles(sc); i++)
-			inline_left |= store_scan_file_inline(sc, i);
+			inline_left |= store_scan_file_inline(sc, i) || store_scan_file_dv(sc, i);
 		if (!inline_left) {
 			res->noop = true;
 			res->version = g->read_version;
@@ -88,9 +107,18 @@ int st_table_compact(st_store *s, const char *table, struct st_commit_result *re
 	if ((rc = seg_writer_open(g->path, &g->m.meta->schema, &o, &w, err)) != ST_OK)
 		goto out;
 	const struct st_scan_batch *b;
-	while ((rc = st_scan_next(sc, &b, err)) == ST_OK && b)
-		if ((rc = seg_writer_append(w, b->cols, b->rows, err)) != ST_OK)
+	while ((rc = st_scan_next(sc, &b, err)) == ST_OK && b) {
+		if (!b->sel) {
+			if ((rc = seg_writer_append(w, b->cols, b->rows, err)) != ST_OK)
+				break;
+			continue;
+		}
+		/* Rows deleted by a deletion vector are left out: compaction
+		 * purges the vectors. */
+		rc = append_selected(w, b, err);
+		if (rc != ST_OK)
 			break;
+	}
 	if (rc != ST_OK)
 		goto out;
 	rc = seg_writer_close(w, &g->info, err);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon/store/store_int.h"
+#include "format/dv.h"
 #include "format/io.h"
 
 /* ---- file records ------------------------------------------------------ */
@@ -33,6 +34,12 @@ int file_rec_encode(const struct file_rec *f, struct st_buf *out)
 		st_buf_u32(out, f->field_ids[i]);
 		st_buf_u8(out, f->types[i]);
 		seg_stats_put(out, &f->stats[i], f->types[i]);
+	}
+	if (f->flags & FILE_DV) {
+		st_buf_u64(out, f->base_fid);
+		st_buf_u64(out, f->deleted);
+		st_buf_u32(out, f->dv_len);
+		st_buf_append(out, f->dv, f->dv_len);
 	}
 	return out->oom ? ST_ENOMEM : ST_OK;
 }
@@ -70,6 +77,22 @@ int file_rec_decode(uint64_t fid, const uint8_t *p, size_t n, struct file_rec *f
 		}
 		f->stats[i].rows = f->rows;
 	}
+	if (f->flags & FILE_DV) {
+		f->base_fid = st_cur_u64(&c);
+		f->deleted = st_cur_u64(&c);
+		f->dv_len = st_cur_u32(&c);
+		const uint8_t *dv = st_cur_take(&c, f->dv_len);
+		if (c.bad || f->deleted == 0 || f->deleted > f->rows || f->dv_len < DV_MIN ||
+		    dv_cardinality(dv, f->dv_len) != f->deleted) {
+			file_rec_fini(f);
+			return ST_ECORRUPT;
+		}
+		if (!(f->dv = malloc(f->dv_len))) {
+			file_rec_fini(f);
+			return ST_ENOMEM;
+		}
+		memcpy(f->dv, dv, f->dv_len);
+	}
 	/* An inline file's segment follows the record: exactly `size` bytes. */
 	if (st_cur_left(&c) != ((f->flags & 1) ? f->size : 0)) {
 		file_rec_fini(f);
@@ -83,9 +106,11 @@ void file_rec_fini(struct file_rec *f)
 	free(f->field_ids);
 	free(f->types);
 	free(f->stats);
+	free(f->dv);
 	f->field_ids = NULL;
 	f->types = NULL;
 	f->stats = NULL;
+	f->dv = NULL;
 }
 
 int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct file_rec **out,

@@ -44,6 +44,11 @@ static int prepare(struct staged *w, struct st_err *err)
 		adds[nadd++] = w->rw[i].add;
 	struct act_kv params[2] = {{"mode", w->overwrite ? "overwrite" : w->pred ? "replace-where" : "append"},
 				   {"predicate", ""}};
+	uint64_t bytes = w->info.size, dvs = 0;
+	for (uint32_t i = 0; i < w->nrw; i++) {
+		bytes += w->rw[i].add.dv ? w->rw[i].add.dv_len : w->rw[i].add.size;
+		dvs += w->rw[i].add.dv != NULL;
+	}
 	char ptext[1024] = "";
 	if (w->pred) {
 		expr_format(w->pred, &w->m.meta->schema, ptext, sizeof ptext);
@@ -58,15 +63,17 @@ static int prepare(struct staged *w, struct st_err *err)
 	c.nremove = w->nread;
 	c.txns = &tx;
 	c.ntxn = w->app_id != NULL;
-	c.info.operation = w->compaction ? "COMPACT" : "WRITE";
-	c.info.params = params;
-	c.info.nparams = w->pred ? 2 : 1;
+	c.info.operation = w->compaction ? "COMPACT" : w->del ? "DELETE" : "WRITE";
+	c.info.params = w->del ? params + 1 : params;
+	c.info.nparams = w->del ? 1 : w->pred ? 2 : 1;
+	c.info.dvs_added = dvs;
+	c.info.rows_deleted = w->del ? w->rows_removed : 0;
 	c.info.read_version = (int64_t)w->read_version;
 	c.info.isolation = w->isolation;
 	c.info.rows_added = w->compaction ? 0 : w->rows;
 	c.info.rows_removed = w->rows_removed;
 	c.info.files_added = nadd;
-	c.info.bytes_added = w->info.size;
+	c.info.bytes_added = bytes;
 	c.info.files_removed = w->nread;
 	w->crec.len = 0;
 	if ((rc = act_encode(&c, &w->crec, &w->cat, err)) != ST_OK || w->rows == 0)
@@ -126,9 +133,13 @@ static int apply(st_store *s, MDB_txn *txn, struct group_cursors *gcur, struct s
 	for (uint32_t j = 0; j < w->nrw; j++) {
 		const struct act_add *a = &w->rw[j].add;
 		rw[j] = (struct file_rec){.size = a->size, .rows = a->rows, .crc = a->crc,
-					  .flags = 2u, .ncols = a->ncols, .field_ids = a->field_ids,
-					  .types = w->rw[j].types, .stats = a->stats};
-		adds[nadd++] = (struct store_add){.fid = a->file_id, .rec = &rw[j]};
+					  .flags = 2u | (a->is_inline ? 1u : 0u) | (a->dv ? FILE_DV : 0u),
+					  .ncols = a->ncols, .field_ids = a->field_ids,
+					  .types = w->rw[j].types, .stats = a->stats,
+					  .base_fid = a->base_fid, .deleted = a->deleted, .dv = a->dv,
+					  .dv_len = a->dv_len};
+		adds[nadd++] = (struct store_add){.fid = a->file_id, .rec = &rw[j],
+						  .inl = w->rw[j].inl, .inl_len = w->rw[j].inl_len};
 	}
 	struct store_change ch = {.enc = w->crec.data, .len = w->crec.len, .at = &w->cat,
 				  .metadata = w->m.meta_changed,

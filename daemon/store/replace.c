@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "daemon/store/store_int.h"
+#include "format/dv.h"
 #include "format/expr.h"
 #include "format/segment.h"
 
@@ -23,6 +24,9 @@ void store_rewrite_fini(struct store_rewrite *r)
 		unlink(r->path); /* no commit references it */
 	seg_file_info_fini(&r->info);
 	free(r->add.field_ids);
+	free(r->add.dv);
+	if (r->add.dv)
+		free(r->add.stats); /* a re-added file's own copy */
 	free(r->types);
 	free(r->inl);
 	memset(r, 0, sizeof *r);
@@ -51,8 +55,8 @@ void store_file_stats(const struct st_schema *sch, const struct file_rec *f,
 
 /* Copy the rows of v listed in keep (n of them) into plain vector out,
  * with its buffers in *bufs (freed by the caller). */
-static int gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struct st_vec *out,
-		  void *bufs[3])
+int store_gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struct st_vec *out,
+		 void *bufs[3])
 {
 	size_t width = st_type_width(v->type);
 	uint8_t *valid = calloc(n / 8 + 1, 1);
@@ -104,6 +108,38 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 			  const struct st_schema *sch, const struct expr *pred,
 			  struct store_rewrite *out, uint64_t *removed_rows, struct st_err *err)
 {
+	return store_file_match(s, tid, f, sch, pred, out, removed_rows, NULL, NULL, err);
+}
+
+/* Append v to (*a, *n, *cap). */
+static bool push(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v)
+{
+	if (*n == *cap) {
+		uint32_t c = *cap ? *cap * 2 : 256;
+		uint32_t *g = realloc(*a, (size_t)c * sizeof *g);
+		if (!g)
+			return false;
+		*a = g;
+		*cap = c;
+	}
+	(*a)[(*n)++] = v;
+	return true;
+}
+
+int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
+		     const struct st_schema *sch, const struct expr *pred,
+		     struct store_rewrite *out, uint64_t *removed_rows, uint32_t **pos,
+		     uint32_t *npos, struct st_err *err)
+{
+	uint32_t *del = NULL, ndel = 0, pcap = 0;
+	uint64_t row0 = 0;
+	struct store_rewrite none;
+	if (!out)
+		out = &none; /* positions only: nothing is written */
+	if (pos) {
+		*pos = NULL;
+		*npos = 0;
+	}
 	int rc = ST_OK;
 	struct seg_reader *rd = NULL;
 	struct seg_writer *w = NULL;
@@ -140,12 +176,16 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 			     store_widens(fs->fields[k].type, sch->fields[i].type)))
 				col[i] = (int)k;
 	}
-	out->add.file_id = store_next_fid(s);
-	store_seg_path(s, tid, out->add.file_id, out->path, sizeof out->path);
-	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
-				    .threads = s->enc_threads};
-	if ((rc = seg_writer_open(out->path, fs, &o, &w, err)) != ST_OK)
+	if (f->dv && (rc = dv_decode(f->dv, f->dv_len, (uint32_t)f->rows, &del, &ndel, err)) != ST_OK)
 		goto out;
+	if (!pos) {
+		out->add.file_id = store_next_fid(s);
+		store_seg_path(s, tid, out->add.file_id, out->path, sizeof out->path);
+		struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows,
+					    .io = s->opts.io, .threads = s->enc_threads};
+		if ((rc = seg_writer_open(out->path, fs, &o, &w, err)) != ST_OK)
+			goto out;
+	}
 	struct st_vec *kept = calloc(fs->nfields, sizeof *kept);
 	void **bufs = calloc((size_t)fs->nfields * 3, sizeof *bufs);
 	if (!kept || !bufs) {
@@ -154,9 +194,22 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
+	/* Finding positions reads only the predicate's columns. */
+	bool *need = pos ? calloc(sch->nfields + 1, sizeof *need) : NULL;
+	bool *want = pos ? calloc(fs->nfields + 1, sizeof *want) : NULL;
+	if (pos && (!need || !want))
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	if (pos && rc == ST_OK) {
+		expr_columns(pred, need);
+		for (uint32_t i = 0; i < sch->nfields; i++)
+			if (col[i] >= 0 && need[i])
+				want[col[i]] = true;
+			else
+				col[i] = -1; /* not read: left as NULLs, which the predicate never sees */
+	}
 	for (uint32_t g = 0; g < seg_reader_row_groups(rd) && rc == ST_OK; g++) {
 		struct seg_batch *b;
-		if ((rc = seg_reader_read(rd, g, NULL, &b, err)) != ST_OK)
+		if ((rc = seg_reader_read(rd, g, want, &b, err)) != ST_OK)
 			break;
 		free(sel);
 		free(keep);
@@ -184,17 +237,28 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 		uint32_t nsel, nkeep = 0;
 		if ((rc = expr_eval(pred, tv, b->rows, sel, &nsel, err)) != ST_OK)
 			break;
-		for (uint32_t i = 0, j = 0; i < b->rows; i++) {
+		/* Rows a deletion vector already deletes neither match nor stay. */
+		uint32_t dlo = dv_lower(del, ndel, (uint32_t)row0);
+		uint32_t dhi = dv_lower(del, ndel, (uint32_t)(row0 + b->rows));
+		if (dhi > dlo)
+			nsel = dv_filter(del + dlo, dhi - dlo, row0, sel, nsel, NULL);
+		for (uint32_t i = 0, j = 0, d = dlo; i < b->rows; i++) {
 			if (j < nsel && sel[j] == i)
 				j++;
+			else if (d < dhi && del[d] - row0 == i)
+				d++;
 			else
 				keep[nkeep++] = i;
 		}
 		*removed_rows += nsel;
-		if (nkeep == 0)
+		for (uint32_t j = 0; pos && j < nsel && rc == ST_OK; j++)
+			if (!push(pos, npos, &pcap, (uint32_t)(row0 + sel[j])))
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		row0 += b->rows;
+		if (nkeep == 0 || pos)
 			continue;
 		for (uint32_t k = 0; k < fs->nfields && rc == ST_OK; k++)
-			if (gather(&b->cols[k], keep, nkeep, &kept[k], &bufs[3 * k]) != ST_OK)
+			if (store_gather(&b->cols[k], keep, nkeep, &kept[k], &bufs[3 * k]) != ST_OK)
 				rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		if (rc == ST_OK)
 			rc = seg_writer_append(w, kept, nkeep, err);
@@ -205,7 +269,9 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 	}
 	free(kept);
 	free(bufs);
-	if (rc != ST_OK)
+	free(need);
+	free(want);
+	if (rc != ST_OK || pos)
 		goto out;
 	if ((rc = seg_writer_close(w, &out->info, err)) != ST_OK) {
 		w = NULL;
@@ -228,7 +294,13 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 out:
 	seg_writer_abort(w);
 	seg_reader_close(rd);
-	if (rc != ST_OK)
+	free(del);
+	if (rc != ST_OK && pos) {
+		free(*pos);
+		*pos = NULL;
+		*npos = 0;
+	}
+	if (rc != ST_OK && !pos)
 		store_rewrite_fini(out);
 	free(inl_src);
 	free(tv);

@@ -98,8 +98,12 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 						.rows = old[j].rows, .crc = old[j].crc,
 						.data_change = true, .is_inline = old[j].flags & 1,
 						.ncols = old[j].ncols, .field_ids = old[j].field_ids,
-						.stats = old[j].stats};
-		rows_added += old[j].rows;
+						.stats = old[j].stats,
+						.base_fid = old[j].dv ? (old[j].base_fid ? old[j].base_fid
+									 : old[j].fid) : 0,
+						.dv = old[j].dv, .dv_len = old[j].dv_len,
+						.deleted = old[j].deleted};
+		rows_added += file_live_rows(&old[j]);
 	}
 	/* The target's schema, with field ids that keep counting up, under
 	 * the table's current name (a rename since is not undone: the name

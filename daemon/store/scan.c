@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "daemon/store/store_int.h"
+#include "format/dv.h"
 #include "format/expr.h"
 #include "format/segment.h"
 
@@ -55,6 +56,9 @@ struct st_scan {
 	bool pinned;                 /* (tid, version) registered against vacuum */
 	void **wbuf;                 /* per schema field: widened values */
 	size_t *wcap;                /* their sizes */
+	uint32_t *del;               /* the open file's deleted positions (its DV), or NULL */
+	uint32_t ndel;               /* their count */
+	uint64_t rg_row0;            /* position of row group rg's first row in the file */
 };
 
 uint64_t st_scan_version(const st_scan *sc)
@@ -67,6 +71,7 @@ void st_scan_close(st_scan *sc)
 	if (!sc)
 		return;
 	seg_reader_close(sc->rd);
+	free(sc->del);
 	if (sc->pinned)
 		store_unpin(sc->s, sc->tid, sc->version);
 	free(sc->inline_buf);
@@ -313,6 +318,17 @@ static int open_next_file(st_scan *sc, bool *opened, struct st_err *err)
 			continue;
 		char path[PATH_MAX];
 		store_seg_path(sc->s, sc->tid, f->fid, path, sizeof path);
+		free(sc->del);
+		sc->del = NULL;
+		sc->ndel = 0;
+		if (f->dv && (f->rows > UINT32_MAX ||
+			      (rc = dv_decode(f->dv, f->dv_len, (uint32_t)f->rows, &sc->del, &sc->ndel,
+					      err)) != ST_OK)) {
+			if (f->rows > UINT32_MAX)
+				rc = st_seterr(err, ST_ECORRUPT, "a deletion vector on a file of %llu rows",
+					       (unsigned long long)f->rows);
+			return segment_failed(sc, f, rc, err);
+		}
 		if ((rc = (f->flags & 1) ? open_inline(sc, f, path, err)
 					 : seg_reader_open(path, NULL, &sc->rd, err)) != ST_OK)
 			return segment_failed(sc, f, rc, err);
@@ -343,6 +359,7 @@ static int open_next_file(st_scan *sc, bool *opened, struct st_err *err)
 				}
 		}
 		sc->rg = 0;
+		sc->rg_row0 = 0;
 		*opened = true;
 		break;
 	}
@@ -377,6 +394,16 @@ int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *e
 		}
 		uint32_t g = sc->rg++;
 		const struct seg_rg_meta *m = seg_reader_row_group(sc->rd, g);
+		uint64_t row0 = sc->rg_row0;
+		sc->rg_row0 += m->rows;
+		/* This row group's deleted positions: del[dlo, dhi). */
+		uint32_t dlo = 0, dhi = 0;
+		if (sc->ndel) {
+			dlo = dv_lower(sc->del, sc->ndel, (uint32_t)row0);
+			dhi = dv_lower(sc->del, sc->ndel, (uint32_t)(row0 + m->rows));
+			if (dhi - dlo == m->rows)
+				continue; /* every row deleted */
+		}
 		if (sc->pred) {
 			for (uint32_t i = 0; i < sch->nfields; i++) {
 				if (sc->seg_col[i] >= 0)
@@ -413,12 +440,18 @@ int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *e
 		}
 		sc->batch.sel = NULL;
 		sc->batch.nsel = b->rows;
-		if (sc->pred) {
-			if (grow((void **)&sc->sel, &sc->sel_cap, (size_t)b->rows * 4) != ST_OK)
+		if (sc->pred || dhi > dlo) {
+			if (grow((void **)&sc->sel, &sc->sel_cap, ((size_t)b->rows + 1) * 4) != ST_OK)
 				return st_seterr(err, ST_ENOMEM, "out of memory");
-			uint32_t n;
-			if ((rc = expr_eval(sc->pred, sc->vecs, b->rows, sc->sel, &n, err)) != ST_OK)
+			uint32_t n = b->rows;
+			if (sc->pred &&
+			    (rc = expr_eval(sc->pred, sc->vecs, b->rows, sc->sel, &n, err)) != ST_OK)
 				return rc;
+			/* Deleted rows leave the selection (only where this row group
+			 * has some: no per-row work otherwise). */
+			if (dhi > dlo)
+				n = dv_filter(sc->del + dlo, dhi - dlo, row0, sc->pred ? sc->sel : NULL,
+					      sc->pred ? n : b->rows, sc->sel);
 			if (n == 0)
 				continue;
 			sc->batch.sel = n == b->rows ? NULL : sc->sel;
@@ -504,7 +537,7 @@ int store_scan_files(const st_scan *sc, uint64_t **fids, uint32_t *n, uint64_t *
 		return ST_ENOMEM;
 	for (uint32_t i = 0; i < sc->nfiles; i++) {
 		(*fids)[(*n)++] = sc->files[i].fid;
-		*rows += sc->files[i].rows;
+		*rows += file_live_rows(&sc->files[i]);
 	}
 	return ST_OK;
 }
@@ -517,6 +550,11 @@ uint32_t store_scan_nfiles(const st_scan *sc)
 bool store_scan_file_inline(const st_scan *sc, uint32_t i)
 {
 	return sc->files[i].flags & 1;
+}
+
+bool store_scan_file_dv(const st_scan *sc, uint32_t i)
+{
+	return sc->files[i].dv != NULL;
 }
 
 const char *st_scan_column_name(const st_scan *sc, uint32_t i)
@@ -543,8 +581,10 @@ void st_scan_info(const st_scan *sc, struct st_scan_info *out)
 	out->oldest = sc->oldest;
 	out->files = sc->nfiles;
 	for (uint32_t i = 0; i < sc->nfiles; i++) {
-		out->rows += sc->files[i].rows;
+		out->rows += file_live_rows(&sc->files[i]);
 		out->bytes += sc->files[i].size;
+		out->deleted += sc->files[i].deleted;
+		out->dvs += sc->files[i].dv != NULL;
 	}
 }
 

@@ -740,6 +740,18 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		}
 		f = STORE_FORMAT;
 	}
+	if (mrc == 0 && f == 6) {
+		/* Format 7 added deletion vectors to file records (a flag format 6
+		 * never sets): every format 6 record is a format 7 one. */
+		uint8_t fb[4];
+		st_put_le32(fb, STORE_FORMAT);
+		MDB_val fv = {4, fb};
+		if ((mrc = store_rec_put(s, txn, NULL, &k, &fv, 0)) != 0) {
+			rc = store_lmdb_err(err, mrc, "upgrading the store to format 7");
+			goto out;
+		}
+		f = STORE_FORMAT;
+	}
 	if (mrc == MDB_NOTFOUND || (mrc == 0 && f != STORE_FORMAT)) {
 		/* Formats 1 and 2 kept named databases: no format record here. */
 		f = mrc ? 2 : f;

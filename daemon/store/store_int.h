@@ -16,7 +16,7 @@
 #include "format/bytes.h"
 #include "format/segment.h"
 
-#define STORE_FORMAT 6
+#define STORE_FORMAT 7
 #define STORE_REC_CRC 4      /* the CRC32C trailer of every record (STORE.md §2) */
 #define STORE_EBADREC (-30600) /* store_get/store_cget: a record fails its checksum */
 #define STORE_EFAULT (-30601)  /* a guarded read faulted on a damaged page (record.c) */
@@ -277,12 +277,23 @@ struct file_rec {
 	uint64_t size;               /* bytes */
 	uint64_t rows;               /* rows */
 	uint32_t crc;                /* CRC32C of the file */
-	uint32_t flags;              /* bit 0 inline, bit 1 data_change */
+	uint32_t flags;              /* bit 0 inline, bit 1 data_change, bit 2 deletion vector */
 	uint32_t ncols;              /* stats entries */
 	uint32_t *field_ids;         /* field id per stats entry */
 	uint8_t *types;              /* column type in the file, per stats entry */
 	struct st_col_stats *stats;  /* file statistics per column */
+	uint64_t base_fid;           /* with a DV: the file whose segment this one shares, or 0 */
+	uint64_t deleted;            /* rows the DV deletes (0: none) */
+	uint8_t *dv;                 /* the DV (FORMAT.md §10; owned when decoded), or NULL */
+	uint32_t dv_len;             /* its bytes */
 };
+#define FILE_DV 4u               /* file_rec flags: a deletion vector follows the stats */
+
+/* The rows of f a read sees. */
+static inline uint64_t file_live_rows(const struct file_rec *f)
+{
+	return f->rows - f->deleted;
+}
 
 static inline void be64(uint8_t *p, uint64_t v)
 {
@@ -629,10 +640,12 @@ int store_check_constraints(const char *table, const struct act_metadata *m,
 
 /* A file rewritten by replace-where without its matching rows. */
 struct store_rewrite {
-	struct act_add add;          /* the new file's add action (file_id 0: none) */
+	struct act_add add;          /* the new file's add action (file_id 0: none); with a
+				      * deletion vector (add.dv, owned) the old file re-added */
 	struct seg_file_info info;   /* what the writer reported */
 	uint8_t *types;              /* column types of the new file */
-	uint8_t *inl;                /* always NULL today: rewrites go to files */
+	uint8_t *inl;                /* a re-added inline file's segment bytes, or NULL */
+	size_t inl_len;              /* their size */
 	char path[PATH_MAX];         /* the new segment */
 	bool written;                /* path exists and no commit references it yet */
 };
@@ -645,6 +658,18 @@ struct expr;
 int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 			  const struct st_schema *sch, const struct expr *pred,
 			  struct store_rewrite *out, uint64_t *removed_rows, struct st_err *err);
+/* The same with pos given: nothing is written; *pos (malloc'ed, *npos
+ * entries, increasing) gets the positions of f's rows where pred is TRUE
+ * that f's deletion vector does not already delete. Reads only the
+ * predicate's columns. */
+int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
+		     const struct st_schema *sch, const struct expr *pred,
+		     struct store_rewrite *out, uint64_t *removed_rows, uint32_t **pos,
+		     uint32_t *npos, struct st_err *err);
+/* Copy the rows of v listed in keep (n of them, increasing) into plain
+ * vector out, with its buffers in bufs (free each). */
+int store_gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struct st_vec *out,
+		 void *bufs[3]);
 /* File statistics of f in the order of table schema sch. */
 void store_file_stats(const struct st_schema *sch, const struct file_rec *f,
 		      struct st_col_stats *out);
@@ -660,6 +685,7 @@ int store_vec_widen(const struct st_vec *in, int to, struct st_vec *out, void **
 int store_scan_files(const st_scan *sc, uint64_t **fids, uint32_t *n, uint64_t *rows);
 uint32_t store_scan_nfiles(const st_scan *sc);
 bool store_scan_file_inline(const st_scan *sc, uint32_t i);
+bool store_scan_file_dv(const st_scan *sc, uint32_t i);
 
 /* Fill an add action from what the segment writer reported for a file
  * written with schema sc (field_ids allocated; stats borrowed from info). */

@@ -306,8 +306,10 @@ struct st_scan_info {
 	int64_t time_us;   /* its commit time */
 	uint64_t oldest;   /* the table's oldest retained version (when the scan opened) */
 	uint64_t files;    /* files of the snapshot */
-	uint64_t rows;     /* their rows */
+	uint64_t rows;     /* their rows (deleted ones left out) */
 	uint64_t bytes;    /* their bytes */
+	uint64_t deleted;  /* rows of those files that deletion vectors delete */
+	uint64_t dvs;      /* files with a deletion vector */
 };
 void st_scan_info(const st_scan *sc, struct st_scan_info *out);
 /* The table's metadata at the scanned version (valid until st_scan_close). */
@@ -371,6 +373,36 @@ int st_table_alter(st_store *s, const char *table, const struct st_alter *a,
  */
 int st_table_compact(st_store *s, const char *table, struct st_commit_result *res,
 		     struct st_err *err);
+
+/* Options of st_delete. Zero-initialized: a plain DELETE. */
+struct st_delete_opts {
+	const char *app_id;       /* idempotent writer id, or NULL */
+	uint64_t app_version;     /* with app_id: skipped if <= the recorded one */
+};
+
+/* What st_delete did. */
+struct st_delete_result {
+	struct st_commit_result commit; /* the commit (noop: nothing matched, or the app
+					 * version was already committed) */
+	uint64_t rows_deleted;    /* rows deleted */
+	uint64_t files_skipped;   /* live files whose statistics exclude the predicate */
+	uint64_t files_read;      /* files read to find the matching rows */
+	uint64_t files_removed;   /* files removed whole (every row left matched) */
+	uint64_t dvs_written;     /* files re-added with a deletion vector */
+};
+
+/*
+ * DELETE FROM table WHERE predicate (format/expr.h), as one commit
+ * (STORE.md §4.1): no segment is rewritten. Files the statistics exclude
+ * are not read, files whose rows all match are removed, the others get a
+ * deletion vector. A predicate that matches nothing commits nothing
+ * (res->commit.noop). Errors: ST_ENOTFOUND, ST_EINVAL / ST_ENOTFOUND (the
+ * predicate, with its offset), ST_ECONFLICT (a concurrent commit removed a
+ * file this DELETE read, or added rows that may match), ST_EFAILED, errno.
+ */
+int st_delete(st_store *s, const char *table, const char *predicate,
+	      const struct st_delete_opts *opts, struct st_delete_result *res,
+	      struct st_err *err);
 
 /* Options of st_vacuum. Zero-initialized: the table's file_retention
  * (default 7 days), for real. */

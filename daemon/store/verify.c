@@ -20,6 +20,7 @@
 #include "daemon/store/pagewalk.h"
 #include "daemon/store/store_int.h"
 #include "format/crc32c.h"
+#include "format/dv.h"
 #include "format/io.h"
 #include "format/segment.h"
 
@@ -70,6 +71,15 @@ static int check_segment_at(st_store *s, MDB_txn *txn, uint64_t tid, const struc
 				"and %llu", (unsigned long long)seg_reader_size(rd),
 				(unsigned long long)seg_reader_rows(rd), (unsigned long long)f->size,
 				(unsigned long long)f->rows);
+	if (vrc == ST_OK && f->dv) {
+		uint32_t *pos = NULL, n = 0;
+		if (f->rows > UINT32_MAX)
+			vrc = st_seterr(e, ST_ECORRUPT, "a deletion vector on %llu rows",
+					(unsigned long long)f->rows);
+		else
+			vrc = dv_decode(f->dv, f->dv_len, (uint32_t)f->rows, &pos, &n, e);
+		free(pos);
+	}
 	seg_reader_close(rd);
 	free(bytes);
 	return vrc;
@@ -113,6 +123,8 @@ struct logged_file {
 	uint64_t size, rows;
 	uint32_t crc;
 	bool is_inline, seen;         /* seen: a file record matched it */
+	uint64_t deleted;             /* rows its deletion vector deletes */
+	uint32_t dv_crc;              /* CRC32C of the vector's bytes (0: none) */
 };
 
 static int cmp_logged(const void *a, const void *b)
@@ -150,7 +162,8 @@ static int replay(st_store *s, MDB_txn *txn, const struct table_head *h,
 			}
 			const struct act_add *a = &c->adds[i];
 			lf[n++] = (struct logged_file){a->file_id, v, STORE_LIVE, a->size, a->rows,
-						       a->crc, a->is_inline, false};
+						       a->crc, a->is_inline, false, a->deleted,
+						       a->dv ? st_crc32c(0, a->dv, a->dv_len) : 0};
 		}
 		for (uint32_t i = 0; i < c->nremove; i++)
 			for (size_t j = n; j-- > 0;)
@@ -245,7 +258,9 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 		} else {
 			l->seen = true;
 			if (f.added != l->added || f.size != l->size || f.rows != l->rows ||
-			    f.crc != l->crc || !!(f.flags & 1) != l->is_inline)
+			    f.crc != l->crc || !!(f.flags & 1) != l->is_inline ||
+			    f.deleted != l->deleted ||
+			    (f.dv ? st_crc32c(0, f.dv, f.dv_len) : 0) != l->dv_crc)
 				problem(r, "table '%s': file %llu's record differs from the commit that "
 					"added it: version %llu, %llu rows, %llu bytes against version %llu, "
 					"%llu rows, %llu bytes", name, (unsigned long long)fid,

@@ -192,6 +192,22 @@ int store_app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const char *ap
 	return ST_OK;
 }
 
+int store_stage_app(st_store *s, MDB_txn *txn, struct staged *w, const char *app_id,
+		    uint64_t app_version, struct st_err *err)
+{
+	uint64_t have;
+	int rc;
+	if (!app_id)
+		return ST_OK;
+	if (!(w->app_id = strdup(app_id)))
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	w->app_version = app_version;
+	if ((rc = store_app_version_of(s, txn, w->tid, app_id, &have, err)) != ST_OK)
+		return rc;
+	w->noop = have >= app_version;
+	return ST_OK;
+}
+
 /* Every new row must match the predicate it replaces. */
 static int rows_match(const struct staged *w, const struct st_batch *b, uint32_t nb,
 		      uint64_t row_base, struct st_err *err)
@@ -337,19 +353,9 @@ int store_stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 	w->tid = h.tid;
 	w->read_version = h.version;
 	w->isolation = store_isolation_of(ref->meta);
-	if (opts->app_id) {
-		if (!(w->app_id = strdup(opts->app_id))) {
-			rc = st_seterr(err, ST_ENOMEM, "out of memory");
-			goto out;
-		}
-		w->app_version = opts->app_version;
-		uint64_t have;
-		if ((rc = store_app_version_of(s, txn, h.tid, opts->app_id, &have, err)) != ST_OK)
-			goto out;
-		w->noop = have >= opts->app_version;
-		if (w->noop)
-			goto out; /* already committed: nothing to write */
-	}
+	if ((rc = store_stage_app(s, txn, w, opts->app_id, opts->app_version, err)) != ST_OK ||
+	    w->noop)
+		goto out; /* an error, or already committed: nothing to write */
 	rc = store_map_columns(table, ref, hdr, opts->merge_schema, opts->overwrite_schema, &w->m, err);
 	ref = NULL; /* w->m has it now */
 	if (rc != ST_OK)

@@ -41,6 +41,7 @@ struct staged {
 	uint8_t isolation;          /* ACT_ISO_* from the table's properties */
 	bool overwrite;             /* reads (and removes) every live file */
 	bool compaction;            /* rewrites the live files, data unchanged */
+	bool del;                   /* a DELETE (delete.c): pred, removes and re-adds only */
 	struct colmap m;            /* column map and the metadata after the write */
 	uint64_t rows;              /* rows written */
 	struct seg_file_info info;  /* the new segment, when rows > 0 */
@@ -80,6 +81,11 @@ uint8_t store_isolation_of(const struct act_metadata *m);
  * for 0 would apply an idempotent write twice. */
 int store_app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const char *app_id,
 			  uint64_t *v, struct st_err *err);
+
+/* An idempotent write's app id and version (app_id NULL: none) into w,
+ * whose tid is set: w->noop when that version is already committed. */
+int store_stage_app(st_store *s, MDB_txn *txn, struct staged *w, const char *app_id,
+		    uint64_t app_version, struct st_err *err);
 
 /*
  * A staged write is built in three steps, so that a load can stream:

@@ -634,7 +634,7 @@ static void t_format5_upgraded(void)
 		struct st_open_report rep;
 		st_store_open_report(s, &rep);
 		CHECK_EQ(rep.format_from, 5);
-		CHECK_EQ(rep.format, 6);
+		CHECK_EQ(rep.format, STORE_FORMAT);
 		CHECK_EQ(st_store_lsn(s), last);
 		REQUIRE(st_verify(s, &vr, &err) == ST_OK);
 		CHECK_EQ(vr.nproblems, 0);
@@ -645,6 +645,41 @@ static void t_format5_upgraded(void)
 		REQUIRE(put(s, "a", 5, NULL, &r, &err) == ST_OK);
 		st_store_close(s);
 	}
+}
+
+/* A format 6 store (no deletion vectors) opens as format 7: its records
+ * are format 7 records, only the format record changes. */
+static void t_format6_upgraded(void)
+{
+	char dir[128];
+	struct st_err err;
+	struct st_commit_result r;
+	st_store *s = two_tables(dir, sizeof dir);
+	uint64_t last = mixed_history(s);
+	MDB_txn *txn;
+	REQUIRE(mdb_txn_begin(s->env, NULL, 0, &txn) == 0);
+	uint8_t fb[4];
+	st_put_le32(fb, 6);
+	MDB_val fk = {7, "\001format"}, fv = {4, fb};
+	REQUIRE(store_rec_put(s, txn, NULL, &fk, &fv, 0) == 0);
+	REQUIRE(mdb_txn_commit(txn) == 0);
+	st_store_close(s);
+	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
+	struct st_open_report rep;
+	st_store_open_report(s, &rep);
+	CHECK_EQ(rep.format_from, 6);
+	CHECK_EQ(rep.format, 7);
+	CHECK_EQ(st_store_lsn(s), last);
+	struct st_verify_result vr;
+	REQUIRE(st_verify(s, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.nproblems, 0);
+	st_verify_result_fini(&vr);
+	REQUIRE(put(s, "a", 5, NULL, &r, &err) == ST_OK);
+	st_store_close(s);
+	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
+	st_store_open_report(s, &rep);
+	CHECK_EQ(rep.format_from, 7);
+	st_store_close(s);
 }
 
 /* The read guard (record.c): a fault inside it returns STORE_EFAULT, again
@@ -1075,6 +1110,7 @@ static const struct test_case tests[] = {
 	{"scrub", t_scrub},
 	{"guarded_reads_survive_faults", t_guarded_reads_survive_faults},
 	{"format5_upgraded", t_format5_upgraded},
+	{"format6_upgraded", t_format6_upgraded},
 	{"verify_cross_checks_files", t_verify_cross_checks_files},
 	{"scan_info_and_drop_result", t_scan_info_and_drop_result},
 	{"log_in_lsn_order", t_log_in_lsn_order},
