@@ -15,9 +15,26 @@
  *                      | [NOT] LIKE 'prefix%' )
  *            | operand            (a bool column or TRUE/FALSE)
  *            | '(' expr ')'
- *   operand := column | literal
+ *   operand := value
+ *   value   := term { ('+'|'-') term }
+ *   term    := unary { ('*'|'/'|'%') unary }
+ *   unary   := '-' unary | primary
+ *   primary := column | literal | '(' value ')'
+ *            | CASE WHEN expr THEN value { WHEN expr THEN value } [ELSE value] END
+ *            | COALESCE '(' value { ',' value } ')'
+ *            | CAST '(' value AS type ')'
  *   literal := integer | decimal | 'string' | TRUE | FALSE | NULL
  *            | TIMESTAMP 'YYYY-MM-DD[ HH:MM:SS[.ffffff]]' | DATE 'YYYY-MM-DD'
+ *
+ * Value expressions: arithmetic takes int32/int64/float64 (int64 results
+ * from integers, float64 when either side is one); '/' and '%' truncate
+ * toward zero on integers, as SQLite and C do, and x / 0, x % 0 are NULL;
+ * an int64 overflow is ST_ERANGE at evaluation. CASE and COALESCE take
+ * branches of one type (numbers unify to int64 or float64, date with
+ * timestamp to timestamp). CAST converts between numbers, bool, strings
+ * and dates/timestamps (a string that does not parse is ST_ERANGE at
+ * evaluation). A comparison of plain columns and literals keeps exact
+ * statistics pruning; one with a value expression is never pruned.
  *
  * Keywords are case-insensitive; column names match the schema
  * case-insensitively and may be written "quoted". Integer literals compare
@@ -102,5 +119,37 @@ int expr_eval(const struct expr *e, const struct st_vec *cols, uint32_t n,
  * Parsing the output gives an equivalent expression. */
 size_t expr_format(const struct expr *e, const struct st_schema *schema,
 		   char *buf, size_t len);
+
+/*
+ * UPDATE's SET list: `column = value { , column = value }` (value as in
+ * the grammar above). Each value must suit its column: the same type, an
+ * integer for an int64 or float64 column, an int64 for an int32 one
+ * (range-checked per row), a date for a timestamp, a string literal for a
+ * date or timestamp; float64 into an integer column needs a CAST. NULL into
+ * a NOT NULL column is ST_ESCHEMA at parse time (a literal) or at
+ * evaluation (a value that turns out NULL). Errors as expr_parse.
+ */
+struct expr_assign;
+int expr_assign_parse(const char *text, const struct st_schema *schema,
+		      struct expr_assign **out, struct st_err *err);
+void expr_assign_free(struct expr_assign *a);
+/* Assignments, and the schema column index of assignment i. */
+uint32_t expr_assign_count(const struct expr_assign *a);
+int expr_assign_column(const struct expr_assign *a, uint32_t i);
+/* Mark the columns the values read (as expr_columns). */
+void expr_assign_columns(const struct expr_assign *a, bool *used);
+/*
+ * Evaluate assignment i over n rows of cols (as expr_eval) into out, a
+ * plain vector of the column's type whose buffers are bufs[0..2] (free
+ * each). Errors: ST_ERANGE (overflow, an int32 out of range, a CAST that
+ * fails), ST_ESCHEMA (NULL for a NOT NULL column), with *bad_row the
+ * batch row; ST_ENOMEM.
+ */
+int expr_assign_eval(const struct expr_assign *a, uint32_t i, const struct st_vec *cols,
+		     uint32_t n, struct st_vec *out, void *bufs[3], uint32_t *bad_row,
+		     struct st_err *err);
+/* Canonical text of the list, as expr_format. */
+size_t expr_assign_format(const struct expr_assign *a, const struct st_schema *schema,
+			  char *buf, size_t len);
 
 #endif

@@ -1,0 +1,653 @@
+#!/usr/bin/env python3
+"""
+tests/dml/oracle.py -- differential test of strata's DML against SQLite.
+
+Starts its own stratad in a temporary directory, then runs random histories
+of loads, deletes and restores on a table, mirroring every step in an
+in-memory SQLite database, and compares after each step: the rows a scan
+prints (as multisets, floats rounded to 9 significant digits), aggregates,
+the deleted-row counts, the versions each commit reports, time travel to
+earlier versions, and finally `strata verify`.
+
+usage: python3 tests/dml/oracle.py BUILD_DIR [--seeds N] [--seed S]
+                                   [--steps N] [--arith] [--empty-strings]
+                                   [--keep] [-v]
+
+  --seeds N         run seeds 1..N (default 6)
+  --seed S          run only seed S (replay a failure)
+  --steps N         steps per seed (default 25)
+  --arith           also generate arithmetic in predicates (+ - * / %)
+  --empty-strings   also put '' (the empty string) in the random data
+  --scan-format F   csv (default) or jsonl: how scans print (CSV prints '' like
+                    NULL, see the probe; use jsonl with --empty-strings)
+  --keep            keep the temporary directory
+  -v                print every command
+
+Python 3 standard library only. Exit status 0 when every check passed, 1
+otherwise; the last line printed is "N passed, N failed".
+"""
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+COLS = ("id", "k", "v", "s")
+SCHEMA = "id int64 not null, k int32, v float64, s string"
+AGGS = "count(*),count(k),sum(k),min(v),max(v)"
+SQL_AGGS = "count(*), count(k), sum(k), min(v), max(v)"
+STRINGS = ["a", "ab", "abc", "abd", "b", "B", "ba", "x,y", 'q"t', "zz", "Ab"]
+PREFIXES = ["a", "ab", "abc", "b", "B", "x", "q", "z", "A", "c", ""]
+
+
+class Failed(Exception):
+    pass
+
+
+# ---- value normalisation ---------------------------------------------------
+
+def fround(x):
+    if x is None:
+        return None
+    x = float(x)
+    if x == 0.0:
+        return 0.0
+    return float("%.9g" % x)
+
+
+def norm_row(row):
+    """(id, k, v, s) from SQLite -> canonical tuple."""
+    i, k, v, s = row
+    return (int(i), None if k is None else int(k), fround(v), s)
+
+
+def parse_csv(text):
+    """A CSV parser that keeps quoted-empty ("") apart from empty (NULL).
+    Returns a list of records, each a list of (value, quoted)."""
+    recs = []
+    i, n = 0, len(text)
+    rec, field, quoted, inq, any_ = [], [], False, False, False
+    while i < n:
+        c = text[i]
+        if inq:
+            if c == '"':
+                if i + 1 < n and text[i + 1] == '"':
+                    field.append('"')
+                    i += 1
+                else:
+                    inq = False
+            else:
+                field.append(c)
+        elif c == '"':
+            inq, quoted, any_ = True, True, True
+        elif c == ",":
+            rec.append(("".join(field), quoted))
+            field, quoted, any_ = [], False, True
+        elif c == "\n" or c == "\r":
+            if c == "\r" and i + 1 < n and text[i + 1] == "\n":
+                i += 1
+            rec.append(("".join(field), quoted))
+            recs.append(rec)
+            rec, field, quoted, any_ = [], [], False, False
+        else:
+            field.append(c)
+            any_ = True
+        i += 1
+    if any_ or rec or field:
+        rec.append(("".join(field), quoted))
+        recs.append(rec)
+    return recs
+
+
+def csv_cell(val, quoted, typ):
+    if val == "" and not quoted:
+        return None
+    if typ == "int":
+        return int(val)
+    if typ == "float":
+        return fround(val)
+    return val
+
+
+def parse_jsonl(text):
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        o = json.loads(line)
+        if sorted(o) != sorted(COLS):
+            raise Failed("jsonl row with keys %r" % sorted(o))
+        rows.append((o["id"], o["k"], fround(o["v"]), o["s"]))
+    return rows
+
+
+def parse_scan(text, fmt="csv"):
+    if fmt == "jsonl":
+        return parse_jsonl(text)
+    recs = parse_csv(text)
+    if not recs:
+        raise Failed("scan printed nothing (no header)")
+    hdr = [v for v, _ in recs[0]]
+    if hdr != list(COLS):
+        raise Failed("scan header %r, expected %r" % (hdr, list(COLS)))
+    rows = []
+    types = ("int", "int", "float", "str")
+    for r in recs[1:]:
+        if len(r) != 4:
+            raise Failed("scan row with %d fields: %r" % (len(r), r))
+        rows.append(tuple(csv_cell(v, q, t) for (v, q), t in zip(r, types)))
+    return rows
+
+
+def multiset_diff(exp, got):
+    """Describe how two lists of tuples differ as multisets ('' if equal)."""
+    from collections import Counter
+    ce, cg = Counter(exp), Counter(got)
+    if ce == cg:
+        return ""
+    missing = list((ce - cg).elements())
+    extra = list((cg - ce).elements())
+    key = lambda t: tuple((x is None, str(x)) for x in t)
+    missing.sort(key=key)
+    extra.sort(key=key)
+    return ("expected %d rows, got %d; missing %d %s; unexpected %d %s" %
+            (len(exp), len(got), len(missing), missing[:5], len(extra), extra[:5]))
+
+
+# ---- the daemon and the CLI --------------------------------------------------
+
+class Strata:
+    def __init__(self, build, verbose=False, keep=False):
+        self.build = build
+        self.verbose = verbose
+        self.keep = keep
+        self.dir = tempfile.mkdtemp(prefix="strata-oracle-")
+        self.host = "ipc://%s/s.sock" % self.dir
+        self.proc = None
+        self.log = None
+
+    def start(self):
+        conf = os.path.join(self.dir, "c.yaml")
+        with open(conf, "w") as f:
+            f.write('data_dir: %s/data\nlisten: "%s"\n' % (self.dir, self.host))
+        self.log = open(os.path.join(self.dir, "stratad.log"), "w")
+        self.proc = subprocess.Popen([os.path.join(self.build, "stratad"), "-c", conf],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("stratad exited with status %d (log: %s)" %
+                                   (self.proc.returncode, self.log.name))
+            rc, _, _ = self.run(["ping"], quiet=True, timeout=2)
+            if rc == 0:
+                return
+            if time.time() > deadline:
+                raise RuntimeError("stratad did not answer ping within 10 s")
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self.log:
+            self.log.close()
+            self.log = None
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            print("kept %s" % self.dir)
+
+    def run(self, args, quiet=False, timeout=60):
+        cmd = [os.path.join(self.build, "strata"), "--host", self.host] + args
+        if self.verbose and not quiet:
+            print("  $ strata " + " ".join(shell_quote(a) for a in args))
+        for attempt in range(20):
+            try:
+                p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   timeout=timeout)
+                break
+            except subprocess.TimeoutExpired:
+                return 124, "", "timed out after %d s" % timeout
+            except OSError as e:  # the binary being rebuilt under us: wait for it
+                if attempt == 19:
+                    return 126, "", "cannot run %s: %s" % (cmd[0], e)
+                time.sleep(0.25)
+        return (p.returncode, p.stdout.decode("utf-8", "replace"),
+                p.stderr.decode("utf-8", "replace"))
+
+    def ok(self, args):
+        rc, out, err = self.run(args)
+        if rc != 0:
+            raise Failed("`strata %s` exited %d: %s" %
+                         (" ".join(shell_quote(a) for a in args), rc, (err or out).strip()))
+        return out
+
+
+def shell_quote(a):
+    if re.match(r"^[A-Za-z0-9_./:=,-]+$", a):
+        return a
+    return "'" + a.replace("'", "'\\''") + "'"
+
+
+# ---- random data -------------------------------------------------------------
+
+class Gen:
+    def __init__(self, rnd, arith, empty_strings):
+        self.r = rnd
+        self.arith = arith
+        self.strings = STRINGS + ([""] if empty_strings else [])
+        self.next_id = 1
+
+    def rows(self, n):
+        r = self.r
+        out = []
+        nullp = r.choice([0.0, 0.1, 0.3])
+        for _ in range(n):
+            x = r.random()
+            if x < 0.85 or self.next_id < 10:
+                i = self.next_id
+                self.next_id += 1
+            elif x < 0.97:
+                i = r.randrange(1, self.next_id)  # a duplicate id
+            else:
+                # (under --arith the extremes would overflow id * c: strata
+                # refuses integer overflow, SQLite turns it into a float)
+                i = r.choice([-(2 ** 40), 2 ** 40, -1, 0] if self.arith else
+                             [-(2 ** 62), 2 ** 62, -1, 0, 9223372036854775807,
+                              -9223372036854775808])
+            k = None if r.random() < nullp else (
+                r.randint(-5, 20) if r.random() < 0.98 else r.choice([2147483647, -2147483648]))
+            if r.random() < nullp:
+                v = None
+            else:
+                d = r.choice([1, 2])
+                v = "%.*f" % (d, r.uniform(-100, 100))
+                if v in ("-0.0", "-0.00"):
+                    v = v[1:]
+            s = None if r.random() < nullp else r.choice(self.strings)
+            out.append((i, k, v, s))
+        return out
+
+    # predicates: each generator returns (strata text, sqlite text)
+    def lit(self, col):
+        r = self.r
+        if col == "id":
+            return str(r.randint(-2, self.next_id + 2))
+        if col == "k":
+            return str(r.randint(-6, 21))
+        if col == "v":
+            if r.random() < 0.3:
+                return str(r.randint(-100, 100))
+            return "%.*f" % (r.choice([1, 2]), r.uniform(-100, 100))
+        return "'" + r.choice(self.strings + ["c", "aa"]).replace("'", "''") + "'"
+
+    def operand(self, col):
+        """A column, or under --arith an arithmetic expression over it."""
+        r = self.r
+        if not self.arith or col == "s" or r.random() < 0.5:
+            return col
+        if col == "v":
+            op = r.choice(["+", "-", "*"])
+            return "%s %s %s" % (col, op, r.choice(["2", "0.5", "3", "-1"]))
+        op = r.choice(["+", "-", "*", "/", "%", "%", "/"])
+        if op in "/%":
+            c = r.choice(["10", "3", "7", "-3", "0", "2"])
+        else:
+            c = str(r.randint(-3, 5))
+        if col == "id" and op == "*":
+            c = str(r.randint(-2, 2))
+        return "(%s %s %s)" % (col, op, c)
+
+    def atom(self):
+        r = self.r
+        col = r.choice(COLS)
+        x = r.random()
+        if x < 0.40:
+            op = r.choice(["=", "!=", "<>", "<", "<=", ">", ">="])
+            a, l = self.operand(col), self.lit(col)
+            if r.random() < 0.2:
+                mirror = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
+                t = "%s %s %s" % (l, mirror.get(op, op), a)
+            else:
+                t = "%s %s %s" % (a, op, l)
+            return t, t
+        if x < 0.52:
+            a, b = self.lit(col), self.lit(col)
+            nt = "NOT " if r.random() < 0.3 else ""
+            t = "%s %sBETWEEN %s AND %s" % (self.operand(col), nt, a, b)
+            return t, t
+        if x < 0.64:
+            lits = [self.lit(col) for _ in range(r.randint(1, 4))]
+            if r.random() < 0.1:
+                lits.append("NULL")
+            nt = "NOT " if r.random() < 0.3 else ""
+            t = "%s %sIN (%s)" % (self.operand(col), nt, ", ".join(lits))
+            return t, t
+        if x < 0.74:
+            t = "%s IS %sNULL" % (col, "NOT " if r.random() < 0.5 else "")
+            return t, t
+        if x < 0.90:
+            p = r.choice(PREFIXES)
+            nt = r.random() < 0.3
+            if r.random() < 0.15 and p:
+                # no '%': equality
+                st = "s %sLIKE '%s'" % ("NOT " if nt else "", p)
+                sq = "%s(s = '%s')" % ("NOT " if nt else "", p)
+            else:
+                st = "s %sLIKE '%s%%'" % ("NOT " if nt else "", p)
+                sq = "%s(substr(s, 1, %d) = '%s')" % ("NOT " if nt else "", len(p), p)
+            return st, sq
+        if x < 0.95:
+            t = r.choice(["TRUE", "FALSE", "k = NULL", "NOT (v <> NULL)"])
+            return t, t
+        t = "%s = %s" % (col, self.lit(col))
+        return t, t
+
+    def pred(self, depth=0):
+        r = self.r
+        x = r.random()
+        if depth >= 3 or x < 0.45:
+            return self.atom()
+        if x < 0.60:
+            a = self.pred(depth + 1)
+            return "NOT (%s)" % a[0], "NOT (%s)" % a[1]
+        a, b = self.pred(depth + 1), self.pred(depth + 1)
+        op = "AND" if x < 0.82 else "OR"
+        return "(%s) %s (%s)" % (a[0], op, b[0]), "(%s) %s (%s)" % (a[1], op, b[1])
+
+
+def write_csv(path, rows):
+    def q(x):
+        return '"' + x.replace('"', '""') + '"'
+    with open(path, "w") as f:
+        f.write("id,k,v,s\n")
+        for i, k, v, s in rows:
+            f.write("%d,%s,%s,%s\n" % (i, "" if k is None else k, "" if v is None else v,
+                                       "" if s is None else q(s)))
+
+
+# ---- one seed ----------------------------------------------------------------
+
+RE_LOAD = re.compile(r"version (\d+) \(lsn \d+\): loaded, (\d+) rows")
+RE_DEL = re.compile(r"version (\d+) \(lsn \d+\): deleted (\d+) rows")
+RE_NODEL = re.compile(r"no row matches: nothing deleted \(table at version (\d+)\)")
+RE_RESTORE = re.compile(r"version (\d+) \(lsn \d+\): restored, (\d+) rows")
+
+
+class Run:
+    def __init__(self, opts):
+        self.opts = opts
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, ok, what, ctx):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print("FAIL seed %d step %d: %s\n  after: %s\n  replay: python3 %s %s --seed %d"
+                  " --steps %d%s" % (ctx["seed"], ctx["step"], what, ctx["cmd"], sys.argv[0],
+                                     self.opts.build, ctx["seed"], self.opts.steps,
+                                     self.opts.extra))
+        return ok
+
+    # -- the CSV round-trip probe: '' and NULL must stay apart --
+    def probe_empty_string(self, st, ctx):
+        ctx.update(step=0, cmd="probe: load a '' and a NULL string, scan --format csv")
+        st.ok(["create", "probe", "--schema", "id int64 not null, s string"])
+        path = os.path.join(st.dir, "probe.csv")
+        with open(path, "w") as f:
+            f.write('id,s\n1,""\n2,\n3,"a"\n')
+        st.ok(["load", "probe", path])
+        out = st.ok(["scan", "probe", "--format", "csv"])
+        got = sorted((r[0][0], None if (r[1][0] == "" and not r[1][1]) else r[1][0])
+                     for r in parse_csv(out)[1:])
+        exp = [("1", ""), ("2", None), ("3", "a")]
+        self.check(got == exp, "CSV scan must keep '' apart from NULL: loaded "
+                   "1,\"\" / 2, / 3,\"a\"; scan printed %r" % out, ctx)
+        out = st.ok(["scan", "probe", "--format", "jsonl"])
+        self.check('"s":""' in out and '"s":null' in out,
+                   "jsonl scan of '' and NULL: %r" % out, ctx)
+
+    def seed(self, seed):
+        opts = self.opts
+        r = random.Random(seed)
+        g = Gen(r, opts.arith, opts.empty_strings)
+        db = sqlite3.connect(":memory:")
+        db.execute("CREATE TABLE t (id INTEGER NOT NULL, k INTEGER, v REAL, s TEXT)")
+        snaps = {0: []}
+        cur = [0]
+        ctx = {"seed": seed, "step": 0, "cmd": "create"}
+        st = Strata(opts.build, opts.verbose, opts.keep)
+        try:
+            st.start()
+            if seed == opts.first_seed:
+                self.probe_empty_string(st, dict(ctx))
+            out = st.ok(["create", "t", "--schema", SCHEMA])
+            self.check("version 0" in out, "create printed %r" % out, ctx)
+
+            def rows_now():
+                return [norm_row(x) for x in db.execute("SELECT id, k, v, s FROM t")]
+
+            def commit(v, what):
+                self.check(v == cur[0] + 1, "%s made version %d, expected %d" %
+                           (what, v, cur[0] + 1), ctx)
+                cur[0] = v
+                snaps[v] = rows_now()
+
+            def check_scan(version=None):
+                args = ["scan", "t", "--format", opts.scan_format]
+                exp = rows_now() if version is None else snaps[version]
+                if version is not None:
+                    args += ["--version", str(version)]
+                rc, out, err = st.run(args)
+                if not self.check(rc == 0, "`%s` exited %d: %s" % (" ".join(args), rc,
+                                                                  err.strip()), ctx):
+                    return
+                try:
+                    got = parse_scan(out, opts.scan_format)
+                    d = multiset_diff(exp, got)
+                except (Failed, ValueError) as e:
+                    d = str(e)
+                self.check(d == "", "%s: %s" % (" ".join(args), d), ctx)
+
+            def check_agg(version=None):
+                args = ["query", "t", "--agg", AGGS, "--format", "csv"]
+                if version is not None:
+                    args += ["--version", str(version)]
+                    e2 = sqlite3.connect(":memory:")
+                    e2.execute("CREATE TABLE t (id INTEGER NOT NULL, k INTEGER, v REAL, s TEXT)")
+                    e2.executemany("INSERT INTO t VALUES (?,?,?,?)", snaps[version])
+                    e = e2.execute("SELECT %s FROM t" % SQL_AGGS).fetchone()
+                else:
+                    e = db.execute("SELECT %s FROM t" % SQL_AGGS).fetchone()
+                exp = (e[0], e[1], e[2], fround(e[3]), fround(e[4]))
+                rc, out, err = st.run(args)
+                if not self.check(rc == 0, "`%s` exited %d: %s" % (" ".join(args), rc,
+                                                                  err.strip()), ctx):
+                    return
+                recs = parse_csv(out)
+                try:
+                    if len(recs) != 2 or len(recs[1]) != 5:
+                        raise ValueError("not one header and one row of 5")
+                    c = recs[1]
+                    got = (csv_cell(*c[0], "int"), csv_cell(*c[1], "int"),
+                           csv_cell(*c[2], "int"), csv_cell(*c[3], "float"),
+                           csv_cell(*c[4], "float"))
+                except ValueError as ex:
+                    got = "unparsable (%s): %r" % (ex, out)
+                self.check(got == exp, "%s: expected %s, got %s" % (" ".join(args), exp, got),
+                           ctx)
+
+            def check_where():
+                """A scan with a predicate (no change): the rows SQLite selects."""
+                ps, pq = g.pred()
+                ctx["cmd"] = "scan t --where %s" % shell_quote(ps)
+                rc, out, err = st.run(["scan", "t", "--where", ps, "--format",
+                                       opts.scan_format])
+                if not self.check(rc == 0, "scan --where %r exited %d: %s" %
+                                  (ps, rc, err.strip()), ctx):
+                    return
+                exp = [norm_row(x) for x in db.execute(
+                    "SELECT id, k, v, s FROM t WHERE %s" % pq)]
+                try:
+                    d = multiset_diff(exp, parse_scan(out, opts.scan_format))
+                except (Failed, ValueError) as e:
+                    d = str(e)
+                self.check(d == "", "scan --where %r (sqlite: %s): %s" % (ps, pq, d), ctx)
+
+            def time_travel():
+                vs = sorted(snaps)
+                for v in r.sample(vs, min(3, len(vs))):
+                    ctx["cmd"] = "time travel to version %d" % v
+                    check_scan(v)
+                    if r.random() < 0.5:
+                        check_agg(v)
+
+            def delete(ps, pq):
+                ctx["cmd"] = "delete t --where %s" % shell_quote(ps)
+                rc, out, err = st.run(["delete", "t", "--where", ps])
+                if not self.check(rc == 0, "delete --where %r exited %d: %s" %
+                                  (ps, rc, err.strip()), ctx):
+                    return
+                n = db.execute("DELETE FROM t WHERE %s" % pq).rowcount
+                m, m0 = RE_DEL.search(out), RE_NODEL.search(out)
+                if m:
+                    self.check(int(m.group(2)) == n, "delete --where %r deleted %s rows, "
+                               "SQLite %d (sqlite: %s)" % (ps, m.group(2), n, pq), ctx)
+                    commit(int(m.group(1)), "delete")
+                elif m0:
+                    self.check(n == 0, "delete --where %r deleted nothing, SQLite %d rows "
+                               "(sqlite: %s)" % (ps, n, pq), ctx)
+                    self.check(int(m0.group(1)) == cur[0], "nothing deleted at version %s, "
+                               "expected %d" % (m0.group(1), cur[0]), ctx)
+                else:
+                    self.check(False, "delete printed %r" % out, ctx)
+
+            f_start = self.failed
+            for step in range(1, opts.steps + 1):
+                if self.failed > f_start:
+                    # the mirror may have diverged: later steps would only repeat it
+                    print("seed %d: stopping after failing step %d" % (seed, step - 1))
+                    break
+                ctx["step"] = step
+                x = r.random()
+                if x < 0.34 or cur[0] == 0:
+                    y = r.random()
+                    n = (r.randint(1, 100) if y < 0.55 else
+                         r.randint(101, 3000) if y < 0.85 else r.randint(5000, 8000))
+                    rows = g.rows(n)
+                    path = os.path.join(st.dir, "l%d_%d.csv" % (seed, step))
+                    write_csv(path, rows)
+                    ctx["cmd"] = "load t (%d rows: %s)" % (n, path)
+                    rc, out, err = st.run(["load", "t", path])
+                    os.unlink(path) if not opts.keep else None
+                    if self.check(rc == 0, "load of %d rows exited %d: %s" %
+                                  (n, rc, err.strip()), ctx):
+                        db.executemany("INSERT INTO t VALUES (?,?,?,?)",
+                                       [(i, k, None if v is None else float(v), s)
+                                        for i, k, v, s in rows])
+                        m = RE_LOAD.search(out)
+                        if self.check(m is not None, "load printed %r" % out, ctx):
+                            self.check(int(m.group(2)) == n, "load of %d rows printed %r" %
+                                       (n, out.strip()), ctx)
+                            commit(int(m.group(1)), "load")
+                elif x < 0.66:
+                    delete(*g.pred())
+                elif x < 0.78:
+                    v = r.choice(sorted(snaps))
+                    ctx["cmd"] = "restore t --version %d" % v
+                    rc, out, err = st.run(["restore", "t", "--version", str(v)])
+                    if self.check(rc == 0, "restore --version %d exited %d: %s" %
+                                  (v, rc, err.strip()), ctx):
+                        db.execute("DELETE FROM t")
+                        db.executemany("INSERT INTO t VALUES (?,?,?,?)", snaps[v])
+                        m = RE_RESTORE.search(out)
+                        if self.check(m is not None, "restore printed %r" % out, ctx):
+                            # "restored, N rows" counts the rows the commit writes
+                            # (files re-added), not the table's rows: at most those
+                            self.check(int(m.group(2)) <= len(snaps[v]),
+                                       "restore to version %d printed %r, more than its %d "
+                                       "rows" % (v, out.strip(), len(snaps[v])), ctx)
+                            commit(int(m.group(1)), "restore")
+                elif x < 0.83:
+                    p = r.choice(["FALSE", "id > %d" % (g.next_id + 10),
+                                  "k IS NULL AND k IS NOT NULL", "s LIKE 'nomatch%'",
+                                  "v > 1000"])
+                    delete(p, p)
+                elif x < 0.87:
+                    p = r.choice(["TRUE", "true", "id = id" if opts.arith else "TRUE",
+                                  "k IS NULL OR k IS NOT NULL"])
+                    delete(p, p)
+                else:
+                    check_where()
+                    continue
+                check_scan()
+                check_agg()
+                if step % 5 == 0:
+                    time_travel()
+            if self.failed == f_start:
+                time_travel()
+            ctx["cmd"] = "verify"
+            rc, out, err = st.run(["verify"])
+            self.check(rc == 0 and out.rstrip().endswith("0 problems"),
+                       "verify exited %d: %s" % (rc, (out + err).strip()), ctx)
+        except Failed as e:
+            self.check(False, str(e), ctx)
+        finally:
+            st.stop()
+            db.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("build")
+    ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--arith", action="store_true")
+    ap.add_argument("--empty-strings", action="store_true")
+    ap.add_argument("--scan-format", choices=("csv", "jsonl"), default="csv")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    opts = ap.parse_args()
+    opts.build = os.path.abspath(opts.build)
+    for b in ("stratad", "strata"):
+        if not os.access(os.path.join(opts.build, b), os.X_OK):
+            print("no executable %s in %s" % (b, opts.build))
+            print("0 passed, 1 failed")
+            return 1
+    seeds = [opts.seed] if opts.seed is not None else list(range(1, opts.seeds + 1))
+    opts.first_seed = seeds[0]
+    opts.extra = ((" --arith" if opts.arith else "") +
+                  (" --empty-strings" if opts.empty_strings else "") +
+                  (" --scan-format jsonl" if opts.scan_format == "jsonl" else ""))
+    run = Run(opts)
+    t0 = time.time()
+    for s in seeds:
+        f0 = run.failed
+        try:
+            run.seed(s)
+        except Exception as e:  # a harness or daemon start problem: a failure
+            run.failed += 1
+            print("FAIL seed %d: %s: %s" % (s, type(e).__name__, e))
+        print("seed %d: %s (%.1f s)" % (s, "ok" if run.failed == f0 else
+                                         "%d failed" % (run.failed - f0), time.time() - t0))
+    print("%d passed, %d failed" % (run.passed, run.failed))
+    return 1 if run.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
