@@ -68,6 +68,17 @@ static const struct cli_command commands[] = {
 	 "  --app-id ID --app-version N\n"
 	 "                        idempotent: skipped when this app id already committed\n"
 	 "                        version N or later", CLI_WRITES},
+	{"update", cli_cmd_update, "TABLE --set \"COL = EXPR, ...\" --where PRED [--app-id ID --app-version N]",
+	 "Change the rows matching PRED, as one commit: each is deleted by a deletion vector and\n"
+	 "written again with the new values into one new file (time travel sees the old ones).\n"
+	 "Every value is computed from the old row; the table's NOT NULL and CHECK constraints\n"
+	 "must hold for every new row, or nothing changes (the error names the column and row).\n"
+	 "  --set LIST            e.g. \"value = value * 2, note = CASE WHEN value > 100 THEN 'hi'\n"
+	 "                        ELSE note END\": + - * / %, CASE, COALESCE, CAST(x AS type)\n"
+	 "  --where PRED          which rows ('true' for every row)\n"
+	 "  --app-id ID --app-version N\n"
+	 "                        idempotent: skipped when this app id already committed\n"
+	 "                        version N or later", CLI_WRITES},
 	{"scan", cli_cmd_scan, "TABLE [options]",
 	 "Print rows of a table.\n"
 	 "  --columns a,b         which columns (default all)\n"

@@ -319,7 +319,8 @@ int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps
 	}
 	const struct act_commit_info *in = &c->info;
 	pk_uint(&pk, 11);
-	pk_map(&pk, 11 + (in->dvs_added ? 1 : 0) + (in->rows_deleted ? 1 : 0));
+	pk_map(&pk, 11 + (in->dvs_added ? 1 : 0) + (in->rows_deleted ? 1 : 0) +
+			(in->rows_updated ? 1 : 0));
 	pk_uint(&pk, 1);
 	pk_str(&pk, in->operation);
 	pk_uint(&pk, 2);
@@ -337,6 +338,8 @@ int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps
 		pk_key_u64(&pk, 12, in->dvs_added);
 	if (in->rows_deleted)
 		pk_key_u64(&pk, 13, in->rows_deleted);
+	if (in->rows_updated)
+		pk_key_u64(&pk, 14, in->rows_updated);
 	if (out->oom)
 		return st_seterr(err, ST_ENOMEM, "out of memory encoding a commit");
 	if (out->len - start > ACT_MAX_BYTES)
@@ -903,6 +906,8 @@ static bool mp_info(struct mp *m, struct act_commit_info *in)
 			ok = mp_uint(m, &in->dvs_added, UINT64_MAX, "metrics");
 		} else if (u == 13) {
 			ok = mp_uint(m, &in->rows_deleted, UINT64_MAX, "metrics");
+		} else if (u == 14) {
+			ok = mp_uint(m, &in->rows_updated, UINT64_MAX, "metrics");
 		} else {
 			ok = mp_skip(m, 0);
 		}

@@ -102,6 +102,8 @@ struct act_commit_info {
 	uint64_t duration_us;       /* from transaction start to commit */
 	uint64_t dvs_added;         /* deletion vectors written (metrics) */
 	uint64_t rows_deleted;      /* rows deleted by DELETE (metrics; in rows_removed too) */
+	uint64_t rows_updated;      /* rows updated by UPDATE (metrics; in rows_removed and
+				     * rows_added too) */
 };
 
 /* One commit. */

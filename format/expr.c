@@ -2584,6 +2584,7 @@ static bool assign_ok(struct parser *p, const struct st_field *f, struct vnode *
 		  (st_type_is_varlen(t) && st_type_is_varlen(vt));
 	p->t.off = at;
 	p->t.len = strlen(f->name);
+	p->t.kind = T_IDENT; /* the message points at the column */
 	if (!vt && !f->nullable) {
 		snprintf(m, sizeof m, "column '%s' is NOT NULL: it cannot be set to NULL", f->name);
 		return perr(p, ST_ESCHEMA, m), false;

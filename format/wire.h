@@ -55,6 +55,7 @@ enum wire_type {
 	WIRE_LOAD_COMMIT = 23,
 	WIRE_LOAD_ABORT = 24,
 	WIRE_DELETE = 25,
+	WIRE_UPDATE = 26,
 	WIRE_SCAN = 30,
 	WIRE_SCAN_NEXT = 31,
 	WIRE_SCAN_CLOSE = 32,
@@ -335,14 +336,22 @@ enum wire_delete_key {
 	WIRE_DELETE_Q_APP_ID = 2,
 	WIRE_DELETE_Q_APP_VERSION = 3,
 };
-/* DELETE's reply: a commit result (WIRE_RESULT_*, rows 0) and these. */
-enum wire_delete_reply {
-	WIRE_DELETE_R_DELETED = 5,
-	WIRE_DELETE_R_SKIPPED = 6,
-	WIRE_DELETE_R_READ = 7,
-	WIRE_DELETE_R_REMOVED = 8,
-	WIRE_DELETE_R_DVS = 9,
-	WIRE_DELETE_R_NKEYS = 10,
+enum wire_update_key {
+	WIRE_UPDATE_Q_TABLE = 0,
+	WIRE_UPDATE_Q_SET = 1,
+	WIRE_UPDATE_Q_PREDICATE = 2,
+	WIRE_UPDATE_Q_APP_ID = 3,
+	WIRE_UPDATE_Q_APP_VERSION = 4,
+};
+/* DELETE's and UPDATE's reply: a commit result (WIRE_RESULT_*, rows 0)
+ * and these. */
+enum wire_dml_reply {
+	WIRE_DML_R_ROWS = 5,     /* rows deleted, or updated */
+	WIRE_DML_R_SKIPPED = 6,
+	WIRE_DML_R_READ = 7,
+	WIRE_DML_R_REMOVED = 8,
+	WIRE_DML_R_DVS = 9,
+	WIRE_DML_R_NKEYS = 10,
 };
 enum wire_scrub_key { WIRE_SCRUB_Q_TABLE = 0, WIRE_SCRUB_Q_RATE = 1 };
 enum wire_backup_key { WIRE_BACKUP_Q_DIR = 0 };

@@ -225,6 +225,7 @@ int cli_cmd_load(int argc, char **argv, struct cli_global *g);
 int cli_cmd_scan(int argc, char **argv, struct cli_global *g);
 /* dml.c */
 int cli_cmd_delete(int argc, char **argv, struct cli_global *g);
+int cli_cmd_update(int argc, char **argv, struct cli_global *g);
 int cli_cmd_query(int argc, char **argv, struct cli_global *g);
 /* history.c */
 int cli_cmd_history(int argc, char **argv, struct cli_global *g);

@@ -607,38 +607,52 @@ out:
 	return rc;
 }
 
-static int h_delete(struct sd_ctx *c)
+/* DELETE and UPDATE: the same keys but UPDATE's SET list (key 1, which
+ * moves the others up one). */
+static int h_dml(struct sd_ctx *c)
 {
 	struct st_err err;
-	struct st_delete_result r;
-	struct st_delete_opts o = {0};
-	char *pred = NULL, *app = NULL;
+	struct st_dml_result r;
+	struct st_dml_opts o = {0};
+	char *pred = NULL, *app = NULL, *set = NULL;
+	bool upd = c->m.type == WIRE_UPDATE;
+	uint32_t k = upd ? 1 : 0; /* WIRE_UPDATE_Q_X == WIRE_DELETE_Q_X + 1 past the table */
+	_Static_assert((int)WIRE_UPDATE_Q_PREDICATE == (int)WIRE_DELETE_Q_PREDICATE + 1 &&
+			       (int)WIRE_UPDATE_Q_APP_ID == (int)WIRE_DELETE_Q_APP_ID + 1 &&
+			       (int)WIRE_UPDATE_Q_APP_VERSION == (int)WIRE_DELETE_Q_APP_VERSION + 1 &&
+			       (int)WIRE_UPDATE_Q_TABLE == (int)WIRE_DELETE_Q_TABLE,
+		       "DELETE and UPDATE keys");
 	int rc;
 	if ((rc = sd_need_table(c, WIRE_DELETE_Q_TABLE)) ||
-	    (rc = sd_opt_strdup(c, WIRE_DELETE_Q_PREDICATE, "predicate", &pred)) ||
-	    (rc = sd_opt_strdup(c, WIRE_DELETE_Q_APP_ID, "app_id", &app)) ||
-	    (rc = sd_opt_u64(c, WIRE_DELETE_Q_APP_VERSION, "app_version", &o.app_version)))
+	    (upd && (rc = sd_opt_strdup(c, WIRE_UPDATE_Q_SET, "set", &set))) ||
+	    (rc = sd_opt_strdup(c, WIRE_DELETE_Q_PREDICATE + k, "predicate", &pred)) ||
+	    (rc = sd_opt_strdup(c, WIRE_DELETE_Q_APP_ID + k, "app_id", &app)) ||
+	    (rc = sd_opt_u64(c, WIRE_DELETE_Q_APP_VERSION + k, "app_version", &o.app_version)))
 		goto out;
-	if (!pred || !*pred) {
-		rc = sd_fail(c, ST_EPROTO, "DELETE needs key 1 (predicate)");
+	if (!pred || !*pred || (upd && (!set || !*set))) {
+		rc = sd_fail(c, ST_EPROTO, upd && (!set || !*set) ? "UPDATE needs key 1 (set)"
+				 : upd ? "UPDATE needs key 2 (predicate)" : "DELETE needs key 1 (predicate)");
 		goto out;
 	}
 	o.app_id = app && *app ? app : NULL;
-	if ((rc = st_delete(c->srv->s, c->table, pred, &o, &r, &err)) != ST_OK) {
+	rc = upd ? st_update(c->srv->s, c->table, set, pred, &o, &r, &err)
+		 : st_delete(c->srv->s, c->table, pred, &o, &r, &err);
+	if (rc != ST_OK) {
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
 	}
 	msgpack_packer *pk = &c->out.pk;
-	sd_begin(c, WIRE_DELETE_R_NKEYS);
+	sd_begin(c, WIRE_DML_R_NKEYS);
 	sd_pack_result(c, &r.commit);
-	wire_key_u64(pk, WIRE_DELETE_R_DELETED, r.rows_deleted);
-	wire_key_u64(pk, WIRE_DELETE_R_SKIPPED, r.files_skipped);
-	wire_key_u64(pk, WIRE_DELETE_R_READ, r.files_read);
-	wire_key_u64(pk, WIRE_DELETE_R_REMOVED, r.files_removed);
-	wire_key_u64(pk, WIRE_DELETE_R_DVS, r.dvs_written);
+	wire_key_u64(pk, WIRE_DML_R_ROWS, upd ? r.rows_updated : r.rows_deleted);
+	wire_key_u64(pk, WIRE_DML_R_SKIPPED, r.files_skipped);
+	wire_key_u64(pk, WIRE_DML_R_READ, r.files_read);
+	wire_key_u64(pk, WIRE_DML_R_REMOVED, r.files_removed);
+	wire_key_u64(pk, WIRE_DML_R_DVS, r.dvs_written);
 out:
 	free(pred);
 	free(app);
+	free(set);
 	return rc;
 }
 
@@ -659,7 +673,7 @@ static const struct {
 	{WIRE_QUERY, sd_h_query},        {WIRE_HISTORY, h_history},
 	{WIRE_RESTORE, h_restore},       {WIRE_VACUUM, h_vacuum},
 	{WIRE_VERIFY, h_verify},         {WIRE_COMPACT, h_compact},
-	{WIRE_DELETE, h_delete},
+	{WIRE_DELETE, h_dml},            {WIRE_UPDATE, h_dml},
 	{WIRE_SCRUB, sd_h_scrub},        {WIRE_BACKUP, h_backup},
 	{WIRE_AUTH_BEGIN, sd_h_auth_begin}, {WIRE_AUTH, sd_h_auth},
 	{WIRE_CLUSTER_STATUS, sd_h_cluster_status},

@@ -42,8 +42,8 @@ static int prepare(struct staged *w, struct st_err *err)
 		adds[nadd++] = w->add;
 	for (uint32_t i = 0; i < w->nrw; i++)
 		adds[nadd++] = w->rw[i].add;
-	struct act_kv params[2] = {{"mode", w->overwrite ? "overwrite" : w->pred ? "replace-where" : "append"},
-				   {"predicate", ""}};
+	struct act_kv params[3] = {{"mode", w->overwrite ? "overwrite" : w->pred ? "replace-where" : "append"},
+				   {"predicate", ""}, {"set", w->set_text ? w->set_text : ""}};
 	uint64_t bytes = w->info.size, dvs = 0;
 	for (uint32_t i = 0; i < w->nrw; i++) {
 		bytes += w->rw[i].add.dv ? w->rw[i].add.dv_len : w->rw[i].add.size;
@@ -63,11 +63,12 @@ static int prepare(struct staged *w, struct st_err *err)
 	c.nremove = w->nread;
 	c.txns = &tx;
 	c.ntxn = w->app_id != NULL;
-	c.info.operation = w->compaction ? "COMPACT" : w->del ? "DELETE" : "WRITE";
-	c.info.params = w->del ? params + 1 : params;
-	c.info.nparams = w->del ? 1 : w->pred ? 2 : 1;
+	c.info.operation = w->compaction ? "COMPACT" : w->dml ? (char *)w->dml : "WRITE";
+	c.info.params = w->dml ? params + 1 : params;
+	c.info.nparams = w->dml ? 1 + (w->set_text != NULL) : w->pred ? 2 : 1;
 	c.info.dvs_added = dvs;
-	c.info.rows_deleted = w->del ? w->rows_removed : 0;
+	c.info.rows_deleted = w->dml && !w->set_text ? w->rows_removed : 0;
+	c.info.rows_updated = w->set_text ? w->rows_removed : 0;
 	c.info.read_version = (int64_t)w->read_version;
 	c.info.isolation = w->isolation;
 	c.info.rows_added = w->compaction ? 0 : w->rows;

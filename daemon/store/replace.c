@@ -108,7 +108,7 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 			  const struct st_schema *sch, const struct expr *pred,
 			  struct store_rewrite *out, uint64_t *removed_rows, struct st_err *err)
 {
-	return store_file_match(s, tid, f, sch, pred, out, removed_rows, NULL, NULL, err);
+	return store_file_match(s, tid, f, sch, pred, out, removed_rows, NULL, NULL, NULL, NULL, err);
 }
 
 /* Append v to (*a, *n, *cap). */
@@ -129,13 +129,14 @@ static bool push(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v)
 int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 		     const struct st_schema *sch, const struct expr *pred,
 		     struct store_rewrite *out, uint64_t *removed_rows, uint32_t **pos,
-		     uint32_t *npos, struct st_err *err)
+		     uint32_t *npos, store_match_fn fn, void *arg, struct st_err *err)
 {
 	uint32_t *del = NULL, ndel = 0, pcap = 0;
 	uint64_t row0 = 0;
 	struct store_rewrite none;
+	bool rewrite = !pos && !fn; /* else: positions, or the callback, only */
 	if (!out)
-		out = &none; /* positions only: nothing is written */
+		out = &none; /* nothing is written */
 	if (pos) {
 		*pos = NULL;
 		*npos = 0;
@@ -178,7 +179,7 @@ int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 	}
 	if (f->dv && (rc = dv_decode(f->dv, f->dv_len, (uint32_t)f->rows, &del, &ndel, err)) != ST_OK)
 		goto out;
-	if (!pos) {
+	if (rewrite) {
 		out->add.file_id = store_next_fid(s);
 		store_seg_path(s, tid, out->add.file_id, out->path, sizeof out->path);
 		struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows,
@@ -195,11 +196,12 @@ int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 		goto out;
 	}
 	/* Finding positions reads only the predicate's columns. */
-	bool *need = pos ? calloc(sch->nfields + 1, sizeof *need) : NULL;
-	bool *want = pos ? calloc(fs->nfields + 1, sizeof *want) : NULL;
-	if (pos && (!need || !want))
+	bool cols_only = pos && !fn; /* a callback sees every column */
+	bool *need = cols_only ? calloc(sch->nfields + 1, sizeof *need) : NULL;
+	bool *want = cols_only ? calloc(fs->nfields + 1, sizeof *want) : NULL;
+	if (cols_only && (!need || !want))
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
-	if (pos && rc == ST_OK) {
+	if (cols_only && rc == ST_OK) {
 		expr_columns(pred, need);
 		for (uint32_t i = 0; i < sch->nfields; i++)
 			if (col[i] >= 0 && need[i])
@@ -254,8 +256,10 @@ int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 		for (uint32_t j = 0; pos && j < nsel && rc == ST_OK; j++)
 			if (!push(pos, npos, &pcap, (uint32_t)(row0 + sel[j])))
 				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		if (fn && nsel && rc == ST_OK)
+			rc = fn(arg, tv, b->rows, sel, nsel, row0, err);
 		row0 += b->rows;
-		if (nkeep == 0 || pos)
+		if (nkeep == 0 || !rewrite)
 			continue;
 		for (uint32_t k = 0; k < fs->nfields && rc == ST_OK; k++)
 			if (store_gather(&b->cols[k], keep, nkeep, &kept[k], &bufs[3 * k]) != ST_OK)
@@ -271,7 +275,7 @@ int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 	free(bufs);
 	free(need);
 	free(want);
-	if (rc != ST_OK || pos)
+	if (rc != ST_OK || !rewrite)
 		goto out;
 	if ((rc = seg_writer_close(w, &out->info, err)) != ST_OK) {
 		w = NULL;
@@ -300,7 +304,7 @@ out:
 		*pos = NULL;
 		*npos = 0;
 	}
-	if (rc != ST_OK && !pos)
+	if (rc != ST_OK && rewrite)
 		store_rewrite_fini(out);
 	free(inl_src);
 	free(tv);

@@ -661,11 +661,15 @@ int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
 /* The same with pos given: nothing is written; *pos (malloc'ed, *npos
  * entries, increasing) gets the positions of f's rows where pred is TRUE
  * that f's deletion vector does not already delete. Reads only the
- * predicate's columns. */
+ * predicate's columns, unless fn is given: then every column is read, and
+ * fn gets each row group with matches (its columns in sch's order, its
+ * row count, the matching rows and the group's first position). */
+typedef int (*store_match_fn)(void *arg, const struct st_vec *cols, uint32_t rows,
+			      const uint32_t *sel, uint32_t nsel, uint64_t row0, struct st_err *err);
 int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 		     const struct st_schema *sch, const struct expr *pred,
 		     struct store_rewrite *out, uint64_t *removed_rows, uint32_t **pos,
-		     uint32_t *npos, struct st_err *err);
+		     uint32_t *npos, store_match_fn fn, void *arg, struct st_err *err);
 /* Copy the rows of v listed in keep (n of them, increasing) into plain
  * vector out, with its buffers in bufs (free each). */
 int store_gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struct st_vec *out,

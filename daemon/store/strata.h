@@ -374,17 +374,18 @@ int st_table_alter(st_store *s, const char *table, const struct st_alter *a,
 int st_table_compact(st_store *s, const char *table, struct st_commit_result *res,
 		     struct st_err *err);
 
-/* Options of st_delete. Zero-initialized: a plain DELETE. */
-struct st_delete_opts {
+/* Options of st_delete and st_update. Zero-initialized: a plain one. */
+struct st_dml_opts {
 	const char *app_id;       /* idempotent writer id, or NULL */
 	uint64_t app_version;     /* with app_id: skipped if <= the recorded one */
 };
 
-/* What st_delete did. */
-struct st_delete_result {
+/* What st_delete or st_update did. */
+struct st_dml_result {
 	struct st_commit_result commit; /* the commit (noop: nothing matched, or the app
 					 * version was already committed) */
-	uint64_t rows_deleted;    /* rows deleted */
+	uint64_t rows_deleted;    /* rows deleted (DELETE) */
+	uint64_t rows_updated;    /* rows updated (UPDATE) */
 	uint64_t files_skipped;   /* live files whose statistics exclude the predicate */
 	uint64_t files_read;      /* files read to find the matching rows */
 	uint64_t files_removed;   /* files removed whole (every row left matched) */
@@ -401,8 +402,19 @@ struct st_delete_result {
  * file this DELETE read, or added rows that may match), ST_EFAILED, errno.
  */
 int st_delete(st_store *s, const char *table, const char *predicate,
-	      const struct st_delete_opts *opts, struct st_delete_result *res,
+	      const struct st_dml_opts *opts, struct st_dml_result *res,
 	      struct st_err *err);
+
+/*
+ * UPDATE table SET set WHERE predicate, as one commit (STORE.md §4.2):
+ * the matching rows are deleted as by st_delete and written again, with
+ * the SET list's values (format/expr.h expr_assign_parse; each computed
+ * from the old row), to one new segment. Schema and constraints hold for
+ * the new rows or nothing changes (ST_ESCHEMA / ST_ERANGE naming the
+ * column, the file and the row's position). Other errors as st_delete.
+ */
+int st_update(st_store *s, const char *table, const char *set, const char *predicate,
+	      const struct st_dml_opts *opts, struct st_dml_result *res, struct st_err *err);
 
 /* Options of st_vacuum. Zero-initialized: the table's file_retention
  * (default 7 days), for real. */

@@ -41,7 +41,8 @@ struct staged {
 	uint8_t isolation;          /* ACT_ISO_* from the table's properties */
 	bool overwrite;             /* reads (and removes) every live file */
 	bool compaction;            /* rewrites the live files, data unchanged */
-	bool del;                   /* a DELETE (delete.c): pred, removes and re-adds only */
+	const char *dml;            /* "DELETE" or "UPDATE" (dml.c), else NULL */
+	char *set_text;             /* UPDATE: its SET list, canonical (owned) */
 	struct colmap m;            /* column map and the metadata after the write */
 	uint64_t rows;              /* rows written */
 	struct seg_file_info info;  /* the new segment, when rows > 0 */

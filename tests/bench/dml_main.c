@@ -62,7 +62,7 @@
 
 #include "admin/client.h"
 
-#define TS0 1700000000000000LL /* tests/bench/table.h BENCH_TS0 */
+#define TS0       1700000000000000LL /* tests/bench/table.h BENCH_TS0 */
 #define MAXCOPIES 9
 
 static double now(void)
@@ -251,9 +251,8 @@ static void fmt_ts(int64_t us, char *buf, size_t len)
  * sum(value), WHERE where (NULL: none). Returns 0 with its latency in *dt,
  * result rows in *rows and rows matched in *matched; else the error code
  * with its text in msg. */
-static int query(sc_client *c, const char *table, const char *group, bool count,
-		 const char *where, double *dt, uint64_t *rows, uint64_t *matched, char *msg,
-		 size_t msglen)
+static int query(sc_client *c, const char *table, const char *group, bool count, const char *where,
+                 double *dt, uint64_t *rows, uint64_t *matched, char *msg, size_t msglen)
 {
 	struct wire_error e;
 	const msgpack_object *b;
@@ -293,7 +292,7 @@ static int query(sc_client *c, const char *table, const char *group, bool count,
 
 /* Median of 5 after one warm-up, in seconds. */
 static double query5(sc_client *c, const char *table, const char *group, bool count,
-		     const char *where, uint64_t *rows, uint64_t *matched)
+                     const char *where, uint64_t *rows, uint64_t *matched)
 {
 	double t[6];
 	char msg[600];
@@ -304,13 +303,13 @@ static double query5(sc_client *c, const char *table, const char *group, bool co
 }
 
 struct del_result {
-	double s;                   /* wall time of the request */
+	double s; /* wall time of the request */
 	uint64_t deleted, read, skipped, removed, dvs;
 };
 
 /* One WIRE_DELETE; 0 or the error code with its text in msg. */
 static int wire_delete(sc_client *c, const char *table, const char *pred, struct del_result *r,
-		       char *msg, size_t msglen)
+                       char *msg, size_t msglen)
 {
 	struct wire_error e;
 	const msgpack_object *b;
@@ -325,14 +324,14 @@ static int wire_delete(sc_client *c, const char *table, const char *pred, struct
 		return rc;
 	}
 	struct st_err err;
-	if (wire_field_u64(b, NULL, WIRE_DELETE_R_DELETED, "rows deleted", &r->deleted, &err) != 1)
+	if (wire_field_u64(b, NULL, WIRE_DML_R_ROWS, "rows deleted", &r->deleted, &err) != 1)
 		die("%s", "the daemon's DELETE reply has no key 5 (rows deleted)");
 	/* The file figures are informative: absent reads as 0. */
 	r->read = r->skipped = r->removed = r->dvs = 0;
-	wire_field_u64(b, NULL, WIRE_DELETE_R_READ, "files read", &r->read, &err);
-	wire_field_u64(b, NULL, WIRE_DELETE_R_SKIPPED, "files skipped", &r->skipped, &err);
-	wire_field_u64(b, NULL, WIRE_DELETE_R_REMOVED, "files removed", &r->removed, &err);
-	wire_field_u64(b, NULL, WIRE_DELETE_R_DVS, "dvs written", &r->dvs, &err);
+	wire_field_u64(b, NULL, WIRE_DML_R_READ, "files read", &r->read, &err);
+	wire_field_u64(b, NULL, WIRE_DML_R_SKIPPED, "files skipped", &r->skipped, &err);
+	wire_field_u64(b, NULL, WIRE_DML_R_REMOVED, "files removed", &r->removed, &err);
+	wire_field_u64(b, NULL, WIRE_DML_R_DVS, "dvs written", &r->dvs, &err);
 	return 0;
 }
 
@@ -346,13 +345,13 @@ static double load_copy(const char *name)
 	double s;
 	char out[4096];
 	if (run2((char *const[]){strata_bin, "--host", host, "create", (char *)name, "--schema",
-				 "id int64 not null, ts timestamp, sensor string, value float64",
-				 NULL},
-		 out, sizeof out, NULL, true))
+	                         "id int64 not null, ts timestamp, sensor string, value float64",
+	                         NULL},
+	         out, sizeof out, NULL, true))
 		die("strata create failed: %s", out);
 	if (run2((char *const[]){strata_bin, "--host", host, "--timeout", "3600", "load",
-				 (char *)name, csv, "--quiet", NULL},
-		 out, sizeof out, &s, true))
+	                         (char *)name, csv, "--quiet", NULL},
+	         out, sizeof out, &s, true))
 		die("strata load failed: %s", out);
 	return s;
 }
@@ -413,8 +412,7 @@ struct duck {
 	char merge_method[64];
 };
 
-static const char *const duck_keys[4] = {"delete_scattered", "delete_ts_range", "update",
-					 "merge"};
+static const char *const duck_keys[4] = {"delete_scattered", "delete_ts_range", "update", "merge"};
 
 static void parse_duck(const char *out, struct duck *d)
 {
@@ -441,7 +439,7 @@ static void jnum(const char *key, double v, const char *fmt)
 
 /* One *_vs_duckdb JSON line. */
 static void print_vs(const char *metric, const char *cas, uint64_t rows, const struct series *s,
-		     const struct duck d[2], int k, const char *pred, bool strata_built)
+                     const struct duck d[2], int k, const char *pred, bool strata_built)
 {
 	double sm = strata_built && !s->failed && s->n ? med(s) : -1;
 	printf("{\"bench\":\"dml\",\"metric\":\"%s\"", metric);
@@ -479,29 +477,40 @@ static void json_safe(char *s)
 
 int main(int argc, char **argv)
 {
-	static const struct option longs[] = {{"rows", required_argument, NULL, 'r'},
-					      {"dir", required_argument, NULL, 'd'},
-					      {"bin", required_argument, NULL, 'b'},
-					      {"node-dir", required_argument, NULL, 'n'},
-					      {"copies", required_argument, NULL, 'k'},
-					      {"merge-rows", required_argument, NULL, 'm'},
-					      {"help", no_argument, NULL, 'h'},
-					      {NULL, 0, NULL, 0}};
+	static const struct option longs[] = {
+	    {"rows", required_argument, NULL, 'r'},   {"dir", required_argument, NULL, 'd'},
+	    {"bin", required_argument, NULL, 'b'},    {"node-dir", required_argument, NULL, 'n'},
+	    {"copies", required_argument, NULL, 'k'}, {"merge-rows", required_argument, NULL, 'm'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
 	uint64_t rows = 10000000, merge_rows = 200000;
 	const char *dir = "build/e2e/dml", *bin = "build", *node_dir = "build/e2e";
 	int copies = 0, o;
 	while ((o = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
 		switch (o) {
-		case 'r': rows = strtoull(optarg, NULL, 10); break;
-		case 'd': dir = optarg; break;
-		case 'b': bin = optarg; break;
-		case 'n': node_dir = optarg; break;
-		case 'k': copies = atoi(optarg); break;
-		case 'm': merge_rows = strtoull(optarg, NULL, 10); break;
+		case 'r':
+			rows = strtoull(optarg, NULL, 10);
+			break;
+		case 'd':
+			dir = optarg;
+			break;
+		case 'b':
+			bin = optarg;
+			break;
+		case 'n':
+			node_dir = optarg;
+			break;
+		case 'k':
+			copies = atoi(optarg);
+			break;
+		case 'm':
+			merge_rows = strtoull(optarg, NULL, 10);
+			break;
 		default:
-			printf("usage: bench-dml [--rows N] [--dir PATH] [--bin DIR] [--node-dir DIR]\n"
+			printf("usage: bench-dml [--rows N] [--dir PATH] [--bin DIR] [--node-dir "
+			       "DIR]\n"
 			       "                 [--copies K] [--merge-rows M]\n"
-			       "strata's DELETE/UPDATE/MERGE against DuckDB on the benchmark table.\n");
+			       "strata's DELETE/UPDATE/MERGE against DuckDB on the benchmark "
+			       "table.\n");
 			return o == 'h' ? 0 : 2;
 		}
 	}
@@ -545,8 +554,8 @@ int main(int argc, char **argv)
 			char ts[40];
 			fmt_ts(TS0 + (int64_t)id * 1000, ts, sizeof ts);
 			fprintf(f, "%" PRIu64 ",%s,sensor-%04u,%u.%06u\n", id, ts,
-				(unsigned)(j * 7919 % 1000), (unsigned)(j % 1000),
-				(unsigned)(j * 104729 % 1000000));
+			        (unsigned)(j * 7919 % 1000), (unsigned)(j % 1000),
+			        (unsigned)(j * 104729 % 1000000));
 		}
 		if (fclose(f) != 0)
 			die("cannot write %s", src);
@@ -559,8 +568,7 @@ int main(int argc, char **argv)
 	FILE *f = fopen(cfg, "w");
 	if (!f)
 		die("cannot write %s", cfg);
-	fprintf(f, "listen: [\"%s\"]\ndata_dir: \"%s\"\nfsync: on\nlog_level: warn\n", host,
-		data);
+	fprintf(f, "listen: [\"%s\"]\ndata_dir: \"%s\"\nfsync: on\nlog_level: warn\n", host, data);
 	fclose(f);
 	char stratad[4096];
 	snprintf(stratad, sizeof stratad, "%s/stratad", bin);
@@ -600,12 +608,16 @@ int main(int argc, char **argv)
 		load_s[k] = load_copy(name);
 		if (k == 0) {
 			double dt;
-			if (query(c, name, NULL, true, pred, &dt, &nrows, &matched, msg, sizeof msg)) {
+			if (query(c, name, NULL, true, pred, &dt, &nrows, &matched, msg,
+			          sizeof msg)) {
 				json_safe(msg);
-				snprintf(pred_note, sizeof pred_note,
-					 "'id %% 100 = 7' refused (%.200s); value < 10 used instead", msg);
+				snprintf(
+				    pred_note, sizeof pred_note,
+				    "'id %% 100 = 7' refused (%.200s); value < 10 used instead",
+				    msg);
 				fprintf(stderr, "bench-dml: %s\n", pred_note);
 				snprintf(pred, sizeof pred, "value < 10");
+				snprintf(del_s.note, sizeof del_s.note, "%s", pred_note);
 			}
 		}
 		q1_before[k] = query5(c, name, "sensor", false, NULL, &q1_groups, &matched);
@@ -627,18 +639,21 @@ int main(int argc, char **argv)
 		del_s.changed = (double)dres.deleted;
 		q1_after[k] = query5(c, name, "sensor", false, NULL, &q1_groups, &matched);
 		if (matched != rows - dres.deleted)
-			fprintf(stderr, "bench-dml: Q1 after the delete matched %" PRIu64
-					" rows, expected %" PRIu64 "\n", matched, rows - dres.deleted);
+			fprintf(stderr,
+			        "bench-dml: Q1 after the delete matched %" PRIu64
+			        " rows, expected %" PRIu64 "\n",
+			        matched, rows - dres.deleted);
 		if (k == 0 && has_optimize) {
 			char w2[256];
 			snprintf(w2, sizeof w2, "ts >= '%s' AND ts < '%s'", q2lo, q2hi);
 			opt_before = query5(c, name, NULL, true, w2, &nrows, &matched) * 1e3;
 			double s;
 			if (run2((char *const[]){strata_bin, "--host", host, "--timeout", "3600",
-						 "optimize", name, NULL},
-				 out, sizeof out, &s, true)) {
+			                         "optimize", name, NULL},
+			         out, sizeof out, &s, true)) {
 				json_safe(out);
-				snprintf(opt_note, sizeof opt_note, "strata optimize failed: %.200s", out);
+				snprintf(opt_note, sizeof opt_note,
+				         "strata optimize failed: %.200s", out);
 			} else {
 				opt_ms = s * 1e3;
 				opt_after = query5(c, name, NULL, true, w2, &nrows, &matched) * 1e3;
@@ -650,7 +665,7 @@ int main(int argc, char **argv)
 		/* b. ts-range delete. */
 		snprintf(name, sizeof name, "r%d", k);
 		fprintf(stderr, "bench-dml: strata copy %d/%d: load %s, delete where %s\n", k + 1,
-			copies, name, ts_pred);
+		        copies, name, ts_pred);
 		load_copy(name);
 		struct del_result rr;
 		if (wire_delete(c, name, ts_pred, &rr, msg, sizeof msg))
@@ -666,19 +681,33 @@ int main(int argc, char **argv)
 			if (!has || s->failed)
 				continue;
 			snprintf(name, sizeof name, "%c%d", which ? 'm' : 'u', k);
-			fprintf(stderr, "bench-dml: strata copy %d/%d: load %s, %s\n", k + 1, copies,
-				name, which ? "merge" : "update");
+			fprintf(stderr, "bench-dml: strata copy %d/%d: load %s, %s\n", k + 1,
+			        copies, name, which ? "merge" : "update");
 			load_copy(name);
-			char *upd_argv[] = {strata_bin, "--host", host, "--timeout", "3600", "update",
-					    name, "--set", "value = value * 2", "--where", pred, NULL};
-			char *mrg_argv[] = {strata_bin, "--host", host, "--timeout", "3600", "merge",
-					    name, src, "--on", "t.id = s.id", "--when-matched",
-					    "update-all", "--when-not-matched", "insert-all", NULL};
+			char *upd_argv[] = {strata_bin,  "--host", host,
+			                    "--timeout", "3600",   "update",
+			                    name,        "--set",  "value = value * 2",
+			                    "--where",   pred,     NULL};
+			char *mrg_argv[] = {strata_bin,
+			                    "--host",
+			                    host,
+			                    "--timeout",
+			                    "3600",
+			                    "merge",
+			                    name,
+			                    src,
+			                    "--on",
+			                    "t.id = s.id",
+			                    "--when-matched",
+			                    "update-all",
+			                    "--when-not-matched",
+			                    "insert-all",
+			                    NULL};
 			double sec;
 			if (run2(which ? mrg_argv : upd_argv, out, sizeof out, &sec, true)) {
 				json_safe(out);
 				snprintf(s->note, sizeof s->note, "strata %s failed: %.200s",
-					 which ? "merge" : "update", out);
+				         which ? "merge" : "update", out);
 				fprintf(stderr, "bench-dml: %s\n", s->note);
 				s->failed = true;
 			} else {
@@ -708,10 +737,11 @@ int main(int argc, char **argv)
 		snprintf(threads, sizeof threads, "%d", t + 1);
 		fprintf(stderr, "bench-dml: duckdb, %s thread%s\n", threads, t ? "s" : "");
 		if (run((char *const[]){"node", script, "--csv", csv, "--src", src, "--dir", ddir,
-					"--threads", threads, "--copies", copies_s, "--pred", pred,
-					"--ts-hi", duck_ts, NULL},
-			out, sizeof out, NULL) != 0) {
-			fprintf(stderr, "bench-dml: the DuckDB run failed; strata's figures alone\n");
+		                        "--threads", threads, "--copies", copies_s, "--pred", pred,
+		                        "--ts-hi", duck_ts, NULL},
+		        out, sizeof out, NULL) != 0) {
+			fprintf(stderr,
+			        "bench-dml: the DuckDB run failed; strata's figures alone\n");
 			have_duck = false;
 			duck[0].ok = duck[1].ok = false;
 			break;
@@ -719,15 +749,19 @@ int main(int argc, char **argv)
 		parse_duck(out, &duck[t]);
 	}
 	if (!have_duck)
-		fprintf(stderr, "bench-dml: DuckDB is not installed in %s (npm could not be reached?); "
-				"strata's figures alone\n", node_dir);
+		fprintf(stderr,
+		        "bench-dml: DuckDB is not installed in %s (npm could not be reached?); "
+		        "strata's figures alone\n",
+		        node_dir);
 	int status = 0;
 	const struct series *all[4] = {&del_s, &del_r, &upd, &mrg};
 	for (int i = 0; i < 4 && duck[0].ok; i++)
 		if (all[i]->n && !all[i]->failed && all[i]->changed >= 0 &&
 		    all[i]->changed != duck[0].changed[i]) {
-			fprintf(stderr, "bench-dml: results differ: %s changed %.0f rows in strata, %.0f "
-					"in DuckDB\n", duck_keys[i], all[i]->changed, duck[0].changed[i]);
+			fprintf(stderr,
+			        "bench-dml: results differ: %s changed %.0f rows in strata, %.0f "
+			        "in DuckDB\n",
+			        duck_keys[i], all[i]->changed, duck[0].changed[i]);
 			status = 1;
 		}
 
@@ -740,14 +774,14 @@ int main(int argc, char **argv)
 		tabg[k] = (double)tables_growth[k];
 		wbd[k] = (double)wb[k];
 	}
-	printf("DML, %" PRIu64 " rows, %d fresh cop%s per case, strata load %.2f s (median)\n", rows,
-	       copies, copies == 1 ? "y" : "ies", median(load_s, copies));
+	printf("DML, %" PRIu64 " rows, %d fresh cop%s per case, strata load %.2f s (median)\n",
+	       rows, copies, copies == 1 ? "y" : "ies", median(load_s, copies));
 	if (pred_note[0])
 		printf("note: %s\n", pred_note);
 	printf("%-34s %12s %12s %12s %10s\n", "case", "strata ms", "duckdb ms", "duckdb 2t ms",
 	       "ratio");
 	const char *labels[4] = {"delete scattered", "delete ts range (first 1%)",
-				 "update value*2 (scattered)", "merge"};
+	                         "update value*2 (scattered)", "merge"};
 	bool built[4] = {true, true, has_update, has_merge};
 	for (int i = 0; i < 4; i++) {
 		char sm[32] = "not built", dm[32] = "-", dm2[32] = "-", r[32] = "-";
@@ -768,11 +802,12 @@ int main(int argc, char **argv)
 	       dres.deleted, pred, dres.read, dres.skipped, dres.removed, dres.dvs);
 	if (io_ok)
 		printf("  daemon write_bytes %.0f (%.3f B/row; target <= 2), data.mdb +%.0f B, "
-		       "tables/ +%.0f B\n", median(wbd, copies), wbr, median(mdbg, copies),
-		       median(tabg, copies));
+		       "tables/ +%.0f B\n",
+		       median(wbd, copies), wbr, median(mdbg, copies), median(tabg, copies));
 	else
-		printf("  /proc/%d/io unreadable: no write_bytes; data.mdb +%.0f B, tables/ +%.0f B\n",
-		       (int)d, median(mdbg, copies), median(tabg, copies));
+		printf(
+		    "  /proc/%d/io unreadable: no write_bytes; data.mdb +%.0f B, tables/ +%.0f B\n",
+		    (int)d, median(mdbg, copies), median(tabg, copies));
 	printf("  Q1 before %.2f ms, after %.2f ms: ratio %.3f (target <= 1.15)\n", q1b, q1a,
 	       q1a / q1b);
 	if (has_optimize && opt_after > 0)
@@ -781,8 +816,8 @@ int main(int argc, char **argv)
 	else
 		printf("optimize: %s\n", opt_note);
 	if (duck[0].ok)
-		printf("duckdb merge method: %s; duckdb load %.2f s (1 thread)\n", duck[0].merge_method,
-		       duck[0].load_s);
+		printf("duckdb merge method: %s; duckdb load %.2f s (1 thread)\n",
+		       duck[0].merge_method, duck[0].load_s);
 
 	print_vs("delete_vs_duckdb", "scattered", rows, &del_s, duck, 0, pred, true);
 	print_vs("delete_vs_duckdb", "ts_range", rows, &del_r, duck, 1, ts_pred, true);

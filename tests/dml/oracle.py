@@ -252,7 +252,13 @@ class Gen:
     def rows(self, n):
         r = self.r
         out = []
-        nullp = r.choice([0.0, 0.1, 0.3])
+        # per load: how many NULLs (sometimes a column all NULL), and sometimes
+        # a column held constant or the rows sorted (narrow chunk statistics)
+        nullp = r.choice([0.0, 0.1, 0.3, 0.3, 1.0] if r.random() < 0.15 else [0.0, 0.1, 0.3])
+        const = r.choice(["k", "v", "s"]) if r.random() < 0.15 else None
+        ck = r.randint(-5, 20)
+        cv = "%.1f" % r.uniform(-100, 100)
+        cs = r.choice(self.strings)
         for _ in range(n):
             x = r.random()
             if x < 0.85 or self.next_id < 10:
@@ -270,13 +276,26 @@ class Gen:
                 r.randint(-5, 20) if r.random() < 0.98 else r.choice([2147483647, -2147483648]))
             if r.random() < nullp:
                 v = None
+            elif r.random() < 0.01:
+                v = r.choice(["-0.0", "0", "1e3"])
             else:
                 d = r.choice([1, 2])
                 v = "%.*f" % (d, r.uniform(-100, 100))
                 if v in ("-0.0", "-0.00"):
                     v = v[1:]
             s = None if r.random() < nullp else r.choice(self.strings)
+            if const == "k" and k is not None:
+                k = ck
+            elif const == "v" and v is not None:
+                v = cv
+            elif const == "s" and s is not None:
+                s = cs
             out.append((i, k, v, s))
+        if r.random() < 0.2:
+            c = r.randrange(4)
+            keyf = (lambda t: (t[c] is None, 0.0 if t[c] is None else float(t[c]))) if c < 3 else \
+                (lambda t: (t[3] is None, t[3] or ""))
+            out.sort(key=keyf, reverse=r.random() < 0.5)
         return out
 
     # predicates: each generator returns (strata text, sqlite text)
