@@ -98,12 +98,12 @@ FUZZ_TARGETS ?= $(FUZZ_NAMES)
 REPLAY_BIN  := $(FUZZ_NAMES:%=$(B)/tests/replay_%)
 
 PROGS := $(B)/stratad $(B)/strata $(B)/strata-inspect $(B)/bench-format $(B)/bench-store \
-	 $(B)/strata-demo $(B)/bench-gencsv $(B)/bench-e2e $(B)/bench-repl
+	 $(B)/strata-demo $(B)/bench-gencsv $(B)/bench-e2e $(B)/bench-dml $(B)/bench-repl
 
 .SECONDARY:
 
 .PHONY: sim
-.PHONY: all install-lib test run run-cluster bench bench-format bench-store bench-e2e bench-repl asan tsan fuzz format lint-deps install uninstall clean
+.PHONY: all install-lib test run run-cluster bench bench-format bench-store bench-e2e bench-dml bench-repl asan tsan fuzz format lint-deps install uninstall clean
 INTEG_BIN   := $(B)/tests/wire_abuse
 all: $(STRATA_LIB) $(WIRE_LIB) $(SERVER_LIB) $(CLIENT_LIB) $(PROGS) $(B)/strata.pc $(UNIT_BIN) $(REPLAY_BIN) $(INTEG_BIN) $(REPL_LIB) $(SIM_BIN) $(B)/tests/flip
 
@@ -161,6 +161,8 @@ $(B)/strata: $(B)/admin/strata_main.o $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
 $(B)/bench-gencsv: $(B)/tests/bench/gencsv_main.o $(B)/tests/bench/table.o $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(STRATA_LIBS)
 $(B)/bench-e2e: $(B)/tests/bench/e2e_main.o $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
+$(B)/bench-dml: $(B)/tests/bench/dml_main.o $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(CLIENT_LIBS)
 $(B)/bench-repl: $(B)/tests/bench/repl_main.o $(B)/tests/bench/table.o $(CLIENT_LIB) $(WIRE_LIB) $(STRATA_LIB)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(CLIENT_LIBS) -lpthread
@@ -264,7 +266,7 @@ run-cluster: all
 	@echo "starting nodes 1-3 (clients on tcp://127.0.0.1:7421-7423); Ctrl-C stops them all"
 	@for i in 1 2 3; do $(B)/stratad -c configs/cluster/node$$i.yaml & done; wait
 
-bench: bench-format bench-store bench-e2e bench-repl
+bench: bench-format bench-store bench-e2e bench-dml bench-repl
 bench-format: $(B)/bench-format
 	$(B)/bench-format --rows $(ROWS)
 bench-store: $(B)/bench-store
@@ -282,6 +284,12 @@ bench-e2e: $(B)/bench-e2e $(B)/bench-gencsv $(B)/stratad $(B)/strata
 	@-$(MAKE) --no-print-directory $(E2E_DIR)/.installed
 	@cp tests/bench/e2e/duckdb_bench.mjs $(E2E_DIR)/
 	$(B)/bench-e2e --rows $(ROWS) --bin $(B) --node-dir $(E2E_DIR) --dir $(E2E_DIR)/run
+
+# DELETE / UPDATE / MERGE against DuckDB on the bench table (JSON lines).
+bench-dml: $(B)/bench-dml $(B)/bench-gencsv $(B)/stratad $(B)/strata
+	@-$(MAKE) --no-print-directory $(E2E_DIR)/.installed
+	@cp tests/bench/e2e/duckdb_dml.mjs $(E2E_DIR)/
+	$(B)/bench-dml --rows $(ROWS) --bin $(B) --node-dir $(E2E_DIR) --dir $(E2E_DIR)/dml
 
 # A 3-node cluster on loopback ports 27421-27423 and 27500-27556.
 FAILOVERS ?= 20

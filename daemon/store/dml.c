@@ -22,6 +22,9 @@
 #include "format/expr.h"
 #include "format/io.h"
 
+void (*store_test_dml_staged)(st_store *s, void *arg);
+void *store_test_dml_arg;
+
 /* File f of table tid re-added as a new file with deletion vector
  * positions all (nall of them) into r: the segment is shared (hard link,
  * or the inline bytes copied into the new record). */
@@ -258,6 +261,8 @@ int st_delete(st_store *s, const char *table, const char *predicate,
 	if (dml_nothing(w, &h, res))
 		goto out;
 	res->rows_deleted = w->rows_removed;
+	if (store_test_dml_staged)
+		store_test_dml_staged(s, store_test_dml_arg);
 	rc = st_txn_commit(t, &res->commit, err);
 	t = NULL;
 out:
@@ -413,6 +418,8 @@ int st_update(st_store *s, const char *table, const char *set, const char *predi
 	if ((rc = store_add_from_info(&w->add, &w->info, sc, true, err)) != ST_OK)
 		goto out;
 	res->rows_updated = w->rows_removed;
+	if (store_test_dml_staged)
+		store_test_dml_staged(s, store_test_dml_arg);
 	rc = st_txn_commit(t, &res->commit, err);
 	t = NULL;
 	if (rc == ST_OK)
