@@ -223,13 +223,18 @@ uint32_t dv_filter(const uint32_t *del, uint32_t ndel, uint64_t row0, uint32_t *
 {
 	uint32_t k = 0, j = 0;
 	if (!sel) {
-		for (uint32_t i = 0; i < nsel; i++) {
-			if (j < ndel && del[j] - row0 == i) {
-				j++;
-				continue;
-			}
-			out[k++] = i;
+		/* The runs between deleted rows: plain counting loops. */
+		uint32_t start = 0;
+		for (; j < ndel; j++) {
+			uint32_t d = (uint32_t)(del[j] - row0);
+			uint32_t *restrict o = out + k;
+			for (uint32_t r = start; r < d; r++)
+				*o++ = r;
+			k += d - start;
+			start = d + 1;
 		}
+		for (uint32_t r = start; r < nsel; r++)
+			out[k++] = r;
 		return k;
 	}
 	for (uint32_t i = 0; i < nsel; i++) {
