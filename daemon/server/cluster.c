@@ -26,6 +26,7 @@
 #include "daemon/server/log.h"
 #include "format/bytes.h"
 #include "format/crc32c.h"
+#include "format/io.h"
 #include "replication/link.h"
 #include "replication/raft.h"
 #include "daemon/server/cluster_int.h"
@@ -255,19 +256,34 @@ struct fetch_ctx {
 	struct st_err *err;
 };
 
-static int fetch_one(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint32_t crc)
+static int fetch_one(void *arg, const struct st_repl_file *r)
 {
 	struct fetch_ctx *f = arg;
-	char path[4096];
+	char path[4096], base[4096];
 	struct stat st;
-	st_segment_path(f->nd->s, tid, fid, path, sizeof path);
-	if (stat(path, &st) == 0 && (uint64_t)st.st_size == size)
+	st_segment_path(f->nd->s, r->tid, r->fid, path, sizeof path);
+	if (stat(path, &st) == 0 && (uint64_t)st.st_size == r->size)
 		return 0;
+	/* A file re-added with a deletion vector shares its segment: a hard
+	 * link of this node's copy of the file it was made from (the same
+	 * bytes, checked when that one was fetched), when it has one. */
+	if (r->base) {
+		st_segment_path(f->nd->s, r->tid, r->base, base, sizeof base);
+		if (stat(base, &st) == 0 && (uint64_t)st.st_size == r->size &&
+		    link(base, path) == 0) {
+			int e = st_io_fsync_dir(&st_io_posix, path);
+			if (!e)
+				return 0;
+			f->rc = st_seterr(f->err, e, "fsync of the directory of '%s': %s", path,
+					  strerror(e));
+			return 1;
+		}
+	}
 	char *slash = strrchr(path, '/');
 	*slash = '\0';
 	mkdir(path, 0755); /* the table may be created by an entry not yet applied */
 	*slash = '/';
-	f->rc = link_fetch_segment(f->nd->l, f->from, tid, fid, size, crc, path, f->err);
+	f->rc = link_fetch_segment(f->nd->l, f->from, r->tid, r->fid, r->size, r->crc, path, f->err);
 	return f->rc != ST_OK;
 }
 
@@ -284,7 +300,7 @@ static int fetch_segments(struct sd_node *nd, const struct raft_msg *m, struct s
 		 * body never reaches the log. */
 		int rc = st_repl_body_check(e->data, e->len, e->lsn, err);
 		if (rc == ST_OK)
-			rc = st_repl_body_files(e->data, e->len, fetch_one, &f, err);
+			rc = st_repl_body_segments(e->data, e->len, fetch_one, &f, err);
 		if (rc != ST_OK)
 			return rc;
 	}

@@ -42,7 +42,7 @@ static int readd(st_store *s, uint64_t tid, const struct file_rec *f, const uint
 	a->crc = f->crc;
 	a->data_change = true;
 	a->is_inline = f->flags & 1;
-	a->base_fid = f->base_fid ? f->base_fid : f->fid;
+	a->base_fid = f->fid; /* the file it is made from: a follower links its own copy */
 	a->dv = dv.data;
 	a->dv_len = (uint32_t)dv.len;
 	a->deleted = nall;

@@ -959,9 +959,9 @@ static void bump_fids(st_store *s, const uint8_t *body, size_t len)
 		;
 }
 
-int st_repl_body_files(const uint8_t *body, size_t len,
-		       int (*fn)(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint32_t crc),
-		       void *arg, struct st_err *err)
+int st_repl_body_segments(const uint8_t *body, size_t len,
+			  int (*fn)(void *arg, const struct st_repl_file *f), void *arg,
+			  struct st_err *err)
 {
 	struct st_cur c;
 	uint32_t nops;
@@ -975,12 +975,40 @@ int st_repl_body_files(const uint8_t *body, size_t len,
 		    get_be64((uint8_t *)o.k.mv_data + TABLE_PREFIX_LEN) == STORE_LIVE &&
 		    o.v.mv_size >= 52 && !(st_get_le32((uint8_t *)o.v.mv_data + 44) & 1u)) {
 			const uint8_t *v = o.v.mv_data;
-			if (fn(arg, key_tid(&o.k), file_key_fid(&o.k), st_get_le64(v + 24),
-			       st_get_le32(v + 40)))
+			struct st_repl_file f = {key_tid(&o.k), file_key_fid(&o.k), st_get_le64(v + 24),
+						 0, st_get_le32(v + 40)};
+			struct file_rec r;
+			/* A file with a deletion vector shares the segment of the file
+			 * it was made from (STORE.md §2.3). */
+			if ((st_get_le32(v + 44) & FILE_DV) &&
+			    file_rec_decode(f.fid, v, o.v.mv_size, &r) == ST_OK) {
+				f.base = r.base_fid;
+				file_rec_fini(&r);
+			}
+			if (fn(arg, &f))
 				break;
 		}
 	}
 	return rc;
+}
+
+struct files_cb {
+	int (*fn)(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint32_t crc);
+	void *arg;
+};
+
+static int files_cb(void *arg, const struct st_repl_file *f)
+{
+	const struct files_cb *c = arg;
+	return c->fn(c->arg, f->tid, f->fid, f->size, f->crc);
+}
+
+int st_repl_body_files(const uint8_t *body, size_t len,
+		       int (*fn)(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint32_t crc),
+		       void *arg, struct st_err *err)
+{
+	struct files_cb c = {fn, arg};
+	return st_repl_body_segments(body, len, fn ? files_cb : NULL, &c, err);
 }
 
 int st_repl_body_check(const uint8_t *body, size_t len, uint64_t lsn, struct st_err *err)

@@ -769,6 +769,15 @@ int st_repl_apply(st_store *s, uint64_t upto, struct st_err *err);
 void st_repl_noop_hash(const uint8_t prev[ST_HASH_LEN], uint64_t lsn, uint8_t out[ST_HASH_LEN]);
 /* Segment files an entry body references that are not inline: fn(arg,
  * table id, file id, size, crc32c) for each. ST_ECORRUPT on a bad body. */
+struct st_repl_file {
+	uint64_t tid, fid, size;
+	uint64_t base;      /* a file with a deletion vector: the file whose segment it
+			     * shares (a hard link on the leader), else 0 */
+	uint32_t crc;
+};
+int st_repl_body_segments(const uint8_t *body, size_t len,
+			  int (*fn)(void *arg, const struct st_repl_file *f), void *arg,
+			  struct st_err *err);
 int st_repl_body_files(const uint8_t *body, size_t len,
 		       int (*fn)(void *arg, uint64_t tid, uint64_t fid, uint64_t size, uint32_t crc),
 		       void *arg, struct st_err *err);

@@ -42,6 +42,12 @@ COLS = ("id", "k", "v", "s")
 SCHEMA = "id int64 not null, k int32, v float64, s string"
 AGGS = "count(*),count(k),sum(k),min(v),max(v)"
 SQL_AGGS = "count(*), count(k), sum(k), min(v), max(v)"
+AGGS2 = "count(*),count(k),sum(k),min(v),max(v),sum(v),avg(v),avg(k),min(s),max(s)"
+SQL_AGGS2 = ("count(*), count(k), sum(k), min(v), max(v), sum(v), avg(v), avg(k), "
+             "min(s), max(s)")
+AGG2_TYPES = ["int", "int", "int", "float", "float", "approx", "approx", "approx", "str",
+              "str"]
+COLTYPE = {"id": "int", "k": "int", "v": "float", "s": "str"}
 STRINGS = ["a", "ab", "abc", "abd", "b", "B", "ba", "x,y", 'q"t', "zz", "Ab"]
 PREFIXES = ["a", "ab", "abc", "b", "B", "x", "q", "z", "A", "c", ""]
 
@@ -112,6 +118,8 @@ def csv_cell(val, quoted, typ):
         return int(val)
     if typ == "float":
         return fround(val)
+    if typ == "approx":
+        return float(val)
     return val
 
 
@@ -525,6 +533,50 @@ class Run:
                 except (Failed, ValueError) as e:
                     d = str(e)
                 self.check(d == "", "scan --where %r (sqlite: %s): %s" % (ps, pq, d), ctx)
+                if r.random() < 0.6:
+                    check_group(r.choice([None, "k", "s"]), ps, pq)
+
+            def check_group(gcol, ps=None, pq=None):
+                """query with more aggregates (sum/avg of floats: compared within
+                1e-9 relative), optionally grouped and with a predicate."""
+                args = ["query", "t", "--agg", AGGS2, "--format", "csv"]
+                sql = "SELECT %s%s FROM t" % (gcol + ", " if gcol else "", SQL_AGGS2)
+                if ps is not None:
+                    args += ["--where", ps]
+                    sql += " WHERE %s" % pq
+                if gcol:
+                    args += ["--group-by", gcol]
+                    sql += " GROUP BY %s" % gcol
+                types = ([COLTYPE[gcol]] if gcol else []) + AGG2_TYPES
+                exp = [tuple(fround(x) if t == "float" else x for x, t in zip(row, types))
+                       for row in db.execute(sql)]
+                rc, out, err = st.run(args)
+                what = " ".join(shell_quote(a) for a in args)
+                if not self.check(rc == 0, "`%s` exited %d: %s" % (what, rc, err.strip()),
+                                  ctx):
+                    return
+                try:
+                    recs = parse_csv(out)
+                    if not recs or len(recs[0]) != len(types):
+                        raise ValueError("header %r" % (recs[:1],))
+                    got = [tuple(csv_cell(v, q, t)
+                                 for (v, q), t in zip(rec, types)) for rec in recs[1:]]
+                except ValueError as ex:
+                    self.check(False, "%s: unparsable (%s): %r" % (what, ex, out), ctx)
+                    return
+                ok = len(got) == len(exp)
+                if ok:
+                    key = lambda t: (t[0] is None, str(t[0]))
+                    for a, b in zip(sorted(exp, key=key), sorted(got, key=key)):
+                        for x, y, t in zip(a, b, types):
+                            if t == "approx" and x is not None and y is not None:
+                                ok = ok and abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y))
+                            elif t == "float":
+                                ok = ok and fround(x) == y
+                            else:
+                                ok = ok and x == y
+                self.check(ok, "%s (sqlite: %s): expected %s, got %s" %
+                           (what, sql, sorted(exp, key=str)[:8], sorted(got, key=str)[:8]), ctx)
 
             def time_travel():
                 vs = sorted(snaps)
@@ -614,6 +666,8 @@ class Run:
                     continue
                 check_scan()
                 check_agg()
+                if r.random() < 0.3:
+                    check_group(r.choice([None, "k", "s"]))
                 if step % 5 == 0:
                     time_travel()
             if self.failed == f_start:
