@@ -206,7 +206,9 @@ enum wire_describe_reply {
 	WIRE_DESCRIBE_R_BYTES = 8,
 	WIRE_DESCRIBE_R_TIME = 9,
 	WIRE_DESCRIBE_R_OLDEST = 10,
-	WIRE_DESCRIBE_R_NKEYS = 11,
+	WIRE_DESCRIBE_R_DELETED = 11,  /* rows deletion vectors delete (not in key 7) */
+	WIRE_DESCRIBE_R_DVS = 12,      /* live files with a deletion vector */
+	WIRE_DESCRIBE_R_NKEYS = 13,
 };
 enum wire_drop_key { WIRE_DROP_Q_TABLE = 0 };
 enum wire_drop_reply { WIRE_DROP_R_VERSION = 0, WIRE_DROP_R_NKEYS = 1 };

@@ -200,7 +200,7 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 		return status;
 	}
 	cli_report_served(c);
-	uint64_t version = 0, files = 0, rows = 0, bytes = 0, oldest = UINT64_MAX;
+	uint64_t version = 0, files = 0, rows = 0, bytes = 0, oldest = UINT64_MAX, deleted = 0, dvs = 0;
 	int64_t time_us = INT64_MIN;
 	const msgpack_object *cols = NULL, *parts = NULL, *props = NULL, *cons = NULL;
 	const struct cli_reply r = {WIRE_DESCRIBE, NULL};
@@ -218,7 +218,9 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 	    /* keys 9 and 10 came with strata 0.5: optional for older daemons */
 	    cli_reply_i64(&r, b, WIRE_DESCRIBE_R_TIME, "commit time", CLI_OPTIONAL, &time_us) < 0 ||
 	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_OLDEST, "oldest version", CLI_OPTIONAL, &oldest) <
-		    0) {
+		    0 ||
+	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_DELETED, "deleted rows", CLI_OPTIONAL, &deleted) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_DESCRIBE_R_DVS, "deletion vectors", CLI_OPTIONAL, &dvs) < 0) {
 		sc_close(c);
 		return 1;
 	}
@@ -231,6 +233,9 @@ int cli_cmd_describe(int argc, char **argv, struct cli_global *g)
 	}
 	if (oldest != UINT64_MAX)
 		printf("retained:     versions %" PRIu64 " and later\n", oldest);
+	if (dvs)
+		printf("deleted:      %" PRIu64 " rows by deletion vectors in %" PRIu64 " of the files "
+		       "(compaction purges them)\n", deleted, dvs);
 	printf("columns:\n");
 	for (uint32_t i = 0; i < cols->via.array.size; i++) {
 		struct st_field f;

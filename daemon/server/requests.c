@@ -330,6 +330,8 @@ static int h_describe(struct sd_ctx *c)
 	wire_key_u64(pk, WIRE_DESCRIBE_R_BYTES, info.bytes);
 	wire_key_i64(pk, WIRE_DESCRIBE_R_TIME, info.time_us);
 	wire_key_u64(pk, WIRE_DESCRIBE_R_OLDEST, info.oldest);
+	wire_key_u64(pk, WIRE_DESCRIBE_R_DELETED, info.deleted);
+	wire_key_u64(pk, WIRE_DESCRIBE_R_DVS, info.dvs);
 out:
 	st_scan_close(sc);
 	return rc;

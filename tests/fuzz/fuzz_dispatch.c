@@ -374,7 +374,7 @@ static void pack_value(struct wire_out *o, struct in *in, int depth)
 }
 
 /* A value of the kind PROTOCOL.md gives a key: t table name, s word,
- * P predicate, u small uint, i int, b bool, N array of names, C column
+ * P predicate, S SET list, u small uint, i int, b bool, N array of names, C column
  * definitions, M properties, W write options, B batch, A at map, I the
  * last session id, G aggregates. */
 static void pack_kind(struct wire_out *o, struct in *in, char kind)
@@ -384,6 +384,13 @@ static void pack_kind(struct wire_out *o, struct in *in, char kind)
 	switch (kind) {
 	case 't': wire_pack_str(pk, b & 1 ? "p" : b & 2 ? "nosuch" : "t"); break;
 	case 'P': wire_pack_str(pk, words[20 + b % 7]); break;
+	case 'S': {
+		static const char *const sets[] = {"score = score * 2", "name = 'x', id = id + 1",
+						   "day = '2022-01-09'", "ok = NOT", "id = NULL",
+						   "score = CASE WHEN id % 2 = 0 THEN 1.5 ELSE score END"};
+		wire_pack_str(pk, sets[b % 6]);
+		break;
+	}
 	case 'u': msgpack_pack_uint64(pk, b % 10); break;
 	case 'i': msgpack_pack_int64(pk, (int64_t)(b % 8) - 1); break;
 	case 'b': b & 1 ? msgpack_pack_true(pk) : msgpack_pack_false(pk); break;
@@ -450,7 +457,8 @@ static const struct {
 	{WIRE_SCAN_CLOSE, "I"},  {WIRE_QUERY, "tNGPA"},    {WIRE_HISTORY, "tu"},
 	{WIRE_RESTORE, "tA"},    {WIRE_VACUUM, "tibb"},    {WIRE_VERIFY, ""},
 	{WIRE_COMPACT, "t"},     {WIRE_SCRUB, "tu"},       {WIRE_AUTH_BEGIN, "P"},
-	{WIRE_AUTH, "Pxx"},      {77, "u"},
+	{WIRE_AUTH, "Pxx"},      {WIRE_DELETE, "tPsu"},    {WIRE_UPDATE, "tSPsu"},
+	{77, "u"},
 };
 
 /* ---- running a request ------------------------------------------------------ */
