@@ -13,13 +13,15 @@ usage: python3 tests/dml/oracle.py BUILD_DIR [--seeds N] [--seed S]
                                    [--steps N] [--arith] [--empty-strings]
                                    [--keep] [-v]
 
-  --seeds N         run seeds 1..N (default 6)
+  --seeds N         run seeds 1..N (default 8)
   --seed S          run only seed S (replay a failure)
-  --steps N         steps per seed (default 25)
+  --steps N         steps per seed (default 40)
   --arith           also generate arithmetic in predicates (+ - * / %)
   --empty-strings   also put '' (the empty string) in the random data
   --scan-format F   csv (default) or jsonl: how scans print (CSV prints '' like
                     NULL, see the probe; use jsonl with --empty-strings)
+  --no-restart      do not restart stratad halfway through each seed (by default
+                    it is, and the table and its history are checked after)
   --keep            keep the temporary directory
   -v                print every command
 
@@ -135,6 +137,30 @@ def parse_jsonl(text):
     return rows
 
 
+def parse_query(text, fmt, types):
+    """query output (csv with a header, or jsonl) -> list of tuples."""
+    if fmt == "jsonl":
+        rows = []
+        for line in text.splitlines():
+            if line.strip():
+                vals = list(json.loads(line).values())
+                if len(vals) != len(types):
+                    raise ValueError("row %r" % line)
+                rows.append(tuple(None if x is None else fround(x) if t == "float" else
+                                  float(x) if t == "approx" else x
+                                  for x, t in zip(vals, types)))
+        return rows
+    recs = parse_csv(text)
+    if not recs or len(recs[0]) != len(types):
+        raise ValueError("header %r" % (recs[:1],))
+    out = []
+    for rec in recs[1:]:
+        if len(rec) != len(types):
+            raise ValueError("row %r" % (rec,))
+        out.append(tuple(csv_cell(v, q, t) for (v, q), t in zip(rec, types)))
+    return out
+
+
 def parse_scan(text, fmt="csv"):
     if fmt == "jsonl":
         return parse_jsonl(text)
@@ -184,7 +210,7 @@ class Strata:
         conf = os.path.join(self.dir, "c.yaml")
         with open(conf, "w") as f:
             f.write('data_dir: %s/data\nlisten: "%s"\n' % (self.dir, self.host))
-        self.log = open(os.path.join(self.dir, "stratad.log"), "w")
+        self.log = open(os.path.join(self.dir, "stratad.log"), "a")
         self.proc = subprocess.Popen([os.path.join(self.build, "stratad"), "-c", conf],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
@@ -199,7 +225,12 @@ class Strata:
                 raise RuntimeError("stratad did not answer ping within 10 s")
             time.sleep(0.05)
 
-    def stop(self):
+    def restart(self):
+        """Stop stratad cleanly and start it again on the same data directory."""
+        self.stop(remove=False)
+        self.start()
+
+    def stop(self, remove=True):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -211,6 +242,8 @@ class Strata:
         if self.log:
             self.log.close()
             self.log = None
+        if not remove:
+            return
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
@@ -378,6 +411,23 @@ class Gen:
         if x < 0.95:
             t = r.choice(["TRUE", "FALSE", "k = NULL", "NOT (v <> NULL)"])
             return t, t
+        if self.arith and x < 0.975:
+            # value expressions beyond column-op-constant: two columns, unary
+            # minus, COALESCE, CASE (all the same in SQLite)
+            c1, c2 = r.sample(["id", "k", "v"], 2)
+            op = r.choice(["=", "<>", "<", "<=", ">", ">="])
+            t = r.choice([
+                "%s %s %s" % (c1, op, c2),
+                "-%s %s %s" % (c1, op, self.lit(c1)),
+                "(%s + %s) %s %s" % (c1, c2, op, self.lit("k")),
+                "COALESCE(k, %s) %s %s" % (self.lit("k"), op, self.lit("k")),
+                "COALESCE(v, k, 0) %s %s" % (op, self.lit("v")),
+                "CASE WHEN k > %s THEN 1 WHEN v < 0 THEN 2 ELSE 3 END %s 2" %
+                (self.lit("k"), op),
+                "CASE WHEN s LIKE 'a%%' THEN k END %s %s" % (op, self.lit("k")),
+            ])
+            # (SQLite has no LIKE-prefix-only rule; its LIKE is case-insensitive)
+            return t, t.replace("s LIKE 'a%'", "substr(s, 1, 1) = 'a'")
         t = "%s = %s" % (col, self.lit(col))
         return t, t
 
@@ -490,7 +540,7 @@ class Run:
                 self.check(d == "", "%s: %s" % (" ".join(args), d), ctx)
 
             def check_agg(version=None):
-                args = ["query", "t", "--agg", AGGS, "--format", "csv"]
+                args = ["query", "t", "--agg", AGGS, "--format", opts.scan_format]
                 if version is not None:
                     args += ["--version", str(version)]
                     e2 = sqlite3.connect(":memory:")
@@ -504,14 +554,12 @@ class Run:
                 if not self.check(rc == 0, "`%s` exited %d: %s" % (" ".join(args), rc,
                                                                   err.strip()), ctx):
                     return
-                recs = parse_csv(out)
                 try:
-                    if len(recs) != 2 or len(recs[1]) != 5:
-                        raise ValueError("not one header and one row of 5")
-                    c = recs[1]
-                    got = (csv_cell(*c[0], "int"), csv_cell(*c[1], "int"),
-                           csv_cell(*c[2], "int"), csv_cell(*c[3], "float"),
-                           csv_cell(*c[4], "float"))
+                    got = parse_query(out, opts.scan_format,
+                                      ["int", "int", "int", "float", "float"])
+                    if len(got) != 1:
+                        raise ValueError("%d rows, not 1" % len(got))
+                    got = got[0]
                 except ValueError as ex:
                     got = "unparsable (%s): %r" % (ex, out)
                 self.check(got == exp, "%s: expected %s, got %s" % (" ".join(args), exp, got),
@@ -539,7 +587,7 @@ class Run:
             def check_group(gcol, ps=None, pq=None):
                 """query with more aggregates (sum/avg of floats: compared within
                 1e-9 relative), optionally grouped and with a predicate."""
-                args = ["query", "t", "--agg", AGGS2, "--format", "csv"]
+                args = ["query", "t", "--agg", AGGS2, "--format", opts.scan_format]
                 sql = "SELECT %s%s FROM t" % (gcol + ", " if gcol else "", SQL_AGGS2)
                 if ps is not None:
                     args += ["--where", ps]
@@ -556,11 +604,7 @@ class Run:
                                   ctx):
                     return
                 try:
-                    recs = parse_csv(out)
-                    if not recs or len(recs[0]) != len(types):
-                        raise ValueError("header %r" % (recs[:1],))
-                    got = [tuple(csv_cell(v, q, t)
-                                 for (v, q), t in zip(rec, types)) for rec in recs[1:]]
+                    got = parse_query(out, opts.scan_format, types)
                 except ValueError as ex:
                     self.check(False, "%s: unparsable (%s): %r" % (what, ex, out), ctx)
                     return
@@ -613,6 +657,12 @@ class Run:
                     print("seed %d: stopping after failing step %d" % (seed, step - 1))
                     break
                 ctx["step"] = step
+                if step == opts.steps // 2 + 1 and not opts.no_restart:
+                    # the store must come back the same after a restart
+                    ctx["cmd"] = "restart stratad"
+                    st.restart()
+                    check_scan()
+                    time_travel()
                 x = r.random()
                 if x < 0.34 or cur[0] == 0:
                     y = r.random()
@@ -687,12 +737,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("build")
-    ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--arith", action="store_true")
     ap.add_argument("--empty-strings", action="store_true")
     ap.add_argument("--scan-format", choices=("csv", "jsonl"), default="csv")
+    ap.add_argument("--no-restart", action="store_true")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
     opts = ap.parse_args()
@@ -706,7 +757,8 @@ def main():
     opts.first_seed = seeds[0]
     opts.extra = ((" --arith" if opts.arith else "") +
                   (" --empty-strings" if opts.empty_strings else "") +
-                  (" --scan-format jsonl" if opts.scan_format == "jsonl" else ""))
+                  (" --scan-format jsonl" if opts.scan_format == "jsonl" else "") +
+                  (" --no-restart" if opts.no_restart else ""))
     run = Run(opts)
     t0 = time.time()
     for s in seeds:
