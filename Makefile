@@ -212,6 +212,7 @@ $(B)/tests/replay_dispatch: $(B)/tests/fuzz/fuzz_dispatch.o $(B)/tests/fuzz/repl
 # ---- goals --------------------------------------------------------------
 TEST_CMDS = $(UNIT_BIN) $(foreach f,$(FUZZ_NAMES),"$(B)/tests/replay_$(f) tests/fuzz/corpus/$(f)") \
 	    "sh tests/integration/cli.sh $(B)" "sh tests/integration/dml.sh $(B)" \
+	    "python3 tests/dml/oracle.py $(B)" \
 	    "sh tests/integration/cluster.sh $(B)" \
 	    "sh tests/integration/partition.sh $(B)" "sh tests/integration/twonode.sh $(B)" \
 	    "sh tests/fault/cutfs_test.sh $(B)/tests/cutfs" \

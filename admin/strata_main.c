@@ -79,6 +79,15 @@ static const struct cli_command commands[] = {
 	 "  --app-id ID --app-version N\n"
 	 "                        idempotent: skipped when this app id already committed\n"
 	 "                        version N or later", CLI_WRITES},
+	{"optimize", cli_cmd_optimize, "TABLE [--where PRED] [--target-file-size SIZE] [--cluster-by COLS]",
+	 "Rewrite small files into target-sized ones and purge deletion vectors, as one commit\n"
+	 "that changes no data (streams and the change feed do not see it; concurrent writes\n"
+	 "are not refused because of it). Running it again does nothing.\n"
+	 "  --where PRED          only files whose statistics may match PRED\n"
+	 "  --target-file-size SIZE  e.g. 64MB (the default), 512KB, 1GB\n"
+	 "  --cluster-by COLS     up to 4 columns, e.g. ts,sensor: sort the rows by a Z-order of\n"
+	 "                        them, so that range predicates on each skip most files (the\n"
+	 "                        files' rows are held in memory while sorting)", CLI_WRITES},
 	{"scan", cli_cmd_scan, "TABLE [options]",
 	 "Print rows of a table.\n"
 	 "  --columns a,b         which columns (default all)\n"

@@ -99,7 +99,7 @@ bool tx_value(struct st_buf *o, const struct st_vec *v, uint32_t r)
 
 void tx_csv_field(struct st_buf *o, const char *s, size_t n, char delim)
 {
-	bool q = false;
+	bool q = n == 0; /* "" is an empty string: an empty field is NULL (as load reads them) */
 	for (size_t i = 0; i < n && !q; i++)
 		q = s[i] == delim || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
 	if (!q) {

@@ -47,7 +47,7 @@ int dv_encode(const uint32_t *pos, uint32_t n, uint32_t universe, struct st_buf 
 	size_t best = gaps.len;
 	char *z = NULL;
 	int zn = 0;
-	if (gaps.len >= 64 && gaps.len <= (size_t)LZ4_MAX_INPUT_SIZE) {
+	if (gaps.len <= (size_t)LZ4_MAX_INPUT_SIZE) {
 		int bound = LZ4_compressBound((int)gaps.len);
 		if ((z = malloc((size_t)bound)) &&
 		    (zn = LZ4_compress_default((const char *)gaps.data, z, (int)gaps.len, bound)) > 0 &&

@@ -205,6 +205,24 @@ bool st_parse_datetime(const char *s, size_t n, bool date_only, int64_t *days, i
 	return true;
 }
 
+int st_parse_size(const char *text, uint64_t *bytes)
+{
+	char *end;
+	if (!text || !isdigit((unsigned char)text[0]))
+		return ST_EINVAL;
+	errno = 0;
+	unsigned long long n = strtoull(text, &end, 10);
+	uint64_t unit = !*end || !strcasecmp(end, "b") ? 1
+		      : !strcasecmp(end, "k") || !strcasecmp(end, "kb") || !strcasecmp(end, "kib") ? 1024
+		      : !strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib") ? 1024 * 1024
+		      : !strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib")
+			? 1024ull * 1024 * 1024 : 0;
+	if (!unit || errno == ERANGE || n > UINT64_MAX / unit)
+		return ST_EINVAL;
+	*bytes = n * unit;
+	return ST_OK;
+}
+
 int st_parse_duration(const char *text, int64_t *us)
 {
 	char *end;

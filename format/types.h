@@ -175,5 +175,8 @@ void st_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
 /* Parse a duration: N (seconds), Ns, Nm, Nh, Nd into microseconds.
  * ST_EINVAL when malformed or out of range. */
 int st_parse_duration(const char *text, int64_t *us);
+/* A size: N bytes, or N with K/KB/KiB, M/MB/MiB, G/GB/GiB (powers of 1024,
+ * case-insensitive) into *bytes; ST_EINVAL otherwise. */
+int st_parse_size(const char *text, uint64_t *bytes);
 
 #endif

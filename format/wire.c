@@ -30,6 +30,7 @@ static const struct {
 	{WIRE_QUERY, "QUERY", false},       {WIRE_HISTORY, "HISTORY", false},
 	{WIRE_RESTORE, "RESTORE", true},    {WIRE_VACUUM, "VACUUM", true},
 	{WIRE_VERIFY, "VERIFY", false},     {WIRE_COMPACT, "COMPACT", true},
+	{WIRE_OPTIMIZE, "OPTIMIZE", true},
 	{WIRE_SCRUB, "SCRUB", false},       {WIRE_BACKUP, "BACKUP", false},
 	{WIRE_CLUSTER_STATUS, "CLUSTER_STATUS", false},
 	{WIRE_CLUSTER_TRANSFER, "CLUSTER_TRANSFER", true},

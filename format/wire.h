@@ -67,6 +67,7 @@ enum wire_type {
 	WIRE_COMPACT = 54,
 	WIRE_SCRUB = 55,
 	WIRE_BACKUP = 56,
+	WIRE_OPTIMIZE = 57,
 	WIRE_CLUSTER_STATUS = 60,
 	WIRE_CLUSTER_TRANSFER = 61,
 	WIRE_CLUSTER_MEMBER = 62,
@@ -337,6 +338,22 @@ enum wire_delete_key {
 	WIRE_DELETE_Q_PREDICATE = 1,
 	WIRE_DELETE_Q_APP_ID = 2,
 	WIRE_DELETE_Q_APP_VERSION = 3,
+};
+enum wire_optimize_key {
+	WIRE_OPTIMIZE_Q_TABLE = 0,
+	WIRE_OPTIMIZE_Q_WHERE = 1,      /* str */
+	WIRE_OPTIMIZE_Q_TARGET = 2,     /* uint: bytes */
+	WIRE_OPTIMIZE_Q_CLUSTER_BY = 3, /* str: "a,b" */
+};
+/* OPTIMIZE's reply: a commit result and these. */
+enum wire_optimize_reply {
+	WIRE_OPTIMIZE_R_FILES_REMOVED = 5,
+	WIRE_OPTIMIZE_R_FILES_ADDED = 6,
+	WIRE_OPTIMIZE_R_BYTES_REMOVED = 7,
+	WIRE_OPTIMIZE_R_BYTES_ADDED = 8,
+	WIRE_OPTIMIZE_R_ROWS = 9,
+	WIRE_OPTIMIZE_R_PURGED = 10,    /* deleted rows dropped from the files */
+	WIRE_OPTIMIZE_R_NKEYS = 11,
 };
 enum wire_update_key {
 	WIRE_UPDATE_Q_TABLE = 0,

@@ -226,6 +226,7 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g);
 /* dml.c */
 int cli_cmd_delete(int argc, char **argv, struct cli_global *g);
 int cli_cmd_update(int argc, char **argv, struct cli_global *g);
+int cli_cmd_optimize(int argc, char **argv, struct cli_global *g);
 int cli_cmd_query(int argc, char **argv, struct cli_global *g);
 /* history.c */
 int cli_cmd_history(int argc, char **argv, struct cli_global *g);

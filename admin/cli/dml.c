@@ -1,6 +1,6 @@
 /*
- * admin/cli/dml.c — the row-level commands of `strata`: delete and update
- * (PROTOCOL.md §3 types 25 and 26).
+ * admin/cli/dml.c — the row-level commands of `strata`: delete, update
+ * and optimize (PROTOCOL.md §3 types 25, 26 and 57).
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -109,4 +109,78 @@ int cli_cmd_delete(int argc, char **argv, struct cli_global *g)
 int cli_cmd_update(int argc, char **argv, struct cli_global *g)
 {
 	return dml(argc, argv, g, true);
+}
+
+int cli_cmd_optimize(int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {{"where", required_argument, NULL, 'w'},
+					      {"target-file-size", required_argument, NULL, 't'},
+					      {"cluster-by", required_argument, NULL, 'c'},
+					      CLI_COMMON_OPTS};
+	const char *where = NULL, *cluster = NULL;
+	uint64_t target = 0;
+	int status = 0, o;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
+		switch (o) {
+		case 'w':
+			where = optarg;
+			break;
+		case 't':
+			if (st_parse_size(optarg, &target) != ST_OK || target == 0)
+				return cli_usage_error("--target-file-size takes a size such as 64MB, "
+						       "512KB or 1GB, not '%s'", optarg);
+			break;
+		case 'c':
+			cluster = optarg;
+			break;
+		}
+	}
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (optind + 1 != argc)
+		return cli_usage_error("give exactly one table name");
+	const char *table = argv[optind];
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	msgpack_packer *pk = sc_begin(c, WIRE_OPTIMIZE, 1 + !!where + !!target + !!cluster);
+	wire_key_str(pk, WIRE_OPTIMIZE_Q_TABLE, table);
+	if (where)
+		wire_key_str(pk, WIRE_OPTIMIZE_Q_WHERE, where);
+	if (target)
+		wire_key_u64(pk, WIRE_OPTIMIZE_Q_TARGET, target);
+	if (cluster)
+		wire_key_str(pk, WIRE_OPTIMIZE_Q_CLUSTER_BY, cluster);
+	const msgpack_object *b;
+	struct wire_error e;
+	if (sc_call(c, &b, &e) != 0) {
+		status = cli_fail_wire(c, &e);
+		sc_close(c);
+		return status;
+	}
+	const struct cli_reply r = {WIRE_OPTIMIZE, NULL};
+	uint64_t v = 0, lsn = 0, frm = 0, fadd = 0, brm = 0, badd = 0, rows = 0, purged = 0;
+	bool noop = false;
+	if (cli_reply_u64(&r, b, WIRE_RESULT_VERSION, "version", CLI_REQUIRED, &v) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_RESULT_LSN, "lsn", CLI_REQUIRED, &lsn) < 0 ||
+	    cli_reply_bool(&r, b, WIRE_RESULT_NOOP, "noop", CLI_REQUIRED, &noop) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_OPTIMIZE_R_FILES_REMOVED, "files removed", CLI_OPTIONAL, &frm) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_OPTIMIZE_R_FILES_ADDED, "files added", CLI_OPTIONAL, &fadd) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_OPTIMIZE_R_BYTES_REMOVED, "bytes removed", CLI_OPTIONAL, &brm) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_OPTIMIZE_R_BYTES_ADDED, "bytes added", CLI_OPTIONAL, &badd) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_OPTIMIZE_R_ROWS, "rows", CLI_OPTIONAL, &rows) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_OPTIMIZE_R_PURGED, "rows purged", CLI_OPTIONAL, &purged) < 0) {
+		sc_close(c);
+		return 1;
+	}
+	if (noop)
+		printf("table '%s': already optimized: nothing to do (table at version %" PRIu64 ")\n",
+		       table, v);
+	else
+		printf("table '%s' version %" PRIu64 " (lsn %" PRIu64 "): optimized %" PRIu64
+		       " files (%" PRIu64 " bytes) into %" PRIu64 " (%" PRIu64 " bytes), %" PRIu64
+		       " rows rewritten, %" PRIu64 " deleted rows purged\n",
+		       table, v, lsn, frm, brm, fadd, badd, rows, purged);
+	sc_close(c);
+	return 0;
 }

@@ -658,6 +658,44 @@ out:
 	return rc;
 }
 
+static int h_optimize(struct sd_ctx *c)
+{
+	struct st_err err;
+	struct st_optimize_result r;
+	struct st_optimize_opts o = {0};
+	char *where = NULL, *cluster = NULL;
+	int rc;
+	if ((rc = sd_need_table(c, WIRE_OPTIMIZE_Q_TABLE)) ||
+	    (rc = sd_opt_strdup(c, WIRE_OPTIMIZE_Q_WHERE, "where", &where)) ||
+	    (rc = sd_opt_u64(c, WIRE_OPTIMIZE_Q_TARGET, "target_size", &o.target_size)) ||
+	    (rc = sd_opt_strdup(c, WIRE_OPTIMIZE_Q_CLUSTER_BY, "cluster_by", &cluster)))
+		goto out;
+	o.where = where;
+	o.cluster_by = cluster;
+	sd_log(SD_LOG_INFO, "optimize of table '%s' started", c->table);
+	if ((rc = st_optimize(c->srv->s, c->table, &o, &r, &err)) != ST_OK) {
+		rc = sd_fail_err(c, rc, &err);
+		goto out;
+	}
+	sd_log(SD_LOG_INFO, "optimize of table '%s': %llu files (%llu bytes) into %llu (%llu bytes)%s",
+	       c->table, (unsigned long long)r.files_removed, (unsigned long long)r.bytes_removed,
+	       (unsigned long long)r.files_added, (unsigned long long)r.bytes_added,
+	       r.commit.noop ? ": nothing to do" : "");
+	msgpack_packer *pk = &c->out.pk;
+	sd_begin(c, WIRE_OPTIMIZE_R_NKEYS);
+	sd_pack_result(c, &r.commit);
+	wire_key_u64(pk, WIRE_OPTIMIZE_R_FILES_REMOVED, r.files_removed);
+	wire_key_u64(pk, WIRE_OPTIMIZE_R_FILES_ADDED, r.files_added);
+	wire_key_u64(pk, WIRE_OPTIMIZE_R_BYTES_REMOVED, r.bytes_removed);
+	wire_key_u64(pk, WIRE_OPTIMIZE_R_BYTES_ADDED, r.bytes_added);
+	wire_key_u64(pk, WIRE_OPTIMIZE_R_ROWS, r.rows);
+	wire_key_u64(pk, WIRE_OPTIMIZE_R_PURGED, r.rows_purged);
+out:
+	free(where);
+	free(cluster);
+	return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 static const struct {
@@ -676,6 +714,7 @@ static const struct {
 	{WIRE_RESTORE, h_restore},       {WIRE_VACUUM, h_vacuum},
 	{WIRE_VERIFY, h_verify},         {WIRE_COMPACT, h_compact},
 	{WIRE_DELETE, h_dml},            {WIRE_UPDATE, h_dml},
+	{WIRE_OPTIMIZE, h_optimize},
 	{WIRE_SCRUB, sd_h_scrub},        {WIRE_BACKUP, h_backup},
 	{WIRE_AUTH_BEGIN, sd_h_auth_begin}, {WIRE_AUTH, sd_h_auth},
 	{WIRE_CLUSTER_STATUS, sd_h_cluster_status},

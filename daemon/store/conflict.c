@@ -82,7 +82,8 @@ int store_check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 				f.types = types;
 				store_file_stats(sc, &f, st);
 				if (c->adds[i].data_change && expr_may_match(w->pred, st) != EXPR_MATCH_NONE)
-					rule = "it added rows that match this write's replace-where predicate";
+					rule = w->dml ? "it added rows that match this write's predicate"
+						      : "it added rows that match this write's replace-where predicate";
 				free(st);
 				free(types);
 			}

@@ -42,18 +42,20 @@ static int prepare(struct staged *w, struct st_err *err)
 		adds[nadd++] = w->add;
 	for (uint32_t i = 0; i < w->nrw; i++)
 		adds[nadd++] = w->rw[i].add;
-	struct act_kv params[3] = {{"mode", w->overwrite ? "overwrite" : w->pred ? "replace-where" : "append"},
-				   {"predicate", ""}, {"set", w->set_text ? w->set_text : ""}};
+	struct act_kv params[3] = {{"mode", w->overwrite ? "overwrite" : w->pred ? "replace-where" : "append"}};
+	uint32_t np = w->dml ? 0 : 1;
 	uint64_t bytes = w->info.size, dvs = 0;
 	for (uint32_t i = 0; i < w->nrw; i++) {
 		bytes += w->rw[i].add.dv ? w->rw[i].add.dv_len : w->rw[i].add.size;
 		dvs += w->rw[i].add.dv != NULL;
 	}
 	char ptext[1024] = "";
-	if (w->pred) {
+	if (w->pred)
 		expr_format(w->pred, &w->m.meta->schema, ptext, sizeof ptext);
-		params[1].val = ptext;
-	}
+	if (w->pred || w->where_text)
+		params[np++] = (struct act_kv){"predicate", w->pred ? ptext : w->where_text};
+	if (w->set_text)
+		params[np++] = (struct act_kv){w->set_key ? (char *)w->set_key : "set", w->set_text};
 	struct act_txn tx = {w->app_id, w->app_version};
 	struct act_commit c = {.table_id = w->tid};
 	c.metadata = w->m.meta_changed ? w->m.meta : NULL;
@@ -63,12 +65,12 @@ static int prepare(struct staged *w, struct st_err *err)
 	c.nremove = w->nread;
 	c.txns = &tx;
 	c.ntxn = w->app_id != NULL;
-	c.info.operation = w->compaction ? "COMPACT" : w->dml ? (char *)w->dml : "WRITE";
-	c.info.params = w->dml ? params + 1 : params;
-	c.info.nparams = w->dml ? 1 + (w->set_text != NULL) : w->pred ? 2 : 1;
+	c.info.operation = w->dml ? (char *)w->dml : w->compaction ? "COMPACT" : "WRITE";
+	c.info.params = params;
+	c.info.nparams = np;
 	c.info.dvs_added = dvs;
-	c.info.rows_deleted = w->dml && !w->set_text ? w->rows_removed : 0;
-	c.info.rows_updated = w->set_text ? w->rows_removed : 0;
+	c.info.rows_deleted = w->dml && !strcmp(w->dml, "DELETE") ? w->rows_removed : 0;
+	c.info.rows_updated = w->dml && !strcmp(w->dml, "UPDATE") ? w->rows_removed : 0;
 	c.info.read_version = (int64_t)w->read_version;
 	c.info.isolation = w->isolation;
 	c.info.rows_added = w->compaction ? 0 : w->rows;
@@ -84,7 +86,8 @@ static int prepare(struct staged *w, struct st_err *err)
 	for (uint32_t i = 0; i < a->ncols; i++)
 		types[i] = w->m.meta->schema.fields[i].type;
 	struct file_rec f = {.fid = a->file_id, .removed = STORE_LIVE, .size = a->size,
-			     .rows = a->rows, .crc = a->crc, .flags = 2u | (w->inl ? 1u : 0u),
+			     .rows = a->rows, .crc = a->crc,
+			     .flags = (a->data_change ? 2u : 0u) | (w->inl ? 1u : 0u),
 			     .ncols = a->ncols, .field_ids = a->field_ids, .types = types,
 			     .stats = a->stats};
 	w->frec.len = 0;
@@ -134,7 +137,8 @@ static int apply(st_store *s, MDB_txn *txn, struct group_cursors *gcur, struct s
 	for (uint32_t j = 0; j < w->nrw; j++) {
 		const struct act_add *a = &w->rw[j].add;
 		rw[j] = (struct file_rec){.size = a->size, .rows = a->rows, .crc = a->crc,
-					  .flags = 2u | (a->is_inline ? 1u : 0u) | (a->dv ? FILE_DV : 0u),
+					  .flags = (a->data_change ? 2u : 0u) | (a->is_inline ? 1u : 0u) |
+						   (a->dv ? FILE_DV : 0u),
 					  .ncols = a->ncols, .field_ids = a->field_ids,
 					  .types = w->rw[j].types, .stats = a->stats,
 					  .base_fid = a->base_fid, .deleted = a->deleted, .dv = a->dv,
@@ -265,6 +269,7 @@ static int commit_one(st_store *s, MDB_txn *txn, struct group_cursors *gcur,
 		if (noop[i]) {
 			res[i] = (struct st_commit_result){.version = h->version,
 							   .time_us = h->time_us, .noop = true};
+			w->noop = true; /* its staged files are nobody's: unlinked at the end */
 			continue;
 		}
 		*dirty = true;
@@ -501,6 +506,8 @@ static void lead_group(st_store *s, struct gc_entry *batch)
 			 * commit failed after all, recovery removes them as orphans. */
 			for (uint32_t i = 0; i < e->t->n; i++) {
 				struct staged *w = &e->t->w[i];
+				if (w->noop)
+					continue; /* nothing of it was committed */
 				if (w->written) /* (no store otherwise: the line stays the committer's) */
 					w->written = false;
 				for (uint32_t j = 0; j < w->nrw; j++)

@@ -416,6 +416,40 @@ int st_delete(st_store *s, const char *table, const char *predicate,
 int st_update(st_store *s, const char *table, const char *set, const char *predicate,
 	      const struct st_dml_opts *opts, struct st_dml_result *res, struct st_err *err);
 
+/* Options of st_optimize. Zero-initialized: bin packing of every live file
+ * into 64 MiB files. */
+struct st_optimize_opts {
+	const char *where;        /* only files whose statistics may match (format/expr.h) */
+	uint64_t target_size;     /* bytes per file written; 0 = 64 MiB */
+	const char *cluster_by;   /* "a,b": sort the chosen files' rows by a Z-order of up to 4
+				   * columns; NULL = bin packing only */
+};
+
+/* What st_optimize did. */
+struct st_optimize_result {
+	struct st_commit_result commit; /* noop: nothing to do (already optimized) */
+	uint64_t files_removed, files_added;
+	uint64_t bytes_removed, bytes_added;
+	uint64_t rows;            /* rows rewritten */
+	uint64_t rows_purged;     /* rows deletion vectors deleted, now gone from the files */
+	uint64_t dvs_purged;      /* deletion vectors purged */
+};
+
+/*
+ * OPTIMIZE (STORE.md §4.3): rewrite the chosen files as one commit whose
+ * adds and removes carry data_change = false (invisible to streams and the
+ * change feed; concurrent appends never conflict with it). Without
+ * cluster_by, files below half the target size and files with a deletion
+ * vector are packed into target-sized files; a second run does nothing.
+ * With cluster_by, every chosen file is rewritten with its rows in Z-order
+ * (held in memory: the rows of the chosen files), unless an OPTIMIZE with
+ * the same clustering wrote all of them. Errors: ST_ENOTFOUND (table,
+ * column), ST_EINVAL, ST_ECONFLICT (a concurrent commit removed one of the
+ * files), ST_EFAILED, errno.
+ */
+int st_optimize(st_store *s, const char *table, const struct st_optimize_opts *opts,
+		struct st_optimize_result *res, struct st_err *err);
+
 /* Options of st_vacuum. Zero-initialized: the table's file_retention
  * (default 7 days), for real. */
 struct st_vacuum_opts {

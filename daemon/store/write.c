@@ -136,6 +136,7 @@ static void staged_fini(struct staged *w)
 	free(w->read_files);
 	free(w->app_id);
 	free(w->set_text);
+	free(w->where_text);
 	expr_free(w->pred);
 	for (uint32_t i = 0; i < w->nrw; i++)
 		store_rewrite_fini(&w->rw[i]);

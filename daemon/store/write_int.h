@@ -42,7 +42,10 @@ struct staged {
 	bool overwrite;             /* reads (and removes) every live file */
 	bool compaction;            /* rewrites the live files, data unchanged */
 	const char *dml;            /* "DELETE" or "UPDATE" (dml.c), else NULL */
-	char *set_text;             /* UPDATE: its SET list, canonical (owned) */
+	char *set_text;             /* UPDATE: its SET list, canonical (owned); OPTIMIZE: its
+				     * clustering */
+	const char *set_key;        /* set_text's parameter name in history (NULL: "set") */
+	char *where_text;           /* OPTIMIZE: its file filter, canonical (owned) */
 	struct colmap m;            /* column map and the metadata after the write */
 	uint64_t rows;              /* rows written */
 	struct seg_file_info info;  /* the new segment, when rows > 0 */

@@ -373,6 +373,8 @@ class Gen:
         r = self.r
         col = r.choice(COLS)
         x = r.random()
+        if self.arith and r.random() < 0.12:
+            x = 0.96
         if x < 0.40:
             op = r.choice(["=", "!=", "<>", "<", "<=", ">", ">="])
             a, l = self.operand(col), self.lit(col)
@@ -411,7 +413,7 @@ class Gen:
         if x < 0.95:
             t = r.choice(["TRUE", "FALSE", "k = NULL", "NOT (v <> NULL)"])
             return t, t
-        if self.arith and x < 0.975:
+        if self.arith and (x < 0.975 or x > 0.99):
             # value expressions beyond column-op-constant: two columns, unary
             # minus, COALESCE, CASE (all the same in SQLite)
             c1, c2 = r.sample(["id", "k", "v"], 2)
