@@ -279,7 +279,10 @@ enum wire_query_reply {
 	WIRE_QUERY_R_BATCH = 0,
 	WIRE_QUERY_R_VERSION = 1,
 	WIRE_QUERY_R_MATCHED = 2,
-	WIRE_QUERY_R_NKEYS = 3,
+	WIRE_QUERY_R_ROWS_READ = 3,    /* rows of the row groups read (after pruning) */
+	WIRE_QUERY_R_FILES_READ = 4,
+	WIRE_QUERY_R_FILES_PRUNED = 5, /* files skipped by their statistics */
+	WIRE_QUERY_R_NKEYS = 6,
 };
 enum wire_history_key { WIRE_HISTORY_Q_TABLE = 0, WIRE_HISTORY_Q_LIMIT = 1 };
 enum wire_history_reply { WIRE_HISTORY_R_COMMITS = 0 };

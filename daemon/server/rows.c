@@ -388,6 +388,9 @@ int sd_h_query(struct sd_ctx *c)
 	wire_pack_batch(&c->out, r.ncols, (const char *const *)r.names, r.cols, NULL, r.nrows);
 	wire_key_u64(&c->out.pk, WIRE_QUERY_R_VERSION, r.version);
 	wire_key_u64(&c->out.pk, WIRE_QUERY_R_MATCHED, r.rows_matched);
+	wire_key_u64(&c->out.pk, WIRE_QUERY_R_ROWS_READ, r.read.rows_read);
+	wire_key_u64(&c->out.pk, WIRE_QUERY_R_FILES_READ, r.read.files_read);
+	wire_key_u64(&c->out.pk, WIRE_QUERY_R_FILES_PRUNED, r.read.files_pruned);
 out:
 	sd_query_result_fini(&r);
 	for (uint32_t i = 0; aggtext && i < naggs; i++)

@@ -831,6 +831,8 @@ out:
 	free(gid);
 	free(dmap);
 	groups_fini(&g);
+	if (sc)
+		st_scan_stats(sc, &out->read);
 	st_scan_close(sc);
 	if (rc != ST_OK)
 		sd_query_result_fini(out);

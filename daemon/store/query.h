@@ -41,6 +41,7 @@ struct sd_query_result {
 	struct st_vec *cols;    /* plain vectors of nrows rows (owned buffers) */
 	uint32_t nrows;         /* groups */
 	uint64_t rows_matched;  /* rows that passed the predicate */
+	struct st_scan_stats read; /* what the scan read and pruned */
 	uint64_t version;       /* table version read */
 	void **owned;           /* buffers to free */
 	uint32_t nowned;

@@ -59,6 +59,7 @@ struct st_scan {
 	uint32_t *del;               /* the open file's deleted positions (its DV), or NULL */
 	uint32_t ndel;               /* their count */
 	uint64_t rg_row0;            /* position of row group rg's first row in the file */
+	struct st_scan_stats read;   /* what was read and pruned */
 };
 
 uint64_t st_scan_version(const st_scan *sc)
@@ -314,8 +315,11 @@ static int open_next_file(st_scan *sc, bool *opened, struct st_err *err)
 	*opened = false;
 	while (sc->next_file < sc->nfiles) {
 		const struct file_rec *f = &sc->files[sc->next_file++];
-		if (!file_may_match(sc, f))
+		if (!file_may_match(sc, f)) {
+			sc->read.files_pruned++;
 			continue;
+		}
+		sc->read.files_read++;
 		char path[PATH_MAX];
 		store_seg_path(sc->s, sc->tid, f->fid, path, sizeof path);
 		free(sc->del);
@@ -415,9 +419,13 @@ int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *e
 				else
 					null_stats(&sc->stats[i], sch->fields[i].type, m->rows);
 			}
-			if (expr_may_match(sc->pred, sc->stats) == EXPR_MATCH_NONE)
+			if (expr_may_match(sc->pred, sc->stats) == EXPR_MATCH_NONE) {
+				sc->read.row_groups_pruned++;
 				continue;
+			}
 		}
+		sc->read.row_groups_read++;
+		sc->read.rows_read += m->rows;
 		struct seg_batch *b;
 		if ((rc = seg_reader_read(sc->rd, g, sc->want, &b, err)) != ST_OK)
 			return segment_failed(sc, &sc->files[sc->next_file - 1], rc, err);
@@ -586,6 +594,11 @@ void st_scan_info(const st_scan *sc, struct st_scan_info *out)
 		out->deleted += sc->files[i].deleted;
 		out->dvs += sc->files[i].dv != NULL;
 	}
+}
+
+void st_scan_stats(const st_scan *sc, struct st_scan_stats *out)
+{
+	*out = sc->read;
 }
 
 const struct act_metadata *st_scan_metadata(const st_scan *sc)

@@ -312,6 +312,14 @@ struct st_scan_info {
 	uint64_t dvs;      /* files with a deletion vector */
 };
 void st_scan_info(const st_scan *sc, struct st_scan_info *out);
+/* What a scan has read so far: files and row groups read and skipped by
+ * their statistics, and the rows of the row groups it decoded. */
+struct st_scan_stats {
+	uint64_t files_read, files_pruned;
+	uint64_t row_groups_read, row_groups_pruned;
+	uint64_t rows_read;
+};
+void st_scan_stats(const st_scan *sc, struct st_scan_stats *out);
 /* The table's metadata at the scanned version (valid until st_scan_close). */
 const struct act_metadata *st_scan_metadata(const st_scan *sc);
 

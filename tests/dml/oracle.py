@@ -446,6 +446,152 @@ class Gen:
         return "(%s) %s (%s)" % (a[0], op, b[0]), "(%s) %s (%s)" % (a[1], op, b[1])
 
 
+    # ---- UPDATE's SET lists: each expression generator returns
+    # (strata text, sqlite text) ----
+    def ilit(self):
+        return str(self.r.randint(-5, 20))
+
+    def int_expr(self, target, depth=0):
+        """An integer-typed expression (for id or k)."""
+        r = self.r
+        x = r.random()
+        cols = ["k", "id"] if target == "k" else ["id", "k"]
+        if x < 0.12:
+            t = self.ilit()
+            return t, t
+        if x < 0.24:
+            c = r.choice(cols[:1] * 3 + cols[1:])
+            return c, c
+        if x < 0.50:
+            c = r.choice(cols[:1] * 3 + cols[1:])
+            op = r.choice(["+", "-", "*", "/", "%", "+", "-"])
+            lit = (r.choice(["2", "3", "-3", "7", "0", "10"]) if op in "/%" else
+                   str(r.randint(-3, 5)))
+            t = "%s %s %s" % (c, op, lit) if r.random() < 0.8 else "%s %s %s" % (lit, op, c)
+            return t, t
+        if x < 0.58:
+            a, b = r.choice([("k", "id"), ("id", "k"), ("k", "k")])
+            t = "%s %s %s" % (a, r.choice(["+", "-", "*"]), b)
+            return t, t
+        if x < 0.64:
+            t = "-%s" % r.choice(cols)
+            return t, t
+        if x < 0.72:
+            t = "COALESCE(k, %s)" % self.ilit()
+            if r.random() < 0.5:
+                t += " %s %s" % (r.choice(["+", "-", "*"]), r.randint(-3, 5))
+            return t, t
+        if x < 0.84:
+            ty = r.choice(["int64", "int32"])
+            if r.random() < 0.3:
+                t = "CAST(v AS %s) %s %s" % (ty, r.choice(["+", "-", "/"]),
+                                             r.choice(["2", "3", "-1"]))
+            else:
+                t = "CAST(v AS %s)" % ty
+            return t, t.replace("AS %s" % ty, "AS INTEGER")
+        if x < 0.94 and depth < 2:
+            ps, pq = self.pred(2)
+            a = self.int_expr(target, depth + 1)
+            if r.random() < 0.3:
+                b = ("NULL", "NULL") if target == "k" else (target, target)
+            else:
+                b = self.int_expr(target, depth + 1)
+            return ("CASE WHEN %s THEN %s ELSE %s END" % (ps, a[0], b[0]),
+                    "CASE WHEN %s THEN %s ELSE %s END" % (pq, a[1], b[1]))
+        if target == "k":
+            return "NULL", "NULL"
+        t = self.ilit()
+        return t, t
+
+    def float_expr(self, depth=0):
+        r = self.r
+        x = r.random()
+        if x < 0.12:
+            t = "%.*f" % (r.choice([1, 2]), r.uniform(-100, 100))
+            return t, t
+        if x < 0.22:
+            t = r.choice(["v", "v", "k", "id"])
+            return t, t
+        if x < 0.45:
+            t = "v %s %s" % (r.choice(["+", "-", "*", "*", "/"]),
+                             r.choice(["2", "0.5", "3", "-1", "1.5", "0"]))
+            return t, t
+        if x < 0.55:
+            t = r.choice(["v + k", "v - k", "v * k", "k * 0.5", "id * 0.5", "k / 2",
+                          "k - 1", "-v"])
+            return t, t
+        if x < 0.63:
+            t = r.choice(["COALESCE(v, k, 0)", "COALESCE(v, 0)", "COALESCE(v, 1.5) * 2"])
+            return t, t
+        if x < 0.69:
+            t = "CAST(k AS float64)"
+            return t, "CAST(k AS REAL)"
+        if x < 0.84 and depth < 2:
+            ps, pq = self.pred(2)
+            a = self.float_expr(depth + 1)
+            b = ("v", "v") if r.random() < 0.4 else self.float_expr(depth + 1)
+            return ("CASE WHEN %s THEN %s ELSE %s END" % (ps, a[0], b[0]),
+                    "CASE WHEN %s THEN %s ELSE %s END" % (pq, a[1], b[1]))
+        return "NULL", "NULL"
+
+    def str_expr(self, depth=0):
+        r = self.r
+        x = r.random()
+        lit = lambda: "'" + r.choice(self.strings + ["c", "new"]).replace("'", "''") + "'"
+        if x < 0.35:
+            t = lit()
+            return t, t
+        if x < 0.45:
+            return "s", "s"
+        if x < 0.60:
+            t = "COALESCE(s, %s)" % lit()
+            return t, t
+        if x < 0.85 and depth < 2:
+            ps, pq = self.pred(2)
+            a = (lit(), None) if r.random() < 0.6 else self.str_expr(depth + 1)
+            a = (a[0], a[1] if a[1] is not None else a[0])
+            b = ("s", "s") if r.random() < 0.5 else self.str_expr(depth + 1)
+            return ("CASE WHEN %s THEN %s ELSE %s END" % (ps, a[0], b[0]),
+                    "CASE WHEN %s THEN %s ELSE %s END" % (pq, a[1], b[1]))
+        return "NULL", "NULL"
+
+    def set_list(self):
+        """-> (strata SET list, SQLite SET list, [(col, sqlite expr)], bad):
+        bad is True for a list strata must refuse when parsing it (float64
+        into an integer column without CAST, NULL into id, a string from a
+        number, a column set twice)."""
+        r = self.r
+        if r.random() < 0.06:
+            t = r.choice(["k = v", "id = v * 2", "k = 1.5", "id = NULL", "s = k", "k = s",
+                          "k = COALESCE(v, 0)", "v = s", "id = CASE WHEN k > 0 THEN v "
+                          "ELSE 1 END", "k = k + 1, k = 2", "id = id, v = 1, id = 2",
+                          "s = 'a', k = v + 1", "nosuch = 1"])
+            return t, None, [], True
+        if r.random() < 0.08:
+            # swaps: every value comes from the old row
+            t = r.choice([("v = k, k = CAST(v AS int32)", "v = k, k = CAST(v AS INTEGER)"),
+                          ("k = CAST(v AS int32), v = k", "k = CAST(v AS INTEGER), v = k"),
+                          ("k = id, id = COALESCE(k, 0)", "k = id, id = COALESCE(k, 0)"),
+                          ("v = id, id = CAST(v AS int64) + 0",
+                           "v = id, id = CAST(v AS INTEGER) + 0"),
+                          ("k = id % 7, id = k * 0 + id", "k = id % 7, id = k * 0 + id")])
+            specs = [(a.split("=", 1)[0].strip(), a.split("=", 1)[1].strip())
+                     for a in t[1].split(", ")]
+            return t[0], t[1], specs, False
+        cols = r.sample(COLS, r.choice([1, 1, 1, 2, 2, 3]))
+        ps, pq, specs = [], [], []
+        for c in cols:
+            if c in ("id", "k"):
+                e = self.int_expr(c)
+            elif c == "v":
+                e = self.float_expr()
+            else:
+                e = self.str_expr()
+            ps.append("%s = %s" % (c, e[0]))
+            pq.append("%s = %s" % (c, e[1]))
+            specs.append((c, e[1]))
+        return ", ".join(ps), ", ".join(pq), specs, False
+
 def write_csv(path, rows):
     def q(x):
         return '"' + x.replace('"', '""') + '"'
