@@ -69,13 +69,13 @@ static int readd(st_store *s, uint64_t tid, const struct file_rec *f, const uint
 	return ST_OK;
 }
 
-/* Stage w's removals and re-adds for predicate pred over the live files.
- * *live (nlive files; free with file_recs_free) and hit[i] (free) tell
- * which files hold rows that match. */
-static int stage_delete(st_store *s, MDB_txn *txn, struct staged *w, const char *pred,
-			struct st_dml_result *dr, struct file_rec **livep, uint32_t *nlivep,
-			bool **hitp, struct st_err *err)
+int store_stage_delete(st_store *s, MDB_txn *txn, struct staged *w, const char *pred,
+		       struct st_dml_result *dr, struct file_rec **livep, uint32_t *nlivep,
+		       bool **hitp, struct st_err *err)
 {
+	struct st_dml_result none;
+	if (!dr)
+		dr = &none;
 	int rc;
 	struct file_rec *live = NULL;
 	uint32_t nlive = 0;
@@ -104,7 +104,6 @@ static int stage_delete(st_store *s, MDB_txn *txn, struct staged *w, const char 
 		}
 		dr->files_read += m == EXPR_MATCH_SOME;
 		uint32_t *pos = NULL, npos = 0, *all = NULL, nall = 0;
-		uint64_t gone = 0;
 		if (m == EXPR_MATCH_SOME) {
 			if (f->rows > UINT32_MAX) {
 				rc = st_seterr(err, ST_ETOOBIG, "table '%s': file %llu has %llu rows, above "
@@ -112,8 +111,7 @@ static int stage_delete(st_store *s, MDB_txn *txn, struct staged *w, const char 
 					       (unsigned long long)f->fid, (unsigned long long)f->rows);
 				break;
 			}
-			rc = store_file_match(s, w->tid, f, sc, w->pred, NULL, &gone, &pos, &npos, NULL,
-					      NULL, err);
+			rc = store_file_match(s, w->tid, f, sc, w->pred, &pos, &npos, NULL, NULL, err);
 			if (rc != ST_OK || npos == 0) {
 				free(pos);
 				continue; /* nothing (more) matched: the file stays */
@@ -254,7 +252,7 @@ int st_delete(st_store *s, const char *table, const char *predicate,
 	if (rc != ST_OK || !t)
 		goto out;
 	struct staged *w = &t->w[0];
-	if ((rc = stage_delete(s, txn, w, predicate, res, NULL, NULL, NULL, err)) != ST_OK)
+	if ((rc = store_stage_delete(s, txn, w, predicate, res, NULL, NULL, NULL, err)) != ST_OK)
 		goto out;
 	store_read_end(s, txn);
 	txn = NULL;
@@ -364,7 +362,7 @@ int st_update(st_store *s, const char *table, const char *set, const char *predi
 		goto out;
 	}
 	expr_assign_format(as, sc, w->set_text, need);
-	if ((rc = stage_delete(s, txn, w, predicate, res, &live, &nlive, &hit, err)) != ST_OK)
+	if ((rc = store_stage_delete(s, txn, w, predicate, res, &live, &nlive, &hit, err)) != ST_OK)
 		goto out;
 	store_read_end(s, txn);
 	txn = NULL;
@@ -386,10 +384,8 @@ int st_update(st_store *s, const char *table, const char *set, const char *predi
 	for (uint32_t i = 0; i < nlive && rc == ST_OK; i++) {
 		if (!hit[i])
 			continue;
-		uint64_t n = 0;
 		u.fid = live[i].fid;
-		rc = store_file_match(s, w->tid, &live[i], sc, w->pred, NULL, &n, NULL, NULL, upd_rows,
-				      &u, err);
+		rc = store_file_match(s, w->tid, &live[i], sc, w->pred, NULL, NULL, upd_rows, &u, err);
 	}
 	if (rc == ST_OK && u.rows != w->rows_removed)
 		rc = st_seterr(err, ST_ECORRUPT, "table '%s': UPDATE found %llu matching rows, then "

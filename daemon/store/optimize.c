@@ -566,14 +566,12 @@ int st_optimize(st_store *s, const char *table, const struct st_optimize_opts *o
 		for (uint32_t i = 0; i < ncand && rc == ST_OK; i++) {
 			if (bin_of[i] != b)
 				continue;
-			uint64_t n = 0;
 			w->read_files[w->nread++] = cand[i]->fid;
 			res->files_removed++;
 			res->bytes_removed += cand[i]->size;
 			res->rows_purged += cand[i]->deleted;
 			res->dvs_purged += cand[i]->dv != NULL;
-			rc = store_file_match(s, w->tid, cand[i], sc, all, NULL, &n, NULL, NULL, take_rows,
-					      &o, err);
+			rc = store_file_match(s, w->tid, cand[i], sc, all, NULL, NULL, take_rows, &o, err);
 		}
 		if (rc == ST_OK && !ncc)
 			rc = out_close(&o, err);

@@ -1,11 +1,10 @@
 /*
- * daemon/store/replace.c — replace-where (issue 3 §4): atomically replace the
- * rows that match a predicate. Files whose statistics say every row
- * matches are removed; files where some rows may match are rewritten
- * without the matching rows (a new segment with the file's own schema, so
- * field ids are kept) and removed; files that cannot match stay. The new
- * rows, which must themselves match the predicate, are added by the
- * caller in the same commit.
+ * daemon/store/replace.c — reading one file's rows against a predicate, for
+ * DELETE, UPDATE, replace-where and OPTIMIZE (STORE.md §4.1-§4.3): the
+ * file's columns mapped onto the table's schema by field id (widened, NULL
+ * where the file predates a column), the predicate evaluated per row
+ * group, the rows its deletion vector deletes left out; and the helpers
+ * those share (file statistics in schema order, gathering rows).
  */
 #include <limits.h>
 #include <stdio.h>
@@ -104,13 +103,6 @@ int store_gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struc
 	return ST_OK;
 }
 
-int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
-			  const struct st_schema *sch, const struct expr *pred,
-			  struct store_rewrite *out, uint64_t *removed_rows, struct st_err *err)
-{
-	return store_file_match(s, tid, f, sch, pred, out, removed_rows, NULL, NULL, NULL, NULL, err);
-}
-
 /* Append v to (*a, *n, *cap). */
 static bool push(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v)
 {
@@ -127,34 +119,25 @@ static bool push(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v)
 }
 
 int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
-		     const struct st_schema *sch, const struct expr *pred,
-		     struct store_rewrite *out, uint64_t *removed_rows, uint32_t **pos,
+		     const struct st_schema *sch, const struct expr *pred, uint32_t **pos,
 		     uint32_t *npos, store_match_fn fn, void *arg, struct st_err *err)
 {
-	uint32_t *del = NULL, ndel = 0, pcap = 0;
+	uint32_t *del = NULL, ndel = 0, pcap = 0, *sel = NULL;
 	uint64_t row0 = 0;
-	struct store_rewrite none;
-	bool rewrite = !pos && !fn; /* else: positions, or the callback, only */
-	if (!out)
-		out = &none; /* nothing is written */
+	int rc = ST_OK;
+	struct seg_reader *rd = NULL;
+	uint8_t *inl_src = NULL, *zeros = NULL;
+	struct st_vec *tv = calloc(sch->nfields + 1, sizeof *tv);
+	int *col = calloc(sch->nfields + 1, sizeof *col);
+	void **wbuf = calloc(sch->nfields + 1, sizeof *wbuf); /* widened columns */
+	size_t *wcap = calloc(sch->nfields + 1, sizeof *wcap);
+	bool *need = calloc(sch->nfields + 1, sizeof *need), *want = NULL;
+	char src[PATH_MAX];
 	if (pos) {
 		*pos = NULL;
 		*npos = 0;
 	}
-	int rc = ST_OK;
-	struct seg_reader *rd = NULL;
-	struct seg_writer *w = NULL;
-	uint8_t *inl_src = NULL;
-	struct st_vec *tv = calloc(sch->nfields, sizeof *tv);
-	int *col = calloc(sch->nfields, sizeof *col);
-	void **wbuf = calloc(sch->nfields + 1, sizeof *wbuf); /* widened columns */
-	size_t *wcap = calloc(sch->nfields + 1, sizeof *wcap);
-	uint32_t *sel = NULL, *keep = NULL;
-	uint8_t *zeros = NULL;
-	char src[PATH_MAX];
-	memset(out, 0, sizeof *out);
-	*removed_rows = 0;
-	if (!tv || !col || !wbuf || !wcap) {
+	if (!tv || !col || !wbuf || !wcap || !need) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -168,62 +151,47 @@ int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 	}
 	if (rc != ST_OK)
 		goto out;
+	if (f->dv && (f->rows > UINT32_MAX ||
+		      (rc = dv_decode(f->dv, f->dv_len, (uint32_t)f->rows, &del, &ndel, err)) != ST_OK)) {
+		if (rc == ST_OK)
+			rc = st_seterr(err, ST_ECORRUPT, "a deletion vector on %llu rows",
+				       (unsigned long long)f->rows);
+		goto out;
+	}
 	const struct st_schema *fs = seg_reader_schema(rd);
+	if (!(want = calloc(fs->nfields + 1, sizeof *want))) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Positions alone need the predicate's columns; a callback sees all. */
+	if (fn)
+		memset(need, 1, sch->nfields * sizeof *need);
+	else
+		expr_columns(pred, need);
 	for (uint32_t i = 0; i < sch->nfields; i++) {
 		col[i] = -1;
-		for (uint32_t k = 0; k < fs->nfields; k++)
+		for (uint32_t k = 0; k < fs->nfields && need[i]; k++)
 			if (fs->fields[k].id == sch->fields[i].id &&
 			    (fs->fields[k].type == sch->fields[i].type ||
-			     store_widens(fs->fields[k].type, sch->fields[i].type)))
+			     store_widens(fs->fields[k].type, sch->fields[i].type))) {
 				col[i] = (int)k;
-	}
-	if (f->dv && (rc = dv_decode(f->dv, f->dv_len, (uint32_t)f->rows, &del, &ndel, err)) != ST_OK)
-		goto out;
-	if (rewrite) {
-		out->add.file_id = store_next_fid(s);
-		store_seg_path(s, tid, out->add.file_id, out->path, sizeof out->path);
-		struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows,
-					    .io = s->opts.io, .threads = s->enc_threads};
-		if ((rc = seg_writer_open(out->path, fs, &o, &w, err)) != ST_OK)
-			goto out;
-	}
-	struct st_vec *kept = calloc(fs->nfields, sizeof *kept);
-	void **bufs = calloc((size_t)fs->nfields * 3, sizeof *bufs);
-	if (!kept || !bufs) {
-		free(kept);
-		free(bufs);
-		rc = st_seterr(err, ST_ENOMEM, "out of memory");
-		goto out;
-	}
-	/* Finding positions reads only the predicate's columns. */
-	bool cols_only = pos && !fn; /* a callback sees every column */
-	bool *need = cols_only ? calloc(sch->nfields + 1, sizeof *need) : NULL;
-	bool *want = cols_only ? calloc(fs->nfields + 1, sizeof *want) : NULL;
-	if (cols_only && (!need || !want))
-		rc = st_seterr(err, ST_ENOMEM, "out of memory");
-	if (cols_only && rc == ST_OK) {
-		expr_columns(pred, need);
-		for (uint32_t i = 0; i < sch->nfields; i++)
-			if (col[i] >= 0 && need[i])
-				want[col[i]] = true;
-			else
-				col[i] = -1; /* not read: left as NULLs, which the predicate never sees */
+				want[k] = true;
+			}
 	}
 	for (uint32_t g = 0; g < seg_reader_row_groups(rd) && rc == ST_OK; g++) {
 		struct seg_batch *b;
 		if ((rc = seg_reader_read(rd, g, want, &b, err)) != ST_OK)
 			break;
 		free(sel);
-		free(keep);
 		free(zeros);
 		sel = malloc(((size_t)b->rows + 1) * 4);
-		keep = malloc(((size_t)b->rows + 1) * 4);
 		zeros = calloc(((size_t)b->rows + 1) * 8, 1);
-		if (!sel || !keep || !zeros) {
+		if (!sel || !zeros) {
 			rc = st_seterr(err, ST_ENOMEM, "out of memory");
 			break;
 		}
 		for (uint32_t i = 0; i < sch->nfields && rc == ST_OK; i++) {
+			/* A column not read, or that the file predates: all NULL. */
 			tv[i] = col[i] >= 0 ? b->cols[col[i]]
 					    : (struct st_vec){.type = sch->fields[i].type, .n = b->rows,
 							      .validity = zeros, .data = zeros,
@@ -234,69 +202,22 @@ int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 					    &wcap[i]) != ST_OK)
 				rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		}
-		if (rc != ST_OK)
+		uint32_t nsel;
+		if (rc != ST_OK || (rc = expr_eval(pred, tv, b->rows, sel, &nsel, err)) != ST_OK)
 			break;
-		uint32_t nsel, nkeep = 0;
-		if ((rc = expr_eval(pred, tv, b->rows, sel, &nsel, err)) != ST_OK)
-			break;
-		/* Rows a deletion vector already deletes neither match nor stay. */
+		/* Rows a deletion vector already deletes do not match. */
 		uint32_t dlo = dv_lower(del, ndel, (uint32_t)row0);
 		uint32_t dhi = dv_lower(del, ndel, (uint32_t)(row0 + b->rows));
 		if (dhi > dlo)
 			nsel = dv_filter(del + dlo, dhi - dlo, row0, sel, nsel, NULL);
-		for (uint32_t i = 0, j = 0, d = dlo; i < b->rows; i++) {
-			if (j < nsel && sel[j] == i)
-				j++;
-			else if (d < dhi && del[d] - row0 == i)
-				d++;
-			else
-				keep[nkeep++] = i;
-		}
-		*removed_rows += nsel;
 		for (uint32_t j = 0; pos && j < nsel && rc == ST_OK; j++)
 			if (!push(pos, npos, &pcap, (uint32_t)(row0 + sel[j])))
 				rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		if (fn && nsel && rc == ST_OK)
 			rc = fn(arg, tv, b->rows, sel, nsel, row0, err);
 		row0 += b->rows;
-		if (nkeep == 0 || !rewrite)
-			continue;
-		for (uint32_t k = 0; k < fs->nfields && rc == ST_OK; k++)
-			if (store_gather(&b->cols[k], keep, nkeep, &kept[k], &bufs[3 * k]) != ST_OK)
-				rc = st_seterr(err, ST_ENOMEM, "out of memory");
-		if (rc == ST_OK)
-			rc = seg_writer_append(w, kept, nkeep, err);
-		for (uint32_t k = 0; k < (size_t)fs->nfields * 3; k++) {
-			free(bufs[k]);
-			bufs[k] = NULL;
-		}
 	}
-	free(kept);
-	free(bufs);
-	free(need);
-	free(want);
-	if (rc != ST_OK || !rewrite)
-		goto out;
-	if ((rc = seg_writer_close(w, &out->info, err)) != ST_OK) {
-		w = NULL;
-		goto out;
-	}
-	w = NULL;
-	out->written = true;
-	if (out->info.rows == 0) { /* every row matched: no new file */
-		store_rewrite_fini(out);
-		goto out;
-	}
-	if ((rc = store_add_from_info(&out->add, &out->info, fs, true, err)) != ST_OK)
-		goto out;
-	if (!(out->types = calloc(fs->nfields + 1, 1))) {
-		rc = st_seterr(err, ST_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (uint32_t k = 0; k < fs->nfields; k++)
-		out->types[k] = fs->fields[k].type;
 out:
-	seg_writer_abort(w);
 	seg_reader_close(rd);
 	free(del);
 	if (rc != ST_OK && pos) {
@@ -304,8 +225,6 @@ out:
 		*pos = NULL;
 		*npos = 0;
 	}
-	if (rc != ST_OK && rewrite)
-		store_rewrite_fini(out);
 	free(inl_src);
 	free(tv);
 	free(col);
@@ -313,8 +232,9 @@ out:
 		free(wbuf[i]);
 	free(wbuf);
 	free(wcap);
+	free(need);
+	free(want);
 	free(sel);
-	free(keep);
 	free(zeros);
 	return rc;
 }

@@ -652,23 +652,17 @@ struct store_rewrite {
 void store_rewrite_fini(struct store_rewrite *r);
 
 struct expr;
-/* Rewrite file f of table tid without the rows where pred (parsed against
- * sch, the table schema) is TRUE. out->add.rows == 0 when nothing is left.
- * *removed_rows gets the count of rows dropped. */
-int store_rewrite_without(st_store *s, uint64_t tid, const struct file_rec *f,
-			  const struct st_schema *sch, const struct expr *pred,
-			  struct store_rewrite *out, uint64_t *removed_rows, struct st_err *err);
-/* The same with pos given: nothing is written; *pos (malloc'ed, *npos
- * entries, increasing) gets the positions of f's rows where pred is TRUE
- * that f's deletion vector does not already delete. Reads only the
- * predicate's columns, unless fn is given: then every column is read, and
- * fn gets each row group with matches (its columns in sch's order, its
- * row count, the matching rows and the group's first position). */
+/* The rows of file f of table tid (read against sch, the table schema)
+ * where pred is TRUE and that f's deletion vector does not delete: with
+ * pos, *pos (malloc'ed, *npos entries, increasing) gets their positions,
+ * and only the predicate's columns are read; with fn, every column is
+ * read and fn gets each row group with matches (its columns in sch's
+ * order, its row count, the matching rows and the group's first
+ * position). */
 typedef int (*store_match_fn)(void *arg, const struct st_vec *cols, uint32_t rows,
 			      const uint32_t *sel, uint32_t nsel, uint64_t row0, struct st_err *err);
 int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
-		     const struct st_schema *sch, const struct expr *pred,
-		     struct store_rewrite *out, uint64_t *removed_rows, uint32_t **pos,
+		     const struct st_schema *sch, const struct expr *pred, uint32_t **pos,
 		     uint32_t *npos, store_match_fn fn, void *arg, struct st_err *err);
 /* Copy the rows of v listed in keep (n of them, increasing) into plain
  * vector out, with its buffers in bufs (free each). */

@@ -254,54 +254,6 @@ static int rows_match(const struct staged *w, const struct st_batch *b, uint32_t
 	return rc;
 }
 
-/* Replace-where: parse the predicate, and for each live file that may hold
- * matching rows, remove it (all rows match) or rewrite it without them.
- * The new rows are checked against the predicate as they come (stage_add). */
-static int stage_replace(st_store *s, MDB_txn *txn, struct staged *w, const char *pred,
-			 struct st_err *err)
-{
-	int rc;
-	struct file_rec *live = NULL;
-	uint32_t nlive = 0;
-	struct st_col_stats *st = NULL;
-	const struct st_schema *sc = &w->m.meta->schema;
-	if ((rc = expr_parse(pred, sc, &w->pred, err)) != ST_OK ||
-	    (rc = store_files_at(s, txn, w->tid, STORE_LIVE, &live, &nlive, err)) != ST_OK)
-		goto out;
-	st = calloc(sc->nfields, sizeof *st);
-	w->read_files = calloc(nlive + 1, sizeof *w->read_files);
-	w->rw = calloc(nlive + 1, sizeof *w->rw);
-	if (!st || !w->read_files || !w->rw) {
-		rc = st_seterr(err, ST_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (uint32_t i = 0; i < nlive && rc == ST_OK; i++) {
-		const struct file_rec f = live[i];
-		store_file_stats(sc, &f, st);
-		enum expr_match m = expr_may_match(w->pred, st);
-		if (m == EXPR_MATCH_ALL) {
-			w->read_files[w->nread++] = f.fid;
-			w->rows_removed += f.rows;
-		} else if (m == EXPR_MATCH_SOME) {
-			uint64_t gone = 0;
-			struct store_rewrite *r = &w->rw[w->nrw];
-			rc = store_rewrite_without(s, w->tid, &f, sc, w->pred, r, &gone, err);
-			if (rc == ST_OK && gone > 0) {
-				w->read_files[w->nread++] = f.fid;
-				w->rows_removed += gone;
-				if (r->add.rows > 0)
-					w->nrw++;
-			} else if (rc == ST_OK) {
-				store_rewrite_fini(r); /* nothing matched after all: keep the file */
-			}
-		}
-	}
-out:
-	file_recs_free(live, nlive);
-	free(st);
-	return rc;
-}
-
 /*
  * A staged write is built in three steps, so that a load can stream:
  * stage_begin (read the head, map the columns from the first batch, stage
@@ -364,8 +316,11 @@ int store_stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 		goto out;
 	if (w->overwrite && (rc = store_live_files(s, txn, h.tid, false, &w->read_files, &w->nread, err)) != ST_OK)
 		goto out;
+	/* Replace-where: the matching rows are deleted as by DELETE (deletion
+	 * vectors, STORE.md §4.1); the new rows must match the predicate. */
 	if (opts->replace_where &&
-	    (rc = stage_replace(s, txn, w, opts->replace_where, err)) != ST_OK)
+	    (rc = store_stage_delete(s, txn, w, opts->replace_where, NULL, NULL, NULL, NULL,
+				     err)) != ST_OK)
 		goto out;
 	store_read_end(s, txn);
 	txn = NULL;

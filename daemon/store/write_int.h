@@ -86,6 +86,16 @@ uint8_t store_isolation_of(const struct act_metadata *m);
 int store_app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const char *app_id,
 			  uint64_t *v, struct st_err *err);
 
+/* Stage, in w (its table, read version and metadata set), the DELETE of the
+ * rows matching pred (parsed into w->pred) over the live files (STORE.md
+ * §4.1): files removed whole, or re-added with a deletion vector (a hard
+ * link made now), into w->read_files and w->rw; w->rows_removed counts the
+ * rows. dr (may be NULL) gets the file counts; with livep, *livep (nlivep
+ * files; file_recs_free) and *hitp (free) tell which files had matches. */
+int store_stage_delete(st_store *s, MDB_txn *txn, struct staged *w, const char *pred,
+		       struct st_dml_result *dr, struct file_rec **livep, uint32_t *nlivep,
+		       bool **hitp, struct st_err *err);
+
 /* An idempotent write's app id and version (app_id NULL: none) into w,
  * whose tid is set: w->noop when that version is already committed. */
 int store_stage_app(st_store *s, MDB_txn *txn, struct staged *w, const char *app_id,

@@ -3,30 +3,50 @@
 tests/dml/oracle.py -- differential test of strata's DML against SQLite.
 
 Starts its own stratad in a temporary directory, then runs random histories
-of loads, deletes and restores on a table, mirroring every step in an
-in-memory SQLite database, and compares after each step: the rows a scan
-prints (as multisets, floats rounded to 9 significant digits), aggregates,
-the deleted-row counts, the versions each commit reports, time travel to
-earlier versions, and finally `strata verify`.
+of loads, deletes, updates, restores and optimizes on a table, mirroring
+every step in an in-memory SQLite database, and compares after each step: the
+rows a scan prints (as multisets, floats rounded to 9 significant digits),
+aggregates, the deleted and updated row counts, the versions each commit
+reports, time travel to earlier versions, and finally `strata verify`.
+
+UPDATE steps run `strata update t --set LIST --where PRED` and SQLite's
+`UPDATE t SET LIST WHERE PRED`: 1-3 assignments of literals, columns, + - * /
+% (never % on the float64 v: strata's keeps the fraction), CASE, COALESCE,
+CAST(v AS int64|int32), NULL, and swaps (every value comes from the old row).
+Where SQLite's new values show that strata must refuse the update (NULL into
+id, int64 overflow -- SQLite turns it into a float --, k outside int32), the
+harness expects exit 1 and no change; so too for SET lists strata must refuse
+to parse (float64 into an integer column without CAST, NULL into id, a
+string from a number, a column set twice).
+
+OPTIMIZE steps (`strata optimize t`, `--cluster-by k,v`, `--target-file-size
+64KB`) must not change any row; a commit they make must hold the same rows
+as the version before, and time travel must still see every version. They
+are skipped when `strata optimize --help` fails (a CLI without optimize).
 
 usage: python3 tests/dml/oracle.py BUILD_DIR [--seeds N] [--seed S]
-                                   [--steps N] [--arith] [--empty-strings]
+                                   [--steps N] [--no-arith] [--no-empty-strings]
                                    [--keep] [-v]
 
-  --seeds N         run seeds 1..N (default 8)
-  --seed S          run only seed S (replay a failure)
-  --steps N         steps per seed (default 40)
-  --arith           also generate arithmetic in predicates (+ - * / %)
-  --empty-strings   also put '' (the empty string) in the random data
-  --scan-format F   csv (default) or jsonl: how scans print (CSV prints '' like
-                    NULL, see the probe; use jsonl with --empty-strings)
-  --no-restart      do not restart stratad halfway through each seed (by default
-                    it is, and the table and its history are checked after)
-  --keep            keep the temporary directory
-  -v                print every command
+  --seeds N            run seeds 1..N (default 8)
+  --seed S             run only seed S (replay a failure)
+  --steps N            steps per seed (default 50)
+  --no-arith           no arithmetic in predicates (+ - * / %, CASE, COALESCE:
+                       on by default; --arith is accepted and does nothing)
+  --no-empty-strings   no '' (the empty string) in the random data (it is there
+                       by default; --empty-strings is accepted and does nothing)
+  --scan-format F      csv (default) or jsonl: how scans print (CSV prints "" for
+                       '' and an empty field for NULL, see the probe)
+  --no-restart         do not restart stratad halfway through each seed (by
+                       default it is, and the table and its history are checked
+                       after)
+  --keep               keep the temporary directory
+  -v                   print every command
 
 Python 3 standard library only. Exit status 0 when every check passed, 1
-otherwise; the last line printed is "N passed, N failed".
+otherwise; the last line printed is "N passed, N failed" (before it, a line
+"steps: ..." counts what the update and optimize steps did). Set
+ORACLE_TRACE=1 to print the traceback of a harness error.
 """
 import argparse
 import json
@@ -456,6 +476,14 @@ class Gen:
         r = self.r
         x = r.random()
         cols = ["k", "id"] if target == "k" else ["id", "k"]
+        if r.random() < 0.04:
+            # near the edge: strata must refuse what overflows int64 (SQLite
+            # makes it a float) or leaves the int32 range, and change nothing
+            t = r.choice(["k + 2147483640", "k - 2147483640", "k * 100000000",
+                          "2147483647 - k"] if target == "k" else
+                         ["id + 9223372036854775800", "id * 4611686018427387904",
+                          "id - 9223372036854775800", "-9223372036854775807 - id"])
+            return t, t
         if x < 0.12:
             t = self.ilit()
             return t, t
@@ -482,7 +510,8 @@ class Gen:
                 t += " %s %s" % (r.choice(["+", "-", "*"]), r.randint(-3, 5))
             return t, t
         if x < 0.84:
-            ty = r.choice(["int64", "int32"])
+            # (CAST AS int32 only into k: it then fails exactly when k would)
+            ty = r.choice(["int64", "int32"]) if target == "k" else "int64"
             if r.random() < 0.3:
                 t = "CAST(v AS %s) %s %s" % (ty, r.choice(["+", "-", "/"]),
                                              r.choice(["2", "3", "-1"]))
@@ -576,7 +605,7 @@ class Gen:
                            "v = id, id = CAST(v AS INTEGER) + 0"),
                           ("k = id % 7, id = k * 0 + id", "k = id % 7, id = k * 0 + id")])
             specs = [(a.split("=", 1)[0].strip(), a.split("=", 1)[1].strip())
-                     for a in t[1].split(", ")]
+                     for a in re.split(r", (?=[a-z]+ = )", t[1])]
             return t[0], t[1], specs, False
         cols = r.sample(COLS, r.choice([1, 1, 1, 2, 2, 3]))
         ps, pq, specs = [], [], []
@@ -608,6 +637,12 @@ RE_LOAD = re.compile(r"version (\d+) \(lsn \d+\): loaded, (\d+) rows")
 RE_DEL = re.compile(r"version (\d+) \(lsn \d+\): deleted (\d+) rows")
 RE_NODEL = re.compile(r"no row matches: nothing deleted \(table at version (\d+)\)")
 RE_RESTORE = re.compile(r"version (\d+) \(lsn \d+\): restored, (\d+) rows")
+RE_UPD = re.compile(r"version (\d+) \(lsn \d+\): updated (\d+) rows")
+RE_NOUPD = re.compile(r"no row matches: nothing updated \(table at version (\d+)\)")
+RE_OPT = re.compile(r"version (\d+) \(lsn \d+\): optimized (\d+) files \((\d+) bytes\) "
+                    r"into (\d+) \((\d+) bytes\), (\d+) rows rewritten, (\d+) deleted rows "
+                    r"purged")
+RE_NOOPT = re.compile(r"already optimized: nothing to do \(table at version (\d+)\)")
 
 
 class Run:
@@ -615,6 +650,10 @@ class Run:
         self.opts = opts
         self.passed = 0
         self.failed = 0
+        self.stats = {}  # what the UPDATE and OPTIMIZE steps did, printed at the end
+
+    def count(self, what):
+        self.stats[what] = self.stats.get(what, 0) + 1
 
     def check(self, ok, what, ctx):
         if ok:
@@ -798,6 +837,90 @@ class Run:
                 else:
                     self.check(False, "delete printed %r" % out, ctx)
 
+            def update():
+                ss, sq, specs, bad = g.set_list()
+                y = r.random()
+                ps, pq = (g.pred() if y < 0.6 else g.atom() if y < 0.85 else
+                          r.choice([("TRUE", "TRUE"), ("k IS NOT NULL", "k IS NOT NULL")]))
+                args = ["update", "t", "--set", ss, "--where", ps]
+                ctx["cmd"] = "update t --set %s --where %s" % (shell_quote(ss), shell_quote(ps))
+                rc, out, err = st.run(args)
+                what = "update --set %r --where %r" % (ss, ps)
+                if bad:
+                    self.count("update refused (parse)")
+                    # strata must refuse the SET list itself (and change nothing:
+                    # the scan after this step checks that)
+                    self.check(rc == 1, "%s must fail to parse (exit 1), exited %d: %s" %
+                               (what, rc, (out + err).strip()), ctx)
+                    return
+                # which new values strata must refuse (nothing changes then):
+                # NULL into id, int64 overflow (SQLite makes it a float), int32 range
+                conds = []
+                for c, e in specs:
+                    if c == "id":
+                        conds.append("(%s) IS NULL OR typeof(%s) <> 'integer'" % (e, e))
+                    elif c == "k":
+                        conds.append("typeof(%s) NOT IN ('integer', 'null') OR (%s) NOT BETWEEN "
+                                     "-2147483648 AND 2147483647" % (e, e))
+                    if "CAST(v AS INTEGER)" in e:
+                        conds.append("abs(v) >= 9.0e18")
+                sql_fail = ("SELECT count(*) FROM t WHERE (%s) AND ((%s))" %
+                            (pq, ") OR (".join(conds))) if conds else None
+                nfail = db.execute(sql_fail).fetchone()[0] if conds else 0
+                if nfail:
+                    self.count("update refused (values)")
+                    self.check(rc == 1, "%s: %d matching rows get a value strata must refuse "
+                               "(sqlite: %s), but it exited %d: %s" %
+                               (what, nfail, sql_fail, rc, (out + err).strip()), ctx)
+                    return
+                if not self.check(rc == 0, "%s exited %d: %s (sqlite: UPDATE t SET %s WHERE %s)"
+                                  % (what, rc, err.strip(), sq, pq), ctx):
+                    return
+                try:
+                    n = db.execute("UPDATE t SET %s WHERE %s" % (sq, pq)).rowcount
+                except sqlite3.Error as ex:
+                    raise Failed("harness: SQLite refused UPDATE t SET %s WHERE %s: %s" %
+                                 (sq, pq, ex))
+                m, m0 = RE_UPD.search(out), RE_NOUPD.search(out)
+                if m:
+                    self.check(int(m.group(2)) == n, "%s updated %s rows, SQLite %d (sqlite: "
+                               "UPDATE t SET %s WHERE %s)" % (what, m.group(2), n, sq, pq), ctx)
+                    commit(int(m.group(1)), "update")
+                    self.count("update")
+                elif m0:
+                    self.count("update of no row")
+                    self.check(n == 0, "%s updated nothing, SQLite %d rows (sqlite: %s)" %
+                               (what, n, pq), ctx)
+                    self.check(int(m0.group(1)) == cur[0], "nothing updated at version %s, "
+                               "expected %d" % (m0.group(1), cur[0]), ctx)
+                else:
+                    self.check(False, "update printed %r" % out, ctx)
+
+            def optimize():
+                args = r.choice([[], [], ["--cluster-by", "k,v"],
+                                 ["--target-file-size", "64KB"]])
+                ctx["cmd"] = "optimize t%s" % "".join(" " + a for a in args)
+                prev = cur[0]
+                rc, out, err = st.run(["optimize", "t"] + args)
+                if not self.check(rc == 0, "%s exited %d: %s" % (ctx["cmd"], rc, err.strip()),
+                                  ctx):
+                    return
+                m, m0 = RE_OPT.search(out), RE_NOOPT.search(out)
+                if m:
+                    # a commit with the very same rows
+                    commit(int(m.group(1)), "optimize")
+                    self.count("optimize")
+                    self.check(int(m.group(6)) <= len(snaps[prev]) + 0,
+                               "%s rewrote %s rows, the table has %d: %r" %
+                               (ctx["cmd"], m.group(6), len(snaps[prev]), out.strip()), ctx)
+                    check_scan(prev)
+                elif m0:
+                    self.count("optimize (nothing to do)")
+                    self.check(int(m0.group(1)) == cur[0], "nothing optimized at version %s, "
+                               "expected %d" % (m0.group(1), cur[0]), ctx)
+                else:
+                    self.check(False, "optimize printed %r" % out, ctx)
+
             f_start = self.failed
             for step in range(1, opts.steps + 1):
                 if self.failed > f_start:
@@ -812,7 +935,7 @@ class Run:
                     check_scan()
                     time_travel()
                 x = r.random()
-                if x < 0.34 or cur[0] == 0:
+                if x < 0.28 or cur[0] == 0:
                     y = r.random()
                     n = (r.randint(1, 100) if y < 0.55 else
                          r.randint(101, 3000) if y < 0.85 else r.randint(5000, 8000))
@@ -832,9 +955,13 @@ class Run:
                             self.check(int(m.group(2)) == n, "load of %d rows printed %r" %
                                        (n, out.strip()), ctx)
                             commit(int(m.group(1)), "load")
-                elif x < 0.66:
+                elif x < 0.44:
                     delete(*g.pred())
-                elif x < 0.78:
+                elif x < 0.70 or (x < 0.77 and not opts.has_optimize):
+                    update()
+                elif x < 0.77:
+                    optimize()
+                elif x < 0.84:
                     v = r.choice(sorted(snaps))
                     ctx["cmd"] = "restore t --version %d" % v
                     rc, out, err = st.run(["restore", "t", "--version", str(v)])
@@ -850,12 +977,12 @@ class Run:
                                        "restore to version %d printed %r, more than its %d "
                                        "rows" % (v, out.strip(), len(snaps[v])), ctx)
                             commit(int(m.group(1)), "restore")
-                elif x < 0.83:
+                elif x < 0.87:
                     p = r.choice(["FALSE", "id > %d" % (g.next_id + 10),
                                   "k IS NULL AND k IS NOT NULL", "s LIKE 'nomatch%'",
                                   "v > 1000"])
                     delete(p, p)
-                elif x < 0.87:
+                elif x < 0.90:
                     p = r.choice(["TRUE", "true", "id = id" if opts.arith else "TRUE",
                                   "k IS NULL OR k IS NOT NULL"])
                     delete(p, p)
@@ -887,9 +1014,11 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--arith", action="store_true")
-    ap.add_argument("--empty-strings", action="store_true")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--no-arith", dest="arith", action="store_false")
+    ap.add_argument("--arith", dest="arith", action="store_true")  # the default now
+    ap.add_argument("--no-empty-strings", dest="empty_strings", action="store_false")
+    ap.add_argument("--empty-strings", dest="empty_strings", action="store_true")  # default
     ap.add_argument("--scan-format", choices=("csv", "jsonl"), default="csv")
     ap.add_argument("--no-restart", action="store_true")
     ap.add_argument("--keep", action="store_true")
@@ -903,8 +1032,17 @@ def main():
             return 1
     seeds = [opts.seed] if opts.seed is not None else list(range(1, opts.seeds + 1))
     opts.first_seed = seeds[0]
-    opts.extra = ((" --arith" if opts.arith else "") +
-                  (" --empty-strings" if opts.empty_strings else "") +
+    # optimize is new in the CLI: only when `strata optimize --help` answers
+    try:
+        opts.has_optimize = subprocess.run(
+            [os.path.join(opts.build, "strata"), "optimize", "--help"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        opts.has_optimize = False
+    if not opts.has_optimize:
+        print("(strata has no optimize command: its steps are skipped)")
+    opts.extra = (("" if opts.arith else " --no-arith") +
+                  ("" if opts.empty_strings else " --no-empty-strings") +
                   (" --scan-format jsonl" if opts.scan_format == "jsonl" else "") +
                   (" --no-restart" if opts.no_restart else ""))
     run = Run(opts)
@@ -914,10 +1052,15 @@ def main():
         try:
             run.seed(s)
         except Exception as e:  # a harness or daemon start problem: a failure
+            if os.environ.get("ORACLE_TRACE"):
+                import traceback
+                traceback.print_exc()
             run.failed += 1
             print("FAIL seed %d: %s: %s" % (s, type(e).__name__, e))
         print("seed %d: %s (%.1f s)" % (s, "ok" if run.failed == f0 else
                                          "%d failed" % (run.failed - f0), time.time() - t0))
+    if run.stats:
+        print("steps: " + ", ".join("%d %s" % (n, w) for w, n in sorted(run.stats.items())))
     print("%d passed, %d failed" % (run.passed, run.failed))
     return 1 if run.failed else 0
 
