@@ -97,6 +97,17 @@ static const struct cli_command commands[] = {
 	 "                        ('2026-11-24 10:00:00' or microseconds since the epoch)\n"
 	 "  --limit N             at most N rows\n"
 	 "  --format table|csv|jsonl  (jsonl: one JSON object per row, nothing else on stdout)", CLI_READS},
+	{"changes", cli_cmd_changes,
+	 "TABLE (--from-version N | --from-time TIMESTAMP) [--to-version N | --to-time TIMESTAMP] [options]",
+	 "Print the change data feed: every row each commit inserted, deleted or updated, in\n"
+	 "commit order, with _change_type (insert, delete, update_preimage, update_postimage),\n"
+	 "_commit_version and _commit_timestamp after the table's columns. Needs the table\n"
+	 "property change_feed=true (create --property change_feed=true, or alter TABLE\n"
+	 "set-property change_feed=true: changes are kept from that commit on, until vacuum).\n"
+	 "OPTIMIZE and compaction change no rows and print nothing.\n"
+	 "  --from-version N | --from-time TIMESTAMP   the first commit (at or after the time)\n"
+	 "  --to-version N | --to-time TIMESTAMP       the last (default: the latest)\n"
+	 "  --columns a,b, --where PRED, --limit N, --format table|csv|jsonl  as for scan", CLI_READS},
 	{"query", cli_cmd_query, "TABLE --group-by COLS --agg AGGS [options]",
 	 "Aggregate in the daemon, next to the data.\n"
 	 "  --group-by a,b        group columns (optional)\n"

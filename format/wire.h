@@ -254,6 +254,8 @@ enum wire_scan_key {
 	WIRE_SCAN_Q_PREDICATE = 2,
 	WIRE_SCAN_Q_AT = 3,
 	WIRE_SCAN_Q_LIMIT = 4,
+	WIRE_SCAN_Q_CHANGES_FROM = 5, /* at: read the change feed from here (STORE.md §4.4) */
+	WIRE_SCAN_Q_CHANGES_TO = 6,   /* at: to here (absent or latest: the head) */
 };
 enum wire_scan_reply {
 	WIRE_SCAN_R_CURSOR = 0,

@@ -223,6 +223,7 @@ int cli_cmd_alter(int argc, char **argv, struct cli_global *g);
 /* data.c */
 int cli_cmd_load(int argc, char **argv, struct cli_global *g);
 int cli_cmd_scan(int argc, char **argv, struct cli_global *g);
+int cli_cmd_changes(int argc, char **argv, struct cli_global *g);
 /* dml.c */
 int cli_cmd_delete(int argc, char **argv, struct cli_global *g);
 int cli_cmd_update(int argc, char **argv, struct cli_global *g);

@@ -508,9 +508,10 @@ static void pack_list(msgpack_packer *pk, char *const *parts, uint32_t n)
 		wire_pack_str(pk, parts[i]);
 }
 
-int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
+/* scan, or changes (the change feed: SCAN with keys 5 and 6). */
+static int scan_rows(int argc, char **argv, struct cli_global *g, bool changes)
 {
-	static const struct option longs[] = {
+	static const struct option scan_longs[] = {
 		{"columns", required_argument, NULL, 'c'},
 		{"where", required_argument, NULL, 'w'},
 		{"version", required_argument, NULL, 'v'},
@@ -518,6 +519,18 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 		{"limit", required_argument, NULL, 'l'},
 		{"format", required_argument, NULL, 'f'},
 		CLI_COMMON_OPTS};
+	static const struct option change_longs[] = {
+		{"columns", required_argument, NULL, 'c'},
+		{"where", required_argument, NULL, 'w'},
+		{"from-version", required_argument, NULL, 'F'},
+		{"from-time", required_argument, NULL, 'T'},
+		{"to-version", required_argument, NULL, 'G'},
+		{"to-time", required_argument, NULL, 'U'},
+		{"limit", required_argument, NULL, 'l'},
+		{"format", required_argument, NULL, 'f'},
+		CLI_COMMON_OPTS};
+	const struct option *longs = changes ? change_longs : scan_longs;
+	const char *fver = NULL, *ftime = NULL, *tver = NULL, *ttime = NULL;
 	static char *cols[ST_MAX_COLUMNS];
 	char *columns = NULL;
 	const char *where = NULL, *ver = NULL, *asof = NULL;
@@ -550,12 +563,33 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 			if ((status = parse_format(optarg, &f)))
 				return status;
 			break;
+		case 'F':
+			fver = optarg;
+			break;
+		case 'T':
+			ftime = optarg;
+			break;
+		case 'G':
+			tver = optarg;
+			break;
+		case 'U':
+			ttime = optarg;
+			break;
 		}
 	}
 	if (o == CLI_OPT_STOP)
 		return status;
 	if (optind + 1 != argc)
 		return cli_usage_error("give exactly one table name");
+	int fkind = 0, tkind = 0;
+	int64_t fvalue = 0, tvalue = 0;
+	if (changes) {
+		if (!fver && !ftime)
+			return cli_usage_error("give --from-version N or --from-time TIMESTAMP");
+		if ((status = cli_parse_at(fver, ftime, &fkind, &fvalue)) ||
+		    (status = cli_parse_at(tver, ttime, &tkind, &tvalue)))
+			return status;
+	}
 	if ((status = cli_parse_at(ver, asof, &kind, &value)))
 		return status;
 	if (columns && (status = split_list("--columns", columns, cols, &ncols)))
@@ -563,7 +597,7 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 	sc_client *c = cli_connect(g, &status);
 	if (!c)
 		return status;
-	msgpack_packer *pk = sc_begin(c, WIRE_SCAN, 2 + !!columns + !!where + limited);
+	msgpack_packer *pk = sc_begin(c, WIRE_SCAN, 2 + !!columns + !!where + limited + 2 * changes);
 	wire_key_str(pk, WIRE_SCAN_Q_TABLE, argv[optind]);
 	if (columns) {
 		msgpack_pack_uint32(pk, WIRE_SCAN_Q_COLUMNS);
@@ -574,6 +608,10 @@ int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
 	cli_pack_at(pk, WIRE_SCAN_Q_AT, kind, value);
 	if (limited)
 		wire_key_u64(pk, WIRE_SCAN_Q_LIMIT, limit);
+	if (changes) {
+		cli_pack_at(pk, WIRE_SCAN_Q_CHANGES_FROM, fkind, fvalue);
+		cli_pack_at(pk, WIRE_SCAN_Q_CHANGES_TO, tkind, tvalue);
+	}
 	const msgpack_object *b;
 	struct wire_error e;
 	struct page_printer pp = {NULL, 0};
@@ -742,4 +780,14 @@ int cli_cmd_query(int argc, char **argv, struct cli_global *g)
 		tx_printer_end(pp.p);
 	sc_close(c);
 	return status;
+}
+
+int cli_cmd_scan(int argc, char **argv, struct cli_global *g)
+{
+	return scan_rows(argc, argv, g, false);
+}
+
+int cli_cmd_changes(int argc, char **argv, struct cli_global *g)
+{
+	return scan_rows(argc, argv, g, true);
 }

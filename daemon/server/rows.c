@@ -239,7 +239,7 @@ out:
 int sd_h_scan(struct sd_ctx *c)
 {
 	struct st_err err;
-	struct st_at at = {ST_AT_LATEST, 0};
+	struct st_at at = {ST_AT_LATEST, 0}, from = {ST_AT_LATEST, 0}, to = {ST_AT_LATEST, 0};
 	struct sd_session *x = NULL;
 	char **cols = NULL, *pred = NULL;
 	uint32_t ncols = 0;
@@ -250,8 +250,11 @@ int sd_h_scan(struct sd_ctx *c)
 	    (rc = sd_get_strs(c, WIRE_SCAN_Q_COLUMNS, "columns", &cols, &ncols)) ||
 	    (rc = sd_opt_strdup(c, WIRE_SCAN_Q_PREDICATE, "predicate", &pred)) ||
 	    (rc = sd_get_at(c, WIRE_SCAN_Q_AT, "at", false, &at)) ||
-	    (rc = sd_opt_u64(c, WIRE_SCAN_Q_LIMIT, "row limit", &limit)))
+	    (rc = sd_opt_u64(c, WIRE_SCAN_Q_LIMIT, "row limit", &limit)) ||
+	    (rc = sd_get_at(c, WIRE_SCAN_Q_CHANGES_FROM, "changes from", false, &from)) ||
+	    (rc = sd_get_at(c, WIRE_SCAN_Q_CHANGES_TO, "changes to", false, &to)))
 		goto out;
+	bool changes = wire_get(c->m.body, WIRE_SCAN_Q_CHANGES_FROM) != NULL;
 	if (!(x = sd_sess_new(c->srv, SD_SESS_CURSOR))) {
 		rc = sd_fail(c, ST_ENOMEM, "out of memory");
 		goto out;
@@ -259,8 +262,10 @@ int sd_h_scan(struct sd_ctx *c)
 	snprintf(x->table, sizeof x->table, "%s", c->table);
 	x->limited = wire_get(c->m.body, WIRE_SCAN_Q_LIMIT) != NULL;
 	x->left = limit;
-	if ((rc = st_scan_open(c->srv->s, c->table, at, (const char *const *)cols, ncols, pred,
-			       &x->scan, &err)) != ST_OK) {
+	if ((rc = changes ? st_changes_open(c->srv->s, c->table, from, to,
+					    (const char *const *)cols, ncols, pred, &x->scan, &err)
+			  : st_scan_open(c->srv->s, c->table, at, (const char *const *)cols, ncols, pred,
+					 &x->scan, &err)) != ST_OK) {
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
 	}

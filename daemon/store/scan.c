@@ -53,14 +53,34 @@ struct st_scan {
 	uint8_t *zeros;              /* all-null column storage */
 	size_t zeros_cap;            /* its bytes */
 	struct st_scan_batch batch;  /* returned by st_scan_next */
-	bool pinned;                 /* (tid, version) registered against vacuum */
+	bool pinned;                 /* (tid, pin_version) registered against vacuum */
+	uint64_t pin_version;        /* the version pinned (a change feed: before its first) */
 	void **wbuf;                 /* per schema field: widened values */
 	size_t *wcap;                /* their sizes */
 	uint32_t *del;               /* the open file's deleted positions (its DV), or NULL */
 	uint32_t ndel;               /* their count */
 	uint64_t rg_row0;            /* position of row group rg's first row in the file */
 	struct st_scan_stats read;   /* what was read and pruned */
+	/* A change feed (st_changes_open): per entry of files, what it is. */
+	bool changes;
+	uint8_t *ctype;              /* enum change_type */
+	uint64_t *cver;              /* its commit's version */
+	int64_t *ctime;              /* and time */
+	uint32_t **keep;             /* positions to emit (NULL: every live row) */
+	uint32_t *nkeep;
+	uint64_t *xver;              /* extra columns' storage, per batch */
+	int64_t *xtime;
+	uint32_t *xcode;
+	size_t xcap;                 /* rows of those */
+	struct st_vec xdict[4];      /* one-value dictionaries of the change types */
 };
+
+/* The change feed's _change_type values (STORE.md §4.4). */
+enum change_type { CH_INSERT, CH_DELETE, CH_PRE, CH_POST };
+static const char *const change_names[4] = {"insert", "delete", "update_preimage",
+					    "update_postimage"};
+static const uint32_t change_offs[4][2] = {{0, 6}, {0, 6}, {0, 15}, {0, 16}};
+#define CHANGE_COLS 3
 
 uint64_t st_scan_version(const st_scan *sc)
 {
@@ -73,8 +93,18 @@ void st_scan_close(st_scan *sc)
 		return;
 	seg_reader_close(sc->rd);
 	free(sc->del);
+	for (uint32_t i = 0; sc->keep && i < sc->nfiles; i++)
+		free(sc->keep[i]);
+	free(sc->keep);
+	free(sc->nkeep);
+	free(sc->ctype);
+	free(sc->cver);
+	free(sc->ctime);
+	free(sc->xver);
+	free(sc->xtime);
+	free(sc->xcode);
 	if (sc->pinned)
-		store_unpin(sc->s, sc->tid, sc->version);
+		store_unpin(sc->s, sc->tid, sc->pin_version);
 	free(sc->inline_buf);
 	for (uint32_t i = 0; i < sc->nfiles; i++)
 		file_rec_fini(&sc->files[i]);
@@ -129,6 +159,44 @@ static int version_at_lsn(st_store *s, MDB_txn *txn, const struct table_head *h,
 uint64_t st_store_lsn(st_store *s)
 {
 	return __atomic_load_n(&s->last_lsn, __ATOMIC_ACQUIRE);
+}
+
+/* The projection and predicate of sc (its metadata set). */
+static int scan_columns(st_scan *sc, const char *const *columns, uint32_t ncolumns,
+			const char *predicate, struct st_err *err)
+{
+	int rc = ST_OK;
+	const char *table = sc->table;
+	const struct st_schema *sch = &sc->meta->schema;
+	uint32_t F = sch->nfields;
+	sc->nproj = columns ? ncolumns : F;
+	sc->proj = calloc(sc->nproj + 1, sizeof *sc->proj);
+	sc->need = calloc(F, sizeof *sc->need);
+	sc->seg_col = calloc(F, sizeof *sc->seg_col);
+	sc->vecs = calloc(F, sizeof *sc->vecs);
+	sc->out = calloc(sc->nproj + CHANGE_COLS + 1, sizeof *sc->out);
+	sc->stats = calloc(F, sizeof *sc->stats);
+	sc->wbuf = calloc(F, sizeof *sc->wbuf);
+	sc->wcap = calloc(F, sizeof *sc->wcap);
+	if (!sc->wbuf || !sc->wcap || !sc->proj || !sc->need || !sc->seg_col || !sc->vecs || !sc->out || !sc->stats) {
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	for (uint32_t j = 0; j < sc->nproj; j++) {
+		int f = columns ? st_schema_find(sch, columns[j], strlen(columns[j])) : (int)j;
+		if (f < 0) {
+			rc = st_seterr(err, ST_ENOTFOUND, "table '%s' (version %llu) has no column '%s'",
+				       table, (unsigned long long)sc->version, columns[j]);
+			return rc;
+		}
+		sc->proj[j] = (uint32_t)f;
+		sc->need[f] = true;
+	}
+	if (predicate && *predicate) {
+		if ((rc = expr_parse(predicate, sch, &sc->pred, err)) != ST_OK)
+			return rc;
+		expr_columns(sc->pred, sc->need);
+	}
+	return rc;
 }
 
 int st_scan_open(st_store *s, const char *table, struct st_at at, const char *const *columns,
@@ -196,6 +264,7 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 	}
 	/* Pin before listing: vacuum (which takes the write lock and a newer
 	 * LMDB snapshot) then keeps every file listed here. */
+	sc->pin_version = sc->version;
 	if (store_pin(s, sc->tid, sc->version) != ST_OK) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
@@ -224,36 +293,8 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 	store_read_end(s, txn);
 	txn = NULL;
 
-	const struct st_schema *sch = &sc->meta->schema;
-	uint32_t F = sch->nfields;
-	sc->nproj = columns ? ncolumns : F;
-	sc->proj = calloc(sc->nproj + 1, sizeof *sc->proj);
-	sc->need = calloc(F, sizeof *sc->need);
-	sc->seg_col = calloc(F, sizeof *sc->seg_col);
-	sc->vecs = calloc(F, sizeof *sc->vecs);
-	sc->out = calloc(sc->nproj + 1, sizeof *sc->out);
-	sc->stats = calloc(F, sizeof *sc->stats);
-	sc->wbuf = calloc(F, sizeof *sc->wbuf);
-	sc->wcap = calloc(F, sizeof *sc->wcap);
-	if (!sc->wbuf || !sc->wcap || !sc->proj || !sc->need || !sc->seg_col || !sc->vecs || !sc->out || !sc->stats) {
-		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	if ((rc = scan_columns(sc, columns, ncolumns, predicate, err)) != ST_OK)
 		goto out;
-	}
-	for (uint32_t j = 0; j < sc->nproj; j++) {
-		int f = columns ? st_schema_find(sch, columns[j], strlen(columns[j])) : (int)j;
-		if (f < 0) {
-			rc = st_seterr(err, ST_ENOTFOUND, "table '%s' (version %llu) has no column '%s'",
-				       table, (unsigned long long)sc->version, columns[j]);
-			goto out;
-		}
-		sc->proj[j] = (uint32_t)f;
-		sc->need[f] = true;
-	}
-	if (predicate && *predicate) {
-		if ((rc = expr_parse(predicate, sch, &sc->pred, err)) != ST_OK)
-			goto out;
-		expr_columns(sc->pred, sc->need);
-	}
 	*out = sc;
 	sc = NULL;
 out:
@@ -380,6 +421,34 @@ static int grow(void **p, size_t *cap, size_t n)
 	return *p ? ST_OK : ST_ENOMEM;
 }
 
+/* A change feed batch's _change_type, _commit_version and _commit_timestamp
+ * (constant over the batch's rows) after its projected columns. */
+static int change_columns(st_scan *sc, uint32_t fi, uint32_t rows, struct st_err *err)
+{
+	if (rows > sc->xcap) {
+		free(sc->xver);
+		free(sc->xtime);
+		free(sc->xcode);
+		sc->xver = malloc(((size_t)rows + 1) * sizeof *sc->xver);
+		sc->xtime = malloc(((size_t)rows + 1) * sizeof *sc->xtime);
+		sc->xcode = calloc((size_t)rows + 1, sizeof *sc->xcode);
+		sc->xcap = sc->xver && sc->xtime && sc->xcode ? rows : 0;
+		if (!sc->xcap)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	for (uint32_t i = 0; i < rows; i++) {
+		sc->xver[i] = sc->cver[fi];
+		sc->xtime[i] = sc->ctime[fi];
+	}
+	struct st_vec *x = sc->out + sc->nproj;
+	x[0] = (struct st_vec){.type = ST_TYPE_STRING, .n = rows, .codes = sc->xcode,
+			       .dict = &sc->xdict[sc->ctype[fi]]};
+	x[1] = (struct st_vec){.type = ST_TYPE_INT64, .n = rows, .data = sc->xver};
+	x[2] = (struct st_vec){.type = ST_TYPE_TIMESTAMP, .n = rows, .data = sc->xtime};
+	sc->batch.ncols = sc->nproj + CHANGE_COLS;
+	return ST_OK;
+}
+
 int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *err)
 {
 	int rc = ST_OK;
@@ -407,6 +476,17 @@ int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *e
 			dhi = dv_lower(sc->del, sc->ndel, (uint32_t)(row0 + m->rows));
 			if (dhi - dlo == m->rows)
 				continue; /* every row deleted */
+		}
+		/* A change feed entry that emits some positions only: kp[0, nk). */
+		const uint32_t *kp = NULL;
+		uint32_t nk = 0, fi = sc->next_file - 1;
+		if (sc->changes && sc->keep[fi]) {
+			uint32_t klo = dv_lower(sc->keep[fi], sc->nkeep[fi], (uint32_t)row0);
+			uint32_t khi = dv_lower(sc->keep[fi], sc->nkeep[fi], (uint32_t)(row0 + m->rows));
+			if (khi == klo)
+				continue;
+			kp = sc->keep[fi] + klo;
+			nk = khi - klo;
 		}
 		if (sc->pred) {
 			for (uint32_t i = 0; i < sch->nfields; i++) {
@@ -465,9 +545,28 @@ int st_scan_next(st_scan *sc, const struct st_scan_batch **out, struct st_err *e
 			sc->batch.sel = n == b->rows ? NULL : sc->sel;
 			sc->batch.nsel = n;
 		}
+		if (kp) {
+			/* Keep the selected rows that kp lists (both increasing). */
+			if (grow((void **)&sc->sel, &sc->sel_cap, ((size_t)b->rows + 1) * 4) != ST_OK)
+				return st_seterr(err, ST_ENOMEM, "out of memory");
+			uint32_t n = 0, j = 0;
+			for (uint32_t q = 0; q < sc->batch.nsel; q++) {
+				uint32_t r = sc->batch.sel ? sc->batch.sel[q] : q;
+				while (j < nk && kp[j] - row0 < r)
+					j++;
+				if (j < nk && kp[j] - row0 == r)
+					sc->sel[n++] = r;
+			}
+			if (n == 0)
+				continue;
+			sc->batch.sel = sc->sel;
+			sc->batch.nsel = n;
+		}
 		for (uint32_t j = 0; j < sc->nproj; j++)
 			sc->out[j] = sc->vecs[sc->proj[j]];
 		sc->batch.ncols = sc->nproj;
+		if (sc->changes && (rc = change_columns(sc, fi, b->rows, err)) != ST_OK)
+			return rc;
 		sc->batch.cols = sc->out;
 		sc->batch.rows = b->rows;
 		*out = &sc->batch;
@@ -567,17 +666,24 @@ bool store_scan_file_dv(const st_scan *sc, uint32_t i)
 
 const char *st_scan_column_name(const st_scan *sc, uint32_t i)
 {
+	static const char *const names[CHANGE_COLS] = {"_change_type", "_commit_version",
+						       "_commit_timestamp"};
+	if (i >= sc->nproj)
+		return names[i - sc->nproj];
 	return sc->meta->schema.fields[sc->proj[i]].name;
 }
 
 int st_scan_column_type(const st_scan *sc, uint32_t i)
 {
+	static const int types[CHANGE_COLS] = {ST_TYPE_STRING, ST_TYPE_INT64, ST_TYPE_TIMESTAMP};
+	if (i >= sc->nproj)
+		return types[i - sc->nproj];
 	return sc->meta->schema.fields[sc->proj[i]].type;
 }
 
 uint32_t st_scan_ncolumns(const st_scan *sc)
 {
-	return sc->nproj;
+	return sc->nproj + (sc->changes ? CHANGE_COLS : 0);
 }
 
 void st_scan_info(const st_scan *sc, struct st_scan_info *out)
@@ -604,4 +710,330 @@ void st_scan_stats(const st_scan *sc, struct st_scan_stats *out)
 const struct act_metadata *st_scan_metadata(const st_scan *sc)
 {
 	return sc->meta;
+}
+
+/* ---- the change data feed (STORE.md §4.4) ----------------------------------- */
+
+static bool feed_on(const struct act_metadata *m)
+{
+	for (uint32_t i = 0; m && i < m->nprops; i++)
+		if (!strcasecmp(m->props[i].key, "change_feed"))
+			return !strcasecmp(m->props[i].val, "true");
+	return false;
+}
+
+static int cmp_fid(const void *a, const void *b)
+{
+	uint64_t x = ((const struct file_rec *)a)->fid, y = ((const struct file_rec *)b)->fid;
+	return (x > y) - (x < y);
+}
+
+/* A deep copy of f. */
+static int file_rec_copy(struct file_rec *dst, const struct file_rec *f)
+{
+	*dst = *f;
+	dst->field_ids = malloc(((size_t)f->ncols + 1) * sizeof *dst->field_ids);
+	dst->types = malloc((size_t)f->ncols + 1);
+	dst->stats = malloc(((size_t)f->ncols + 1) * sizeof *dst->stats);
+	dst->dv = f->dv ? malloc(f->dv_len) : NULL;
+	if (!dst->field_ids || !dst->types || !dst->stats || (f->dv && !dst->dv)) {
+		file_rec_fini(dst);
+		return ST_ENOMEM;
+	}
+	memcpy(dst->field_ids, f->field_ids, f->ncols * sizeof *dst->field_ids);
+	memcpy(dst->types, f->types, f->ncols);
+	for (uint32_t i = 0; i < f->ncols; i++)
+		st_stats_copy(&dst->stats[i], &f->stats[i]);
+	if (f->dv)
+		memcpy(dst->dv, f->dv, f->dv_len);
+	return ST_OK;
+}
+
+/* Append entry (a copy of f, what, version, time, keep) to sc's files. */
+static int feed_add(st_scan *sc, uint32_t *cap, const struct file_rec *f, enum change_type what,
+		    uint64_t v, int64_t t, uint32_t *keep, uint32_t nkeep)
+{
+	if (sc->nfiles == *cap) {
+		uint32_t c = *cap ? 2 * *cap : 16;
+		struct file_rec *nf = realloc(sc->files, c * sizeof *nf);
+		if (nf)
+			sc->files = nf;
+		uint8_t *ty = nf ? realloc(sc->ctype, c) : NULL;
+		if (ty)
+			sc->ctype = ty;
+		uint64_t *ve = ty ? realloc(sc->cver, c * sizeof *ve) : NULL;
+		if (ve)
+			sc->cver = ve;
+		int64_t *ti = ve ? realloc(sc->ctime, c * sizeof *ti) : NULL;
+		if (ti)
+			sc->ctime = ti;
+		uint32_t **kp = ti ? realloc(sc->keep, c * sizeof *kp) : NULL;
+		if (kp)
+			sc->keep = kp;
+		uint32_t *nk = kp ? realloc(sc->nkeep, c * sizeof *nk) : NULL;
+		if (nk)
+			sc->nkeep = nk;
+		if (!nk) {
+			free(keep);
+			return ST_ENOMEM;
+		}
+		*cap = c;
+	}
+	uint32_t i = sc->nfiles;
+	if (file_rec_copy(&sc->files[i], f) != ST_OK) {
+		free(keep);
+		return ST_ENOMEM;
+	}
+	sc->ctype[i] = (uint8_t)what;
+	sc->cver[i] = v;
+	sc->ctime[i] = t;
+	sc->keep[i] = keep;
+	sc->nkeep[i] = nkeep;
+	sc->nfiles++;
+	return ST_OK;
+}
+
+/* Positions in b not in a (both increasing) into *out (malloc'ed). */
+static int dv_minus(const uint32_t *b, uint32_t nb, const uint32_t *a, uint32_t na,
+		    uint32_t **out, uint32_t *n)
+{
+	uint32_t *o = malloc(((size_t)nb + 1) * sizeof *o), k = 0;
+	if (!o)
+		return ST_ENOMEM;
+	for (uint32_t i = 0, j = 0; i < nb; i++) {
+		while (j < na && a[j] < b[i])
+			j++;
+		if (j == na || a[j] != b[i])
+			o[k++] = b[i];
+	}
+	*out = o;
+	*n = k;
+	return ST_OK;
+}
+
+/* The feed entries of commit c (version v) from recs (nrecs, by fid). */
+static int feed_commit(st_scan *sc, uint32_t *cap, const struct act_commit *c, uint64_t v,
+		       const struct file_rec *recs, uint32_t nrecs, struct st_err *err)
+{
+	bool upd = c->info.operation && !strcmp(c->info.operation, "UPDATE");
+	bool *paired = calloc(c->nadd + 1, sizeof *paired);
+	int rc = paired ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < c->nremove && rc == ST_OK; i++) {
+		if (!c->removes[i].data_change)
+			continue; /* compaction: no change */
+		struct file_rec key = {.fid = c->removes[i].file_id};
+		const struct file_rec *old = bsearch(&key, recs, nrecs, sizeof *recs, cmp_fid);
+		if (!old) {
+			rc = st_seterr(err, ST_ERANGE, "table '%s': file %llu of version %llu was vacuumed",
+				       sc->table, (unsigned long long)key.fid, (unsigned long long)v);
+			break;
+		}
+		/* Re-added in the same commit with a deletion vector: only the
+		 * rows that vector newly deletes changed. */
+		uint32_t *keep = NULL, nkeep = 0;
+		for (uint32_t a = 0; a < c->nadd && rc == ST_OK; a++) {
+			const struct act_add *ad = &c->adds[a];
+			if (paired[a] || !ad->dv || ad->base_fid != old->fid)
+				continue;
+			uint32_t *nd = NULL, nn = 0, *od = NULL, no = 0;
+			if (old->rows > UINT32_MAX ||
+			    dv_decode(ad->dv, ad->dv_len, (uint32_t)old->rows, &nd, &nn, err) != ST_OK ||
+			    (old->dv && dv_decode(old->dv, old->dv_len, (uint32_t)old->rows, &od, &no,
+						  err) != ST_OK) ||
+			    dv_minus(nd, nn, od, no, &keep, &nkeep) != ST_OK)
+				rc = st_seterr(err, ST_ECORRUPT, "table '%s': the deletion vector of file "
+					       "%llu (version %llu) is unreadable", sc->table,
+					       (unsigned long long)ad->file_id, (unsigned long long)v);
+			free(nd);
+			free(od);
+			paired[a] = true;
+			break;
+		}
+		if (rc == ST_OK && (!keep || nkeep))
+			rc = feed_add(sc, cap, old, upd ? CH_PRE : CH_DELETE, v, c->time_us, keep, nkeep);
+		else
+			free(keep);
+		if (rc == ST_ENOMEM)
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	for (uint32_t a = 0; a < c->nadd && rc == ST_OK; a++) {
+		if (paired[a] || !c->adds[a].data_change)
+			continue;
+		struct file_rec key = {.fid = c->adds[a].file_id};
+		const struct file_rec *f = bsearch(&key, recs, nrecs, sizeof *recs, cmp_fid);
+		if (!f)
+			rc = st_seterr(err, ST_ERANGE, "table '%s': file %llu of version %llu was vacuumed",
+				       sc->table, (unsigned long long)key.fid, (unsigned long long)v);
+		else if (feed_add(sc, cap, f, upd ? CH_POST : CH_INSERT, v, c->time_us, NULL, 0) != ST_OK)
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	free(paired);
+	return rc;
+}
+
+int st_changes_open(st_store *s, const char *table, struct st_at from, struct st_at to,
+		    const char *const *columns, uint32_t ncolumns, const char *predicate,
+		    st_scan **out, struct st_err *err)
+{
+	int rc = ST_OK, mrc;
+	MDB_txn *txn = NULL;
+	struct table_head h = {0};
+	struct file_rec *recs = NULL;
+	uint32_t nrecs = 0, cap = 0, rcap = 0;
+	MDB_cursor *cur = NULL;
+	st_scan *sc = calloc(1, sizeof *sc);
+	*out = NULL;
+	if (!sc)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	sc->s = s;
+	sc->changes = true;
+	snprintf(sc->table, sizeof sc->table, "%s", table);
+	for (int k = 0; k < 4; k++)
+		sc->xdict[k] = (struct st_vec){.type = ST_TYPE_STRING, .n = 1,
+					       .offsets = change_offs[k],
+					       .bytes = (const uint8_t *)change_names[k]};
+	if ((mrc = store_read_begin(s, &txn)) != 0) {
+		rc = store_lmdb_err(err, mrc, "reading changes");
+		goto out;
+	}
+	if ((rc = head_get(s, txn, table, &h, err)) != ST_OK)
+		goto out;
+	sc->tid = h.tid;
+	/* The range: from the first version at or after `from` to the last at
+	 * or before `to`. */
+	uint64_t a, b = h.version;
+	if (from.kind == ST_AT_VERSION && from.value >= 0) {
+		a = (uint64_t)from.value;
+	} else if (from.kind == ST_AT_TIME) {
+		uint64_t lsn;
+		int64_t when;
+		if (store_version_at_time(s, txn, h.tid, from.value, &a, NULL) != ST_OK)
+			a = h.oldest; /* before every retained commit */
+		else if (store_commit_stamp(s, txn, h.tid, a, &lsn, &when) && when < from.value)
+			a++;
+	} else if (from.kind == ST_AT_LATEST) {
+		a = h.version;
+	} else {
+		rc = st_seterr(err, ST_EINVAL, "changes need a start version or time");
+		goto out;
+	}
+	if (to.kind == ST_AT_VERSION && to.value >= 0)
+		b = (uint64_t)to.value < h.version ? (uint64_t)to.value : h.version;
+	else if (to.kind == ST_AT_TIME &&
+		 (rc = store_version_at_time(s, txn, h.tid, to.value, &b, err)) != ST_OK)
+		goto out;
+	if (a == 0)
+		a = 1; /* version 0 creates the table: no rows */
+	if (a <= h.oldest && a > 0 && h.oldest > 0 && a - 1 < h.oldest) {
+		rc = st_seterr(err, ST_ERANGE, "table '%s': changes are kept from version %llu on "
+			       "(versions before it were vacuumed); %llu is too old", table,
+			       (unsigned long long)(h.oldest + 1), (unsigned long long)a);
+		goto out;
+	}
+	if (a > h.version + 1) {
+		rc = st_seterr(err, ST_ERANGE, "table '%s' has versions up to %llu; no changes from "
+			       "version %llu", table, (unsigned long long)h.version,
+			       (unsigned long long)a);
+		goto out;
+	}
+	sc->version = b;
+	sc->oldest = h.oldest;
+	/* The schema of the last version read; the feed must be on at every
+	 * version of the range. */
+	if (b == h.version) {
+		sc->meta = h.meta;
+		h.meta = NULL;
+	} else if ((rc = store_meta_at(s, txn, &h, b, &sc->meta, err)) != ST_OK) {
+		goto out;
+	}
+	struct act_metadata *m0 = NULL;
+	if (a <= b && (rc = store_meta_at(s, txn, &h, a, &m0, err)) != ST_OK)
+		goto out;
+	bool on = a > b || feed_on(m0);
+	act_metadata_free(m0);
+	if (!on) {
+		rc = st_seterr(err, ST_EINVAL, "table '%s': the change feed is off at version %llu "
+			       "(alter %s set-property change_feed=true: changes are kept from that "
+			       "commit on)", table, (unsigned long long)a, table);
+		goto out;
+	}
+	/* Vacuum keeps every file removed after a - 1 while this is open. */
+	sc->pin_version = a - 1;
+	if (store_pin(s, sc->tid, a - 1) != ST_OK) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	sc->pinned = true;
+	/* Every file record removed at a or later, or live: the range's files. */
+	if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0) {
+		rc = store_lmdb_err(err, mrc, "reading changes");
+		goto out;
+	}
+	uint8_t key[FILE_KEY_LEN];
+	file_key(key, h.tid, a, 0);
+	MDB_val k = {sizeof key, key}, d;
+	for (mrc = store_cget(s, cur, &k, &d, MDB_SET_RANGE);
+	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
+	     mrc = store_cget(s, cur, &k, &d, MDB_NEXT)) {
+		if (d.mv_size >= 8 && st_get_le64(d.mv_data) > b)
+			continue; /* added after the range */
+		if (nrecs == rcap) {
+			rcap = rcap ? 2 * rcap : 64;
+			struct file_rec *g = realloc(recs, rcap * sizeof *g);
+			if (!g) {
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+				goto out;
+			}
+			recs = g;
+		}
+		if (file_rec_decode(file_key_fid(&k), d.mv_data, d.mv_size, &recs[nrecs]) != ST_OK) {
+			rc = st_seterr(err, ST_ECORRUPT, "table '%s': the record of file %llu is damaged",
+				       table, (unsigned long long)file_key_fid(&k));
+			goto out;
+		}
+		nrecs++;
+	}
+	if (mrc != 0 && mrc != MDB_NOTFOUND) {
+		rc = store_lmdb_err(err, mrc, "reading changes");
+		goto out;
+	}
+	if (nrecs)
+		qsort(recs, nrecs, sizeof *recs, cmp_fid);
+	for (uint64_t v = a; v <= b && rc == ST_OK; v++) {
+		uint8_t ck[COMMIT_KEY_LEN];
+		commit_key(ck, h.tid, v);
+		MDB_val kk = {sizeof ck, ck}, dd;
+		struct act_commit *c = NULL;
+		if ((mrc = store_get(s, txn, &kk, &dd)) != 0) {
+			rc = store_lmdb_err(err, mrc, "reading changes");
+			break;
+		}
+		if ((rc = act_decode(dd.mv_data, dd.mv_size, &c, err)) != ST_OK)
+			break;
+		if (c->metadata && !feed_on(c->metadata))
+			rc = st_seterr(err, ST_EINVAL, "table '%s': the change feed is off at version "
+				       "%llu (turned off by that commit)", table, (unsigned long long)v);
+		else
+			rc = feed_commit(sc, &cap, c, v, recs, nrecs, err);
+		act_commit_free(c);
+	}
+	if (rc != ST_OK)
+		goto out;
+	mdb_cursor_close(cur);
+	cur = NULL;
+	store_read_end(s, txn);
+	txn = NULL;
+	if ((rc = scan_columns(sc, columns, ncolumns, predicate, err)) != ST_OK)
+		goto out;
+	sc->lsn = h.lsn;
+	*out = sc;
+	sc = NULL;
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	store_read_end(s, txn);
+	head_fini(&h);
+	file_recs_free(recs, nrecs);
+	st_scan_close(sc);
+	return rc;
 }

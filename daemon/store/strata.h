@@ -312,6 +312,22 @@ struct st_scan_info {
 	uint64_t dvs;      /* files with a deletion vector */
 };
 void st_scan_info(const st_scan *sc, struct st_scan_info *out);
+/*
+ * The change data feed of table (STORE.md §4.4): a scan whose rows are the
+ * changes of the commits from the first version at or after `from` to the
+ * last at or before `to` (ST_AT_LATEST: the head), in commit order, each
+ * with the projected columns (NULL = all, at the schema of the last version
+ * read) and then _change_type (string: insert, delete, update_preimage,
+ * update_postimage), _commit_version (int64), _commit_timestamp
+ * (timestamp). The predicate filters the rows. Compaction and OPTIMIZE
+ * (data_change = false) add nothing. Read it with st_scan_next/st_scan_close.
+ * Errors: ST_ENOTFOUND, ST_ERANGE (vacuumed, or past the head), ST_EINVAL
+ * (the table property change_feed is not true at some version of the
+ * range), ST_ECORRUPT, ST_ENOMEM.
+ */
+int st_changes_open(st_store *s, const char *table, struct st_at from, struct st_at to,
+		    const char *const *columns, uint32_t ncolumns, const char *predicate,
+		    st_scan **out, struct st_err *err);
 /* What a scan has read so far: files and row groups read and skipped by
  * their statistics, and the rows of the row groups it decoded. */
 struct st_scan_stats {
