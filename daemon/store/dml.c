@@ -69,6 +69,59 @@ static int readd(st_store *s, uint64_t tid, const struct file_rec *f, const uint
 	return ST_OK;
 }
 
+/* File f of w's table loses the rows at positions pos (npos, increasing,
+ * none deleted yet; pos NULL: every live row): removed whole when no row
+ * is left, else re-added with the union of its vectors. */
+static int stage_rows_gone(st_store *s, struct staged *w, const struct file_rec *f,
+			   const uint32_t *pos, uint32_t npos, struct st_dml_result *dr,
+			   struct st_err *err)
+{
+	uint32_t *old = NULL, nold = 0, *all = NULL, nall = 0;
+	int rc = ST_OK;
+	if (pos && f->rows > UINT32_MAX)
+		return st_seterr(err, ST_ETOOBIG, "table '%s': file %llu has %llu rows, above what a "
+				 "deletion vector covers", w->table, (unsigned long long)f->fid,
+				 (unsigned long long)f->rows);
+	if (pos) {
+		if (f->dv && (rc = dv_decode(f->dv, f->dv_len, (uint32_t)f->rows, &old, &nold, err)) !=
+				     ST_OK)
+			return rc;
+		rc = dv_union(old, nold, pos, npos, &all, &nall);
+		free(old);
+		if (rc != ST_OK) {
+			free(all);
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		}
+	}
+	w->read_files[w->nread++] = f->fid;
+	if (!pos || nall == f->rows) {
+		/* Every row left goes: the file goes whole. */
+		w->rows_removed += file_live_rows(f);
+		dr->files_removed++;
+	} else {
+		w->rows_removed += npos;
+		struct store_rewrite *r = &w->rw[w->nrw++];
+		rc = readd(s, w->tid, f, all, nall, r, err);
+		dr->dvs_written++;
+	}
+	free(all);
+	return rc;
+}
+
+/* The links of w's re-added files share one directory: one sync makes
+ * them durable before the commit. */
+static int stage_links_sync(const struct staged *w, struct st_err *err)
+{
+	for (uint32_t i = 0; i < w->nrw; i++)
+		if (w->rw[i].written) {
+			int e = st_io_fsync_dir(&st_io_posix, w->rw[i].path);
+			return e ? st_seterr(err, e, "table '%s': fsync of its directory: %s", w->table,
+					     strerror(e))
+				 : ST_OK;
+		}
+	return ST_OK;
+}
+
 int store_stage_delete(st_store *s, MDB_txn *txn, struct staged *w, const char *pred,
 		       struct st_dml_result *dr, struct file_rec **livep, uint32_t *nlivep,
 		       bool **hitp, struct st_err *err)
@@ -93,7 +146,6 @@ int store_stage_delete(st_store *s, MDB_txn *txn, struct staged *w, const char *
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
-	bool linked = false;
 	for (uint32_t i = 0; i < nlive && rc == ST_OK; i++) {
 		const struct file_rec *f = &live[i];
 		store_file_stats(sc, f, st);
@@ -103,59 +155,24 @@ int store_stage_delete(st_store *s, MDB_txn *txn, struct staged *w, const char *
 			continue;
 		}
 		dr->files_read += m == EXPR_MATCH_SOME;
-		uint32_t *pos = NULL, npos = 0, *all = NULL, nall = 0;
+		uint32_t *pos = NULL, npos = 0;
 		if (m == EXPR_MATCH_SOME) {
-			if (f->rows > UINT32_MAX) {
-				rc = st_seterr(err, ST_ETOOBIG, "table '%s': file %llu has %llu rows, above "
-					       "what a deletion vector covers", w->table,
-					       (unsigned long long)f->fid, (unsigned long long)f->rows);
-				break;
-			}
-			rc = store_file_match(s, w->tid, f, sc, w->pred, &pos, &npos, NULL, NULL, err);
+			rc = f->rows > UINT32_MAX
+				? st_seterr(err, ST_ETOOBIG, "table '%s': file %llu has %llu rows, above "
+					    "what a deletion vector covers", w->table,
+					    (unsigned long long)f->fid, (unsigned long long)f->rows)
+				: store_file_match(s, w->tid, f, sc, w->pred, &pos, &npos, NULL, NULL, err);
 			if (rc != ST_OK || npos == 0) {
 				free(pos);
 				continue; /* nothing (more) matched: the file stays */
 			}
-			uint32_t *old = NULL, nold = 0;
-			if (f->dv && (rc = dv_decode(f->dv, f->dv_len, (uint32_t)f->rows, &old, &nold,
-						     err)) != ST_OK) {
-				free(pos);
-				break;
-			}
-			rc = dv_union(old, nold, pos, npos, &all, &nall);
-			free(old);
-			free(pos);
-			if (rc != ST_OK) {
-				free(all);
-				rc = st_seterr(err, ST_ENOMEM, "out of memory");
-				break;
-			}
 		}
-		w->read_files[w->nread++] = f->fid;
 		hit[i] = true;
-		if (m == EXPR_MATCH_ALL || nall == f->rows) {
-			/* Every row left matches: the file goes whole. */
-			w->rows_removed += file_live_rows(f);
-			dr->files_removed++;
-		} else {
-			w->rows_removed += npos;
-			struct store_rewrite *r = &w->rw[w->nrw++];
-			rc = readd(s, w->tid, f, all, nall, r, err);
-			linked |= r->written;
-			dr->dvs_written++;
-		}
-		free(all);
+		rc = stage_rows_gone(s, w, f, m == EXPR_MATCH_ALL ? NULL : pos, npos, dr, err);
+		free(pos);
 	}
-	/* The links share one directory: one sync makes them durable before
-	 * the commit. */
-	for (uint32_t i = 0; rc == ST_OK && linked && i < w->nrw; i++)
-		if (w->rw[i].written) {
-			int e = st_io_fsync_dir(&st_io_posix, w->rw[i].path);
-			if (e)
-				rc = st_seterr(err, e, "table '%s': fsync of its directory: %s",
-					       w->table, strerror(e));
-			break;
-		}
+	if (rc == ST_OK)
+		rc = stage_links_sync(w, err);
 out:
 	free(st);
 	if (rc != ST_OK || !livep) {
