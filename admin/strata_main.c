@@ -79,6 +79,17 @@ static const struct cli_command commands[] = {
 	 "  --app-id ID --app-version N\n"
 	 "                        idempotent: skipped when this app id already committed\n"
 	 "                        version N or later", CLI_WRITES},
+	{"merge", cli_cmd_merge, "TABLE SOURCE --on \"t.id = s.id\" [clauses]",
+	 "Upsert: MERGE the rows of SOURCE (a table, or a CSV / JSON Lines file, loaded first\n"
+	 "into a temporary table of TABLE's columns) into TABLE as one commit, by Delta's rules:\n"
+	 "a target row matched by two source rows is an error naming the key. Without\n"
+	 "clauses: --when-matched update-all --when-not-matched insert-all.\n"
+	 "  --on COND             t.col = s.col [AND ...] (t: TABLE, s: SOURCE)\n"
+	 "  --when-matched update-all|delete|ignore\n"
+	 "  --when-not-matched insert-all|ignore\n"
+	 "  --when-not-matched-by-source delete|ignore\n"
+	 "  --format csv|jsonl    of a SOURCE file (default: by its name)\n"
+	 "  --app-id ID --app-version N   idempotent, as for load", CLI_WRITES},
 	{"optimize", cli_cmd_optimize, "TABLE [--where PRED] [--target-file-size SIZE] [--cluster-by COLS]",
 	 "Rewrite small files into target-sized ones and purge deletion vectors, as one commit\n"
 	 "that changes no data (streams and the change feed do not see it; concurrent writes\n"

@@ -25,7 +25,7 @@ static const struct {
 	{WIRE_WRITE, "WRITE", true},        {WIRE_LOAD_BEGIN, "LOAD_BEGIN", true},
 	{WIRE_LOAD_DATA, "LOAD_DATA", true}, {WIRE_LOAD_COMMIT, "LOAD_COMMIT", true},
 	{WIRE_LOAD_ABORT, "LOAD_ABORT", false}, {WIRE_DELETE, "DELETE", true},
-	{WIRE_UPDATE, "UPDATE", true}, {WIRE_SCAN, "SCAN", false},
+	{WIRE_UPDATE, "UPDATE", true},      {WIRE_MERGE, "MERGE", true}, {WIRE_SCAN, "SCAN", false},
 	{WIRE_SCAN_NEXT, "SCAN_NEXT", false}, {WIRE_SCAN_CLOSE, "SCAN_CLOSE", false},
 	{WIRE_QUERY, "QUERY", false},       {WIRE_HISTORY, "HISTORY", false},
 	{WIRE_RESTORE, "RESTORE", true},    {WIRE_VACUUM, "VACUUM", true},

@@ -56,6 +56,7 @@ enum wire_type {
 	WIRE_LOAD_ABORT = 24,
 	WIRE_DELETE = 25,
 	WIRE_UPDATE = 26,
+	WIRE_MERGE = 27,
 	WIRE_SCAN = 30,
 	WIRE_SCAN_NEXT = 31,
 	WIRE_SCAN_CLOSE = 32,
@@ -359,6 +360,22 @@ enum wire_optimize_reply {
 	WIRE_OPTIMIZE_R_ROWS = 9,
 	WIRE_OPTIMIZE_R_PURGED = 10,    /* deleted rows dropped from the files */
 	WIRE_OPTIMIZE_R_NKEYS = 11,
+};
+enum wire_merge_key {
+	WIRE_MERGE_Q_TABLE = 0,
+	WIRE_MERGE_Q_SOURCE = 1,      /* str: the source table */
+	WIRE_MERGE_Q_ON = 2,          /* str: "t.a = s.b [AND ...]" */
+	WIRE_MERGE_Q_MATCHED = 3,     /* uint: 0 ignore, 1 update-all, 2 delete */
+	WIRE_MERGE_Q_NOT_MATCHED = 4, /* uint: 0 ignore, 1 insert-all */
+	WIRE_MERGE_Q_BY_SOURCE = 5,   /* uint: 0 ignore, 1 delete */
+	WIRE_MERGE_Q_APP_ID = 6,
+	WIRE_MERGE_Q_APP_VERSION = 7,
+};
+/* MERGE's reply: the DML reply (key 5 the rows updated) and these. */
+enum wire_merge_reply {
+	WIRE_MERGE_R_DELETED = 10,
+	WIRE_MERGE_R_INSERTED = 11,
+	WIRE_MERGE_R_NKEYS = 12,
 };
 enum wire_update_key {
 	WIRE_UPDATE_Q_TABLE = 0,

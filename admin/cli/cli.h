@@ -228,6 +228,7 @@ int cli_cmd_changes(int argc, char **argv, struct cli_global *g);
 int cli_cmd_delete(int argc, char **argv, struct cli_global *g);
 int cli_cmd_update(int argc, char **argv, struct cli_global *g);
 int cli_cmd_optimize(int argc, char **argv, struct cli_global *g);
+int cli_cmd_merge(int argc, char **argv, struct cli_global *g);
 int cli_cmd_query(int argc, char **argv, struct cli_global *g);
 /* history.c */
 int cli_cmd_history(int argc, char **argv, struct cli_global *g);

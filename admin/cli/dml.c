@@ -1,11 +1,19 @@
 /*
  * admin/cli/dml.c — the row-level commands of `strata`: delete, update
- * and optimize (PROTOCOL.md §3 types 25, 26 and 57).
+ * merge and optimize (PROTOCOL.md §3 types 25, 26, 27 and 57). A merge whose
+ * source is a file loads it into a temporary table of the target's columns
+ * first (`_merge_source_PID_TIME`, dropped afterwards).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "admin/cli/cli.h"
 
@@ -183,4 +191,213 @@ int cli_cmd_optimize(int argc, char **argv, struct cli_global *g)
 		       table, v, lsn, frm, brm, fadd, badd, rows, purged);
 	sc_close(c);
 	return 0;
+}
+
+/* Create table tmp with table's columns (DESCRIBE, then CREATE replacing
+ * any stale one). */
+static int clone_schema(sc_client *c, const char *table, const char *tmp)
+{
+	const msgpack_object *b, *cols = NULL;
+	struct wire_error e;
+	msgpack_packer *pk = sc_begin(c, WIRE_DESCRIBE, 1);
+	wire_key_str(pk, WIRE_DESCRIBE_Q_TABLE, table);
+	if (sc_call(c, &b, &e) != 0)
+		return cli_fail_wire(c, &e);
+	const struct cli_reply r = {WIRE_DESCRIBE, NULL};
+	if (cli_reply_array(&r, b, WIRE_DESCRIBE_R_COLUMNS, "columns", CLI_REQUIRED, &cols) < 0)
+		return 1;
+	uint32_t n = cols->via.array.size;
+	struct st_field *f = calloc(n + 1, sizeof *f);
+	if (!f)
+		return cli_fail_msg("out of memory");
+	for (uint32_t i = 0; i < n; i++)
+		if (!cli_column(&cols->via.array.ptr[i], &f[i])) {
+			free(f);
+			return cli_fail_msg("the daemon's DESCRIBE reply is malformed: column %u", i + 1);
+		}
+	pk = sc_begin(c, WIRE_CREATE, 3);
+	wire_key_str(pk, WIRE_CREATE_Q_TABLE, tmp);
+	msgpack_pack_uint32(pk, WIRE_CREATE_Q_COLUMNS);
+	msgpack_pack_array(pk, n);
+	for (uint32_t i = 0; i < n; i++) {
+		msgpack_pack_array(pk, 3);
+		wire_pack_str(pk, f[i].name);
+		msgpack_pack_uint32(pk, f[i].type);
+		f[i].nullable ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	}
+	free(f);
+	wire_key_u64(pk, WIRE_CREATE_Q_MODE, WIRE_CREATE_REPLACE);
+	return sc_call(c, &b, &e) != 0 ? cli_fail_wire(c, &e) : 0;
+}
+
+static void drop_table(sc_client *c, const char *name)
+{
+	const msgpack_object *b;
+	struct wire_error e;
+	msgpack_packer *pk = sc_begin(c, WIRE_DROP, 1);
+	wire_key_str(pk, WIRE_DROP_Q_TABLE, name);
+	sc_call(c, &b, &e);
+}
+
+/* Load FILE into table tmp with the load command (its output hidden). */
+static int load_into(const char *tmp, const char *file, const char *format,
+		     struct cli_global *g)
+{
+	char *av[8] = {"load", (char *)tmp, (char *)file, "--quiet", NULL, NULL, NULL};
+	int ac = 4;
+	if (format) {
+		av[ac++] = "--format";
+		av[ac++] = (char *)format;
+	}
+	fflush(stdout);
+	int keep = dup(1), null = open("/dev/null", O_WRONLY);
+	if (keep < 0 || null < 0) {
+		if (keep >= 0)
+			close(keep);
+		if (null >= 0)
+			close(null);
+		return cli_fail_msg("cannot redirect output: %s", strerror(errno));
+	}
+	dup2(null, 1);
+	close(null);
+	optind = 0; /* getopt starts over for the load's options */
+	int st = cli_cmd_load(ac, av, g);
+	fflush(stdout);
+	dup2(keep, 1);
+	close(keep);
+	return st;
+}
+
+int cli_cmd_merge(int argc, char **argv, struct cli_global *g)
+{
+	static const struct option longs[] = {{"on", required_argument, NULL, 'o'},
+					      {"when-matched", required_argument, NULL, 'm'},
+					      {"when-not-matched", required_argument, NULL, 'n'},
+					      {"when-not-matched-by-source", required_argument, NULL, 'b'},
+					      {"format", required_argument, NULL, 'f'},
+					      {"app-id", required_argument, NULL, 'a'},
+					      {"app-version", required_argument, NULL, 'A'},
+					      CLI_COMMON_OPTS};
+	const char *on = NULL, *format = NULL, *app = NULL, *appver = NULL;
+	/* PROTOCOL.md MERGE keys 3-5: matched 0 ignore, 1 update-all, 2 delete;
+	 * not matched 0 ignore, 1 insert-all; not matched by source 0 ignore,
+	 * 1 delete. */
+	int matched = 0, nm = 0, bs = 0, status = 0, o;
+	bool any = false;
+	uint64_t version = 0;
+	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
+		switch (o) {
+		case 'o':
+			on = optarg;
+			break;
+		case 'm':
+			any = true;
+			if (!strcmp(optarg, "update-all"))
+				matched = 1;
+			else if (!strcmp(optarg, "delete"))
+				matched = 2;
+			else if (strcmp(optarg, "ignore"))
+				return cli_usage_error("--when-matched takes update-all, delete or ignore, "
+						       "not '%s'", optarg);
+			break;
+		case 'n':
+			any = true;
+			if (!strcmp(optarg, "insert-all"))
+				nm = 1;
+			else if (strcmp(optarg, "ignore"))
+				return cli_usage_error("--when-not-matched takes insert-all or ignore, "
+						       "not '%s'", optarg);
+			break;
+		case 'b':
+			any = true;
+			if (!strcmp(optarg, "delete"))
+				bs = 1;
+			else if (strcmp(optarg, "ignore"))
+				return cli_usage_error("--when-not-matched-by-source takes delete or "
+						       "ignore, not '%s'", optarg);
+			break;
+		case 'f':
+			format = optarg;
+			break;
+		case 'a':
+			app = optarg;
+			break;
+		case 'A':
+			appver = optarg;
+			break;
+		}
+	}
+	if (o == CLI_OPT_STOP)
+		return status;
+	if (optind + 2 != argc)
+		return cli_usage_error("give the table and the source (a table, or a CSV or JSON "
+				       "Lines file)");
+	if (!on)
+		return cli_usage_error("give --on \"t.id = s.id\": how target and source rows match");
+	if (!any) { /* the upsert */
+		matched = 1;
+		nm = 1;
+	}
+	if (!app != !appver)
+		return cli_usage_error("--app-id and --app-version go together");
+	if (appver && !cli_parse_u64(appver, &version))
+		return cli_usage_error("--app-version takes a number, not '%s'", appver);
+	const char *table = argv[optind], *src = argv[optind + 1];
+	struct stat sb;
+	bool file = stat(src, &sb) == 0 && S_ISREG(sb.st_mode);
+	char tmp[160];
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	if (file) {
+		/* A file: loaded into a table of the target's columns first. */
+		snprintf(tmp, sizeof tmp, "_merge_source_%ld_%ld", (long)getpid(), (long)time(NULL));
+		if ((status = clone_schema(c, table, tmp)) ||
+		    (status = load_into(tmp, src, format, g))) {
+			drop_table(c, tmp);
+			sc_close(c);
+			return status;
+		}
+		src = tmp;
+	}
+	msgpack_packer *pk = sc_begin(c, WIRE_MERGE, 6 + (app ? 2 : 0));
+	wire_key_str(pk, WIRE_MERGE_Q_TABLE, table);
+	wire_key_str(pk, WIRE_MERGE_Q_SOURCE, src);
+	wire_key_str(pk, WIRE_MERGE_Q_ON, on);
+	wire_key_u64(pk, WIRE_MERGE_Q_MATCHED, (uint64_t)matched);
+	wire_key_u64(pk, WIRE_MERGE_Q_NOT_MATCHED, (uint64_t)nm);
+	wire_key_u64(pk, WIRE_MERGE_Q_BY_SOURCE, (uint64_t)bs);
+	if (app) {
+		wire_key_str(pk, WIRE_MERGE_Q_APP_ID, app);
+		wire_key_u64(pk, WIRE_MERGE_Q_APP_VERSION, version);
+	}
+	const msgpack_object *b;
+	struct wire_error e;
+	if (sc_call(c, &b, &e) != 0) {
+		status = cli_fail_wire(c, &e);
+		goto out;
+	}
+	const struct cli_reply r = {WIRE_MERGE, NULL};
+	uint64_t v = 0, lsn = 0, upd = 0, del = 0, ins = 0;
+	bool noop = false;
+	if (cli_reply_u64(&r, b, WIRE_RESULT_VERSION, "version", CLI_REQUIRED, &v) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_RESULT_LSN, "lsn", CLI_REQUIRED, &lsn) < 0 ||
+	    cli_reply_bool(&r, b, WIRE_RESULT_NOOP, "noop", CLI_REQUIRED, &noop) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_DML_R_ROWS, "rows updated", CLI_REQUIRED, &upd) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_MERGE_R_DELETED, "rows deleted", CLI_REQUIRED, &del) < 0 ||
+	    cli_reply_u64(&r, b, WIRE_MERGE_R_INSERTED, "rows inserted", CLI_REQUIRED, &ins) < 0) {
+		status = 1;
+		goto out;
+	}
+	if (noop)
+		printf("table '%s': nothing to merge (table at version %" PRIu64 ")\n", table, v);
+	else
+		printf("table '%s' version %" PRIu64 " (lsn %" PRIu64 "): merged: %" PRIu64
+		       " rows updated, %" PRIu64 " deleted, %" PRIu64 " inserted\n",
+		       table, v, lsn, upd, del, ins);
+out:
+	if (file)
+		drop_table(c, tmp);
+	sc_close(c);
+	return status;
 }

@@ -40,7 +40,7 @@ int sd_auth_needs(int type)
 		return SD_AUTH_READ;
 	case WIRE_CREATE: case WIRE_DROP: case WIRE_ALTER: case WIRE_WRITE:
 	case WIRE_LOAD_BEGIN: case WIRE_LOAD_DATA: case WIRE_LOAD_COMMIT: case WIRE_LOAD_ABORT:
-	case WIRE_RESTORE: case WIRE_COMPACT: case WIRE_DELETE: case WIRE_UPDATE: case WIRE_OPTIMIZE:
+	case WIRE_RESTORE: case WIRE_COMPACT: case WIRE_DELETE: case WIRE_UPDATE: case WIRE_OPTIMIZE: case WIRE_MERGE:
 		return SD_AUTH_WRITE;
 	default: /* VACUUM, VERIFY, SCRUB, BACKUP, CLUSTER_TRANSFER and anything new */
 		return SD_AUTH_ADMIN;

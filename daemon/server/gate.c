@@ -33,7 +33,7 @@ static bool is_write(int type)
 	switch (type) {
 	case WIRE_CREATE: case WIRE_DROP: case WIRE_ALTER: case WIRE_WRITE:
 	case WIRE_LOAD_BEGIN: case WIRE_LOAD_DATA: case WIRE_LOAD_COMMIT:
-	case WIRE_RESTORE: case WIRE_COMPACT: case WIRE_DELETE: case WIRE_UPDATE: case WIRE_OPTIMIZE:
+	case WIRE_RESTORE: case WIRE_COMPACT: case WIRE_DELETE: case WIRE_UPDATE: case WIRE_OPTIMIZE: case WIRE_MERGE:
 	case WIRE_VACUUM: /* on the leader only: see REPLICATION.md §6 */
 		return true;
 	default:

@@ -658,6 +658,54 @@ out:
 	return rc;
 }
 
+static int h_merge(struct sd_ctx *c)
+{
+	struct st_err err;
+	struct st_dml_result r;
+	struct st_merge_opts o = {0};
+	char *src = NULL, *on = NULL, *app = NULL;
+	uint64_t matched = 0, nm = 0, bs = 0;
+	int rc;
+	if ((rc = sd_need_table(c, WIRE_MERGE_Q_TABLE)) ||
+	    (rc = sd_opt_strdup(c, WIRE_MERGE_Q_SOURCE, "source", &src)) ||
+	    (rc = sd_opt_strdup(c, WIRE_MERGE_Q_ON, "on", &on)) ||
+	    (rc = sd_opt_u64(c, WIRE_MERGE_Q_MATCHED, "matched", &matched)) ||
+	    (rc = sd_opt_u64(c, WIRE_MERGE_Q_NOT_MATCHED, "not matched", &nm)) ||
+	    (rc = sd_opt_u64(c, WIRE_MERGE_Q_BY_SOURCE, "not matched by source", &bs)) ||
+	    (rc = sd_opt_strdup(c, WIRE_MERGE_Q_APP_ID, "app_id", &app)) ||
+	    (rc = sd_opt_u64(c, WIRE_MERGE_Q_APP_VERSION, "app_version", &o.app_version)))
+		goto out;
+	if (!src || !*src || !on || !*on || matched > 2 || nm > 1 || bs > 1) {
+		rc = sd_fail(c, ST_EPROTO, "MERGE needs key 1 (source) and key 2 (on); keys 3-5 are "
+			     "0..2, 0..1, 0..1");
+		goto out;
+	}
+	o.on = on;
+	o.matched = (int)matched;
+	o.not_matched = (int)nm;
+	o.by_source = (int)bs;
+	o.app_id = app && *app ? app : NULL;
+	if ((rc = st_merge(c->srv->s, c->table, src, &o, &r, &err)) != ST_OK) {
+		rc = sd_fail_err(c, rc, &err);
+		goto out;
+	}
+	msgpack_packer *pk = &c->out.pk;
+	sd_begin(c, WIRE_MERGE_R_NKEYS);
+	sd_pack_result(c, &r.commit);
+	wire_key_u64(pk, WIRE_DML_R_ROWS, r.rows_updated);
+	wire_key_u64(pk, WIRE_DML_R_SKIPPED, r.files_skipped);
+	wire_key_u64(pk, WIRE_DML_R_READ, r.files_read);
+	wire_key_u64(pk, WIRE_DML_R_REMOVED, r.files_removed);
+	wire_key_u64(pk, WIRE_DML_R_DVS, r.dvs_written);
+	wire_key_u64(pk, WIRE_MERGE_R_DELETED, r.rows_deleted);
+	wire_key_u64(pk, WIRE_MERGE_R_INSERTED, r.rows_inserted);
+out:
+	free(src);
+	free(on);
+	free(app);
+	return rc;
+}
+
 static int h_optimize(struct sd_ctx *c)
 {
 	struct st_err err;
@@ -714,7 +762,7 @@ static const struct {
 	{WIRE_RESTORE, h_restore},       {WIRE_VACUUM, h_vacuum},
 	{WIRE_VERIFY, h_verify},         {WIRE_COMPACT, h_compact},
 	{WIRE_DELETE, h_dml},            {WIRE_UPDATE, h_dml},
-	{WIRE_OPTIMIZE, h_optimize},
+	{WIRE_OPTIMIZE, h_optimize},     {WIRE_MERGE, h_merge},
 	{WIRE_SCRUB, sd_h_scrub},        {WIRE_BACKUP, h_backup},
 	{WIRE_AUTH_BEGIN, sd_h_auth_begin}, {WIRE_AUTH, sd_h_auth},
 	{WIRE_CLUSTER_STATUS, sd_h_cluster_status},

@@ -275,7 +275,7 @@ int st_delete(st_store *s, const char *table, const char *predicate,
 	txn = NULL;
 	if (dml_nothing(w, &h, res))
 		goto out;
-	res->rows_deleted = w->rows_removed;
+	res->rows_deleted = w->info_deleted = w->rows_removed;
 	if (store_test_dml_staged)
 		store_test_dml_staged(s, store_test_dml_arg);
 	rc = st_txn_commit(t, &res->commit, err);
@@ -430,7 +430,7 @@ int st_update(st_store *s, const char *table, const char *set, const char *predi
 	w->add.is_inline = w->inl != NULL;
 	if ((rc = store_add_from_info(&w->add, &w->info, sc, true, err)) != ST_OK)
 		goto out;
-	res->rows_updated = w->rows_removed;
+	res->rows_updated = w->info_updated = w->rows_removed;
 	if (store_test_dml_staged)
 		store_test_dml_staged(s, store_test_dml_arg);
 	rc = st_txn_commit(t, &res->commit, err);
@@ -445,6 +445,594 @@ out:
 	expr_assign_free(as);
 	file_recs_free(live, nlive);
 	free(hit);
+	if (rc != ST_OK)
+		memset(res, 0, sizeof *res);
+	return rc;
+}
+
+/* ---- MERGE (STORE.md §4.5) ------------------------------------------------------ */
+
+#define MERGE_KEYS_MAX 8
+
+/* The source's rows by key: open addressing over entries; an entry is a
+ * distinct key (its first row, how many rows share it, whether a target row
+ * matched it). */
+struct mkey {
+	size_t off;                  /* its bytes in keys */
+	uint32_t len;
+	uint64_t hash;
+	struct store_ref ref;        /* the first source row with it */
+	uint32_t nrows;              /* source rows with this key */
+	bool matched;
+};
+
+struct merge {
+	st_store *s;
+	struct staged *w;
+	const struct st_merge_opts *o;
+	const struct st_schema *tsc;  /* the target's schema */
+	const struct st_schema *ssc;  /* the source's */
+	int tkey[MERGE_KEYS_MAX], skey[MERGE_KEYS_MAX];
+	uint32_t nkeys;
+	struct store_held held;      /* the source's rows */
+	struct st_buf keys;          /* key bytes */
+	struct mkey *ent;            /* entries */
+	uint32_t nent, cent;
+	uint32_t *slot;              /* entry + 1, or 0 */
+	uint32_t nslot;              /* a power of two */
+	int64_t *row_ent;            /* per source row (in held order): its entry, -1 NULL key */
+	struct store_ref *out;       /* rows to write: updated, then inserted */
+	uint32_t nout, cout;
+	uint32_t *pos;               /* the current file's positions going */
+	uint32_t npos, cpos;
+	uint64_t fid;                /* the current file (messages) */
+	struct st_buf tmp;           /* a key being built */
+};
+
+static uint64_t key_hash(const uint8_t *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h ^ (h >> 29);
+}
+
+/* The key of row r of vectors v (columns cols) into m->tmp, normalized to
+ * the target key columns' types; false when a key column is NULL. */
+static bool key_of(struct merge *m, const struct st_vec *v, const int *cols, uint32_t r)
+{
+	m->tmp.len = 0;
+	for (uint32_t k = 0; k < m->nkeys; k++) {
+		const struct st_vec *c = &v[cols[k]];
+		int tt = m->tsc->fields[m->tkey[k]].type;
+		if (!st_vec_is_valid(c, r))
+			return false;
+		if (st_type_is_varlen(c->type)) {
+			const uint8_t *p;
+			uint32_t len;
+			st_vec_str(c, r, &p, &len);
+			st_buf_u32(&m->tmp, len);
+			st_buf_append(&m->tmp, p, len);
+			continue;
+		}
+		if (tt == ST_TYPE_FLOAT64) {
+			double d = c->type == ST_TYPE_FLOAT64 ? ((const double *)c->data)[r]
+				 : c->type == ST_TYPE_INT64 ? (double)((const int64_t *)c->data)[r]
+				 : (double)((const int32_t *)c->data)[r];
+			if (d == 0)
+				d = 0; /* -0 and 0 are one key */
+			st_buf_append(&m->tmp, &d, 8);
+			continue;
+		}
+		if (c->type == ST_TYPE_BOOL) {
+			st_buf_u8(&m->tmp, ((const uint8_t *)c->data)[r] != 0);
+			continue;
+		}
+		int64_t x = st_type_width(c->type) == 4 ? ((const int32_t *)c->data)[r]
+						       : ((const int64_t *)c->data)[r];
+		if (c->type == ST_TYPE_DATE && tt == ST_TYPE_TIMESTAMP)
+			x *= 86400000000LL;
+		st_buf_u64(&m->tmp, (uint64_t)x);
+	}
+	return !m->tmp.oom;
+}
+
+/* The entry of the key in m->tmp, or -1; with add, a new one. */
+static int64_t key_find(struct merge *m, bool add, struct store_ref ref)
+{
+	uint64_t h = key_hash(m->tmp.data, m->tmp.len);
+	uint32_t s = (uint32_t)h & (m->nslot - 1);
+	for (; m->slot[s]; s = (s + 1) & (m->nslot - 1)) {
+		struct mkey *e = &m->ent[m->slot[s] - 1];
+		if (e->hash == h && e->len == m->tmp.len &&
+		    !memcmp(m->keys.data + e->off, m->tmp.data, e->len)) {
+			if (add)
+				e->nrows++;
+			return m->slot[s] - 1;
+		}
+	}
+	if (!add)
+		return -1;
+	struct mkey e = {m->keys.len, (uint32_t)m->tmp.len, h, ref, 1, false};
+	st_buf_append(&m->keys, m->tmp.data, m->tmp.len);
+	m->ent[m->nent] = e;
+	m->slot[s] = ++m->nent;
+	return m->nent - 1;
+}
+
+static bool push_u32(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v)
+{
+	if (*n == *cap) {
+		uint32_t c = *cap ? 2 * *cap : 256;
+		uint32_t *g = realloc(*a, c * sizeof *g);
+		if (!g)
+			return false;
+		*a = g;
+		*cap = c;
+	}
+	(*a)[(*n)++] = v;
+	return true;
+}
+
+static bool push_ref(struct merge *m, struct store_ref r)
+{
+	if (m->nout == m->cout) {
+		uint32_t c = m->cout ? 2 * m->cout : 256;
+		struct store_ref *g = realloc(m->out, c * sizeof *g);
+		if (!g)
+			return false;
+		m->out = g;
+		m->cout = c;
+	}
+	m->out[m->nout++] = r;
+	return true;
+}
+
+/* A key as text for messages. */
+static void key_text(const struct merge *m, const struct st_vec *v, const int *cols, uint32_t r,
+		     char *buf, size_t len)
+{
+	size_t at = 0;
+	buf[0] = '\0';
+	for (uint32_t k = 0; k < m->nkeys && at + 1 < len; k++) {
+		const struct st_vec *c = &v[cols[k]];
+		const char *sep = k ? ", " : "";
+		if (st_type_is_varlen(c->type)) {
+			const uint8_t *p;
+			uint32_t l;
+			st_vec_str(c, r, &p, &l);
+			at += (size_t)snprintf(buf + at, len - at, "%s'%.*s'", sep, (int)(l > 64 ? 64 : l),
+					       (const char *)p);
+		} else if (c->type == ST_TYPE_FLOAT64) {
+			at += (size_t)snprintf(buf + at, len - at, "%s%.17g", sep, ((const double *)c->data)[r]);
+		} else {
+			int64_t x = st_type_width(c->type) == 4 ? ((const int32_t *)c->data)[r]
+				  : c->type == ST_TYPE_BOOL ? ((const uint8_t *)c->data)[r]
+							    : ((const int64_t *)c->data)[r];
+			at += (size_t)snprintf(buf + at, len - at, "%s%lld", sep, (long long)x);
+		}
+	}
+}
+
+/* One target row group: its rows matched against the source. */
+static int merge_rows(void *arg, const struct st_vec *cols, uint32_t rows, const uint32_t *sel,
+		      uint32_t nsel, uint64_t row0, struct st_err *err)
+{
+	struct merge *m = arg;
+	(void)rows;
+	for (uint32_t j = 0; j < nsel; j++) {
+		uint32_t r = sel[j];
+		int64_t e = key_of(m, cols, m->tkey, r) ? key_find(m, false, (struct store_ref){0, 0})
+							: -1;
+		bool gone = false;
+		if (e >= 0) {
+			struct mkey *k = &m->ent[e];
+			if (k->nrows > 1) {
+				char kt[256];
+				key_text(m, cols, m->tkey, r, kt, sizeof kt);
+				return st_seterr(err, ST_EINVAL, "table '%s': MERGE refused, nothing changed: "
+						 "the target row with key (%s) is matched by %u source "
+						 "rows", m->w->table, kt, k->nrows);
+			}
+			k->matched = true;
+			if (m->o->matched == ST_MERGE_MATCHED_UPDATE_ALL && !push_ref(m, k->ref))
+				return st_seterr(err, ST_ENOMEM, "out of memory");
+			gone = m->o->matched != ST_MERGE_MATCHED_IGNORE;
+			m->w->info_updated += m->o->matched == ST_MERGE_MATCHED_UPDATE_ALL;
+			m->w->info_deleted += m->o->matched == ST_MERGE_MATCHED_DELETE;
+		} else if (m->o->by_source == ST_MERGE_BY_SOURCE_DELETE) {
+			gone = true;
+			m->w->info_deleted++;
+		}
+		if (gone && !push_u32(&m->pos, &m->npos, &m->cpos, (uint32_t)(row0 + r)))
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	return ST_OK;
+}
+
+/* One side of an ON term: "t.col" (target) or "s.col" (source); the
+ * prefix may also be the table's own name, or target./source. */
+static int on_side(const char *p, size_t n, const char *table, const char *source,
+		   bool *is_target, const char **col, size_t *clen)
+{
+	const char *dot = memchr(p, '.', n);
+	if (!dot)
+		return ST_EINVAL;
+	size_t pl = (size_t)(dot - p);
+	bool t = (pl == 1 && (*p == 't' || *p == 'T')) || (pl == 6 && !strncasecmp(p, "target", 6)) ||
+		 (pl == strlen(table) && !strncmp(p, table, pl));
+	bool s = (pl == 1 && (*p == 's' || *p == 'S')) || (pl == 6 && !strncasecmp(p, "source", 6)) ||
+		 (pl == strlen(source) && !strncmp(p, source, pl));
+	if (t == s)
+		return ST_EINVAL;
+	*is_target = t;
+	*col = dot + 1;
+	*clen = n - pl - 1;
+	return *clen ? ST_OK : ST_EINVAL;
+}
+
+/* ON: "X = Y {AND X = Y}" into m's key columns. */
+static int merge_on(struct merge *m, const char *on, const char *table, const char *source,
+		    struct st_err *err)
+{
+	const char *p = on;
+	while (*p) {
+		while (*p == ' ' || *p == '(' || *p == ')')
+			p++;
+		const char *end = p;
+		/* the term runs to the next AND (a word) or the end */
+		while (*end && !(end > p && end[-1] == ' ' && !strncasecmp(end, "AND ", 4)))
+			end++;
+		const char *eq = memchr(p, '=', (size_t)(end - p));
+		if (!eq || m->nkeys == MERGE_KEYS_MAX)
+			return st_seterr(err, ST_EINVAL, "MERGE --on: expected 't.col = s.col [AND ...]' "
+					 "(at most %d terms), not '%s'", MERGE_KEYS_MAX, on);
+		const char *a = p, *ae = eq, *b = eq + 1, *be = end;
+		while (ae > a && (ae[-1] == ' ' || ae[-1] == ')'))
+			ae--;
+		while (*b == ' ' || *b == '(')
+			b++;
+		while (be > b && (be[-1] == ' ' || be[-1] == ')'))
+			be--;
+		bool ta, tb;
+		const char *ca, *cb;
+		size_t la, lb;
+		if (on_side(a, (size_t)(ae - a), table, source, &ta, &ca, &la) != ST_OK ||
+		    on_side(b, (size_t)(be - b), table, source, &tb, &cb, &lb) != ST_OK || ta == tb)
+			return st_seterr(err, ST_EINVAL, "MERGE --on: each term compares a target column "
+					 "(t.col) with a source column (s.col): '%.*s'",
+					 (int)(end - p), p);
+		if (!ta) {
+			const char *c = ca;
+			size_t l = la;
+			ca = cb, la = lb, cb = c, lb = l;
+		}
+		int tc = st_schema_find(m->tsc, ca, la), sc = st_schema_find(m->ssc, cb, lb);
+		if (tc < 0 || sc < 0)
+			return st_seterr(err, ST_ENOTFOUND, "MERGE --on: %s has no column '%.*s'",
+					 tc < 0 ? table : source, tc < 0 ? (int)la : (int)lb,
+					 tc < 0 ? ca : cb);
+		int tt = m->tsc->fields[tc].type, st = m->ssc->fields[sc].type;
+		bool ok = tt == st || store_widens(st, tt) ||
+			  (st_type_is_varlen(tt) && st_type_is_varlen(st));
+		if (!ok)
+			return st_seterr(err, ST_ETYPE, "MERGE --on: target column '%s' is %s, source "
+					 "column '%s' is %s", m->tsc->fields[tc].name, st_type_name(tt),
+					 m->ssc->fields[sc].name, st_type_name(st));
+		m->tkey[m->nkeys] = tc;
+		m->skey[m->nkeys] = sc;
+		m->nkeys++;
+		p = *end ? end + 4 : end;
+	}
+	return m->nkeys ? ST_OK : st_seterr(err, ST_EINVAL, "MERGE needs --on 't.col = s.col'");
+}
+
+/* Source rows refs (n) as target-schema vectors into v: columns by name
+ * (widened), NULL where the source has none; NOT NULL checked. */
+static int merge_batch(struct merge *m, const struct store_ref *refs, uint32_t n,
+		       struct st_vec *v, void **bufs, void **wide, size_t *wcap, uint8_t *zeros,
+		       struct st_err *err)
+{
+	struct st_vec *sv = calloc(m->ssc->nfields + 1, sizeof *sv);
+	int rc = sv ? store_held_gather(&m->held, refs, n, sv, bufs, err)
+		    : st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t f = 0; f < m->tsc->nfields && rc == ST_OK; f++) {
+		const struct st_field *tf = &m->tsc->fields[f];
+		int sc = st_schema_find(m->ssc, tf->name, strlen(tf->name));
+		if (sc < 0) {
+			v[f] = (struct st_vec){.type = tf->type, .n = n, .validity = zeros, .data = zeros,
+					       .offsets = (const uint32_t *)zeros, .bytes = zeros};
+		} else if (sv[sc].type != tf->type && !st_type_is_varlen(tf->type)) {
+			if (store_vec_widen(&sv[sc], tf->type, &v[f], &wide[f], &wcap[f]) != ST_OK)
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		} else {
+			v[f] = sv[sc];
+			v[f].type = tf->type;
+		}
+		for (uint32_t i = 0; rc == ST_OK && !tf->nullable && i < n; i++)
+			if (!st_vec_is_valid(&v[f], i))
+				rc = st_seterr(err, ST_ESCHEMA, "table '%s': MERGE refused, nothing changed: "
+					       "column '%s' is NOT NULL and a row it would write has no "
+					       "value for it", m->w->table, tf->name);
+	}
+	free(sv);
+	return rc;
+}
+
+int st_merge(st_store *s, const char *table, const char *source,
+	     const struct st_merge_opts *opts, struct st_dml_result *res, struct st_err *err)
+{
+	static const struct st_merge_opts none = {0};
+	st_txn *t = NULL;
+	MDB_txn *txn = NULL;
+	st_scan *sc = NULL;
+	struct table_head h = {0};
+	struct file_rec *live = NULL;
+	uint32_t nlive = 0;
+	struct seg_writer *out = NULL;
+	struct merge m = {.s = s, .o = opts ? opts : &none};
+	struct st_dml_opts dopts = {m.o->app_id, m.o->app_version};
+	struct st_col_stats *st = NULL;
+	memset(res, 0, sizeof *res);
+	if (!source || !*source)
+		return st_seterr(err, ST_EINVAL, "table '%s': MERGE needs a source table", table);
+	int rc = dml_begin(s, table, "MERGE", "true", &dopts, &t, &txn, &h, res, err);
+	if (rc != ST_OK || !t)
+		goto out;
+	struct staged *w = &t->w[0];
+	m.w = w;
+	m.tsc = &w->m.meta->schema;
+	store_read_end(s, txn);
+	txn = NULL;
+	/* The source, whole, in memory. */
+	if ((rc = st_scan_open(s, source, (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc,
+			       err)) != ST_OK)
+		goto out;
+	m.ssc = &st_scan_metadata(sc)->schema;
+	m.held.nf = m.ssc->nfields;
+	if ((rc = merge_on(&m, m.o->on ? m.o->on : "", table, source, err)) != ST_OK)
+		goto out;
+	bool writes = m.o->matched == ST_MERGE_MATCHED_UPDATE_ALL ||
+		      m.o->not_matched == ST_MERGE_NOT_MATCHED_INSERT_ALL;
+	for (uint32_t f = 0; writes && f < m.ssc->nfields; f++) {
+		const struct st_field *sf = &m.ssc->fields[f];
+		int tc = st_schema_find(m.tsc, sf->name, strlen(sf->name));
+		if (tc < 0) {
+			rc = st_seterr(err, ST_ESCHEMA, "table '%s': MERGE: source column '%s' is not in "
+				       "the table (add it with alter add-column first)", table, sf->name);
+			goto out;
+		}
+		int tt = m.tsc->fields[tc].type;
+		if (tt != sf->type && !store_widens(sf->type, tt) &&
+		    !(st_type_is_varlen(tt) && st_type_is_varlen(sf->type))) {
+			rc = st_seterr(err, ST_ESCHEMA, "table '%s': MERGE: source column '%s' is %s, the "
+				       "table's is %s", table, sf->name, st_type_name(sf->type),
+				       st_type_name(tt));
+			goto out;
+		}
+	}
+	const struct st_scan_batch *b;
+	while (rc == ST_OK && (rc = st_scan_next(sc, &b, err)) == ST_OK && b) {
+		uint32_t nf = m.held.nf;
+		struct st_vec *v = calloc(nf + 1, sizeof *v);
+		void **bufs = calloc(3 * (size_t)nf + 1, sizeof *bufs);
+		uint32_t *all = b->sel ? NULL : malloc(((size_t)b->rows + 1) * sizeof *all);
+		for (uint32_t i = 0; all && i < b->rows; i++)
+			all[i] = i;
+		const uint32_t *sel = b->sel ? b->sel : all;
+		rc = v && bufs && sel ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
+		for (uint32_t f = 0; f < nf && rc == ST_OK; f++)
+			if (store_gather(&b->cols[f], sel, b->nsel, &v[f], &bufs[3 * f]) != ST_OK)
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		free(all);
+		if (rc == ST_OK && (rc = store_held_push(&m.held, v, bufs, b->nsel, err)) == ST_OK)
+			continue;
+		for (uint32_t k = 0; bufs && k < 3 * nf; k++)
+			free(bufs[k]);
+		free(bufs);
+		free(v);
+	}
+	if (rc != ST_OK)
+		goto out;
+	/* The hash of the source keys; the key range of the first column
+	 * prunes target files (and makes the conflict check's predicate). */
+	uint64_t nsrc = m.held.total;
+	for (m.nslot = 64; m.nslot < 2 * nsrc + 2; m.nslot *= 2)
+		;
+	m.slot = calloc(m.nslot, sizeof *m.slot);
+	m.ent = malloc((nsrc + 1) * sizeof *m.ent);
+	m.row_ent = malloc((nsrc + 1) * sizeof *m.row_ent);
+	if (!m.slot || !m.ent || !m.row_ent) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory for %llu source rows",
+			       (unsigned long long)nsrc);
+		goto out;
+	}
+	bool range = m.o->by_source != ST_MERGE_BY_SOURCE_DELETE &&
+		     !st_type_is_varlen(m.tsc->fields[m.tkey[0]].type) &&
+		     m.tsc->fields[m.tkey[0]].type != ST_TYPE_BOOL;
+	double lo = 0, hi = 0;
+	bool any = false, fl = m.tsc->fields[m.tkey[0]].type == ST_TYPE_FLOAT64;
+	uint64_t gi = 0;
+	for (uint32_t bi = 0; bi < m.held.n; bi++)
+		for (uint32_t r = 0; r < m.held.rows[bi]; r++, gi++) {
+			struct store_ref ref = {bi, r};
+			m.row_ent[gi] = key_of(&m, m.held.vecs[bi], m.skey, r) ? key_find(&m, true, ref) : -1;
+			if (m.row_ent[gi] < 0 || !range)
+				continue;
+			const uint8_t *kb = m.tmp.data; /* the first key column's 8 bytes */
+			double x;
+			if (fl)
+				memcpy(&x, kb, 8);
+			else
+				x = (double)(int64_t)st_get_le64(kb);
+			lo = any && lo < x ? lo : x;
+			hi = any && hi > x ? hi : x;
+			any = true;
+		}
+	if (m.keys.oom || m.tmp.oom) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	char pred[256] = "true";
+	if (range && any && fl)
+		snprintf(pred, sizeof pred, "\"%s\" >= %.17g AND \"%s\" <= %.17g",
+			 m.tsc->fields[m.tkey[0]].name, lo, m.tsc->fields[m.tkey[0]].name, hi);
+	else if (range && any)
+		snprintf(pred, sizeof pred, "\"%s\" >= %lld AND \"%s\" <= %lld",
+			 m.tsc->fields[m.tkey[0]].name, (long long)lo, m.tsc->fields[m.tkey[0]].name,
+			 (long long)hi);
+	else if (range)
+		snprintf(pred, sizeof pred, "false");
+	if ((rc = expr_parse(pred, m.tsc, &w->pred, err)) != ST_OK)
+		goto out;
+	/* The target: files the key range may touch, their rows matched. */
+	if ((rc = store_read_begin(s, &txn)) != 0) {
+		rc = store_lmdb_err(err, rc, "merging");
+		goto out;
+	}
+	rc = store_files_at(s, txn, w->tid, w->read_version, &live, &nlive, err);
+	store_read_end(s, txn);
+	txn = NULL;
+	st = calloc(m.tsc->nfields + 1, sizeof *st);
+	w->read_files = calloc(nlive + 1, sizeof *w->read_files);
+	w->rw = calloc(nlive + 1, sizeof *w->rw);
+	if (rc == ST_OK && (!st || !w->read_files || !w->rw))
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < nlive && rc == ST_OK; i++) {
+		store_file_stats(m.tsc, &live[i], st);
+		if (expr_may_match(w->pred, st) == EXPR_MATCH_NONE) {
+			res->files_skipped++;
+			continue;
+		}
+		res->files_read++;
+		m.npos = 0;
+		m.fid = live[i].fid;
+		rc = store_file_match(s, w->tid, &live[i], m.tsc, w->pred, NULL, NULL, merge_rows, &m,
+				      err);
+		if (rc == ST_OK && m.npos)
+			rc = stage_rows_gone(s, w, &live[i], m.npos == file_live_rows(&live[i]) ? NULL
+							     : m.pos, m.npos, res, err);
+	}
+	if (rc == ST_OK)
+		rc = stage_links_sync(w, err);
+	uint32_t nupd = m.nout;
+	for (uint64_t r = 0; rc == ST_OK && m.o->not_matched == ST_MERGE_NOT_MATCHED_INSERT_ALL &&
+			     r < nsrc; r++)
+		if (m.row_ent[r] < 0 || !m.ent[m.row_ent[r]].matched) {
+			/* source row r in held order */
+			uint32_t bi = 0;
+			uint64_t at = r;
+			while (at >= m.held.rows[bi])
+				at -= m.held.rows[bi++];
+			if (!push_ref(&m, (struct store_ref){bi, (uint32_t)at}))
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		}
+	if (rc != ST_OK)
+		goto out;
+	res->rows_updated = nupd;
+	res->rows_inserted = m.nout - nupd;
+	res->rows_deleted = w->info_deleted;
+	if (!w->nread && !m.nout && !w->app_id) {
+		res->commit = (struct st_commit_result){.version = h.version, .lsn = h.lsn,
+							.time_us = h.time_us, .noop = true};
+		goto out;
+	}
+	/* The rows written: updated ones, then inserted ones, in one segment. */
+	if (m.nout) {
+		bool mem = m.nout <= STORE_INLINE_ROWS;
+		w->add.file_id = store_next_fid(s);
+		if (!mem && (rc = store_staged_path(s, w, err)) != ST_OK)
+			goto out;
+		struct seg_writer_opts so = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
+					     .threads = mem ? 1 : s->enc_threads};
+		if ((rc = mem ? seg_writer_open_mem(m.tsc, &so, &out, err)
+			      : seg_writer_open(w->path, m.tsc, &so, &out, err)) != ST_OK)
+			goto out;
+		uint32_t chunk = 65536, F = m.tsc->nfields;
+		struct st_vec *v = calloc(F + 1, sizeof *v);
+		void **bufs = calloc(3 * (size_t)m.ssc->nfields + 1, sizeof *bufs);
+		void **wide = calloc(F + 1, sizeof *wide);
+		size_t *wcap = calloc(F + 1, sizeof *wcap);
+		uint8_t *zeros = calloc((size_t)chunk * 8 + 8, 1);
+		if (!v || !bufs || !wide || !wcap || !zeros)
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		for (uint32_t at = 0; at < m.nout && rc == ST_OK;) {
+			uint32_t n = m.nout - at < chunk ? m.nout - at : chunk;
+			if ((rc = merge_batch(&m, m.out + at, n, v, bufs, wide, wcap, zeros, err)) ==
+				    ST_OK &&
+			    (rc = store_check_constraints(table, w->m.meta, v, n, at, err)) == ST_OK)
+				rc = seg_writer_append(out, v, n, err);
+			for (uint32_t k = 0; bufs && k < 3 * m.ssc->nfields; k++) {
+				free(bufs[k]);
+				bufs[k] = NULL;
+			}
+			at += n;
+		}
+		for (uint32_t f = 0; wide && f < F; f++)
+			free(wide[f]);
+		free(v);
+		free(bufs);
+		free(wide);
+		free(wcap);
+		free(zeros);
+		if (rc != ST_OK)
+			goto out;
+		if (mem) {
+			rc = seg_writer_close_mem(out, &w->info, &w->inl, &w->inl_len, err);
+			out = NULL;
+			if (rc == ST_OK && w->inl_len > s->opts.inline_max) {
+				if ((rc = store_staged_path(s, w, err)) == ST_OK)
+					rc = store_write_file(s, w->path, w->inl, w->inl_len, err);
+				free(w->inl);
+				w->inl = NULL;
+			}
+		} else {
+			rc = seg_writer_close(out, &w->info, err);
+			out = NULL;
+		}
+		if (rc != ST_OK)
+			goto out;
+		w->written = !w->inl;
+		w->rows = w->info.rows;
+		w->add.is_inline = w->inl != NULL;
+		if ((rc = store_add_from_info(&w->add, &w->info, m.tsc, true, err)) != ST_OK)
+			goto out;
+	}
+	static const char *const mn[] = {"ignore", "update-all", "delete"};
+	char clauses[512];
+	snprintf(clauses, sizeof clauses, "source=%s on=%s matched=%s not-matched=%s "
+		 "not-matched-by-source=%s", source, m.o->on, mn[m.o->matched % 3],
+		 m.o->not_matched == ST_MERGE_NOT_MATCHED_INSERT_ALL ? "insert-all" : "ignore",
+		 m.o->by_source == ST_MERGE_BY_SOURCE_DELETE ? "delete" : "ignore");
+	w->set_key = "merge";
+	if (!(w->set_text = strdup(clauses))) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	st_scan_close(sc);
+	sc = NULL;
+	if (store_test_dml_staged)
+		store_test_dml_staged(s, store_test_dml_arg);
+	rc = st_txn_commit(t, &res->commit, err);
+	t = NULL;
+	if (rc == ST_OK)
+		res->commit.rows = 0;
+out:
+	seg_writer_abort(out);
+	st_scan_close(sc);
+	store_read_end(s, txn);
+	head_fini(&h);
+	st_txn_abort(t);
+	file_recs_free(live, nlive);
+	free(st);
+	store_held_free(&m.held);
+	st_buf_free(&m.keys);
+	st_buf_free(&m.tmp);
+	free(m.ent);
+	free(m.slot);
+	free(m.row_ent);
+	free(m.out);
+	free(m.pos);
 	if (rc != ST_OK)
 		memset(res, 0, sizeof *res);
 	return rc;

@@ -69,8 +69,8 @@ static int prepare(struct staged *w, struct st_err *err)
 	c.info.params = params;
 	c.info.nparams = np;
 	c.info.dvs_added = dvs;
-	c.info.rows_deleted = w->dml && !strcmp(w->dml, "DELETE") ? w->rows_removed : 0;
-	c.info.rows_updated = w->dml && !strcmp(w->dml, "UPDATE") ? w->rows_removed : 0;
+	c.info.rows_deleted = w->info_deleted;
+	c.info.rows_updated = w->info_updated;
 	c.info.read_version = (int64_t)w->read_version;
 	c.info.isolation = w->isolation;
 	c.info.rows_added = w->compaction ? 0 : w->rows;

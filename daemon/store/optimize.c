@@ -21,38 +21,13 @@
 #define OPT_TARGET_DEFAULT (64ull << 20)
 #define OPT_CLUSTER_MAX 4
 
-/* Rows kept in memory for clustering: batches of plain vectors (the
- * table's schema), each row addressed as (batch, row). */
-struct held {
-	uint32_t nf;                 /* columns */
-	struct st_vec **vecs;        /* per batch, nf vectors */
-	void ***bufs;                /* per batch, 3 * nf buffers */
-	uint32_t *rows;              /* per batch */
-	uint32_t n, cap;             /* batches */
-	uint64_t total;              /* rows */
-};
-
-static void held_free(struct held *h)
-{
-	for (uint32_t b = 0; b < h->n; b++) {
-		for (uint32_t k = 0; k < 3 * h->nf; k++)
-			free(h->bufs[b][k]);
-		free(h->bufs[b]);
-		free(h->vecs[b]);
-	}
-	free(h->vecs);
-	free(h->bufs);
-	free(h->rows);
-	memset(h, 0, sizeof *h);
-}
-
 /* Where the rows of one bin go. */
 struct opt {
 	st_store *s;
 	struct staged *w;
 	const struct st_schema *sc;
 	struct seg_writer *out;      /* the open output file (bin packing) */
-	struct held *held;           /* clustering: every row, held */
+	struct store_held *held;     /* clustering: every row, held */
 	uint64_t rows;               /* rows read */
 };
 
@@ -81,31 +56,8 @@ static int take_rows(void *arg, const struct st_vec *cols, uint32_t rows, const 
 	if (rc == ST_OK && !o->held) {
 		rc = seg_writer_append(o->out, v, nsel, err);
 	} else if (rc == ST_OK) {
-		struct held *h = o->held;
-		if (h->n == h->cap) {
-			uint32_t cap = h->cap ? 2 * h->cap : 64;
-			struct st_vec **nv = realloc(h->vecs, cap * sizeof *nv);
-			void ***nb = nv ? realloc(h->bufs, cap * sizeof *nb) : NULL;
-			uint32_t *nr = nb ? realloc(h->rows, cap * sizeof *nr) : NULL;
-			if (nv)
-				h->vecs = nv;
-			if (nb)
-				h->bufs = nb;
-			if (nr)
-				h->rows = nr;
-			if (!nr)
-				rc = st_seterr(err, ST_ENOMEM, "out of memory holding rows to cluster");
-			else
-				h->cap = cap;
-		}
-		if (rc == ST_OK) {
-			h->vecs[h->n] = v;
-			h->bufs[h->n] = bufs;
-			h->rows[h->n] = nsel;
-			h->n++;
-			h->total += nsel;
-			return ST_OK; /* held: freed with h */
-		}
+		if ((rc = store_held_push(o->held, v, bufs, nsel, err)) == ST_OK)
+			return ST_OK; /* held: freed with it */
 	}
 	for (uint32_t k = 0; bufs && k < 3 * nf; k++)
 		free(bufs[k]);
@@ -118,7 +70,7 @@ static int take_rows(void *arg, const struct st_vec *cols, uint32_t rows, const 
 
 /* An order-preserving 64-bit key of value (b, r) of column f; strings use
  * the 8 bytes after the prefix every value shares (skip). */
-static uint64_t zkey(const struct held *h, uint32_t b, uint32_t r, uint32_t f, size_t skip)
+static uint64_t zkey(const struct store_held *h, uint32_t b, uint32_t r, uint32_t f, size_t skip)
 {
 	const struct st_vec *v = &h->vecs[b][f];
 	if (!st_vec_is_valid(v, r))
@@ -151,7 +103,7 @@ static uint64_t zkey(const struct held *h, uint32_t b, uint32_t r, uint32_t f, s
 
 struct zrow {
 	uint64_t z;                  /* the interleaved key */
-	uint32_t b, r;               /* batch and row */
+	struct store_ref ref;        /* the row */
 };
 
 static int zcmp(const void *a, const void *b)
@@ -159,15 +111,15 @@ static int zcmp(const void *a, const void *b)
 	const struct zrow *x = a, *y = b;
 	if (x->z != y->z)
 		return x->z < y->z ? -1 : 1;
-	if (x->b != y->b)
-		return x->b < y->b ? -1 : 1;
-	return (x->r > y->r) - (x->r < y->r);
+	if (x->ref.b != y->ref.b)
+		return x->ref.b < y->ref.b ? -1 : 1;
+	return (x->ref.r > y->ref.r) - (x->ref.r < y->ref.r);
 }
 
 /* The held rows in Z-order of columns cols (n of them): each column's key
  * scaled linearly from its [min, max] into 64/n bits, the bits
  * interleaved (the first column's highest bit first). */
-static struct zrow *zorder(const struct held *h, const int *cols, uint32_t n)
+static struct zrow *zorder(const struct store_held *h, const int *cols, uint32_t n)
 {
 	struct zrow *z = malloc((h->total + 1) * sizeof *z);
 	uint64_t lo[OPT_CLUSTER_MAX], hi[OPT_CLUSTER_MAX];
@@ -221,64 +173,10 @@ static struct zrow *zorder(const struct held *h, const int *cols, uint32_t n)
 			for (int bit = (int)bits - 1; bit >= 0; bit--)
 				for (uint32_t c = 0; c < n; c++)
 					key = key << 1 | ((s[c] >> bit) & 1);
-			z[i] = (struct zrow){key, b, r};
+			z[i] = (struct zrow){key, {b, r}};
 		}
 	qsort(z, h->total, sizeof *z, zcmp);
 	return z;
-}
-
-/* Rows z[0..n) of h as one batch of plain vectors into v (bufs: 3 per
- * column, the caller frees). */
-static int gather_z(const struct held *h, const struct zrow *z, uint32_t n, struct st_vec *v,
-		    void **bufs, struct st_err *err)
-{
-	for (uint32_t f = 0; f < h->nf; f++) {
-		int t = h->vecs[0][f].type;
-		size_t w = st_type_width(t), total = 0;
-		uint8_t *valid = calloc((size_t)n / 8 + 1, 1);
-		bufs[3 * f] = valid;
-		if (!valid)
-			return st_seterr(err, ST_ENOMEM, "out of memory");
-		for (uint32_t i = 0; i < n; i++) {
-			const struct st_vec *src = &h->vecs[z[i].b][f];
-			if (st_vec_is_valid(src, z[i].r))
-				valid[i >> 3] |= (uint8_t)(1u << (i & 7));
-			if (!w) {
-				const uint8_t *p;
-				uint32_t len;
-				st_vec_str(src, z[i].r, &p, &len);
-				total += len;
-			}
-		}
-		if (w) {
-			uint8_t *d = malloc((size_t)n * w + 1);
-			bufs[3 * f + 1] = d;
-			if (!d)
-				return st_seterr(err, ST_ENOMEM, "out of memory");
-			for (uint32_t i = 0; i < n; i++)
-				memcpy(d + (size_t)i * w,
-				       (const uint8_t *)h->vecs[z[i].b][f].data + (size_t)z[i].r * w, w);
-			v[f] = (struct st_vec){.type = (uint8_t)t, .n = n, .validity = valid, .data = d};
-			continue;
-		}
-		uint32_t *offs = malloc(((size_t)n + 1) * sizeof *offs);
-		uint8_t *bytes = malloc(total + 1);
-		bufs[3 * f + 1] = offs;
-		bufs[3 * f + 2] = bytes;
-		if (!offs || !bytes || total > UINT32_MAX)
-			return st_seterr(err, ST_ENOMEM, "out of memory");
-		offs[0] = 0;
-		for (uint32_t i = 0; i < n; i++) {
-			const uint8_t *p;
-			uint32_t len;
-			st_vec_str(&h->vecs[z[i].b][f], z[i].r, &p, &len);
-			memcpy(bytes + offs[i], p, len);
-			offs[i + 1] = offs[i] + len;
-		}
-		v[f] = (struct st_vec){.type = (uint8_t)t, .n = n, .validity = valid, .offsets = offs,
-				       .bytes = bytes};
-	}
-	return ST_OK;
 }
 
 /* ---- output files ------------------------------------------------------------ */
@@ -359,7 +257,7 @@ int st_optimize(st_store *s, const char *table, const struct st_optimize_opts *o
 	struct file_rec **cand = NULL;
 	uint32_t *bin_of = NULL;
 	struct expr *where = NULL, *all = NULL;
-	struct held held = {0};
+	struct store_held held = {0};
 	struct zrow *z = NULL;
 	struct opt o = {.s = s};
 	char spec[4 * (ST_NAME_MAX + 1) + 16] = "";
@@ -593,8 +491,12 @@ int st_optimize(st_store *s, const char *table, const struct st_optimize_opts *o
 				uint32_t n = end - at < chunk ? (uint32_t)(end - at) : chunk;
 				struct st_vec *v = calloc(held.nf + 1, sizeof *v);
 				void **bufs = calloc(3 * (size_t)held.nf + 1, sizeof *bufs);
-				rc = v && bufs ? gather_z(&held, z + at, n, v, bufs, err)
-					       : st_seterr(err, ST_ENOMEM, "out of memory");
+				struct store_ref *refs = malloc(((size_t)n + 1) * sizeof *refs);
+				for (uint32_t q = 0; refs && q < n; q++)
+					refs[q] = z[at + q].ref;
+				rc = v && bufs && refs ? store_held_gather(&held, refs, n, v, bufs, err)
+						       : st_seterr(err, ST_ENOMEM, "out of memory");
+				free(refs);
 				if (rc == ST_OK)
 					rc = seg_writer_append(o.out, v, n, err);
 				for (uint32_t k = 0; bufs && k < 3 * held.nf; k++)
@@ -638,7 +540,7 @@ out:
 	free(cand);
 	free(bin_of);
 	free(z);
-	held_free(&held);
+	store_held_free(&held);
 	if (rc != ST_OK) {
 		memset(res, 0, sizeof *res);
 	}

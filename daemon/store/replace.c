@@ -238,3 +238,97 @@ out:
 	free(zeros);
 	return rc;
 }
+
+/* ---- rows held in memory -------------------------------------------------- */
+
+void store_held_free(struct store_held *h)
+{
+	for (uint32_t b = 0; b < h->n; b++) {
+		for (uint32_t k = 0; k < 3 * h->nf; k++)
+			free(h->bufs[b][k]);
+		free(h->bufs[b]);
+		free(h->vecs[b]);
+	}
+	free(h->vecs);
+	free(h->bufs);
+	free(h->rows);
+	memset(h, 0, sizeof *h);
+}
+
+int store_held_push(struct store_held *h, struct st_vec *v, void **bufs, uint32_t rows,
+		    struct st_err *err)
+{
+	if (h->n == h->cap) {
+		uint32_t cap = h->cap ? 2 * h->cap : 64;
+		struct st_vec **nv = realloc(h->vecs, cap * sizeof *nv);
+		if (nv)
+			h->vecs = nv;
+		void ***nb = nv ? realloc(h->bufs, cap * sizeof *nb) : NULL;
+		if (nb)
+			h->bufs = nb;
+		uint32_t *nr = nb ? realloc(h->rows, cap * sizeof *nr) : NULL;
+		if (nr)
+			h->rows = nr;
+		if (!nr)
+			return st_seterr(err, ST_ENOMEM, "out of memory holding rows");
+		h->cap = cap;
+	}
+	h->vecs[h->n] = v;
+	h->bufs[h->n] = bufs;
+	h->rows[h->n] = rows;
+	h->n++;
+	h->total += rows;
+	return ST_OK;
+}
+
+int store_held_gather(const struct store_held *h, const struct store_ref *refs, uint32_t n,
+		      struct st_vec *v, void **bufs, struct st_err *err)
+{
+	for (uint32_t f = 0; f < h->nf; f++) {
+		int t = h->vecs[0][f].type;
+		size_t w = st_type_width(t), total = 0;
+		uint8_t *valid = calloc((size_t)n / 8 + 1, 1);
+		bufs[3 * f] = valid;
+		if (!valid)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		for (uint32_t i = 0; i < n; i++) {
+			const struct st_vec *src = &h->vecs[refs[i].b][f];
+			if (st_vec_is_valid(src, refs[i].r))
+				valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+			if (!w) {
+				const uint8_t *p;
+				uint32_t len;
+				st_vec_str(src, refs[i].r, &p, &len);
+				total += len;
+			}
+		}
+		if (w) {
+			uint8_t *d = malloc((size_t)n * w + 1);
+			bufs[3 * f + 1] = d;
+			if (!d)
+				return st_seterr(err, ST_ENOMEM, "out of memory");
+			for (uint32_t i = 0; i < n; i++)
+				memcpy(d + (size_t)i * w,
+				       (const uint8_t *)h->vecs[refs[i].b][f].data + (size_t)refs[i].r * w, w);
+			v[f] = (struct st_vec){.type = (uint8_t)t, .n = n, .validity = valid, .data = d};
+			continue;
+		}
+		uint32_t *offs = malloc(((size_t)n + 1) * sizeof *offs);
+		uint8_t *bytes = malloc(total + 1);
+		bufs[3 * f + 1] = offs;
+		bufs[3 * f + 2] = bytes;
+		if (!offs || !bytes || total > UINT32_MAX)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		offs[0] = 0;
+		for (uint32_t i = 0; i < n; i++) {
+			const uint8_t *p;
+			uint32_t len;
+			st_vec_str(&h->vecs[refs[i].b][f], refs[i].r, &p, &len);
+			memcpy(bytes + offs[i], p, len);
+			offs[i + 1] = offs[i] + len;
+		}
+		v[f] = (struct st_vec){.type = (uint8_t)t, .n = n, .validity = valid, .offsets = offs,
+				       .bytes = bytes};
+	}
+	return ST_OK;
+}

@@ -668,6 +668,27 @@ int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
  * vector out, with its buffers in bufs (free each). */
 int store_gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struct st_vec *out,
 		 void *bufs[3]);
+/* Rows held in memory (OPTIMIZE's clustering, MERGE's source): batches of
+ * plain vectors, nf each, a row addressed by (batch, row). */
+struct store_held {
+	uint32_t nf;                 /* columns */
+	struct st_vec **vecs;        /* per batch, nf vectors */
+	void ***bufs;                /* per batch, 3 * nf buffers (owned) */
+	uint32_t *rows;              /* per batch */
+	uint32_t n, cap;             /* batches */
+	uint64_t total;              /* rows */
+};
+struct store_ref {
+	uint32_t b, r;               /* batch and row */
+};
+void store_held_free(struct store_held *h);
+/* Take over batch v (nf vectors) with its buffers bufs (3 per column). */
+int store_held_push(struct store_held *h, struct st_vec *v, void **bufs, uint32_t rows,
+		    struct st_err *err);
+/* Rows refs[0..n) of h as one batch of plain vectors into v (buffers in
+ * bufs, 3 per column: the caller frees them). */
+int store_held_gather(const struct store_held *h, const struct store_ref *refs, uint32_t n,
+		      struct st_vec *v, void **bufs, struct st_err *err);
 /* File statistics of f in the order of table schema sch. */
 void store_file_stats(const struct st_schema *sch, const struct file_rec *f,
 		      struct st_col_stats *out);

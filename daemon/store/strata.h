@@ -408,8 +408,9 @@ struct st_dml_opts {
 struct st_dml_result {
 	struct st_commit_result commit; /* the commit (noop: nothing matched, or the app
 					 * version was already committed) */
-	uint64_t rows_deleted;    /* rows deleted (DELETE) */
-	uint64_t rows_updated;    /* rows updated (UPDATE) */
+	uint64_t rows_deleted;    /* rows deleted (DELETE, MERGE) */
+	uint64_t rows_updated;    /* rows updated (UPDATE, MERGE) */
+	uint64_t rows_inserted;   /* rows inserted (MERGE) */
 	uint64_t files_skipped;   /* live files whose statistics exclude the predicate */
 	uint64_t files_read;      /* files read to find the matching rows */
 	uint64_t files_removed;   /* files removed whole (every row left matched) */
@@ -473,6 +474,35 @@ struct st_optimize_result {
  */
 int st_optimize(st_store *s, const char *table, const struct st_optimize_opts *opts,
 		struct st_optimize_result *res, struct st_err *err);
+
+/* MERGE's clauses (Delta's semantics). */
+enum st_merge_matched { ST_MERGE_MATCHED_IGNORE = 0, ST_MERGE_MATCHED_UPDATE_ALL,
+			ST_MERGE_MATCHED_DELETE };
+enum st_merge_not_matched { ST_MERGE_NOT_MATCHED_IGNORE = 0, ST_MERGE_NOT_MATCHED_INSERT_ALL };
+enum st_merge_by_source { ST_MERGE_BY_SOURCE_IGNORE = 0, ST_MERGE_BY_SOURCE_DELETE };
+struct st_merge_opts {
+	const char *on;           /* "t.a = s.b [AND t.c = s.d ...]": t the target, s the source */
+	int matched;              /* enum st_merge_matched */
+	int not_matched;          /* enum st_merge_not_matched */
+	int by_source;            /* enum st_merge_by_source */
+	const char *app_id;       /* idempotent writer id, or NULL */
+	uint64_t app_version;
+};
+
+/*
+ * MERGE INTO table USING source (another table, at its latest version) ON
+ * the key columns (STORE.md §4.5), as one commit: target rows matched by a
+ * source row are updated to the source row (update-all: every target
+ * column from the source column of the same name, NULL where the source
+ * has none) or deleted; source rows that match none are inserted
+ * (insert-all); target rows that no source row matches are deleted with
+ * by_source DELETE. A target row matched by two source rows is ST_EINVAL
+ * naming the key, nothing changed. A hash join: the source rows are held
+ * in memory; target files are read (the key columns' statistics prune them
+ * unless by_source is DELETE). Errors as st_update.
+ */
+int st_merge(st_store *s, const char *table, const char *source,
+	     const struct st_merge_opts *opts, struct st_dml_result *res, struct st_err *err);
 
 /* Options of st_vacuum. Zero-initialized: the table's file_retention
  * (default 7 days), for real. */

@@ -46,6 +46,8 @@ struct staged {
 				     * clustering */
 	const char *set_key;        /* set_text's parameter name in history (NULL: "set") */
 	char *where_text;           /* OPTIMIZE: its file filter, canonical (owned) */
+	uint64_t info_deleted;      /* DML: rows deleted, rows updated (history) */
+	uint64_t info_updated;
 	struct colmap m;            /* column map and the metadata after the write */
 	uint64_t rows;              /* rows written */
 	struct seg_file_info info;  /* the new segment, when rows > 0 */

@@ -458,6 +458,7 @@ static const struct {
 	{WIRE_RESTORE, "tA"},    {WIRE_VACUUM, "tibb"},    {WIRE_VERIFY, ""},
 	{WIRE_COMPACT, "t"},     {WIRE_SCRUB, "tu"},       {WIRE_AUTH_BEGIN, "P"},
 	{WIRE_AUTH, "Pxx"},      {WIRE_DELETE, "tPsu"},    {WIRE_UPDATE, "tSPsu"},
+	{WIRE_MERGE, "ttsuuusu"}, {WIRE_OPTIMIZE, "tPus"},
 	{77, "u"},
 };
 

@@ -126,6 +126,7 @@ static const struct req_spec {
 	{WIRE_SCAN_CLOSE, "u", true}, {WIRE_QUERY, "saasm", true}, {WIRE_HISTORY, "su", true},
 	{WIRE_RESTORE, "sm", true}, {WIRE_VACUUM, "sibb", true},  {WIRE_VERIFY, "h", false},
 	{WIRE_COMPACT, "s", true},  {WIRE_DELETE, "sssu", true},  {WIRE_UPDATE, "ssssu", true},
+	{WIRE_MERGE, "sssuuusu", true}, {WIRE_OPTIMIZE, "ssus", true},
 };
 
 static uint8_t abuse_client[WIRE_CLIENT_ID_LEN] = "wire-abuse-spec!";
