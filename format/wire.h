@@ -183,7 +183,11 @@ enum wire_status_reply {
 	WIRE_STATUS_R_DAMAGED = 25,        /* array of str: each refused table and why */
 	WIRE_STATUS_R_SCRUB_LAST_NPROBLEMS = 26, /* problems of the last pass in all */
 	WIRE_STATUS_R_FAILURE = 27,        /* str: why the store refuses writes ("": it does not) */
-	WIRE_STATUS_R_NKEYS = 28,
+	WIRE_STATUS_R_AUTOOPT_STATE = 28,    /* str: off, idle, running */
+	WIRE_STATUS_R_AUTOOPT_RUNS = 29,     /* OPTIMIZE commits the thread made */
+	WIRE_STATUS_R_AUTOOPT_FAILURES = 30,
+	WIRE_STATUS_R_AUTOOPT_LAST = 31,     /* str: what it did last, or its last failure */
+	WIRE_STATUS_R_NKEYS = 32,
 };
 enum wire_create_key {
 	WIRE_CREATE_Q_TABLE = 0,

@@ -102,6 +102,18 @@ static const struct key keys[] = {
 	 "at most 10 minutes after start; 0 = only on demand (strata scrub)"},
 	{"scrub_rate_mb_s", K_UINT, F(scrub_rate_mb_s), "4", 1, 100000, NULL,
 	 "the scrub reads at most this many MB (10^6 bytes) per second on average"},
+	{"auto_optimize_interval", K_DURATION, F(auto_optimize_interval_us), "10m", 0, 365 * DAY,
+	 NULL, "automatic compaction looks at every table this often and runs OPTIMIZE (bin "
+	 "packing) on those past a threshold below, at low priority; 0 = off"},
+	{"auto_optimize_files", K_UINT, F(auto_optimize_files), "32", 2, 10000000, NULL,
+	 "a table with this many live files or more is compacted"},
+	{"auto_optimize_deleted_pct", K_UINT, F(auto_optimize_deleted_pct), "20", 1, 100, NULL,
+	 "a table whose deletion vectors delete this percentage of its rows or more is compacted"},
+	{"auto_optimize_target_mb", K_UINT, F(auto_optimize_target_mb), "64", 1, 65536, NULL,
+	 "files automatic compaction writes are about this many MiB"},
+	{"auto_optimize_rate_mb_s", K_UINT, F(auto_optimize_rate_mb_s), "20", 0, 100000, NULL,
+	 "automatic compaction writes at most this many MB (10^6 bytes) per second on average "
+	 "(it pauses after each table); 0 = no limit"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

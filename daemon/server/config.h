@@ -75,6 +75,11 @@ struct sd_config {
 	uint32_t allow_unauthenticated;     /* 1: a non-loopback listen without auth_file is served */
 	int64_t scrub_interval_us;          /* a background scrub pass this often (0: off) */
 	uint32_t scrub_rate_mb_s;           /* the scrub reads at most this many MB/s */
+	int64_t auto_optimize_interval_us;  /* automatic compaction (0: off) */
+	uint32_t auto_optimize_files;
+	uint32_t auto_optimize_deleted_pct;
+	uint32_t auto_optimize_target_mb;
+	uint32_t auto_optimize_rate_mb_s;
 	struct sd_cluster cluster;          /* the `cluster:` section */
 	char *warnings[SD_CONFIG_MAX_WARN]; /* "FILE:LINE:COLUMN: ..." for deprecated keys */
 	uint32_t nwarnings;                 /* their count; stratad logs them at start */

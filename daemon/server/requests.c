@@ -144,6 +144,7 @@ static int h_status(struct sd_ctx *c)
 	wire_key_str(pk, WIRE_STATUS_R_FAILURE, failure);
 	sd_status_cluster(c);
 	sd_status_scrub(c);
+	sd_status_autoopt(c);
 out:
 	free(names);
 	return rc;

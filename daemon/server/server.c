@@ -186,6 +186,8 @@ int sd_server_new(st_store *s, const struct sd_server_opts *o, sd_server **out,
 	pthread_cond_init(&srv->cond, NULL);
 	pthread_mutex_init(&srv->scrub.lock, NULL);
 	pthread_cond_init(&srv->scrub.cond, NULL);
+	pthread_mutex_init(&srv->autoopt.lock, NULL);
+	pthread_cond_init(&srv->autoopt.cond, NULL);
 	pthread_mutex_init(&srv->auth_lock, NULL);
 	if (o->auth_file && (rc = sd_auth_load(o->auth_file, &srv->tokens, err)) != ST_OK) {
 		sd_server_free(srv);
@@ -205,11 +207,14 @@ void sd_server_free(sd_server *srv)
 		tp_close(srv->sock);
 	sd_dedupe_free(srv);
 	sd_scrub_stop(srv);
+	sd_autoopt_stop(srv);
 	free(srv->th);
 	pthread_mutex_destroy(&srv->lock);
 	pthread_cond_destroy(&srv->cond);
 	pthread_mutex_destroy(&srv->scrub.lock);
 	pthread_cond_destroy(&srv->scrub.cond);
+	pthread_mutex_destroy(&srv->autoopt.lock);
+	pthread_cond_destroy(&srv->autoopt.cond);
 	pthread_mutex_destroy(&srv->auth_lock);
 	sodium_memzero(&srv->tokens, sizeof srv->tokens);
 	sodium_memzero(srv->sessions_auth, sizeof srv->sessions_auth);
@@ -238,7 +243,7 @@ int sd_server_start(st_store *s, const struct sd_server_opts *o, sd_server **out
 			rc = st_seterr(err, rc, "cannot start worker threads: %s", strerror(rc));
 			goto out;
 		}
-	if ((rc = sd_scrub_start(srv, err)) != ST_OK)
+	if ((rc = sd_scrub_start(srv, err)) != ST_OK || (rc = sd_autoopt_start(srv, err)) != ST_OK)
 		goto out;
 	*out = srv;
 	srv = NULL;
@@ -253,6 +258,7 @@ void sd_server_stop(sd_server *srv)
 		return;
 	__atomic_store_n(&srv->stop, 1, __ATOMIC_RELEASE);
 	sd_scrub_stop(srv);
+	sd_autoopt_stop(srv);
 	for (uint32_t i = 0; i < srv->nth; i++)
 		pthread_join(srv->th[i], NULL);
 	sd_server_free(srv);

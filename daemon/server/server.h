@@ -28,6 +28,11 @@ struct sd_server_opts {
 	struct sd_node *node;        /* the replication driver (cluster.h), NULL on a single node */
 	int64_t scrub_interval_us;   /* a background scrub pass this often (0: none) */
 	uint32_t scrub_rate_mb_s;    /* its rate, and the default of SCRUB's */
+	int64_t auto_optimize_interval_us; /* automatic compaction looks this often (0: off) */
+	uint32_t auto_optimize_files;      /* at a table with this many live files */
+	double auto_optimize_deleted;      /* or this share of its rows deleted */
+	uint64_t auto_optimize_target;     /* bytes per file it writes */
+	uint32_t auto_optimize_rate_mb_s;  /* its average write rate at most (0: no limit) */
 	const char *auth_file;       /* tokens and roles (NULL: no client authentication) */
 };
 

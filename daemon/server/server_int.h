@@ -95,6 +95,18 @@ struct sd_scrub {
 	uint32_t last_kept;
 };
 
+/* The automatic compaction thread (autoopt.c). */
+struct sd_autoopt {
+	pthread_t th;
+	bool started;
+	pthread_mutex_t lock;       /* the fields below */
+	pthread_cond_t cond;        /* stop */
+	int stop;
+	int running;                /* atomic: an OPTIMIZE is running */
+	uint64_t runs, failures;
+	char last[ST_ERR_MSG_MAX + 160];
+};
+
 /* ---- client authentication (auth.c, PROTOCOL.md §2.2) ---- */
 enum { SD_AUTH_NONE = 0, SD_AUTH_READ = 1, SD_AUTH_WRITE = 2, SD_AUTH_ADMIN = 3 };
 #define SD_TOKEN_NAME_MAX 64
@@ -144,6 +156,7 @@ struct sd_server {
 					    * pointers across unlocks, so they never move */
 	uint32_t nclients;          /* their count */
 	struct sd_scrub scrub;      /* the background scrub */
+	struct sd_autoopt autoopt;  /* automatic compaction */
 	struct sd_tokens tokens;    /* auth_file's tokens (n 0: no authentication) */
 	pthread_mutex_t auth_lock;  /* pending, sessions_auth */
 	struct sd_auth_pending pending[SD_AUTH_PENDING];
@@ -228,6 +241,10 @@ int sd_scrub_start(sd_server *srv, struct st_err *err);
 void sd_scrub_stop(sd_server *srv);
 /* SCRUB: ask for a pass now. */
 int sd_h_scrub(struct sd_ctx *c);
+/* autoopt.c: start / stop the automatic compaction thread; STATUS keys 28-31. */
+int sd_autoopt_start(sd_server *srv, struct st_err *err);
+void sd_autoopt_stop(sd_server *srv);
+void sd_status_autoopt(struct sd_ctx *c);
 /* STATUS keys 16-26: the scrub and the damaged tables. */
 void sd_status_scrub(struct sd_ctx *c);
 int sd_h_cluster_status(struct sd_ctx *c);

@@ -436,6 +436,11 @@ int main(int argc, char **argv)
 		.node = node,
 		.scrub_interval_us = cfg.scrub_interval_us,
 		.scrub_rate_mb_s = cfg.scrub_rate_mb_s,
+		.auto_optimize_interval_us = cfg.auto_optimize_interval_us,
+		.auto_optimize_files = cfg.auto_optimize_files,
+		.auto_optimize_deleted = cfg.auto_optimize_deleted_pct / 100.0,
+		.auto_optimize_target = (uint64_t)cfg.auto_optimize_target_mb << 20,
+		.auto_optimize_rate_mb_s = cfg.auto_optimize_rate_mb_s,
 		.auth_file = cfg.auth_file,
 	};
 	if (sd_server_start(s, &opts, &srv, &err) != ST_OK) {
