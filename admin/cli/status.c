@@ -171,6 +171,21 @@ int cli_cmd_status(int argc, char **argv, struct cli_global *g)
 		print_scrub(scrub, sc_done, sc_total, sc_next, sc_passes, sc_end, sc_segs, sc_recs,
 			    sc_nprob, sc_probs);
 	print_lines("damaged:        ", damaged);
+	char ao[16] = "", last[1400] = "";
+	uint64_t runs = 0, fails = 0;
+	if (cli_reply_strbuf(&r, b, WIRE_STATUS_R_AUTOOPT_STATE, "auto optimize state", CLI_OPTIONAL,
+			     ao, sizeof ao) >= 0 &&
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_AUTOOPT_RUNS, "auto optimize runs", CLI_OPTIONAL,
+			  &runs) >= 0 &&
+	    cli_reply_u64(&r, b, WIRE_STATUS_R_AUTOOPT_FAILURES, "auto optimize failures",
+			  CLI_OPTIONAL, &fails) >= 0 &&
+	    cli_reply_strbuf(&r, b, WIRE_STATUS_R_AUTOOPT_LAST, "auto optimize last", CLI_OPTIONAL,
+			     last, sizeof last) >= 0 && ao[0]) {
+		printf("auto optimize:  %s, %" PRIu64 " tables compacted, %" PRIu64 " failures\n", ao,
+		       runs, fails);
+		if (last[0])
+			printf("last optimize:  %s\n", last);
+	}
 	sc_close(c);
 	return 0;
 }

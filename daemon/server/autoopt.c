@@ -106,9 +106,7 @@ static void *loop(void *arg)
 			    !nap(a, (int64_t)(r.bytes_added / srv->o.auto_optimize_rate_mb_s)))
 				break;
 		}
-		for (uint32_t i = 0; i < n; i++)
-			free(names[i]);
-		free(names);
+		free(names); /* one allocation (st_table_list) */
 	}
 	return NULL;
 }
