@@ -591,6 +591,11 @@ struct vres {
 	struct st_buf arena;      /* strings made here (CAST) */
 	struct st_buf *kept;      /* arenas of branches whose strings it took (CASE, COALESCE) */
 	uint32_t nkept;
+	uint8_t *bad;             /* n bytes, or NULL: rows whose value is an error (an overflow,
+				   * a failed CAST): only an error if the row's value is used,
+				   * so a CASE branch not taken costs nothing */
+	int bad_rc;               /* the first such error */
+	char bad_msg[160];
 };
 
 static void vnode_free(struct vnode *v)
@@ -2035,7 +2040,41 @@ static void vres_fini(struct vres *r)
 	for (uint32_t k = 0; k < r->nkept; k++)
 		st_buf_free(&r->kept[k]);
 	free(r->kept);
+	free(r->bad);
 	memset(r, 0, sizeof *r);
+}
+
+/* Row i of r (n rows) is an error rc, msg; ST_ENOMEM if that cannot be kept. */
+static int vres_fail(struct vres *r, uint32_t n, uint32_t i, int rc, const char *msg)
+{
+	if (!r->bad && !(r->bad = calloc((size_t)n + 1, 1)))
+		return ST_ENOMEM;
+	if (!r->bad_rc) {
+		r->bad_rc = rc;
+		snprintf(r->bad_msg, sizeof r->bad_msg, "%s", msg);
+	}
+	r->bad[i] = 1;
+	r->valid[i] = 0;
+	return ST_OK;
+}
+
+/* Row i of r takes src's error, if src has one there. */
+static int vres_take_bad(struct vres *r, uint32_t n, uint32_t i, const struct vres *src)
+{
+	return src->bad && src->bad[i] ? vres_fail(r, n, i, src->bad_rc, src->bad_msg) : ST_OK;
+}
+
+/* The error of the first bad row among rows 0..n of r that sel keeps (sel
+ * NULL: all), as err; ST_OK when none. *row gets it. */
+static int vres_error(const struct vres *r, uint32_t n, uint32_t *row, struct st_err *err)
+{
+	for (uint32_t i = 0; r->bad && i < n; i++)
+		if (r->bad[i]) {
+			if (row)
+				*row = i;
+			return st_seterr(err, r->bad_rc, "%s (row %u of the batch)", r->bad_msg, i);
+		}
+	return ST_OK;
 }
 
 /* r takes a's arena (r's strings may point into it), and a's kept ones. */
@@ -2116,6 +2155,10 @@ static int cast_to_string(const struct vres *a, uint32_t n, struct vres *r, stru
 		char b[64];
 		int len = 0;
 		off[i] = (uint32_t)r->arena.len;
+		if (vres_take_bad(r, n, i, a) != ST_OK) {
+			free(off);
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		}
 		if (!(r->valid[i] = a->valid[i]))
 			continue;
 		if (st_type_is_varlen(a->type)) {
@@ -2162,19 +2205,24 @@ static int cast_to_string(const struct vres *a, uint32_t n, struct vres *r, stru
 	return ST_OK;
 }
 
-static int cast_bad(struct st_err *err, const char *what, int to, uint32_t row)
+static int cast_bad(struct vres *r, uint32_t n, const char *what, int to, uint32_t row,
+		    struct st_err *err)
 {
-	return st_seterr(err, ST_ERANGE, "CAST: %s cannot become %s (row %u of the batch)", what,
-			 st_type_name(to), row);
+	char m[160];
+	snprintf(m, sizeof m, "CAST: %s cannot become %s", what, st_type_name(to));
+	return vres_fail(r, n, row, ST_ERANGE, m) == ST_OK ? ST_OK
+							: st_seterr(err, ST_ENOMEM, "out of memory");
 }
 
 static int veval_cast(const struct vnode *v, const struct vres *a, uint32_t n, struct vres *r,
 		      struct st_err *err)
 {
-	int to = v->type, from = a->type;
+	int to = v->type, from = a->type, rc;
 	if (st_type_is_varlen(to))
 		return cast_to_string(a, n, r, err);
 	for (uint32_t i = 0; i < n; i++) {
+		if (vres_take_bad(r, n, i, a) != ST_OK)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
 		if (!(r->valid[i] = a->valid[i]))
 			continue;
 		if (to == ST_TYPE_FLOAT64) {
@@ -2185,7 +2233,11 @@ static int veval_cast(const struct vnode *v, const struct vres *a, uint32_t n, s
 				b[l] = '\0';
 				r->f[i] = strtod(b, &end);
 				if (!l || *end || a->sl[i] != l)
-					return cast_bad(err, "a string that is not a number", to, i);
+				{
+					if ((rc = cast_bad(r, n, "a string that is not a number", to, i, err)))
+						return rc;
+					continue;
+				}
 			} else {
 				r->f[i] = vf(a, i);
 			}
@@ -2196,7 +2248,12 @@ static int veval_cast(const struct vnode *v, const struct vres *a, uint32_t n, s
 			if (st_type_is_varlen(from)) {
 				if (!st_parse_datetime((const char *)a->sp[i], a->sl[i], to == ST_TYPE_DATE,
 						       &days, &us))
-					return cast_bad(err, "a string that is not a date or timestamp", to, i);
+				{
+					if ((rc = cast_bad(r, n, "a string that is not a date or timestamp", to, i,
+							   err)))
+						return rc;
+					continue;
+				}
 				r->i[i] = to == ST_TYPE_DATE ? days : us;
 			} else if (from == to) {
 				r->i[i] = a->i[i];
@@ -2220,26 +2277,41 @@ static int veval_cast(const struct vnode *v, const struct vres *a, uint32_t n, s
 				else if (!strcasecmp(b, "false") || !strcmp(b, "0"))
 					x = 0;
 				else
-					return cast_bad(err, "a string that is not a boolean", to, i);
+				{
+					if ((rc = cast_bad(r, n, "a string that is not a boolean", to, i, err)))
+						return rc;
+					continue;
+				}
 			} else {
 				errno = 0;
 				long long y = strtoll(b, &end, 10);
 				if (!l || *end || errno || a->sl[i] != l)
-					return cast_bad(err, "a string that is not an integer", to, i);
+				{
+					if ((rc = cast_bad(r, n, "a string that is not an integer", to, i, err)))
+						return rc;
+					continue;
+				}
 				x = y;
 			}
 		} else if (from == ST_TYPE_FLOAT64) {
 			double d = a->f[i];
 			if (d != d || d < -9223372036854775808.0 || d >= 9223372036854775808.0)
-				return cast_bad(err, "a number out of range", to, i);
+			{
+				if ((rc = cast_bad(r, n, "a number out of range", to, i, err)))
+					return rc;
+				continue;
+			}
 			x = (int64_t)d; /* toward zero */
 		} else {
 			x = a->i[i];
 		}
 		if (to == ST_TYPE_BOOL)
 			x = x != 0;
-		else if (to == ST_TYPE_INT32 && (x < INT32_MIN || x > INT32_MAX))
-			return cast_bad(err, "a number out of range", to, i);
+		else if (to == ST_TYPE_INT32 && (x < INT32_MIN || x > INT32_MAX)) {
+			if ((rc = cast_bad(r, n, "a number out of range", to, i, err)))
+				return rc;
+			continue;
+		}
 		r->i[i] = x;
 	}
 	return ST_OK;
@@ -2250,6 +2322,8 @@ static int veval_arith(const struct vnode *v, const struct vres *a, const struct
 {
 	bool fl = v->type == ST_TYPE_FLOAT64;
 	for (uint32_t i = 0; i < n; i++) {
+		if (vres_take_bad(r, n, i, a) != ST_OK || vres_take_bad(r, n, i, b) != ST_OK)
+			return st_seterr(err, ST_ENOMEM, "out of memory");
 		if (!(r->valid[i] = a->valid[i] && b->valid[i]))
 			continue;
 		if (fl) {
@@ -2289,9 +2363,11 @@ static int veval_arith(const struct vnode *v, const struct vres *a, const struct
 			break;
 		default: break;
 		}
-		if (over)
-			return st_seterr(err, ST_ERANGE, "integer overflow in arithmetic (row %u of the "
-					 "batch)", i);
+		if (over) {
+			if (vres_fail(r, n, i, ST_ERANGE, "integer overflow in arithmetic") != ST_OK)
+				return st_seterr(err, ST_ENOMEM, "out of memory");
+			continue;
+		}
 		r->i[i] = z;
 	}
 	return ST_OK;
@@ -2347,14 +2423,17 @@ static int veval(const struct vnode *v, const struct st_vec *cols, uint32_t n, s
 	case V_NEG:
 		if ((rc = veval(v->kids[0], cols, n, &a, err)) != ST_OK)
 			break;
-		for (uint32_t i = 0; i < n && v->type; i++) {
+		for (uint32_t i = 0; i < n && v->type && rc == ST_OK; i++) {
+			if (vres_take_bad(r, n, i, &a) != ST_OK)
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
 			if (!(r->valid[i] = a.valid[i]))
 				continue;
 			if (v->type == ST_TYPE_FLOAT64)
 				r->f[i] = -vf(&a, i);
-			else if (a.i[i] == INT64_MIN)
-				rc = st_seterr(err, ST_ERANGE, "integer overflow in arithmetic");
-			else
+			else if (a.i[i] == INT64_MIN &&
+				 vres_fail(r, n, i, ST_ERANGE, "integer overflow in arithmetic") != ST_OK)
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			else if (a.i[i] != INT64_MIN)
 				r->i[i] = -a.i[i];
 		}
 		break;
@@ -2371,10 +2450,18 @@ static int veval(const struct vnode *v, const struct st_vec *cols, uint32_t n, s
 		for (uint32_t k = 0; k < v->nkids && rc == ST_OK; k++) {
 			if ((rc = veval(v->kids[k], cols, n, &a, err)) != ST_OK)
 				break;
-			for (uint32_t i = 0; i < n; i++)
-				if (!r->valid[i] && a.valid[i])
+			/* The first argument that is not NULL; one that is an error is
+			 * the row's value (it was evaluated). */
+			for (uint32_t i = 0; i < n && rc == ST_OK; i++) {
+				if (r->valid[i] || (r->bad && r->bad[i]))
+					continue;
+				if (a.valid[i])
 					vput(r, i, &a);
-			rc = vres_keep(r, &a, err); /* strings may point into a's arena */
+				else if (vres_take_bad(r, n, i, &a) != ST_OK)
+					rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			}
+			if (rc == ST_OK)
+				rc = vres_keep(r, &a, err); /* strings may point into a's arena */
 			vres_fini(&a);
 		}
 		break;
@@ -2391,13 +2478,18 @@ static int veval(const struct vnode *v, const struct st_vec *cols, uint32_t n, s
 				break;
 			if ((rc = veval(v->kids[k], cols, n, &a, err)) != ST_OK)
 				break;
-			for (uint32_t i = 0; i < n; i++)
+			/* Only the rows that take this branch see its value, or its
+			 * errors. */
+			for (uint32_t i = 0; i < n && rc == ST_OK; i++)
 				if (!done[i] && (els || cond[i] == 1)) {
 					done[i] = 1;
 					if (a.type)
 						vput(r, i, &a);
+					if (vres_take_bad(r, n, i, &a) != ST_OK)
+						rc = st_seterr(err, ST_ENOMEM, "out of memory");
 				}
-			rc = vres_keep(r, &a, err);
+			if (rc == ST_OK)
+				rc = vres_keep(r, &a, err);
 			vres_fini(&a);
 		}
 		break;
@@ -2446,10 +2538,13 @@ static int eval_value_node(const struct node *nd, const struct st_vec *cols, uin
 {
 	struct vres a = {0}, b = {0};
 	int rc = veval(nd->va, cols, n, &a, err);
+	if (rc == ST_OK)
+		rc = vres_error(&a, n, NULL, err);
 	if (rc == ST_OK && nd->kind == N_VISNULL) {
 		for (uint32_t i = 0; i < n; i++)
 			out[i] = !a.valid[i];
-	} else if (rc == ST_OK && (rc = veval(nd->vb, cols, n, &b, err)) == ST_OK) {
+	} else if (rc == ST_OK && (rc = veval(nd->vb, cols, n, &b, err)) == ST_OK &&
+		   (rc = vres_error(&b, n, NULL, err)) == ST_OK) {
 		for (uint32_t i = 0; i < n; i++) {
 			if (!a.valid[i] || !b.valid[i]) {
 				out[i] = 2;
@@ -2703,6 +2798,10 @@ int expr_assign_eval(const struct expr_assign *a, uint32_t i, const struct st_ve
 	int rc = veval(x->v, cols, n, &r, err);
 	if (rc != ST_OK)
 		return rc;
+	if ((rc = vres_error(&r, n, bad_row, err)) != ST_OK) {
+		vres_fini(&r);
+		return rc;
+	}
 	uint8_t *valid = calloc((size_t)n / 8 + 1, 1);
 	bufs[0] = valid;
 	size_t w = st_type_width(t);
