@@ -289,6 +289,47 @@ out:
 	return rc;
 }
 
+/* The new segment of an UPDATE or MERGE (its rows in schema sc): in
+ * memory when small (it may live inline), else streamed to its file. */
+static int dml_segment_open(st_store *s, struct staged *w, const struct st_schema *sc, bool mem,
+			    struct seg_writer **out, struct st_err *err)
+{
+	int rc;
+	w->add.file_id = store_next_fid(s);
+	if (!mem && (rc = store_staged_path(s, w, err)) != ST_OK)
+		return rc;
+	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
+				    .threads = mem ? 1 : s->enc_threads};
+	return mem ? seg_writer_open_mem(sc, &o, out, err) : seg_writer_open(w->path, sc, &o, out, err);
+}
+
+/* Close it (*out taken) as w's add: inline when it fits, else a durable
+ * file. */
+static int dml_segment_close(st_store *s, struct staged *w, struct seg_writer **out, bool mem,
+			     const struct st_schema *sc, struct st_err *err)
+{
+	int rc;
+	if (mem) {
+		rc = seg_writer_close_mem(*out, &w->info, &w->inl, &w->inl_len, err);
+		*out = NULL;
+		if (rc == ST_OK && w->inl_len > s->opts.inline_max) {
+			if ((rc = store_staged_path(s, w, err)) == ST_OK)
+				rc = store_write_file(s, w->path, w->inl, w->inl_len, err);
+			free(w->inl);
+			w->inl = NULL;
+		}
+	} else {
+		rc = seg_writer_close(*out, &w->info, err);
+		*out = NULL;
+	}
+	if (rc != ST_OK)
+		return rc;
+	w->written = !w->inl;
+	w->rows = w->info.rows;
+	w->add.is_inline = w->inl != NULL;
+	return store_add_from_info(&w->add, &w->info, sc, true, err);
+}
+
 /* UPDATE's new rows: what the match callback needs. */
 struct upd {
 	st_store *s;
@@ -388,13 +429,7 @@ int st_update(st_store *s, const char *table, const char *set, const char *predi
 	/* The new segment: in memory when small (it may live inline), else
 	 * streamed to its file. */
 	bool mem = w->rows_removed <= STORE_INLINE_ROWS;
-	w->add.file_id = store_next_fid(s);
-	if (!mem && (rc = store_staged_path(s, w, err)) != ST_OK)
-		goto out;
-	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
-				    .threads = mem ? 1 : s->enc_threads};
-	if ((rc = mem ? seg_writer_open_mem(sc, &o, &u.out, err)
-		      : seg_writer_open(w->path, sc, &o, &u.out, err)) != ST_OK)
+	if ((rc = dml_segment_open(s, w, sc, mem, &u.out, err)) != ST_OK)
 		goto out;
 	u.w = w;
 	u.set = as;
@@ -410,25 +445,7 @@ int st_update(st_store *s, const char *table, const char *set, const char *predi
 			       (unsigned long long)u.rows);
 	if (rc != ST_OK)
 		goto out;
-	if (mem) {
-		rc = seg_writer_close_mem(u.out, &w->info, &w->inl, &w->inl_len, err);
-		u.out = NULL;
-		if (rc == ST_OK && w->inl_len > s->opts.inline_max) {
-			if ((rc = store_staged_path(s, w, err)) == ST_OK)
-				rc = store_write_file(s, w->path, w->inl, w->inl_len, err);
-			free(w->inl);
-			w->inl = NULL;
-		}
-	} else {
-		rc = seg_writer_close(u.out, &w->info, err);
-		u.out = NULL;
-	}
-	if (rc != ST_OK)
-		goto out;
-	w->written = !w->inl;
-	w->rows = w->info.rows;
-	w->add.is_inline = w->inl != NULL;
-	if ((rc = store_add_from_info(&w->add, &w->info, sc, true, err)) != ST_OK)
+	if ((rc = dml_segment_close(s, w, &u.out, mem, sc, err)) != ST_OK)
 		goto out;
 	res->rows_updated = w->info_updated = w->rows_removed;
 	if (store_test_dml_staged)
@@ -940,13 +957,7 @@ int st_merge(st_store *s, const char *table, const char *source,
 	/* The rows written: updated ones, then inserted ones, in one segment. */
 	if (m.nout) {
 		bool mem = m.nout <= STORE_INLINE_ROWS;
-		w->add.file_id = store_next_fid(s);
-		if (!mem && (rc = store_staged_path(s, w, err)) != ST_OK)
-			goto out;
-		struct seg_writer_opts so = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
-					     .threads = mem ? 1 : s->enc_threads};
-		if ((rc = mem ? seg_writer_open_mem(m.tsc, &so, &out, err)
-			      : seg_writer_open(w->path, m.tsc, &so, &out, err)) != ST_OK)
+		if ((rc = dml_segment_open(s, w, m.tsc, mem, &out, err)) != ST_OK)
 			goto out;
 		uint32_t chunk = 65536, F = m.tsc->nfields;
 		struct st_vec *v = calloc(F + 1, sizeof *v);
@@ -977,25 +988,7 @@ int st_merge(st_store *s, const char *table, const char *source,
 		free(zeros);
 		if (rc != ST_OK)
 			goto out;
-		if (mem) {
-			rc = seg_writer_close_mem(out, &w->info, &w->inl, &w->inl_len, err);
-			out = NULL;
-			if (rc == ST_OK && w->inl_len > s->opts.inline_max) {
-				if ((rc = store_staged_path(s, w, err)) == ST_OK)
-					rc = store_write_file(s, w->path, w->inl, w->inl_len, err);
-				free(w->inl);
-				w->inl = NULL;
-			}
-		} else {
-			rc = seg_writer_close(out, &w->info, err);
-			out = NULL;
-		}
-		if (rc != ST_OK)
-			goto out;
-		w->written = !w->inl;
-		w->rows = w->info.rows;
-		w->add.is_inline = w->inl != NULL;
-		if ((rc = store_add_from_info(&w->add, &w->info, m.tsc, true, err)) != ST_OK)
+		if ((rc = dml_segment_close(s, w, &out, mem, m.tsc, err)) != ST_OK)
 			goto out;
 	}
 	static const char *const mn[] = {"ignore", "update-all", "delete"};

@@ -387,6 +387,11 @@ static bool cli_has(const char *cmd)
  * or before " rows" in out (-1: none found). */
 static double cli_rows(const char *out)
 {
+	/* merge: "merged: U rows updated, D deleted, I inserted" */
+	const char *m = strstr(out, "merged: ");
+	unsigned long long nu, nd, ni;
+	if (m && sscanf(m, "merged: %llu rows updated, %llu deleted, %llu inserted", &nu, &nd, &ni) == 3)
+		return (double)(nu + nd + ni);
 	for (const char *p = out; (p = strstr(p, "row")); p++) {
 		const char *q = p;
 		while (q > out && q[-1] == ' ')
