@@ -394,6 +394,15 @@ static bool partials_fold(struct code_partials *pc, const struct acc *acc, uint3
 		fused = -1;
 		for (uint32_t k = 0; k < nsel; k++)
 			cnt[codes[k]]++;
+	} else if (!v->validity && fused >= 0) {
+		/* A selection (a deletion vector's holes): count and sum in one pass. */
+		const double *d = b->cols[acc[fused].col].data;
+		double *restrict sum = pc->sum + (size_t)fused * ncode;
+		for (uint32_t k = 0; k < nsel; k++) {
+			uint32_t r = sel[k], c = codes[r];
+			cnt[c]++;
+			sum[c] += d[r];
+		}
 	} else {
 		fused = -1;
 		for (uint32_t k = 0; k < nsel; k++) {
