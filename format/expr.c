@@ -2229,7 +2229,8 @@ static int veval_cast(const struct vnode *v, const struct vres *a, uint32_t n, s
 			if (st_type_is_varlen(from)) {
 				char b[80], *end;
 				uint32_t l = a->sl[i] < sizeof b - 1 ? a->sl[i] : sizeof b - 1;
-				memcpy(b, a->sp[i], l);
+				if (l)
+					memcpy(b, a->sp[i], l);
 				b[l] = '\0';
 				r->f[i] = strtod(b, &end);
 				if (!l || *end || a->sl[i] != l)
@@ -2269,7 +2270,8 @@ static int veval_cast(const struct vnode *v, const struct vres *a, uint32_t n, s
 		if (st_type_is_varlen(from)) {
 			char b[80], *end;
 			uint32_t l = a->sl[i] < sizeof b - 1 ? a->sl[i] : sizeof b - 1;
-			memcpy(b, a->sp[i], l);
+			if (l)
+				memcpy(b, a->sp[i], l);
 			b[l] = '\0';
 			if (to == ST_TYPE_BOOL) {
 				if (!strcasecmp(b, "true") || !strcmp(b, "1"))

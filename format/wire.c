@@ -293,7 +293,8 @@ void wire_pack_batch(struct wire_out *o, uint32_t ncols, const char *const *name
 			const uint8_t *s;
 			uint32_t len;
 			st_vec_str(v, sel ? sel[i] : i, &s, &len);
-			memcpy(p, s, len);
+			if (len) /* an empty string's bytes may be NULL */
+				memcpy(p, s, len);
 			p += len;
 		}
 	}

@@ -95,7 +95,8 @@ int store_gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struc
 		const uint8_t *p;
 		uint32_t len;
 		st_vec_str(v, keep[i], &p, &len);
-		memcpy(bytes + offs[i], p, len);
+		if (len) /* an empty string's bytes may be NULL */
+			memcpy(bytes + offs[i], p, len);
 		offs[i + 1] = offs[i] + len;
 	}
 	out->offsets = offs;
@@ -324,7 +325,8 @@ int store_held_gather(const struct store_held *h, const struct store_ref *refs, 
 			const uint8_t *p;
 			uint32_t len;
 			st_vec_str(&h->vecs[refs[i].b][f], refs[i].r, &p, &len);
-			memcpy(bytes + offs[i], p, len);
+			if (len)
+				memcpy(bytes + offs[i], p, len);
 			offs[i + 1] = offs[i] + len;
 		}
 		v[f] = (struct st_vec){.type = (uint8_t)t, .n = n, .validity = valid, .offsets = offs,
