@@ -1118,6 +1118,26 @@ static bool at_comparison(const struct parser *p)
 	       is_kw(p, "NOT");
 }
 
+/* At '(': whether the parenthesized text is a value (a comparison or an
+ * arithmetic operator follows its ')', as in (a + 1) > 2) rather than a
+ * predicate. One scan to the matching ')', no backtracking (which would be
+ * exponential in the nesting). */
+static bool paren_is_value(const struct parser *p)
+{
+	struct parser q = *p;
+	struct st_err scratch;
+	q.err = &scratch;
+	int depth = 0;
+	do {
+		if (q.t.kind == T_LP)
+			depth++;
+		else if (q.t.kind == T_RP)
+			depth--;
+		next(&q);
+	} while (depth > 0 && q.t.kind != T_END && q.rc == ST_OK);
+	return depth == 0 && q.rc == ST_OK && at_comparison(&q);
+}
+
 /* cmp := side [op side | [NOT] BETWEEN side AND side | [NOT] IN (..) | IS [NOT] NULL
  *             | [NOT] LIKE ..]
  *      | '(' expr ')'
@@ -1129,29 +1149,16 @@ static struct node *parse_cmp(struct parser *p)
 	struct node *n = NULL;
 	struct operand l = {0}, r = {0}, r2 = {0};
 	struct vnode *vl = NULL, *vr = NULL, *vr2 = NULL;
-	struct st_err first;
-	int frc = ST_OK;
-	if (p->t.kind == T_LP) {
-		/* '(' predicate ')' — or a parenthesized value, as in (a + 1) > 2:
-		 * tried as a predicate first, and as a value when that fails or
-		 * a comparison follows the ')'. */
-		struct parser save = *p;
+	if (p->t.kind == T_LP && !paren_is_value(p)) {
 		next(p);
 		n = parse_or(p);
-		if (n && p->t.kind != T_RP)
+		if (n && p->t.kind != T_RP) {
 			perr(p, ST_ESYNTAX, "expected ')'");
-		if (p->rc == ST_OK) {
-			next(p);
-			if (!at_comparison(p))
-				return n;
-		} else if (p->err) {
-			first = *p->err; /* reported if reading a value fails too */
-			frc = p->rc;
+			node_free(n);
+			return NULL;
 		}
-		node_free(n);
-		n = NULL;
-		*p = save;
-		p->rc = ST_OK;
+		next(p);
+		return n;
 	}
 	size_t start = p->t.off;
 	if (!parse_side(p, &l, &vl))
@@ -1324,10 +1331,6 @@ out:
 	if (p->rc != ST_OK) {
 		node_free(n);
 		n = NULL;
-		if (frc != ST_OK) {
-			p->rc = frc;
-			*p->err = first;
-		}
 	}
 	return n;
 }

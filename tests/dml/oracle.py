@@ -24,6 +24,34 @@ OPTIMIZE steps (`strata optimize t`, `--cluster-by k,v`, `--target-file-size
 as the version before, and time travel must still see every version. They
 are skipped when `strata optimize --help` fails (a CLI without optimize).
 
+MERGE steps (`strata merge t SRC.csv --on "t.id = s.id"`, the default
+update-all + insert-all, or explicit --when-matched update-all|delete|ignore,
+--when-not-matched insert-all|ignore, --when-not-matched-by-source
+delete|ignore) take a CSV of random rows: ids of t (which may itself hold an
+id twice: one source row then matches both), new ids, sometimes one id twice.
+The mirror follows Delta: a matched target row is replaced by its source row
+(update-all) or deleted, unmatched source rows are inserted, and target rows
+no source row matches are deleted under not-matched-by-source delete; the
+printed "U rows updated, D deleted, I inserted" must agree. A target row
+matched by two or more source rows must make strata refuse (exit 1, "is
+matched by N source rows") and change nothing. (No NULL ids in the source:
+strata loads it into a table of t's columns, and id is not null.)
+
+The table has change_feed=true, and every 4th step (and at the end) `strata
+changes t --from-version A --to-version B --format csv` (B at most A + 8,
+sometimes no --to-version when B is the latest) is checked for every version
+in the range: the delete + update_preimage rows and the insert +
+update_postimage rows must be, as multisets, exactly the rows the commit
+removed and added (load: its rows; delete: the rows its predicate matched;
+update: the matched rows before and after, as pre/postimages only -- also
+when a row keeps its values; merge: the matched and deleted target rows, the
+new and inserted source rows, any change type; optimize and create: no rows);
+for every version, restore included, the net change (inserts minus deletes)
+must equal snapshot(v) minus snapshot(v-1) and deletes must come from
+snapshot(v-1), inserts be in snapshot(v); one timestamp per version, and no
+rows of versions outside the range. Vacuum is never run, so every version's
+changes stay readable.
+
 usage: python3 tests/dml/oracle.py BUILD_DIR [--seeds N] [--seed S]
                                    [--steps N] [--no-arith] [--no-empty-strings]
                                    [--keep] [-v]
@@ -643,6 +671,11 @@ RE_OPT = re.compile(r"version (\d+) \(lsn \d+\): optimized (\d+) files \((\d+) b
                     r"into (\d+) \((\d+) bytes\), (\d+) rows rewritten, (\d+) deleted rows "
                     r"purged")
 RE_NOOPT = re.compile(r"already optimized: nothing to do \(table at version (\d+)\)")
+RE_MERGE = re.compile(r"version (\d+) \(lsn \d+\): merged: (\d+) rows updated, (\d+) deleted, "
+                      r"(\d+) inserted")
+RE_NOMERGE = re.compile(r"nothing to merge \(table at version (\d+)\)")
+RE_MDUP = re.compile(r"key \((-?\d+)\) is matched by (\d+) source rows")
+CDF_TYPES = ("delete", "insert", "update_preimage", "update_postimage")
 
 
 class Run:
@@ -691,6 +724,7 @@ class Run:
         db = sqlite3.connect(":memory:")
         db.execute("CREATE TABLE t (id INTEGER NOT NULL, k INTEGER, v REAL, s TEXT)")
         snaps = {0: []}
+        chg = {0: ("create", [], [])}  # version -> (what, feed deletes, feed inserts)
         cur = [0]
         ctx = {"seed": seed, "step": 0, "cmd": "create"}
         st = Strata(opts.build, opts.verbose, opts.keep)
@@ -698,16 +732,21 @@ class Run:
             st.start()
             if seed == opts.first_seed:
                 self.probe_empty_string(st, dict(ctx))
-            out = st.ok(["create", "t", "--schema", SCHEMA])
+            out = st.ok(["create", "t", "--schema", SCHEMA, "--property", "change_feed=true"])
             self.check("version 0" in out, "create printed %r" % out, ctx)
 
             def rows_now():  # normalised, to compare with a scan
                 return [norm_row(x) for x in db.execute("SELECT id, k, v, s FROM t")]
 
-            def commit(v, what):
+            def commit(v, what, dels=None, ins=None):
+                """dels/ins: the rows the change feed of this commit must delete
+                (delete, update_preimage) and insert (insert, update_postimage),
+                as multisets; None: only the net change (snapshot difference) is
+                known (restore)."""
                 self.check(v == cur[0] + 1, "%s made version %d, expected %d" %
                            (what, v, cur[0] + 1), ctx)
                 cur[0] = v
+                chg[v] = (what, dels, ins)
                 # the exact values: a restore puts them back into SQLite (rounded
                 # ones would drift, e.g. 2147483647.0 -> 2147483650.0 after v = k)
                 snaps[v] = db.execute("SELECT id, k, v, s FROM t").fetchall()
@@ -836,12 +875,13 @@ class Run:
                 if not self.check(rc == 0, "delete --where %r exited %d: %s" %
                                   (ps, rc, err.strip()), ctx):
                     return
+                gone = db.execute("SELECT id, k, v, s FROM t WHERE %s" % pq).fetchall()
                 n = db.execute("DELETE FROM t WHERE %s" % pq).rowcount
                 m, m0 = RE_DEL.search(out), RE_NODEL.search(out)
                 if m:
                     self.check(int(m.group(2)) == n, "delete --where %r deleted %s rows, "
                                "SQLite %d (sqlite: %s)" % (ps, m.group(2), n, pq), ctx)
-                    commit(int(m.group(1)), "delete")
+                    commit(int(m.group(1)), "delete", gone, [])
                 elif m0:
                     self.check(n == 0, "delete --where %r deleted nothing, SQLite %d rows "
                                "(sqlite: %s)" % (ps, n, pq), ctx)
@@ -890,7 +930,12 @@ class Run:
                                   % (what, rc, err.strip(), sq, pq), ctx):
                     return
                 try:
+                    pre = db.execute("SELECT rowid, id, k, v, s FROM t WHERE %s" %
+                                     pq).fetchall()
                     n = db.execute("UPDATE t SET %s WHERE %s" % (sq, pq)).rowcount
+                    post = [db.execute("SELECT id, k, v, s FROM t WHERE rowid = ?",
+                                       (x[0],)).fetchone() for x in pre]
+                    pre = [x[1:] for x in pre]
                 except sqlite3.Error as ex:
                     raise Failed("harness: SQLite refused UPDATE t SET %s WHERE %s: %s" %
                                  (sq, pq, ex))
@@ -898,7 +943,7 @@ class Run:
                 if m:
                     self.check(int(m.group(2)) == n, "%s updated %s rows, SQLite %d (sqlite: "
                                "UPDATE t SET %s WHERE %s)" % (what, m.group(2), n, sq, pq), ctx)
-                    commit(int(m.group(1)), "update")
+                    commit(int(m.group(1)), "update", pre, post)
                     self.count("update")
                 elif m0:
                     self.count("update of no row")
@@ -921,7 +966,7 @@ class Run:
                 m, m0 = RE_OPT.search(out), RE_NOOPT.search(out)
                 if m:
                     # a commit with the very same rows
-                    commit(int(m.group(1)), "optimize")
+                    commit(int(m.group(1)), "optimize", [], [])
                     self.count("optimize")
                     self.check(int(m.group(6)) <= len(snaps[prev]) + 0,
                                "%s rewrote %s rows, the table has %d: %r" %
@@ -933,6 +978,191 @@ class Run:
                                "expected %d" % (m0.group(1), cur[0]), ctx)
                 else:
                     self.check(False, "optimize printed %r" % out, ctx)
+
+            def merge():
+                """MERGE a CSV of random rows (ids from t and new ones, sometimes one
+                twice) into t, mirrored by Delta's rules."""
+                from collections import Counter
+                trows = db.execute("SELECT rowid, id, k, v, s FROM t").fetchall()
+                tids = sorted({x[1] for x in trows})
+                y = r.random()
+                n = (r.randint(1, 30) if y < 0.7 else r.randint(31, 400) if y < 0.96 else 0)
+                vals = g.rows(n) if n else []
+                nold = min(len(tids), int(round(n * r.uniform(0.0, 0.8))))
+                ids = r.sample(tids, nold)
+                for _ in range(n - nold):
+                    if r.random() < 0.03:
+                        ids.append(r.choice([-1, 0, 2 ** 40]))  # may be in t or not
+                    else:
+                        ids.append(g.next_id)
+                        g.next_id += 1
+                srows = [(i,) + tuple(x[1:]) for i, x in zip(ids, vals)]
+                if srows and r.random() < 0.12:
+                    # a second source row for a key in t: strata must refuse
+                    olds = [x for x in srows if x[0] in set(tids)]
+                    if olds:
+                        srows.append((r.choice(olds)[0],) + tuple(g.rows(1)[0][1:]))
+                if srows and r.random() < 0.15:
+                    # a second source row for a new key: both are inserted
+                    news = [x for x in srows if x[0] not in set(tids)]
+                    if news:
+                        srows.append((r.choice(news)[0],) + tuple(g.rows(1)[0][1:]))
+                r.shuffle(srows)
+                if r.random() < 0.4:
+                    wm, wn, wb, clauses = "update-all", "insert-all", "ignore", []
+                else:
+                    wm = r.choice(["update-all", "delete", "ignore"])
+                    wn = r.choice(["insert-all", "ignore"])
+                    wb = r.choice(["delete", "ignore", None])
+                    clauses = ["--when-matched", wm, "--when-not-matched", wn]
+                    if wb is not None:
+                        clauses += ["--when-not-matched-by-source", wb]
+                    else:
+                        wb = "ignore"
+                path = os.path.join(st.dir, "m%d_%d.csv" % (seed, ctx["step"]))
+                write_csv(path, srows)
+                args = ["merge", "t", path, "--on", "t.id = s.id"] + clauses
+                ctx["cmd"] = "merge t %s (%d rows)%s" % (path, len(srows), "".join(
+                    " " + shell_quote(a) for a in args[3:]))
+                rc, out, err = st.run(args)
+                if not opts.keep:
+                    os.unlink(path)
+                what = "merge of %d rows%s" % (len(srows), "".join(" " + a for a in clauses))
+                sc = Counter(x[0] for x in srows)
+                dup = {i: sc[i] for i in tids if sc[i] >= 2}
+                if dup:
+                    self.count("merge refused (key matched twice)")
+                    m = RE_MDUP.search(err + out)
+                    self.check(rc == 1 and m is not None and int(m.group(1)) in dup and
+                               int(m.group(2)) == dup[int(m.group(1))],
+                               "%s: the target keys %s are matched by %s source rows: "
+                               "expected exit 1 and 'is matched by N source rows', exited "
+                               "%d: %s" % (what, sorted(dup)[:5], [dup[i] for i in
+                                                                    sorted(dup)[:5]],
+                                           rc, (out + err).strip()), ctx)
+                    return
+                if not self.check(rc == 0, "%s exited %d: %s" % (what, rc,
+                                                                 (out + err).strip()), ctx):
+                    return
+                src_of = {x[0]: x for x in srows}
+                tset = set(tids)
+                fl = lambda x: (x[0], x[1], None if x[2] is None else float(x[2]), x[3])
+                matched = [x for x in trows if x[1] in sc]
+                unmatched_t = [x for x in trows if x[1] not in sc]
+                new_src = [fl(x) for x in srows if x[0] not in tset]
+                gone, ins = [], []
+                u = d = 0
+                if wm == "update-all":
+                    u = len(matched)
+                    gone += matched
+                    ins += [fl(src_of[x[1]]) for x in matched]
+                elif wm == "delete":
+                    d += len(matched)
+                    gone += matched
+                if wb == "delete":
+                    d += len(unmatched_t)
+                    gone += unmatched_t
+                i_ = 0
+                if wn == "insert-all":
+                    i_ = len(new_src)
+                    ins += new_src
+                db.executemany("DELETE FROM t WHERE rowid = ?", [(x[0],) for x in gone])
+                db.executemany("INSERT INTO t VALUES (?,?,?,?)", ins)
+                gone = [x[1:] for x in gone]
+                m, m0 = RE_MERGE.search(out), RE_NOMERGE.search(out)
+                if m:
+                    got = tuple(int(m.group(j)) for j in (2, 3, 4))
+                    self.check(got == (u, d, i_), "%s: strata merged (updated, deleted, "
+                               "inserted) %s, expected %s: %r" % (what, got, (u, d, i_),
+                                                                  out.strip()), ctx)
+                    commit(int(m.group(1)), "merge", gone, ins)
+                    self.count("merge" if u + d + i_ else "merge (empty commit)")
+                elif m0:
+                    self.count("merge (nothing to merge)")
+                    self.check(u + d + i_ == 0, "%s: nothing to merge, expected %d updated, %d "
+                               "deleted, %d inserted" % (what, u, d, i_), ctx)
+                    self.check(int(m0.group(1)) == cur[0], "nothing merged at version %s, "
+                               "expected %d" % (m0.group(1), cur[0]), ctx)
+                else:
+                    self.check(False, "merge printed %r" % out, ctx)
+
+            def check_changes():
+                """`strata changes` for a random range of versions against the
+                snapshots and what each commit changed."""
+                from collections import Counter
+                vs = sorted(snaps)
+                a = r.choice(vs)
+                b = r.choice([v for v in vs if v >= a and v <= a + 8])
+                args = ["changes", "t", "--from-version", str(a), "--format", "csv"]
+                if b < cur[0] or r.random() < 0.6:
+                    args += ["--to-version", str(b)]
+                ctx["cmd"] = "strata " + " ".join(args)
+                rc, out, err = st.run(args)
+                if not self.check(rc == 0, "`%s` exited %d: %s" % (" ".join(args), rc,
+                                                                  (out + err).strip()), ctx):
+                    return
+                self.count("changes checked")
+                recs = parse_csv(out)
+                hdr = [x for x, _ in recs[0]] if recs else None
+                if not self.check(hdr == list(COLS) + ["_change_type", "_commit_version",
+                                                       "_commit_timestamp"],
+                                  "changes header %r" % (hdr,), ctx):
+                    return
+                types = ("int", "int", "float", "str")
+                byv, ts = {}, {}
+                bad = []
+                for rec in recs[1:]:
+                    if len(rec) != 7 or rec[4][0] not in CDF_TYPES:
+                        bad.append(rec)
+                        continue
+                    row = tuple(csv_cell(x, q, t) for (x, q), t in zip(rec[:4], types))
+                    cv = int(rec[5][0])
+                    byv.setdefault(cv, []).append((rec[4][0], row))
+                    ts.setdefault(cv, set()).add(rec[6][0])
+                self.check(not bad, "changes: malformed rows %r" % bad[:3], ctx)
+                outside = sorted(v for v in byv if v < a or v > b)
+                self.check(not outside, "changes from %d to %d printed rows of versions %s"
+                           % (a, b, outside), ctx)
+                self.check(all(len(x) == 1 for x in ts.values()),
+                           "changes: a version with several timestamps: %r" %
+                           {v: sorted(x) for v, x in ts.items() if len(x) > 1}, ctx)
+                nc = lambda rows: Counter(norm_row(x) for x in rows)
+                for v in range(a, b + 1):
+                    what, edel, eins = chg[v]
+                    got = byv.get(v, [])
+                    gt = Counter(t for t, _ in got)
+                    gdel = Counter(x for t, x in got if t in ("delete", "update_preimage"))
+                    gins = Counter(x for t, x in got if t in ("insert", "update_postimage"))
+                    old = nc(snaps[v - 1]) if v > 0 else Counter()
+                    new = nc(snaps[v])
+                    desc = "changes of version %d (%s)" % (v, what)
+                    allowed = {"create": (), "optimize": (), "load": ("insert",),
+                               "delete": ("delete",),
+                               "update": ("update_preimage", "update_postimage"),
+                               "merge": CDF_TYPES, "restore": CDF_TYPES}[what]
+                    self.check(all(t in allowed for t in gt), "%s: change types %s, "
+                               "expected only %s" % (desc, dict(gt), allowed), ctx)
+                    if what == "update":
+                        self.check(gt["update_preimage"] == gt["update_postimage"],
+                                   "%s: %s" % (desc, dict(gt)), ctx)
+                    # net: what the snapshots say changed
+                    self.check(gins - gdel == new - old and gdel - gins == old - new,
+                               "%s: the feed's net change differs from the snapshots'"
+                               " (deleted: %s; inserted: %s)" % (
+                                   desc, multiset_diff(list((old - new).elements()),
+                                                       list((gdel - gins).elements())),
+                                   multiset_diff(list((new - old).elements()),
+                                                 list((gins - gdel).elements()))), ctx)
+                    self.check(not (gdel - old) and not (gins - new),
+                               "%s: deletes rows not in version %d %s, or inserts rows not "
+                               "in version %d %s" % (desc, v - 1, list((gdel - old).elements())[:5],
+                                                     v, list((gins - new).elements())[:5]), ctx)
+                    if edel is not None:
+                        d1 = multiset_diff(list(nc(edel).elements()), list(gdel.elements()))
+                        d2 = multiset_diff(list(nc(eins).elements()), list(gins.elements()))
+                        self.check(d1 == "" and d2 == "", "%s: deleted/preimage rows: %s; "
+                                   "inserted/postimage rows: %s" % (desc, d1 or "same",
+                                                                    d2 or "same"), ctx)
 
             f_start = self.failed
             for step in range(1, opts.steps + 1):
@@ -948,7 +1178,9 @@ class Run:
                     check_scan()
                     time_travel()
                 x = r.random()
-                if x < 0.28 or cur[0] == 0:
+                if cur[0] > 0 and r.random() < 0.14:
+                    merge()
+                elif x < 0.28 or cur[0] == 0:
                     y = r.random()
                     n = (r.randint(1, 100) if y < 0.55 else
                          r.randint(101, 3000) if y < 0.85 else r.randint(5000, 8000))
@@ -967,7 +1199,9 @@ class Run:
                         if self.check(m is not None, "load printed %r" % out, ctx):
                             self.check(int(m.group(2)) == n, "load of %d rows printed %r" %
                                        (n, out.strip()), ctx)
-                            commit(int(m.group(1)), "load")
+                            commit(int(m.group(1)), "load", [],
+                                   [(i, k, None if v is None else float(v), s)
+                                    for i, k, v, s in rows])
                 elif x < 0.44:
                     delete(*g.pred())
                 elif x < 0.70 or (x < 0.77 and not opts.has_optimize):
@@ -1008,8 +1242,11 @@ class Run:
                     check_group(r.choice([None, "k", "s"]))
                 if step % 5 == 0:
                     time_travel()
+                if step % 4 == 0:
+                    check_changes()
             if self.failed == f_start:
                 time_travel()
+                check_changes()
             ctx["cmd"] = "verify"
             rc, out, err = st.run(["verify"])
             self.check(rc == 0 and out.rstrip().endswith("0 problems"),
