@@ -193,8 +193,8 @@ int cli_cmd_optimize(int argc, char **argv, struct cli_global *g)
 	return 0;
 }
 
-/* Create table tmp with table's columns (DESCRIBE, then CREATE replacing
- * any stale one). */
+/* Create table tmp with table's columns, all nullable (DESCRIBE, then
+ * CREATE replacing any stale one). */
 static int clone_schema(sc_client *c, const char *table, const char *tmp)
 {
 	const msgpack_object *b, *cols = NULL;
@@ -220,10 +220,12 @@ static int clone_schema(sc_client *c, const char *table, const char *tmp)
 	msgpack_pack_uint32(pk, WIRE_CREATE_Q_COLUMNS);
 	msgpack_pack_array(pk, n);
 	for (uint32_t i = 0; i < n; i++) {
+		/* Nullable: the MERGE checks NOT NULL on the rows it writes, and a
+		 * source row it does not write may lack a value (a NULL key). */
 		msgpack_pack_array(pk, 3);
 		wire_pack_str(pk, f[i].name);
 		msgpack_pack_uint32(pk, f[i].type);
-		f[i].nullable ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+		msgpack_pack_true(pk);
 	}
 	free(f);
 	wire_key_u64(pk, WIRE_CREATE_Q_MODE, WIRE_CREATE_REPLACE);

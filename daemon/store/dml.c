@@ -644,7 +644,9 @@ static int merge_rows(void *arg, const struct st_vec *cols, uint32_t rows, const
 		bool gone = false;
 		if (e >= 0) {
 			struct mkey *k = &m->ent[e];
-			if (k->nrows > 1) {
+			/* Two source rows would both change this row (Delta's rule; a
+			 * MERGE that ignores matches changes nothing here). */
+			if (k->nrows > 1 && m->o->matched != ST_MERGE_MATCHED_IGNORE) {
 				char kt[256];
 				key_text(m, cols, m->tkey, r, kt, sizeof kt);
 				return st_seterr(err, ST_EINVAL, "table '%s': MERGE refused, nothing changed: "

@@ -496,7 +496,8 @@ struct st_merge_opts {
  * column from the source column of the same name, NULL where the source
  * has none) or deleted; source rows that match none are inserted
  * (insert-all); target rows that no source row matches are deleted with
- * by_source DELETE. A target row matched by two source rows is ST_EINVAL
+ * by_source DELETE. A target row matched by two source rows (when matches
+ * update or delete) is ST_EINVAL
  * naming the key, nothing changed. A hash join: the source rows are held
  * in memory; target files are read (the key columns' statistics prune them
  * unless by_source is DELETE). Errors as st_update.
