@@ -716,7 +716,7 @@ int store_add_from_info(struct act_add *a, const struct seg_file_info *info,
 bool store_commit_stamp(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, uint64_t *lsn,
 			int64_t *time_us);
 
-/* Tests: called by st_delete and st_update after they staged their changes
+/* Tests: called by st_delete, st_update, st_merge and st_optimize after they staged their changes
  * and before they commit (no lock held), so that a test can commit a
  * concurrent change there. NULL in production. */
 extern void (*store_test_dml_staged)(st_store *s, void *arg);

@@ -1765,6 +1765,97 @@ static void conflicts(void)
 	st_store_close(s);
 }
 
+/* MERGE and OPTIMIZE against concurrent writers (the hook commits the
+ * concurrent change between their staging and their commit). */
+static void merge_optimize_conflicts(void)
+{
+	test_defer(hook_reset, NULL);
+	st_store *s = open_store(test_new_dir("dml"));
+	struct st_err err;
+	struct st_dml_result r;
+	struct st_optimize_result orr;
+	struct hook_arg h;
+	struct st_merge_opts mo = {.on = "t.id = s.id", .matched = ST_MERGE_MATCHED_UPDATE_ALL,
+				   .not_matched = ST_MERGE_NOT_MATCHED_INSERT_ALL};
+	int rc;
+	create(s, "mt", NULL);
+	create(s, "src", NULL);
+	REQUIRE(put(s, "mt", 0, 100, NULL, NULL, &err) == ST_OK);
+	REQUIRE(put(s, "src", 90, 20, NULL, NULL, &err) == ST_OK); /* 90..99 match, 100..109 new */
+
+	/* A blind append of keys in the MERGE's source range: a conflict
+	 * (Serializable): both would insert id 105. */
+	h = (struct hook_arg){.kind = H_APPEND, .table = "mt", .from = 105, .n = 1};
+	arm(&h);
+	rc = st_merge(s, "mt", "src", &mo, &r, &err);
+	hook_reset(NULL);
+	CHECK_EQ(h.calls, 1);
+	CHECK_EQ(h.rc, ST_OK);
+	CHECK_EQ(rc, ST_ECONFLICT);
+	CHECK_EQ(count_at(s, "mt", -1, NULL), 101);
+	/* An append far outside the range: no conflict. */
+	h = (struct hook_arg){.kind = H_APPEND, .table = "mt", .from = 5000, .n = 10};
+	arm(&h);
+	rc = st_merge(s, "mt", "src", &mo, &r, &err);
+	hook_reset(NULL);
+	if (rc != ST_OK)
+		printf("    merge: %s\n", err.msg);
+	CHECK_EQ(rc, ST_OK);
+	CHECK_EQ(r.rows_updated, 11); /* 90..99 and the 105 appended above */
+	CHECK_EQ(r.rows_inserted, 9);
+	CHECK_EQ(count_at(s, "mt", -1, NULL), 101 + 10 + 9);
+	/* A concurrent DELETE of a row the MERGE matched: a conflict. */
+	h = (struct hook_arg){.kind = H_DELETE, .table = "mt", .pred = "id = 95"};
+	arm(&h);
+	rc = st_merge(s, "mt", "src", &mo, &r, &err);
+	hook_reset(NULL);
+	CHECK_EQ(h.rc, ST_OK);
+	CHECK_EQ(rc, ST_ECONFLICT);
+	CHECK_EQ(count_at(s, "mt", -1, NULL), 119);
+
+	/* OPTIMIZE never conflicts with a concurrent append, whose rows stay. */
+	create(s, "ot", NULL);
+	for (int i = 0; i < 4; i++)
+		REQUIRE(put(s, "ot", i * 10, 10, NULL, NULL, &err) == ST_OK);
+	h = (struct hook_arg){.kind = H_APPEND, .table = "ot", .from = 1000, .n = 5};
+	arm(&h);
+	rc = st_optimize(s, "ot", NULL, &orr, &err);
+	hook_reset(NULL);
+	CHECK_EQ(h.rc, ST_OK);
+	if (rc != ST_OK)
+		printf("    optimize: %s\n", err.msg);
+	CHECK_EQ(rc, ST_OK);
+	CHECK(!orr.commit.noop);
+	CHECK_EQ(orr.files_removed, 4);
+	CHECK_EQ(count_at(s, "ot", -1, NULL), 45);
+	/* A concurrent DELETE of rows in a file it rewrites: a conflict, and
+	 * the DELETE stands. */
+	REQUIRE(put(s, "ot", 2000, 10, NULL, NULL, &err) == ST_OK);
+	h = (struct hook_arg){.kind = H_DELETE, .table = "ot", .pred = "id = 2003"};
+	arm(&h);
+	rc = st_optimize(s, "ot", NULL, &orr, &err);
+	hook_reset(NULL);
+	CHECK_EQ(h.rc, ST_OK);
+	CHECK_EQ(rc, ST_ECONFLICT);
+	CHECK_EQ(count_at(s, "ot", -1, NULL), 54);
+	/* Retried, it purges the DELETE's vector; a second run does nothing. */
+	REQUIRE(st_optimize(s, "ot", NULL, &orr, &err) == ST_OK);
+	CHECK(!orr.commit.noop);
+	CHECK_EQ(count_at(s, "ot", -1, NULL), 54);
+	REQUIRE(st_optimize(s, "ot", NULL, &orr, &err) == ST_OK);
+	CHECK(orr.commit.noop);
+	struct st_verify_result vr;
+	REQUIRE(st_verify(s, &vr, &err) == ST_OK);
+	CHECK_EQ(vr.nproblems, 0);
+	st_verify_result_fini(&vr);
+	st_store_close(s);
+}
+
+static void t_merge_optimize_conflicts(void)
+{
+	merge_optimize_conflicts();
+}
+
 static void t_conflicts_inline(void)
 {
 	conflicts();
@@ -2020,6 +2111,7 @@ static const struct test_case tests[] = {
 	{"random_dml_inline", t_random_dml_inline},
 	{"random_dml_files", t_random_dml_files},
 	{"conflicts_inline", t_conflicts_inline},
+	{"merge_optimize_conflicts", t_merge_optimize_conflicts},
 	{"conflicts_files", t_conflicts_files},
 	{"app_id_race_inline", t_app_id_race_inline},
 	{"app_id_race_files", t_app_id_race_files},
