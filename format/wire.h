@@ -309,7 +309,10 @@ enum wire_commit_key {
 	WIRE_COMMIT_DURATION = 11,
 	WIRE_COMMIT_LSN = 12,
 	WIRE_COMMIT_HASH = 13,
-	WIRE_COMMIT_NKEYS = 14,
+	WIRE_COMMIT_ROWS_DELETED = 14,  /* DELETE, MERGE */
+	WIRE_COMMIT_ROWS_UPDATED = 15,  /* UPDATE, MERGE */
+	WIRE_COMMIT_DVS_ADDED = 16,     /* deletion vectors written */
+	WIRE_COMMIT_NKEYS = 17,
 };
 enum wire_restore_key { WIRE_RESTORE_Q_TABLE = 0, WIRE_RESTORE_Q_AT = 1 };
 enum wire_vacuum_key {

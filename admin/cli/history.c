@@ -57,6 +57,7 @@ struct commit {
 	bool has_lsn;                         /* key 12 sent (a newer daemon) */
 	uint64_t lsn;                         /* key 12, when has_lsn */
 	const uint8_t *hash;                  /* key 13, NULL when not sent */
+	uint64_t deleted, updated, dvs;       /* keys 14-16 (0 when not sent) */
 };
 
 /* Commit i (0-based) of a HISTORY reply, o, into *h. Returns 0 or 1 when it
@@ -93,7 +94,12 @@ static int read_commit(const msgpack_object *o, uint32_t i, struct commit *h)
 	    cli_reply_u64(&r, o, WIRE_COMMIT_DURATION, "duration", CLI_REQUIRED, &h->duration) <
 		    0 ||
 	    (lsn_rc = cli_reply_u64(&r, o, WIRE_COMMIT_LSN, "LSN", CLI_OPTIONAL, &h->lsn)) < 0 ||
-	    cli_reply_hash(&r, o, WIRE_COMMIT_HASH, "chain hash", CLI_OPTIONAL, &h->hash) < 0)
+	    cli_reply_hash(&r, o, WIRE_COMMIT_HASH, "chain hash", CLI_OPTIONAL, &h->hash) < 0 ||
+	    cli_reply_u64(&r, o, WIRE_COMMIT_ROWS_DELETED, "rows deleted", CLI_OPTIONAL,
+			  &h->deleted) < 0 ||
+	    cli_reply_u64(&r, o, WIRE_COMMIT_ROWS_UPDATED, "rows updated", CLI_OPTIONAL,
+			  &h->updated) < 0 ||
+	    cli_reply_u64(&r, o, WIRE_COMMIT_DVS_ADDED, "vectors", CLI_OPTIONAL, &h->dvs) < 0)
 		return 1;
 	h->has_lsn = lsn_rc == 1;
 	return 0;
@@ -159,12 +165,17 @@ int cli_cmd_history(int argc, char **argv, struct cli_global *g)
 		if (h.hash)
 			cli_hex(h.hash, hw, hex);
 		commit_params(h.params, params, sizeof params);
+		/* A DML commit's own metrics lead its parameters. */
+		char dml[160] = "";
+		if (h.deleted || h.updated || h.dvs)
+			snprintf(dml, sizeof dml, "%" PRIu64 " deleted, %" PRIu64 " updated, %" PRIu64
+				 " vectors; ", h.deleted, h.updated, h.dvs);
 		printf("%7" PRIu64 "  %8s  ", h.version, lsns);
 		cli_print_time(stdout, h.time);
 		printf("%*s  %-14s  %10" PRIu64 "  %10" PRIu64 "  %6" PRIu64 "  %6" PRIu64
-		       "  %8.1f  %-*s  %s\n",
+		       "  %8.1f  %-*s  %s%s\n",
 		       h.time % 1000000 ? 0 : 7, "", h.op, h.rows_added, h.rows_removed,
-		       h.files_added, h.files_removed, h.duration / 1000.0, hw, hex, params);
+		       h.files_added, h.files_removed, h.duration / 1000.0, hw, hex, dml, params);
 	}
 out:
 	sc_close(c);

@@ -452,6 +452,9 @@ static int h_history(struct sd_ctx *c)
 		uint8_t hash[ST_HASH_LEN] = {0};
 		st_chain_hash(c->srv->s, k->lsn, hash, NULL);
 		wire_key_u64(pk, WIRE_COMMIT_LSN, k->lsn);
+		wire_key_u64(pk, WIRE_COMMIT_ROWS_DELETED, in->rows_deleted);
+		wire_key_u64(pk, WIRE_COMMIT_ROWS_UPDATED, in->rows_updated);
+		wire_key_u64(pk, WIRE_COMMIT_DVS_ADDED, in->dvs_added);
 		wire_key_bin(pk, WIRE_COMMIT_HASH, hash, ST_HASH_LEN);
 	}
 out:
