@@ -181,11 +181,17 @@ static void pk_stat_value(struct pk *pk, int type, const struct st_value *v)
 
 static void pk_metadata(struct pk *pk, const struct act_metadata *m, bool standalone)
 {
-	pk_map(pk, 7 + standalone);
+	pk_map(pk, 7 + standalone + (m->nkey ? 1 : 0));
 	if (standalone)
 		pk_key_u64(pk, 0, ACT_FORMAT_VERSION);
 	pk_uint(pk, 1);
 	pk_str(pk, m->name);
+	if (m->nkey) {
+		pk_uint(pk, 8);
+		pk_array(pk, m->nkey);
+		for (uint32_t i = 0; i < m->nkey; i++)
+			pk_uint(pk, m->key[i]);
+	}
 	pk_uint(pk, 2);
 	pk_array(pk, m->schema.nfields);
 	for (uint32_t i = 0; i < m->schema.nfields; i++) {
@@ -673,6 +679,7 @@ static void metadata_free_fields(struct act_metadata *md)
 	free(md->name);
 	free(md->schema.fields);
 	free(md->partition);
+	free(md->key);
 	for (uint32_t i = 0; md->props && i < md->nprops; i++) {
 		free(md->props[i].key);
 		free(md->props[i].val);
@@ -817,6 +824,16 @@ static bool mp_metadata(struct mp *m, struct act_metadata *md, bool standalone)
 		case 7:
 			if (!mp_i64(m, &md->created_us, "created_us"))
 				return false;
+			break;
+		case 8:
+			if (md->key || !mp_len(m, 'a', &md->nkey, "key") || md->nkey > 32 ||
+			    !(md->key = mp_alloc(m, md->nkey, sizeof *md->key)))
+				return mp_fail(m, "key");
+			for (uint32_t k = 0; k < md->nkey; k++) {
+				if (!mp_uint(m, &u, UINT32_MAX, "key"))
+					return false;
+				md->key[k] = (uint32_t)u;
+			}
 			break;
 		default:
 			if (!mp_skip(m, 0))

@@ -56,6 +56,8 @@ struct act_metadata {
 	uint32_t nconstraints;      /* CHECK constraints */
 	struct act_constraint *constraints; /* their names and predicates */
 	int64_t created_us;         /* creation time, µs since epoch */
+	uint32_t nkey;              /* declared key columns (NOT NULL, unique together) */
+	uint32_t *key;              /* their field ids */
 };
 
 /* The add action: one data file and its statistics. */

@@ -195,6 +195,7 @@ enum wire_create_key {
 	WIRE_CREATE_Q_PARTITION = 2,
 	WIRE_CREATE_Q_PROPERTIES = 3,
 	WIRE_CREATE_Q_MODE = 4, /* enum wire_create_mode */
+	WIRE_CREATE_Q_KEY = 5,  /* array of str: declared key columns */
 };
 enum wire_create_mode { WIRE_CREATE_ERROR = 0, WIRE_CREATE_IGNORE = 1, WIRE_CREATE_REPLACE = 2 };
 enum wire_create_reply { WIRE_CREATE_R_VERSION = 0 };
@@ -214,7 +215,8 @@ enum wire_describe_reply {
 	WIRE_DESCRIBE_R_OLDEST = 10,
 	WIRE_DESCRIBE_R_DELETED = 11,  /* rows deletion vectors delete (not in key 7) */
 	WIRE_DESCRIBE_R_DVS = 12,      /* live files with a deletion vector */
-	WIRE_DESCRIBE_R_NKEYS = 13,
+	WIRE_DESCRIBE_R_KEY = 13,      /* array of str: the declared key columns */
+	WIRE_DESCRIBE_R_NKEYS = 14,
 };
 enum wire_drop_key { WIRE_DROP_Q_TABLE = 0 };
 enum wire_drop_reply { WIRE_DROP_R_VERSION = 0, WIRE_DROP_R_NKEYS = 1 };

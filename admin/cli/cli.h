@@ -229,6 +229,9 @@ int cli_cmd_delete(int argc, char **argv, struct cli_global *g);
 int cli_cmd_update(int argc, char **argv, struct cli_global *g);
 int cli_cmd_optimize(int argc, char **argv, struct cli_global *g);
 int cli_cmd_merge(int argc, char **argv, struct cli_global *g);
+/* load --mode upsert: merge FILE into table on its declared key (dml.c). */
+int cli_upsert(const char *table, const char *file, const char *format, const char *app_id,
+	       const char *app_version, struct cli_global *g);
 int cli_cmd_query(int argc, char **argv, struct cli_global *g);
 /* history.c */
 int cli_cmd_history(int argc, char **argv, struct cli_global *g);

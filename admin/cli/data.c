@@ -352,8 +352,10 @@ int cli_cmd_load(int argc, char **argv, struct cli_global *g)
 				l.mode = 0;
 			else if (!strcmp(optarg, "overwrite"))
 				l.mode = 1;
+			else if (!strcmp(optarg, "upsert"))
+				l.mode = 2;
 			else
-				return cli_usage_error("--mode is append or overwrite, not '%s'",
+				return cli_usage_error("--mode is append, overwrite or upsert, not '%s'",
 						       optarg);
 			break;
 		case 'w':
@@ -382,6 +384,15 @@ int cli_cmd_load(int argc, char **argv, struct cli_global *g)
 		return status;
 	if (optind + 2 != argc)
 		return cli_usage_error("give a table and a file (or - for standard input)");
+	if (l.mode == 2) {
+		/* By the table's declared key: a MERGE of the file. */
+		if (l.replace_where || l.merge || commit_rows || !strcmp(argv[optind + 1], "-"))
+			return cli_usage_error("--mode upsert takes a file, and none of --replace-where, "
+					       "--merge-schema, --batch-rows");
+		return cli_upsert(argv[optind], argv[optind + 1],
+				  ro.format == RD_JSONL ? "jsonl" : ro.format == RD_CSV ? "csv" : NULL,
+				  l.app_id, appver, g);
+	}
 	if (!l.app_id != !appver)
 		return cli_usage_error("--app-id and --app-version go together");
 	if (appver && !cli_parse_u64(appver, &l.app_version))

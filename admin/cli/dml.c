@@ -403,3 +403,54 @@ out:
 	sc_close(c);
 	return status;
 }
+
+int cli_upsert(const char *table, const char *file, const char *format, const char *app_id,
+	       const char *app_version, struct cli_global *g)
+{
+	int status = 0;
+	const msgpack_object *b, *keys = NULL;
+	struct wire_error e;
+	sc_client *c = cli_connect(g, &status);
+	if (!c)
+		return status;
+	msgpack_packer *pk = sc_begin(c, WIRE_DESCRIBE, 1);
+	wire_key_str(pk, WIRE_DESCRIBE_Q_TABLE, table);
+	if (sc_call(c, &b, &e) != 0) {
+		status = cli_fail_wire(c, &e);
+		sc_close(c);
+		return status;
+	}
+	const struct cli_reply r = {WIRE_DESCRIBE, NULL};
+	char on[4096] = "";
+	size_t at = 0;
+	if (cli_reply_array(&r, b, WIRE_DESCRIBE_R_KEY, "key columns", CLI_OPTIONAL, &keys) < 0) {
+		sc_close(c);
+		return 1;
+	}
+	for (uint32_t i = 0; keys && i < keys->via.array.size && at < sizeof on; i++) {
+		const char *k;
+		int len;
+		if (!cli_str(&keys->via.array.ptr[i], &k, &len))
+			break;
+		at += (size_t)snprintf(on + at, sizeof on - at, "%st.\"%.*s\" = s.\"%.*s\"",
+				       i ? " AND " : "", len, k, len, k);
+	}
+	sc_close(c);
+	if (!at)
+		return cli_fail_msg("table '%s' has no declared key (create --key): --mode upsert "
+				    "needs one; use merge --on", table);
+	char *av[16] = {"merge", (char *)table, (char *)file, "--on", on};
+	int ac = 5;
+	if (format) {
+		av[ac++] = "--format";
+		av[ac++] = (char *)format;
+	}
+	if (app_id) {
+		av[ac++] = "--app-id";
+		av[ac++] = (char *)app_id;
+		av[ac++] = "--app-version";
+		av[ac++] = (char *)app_version;
+	}
+	optind = 0;
+	return cli_cmd_merge(ac, av, g);
+}

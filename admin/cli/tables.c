@@ -21,8 +21,9 @@ int cli_cmd_create(int argc, char **argv, struct cli_global *g)
 		{"property", required_argument, NULL, 'P'},
 		{"if-not-exists", no_argument, NULL, 'i'},
 		{"replace", no_argument, NULL, 'r'},
+		{"key", required_argument, NULL, 'k'},
 		CLI_COMMON_OPTS};
-	const char *schema = NULL;
+	const char *schema = NULL, *keytext = NULL;
 	char *parts[64], *props[256];
 	int nparts = 0, nprops = 0, mode = WIRE_CREATE_ERROR, status = 0, o;
 	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
@@ -48,7 +49,22 @@ int cli_cmd_create(int argc, char **argv, struct cli_global *g)
 		case 'r':
 			mode = WIRE_CREATE_REPLACE;
 			break;
+		case 'k':
+			keytext = optarg;
+			break;
 		}
+	}
+	char keybuf[4096] = "", *keys[32];
+	int nkeys = 0;
+	if (keytext) {
+		snprintf(keybuf, sizeof keybuf, "%s", keytext);
+		for (char *t = strtok(keybuf, ", "); t; t = strtok(NULL, ", ")) {
+			if (nkeys == 32)
+				return cli_usage_error("--key names at most 32 columns");
+			keys[nkeys++] = t;
+		}
+		if (!nkeys)
+			return cli_usage_error("--key takes column names: --key id or --key a,b");
 	}
 	if (o == CLI_OPT_STOP)
 		return status;
@@ -64,7 +80,7 @@ int cli_cmd_create(int argc, char **argv, struct cli_global *g)
 		return cli_usage_error("--schema: %s", err);
 	sc_client *c = cli_connect(g, &status);
 	if (c) {
-		msgpack_packer *pk = sc_begin(c, WIRE_CREATE, 5);
+		msgpack_packer *pk = sc_begin(c, WIRE_CREATE, 5 + (nkeys > 0));
 		wire_key_str(pk, WIRE_CREATE_Q_TABLE, argv[optind]);
 		msgpack_pack_uint32(pk, WIRE_CREATE_Q_COLUMNS);
 		msgpack_pack_array(pk, (uint32_t)n);
@@ -86,6 +102,12 @@ int cli_cmd_create(int argc, char **argv, struct cli_global *g)
 			wire_pack_str(pk, eq + 1);
 		}
 		wire_key_u64(pk, WIRE_CREATE_Q_MODE, (uint64_t)mode);
+		if (nkeys) {
+			msgpack_pack_uint32(pk, WIRE_CREATE_Q_KEY);
+			msgpack_pack_array(pk, (uint32_t)nkeys);
+			for (int i = 0; i < nkeys; i++)
+				wire_pack_str(pk, keys[i]);
+		}
 		const msgpack_object *b;
 		struct wire_error e;
 		uint64_t v = 0;

@@ -159,14 +159,15 @@ static int h_create(struct sd_ctx *c)
 	struct st_column_def *defs = NULL;
 	char(*names)[ST_NAME_MAX + 1] = NULL;
 	struct act_kv *kv = NULL;
-	char **part = NULL;
-	uint32_t nc = 0, np = 0, nkv = 0, npart = 0;
+	char **part = NULL, **key = NULL;
+	uint32_t nc = 0, np = 0, nkv = 0, npart = 0, nkey = 0;
 	uint64_t mode = WIRE_CREATE_ERROR, version = 0;
 	enum st_create_mode smode = ST_CREATE_ERROR;
 	int rc = ST_OK;
 	if ((rc = sd_need_table(c, WIRE_CREATE_Q_TABLE)) ||
 	    (rc = sd_need_array(c, WIRE_CREATE_Q_COLUMNS, "columns", &cols)) ||
 	    (rc = sd_get_strs(c, WIRE_CREATE_Q_PARTITION, "partition columns", &part, &npart)) ||
+	    (rc = sd_get_strs(c, WIRE_CREATE_Q_KEY, "key columns", &key, &nkey)) ||
 	    (rc = sd_opt_map(c, WIRE_CREATE_Q_PROPERTIES, "properties", &props)) ||
 	    (rc = sd_opt_u64(c, WIRE_CREATE_Q_MODE, "mode", &mode)))
 		goto out;
@@ -228,7 +229,8 @@ static int h_create(struct sd_ctx *c)
 			goto out;
 		}
 	}
-	struct st_table_spec spec = {c->table, defs, nc, (const char *const *)part, npart, kv, np};
+	struct st_table_spec spec = {c->table, defs, nc, (const char *const *)part, npart, kv, np,
+				     (const char *const *)key, nkey};
 	if ((rc = st_table_create(c->srv->s, &spec, smode, &version, &err)) != ST_OK) {
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
@@ -243,6 +245,7 @@ out:
 	free(kv);
 	free(names);
 	free(defs);
+	free(key);
 	free(part);
 	return rc;
 }
@@ -333,6 +336,15 @@ static int h_describe(struct sd_ctx *c)
 	wire_key_u64(pk, WIRE_DESCRIBE_R_OLDEST, info.oldest);
 	wire_key_u64(pk, WIRE_DESCRIBE_R_DELETED, info.deleted);
 	wire_key_u64(pk, WIRE_DESCRIBE_R_DVS, info.dvs);
+	msgpack_pack_uint32(pk, WIRE_DESCRIBE_R_KEY);
+	msgpack_pack_array(pk, m->nkey);
+	for (uint32_t i = 0; i < m->nkey; i++) {
+		const char *name = "?";
+		for (uint32_t j = 0; j < m->schema.nfields; j++)
+			if (m->schema.fields[j].id == m->key[i])
+				name = m->schema.fields[j].name;
+		wire_pack_str(pk, name);
+	}
 out:
 	st_scan_close(sc);
 	return rc;

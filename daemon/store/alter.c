@@ -78,6 +78,11 @@ static int alter_meta(st_store *s, const char *table, struct act_metadata *m,
 	if (needs_col && f < 0)
 		return st_seterr(err, ST_ENOTFOUND, "table '%s' has no column '%s'", table,
 				 a->column ? a->column : "");
+	for (uint32_t i = 0; f >= 0 && i < m->nkey; i++)
+		if (m->key[i] == sc->fields[f].id &&
+		    (a->op == ST_ALTER_DROP_COLUMN || a->op == ST_ALTER_DROP_NOT_NULL))
+			return st_seterr(err, ST_EINVAL, "table '%s': column '%s' is a key column (NOT "
+					 "NULL, and it stays)", table, a->column);
 	switch (a->op) {
 	case ST_ALTER_ADD_COLUMN: {
 		size_t len = a->column ? strlen(a->column) : 0;

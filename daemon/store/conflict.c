@@ -23,6 +23,35 @@ static bool has_file(const uint64_t *f, uint32_t n, uint64_t fid)
 	return false;
 }
 
+/* Whether some file c adds with data_change may hold rows matching e (by
+ * its statistics in schema sc's order): 1 yes, 0 no, -1 out of memory. */
+static int adds_match(const struct act_commit *c, const struct st_schema *sc, const struct expr *e)
+{
+	int hit = 0;
+	struct st_col_stats *st = calloc(sc->nfields + 1, sizeof *st);
+	uint8_t *types = NULL;
+	for (uint32_t i = 0; st && !hit && i < c->nadd; i++) {
+		if (!c->adds[i].data_change)
+			continue;
+		struct file_rec f = {.rows = c->adds[i].rows, .ncols = c->adds[i].ncols,
+				     .field_ids = c->adds[i].field_ids, .stats = c->adds[i].stats};
+		free(types);
+		if (!(types = calloc(f.ncols + 1, 1))) {
+			free(st);
+			return -1;
+		}
+		for (uint32_t col = 0; col < f.ncols; col++)
+			types[col] = c->adds[i].stats[col].min.type;
+		f.types = types;
+		store_file_stats(sc, &f, st);
+		hit = expr_may_match(e, st) != EXPR_MATCH_NONE;
+	}
+	int rc = st ? hit : -1;
+	free(st);
+	free(types);
+	return rc;
+}
+
 /*
  * The conflict rules of DESIGN.md §6, in order, against every commit that
  * landed on the table after w's read version. Returns ST_ECONFLICT naming
@@ -34,7 +63,7 @@ int store_check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 	int rc = ST_OK;
 	/* A blind append (reads nothing, removes nothing, no app id) can only
 	 * lose to a metadata change, which the head records: no decoding. */
-	if (!w->overwrite && !w->pred && !w->app_id && !w->compaction &&
+	if (!w->overwrite && !w->pred && !w->app_id && !w->compaction && !w->key_pred &&
 	    h->meta_version <= w->read_version)
 		return ST_OK;
 	for (uint64_t v = w->read_version + 1; v <= h->version && rc == ST_OK; v++) {
@@ -64,28 +93,18 @@ int store_check_conflicts(st_store *s, MDB_txn *txn, const struct staged *w,
 			bool counts = w->isolation == ACT_ISO_SERIALIZABLE || !blind_append;
 			if (!rule && w->overwrite && adds_data && counts)
 				rule = "it added rows this write read (Serializable)";
-			for (uint32_t i = 0; !rule && w->pred && counts && i < c->nadd; i++) {
-				struct file_rec f = {.rows = c->adds[i].rows, .ncols = c->adds[i].ncols,
-						     .field_ids = c->adds[i].field_ids,
-						     .stats = c->adds[i].stats};
-				const struct st_schema *sc = &w->m.meta->schema;
-				struct st_col_stats *st = calloc(sc->nfields + 1, sizeof *st);
-				uint8_t *types = calloc(f.ncols + 1, 1);
-				if (!st || !types) {
-					free(st);
-					free(types);
-					act_commit_free(c);
-					return st_seterr(err, ST_ENOMEM, "out of memory");
-				}
-				for (uint32_t col = 0; col < f.ncols; col++)
-					types[col] = c->adds[i].stats[col].min.type;
-				f.types = types;
-				store_file_stats(sc, &f, st);
-				if (c->adds[i].data_change && expr_may_match(w->pred, st) != EXPR_MATCH_NONE)
-					rule = w->dml ? "it added rows that match this write's predicate"
-						      : "it added rows that match this write's replace-where predicate";
-				free(st);
-				free(types);
+			int m = 0;
+			if (!rule && w->pred && counts && (m = adds_match(c, &w->m.meta->schema, w->pred)) > 0)
+				rule = w->dml ? "it added rows that match this write's predicate"
+					      : "it added rows that match this write's replace-where predicate";
+			/* A declared key: new rows in this write's key range could
+			 * repeat one of its keys, whatever the isolation. */
+			if (!rule && m >= 0 && w->key_pred &&
+			    (m = adds_match(c, &w->m.meta->schema, w->key_pred)) > 0)
+				rule = "it added rows in this write's key range (a declared key could repeat)";
+			if (m < 0) {
+				act_commit_free(c);
+				return st_seterr(err, ST_ENOMEM, "out of memory");
 			}
 			for (uint32_t i = 0; !rule && i < c->nremove; i++)
 				if (has_file(w->read_files, w->nread, c->removes[i].file_id))

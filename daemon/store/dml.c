@@ -414,6 +414,15 @@ int st_update(st_store *s, const char *table, const char *set, const char *predi
 		rc = st_seterr(err, rc, "table '%s': SET list: %s", table, m);
 		goto out;
 	}
+	/* A declared key stays as it is: a row with another key is another row. */
+	for (uint32_t i = 0; i < expr_assign_count(as); i++)
+		for (uint32_t k = 0; k < w->m.meta->nkey; k++)
+			if (sc->fields[expr_assign_column(as, i)].id == w->m.meta->key[k]) {
+				rc = st_seterr(err, ST_EINVAL, "table '%s': UPDATE cannot change key column "
+					       "'%s' (delete the row and insert it with the new key)", table,
+					       sc->fields[expr_assign_column(as, i)].name);
+				goto out;
+			}
 	size_t need = expr_assign_format(as, sc, NULL, 0) + 1;
 	if (!(w->set_text = malloc(need))) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
@@ -687,6 +696,10 @@ static int on_side(const char *p, size_t n, const char *table, const char *sourc
 	*is_target = t;
 	*col = dot + 1;
 	*clen = n - pl - 1;
+	if (*clen >= 2 && (*col)[0] == '"' && (*col)[*clen - 1] == '"') { /* t."a b" */
+		(*col)++;
+		*clen -= 2;
+	}
 	return *clen ? ST_OK : ST_EINVAL;
 }
 
@@ -811,6 +824,22 @@ int st_merge(st_store *s, const char *table, const char *source,
 	m.held.nf = m.ssc->nfields;
 	if ((rc = merge_on(&m, m.o->on ? m.o->on : "", table, source, err)) != ST_OK)
 		goto out;
+	/* A table with a declared key merges on exactly that key: then updated
+	 * rows keep their keys and inserted ones are new (checked below for
+	 * repeats among themselves). */
+	const struct act_metadata *tm = w->m.meta;
+	bool key_on = tm->nkey == m.nkeys;
+	for (uint32_t i = 0; key_on && i < tm->nkey; i++) {
+		bool found = false;
+		for (uint32_t j = 0; j < m.nkeys; j++)
+			found |= m.tsc->fields[m.tkey[j]].id == tm->key[i];
+		key_on = found;
+	}
+	if (tm->nkey && !key_on) {
+		rc = st_seterr(err, ST_EINVAL, "table '%s' has a declared key: MERGE --on must "
+			       "match exactly its key columns", table);
+		goto out;
+	}
 	bool writes = m.o->matched == ST_MERGE_MATCHED_UPDATE_ALL ||
 		      m.o->not_matched == ST_MERGE_NOT_MATCHED_INSERT_ALL;
 	for (uint32_t f = 0; writes && f < m.ssc->nfields; f++) {
@@ -946,6 +975,23 @@ int st_merge(st_store *s, const char *table, const char *source,
 			if (!push_ref(&m, (struct store_ref){bi, (uint32_t)at}))
 				rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		}
+	if (rc == ST_OK && tm->nkey && m.nout > nupd) {
+		/* Inserted rows: keys no target row has; not twice either. */
+		struct store_keys *ks = NULL;
+		if ((rc = store_keys_new(tm, &ks, err)) == ST_OK) {
+			const struct st_vec *v[ST_MAX_COLUMNS];
+			for (uint32_t i = nupd; i < m.nout && rc == ST_OK; i++) {
+				struct store_ref ref = m.out[i];
+				for (uint32_t f = 0; f < m.tsc->nfields; f++) {
+					int c = st_schema_find(m.ssc, m.tsc->fields[f].name,
+							       strlen(m.tsc->fields[f].name));
+					v[f] = c >= 0 ? &m.held.vecs[ref.b][c] : NULL;
+				}
+				rc = store_keys_add_row(ks, table, v, ref.r, i - nupd, err);
+			}
+		}
+		store_keys_free(ks);
+	}
 	if (rc != ST_OK)
 		goto out;
 	res->rows_updated = nupd;

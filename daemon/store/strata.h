@@ -111,6 +111,9 @@ struct st_table_spec {
 	uint32_t npartition;                /* count of partition_by */
 	const struct act_kv *props;         /* table properties, may be NULL */
 	uint32_t nprops;                    /* count of props */
+	const char *const *key;             /* declared key columns (NOT NULL, unique together;
+					     * STORE.md §4.6), may be NULL */
+	uint32_t nkey;                      /* their count, up to 32 */
 };
 
 /*

@@ -94,6 +94,31 @@ static int spec_to_meta(const struct st_table_spec *spec, struct act_metadata **
 		}
 		m->partition[m->npartition++] = m->schema.fields[k].id;
 	}
+	if (spec->nkey > 32) {
+		rc = st_seterr(err, ST_EINVAL, "table '%s': a key has at most 32 columns", spec->name);
+		goto out;
+	}
+	if (spec->nkey && !(m->key = calloc(spec->nkey, sizeof *m->key))) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < spec->nkey; i++) {
+		const char *p = spec->key[i];
+		int k = st_schema_find(&m->schema, p, strlen(p));
+		if (k < 0) {
+			rc = st_seterr(err, ST_EINVAL, "table '%s': key column '%s' is not a column",
+				       spec->name, p);
+			goto out;
+		}
+		for (uint32_t j = 0; j < m->nkey; j++)
+			if (m->key[j] == m->schema.fields[k].id) {
+				rc = st_seterr(err, ST_EINVAL, "table '%s': key column '%s' is named twice",
+					       spec->name, p);
+				goto out;
+			}
+		m->schema.fields[k].nullable = false; /* a key is NOT NULL */
+		m->key[m->nkey++] = m->schema.fields[k].id;
+	}
 	for (uint32_t i = 0; i < spec->nprops; i++) {
 		m->props[i].key = strdup(spec->props[i].key);
 		m->props[i].val = strdup(spec->props[i].val);

@@ -137,6 +137,9 @@ static void staged_fini(struct staged *w)
 	free(w->app_id);
 	free(w->set_text);
 	free(w->where_text);
+	store_keys_free(w->keys);
+	expr_free(w->key_pred);
+	free(w->keys_replaced);
 	expr_free(w->pred);
 	for (uint32_t i = 0; i < w->nrw; i++)
 		store_rewrite_fini(&w->rw[i]);
@@ -312,8 +315,12 @@ int store_stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 		goto out; /* an error, or already committed: nothing to write */
 	rc = store_map_columns(table, ref, hdr, opts->merge_schema, opts->overwrite_schema, &w->m, err);
 	ref = NULL; /* w->m has it now */
-	if (rc != ST_OK)
+	if (rc != ST_OK || (rc = store_keys_new(w->m.meta, &w->keys, err)) != ST_OK)
 		goto out;
+	if (w->keys && opts->replace_where && !(w->keys_replaced = strdup(opts->replace_where))) {
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		goto out;
+	}
 	if (w->overwrite && (rc = store_live_files(s, txn, h.tid, false, &w->read_files, &w->nread, err)) != ST_OK)
 		goto out;
 	/* Replace-where: the matching rows are deleted as by DELETE (deletion
@@ -347,6 +354,16 @@ int store_stage_add(st_txn *t, struct appender *app, const struct st_batch *b, u
 	if ((rc = store_check_batches(w->table, &w->m, b, nb, app->rows, err)) != ST_OK ||
 	    (w->pred && (rc = rows_match(w, b, nb, app->rows, err)) != ST_OK))
 		return rc;
+	uint64_t row0 = app->rows;
+	for (uint32_t k = 0; w->keys && k < nb && rc == ST_OK; k++) {
+		const struct st_vec *v[ST_MAX_COLUMNS];
+		for (uint32_t f = 0; f < w->m.meta->schema.nfields; f++)
+			v[f] = w->m.batch_of[f] >= 0 ? &b[k].cols[w->m.batch_of[f]] : NULL;
+		rc = store_keys_add(w->keys, w->table, v, b[k].nrows, row0, err);
+		row0 += b[k].nrows;
+	}
+	if (rc != ST_OK)
+		return rc;
 	rc = app_add(app, &w->m, b, nb, err);
 	return rc < 0 ? rc : segment_failed(t->s, rc, err);
 }
@@ -367,6 +384,11 @@ int store_stage_finish(st_txn *t, struct appender *app, struct st_err *err)
 			w->inl = NULL;
 			if (rc != ST_OK)
 				return segment_failed(t->s, rc, err);
+		}
+		/* A declared key: the write's keys must not be in the table. */
+		if (w->keys && (rc = store_keys_check(t->s, w, w->keys_replaced, err)) != ST_OK) {
+			w->written = !w->inl;
+			return rc;
 		}
 		/* A small segment lives inline in LMDB: no fsync besides LMDB's
 		 * own commit. */

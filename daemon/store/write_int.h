@@ -48,6 +48,9 @@ struct staged {
 	char *where_text;           /* OPTIMIZE: its file filter, canonical (owned) */
 	uint64_t info_deleted;      /* DML: rows deleted, rows updated (history) */
 	uint64_t info_updated;
+	struct store_keys *keys;    /* a table with a declared key: the write's keys (keys.c) */
+	struct expr *key_pred;      /* their range: the conflict check's (keys.c) */
+	char *keys_replaced;        /* replace-where's predicate text, for the key check */
 	struct colmap m;            /* column map and the metadata after the write */
 	uint64_t rows;              /* rows written */
 	struct seg_file_info info;  /* the new segment, when rows > 0 */
@@ -97,6 +100,21 @@ int store_app_version_of(st_store *s, MDB_txn *txn, uint64_t tid, const char *ap
 int store_stage_delete(st_store *s, MDB_txn *txn, struct staged *w, const char *pred,
 		       struct st_dml_result *dr, struct file_rec **livep, uint32_t *nlivep,
 		       bool **hitp, struct st_err *err);
+
+/* Declared keys (keys.c, STORE.md §4.6): the set of a write's keys
+ * (NULL when m declares none); add the keys of n rows (cols[f]: schema
+ * field f's vector, NULL when the write lacks it), refusing a repeat; then
+ * look them up among the rows the table holds in their range (but those
+ * `replaced` matches), setting w->key_pred. */
+struct store_keys;
+int store_keys_new(const struct act_metadata *m, struct store_keys **out, struct st_err *err);
+void store_keys_free(struct store_keys *k);
+int store_keys_add(struct store_keys *k, const char *table, const struct st_vec *const *cols,
+		   uint32_t n, uint64_t row0, struct st_err *err);
+int store_keys_check(st_store *s, struct staged *w, const char *replaced, struct st_err *err);
+/* Add the key of row r of cols alone (numbered row in messages). */
+int store_keys_add_row(struct store_keys *k, const char *table, const struct st_vec *const *cols,
+		       uint32_t r, uint64_t row, struct st_err *err);
 
 /* An idempotent write's app id and version (app_id NULL: none) into w,
  * whose tid is set: w->noop when that version is already committed. */

@@ -66,8 +66,8 @@ static void seed_tables(void)
 		{"day", ST_TYPE_DATE, false}, {"k", ST_TYPE_INT32, true}, {"b", ST_TYPE_BINARY, true},
 		{"at", ST_TYPE_TIMESTAMP, true}};
 	static const char *const part[] = {"day"};
-	struct st_table_spec t = {"t", tcols, 4, NULL, 0, NULL, 0};
-	struct st_table_spec p = {"p", pcols, 4, part, 1, NULL, 0};
+	struct st_table_spec t = {"t", tcols, 4, NULL, 0, NULL, 0, NULL, 0};
+	struct st_table_spec p = {"p", pcols, 4, part, 1, NULL, 0, NULL, 0};
 	if (st_table_create(store, &t, ST_CREATE_IF_NOT_EXISTS, &v, &err) == ST_OK && v <= 1) {
 		int64_t id[8] = {1, 2, 3, 4, 5, 6, 7, 8};
 		double sc[8] = {0.5, 1, 2, -3, 4, 5, 6, 7};

@@ -1856,6 +1856,70 @@ static void t_merge_optimize_conflicts(void)
 	merge_optimize_conflicts();
 }
 
+/* Declared keys: a repeat inside a write, an existing key, two concurrent
+ * writes of one new key (the second conflicts), UPDATE of a key column, a
+ * MERGE on another column, an upsert by MERGE on the key. */
+static void t_declared_keys(void)
+{
+	st_store *s = open_store(test_new_dir("dml"));
+	struct st_err err;
+	struct st_dml_result r;
+	const char *key[1] = {"id"};
+	struct st_table_spec spec = {.name = "kt", .cols = cols3, .ncols = 3, .key = key, .nkey = 1};
+	REQUIRE(st_table_create(s, &spec, ST_CREATE_ERROR, NULL, &err) == ST_OK);
+	REQUIRE(put(s, "kt", 0, 100, NULL, NULL, &err) == ST_OK);
+	/* An existing key is refused, naming it; nothing lands. */
+	CHECK_EQ(put(s, "kt", 99, 5, NULL, NULL, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "key (99) already exists");
+	CHECK_EQ(head_version(s, "kt"), 1);
+	/* A repeat inside one write (two batches of one transaction's write). */
+	st_txn *t;
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	int64_t id2[2] = {500, 500};
+	int32_t a2[2] = {1, 2};
+	const char *names[2] = {"id", "a"};
+	struct st_vec v2[2] = {{.type = ST_TYPE_INT64, .n = 2, .data = id2},
+			       {.type = ST_TYPE_INT32, .n = 2, .data = a2}};
+	struct st_batch b2 = {2, names, v2, 2};
+	CHECK_EQ(st_txn_write(t, "kt", &b2, 1, NULL, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "key (500) appears twice in the write: rows 0 and 1");
+	st_txn_abort(t);
+	/* Two concurrent writes of one new key: the later commit conflicts. */
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	v2[0].n = v2[1].n = b2.nrows = 1;
+	REQUIRE(st_txn_write(t, "kt", &b2, 1, NULL, &err) == ST_OK);
+	REQUIRE(put(s, "kt", 500, 1, NULL, NULL, &err) == ST_OK);
+	struct st_commit_result cr;
+	CHECK_EQ(st_txn_commit(t, &cr, &err), ST_ECONFLICT);
+	CHECK_CONTAINS(err.msg, "key range");
+	CHECK_EQ(count_at(s, "kt", -1, "id = 500"), 1);
+	/* A disjoint key range: no conflict. */
+	REQUIRE(st_txn_begin(s, &t, &err) == ST_OK);
+	id2[0] = 900;
+	REQUIRE(st_txn_write(t, "kt", &b2, 1, NULL, &err) == ST_OK);
+	REQUIRE(put(s, "kt", 600, 1, NULL, NULL, &err) == ST_OK);
+	CHECK_EQ(st_txn_commit(t, &cr, &err), ST_OK);
+	/* A key column is not updated; a MERGE goes by the key. */
+	CHECK_EQ(st_update(s, "kt", "id = id + 1000", "id = 1", NULL, &r, &err), ST_EINVAL);
+	create(s, "ks", NULL);
+	REQUIRE(put(s, "ks", 95, 10, NULL, NULL, &err) == ST_OK); /* 95..99 match, 100..104 new */
+	struct st_merge_opts mo = {.on = "t.a = s.a", .matched = ST_MERGE_MATCHED_UPDATE_ALL,
+				   .not_matched = ST_MERGE_NOT_MATCHED_INSERT_ALL};
+	CHECK_EQ(st_merge(s, "kt", "ks", &mo, &r, &err), ST_EINVAL);
+	CHECK_CONTAINS(err.msg, "key columns");
+	mo.on = "t.id = s.id";
+	REQUIRE(st_merge(s, "kt", "ks", &mo, &r, &err) == ST_OK);
+	CHECK_EQ(r.rows_updated, 5);
+	CHECK_EQ(r.rows_inserted, 5);
+	CHECK_EQ(count_at(s, "kt", -1, NULL), 100 + 3 + 5);
+	/* A source that would insert one new key twice is refused. */
+	REQUIRE(put(s, "ks", 2000, 1, NULL, NULL, &err) == ST_OK);
+	REQUIRE(put(s, "ks", 2000, 1, NULL, NULL, &err) == ST_OK);
+	CHECK_EQ(st_merge(s, "kt", "ks", &mo, &r, &err), ST_ESCHEMA);
+	CHECK_CONTAINS(err.msg, "key (2000) appears twice");
+	st_store_close(s);
+}
+
 static void t_conflicts_inline(void)
 {
 	conflicts();
@@ -2112,6 +2176,7 @@ static const struct test_case tests[] = {
 	{"random_dml_files", t_random_dml_files},
 	{"conflicts_inline", t_conflicts_inline},
 	{"merge_optimize_conflicts", t_merge_optimize_conflicts},
+	{"declared_keys", t_declared_keys},
 	{"conflicts_files", t_conflicts_files},
 	{"app_id_race_inline", t_app_id_race_inline},
 	{"app_id_race_files", t_app_id_race_files},
