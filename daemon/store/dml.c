@@ -523,44 +523,20 @@ static uint64_t key_hash(const uint8_t *p, size_t n)
 	return h ^ (h >> 29);
 }
 
-/* The key of row r of vectors v (columns cols) into m->tmp, normalized to
- * the target key columns' types; false when a key column is NULL. */
+/* The key of row r of vectors v (columns cols, the target's or the
+ * source's key columns) into m->tmp, normalized to the target key columns'
+ * types; false when a key column is NULL. */
 static bool key_of(struct merge *m, const struct st_vec *v, const int *cols, uint32_t r)
 {
-	m->tmp.len = 0;
+	const struct st_vec *pv[MERGE_KEYS_MAX];
+	int idx[MERGE_KEYS_MAX];
+	uint8_t types[MERGE_KEYS_MAX];
 	for (uint32_t k = 0; k < m->nkeys; k++) {
-		const struct st_vec *c = &v[cols[k]];
-		int tt = m->tsc->fields[m->tkey[k]].type;
-		if (!st_vec_is_valid(c, r))
-			return false;
-		if (st_type_is_varlen(c->type)) {
-			const uint8_t *p;
-			uint32_t len;
-			st_vec_str(c, r, &p, &len);
-			st_buf_u32(&m->tmp, len);
-			st_buf_append(&m->tmp, p, len);
-			continue;
-		}
-		if (tt == ST_TYPE_FLOAT64) {
-			double d = c->type == ST_TYPE_FLOAT64 ? ((const double *)c->data)[r]
-				 : c->type == ST_TYPE_INT64 ? (double)((const int64_t *)c->data)[r]
-				 : (double)((const int32_t *)c->data)[r];
-			if (d == 0)
-				d = 0; /* -0 and 0 are one key */
-			st_buf_append(&m->tmp, &d, 8);
-			continue;
-		}
-		if (c->type == ST_TYPE_BOOL) {
-			st_buf_u8(&m->tmp, ((const uint8_t *)c->data)[r] != 0);
-			continue;
-		}
-		int64_t x = st_type_width(c->type) == 4 ? ((const int32_t *)c->data)[r]
-						       : ((const int64_t *)c->data)[r];
-		if (c->type == ST_TYPE_DATE && tt == ST_TYPE_TIMESTAMP)
-			x *= 86400000000LL;
-		st_buf_u64(&m->tmp, (uint64_t)x);
+		pv[k] = &v[cols[k]];
+		idx[k] = (int)k;
+		types[k] = m->tsc->fields[m->tkey[k]].type;
 	}
-	return !m->tmp.oom;
+	return store_key_bytes(&m->tmp, pv, idx, types, m->nkeys, r, NULL);
 }
 
 /* The entry of the key in m->tmp, or -1; with add, a new one. */
@@ -618,26 +594,13 @@ static bool push_ref(struct merge *m, struct store_ref r)
 static void key_text(const struct merge *m, const struct st_vec *v, const int *cols, uint32_t r,
 		     char *buf, size_t len)
 {
-	size_t at = 0;
-	buf[0] = '\0';
-	for (uint32_t k = 0; k < m->nkeys && at + 1 < len; k++) {
-		const struct st_vec *c = &v[cols[k]];
-		const char *sep = k ? ", " : "";
-		if (st_type_is_varlen(c->type)) {
-			const uint8_t *p;
-			uint32_t l;
-			st_vec_str(c, r, &p, &l);
-			at += (size_t)snprintf(buf + at, len - at, "%s'%.*s'", sep, (int)(l > 64 ? 64 : l),
-					       (const char *)p);
-		} else if (c->type == ST_TYPE_FLOAT64) {
-			at += (size_t)snprintf(buf + at, len - at, "%s%.17g", sep, ((const double *)c->data)[r]);
-		} else {
-			int64_t x = st_type_width(c->type) == 4 ? ((const int32_t *)c->data)[r]
-				  : c->type == ST_TYPE_BOOL ? ((const uint8_t *)c->data)[r]
-							    : ((const int64_t *)c->data)[r];
-			at += (size_t)snprintf(buf + at, len - at, "%s%lld", sep, (long long)x);
-		}
+	const struct st_vec *pv[MERGE_KEYS_MAX];
+	int idx[MERGE_KEYS_MAX];
+	for (uint32_t k = 0; k < m->nkeys; k++) {
+		pv[k] = &v[cols[k]];
+		idx[k] = (int)k;
 	}
+	store_key_text(pv, idx, m->nkeys, r, buf, len);
 }
 
 /* One target row group: its rows matched against the source. */

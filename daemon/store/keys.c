@@ -65,23 +65,20 @@ int store_keys_new(const struct act_metadata *m, struct store_keys **out, struct
 	return ST_OK;
 }
 
-/* The key of row r of cols (cols[f]: schema field f's vector) into k->tmp;
- * false when a key column is NULL or missing. *first gets the first
- * column's value as a double (numeric keys). */
-static bool key_of(struct store_keys *k, const struct st_vec *const *cols, uint32_t r,
-		   double *first)
+bool store_key_bytes(struct st_buf *out, const struct st_vec *const *cols, const int *idx,
+		     const uint8_t *types, uint32_t n, uint32_t r, double *first)
 {
-	k->tmp.len = 0;
-	for (uint32_t i = 0; i < k->n; i++) {
-		const struct st_vec *c = cols[k->col[i]];
+	out->len = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct st_vec *c = cols[idx[i]];
 		if (!c || !st_vec_is_valid(c, r))
 			return false;
 		if (st_type_is_varlen(c->type)) {
 			const uint8_t *p;
 			uint32_t len;
 			st_vec_str(c, r, &p, &len);
-			st_buf_u32(&k->tmp, len);
-			st_buf_append(&k->tmp, p, len);
+			st_buf_u32(out, len);
+			st_buf_append(out, p, len);
 			continue;
 		}
 		double d;
@@ -89,30 +86,61 @@ static bool key_of(struct store_keys *k, const struct st_vec *const *cols, uint3
 			d = ((const double *)c->data)[r];
 			if (d == 0)
 				d = 0; /* -0 and 0 are one key */
-			if (k->type[i] == ST_TYPE_FLOAT64) {
-				st_buf_append(&k->tmp, &d, 8);
+			if (types[i] == ST_TYPE_FLOAT64) {
+				st_buf_append(out, &d, 8);
 			} else {
 				int64_t x = (int64_t)d;
-				st_buf_u64(&k->tmp, (uint64_t)x);
+				st_buf_u64(out, (uint64_t)x);
 			}
 		} else if (c->type == ST_TYPE_BOOL) {
 			d = ((const uint8_t *)c->data)[r] != 0;
-			st_buf_u8(&k->tmp, (uint8_t)d);
+			st_buf_u8(out, (uint8_t)d);
 		} else {
 			int64_t x = st_type_width(c->type) == 4 ? ((const int32_t *)c->data)[r]
 							       : ((const int64_t *)c->data)[r];
-			if (c->type == ST_TYPE_DATE && k->type[i] == ST_TYPE_TIMESTAMP)
+			if (c->type == ST_TYPE_DATE && types[i] == ST_TYPE_TIMESTAMP)
 				x *= 86400000000LL;
 			d = (double)x;
-			if (k->type[i] == ST_TYPE_FLOAT64)
-				st_buf_append(&k->tmp, &d, 8);
+			if (types[i] == ST_TYPE_FLOAT64)
+				st_buf_append(out, &d, 8);
 			else
-				st_buf_u64(&k->tmp, (uint64_t)x);
+				st_buf_u64(out, (uint64_t)x);
 		}
-		if (i == 0)
+		if (i == 0 && first)
 			*first = d;
 	}
-	return !k->tmp.oom;
+	return !out->oom;
+}
+
+void store_key_text(const struct st_vec *const *cols, const int *idx, uint32_t n, uint32_t r,
+		    char *buf, size_t len)
+{
+	size_t at = 0;
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < n && at + 1 < len; i++) {
+		const struct st_vec *c = cols[idx[i]];
+		const char *sep = i ? ", " : "";
+		if (st_type_is_varlen(c->type)) {
+			const uint8_t *p;
+			uint32_t l;
+			st_vec_str(c, r, &p, &l);
+			at += (size_t)snprintf(buf + at, len - at, "%s'%.*s'", sep, (int)(l > 64 ? 64 : l),
+					       (const char *)p);
+		} else if (c->type == ST_TYPE_FLOAT64) {
+			at += (size_t)snprintf(buf + at, len - at, "%s%.17g", sep, ((const double *)c->data)[r]);
+		} else {
+			int64_t x = c->type == ST_TYPE_BOOL ? ((const uint8_t *)c->data)[r]
+				  : st_type_width(c->type) == 4 ? ((const int32_t *)c->data)[r]
+								 : ((const int64_t *)c->data)[r];
+			at += (size_t)snprintf(buf + at, len - at, "%s%lld", sep, (long long)x);
+		}
+	}
+}
+
+static bool key_of(struct store_keys *k, const struct st_vec *const *cols, uint32_t r,
+		   double *first)
+{
+	return store_key_bytes(&k->tmp, cols, k->col, k->type, k->n, r, first);
 }
 
 static uint64_t hash_of(const uint8_t *p, size_t n)
@@ -171,30 +199,10 @@ static bool grow(struct store_keys *k)
 	return true;
 }
 
-/* A key as text, from its row in cols. */
 static void key_text(const struct store_keys *k, const struct st_vec *const *cols, uint32_t r,
 		     char *buf, size_t len)
 {
-	size_t at = 0;
-	buf[0] = '\0';
-	for (uint32_t i = 0; i < k->n && at + 1 < len; i++) {
-		const struct st_vec *c = cols[k->col[i]];
-		const char *sep = i ? ", " : "";
-		if (st_type_is_varlen(c->type)) {
-			const uint8_t *p;
-			uint32_t l;
-			st_vec_str(c, r, &p, &l);
-			at += (size_t)snprintf(buf + at, len - at, "%s'%.*s'", sep, (int)(l > 64 ? 64 : l),
-					       (const char *)p);
-		} else if (c->type == ST_TYPE_FLOAT64) {
-			at += (size_t)snprintf(buf + at, len - at, "%s%.17g", sep, ((const double *)c->data)[r]);
-		} else {
-			int64_t x = c->type == ST_TYPE_BOOL ? ((const uint8_t *)c->data)[r]
-				  : st_type_width(c->type) == 4 ? ((const int32_t *)c->data)[r]
-								 : ((const int64_t *)c->data)[r];
-			at += (size_t)snprintf(buf + at, len - at, "%s%lld", sep, (long long)x);
-		}
-	}
+	store_key_text(cols, k->col, k->n, r, buf, len);
 }
 
 int store_keys_add_row(struct store_keys *k, const char *table, const struct st_vec *const *cols,
