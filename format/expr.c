@@ -114,7 +114,9 @@ static void next(struct parser *p)
 	}
 	size_t j = i + 1;
 	if (isalpha((unsigned char)c) || c == '_') {
-		while (isalnum((unsigned char)s[j]) || s[j] == '_')
+		/* a.b is one name (MERGE's t.col and s.col) */
+		while (isalnum((unsigned char)s[j]) || s[j] == '_' ||
+		       (s[j] == '.' && (isalpha((unsigned char)s[j + 1]) || s[j + 1] == '_')))
 			j++;
 		p->t.kind = T_IDENT;
 	} else if (isdigit((unsigned char)c) || (c == '.' && isdigit((unsigned char)s[j]))) {

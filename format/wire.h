@@ -374,11 +374,12 @@ enum wire_merge_key {
 	WIRE_MERGE_Q_TABLE = 0,
 	WIRE_MERGE_Q_SOURCE = 1,      /* str: the source table */
 	WIRE_MERGE_Q_ON = 2,          /* str: "t.a = s.b [AND ...]" */
-	WIRE_MERGE_Q_MATCHED = 3,     /* uint: 0 ignore, 1 update-all, 2 delete */
+	WIRE_MERGE_Q_MATCHED = 3,     /* uint: 0 ignore, 1 update-all, 2 delete, 3 update (key 8) */
 	WIRE_MERGE_Q_NOT_MATCHED = 4, /* uint: 0 ignore, 1 insert-all */
 	WIRE_MERGE_Q_BY_SOURCE = 5,   /* uint: 0 ignore, 1 delete */
 	WIRE_MERGE_Q_APP_ID = 6,
 	WIRE_MERGE_Q_APP_VERSION = 7,
+	WIRE_MERGE_Q_SET = 8,         /* str: matched 3's SET list (col, t.col, s.col) */
 };
 /* MERGE's reply: the DML reply (key 5 the rows updated) and these. */
 enum wire_merge_reply {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -280,7 +281,7 @@ int cli_cmd_merge(int argc, char **argv, struct cli_global *g)
 					      {"app-id", required_argument, NULL, 'a'},
 					      {"app-version", required_argument, NULL, 'A'},
 					      CLI_COMMON_OPTS};
-	const char *on = NULL, *format = NULL, *app = NULL, *appver = NULL;
+	const char *on = NULL, *format = NULL, *app = NULL, *appver = NULL, *set = NULL;
 	/* PROTOCOL.md MERGE keys 3-5: matched 0 ignore, 1 update-all, 2 delete;
 	 * not matched 0 ignore, 1 insert-all; not matched by source 0 ignore,
 	 * 1 delete. */
@@ -298,9 +299,17 @@ int cli_cmd_merge(int argc, char **argv, struct cli_global *g)
 				matched = 1;
 			else if (!strcmp(optarg, "delete"))
 				matched = 2;
-			else if (strcmp(optarg, "ignore"))
-				return cli_usage_error("--when-matched takes update-all, delete or ignore, "
-						       "not '%s'", optarg);
+			else if (!strncmp(optarg, "update ", 7)) {
+				/* update "SET col = expr, ..." (SET optional) */
+				set = optarg + 7;
+				while (*set == ' ')
+					set++;
+				if (!strncasecmp(set, "SET ", 4))
+					set += 4;
+				matched = 3;
+			} else if (strcmp(optarg, "ignore"))
+				return cli_usage_error("--when-matched takes update-all, 'update SET col = "
+						       "expr, ...', delete or ignore, not '%s'", optarg);
 			break;
 		case 'n':
 			any = true;
@@ -362,13 +371,15 @@ int cli_cmd_merge(int argc, char **argv, struct cli_global *g)
 		}
 		src = tmp;
 	}
-	msgpack_packer *pk = sc_begin(c, WIRE_MERGE, 6 + (app ? 2 : 0));
+	msgpack_packer *pk = sc_begin(c, WIRE_MERGE, 6 + (app ? 2 : 0) + (set ? 1 : 0));
 	wire_key_str(pk, WIRE_MERGE_Q_TABLE, table);
 	wire_key_str(pk, WIRE_MERGE_Q_SOURCE, src);
 	wire_key_str(pk, WIRE_MERGE_Q_ON, on);
 	wire_key_u64(pk, WIRE_MERGE_Q_MATCHED, (uint64_t)matched);
 	wire_key_u64(pk, WIRE_MERGE_Q_NOT_MATCHED, (uint64_t)nm);
 	wire_key_u64(pk, WIRE_MERGE_Q_BY_SOURCE, (uint64_t)bs);
+	if (set)
+		wire_key_str(pk, WIRE_MERGE_Q_SET, set);
 	if (app) {
 		wire_key_str(pk, WIRE_MERGE_Q_APP_ID, app);
 		wire_key_u64(pk, WIRE_MERGE_Q_APP_VERSION, version);

@@ -679,7 +679,7 @@ static int h_merge(struct sd_ctx *c)
 	struct st_err err;
 	struct st_dml_result r;
 	struct st_merge_opts o = {0};
-	char *src = NULL, *on = NULL, *app = NULL;
+	char *src = NULL, *on = NULL, *app = NULL, *set = NULL;
 	uint64_t matched = 0, nm = 0, bs = 0;
 	int rc;
 	if ((rc = sd_need_table(c, WIRE_MERGE_Q_TABLE)) ||
@@ -689,13 +689,16 @@ static int h_merge(struct sd_ctx *c)
 	    (rc = sd_opt_u64(c, WIRE_MERGE_Q_NOT_MATCHED, "not matched", &nm)) ||
 	    (rc = sd_opt_u64(c, WIRE_MERGE_Q_BY_SOURCE, "not matched by source", &bs)) ||
 	    (rc = sd_opt_strdup(c, WIRE_MERGE_Q_APP_ID, "app_id", &app)) ||
-	    (rc = sd_opt_u64(c, WIRE_MERGE_Q_APP_VERSION, "app_version", &o.app_version)))
+	    (rc = sd_opt_u64(c, WIRE_MERGE_Q_APP_VERSION, "app_version", &o.app_version)) ||
+	    (rc = sd_opt_strdup(c, WIRE_MERGE_Q_SET, "set", &set)))
 		goto out;
-	if (!src || !*src || !on || !*on || matched > 2 || nm > 1 || bs > 1) {
+	if (!src || !*src || !on || !*on || matched > 3 || nm > 1 || bs > 1 ||
+	    (matched == 3) != (set && *set)) {
 		rc = sd_fail(c, ST_EPROTO, "MERGE needs key 1 (source) and key 2 (on); keys 3-5 are "
-			     "0..2, 0..1, 0..1");
+			     "0..3, 0..1, 0..1; key 8 (set) goes with key 3 = 3");
 		goto out;
 	}
+	o.set = set;
 	o.on = on;
 	o.matched = (int)matched;
 	o.not_matched = (int)nm;
@@ -719,6 +722,7 @@ out:
 	free(src);
 	free(on);
 	free(app);
+	free(set);
 	return rc;
 }
 

@@ -513,6 +513,14 @@ struct merge {
 	uint32_t npos, cpos;
 	uint64_t fid;                /* the current file (messages) */
 	struct st_buf tmp;           /* a key being built */
+	/* update "SET ...": the matched pairs of a row group, their new rows */
+	struct expr_assign *set;     /* parsed over the combined schema (cs) */
+	struct st_schema cs;         /* target columns, t.<col>, s.<col> */
+	int *set_col;                /* per assignment: the target column it sets */
+	uint32_t *psel;              /* a row group's matched target rows */
+	struct store_ref *pref;      /* and their source rows */
+	uint32_t npair, cpair;
+	struct store_held upd;       /* the updated rows (target schema) */
 };
 
 static uint64_t key_hash(const uint8_t *p, size_t n)
@@ -603,6 +611,120 @@ static void key_text(const struct merge *m, const struct st_vec *v, const int *c
 	store_key_text(pv, idx, m->nkeys, r, buf, len);
 }
 
+/* update "SET ...": the matched pairs of one target row group (its
+ * columns cols) evaluated over the combined schema (target columns, t.,
+ * s.) into new target rows, held for the new segment. */
+static int merge_set_rows(struct merge *m, const struct st_vec *cols, uint64_t row0,
+			  struct st_err *err)
+{
+	uint32_t T = m->tsc->nfields, S = m->ssc->nfields, n = m->npair;
+	uint32_t na = expr_assign_count(m->set);
+	struct st_vec *cv = calloc(2 * T + S + 1, sizeof *cv), *nv = calloc(na + 1, sizeof *nv);
+	struct st_vec *out = calloc(T + 1, sizeof *out);
+	void **tb = calloc(3 * (size_t)T + 1, sizeof *tb), **sb = calloc(3 * (size_t)S + 1, sizeof *sb);
+	void **ab = calloc(3 * (size_t)na + 1, sizeof *ab), **ob = calloc(3 * (size_t)T + 1, sizeof *ob);
+	uint32_t *all = malloc(((size_t)n + 1) * sizeof *all);
+	int rc = cv && nv && out && tb && sb && ab && ob && all ? ST_OK
+		 : st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t f = 0; f < T && rc == ST_OK; f++)
+		if (store_gather(&cols[f], m->psel, n, &cv[f], &tb[3 * f]) != ST_OK)
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	if (rc == ST_OK)
+		rc = store_held_gather(&m->held, m->pref, n, cv + 2 * T, sb, err);
+	for (uint32_t f = 0; f < T && rc == ST_OK; f++)
+		cv[T + f] = cv[f];
+	uint32_t bad = 0;
+	for (uint32_t i = 0; i < na && rc == ST_OK; i++)
+		if ((rc = expr_assign_eval(m->set, i, cv, n, &nv[i], &ab[3 * i], &bad, err)) != ST_OK) {
+			char msg[ST_ERR_MSG_MAX];
+			snprintf(msg, sizeof msg, "%s", err->msg);
+			rc = st_seterr(err, rc, "table '%s': MERGE refused, nothing changed: the row at "
+				       "position %llu of file %llu: %s", m->w->table,
+				       (unsigned long long)(row0 + m->psel[bad]),
+				       (unsigned long long)m->fid, msg);
+		}
+	for (uint32_t i = 0; i < n && all; i++)
+		all[i] = i;
+	/* The new rows: the target's, with the assigned columns replaced,
+	 * copied out whole (the held batch owns its buffers). */
+	for (uint32_t f = 0; f < T && rc == ST_OK; f++) {
+		const struct st_vec *src = &cv[f];
+		for (uint32_t i = 0; i < na; i++)
+			if (m->set_col[i] == (int)f)
+				src = &nv[i];
+		if (store_gather(src, all, n, &out[f], &ob[3 * f]) != ST_OK)
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	if (rc == ST_OK && (rc = store_held_push(&m->upd, out, ob, n, err)) == ST_OK) {
+		out = NULL; /* held now */
+		ob = NULL;
+	}
+	for (uint32_t k = 0; k < 3 * T; k++) {
+		if (tb)
+			free(tb[k]);
+		if (ob)
+			free(ob[k]);
+	}
+	for (uint32_t k = 0; sb && k < 3 * S; k++)
+		free(sb[k]);
+	for (uint32_t k = 0; ab && k < 3 * na; k++)
+		free(ab[k]);
+	free(tb);
+	free(sb);
+	free(ab);
+	free(ob);
+	free(cv);
+	free(nv);
+	free(out);
+	free(all);
+	m->npair = 0;
+	return rc;
+}
+
+/* The combined schema of update "SET ...": the target's columns by their
+ * names and as t.<name>, the source's as s.<name>; the SET list parsed over
+ * it, each assignment's target column found. */
+static int merge_set_parse(struct merge *m, const char *set, const char *table,
+			   struct st_err *err)
+{
+	uint32_t T = m->tsc->nfields, S = m->ssc->nfields;
+	struct st_field *f = calloc(2 * T + S + 1, sizeof *f);
+	if (!f)
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < T; i++) {
+		f[i] = m->tsc->fields[i];
+		f[T + i] = m->tsc->fields[i];
+		snprintf(f[T + i].name, sizeof f[T + i].name, "t.%s", m->tsc->fields[i].name);
+	}
+	for (uint32_t i = 0; i < S; i++) {
+		f[2 * T + i] = m->ssc->fields[i];
+		snprintf(f[2 * T + i].name, sizeof f[2 * T + i].name, "s.%s", m->ssc->fields[i].name);
+	}
+	m->cs = (struct st_schema){2 * T + S, f};
+	int rc = expr_assign_parse(set, &m->cs, &m->set, err);
+	if (rc != ST_OK) {
+		char msg[ST_ERR_MSG_MAX];
+		snprintf(msg, sizeof msg, "%s", err->msg);
+		return st_seterr(err, rc, "table '%s': MERGE update SET list: %s", table, msg);
+	}
+	uint32_t na = expr_assign_count(m->set);
+	if (!(m->set_col = calloc(na + 1, sizeof *m->set_col)))
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < na; i++) {
+		int c = expr_assign_column(m->set, i);
+		if (c >= (int)(2 * T))
+			return st_seterr(err, ST_EINVAL, "table '%s': MERGE update sets target columns, "
+					 "not the source's '%s'", table, f[c].name);
+		m->set_col[i] = c % (int)T;
+		for (uint32_t k = 0; k < m->w->m.meta->nkey; k++)
+			if (m->tsc->fields[m->set_col[i]].id == m->w->m.meta->key[k])
+				return st_seterr(err, ST_EINVAL, "table '%s': MERGE update cannot change "
+						 "key column '%s'", table,
+						 m->tsc->fields[m->set_col[i]].name);
+	}
+	return ST_OK;
+}
+
 /* One target row group: its rows matched against the source. */
 static int merge_rows(void *arg, const struct st_vec *cols, uint32_t rows, const uint32_t *sel,
 		      uint32_t nsel, uint64_t row0, struct st_err *err)
@@ -628,8 +750,24 @@ static int merge_rows(void *arg, const struct st_vec *cols, uint32_t rows, const
 			k->matched = true;
 			if (m->o->matched == ST_MERGE_MATCHED_UPDATE_ALL && !push_ref(m, k->ref))
 				return st_seterr(err, ST_ENOMEM, "out of memory");
+			if (m->o->matched == ST_MERGE_MATCHED_UPDATE_SET) {
+				if (m->npair == m->cpair) {
+					uint32_t c = m->cpair ? 2 * m->cpair : 256;
+					uint32_t *ps = realloc(m->psel, c * sizeof *ps);
+					if (ps)
+						m->psel = ps;
+					struct store_ref *pr = ps ? realloc(m->pref, c * sizeof *pr) : NULL;
+					if (!pr)
+						return st_seterr(err, ST_ENOMEM, "out of memory");
+					m->pref = pr;
+					m->cpair = c;
+				}
+				m->psel[m->npair] = r;
+				m->pref[m->npair++] = k->ref;
+			}
 			gone = m->o->matched != ST_MERGE_MATCHED_IGNORE;
-			m->w->info_updated += m->o->matched == ST_MERGE_MATCHED_UPDATE_ALL;
+			m->w->info_updated += m->o->matched == ST_MERGE_MATCHED_UPDATE_ALL ||
+					      m->o->matched == ST_MERGE_MATCHED_UPDATE_SET;
 			m->w->info_deleted += m->o->matched == ST_MERGE_MATCHED_DELETE;
 		} else if (m->o->by_source == ST_MERGE_BY_SOURCE_DELETE) {
 			gone = true;
@@ -638,7 +776,7 @@ static int merge_rows(void *arg, const struct st_vec *cols, uint32_t rows, const
 		if (gone && !push_u32(&m->pos, &m->npos, &m->cpos, (uint32_t)(row0 + r)))
 			return st_seterr(err, ST_ENOMEM, "out of memory");
 	}
-	return ST_OK;
+	return m->npair ? merge_set_rows(m, cols, row0, err) : ST_OK;
 }
 
 /* One side of an ON term: "t.col" (target) or "s.col" (source); the
@@ -803,6 +941,10 @@ int st_merge(st_store *s, const char *table, const char *source,
 			       "match exactly its key columns", table);
 		goto out;
 	}
+	if (m.o->matched == ST_MERGE_MATCHED_UPDATE_SET &&
+	    (rc = merge_set_parse(&m, m.o->set ? m.o->set : "", table, err)) != ST_OK)
+		goto out;
+	m.upd.nf = m.tsc->nfields;
 	bool writes = m.o->matched == ST_MERGE_MATCHED_UPDATE_ALL ||
 		      m.o->not_matched == ST_MERGE_NOT_MATCHED_INSERT_ALL;
 	for (uint32_t f = 0; writes && f < m.ssc->nfields; f++) {
@@ -960,14 +1102,16 @@ int st_merge(st_store *s, const char *table, const char *source,
 	res->rows_updated = nupd;
 	res->rows_inserted = m.nout - nupd;
 	res->rows_deleted = w->info_deleted;
-	if (!w->nread && !m.nout && !w->app_id) {
+	nupd += (uint32_t)m.upd.total;
+	res->rows_updated = nupd;
+	if (!w->nread && !m.nout && !m.upd.total && !w->app_id) {
 		res->commit = (struct st_commit_result){.version = h.version, .lsn = h.lsn,
 							.time_us = h.time_us, .noop = true};
 		goto out;
 	}
 	/* The rows written: updated ones, then inserted ones, in one segment. */
-	if (m.nout) {
-		bool mem = m.nout <= STORE_INLINE_ROWS;
+	if (m.nout || m.upd.total) {
+		bool mem = m.nout + m.upd.total <= STORE_INLINE_ROWS;
 		if ((rc = dml_segment_open(s, w, m.tsc, mem, &out, err)) != ST_OK)
 			goto out;
 		uint32_t chunk = 65536, F = m.tsc->nfields;
@@ -978,6 +1122,11 @@ int st_merge(st_store *s, const char *table, const char *source,
 		uint8_t *zeros = calloc((size_t)chunk * 8 + 8, 1);
 		if (!v || !bufs || !wide || !wcap || !zeros)
 			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		/* update "SET ..."'s rows first, already in the target's schema */
+		for (uint32_t bi = 0; bi < m.upd.n && rc == ST_OK; bi++)
+			if ((rc = store_check_constraints(table, w->m.meta, m.upd.vecs[bi], m.upd.rows[bi],
+							  0, err)) == ST_OK)
+				rc = seg_writer_append(out, m.upd.vecs[bi], m.upd.rows[bi], err);
 		for (uint32_t at = 0; at < m.nout && rc == ST_OK;) {
 			uint32_t n = m.nout - at < chunk ? m.nout - at : chunk;
 			if ((rc = merge_batch(&m, m.out + at, n, v, bufs, wide, wcap, zeros, err)) ==
@@ -1002,10 +1151,15 @@ int st_merge(st_store *s, const char *table, const char *source,
 		if ((rc = dml_segment_close(s, w, &out, mem, m.tsc, err)) != ST_OK)
 			goto out;
 	}
-	static const char *const mn[] = {"ignore", "update-all", "delete"};
-	char clauses[512];
-	snprintf(clauses, sizeof clauses, "source=%s on=%s matched=%s not-matched=%s "
-		 "not-matched-by-source=%s", source, m.o->on, mn[m.o->matched % 3],
+	static const char *const mn[] = {"ignore", "update-all", "delete", "update"};
+	char clauses[1024], settext[600] = "";
+	if (m.set) {
+		char stext[512];
+		expr_assign_format(m.set, &m.cs, stext, sizeof stext);
+		snprintf(settext, sizeof settext, " SET %s", stext);
+	}
+	snprintf(clauses, sizeof clauses, "source=%s on=%s matched=%s%s not-matched=%s "
+		 "not-matched-by-source=%s", source, m.o->on, mn[m.o->matched & 3], settext,
 		 m.o->not_matched == ST_MERGE_NOT_MATCHED_INSERT_ALL ? "insert-all" : "ignore",
 		 m.o->by_source == ST_MERGE_BY_SOURCE_DELETE ? "delete" : "ignore");
 	w->set_key = "merge";
@@ -1037,6 +1191,12 @@ out:
 	free(m.row_ent);
 	free(m.out);
 	free(m.pos);
+	free(m.psel);
+	free(m.pref);
+	free(m.set_col);
+	free(m.cs.fields);
+	expr_assign_free(m.set);
+	store_held_free(&m.upd);
 	if (rc != ST_OK)
 		memset(res, 0, sizeof *res);
 	return rc;

@@ -480,12 +480,14 @@ int st_optimize(st_store *s, const char *table, const struct st_optimize_opts *o
 
 /* MERGE's clauses (Delta's semantics). */
 enum st_merge_matched { ST_MERGE_MATCHED_IGNORE = 0, ST_MERGE_MATCHED_UPDATE_ALL,
-			ST_MERGE_MATCHED_DELETE };
+			ST_MERGE_MATCHED_DELETE, ST_MERGE_MATCHED_UPDATE_SET };
 enum st_merge_not_matched { ST_MERGE_NOT_MATCHED_IGNORE = 0, ST_MERGE_NOT_MATCHED_INSERT_ALL };
 enum st_merge_by_source { ST_MERGE_BY_SOURCE_IGNORE = 0, ST_MERGE_BY_SOURCE_DELETE };
 struct st_merge_opts {
 	const char *on;           /* "t.a = s.b [AND t.c = s.d ...]": t the target, s the source */
 	int matched;              /* enum st_merge_matched */
+	const char *set;          /* ST_MERGE_MATCHED_UPDATE_SET: "col = value, ..." over the
+				   * target's columns (col or t.col) and the source's (s.col) */
 	int not_matched;          /* enum st_merge_not_matched */
 	int by_source;            /* enum st_merge_by_source */
 	const char *app_id;       /* idempotent writer id, or NULL */

@@ -1920,6 +1920,34 @@ static void t_declared_keys(void)
 	st_store_close(s);
 }
 
+/* MERGE's update "SET ...": values from the target row (col, t.col) and
+ * its source row (s.col); refused for a source column or a bad value. */
+static void t_merge_update_set(void)
+{
+	st_store *s = open_store(test_new_dir("dml"));
+	struct st_err err;
+	struct st_dml_result r;
+	create(s, "us", NULL);
+	create(s, "usrc", NULL);
+	REQUIRE(put(s, "us", 0, 10, NULL, NULL, &err) == ST_OK);   /* a = id */
+	REQUIRE(put(s, "usrc", 5, 10, NULL, NULL, &err) == ST_OK); /* 5..9 match */
+	struct st_merge_opts mo = {.on = "t.id = s.id", .matched = ST_MERGE_MATCHED_UPDATE_SET,
+				   .set = "a = t.a + s.a * 100, b = CASE WHEN s.id > 7 THEN -1 ELSE b END"};
+	REQUIRE(st_merge(s, "us", "usrc", &mo, &r, &err) == ST_OK);
+	CHECK_EQ(r.rows_updated, 5);
+	CHECK_EQ(r.rows_inserted, 0);
+	CHECK_EQ(count_at(s, "us", -1, NULL), 10);
+	CHECK_EQ(count_at(s, "us", -1, "a = id * 101 AND id >= 5"), 5);
+	CHECK_EQ(count_at(s, "us", -1, "b = -1"), 2);
+	CHECK_EQ(count_at(s, "us", -1, "a = id"), 5);
+	mo.set = "s.a = 1";
+	CHECK_EQ(st_merge(s, "us", "usrc", &mo, &r, &err), ST_EINVAL);
+	mo.set = "a = s.a * 3000000000";
+	CHECK_EQ(st_merge(s, "us", "usrc", &mo, &r, &err), ST_ERANGE);
+	CHECK_EQ(head_version(s, "us"), 2);
+	st_store_close(s);
+}
+
 static void t_conflicts_inline(void)
 {
 	conflicts();
@@ -2177,6 +2205,7 @@ static const struct test_case tests[] = {
 	{"conflicts_inline", t_conflicts_inline},
 	{"merge_optimize_conflicts", t_merge_optimize_conflicts},
 	{"declared_keys", t_declared_keys},
+	{"merge_update_set", t_merge_update_set},
 	{"conflicts_files", t_conflicts_files},
 	{"app_id_race_inline", t_app_id_race_inline},
 	{"app_id_race_files", t_app_id_race_files},
