@@ -811,11 +811,48 @@ static int dv_minus(const uint32_t *b, uint32_t nb, const uint32_t *a, uint32_t 
 	return ST_OK;
 }
 
+/* A MERGE's new segment f: its first nupd rows post-images, the rest
+ * inserts (a MERGE adds one new file and no deletion vector on it). */
+static int feed_merge_add(st_scan *sc, uint32_t *cap, const struct file_rec *f, uint64_t nupd,
+			  uint64_t v, int64_t t, struct st_err *err)
+{
+	uint64_t rows = f->rows;
+	if (f->dv || rows > UINT32_MAX)
+		return feed_add(sc, cap, f, CH_INSERT, v, t, NULL, 0) == ST_OK
+			       ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
+	uint64_t np = nupd < rows ? nupd : rows;
+	uint32_t *post = malloc((np + 1) * sizeof *post), *ins = malloc((rows - np + 1) * sizeof *ins);
+	if (!post || !ins) {
+		free(post);
+		free(ins);
+		return st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	for (uint64_t i = 0; i < np; i++)
+		post[i] = (uint32_t)i;
+	for (uint64_t i = np; i < rows; i++)
+		ins[i - np] = (uint32_t)i;
+	int rc = np ? feed_add(sc, cap, f, CH_POST, v, t, post, (uint32_t)np) : (free(post), ST_OK);
+	if (rc == ST_OK)
+		rc = rows > np ? feed_add(sc, cap, f, CH_INSERT, v, t, ins, (uint32_t)(rows - np))
+			       : (free(ins), ST_OK);
+	else
+		free(ins);
+	return rc == ST_OK ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
+}
+
 /* The feed entries of commit c (version v) from recs (nrecs, by fid). */
 static int feed_commit(st_scan *sc, uint32_t *cap, const struct act_commit *c, uint64_t v,
 		       const struct file_rec *recs, uint32_t nrecs, struct st_err *err)
 {
 	bool upd = c->info.operation && !strcmp(c->info.operation, "UPDATE");
+	/* A MERGE that only updated (and inserted): its removed rows are the
+	 * pre-images, the first rows_updated rows of its new segment the
+	 * post-images (it writes them first), the rest inserts. One that also
+	 * deleted reads as delete + insert (which removed row was which is not
+	 * recorded). */
+	bool merge_upd = c->info.operation && !strcmp(c->info.operation, "MERGE") &&
+			 c->info.rows_updated && !c->info.rows_deleted;
+	upd |= merge_upd;
 	bool *paired = calloc(c->nadd + 1, sizeof *paired);
 	int rc = paired ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < c->nremove && rc == ST_OK; i++) {
@@ -864,6 +901,8 @@ static int feed_commit(st_scan *sc, uint32_t *cap, const struct act_commit *c, u
 		if (!f)
 			rc = st_seterr(err, ST_ERANGE, "table '%s': file %llu of version %llu was vacuumed",
 				       sc->table, (unsigned long long)key.fid, (unsigned long long)v);
+		else if (merge_upd)
+			rc = feed_merge_add(sc, cap, f, c->info.rows_updated, v, c->time_us, err);
 		else if (feed_add(sc, cap, f, upd ? CH_POST : CH_INSERT, v, c->time_us, NULL, 0) != ST_OK)
 			rc = st_seterr(err, ST_ENOMEM, "out of memory");
 	}
