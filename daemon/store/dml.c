@@ -1051,6 +1051,9 @@ int st_merge(st_store *s, const char *table, const char *source,
 	w->rw = calloc(nlive + 1, sizeof *w->rw);
 	if (rc == ST_OK && (!st || !w->read_files || !w->rw))
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	bool keycols[ST_MAX_COLUMNS] = {false};
+	for (uint32_t k = 0; k < m.nkeys; k++)
+		keycols[m.tkey[k]] = true;
 	for (uint32_t i = 0; i < nlive && rc == ST_OK; i++) {
 		store_file_stats(m.tsc, &live[i], st);
 		if (expr_may_match(w->pred, st) == EXPR_MATCH_NONE) {
@@ -1060,8 +1063,9 @@ int st_merge(st_store *s, const char *table, const char *source,
 		res->files_read++;
 		m.npos = 0;
 		m.fid = live[i].fid;
-		rc = store_file_match(s, w->tid, &live[i], m.tsc, w->pred, NULL, NULL, merge_rows, &m,
-				      err);
+		/* Matching needs the key columns; update SET reads the whole row. */
+		rc = store_file_match_cols(s, w->tid, &live[i], m.tsc, w->pred, NULL, NULL, merge_rows,
+					   &m, m.set ? NULL : keycols, err);
 		if (rc == ST_OK && m.npos)
 			rc = stage_rows_gone(s, w, &live[i], m.npos == file_live_rows(&live[i]) ? NULL
 							     : m.pos, m.npos, res, err);

@@ -323,11 +323,15 @@ int store_keys_check(st_store *s, struct staged *w, const char *replaced, struct
 	if (rc == ST_OK && !st)
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 	struct probe p = {k, w->table};
+	bool kc[ST_MAX_COLUMNS] = {false}; /* the key columns only */
+	for (uint32_t i = 0; i < k->n; i++)
+		kc[k->col[i]] = true;
 	for (uint32_t i = 0; i < nlive && rc == ST_OK; i++) {
 		store_file_stats(sc, &live[i], st);
 		if (expr_may_match(pred, st) == EXPR_MATCH_NONE)
 			continue;
-		rc = store_file_match(s, w->tid, &live[i], sc, pred, NULL, NULL, probe_rows, &p, err);
+		rc = store_file_match_cols(s, w->tid, &live[i], sc, pred, NULL, NULL, probe_rows, &p, kc,
+					   err);
 	}
 	free(st);
 	file_recs_free(live, nlive);

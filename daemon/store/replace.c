@@ -123,6 +123,14 @@ int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 		     const struct st_schema *sch, const struct expr *pred, uint32_t **pos,
 		     uint32_t *npos, store_match_fn fn, void *arg, struct st_err *err)
 {
+	return store_file_match_cols(s, tid, f, sch, pred, pos, npos, fn, arg, NULL, err);
+}
+
+int store_file_match_cols(st_store *s, uint64_t tid, const struct file_rec *f,
+			  const struct st_schema *sch, const struct expr *pred, uint32_t **pos,
+			  uint32_t *npos, store_match_fn fn, void *arg, const bool *cols,
+			  struct st_err *err)
+{
 	uint32_t *del = NULL, ndel = 0, pcap = 0, *sel = NULL;
 	uint64_t row0 = 0;
 	int rc = ST_OK;
@@ -164,11 +172,14 @@ int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
-	/* Positions alone need the predicate's columns; a callback sees all. */
-	if (fn)
+	/* Positions alone need the predicate's columns; a callback sees all,
+	 * or those it names (the others come as NULLs). */
+	if (fn && !cols)
 		memset(need, 1, sch->nfields * sizeof *need);
 	else
 		expr_columns(pred, need);
+	for (uint32_t i = 0; fn && cols && i < sch->nfields; i++)
+		need[i] |= cols[i];
 	for (uint32_t i = 0; i < sch->nfields; i++) {
 		col[i] = -1;
 		for (uint32_t k = 0; k < fs->nfields && need[i]; k++)

@@ -664,6 +664,11 @@ typedef int (*store_match_fn)(void *arg, const struct st_vec *cols, uint32_t row
 int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 		     const struct st_schema *sch, const struct expr *pred, uint32_t **pos,
 		     uint32_t *npos, store_match_fn fn, void *arg, struct st_err *err);
+/* The same, fn seeing only the columns cols marks (and the predicate's). */
+int store_file_match_cols(st_store *s, uint64_t tid, const struct file_rec *f,
+			  const struct st_schema *sch, const struct expr *pred, uint32_t **pos,
+			  uint32_t *npos, store_match_fn fn, void *arg, const bool *cols,
+			  struct st_err *err);
 /* Copy the rows of v listed in keep (n of them, increasing) into plain
  * vector out, with its buffers in bufs (free each). */
 int store_gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struct st_vec *out,
