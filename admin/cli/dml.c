@@ -271,6 +271,17 @@ static int load_into(const char *tmp, const char *file, const char *format,
 	return st;
 }
 
+/* A MERGE clause that takes one action or "ignore": *out = 1 for the action,
+ * 0 for ignore; otherwise a usage error (its status returned). */
+static int action_or_ignore(const char *flag, const char *action, int *out)
+{
+	if (!strcmp(optarg, action))
+		*out = 1;
+	else if (strcmp(optarg, "ignore"))
+		return cli_usage_error("--%s takes %s or ignore, not '%s'", flag, action, optarg);
+	return 0;
+}
+
 int cli_cmd_merge(int argc, char **argv, struct cli_global *g)
 {
 	static const struct option longs[] = {{"on", required_argument, NULL, 'o'},
@@ -285,7 +296,7 @@ int cli_cmd_merge(int argc, char **argv, struct cli_global *g)
 	/* PROTOCOL.md MERGE keys 3-5: matched 0 ignore, 1 update-all, 2 delete;
 	 * not matched 0 ignore, 1 insert-all; not matched by source 0 ignore,
 	 * 1 delete. */
-	int matched = 0, nm = 0, bs = 0, status = 0, o;
+	int matched = 0, nm = 0, bs = 0, status = 0, o, rc;
 	bool any = false;
 	uint64_t version = 0;
 	while ((o = cli_getopt(argc, argv, longs, g, &status)) > 0) {
@@ -313,19 +324,13 @@ int cli_cmd_merge(int argc, char **argv, struct cli_global *g)
 			break;
 		case 'n':
 			any = true;
-			if (!strcmp(optarg, "insert-all"))
-				nm = 1;
-			else if (strcmp(optarg, "ignore"))
-				return cli_usage_error("--when-not-matched takes insert-all or ignore, "
-						       "not '%s'", optarg);
+			if ((rc = action_or_ignore("when-not-matched", "insert-all", &nm)))
+				return rc;
 			break;
 		case 'b':
 			any = true;
-			if (!strcmp(optarg, "delete"))
-				bs = 1;
-			else if (strcmp(optarg, "ignore"))
-				return cli_usage_error("--when-not-matched-by-source takes delete or "
-						       "ignore, not '%s'", optarg);
+			if ((rc = action_or_ignore("when-not-matched-by-source", "delete", &bs)))
+				return rc;
 			break;
 		case 'f':
 			format = optarg;

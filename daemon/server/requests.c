@@ -625,6 +625,21 @@ out:
 	return rc;
 }
 
+/* The reply keys DELETE, UPDATE and MERGE share (PROTOCOL.md): the commit,
+ * the rows changed and the file counters; nkeys counts the caller's extra keys too. */
+static void pack_dml_reply(struct sd_ctx *c, uint32_t nkeys, const struct st_dml_result *r,
+			   uint64_t rows)
+{
+	msgpack_packer *pk = &c->out.pk;
+	sd_begin(c, nkeys);
+	sd_pack_result(c, &r->commit);
+	wire_key_u64(pk, WIRE_DML_R_ROWS, rows);
+	wire_key_u64(pk, WIRE_DML_R_SKIPPED, r->files_skipped);
+	wire_key_u64(pk, WIRE_DML_R_READ, r->files_read);
+	wire_key_u64(pk, WIRE_DML_R_REMOVED, r->files_removed);
+	wire_key_u64(pk, WIRE_DML_R_DVS, r->dvs_written);
+}
+
 /* DELETE and UPDATE: the same keys but UPDATE's SET list (key 1, which
  * moves the others up one). */
 static int h_dml(struct sd_ctx *c)
@@ -659,14 +674,7 @@ static int h_dml(struct sd_ctx *c)
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
 	}
-	msgpack_packer *pk = &c->out.pk;
-	sd_begin(c, WIRE_DML_R_NKEYS);
-	sd_pack_result(c, &r.commit);
-	wire_key_u64(pk, WIRE_DML_R_ROWS, upd ? r.rows_updated : r.rows_deleted);
-	wire_key_u64(pk, WIRE_DML_R_SKIPPED, r.files_skipped);
-	wire_key_u64(pk, WIRE_DML_R_READ, r.files_read);
-	wire_key_u64(pk, WIRE_DML_R_REMOVED, r.files_removed);
-	wire_key_u64(pk, WIRE_DML_R_DVS, r.dvs_written);
+	pack_dml_reply(c, WIRE_DML_R_NKEYS, &r, upd ? r.rows_updated : r.rows_deleted);
 out:
 	free(pred);
 	free(app);
@@ -708,14 +716,8 @@ static int h_merge(struct sd_ctx *c)
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
 	}
+	pack_dml_reply(c, WIRE_MERGE_R_NKEYS, &r, r.rows_updated);
 	msgpack_packer *pk = &c->out.pk;
-	sd_begin(c, WIRE_MERGE_R_NKEYS);
-	sd_pack_result(c, &r.commit);
-	wire_key_u64(pk, WIRE_DML_R_ROWS, r.rows_updated);
-	wire_key_u64(pk, WIRE_DML_R_SKIPPED, r.files_skipped);
-	wire_key_u64(pk, WIRE_DML_R_READ, r.files_read);
-	wire_key_u64(pk, WIRE_DML_R_REMOVED, r.files_removed);
-	wire_key_u64(pk, WIRE_DML_R_DVS, r.dvs_written);
 	wire_key_u64(pk, WIRE_MERGE_R_DELETED, r.rows_deleted);
 	wire_key_u64(pk, WIRE_MERGE_R_INSERTED, r.rows_inserted);
 out:

@@ -62,94 +62,10 @@
 #include <unistd.h>
 
 #include "admin/client.h"
+#include "tests/bench/harness.h"
 
 #define TS0       1700000000000000LL /* tests/bench/table.h BENCH_TS0 */
 #define MAXCOPIES 9
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "bench-dml: ");
-	fprintf(stderr, fmt, arg);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-/* Run argv to completion with stdout (and stderr when both) into out (may be
- * NULL: discarded). Returns its exit status, -1 when it could not run. */
-static int run2(char *const argv[], char *out, size_t outlen, double *wall, bool both)
-{
-	int fd[2];
-	if (pipe(fd) != 0)
-		return -1;
-	double t0 = now();
-	pid_t p = fork();
-	if (p < 0)
-		return -1;
-	if (p == 0) {
-		dup2(fd[1], 1);
-		if (both)
-			dup2(fd[1], 2);
-		close(fd[0]);
-		close(fd[1]);
-		execvp(argv[0], argv);
-		fprintf(stderr, "bench-dml: cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(fd[1]);
-	size_t len = 0;
-	char sink[4096];
-	for (;;) {
-		char *dst = out && len + 1 < outlen ? out + len : sink;
-		size_t room = out && len + 1 < outlen ? outlen - len - 1 : sizeof sink;
-		ssize_t n = read(fd[0], dst, room);
-		if (n <= 0)
-			break;
-		if (dst != sink)
-			len += (size_t)n;
-	}
-	close(fd[0]);
-	if (out)
-		out[len] = '\0';
-	int st;
-	waitpid(p, &st, 0);
-	if (wall)
-		*wall = now() - t0;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int run(char *const argv[], char *out, size_t outlen, double *wall)
-{
-	return run2(argv, out, outlen, wall, false);
-}
-
-/* "key":value in a one-line JSON object, searched from `from` on. */
-static double json_num(const char *json, const char *key)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\":", key);
-	const char *p = json ? strstr(json, pat) : NULL;
-	return p ? strtod(p + strlen(pat), NULL) : -1;
-}
-
-static void json_str(const char *json, const char *key, char *buf, size_t len)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\":\"", key);
-	const char *p = strstr(json, pat);
-	buf[0] = '\0';
-	if (p) {
-		p += strlen(pat);
-		const char *e = strchr(p, '"');
-		snprintf(buf, len, "%.*s", e ? (int)(e - p) : 0, p);
-	}
-}
 
 /* The object of "key":{...} in a JSON line (NULL when absent). */
 static const char *json_obj(const char *json, const char *key)
@@ -174,7 +90,7 @@ static uint64_t disk_use_(const char *path, ino_t **seen, size_t *nseen, size_t 
 		*cap = *cap ? *cap * 2 : 256;
 		ino_t *p = realloc(*seen, *cap * sizeof **seen);
 		if (!p)
-			die("%s", "out of memory");
+			bench_die("%s", "out of memory");
 		*seen = p;
 	}
 	(*seen)[(*nseen)++] = st.st_ino;
@@ -219,19 +135,13 @@ static int64_t io_write_bytes(pid_t pid)
 	return v;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static double median(const double *v, int n)
 {
 	double t[64];
 	if (n <= 0)
 		return -1;
 	memcpy(t, v, (size_t)n * sizeof *t);
-	qsort(t, (size_t)n, sizeof t[0], cmp_double);
+	qsort(t, (size_t)n, sizeof t[0], bench_cmp_double);
 	return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
 }
 
@@ -260,7 +170,7 @@ static int query(sc_client *c, const char *table, const char *group, bool count,
 {
 	struct wire_error e;
 	const msgpack_object *b;
-	double t0 = now();
+	double t0 = bench_now();
 	msgpack_packer *pk = sc_begin(c, WIRE_QUERY, where ? 4 : 3);
 	wire_key_str(pk, WIRE_QUERY_Q_TABLE, table);
 	msgpack_pack_uint32(pk, WIRE_QUERY_Q_GROUP_BY);
@@ -284,13 +194,13 @@ static int query(sc_client *c, const char *table, const char *group, bool count,
 		sc_error_format(&e, msg, msglen);
 		return rc;
 	}
-	*dt = now() - t0;
+	*dt = bench_now() - t0;
 	const msgpack_object *batch = NULL;
 	struct st_err err;
 	if (wire_field_map(b, NULL, WIRE_QUERY_R_BATCH, "batch", &batch, &err) != 1 ||
 	    wire_field_u64(batch, "its batch", WIRE_BATCH_ROWS, "rows", rows, &err) != 1 ||
 	    wire_field_u64(b, NULL, WIRE_QUERY_R_MATCHED, "rows matched", matched, &err) != 1)
-		die("%s", "the daemon's QUERY reply is malformed (batch, rows or rows matched)");
+		bench_die("%s", "the daemon's QUERY reply is malformed (batch, rows or rows matched)");
 	last_rows_read = 0;
 	wire_field_u64(b, NULL, WIRE_QUERY_R_ROWS_READ, "rows read", &last_rows_read, &err);
 	return 0;
@@ -304,7 +214,7 @@ static double query5(sc_client *c, const char *table, const char *group, bool co
 	char msg[600];
 	for (int i = 0; i < 6; i++)
 		if (query(c, table, group, count, where, &t[i], rows, matched, msg, sizeof msg))
-			die("query failed: %s", msg);
+			bench_die("query failed: %s", msg);
 	return median(t + 1, 5);
 }
 
@@ -319,19 +229,19 @@ static int wire_delete(sc_client *c, const char *table, const char *pred, struct
 {
 	struct wire_error e;
 	const msgpack_object *b;
-	double t0 = now();
+	double t0 = bench_now();
 	msgpack_packer *pk = sc_begin(c, WIRE_DELETE, 2);
 	wire_key_str(pk, WIRE_DELETE_Q_TABLE, table);
 	wire_key_str(pk, WIRE_DELETE_Q_PREDICATE, pred);
 	int rc = sc_call(c, &b, &e);
-	r->s = now() - t0;
+	r->s = bench_now() - t0;
 	if (rc != 0) {
 		sc_error_format(&e, msg, msglen);
 		return rc;
 	}
 	struct st_err err;
 	if (wire_field_u64(b, NULL, WIRE_DML_R_ROWS, "rows deleted", &r->deleted, &err) != 1)
-		die("%s", "the daemon's DELETE reply has no key 5 (rows deleted)");
+		bench_die("%s", "the daemon's DELETE reply has no key 5 (rows deleted)");
 	/* The file figures are informative: absent reads as 0. */
 	r->read = r->skipped = r->removed = r->dvs = 0;
 	wire_field_u64(b, NULL, WIRE_DML_R_READ, "files read", &r->read, &err);
@@ -350,15 +260,15 @@ static double load_from(const char *name, const char *path)
 {
 	double s;
 	char out[4096];
-	if (run2((char *const[]){strata_bin, "--host", host, "create", (char *)name, "--schema",
+	if (bench_run2((char *const[]){strata_bin, "--host", host, "create", (char *)name, "--schema",
 	                         "id int64 not null, ts timestamp, sensor string, value float64",
 	                         NULL},
 	         out, sizeof out, NULL, true))
-		die("strata create failed: %s", out);
-	if (run2((char *const[]){strata_bin, "--host", host, "--timeout", "3600", "load",
+		bench_die("strata create failed: %s", out);
+	if (bench_run2((char *const[]){strata_bin, "--host", host, "--timeout", "3600", "load",
 	                         (char *)name, (char *)path, "--quiet", NULL},
 	         out, sizeof out, &s, true))
-		die("strata load failed: %s", out);
+		bench_die("strata load failed: %s", out);
 	return s;
 }
 
@@ -369,7 +279,7 @@ static double load_copy(const char *name)
 
 static void drop_copy(const char *name)
 {
-	run((char *const[]){strata_bin, "--host", host, "drop", (char *)name, NULL}, NULL, 0, NULL);
+	bench_run((char *const[]){strata_bin, "--host", host, "drop", (char *)name, NULL}, NULL, 0, NULL);
 }
 
 /* Does `strata --help` list command cmd? */
@@ -377,7 +287,7 @@ static bool cli_has(const char *cmd)
 {
 	static char help[16384];
 	if (!help[0])
-		run2((char *const[]){strata_bin, "--help", NULL}, help, sizeof help, NULL, true);
+		bench_run2((char *const[]){strata_bin, "--help", NULL}, help, sizeof help, NULL, true);
 	char pat[64];
 	snprintf(pat, sizeof pat, "\n  %s ", cmd);
 	return strstr(help, pat) != NULL;
@@ -433,15 +343,15 @@ static const char *const duck_keys[4] = {"delete_scattered", "delete_ts_range", 
 static void parse_duck(const char *out, struct duck *d)
 {
 	d->ok = true;
-	d->load_s = json_num(out, "load_s");
+	d->load_s = bench_json_num(out, "load_s");
 	for (int i = 0; i < 4; i++) {
 		const char *o = json_obj(out, duck_keys[i]);
-		d->ms[i] = o ? json_num(o, "ms") : -1;
-		d->changed[i] = o ? json_num(o, "changed") : -1;
+		d->ms[i] = o ? bench_json_num(o, "ms") : -1;
+		d->changed[i] = o ? bench_json_num(o, "changed") : -1;
 		if (!o)
 			d->ok = false;
 	}
-	json_str(out, "method", d->merge_method, sizeof d->merge_method);
+	bench_json_str(out, "method", d->merge_method, sizeof d->merge_method);
 }
 
 static void jnum(const char *key, double v, const char *fmt)
@@ -531,7 +441,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (rows < 100)
-		die("%s", "--rows must be at least 100");
+		bench_die("%s", "--rows must be at least 100");
 	if (copies <= 0)
 		copies = rows <= 1000000 ? 3 : 1;
 	if (copies > MAXCOPIES)
@@ -539,7 +449,7 @@ int main(int argc, char **argv)
 	char cmd[8192], out[16384], src[4096], data[4096], cfg[4096], sock[4096];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
 	if (system(cmd) != 0)
-		die("cannot create %s", dir);
+		bench_die("cannot create %s", dir);
 	snprintf(csv, sizeof csv, "%s/t.csv", dir);
 	snprintf(src, sizeof src, "%s/src.csv", dir);
 	snprintf(data, sizeof data, "%s/strata", dir);
@@ -552,16 +462,16 @@ int main(int argc, char **argv)
 	snprintf(gen, sizeof gen, "%s/bench-gencsv", bin);
 	snprintf(rows_s, sizeof rows_s, "%" PRIu64, rows);
 	fprintf(stderr, "bench-dml: generating %s rows as CSV\n", rows_s);
-	if (run((char *const[]){gen, "--rows", rows_s, "--out", csv, NULL}, out, sizeof out, NULL))
-		die("%s failed", gen);
+	if (bench_run((char *const[]){gen, "--rows", rows_s, "--out", csv, NULL}, out, sizeof out, NULL))
+		bench_die("%s failed", gen);
 	char q2lo[64], q2hi[64];
-	json_str(out, "q2_lo", q2lo, sizeof q2lo);
-	json_str(out, "q2_hi", q2hi, sizeof q2hi);
+	bench_json_str(out, "q2_lo", q2lo, sizeof q2lo);
+	bench_json_str(out, "q2_hi", q2hi, sizeof q2hi);
 	uint64_t matching = merge_rows / 2 < rows ? merge_rows / 2 : rows;
 	{
 		FILE *f = fopen(src, "w");
 		if (!f)
-			die("cannot write %s", src);
+			bench_die("cannot write %s", src);
 		fprintf(f, "id,ts,sensor,value\n");
 		for (uint64_t j = 0; j < merge_rows; j++) {
 			/* The first `matching` rows update ids spread over the table,
@@ -574,7 +484,7 @@ int main(int argc, char **argv)
 			        (unsigned)(j * 104729 % 1000000));
 		}
 		if (fclose(f) != 0)
-			die("cannot write %s", src);
+			bench_die("cannot write %s", src);
 	}
 	char ts_hi[64], ts_pred[128];
 	fmt_ts(TS0 + (int64_t)rows * 10, ts_hi, sizeof ts_hi);
@@ -583,7 +493,7 @@ int main(int argc, char **argv)
 	/* 2. strata. */
 	FILE *f = fopen(cfg, "w");
 	if (!f)
-		die("cannot write %s", cfg);
+		bench_die("cannot write %s", cfg);
 	fprintf(f, "listen: [\"%s\"]\ndata_dir: \"%s\"\nfsync: on\nlog_level: warn\n", host, data);
 	fclose(f);
 	char stratad[4096];
@@ -596,9 +506,9 @@ int main(int argc, char **argv)
 	}
 	sc_client *c = NULL;
 	struct wire_error e;
-	for (double t0 = now(); sc_connect(host, 3600 * 1000, &c, &e) != 0; usleep(20000))
-		if (now() - t0 > 10)
-			die("stratad did not answer on %s", host);
+	for (double t0 = bench_now(); sc_connect(host, 3600 * 1000, &c, &e) != 0; usleep(20000))
+		if (bench_now() - t0 > 10)
+			bench_die("stratad did not answer on %s", host);
 	bool has_update = cli_has("update"), has_merge = cli_has("merge"),
 	     has_optimize = cli_has("optimize");
 
@@ -638,12 +548,12 @@ int main(int argc, char **argv)
 		}
 		q1_before[k] = query5(c, name, "sensor", false, NULL, &q1_groups, &matched);
 		if (matched != rows)
-			die("%s", "Q1 did not read every row");
+			bench_die("%s", "Q1 did not read every row");
 		int64_t wb0 = io_write_bytes(d);
 		uint64_t mdb0 = disk_use(mdb), tab0 = disk_use(tables);
 		fprintf(stderr, "bench-dml: strata delete %s where %s\n", name, pred);
 		if (wire_delete(c, name, pred, &dres, msg, sizeof msg))
-			die("the scattered DELETE failed: %s", msg);
+			bench_die("the scattered DELETE failed: %s", msg);
 		int64_t wb1 = io_write_bytes(d);
 		mdb_growth[k] = disk_use(mdb) - mdb0;
 		tables_growth[k] = disk_use(tables) - tab0;
@@ -668,7 +578,7 @@ int main(int argc, char **argv)
 		load_copy(name);
 		struct del_result rr;
 		if (wire_delete(c, name, ts_pred, &rr, msg, sizeof msg))
-			die("the ts-range DELETE failed: %s", msg);
+			bench_die("the ts-range DELETE failed: %s", msg);
 		del_r.ms[del_r.n++] = rr.s * 1e3;
 		del_r.changed = (double)rr.deleted;
 		drop_copy(name);
@@ -703,7 +613,7 @@ int main(int argc, char **argv)
 			                    "insert-all",
 			                    NULL};
 			double sec;
-			if (run2(which ? mrg_argv : upd_argv, out, sizeof out, &sec, true)) {
+			if (bench_run2(which ? mrg_argv : upd_argv, out, sizeof out, &sec, true)) {
 				json_safe(out);
 				snprintf(s->note, sizeof s->note, "strata %s failed: %.200s",
 				         which ? "merge" : "update", out);
@@ -724,14 +634,14 @@ int main(int argc, char **argv)
 		snprintf(shuf, sizeof shuf, "%s/shuffled.csv", dir);
 		snprintf(shcmd, sizeof shcmd, "(head -n 1 '%s'; tail -n +2 '%s' | shuf --random-source='%s') > '%s'",
 		         csv, csv, csv, shuf);
-		if (run((char *const[]){"/bin/sh", "-c", shcmd, NULL}, out, sizeof out, NULL))
-			die("shuffling the CSV failed: %s", out);
+		if (bench_run((char *const[]){"/bin/sh", "-c", shcmd, NULL}, out, sizeof out, NULL))
+			bench_die("shuffling the CSV failed: %s", out);
 		snprintf(w2, sizeof w2, "ts >= '%s' AND ts < '%s'", q2lo, q2hi);
 		load_from("dml_opt", shuf);
 		opt_before = query5(c, "dml_opt", NULL, true, w2, &nrows, &matched) * 1e3;
 		q2_read_before = last_rows_read;
 		double s;
-		if (run2((char *const[]){strata_bin, "--host", host, "--timeout", "3600", "optimize",
+		if (bench_run2((char *const[]){strata_bin, "--host", host, "--timeout", "3600", "optimize",
 		                         "dml_opt", "--cluster-by", "ts,sensor", NULL},
 		         out, sizeof out, &s, true)) {
 			json_safe(out);
@@ -764,7 +674,7 @@ int main(int argc, char **argv)
 		char threads[8];
 		snprintf(threads, sizeof threads, "%d", t + 1);
 		fprintf(stderr, "bench-dml: duckdb, %s thread%s\n", threads, t ? "s" : "");
-		if (run((char *const[]){"node", script, "--csv", csv, "--src", src, "--dir", ddir,
+		if (bench_run((char *const[]){"node", script, "--csv", csv, "--src", src, "--dir", ddir,
 		                        "--threads", threads, "--copies", copies_s, "--pred", pred,
 		                        "--ts-hi", duck_ts, NULL},
 		        out, sizeof out, NULL) != 0) {

@@ -37,84 +37,7 @@
 #include <unistd.h>
 
 #include "admin/client.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "bench-e2e: ");
-	fprintf(stderr, fmt, arg);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-/* Run argv to completion with stdout into out (may be NULL: discarded).
- * Returns its exit status, -1 when it could not run. */
-static int run(char *const argv[], char *out, size_t outlen, double *wall)
-{
-	int fd[2];
-	if (pipe(fd) != 0)
-		return -1;
-	double t0 = now();
-	pid_t p = fork();
-	if (p < 0)
-		return -1;
-	if (p == 0) {
-		dup2(fd[1], 1);
-		close(fd[0]);
-		close(fd[1]);
-		execvp(argv[0], argv);
-		fprintf(stderr, "bench-e2e: cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(fd[1]);
-	size_t len = 0;
-	char sink[4096];
-	for (;;) {
-		char *dst = out && len + 1 < outlen ? out + len : sink;
-		size_t room = out && len + 1 < outlen ? outlen - len - 1 : sizeof sink;
-		ssize_t n = read(fd[0], dst, room);
-		if (n <= 0)
-			break;
-		if (dst != sink)
-			len += (size_t)n;
-	}
-	close(fd[0]);
-	if (out)
-		out[len] = '\0';
-	int st;
-	waitpid(p, &st, 0);
-	if (wall)
-		*wall = now() - t0;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* "key":value in a one-line JSON object. */
-static double json_num(const char *json, const char *key)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\":", key);
-	const char *p = strstr(json, pat);
-	return p ? strtod(p + strlen(pat), NULL) : -1;
-}
-
-static void json_str(const char *json, const char *key, char *buf, size_t len)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\":\"", key);
-	const char *p = strstr(json, pat);
-	buf[0] = '\0';
-	if (p) {
-		p += strlen(pat);
-		const char *e = strchr(p, '"');
-		snprintf(buf, len, "%.*s", e ? (int)(e - p) : 0, p);
-	}
-}
+#include "tests/bench/harness.h"
 
 /* Bytes of disk blocks under path. */
 static uint64_t disk_use(const char *path)
@@ -161,11 +84,11 @@ static void need_key(int rc, const struct st_err *err, const char *in, uint32_t 
 {
 	char m[300];
 	if (rc < 0)
-		die("the daemon's QUERY reply is malformed: %s", err->msg);
+		bench_die("the daemon's QUERY reply is malformed: %s", err->msg);
 	if (rc == 0) {
 		snprintf(m, sizeof m, "key %u (%s)%s%s is missing", key, name, in ? " of " : "",
 			 in ? in : "");
-		die("the daemon's QUERY reply is malformed: %s", m);
+		bench_die("the daemon's QUERY reply is malformed: %s", m);
 	}
 }
 
@@ -176,7 +99,7 @@ static double query(sc_client *c, const char *group, const char *fn, const char 
 {
 	struct wire_error e;
 	const msgpack_object *b;
-	double t0 = now();
+	double t0 = bench_now();
 	msgpack_packer *pk = sc_begin(c, WIRE_QUERY, where ? 4 : 3);
 	wire_key_str(pk, WIRE_QUERY_Q_TABLE, "t");
 	msgpack_pack_uint32(pk, WIRE_QUERY_Q_GROUP_BY);
@@ -198,9 +121,9 @@ static double query(sc_client *c, const char *group, const char *fn, const char 
 	if (sc_call(c, &b, &e) != 0) {
 		char msg[600];
 		sc_error_format(&e, msg, sizeof msg);
-		die("query failed: %s", msg);
+		bench_die("query failed: %s", msg);
 	}
-	double dt = now() - t0;
+	double dt = bench_now() - t0;
 	const msgpack_object *batch = NULL;
 	struct st_err err;
 	/* Every key read is required: a reply without one is a broken daemon. */
@@ -213,12 +136,6 @@ static double query(sc_client *c, const char *group, const char *fn, const char 
 	return dt;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static double median5(sc_client *c, const char *group, const char *fn, const char *where,
 		      uint64_t *rows, uint64_t *matched)
 {
@@ -226,7 +143,7 @@ static double median5(sc_client *c, const char *group, const char *fn, const cha
 	query(c, group, fn, "value", where, rows, matched);
 	for (int i = 0; i < 5; i++)
 		t[i] = query(c, group, fn, "value", where, rows, matched);
-	qsort(t, 5, sizeof t[0], cmp_double);
+	qsort(t, 5, sizeof t[0], bench_cmp_double);
 	return t[2];
 }
 
@@ -271,7 +188,7 @@ int main(int argc, char **argv)
 	char cmd[8192], out[4096], csv[4096], data[4096], cfg[4096], sock[4096], host[4200];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
 	if (system(cmd) != 0)
-		die("cannot create %s", dir);
+		bench_die("cannot create %s", dir);
 	snprintf(csv, sizeof csv, "%s/t.csv", dir);
 	snprintf(data, sizeof data, "%s/strata", dir);
 	snprintf(cfg, sizeof cfg, "%s/stratad.yaml", dir);
@@ -283,17 +200,17 @@ int main(int argc, char **argv)
 	snprintf(gen, sizeof gen, "%s/bench-gencsv", bin);
 	snprintf(rows_s, sizeof rows_s, "%" PRIu64, rows);
 	fprintf(stderr, "bench-e2e: generating %s rows as CSV\n", rows_s);
-	if (run((char *const[]){gen, "--rows", rows_s, "--out", csv, NULL}, out, sizeof out, NULL))
-		die("%s failed", gen);
+	if (bench_run((char *const[]){gen, "--rows", rows_s, "--out", csv, NULL}, out, sizeof out, NULL))
+		bench_die("%s failed", gen);
 	char lo[64], hi[64];
-	json_str(out, "q2_lo", lo, sizeof lo);
-	json_str(out, "q2_hi", hi, sizeof hi);
-	double csv_bytes = json_num(out, "bytes");
+	bench_json_str(out, "q2_lo", lo, sizeof lo);
+	bench_json_str(out, "q2_hi", hi, sizeof hi);
+	double csv_bytes = bench_json_num(out, "bytes");
 
 	/* 2. strata. */
 	FILE *f = fopen(cfg, "w");
 	if (!f)
-		die("cannot write %s", cfg);
+		bench_die("cannot write %s", cfg);
 	fprintf(f, "listen: [\"%s\"]\ndata_dir: \"%s\"\ndurability: sync\nlog_level: warn\n", host,
 		data);
 	fclose(f);
@@ -307,22 +224,22 @@ int main(int argc, char **argv)
 	}
 	sc_client *c = NULL;
 	struct wire_error e;
-	for (double t0 = now(); sc_connect(host, 1000, &c, &e) != 0; usleep(20000))
-		if (now() - t0 > 10)
-			die("stratad did not answer on %s", host);
-	if (run((char *const[]){strata, "--host", host, "create", "t", "--schema",
+	for (double t0 = bench_now(); sc_connect(host, 1000, &c, &e) != 0; usleep(20000))
+		if (bench_now() - t0 > 10)
+			bench_die("stratad did not answer on %s", host);
+	if (bench_run((char *const[]){strata, "--host", host, "create", "t", "--schema",
 				"id int64 not null, ts timestamp, sensor string, value float64", NULL},
 		NULL, 0, NULL))
-		die("%s", "strata create failed");
+		bench_die("%s", "strata create failed");
 	struct figures s = {.ok = true};
 	fprintf(stderr, "bench-e2e: strata load\n");
-	if (run((char *const[]){strata, "--host", host, "load", "t", csv, "--quiet", NULL}, NULL, 0,
+	if (bench_run((char *const[]){strata, "--host", host, "load", "t", csv, "--quiet", NULL}, NULL, 0,
 		&s.ingest_s))
-		die("%s", "strata load failed");
+		bench_die("%s", "strata load failed");
 	uint64_t nrows, matched;
 	s.q1_s = median5(c, "sensor", "sum", NULL, &s.q1_groups, &matched);
 	if (matched != rows)
-		die("%s", "Q1 did not read every row");
+		bench_die("%s", "Q1 did not read every row");
 	char where[256];
 	snprintf(where, sizeof where, "ts >= '%s' AND ts < '%s'", lo, hi);
 	s.q2_s = median5(c, NULL, "count", where, &nrows, &s.q2_count);
@@ -344,7 +261,7 @@ int main(int argc, char **argv)
 		snprintf(db, sizeof db, "%s/duck%d.db", dir, t + 1);
 		snprintf(threads, sizeof threads, "%d", t + 1);
 		fprintf(stderr, "bench-e2e: duckdb, %s thread%s\n", threads, t ? "s" : "");
-		if (run((char *const[]){"node", script, "--csv", csv, "--db", db, "--threads", threads,
+		if (bench_run((char *const[]){"node", script, "--csv", csv, "--db", db, "--threads", threads,
 					"--q2-lo", lo, "--q2-hi", hi, NULL},
 			out, sizeof out, NULL) != 0) {
 			fprintf(stderr, "bench-e2e: the DuckDB run failed; strata's figures alone\n");
@@ -352,13 +269,13 @@ int main(int argc, char **argv)
 			break;
 		}
 		duck[t] = (struct figures){.ok = true,
-					   .ingest_s = json_num(out, "ingest_s"),
-					   .q1_s = json_num(out, "q1_s"),
-					   .q2_s = json_num(out, "q2_s"),
-					   .size = (uint64_t)json_num(out, "size_bytes"),
-					   .rss = (uint64_t)json_num(out, "rss_peak_bytes"),
-					   .q2_count = (uint64_t)json_num(out, "q2_count"),
-					   .q1_groups = (uint64_t)json_num(out, "q1_groups")};
+					   .ingest_s = bench_json_num(out, "ingest_s"),
+					   .q1_s = bench_json_num(out, "q1_s"),
+					   .q2_s = bench_json_num(out, "q2_s"),
+					   .size = (uint64_t)bench_json_num(out, "size_bytes"),
+					   .rss = (uint64_t)bench_json_num(out, "rss_peak_bytes"),
+					   .q2_count = (uint64_t)bench_json_num(out, "q2_count"),
+					   .q1_groups = (uint64_t)bench_json_num(out, "q1_groups")};
 		if (duck[t].q2_count != s.q2_count || duck[t].q1_groups != s.q1_groups) {
 			fprintf(stderr, "bench-e2e: results differ: Q2 count strata %" PRIu64
 					" duckdb %" PRIu64 ", Q1 groups %" PRIu64 " vs %" PRIu64 "\n",

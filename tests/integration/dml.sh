@@ -33,25 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; [ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | head -20; }
-
-# run NAME WANT_STATUS WANT_TEXT CMD...
-run() {
-	name=$1 want=$2 text=$3
-	shift 3
-	"$@" >"$T/out" 2>&1
-	st=$?
-	if [ "$st" != "$want" ]; then
-		echo "     (exit $st, wanted $want)" >>"$T/out"
-		bad "$name"
-	elif [ -n "$text" ] && ! grep -qF -- "$text" "$T/out"; then
-		echo "     (no \"$text\" in the output)" >>"$T/out"
-		bad "$name"
-	else
-		ok "$name"
-	fi
-}
+. "$(dirname "$0")/lib.sh"
 
 # eq NAME GOT WANT
 eq() {
@@ -126,10 +108,23 @@ run "a CHECK constraint refuses the update" 1 "violates constraint 'nonneg'" \
 eq "nothing changed by the refused updates" "$(count "$H" t)" "19839,4951682.5"
 run "delete needs --where" 2 "give --where" S delete t
 run "update needs --set" 2 "give --set" S update t --where "id = 1"
+run "merge needs --on" 2 "give --on" S merge t "$T/small.csv"
+run "a bad --when-matched is refused" 2 "--when-matched takes update-all" \
+	S merge t "$T/small.csv" --on "t.id = s.id" --when-matched nope
+run "a bad --when-not-matched is refused" 2 "--when-not-matched takes insert-all or ignore, not 'nope'" \
+	S merge t "$T/small.csv" --on "t.id = s.id" --when-not-matched nope
+run "a bad --when-not-matched-by-source is refused" 2 \
+	"--when-not-matched-by-source takes delete or ignore, not 'nope'" \
+	S merge t "$T/small.csv" --on "t.id = s.id" --when-not-matched-by-source nope
+eq "nothing changed by the refused commands" "$(count "$H" t)" "19839,4951682.5"
 run "idempotent delete" 0 "deleted 1 rows" S delete t --where "id = 3" --app-id job --app-version 1
 run "idempotent delete, again" 0 "already done earlier" S delete t --where "id = 4" --app-id job --app-version 1
 run "restore brings deleted rows back" 0 "restored" S restore t --version 2
 eq "rows after the restore" "$(count "$H" t)" "20050,4995612.5"
+gen 100040 20 "$T/up.csv"
+run "an upsert reports each kind of row" 0 "merged: 10 rows updated, 0 deleted, 10 inserted" \
+	S merge t "$T/up.csv" --on "t.id = s.id"
+eq "rows after the upsert" "$(count "$H" t | cut -d, -f1)" "20060"
 run "verify after DML" 0 "0 problems" S verify
 kill "$D1"
 wait "$D1" 2>/dev/null
