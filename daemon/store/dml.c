@@ -25,6 +25,17 @@
 void (*store_test_dml_staged)(st_store *s, void *arg);
 void *store_test_dml_arg;
 
+int store_dml_commit(st_store *s, st_txn **t, struct st_commit_result *res, struct st_err *err)
+{
+	if (store_test_dml_staged)
+		store_test_dml_staged(s, store_test_dml_arg);
+	int rc = st_txn_commit(*t, res, err);
+	*t = NULL;
+	if (rc == ST_OK)
+		res->rows = 0;
+	return rc;
+}
+
 /* File f of table tid re-added as a new file with deletion vector
  * positions all (nall of them) into r: the segment is shared (hard link,
  * or the inline bytes copied into the new record). */
@@ -457,12 +468,7 @@ int st_update(st_store *s, const char *table, const char *set, const char *predi
 	if ((rc = dml_segment_close(s, w, &u.out, mem, sc, err)) != ST_OK)
 		goto out;
 	res->rows_updated = w->info_updated = w->rows_removed;
-	if (store_test_dml_staged)
-		store_test_dml_staged(s, store_test_dml_arg);
-	rc = st_txn_commit(t, &res->commit, err);
-	t = NULL;
-	if (rc == ST_OK)
-		res->commit.rows = 0;
+	rc = store_dml_commit(s, &t, &res->commit, err);
 out:
 	seg_writer_abort(u.out);
 	store_read_end(s, txn);
@@ -1173,12 +1179,7 @@ int st_merge(st_store *s, const char *table, const char *source,
 	}
 	st_scan_close(sc);
 	sc = NULL;
-	if (store_test_dml_staged)
-		store_test_dml_staged(s, store_test_dml_arg);
-	rc = st_txn_commit(t, &res->commit, err);
-	t = NULL;
-	if (rc == ST_OK)
-		res->commit.rows = 0;
+	rc = store_dml_commit(s, &t, &res->commit, err);
 out:
 	seg_writer_abort(out);
 	st_scan_close(sc);

@@ -524,12 +524,7 @@ int st_optimize(st_store *s, const char *table, const struct st_optimize_opts *o
 	}
 	w->nrw = k;
 	res->rows = o.rows;
-	if (store_test_dml_staged)
-		store_test_dml_staged(s, store_test_dml_arg);
-	rc = st_txn_commit(t, &res->commit, err);
-	t = NULL;
-	if (rc == ST_OK)
-		res->commit.rows = 0;
+	rc = store_dml_commit(s, &t, &res->commit, err);
 out:
 	seg_writer_abort(o.out);
 	store_read_end(s, txn);

@@ -727,6 +727,11 @@ bool store_commit_stamp(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, uin
 extern void (*store_test_dml_staged)(st_store *s, void *arg);
 extern void *store_test_dml_arg;
 
+/* UPDATE, MERGE and OPTIMIZE commit their staged transaction: the test hook
+ * above, then st_txn_commit (*t is consumed); a commit result's rows count
+ * rows appended, which these rewrites do not, so it is 0. */
+int store_dml_commit(st_store *s, st_txn **t, struct st_commit_result *res, struct st_err *err);
+
 /* Current time in µs since the epoch. */
 int64_t store_now_us(void);
 
