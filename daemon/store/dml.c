@@ -529,14 +529,6 @@ struct merge {
 	struct store_held upd;       /* the updated rows (target schema) */
 };
 
-static uint64_t key_hash(const uint8_t *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 0x100000001b3ull;
-	return h ^ (h >> 29);
-}
-
 /* The key of row r of vectors v (columns cols, the target's or the
  * source's key columns) into m->tmp, normalized to the target key columns'
  * types; false when a key column is NULL. */
@@ -556,7 +548,7 @@ static bool key_of(struct merge *m, const struct st_vec *v, const int *cols, uin
 /* The entry of the key in m->tmp, or -1; with add, a new one. */
 static int64_t key_find(struct merge *m, bool add, struct store_ref ref)
 {
-	uint64_t h = key_hash(m->tmp.data, m->tmp.len);
+	uint64_t h = store_key_hash(m->tmp.data, m->tmp.len);
 	uint32_t s = (uint32_t)h & (m->nslot - 1);
 	for (; m->slot[s]; s = (s + 1) & (m->nslot - 1)) {
 		struct mkey *e = &m->ent[m->slot[s] - 1];
@@ -574,20 +566,6 @@ static int64_t key_find(struct merge *m, bool add, struct store_ref ref)
 	m->ent[m->nent] = e;
 	m->slot[s] = ++m->nent;
 	return m->nent - 1;
-}
-
-static bool push_u32(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v)
-{
-	if (*n == *cap) {
-		uint32_t c = *cap ? 2 * *cap : 256;
-		uint32_t *g = realloc(*a, c * sizeof *g);
-		if (!g)
-			return false;
-		*a = g;
-		*cap = c;
-	}
-	(*a)[(*n)++] = v;
-	return true;
 }
 
 static bool push_ref(struct merge *m, struct store_ref r)
@@ -779,7 +757,7 @@ static int merge_rows(void *arg, const struct st_vec *cols, uint32_t rows, const
 			gone = true;
 			m->w->info_deleted++;
 		}
-		if (gone && !push_u32(&m->pos, &m->npos, &m->cpos, (uint32_t)(row0 + r)))
+		if (gone && !store_push_u32(&m->pos, &m->npos, &m->cpos, (uint32_t)(row0 + r)))
 			return st_seterr(err, ST_ENOMEM, "out of memory");
 	}
 	return m->npair ? merge_set_rows(m, cols, row0, err) : ST_OK;

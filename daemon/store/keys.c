@@ -143,7 +143,7 @@ static bool key_of(struct store_keys *k, const struct st_vec *const *cols, uint3
 	return store_key_bytes(&k->tmp, cols, k->col, k->type, k->n, r, first);
 }
 
-static uint64_t hash_of(const uint8_t *p, size_t n)
+uint64_t store_key_hash(const uint8_t *p, size_t n)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
 	for (size_t i = 0; i < n; i++)
@@ -215,7 +215,7 @@ int store_keys_add_row(struct store_keys *k, const char *table, const struct st_
 					      "value for a key column", table, (unsigned long long)row);
 	if (2 * (k->count + 1) > k->nslot && !grow(k))
 		return st_seterr(err, ST_ENOMEM, "out of memory holding the write's keys");
-	uint64_t h = hash_of(k->tmp.data, k->tmp.len);
+	uint64_t h = store_key_hash(k->tmp.data, k->tmp.len);
 	uint32_t at = 0;
 	int64_t e = find(k, h, &at);
 	if (e >= 0) {
@@ -271,7 +271,7 @@ static int probe_rows(void *arg, const struct st_vec *cols, uint32_t rows, const
 		uint32_t at;
 		if (!key_of(k, v, sel[j], &first))
 			continue;
-		int64_t e = find(k, hash_of(k->tmp.data, k->tmp.len), &at);
+		int64_t e = find(k, store_key_hash(k->tmp.data, k->tmp.len), &at);
 		if (e >= 0) {
 			char kt[256];
 			key_text(k, v, sel[j], kt, sizeof kt);

@@ -104,8 +104,7 @@ int store_gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struc
 	return ST_OK;
 }
 
-/* Append v to (*a, *n, *cap). */
-static bool push(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v)
+bool store_push_u32(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v)
 {
 	if (*n == *cap) {
 		uint32_t c = *cap ? *cap * 2 : 256;
@@ -223,7 +222,7 @@ int store_file_match_cols(st_store *s, uint64_t tid, const struct file_rec *f,
 		if (dhi > dlo)
 			nsel = dv_filter(del + dlo, dhi - dlo, row0, sel, nsel, NULL);
 		for (uint32_t j = 0; pos && j < nsel && rc == ST_OK; j++)
-			if (!push(pos, npos, &pcap, (uint32_t)(row0 + sel[j])))
+			if (!store_push_u32(pos, npos, &pcap, (uint32_t)(row0 + sel[j])))
 				rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		if (fn && nsel && rc == ST_OK)
 			rc = fn(arg, tv, b->rows, sel, nsel, row0, err);

@@ -669,6 +669,8 @@ int store_file_match_cols(st_store *s, uint64_t tid, const struct file_rec *f,
 			  const struct st_schema *sch, const struct expr *pred, uint32_t **pos,
 			  uint32_t *npos, store_match_fn fn, void *arg, const bool *cols,
 			  struct st_err *err);
+/* Append v to (*a, *n, *cap), doubling from 256; false when out of memory. */
+bool store_push_u32(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v);
 /* Copy the rows of v listed in keep (n of them, increasing) into plain
  * vector out, with its buffers in bufs (free each). */
 int store_gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struct st_vec *out,

@@ -120,6 +120,8 @@ bool store_key_bytes(struct st_buf *out, const struct st_vec *const *cols, const
 		     const uint8_t *types, uint32_t n, uint32_t r, double *first);
 void store_key_text(const struct st_vec *const *cols, const int *idx, uint32_t n, uint32_t r,
 		    char *buf, size_t len);
+/* The hash of a key's bytes (FNV-1a, folded). */
+uint64_t store_key_hash(const uint8_t *p, size_t n);
 /* Add the key of row r of cols alone (numbered row in messages). */
 int store_keys_add_row(struct store_keys *k, const char *table, const struct st_vec *const *cols,
 		       uint32_t r, uint64_t row, struct st_err *err);
