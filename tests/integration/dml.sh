@@ -147,12 +147,16 @@ S create c --schema "id int64 not null, v float64, s string, k int32" >/dev/null
 for i in 0 1 2 3; do gen $((i * 200000)) 200000 "$T/c$i.csv"; S load c "$T/c$i.csv" >/dev/null; done
 total=$(count "$H" c | cut -d, -f1)
 eq "crash table loaded" "$total" "800000"
-torn=0 kills=0 landed=0
+torn=0 kills=0 landed=0 lost=0 acked=0
 for r in 1 2 3 4 5 6 7 8; do
 	before=$(count "$H" c | cut -d, -f1)
-	# delete one more residue of 64, and update the rows of another
-	( S --timeout 1 delete c --where "id % 64 < $r" >/dev/null 2>&1;
-	  S --timeout 1 update c --set "v = v + 1" --where "id % 64 = 63" >/dev/null 2>&1 ) &
+	sum63=$(count "$H" c --where "id % 64 = 63" | cut -d, -f2)
+	rm -f "$T/ack_d" "$T/ack_u"
+	# delete one more residue of 64, and update the rows of another; the
+	# exit statuses say which of the two were acknowledged
+	( S --timeout 1 delete c --where "id % 64 < $r" >/dev/null 2>&1; echo $? >"$T/ack_d"
+	  S --timeout 1 update c --set "v = v + 1" --where "id % 64 = 63" >/dev/null 2>&1
+	  echo $? >"$T/ack_u" ) &
 	W=$!
 	sleep "0.0$(($(od -An -N1 -tu1 /dev/urandom | tr -d ' ') % 40 + 10))"
 	kill -9 "$D2" 2>/dev/null
@@ -168,11 +172,25 @@ for r in 1 2 3 4 5 6 7 8; do
 		torn=$((torn + 1))
 		echo "     round $r: $after rows, wanted $before or $want" >>"$T/torn"
 	fi
+	# an acknowledged DELETE or UPDATE survives the kill (12,500 rows of residue 63)
+	for a in "$T/ack_d" "$T/ack_u"; do [ "$(cat "$a" 2>/dev/null)" = 0 ] && acked=$((acked + 1)); done
+	if [ "$(cat "$T/ack_d" 2>/dev/null)" = 0 ] && [ "$after" != "$want" ]; then
+		lost=$((lost + 1))
+		echo "     round $r: the acknowledged delete is gone ($after rows)" >>"$T/torn"
+	fi
+	new63=$(count "$H" c --where "id % 64 = 63" | cut -d, -f2)
+	if [ "$(cat "$T/ack_u" 2>/dev/null)" = 0 ] &&
+	   ! awk -v a="$sum63" -v b="$new63" 'BEGIN { exit !(a + 12500 == b) }'; then
+		lost=$((lost + 1))
+		echo "     round $r: the acknowledged update is gone (sum $sum63 -> $new63)" >>"$T/torn"
+	fi
 	# finish the round so the next one starts from its ladder step
 	S delete c --where "id % 64 < $r" >/dev/null 2>&1
 done
 if [ "$torn" = 0 ]; then ok "kill -9 during DELETE/UPDATE: $kills kills ($landed after the delete committed), every statement whole"
 else cp "$T/torn" "$T/out"; bad "kill -9 during DELETE/UPDATE: $torn torn of $kills"; fi
+if [ "$lost" = 0 ]; then ok "kill -9 during DELETE/UPDATE: none of the $acked acknowledged statements lost"
+else cp "$T/torn" "$T/out"; bad "kill -9 during DELETE/UPDATE: $lost acknowledged statements lost"; fi
 eq "the ladder's last step" "$(count "$H" c | cut -d, -f1)" "$((800000 - 800000 / 64 * 8))"
 # The id % 64 = 63 rows are updated together: all hold the same increment.
 inc=$(S scan c --where "id = 63" --columns v --format csv | tail -n 1 | awk '{print $1 - 31.5}')
@@ -188,13 +206,16 @@ for i in range(3750):
     print(f'{1000000 + i},1.5,n,1')    # new ids
     print(f'{64 * i + 10},2.5,o,2')    # ids the table holds (residue 10 is never deleted)
 " >"$T/src.csv"
-torn=0
+torn=0 lost=0 acked=0
 for r in 1 2 3 4; do
 	before=$(count "$H" c | cut -d, -f1)
-	( S --timeout 1 merge c "$T/src.csv" --on "t.id = s.id" >/dev/null 2>&1;
+	rm -f "$T/ack_m"
+	( S --timeout 1 merge c "$T/src.csv" --on "t.id = s.id" >/dev/null 2>&1; echo $? >"$T/ack_m"
 	  S --timeout 1 optimize c >/dev/null 2>&1 ) &
 	W=$!
-	sleep "0.0$(($(od -An -N1 -tu1 /dev/urandom | tr -d ' ') % 60 + 10))"
+	# rounds 1-2 kill early (mid-MERGE), rounds 3-4 late (after it, mid-OPTIMIZE)
+	rnd=$(od -An -N1 -tu1 /dev/urandom | tr -d ' ')
+	if [ "$r" -le 2 ]; then sleep "0.0$((rnd % 60 + 10))"; else sleep "1.$((rnd % 10))"; fi
 	kill -9 "$D2" 2>/dev/null
 	wait "$D2" 2>/dev/null
 	wait "$W" 2>/dev/null
@@ -205,10 +226,15 @@ for r in 1 2 3 4; do
 		{ torn=$((torn + 1)); echo "     round $r: $after rows, before $before" >>"$T/torn"; }
 	dup=$(S query c --agg "count(*)" --where "id >= 1000000" --format csv | tail -n 1)
 	[ "$dup" -le 3750 ] || { torn=$((torn + 1)); echo "     round $r: $dup new ids" >>"$T/torn"; }
+	[ "$(cat "$T/ack_m" 2>/dev/null)" = 0 ] && acked=$((acked + 1))
+	[ "$(cat "$T/ack_m" 2>/dev/null)" != 0 ] || [ "$dup" = 3750 ] ||
+		{ lost=$((lost + 1)); echo "     round $r: acknowledged MERGE, $dup new ids" >>"$T/torn"; }
 	S delete c --where "id >= 1000000" >/dev/null 2>&1
 done
 if [ "$torn" = 0 ]; then ok "kill -9 during MERGE/OPTIMIZE: every statement whole"
 else cp "$T/torn" "$T/out"; bad "kill -9 during MERGE/OPTIMIZE: $torn torn"; fi
+if [ "$lost" = 0 ]; then ok "kill -9 during MERGE: none of the $acked acknowledged MERGEs lost"
+else cp "$T/torn" "$T/out"; bad "kill -9 during MERGE: $lost acknowledged MERGEs lost"; fi
 run "verify after the MERGE/OPTIMIZE kills" 0 "0 problems" S verify
 n=$(ls "$T/d2/data/tables/"*/ | grep -c 'seg$')
 live=$(S describe c | head -n 1 | sed 's/.* in \([0-9]*\) files.*/\1/')
