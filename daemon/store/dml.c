@@ -54,6 +54,7 @@ static int readd(st_store *s, uint64_t tid, const struct file_rec *f, const uint
 	a->data_change = true;
 	a->is_inline = f->flags & 1;
 	a->base_fid = f->fid; /* the file it is made from: a follower links its own copy */
+	r->seg = file_seg(f);
 	a->dv = dv.data;
 	a->dv_len = (uint32_t)dv.len;
 	a->deleted = nall;
@@ -763,6 +764,110 @@ static int merge_rows(void *arg, const struct st_vec *cols, uint32_t rows, const
 	return m->npair ? merge_set_rows(m, cols, row0, err) : ST_OK;
 }
 
+struct hitpos {
+	uint32_t file, pos;
+};
+
+static int cmp_hitpos(const void *a, const void *b)
+{
+	const struct hitpos *x = a, *y = b;
+	return x->file != y->file ? (x->file > y->file) - (x->file < y->file)
+				  : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* A keyed target (STORE.md §4.6): each source key looked up in the key
+ * index at the read version. update-all, delete and ignore read no target
+ * file: the matched positions go by vector straight away; update SET reads
+ * the files holding a match (merge_rows, as without an index). */
+static int merge_by_index(struct merge *m, struct st_dml_result *res, struct st_err *err)
+{
+	st_store *s = m->s;
+	struct staged *w = m->w;
+	MDB_txn *txn = NULL;
+	struct store_kix_view *v = NULL;
+	struct hitpos *hp = NULL;
+	uint32_t nhp = 0, nf = 0;
+	bool *hit = NULL;
+	bool set = m->o->matched == ST_MERGE_MATCHED_UPDATE_SET;
+	int rc = ST_OK, mrc = store_read_begin(s, &txn);
+	if (mrc != 0)
+		rc = store_lmdb_err(err, mrc, "merging");
+	else
+		rc = store_kix_view_open(s, txn, w->m.meta, w->tid, w->read_version, &v, err);
+	const struct file_rec *files = rc == ST_OK ? store_kix_view_files(v, &nf) : NULL;
+	w->read_files = calloc(nf + 1, sizeof *w->read_files);
+	w->rw = calloc(nf + 1, sizeof *w->rw);
+	hit = calloc(nf + 1, sizeof *hit);
+	hp = malloc(((size_t)m->nent + 1) * sizeof *hp);
+	if (rc == ST_OK && (!w->read_files || !w->rw || !hit || !hp))
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t e = 0; e < m->nent && rc == ST_OK; e++) {
+		struct mkey *k = &m->ent[e];
+		uint32_t f, pos;
+		int found = store_kix_find(s, v, m->keys.data + k->off, k->len, &f, &pos, err);
+		if (found <= 0) {
+			rc = found;
+			continue;
+		}
+		hit[f] = true;
+		if (set)
+			continue; /* merge_rows matches the file's rows */
+		if (k->nrows > 1 && m->o->matched != ST_MERGE_MATCHED_IGNORE) {
+			char kt[256];
+			uint8_t types[MERGE_KEYS_MAX];
+			for (uint32_t i = 0; i < m->nkeys; i++)
+				types[i] = m->tsc->fields[m->tkey[i]].type;
+			store_key_bytes_text(m->keys.data + k->off, k->len, types, m->nkeys, kt, sizeof kt);
+			rc = st_seterr(err, ST_EINVAL, "table '%s': MERGE refused, nothing changed: the "
+				       "target row with key (%s) is matched by %u source rows", w->table,
+				       kt, k->nrows);
+			break;
+		}
+		k->matched = true;
+		if (m->o->matched == ST_MERGE_MATCHED_IGNORE)
+			continue;
+		if (m->o->matched == ST_MERGE_MATCHED_UPDATE_ALL && !push_ref(m, k->ref)) {
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+			break;
+		}
+		w->info_updated += m->o->matched == ST_MERGE_MATCHED_UPDATE_ALL;
+		w->info_deleted += m->o->matched == ST_MERGE_MATCHED_DELETE;
+		hp[nhp++] = (struct hitpos){f, pos};
+	}
+	qsort(hp, nhp, sizeof *hp, cmp_hitpos);
+	for (uint32_t i = 0; i < nhp && rc == ST_OK;) {
+		uint32_t j = i;
+		m->npos = 0;
+		for (; j < nhp && hp[j].file == hp[i].file && rc == ST_OK; j++)
+			if (!store_push_u32(&m->pos, &m->npos, &m->cpos, hp[j].pos))
+				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		const struct file_rec *fr = &files[hp[i].file];
+		if (rc == ST_OK)
+			rc = stage_rows_gone(s, w, fr, m->npos == file_live_rows(fr) ? NULL : m->pos,
+					     m->npos, res, err);
+		i = j;
+	}
+	for (uint32_t i = 0; i < nf && rc == ST_OK; i++) {
+		if (!hit[i] || !set) {
+			res->files_skipped += !hit[i];
+			continue;
+		}
+		res->files_read++;
+		m->npos = 0;
+		m->fid = files[i].fid;
+		rc = store_file_match_cols(s, w->tid, &files[i], m->tsc, w->pred, NULL, NULL, merge_rows,
+					   m, NULL, err);
+		if (rc == ST_OK && m->npos)
+			rc = stage_rows_gone(s, w, &files[i], m->npos == file_live_rows(&files[i]) ? NULL
+							     : m->pos, m->npos, res, err);
+	}
+	free(hp);
+	free(hit);
+	store_kix_view_free(v);
+	store_read_end(s, txn);
+	return rc;
+}
+
 /* One side of an ON term: "t.col" (target) or "s.col" (source); the
  * prefix may also be the table's own name, or target./source. */
 static int on_side(const char *p, size_t n, const char *table, const char *source,
@@ -1022,7 +1127,12 @@ int st_merge(st_store *s, const char *table, const char *source,
 		snprintf(pred, sizeof pred, "false");
 	if ((rc = expr_parse(pred, m.tsc, &w->pred, err)) != ST_OK)
 		goto out;
-	/* The target: files the key range may touch, their rows matched. */
+	/* The target: with a declared key, the rows the index finds; else the
+	 * files the key range may touch, their rows matched. */
+	if (tm->nkey && m.o->by_source != ST_MERGE_BY_SOURCE_DELETE) {
+		rc = merge_by_index(&m, res, err);
+		goto matched;
+	}
 	if ((rc = store_read_begin(s, &txn)) != 0) {
 		rc = store_lmdb_err(err, rc, "merging");
 		goto out;
@@ -1054,6 +1164,7 @@ int st_merge(st_store *s, const char *table, const char *source,
 			rc = stage_rows_gone(s, w, &live[i], m.npos == file_live_rows(&live[i]) ? NULL
 							     : m.pos, m.npos, res, err);
 	}
+matched:
 	if (rc == ST_OK)
 		rc = stage_links_sync(w, err);
 	uint32_t nupd = m.nout;

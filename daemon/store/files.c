@@ -41,6 +41,8 @@ int file_rec_encode(const struct file_rec *f, struct st_buf *out)
 		st_buf_u32(out, f->dv_len);
 		st_buf_append(out, f->dv, f->dv_len);
 	}
+	if (f->flags & FILE_SEG)
+		st_buf_u64(out, f->seg);
 	return out->oom ? ST_ENOMEM : ST_OK;
 }
 
@@ -93,6 +95,13 @@ int file_rec_decode(uint64_t fid, const uint8_t *p, size_t n, struct file_rec *f
 		}
 		memcpy(f->dv, dv, f->dv_len);
 	}
+	if (f->flags & FILE_SEG) {
+		f->seg = st_cur_u64(&c);
+		if (c.bad || f->seg == 0 || f->seg == fid) {
+			file_rec_fini(f);
+			return ST_ECORRUPT;
+		}
+	}
 	/* An inline file's segment follows the record: exactly `size` bytes. */
 	if (st_cur_left(&c) != ((f->flags & 1) ? f->size : 0)) {
 		file_rec_fini(f);
@@ -113,8 +122,10 @@ void file_rec_fini(struct file_rec *f)
 	f->dv = NULL;
 }
 
-int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct file_rec **out,
-		   uint32_t *n, struct st_err *err)
+/* The file records of table tid removed at or after `from` and added at
+ * or before v; a damaged one is an error, or skipped with skip. */
+static int files_range(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t from, uint64_t v,
+		       bool skip, struct file_rec **out, uint32_t *n, struct st_err *err)
 {
 	int rc = ST_OK, mrc;
 	MDB_cursor *cur;
@@ -124,9 +135,7 @@ int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct f
 	*n = 0;
 	if ((mrc = mdb_cursor_open(txn, s->dbi, &cur)) != 0)
 		return store_lmdb_err(err, mrc, "opening a snapshot");
-	/* Every file live at v was removed after v (or is live): the range
-	 * starts at removed = v + 1 and runs to the table's end. */
-	file_key(key, tid, v == STORE_LIVE ? v : v + 1, 0);
+	file_key(key, tid, from, 0);
 	MDB_val k = {sizeof key, key}, d;
 	for (mrc = store_cget(s, cur, &k, &d, MDB_SET_RANGE);
 	     mrc == 0 && k.mv_size == FILE_KEY_LEN && table_range(&k, key);
@@ -143,6 +152,8 @@ int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct f
 		}
 		uint64_t fid = file_key_fid(&k);
 		if (file_rec_decode(fid, d.mv_data, d.mv_size, &(*out)[*n]) != ST_OK) {
+			if (skip)
+				continue;
 			rc = st_seterr(err, ST_ECORRUPT, "table id %llu: the record of file %llu is damaged",
 				       (unsigned long long)tid, (unsigned long long)fid);
 			break;
@@ -158,6 +169,20 @@ int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct f
 		*n = 0;
 	}
 	return rc;
+}
+
+int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct file_rec **out,
+		   uint32_t *n, struct st_err *err)
+{
+	/* Every file live at v was removed after v (or is live): the range
+	 * starts at removed = v + 1 and runs to the table's end. */
+	return files_range(s, txn, tid, v == STORE_LIVE ? v : v + 1, v, false, out, n, err);
+}
+
+int store_files_retained(st_store *s, MDB_txn *txn, uint64_t tid, struct file_rec **out,
+			 uint32_t *n, struct st_err *err)
+{
+	return files_range(s, txn, tid, 0, STORE_LIVE, true, out, n, err);
 }
 
 void file_recs_free(struct file_rec *f, uint32_t n)

@@ -20,6 +20,27 @@
 #include "daemon/store/write_int.h"
 #include "format/expr.h"
 #include "format/segment.h"
+/* A keyed table's write: the key index entries of each new segment it
+ * adds (its own and replace-where's or OPTIMIZE's rewrites; a file re-added
+ * with a deletion vector keeps its segment's), read back from the segment. */
+static int prepare_keys(struct staged *w, struct st_err *err)
+{
+	const struct act_metadata *m = w->m.meta;
+	int rc = ST_OK;
+	if (!m->nkey)
+		return ST_OK;
+	store_kix_fini(&w->kix);
+	if (w->rows > 0)
+		rc = store_kix_segment(m, w->tid, w->add.file_id, w->path ? w->path : w->table, w->inl,
+				       w->inl_len, &w->kix, err);
+	for (uint32_t i = 0; rc == ST_OK && i < w->nrw; i++) {
+		const struct store_rewrite *r = &w->rw[i];
+		if (!r->add.dv && r->add.file_id && r->add.rows)
+			rc = store_kix_segment(m, w->tid, r->add.file_id, r->path, NULL, 0, &w->kix, err);
+	}
+	return rc;
+}
+
 /*
  * Encode w's commit and its new file's record before w queues for a group
  * (outside the write lock): everything in them is known by now except the
@@ -79,7 +100,8 @@ static int prepare(struct staged *w, struct st_err *err)
 	c.info.bytes_added = bytes;
 	c.info.files_removed = w->nread;
 	w->crec.len = 0;
-	if ((rc = act_encode(&c, &w->crec, &w->cat, err)) != ST_OK || w->rows == 0)
+	if ((rc = act_encode(&c, &w->crec, &w->cat, err)) != ST_OK ||
+	    (rc = prepare_keys(w, err)) != ST_OK || w->rows == 0)
 		goto out;
 	const struct act_add *a = &w->add;
 	uint8_t types[ST_MAX_COLUMNS];
@@ -142,7 +164,9 @@ static int apply(st_store *s, MDB_txn *txn, struct group_cursors *gcur, struct s
 					  .ncols = a->ncols, .field_ids = a->field_ids,
 					  .types = w->rw[j].types, .stats = a->stats,
 					  .base_fid = a->base_fid, .deleted = a->deleted, .dv = a->dv,
-					  .dv_len = a->dv_len};
+					  .dv_len = a->dv_len, .seg = a->dv ? w->rw[j].seg : 0};
+		if (a->dv)
+			rw[j].flags |= FILE_SEG;
 		adds[nadd++] = (struct store_add){.fid = a->file_id, .rec = &rw[j],
 						  .inl = w->rw[j].inl, .inl_len = w->rw[j].inl_len};
 	}
@@ -151,7 +175,8 @@ static int apply(st_store *s, MDB_txn *txn, struct group_cursors *gcur, struct s
 				  .duration_us = (uint64_t)(store_now_us() - w->t0),
 				  .removes = w->read_files, .nremove = w->nread, .adds = adds,
 				  .nadd = nadd, .commit_cur = gcur->commits, .file_cur = gcur->files};
-	if ((rc = store_commit_apply(s, txn, h, &ch, err)) != ST_OK)
+	if ((rc = store_commit_apply(s, txn, h, &ch, err)) != ST_OK ||
+	    (rc = store_kix_put(s, txn, &w->kix, err)) != ST_OK)
 		goto out;
 	if (w->app_id) {
 		uint8_t ver[8];

@@ -4,8 +4,9 @@
  * write is refused naming both rows), then looked up in the rows the table
  * already holds in the write's key range (files whose statistics exclude
  * the range are not read), and the range made the write's conflict
- * predicate so that two concurrent writes cannot both add one key. No key
- * index: the lookup reads the files the range touches.
+ * predicate so that two concurrent writes cannot both add one key. A few
+ * keys into many rows are looked up in the key index (keyindex.c), more
+ * keys by reading the files the range touches.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +252,73 @@ int store_keys_add(struct store_keys *k, const char *table, const struct st_vec 
 	return rc;
 }
 
+void store_key_bytes_text(const uint8_t *kb, size_t kn, const uint8_t *types, uint32_t n,
+			  char *buf, size_t len)
+{
+	size_t at = 0;
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < n && at + 1 < len; i++) {
+		const char *sep = i ? ", " : "";
+		if (st_type_is_varlen(types[i]) && kn >= 4) {
+			uint32_t l = st_get_le32(kb);
+			l = l > kn - 4 ? (uint32_t)(kn - 4) : l;
+			at += (size_t)snprintf(buf + at, len - at, "%s'%.*s'", sep, (int)(l > 64 ? 64 : l),
+					       (const char *)kb + 4);
+			kb += 4 + l;
+			kn -= 4 + l;
+		} else if (types[i] == ST_TYPE_BOOL && kn >= 1) {
+			at += (size_t)snprintf(buf + at, len - at, "%s%d", sep, kb[0]);
+			kb++;
+			kn--;
+		} else if (kn >= 8) {
+			double d;
+			memcpy(&d, kb, 8);
+			if (types[i] == ST_TYPE_FLOAT64)
+				at += (size_t)snprintf(buf + at, len - at, "%s%.17g", sep, d);
+			else
+				at += (size_t)snprintf(buf + at, len - at, "%s%lld", sep,
+						       (long long)st_get_le64(kb));
+			kb += 8;
+			kn -= 8;
+		}
+	}
+}
+
+static int exists_error(struct st_err *err, const char *table, const char *kt, uint64_t row)
+{
+	return st_seterr(err, ST_ESCHEMA, "table '%s': key (%s) already exists: row %llu of the write "
+			 "repeats it (use merge, or load --mode upsert, to replace rows by key)", table,
+			 kt, (unsigned long long)row);
+}
+
+/* The write's keys looked up one by one in the key index at its read
+ * version (STORE.md §4.6). */
+static int check_by_index(st_store *s, struct staged *w, struct st_err *err)
+{
+	struct store_keys *k = w->keys;
+	MDB_txn *txn = NULL;
+	struct store_kix_view *v = NULL;
+	int rc = ST_OK, mrc = store_read_begin(s, &txn);
+	if (mrc != 0)
+		rc = store_lmdb_err(err, mrc, "checking keys");
+	else
+		rc = store_kix_view_open(s, txn, w->m.meta, w->tid, w->read_version, &v, err);
+	for (uint32_t i = 0; rc == ST_OK && i < k->count; i++) {
+		uint32_t f, pos;
+		int found = store_kix_find(s, v, k->bytes.data + k->off[i], k->len[i], &f, &pos, err);
+		if (found < 0 || found > 1)
+			rc = found;
+		else if (found) {
+			char kt[256];
+			store_key_bytes_text(k->bytes.data + k->off[i], k->len[i], k->type, k->n, kt, sizeof kt);
+			rc = exists_error(err, w->table, kt, k->row[i]);
+		}
+	}
+	store_kix_view_free(v);
+	store_read_end(s, txn);
+	return rc;
+}
+
 struct probe {
 	struct store_keys *k;
 	const char *table;
@@ -275,10 +343,7 @@ static int probe_rows(void *arg, const struct st_vec *cols, uint32_t rows, const
 		if (e >= 0) {
 			char kt[256];
 			key_text(k, v, sel[j], kt, sizeof kt);
-			return st_seterr(err, ST_ESCHEMA, "table '%s': key (%s) already exists: row %llu "
-					 "of the write repeats it (use merge, or load --mode upsert, to "
-					 "replace rows by key)", p->table, kt,
-					 (unsigned long long)k->row[e]);
+			return exists_error(err, p->table, kt, k->row[e]);
 		}
 	}
 	return ST_OK;
@@ -326,13 +391,26 @@ int store_keys_check(st_store *s, struct staged *w, const char *replaced, struct
 	bool kc[ST_MAX_COLUMNS] = {false}; /* the key columns only */
 	for (uint32_t i = 0; i < k->n; i++)
 		kc[k->col[i]] = true;
+	/* The files in range; few keys into many rows are looked up in the
+	 * index instead of reading them. */
+	bool *in = calloc(nlive + 1, sizeof *in);
+	uint64_t rows = 0;
+	if (rc == ST_OK && !in)
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < nlive && rc == ST_OK; i++) {
 		store_file_stats(sc, &live[i], st);
-		if (expr_may_match(pred, st) == EXPR_MATCH_NONE)
-			continue;
-		rc = store_file_match_cols(s, w->tid, &live[i], sc, pred, NULL, NULL, probe_rows, &p, kc,
-					   err);
+		in[i] = expr_may_match(pred, st) != EXPR_MATCH_NONE;
+		rows += in[i] ? file_live_rows(&live[i]) : 0;
 	}
+	if (rc == ST_OK && rows && !(replaced && *replaced) && rows >= (uint64_t)k->count * 8) {
+		rc = check_by_index(s, w, err);
+		rows = 0;
+	}
+	for (uint32_t i = 0; i < nlive && rc == ST_OK && rows; i++)
+		if (in[i])
+			rc = store_file_match_cols(s, w->tid, &live[i], sc, pred, NULL, NULL, probe_rows,
+						   &p, kc, err);
+	free(in);
 	free(st);
 	file_recs_free(live, nlive);
 	expr_free(pred);

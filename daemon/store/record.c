@@ -64,6 +64,8 @@ static const char *kind_name(const MDB_val *k)
 			return "commit";
 		case REC_APP:
 			return "app-version";
+		case REC_KEY:
+			return "key-index";
 		}
 		return "table";
 	}

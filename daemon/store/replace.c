@@ -118,6 +118,20 @@ bool store_push_u32(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v)
 	return true;
 }
 
+bool store_push_u64(uint64_t **a, uint32_t *n, uint32_t *cap, uint64_t v)
+{
+	if (*n == *cap) {
+		uint32_t c = *cap ? *cap * 2 : 256;
+		uint64_t *g = realloc(*a, (size_t)c * sizeof *g);
+		if (!g)
+			return false;
+		*a = g;
+		*cap = c;
+	}
+	(*a)[(*n)++] = v;
+	return true;
+}
+
 int store_file_match(st_store *s, uint64_t tid, const struct file_rec *f,
 		     const struct st_schema *sch, const struct expr *pred, uint32_t **pos,
 		     uint32_t *npos, store_match_fn fn, void *arg, struct st_err *err)

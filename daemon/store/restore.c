@@ -136,6 +136,10 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 	for (uint32_t j = 0, k = 0; j < nold && rc == ST_OK; j++) {
 		if (old[j].removed == STORE_LIVE)
 			continue;
+		/* The revived record shares old[j]'s segment: it keeps its id (and
+		 * with it the segment's key index entries). */
+		old[j].seg = file_seg(&old[j]);
+		old[j].flags |= FILE_SEG;
 		recs[k] = (struct store_add){.fid = adds[k].file_id, .rec = &old[j]};
 		if (old[j].flags & 1)
 			rc = store_inline_copy(s, txn, h.tid, &old[j], &inls[k], &recs[k].inl_len, err);

@@ -231,6 +231,16 @@ int store_map_columns(const char *table, struct meta_ref *ref,
 						     : "; write with merge_schema to widen the column");
 				goto out;
 			}
+			/* A key column's index records hold its values as written
+			 * (STORE.md §4.6): only int32 to int64 keeps them. */
+			for (uint32_t k = 0; k < m->meta->nkey; k++)
+				if (m->meta->key[k] == sc->fields[f].id && type != ST_TYPE_INT64) {
+					rc = st_seterr(err, ST_ESCHEMA, "table '%s': key column '%s' is %s; "
+						       "the write has %s (a key column widens only from "
+						       "int32 to int64)", table, sc->fields[f].name,
+						       st_type_name(sc->fields[f].type), st_type_name(type));
+					goto out;
+				}
 			sc->fields[f].type = (uint8_t)type; /* older segments are widened on read */
 			m->meta_changed = true;
 		}

@@ -432,6 +432,51 @@ static int scan_head(void *arg, uint64_t tid, MDB_val *v)
 	return 0;
 }
 
+/* Format 8 added the key index (STORE.md §2.1): the tables with a declared
+ * key (dropped ones aside) get theirs, every retained file record indexed
+ * under its own id as segment id. */
+struct keyed {
+	uint64_t *tids;
+	uint32_t n, cap;
+};
+
+static int keyed_head(void *arg, uint64_t tid, MDB_val *v)
+{
+	struct keyed *k = arg;
+	struct act_metadata *m = NULL;
+	if (v->mv_size < STORE_HEAD_FIXED || (st_get_le32((uint8_t *)v->mv_data + 20) & 1) ||
+	    act_metadata_decode((uint8_t *)v->mv_data + STORE_HEAD_FIXED,
+				v->mv_size - STORE_HEAD_FIXED, &m, NULL) != ST_OK)
+		return 0;
+	bool keyed = m->nkey > 0;
+	act_metadata_free(m);
+	return keyed && !store_push_u64(&k->tids, &k->n, &k->cap, tid);
+}
+
+static int upgrade7(st_store *s, MDB_txn *txn, struct st_err *err)
+{
+	struct keyed k = {0};
+	int mrc = 0, rc = ST_OK;
+	if (store_each_head(s, txn, keyed_head, &k, &mrc) != 0 || mrc != 0) {
+		free(k.tids);
+		return mrc ? store_lmdb_err(err, mrc, "upgrading the store to format 8")
+			   : st_seterr(err, ST_ENOMEM, "out of memory");
+	}
+	for (uint32_t i = 0; i < k.n && rc == ST_OK; i++) {
+		struct table_head h = {0};
+		struct file_rec *f = NULL;
+		uint32_t nf = 0;
+		if ((rc = head_get_tid(s, txn, k.tids[i], &h, err)) == ST_OK)
+			rc = store_files_retained(s, txn, k.tids[i], &f, &nf, err);
+		for (uint32_t j = 0; j < nf && rc == ST_OK; j++)
+			rc = store_kix_index_file(s, txn, h.meta, k.tids[i], &f[j], err);
+		file_recs_free(f, nf);
+		head_fini(&h);
+	}
+	free(k.tids);
+	return rc;
+}
+
 /* Open: a table whose newest commits do not chain is refused (its damage
  * is recorded by store_verify_chains), the others serve. */
 static void open_problem(void *arg, const char *line)
@@ -740,14 +785,18 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 		}
 		f = STORE_FORMAT;
 	}
-	if (mrc == 0 && f == 6) {
+	if (mrc == 0 && (f == 6 || f == 7)) {
 		/* Format 7 added deletion vectors to file records (a flag format 6
-		 * never sets): every format 6 record is a format 7 one. */
+		 * never sets): every format 6 record is a format 7 one. Format 8
+		 * added the key index and segment ids (a flag format 7 never
+		 * sets). */
 		uint8_t fb[4];
 		st_put_le32(fb, STORE_FORMAT);
 		MDB_val fv = {4, fb};
+		if ((rc = upgrade7(s, txn, err)) != ST_OK)
+			goto out;
 		if ((mrc = store_rec_put(s, txn, NULL, &k, &fv, 0)) != 0) {
-			rc = store_lmdb_err(err, mrc, "upgrading the store to format 7");
+			rc = store_lmdb_err(err, mrc, "upgrading the store to format 8");
 			goto out;
 		}
 		f = STORE_FORMAT;

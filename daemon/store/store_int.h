@@ -16,7 +16,7 @@
 #include "format/bytes.h"
 #include "format/segment.h"
 
-#define STORE_FORMAT 7
+#define STORE_FORMAT 8
 #define STORE_REC_CRC 4      /* the CRC32C trailer of every record (STORE.md §2) */
 #define STORE_EBADREC (-30600) /* store_get/store_cget: a record fails its checksum */
 #define STORE_EFAULT (-30601)  /* a guarded read faulted on a damaged page (record.c) */
@@ -47,7 +47,7 @@ static inline uint64_t store_prealloc_ahead(uint64_t used)
 enum { KEY_RLOG = 0 /* replicated log records (STORE.md §7) */,
        KEY_META = 1, KEY_NAME = 2, KEY_TABLE = 3,
        KEY_LSN = 4 /* must stay the largest kind: LSN records are MDB_APPENDed */ };
-enum { REC_FILE = 1, REC_HEAD = 2, REC_COMMIT = 3, REC_APP = 4 };
+enum { REC_FILE = 1, REC_HEAD = 2, REC_COMMIT = 3, REC_APP = 4, REC_KEY = 5 };
 
 /* An open scan's snapshot: vacuum keeps its files. */
 struct store_pin {
@@ -286,8 +286,16 @@ struct file_rec {
 	uint64_t deleted;            /* rows the DV deletes (0: none) */
 	uint8_t *dv;                 /* the DV (FORMAT.md §10; owned when decoded), or NULL */
 	uint32_t dv_len;             /* its bytes */
+	uint64_t seg;                /* with FILE_SEG: the segment id (STORE.md §2.3), else 0 */
 };
 #define FILE_DV 4u               /* file_rec flags: a deletion vector follows the stats */
+#define FILE_SEG 8u              /* file_rec flags: a segment id follows */
+
+/* The segment id of f: the file that first named its segment. */
+static inline uint64_t file_seg(const struct file_rec *f)
+{
+	return (f->flags & FILE_SEG) ? f->seg : f->fid;
+}
 
 /* The rows of f a read sees. */
 static inline uint64_t file_live_rows(const struct file_rec *f)
@@ -463,6 +471,9 @@ int store_each_head(st_store *s, MDB_txn *txn, int (*fn)(void *arg, uint64_t tid
  * file_recs_free. v = the head version gives the live files. */
 int store_files_at(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t v, struct file_rec **out,
 		   uint32_t *n, struct st_err *err);
+/* Every file record of table tid, live and removed (damaged ones skipped). */
+int store_files_retained(st_store *s, MDB_txn *txn, uint64_t tid, struct file_rec **out,
+			 uint32_t *n, struct st_err *err);
 void file_recs_free(struct file_rec *f, uint32_t n);
 /* Record live file f of table tid (its key from f->fid); an inline file's
  * segment bytes follow the record in the same value. */
@@ -513,6 +524,54 @@ void file_rec_fini(struct file_rec *f);
 
 /* Path of a table's segment: DIR/tables/<tid>/<fid>.seg (buf of PATH_MAX). */
 void store_seg_path(const st_store *s, uint64_t tid, uint64_t fid, char *buf, size_t len);
+
+/* ---- the key index (keyindex.c, STORE.md §4.6) ----------------------- */
+
+#define KIX_KEY_MAX (TABLE_PREFIX_LEN + 1 + 400 + 8)
+
+/* The index key of a key (kb, kn bytes of store_key_bytes for key types
+ * types[nk]) of table tid into out (KIX_KEY_MAX bytes), without the
+ * segment id: its length, or 0 when kb is not such a key. */
+size_t store_kix_key(uint8_t *out, uint64_t tid, const uint8_t *kb, size_t kn,
+		     const uint8_t *types, uint32_t nk);
+
+/* Entries to put: u16le key length, key (segment id last), u32le row each. */
+struct store_kix {
+	struct st_buf b;
+	size_t *off;                 /* entry offsets */
+	uint32_t n, cap;
+	bool unsorted;               /* not in key order as added */
+};
+void store_kix_fini(struct store_kix *x);
+/* Add the entries of every row of a segment (path; or its bytes mem, len)
+ * of table tid with metadata m, under segment id seg, to x. */
+int store_kix_segment(const struct act_metadata *m, uint64_t tid, uint64_t seg, const char *path,
+		      const uint8_t *mem, size_t len, struct store_kix *x, struct st_err *err);
+/* Put x's entries in txn, in key order. */
+int store_kix_put(st_store *s, MDB_txn *txn, struct store_kix *x, struct st_err *err);
+/* Index file f of table tid (its segment read now) in txn. */
+int store_kix_index_file(st_store *s, MDB_txn *txn, const struct act_metadata *m, uint64_t tid,
+			 const struct file_rec *f, struct st_err *err);
+/* Delete table tid's entries of the segments segs (n, sorted), counting them. */
+int store_kix_drop_segs(st_store *s, MDB_txn *txn, uint64_t tid, const uint64_t *segs,
+			uint32_t n, uint64_t *dropped, struct st_err *err);
+
+/* Check table tid's key index against its retained segments (STORE.md
+ * §8): each problem to problem(arg, line). */
+int store_kix_verify(st_store *s, MDB_txn *txn, uint64_t tid, const struct act_metadata *m,
+		     void (*problem)(void *arg, const char *line), void *arg, struct st_err *err);
+/* Lookups at one version: the files live at it (store_kix_view_files) and
+ * the index, read in txn (held open until store_kix_view_free). */
+struct store_kix_view;
+int store_kix_view_open(st_store *s, MDB_txn *txn, const struct act_metadata *m, uint64_t tid,
+			uint64_t version, struct store_kix_view **out, struct st_err *err);
+void store_kix_view_free(struct store_kix_view *v);
+const struct file_rec *store_kix_view_files(const struct store_kix_view *v, uint32_t *n);
+/* The row holding the key kb (kn bytes, store_key_bytes form) at the
+ * view's version: 1 with *file (an index into the view's files) and *pos,
+ * 0 when no row has it, or an error. */
+int store_kix_find(st_store *s, struct store_kix_view *v, const uint8_t *kb, size_t kn,
+		   uint32_t *file, uint32_t *pos, struct st_err *err);
 
 /* ---- the commit funnel (commits.c, STORE.md §4) ---------------------- */
 
@@ -648,6 +707,7 @@ struct store_rewrite {
 	size_t inl_len;              /* their size */
 	char path[PATH_MAX];         /* the new segment */
 	bool written;                /* path exists and no commit references it yet */
+	uint64_t seg;                /* with add.dv: the segment id it keeps */
 };
 void store_rewrite_fini(struct store_rewrite *r);
 
@@ -671,6 +731,7 @@ int store_file_match_cols(st_store *s, uint64_t tid, const struct file_rec *f,
 			  struct st_err *err);
 /* Append v to (*a, *n, *cap), doubling from 256; false when out of memory. */
 bool store_push_u32(uint32_t **a, uint32_t *n, uint32_t *cap, uint32_t v);
+bool store_push_u64(uint64_t **a, uint32_t *n, uint32_t *cap, uint64_t v);
 /* Copy the rows of v listed in keep (n of them, increasing) into plain
  * vector out, with its buffers in bufs (free each). */
 int store_gather(const struct st_vec *v, const uint32_t *keep, uint32_t n, struct st_vec *out,

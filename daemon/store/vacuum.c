@@ -149,6 +149,41 @@ static int prune_commits(st_store *s, MDB_txn *txn, const struct table_head *h,
 	return ST_OK;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* The key index entries of the segments (segs, n) whose last record vacuum
+ * deleted: those no record of table tid left in txn names. */
+static int kix_vacuum(st_store *s, MDB_txn *txn, uint64_t tid, uint64_t *segs, uint32_t n,
+		      struct st_err *err)
+{
+	struct file_rec *f = NULL;
+	uint32_t nf = 0;
+	int rc = store_files_retained(s, txn, tid, &f, &nf, err);
+	uint64_t *left = rc == ST_OK ? calloc(nf + 1, sizeof *left) : NULL;
+	if (rc == ST_OK && !left)
+		rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	uint32_t nleft = 0;
+	for (uint32_t i = 0; left && i < nf; i++)
+		left[nleft++] = file_seg(&f[i]);
+	file_recs_free(f, nf);
+	if (rc != ST_OK)
+		return rc;
+	qsort(left, nleft, sizeof *left, cmp_u64);
+	qsort(segs, n, sizeof *segs, cmp_u64);
+	uint32_t ngone = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if ((i == 0 || segs[i] != segs[i - 1]) &&
+		    !bsearch(&segs[i], left, nleft, sizeof *left, cmp_u64))
+			segs[ngone++] = segs[i];
+	free(left);
+	uint64_t dropped;
+	return store_kix_drop_segs(s, txn, tid, segs, ngone, &dropped, err);
+}
+
 int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 	      struct st_vacuum_result *res, struct st_err *err)
 {
@@ -158,7 +193,8 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 	MDB_cursor *cur = NULL;
 	struct table_head h = {0};
 	char **paths = NULL;
-	uint32_t npaths = 0;
+	uint32_t npaths = 0, nsegs = 0, csegs = 0;
+	uint64_t *segs = NULL; /* a keyed table: the segment ids of the records deleted */
 	if (!opts)
 		opts = &defaults;
 	memset(res, 0, sizeof *res);
@@ -233,6 +269,17 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 			free(paths[npaths - 1]);
 			paths[npaths - 1] = strdup("");
 		}
+		if (h.meta->nkey) {
+			struct file_rec fr;
+			if (file_rec_decode(fid, p, v.mv_size, &fr) == ST_OK) {
+				bool ok = store_push_u64(&segs, &nsegs, &csegs, file_seg(&fr));
+				file_rec_fini(&fr);
+				if (!ok) {
+					rc = st_seterr(err, ST_ENOMEM, "out of memory");
+					goto out;
+				}
+			}
+		}
 		store_cap_del(s, &k);
 		if ((mrc = mdb_cursor_del(cur, 0)) != 0)
 			break;
@@ -257,7 +304,8 @@ int st_vacuum(st_store *s, const char *table, const struct st_vacuum_opts *opts,
 	res->commits_pruned = log_oldest - h.oldest;
 	if (opts->dry_run || (res->files == 0 && res->commits_pruned == 0))
 		goto out;
-	if ((rc = prune_commits(s, txn, &h, log_oldest, err)) != ST_OK)
+	if ((rc = prune_commits(s, txn, &h, log_oldest, err)) != ST_OK ||
+	    (nsegs && (rc = kix_vacuum(s, txn, h.tid, segs, nsegs, err)) != ST_OK))
 		goto out;
 	h.oldest = new_oldest;
 	if ((rc = head_put(s, txn, &h, err)) != ST_OK ||
@@ -284,6 +332,7 @@ out:
 			free(paths[i]);
 		free(paths);
 	}
+	free(segs);
 	return rc;
 }
 

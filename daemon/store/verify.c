@@ -303,6 +303,8 @@ static int cross_check(st_store *s, MDB_txn *txn, const struct table_head *h,
 	return ST_OK;
 }
 
+static void chain_problem(void *arg, const char *line);
+
 struct verify_walk {
 	st_store *s;
 	MDB_txn *txn;
@@ -352,6 +354,12 @@ static int verify_one(void *arg, uint64_t tid, MDB_val *v)
 		rc = store_lmdb_err(w->err, mrc, "verifying");
 	if (rc == ST_OK && !w->quick && !w->s->no_integrity)
 		rc = cross_check(w->s, w->txn, &h, w->res, w->err);
+	if (rc == ST_OK && !w->quick && h.meta->nkey) {
+		uint32_t before = w->res->nproblems;
+		rc = store_kix_verify(w->s, w->txn, tid, h.meta, chain_problem, w->res, w->err);
+		if (w->res->nproblems > before)
+			store_damage(w->s, tid, w->res->problems[before]);
+	}
 	head_fini(&h);
 	return rc;
 }

@@ -140,6 +140,7 @@ static void staged_fini(struct staged *w)
 	store_keys_free(w->keys);
 	expr_free(w->key_pred);
 	free(w->keys_replaced);
+	store_kix_fini(&w->kix);
 	expr_free(w->pred);
 	for (uint32_t i = 0; i < w->nrw; i++)
 		store_rewrite_fini(&w->rw[i]);

@@ -51,6 +51,7 @@ struct staged {
 	struct store_keys *keys;    /* a table with a declared key: the write's keys (keys.c) */
 	struct expr *key_pred;      /* their range: the conflict check's (keys.c) */
 	char *keys_replaced;        /* replace-where's predicate text, for the key check */
+	struct store_kix kix;       /* a keyed table: the key index entries of its new segments */
 	struct colmap m;            /* column map and the metadata after the write */
 	uint64_t rows;              /* rows written */
 	struct seg_file_info info;  /* the new segment, when rows > 0 */
@@ -120,6 +121,9 @@ bool store_key_bytes(struct st_buf *out, const struct st_vec *const *cols, const
 		     const uint8_t *types, uint32_t n, uint32_t r, double *first);
 void store_key_text(const struct st_vec *const *cols, const int *idx, uint32_t n, uint32_t r,
 		    char *buf, size_t len);
+/* Key bytes kb (kn of them, for key types types[n]) as text. */
+void store_key_bytes_text(const uint8_t *kb, size_t kn, const uint8_t *types, uint32_t n,
+			  char *buf, size_t len);
 /* The hash of a key's bytes (FNV-1a, folded). */
 uint64_t store_key_hash(const uint8_t *p, size_t n);
 /* Add the key of row r of cols alone (numbered row in messages). */

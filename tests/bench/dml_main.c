@@ -24,6 +24,9 @@
  *      update            `strata update T --set "value = value * 2" --where P`
  *      merge             `strata merge T SRC.csv --on "t.id = s.id"
  *                        --when-matched update-all --when-not-matched insert-all`
+ *      merge, keyed      the same into a table created with --key id: the
+ *                        matches found through the key index (STORE.md
+ *                        §4.6); compared with the same DuckDB MERGE
  *      optimize          Q2's rows read before ÷ after `strata optimize T
  *                        --cluster-by ts,sensor` on a copy loaded in random
  *                        order (shuf of the CSV); Q2's times beside it
@@ -256,13 +259,14 @@ static int wire_delete(sc_client *c, const char *table, const char *pred, struct
 static char strata_bin[4096], host[4200], csv[4096];
 
 /* Create and load table `name` from CSV file path; returns the load's seconds. */
-static double load_from(const char *name, const char *path)
+/* Create table name (with a declared key id when keyed) and load path. */
+static double load_keyed(const char *name, const char *path, bool keyed)
 {
 	double s;
 	char out[4096];
 	if (bench_run2((char *const[]){strata_bin, "--host", host, "create", (char *)name, "--schema",
 	                         "id int64 not null, ts timestamp, sensor string, value float64",
-	                         NULL},
+	                         keyed ? "--key" : NULL, "id", NULL},
 	         out, sizeof out, NULL, true))
 		bench_die("strata create failed: %s", out);
 	if (bench_run2((char *const[]){strata_bin, "--host", host, "--timeout", "3600", "load",
@@ -270,6 +274,11 @@ static double load_from(const char *name, const char *path)
 	         out, sizeof out, &s, true))
 		bench_die("strata load failed: %s", out);
 	return s;
+}
+
+static double load_from(const char *name, const char *path)
+{
+	return load_keyed(name, path, false);
 }
 
 static double load_copy(const char *name)
@@ -513,7 +522,7 @@ int main(int argc, char **argv)
 	     has_optimize = cli_has("optimize");
 
 	char pred[128] = "id % 100 = 7", pred_note[300] = "";
-	struct series del_s = {0}, del_r = {0}, upd = {0}, mrg = {0};
+	struct series del_s = {0}, del_r = {0}, upd = {0}, mrg = {0}, mrgk = {0};
 	double q1_before[MAXCOPIES], q1_after[MAXCOPIES], wb_per_row[MAXCOPIES];
 	int64_t wb[MAXCOPIES];
 	uint64_t mdb_growth[MAXCOPIES], tables_growth[MAXCOPIES];
@@ -583,16 +592,17 @@ int main(int argc, char **argv)
 		del_r.changed = (double)rr.deleted;
 		drop_copy(name);
 
-		/* c. update, d. merge: through the CLI, when it has them. */
-		for (int which = 0; which < 2; which++) {
+		/* c. update, d. merge, e. merge into a table with a declared key
+		 * (through its key index): through the CLI, when it has them. */
+		for (int which = 0; which < 3; which++) {
 			bool has = which ? has_merge : has_update;
-			struct series *s = which ? &mrg : &upd;
+			struct series *s = which == 2 ? &mrgk : which ? &mrg : &upd;
 			if (!has || s->failed)
 				continue;
-			snprintf(name, sizeof name, "%c%d", which ? 'm' : 'u', k);
+			snprintf(name, sizeof name, "%c%d", "umk"[which], k);
 			fprintf(stderr, "bench-dml: strata copy %d/%d: load %s, %s\n", k + 1,
-			        copies, name, which ? "merge" : "update");
-			load_copy(name);
+			        copies, name, which == 2 ? "merge (keyed)" : which ? "merge" : "update");
+			load_keyed(name, csv, which == 2);
 			char *upd_argv[] = {strata_bin,  "--host", host,
 			                    "--timeout", "3600",   "update",
 			                    name,        "--set",  "value = value * 2",
@@ -692,14 +702,15 @@ int main(int argc, char **argv)
 		        "strata's figures alone\n",
 		        node_dir);
 	int status = 0;
-	const struct series *all[4] = {&del_s, &del_r, &upd, &mrg};
-	for (int i = 0; i < 4 && duck[0].ok; i++)
+	const struct series *all[5] = {&del_s, &del_r, &upd, &mrg, &mrgk};
+	for (int i = 0; i < 5 && duck[0].ok; i++)
 		if (all[i]->n && !all[i]->failed && all[i]->changed >= 0 &&
-		    all[i]->changed != duck[0].changed[i]) {
+		    all[i]->changed != duck[0].changed[i < 4 ? i : 3]) {
 			fprintf(stderr,
 			        "bench-dml: results differ: %s changed %.0f rows in strata, %.0f "
 			        "in DuckDB\n",
-			        duck_keys[i], all[i]->changed, duck[0].changed[i]);
+			        i < 4 ? duck_keys[i] : "merge (keyed)", all[i]->changed,
+			        duck[0].changed[i < 4 ? i : 3]);
 			status = 1;
 		}
 
@@ -718,21 +729,22 @@ int main(int argc, char **argv)
 		printf("note: %s\n", pred_note);
 	printf("%-34s %12s %12s %12s %10s\n", "case", "strata ms", "duckdb ms", "duckdb 2t ms",
 	       "ratio");
-	const char *labels[4] = {"delete scattered", "delete ts range (first 1%)",
-	                         "update value*2 (scattered)", "merge"};
-	bool built[4] = {true, true, has_update, has_merge};
-	for (int i = 0; i < 4; i++) {
+	const char *labels[5] = {"delete scattered", "delete ts range (first 1%)",
+	                         "update value*2 (scattered)", "merge", "merge, declared key id"};
+	bool built[5] = {true, true, has_update, has_merge, has_merge};
+	for (int i = 0; i < 5; i++) {
+		int di = i < 4 ? i : 3; /* DuckDB's MERGE for both merges */
 		char sm[32] = "not built", dm[32] = "-", dm2[32] = "-", r[32] = "-";
 		if (built[i] && all[i]->failed)
 			snprintf(sm, sizeof sm, "failed");
 		else if (built[i] && all[i]->n)
 			snprintf(sm, sizeof sm, "%.2f", med(all[i]));
 		if (duck[0].ok)
-			snprintf(dm, sizeof dm, "%.2f", duck[0].ms[i]);
+			snprintf(dm, sizeof dm, "%.2f", duck[0].ms[di]);
 		if (duck[1].ok)
-			snprintf(dm2, sizeof dm2, "%.2f", duck[1].ms[i]);
+			snprintf(dm2, sizeof dm2, "%.2f", duck[1].ms[di]);
 		if (built[i] && !all[i]->failed && all[i]->n && duck[0].ok)
-			snprintf(r, sizeof r, "%.3f", duck[0].ms[i] / med(all[i]));
+			snprintf(r, sizeof r, "%.3f", duck[0].ms[di] / med(all[i]));
 		printf("%-34s %12s %12s %12s %10s\n", labels[i], sm, dm, dm2, r);
 	}
 	printf("scattered delete: %" PRIu64 " rows deleted (%s); files read %" PRIu64
@@ -764,6 +776,7 @@ int main(int argc, char **argv)
 	print_vs("delete_vs_duckdb", "ts_range", rows, &del_r, duck, 1, ts_pred, true);
 	print_vs("update_vs_duckdb", "scattered", rows, &upd, duck, 2, pred, has_update);
 	print_vs("merge_vs_duckdb", NULL, rows, &mrg, duck, 3, NULL, has_merge);
+	print_vs("merge_vs_duckdb", "keyed", rows, &mrgk, duck, 3, NULL, has_merge);
 	printf("{\"bench\":\"dml\",\"metric\":\"delete_bytes_written_per_row\",\"rows\":%" PRIu64,
 	       rows);
 	jnum("value", wbr, "%.4f");

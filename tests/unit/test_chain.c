@@ -647,8 +647,9 @@ static void t_format5_upgraded(void)
 	}
 }
 
-/* A format 6 store (no deletion vectors) opens as format 7: its records
- * are format 7 records, only the format record changes. */
+/* A format 6 store (no deletion vectors) opens as format 8: its records
+ * are format 8 records (it has no keyed table to index), only the format
+ * record changes. */
 static void t_format6_upgraded(void)
 {
 	char dir[128];
@@ -668,7 +669,7 @@ static void t_format6_upgraded(void)
 	struct st_open_report rep;
 	st_store_open_report(s, &rep);
 	CHECK_EQ(rep.format_from, 6);
-	CHECK_EQ(rep.format, 7);
+	CHECK_EQ(rep.format, 8);
 	CHECK_EQ(st_store_lsn(s), last);
 	struct st_verify_result vr;
 	REQUIRE(st_verify(s, &vr, &err) == ST_OK);
@@ -678,7 +679,7 @@ static void t_format6_upgraded(void)
 	st_store_close(s);
 	REQUIRE(st_store_open(dir, NULL, &s, &err) == ST_OK);
 	st_store_open_report(s, &rep);
-	CHECK_EQ(rep.format_from, 7);
+	CHECK_EQ(rep.format_from, 8);
 	st_store_close(s);
 }
 
