@@ -303,6 +303,124 @@ static void regressions(const char *table)
 	}
 }
 
+/* The table's version by DESCRIBE (UINT64_MAX when it cannot be read). */
+static uint64_t table_version(const char *table)
+{
+	sc_client *c;
+	struct wire_error e;
+	const msgpack_object *b;
+	uint64_t v = UINT64_MAX;
+	if (sc_connect(host, 5000, &c, &e) != 0)
+		return v;
+	msgpack_packer *pk = sc_begin(c, WIRE_DESCRIBE, 1);
+	wire_key_str(pk, WIRE_DESCRIBE_Q_TABLE, table);
+	if (sc_call(c, &b, &e) != 0 ||
+	    wire_field_u64(b, NULL, WIRE_DESCRIBE_R_VERSION, "version", &v, NULL) != 1)
+		v = UINT64_MAX;
+	sc_close(c);
+	return v;
+}
+
+/* One DML request of pairs packed by fn: its error code and message. */
+static int dml_call(int type, uint32_t npairs, void (*fn)(msgpack_packer *, const char *),
+		    const char *table, struct wire_error *e)
+{
+	struct wire_out o;
+	wire_out_init(&o);
+	wire_begin(&o, 9, type, abuse_client, ++abuse_seq, npairs);
+	fn(&o.pk, table);
+	int code = raw_err(o.buf.data, o.buf.len, 1 << 20, e);
+	wire_out_fini(&o);
+	return code;
+}
+
+static void merge_bad_clause(msgpack_packer *pk, const char *table)
+{
+	wire_key_str(pk, WIRE_MERGE_Q_TABLE, table);
+	wire_key_str(pk, WIRE_MERGE_Q_SOURCE, table);
+	wire_key_str(pk, WIRE_MERGE_Q_ON, "t.id = s.id");
+	wire_key_u64(pk, WIRE_MERGE_Q_MATCHED, 9);
+}
+
+static void merge_set_without_update(msgpack_packer *pk, const char *table)
+{
+	wire_key_str(pk, WIRE_MERGE_Q_TABLE, table);
+	wire_key_str(pk, WIRE_MERGE_Q_SOURCE, table);
+	wire_key_str(pk, WIRE_MERGE_Q_ON, "t.id = s.id");
+	wire_key_str(pk, WIRE_MERGE_Q_SET, "value = 1");
+}
+
+static void merge_no_on(msgpack_packer *pk, const char *table)
+{
+	wire_key_str(pk, WIRE_MERGE_Q_TABLE, table);
+	wire_key_str(pk, WIRE_MERGE_Q_SOURCE, table);
+}
+
+static void delete_bad_pred(msgpack_packer *pk, const char *table)
+{
+	wire_key_str(pk, WIRE_DELETE_Q_TABLE, table);
+	wire_key_str(pk, WIRE_DELETE_Q_PREDICATE, "id >>> 3");
+}
+
+static void delete_no_pred(msgpack_packer *pk, const char *table)
+{
+	wire_key_str(pk, WIRE_DELETE_Q_TABLE, table);
+	wire_key_str(pk, WIRE_DELETE_Q_PREDICATE, "");
+}
+
+static void update_bad_set(msgpack_packer *pk, const char *table)
+{
+	wire_key_str(pk, WIRE_UPDATE_Q_TABLE, table);
+	wire_key_str(pk, WIRE_UPDATE_Q_SET, "nosuchcolumn = 1");
+	wire_key_str(pk, WIRE_UPDATE_Q_PREDICATE, "true");
+}
+
+static void optimize_five_cols(msgpack_packer *pk, const char *table)
+{
+	wire_key_str(pk, WIRE_OPTIMIZE_Q_TABLE, table);
+	wire_key_str(pk, WIRE_OPTIMIZE_Q_CLUSTER_BY, "id,ts,sensor,value,id");
+}
+
+/* Malformed and invalid DELETE / UPDATE / MERGE / OPTIMIZE bodies: each
+ * refused with its code and a message naming what is wrong, and the
+ * table (with every request before it here) left at its version. */
+static void dml_bodies(const char *table, uint64_t v0)
+{
+	static const struct {
+		int type;
+		uint32_t npairs;
+		void (*fn)(msgpack_packer *, const char *);
+		int code;
+		const char *says, *name;
+	} cases[] = {
+		{WIRE_MERGE, 4, merge_bad_clause, ST_EPROTO, "keys 3-5 are 0..3",
+		 "MERGE with matched = 9"},
+		{WIRE_MERGE, 4, merge_set_without_update, ST_EPROTO, "key 8 (set) goes with key 3 = 3",
+		 "MERGE with a SET list but no update clause"},
+		{WIRE_MERGE, 2, merge_no_on, ST_EPROTO, "key 2 (on)", "MERGE without ON"},
+		{WIRE_DELETE, 2, delete_bad_pred, ST_ESYNTAX, "at offset 4", "DELETE with a broken predicate"},
+		{WIRE_DELETE, 2, delete_no_pred, ST_EPROTO, "DELETE needs key 1 (predicate)",
+		 "DELETE with an empty predicate"},
+		{WIRE_UPDATE, 3, update_bad_set, 0, "near 'nosuchcolumn': unknown column",
+		 "UPDATE of a missing column"},
+		{WIRE_OPTIMIZE, 2, optimize_five_cols, ST_EINVAL, "at most 4 columns",
+		 "OPTIMIZE clustering 5 columns"},
+	};
+	char name[200];
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct wire_error e;
+		int code = dml_call(cases[i].type, cases[i].npairs, cases[i].fn, table, &e);
+		snprintf(name, sizeof name, "%s: refused (%s), naming what is wrong", cases[i].name,
+			 cases[i].code ? st_strerror(cases[i].code) : "an error");
+		check((cases[i].code ? code == cases[i].code : code != 0) &&
+			      strstr(e.msg, cases[i].says), name);
+		if (!strstr(e.msg, cases[i].says) || (cases[i].code ? code != cases[i].code : !code))
+			printf("     | %d: %s\n", code, e.msg);
+		snprintf(name, sizeof name, "%s: the table is unchanged", cases[i].name);
+		check(table_version(table) == v0, name);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -394,7 +512,12 @@ int main(int argc, char **argv)
 	}
 	check(expired, "the vanished client's load expired");
 	check(still_serves(), "served after the vanished client");
+	uint64_t v0 = table_version(table);
+	check(v0 != UINT64_MAX, "DESCRIBE gives the table's version");
 	every_type(table);
+	check(table_version(table) == v0, "every mistyped, empty or truncated request left the "
+	      "table at its version");
+	dml_bodies(table, v0);
 	regressions(table);
 out:
 	tp_shutdown();
