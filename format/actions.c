@@ -310,10 +310,15 @@ int act_encode(const struct act_commit *c, struct st_buf *out, struct act_stamps
 	pk_uint(&pk, 9);
 	pk_array(&pk, c->nremove);
 	for (uint32_t i = 0; i < c->nremove; i++) {
-		pk_map(&pk, 2);
-		pk_key_u64(&pk, 1, c->removes[i].file_id);
+		const struct act_remove *r = &c->removes[i];
+		pk_map(&pk, 2 + (r->deletes ? 1 : 0));
+		pk_key_u64(&pk, 1, r->file_id);
 		pk_uint(&pk, 2);
-		c->removes[i].data_change ? pk_bool(&pk, true) : pk_bool(&pk, false);
+		r->data_change ? pk_bool(&pk, true) : pk_bool(&pk, false);
+		if (r->deletes) {
+			pk_uint(&pk, 3);
+			pk_bin(&pk, r->deletes, r->deletes_len);
+		}
 	}
 	pk_uint(&pk, 10);
 	pk_array(&pk, c->ntxn);
@@ -845,6 +850,19 @@ static bool mp_metadata(struct mp *m, struct act_metadata *md, bool standalone)
 	return true;
 }
 
+/* A deletion vector (bin, at least DV_MIN bytes) into *dv (once). */
+static bool mp_dv(struct mp *m, uint8_t **dv, uint32_t *n, const char *what)
+{
+	uint32_t len;
+	const uint8_t *p;
+	if (*dv || !mp_len(m, 'b', &len, what) || len < DV_MIN || !(p = st_cur_take(&m->c, len)) ||
+	    !(*dv = mp_alloc(m, len, 1)))
+		return mp_fail(m, what);
+	memcpy(*dv, p, len);
+	*n = len;
+	return true;
+}
+
 static bool mp_add(struct mp *m, struct act_add *a)
 {
 	uint32_t n;
@@ -873,16 +891,7 @@ static bool mp_add(struct mp *m, struct act_add *a)
 			break;
 		case 8: ok = mp_uint(m, &a->base_fid, UINT64_MAX, "add base_fid"); break;
 		case 9: ok = mp_uint(m, &a->deleted, UINT32_MAX, "add deleted"); break;
-		case 10: {
-			uint32_t len;
-			const uint8_t *p;
-			if (a->dv || !mp_len(m, 'b', &len, "add dv") || len < DV_MIN ||
-			    !(p = st_cur_take(&m->c, len)) || !(a->dv = mp_alloc(m, len, 1)))
-				return mp_fail(m, "add dv");
-			memcpy(a->dv, p, len);
-			a->dv_len = len;
-			break;
-		}
+		case 10: ok = mp_dv(m, &a->dv, &a->dv_len, "add dv"); break;
 		default: ok = mp_skip(m, 0);
 		}
 		if (!ok)
@@ -945,6 +954,8 @@ void act_commit_free(struct act_commit *c)
 		free(c->adds[i].dv);
 	}
 	free(c->adds);
+	for (uint32_t i = 0; c->removes && i < c->nremove; i++)
+		free(c->removes[i].deletes);
 	free(c->removes);
 	for (uint32_t i = 0; c->txns && i < c->ntxn; i++)
 		free(c->txns[i].app_id);
@@ -1027,6 +1038,9 @@ int act_decode(const uint8_t *p, size_t n, struct act_commit **out, struct st_er
 						ok = mp_uint(&m, &c->removes[k].file_id, UINT64_MAX, "remove file_id");
 					else if (ok && u == 2)
 						ok = mp_bool(&m, &c->removes[k].data_change, "remove data_change");
+					else if (ok && u == 3)
+						ok = mp_dv(&m, &c->removes[k].deletes,
+							   &c->removes[k].deletes_len, "remove deletes");
 					else if (ok)
 						ok = mp_skip(&m, 0);
 				}

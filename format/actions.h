@@ -83,6 +83,10 @@ struct act_add {
 struct act_remove {
 	uint64_t file_id;           /* file no longer live from this version on */
 	bool data_change;           /* false for compaction */
+	uint8_t *deletes;           /* a MERGE that updated and deleted: the file's positions
+				     * its delete clause removed (a deletion vector, FORMAT.md
+				     * §10), or NULL; owned by decoded commits */
+	uint32_t deletes_len;       /* its bytes */
 };
 
 /* The txn action. */

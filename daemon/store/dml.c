@@ -518,6 +518,8 @@ struct merge {
 	uint32_t nout, cout;
 	uint32_t *pos;               /* the current file's positions going */
 	uint32_t npos, cpos;
+	uint32_t *dpos;              /* updating and deleting: those of them deleted */
+	uint32_t ndpos, cdpos;
 	uint64_t fid;                /* the current file (messages) */
 	struct st_buf tmp;           /* a key being built */
 	/* update "SET ...": the matched pairs of a row group, their new rows */
@@ -757,6 +759,9 @@ static int merge_rows(void *arg, const struct st_vec *cols, uint32_t rows, const
 		} else if (m->o->by_source == ST_MERGE_BY_SOURCE_DELETE) {
 			gone = true;
 			m->w->info_deleted++;
+			if (m->w->rm_deletes &&
+			    !store_push_u32(&m->dpos, &m->ndpos, &m->cdpos, (uint32_t)(row0 + r)))
+				return st_seterr(err, ST_ENOMEM, "out of memory");
 		}
 		if (gone && !store_push_u32(&m->pos, &m->npos, &m->cpos, (uint32_t)(row0 + r)))
 			return st_seterr(err, ST_ENOMEM, "out of memory");
@@ -1143,7 +1148,14 @@ int st_merge(st_store *s, const char *table, const char *source,
 	st = calloc(m.tsc->nfields + 1, sizeof *st);
 	w->read_files = calloc(nlive + 1, sizeof *w->read_files);
 	w->rw = calloc(nlive + 1, sizeof *w->rw);
-	if (rc == ST_OK && (!st || !w->read_files || !w->rw))
+	/* Updating and deleting: each file's deleted rows are recorded with its
+	 * remove, for the change feed (ACTIONS.md). */
+	bool both = m.o->by_source == ST_MERGE_BY_SOURCE_DELETE &&
+		    (m.o->matched == ST_MERGE_MATCHED_UPDATE_ALL ||
+		     m.o->matched == ST_MERGE_MATCHED_UPDATE_SET);
+	if (both)
+		w->rm_deletes = calloc(nlive + 1, sizeof *w->rm_deletes);
+	if (rc == ST_OK && (!st || !w->read_files || !w->rw || (both && !w->rm_deletes)))
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 	bool keycols[ST_MAX_COLUMNS] = {false};
 	for (uint32_t k = 0; k < m.nkeys; k++)
@@ -1155,7 +1167,7 @@ int st_merge(st_store *s, const char *table, const char *source,
 			continue;
 		}
 		res->files_read++;
-		m.npos = 0;
+		m.npos = m.ndpos = 0;
 		m.fid = live[i].fid;
 		/* Matching needs the key columns; update SET reads the whole row. */
 		rc = store_file_match_cols(s, w->tid, &live[i], m.tsc, w->pred, NULL, NULL, merge_rows,
@@ -1163,6 +1175,9 @@ int st_merge(st_store *s, const char *table, const char *source,
 		if (rc == ST_OK && m.npos)
 			rc = stage_rows_gone(s, w, &live[i], m.npos == file_live_rows(&live[i]) ? NULL
 							     : m.pos, m.npos, res, err);
+		if (rc == ST_OK && m.ndpos && live[i].rows <= UINT32_MAX)
+			rc = dv_encode(m.dpos, m.ndpos, (uint32_t)live[i].rows,
+				       &w->rm_deletes[w->nread - 1], err);
 	}
 matched:
 	if (rc == ST_OK)
@@ -1285,6 +1300,7 @@ out:
 	free(m.row_ent);
 	free(m.out);
 	free(m.pos);
+	free(m.dpos);
 	free(m.psel);
 	free(m.pref);
 	free(m.set_col);

@@ -57,7 +57,9 @@ static int prepare(struct staged *w, struct st_err *err)
 		goto out;
 	}
 	for (uint32_t i = 0; i < w->nread; i++)
-		rm[i] = (struct act_remove){w->read_files[i], !w->compaction};
+		rm[i] = (struct act_remove){w->read_files[i], !w->compaction,
+					    w->rm_deletes ? w->rm_deletes[i].data : NULL,
+					    w->rm_deletes ? (uint32_t)w->rm_deletes[i].len : 0};
 	uint32_t nadd = 0;
 	if (w->rows > 0)
 		adds[nadd++] = w->add;

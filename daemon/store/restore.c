@@ -82,7 +82,7 @@ int st_table_restore(st_store *s, const char *table, struct st_at at,
 		for (uint32_t j = 0; j < nold && !keep; j++)
 			keep = old[j].fid == live[i];
 		if (!keep)
-			rms[nrm++] = (struct act_remove){live[i], true};
+			rms[nrm++] = (struct act_remove){.file_id = live[i], .data_change = true};
 	}
 	uint64_t rows_added = 0, rows_removed = 0;
 	for (uint32_t j = 0; j < nold; j++) {

@@ -840,18 +840,73 @@ static int feed_merge_add(st_scan *sc, uint32_t *cap, const struct file_rec *f, 
 	return rc == ST_OK ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
 }
 
+/* A MERGE's removed file old whose rows keep (nkeep; NULL: every live row,
+ * taken over) changed: those rm->deletes names are deletes, the others
+ * update pre-images. */
+static int feed_split(st_scan *sc, uint32_t *cap, const struct file_rec *old,
+		      const struct act_remove *rm, uint32_t *keep, uint32_t nkeep, uint64_t v,
+		      int64_t t, struct st_err *err)
+{
+	uint32_t *dels = NULL, ndels = 0, *od = NULL, no = 0, *pre = NULL, *del = NULL, np = 0,
+		 nd = 0;
+	int rc = old->rows > UINT32_MAX ? ST_ECORRUPT : ST_OK;
+	if (rc == ST_OK &&
+	    ((rc = dv_decode(rm->deletes, rm->deletes_len, (uint32_t)old->rows, &dels, &ndels,
+			     err)) != ST_OK ||
+	     (!keep && old->dv &&
+	      (rc = dv_decode(old->dv, old->dv_len, (uint32_t)old->rows, &od, &no, err)) != ST_OK)))
+		rc = ST_ECORRUPT;
+	if (rc == ST_OK && !keep) { /* every live row */
+		keep = malloc((old->rows - no + 1) * sizeof *keep);
+		for (uint32_t p = 0, j = 0; keep && p < old->rows; p++) {
+			if (j < no && od[j] == p)
+				j++;
+			else
+				keep[nkeep++] = p;
+		}
+		rc = keep ? ST_OK : ST_ENOMEM;
+	}
+	pre = rc == ST_OK ? malloc(((size_t)nkeep + 1) * sizeof *pre) : NULL;
+	del = pre ? malloc(((size_t)nkeep + 1) * sizeof *del) : NULL;
+	if (rc == ST_OK && !del)
+		rc = ST_ENOMEM;
+	for (uint32_t i = 0, j = 0; rc == ST_OK && i < nkeep; i++) {
+		while (j < ndels && dels[j] < keep[i])
+			j++;
+		if (j < ndels && dels[j] == keep[i])
+			del[nd++] = keep[i];
+		else
+			pre[np++] = keep[i];
+	}
+	free(keep);
+	free(dels);
+	free(od);
+	if (rc == ST_OK && np)
+		rc = feed_add(sc, cap, old, CH_PRE, v, t, pre, np);
+	else
+		free(pre);
+	if (rc == ST_OK && nd)
+		rc = feed_add(sc, cap, old, CH_DELETE, v, t, del, nd);
+	else
+		free(del);
+	if (rc == ST_ECORRUPT)
+		return st_seterr(err, ST_ECORRUPT, "table '%s': the deleted rows of file %llu in "
+				 "version %llu are unreadable", sc->table,
+				 (unsigned long long)old->fid, (unsigned long long)v);
+	return rc == ST_ENOMEM ? st_seterr(err, ST_ENOMEM, "out of memory") : rc;
+}
+
 /* The feed entries of commit c (version v) from recs (nrecs, by fid). */
 static int feed_commit(st_scan *sc, uint32_t *cap, const struct act_commit *c, uint64_t v,
 		       const struct file_rec *recs, uint32_t nrecs, struct st_err *err)
 {
 	bool upd = c->info.operation && !strcmp(c->info.operation, "UPDATE");
-	/* A MERGE that only updated (and inserted): its removed rows are the
-	 * pre-images, the first rows_updated rows of its new segment the
-	 * post-images (it writes them first), the rest inserts. One that also
-	 * deleted reads as delete + insert (which removed row was which is not
-	 * recorded). */
+	/* A MERGE that updated: its removed rows are the pre-images (but those
+	 * a remove's `deletes` names, which it deleted), the first rows_updated
+	 * rows of its new segment the post-images (it writes them first), the
+	 * rest inserts. */
 	bool merge_upd = c->info.operation && !strcmp(c->info.operation, "MERGE") &&
-			 c->info.rows_updated && !c->info.rows_deleted;
+			 c->info.rows_updated;
 	upd |= merge_upd;
 	bool *paired = calloc(c->nadd + 1, sizeof *paired);
 	int rc = paired ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
@@ -886,7 +941,9 @@ static int feed_commit(st_scan *sc, uint32_t *cap, const struct act_commit *c, u
 			paired[a] = true;
 			break;
 		}
-		if (rc == ST_OK && (!keep || nkeep))
+		if (rc == ST_OK && merge_upd && c->removes[i].deletes)
+			rc = feed_split(sc, cap, old, &c->removes[i], keep, nkeep, v, c->time_us, err);
+		else if (rc == ST_OK && (!keep || nkeep))
 			rc = feed_add(sc, cap, old, upd ? CH_PRE : CH_DELETE, v, c->time_us, keep, nkeep);
 		else
 			free(keep);

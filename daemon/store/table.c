@@ -151,7 +151,7 @@ static int drop_in_txn(st_store *s, MDB_txn *txn, struct table_head *h, struct s
 		goto out;
 	}
 	for (uint32_t i = 0; i < n; i++)
-		rm[i] = (struct act_remove){fids[i], true};
+		rm[i] = (struct act_remove){.file_id = fids[i], .data_change = true};
 	c.removes = rm;
 	c.nremove = n;
 	c.info.operation = "DROP TABLE";

@@ -134,6 +134,9 @@ static void staged_fini(struct staged *w)
 	free(w->add.field_ids);
 	free(w->inl);
 	free(w->read_files);
+	for (uint32_t i = 0; w->rm_deletes && i < w->nread; i++)
+		st_buf_free(&w->rm_deletes[i]);
+	free(w->rm_deletes);
 	free(w->app_id);
 	free(w->set_text);
 	free(w->where_text);

@@ -66,6 +66,8 @@ struct staged {
 	uint64_t rows_removed;      /* rows replaced */
 	uint64_t *read_files;       /* files read at read_version (overwrite, replace-where) */
 	uint32_t nread;             /* their count */
+	struct st_buf *rm_deletes;  /* MERGE updating and deleting: per read file, the deletion
+				     * vector of the rows it deleted (len 0: none), or NULL */
 	char *app_id;               /* idempotent writer id, or NULL */
 	uint64_t app_version;       /* its version */
 	bool noop;                  /* already committed under app_id */

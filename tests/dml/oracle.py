@@ -45,7 +45,9 @@ update_postimage rows must be, as multisets, exactly the rows the commit
 removed and added (load: its rows; delete: the rows its predicate matched;
 update: the matched rows before and after, as pre/postimages only -- also
 when a row keeps its values; merge: the matched and deleted target rows, the
-new and inserted source rows, any change type; optimize and create: no rows);
+new and inserted source rows, with as many update pre- and post-images as rows
+updated, deletes as rows deleted and inserts as rows inserted; optimize and
+create: no rows);
 for every version, restore included, the net change (inserts minus deletes)
 must equal snapshot(v) minus snapshot(v-1) and deletes must come from
 snapshot(v-1), inserts be in snapshot(v); one timestamp per version, and no
@@ -724,7 +726,7 @@ class Run:
         db = sqlite3.connect(":memory:")
         db.execute("CREATE TABLE t (id INTEGER NOT NULL, k INTEGER, v REAL, s TEXT)")
         snaps = {0: []}
-        chg = {0: ("create", [], [])}  # version -> (what, feed deletes, feed inserts)
+        chg = {0: ("create", [], [], None)}  # version -> (what, feed deletes, feed inserts, types)
         cur = [0]
         ctx = {"seed": seed, "step": 0, "cmd": "create"}
         st = Strata(opts.build, opts.verbose, opts.keep)
@@ -738,15 +740,16 @@ class Run:
             def rows_now():  # normalised, to compare with a scan
                 return [norm_row(x) for x in db.execute("SELECT id, k, v, s FROM t")]
 
-            def commit(v, what, dels=None, ins=None):
+            def commit(v, what, dels=None, ins=None, types=None):
                 """dels/ins: the rows the change feed of this commit must delete
                 (delete, update_preimage) and insert (insert, update_postimage),
                 as multisets; None: only the net change (snapshot difference) is
-                known (restore)."""
+                known (restore). types: the count of each change type, when
+                known (merge)."""
                 self.check(v == cur[0] + 1, "%s made version %d, expected %d" %
                            (what, v, cur[0] + 1), ctx)
                 cur[0] = v
-                chg[v] = (what, dels, ins)
+                chg[v] = (what, dels, ins, types)
                 # the exact values: a restore puts them back into SQLite (rounded
                 # ones would drift, e.g. 2147483647.0 -> 2147483650.0 after v = k)
                 snaps[v] = db.execute("SELECT id, k, v, s FROM t").fetchall()
@@ -1077,7 +1080,9 @@ class Run:
                     self.check(got == (u, d, i_), "%s: strata merged (updated, deleted, "
                                "inserted) %s, expected %s: %r" % (what, got, (u, d, i_),
                                                                   out.strip()), ctx)
-                    commit(int(m.group(1)), "merge", gone, ins)
+                    commit(int(m.group(1)), "merge", gone, ins,
+                           {"update_preimage": u, "update_postimage": u, "delete": d,
+                            "insert": i_})
                     self.count("merge" if u + d + i_ else "merge (empty commit)")
                 elif m0:
                     self.count("merge (nothing to merge)")
@@ -1130,7 +1135,7 @@ class Run:
                            {v: sorted(x) for v, x in ts.items() if len(x) > 1}, ctx)
                 nc = lambda rows: Counter(norm_row(x) for x in rows)
                 for v in range(a, b + 1):
-                    what, edel, eins = chg[v]
+                    what, edel, eins, etypes = chg[v]
                     got = byv.get(v, [])
                     gt = Counter(t for t, _ in got)
                     gdel = Counter(x for t, x in got if t in ("delete", "update_preimage"))
@@ -1147,6 +1152,10 @@ class Run:
                     if what == "update":
                         self.check(gt["update_preimage"] == gt["update_postimage"],
                                    "%s: %s" % (desc, dict(gt)), ctx)
+                    if etypes is not None:
+                        want = {t: n for t, n in etypes.items() if n}
+                        self.check(dict(gt) == want, "%s: change types %s, expected %s" %
+                                   (desc, dict(gt), want), ctx)
                     # net: what the snapshots say changed
                     self.check(gins - gdel == new - old and gdel - gins == old - new,
                                "%s: the feed's net change differs from the snapshots'"

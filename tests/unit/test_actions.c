@@ -45,7 +45,11 @@ static void sample(struct act_commit *c, struct act_metadata *m, struct act_add 
 	fid[2] = 5;
 	*a = (struct act_add){.file_id = 42, .size = 1000, .rows = 10, .crc = 0xdeadbeef,
 			      .data_change = true, .ncols = 3, .field_ids = fid, .stats = st};
-	static struct act_remove rm[2] = {{7, true}, {8, false}};
+	/* Remove 8 carries the positions a MERGE deleted: opaque bytes here
+	 * (the decoder checks their length; dv_decode the rest). */
+	static uint8_t dels[21] = {1, 0, 0, 0, 1};
+	static struct act_remove rm[2] = {{.file_id = 7, .data_change = true},
+					  {.file_id = 8, .deletes = dels, .deletes_len = 21}};
 	static struct act_txn tx[1] = {{"app", 9}};
 	static struct act_kv params[1] = {{"mode", "append"}};
 	*c = (struct act_commit){.table_id = 3, .version = 12, .lsn = 99, .epoch = 1,
@@ -89,6 +93,8 @@ static void t_roundtrip(void)
 	CHECK(!d->adds[0].stats[2].has_minmax);
 	CHECK_EQ(d->adds[0].stats[1].dict_size, 7);
 	CHECK(d->removes[0].data_change && !d->removes[1].data_change);
+	CHECK(!d->removes[0].deletes && d->removes[1].deletes_len == 21 &&
+	      !memcmp(d->removes[1].deletes, "\1\0\0\0\1", 5));
 	CHECK(!strcmp(d->txns[0].app_id, "app") && d->txns[0].app_version == 9);
 	CHECK(!strcmp(d->info.params[0].val, "append"));
 	CHECK_EQ(d->info.read_version, 11);
