@@ -380,6 +380,7 @@ enum wire_merge_key {
 	WIRE_MERGE_Q_APP_ID = 6,
 	WIRE_MERGE_Q_APP_VERSION = 7,
 	WIRE_MERGE_Q_SET = 8,         /* str: matched 3's SET list (col, t.col, s.col) */
+	WIRE_MERGE_Q_SOURCE_LOAD = 9, /* uint: a merge-source load (PROTOCOL.md §4), consumed */
 };
 /* MERGE's reply: the DML reply (key 5 the rows updated) and these. */
 enum wire_merge_reply {
@@ -461,7 +462,8 @@ enum wire_wopt_key {
 	WIRE_WOPT_APP_ID = 4,           /* str */
 	WIRE_WOPT_APP_VERSION = 5,      /* uint */
 };
-enum wire_write_mode { WIRE_WRITE_APPEND = 0, WIRE_WRITE_OVERWRITE = 1 };
+enum wire_write_mode { WIRE_WRITE_APPEND = 0, WIRE_WRITE_OVERWRITE = 1,
+		       WIRE_WRITE_MERGE_SOURCE = 2 /* LOAD_BEGIN only (PROTOCOL.md §4) */ };
 
 /* §3.2 batch keys and column keys. */
 enum wire_batch_key { WIRE_BATCH_ROWS = 0, WIRE_BATCH_COLUMNS = 1 };

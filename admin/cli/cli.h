@@ -222,6 +222,11 @@ int cli_cmd_drop(int argc, char **argv, struct cli_global *g);
 int cli_cmd_alter(int argc, char **argv, struct cli_global *g);
 /* data.c */
 int cli_cmd_load(int argc, char **argv, struct cli_global *g);
+/* Stream the file at path (format "csv", "jsonl", or NULL: by its name),
+ * read with table's columns, into a merge-source load on c (PROTOCOL.md
+ * §4): *load_id. Returns 0 or 1 (printed; nothing left open). */
+int cli_merge_source(sc_client *c, const char *table, const char *path, const char *format,
+		     uint64_t *load_id);
 int cli_cmd_scan(int argc, char **argv, struct cli_global *g);
 int cli_cmd_changes(int argc, char **argv, struct cli_global *g);
 /* dml.c */

@@ -34,6 +34,7 @@ struct loader {
 	int mode;                  /* 0 append, 1 overwrite */
 	bool merge;                /* --merge-schema */
 	const char *replace_where; /* --replace-where, or NULL */
+	bool source;               /* a merge source (PROTOCOL.md §4): never committed */
 	const char *app_id;        /* --app-id, or NULL */
 	uint64_t app_version;      /* of the next commit */
 	uint64_t load_id;          /* open load, or 0 */
@@ -52,6 +53,11 @@ static void pack_write_opts(const struct loader *l, msgpack_packer *pk)
 	/* The same key in WRITE and LOAD_BEGIN. */
 	_Static_assert((int)WIRE_WRITE_Q_OPTIONS == (int)WIRE_LOAD_BEGIN_Q_OPTIONS, "write options key");
 	msgpack_pack_uint32(pk, WIRE_WRITE_Q_OPTIONS);
+	if (l->source) {
+		msgpack_pack_map(pk, 1);
+		wire_key_u64(pk, WIRE_WOPT_MODE, WIRE_WRITE_MERGE_SOURCE);
+		return;
+	}
 	msgpack_pack_map(pk, n);
 	wire_key_u64(pk, WIRE_WOPT_MODE, (uint64_t)l->mode);
 	wire_key_bool(pk, WIRE_WOPT_MERGE_SCHEMA, l->merge);
@@ -226,6 +232,25 @@ static int table_columns(struct loader *l, struct st_field **fields, uint32_t *n
 	return 0;
 }
 
+/* Open a load with the input's columns fs (LOAD_BEGIN, no rows). Returns 0
+ * or 1 (printed). */
+static int load_open(struct loader *l, const struct st_schema *fs, const struct st_vec *vecs)
+{
+	const msgpack_object *b;
+	if (send_rows(l, WIRE_LOAD_BEGIN, fs, vecs, 0, 0, &b) != 0) {
+		end_line(l);
+		return cli_fail_wire(l->c, &l->e);
+	}
+	const struct cli_reply rb = {WIRE_LOAD_BEGIN, NULL};
+	if (cli_reply_u64(&rb, b, WIRE_LOAD_BEGIN_R_ID, "load id", CLI_REQUIRED, &l->load_id) < 0)
+		return 1;
+	if (!l->load_id)
+		return cli_fail_msg("the daemon's LOAD_BEGIN reply for table '%s' has no load id",
+				    l->table);
+	l->batch_no = 0;
+	return 0;
+}
+
 /* Read the input to its end and send it (see the top of this file).
  * Returns 0 or 1 (printed); an open load is left for the caller to abort. */
 static int load_stream(struct loader *l, rd_reader *r, uint32_t batch_rows,
@@ -252,7 +277,7 @@ static int load_stream(struct loader *l, rd_reader *r, uint32_t batch_rows,
 			break;
 		/* A whole input in one short batch: one WRITE (small writes can
 		 * go inline in the daemon's log: one fsync). */
-		if (first && nrows < batch_rows && (!commit_rows || nrows <= commit_rows) &&
+		if (first && !l->source && nrows < batch_rows && (!commit_rows || nrows <= commit_rows) &&
 		    fits_one_write(l, fs, vecs, nrows)) {
 			first = false;
 			if (send_rows(l, WIRE_WRITE, fs, vecs, 0, nrows, &b) != 0)
@@ -265,18 +290,8 @@ static int load_stream(struct loader *l, rd_reader *r, uint32_t batch_rows,
 		first = false;
 		for (uint32_t at = 0; at < nrows;) {
 			if (!l->load_id) {
-				if (send_rows(l, WIRE_LOAD_BEGIN, fs, vecs, 0, 0, &b) != 0) {
-					end_line(l);
-					return cli_fail_wire(l->c, &l->e);
-				}
-				const struct cli_reply rb = {WIRE_LOAD_BEGIN, NULL};
-				if (cli_reply_u64(&rb, b, WIRE_LOAD_BEGIN_R_ID, "load id", CLI_REQUIRED,
-						  &l->load_id) < 0)
+				if (load_open(l, fs, vecs))
 					return 1;
-				if (!l->load_id)
-					return cli_fail_msg("the daemon's LOAD_BEGIN reply for table '%s' "
-							    "has no load id", l->table);
-				l->batch_no = 0;
 				in_commit = 0;
 			}
 			uint32_t n = nrows - at;
@@ -299,6 +314,12 @@ static int load_stream(struct loader *l, rd_reader *r, uint32_t batch_rows,
 	}
 	if (l->show && rd_rows(r) > 0)
 		progress(l, r, total, t0, true);
+	if (l->source) { /* left open for its MERGE, even with no rows */
+		struct st_vec none[ST_MAX_COLUMNS];
+		for (uint32_t i = 0; i < fs->nfields; i++)
+			none[i] = (struct st_vec){.type = fs->fields[i].type};
+		return l->load_id ? 0 : load_open(l, fs, none);
+	}
 	if (l->load_id && load_commit(l) != 0)
 		return 1;
 	if (rd_rows(r) == 0)
@@ -310,6 +331,43 @@ static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
 	return n > k && !strcmp(s + n - k, suffix);
+}
+
+/* Send the file at path ("-": standard input) into l's table through
+ * l->c, as load_stream says. Returns 0 or 1 (printed); an open load is left
+ * for the caller to abort (or, for a merge source, to merge). */
+static int load_file(struct loader *l, const char *path, struct rd_opts *ro,
+		     uint64_t commit_rows, bool quiet)
+{
+	int status;
+	rd_reader *r = NULL;
+	struct st_field *fields = NULL;
+	uint32_t nf = 0;
+	FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
+	if (!in)
+		return cli_fail_msg("cannot open '%s': %s", path, strerror(errno));
+	struct stat st;
+	uint64_t total = fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+	l->show = !quiet && isatty(2);
+	if (!(status = table_columns(l, &fields, &nf))) {
+		struct st_schema schema = {nf, fields};
+		struct st_err err;
+		uint32_t wire_rows = sc_server(l->c)->max_batch_rows;
+		ro->batch_rows = wire_rows < 65536 ? wire_rows : 65536;
+		ro->name = strcmp(path, "-") ? path : "<stdin>";
+		ro->infer_unknown = l->merge;
+		if (rd_open(in, &schema, ro, &r, &err) != ST_OK)
+			status = cli_fail_msg("%s", err.msg);
+		else
+			status = load_stream(l, r, ro->batch_rows, commit_rows, total);
+	}
+	rd_close(r);
+	free(fields);
+	free(l->idx);
+	l->idx = NULL;
+	if (in != stdin)
+		fclose(in);
+	return status;
 }
 
 int cli_cmd_load(int argc, char **argv, struct cli_global *g)
@@ -404,39 +462,25 @@ int cli_cmd_load(int argc, char **argv, struct cli_global *g)
 	if (!ro.format)
 		ro.format = ends_with(path, ".jsonl") || ends_with(path, ".json") ? RD_JSONL : RD_CSV;
 
-	/* Everything released at out: is initialised before the first goto. */
-	rd_reader *r = NULL;
-	struct st_field *fields = NULL;
-	uint32_t nf = 0;
-	FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
-	if (!in)
-		return cli_fail_msg("cannot open '%s': %s", path, strerror(errno));
-	struct stat st;
-	uint64_t total = fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
-	l.show = !quiet && isatty(2);
 	if (!(l.c = cli_connect(g, &status)))
-		goto out;
-	if ((status = table_columns(&l, &fields, &nf)))
-		goto out;
-	struct st_schema schema = {nf, fields};
-	struct st_err err;
-	uint32_t wire_rows = sc_server(l.c)->max_batch_rows;
-	ro.batch_rows = wire_rows < 65536 ? wire_rows : 65536;
-	ro.name = strcmp(path, "-") ? path : "<stdin>";
-	ro.infer_unknown = l.merge;
-	if (rd_open(in, &schema, &ro, &r, &err) != ST_OK) {
-		status = cli_fail_msg("%s", err.msg);
-		goto out;
-	}
-	status = load_stream(&l, r, ro.batch_rows, commit_rows, total);
-out:
+		return status;
+	status = load_file(&l, path, &ro, commit_rows, quiet);
 	load_abort(&l);
-	rd_close(r);
-	free(fields);
-	free(l.idx);
 	sc_close(l.c);
-	if (in != stdin)
-		fclose(in);
+	return status;
+}
+
+int cli_merge_source(sc_client *c, const char *table, const char *path, const char *format,
+		     uint64_t *load_id)
+{
+	struct loader l = {.c = c, .table = table, .source = true};
+	struct rd_opts ro = {.format = format ? (!strcmp(format, "jsonl") ? RD_JSONL : RD_CSV) : 0};
+	if (!ro.format)
+		ro.format = ends_with(path, ".jsonl") || ends_with(path, ".json") ? RD_JSONL : RD_CSV;
+	int status = load_file(&l, path, &ro, 0, true);
+	if (status)
+		load_abort(&l);
+	*load_id = status ? 0 : l.load_id;
 	return status;
 }
 

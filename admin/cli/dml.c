@@ -1,8 +1,9 @@
 /*
  * admin/cli/dml.c — the row-level commands of `strata`: delete, update
  * merge and optimize (PROTOCOL.md §3 types 25, 26, 27 and 57). A merge whose
- * source is a file loads it into a temporary table of the target's columns
- * first (`_merge_source_PID_TIME`, dropped afterwards).
+ * source is a file streams it into a merge-source load (PROTOCOL.md §4,
+ * read with the target's columns) and names that load in the MERGE: the
+ * source is never a table, so nothing of it is committed or left behind.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -194,83 +195,6 @@ int cli_cmd_optimize(int argc, char **argv, struct cli_global *g)
 	return 0;
 }
 
-/* Create table tmp with table's columns, all nullable (DESCRIBE, then
- * CREATE replacing any stale one). */
-static int clone_schema(sc_client *c, const char *table, const char *tmp)
-{
-	const msgpack_object *b, *cols = NULL;
-	struct wire_error e;
-	msgpack_packer *pk = sc_begin(c, WIRE_DESCRIBE, 1);
-	wire_key_str(pk, WIRE_DESCRIBE_Q_TABLE, table);
-	if (sc_call(c, &b, &e) != 0)
-		return cli_fail_wire(c, &e);
-	const struct cli_reply r = {WIRE_DESCRIBE, NULL};
-	if (cli_reply_array(&r, b, WIRE_DESCRIBE_R_COLUMNS, "columns", CLI_REQUIRED, &cols) < 0)
-		return 1;
-	uint32_t n = cols->via.array.size;
-	struct st_field *f = calloc(n + 1, sizeof *f);
-	if (!f)
-		return cli_fail_msg("out of memory");
-	for (uint32_t i = 0; i < n; i++)
-		if (!cli_column(&cols->via.array.ptr[i], &f[i])) {
-			free(f);
-			return cli_fail_msg("the daemon's DESCRIBE reply is malformed: column %u", i + 1);
-		}
-	pk = sc_begin(c, WIRE_CREATE, 3);
-	wire_key_str(pk, WIRE_CREATE_Q_TABLE, tmp);
-	msgpack_pack_uint32(pk, WIRE_CREATE_Q_COLUMNS);
-	msgpack_pack_array(pk, n);
-	for (uint32_t i = 0; i < n; i++) {
-		/* Nullable: the MERGE checks NOT NULL on the rows it writes, and a
-		 * source row it does not write may lack a value (a NULL key). */
-		msgpack_pack_array(pk, 3);
-		wire_pack_str(pk, f[i].name);
-		msgpack_pack_uint32(pk, f[i].type);
-		msgpack_pack_true(pk);
-	}
-	free(f);
-	wire_key_u64(pk, WIRE_CREATE_Q_MODE, WIRE_CREATE_REPLACE);
-	return sc_call(c, &b, &e) != 0 ? cli_fail_wire(c, &e) : 0;
-}
-
-static void drop_table(sc_client *c, const char *name)
-{
-	const msgpack_object *b;
-	struct wire_error e;
-	msgpack_packer *pk = sc_begin(c, WIRE_DROP, 1);
-	wire_key_str(pk, WIRE_DROP_Q_TABLE, name);
-	sc_call(c, &b, &e);
-}
-
-/* Load FILE into table tmp with the load command (its output hidden). */
-static int load_into(const char *tmp, const char *file, const char *format,
-		     struct cli_global *g)
-{
-	char *av[8] = {"load", (char *)tmp, (char *)file, "--quiet", NULL, NULL, NULL};
-	int ac = 4;
-	if (format) {
-		av[ac++] = "--format";
-		av[ac++] = (char *)format;
-	}
-	fflush(stdout);
-	int keep = dup(1), null = open("/dev/null", O_WRONLY);
-	if (keep < 0 || null < 0) {
-		if (keep >= 0)
-			close(keep);
-		if (null >= 0)
-			close(null);
-		return cli_fail_msg("cannot redirect output: %s", strerror(errno));
-	}
-	dup2(null, 1);
-	close(null);
-	optind = 0; /* getopt starts over for the load's options */
-	int st = cli_cmd_load(ac, av, g);
-	fflush(stdout);
-	dup2(keep, 1);
-	close(keep);
-	return st;
-}
-
 /* A MERGE clause that takes one action or "ignore": *out = 1 for the action,
  * 0 for ignore; otherwise a usage error (its status returned). */
 static int action_or_ignore(const char *flag, const char *action, int *out)
@@ -361,22 +285,19 @@ int cli_cmd_merge(int argc, char **argv, struct cli_global *g)
 	const char *table = argv[optind], *src = argv[optind + 1];
 	struct stat sb;
 	bool file = stat(src, &sb) == 0 && S_ISREG(sb.st_mode);
-	char tmp[160];
+	uint64_t load = 0;
 	sc_client *c = cli_connect(g, &status);
 	if (!c)
 		return status;
-	if (file) {
-		/* A file: loaded into a table of the target's columns first. */
-		snprintf(tmp, sizeof tmp, "_merge_source_%ld_%ld", (long)getpid(), (long)time(NULL));
-		if ((status = clone_schema(c, table, tmp)) ||
-		    (status = load_into(tmp, src, format, g))) {
-			drop_table(c, tmp);
-			sc_close(c);
-			return status;
-		}
-		src = tmp;
+	/* A file: its rows held in the daemon as the MERGE's source (a
+	 * merge-source load, PROTOCOL.md §4), committed nowhere. */
+	if (file && (status = cli_merge_source(c, table, src, format, &load))) {
+		sc_close(c);
+		return status;
 	}
-	msgpack_packer *pk = sc_begin(c, WIRE_MERGE, 6 + (app ? 2 : 0) + (set ? 1 : 0));
+	msgpack_packer *pk = sc_begin(c, WIRE_MERGE, 6 + (app ? 2 : 0) + (set ? 1 : 0) + (load ? 1 : 0));
+	if (load)
+		wire_key_u64(pk, WIRE_MERGE_Q_SOURCE_LOAD, load);
 	wire_key_str(pk, WIRE_MERGE_Q_TABLE, table);
 	wire_key_str(pk, WIRE_MERGE_Q_SOURCE, src);
 	wire_key_str(pk, WIRE_MERGE_Q_ON, on);
@@ -414,8 +335,6 @@ int cli_cmd_merge(int argc, char **argv, struct cli_global *g)
 		       " rows updated, %" PRIu64 " deleted, %" PRIu64 " inserted\n",
 		       table, v, lsn, upd, del, ins);
 out:
-	if (file)
-		drop_table(c, tmp);
 	sc_close(c);
 	return status;
 }

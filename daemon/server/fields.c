@@ -209,7 +209,7 @@ out:
 }
 
 int sd_get_write_opts(struct sd_ctx *c, uint32_t key, struct st_write_opts *w, char *pred,
-		      size_t plen, char *app, size_t alen)
+		      size_t plen, char *app, size_t alen, bool *source)
 {
 	struct st_err err;
 	const msgpack_object *o = NULL;
@@ -218,6 +218,8 @@ int sd_get_write_opts(struct sd_ctx *c, uint32_t key, struct st_write_opts *w, c
 	int rc;
 	memset(w, 0, sizeof *w);
 	pred[0] = app[0] = '\0';
+	if (source)
+		*source = false;
 	if ((rc = sd_opt_map(c, key, "write options", &o)) || !o)
 		goto out;
 	snprintf(where, sizeof where, "write options (key %u) of %s", key, in(c));
@@ -238,9 +240,17 @@ int sd_get_write_opts(struct sd_ctx *c, uint32_t key, struct st_write_opts *w, c
 	switch (mode) {
 	case WIRE_WRITE_APPEND: w->mode = ST_WRITE_APPEND; break;
 	case WIRE_WRITE_OVERWRITE: w->mode = ST_WRITE_OVERWRITE; break;
+	case WIRE_WRITE_MERGE_SOURCE:
+		if (source && !w->merge_schema && !w->overwrite_schema && !pred[0] && !app[0]) {
+			*source = true;
+			break;
+		}
+		rc = sd_fail(c, ST_EINVAL, "%s: mode 2 (a merge source) %s", where,
+			     source ? "takes no other write option" : "is for LOAD_BEGIN only");
+		goto out;
 	default:
-		rc = sd_fail(c, ST_EINVAL, "%s: mode %llu is not 0 (append) or 1 (overwrite)", where,
-			     (unsigned long long)mode);
+		rc = sd_fail(c, ST_EINVAL, "%s: mode %llu is not 0 (append), 1 (overwrite)%s", where,
+			     (unsigned long long)mode, source ? " or 2 (a merge source)" : "");
 		goto out;
 	}
 	w->replace_where = pred[0] ? pred : NULL;

@@ -688,9 +688,11 @@ static int h_merge(struct sd_ctx *c)
 	struct st_dml_result r;
 	struct st_merge_opts o = {0};
 	char *src = NULL, *on = NULL, *app = NULL, *set = NULL;
-	uint64_t matched = 0, nm = 0, bs = 0;
+	uint64_t matched = 0, nm = 0, bs = 0, load = 0;
+	struct sd_session *x = NULL;
 	int rc;
 	if ((rc = sd_need_table(c, WIRE_MERGE_Q_TABLE)) ||
+	    (rc = sd_opt_u64(c, WIRE_MERGE_Q_SOURCE_LOAD, "source load", &load)) ||
 	    (rc = sd_opt_strdup(c, WIRE_MERGE_Q_SOURCE, "source", &src)) ||
 	    (rc = sd_opt_strdup(c, WIRE_MERGE_Q_ON, "on", &on)) ||
 	    (rc = sd_opt_u64(c, WIRE_MERGE_Q_MATCHED, "matched", &matched)) ||
@@ -712,7 +714,29 @@ static int h_merge(struct sd_ctx *c)
 	o.not_matched = (int)nm;
 	o.by_source = (int)bs;
 	o.app_id = app && *app ? app : NULL;
-	if ((rc = st_merge(c->srv->s, c->table, src, &o, &r, &err)) != ST_OK) {
+	/* A merge-source load (PROTOCOL.md §4): consumed whatever happens. */
+	if (load && !(x = sd_sess_get(c, load, SD_SESS_LOAD))) {
+		rc = c->e.code;
+		goto out;
+	}
+	if (x && !x->msrc) {
+		rc = sd_fail(c, ST_EINVAL, "load %llu is not a merge source (LOAD_BEGIN mode 2)",
+			     (unsigned long long)load);
+		sd_sess_release(c->srv, x);
+		x = NULL;
+		goto out;
+	}
+	if (x && strcmp(x->table, c->table)) {
+		rc = sd_fail(c, ST_EINVAL, "load %llu is a merge source for table '%s', not '%s'",
+			     (unsigned long long)load, x->table, c->table);
+		goto out;
+	}
+	st_merge_src *ms = x ? x->msrc : NULL;
+	if (x)
+		x->msrc = NULL; /* st_merge_from frees it */
+	rc = ms ? st_merge_from(c->srv->s, c->table, ms, src, &o, &r, &err)
+		: st_merge(c->srv->s, c->table, src, &o, &r, &err);
+	if (rc != ST_OK) {
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
 	}
@@ -721,6 +745,8 @@ static int h_merge(struct sd_ctx *c)
 	wire_key_u64(pk, WIRE_MERGE_R_DELETED, r.rows_deleted);
 	wire_key_u64(pk, WIRE_MERGE_R_INSERTED, r.rows_inserted);
 out:
+	if (x)
+		sd_sess_end(c->srv, x);
 	free(src);
 	free(on);
 	free(app);

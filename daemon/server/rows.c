@@ -30,7 +30,8 @@ int sd_h_write(struct sd_ctx *c)
 	char pred[8192], app[256];
 	int rc = ST_OK;
 	if ((rc = sd_need_table(c, WIRE_WRITE_Q_TABLE)) ||
-	    (rc = sd_get_write_opts(c, WIRE_WRITE_Q_OPTIONS, &w, pred, sizeof pred, app, sizeof app)) ||
+	    (rc = sd_get_write_opts(c, WIRE_WRITE_Q_OPTIONS, &w, pred, sizeof pred, app, sizeof app,
+				    NULL)) ||
 	    (rc = sd_get_batch(c, WIRE_WRITE_Q_BATCH, "batch", &wb, &b)))
 		goto out;
 	if ((rc = st_write(c->srv->s, c->table, &b, 1, &w, &r, &err)) != ST_OK) {
@@ -52,10 +53,12 @@ int sd_h_load_begin(struct sd_ctx *c)
 	struct st_batch b;
 	struct sd_session *x = NULL;
 	char pred[8192], app[256];
+	bool source;
+	uint64_t v;
 	int rc = ST_OK;
 	if ((rc = sd_need_table(c, WIRE_LOAD_BEGIN_Q_TABLE)) ||
 	    (rc = sd_get_write_opts(c, WIRE_LOAD_BEGIN_Q_OPTIONS, &w, pred, sizeof pred, app,
-				    sizeof app)) ||
+				    sizeof app, &source)) ||
 	    (rc = sd_get_batch(c, WIRE_LOAD_BEGIN_Q_HEADER, "header batch", &wb, &b)))
 		goto out;
 	if (!(x = sd_sess_new(c->srv, SD_SESS_LOAD))) {
@@ -63,11 +66,18 @@ int sd_h_load_begin(struct sd_ctx *c)
 		goto out;
 	}
 	snprintf(x->table, sizeof x->table, "%s", c->table);
-	if ((rc = st_load_begin(c->srv->s, c->table, &b, &w, &x->load, &err)) != ST_OK) {
+	/* A merge source: rows held for a MERGE into the table (PROTOCOL.md §4). */
+	rc = source ? st_table_version(c->srv->s, c->table, &v, &err) : ST_OK;
+	if (rc == ST_OK && source && (rc = st_merge_src_new(&x->msrc, &err)) == ST_OK)
+		rc = st_merge_src_add(x->msrc, &b, &err);
+	if (rc == ST_OK && !source)
+		rc = st_load_begin(c->srv->s, c->table, &b, &w, &x->load, &err);
+	if (rc != ST_OK) {
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
 	}
-	sd_log(SD_LOG_DEBUG, "load %" PRIu64 " on table '%s' begins", x->id, c->table);
+	sd_log(SD_LOG_DEBUG, "%s %" PRIu64 " on table '%s' begins",
+	       source ? "merge source load" : "load", x->id, c->table);
 	sd_begin(c, 1);
 	wire_key_u64(&c->out.pk, WIRE_LOAD_BEGIN_R_ID, x->id);
 out:
@@ -108,13 +118,20 @@ int sd_h_load_data(struct sd_ctx *c)
 	ends = true;
 	if ((rc = sd_get_batch(c, WIRE_LOAD_DATA_Q_BATCH, "batch", &wb, &b)))
 		goto out;
-	if ((rc = st_load_write(x->load, &b, 1, &err)) != ST_OK) {
+	if (x->msrc && st_merge_src_bytes(x->msrc) > SD_MERGE_SOURCE_MAX)
+		rc = st_seterr(&err, ST_ETOOBIG, "load %" PRIu64 ": a merge source holds at most %d "
+			       "MiB in the daemon's memory; load the rows into a table and merge "
+			       "from it instead", id, SD_MERGE_SOURCE_MAX >> 20);
+	else
+		rc = x->msrc ? st_merge_src_add(x->msrc, &b, &err) : st_load_write(x->load, &b, 1, &err);
+	if (rc != ST_OK) {
 		rc = sd_fail_err(c, rc, &err);
 		goto out;
 	}
 	x->next_batch++;
 	sd_begin(c, 1);
-	wire_key_u64(&c->out.pk, WIRE_LOAD_DATA_R_ROWS, st_load_rows(x->load));
+	wire_key_u64(&c->out.pk, WIRE_LOAD_DATA_R_ROWS,
+		     x->msrc ? st_merge_src_rows(x->msrc) : st_load_rows(x->load));
 out:
 	if (x && rc != ST_OK && ends) { /* nothing of a failed load is committed */
 		sd_log(SD_LOG_INFO, "load %" PRIu64 " on table '%s' failed: %s", id, x->table,
@@ -143,6 +160,13 @@ int sd_h_load_end(struct sd_ctx *c)
 	snprintf(c->table, sizeof c->table, "%s", x->table);
 	if (c->m.type == WIRE_LOAD_ABORT) {
 		sd_begin(c, 0);
+		goto out;
+	}
+	if (x->msrc) { /* stays open for its MERGE */
+		rc = sd_fail(c, ST_EINVAL, "load %" PRIu64 " is a merge source: send MERGE with key %d "
+			     "= its id (or LOAD_ABORT)", id, WIRE_MERGE_Q_SOURCE_LOAD);
+		sd_sess_release(c->srv, x);
+		x = NULL;
 		goto out;
 	}
 	st_load *l = x->load;

@@ -38,13 +38,17 @@ enum sd_sess_kind { SD_SESS_LOAD = 1, SD_SESS_CURSOR = 2 };
 
 /* A load or a scan cursor, alive between requests. Owned by the server's
  * list; freed by sd_sess_end or sd_sess_expire. */
+/* The most a merge-source load holds in memory (PROTOCOL.md §4). */
+#define SD_MERGE_SOURCE_MAX (1024 << 20)
+
 struct sd_session {
 	uint64_t id;                   /* its id on the wire */
 	int kind;                      /* enum sd_sess_kind */
 	bool busy;                     /* a worker is using it (then only that worker touches it) */
 	int64_t last_us;               /* last use */
 	char table[ST_NAME_MAX + 1];   /* the table, for logs and errors */
-	st_load *load;                 /* SD_SESS_LOAD: the open load (owned) */
+	st_load *load;                 /* SD_SESS_LOAD: the open load (owned), or NULL for */
+	st_merge_src *msrc;            /* SD_SESS_LOAD: a merge source's rows (owned) */
 	uint64_t next_batch;           /* SD_SESS_LOAD: next LOAD_DATA batch number */
 	st_scan *scan;                 /* SD_SESS_CURSOR: the open scan (owned) */
 	const struct st_scan_batch *b; /* batch being paged out (the scan's), or NULL */
@@ -281,9 +285,11 @@ int sd_get_at(struct sd_ctx *c, uint32_t key, const char *name, bool required, s
 /* An array of strings as one malloc'ed block of pointers and bytes (*out
  * NULL, *n 0 when absent; free(*out)). */
 int sd_get_strs(struct sd_ctx *c, uint32_t key, const char *name, char ***out, uint32_t *n);
-/* Write options (§3.1); pred and app receive the strings w points to. */
+/* Write options (§3.1); pred and app receive the strings w points to.
+ * With source (LOAD_BEGIN), *source tells mode 2 (a merge source, no other
+ * option allowed); without, mode 2 is refused. */
 int sd_get_write_opts(struct sd_ctx *c, uint32_t key, struct st_write_opts *w, char *pred,
-		      size_t plen, char *app, size_t alen);
+		      size_t plen, char *app, size_t alen, bool *source);
 /* A batch (§3.2), required. b must be zeroed (or finished) by the caller
  * and needs wire_batch_fini whatever this returns; sb borrows from b. */
 int sd_get_batch(struct sd_ctx *c, uint32_t key, const char *name, struct wire_batch *b,

@@ -78,6 +78,7 @@ void sd_sess_end(sd_server *srv, struct sd_session *x)
 	x->kind == SD_SESS_LOAD ? srv->nloads-- : srv->ncursors--;
 	pthread_mutex_unlock(&srv->lock);
 	st_load_abort(x->load);
+	st_merge_src_free(x->msrc);
 	st_scan_close(x->scan);
 	free(x);
 }
@@ -111,6 +112,7 @@ void sd_sess_expire(sd_server *srv, bool force)
 			sd_log(SD_LOG_WARN, "load %" PRIu64 " on table '%s' expired: aborted, nothing "
 			       "committed", x->id, x->table);
 		st_load_abort(x->load);
+		st_merge_src_free(x->msrc);
 		st_scan_close(x->scan);
 		free(x);
 	}

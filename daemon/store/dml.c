@@ -986,8 +986,137 @@ static int merge_batch(struct merge *m, const struct store_ref *refs, uint32_t n
 	return rc;
 }
 
+struct st_merge_src {
+	struct st_schema sc;         /* the first batch's columns */
+	struct store_held held;      /* the rows */
+	uint64_t bytes;              /* their values' and strings' bytes */
+};
+
+uint64_t st_merge_src_bytes(const st_merge_src *src)
+{
+	return src->bytes;
+}
+
+int st_merge_src_new(st_merge_src **out, struct st_err *err)
+{
+	*out = calloc(1, sizeof **out);
+	return *out ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
+}
+
+void st_merge_src_free(st_merge_src *src)
+{
+	if (!src)
+		return;
+	store_held_free(&src->held);
+	free(src->sc.fields);
+	free(src);
+}
+
+uint64_t st_merge_src_rows(const st_merge_src *src)
+{
+	return src->held.total;
+}
+
+/* Rows sel[0..n) of vectors v (nf of them) copied onto held. */
+static int held_add(struct store_held *held, const struct st_vec *cols, const uint32_t *sel,
+		    uint32_t n, struct st_err *err)
+{
+	uint32_t nf = held->nf;
+	struct st_vec *v = calloc(nf + 1, sizeof *v);
+	void **bufs = calloc(3 * (size_t)nf + 1, sizeof *bufs);
+	int rc = v && bufs ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
+	for (uint32_t f = 0; f < nf && rc == ST_OK; f++)
+		if (store_gather(&cols[f], sel, n, &v[f], &bufs[3 * f]) != ST_OK)
+			rc = st_seterr(err, ST_ENOMEM, "out of memory");
+	if (rc == ST_OK && (rc = store_held_push(held, v, bufs, n, err)) == ST_OK)
+		return ST_OK;
+	for (uint32_t k = 0; bufs && k < 3 * nf; k++)
+		free(bufs[k]);
+	free(bufs);
+	free(v);
+	return rc;
+}
+
+/* Every row i < n as a selection (NULL: out of memory). */
+static uint32_t *all_rows(uint32_t n)
+{
+	uint32_t *all = malloc(((size_t)n + 1) * sizeof *all);
+	for (uint32_t i = 0; all && i < n; i++)
+		all[i] = i;
+	return all;
+}
+
+int st_merge_src_add(st_merge_src *src, const struct st_batch *b, struct st_err *err)
+{
+	if (!src->sc.fields) {
+		if (b->ncols == 0 || b->ncols > ST_MAX_COLUMNS)
+			return st_seterr(err, ST_EINVAL, "a MERGE source has 1 to %d columns, not %u",
+					 ST_MAX_COLUMNS, b->ncols);
+		if (!(src->sc.fields = calloc(b->ncols, sizeof *src->sc.fields)))
+			return st_seterr(err, ST_ENOMEM, "out of memory");
+		for (uint32_t f = 0; f < b->ncols; f++) {
+			struct st_field *fd = &src->sc.fields[f];
+			size_t len = strlen(b->names[f]);
+			if (len == 0 || len > ST_NAME_MAX || !st_type_is_supported(b->cols[f].type) ||
+			    st_schema_find(&src->sc, b->names[f], len) >= 0)
+				return st_seterr(err, ST_EINVAL, "MERGE source column %u ('%s'): a name of "
+						 "1 to %d bytes, used once, and a known type", f,
+						 b->names[f], ST_NAME_MAX);
+			memcpy(fd->name, b->names[f], len + 1);
+			fd->type = b->cols[f].type;
+			fd->nullable = true;
+			fd->id = f + 1;
+			src->sc.nfields = f + 1;
+		}
+		src->held.nf = b->ncols;
+	}
+	if (b->ncols != src->sc.nfields)
+		return st_seterr(err, ST_EINVAL, "a MERGE source batch has %u columns, the first had %u",
+				 b->ncols, src->sc.nfields);
+	for (uint32_t f = 0; f < b->ncols; f++)
+		if (strcmp(b->names[f], src->sc.fields[f].name) || b->cols[f].type != src->sc.fields[f].type)
+			return st_seterr(err, ST_EINVAL, "a MERGE source batch's column %u is '%s' %s, the "
+					 "first batch's '%s' %s", f, b->names[f],
+					 st_type_name(b->cols[f].type), src->sc.fields[f].name,
+					 st_type_name(src->sc.fields[f].type));
+	if (!b->nrows)
+		return ST_OK;
+	for (uint32_t f = 0; f < b->ncols; f++) {
+		const struct st_vec *v = &b->cols[f];
+		src->bytes += st_type_is_varlen(v->type)
+				      ? (uint64_t)(v->dict ? v->dict->offsets[v->dict->n] : v->offsets[b->nrows]) +
+					      4ull * b->nrows
+				      : (uint64_t)st_type_width(v->type) * b->nrows;
+	}
+	uint32_t *all = all_rows(b->nrows);
+	int rc = all ? held_add(&src->held, b->cols, all, b->nrows, err)
+		     : st_seterr(err, ST_ENOMEM, "out of memory");
+	free(all);
+	return rc;
+}
+
+static int merge_impl(st_store *s, const char *table, const char *source, st_merge_src *src,
+		      const struct st_merge_opts *opts, struct st_dml_result *res,
+		      struct st_err *err);
+
 int st_merge(st_store *s, const char *table, const char *source,
 	     const struct st_merge_opts *opts, struct st_dml_result *res, struct st_err *err)
+{
+	return merge_impl(s, table, source, NULL, opts, res, err);
+}
+
+int st_merge_from(st_store *s, const char *table, st_merge_src *src, const char *name,
+		  const struct st_merge_opts *opts, struct st_dml_result *res, struct st_err *err)
+{
+	int rc = merge_impl(s, table, name, src, opts, res, err);
+	st_merge_src_free(src);
+	return rc;
+}
+
+/* MERGE from the table source, or from src's rows when src is given. */
+static int merge_impl(st_store *s, const char *table, const char *source, st_merge_src *src,
+		      const struct st_merge_opts *opts, struct st_dml_result *res,
+		      struct st_err *err)
 {
 	static const struct st_merge_opts none = {0};
 	st_txn *t = NULL;
@@ -1012,11 +1141,22 @@ int st_merge(st_store *s, const char *table, const char *source,
 	store_read_end(s, txn);
 	txn = NULL;
 	/* The source, whole, in memory. */
-	if ((rc = st_scan_open(s, source, (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc,
-			       err)) != ST_OK)
-		goto out;
-	m.ssc = &st_scan_metadata(sc)->schema;
-	m.held.nf = m.ssc->nfields;
+	if (src) {
+		if (!src->sc.fields) {
+			rc = st_seterr(err, ST_EINVAL, "table '%s': MERGE: the source '%s' has no columns",
+				       table, source);
+			goto out;
+		}
+		m.ssc = &src->sc;
+		m.held = src->held; /* taken over */
+		memset(&src->held, 0, sizeof src->held);
+	} else {
+		if ((rc = st_scan_open(s, source, (struct st_at){ST_AT_LATEST, 0}, NULL, 0, NULL, &sc,
+				       err)) != ST_OK)
+			goto out;
+		m.ssc = &st_scan_metadata(sc)->schema;
+		m.held.nf = m.ssc->nfields;
+	}
 	if ((rc = merge_on(&m, m.o->on ? m.o->on : "", table, source, err)) != ST_OK)
 		goto out;
 	/* A table with a declared key merges on exactly that key: then updated
@@ -1059,25 +1199,12 @@ int st_merge(st_store *s, const char *table, const char *source,
 		}
 	}
 	const struct st_scan_batch *b;
-	while (rc == ST_OK && (rc = st_scan_next(sc, &b, err)) == ST_OK && b) {
-		uint32_t nf = m.held.nf;
-		struct st_vec *v = calloc(nf + 1, sizeof *v);
-		void **bufs = calloc(3 * (size_t)nf + 1, sizeof *bufs);
-		uint32_t *all = b->sel ? NULL : malloc(((size_t)b->rows + 1) * sizeof *all);
-		for (uint32_t i = 0; all && i < b->rows; i++)
-			all[i] = i;
+	while (sc && rc == ST_OK && (rc = st_scan_next(sc, &b, err)) == ST_OK && b) {
+		uint32_t *all = b->sel ? NULL : all_rows(b->rows);
 		const uint32_t *sel = b->sel ? b->sel : all;
-		rc = v && bufs && sel ? ST_OK : st_seterr(err, ST_ENOMEM, "out of memory");
-		for (uint32_t f = 0; f < nf && rc == ST_OK; f++)
-			if (store_gather(&b->cols[f], sel, b->nsel, &v[f], &bufs[3 * f]) != ST_OK)
-				rc = st_seterr(err, ST_ENOMEM, "out of memory");
+		rc = sel ? held_add(&m.held, b->cols, sel, b->nsel, err)
+			 : st_seterr(err, ST_ENOMEM, "out of memory");
 		free(all);
-		if (rc == ST_OK && (rc = store_held_push(&m.held, v, bufs, b->nsel, err)) == ST_OK)
-			continue;
-		for (uint32_t k = 0; bufs && k < 3 * nf; k++)
-			free(bufs[k]);
-		free(bufs);
-		free(v);
 	}
 	if (rc != ST_OK)
 		goto out;

@@ -510,6 +510,25 @@ struct st_merge_opts {
 int st_merge(st_store *s, const char *table, const char *source,
 	     const struct st_merge_opts *opts, struct st_dml_result *res, struct st_err *err);
 
+/*
+ * A MERGE source held in memory instead of a table (a file a client sends:
+ * PROTOCOL.md, LOAD_BEGIN in source mode): st_merge_src_new, any number of
+ * st_merge_src_add (the first batch's column names and types are the
+ * source's; every later batch must have the same), then st_merge_from,
+ * which merges as st_merge with these rows as the source (name: how
+ * messages and history call it; ON's s.col or name.col) and frees src
+ * whatever it returns; st_merge_src_free drops one unused.
+ */
+typedef struct st_merge_src st_merge_src;
+int st_merge_src_new(st_merge_src **out, struct st_err *err);
+int st_merge_src_add(st_merge_src *src, const struct st_batch *b, struct st_err *err);
+uint64_t st_merge_src_rows(const st_merge_src *src);
+/* The bytes its rows take in memory (values and strings). */
+uint64_t st_merge_src_bytes(const st_merge_src *src);
+void st_merge_src_free(st_merge_src *src);
+int st_merge_from(st_store *s, const char *table, st_merge_src *src, const char *name,
+		  const struct st_merge_opts *opts, struct st_dml_result *res, struct st_err *err);
+
 /* Options of st_vacuum. Zero-initialized: the table's file_retention
  * (default 7 days), for real. */
 struct st_vacuum_opts {

@@ -18,7 +18,9 @@
  * none), and the daemon must still answer PING after each. Also: the
  * requests that once killed the daemon (WRITE {0: table} and
  * {0: table, 1: "x"}), mistyped keys of nested maps, and wire_end refusing
- * a body of fewer pairs than announced. Closes with "N passed, N failed".
+ * a body of fewer pairs than announced; malformed DML bodies and misused
+ * merge-source loads refused with the table unchanged. Closes with
+ * "N passed, N failed".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,6 +423,109 @@ static void dml_bodies(const char *table, uint64_t v0)
 	}
 }
 
+/* LOAD_BEGIN of one int64 column "id" in write mode `mode` (merge_schema
+ * set when ms): the load id, or 0 with the error in *e. */
+static uint64_t begin_load(sc_client *c, const char *table, uint64_t mode, bool ms,
+			   struct wire_error *e)
+{
+	const msgpack_object *b;
+	const char *names[1] = {"id"};
+	struct st_vec col = {.type = ST_TYPE_INT64, .n = 0};
+	msgpack_packer *pk = sc_begin(c, WIRE_LOAD_BEGIN, 3);
+	wire_key_str(pk, WIRE_LOAD_BEGIN_Q_TABLE, table);
+	msgpack_pack_uint32(pk, WIRE_LOAD_BEGIN_Q_OPTIONS);
+	msgpack_pack_map(pk, ms ? 2 : 1);
+	wire_key_u64(pk, WIRE_WOPT_MODE, mode);
+	if (ms)
+		wire_key_bool(pk, WIRE_WOPT_MERGE_SCHEMA, true);
+	msgpack_pack_uint32(pk, WIRE_LOAD_BEGIN_Q_HEADER);
+	wire_pack_batch(sc_out(c), 1, names, &col, NULL, 0);
+	uint64_t id = 0;
+	if (sc_call(c, &b, e) != 0 ||
+	    wire_field_u64(b, NULL, WIRE_LOAD_BEGIN_R_ID, "load id", &id, NULL) != 1)
+		return 0;
+	return id;
+}
+
+/* LOAD_DATA batch num of ids 1..5 to load id: the reply's code. */
+static int load_ids(sc_client *c, uint64_t id, uint64_t num, struct wire_error *e)
+{
+	const msgpack_object *b;
+	int64_t ids[5] = {1, 2, 3, 4, 5};
+	const char *names[1] = {"id"};
+	struct st_vec col = {.type = ST_TYPE_INT64, .n = 5, .data = ids};
+	msgpack_packer *pk = sc_begin(c, WIRE_LOAD_DATA, 3);
+	wire_key_u64(pk, WIRE_LOAD_DATA_Q_ID, id);
+	wire_key_u64(pk, WIRE_LOAD_DATA_Q_NUMBER, num);
+	msgpack_pack_uint32(pk, WIRE_LOAD_DATA_Q_BATCH);
+	wire_pack_batch(sc_out(c), 1, names, &col, NULL, 5);
+	return sc_call(c, &b, e);
+}
+
+/* MERGE of table from merge-source load id that changes nothing (every
+ * clause ignore): the reply's code. */
+static int merge_load(sc_client *c, const char *table, uint64_t id, struct wire_error *e)
+{
+	const msgpack_object *b;
+	msgpack_packer *pk = sc_begin(c, WIRE_MERGE, 4);
+	wire_key_str(pk, WIRE_MERGE_Q_TABLE, table);
+	wire_key_str(pk, WIRE_MERGE_Q_SOURCE, "ids.csv");
+	wire_key_str(pk, WIRE_MERGE_Q_ON, "t.id = s.id");
+	wire_key_u64(pk, WIRE_MERGE_Q_SOURCE_LOAD, id);
+	return sc_call(c, &b, e);
+}
+
+/* Merge-source loads (PROTOCOL.md §4): LOAD_COMMIT refused and the load
+ * kept, a MERGE consumes it, mode 2 only alone and only for LOAD_BEGIN, a
+ * MERGE of a plain load or of no load refused; the table unchanged. */
+static void merge_sources(const char *table, uint64_t v0)
+{
+	sc_client *c;
+	struct wire_error e;
+	const msgpack_object *b;
+	if (sc_connect(host, 5000, &c, &e) != 0) {
+		check(false, "merge sources: connect");
+		return;
+	}
+	uint64_t id = begin_load(c, table, WIRE_WRITE_MERGE_SOURCE, false, &e);
+	check(id != 0, "LOAD_BEGIN in merge-source mode");
+	check(load_ids(c, id, 0, &e) == 0, "LOAD_DATA into a merge source");
+	msgpack_packer *pk = sc_begin(c, WIRE_LOAD_COMMIT, 1);
+	wire_key_u64(pk, WIRE_LOAD_END_Q_ID, id);
+	int code = sc_call(c, &b, &e);
+	check(code == ST_EINVAL && strstr(e.msg, "is a merge source: send MERGE with key 9"),
+	      "LOAD_COMMIT of a merge source: refused, naming MERGE key 9");
+	check(load_ids(c, id, 1, &e) == 0, "... and the load stays open");
+	check(merge_load(c, table, id, &e) == 0, "MERGE from the merge source");
+	check(load_ids(c, id, 2, &e) == ST_ENOTFOUND, "... consumes the load");
+	check(merge_load(c, table, 999999, &e) == ST_ENOTFOUND && strstr(e.msg, "no open load 999999"),
+	      "MERGE from a load that does not exist: ST_ENOTFOUND");
+	check(!begin_load(c, table, WIRE_WRITE_MERGE_SOURCE, true, &e) && e.code == ST_EINVAL &&
+		      strstr(e.msg, "takes no other write option"),
+	      "merge-source mode with merge_schema: refused");
+	uint64_t plain = begin_load(c, table, WIRE_WRITE_APPEND, false, &e);
+	check(plain && merge_load(c, table, plain, &e) == ST_EINVAL &&
+		      strstr(e.msg, "is not a merge source"),
+	      "MERGE from a plain load: refused");
+	pk = sc_begin(c, WIRE_LOAD_ABORT, 1);
+	wire_key_u64(pk, WIRE_LOAD_END_Q_ID, plain);
+	check(sc_call(c, &b, &e) == 0, "... which can still be aborted");
+	const char *names[1] = {"id"};
+	int64_t one = 7;
+	struct st_vec col = {.type = ST_TYPE_INT64, .n = 1, .data = &one};
+	pk = sc_begin(c, WIRE_WRITE, 3);
+	wire_key_str(pk, WIRE_WRITE_Q_TABLE, table);
+	msgpack_pack_uint32(pk, WIRE_WRITE_Q_OPTIONS);
+	msgpack_pack_map(pk, 1);
+	wire_key_u64(pk, WIRE_WOPT_MODE, WIRE_WRITE_MERGE_SOURCE);
+	msgpack_pack_uint32(pk, WIRE_WRITE_Q_BATCH);
+	wire_pack_batch(sc_out(c), 1, names, &col, NULL, 1);
+	check(sc_call(c, &b, &e) == ST_EINVAL && strstr(e.msg, "is for LOAD_BEGIN only"),
+	      "WRITE in merge-source mode: refused");
+	sc_close(c);
+	check(table_version(table) == v0, "merge sources: the table is unchanged");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -518,6 +623,7 @@ int main(int argc, char **argv)
 	check(table_version(table) == v0, "every mistyped, empty or truncated request left the "
 	      "table at its version");
 	dml_bodies(table, v0);
+	merge_sources(table, v0);
 	regressions(table);
 out:
 	tp_shutdown();
