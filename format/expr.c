@@ -849,6 +849,24 @@ void expr_columns(const struct expr *e, bool *used)
 	ex_columns_of(e->root, used);
 }
 
+static bool eq_in(const struct node *n, int col, struct st_value *out)
+{
+	if (!n)
+		return false;
+	if (n->kind == N_AND)
+		return eq_in(n->a, col, out) || eq_in(n->b, col, out);
+	if (n->kind == N_CMP && n->op == CMP_EQ && n->col == col && !n->lit.is_null) {
+		*out = n->lit;
+		return true;
+	}
+	return false;
+}
+
+bool expr_eq_literal(const struct expr *e, int col, struct st_value *out)
+{
+	return e && eq_in(e->root, col, out);
+}
+
 /* ---- statistics -------------------------------------------------------- */
 
 /* What may hold over a set of rows: some row TRUE / FALSE, every row TRUE / FALSE. */

@@ -85,6 +85,11 @@ void expr_free(struct expr *e);
  * (used has schema->nfields entries; others are left alone). */
 void expr_columns(const struct expr *e, bool *used);
 
+/* Whether every row the expression is TRUE for has column col equal to one
+ * literal (a `col = literal` among the ANDs at its top): that literal, in
+ * the column's type, into *out (its bytes borrowed from e). */
+bool expr_eq_literal(const struct expr *e, int col, struct st_value *out);
+
 /* Result of expr_may_match. */
 enum expr_match {
 	EXPR_MATCH_NONE = 0, /* no row can satisfy the predicate: skip */

@@ -33,6 +33,8 @@ struct st_scan {
 	uint64_t oldest;             /* the table's oldest retained version */
 	struct act_metadata *meta;   /* metadata at that version */
 	struct expr *pred;           /* predicate, or NULL */
+	bool key_point;              /* pred fixes the declared key: only file key_fid can */
+	uint64_t key_fid;            /* match (0: none), per the key index (STORE.md §4.6) */
 	uint32_t nproj;              /* projected columns */
 	uint32_t *proj;              /* their schema field indexes */
 	bool *need;                  /* per schema field: decode it */
@@ -199,6 +201,8 @@ static int scan_columns(st_scan *sc, const char *const *columns, uint32_t ncolum
 	return rc;
 }
 
+static int key_point(st_scan *sc, struct st_err *err);
+
 int st_scan_open(st_store *s, const char *table, struct st_at at, const char *const *columns,
 		 uint32_t ncolumns, const char *predicate, st_scan **out, struct st_err *err)
 {
@@ -293,7 +297,8 @@ int st_scan_open(st_store *s, const char *table, struct st_at at, const char *co
 	store_read_end(s, txn);
 	txn = NULL;
 
-	if ((rc = scan_columns(sc, columns, ncolumns, predicate, err)) != ST_OK)
+	if ((rc = scan_columns(sc, columns, ncolumns, predicate, err)) != ST_OK ||
+	    (rc = key_point(sc, err)) != ST_OK)
 		goto out;
 	*out = sc;
 	sc = NULL;
@@ -301,6 +306,79 @@ out:
 	store_read_end(s, txn);
 	head_fini(&h);
 	st_scan_close(sc);
+	return rc;
+}
+
+/* A table with a declared key and a predicate that fixes every key column
+ * (`k = literal` among its top ANDs): the key index names the one file
+ * live at the scan's version that holds the row, if any; the others are
+ * pruned. */
+static int key_point(st_scan *sc, struct st_err *err)
+{
+	const struct act_metadata *m = sc->meta;
+	const struct st_schema *sch = &m->schema;
+	if (!sc->pred || !m->nkey || m->nkey > ST_MAX_COLUMNS)
+		return ST_OK;
+	struct st_vec v[ST_MAX_COLUMNS];
+	const struct st_vec *pv[ST_MAX_COLUMNS];
+	int idx[ST_MAX_COLUMNS];
+	uint8_t types[ST_MAX_COLUMNS];
+	union {
+		int32_t i32;
+		int64_t i64;
+		double f64;
+		uint8_t b;
+	} val[ST_MAX_COLUMNS];
+	uint32_t offs[ST_MAX_COLUMNS][2];
+	for (uint32_t i = 0; i < m->nkey; i++) {
+		int f = -1;
+		for (uint32_t k = 0; k < sch->nfields; k++)
+			if (sch->fields[k].id == m->key[i])
+				f = (int)k;
+		struct st_value lit;
+		if (f < 0 || !expr_eq_literal(sc->pred, f, &lit) || lit.type != sch->fields[f].type)
+			return ST_OK;
+		int t = sch->fields[f].type;
+		v[i] = (struct st_vec){.type = (uint8_t)t, .n = 1, .data = &val[i]};
+		if (st_type_is_varlen(t)) {
+			offs[i][0] = 0;
+			offs[i][1] = lit.v.s.len;
+			v[i].offsets = offs[i];
+			v[i].bytes = lit.v.s.ptr;
+			v[i].data = NULL;
+		} else if (t == ST_TYPE_FLOAT64) {
+			val[i].f64 = lit.v.f64;
+		} else if (t == ST_TYPE_BOOL) {
+			val[i].b = lit.v.b;
+		} else if (st_type_width(t) == 4) {
+			val[i].i32 = lit.v.i32;
+		} else {
+			val[i].i64 = lit.v.i64;
+		}
+		pv[i] = &v[i];
+		idx[i] = (int)i;
+		types[i] = (uint8_t)t;
+	}
+	struct st_buf kb = {0};
+	MDB_txn *txn = NULL;
+	struct store_kix_view *view = NULL;
+	int rc = ST_OK, mrc;
+	if (!store_key_bytes(&kb, pv, idx, types, m->nkey, 0, NULL))
+		rc = kb.oom ? st_seterr(err, ST_ENOMEM, "out of memory") : ST_OK;
+	else if ((mrc = store_read_begin(sc->s, &txn)) != 0)
+		rc = store_lmdb_err(err, mrc, "looking a key up");
+	else if ((rc = store_kix_view_open(sc->s, txn, m, sc->tid, sc->version, &view, err)) == ST_OK) {
+		uint32_t fi, pos, nf;
+		int found = store_kix_find(sc->s, view, kb.data, kb.len, &fi, &pos, err);
+		if (found >= 0) {
+			sc->key_point = true;
+			sc->key_fid = found ? store_kix_view_files(view, &nf)[fi].fid : 0;
+		}
+		rc = found < 0 ? found : ST_OK;
+	}
+	store_kix_view_free(view);
+	store_read_end(sc->s, txn);
+	st_buf_free(&kb);
 	return rc;
 }
 
@@ -319,6 +397,8 @@ static bool file_may_match(st_scan *sc, const struct file_rec *f)
 {
 	if (!sc->pred)
 		return true;
+	if (sc->key_point && f->fid != sc->key_fid)
+		return false;
 	store_file_stats(&sc->meta->schema, f, sc->stats);
 	return expr_may_match(sc->pred, sc->stats) != EXPR_MATCH_NONE;
 }

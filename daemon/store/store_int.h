@@ -527,6 +527,20 @@ void store_seg_path(const st_store *s, uint64_t tid, uint64_t fid, char *buf, si
 
 /* ---- the key index (keyindex.c, STORE.md §4.6) ----------------------- */
 
+/* A key's bytes: columns cols[idx[i]] of row r, normalized to types[i]
+ * (integers as int64, float64 as double, date into timestamp, strings with
+ * their length) into out; false when one is NULL. *first (may be NULL) gets
+ * the first column's value as a double. store_key_text: the same as text. */
+bool store_key_bytes(struct st_buf *out, const struct st_vec *const *cols, const int *idx,
+		     const uint8_t *types, uint32_t n, uint32_t r, double *first);
+void store_key_text(const struct st_vec *const *cols, const int *idx, uint32_t n, uint32_t r,
+		    char *buf, size_t len);
+/* Key bytes kb (kn of them, for key types types[n]) as text. */
+void store_key_bytes_text(const uint8_t *kb, size_t kn, const uint8_t *types, uint32_t n,
+			  char *buf, size_t len);
+/* The hash of a key's bytes (FNV-1a, folded). */
+uint64_t store_key_hash(const uint8_t *p, size_t n);
+
 #define KIX_KEY_MAX (TABLE_PREFIX_LEN + 1 + 400 + 8)
 
 /* The index key of a key (kb, kn bytes of store_key_bytes for key types

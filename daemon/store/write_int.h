@@ -115,19 +115,6 @@ void store_keys_free(struct store_keys *k);
 int store_keys_add(struct store_keys *k, const char *table, const struct st_vec *const *cols,
 		   uint32_t n, uint64_t row0, struct st_err *err);
 int store_keys_check(st_store *s, struct staged *w, const char *replaced, struct st_err *err);
-/* A key's bytes: columns cols[idx[i]] of row r, normalized to types[i]
- * (integers as int64, float64 as double, date into timestamp, strings with
- * their length) into out; false when one is NULL. *first (may be NULL) gets
- * the first column's value as a double. store_key_text: the same as text. */
-bool store_key_bytes(struct st_buf *out, const struct st_vec *const *cols, const int *idx,
-		     const uint8_t *types, uint32_t n, uint32_t r, double *first);
-void store_key_text(const struct st_vec *const *cols, const int *idx, uint32_t n, uint32_t r,
-		    char *buf, size_t len);
-/* Key bytes kb (kn of them, for key types types[n]) as text. */
-void store_key_bytes_text(const uint8_t *kb, size_t kn, const uint8_t *types, uint32_t n,
-			  char *buf, size_t len);
-/* The hash of a key's bytes (FNV-1a, folded). */
-uint64_t store_key_hash(const uint8_t *p, size_t n);
 /* Add the key of row r of cols alone (numbered row in messages). */
 int store_keys_add_row(struct store_keys *k, const char *table, const struct st_vec *const *cols,
 		       uint32_t r, uint64_t row, struct st_err *err);
