@@ -74,18 +74,33 @@ static int put_range(st_store *s, const char *table, int64_t from, uint32_t n, s
 	return rc;
 }
 
-static int64_t count(st_store *s, const char *table, const char *pred)
+/* Rows of table matching pred at version v (-1 latest); *files (may be
+ * NULL) gets the files the scan read. */
+static int64_t scan_count(st_store *s, const char *table, const char *pred, int64_t v,
+			  uint64_t *files)
 {
 	st_scan *sc;
 	struct st_err err;
-	if (st_scan_open(s, table, (struct st_at){ST_AT_LATEST, 0}, NULL, 0, pred, &sc, &err) != ST_OK)
+	struct st_at at = v < 0 ? (struct st_at){ST_AT_LATEST, 0} : (struct st_at){ST_AT_VERSION, v};
+	if (st_scan_open(s, table, at, NULL, 0, pred, &sc, &err) != ST_OK) {
+		fprintf(stderr, "  scan: %s\n", err.msg);
 		return -1;
+	}
 	int64_t n = 0;
 	const struct st_scan_batch *b;
 	while (st_scan_next(sc, &b, &err) == ST_OK && b)
 		n += b->nsel;
+	struct st_scan_stats ss;
+	st_scan_stats(sc, &ss);
+	if (files)
+		*files = ss.files_read;
 	st_scan_close(sc);
 	return n;
+}
+
+static int64_t count(st_store *s, const char *table, const char *pred)
+{
+	return scan_count(s, table, pred, -1, NULL);
 }
 
 static uint64_t problems(st_store *s)
@@ -480,25 +495,9 @@ static void t_key_widening(void)
 	st_store_close(s);
 }
 
-/* Rows matching pred at version v (-1 latest) and the files the scan read. */
 static int64_t point(st_store *s, const char *pred, int64_t v, uint64_t *files)
 {
-	st_scan *sc;
-	struct st_err err;
-	struct st_at at = v < 0 ? (struct st_at){ST_AT_LATEST, 0} : (struct st_at){ST_AT_VERSION, v};
-	if (st_scan_open(s, "t", at, NULL, 0, pred, &sc, &err) != ST_OK) {
-		fprintf(stderr, "  scan: %s\n", err.msg);
-		return -1;
-	}
-	int64_t n = 0;
-	const struct st_scan_batch *b;
-	while (st_scan_next(sc, &b, &err) == ST_OK && b)
-		n += b->nsel;
-	struct st_scan_stats ss;
-	st_scan_stats(sc, &ss);
-	*files = ss.files_read;
-	st_scan_close(sc);
-	return n;
+	return scan_count(s, "t", pred, v, files);
 }
 
 /* A predicate that fixes the key reads the one file the index names,
