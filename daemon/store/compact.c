@@ -104,24 +104,25 @@ int st_table_compact(st_store *s, const char *table, struct st_commit_result *re
 		goto out;
 	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
 				    .threads = s->enc_threads};
-	if ((rc = seg_writer_open(g->path, &g->m.meta->schema, &o, &w, err)) != ST_OK)
+	if ((rc = store_segment_failed(s, seg_writer_open(g->path, &g->m.meta->schema, &o, &w, err),
+				       err)) != ST_OK)
 		goto out;
 	const struct st_scan_batch *b;
 	while ((rc = st_scan_next(sc, &b, err)) == ST_OK && b) {
 		if (!b->sel) {
-			if ((rc = seg_writer_append(w, b->cols, b->rows, err)) != ST_OK)
+			if ((rc = store_seg_append(s, w, b->cols, b->rows, err)) != ST_OK)
 				break;
 			continue;
 		}
 		/* Rows deleted by a deletion vector are left out: compaction
 		 * purges the vectors. */
-		rc = append_selected(w, b, err);
+		rc = store_segment_failed(s, append_selected(w, b, err), err);
 		if (rc != ST_OK)
 			break;
 	}
 	if (rc != ST_OK)
 		goto out;
-	rc = seg_writer_close(w, &g->info, err);
+	rc = store_segment_failed(s, seg_writer_close(w, &g->info, err), err);
 	w = NULL;
 	if (rc != ST_OK)
 		goto out;

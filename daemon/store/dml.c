@@ -312,7 +312,8 @@ static int dml_segment_open(st_store *s, struct staged *w, const struct st_schem
 		return rc;
 	struct seg_writer_opts o = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
 				    .threads = mem ? 1 : s->enc_threads};
-	return mem ? seg_writer_open_mem(sc, &o, out, err) : seg_writer_open(w->path, sc, &o, out, err);
+	return store_segment_failed(s, mem ? seg_writer_open_mem(sc, &o, out, err)
+					   : seg_writer_open(w->path, sc, &o, out, err), err);
 }
 
 /* Close it (*out taken) as w's add: inline when it fits, else a durable
@@ -335,7 +336,7 @@ static int dml_segment_close(st_store *s, struct staged *w, struct seg_writer **
 		*out = NULL;
 	}
 	if (rc != ST_OK)
-		return rc;
+		return store_segment_failed(s, rc, err);
 	w->written = !w->inl;
 	w->rows = w->info.rows;
 	w->add.is_inline = w->inl != NULL;
@@ -388,7 +389,7 @@ static int upd_rows(void *arg, const struct st_vec *cols, uint32_t rows, const u
 		rc = st_seterr(err, rc, "UPDATE refused, nothing changed (rows counted among the "
 			       "updated ones): %s", m2);
 	}
-	if (rc == ST_OK && (rc = seg_writer_append(u->out, g, nsel, err)) == ST_OK)
+	if (rc == ST_OK && (rc = store_seg_append(u->s, u->out, g, nsel, err)) == ST_OK)
 		u->rows += nsel;
 	for (size_t k = 0; bufs && k < 3 * ((size_t)F + na); k++)
 		free(bufs[k]);
@@ -1367,13 +1368,13 @@ matched:
 		for (uint32_t bi = 0; bi < m.upd.n && rc == ST_OK; bi++)
 			if ((rc = store_check_constraints(table, w->m.meta, m.upd.vecs[bi], m.upd.rows[bi],
 							  0, err)) == ST_OK)
-				rc = seg_writer_append(out, m.upd.vecs[bi], m.upd.rows[bi], err);
+				rc = store_seg_append(s, out, m.upd.vecs[bi], m.upd.rows[bi], err);
 		for (uint32_t at = 0; at < m.nout && rc == ST_OK;) {
 			uint32_t n = m.nout - at < chunk ? m.nout - at : chunk;
 			if ((rc = merge_batch(&m, m.out + at, n, v, bufs, wide, wcap, zeros, err)) ==
 				    ST_OK &&
 			    (rc = store_check_constraints(table, w->m.meta, v, n, at, err)) == ST_OK)
-				rc = seg_writer_append(out, v, n, err);
+				rc = store_seg_append(s, out, v, n, err);
 			for (uint32_t k = 0; bufs && k < 3 * m.ssc->nfields; k++) {
 				free(bufs[k]);
 				bufs[k] = NULL;

@@ -54,7 +54,7 @@ static int take_rows(void *arg, const struct st_vec *cols, uint32_t rows, const 
 			   : st_seterr(err, ST_ENOMEM, "out of memory");
 	o->rows += nsel;
 	if (rc == ST_OK && !o->held) {
-		rc = seg_writer_append(o->out, v, nsel, err);
+		rc = store_seg_append(o->s, o->out, v, nsel, err);
 	} else if (rc == ST_OK) {
 		if ((rc = store_held_push(o->held, v, bufs, nsel, err)) == ST_OK)
 			return ST_OK; /* held: freed with it */
@@ -191,7 +191,7 @@ static int out_open(struct opt *o, struct st_err *err)
 	store_seg_path(s, w->tid, r->add.file_id, r->path, sizeof r->path);
 	struct seg_writer_opts so = {.row_group_rows = s->opts.row_group_rows, .io = s->opts.io,
 				     .threads = s->enc_threads};
-	return seg_writer_open(r->path, o->sc, &so, &o->out, err);
+	return store_segment_failed(s, seg_writer_open(r->path, o->sc, &so, &o->out, err), err);
 }
 
 /* Close the open output as the next add (data_change = false). */
@@ -202,7 +202,7 @@ static int out_close(struct opt *o, struct st_err *err)
 	int rc = seg_writer_close(o->out, &r->info, err);
 	o->out = NULL;
 	if (rc != ST_OK)
-		return rc;
+		return store_segment_failed(o->s, rc, err);
 	r->written = true;
 	w->nrw++;
 	if (r->info.rows == 0) /* every row of the bin was deleted */
@@ -498,7 +498,7 @@ int st_optimize(st_store *s, const char *table, const struct st_optimize_opts *o
 						       : st_seterr(err, ST_ENOMEM, "out of memory");
 				free(refs);
 				if (rc == ST_OK)
-					rc = seg_writer_append(o.out, v, n, err);
+					rc = store_seg_append(s, o.out, v, n, err);
 				for (uint32_t k = 0; bufs && k < 3 * held.nf; k++)
 					free(bufs[k]);
 				free(bufs);

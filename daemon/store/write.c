@@ -96,9 +96,7 @@ static void app_fini(struct appender *a)
 	memset(a, 0, sizeof *a);
 }
 
-/* An I/O error (EIO from write or fsync) is sticky, as a failed LMDB
- * commit is (DESIGN.md §10); a full disk is not. */
-static int segment_failed(st_store *s, int rc, struct st_err *err)
+int store_segment_failed(st_store *s, int rc, struct st_err *err)
 {
 	if (rc > 0 && rc != ENOSPC && rc != EDQUOT && rc != ENOMEM) {
 		char m[ST_ERR_MSG_MAX];
@@ -107,6 +105,12 @@ static int segment_failed(st_store *s, int rc, struct st_err *err)
 		rc = ST_EFAILED;
 	}
 	return rc;
+}
+
+int store_seg_append(st_store *s, struct seg_writer *w, const struct st_vec *v, uint32_t n,
+		     struct st_err *err)
+{
+	return store_segment_failed(s, seg_writer_append(w, v, n, err), err);
 }
 
 /* ---- transactions ------------------------------------------------------ */
@@ -341,7 +345,7 @@ int store_stage_begin(st_txn *t, const char *table, const struct st_batch *hdr,
 	if (!mem && (rc = store_staged_path(s, w, err)) != ST_OK)
 		goto out;
 	if ((rc = app_open(s, w->path, &w->m, mem, app, err)) != ST_OK)
-		rc = segment_failed(s, rc, err);
+		rc = store_segment_failed(s, rc, err);
 out:
 	store_read_end(s, txn);
 	store_meta_put(ref);
@@ -369,7 +373,7 @@ int store_stage_add(st_txn *t, struct appender *app, const struct st_batch *b, u
 	if (rc != ST_OK)
 		return rc;
 	rc = app_add(app, &w->m, b, nb, err);
-	return rc < 0 ? rc : segment_failed(t->s, rc, err);
+	return rc < 0 ? rc : store_segment_failed(t->s, rc, err);
 }
 
 int store_stage_finish(st_txn *t, struct appender *app, struct st_err *err)
@@ -379,7 +383,7 @@ int store_stage_finish(st_txn *t, struct appender *app, struct st_err *err)
 	if (!w->noop) {
 		w->rows = app->rows;
 		if ((rc = app_close(app, &w->info, &w->inl, &w->inl_len, err)) != ST_OK)
-			return segment_failed(t->s, rc, err);
+			return store_segment_failed(t->s, rc, err);
 		if (w->inl && w->inl_len > t->s->opts.inline_max) {
 			/* Too big to live inline in LMDB: a file, made durable now. */
 			if ((rc = store_staged_path(t->s, w, err)) == ST_OK)
@@ -387,7 +391,7 @@ int store_stage_finish(st_txn *t, struct appender *app, struct st_err *err)
 			free(w->inl);
 			w->inl = NULL;
 			if (rc != ST_OK)
-				return segment_failed(t->s, rc, err);
+				return store_segment_failed(t->s, rc, err);
 		}
 		/* A declared key: the write's keys must not be in the table. */
 		if (w->keys && (rc = store_keys_check(t->s, w, w->keys_replaced, err)) != ST_OK) {

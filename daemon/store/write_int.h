@@ -83,6 +83,15 @@ struct st_txn {
 	uint32_t n;                 /* their count */
 };
 
+/* A segment write's error rc: an I/O error (EIO from write or fsync) is
+ * sticky, as a failed LMDB commit is (DESIGN.md §10): the store fails
+ * (ST_EFAILED); a full disk is not. store_seg_append: seg_writer_append
+ * through it. */
+int store_segment_failed(st_store *s, int rc, struct st_err *err);
+struct seg_writer;
+int store_seg_append(st_store *s, struct seg_writer *w, const struct st_vec *v, uint32_t n,
+		     struct st_err *err);
+
 /* The segment path of w's new file (w->tid, w->add.file_id). */
 int store_staged_path(st_store *s, struct staged *w, struct st_err *err);
 
