@@ -70,8 +70,9 @@ static const struct key keys[] = {
 	 "nanomsg addresses the daemon serves (tcp://HOST:PORT, ipc://PATH)"},
 	{"data_dir", K_STRING, F(data_dir), "./data", 0, 0, NULL,
 	 "directory of the tables and the LMDB environment (created if missing)"},
-	{"map_size", K_SIZE, F(map_size), "1GiB", 1 * MB, 64 * TB, NULL,
-	 "LMDB map size: the most the commit log and inline segments can hold"},
+	{"map_size", K_SIZE, F(map_size), "16GiB", 1 * MB, 64 * TB, NULL,
+	 "LMDB map size: the most the commit log, inline segments and key indexes can hold "
+	 "(address space: the file grows only as it is used)"},
 	{"workers", K_UINT, F(workers), "4", 1, 256, NULL,
 	 "request worker threads: a long scan holds one, commits use the others"},
 	{"log_level", K_ENUM, F(log_level), "info", 0, 0, levels,

@@ -30,60 +30,67 @@ static size_t part_len(const uint8_t *p, size_t n, int t)
 	return n < w ? 0 : w;
 }
 
-size_t store_kix_key(uint8_t *out, uint64_t tid, const uint8_t *kb, size_t kn,
-		     const uint8_t *types, uint32_t nk)
+/* The form-0 body of key kb (kn bytes, types[nk]) into out when it is
+ * given (its bytes then at most max), else into the digest st: its length,
+ * or 0 when kb is not such a key. */
+static size_t kix_body(const uint8_t *kb, size_t kn, const uint8_t *types, uint32_t nk,
+		       uint8_t *out, size_t max, crypto_generichash_state *st)
 {
-	uint8_t body[KIX_KEY_MAX];
 	size_t at = 0;
-	bool raw = true;
-	crypto_generichash_state st;
-	crypto_generichash_init(&st, NULL, 0, 32);
 	for (uint32_t i = 0; i < nk; i++) {
 		int t = types[i];
-		size_t l = part_len(kb, kn, t);
+		size_t l = part_len(kb, kn, t), sl = 8;
 		uint8_t part[8];
-		const uint8_t *src = part;
-		size_t sl = 8;
+		const uint8_t *rest = NULL; /* a string's bytes after its length */
 		if (!l)
 			return 0;
 		if (st_type_is_varlen(t)) {
 			st_put_be(part, 4, st_get_le32(kb));
-			if (raw && at + l <= KIX_RAW_MAX) {
-				memcpy(body + at, part, 4);
-				memcpy(body + at + 4, kb + 4, l - 4);
-			}
-			crypto_generichash_update(&st, part, 4);
-			crypto_generichash_update(&st, kb + 4, l - 4);
-			raw = raw && at + l <= KIX_RAW_MAX;
-			at += l;
-			kb += l;
-			kn -= l;
-			continue;
-		}
-		if (t == ST_TYPE_BOOL) {
+			sl = 4;
+			rest = kb + 4;
+		} else if (t == ST_TYPE_BOOL) {
 			part[0] = kb[0];
 			sl = 1;
 		} else if (t == ST_TYPE_FLOAT64) {
 			uint64_t b = st_get_le64(kb);
-			b = (b >> 63) ? ~b : b | (1ull << 63);
-			st_put_be(part, 8, b);
+			st_put_be(part, 8, (b >> 63) ? ~b : b | (1ull << 63));
 		} else {
 			st_put_be(part, 8, st_get_le64(kb) ^ (1ull << 63));
 		}
-		if (raw && at + sl <= KIX_RAW_MAX)
-			memcpy(body + at, src, sl);
-		crypto_generichash_update(&st, src, sl);
-		raw = raw && at + sl <= KIX_RAW_MAX;
-		at += sl;
+		size_t rl = l - (rest ? 4 : l);
+		if (out && at + sl + rl > max)
+			return at + sl + rl; /* too long for the raw form */
+		if (out) {
+			memcpy(out + at, part, sl);
+			if (rl)
+				memcpy(out + at + sl, rest, rl);
+		} else {
+			crypto_generichash_update(st, part, sl);
+			if (rl)
+				crypto_generichash_update(st, rest, rl);
+		}
+		at += sl + rl;
 		kb += l;
 		kn -= l;
 	}
+	return at;
+}
+
+size_t store_kix_key(uint8_t *out, uint64_t tid, const uint8_t *kb, size_t kn,
+		     const uint8_t *types, uint32_t nk)
+{
 	table_key(out, tid, REC_KEY);
-	if (raw) {
+	size_t n = kix_body(kb, kn, types, nk, out + TABLE_PREFIX_LEN + 1, KIX_RAW_MAX, NULL);
+	if (!n)
+		return 0;
+	if (n <= KIX_RAW_MAX) {
 		out[TABLE_PREFIX_LEN] = 0;
-		memcpy(out + TABLE_PREFIX_LEN + 1, body, at);
-		return TABLE_PREFIX_LEN + 1 + at;
+		return TABLE_PREFIX_LEN + 1 + n;
 	}
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, 32);
+	if (!kix_body(kb, kn, types, nk, NULL, 0, &st))
+		return 0;
 	out[TABLE_PREFIX_LEN] = 1;
 	crypto_generichash_final(&st, out + TABLE_PREFIX_LEN + 1, 32);
 	return TABLE_PREFIX_LEN + 1 + 32;

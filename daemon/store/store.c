@@ -696,7 +696,7 @@ int st_store_open(const char *dir, const struct st_store_opts *opts, st_store **
 	const char *ni = getenv("STRATA_TEST_NO_INTEGRITY");
 	s->no_integrity = ni && !strcmp(ni, "1");
 	if (!s->opts.map_size)
-		s->opts.map_size = 1ull << 30;
+		s->opts.map_size = 16ull << 30;
 	if (!s->opts.row_group_rows)
 		s->opts.row_group_rows = ST_DEFAULT_ROW_GROUP_ROWS;
 	if (!s->opts.inline_max)

@@ -54,7 +54,8 @@ struct st_commit_result;          /* below, with the writes */
 #define ST_DEFAULT_ROW_GROUP_ROWS 16384u
 
 struct st_store_opts {
-	uint64_t map_size;       /* LMDB map size in bytes; 0 = 1 GiB. May grow later. */
+	uint64_t map_size;       /* LMDB map size in bytes; 0 = 16 GiB (address space: the
+				  * file grows as it is used). */
 	uint32_t row_group_rows; /* rows per segment row group; 0 = ST_DEFAULT_ROW_GROUP_ROWS */
 	uint32_t inline_max;     /* segments up to this many bytes live in LMDB instead of a
 				  * file (one fsync per small write); 0 = 16 KiB */

@@ -67,7 +67,7 @@ static void t_strata_yaml_is_the_defaults(void)
 		fprintf(stderr, "  %s\n", err.msg);
 	REQUIRE(rc == ST_OK);
 	CHECK(same(&d, &f));
-	CHECK_EQ(d.map_size, 1ULL << 30);
+	CHECK_EQ(d.map_size, 16ULL << 30);
 	CHECK_EQ(d.cursor_timeout_us, 60000000);
 	CHECK_EQ(d.log_retention_us, 30LL * 86400 * 1000000);
 	CHECK(!strcmp(d.listen[0], "tcp://127.0.0.1:7420"));
