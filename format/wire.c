@@ -196,6 +196,8 @@ static bool has_nulls(const struct st_vec *v, const uint32_t *sel, uint32_t nsel
 static uint64_t varlen_bytes(const struct st_vec *v, const uint32_t *sel, uint32_t nsel)
 {
 	uint64_t n = 0;
+	if (!nsel)
+		return 0; /* a header batch of no rows may have no offsets */
 	if (!sel && !v->dict)
 		return v->offsets[nsel] - v->offsets[0];
 	for (uint32_t i = 0; i < nsel; i++) {
@@ -261,7 +263,8 @@ void wire_pack_batch(struct wire_out *o, uint32_t ncols, const char *const *name
 			msgpack_pack_uint32(pk, WIRE_COL_DATA);
 			uint8_t *p = bin_room(o, w * nsel);
 			if (p && !sel) {
-				memcpy(p, v->data, w * nsel);
+				if (nsel) /* a header batch of no rows may have no data */
+					memcpy(p, v->data, w * nsel);
 			} else if (p) {
 				const uint8_t *d = v->data;
 				if (w == 8)
