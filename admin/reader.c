@@ -562,8 +562,8 @@ static int csv_header(rd_reader *r, struct st_err *err)
 		int ti = st_schema_find(r->table, name, n);
 		if (ti < 0 && !r->o.infer_unknown)
 			return fail(r, err, ST_ESCHEMA, r->spans[i].line, r->spans[i].column,
-				    "column '%.*s' is not in the table (--merge-schema adds it)",
-				    (int)n, name);
+				    "column '%.*s' is not in the table (%s)", (int)n, name,
+				    r->o.unknown_hint ? r->o.unknown_hint : "--merge-schema adds it");
 		if ((rc = add_column(r, name, n, ti >= 0 ? &r->table->fields[ti] : NULL,
 				     ST_TYPE_STRING, err)) != ST_OK)
 			return rc;
@@ -783,9 +783,9 @@ static int json_row(rd_reader *r, struct jcur *j, struct st_err *err)
 					  r->o.infer_unknown
 						  ? "key '%.*s' is not a column of the table and first "
 						    "appears after the first batch"
-						  : "key '%.*s' is not a column of the table "
-						    "(--merge-schema adds it)",
-					  (int)kn, k);
+						  : "key '%.*s' is not a column of the table (%s)",
+					  (int)kn, k,
+					  r->o.unknown_hint ? r->o.unknown_hint : "--merge-schema adds it");
 				goto out;
 			}
 			if ((rc = add_column(r, k, kn, ti >= 0 ? &r->table->fields[ti] : NULL, 0, err)))

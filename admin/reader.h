@@ -49,6 +49,8 @@ struct rd_opts {
 	uint32_t batch_rows;   /* rows per batch; 0 = 65536 */
 	const char *name;      /* the input's name in messages; NULL = "<input>" */
 	bool infer_unknown;    /* accept columns the table lacks, inferring their type */
+	const char *unknown_hint; /* said after "is not in the table" (NULL: how
+				   * --merge-schema adds such a column) */
 };
 
 typedef struct rd_reader rd_reader;

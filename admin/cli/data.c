@@ -474,7 +474,9 @@ int cli_merge_source(sc_client *c, const char *table, const char *path, const ch
 		     uint64_t *load_id)
 {
 	struct loader l = {.c = c, .table = table, .source = true};
-	struct rd_opts ro = {.format = format ? (!strcmp(format, "jsonl") ? RD_JSONL : RD_CSV) : 0};
+	struct rd_opts ro = {.format = format ? (!strcmp(format, "jsonl") ? RD_JSONL : RD_CSV) : 0,
+			     .unknown_hint = "a MERGE source has only the target's columns; add it "
+					     "with alter add-column first"};
 	if (!ro.format)
 		ro.format = ends_with(path, ".jsonl") || ends_with(path, ".json") ? RD_JSONL : RD_CSV;
 	int status = load_file(&l, path, &ro, 0, true);

@@ -119,6 +119,11 @@ run "a bad --when-not-matched is refused" 2 "--when-not-matched takes insert-all
 run "a bad --when-not-matched-by-source is refused" 2 \
 	"--when-not-matched-by-source takes delete or ignore, not 'nope'" \
 	S merge t "$T/small.csv" --on "t.id = s.id" --when-not-matched-by-source nope
+printf 'id,bogus\n1,2\n' >"$T/bogus.csv"
+run "a merge source's column the table lacks is named" 1 \
+	"column 'bogus' is not in the table (a MERGE source has only the target's columns" \
+	S merge t "$T/bogus.csv" --on "t.id = s.id"
+run "a merge from a file leaves no table behind" 0 "" sh -c "! \"$STRATA\" --host $H tables | grep -q merge_source"
 eq "nothing changed by the refused commands" "$(count "$H" t)" "19839,4951682.5"
 run "idempotent delete" 0 "deleted 1 rows" S delete t --where "id = 3" --app-id job --app-version 1
 run "idempotent delete, again" 0 "already done earlier" S delete t --where "id = 4" --app-id job --app-version 1
