@@ -537,7 +537,156 @@ static void t_point_lookups(void)
 	st_store_close(s);
 }
 
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)((rng >> 11) % n);
+}
+
+/* Random histories on a keyed table: writes of random new keys (deleted
+ * ones again too), DELETE, UPDATE, MERGE (update-all + insert-all, and
+ * update + by-source delete), OPTIMIZE, restore and vacuum, against a
+ * mirror of the live keys; after each step the keys the table has are the
+ * mirror's, a repeated key is refused, verify checks the index and every
+ * key's lookup agrees with a scan. */
+static void random_ops(uint64_t seed)
+{
+	st_store *s = open_store(test_new_dir("kix"));
+	struct st_err err;
+	struct st_dml_result r;
+	enum { KEYS = 3000 };
+	static bool live[KEYS];
+	memset(live, 0, sizeof live);
+	rng = seed;
+	create_keyed(s, "t");
+	create_plain(s, "src");
+	uint64_t nlive = 0, bad = 0;
+	for (int step = 0; step < 150 && !bad; step++) {
+		int op = (int)rnd(8);
+		char pred[128];
+		int lo = (int)rnd(KEYS), hi = lo + 1 + (int)rnd(300);
+		snprintf(pred, sizeof pred, "id >= %d AND id < %d", lo, hi);
+		if (op <= 2) { /* write up to 200 keys the table lacks, in random order */
+			int64_t ids[200];
+			uint32_t n = 0;
+			for (uint32_t t = 0; t < 400 && n < 200; t++) {
+				int k = (int)rnd(KEYS);
+				bool dup = false;
+				for (uint32_t j = 0; j < n; j++)
+					dup |= ids[j] == k;
+				if (!live[k] && !dup)
+					ids[n++] = k;
+			}
+			if (n && put_ids(s, "t", ids, n, &err) == ST_OK)
+				for (uint32_t j = 0; j < n; j++)
+					live[ids[j]] = true, nlive++;
+			else if (n)
+				bad++, fprintf(stderr, "  step %d: write: %s\n", step, err.msg);
+			/* a key it holds is refused */
+			for (int k = 0; k < KEYS && nlive; k++)
+				if (live[k]) {
+					int64_t one = k;
+					if (put_ids(s, "t", &one, 1, &err) != ST_ESCHEMA)
+						bad++, fprintf(stderr, "  step %d: key %d written twice\n", step, k);
+					break;
+				}
+		} else if (op == 3) {
+			if (st_delete(s, "t", pred, NULL, &r, &err) != ST_OK)
+				bad++;
+			for (int k = lo; k < hi && k < KEYS; k++)
+				nlive -= live[k], live[k] = false;
+		} else if (op == 4) {
+			if (st_update(s, "t", "v = v + 1", pred, NULL, &r, &err) != ST_OK)
+				bad++;
+		} else if (op == 5) { /* MERGE a source of 100 random keys */
+			struct st_alter a = {0};
+			(void)a;
+			struct st_commit_result cr;
+			REQUIRE(st_table_drop(s, "src", &cr, &err) == ST_OK);
+			create_plain(s, "src");
+			int64_t ids[100];
+			uint32_t n = 0;
+			for (uint32_t t = 0; t < 100; t++) {
+				int k = (int)rnd(KEYS);
+				bool dup = false;
+				for (uint32_t j = 0; j < n; j++)
+					dup |= ids[j] == k;
+				if (!dup)
+					ids[n++] = k;
+			}
+			REQUIRE(put_ids(s, "src", ids, n, &err) == ST_OK);
+			bool by_source = rnd(4) == 0;
+			struct st_merge_opts mo = {.on = "t.id = s.id", .matched = ST_MERGE_MATCHED_UPDATE_ALL,
+						   .not_matched = ST_MERGE_NOT_MATCHED_INSERT_ALL,
+						   .by_source = by_source ? ST_MERGE_BY_SOURCE_DELETE
+									  : ST_MERGE_BY_SOURCE_IGNORE};
+			if (st_merge(s, "t", "src", &mo, &r, &err) != ST_OK) {
+				bad++, fprintf(stderr, "  step %d: merge: %s\n", step, err.msg);
+			} else {
+				if (by_source)
+					memset(live, 0, sizeof live), nlive = 0;
+				for (uint32_t j = 0; j < n; j++)
+					nlive += !live[ids[j]], live[ids[j]] = true;
+			}
+		} else if (op == 6) {
+			struct st_optimize_opts oo = {0};
+			struct st_optimize_result or;
+			if (st_optimize(s, "t", &oo, &or, &err) != ST_OK)
+				bad++;
+		} else {
+			struct st_vacuum_opts vo = {.retain_us = 1, .force = true};
+			struct st_vacuum_result vr;
+			if (st_vacuum(s, "t", &vo, &vr, &err) != ST_OK)
+				bad++;
+			st_vacuum_result_fini(&vr);
+		}
+		/* The table's keys are the mirror's. */
+		int64_t n = count(s, "t", NULL);
+		if (n != (int64_t)nlive)
+			bad++, fprintf(stderr, "  step %d (op %d): %lld rows, the mirror has %llu\n", step,
+				       op, (long long)n, (unsigned long long)nlive);
+		if (step % 6 == 5 || op >= 5)
+			step_ok(s, "t", 0, KEYS);
+	}
+	CHECK_EQ(bad, 0);
+	/* A restore to the oldest retained version (vacuum may have taken the
+	 * first ones) and back to the latest state keeps it exact. */
+	uint64_t head = 0;
+	struct st_commit_result cr;
+	REQUIRE(st_table_version(s, "t", &head, &err) == ST_OK);
+	int64_t v = 0;
+	while ((uint64_t)v < head &&
+	       st_table_restore(s, "t", (struct st_at){ST_AT_VERSION, v}, &cr, &err) == ST_ERANGE)
+		v++;
+	step_ok(s, "t", 0, KEYS);
+	int rc = st_table_restore(s, "t", (struct st_at){ST_AT_VERSION, (int64_t)head}, &cr, &err);
+	if (rc == ST_OK) {
+		CHECK_EQ(count(s, "t", NULL), (int64_t)nlive);
+		step_ok(s, "t", 0, KEYS);
+	}
+	st_store_close(s);
+}
+
+static void t_random_ops_inline(void)
+{
+	for (uint64_t seed = 1; seed <= 3; seed++)
+		random_ops(seed * 0x9e3779b97f4a7c15ull);
+}
+
+static void t_random_ops_files(void)
+{
+	TEST_SET(store_opts.inline_max, 1);
+	for (uint64_t seed = 4; seed <= 6; seed++)
+		random_ops(seed * 0x9e3779b97f4a7c15ull);
+}
+
 static const struct test_case tests[] = {
+	{"random_ops_inline", t_random_ops_inline},
+	{"random_ops_files", t_random_ops_files},
 	{"point_lookups", t_point_lookups},
 	{"key_widening", t_key_widening},
 	{"follows_commits_inline", t_follows_commits_inline},
