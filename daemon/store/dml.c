@@ -488,13 +488,10 @@ out:
 
 #define MERGE_KEYS_MAX 8
 
-/* The source's rows by key: open addressing over entries; an entry is a
- * distinct key (its first row, how many rows share it, whether a target row
- * matched it). */
+/* The source's rows by key: one entry per distinct key of the key set
+ * (its first row, how many rows share it, whether a target row matched
+ * it). */
 struct mkey {
-	size_t off;                  /* its bytes in keys */
-	uint32_t len;
-	uint64_t hash;
 	struct store_ref ref;        /* the first source row with it */
 	uint32_t nrows;              /* source rows with this key */
 	bool matched;
@@ -509,11 +506,8 @@ struct merge {
 	int tkey[MERGE_KEYS_MAX], skey[MERGE_KEYS_MAX];
 	uint32_t nkeys;
 	struct store_held held;      /* the source's rows */
-	struct st_buf keys;          /* key bytes */
-	struct mkey *ent;            /* entries */
-	uint32_t nent, cent;
-	uint32_t *slot;              /* entry + 1, or 0 */
-	uint32_t nslot;              /* a power of two */
+	struct store_keyset keys;    /* their distinct keys */
+	struct mkey *ent;            /* per key */
 	int64_t *row_ent;            /* per source row (in held order): its entry, -1 NULL key */
 	struct store_ref *out;       /* rows to write: updated, then inserted */
 	uint32_t nout, cout;
@@ -549,27 +543,18 @@ static bool key_of(struct merge *m, const struct st_vec *v, const int *cols, uin
 	return store_key_bytes(&m->tmp, pv, idx, types, m->nkeys, r, NULL);
 }
 
-/* The entry of the key in m->tmp, or -1; with add, a new one. */
+/* The entry of the key in m->tmp, or -1; with add, a new one (-2: out of
+ * memory). */
 static int64_t key_find(struct merge *m, bool add, struct store_ref ref)
 {
-	uint64_t h = store_key_hash(m->tmp.data, m->tmp.len);
-	uint32_t s = (uint32_t)h & (m->nslot - 1);
-	for (; m->slot[s]; s = (s + 1) & (m->nslot - 1)) {
-		struct mkey *e = &m->ent[m->slot[s] - 1];
-		if (e->hash == h && e->len == m->tmp.len &&
-		    !memcmp(m->keys.data + e->off, m->tmp.data, e->len)) {
-			if (add)
-				e->nrows++;
-			return m->slot[s] - 1;
-		}
+	int64_t e = store_keyset_find(&m->keys, m->tmp.data, m->tmp.len, add);
+	if (e >= 0 && add)
+		m->ent[e].nrows++;
+	if (e <= -3) {
+		e = -3 - e;
+		m->ent[e] = (struct mkey){ref, 1, false};
 	}
-	if (!add)
-		return -1;
-	struct mkey e = {m->keys.len, (uint32_t)m->tmp.len, h, ref, 1, false};
-	st_buf_append(&m->keys, m->tmp.data, m->tmp.len);
-	m->ent[m->nent] = e;
-	m->slot[s] = ++m->nent;
-	return m->nent - 1;
+	return e;
 }
 
 static bool push_ref(struct merge *m, struct store_ref r)
@@ -804,13 +789,14 @@ static int merge_by_index(struct merge *m, struct st_dml_result *res, struct st_
 	w->read_files = calloc(nf + 1, sizeof *w->read_files);
 	w->rw = calloc(nf + 1, sizeof *w->rw);
 	hit = calloc(nf + 1, sizeof *hit);
-	hp = malloc(((size_t)m->nent + 1) * sizeof *hp);
+	hp = malloc(((size_t)m->keys.n + 1) * sizeof *hp);
 	if (rc == ST_OK && (!w->read_files || !w->rw || !hit || !hp))
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
-	for (uint32_t e = 0; e < m->nent && rc == ST_OK; e++) {
+	for (uint32_t e = 0; e < m->keys.n && rc == ST_OK; e++) {
 		struct mkey *k = &m->ent[e];
-		uint32_t f, pos;
-		int found = store_kix_find(s, v, m->keys.data + k->off, k->len, &f, &pos, err);
+		uint32_t f, pos, kl;
+		const uint8_t *kb = store_keyset_key(&m->keys, e, &kl);
+		int found = store_kix_find(s, v, kb, kl, &f, &pos, err);
 		if (found <= 0) {
 			rc = found;
 			continue;
@@ -823,7 +809,7 @@ static int merge_by_index(struct merge *m, struct st_dml_result *res, struct st_
 			uint8_t types[MERGE_KEYS_MAX];
 			for (uint32_t i = 0; i < m->nkeys; i++)
 				types[i] = m->tsc->fields[m->tkey[i]].type;
-			store_key_bytes_text(m->keys.data + k->off, k->len, types, m->nkeys, kt, sizeof kt);
+			store_key_bytes_text(kb, kl, types, m->nkeys, kt, sizeof kt);
 			rc = st_seterr(err, ST_EINVAL, "table '%s': MERGE refused, nothing changed: the "
 				       "target row with key (%s) is matched by %u source rows", w->table,
 				       kt, k->nrows);
@@ -1212,12 +1198,9 @@ static int merge_impl(st_store *s, const char *table, const char *source, st_mer
 	/* The hash of the source keys; the key range of the first column
 	 * prunes target files (and makes the conflict check's predicate). */
 	uint64_t nsrc = m.held.total;
-	for (m.nslot = 64; m.nslot < 2 * nsrc + 2; m.nslot *= 2)
-		;
-	m.slot = calloc(m.nslot, sizeof *m.slot);
 	m.ent = malloc((nsrc + 1) * sizeof *m.ent);
 	m.row_ent = malloc((nsrc + 1) * sizeof *m.row_ent);
-	if (!m.slot || !m.ent || !m.row_ent) {
+	if (!m.ent || !m.row_ent) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory for %llu source rows",
 			       (unsigned long long)nsrc);
 		goto out;
@@ -1228,10 +1211,13 @@ static int merge_impl(st_store *s, const char *table, const char *source, st_mer
 	double lo = 0, hi = 0;
 	bool any = false, fl = m.tsc->fields[m.tkey[0]].type == ST_TYPE_FLOAT64;
 	uint64_t gi = 0;
+	bool oom = false;
 	for (uint32_t bi = 0; bi < m.held.n; bi++)
 		for (uint32_t r = 0; r < m.held.rows[bi]; r++, gi++) {
 			struct store_ref ref = {bi, r};
-			m.row_ent[gi] = key_of(&m, m.held.vecs[bi], m.skey, r) ? key_find(&m, true, ref) : -1;
+			int64_t e = key_of(&m, m.held.vecs[bi], m.skey, r) ? key_find(&m, true, ref) : -1;
+			oom |= e == -2;
+			m.row_ent[gi] = e < 0 ? -1 : e;
 			if (m.row_ent[gi] < 0 || !range)
 				continue;
 			const uint8_t *kb = m.tmp.data; /* the first key column's 8 bytes */
@@ -1244,7 +1230,7 @@ static int merge_impl(st_store *s, const char *table, const char *source, st_mer
 			hi = any && hi > x ? hi : x;
 			any = true;
 		}
-	if (m.keys.oom || m.tmp.oom) {
+	if (oom || m.tmp.oom) {
 		rc = st_seterr(err, ST_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -1421,10 +1407,9 @@ out:
 	file_recs_free(live, nlive);
 	free(st);
 	store_held_free(&m.held);
-	st_buf_free(&m.keys);
+	store_keyset_fini(&m.keys);
 	st_buf_free(&m.tmp);
 	free(m.ent);
-	free(m.slot);
 	free(m.row_ent);
 	free(m.out);
 	free(m.pos);

@@ -17,17 +17,91 @@
 
 #define KEYS_MAX 32
 
+/* ---- a set of keys ----------------------------------------------------------- */
+
+void store_keyset_fini(struct store_keyset *ks)
+{
+	st_buf_free(&ks->bytes);
+	free(ks->hash);
+	free(ks->off);
+	free(ks->len);
+	free(ks->slot);
+	memset(ks, 0, sizeof *ks);
+}
+
+const uint8_t *store_keyset_key(const struct store_keyset *ks, uint32_t i, uint32_t *len)
+{
+	*len = ks->len[i];
+	return ks->bytes.data + ks->off[i];
+}
+
+/* Twice the room (keys and slots); false when out of memory. */
+static bool keyset_grow(struct store_keyset *ks)
+{
+	uint32_t cap = ks->cap ? 2 * ks->cap : 1024;
+	uint64_t *h = realloc(ks->hash, cap * sizeof *h);
+	if (h)
+		ks->hash = h;
+	uint32_t *o = h ? realloc(ks->off, cap * sizeof *o) : NULL;
+	if (o)
+		ks->off = o;
+	uint32_t *l = o ? realloc(ks->len, cap * sizeof *l) : NULL;
+	if (l)
+		ks->len = l;
+	uint32_t ns = 2 * cap;
+	uint32_t *sl = l ? calloc(ns, sizeof *sl) : NULL;
+	if (!sl)
+		return false;
+	for (uint32_t i = 0; i < ks->n; i++) {
+		uint32_t s = (uint32_t)ks->hash[i] & (ns - 1);
+		while (sl[s])
+			s = (s + 1) & (ns - 1);
+		sl[s] = i + 1;
+	}
+	free(ks->slot);
+	ks->slot = sl;
+	ks->nslot = ns;
+	ks->cap = cap;
+	return true;
+}
+
+int64_t store_keyset_find(struct store_keyset *ks, const uint8_t *kb, size_t kn, bool add)
+{
+	if (add && 2 * (ks->n + 1) > ks->nslot && !keyset_grow(ks))
+		return -2;
+	if (!ks->nslot)
+		return -1;
+	uint64_t h = store_key_hash(kb, kn);
+	uint32_t s = (uint32_t)h & (ks->nslot - 1);
+	for (; ks->slot[s]; s = (s + 1) & (ks->nslot - 1)) {
+		uint32_t i = ks->slot[s] - 1;
+		if (ks->hash[i] == h && ks->len[i] == kn && !memcmp(ks->bytes.data + ks->off[i], kb, kn))
+			return i;
+	}
+	if (!add)
+		return -1;
+	uint32_t i = ks->n;
+	ks->hash[i] = h;
+	ks->off[i] = (uint32_t)ks->bytes.len;
+	ks->len[i] = (uint32_t)kn;
+	st_buf_append(&ks->bytes, kb, kn);
+	if (ks->bytes.oom || ks->bytes.len > UINT32_MAX)
+		return -2;
+	ks->slot[s] = i + 1;
+	ks->n++;
+	return -3 - (int64_t)i;
+}
+
+/* ---- a write's keys ------------------------------------------------------------- */
+
 struct store_keys {
 	uint32_t n;                  /* key columns */
 	int col[KEYS_MAX];           /* their schema indexes */
 	uint8_t type[KEYS_MAX];      /* and types */
-	struct st_buf bytes;         /* the keys, back to back */
 	struct st_buf tmp;           /* a key being built */
-	uint32_t count, cap;         /* keys held */
-	uint64_t *hash, *row;        /* per key: its hash, its row in the write */
-	uint32_t *off, *len;         /* and its bytes */
-	uint32_t *slot;              /* key + 1, or 0 */
-	uint32_t nslot;              /* a power of two */
+	struct store_keyset set;     /* the keys held */
+	uint64_t *row;               /* per key: its row in the write */
+	uint32_t rcap;               /* entries of row */
 	bool numeric, any;           /* the first column's range: lo..hi */
 	double lo, hi;
 };
@@ -36,13 +110,9 @@ void store_keys_free(struct store_keys *k)
 {
 	if (!k)
 		return;
-	st_buf_free(&k->bytes);
 	st_buf_free(&k->tmp);
-	free(k->hash);
+	store_keyset_fini(&k->set);
 	free(k->row);
-	free(k->off);
-	free(k->len);
-	free(k->slot);
 	free(k);
 }
 
@@ -152,54 +222,6 @@ uint64_t store_key_hash(const uint8_t *p, size_t n)
 	return h ^ (h >> 29);
 }
 
-/* The held key equal to k->tmp, or -1. */
-static int64_t find(const struct store_keys *k, uint64_t h, uint32_t *at)
-{
-	if (!k->nslot)
-		return -1;
-	uint32_t s = (uint32_t)h & (k->nslot - 1);
-	for (; k->slot[s]; s = (s + 1) & (k->nslot - 1)) {
-		uint32_t i = k->slot[s] - 1;
-		if (k->hash[i] == h && k->len[i] == k->tmp.len &&
-		    !memcmp(k->bytes.data + k->off[i], k->tmp.data, k->len[i]))
-			return i;
-	}
-	*at = s;
-	return -1;
-}
-
-static bool grow(struct store_keys *k)
-{
-	uint32_t cap = k->cap ? 2 * k->cap : 1024;
-	uint64_t *h = realloc(k->hash, cap * sizeof *h);
-	if (h)
-		k->hash = h;
-	uint64_t *r = h ? realloc(k->row, cap * sizeof *r) : NULL;
-	if (r)
-		k->row = r;
-	uint32_t *o = r ? realloc(k->off, cap * sizeof *o) : NULL;
-	if (o)
-		k->off = o;
-	uint32_t *l = o ? realloc(k->len, cap * sizeof *l) : NULL;
-	if (l)
-		k->len = l;
-	uint32_t ns = 2 * cap;
-	uint32_t *sl = l ? calloc(ns, sizeof *sl) : NULL;
-	if (!sl)
-		return false;
-	for (uint32_t i = 0; i < k->count; i++) {
-		uint32_t s = (uint32_t)k->hash[i] & (ns - 1);
-		while (sl[s])
-			s = (s + 1) & (ns - 1);
-		sl[s] = i + 1;
-	}
-	free(k->slot);
-	k->slot = sl;
-	k->nslot = ns;
-	k->cap = cap;
-	return true;
-}
-
 static void key_text(const struct store_keys *k, const struct st_vec *const *cols, uint32_t r,
 		     char *buf, size_t len)
 {
@@ -214,11 +236,17 @@ int store_keys_add_row(struct store_keys *k, const char *table, const struct st_
 		return k->tmp.oom ? st_seterr(err, ST_ENOMEM, "out of memory")
 				  : st_seterr(err, ST_ESCHEMA, "table '%s': row %llu of the write has no "
 					      "value for a key column", table, (unsigned long long)row);
-	if (2 * (k->count + 1) > k->nslot && !grow(k))
+	if (k->set.n == k->rcap) {
+		uint32_t c = k->rcap ? 2 * k->rcap : 1024;
+		uint64_t *g = realloc(k->row, c * sizeof *g);
+		if (!g)
+			return st_seterr(err, ST_ENOMEM, "out of memory holding the write's keys");
+		k->row = g;
+		k->rcap = c;
+	}
+	int64_t e = store_keyset_find(&k->set, k->tmp.data, k->tmp.len, true);
+	if (e == -2)
 		return st_seterr(err, ST_ENOMEM, "out of memory holding the write's keys");
-	uint64_t h = store_key_hash(k->tmp.data, k->tmp.len);
-	uint32_t at = 0;
-	int64_t e = find(k, h, &at);
 	if (e >= 0) {
 		char kt[256];
 		key_text(k, cols, r, kt, sizeof kt);
@@ -226,15 +254,7 @@ int store_keys_add_row(struct store_keys *k, const char *table, const struct st_
 				 "rows %llu and %llu", table, kt, (unsigned long long)k->row[e],
 				 (unsigned long long)row);
 	}
-	uint32_t i = k->count++;
-	k->hash[i] = h;
-	k->row[i] = row;
-	k->off[i] = (uint32_t)k->bytes.len;
-	k->len[i] = (uint32_t)k->tmp.len;
-	st_buf_append(&k->bytes, k->tmp.data, k->tmp.len);
-	if (k->bytes.oom || k->bytes.len > UINT32_MAX)
-		return st_seterr(err, ST_ENOMEM, "out of memory holding the write's keys");
-	k->slot[at] = i + 1;
+	k->row[-3 - e] = row; /* added */
 	if (k->numeric) {
 		k->lo = k->any && k->lo < first ? k->lo : first;
 		k->hi = k->any && k->hi > first ? k->hi : first;
@@ -303,14 +323,15 @@ static int check_by_index(st_store *s, struct staged *w, struct st_err *err)
 		rc = store_lmdb_err(err, mrc, "checking keys");
 	else
 		rc = store_kix_view_open(s, txn, w->m.meta, w->tid, w->read_version, &v, err);
-	for (uint32_t i = 0; rc == ST_OK && i < k->count; i++) {
-		uint32_t f, pos;
-		int found = store_kix_find(s, v, k->bytes.data + k->off[i], k->len[i], &f, &pos, err);
+	for (uint32_t i = 0; rc == ST_OK && i < k->set.n; i++) {
+		uint32_t f, pos, kl;
+		const uint8_t *kb = store_keyset_key(&k->set, i, &kl);
+		int found = store_kix_find(s, v, kb, kl, &f, &pos, err);
 		if (found < 0 || found > 1)
 			rc = found;
 		else if (found) {
 			char kt[256];
-			store_key_bytes_text(k->bytes.data + k->off[i], k->len[i], k->type, k->n, kt, sizeof kt);
+			store_key_bytes_text(kb, kl, k->type, k->n, kt, sizeof kt);
 			rc = exists_error(err, w->table, kt, k->row[i]);
 		}
 	}
@@ -336,10 +357,9 @@ static int probe_rows(void *arg, const struct st_vec *cols, uint32_t rows, const
 		v[k->col[i]] = &cols[k->col[i]];
 	for (uint32_t j = 0; j < nsel; j++) {
 		double first;
-		uint32_t at;
 		if (!key_of(k, v, sel[j], &first))
 			continue;
-		int64_t e = find(k, store_key_hash(k->tmp.data, k->tmp.len), &at);
+		int64_t e = store_keyset_find(&k->set, k->tmp.data, k->tmp.len, false);
 		if (e >= 0) {
 			char kt[256];
 			key_text(k, v, sel[j], kt, sizeof kt);
@@ -355,7 +375,7 @@ int store_keys_check(st_store *s, struct staged *w, const char *replaced, struct
 	const struct st_schema *sc = &w->m.meta->schema;
 	char range[2 * ST_NAME_MAX + 128] = "true", text[8192];
 	int rc = ST_OK;
-	if (!k || !k->count || w->overwrite)
+	if (!k || !k->set.n || w->overwrite)
 		return ST_OK;
 	const char *name = sc->fields[k->col[0]].name;
 	if (k->numeric && k->type[0] == ST_TYPE_FLOAT64)
@@ -402,7 +422,7 @@ int store_keys_check(st_store *s, struct staged *w, const char *replaced, struct
 		in[i] = expr_may_match(pred, st) != EXPR_MATCH_NONE;
 		rows += in[i] ? file_live_rows(&live[i]) : 0;
 	}
-	if (rc == ST_OK && rows && !(replaced && *replaced) && rows >= (uint64_t)k->count * 8) {
+	if (rc == ST_OK && rows && !(replaced && *replaced) && rows >= (uint64_t)k->set.n * 8) {
 		rc = check_by_index(s, w, err);
 		rows = 0;
 	}

@@ -113,6 +113,21 @@ int store_stage_delete(st_store *s, MDB_txn *txn, struct staged *w, const char *
 		       struct st_dml_result *dr, struct file_rec **livep, uint32_t *nlivep,
 		       bool **hitp, struct st_err *err);
 
+/* A set of keys (their bytes), open addressing by store_key_hash (keys.c). */
+struct store_keyset {
+	struct st_buf bytes;         /* the keys, back to back */
+	uint64_t *hash;              /* per key: its hash */
+	uint32_t *off, *len;         /* and its bytes */
+	uint32_t *slot;              /* key + 1, or 0; nslot a power of two */
+	uint32_t n, cap, nslot;
+};
+void store_keyset_fini(struct store_keyset *ks);
+/* The index of key kb (kn bytes) in ks, or -1; with add, a key not there is
+ * added and -3 - its index returned; -2: out of memory. */
+int64_t store_keyset_find(struct store_keyset *ks, const uint8_t *kb, size_t kn, bool add);
+/* Key i's bytes (*len of them). */
+const uint8_t *store_keyset_key(const struct store_keyset *ks, uint32_t i, uint32_t *len);
+
 /* Declared keys (keys.c, STORE.md §4.6): the set of a write's keys
  * (NULL when m declares none); add the keys of n rows (cols[f]: schema
  * field f's vector, NULL when the write lacks it), refusing a repeat; then
