@@ -26,7 +26,9 @@
  *                        --when-matched update-all --when-not-matched insert-all`
  *      merge, keyed      the same into a table created with --key id: the
  *                        matches found through the key index (STORE.md
- *                        §4.6); compared with the same DuckDB MERGE
+ *                        §4.6); compared with the same DuckDB MERGE; and
+ *                        load_keyed_vs_plain, that table's load time ÷ a
+ *                        plain copy's (what the key check and index cost)
  *      optimize          Q2's rows read before ÷ after `strata optimize T
  *                        --cluster-by ts,sensor` on a copy loaded in random
  *                        order (shuf of the CSV); Q2's times beside it
@@ -527,7 +529,9 @@ int main(int argc, char **argv)
 	int64_t wb[MAXCOPIES];
 	uint64_t mdb_growth[MAXCOPIES], tables_growth[MAXCOPIES];
 	struct del_result dres = {0};
-	double load_s[MAXCOPIES], opt_before = -1, opt_after = -1, opt_ms = -1;
+	double load_s[MAXCOPIES], load_keyed_s[MAXCOPIES], opt_before = -1, opt_after = -1,
+	       opt_ms = -1;
+	int nkeyed = 0;
 	char opt_note[300] = "not built", msg[600];
 	char mdb[4200], tables[4200];
 	snprintf(mdb, sizeof mdb, "%s/store/data.mdb", data);
@@ -602,7 +606,9 @@ int main(int argc, char **argv)
 			snprintf(name, sizeof name, "%c%d", "umk"[which], k);
 			fprintf(stderr, "bench-dml: strata copy %d/%d: load %s, %s\n", k + 1,
 			        copies, name, which == 2 ? "merge (keyed)" : which ? "merge" : "update");
-			load_keyed(name, csv, which == 2);
+			double ls = load_keyed(name, csv, which == 2);
+			if (which == 2)
+				load_keyed_s[nkeyed++] = ls;
 			char *upd_argv[] = {strata_bin,  "--host", host,
 			                    "--timeout", "3600",   "update",
 			                    name,        "--set",  "value = value * 2",
@@ -777,6 +783,13 @@ int main(int argc, char **argv)
 	print_vs("update_vs_duckdb", "scattered", rows, &upd, duck, 2, pred, has_update);
 	print_vs("merge_vs_duckdb", NULL, rows, &mrg, duck, 3, NULL, has_merge);
 	print_vs("merge_vs_duckdb", "keyed", rows, &mrgk, duck, 3, NULL, has_merge);
+	/* What a declared key costs a load: the key check and the key index. */
+	double lk = nkeyed ? median(load_keyed_s, nkeyed) : -1, lp = median(load_s, copies);
+	printf("{\"bench\":\"dml\",\"metric\":\"load_keyed_vs_plain\",\"rows\":%" PRIu64, rows);
+	jnum("value", lk > 0 && lp > 0 ? lk / lp : -1, "%.3f");
+	jnum("keyed_load_s", lk, "%.3f");
+	jnum("plain_load_s", lp, "%.3f");
+	printf("}\n");
 	printf("{\"bench\":\"dml\",\"metric\":\"delete_bytes_written_per_row\",\"rows\":%" PRIu64,
 	       rows);
 	jnum("value", wbr, "%.4f");
