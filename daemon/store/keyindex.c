@@ -237,6 +237,7 @@ struct store_kix_view {
 	uint64_t tid;
 	struct file_rec *files;      /* live at the version */
 	uint32_t nfiles;
+	bool borrowed;               /* files are the caller's */
 	uint32_t *slot;              /* file + 1 by segment id, open addressing */
 	uint32_t nslot;
 	uint32_t **del;              /* per file: its deletion vector's positions, when decoded */
@@ -255,7 +256,8 @@ void store_kix_view_free(struct store_kix_view *v)
 	free(v->del);
 	free(v->ndel);
 	free(v->slot);
-	file_recs_free(v->files, v->nfiles);
+	if (!v->borrowed)
+		file_recs_free(v->files, v->nfiles);
 	if (v->cur)
 		mdb_cursor_close(v->cur);
 	free(v);
@@ -269,12 +271,22 @@ static uint32_t seg_hash(uint64_t seg)
 int store_kix_view_open(st_store *s, MDB_txn *txn, const struct act_metadata *m, uint64_t tid,
 			uint64_t version, struct store_kix_view **out, struct st_err *err)
 {
+	return store_kix_view_files_open(s, txn, m, tid, version, NULL, 0, out, err);
+}
+
+int store_kix_view_files_open(st_store *s, MDB_txn *txn, const struct act_metadata *m,
+			      uint64_t tid, uint64_t version, struct file_rec *files, uint32_t n,
+			      struct store_kix_view **out, struct st_err *err)
+{
 	struct store_kix_view *v = calloc(1, sizeof *v);
 	*out = NULL;
 	if (!v)
 		return st_seterr(err, ST_ENOMEM, "out of memory");
 	v->tid = tid;
-	int rc = store_files_at(s, txn, tid, version, &v->files, &v->nfiles, err);
+	v->borrowed = files != NULL;
+	v->files = files;
+	v->nfiles = n;
+	int rc = files ? ST_OK : store_files_at(s, txn, tid, version, &v->files, &v->nfiles, err);
 	for (v->nslot = 16; rc == ST_OK && v->nslot < 2 * v->nfiles + 2; v->nslot *= 2)
 		;
 	if (rc == ST_OK && (!(v->slot = calloc(v->nslot, sizeof *v->slot)) ||

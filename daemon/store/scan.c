@@ -367,7 +367,8 @@ static int key_point(st_scan *sc, struct st_err *err)
 		rc = kb.oom ? st_seterr(err, ST_ENOMEM, "out of memory") : ST_OK;
 	else if ((mrc = store_read_begin(sc->s, &txn)) != 0)
 		rc = store_lmdb_err(err, mrc, "looking a key up");
-	else if ((rc = store_kix_view_open(sc->s, txn, m, sc->tid, sc->version, &view, err)) == ST_OK) {
+	else if ((rc = store_kix_view_files_open(sc->s, txn, m, sc->tid, sc->version, sc->files,
+						   sc->nfiles, &view, err)) == ST_OK) {
 		uint32_t fi, pos, nf;
 		int found = store_kix_find(sc->s, view, kb.data, kb.len, &fi, &pos, err);
 		if (found >= 0) {

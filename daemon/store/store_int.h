@@ -579,6 +579,11 @@ int store_kix_verify(st_store *s, MDB_txn *txn, uint64_t tid, const struct act_m
 struct store_kix_view;
 int store_kix_view_open(st_store *s, MDB_txn *txn, const struct act_metadata *m, uint64_t tid,
 			uint64_t version, struct store_kix_view **out, struct st_err *err);
+/* The same over files (n of them) the caller already listed at version,
+ * borrowed until store_kix_view_free. */
+int store_kix_view_files_open(st_store *s, MDB_txn *txn, const struct act_metadata *m,
+			      uint64_t tid, uint64_t version, struct file_rec *files, uint32_t n,
+			      struct store_kix_view **out, struct st_err *err);
 void store_kix_view_free(struct store_kix_view *v);
 const struct file_rec *store_kix_view_files(const struct store_kix_view *v, uint32_t *n);
 /* The row holding the key kb (kn bytes, store_key_bytes form) at the
